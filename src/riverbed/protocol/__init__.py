@@ -1,0 +1,1 @@
+"""Sans-io Kafka protocol: bytes in, typed messages out. No sockets, clock or disk here."""

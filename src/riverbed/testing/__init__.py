@@ -1,0 +1,1 @@
+"""Test helpers for users' suites: an embedded riverbed broker on a free port."""

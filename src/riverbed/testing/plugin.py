@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures that start an embedded riverbed broker (filled in with the broker)."""
