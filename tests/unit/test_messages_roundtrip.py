@@ -6,6 +6,7 @@ flexible versions, tagged fields, nullable fields and nested structs as the spec
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import uuid
 from typing import Any
@@ -83,7 +84,7 @@ def value_strategy(spec: cg.MessageSpec, f: cg.FieldSpec, v: int, owner: type, d
     return base
 
 
-def Emitter(spec: cg.MessageSpec) -> cg.Emitter:  # noqa: N802 - cached factory
+def Emitter(spec: cg.MessageSpec) -> cg.Emitter:
     cached = _emitters.get(spec.name)
     if cached is None:
         cached = _emitters[spec.name] = cg.Emitter(spec)
@@ -131,10 +132,8 @@ def test_roundtrip(spec: cg.MessageSpec, version: int, data: st.DataObject) -> N
 @given(blob=st.binary(max_size=64))
 def test_garbage_only_raises_decode_error(spec: cg.MessageSpec, version: int, blob: bytes) -> None:
     cls = cls_for(spec)
-    try:
+    with contextlib.suppress(DecodeError):
         cls.read(Reader(blob), version)
-    except DecodeError:
-        pass
 
 
 def test_hostile_array_length_is_refused_without_allocating() -> None:

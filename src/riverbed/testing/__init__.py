@@ -1,1 +1,133 @@
-"""Test helpers for users' suites: an embedded riverbed broker on a free port."""
+"""Test helpers for users' own suites: a real riverbed broker on a free port, no Docker.
+
+In pytest the plugin (installed with riverbed) gives two fixtures:
+
+- ``riverbed_broker``: a broker per test, in a background thread, with a temp data dir.
+- ``riverbed_session_broker``: one broker shared by the whole test session.
+
+Both yield an :class:`EmbeddedBroker`; use ``broker.bootstrap`` as ``bootstrap.servers``.
+Outside pytest, ``with EmbeddedBroker() as broker: ...`` does the same, and
+:class:`BrokerProcess` runs ``riverbed serve`` as a separate process (for crash tests).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from riverbed.app import BrokerThread
+from riverbed.broker import BrokerConfig
+
+__all__ = ["BrokerProcess", "EmbeddedBroker", "free_port"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """A riverbed broker in this process, on its own event loop thread."""
+
+    def __init__(self, data_dir: Path | None = None, **settings: Any) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="riverbed-")) if data_dir is None else data_dir
+        self.config = BrokerConfig(data_dir=self.data_dir, port=0, **settings)
+        self._thread: BrokerThread | None = None
+
+    def start(self) -> EmbeddedBroker:
+        self._thread = BrokerThread(self.config).start()
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        assert self._thread is not None, "broker not started"
+        return self._thread.bootstrap
+
+    @property
+    def broker(self) -> Any:
+        """The Broker object (for white-box assertions in riverbed's own tests)."""
+        assert self._thread is not None
+        return self._thread.app.broker
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the broker's event loop thread."""
+        assert self._thread is not None
+        return self._thread.call(fn, *args)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class BrokerProcess:
+    """``riverbed serve`` in a child process, for tests that kill or restart the broker."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> BrokerProcess:
+        cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *self.extra]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"broker did not listen on {self.port}: {self.log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """kill -9: no flush, no clean shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def __enter__(self) -> BrokerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.kill()
+
+

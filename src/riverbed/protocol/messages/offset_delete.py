@@ -24,12 +24,10 @@ class OffsetDeleteRequest(Message):
         @classmethod
         def read(cls, r: Reader, version: int) -> OffsetDeleteRequest.OffsetDeleteRequestPartition:
             self = cls()
-            flex = False
             self.partition_index = r.int32()
             return self
 
         def write(self, w: Writer, version: int) -> None:
-            flex = False
             w.int32(self.partition_index)
 
     @dataclass(slots=True)
@@ -94,13 +92,11 @@ class OffsetDeleteResponse(Message):
         @classmethod
         def read(cls, r: Reader, version: int) -> OffsetDeleteResponse.OffsetDeleteResponsePartition:
             self = cls()
-            flex = False
             self.partition_index = r.int32()
             self.error_code = r.int16()
             return self
 
         def write(self, w: Writer, version: int) -> None:
-            flex = False
             w.int32(self.partition_index)
             w.int16(self.error_code)
 

@@ -1,0 +1,5 @@
+import sys
+
+from riverbed.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""RiverbedApp: start/stop a Broker behind a KafkaServer on the running event loop.
+BrokerThread: the same on a private loop in a background thread (for synchronous callers
+such as test suites)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from riverbed.broker import Broker, BrokerConfig
+from riverbed.server import KafkaServer, ServerConfig
+from riverbed.storage.manager import LogManager
+
+log = logging.getLogger("riverbed")
+
+
+@dataclass(slots=True)
+class StartupInfo:
+    host: str
+    port: int
+    seconds: float
+
+
+class RiverbedApp:
+    def __init__(self, config: BrokerConfig, *, shutdown_timeout: float = 10.0) -> None:
+        self.config = config
+        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable))
+        self.server = KafkaServer(
+            self.broker,
+            ServerConfig(
+                host=config.host,
+                port=config.port,
+                max_request_size=config.max_request_size,
+                shutdown_timeout=shutdown_timeout,
+            ),
+        )
+        self.started = False
+
+    async def start(self) -> StartupInfo:
+        t0 = time.perf_counter()
+        await self.broker.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.broker.stop()
+            raise
+        self.broker.bound_port = self.server.port
+        self.started = True
+        host, port = self.broker.advertised()
+        info = StartupInfo(host, port, time.perf_counter() - t0)
+        log.info("riverbed listening on %s:%d (data in %s), ready in %.0f ms", self.config.host, self.server.port, self.config.data_dir, info.seconds * 1000)
+        return info
+
+    @property
+    def bootstrap(self) -> str:
+        host, port = self.broker.advertised()
+        return f"{host}:{port}"
+
+    async def stop(self) -> None:
+        """Stop accepting, answer in-flight requests, then flush and fsync every log."""
+        if not self.started:
+            return
+        self.started = False
+        await self.server.stop()
+        await self.broker.stop()
+
+
+class BrokerThread:
+    """Run a RiverbedApp on its own event loop in a daemon thread."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.app = RiverbedApp(config, shutdown_timeout=2.0)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="riverbed-broker", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._main())
+        self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.app.start()
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self.app.stop()
+
+    def start(self, timeout: float = 10.0) -> BrokerThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("riverbed did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return self.app.bootstrap
+
+    def call(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run ``fn(*args)`` on the broker's loop and return its result (for tests)."""
+        fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
+        return fut.result(30)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._thread.is_alive() and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
+
+
+async def _call(fn, *args):  # type: ignore[no-untyped-def]
+    return fn(*args)

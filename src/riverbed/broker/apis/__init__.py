@@ -1,0 +1,26 @@
+"""One module per API (or per small family of APIs). ``API_HANDLERS`` maps api key to handler."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import api_versions, configs, fetch, list_offsets, metadata, produce, topics
+
+if TYPE_CHECKING:
+    from ..broker import ApiHandler
+
+API_HANDLERS: dict[int, ApiHandler] = {
+    0: produce.handle_produce,
+    1: fetch.handle_fetch,
+    2: list_offsets.handle_list_offsets,
+    3: metadata.handle_metadata,
+    18: api_versions.handle_api_versions,
+    19: topics.handle_create_topics,
+    20: topics.handle_delete_topics,
+    21: topics.handle_delete_records,
+    32: configs.handle_describe_configs,
+    33: configs.handle_alter_configs,
+    37: topics.handle_create_partitions,
+    44: configs.handle_incremental_alter_configs,
+    60: metadata.handle_describe_cluster,
+}

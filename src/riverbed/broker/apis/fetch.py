@@ -1,0 +1,136 @@
+"""Fetch (key 1): long poll on max_wait_ms / min_bytes, woken by appends and fsyncs.
+
+Each partition's data starts at the batch containing fetch_offset and is made of whole
+batches read straight from the segment files (never re-encoded). max_bytes and
+partition_max_bytes are soft limits (KIP-74): the first batch of the first partition with
+data is returned even when it is larger, so a consumer never stalls on a big batch.
+Fetch sessions are not kept: every response carries session_id 0, which tells clients
+to send full fetch requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
+from riverbed.server.handler import ConnectionInfo
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+Resp = FetchResponse
+READ_COMMITTED = 1
+
+
+def _partition_error(index: int, code: int) -> Resp.PartitionData:
+    return Resp.PartitionData(
+        partition_index=index,
+        error_code=code,
+        high_watermark=-1,
+        last_stable_offset=-1,
+        log_start_offset=-1,
+        aborted_transactions=None,
+        preferred_read_replica=-1,
+        records=None,
+    )
+
+
+def _read_all(broker: Broker, version: int, req: FetchRequest) -> tuple[FetchResponse, int, bool]:
+    """Build a response from what is readable now: (response, bytes of records, any error)."""
+    remaining = req.max_bytes if version >= 3 else 2**31 - 1
+    min_one = True
+    total = 0
+    errors = False
+    read_committed = req.isolation_level == READ_COMMITTED
+    topics_out: list[Resp.FetchableTopicResponse] = []
+    for ft in req.topics:
+        name = ft.topic
+        topic = broker.topics.get(name) if name else None
+        if topic is None and version >= 13:
+            topic = broker.topics.by_id(ft.topic_id)
+        parts: list[Resp.PartitionData] = []
+        topics_out.append(Resp.FetchableTopicResponse(topic=name, topic_id=ft.topic_id, partitions=parts))
+        for fp in ft.partitions:
+            plog = broker.partition(topic.name, fp.partition) if topic is not None else None
+            if plog is None:
+                code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                parts.append(_partition_error(fp.partition, code))
+                errors = True
+                continue
+            limit = min(fp.partition_max_bytes, remaining)
+            try:
+                result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one)
+            except KafkaError as exc:
+                pd = _partition_error(fp.partition, exc.code)
+                pd.high_watermark = plog.high_watermark
+                pd.last_stable_offset = plog.high_watermark
+                pd.log_start_offset = plog.log_start_offset
+                parts.append(pd)
+                errors = True
+                continue
+            size = len(result.records)
+            if size:
+                min_one = False
+                remaining -= size
+                total += size
+            parts.append(
+                Resp.PartitionData(
+                    partition_index=fp.partition,
+                    error_code=0,
+                    high_watermark=result.high_watermark,
+                    last_stable_offset=result.last_stable_offset,
+                    log_start_offset=result.log_start_offset,
+                    aborted_transactions=[] if read_committed else None,
+                    preferred_read_replica=-1,
+                    records=result.records,
+                )
+            )
+    resp = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=topics_out)
+    return resp, total, errors
+
+
+def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
+    resp, total, errors = _read_all(broker, version, req)
+    if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
+        return resp
+    return asyncio.ensure_future(_long_poll(broker, version, req))
+
+
+async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchResponse:
+    interest = []
+    for ft in req.topics:
+        topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
+        if topic is None:
+            continue
+        for fp in ft.partitions:
+            plog = broker.partition(topic.name, fp.partition)
+            if plog is not None:
+                interest.append((plog, fp.fetch_offset))
+    need = max(req.min_bytes, 1)
+    seen = [plog.high_watermark for plog, _ in interest]
+
+    def ready() -> bool:
+        """New data (or a truncation) on any requested partition since the last read."""
+        for (plog, offset), hw in zip(interest, seen, strict=True):
+            if plog.high_watermark != hw or offset < plog.log_start_offset:
+                return True
+        return False
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.max_wait_ms / 1000
+    while True:
+        timeout = deadline - loop.time()
+        if timeout <= 0:
+            break
+        try:
+            await asyncio.wait_for(broker.wait_until(ready), timeout)
+        except (TimeoutError, KafkaError):
+            break
+        resp, total, errors = _read_all(broker, version, req)
+        if errors or total >= need:
+            return resp
+        seen = [plog.high_watermark for plog, _ in interest]
+    resp, _, _ = _read_all(broker, version, req)
+    return resp

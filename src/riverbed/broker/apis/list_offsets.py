@@ -1,0 +1,47 @@
+"""ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3, v7+), by timestamp."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from riverbed.protocol.errors import ErrorCode
+from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
+from riverbed.server.handler import ConnectionInfo
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+Resp = ListOffsetsResponse
+
+
+def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse:
+    topics_out = []
+    for t in req.topics:
+        parts = []
+        topics_out.append(Resp.ListOffsetsTopicResponse(name=t.name, partitions=parts))
+        for p in t.partitions:
+            out = Resp.ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=0, timestamp=-1, offset=-1, leader_epoch=-1)
+            parts.append(out)
+            plog = broker.partition(t.name, p.partition_index)
+            if plog is None:
+                out.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            ts = p.timestamp
+            if ts == EARLIEST:
+                out.offset = plog.log_start_offset
+            elif ts == LATEST:
+                out.offset = plog.high_watermark  # = last stable offset until transactions exist
+            elif ts == MAX_TIMESTAMP:
+                if version < 7:
+                    out.error_code = ErrorCode.UNSUPPORTED_VERSION
+                    continue
+                off, stamp = plog.max_timestamp()
+                out.offset, out.timestamp = off, stamp
+            elif ts < 0:
+                out.error_code = ErrorCode.UNSUPPORTED_VERSION if ts == -4 or ts == -5 else ErrorCode.INVALID_REQUEST
+            else:
+                found = plog.offset_for_timestamp(ts)
+                if found is not None and found[0] < plog.high_watermark:
+                    out.offset, out.timestamp = found
+    return ListOffsetsResponse(throttle_time_ms=0, topics=topics_out)

@@ -1,0 +1,118 @@
+"""Metadata (key 3) with auto topic creation, and DescribeCluster (key 60)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from riverbed.metadata.topics import Topic, validate_topic_name
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.messages.describe_cluster import (
+    DescribeClusterRequest,
+    DescribeClusterResponse,
+)
+from riverbed.protocol.messages.metadata import MetadataRequest, MetadataResponse
+from riverbed.protocol.primitives import ZERO_UUID
+from riverbed.server.handler import ConnectionInfo
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+AUTHORIZED_OPS_UNKNOWN = -2147483648
+Resp = MetadataResponse
+
+
+def _topic_entry(broker: Broker, topic: Topic) -> Resp.MetadataResponseTopic:
+    node = broker.config.node_id
+    return Resp.MetadataResponseTopic(
+        error_code=0,
+        name=topic.name,
+        topic_id=topic.topic_id,
+        is_internal=topic.internal,
+        partitions=[
+            Resp.MetadataResponsePartition(
+                error_code=0,
+                partition_index=p,
+                leader_id=node,
+                leader_epoch=-1,  # no leader epochs: clients then skip offset validation
+                replica_nodes=[node],
+                isr_nodes=[node],
+                offline_replicas=[],
+            )
+            for p in range(topic.partitions)
+        ],
+        topic_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+    )
+
+
+def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: MetadataRequest) -> MetadataResponse:
+    host, port = broker.advertised()
+    node = broker.config.node_id
+    topics: list[Resp.MetadataResponseTopic] = []
+    all_topics = req.topics is None or (version == 0 and not req.topics)
+    if all_topics:
+        topics = [_topic_entry(broker, t) for t in broker.topics if not t.internal]
+    else:
+        auto = (req.allow_auto_topic_creation if version >= 4 else True) and broker.config.auto_create_topics
+        for wanted in req.topics or []:
+            name = wanted.name
+            if name is None:
+                found = broker.topics.by_id(wanted.topic_id) if wanted.topic_id != ZERO_UUID else None
+                if found is None:
+                    topics.append(
+                        Resp.MetadataResponseTopic(
+                            error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id
+                        )
+                    )
+                else:
+                    topics.append(_topic_entry(broker, found))
+                continue
+            topic = broker.topics.get(name)
+            if topic is None:
+                try:
+                    validate_topic_name(name)
+                except KafkaError as exc:
+                    topics.append(Resp.MetadataResponseTopic(error_code=exc.code, name=name))
+                    continue
+                if not auto:
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name))
+                    continue
+                try:
+                    topic = broker.create_topic(name, broker.config.num_partitions, {})
+                except KafkaError as exc:
+                    if exc.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                        topics.append(Resp.MetadataResponseTopic(error_code=exc.code, name=name))
+                        continue
+                    topic = broker.topics.get(name)
+                    assert topic is not None
+            topics.append(_topic_entry(broker, topic))
+    return MetadataResponse(
+        throttle_time_ms=0,
+        brokers=[Resp.MetadataResponseBroker(node_id=node, host=host, port=port, rack=None)],
+        cluster_id=broker.topics.cluster_id,
+        controller_id=node,
+        topics=topics,
+        cluster_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+    )
+
+
+def handle_describe_cluster(
+    broker: Broker, conn: ConnectionInfo, version: int, req: DescribeClusterRequest
+) -> DescribeClusterResponse:
+    host, port = broker.advertised()
+    node = broker.config.node_id
+    if version >= 1 and req.endpoint_type not in (1,):
+        return DescribeClusterResponse(
+            error_code=ErrorCode.UNSUPPORTED_ENDPOINT_TYPE,
+            error_message="Only brokers can be described",
+            endpoint_type=req.endpoint_type,
+            cluster_id=broker.topics.cluster_id,
+        )
+    return DescribeClusterResponse(
+        throttle_time_ms=0,
+        error_code=0,
+        endpoint_type=1,
+        cluster_id=broker.topics.cluster_id,
+        controller_id=node,
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=node, host=host, port=port, rack=None)],
+        cluster_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+    )

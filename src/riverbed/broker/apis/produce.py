@@ -1,0 +1,119 @@
+"""Produce (key 0).
+
+The hot path: validate the one batch per partition (header, CRC, sizes, record count),
+append the same bytes (the base offset is patched in place in the request buffer), and
+answer. acks=0 sends nothing back; acks=1 answers after the write to the page cache;
+acks=-1 answers once the group-committed fsync covering the batch is done (when the
+topic's flush.messages is 1, the default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
+from riverbed.protocol.records.batch import InvalidBatch
+from riverbed.protocol.records.validation import RecordValidationError, validate_produce_records
+from riverbed.server.handler import ConnectionInfo
+from riverbed.storage.api import PartitionLog
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+
+Resp = ProduceResponse
+PartResp = ProduceResponse.PartitionProduceResponse
+
+
+def _error(index: int, code: int, message: str | None = None) -> PartResp:
+    return PartResp(index=index, error_code=code, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1, error_message=message)
+
+
+def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: ProduceRequest) -> ProduceResponse | asyncio.Future[ProduceResponse | None] | None:
+    acks = req.acks
+    responses: list[Resp.TopicProduceResponse] = []
+    waits: list[tuple[PartitionLog, int]] = []
+    now = broker.now_ms()
+    for td in req.topic_data:
+        parts: list[PartResp] = []
+        responses.append(Resp.TopicProduceResponse(name=td.name, partition_responses=parts))
+        topic = broker.topics.get(td.name)
+        for pd in td.partition_data:
+            if version < 3:
+                parts.append(_error(pd.index, ErrorCode.UNSUPPORTED_VERSION, "Produce v0-2 (message format v0/v1) is not supported"))
+                continue
+            if acks not in (0, 1, -1):
+                parts.append(_error(pd.index, ErrorCode.INVALID_REQUIRED_ACKS))
+                continue
+            plog = broker.partition(td.name, pd.index) if topic is not None else None
+            if plog is None or topic is None:
+                parts.append(_error(pd.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            if topic.internal:
+                parts.append(_error(pd.index, ErrorCode.INVALID_TOPIC_EXCEPTION, "Cannot append to internal topic"))
+                continue
+            records = pd.records
+            if records is None or len(records) == 0:
+                parts.append(_error(pd.index, ErrorCode.INVALID_RECORD, "Produce request with no records"))
+                continue
+            configs = topic.configs
+            try:
+                validate_produce_records(
+                    records,  # type: ignore[arg-type]
+                    max_message_bytes=plog.config.max_message_bytes,
+                    zstd_allowed=version >= 7,
+                    require_keys="compact" in configs.get("cleanup.policy", broker.log_defaults.get("log.cleanup.policy", "delete")),
+                )
+                info = plog.append(
+                    records,  # type: ignore[arg-type]
+                    now_ms=now,
+                    log_append_time=configs.get("message.timestamp.type", broker.log_defaults.get("log.message.timestamp.type")) == "LogAppendTime",
+                )
+            except RecordValidationError as exc:
+                parts.append(_error(pd.index, exc.code, str(exc)))
+                continue
+            except InvalidBatch as exc:
+                parts.append(_error(pd.index, ErrorCode.CORRUPT_MESSAGE if exc.corrupt else ErrorCode.INVALID_RECORD, str(exc)))
+                continue
+            except KafkaError as exc:
+                parts.append(_error(pd.index, exc.code, exc.message or None))
+                continue
+            parts.append(
+                PartResp(
+                    index=pd.index,
+                    error_code=0,
+                    base_offset=info.base_offset,
+                    log_append_time_ms=info.log_append_time,
+                    log_start_offset=info.log_start_offset,
+                )
+            )
+            waits.append((plog, info.last_offset))
+            broker.logs.request_flush(plog)
+    broker.notify()  # wake fetchers (visible at once when not waiting for fsync)
+    if acks == 0:
+        return None
+    resp = ProduceResponse(responses=responses, throttle_time_ms=0)
+    if acks == 1 or not waits:
+        return resp
+    pending = [(plog, last) for plog, last in waits if plog.high_watermark <= last]
+    if not pending:
+        return resp
+    return _await_durable(broker, resp, pending, req.timeout_ms)
+
+
+def _await_durable(broker: Broker, resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> asyncio.Future[ProduceResponse | None]:
+    fut = broker.wait_until(lambda: all(plog.high_watermark > last for plog, last in pending))
+    return asyncio.ensure_future(_finish(fut, resp, pending, timeout_ms))
+
+
+async def _finish(fut: asyncio.Future[None], resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> ProduceResponse | None:
+    try:
+        await asyncio.wait_for(fut, max(timeout_ms, 1) / 1000)
+    except TimeoutError:
+        late = {(p.topic, p.partition) for p, last in pending if p.high_watermark <= last}
+        for t in resp.responses:
+            for pr in t.partition_responses:
+                if (t.name, pr.index) in late:
+                    pr.error_code = ErrorCode.REQUEST_TIMED_OUT
+    return resp

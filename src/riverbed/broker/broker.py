@@ -1,0 +1,278 @@
+"""The Broker: implements the server's Handler interface.
+
+It parses the request header, checks the API version against ``versions.SUPPORTED``, decodes
+the body with the generated classes, calls the API's handler (``apis/``), and frames the
+response. Handlers return a response message, None (no response: acks=0), or an awaitable
+of either (produce waiting for fsync, fetch long polls).
+
+It also owns the partition registry (topics in ``metadata`` joined with logs in ``storage``)
+and the two kinds of waiters that the storage flusher wakes: acks=all produce responses
+waiting for durability, and fetches waiting for data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from riverbed.metadata.configs import BROKER_TO_TOPIC, effective_topic_configs
+from riverbed.metadata.topics import Topic, TopicStore
+from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
+from riverbed.protocol.framing import (
+    API_VERSIONS_KEY,
+    frame_response,
+    parse_request_header,
+    peek_correlation,
+)
+from riverbed.protocol.messages import request_class
+from riverbed.protocol.messages.api_versions import ApiVersionsResponse
+from riverbed.protocol.primitives import Buffer, Message, Reader, Writer
+from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply
+from riverbed.storage.api import LogConfig, LogStore, PartitionLog
+
+from .config import BrokerConfig
+from .versions import SUPPORTED
+
+log = logging.getLogger("riverbed.broker")
+
+# Builds the log store; its argument is the callback the store's flusher thread calls after
+# each fsync cycle. The composition root (riverbed.app) picks the engine.
+StoreFactory = Callable[[Callable[[], None]], LogStore]
+
+ApiHandler = Callable[["Broker", ConnectionInfo, int, Any], "Message | Awaitable[Message | None] | None"]
+
+
+class Waiter:
+    """A parked request: done when ``ready()`` holds or the future is resolved elsewhere."""
+
+    __slots__ = ("future", "ready")
+
+    def __init__(self, future: asyncio.Future[None], ready: Callable[[], bool]) -> None:
+        self.future = future
+        self.ready = ready
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, store_factory: StoreFactory) -> None:
+        from .apis import API_HANDLERS
+
+        self.config = config
+        self.handlers: dict[int, ApiHandler] = API_HANDLERS
+        self.topics = TopicStore(config.data_dir)
+        self.logs = store_factory(self._on_durable_threadsafe)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.bound_port = config.port
+        self._waiters: list[Waiter] = []
+        self._wake_scheduled = False
+        self._retention_task: asyncio.Task[None] | None = None
+        self.log_defaults = dict(config.log_defaults)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.topics.load()
+        self.logs.open()
+        for topic in self.topics:
+            for p in range(topic.partitions):
+                plog = self.logs.get(topic.name, p)
+                if plog is None:
+                    self.logs.create(topic.name, p, self.log_config(topic))
+                else:
+                    plog.update_config(self.log_config(topic))
+        self._retention_task = asyncio.create_task(self._retention_loop())
+
+    async def stop(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+        for w in self._waiters:
+            if not w.future.done():
+                w.future.set_result(None)
+        self._waiters.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self.logs.close)
+
+    async def _retention_loop(self) -> None:
+        interval = max(self.config.retention_check_interval_ms, 10) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.run_retention()
+            except Exception:  # pragma: no cover - logged, loop continues
+                log.exception("retention check failed")
+
+    def run_retention(self) -> None:
+        self.logs.run_retention(self.now_ms())
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def advertised(self) -> tuple[str, int]:
+        return self.config.advertised(self.bound_port)
+
+    def topic_configs(self, topic: Topic) -> dict[str, str]:
+        return {c.name: c.value for c in effective_topic_configs(topic.configs, self.log_defaults)}
+
+    def log_config(self, topic: Topic) -> LogConfig:
+        c = self.topic_configs(topic)
+        return LogConfig(
+            segment_bytes=int(c["segment.bytes"]),
+            segment_ms=int(c["segment.ms"]),
+            index_interval_bytes=int(c["index.interval.bytes"]),
+            retention_ms=int(c["retention.ms"]),
+            retention_bytes=int(c["retention.bytes"]),
+            flush_messages=int(c["flush.messages"]),
+            flush_ms=int(c["flush.ms"]),
+            max_message_bytes=int(c["max.message.bytes"]),
+        )
+
+    def partition(self, topic: str, index: int) -> PartitionLog | None:
+        return self.logs.get(topic, index)
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str | None]) -> Topic:
+        topic = self.topics.create(name, partitions, configs)
+        cfg = self.log_config(topic)
+        for p in range(partitions):
+            self.logs.create(name, p, cfg)
+        log.info("created topic %s with %d partitions", name, partitions)
+        return topic
+
+    def delete_topic(self, name: str) -> Topic:
+        topic = self.topics.delete(name)
+        self.logs.delete_topic(name)
+        log.info("deleted topic %s", name)
+        return topic
+
+    def add_partitions(self, name: str, total: int) -> None:
+        topic = self.topics.add_partitions(name, total)
+        cfg = self.log_config(topic)
+        for p in range(total):
+            if self.logs.get(name, p) is None:
+                self.logs.create(name, p, cfg)
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        topic = self.topics.set_configs(name, configs)
+        cfg = self.log_config(topic)
+        for p in range(topic.partitions):
+            plog = self.logs.get(name, p)
+            if plog is not None:
+                plog.update_config(cfg)
+
+    def set_broker_configs(self, configs: dict[str, str]) -> None:
+        self.log_defaults = configs
+        for topic in self.topics:
+            cfg = self.log_config(topic)
+            for p in range(topic.partitions):
+                plog = self.logs.get(topic.name, p)
+                if plog is not None:
+                    plog.update_config(cfg)
+
+    def broker_log_keys(self) -> set[str]:
+        return set(BROKER_TO_TOPIC)
+
+    # ------------------------------------------------------------------ waiting
+    def wait_until(self, ready: Callable[[], bool]) -> asyncio.Future[None]:
+        """A future resolved (with None) once ``ready()`` is true after a data/durability event."""
+        assert self.loop is not None
+        fut: asyncio.Future[None] = self.loop.create_future()
+        if ready():
+            fut.set_result(None)
+        else:
+            self._waiters.append(Waiter(fut, ready))
+        return fut
+
+    def notify(self) -> None:
+        """Something changed (append, fsync, truncation): re-check waiters once this tick."""
+        if not self._wake_scheduled and self.loop is not None:
+            self._wake_scheduled = True
+            self.loop.call_soon(self._wake)
+
+    def _on_durable_threadsafe(self) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self.notify)
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        keep: list[Waiter] = []
+        for w in self._waiters:
+            if w.future.done():
+                continue
+            try:
+                ok = w.ready()
+            except Exception as exc:  # a partition vanished: let the waiter re-evaluate
+                w.future.set_exception(exc)
+                continue
+            if ok:
+                w.future.set_result(None)
+            else:
+                keep.append(w)
+        self._waiters = keep
+
+    # ------------------------------------------------------------------ Handler
+    def connection_closed(self, conn: ConnectionInfo) -> None:
+        pass
+
+    def handle(self, conn: ConnectionInfo, frame: bytearray) -> Reply:
+        try:
+            key, version, corr = peek_correlation(frame)
+        except DecodeError as exc:
+            raise CloseConnection(str(exc)) from exc
+        supported = SUPPORTED.get(key)
+        handler = self.handlers.get(key)
+        if supported is None or handler is None:
+            raise CloseConnection(f"unsupported API key {key}")
+        if not supported[0] <= version <= supported[1]:
+            if key == API_VERSIONS_KEY:
+                return self._api_versions_unsupported(corr)
+            raise CloseConnection(f"unsupported version {version} of API {key}")
+        req_cls = request_class(key)
+        flexible = version >= req_cls.FLEXIBLE_VERSION
+        try:
+            header = parse_request_header(frame, flexible)
+            request = req_cls.read(Reader(frame, header.body_offset), version)
+        except DecodeError as exc:
+            raise CloseConnection(f"malformed request (api {key} v{version}) from {conn.peer}: {exc}") from exc
+        conn.state["client_id"] = header.client_id
+        result = handler(self, conn, version, request)
+        flexible_header = flexible and key != API_VERSIONS_KEY
+        if result is None:
+            return None
+        if isinstance(result, Message):
+            return self._frame(corr, version, result, flexible_header)
+        return self._frame_later(corr, version, result, flexible_header)
+
+    async def _frame_later(
+        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool
+    ) -> list[Buffer] | None:
+        result = await pending
+        return None if result is None else self._frame(corr, version, result, flexible_header)
+
+    @staticmethod
+    def _frame(corr: int, version: int, response: Message, flexible_header: bool) -> list[Buffer]:
+        w = Writer()
+        response.write(w, version)
+        return frame_response(corr, w.chunks(), flexible_header=flexible_header)
+
+    @staticmethod
+    def _api_versions_unsupported(corr: int) -> list[Buffer]:
+        lo, hi = SUPPORTED[API_VERSIONS_KEY]
+        resp = ApiVersionsResponse(
+            error_code=ErrorCode.UNSUPPORTED_VERSION,
+            api_keys=[ApiVersionsResponse.ApiVersion(API_VERSIONS_KEY, lo, hi)],
+        )
+        return Broker._frame(corr, 0, resp, False)
+
+
+def error_of(exc: BaseException) -> tuple[int, str | None]:
+    """(error code, message) for an exception raised while serving one resource."""
+    if isinstance(exc, KafkaError):
+        return int(exc.code), exc.message or None
+    log.exception("unexpected error", exc_info=exc)
+    return int(ErrorCode.UNKNOWN_SERVER_ERROR), str(exc) or None

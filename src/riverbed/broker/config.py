@@ -1,0 +1,29 @@
+"""Broker configuration (typed; the CLI fills it from file, environment and flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class BrokerConfig:
+    data_dir: Path = Path("riverbed-data")
+    node_id: int = 1
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None  # defaults to host (0.0.0.0 advertises 127.0.0.1)
+    advertised_port: int | None = None  # defaults to the bound port
+    auto_create_topics: bool = True  # auto.create.topics.enable
+    num_partitions: int = 1  # num.partitions for auto-created topics
+    delete_topic_enable: bool = True
+    max_request_size: int = 100 * 1024 * 1024  # socket.request.max.bytes
+    retention_check_interval_ms: int = 300_000  # log.retention.check.interval.ms
+    # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
+    log_defaults: dict[str, str] = field(default_factory=dict)
+
+    def advertised(self, bound_port: int) -> tuple[str, int]:
+        host = self.advertised_host or self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return host, self.advertised_port or bound_port

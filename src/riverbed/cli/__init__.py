@@ -1,0 +1,1 @@
+"""The command line: ``riverbed serve``, ``riverbed topic ...``, ``riverbed produce|consume``."""

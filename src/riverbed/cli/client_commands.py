@@ -1,0 +1,239 @@
+"""``riverbed topic|produce|consume``: ordinary Kafka clients (confluent-kafka), so these
+commands work against any Kafka-compatible cluster, riverbed or not."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+
+class CommandError(Exception):
+    pass
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _wait(futures: dict[Any, Any], what: str) -> None:
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=30)
+        except KafkaException as exc:
+            raise CommandError(f"{what} {name}: {exc.args[0].str()}") from exc
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "topic":
+        return topic_command(args)
+    if args.command == "produce":
+        return produce_command(args)
+    if args.command == "consume":
+        return consume_command(args)
+    raise CommandError(f"unknown command {args.command}")
+
+
+# ----------------------------------------------------------------------------- topics
+
+
+def topic_command(args: argparse.Namespace) -> int:
+    admin = _admin(args.bootstrap)
+    if args.action == "create":
+        nt = NewTopic(args.name, num_partitions=args.partitions, replication_factor=args.replication, config=dict(args.config))
+        _wait(admin.create_topics([nt], request_timeout=30), "create topic")
+        print(f"created topic {args.name} with {args.partitions} partition(s)")
+    elif args.action == "list":
+        md = admin.list_topics(timeout=30)
+        for name in sorted(md.topics):
+            if name.startswith("__") and not args.internal:
+                continue
+            print(name)
+    elif args.action == "describe":
+        md = admin.list_topics(args.name, timeout=30)
+        t = md.topics.get(args.name)
+        if t is None or t.error is not None:
+            raise CommandError(f"topic {args.name}: {t.error.str() if t is not None and t.error else 'not found'}")
+        print(f"Topic: {args.name}\tTopicId: {getattr(t, 'topic_id', '') or ''}\tPartitionCount: {len(t.partitions)}")
+        res = ConfigResource(ConfigResource.Type.TOPIC, args.name)
+        configs = admin.describe_configs([res], request_timeout=30)[res].result(timeout=30)
+        overrides = {k: v.value for k, v in configs.items() if not v.is_default}
+        print("Configs: " + (", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "(all defaults)"))
+        consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "riverbed-cli", "enable.auto.commit": False})
+        try:
+            for p in sorted(t.partitions):
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(args.name, p), timeout=10)
+                part = t.partitions[p]
+                print(f"\tPartition: {p}\tLeader: {part.leader}\tReplicas: {list(part.replicas)}\tIsr: {list(part.isrs)}\tOffsets: {lo}..{hi}")
+        finally:
+            consumer.close()
+    elif args.action == "delete":
+        _wait(admin.delete_topics([args.name], request_timeout=30), "delete topic")
+        print(f"deleted topic {args.name}")
+    elif args.action == "alter":
+        if args.partitions is not None:
+            _wait(admin.create_partitions([NewPartitions(args.name, args.partitions)], request_timeout=30), "add partitions to")
+            print(f"topic {args.name} now has {args.partitions} partitions")
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in args.config]
+        entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in args.delete_config]
+        if entries:
+            res = ConfigResource(ConfigResource.Type.TOPIC, args.name, incremental_configs=entries)
+            _wait(admin.incremental_alter_configs([res]), "alter configs of")
+            print(f"altered configs of {args.name}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- produce
+
+
+def _lines(args: argparse.Namespace) -> Iterable[tuple[str | None, str]]:
+    if args.value is not None:
+        yield args.key, args.value
+        return
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if args.key_separator and args.key_separator in line:
+            key, _, value = line.partition(args.key_separator)
+            yield key, value
+        else:
+            yield args.key, line
+
+
+def produce_command(args: argparse.Namespace) -> int:
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "acks": args.acks,
+            "compression.type": args.compression,
+            "linger.ms": 5,
+        }
+    )
+    errors: list[str] = []
+    sent = 0
+
+    def report(err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+
+    headers = [(k, v.encode()) for k, v in args.header]
+    for key, value in _lines(args):
+        kwargs: dict[str, Any] = {"value": value.encode(), "headers": headers or None, "on_delivery": report}
+        if key is not None:
+            kwargs["key"] = key.encode()
+        if args.partition is not None:
+            kwargs["partition"] = args.partition
+        while True:
+            try:
+                producer.produce(args.topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        sent += 1
+        producer.poll(0)
+    remaining = producer.flush(30)
+    if errors or remaining:
+        raise CommandError(f"{len(errors) + remaining} of {sent} records failed: {errors[:3]}")
+    print(f"produced {sent} record(s) to {args.topic}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- consume
+
+
+def _text(data: bytes | None) -> str:
+    if data is None:
+        return "null"
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def _format(msg: Any, fmt: str) -> str:
+    _ts_type, ts = msg.timestamp()
+    headers = msg.headers() or []
+    if fmt == "json":
+        return json.dumps(
+            {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "timestamp": ts,
+                "key": None if msg.key() is None else _text(msg.key()),
+                "value": None if msg.value() is None else _text(msg.value()),
+                "headers": [[k, None if v is None else _text(v)] for k, v in headers],
+            }
+        )
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts / 1000)) + f".{ts % 1000:03d}Z" if ts > 0 else "-"
+    hdr = (" " + " ".join(f"{k}={_text(v)}" for k, v in headers)) if headers else ""
+    return f"p{msg.partition()}@{msg.offset()} {when} key={_text(msg.key())}{hdr} value={_text(msg.value())}"
+
+
+def consume_command(args: argparse.Namespace) -> int:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": "riverbed-cli",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        md = consumer.list_topics(args.topic, timeout=30)
+        t = md.topics.get(args.topic)
+        if t is None or t.error is not None:
+            raise CommandError(f"topic {args.topic}: {t.error.str() if t is not None and t.error else 'not found'}")
+        parts = args.partition or sorted(t.partitions)
+        if args.offset is not None:
+            start = args.offset
+        else:
+            start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(args.topic, p, start) for p in parts])
+        seen = 0
+        at_eof: set[int] = set()
+        idle_since = time.monotonic()
+        while True:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if not args.follow and (len(at_eof) == len(parts) or time.monotonic() - idle_since > args.timeout):
+                    break
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(msg.partition())
+                    continue
+                raise CommandError(msg.error().str())
+            at_eof.discard(msg.partition())
+            idle_since = time.monotonic()
+            print(_format(msg, args.format), flush=True)
+            seen += 1
+            if args.max_messages is not None and seen >= args.max_messages:
+                break
+    finally:
+        consumer.close()
+    return 0
+
+
+__all__ = ["OFFSET_BEGINNING", "CommandError", "dispatch"]

@@ -1,0 +1,122 @@
+"""Broker configuration from a TOML file, then RIVERBED_* environment variables, then flags
+(each later source wins).
+
+File example::
+
+    listen = "127.0.0.1:9092"
+    advertised = "127.0.0.1:9092"
+    data_dir = "./riverbed-data"
+    node_id = 1
+    auto_create_topics = true
+    num_partitions = 1
+
+    [kafka]                      # Kafka broker settings, by Kafka's names
+    "log.retention.ms" = 604800000
+    "log.segment.bytes" = 1073741824
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from riverbed.broker import BrokerConfig
+from riverbed.metadata.configs import BROKER_CONFIGS, BROKER_TO_TOPIC
+from riverbed.protocol.errors import KafkaError
+
+ENV_PREFIX = "RIVERBED_"
+SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    low = str(value).strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected a boolean, got {value!r}")
+
+
+def load_config(
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    kafka_flags: Mapping[str, str] | None = None,
+) -> tuple[BrokerConfig, str]:
+    """Merge the three sources; return the broker config and the log level."""
+    settings: dict[str, Any] = {}
+    kafka: dict[str, str] = {}
+    if file is not None:
+        try:
+            doc = tomllib.loads(file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+        for key, value in doc.items():
+            if key == "kafka":
+                kafka.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()})
+            elif key in SIMPLE_KEYS:
+                settings[key] = value
+            else:
+                raise ConfigError(f"unknown setting {key!r} in {file}")
+    env = os.environ if env is None else env
+    for key in SIMPLE_KEYS:
+        if ENV_PREFIX + key.upper() in env:
+            settings[key] = env[ENV_PREFIX + key.upper()]
+    for key, value in (flags or {}).items():
+        if value is not None:
+            settings[key] = value
+    kafka.update(kafka_flags or {})
+
+    cfg = BrokerConfig()
+    if "listen" in settings:
+        cfg.host, cfg.port = parse_hostport(str(settings["listen"]), "listen")
+    if "advertised" in settings:
+        cfg.advertised_host, cfg.advertised_port = parse_hostport(str(settings["advertised"]), "advertised")
+    if "data_dir" in settings:
+        cfg.data_dir = Path(str(settings["data_dir"]))
+    try:
+        if "node_id" in settings:
+            cfg.node_id = int(settings["node_id"])
+        if "num_partitions" in settings:
+            cfg.num_partitions = int(settings["num_partitions"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if "auto_create_topics" in settings:
+        cfg.auto_create_topics = _bool(settings["auto_create_topics"])
+    for name, value in kafka.items():
+        definition = BROKER_CONFIGS.get(name)
+        if definition is None:
+            raise ConfigError(f"unknown Kafka broker setting {name!r}")
+        try:
+            definition.parse(value)
+        except KafkaError as exc:
+            raise ConfigError(exc.message) from exc
+        if name in BROKER_TO_TOPIC:
+            cfg.log_defaults[name] = value
+        elif name == "auto.create.topics.enable":
+            cfg.auto_create_topics = _bool(value)
+        elif name == "num.partitions":
+            cfg.num_partitions = int(value)
+        elif name == "delete.topic.enable":
+            cfg.delete_topic_enable = _bool(value)
+        elif name == "log.retention.check.interval.ms":
+            cfg.retention_check_interval_ms = int(value)
+        elif name == "socket.request.max.bytes":
+            cfg.max_request_size = int(value)
+    return cfg, str(settings.get("log_level", "INFO")).upper()

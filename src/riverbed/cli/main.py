@@ -1,0 +1,109 @@
+"""Entry point of the ``riverbed`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="riverbed", description="A Kafka-compatible event-streaming platform.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the broker (default 127.0.0.1:9092, data in ./riverbed-data)")
+    s.add_argument("--config", type=Path, help="TOML config file")
+    s.add_argument("--listen", help="HOST:PORT to listen on (env RIVERBED_LISTEN)")
+    s.add_argument("--advertised", help="HOST:PORT clients should connect to (env RIVERBED_ADVERTISED)")
+    s.add_argument("--data-dir", dest="data_dir", help="data directory (env RIVERBED_DATA_DIR)")
+    s.add_argument("--node-id", dest="node_id", type=int)
+    s.add_argument("--num-partitions", dest="num_partitions", type=int, help="partitions of auto-created topics")
+    s.add_argument("--no-auto-create-topics", dest="auto_create_topics", action="store_const", const=False)
+    s.add_argument("--set", dest="kafka", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="a Kafka broker setting, e.g. log.retention.ms=3600000")
+    s.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+
+    def client(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
+
+    t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tc = tsub.add_parser("create")
+    tc.add_argument("name")
+    tc.add_argument("-p", "--partitions", type=int, default=1)
+    tc.add_argument("-r", "--replication-factor", dest="replication", type=int, default=1)
+    tc.add_argument("-c", "--config", action="append", type=_kv, default=[], metavar="KEY=VALUE")
+    tl = tsub.add_parser("list")
+    tl.add_argument("--internal", action="store_true", help="include internal topics")
+    td = tsub.add_parser("describe")
+    td.add_argument("name")
+    tdel = tsub.add_parser("delete")
+    tdel.add_argument("name")
+    ta = tsub.add_parser("alter")
+    ta.add_argument("name")
+    ta.add_argument("-c", "--config", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="set a config")
+    ta.add_argument("--delete-config", action="append", default=[], metavar="KEY", help="remove an override")
+    ta.add_argument("-p", "--partitions", type=int, help="increase the partition count to this")
+    for parser in (tc, tl, td, tdel, ta):
+        client(parser)
+
+    pr = sub.add_parser("produce", help="produce records: --value, or one per stdin line")
+    client(pr)
+    pr.add_argument("topic")
+    pr.add_argument("-k", "--key", help="record key")
+    pr.add_argument("-v", "--value", help="record value (otherwise read lines from stdin)")
+    pr.add_argument("-H", "--header", action="append", type=_kv, default=[], metavar="KEY=VALUE")
+    pr.add_argument("-K", "--key-separator", help="split each stdin line into key and value at this separator")
+    pr.add_argument("-p", "--partition", type=int, help="partition (default: by key)")
+    pr.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    pr.add_argument("--acks", default="all", choices=["0", "1", "all"])
+
+    co = sub.add_parser("consume", help="print records of a topic")
+    client(co)
+    co.add_argument("topic")
+    co.add_argument("--from-beginning", action="store_true", help="start at the earliest offset (default: the end)")
+    co.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
+    co.add_argument("-p", "--partition", type=int, action="append", help="only these partitions")
+    co.add_argument("-o", "--offset", type=int, help="start at this offset (with --partition)")
+    co.add_argument("-n", "--max-messages", type=int, help="stop after this many records")
+    co.add_argument("--format", choices=["text", "json"], default="text")
+    co.add_argument("--timeout", type=float, default=2.0, help="without --follow, stop after this many idle seconds")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        flags = {k: getattr(args, k) for k in ("listen", "advertised", "data_dir", "node_id", "num_partitions", "auto_create_topics", "log_level")}
+        try:
+            config, level = load_config(args.config, flags=flags, kafka_flags=dict(args.kafka))
+        except ConfigError as exc:
+            print(f"riverbed: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .serve import run
+
+        return run(config)
+    logging.basicConfig(level=logging.WARNING)
+    from . import client_commands
+
+    try:
+        return client_commands.dispatch(args)
+    except client_commands.CommandError as exc:
+        print(f"riverbed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""``riverbed serve``: run the broker until SIGINT/SIGTERM; a second signal forces exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from riverbed.app import RiverbedApp
+from riverbed.broker import BrokerConfig
+
+log = logging.getLogger("riverbed")
+
+
+def run(config: BrokerConfig) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - optional
+        pass
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: BrokerConfig) -> int:
+    app = RiverbedApp(config)
+    try:
+        await app.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("received %s: shutting down (flushing logs); send again to force", signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("forced exit")
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    print(f"riverbed ready on {app.bootstrap} (data: {config.data_dir})", file=sys.stderr, flush=True)
+    await stop.wait()
+    await app.stop()
+    log.info("riverbed stopped cleanly")
+    return 0

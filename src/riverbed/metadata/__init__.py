@@ -1,0 +1,1 @@
+"""Cluster metadata: topics, partitions, configs (with Kafka's defaults). Durable, own interface."""

@@ -1,0 +1,231 @@
+"""Topic and broker configuration: Kafka's names, types, defaults and validation rules.
+
+Values are kept as strings (as on the wire); ``parse`` turns one into its typed value.
+riverbed differs from Kafka's defaults in one place on purpose: ``flush.messages`` defaults
+to 1, which makes every acks=all response wait for the (group-committed) fsync covering the
+batch. See docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class ConfigType(IntEnum):
+    """DescribeConfigs v3+ config_type."""
+
+    UNKNOWN = 0
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    CLASS = 8
+    PASSWORD = 9
+
+
+class ConfigSource(IntEnum):
+    """DescribeConfigs v1+ config_source."""
+
+    UNKNOWN = 0
+    DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+    STATIC_BROKER_CONFIG = 4
+    DEFAULT_CONFIG = 5
+    DYNAMIC_BROKER_LOGGER_CONFIG = 6
+
+
+ConfigValue = int | float | bool | str | list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDef:
+    name: str
+    type: ConfigType
+    default: str
+    validator: Callable[[ConfigValue], str | None] | None = None
+    doc: str = ""
+
+    def parse(self, raw: str) -> ConfigValue:
+        """Parse and validate a raw string; raise KafkaError(INVALID_CONFIG)."""
+        try:
+            value: ConfigValue
+            t = self.type
+            if t in (ConfigType.INT, ConfigType.LONG, ConfigType.SHORT):
+                value = int(raw.strip())
+                limit = {ConfigType.INT: INT_MAX, ConfigType.LONG: LONG_MAX, ConfigType.SHORT: 2**15 - 1}[t]
+                if not -limit - 1 <= value <= limit:
+                    raise ValueError("out of range")
+            elif t == ConfigType.DOUBLE:
+                value = float(raw)
+            elif t == ConfigType.BOOLEAN:
+                low = raw.strip().lower()
+                if low not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                value = low == "true"
+            elif t == ConfigType.LIST:
+                value = [p.strip() for p in raw.split(",") if p.strip()]
+            else:
+                value = raw
+        except ValueError as exc:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Invalid value {raw} for configuration {self.name}: {exc}") from exc
+        if self.validator is not None:
+            problem = self.validator(value)
+            if problem:
+                raise KafkaError(ErrorCode.INVALID_CONFIG, f"Invalid value {raw} for configuration {self.name}: {problem}")
+        return value
+
+
+def at_least(n: float) -> Callable[[ConfigValue], str | None]:
+    def check(v: ConfigValue) -> str | None:
+        assert isinstance(v, int | float)
+        return None if v >= n else f"Value must be at least {n}"
+
+    return check
+
+
+def between(lo: float, hi: float) -> Callable[[ConfigValue], str | None]:
+    def check(v: ConfigValue) -> str | None:
+        assert isinstance(v, int | float)
+        return None if lo <= v <= hi else f"Value must be between {lo} and {hi}"
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[ConfigValue], str | None]:
+    def check(v: ConfigValue) -> str | None:
+        values = v if isinstance(v, list) else [str(v)]
+        bad = [x for x in values if x not in choices]
+        return f"String must be one of: {', '.join(choices)}" if bad else None
+
+    return check
+
+
+T = ConfigType
+TOPIC_CONFIGS: dict[str, ConfigDef] = {
+    d.name: d
+    for d in [
+        ConfigDef("cleanup.policy", T.LIST, "delete", one_of("delete", "compact")),
+        ConfigDef("compression.type", T.STRING, "producer", one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")),
+        ConfigDef("delete.retention.ms", T.LONG, "86400000", at_least(0)),
+        ConfigDef("file.delete.delay.ms", T.LONG, "60000", at_least(0)),
+        ConfigDef("flush.messages", T.LONG, "1", at_least(1)),
+        ConfigDef("flush.ms", T.LONG, "1000", at_least(0)),
+        ConfigDef("follower.replication.throttled.replicas", T.LIST, ""),
+        ConfigDef("index.interval.bytes", T.INT, "4096", at_least(0)),
+        ConfigDef("leader.replication.throttled.replicas", T.LIST, ""),
+        ConfigDef("local.retention.bytes", T.LONG, "-2", at_least(-2)),
+        ConfigDef("local.retention.ms", T.LONG, "-2", at_least(-2)),
+        ConfigDef("max.compaction.lag.ms", T.LONG, str(LONG_MAX), at_least(1)),
+        ConfigDef("max.message.bytes", T.INT, "1048588", at_least(0)),
+        ConfigDef("message.timestamp.after.max.ms", T.LONG, str(LONG_MAX), at_least(0)),
+        ConfigDef("message.timestamp.before.max.ms", T.LONG, str(LONG_MAX), at_least(0)),
+        ConfigDef("message.timestamp.type", T.STRING, "CreateTime", one_of("CreateTime", "LogAppendTime")),
+        ConfigDef("min.cleanable.dirty.ratio", T.DOUBLE, "0.5", between(0, 1)),
+        ConfigDef("min.compaction.lag.ms", T.LONG, "0", at_least(0)),
+        ConfigDef("min.insync.replicas", T.INT, "1", at_least(1)),
+        ConfigDef("preallocate", T.BOOLEAN, "false"),
+        ConfigDef("remote.storage.enable", T.BOOLEAN, "false"),
+        ConfigDef("retention.bytes", T.LONG, "-1"),
+        ConfigDef("retention.ms", T.LONG, "604800000", at_least(-1)),
+        ConfigDef("segment.bytes", T.INT, "1073741824", at_least(14)),
+        ConfigDef("segment.index.bytes", T.INT, "10485760", at_least(4)),
+        ConfigDef("segment.jitter.ms", T.LONG, "0", at_least(0)),
+        ConfigDef("segment.ms", T.LONG, "604800000", at_least(1)),
+        ConfigDef("unclean.leader.election.enable", T.BOOLEAN, "false"),
+    ]
+}
+
+# Broker-level settings reported by DescribeConfigs for the broker resource. Topic settings
+# whose broker-level name differs get their default from here (log.retention.ms -> retention.ms).
+BROKER_TO_TOPIC = {
+    "log.cleanup.policy": "cleanup.policy",
+    "compression.type": "compression.type",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.segment.delete.delay.ms": "file.delete.delay.ms",
+    "log.flush.interval.messages": "flush.messages",
+    "log.flush.interval.ms": "flush.ms",
+    "log.index.interval.bytes": "index.interval.bytes",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
+    "message.max.bytes": "max.message.bytes",
+    "log.message.timestamp.type": "message.timestamp.type",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "min.insync.replicas": "min.insync.replicas",
+    "log.preallocate": "preallocate",
+    "log.retention.bytes": "retention.bytes",
+    "log.retention.ms": "retention.ms",
+    "log.segment.bytes": "segment.bytes",
+    "log.index.size.max.bytes": "segment.index.bytes",
+    "log.roll.jitter.ms": "segment.jitter.ms",
+    "log.roll.ms": "segment.ms",
+    "unclean.leader.election.enable": "unclean.leader.election.enable",
+}
+
+BROKER_CONFIGS: dict[str, ConfigDef] = {
+    **{
+        name: ConfigDef(name, TOPIC_CONFIGS[topic].type, TOPIC_CONFIGS[topic].default, TOPIC_CONFIGS[topic].validator)
+        for name, topic in BROKER_TO_TOPIC.items()
+    },
+    **{
+        d.name: d
+        for d in [
+            ConfigDef("auto.create.topics.enable", T.BOOLEAN, "true"),
+            ConfigDef("num.partitions", T.INT, "1", at_least(1)),
+            ConfigDef("default.replication.factor", T.INT, "1", between(1, 1)),
+            ConfigDef("delete.topic.enable", T.BOOLEAN, "true"),
+            ConfigDef("log.retention.check.interval.ms", T.LONG, "300000", at_least(1)),
+            ConfigDef("socket.request.max.bytes", T.INT, "104857600", at_least(1)),
+            ConfigDef("offsets.topic.replication.factor", T.SHORT, "1", between(1, 1)),
+            ConfigDef("transaction.state.log.replication.factor", T.SHORT, "1", between(1, 1)),
+            ConfigDef("group.initial.rebalance.delay.ms", T.INT, "3000", at_least(0)),
+        ]
+    },
+}
+
+
+def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
+    """Check names and values of topic config overrides; None values are dropped (= default)."""
+    out: dict[str, str] = {}
+    for name, raw in configs.items():
+        d = TOPIC_CONFIGS.get(name)
+        if d is None:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Unknown topic config name: {name}")
+        if raw is None:
+            continue
+        d.parse(raw)
+        out[name] = raw
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveConfig:
+    name: str
+    value: str
+    source: ConfigSource
+    definition: ConfigDef
+
+
+def effective_topic_configs(overrides: Mapping[str, str], broker_defaults: Mapping[str, str]) -> list[EffectiveConfig]:
+    """Every topic config with its value and where it came from (topic override, broker
+    setting, or Kafka's default)."""
+    broker_by_topic = {BROKER_TO_TOPIC[k]: v for k, v in broker_defaults.items() if k in BROKER_TO_TOPIC}
+    out = []
+    for name, d in TOPIC_CONFIGS.items():
+        if name in overrides:
+            out.append(EffectiveConfig(name, overrides[name], ConfigSource.DYNAMIC_TOPIC_CONFIG, d))
+        elif name in broker_by_topic:
+            out.append(EffectiveConfig(name, broker_by_topic[name], ConfigSource.STATIC_BROKER_CONFIG, d))
+        else:
+            out.append(EffectiveConfig(name, d.default, ConfigSource.DEFAULT_CONFIG, d))
+    return out

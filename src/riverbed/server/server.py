@@ -1,0 +1,259 @@
+"""The asyncio server: one KafkaConnection protocol object per TCP connection.
+
+Requests on a connection pipeline (a client may send many before reading), but responses
+are written strictly in request order. The transport owns backpressure: it stops reading a
+socket when too many requests are in flight on it or when the peer does not drain its
+responses, and resumes once they complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from riverbed.protocol.errors import DecodeError
+from riverbed.protocol.framing import FrameDecoder
+from riverbed.protocol.primitives import Buffer
+
+from .handler import CloseConnection, ConnectionInfo, Handler
+
+log = logging.getLogger("riverbed.server")
+
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    max_request_size: int = 100 * 1024 * 1024  # socket.request.max.bytes
+    max_inflight_per_connection: int = 100
+    shutdown_timeout: float = 10.0
+    listener_name: str = "PLAINTEXT"
+
+
+class _Slot:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.reply: list[Buffer] | None = None
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, server: KafkaServer) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.decoder = FrameDecoder(server.config.max_request_size)
+        self.transport: asyncio.Transport | None = None
+        self.info: ConnectionInfo | None = None
+        self.pending: deque[_Slot] = deque()
+        self.tasks: set[asyncio.Future[Any]] = set()
+        self.read_paused = False
+        self.write_paused = False
+        self.closed = False
+
+    # ---- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = self.transport.get_extra_info("peername")
+        self.info = ConnectionInfo(
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+            listener=self.server.config.listener_name,
+            connection_id=next(_ids),
+        )
+        self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        decoder = self.decoder
+        decoder.receive_data(data)
+        try:
+            while True:
+                frame = decoder.next_frame()
+                if frame is None:
+                    break
+                self._dispatch(frame)
+                if self.closed:
+                    return
+        except DecodeError as exc:
+            log.warning("closing %s: %s", self.info.peer if self.info else "?", exc)
+            self.close()
+            return
+        self._update_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for task in list(self.tasks):
+            task.cancel()
+        self.pending.clear()
+        self.server.connections.discard(self)
+        if self.info is not None:
+            try:
+                self.handler.connection_closed(self.info)
+            except Exception:  # pragma: no cover - defensive
+                log.exception("connection_closed hook failed")
+        self.server._connection_gone()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+
+    # ---- request handling
+    def _dispatch(self, frame: bytearray) -> None:
+        assert self.info is not None
+        try:
+            reply = self.handler.handle(self.info, frame)
+        except CloseConnection as exc:
+            log.info("closing %s: %s", self.info.peer, exc)
+            self.close()
+            return
+        except Exception:
+            log.exception("handler failed; closing %s", self.info.peer)
+            self.close()
+            return
+        if reply is None or isinstance(reply, list):
+            if not self.pending:
+                if reply is not None:
+                    self._write(reply)
+                return
+            slot = _Slot()
+            slot.done = True
+            slot.reply = reply
+            self.pending.append(slot)
+            return
+        slot = _Slot()
+        self.pending.append(slot)
+        task = asyncio.ensure_future(_as_coroutine(reply))
+        self.tasks.add(task)
+        task.add_done_callback(lambda t, s=slot: self._completed(t, s))  # type: ignore[misc]
+
+    def _completed(self, task: asyncio.Future[Any], slot: _Slot) -> None:
+        self.tasks.discard(task)
+        if self.closed or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            if not isinstance(exc, CloseConnection):
+                log.error("handler failed; closing connection", exc_info=exc)
+            self.close()
+            return
+        slot.reply = task.result()
+        slot.done = True
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self.pending
+        while pending and pending[0].done:
+            slot = pending.popleft()
+            if slot.reply is not None:
+                self._write(slot.reply)
+        self._update_reading()
+        if not pending:
+            self.server._maybe_drained()
+
+    def _write(self, chunks: list[Buffer]) -> None:
+        assert self.transport is not None
+        if len(chunks) == 1:
+            self.transport.write(chunks[0])
+        else:
+            self.transport.writelines(chunks)
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.closed:
+            return
+        should_pause = self.write_paused or len(self.pending) >= self.server.config.max_inflight_per_connection
+        if should_pause and not self.read_paused:
+            self.transport.pause_reading()
+            self.read_paused = True
+        elif not should_pause and self.read_paused and not self.server.stopping:
+            self.transport.resume_reading()
+            self.read_paused = False
+
+    def idle(self) -> bool:
+        return not self.pending
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _as_coroutine(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+class KafkaServer:
+    """Listens on one address and serves the Kafka protocol through ``handler``."""
+
+    def __init__(self, handler: Handler, config: ServerConfig) -> None:
+        self.handler = handler
+        self.config = config
+        self.connections: set[KafkaConnection] = set()
+        self.stopping = False
+        self._server: asyncio.base_events.Server | None = None
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: KafkaConnection(self),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, stop reading, let in-flight requests answer (bounded by
+        shutdown_timeout), then close every connection."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None and not conn.read_paused and not conn.closed:
+                conn.transport.pause_reading()
+                conn.read_paused = True
+        self._drained = asyncio.Event()
+        self._maybe_drained()
+        try:
+            await asyncio.wait_for(self._drained.wait(), self.config.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown timeout: closing %d busy connections", len(self.connections))
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _maybe_drained(self) -> None:
+        if self._drained is not None and all(c.idle() for c in self.connections):
+            self._drained.set()
+
+    def _connection_gone(self) -> None:
+        self._maybe_drained()

@@ -1,0 +1,24 @@
+"""The partition log: segment files with sparse offset and time indexes, recovery,
+retention, group-committed fsync (``SegmentLog`` / ``LogManager``), and an in-memory engine
+(``MemoryLog`` / ``MemoryLogStore``) that passes the same contract suite.
+
+The interface lives in :mod:`riverbed.storage.api`; the byte layout of every file is
+described in ``docs/storage-format.md``."""
+
+from .api import AppendInfo, LogConfig, LogStore, OffsetOutOfRange, PartitionLog, ReadResult
+from .log import SegmentLog
+from .manager import LogManager
+from .memory import MemoryLog, MemoryLogStore
+
+__all__ = [
+    "AppendInfo",
+    "LogConfig",
+    "LogManager",
+    "LogStore",
+    "MemoryLog",
+    "MemoryLogStore",
+    "OffsetOutOfRange",
+    "PartitionLog",
+    "ReadResult",
+    "SegmentLog",
+]

@@ -1,0 +1,679 @@
+"""SegmentLog: a partition log made of segment files (the on-disk engine).
+
+Thread-safety. Two locks per log, always taken in this order:
+
+* ``_flush_lock`` serialises everything that fsyncs, closes, truncates or deletes files:
+  the flusher's cycle, truncation, DeleteRecords, retention, close. The flusher holds it
+  across its fsyncs, so nobody can close or shrink a file under an fsync.
+* ``_lock`` guards the in-memory state (segment list, offsets, indexes) and is held only
+  briefly: by append (one ``pwrite``), by read (a few ``pread``), and by the flusher to take
+  a snapshot before its fsyncs and to publish the result after them. Append never waits for
+  an fsync.
+
+Appends and reads are expected from one thread (the event loop); the flusher thread of
+:class:`riverbed.storage.manager.LogManager` calls :meth:`SegmentLog.flush_cycle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.records.batch import BatchHeader, set_base_offset, set_log_append_time
+
+from .api import AppendInfo, LogConfig, OffsetOutOfRange, ReadResult
+from .files import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    TMP_SUFFIX,
+    Fsync,
+    fsync_dir,
+    parse_segment_name,
+    read_partition_metadata,
+    remove_quietly,
+    segment_name,
+    write_partition_metadata,
+)
+from .segment import Segment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LogHooks:
+    """How a log asks its owner (the LogManager) for background work."""
+
+    flush_soon: Callable[[SegmentLog], None]
+    flush_later: Callable[[SegmentLog, float], None]
+    recovery_point_lowered: Callable[[SegmentLog], None]
+
+
+def _storage_error(message: str) -> KafkaError:
+    return KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, message)
+
+
+class SegmentLog:
+    """Implements :class:`riverbed.storage.api.PartitionLog` over ``directory``.
+    Build one with :meth:`create` or :meth:`load`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        segments: list[Segment],
+        log_start_offset: int,
+        *,
+        fsync: Fsync,
+        clock: Callable[[], float],
+    ) -> None:
+        self._dir = directory
+        self._topic = topic
+        self._partition = partition
+        self._config = config
+        self._fsync = fsync
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+        self._log_start = log_start_offset
+        self._leo = segments[-1].next_offset
+        self._hw = self._leo
+        self._durable = self._leo
+        self._size = sum(s.size for s in segments)
+        self._unfinalized: list[Segment] = []  # rolled, not yet fsynced with their indexes
+        self._dir_dirty = False
+        self._flush_requested = False
+        self._flush_scheduled = False
+        self._unflushed_messages = 0
+        self._closed = False
+        self._failed: str | None = None
+        self.hooks: LogHooks | None = None
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        *,
+        fsync: Fsync = os.fsync,
+        clock: Callable[[], float] = time.time,
+    ) -> SegmentLog:
+        """A new, empty log in a new directory."""
+        directory.mkdir(parents=True)
+        write_partition_metadata(directory, topic, partition, 0, fsync)
+        segment = Segment.create(directory, 0, config.index_interval_bytes, int(clock() * 1000))
+        fsync_dir(directory, fsync)
+        fsync_dir(directory.parent, fsync)
+        return cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: LogConfig,
+        *,
+        clean: bool = False,
+        recovery_point: int | None = None,
+        fsync: Fsync = os.fsync,
+        clock: Callable[[], float] = time.time,
+    ) -> SegmentLog:
+        """Open an existing log directory and recover it.
+
+        After a clean shutdown every segment's indexes are trusted (after sanity checks).
+        Otherwise every segment at or above ``recovery_point`` (None: all of them) and the
+        last one are validated batch by batch; the first torn or corrupt batch truncates
+        the log there and later segments are deleted. Indexes that fail their sanity checks
+        are rebuilt."""
+        now_ms = int(clock() * 1000)
+        interval = config.index_interval_bytes
+        names = os.listdir(directory)
+        bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
+        known = set(bases)
+        changed = False
+        for name in names:
+            orphan = any(
+                (b := parse_segment_name(name, suffix)) is not None and b not in known
+                for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+            )
+            if orphan or name.endswith((TMP_SUFFIX, DELETED_SUFFIX)):
+                remove_quietly(directory / name)
+                changed = True
+        meta = read_partition_metadata(directory)
+        meta_start = 0
+        if meta is not None and meta.get("log_start_offset", "").isdigit():
+            meta_start = int(meta["log_start_offset"])
+        segments: list[Segment] = []
+        recovered: list[Segment] = []
+        for i, base in enumerate(bases):
+            segment = Segment.open_existing(directory, base, interval)
+            is_last = i == len(bases) - 1
+            must_recover = not clean and (
+                is_last or recovery_point is None or base >= recovery_point
+            )
+            if not must_recover and not segment.load_trusted():
+                logger.warning("%s: rebuilding the indexes of segment %d", directory, base)
+                must_recover = True
+            truncated = False
+            if must_recover:
+                truncated = segment.recover()
+                recovered.append(segment)
+                if truncated:
+                    logger.warning(
+                        "%s: truncated segment %d at byte %d (torn or corrupt batch)",
+                        directory,
+                        base,
+                        segment.size,
+                    )
+            if segments and segment.base_offset < segments[-1].next_offset:
+                logger.warning("%s: segment %d overlaps its predecessor", directory, base)
+                truncated = True  # drop it and everything after it
+                segment.delete()
+            elif segment.size == 0 and not is_last and not truncated:
+                segment.delete()
+            else:
+                segments.append(segment)
+            if truncated:
+                for later in bases[i + 1 :]:
+                    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                        remove_quietly(directory / segment_name(later, suffix))
+                changed = True
+                break
+        if not segments:
+            segments.append(Segment.create(directory, meta_start, interval, now_ms))
+            changed = True
+        log_start = max(meta_start, segments[0].base_offset)
+        if log_start > segments[-1].next_offset:
+            # The metadata is ahead of the data (an unflushed tail was lost): start afresh.
+            for segment in segments:
+                segment.delete()
+            segments = [Segment.create(directory, log_start, interval, now_ms)]
+            changed = True
+        while len(segments) > 1 and segments[1].base_offset <= log_start:
+            segments.pop(0).delete()
+            changed = True
+        active = segments[-1]
+        for segment in recovered:
+            if segment.closed:
+                continue
+            fsync(segment.fd)
+            segment.synced_size = segment.size
+            if segment is not active:
+                segment.write_indexes(fsync)
+        if meta is None or meta_start != log_start:
+            write_partition_metadata(directory, topic, partition, log_start, fsync)
+        elif changed:
+            fsync_dir(directory, fsync)
+        active.ensure_indexes()
+        _adopt_as_active(active, now_ms)
+        return cls(
+            directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock
+        )
+
+    # -- PartitionLog properties -----------------------------------------------------------
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._leo
+
+    @property
+    def high_watermark(self) -> int:
+        return self._hw
+
+    @property
+    def durable_offset(self) -> int:
+        """Everything below this offset has been fsynced."""
+        return self._durable
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def recovery_point(self) -> int:
+        """Base offset of the first segment whose data or indexes may not be on disk yet;
+        recovery after a crash validates from here on."""
+        with self._lock:
+            if self._unfinalized:
+                return self._unfinalized[0].base_offset
+            return self._segments[-1].base_offset
+
+    def segment_base_offsets(self) -> list[int]:
+        with self._lock:
+            return list(self._bases)
+
+    # -- append ----------------------------------------------------------------------------
+
+    def append(self, batch: bytearray, *, now_ms: int, log_append_time: bool = False) -> AppendInfo:
+        header = BatchHeader(batch)
+        nbytes = len(batch)
+        if header.size != nbytes:
+            raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
+        delta = int(header.last_offset_delta)
+        max_timestamp = int(header.max_timestamp)
+        append_time = -1
+        if log_append_time:
+            set_log_append_time(batch, now_ms)
+            append_time = max_timestamp = now_ms
+        config = self._config
+        soon = later = False
+        with self._lock:
+            if self._closed or self._failed is not None:
+                raise _storage_error(self._failed or "log is closed")
+            base = self._leo
+            last = base + delta
+            segment = self._segments[-1]
+            if not segment.can_hold(nbytes, last, config.segment_bytes) or (
+                segment.size and now_ms - segment.first_append_ms > config.segment_ms
+            ):
+                segment = self._roll_locked(now_ms)
+                soon = not self._flush_requested
+                self._flush_requested = True
+            set_base_offset(batch, base)
+            segment.append(batch, base, last, max_timestamp, now_ms)
+            self._leo = last + 1
+            self._size += nbytes
+            if config.flush_messages == 1:
+                if not self._flush_requested:
+                    self._flush_requested = soon = True
+            else:
+                self._hw = self._leo
+                self._unflushed_messages += header.records_count
+                if self._unflushed_messages >= config.flush_messages:
+                    if not self._flush_requested:
+                        self._flush_requested = soon = True
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = later = True
+            log_start = self._log_start
+        hooks = self.hooks
+        if hooks is not None:
+            if soon:
+                hooks.flush_soon(self)
+            elif later:
+                hooks.flush_later(self, config.flush_ms / 1000)
+        return AppendInfo(base, last, append_time, log_start)
+
+    def roll(self, now_ms: int | None = None) -> bool:
+        """Start a new segment now (if the active one holds anything)."""
+        with self._lock:
+            self._check_open()
+            if self._segments[-1].size == 0:
+                return False
+            self._roll_locked(self._now_ms() if now_ms is None else now_ms)
+            soon = not self._flush_requested
+            self._flush_requested = True
+        if soon and self.hooks is not None:
+            self.hooks.flush_soon(self)
+        return True
+
+    def _roll_locked(self, now_ms: int) -> Segment:
+        old = self._segments[-1]
+        old.seal()
+        new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._unfinalized.append(old)
+        self._dir_dirty = True
+        return new
+
+    # -- read ------------------------------------------------------------------------------
+
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        min_one_batch: bool = True,
+        isolation_upper: int | None = None,
+    ) -> ReadResult:
+        with self._lock:
+            self._check_open()
+            if offset < self._log_start or offset > self._leo:
+                raise OffsetOutOfRange(
+                    f"offset {offset} outside [{self._log_start}, {self._leo}] "
+                    f"of {self._topic}-{self._partition}"
+                )
+            hw = self._hw
+            upper = hw if isolation_upper is None else min(hw, isolation_upper)
+            records: bytes | memoryview = b""
+            if offset < upper:
+                i = max(bisect_right(self._bases, offset) - 1, 0)
+                for segment in self._segments[i:]:
+                    if segment.base_offset >= upper:
+                        break
+                    data = segment.read(offset, max_bytes, upper, min_one_batch)
+                    if data is not None:
+                        records = data
+                        break
+            return ReadResult(records, hw, self._log_start, hw)
+
+    # -- timestamps ------------------------------------------------------------------------
+
+    def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
+        with self._lock:
+            self._check_open()
+            log_start = self._log_start
+            for segment in self._segments:
+                if segment.next_offset <= log_start or segment.max_timestamp < ts:
+                    continue
+                found = segment.find_timestamp(ts, log_start)
+                if found is not None:
+                    offset, timestamp = found
+                    if offset >= self._hw:
+                        return None
+                    return max(offset, log_start), timestamp
+            return None
+
+    def max_timestamp(self) -> tuple[int, int]:
+        with self._lock:
+            self._check_open()
+            best_ts, best_offset = -1, -1
+            log_start = self._log_start
+            for segment in self._segments:
+                if segment.next_offset <= log_start or segment.max_timestamp <= best_ts:
+                    continue
+                ts, offset = segment.max_timestamp_from(log_start)
+                if ts > best_ts:
+                    best_ts, best_offset = ts, offset
+            if best_ts < 0:
+                return -1, -1
+            return max(best_offset, self._log_start), best_ts
+
+    # -- flushing --------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        hw = self._hw
+        self.flush_cycle()
+        return self._hw > hw
+
+    def flush_cycle(self) -> tuple[bool, bool]:
+        """fsync what was appended so far (one fsync per dirty segment, however many appends
+        it covers), write the indexes of rolled segments, then publish the new durable
+        offset (and, with flush.messages = 1, the high watermark). Returns (durable offset
+        advanced, recovery point advanced)."""
+        with self._flush_lock:
+            with self._lock:
+                if self._closed:
+                    return False, False
+                self._flush_requested = self._flush_scheduled = False
+                self._unflushed_messages = 0
+                target = self._leo
+                finalize = list(self._unfinalized)
+                to_sync = [s for s in (*finalize, self._segments[-1]) if s.synced_size < s.size]
+                sizes = [s.size for s in to_sync]
+                dir_dirty = self._dir_dirty
+                self._dir_dirty = False
+            try:
+                for segment in to_sync:
+                    self._fsync(segment.fd)
+                for segment in finalize:
+                    segment.write_indexes(self._fsync)
+                if dir_dirty:
+                    fsync_dir(self._dir, self._fsync)
+            except OSError as exc:
+                self._failed = f"fsync failed: {exc}"
+                logger.error("%s: %s", self._dir, self._failed)
+                raise _storage_error(self._failed) from exc
+            with self._lock:
+                for segment, size in zip(to_sync, sizes, strict=True):
+                    segment.synced_size = max(segment.synced_size, size)
+                for segment in finalize:
+                    if segment in self._unfinalized:
+                        self._unfinalized.remove(segment)
+                advanced = target > self._durable
+                if advanced:
+                    self._durable = target
+                if self._config.flush_messages == 1 and target > self._hw:
+                    self._hw = target
+            return advanced, bool(finalize)
+
+    # -- log start, retention, truncation ----------------------------------------------------
+
+    def delete_records(self, before_offset: int) -> int:
+        with self._flush_lock:
+            with self._lock:
+                self._check_open()
+                target = self._hw if before_offset == -1 else before_offset
+                if target < 0 or target > self._hw:
+                    raise OffsetOutOfRange(
+                        f"cannot delete records before {before_offset}: high watermark is "
+                        f"{self._hw}"
+                    )
+                if target <= self._log_start:
+                    return self._log_start
+            write_partition_metadata(self._dir, self._topic, self._partition, target, self._fsync)
+            with self._lock:
+                self._log_start = max(self._log_start, target)
+                doomed = self._drop_prefix_locked(self._count_below_log_start_locked(0))
+                log_start = self._log_start
+            for segment in doomed:
+                segment.delete()
+            return log_start
+
+    def enforce_retention(self, now_ms: int) -> int:
+        """Kafka's retention pass: roll the active segment when segment.ms says so (or when
+        it is itself expired, so it can go), then delete the oldest sealed segments that are
+        wholly below the high watermark and either older than retention.ms (by their largest
+        timestamp) or in excess of retention.bytes, or wholly below the log start offset.
+        Returns the number of segments deleted."""
+        soon = False
+        with self._flush_lock:
+            with self._lock:
+                self._check_open()
+                config = self._config
+                active = self._segments[-1]
+                expired = config.retention_ms >= 0 and (
+                    now_ms - active.largest_timestamp > config.retention_ms
+                )
+                if active.size and (
+                    now_ms - active.first_append_ms > config.segment_ms
+                    or (expired and active.next_offset <= self._hw)
+                ):
+                    self._roll_locked(now_ms)
+                    soon = not self._flush_requested
+                    self._flush_requested = True
+                segments = self._segments
+                limit = len(segments) - 1  # never the active segment
+                n = 0
+                if config.retention_ms >= 0:
+                    while (
+                        n < limit
+                        and now_ms - segments[n].largest_timestamp > config.retention_ms
+                        and segments[n + 1].base_offset <= self._hw
+                    ):
+                        n += 1
+                if config.retention_bytes >= 0:
+                    excess = self._size - config.retention_bytes
+                    excess -= sum(s.size for s in segments[:n])
+                    while (
+                        n < limit
+                        and excess - segments[n].size >= 0
+                        and segments[n + 1].base_offset <= self._hw
+                    ):
+                        excess -= segments[n].size
+                        n += 1
+                doomed = self._drop_prefix_locked(self._count_below_log_start_locked(n))
+                if doomed:
+                    self._log_start = max(self._log_start, self._segments[0].base_offset)
+            for segment in doomed:
+                segment.delete()
+        if soon and self.hooks is not None:
+            self.hooks.flush_soon(self)
+        return len(doomed)
+
+    def _count_below_log_start_locked(self, n: int) -> int:
+        segments = self._segments
+        while n < len(segments) - 1 and segments[n + 1].base_offset <= self._log_start:
+            n += 1
+        return n
+
+    def _drop_prefix_locked(self, n: int) -> list[Segment]:
+        doomed = self._segments[:n]
+        del self._segments[:n]
+        del self._bases[:n]
+        for segment in doomed:
+            self._size -= segment.size
+            if segment in self._unfinalized:
+                self._unfinalized.remove(segment)
+        return doomed
+
+    def truncate_to(self, offset: int) -> None:
+        with self._flush_lock:
+            with self._lock:
+                self._check_open()
+                if offset >= self._leo:
+                    return
+                if offset < 0:
+                    raise OffsetOutOfRange(f"cannot truncate to {offset}")
+                now_ms = self._now_ms()
+                old_start = self._log_start
+                doomed: list[Segment] = []
+                if offset < self._log_start or offset <= self._segments[0].base_offset:
+                    self._truncate_fully_locked(offset, now_ms)
+                else:
+                    k = bisect_left(self._bases, offset)
+                    doomed = self._segments[k:]
+                    del self._segments[k:]
+                    del self._bases[k:]
+                    for segment in doomed:
+                        self._size -= segment.size
+                        if segment in self._unfinalized:
+                            self._unfinalized.remove(segment)
+                    active = self._segments[-1]
+                    self._size -= active.truncate_to(offset)
+                    if active in self._unfinalized:
+                        self._unfinalized.remove(active)
+                    if active.next_offset < self._log_start:
+                        # Nothing visible is left: restart empty at the log start offset.
+                        for segment in doomed:
+                            segment.delete()
+                        doomed = []
+                        self._truncate_fully_locked(self._log_start, now_ms)
+                    else:
+                        _adopt_as_active(active, now_ms)
+                active = self._segments[-1]
+                self._leo = active.next_offset
+                self._hw = min(self._hw, self._leo)
+                self._durable = min(self._durable, self._leo)
+                self._unflushed_messages = 0
+                new_start = self._log_start
+            for segment in doomed:
+                segment.delete()
+            self._fsync(active.fd)
+            active.synced_size = active.size
+            fsync_dir(self._dir, self._fsync)
+            if new_start != old_start:
+                write_partition_metadata(
+                    self._dir, self._topic, self._partition, new_start, self._fsync
+                )
+        if self.hooks is not None:
+            self.hooks.recovery_point_lowered(self)
+
+    def _truncate_fully_locked(self, offset: int, now_ms: int) -> None:
+        for segment in self._drop_prefix_locked(len(self._segments)):
+            segment.delete()  # before creating a segment that may share its name
+        fresh = Segment.create(self._dir, offset, self._config.index_interval_bytes, now_ms)
+        self._segments, self._bases = [fresh], [offset]
+        self._size = 0
+        self._log_start = offset
+
+    # -- config and lifecycle --------------------------------------------------------------
+
+    def update_config(self, config: LogConfig) -> None:
+        with self._lock:
+            self._config = config
+            if config.flush_messages > 1:
+                self._hw = self._leo
+            for segment in self._segments:
+                segment.index_interval = config.index_interval_bytes
+
+    def close(self, *, clean: bool = True) -> None:
+        """Close the files. ``clean``: first fsync everything and write every index file, so
+        the next open can trust them. ``clean=False`` is what a crash leaves behind."""
+        with self._flush_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                segments = list(self._segments)
+                pending = [*self._unfinalized, segments[-1]]
+            try:
+                if clean:
+                    if self._failed is not None:
+                        raise _storage_error(self._failed)
+                    segments[-1].seal()
+                    for segment in pending:
+                        if segment.synced_size < segment.size:
+                            self._fsync(segment.fd)
+                            segment.synced_size = segment.size
+                        segment.write_indexes(self._fsync)
+                    fsync_dir(self._dir, self._fsync)
+                    self._unfinalized.clear()
+                    self._durable = self._leo
+            finally:
+                for segment in segments:
+                    segment.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _storage_error(f"log {self._topic}-{self._partition} is closed")
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def __repr__(self) -> str:
+        return (
+            f"SegmentLog({self._topic}-{self._partition}, start={self._log_start}, "
+            f"hw={self._hw}, end={self._leo}, segments={len(self._segments)})"
+        )
+
+
+def _adopt_as_active(segment: Segment, now_ms: int) -> None:
+    """A segment (re)becoming the active one after a load or a truncation needs the time of
+    its first append for segment.ms: the first batch's timestamp when plausible, else now."""
+    if segment.size == 0:
+        segment.first_append_ms = -1
+    elif segment.first_append_ms < 0:
+        ts = segment.first_batch_timestamp()
+        segment.first_append_ms = ts if 0 <= ts <= now_ms else now_ms

@@ -1,0 +1,330 @@
+"""LogManager: every partition log under one data directory, plus the group-commit flusher.
+
+Group commit. The event loop appends (a ``pwrite`` into the page cache) and the log asks the
+flusher thread for an fsync. The flusher wakes, takes every log that asked, fsyncs each one
+once (covering all the appends made since its last cycle), publishes the new durable offsets
+(which, with ``flush.messages = 1``, are the high watermarks) and calls ``on_durable`` once
+per cycle in which a durable offset moved. While it fsyncs, new appends pile up and are covered by the next cycle, so under
+load one fsync serves many produce requests. Logs with ``flush.messages > 1`` are flushed
+after that many records or ``flush.ms`` after their first unflushed append.
+
+Files in the data directory: one ``<topic>-<partition>`` directory per log, the
+``recovery-point-offset-checkpoint`` and, between a clean shutdown and the next start, the
+``.clean-shutdown`` marker (see ``docs/storage-format.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+
+from .api import LogConfig, PartitionLog
+from .files import (
+    CLEAN_SHUTDOWN,
+    DELETED_SUFFIX,
+    Fsync,
+    fsync_dir,
+    is_legal_topic,
+    parse_partition_dir,
+    partition_dir_name,
+    read_recovery_checkpoint,
+    write_file,
+    write_recovery_checkpoint,
+)
+from .log import LogHooks, SegmentLog
+
+logger = logging.getLogger(__name__)
+
+
+class LogManager:
+    """Owns ``data_dir/<topic>-<partition>/`` logs. ``create``/``get``/``delete_*`` and
+    ``run_retention`` are meant for one thread (the event loop); the flusher thread is
+    internal. ``clock`` is wall-clock seconds (as ``time.time``); ``fsync`` is injectable to
+    count or slow down fsyncs in tests; ``default_config`` applies to logs found by
+    :meth:`open` until ``create`` (or ``update_config``) supplies theirs."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_durable: Callable[[], None] | None = None,
+        default_config: LogConfig | None = None,
+        fsync: Fsync = os.fsync,
+    ) -> None:
+        self._data_dir = Path(data_dir)
+        self._clock = clock
+        self._on_durable = on_durable
+        self._default_config = default_config or LogConfig()
+        self._fsync = fsync
+        self._logs: dict[tuple[str, int], SegmentLog] = {}
+        self._registry_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._requested: dict[SegmentLog, None] = {}  # insertion-ordered set
+        self._scheduled: dict[SegmentLog, float] = {}  # log -> monotonic deadline
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._opened = False
+        self._closed = False
+        self._hooks = LogHooks(self._flush_soon, self._flush_later, self._recovery_point_lowered)
+        self.flush_cycles = 0
+        """Flusher cycles run so far (for metrics and tests)."""
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Discover and recover every partition directory, then start the flusher."""
+        if self._opened:
+            return
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        marker = self._data_dir / CLEAN_SHUTDOWN
+        clean = marker.exists()
+        points = read_recovery_checkpoint(self._data_dir)
+        with os.scandir(self._data_dir) as entries:
+            dirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        for name in dirs:
+            path = self._data_dir / name
+            if name.endswith(DELETED_SUFFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            parsed = parse_partition_dir(name)
+            if parsed is None:
+                logger.warning("ignoring %s: not a <topic>-<partition> directory", path)
+                continue
+            log = SegmentLog.load(
+                path,
+                *parsed,
+                self._default_config,
+                clean=clean,
+                recovery_point=points.get(parsed),
+                fsync=self._fsync,
+                clock=self._clock,
+            )
+            log.hooks = self._hooks
+            self._logs[parsed] = log
+        if clean:
+            marker.unlink()  # from now on a crash must be noticed
+            fsync_dir(self._data_dir, self._fsync)
+        self._write_checkpoint()
+        self._opened = True
+        self._thread = threading.Thread(target=self._run, name="riverbed-flusher", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the flusher, flush and close every log, write the recovery checkpoint and
+        the clean-shutdown marker. Idempotent."""
+        if self._closed or not self._opened:
+            self._closed = True
+            return
+        self._stop_flusher()
+        with self._registry_lock:
+            logs = list(self._logs.values())
+        clean = True
+        for log in logs:
+            try:
+                log.close()
+            except (OSError, KafkaError):
+                logger.exception("%s: unclean close", log.directory)
+                clean = False
+        self._write_checkpoint(logs)
+        if clean:
+            write_file(self._data_dir / CLEAN_SHUTDOWN, b"", self._fsync)
+            fsync_dir(self._data_dir, self._fsync)
+        self._closed = True
+
+    def abandon(self) -> None:
+        """Stop as a crash would: no flush, no index files, no marker (for tests)."""
+        self._stop_flusher()
+        with self._registry_lock:
+            logs = list(self._logs.values())
+        for log in logs:
+            log.close(clean=False)
+        self._closed = True
+
+    def __enter__(self) -> LogManager:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- partitions ------------------------------------------------------------------------
+
+    def create(self, topic: str, partition: int, config: LogConfig) -> SegmentLog:
+        """The log of ``topic``/``partition``, created if needed. For an existing log (for
+        instance one found by :meth:`open`), ``config`` replaces its configuration."""
+        if not is_legal_topic(topic):
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION, f"illegal topic name {topic!r}")
+        if partition < 0:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"illegal partition {partition}")
+        self._check_open()
+        key = (topic, partition)
+        with self._registry_lock:
+            log = self._logs.get(key)
+        if log is not None:
+            log.update_config(config)
+            return log
+        path = self._data_dir / partition_dir_name(topic, partition)
+        if path.exists():
+            log = SegmentLog.load(
+                path, topic, partition, config, fsync=self._fsync, clock=self._clock
+            )
+        else:
+            log = SegmentLog.create(
+                path, topic, partition, config, fsync=self._fsync, clock=self._clock
+            )
+        log.hooks = self._hooks
+        with self._registry_lock:
+            self._logs[key] = log
+        return log
+
+    def get(self, topic: str, partition: int) -> SegmentLog | None:
+        return self._logs.get((topic, partition))
+
+    def partitions(self) -> list[SegmentLog]:
+        with self._registry_lock:
+            return list(self._logs.values())
+
+    def __iter__(self) -> Iterator[SegmentLog]:
+        return iter(self.partitions())
+
+    def delete_partition(self, topic: str, partition: int) -> bool:
+        """Forget the log and remove its directory (renamed to ``*.deleted`` first, so a
+        crash half-way leaves a directory that the next open removes). False if unknown."""
+        with self._registry_lock:
+            log = self._logs.pop((topic, partition), None)
+        if log is None:
+            return False
+        with self._cond:
+            self._requested.pop(log, None)
+            self._scheduled.pop(log, None)
+        log.close(clean=False)
+        doomed = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}{DELETED_SUFFIX}")
+        os.rename(log.directory, doomed)
+        fsync_dir(self._data_dir, self._fsync)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self._write_checkpoint()
+        return True
+
+    def delete_topic(self, topic: str) -> int:
+        """Delete every partition of ``topic``; returns how many there were."""
+        with self._registry_lock:
+            keys = [key for key in self._logs if key[0] == topic]
+        return sum(self.delete_partition(*key) for key in keys)
+
+    # -- background work -------------------------------------------------------------------
+
+    def request_flush(self, log: PartitionLog) -> None:
+        """Ask the flusher to fsync ``log`` soon (appends already do this by themselves)."""
+        if isinstance(log, SegmentLog):
+            self._flush_soon(log)
+
+    def run_retention(self, now_ms: int) -> None:
+        """One retention pass over every log (see :meth:`SegmentLog.enforce_retention`)."""
+        for log in self.partitions():
+            try:
+                log.enforce_retention(now_ms)
+            except KafkaError:
+                if not log.closed:
+                    logger.exception("%s: retention failed", log.directory)
+
+    def flush_all(self) -> None:
+        """fsync every log now, on the calling thread."""
+        advanced = False
+        for log in self.partitions():
+            advanced |= log.flush_cycle()[0]
+        self._write_checkpoint()
+        if advanced and self._on_durable is not None:
+            self._on_durable()
+
+    # -- the flusher -----------------------------------------------------------------------
+
+    def _flush_soon(self, log: SegmentLog) -> None:
+        with self._cond:
+            self._requested[log] = None
+            self._cond.notify()
+
+    def _flush_later(self, log: SegmentLog, delay_s: float) -> None:
+        with self._cond:
+            if log not in self._scheduled:
+                self._scheduled[log] = time.monotonic() + delay_s
+                self._cond.notify()
+
+    def _recovery_point_lowered(self, log: SegmentLog) -> None:
+        self._write_checkpoint()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._requested:
+                        break
+                    now = time.monotonic()
+                    deadline = min(self._scheduled.values(), default=None)
+                    if deadline is not None and deadline <= now:
+                        break
+                    if self._stopping:
+                        return
+                    self._cond.wait(None if deadline is None else deadline - now)
+                batch = list(self._requested)
+                self._requested.clear()
+                now = time.monotonic()
+                for log in [log for log, due in self._scheduled.items() if due <= now]:
+                    del self._scheduled[log]
+                    if log not in batch:
+                        batch.append(log)
+            self._cycle(batch)
+
+    def _cycle(self, logs: list[SegmentLog]) -> None:
+        advanced = checkpoint = False
+        for log in logs:
+            try:
+                moved, sealed = log.flush_cycle()
+            except KafkaError:
+                logger.exception("%s: flush failed", log.directory)
+                continue
+            advanced |= moved
+            checkpoint |= sealed
+        self.flush_cycles += 1
+        if checkpoint:
+            try:
+                self._write_checkpoint()
+            except OSError:
+                logger.exception("writing the recovery checkpoint failed")
+        if advanced and self._on_durable is not None:
+            try:
+                self._on_durable()
+            except Exception:
+                logger.exception("on_durable callback failed")
+
+    def _stop_flusher(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _write_checkpoint(self, logs: list[SegmentLog] | None = None) -> None:
+        with self._checkpoint_lock:
+            if logs is None:
+                logs = self.partitions()
+            entries = [(log.topic, log.partition, log.recovery_point) for log in logs]
+            write_recovery_checkpoint(self._data_dir, entries, self._fsync)
+
+    def _check_open(self) -> None:
+        if not self._opened or self._closed:
+            raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, "log manager is not open")

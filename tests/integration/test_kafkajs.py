@@ -1,0 +1,69 @@
+"""kafkajs 2.2.4 (Node.js) against riverbed. Skipped when node or the npm install is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from riverbed.testing import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+NODE_DIR = Path(__file__).parent / "node"
+if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "kafkajs").is_dir():
+    pytest.skip("node or kafkajs not installed (scripts/setup dev installs them)", allow_module_level=True)
+
+
+def run_node(script: str, broker: EmbeddedBroker, *args: str) -> str:
+    env = {**os.environ, "BOOTSTRAP": broker.bootstrap}
+    out = subprocess.run(["node", script, *args], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def read_all(broker: EmbeddedBroker, topic: str, partitions: int, expected: int) -> list[object]:
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "js", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        got: list[object] = []
+        deadline = time.monotonic() + 15
+        while len(got) < expected and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m)
+        return got
+    finally:
+        c.close()
+
+
+def test_kafkajs_admin_and_producer(broker: EmbeddedBroker, topic_name: str) -> None:
+    summary = json.loads(run_node("roundtrip.js", broker, topic_name).strip().splitlines()[-1])
+    assert summary["created"] is True
+    assert summary["partitions"] == 3
+    assert summary["brokers"] == 1
+    assert sum(int(o["high"]) for o in summary["offsets"]) == 31
+    got = read_all(broker, topic_name, 3, 31)
+    assert len(got) == 31
+    partition_of: dict[bytes, set[int]] = {}
+    for m in got:
+        partition_of.setdefault(m.key(), set()).add(m.partition())  # type: ignore[attr-defined]
+        if m.key() != b"gz":  # type: ignore[attr-defined]
+            headers = dict(m.headers())  # type: ignore[attr-defined]
+            assert headers["src"] == b"kafkajs"
+            assert m.value() == f"value-{int(headers['idx'])}".encode()  # type: ignore[attr-defined]
+    assert all(len(p) == 1 for p in partition_of.values())
+    assert any(m.value() == b"gzipped" for m in got)  # type: ignore[attr-defined]
+
+
+def test_lecture_producer_runs_unchanged(broker: EmbeddedBroker) -> None:
+    out = run_node("lecture_producer.js", broker)
+    assert "Order event sent successfully!" in out
+    got = read_all(broker, "ecommerce-orders", 1, 1)
+    assert got[0].key() == b"user_id_bob"  # type: ignore[attr-defined]
+    assert json.loads(got[0].value())["orderId"] == "A123"  # type: ignore[attr-defined]

@@ -1,0 +1,209 @@
+"""LogManager: the group-commit flusher, partition lifecycle, retention through the manager."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from storage_helpers import CountingFsync, ManualClock, headers, make_batch, read_all
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.storage import LogConfig, LogManager, SegmentLog
+
+MakeManager = Callable[..., LogManager]
+BATCH = len(make_batch(2))
+
+
+class Durable:
+    """on_durable callback that tests can wait on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.event.set()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        while not predicate():
+            assert self.event.wait(timeout), "on_durable never came"
+            self.event.clear()
+
+
+def test_group_commit_covers_many_appends_with_few_fsyncs(manager_factory: MakeManager) -> None:
+    fsync = CountingFsync()
+    durable = Durable()
+    manager = manager_factory(fsync=fsync, on_durable=durable)
+    log = manager.create("t", 0, LogConfig())
+    fsync.calls = 0
+    fsync.gate.clear()
+    fsync.entered.clear()
+    log.append(make_batch(2), now_ms=0)
+    assert fsync.entered.wait(10)  # the flusher is now inside an fsync, held at the gate
+    for _ in range(300):
+        log.append(make_batch(2), now_ms=0)
+        manager.request_flush(log)  # what the broker does; appends already asked anyway
+    assert log.high_watermark == 0
+    fsync.gate.set()
+    durable.wait_until(lambda: log.high_watermark == 602)
+    assert fsync.calls <= 3
+    assert durable.calls <= 3
+    assert log.durable_offset == 602
+    assert len(headers(read_all(log))) == 301
+
+
+def test_high_watermark_moves_only_after_fsync(manager_factory: MakeManager) -> None:
+    fsync = CountingFsync()
+    durable = Durable()
+    manager = manager_factory(fsync=fsync, on_durable=durable)
+    log = manager.create("t", 0, LogConfig())
+    fsync.gate.clear()
+    fsync.entered.clear()
+    log.append(make_batch(3), now_ms=0)
+    assert fsync.entered.wait(10)
+    assert (log.log_end_offset, log.high_watermark) == (3, 0)
+    assert len(log.read(0, 1 << 20).records) == 0
+    fsync.gate.set()
+    durable.wait_until(lambda: log.high_watermark == 3)
+    assert len(log.read(0, 1 << 20).records) > 0
+
+
+def test_flush_messages_triggers_a_flush_by_count(manager_factory: MakeManager) -> None:
+    fsync = CountingFsync()
+    durable = Durable()
+    manager = manager_factory(fsync=fsync, on_durable=durable)
+    log = manager.create("t", 0, LogConfig(flush_messages=10, flush_ms=3_600_000))
+    for _ in range(4):
+        log.append(make_batch(2), now_ms=0)
+    assert log.high_watermark == 8  # visible at once
+    assert log.durable_offset == 0
+    log.append(make_batch(2), now_ms=0)  # the 10th message
+    durable.wait_until(lambda: log.durable_offset == 10)
+
+
+def test_flush_ms_triggers_a_flush_by_time(manager_factory: MakeManager) -> None:
+    durable = Durable()
+    manager = manager_factory(on_durable=durable)
+    log = manager.create("t", 0, LogConfig(flush_messages=1_000_000, flush_ms=10))
+    log.append(make_batch(2), now_ms=0)
+    assert log.high_watermark == 2
+    durable.wait_until(lambda: log.durable_offset == 2)
+
+
+def test_rolled_segments_are_sealed_and_checkpointed(
+    manager_factory: MakeManager, tmp_path: Path
+) -> None:
+    durable = Durable()
+    manager = manager_factory(on_durable=durable)
+    log = manager.create("t", 0, LogConfig(segment_bytes=2 * BATCH))
+    for _ in range(5):
+        log.append(make_batch(2), now_ms=0)
+    durable.wait_until(lambda: log.high_watermark == 10 and log.recovery_point == 8)
+    manager.flush_all()
+    assert "t 0 8" in (tmp_path / "data" / "recovery-point-offset-checkpoint").read_text()
+    assert (log.directory / f"{4:020d}.index").stat().st_size == 8
+
+
+def test_flush_all_and_on_durable(manager_factory: MakeManager) -> None:
+    durable = Durable()
+    manager = manager_factory(on_durable=durable, fsync=CountingFsync())
+    logs = [manager.create("t", p, LogConfig(flush_messages=100)) for p in range(3)]
+    for log in logs:
+        log.append(make_batch(2), now_ms=0)
+    manager.flush_all()
+    assert all(log.durable_offset == 2 for log in logs)
+    assert durable.calls >= 1
+
+
+def test_create_get_delete(manager_factory: MakeManager, tmp_path: Path) -> None:
+    manager = manager_factory()
+    a0 = manager.create("a", 0, LogConfig())
+    manager.create("a", 1, LogConfig())
+    manager.create("b", 0, LogConfig())
+    config = LogConfig(retention_ms=1)
+    assert manager.create("a", 0, config) is a0
+    assert a0.config == config
+    assert manager.get("a", 0) is a0
+    assert manager.get("a", 9) is None
+    assert sorted((log.topic, log.partition) for log in manager.partitions()) == [
+        ("a", 0),
+        ("a", 1),
+        ("b", 0),
+    ]
+    a0.append(make_batch(1), now_ms=0)
+    assert manager.delete_partition("a", 1)
+    assert not manager.delete_partition("a", 1)
+    assert manager.delete_topic("a") == 1
+    assert manager.get("a", 0) is None
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.is_dir()) == ["b-0"]
+    with pytest.raises(KafkaError):
+        a0.append(make_batch(1), now_ms=0)
+    manager.close()
+    again = manager_factory()
+    assert [(log.topic, log.partition) for log in again.partitions()] == [("b", 0)]
+    recreated = again.create("a", 0, LogConfig())
+    assert recreated.log_end_offset == 0
+
+
+@pytest.mark.parametrize("topic", ["", "a/b", "x" * 250, "..", "sp ace"])
+def test_illegal_topic_names(manager_factory: MakeManager, topic: str) -> None:
+    with pytest.raises(KafkaError) as info:
+        manager_factory().create(topic, 0, LogConfig())
+    assert info.value.code == ErrorCode.INVALID_TOPIC_EXCEPTION
+
+
+def test_run_retention(manager_factory: MakeManager) -> None:
+    clock = ManualClock(now_ms=100_000)
+    manager = manager_factory(clock=clock)
+    config = LogConfig(segment_bytes=2 * BATCH, retention_ms=10_000)
+    log = manager.create("t", 0, config)
+    for i in range(6):
+        log.append(make_batch(2, timestamp=100_000 + i, max_timestamp=100_000 + i), now_ms=0)
+    manager.flush_all()
+    manager.run_retention(now_ms=105_000)
+    assert log.log_start_offset == 0
+    manager.run_retention(now_ms=110_002)
+    assert log.segment_base_offsets() == [4, 8]
+    assert log.log_start_offset == 4
+
+
+def test_appends_racing_the_flusher_and_retention(manager_factory: MakeManager) -> None:
+    durable = Durable()
+    manager = manager_factory(on_durable=durable)
+    config = LogConfig(segment_bytes=8 * BATCH, retention_bytes=40 * BATCH, index_interval_bytes=0)
+    log = manager.create("t", 0, config)
+    for i in range(2_000):
+        log.append(make_batch(2), now_ms=i)
+        if i % 97 == 0:
+            manager.run_retention(now_ms=i)
+    durable.wait_until(lambda: log.high_watermark == 4_000)
+    manager.run_retention(now_ms=10_000)
+    data = read_all(log)
+    offsets = [h.base_offset for h in headers(data)]
+    assert offsets == list(range(offsets[0], 4_000, 2))
+    assert log.size_bytes <= 48 * BATCH
+    closed_fds = [s for s in log._segments if s.closed]
+    assert closed_fds == []
+
+
+def test_a_failed_fsync_fails_the_log(manager_factory: MakeManager) -> None:
+    failing = threading.Event()
+
+    def broken(fd: int) -> None:
+        if failing.is_set():
+            raise OSError(5, "I/O error")
+
+    manager = manager_factory()
+    log = SegmentLog.create(manager.data_dir / "z-0", "z", 0, LogConfig(), fsync=broken)
+    failing.set()
+    log.append(make_batch(1), now_ms=0)
+    with pytest.raises(KafkaError) as info:
+        log.flush()
+    assert info.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+    with pytest.raises(KafkaError):
+        log.append(make_batch(1), now_ms=0)
+    assert log.high_watermark == 0
+    log.close(clean=False)
