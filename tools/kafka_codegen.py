@@ -361,7 +361,7 @@ class Emitter:
         flex = self.flex_expr(f, within)
         nullable = self.nullable_cond(f, within) is not None
         if f.is_array:
-            elem_var = "item"
+            elem_var = f"{f.attr}_item"
             lines = [f"{w}.array_length({val}, {flex})"]
             inner = self.write_value(f.elem, elem_var, flex, False, w)
             if nullable:

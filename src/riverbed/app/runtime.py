@@ -8,13 +8,16 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from riverbed.broker import Broker, BrokerConfig
 from riverbed.server import KafkaServer, ServerConfig
 from riverbed.storage.manager import LogManager
 
 log = logging.getLogger("riverbed")
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -108,16 +111,16 @@ class BrokerThread:
     def bootstrap(self) -> str:
         return self.app.bootstrap
 
-    def call(self, fn, *args):  # type: ignore[no-untyped-def]
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the broker's loop and return its result (for tests)."""
-        fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
-        return fut.result(30)
+
+        async def run() -> T:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self._thread.is_alive() and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
 
-
-async def _call(fn, *args):  # type: ignore[no-untyped-def]
-    return fn(*args)

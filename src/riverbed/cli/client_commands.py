@@ -20,7 +20,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -220,12 +220,13 @@ def consume_command(args: argparse.Namespace) -> int:
                 if not args.follow and (len(at_eof) == len(parts) or time.monotonic() - idle_since > args.timeout):
                     break
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(msg.partition() or 0)
                     continue
-                raise CommandError(msg.error().str())
-            at_eof.discard(msg.partition())
+                raise CommandError(err.str())
+            at_eof.discard(msg.partition() or 0)
             idle_since = time.monotonic()
             print(_format(msg, args.format), flush=True)
             seen += 1

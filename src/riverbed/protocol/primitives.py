@@ -16,10 +16,15 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 from .errors import DecodeError
 
 Buffer = bytes | bytearray | memoryview
+# Reader/Writer have methods named bool and bytes (after the wire types), which shadow the
+# builtins inside the class bodies; annotations there use these aliases.
+_bool = bool
+_bytes = bytes
 
 _i8 = struct.Struct(">b")
 _i16 = struct.Struct(">h")
@@ -60,7 +65,7 @@ class Reader:
     def int8(self) -> int:
         return int(_i8.unpack_from(self.buf, self._take(1))[0])
 
-    def bool(self) -> bool:
+    def bool(self) -> _bool:
         return self.buf[self._take(1)] != 0
 
     def int16(self) -> int:
@@ -104,7 +109,7 @@ class Reader:
             if shift > 63:
                 raise DecodeError("varint too long")
 
-    def _length(self, flex: bool, wide: bool = False) -> int:
+    def _length(self, flex: _bool, wide: _bool = False) -> int:
         """Length prefix of a string/bytes/array: -1 means null."""
         if flex:
             n = self.uvarint() - 1
@@ -126,32 +131,32 @@ class Reader:
         except UnicodeDecodeError as exc:
             raise DecodeError("string is not valid UTF-8") from exc
 
-    def string(self, flex: bool) -> str:
+    def string(self, flex: _bool) -> str:
         n = self._length(flex)
         if n < 0:
             raise DecodeError("null string where a string is required")
         return self._decode_str(n)
 
-    def nullable_string(self, flex: bool) -> str | None:
+    def nullable_string(self, flex: _bool) -> str | None:
         n = self._length(flex)
         return None if n < 0 else self._decode_str(n)
 
-    def bytes(self, flex: bool) -> bytes:
+    def bytes(self, flex: _bool) -> _bytes:
         n = self._length(flex, wide=True)
         if n < 0:
             raise DecodeError("null bytes where bytes are required")
         return bytes(self._slice(n))
 
-    def nullable_bytes(self, flex: bool) -> bytes | None:
+    def nullable_bytes(self, flex: _bool) -> _bytes | None:
         n = self._length(flex, wide=True)
         return None if n < 0 else bytes(self._slice(n))
 
-    def records(self, flex: bool) -> memoryview | None:
+    def records(self, flex: _bool) -> memoryview | None:
         """A records field, returned as a zero-copy view of the request buffer."""
         n = self._length(flex, wide=True)
         return None if n < 0 else self._slice(n)
 
-    def array_length(self, flex: bool) -> int:
+    def array_length(self, flex: _bool) -> int:
         """Element count of an array (-1 = null). Each element takes at least one byte, so a
         count above the remaining bytes is refused before any list is sized."""
         n = self._length(flex, wide=True)
@@ -188,7 +193,7 @@ class Writer:
             return [*self._chunks, self._buf]
         return list(self._chunks)
 
-    def getvalue(self) -> bytes:
+    def getvalue(self) -> _bytes:
         return b"".join(self.chunks())
 
     def raw(self, data: Buffer) -> None:
@@ -205,7 +210,7 @@ class Writer:
     def int8(self, value: int) -> None:
         self._buf += _i8.pack(value)
 
-    def bool(self, value: bool) -> None:
+    def bool(self, value: _bool) -> None:
         self._buf.append(1 if value else 0)
 
     def int16(self, value: int) -> None:
@@ -236,7 +241,7 @@ class Writer:
             value >>= 7
         buf.append(value)
 
-    def _length(self, n: int, flex: bool, wide: bool = False) -> None:
+    def _length(self, n: int, flex: _bool, wide: _bool = False) -> None:
         if flex:
             self.uvarint(n + 1)
         elif wide:
@@ -244,28 +249,28 @@ class Writer:
         else:
             self.int16(n)
 
-    def string(self, value: str, flex: bool) -> None:
+    def string(self, value: str, flex: _bool) -> None:
         data = value.encode("utf-8")
         self._length(len(data), flex)
         self._buf += data
 
-    def nullable_string(self, value: str | None, flex: bool) -> None:
+    def nullable_string(self, value: str | None, flex: _bool) -> None:
         if value is None:
             self._length(-1, flex)
         else:
             self.string(value, flex)
 
-    def bytes(self, value: Buffer, flex: bool) -> None:
+    def bytes(self, value: Buffer, flex: _bool) -> None:
         self._length(len(value), flex, wide=True)
         self.raw(value)
 
-    def nullable_bytes(self, value: Buffer | None, flex: bool) -> None:
+    def nullable_bytes(self, value: Buffer | None, flex: _bool) -> None:
         if value is None:
             self._length(-1, flex, wide=True)
         else:
             self.bytes(value, flex)
 
-    def records(self, value: RecordsValue | None, flex: bool) -> None:
+    def records(self, value: RecordsValue | None, flex: _bool) -> None:
         if value is None:
             self._length(-1, flex, wide=True)
         elif isinstance(value, bytes | bytearray | memoryview):
@@ -275,7 +280,7 @@ class Writer:
             for part in value:
                 self.raw(part)
 
-    def array_length(self, value: Sequence[object] | None, flex: bool) -> None:
+    def array_length(self, value: Sequence[object] | None, flex: _bool) -> None:
         self._length(-1 if value is None else len(value), flex, wide=True)
 
     def tagged(self, fields: Iterable[tuple[int, Writer]]) -> None:
@@ -293,10 +298,10 @@ class Message:
     """Base of every generated message and struct: ``read``/``write`` per version."""
 
     __slots__ = ()
-    API_KEY: int = -1
-    MIN_VERSION: int = 0
-    MAX_VERSION: int = 0
-    FLEXIBLE_VERSION: int = 32767
+    API_KEY: ClassVar[int] = -1
+    MIN_VERSION: ClassVar[int] = 0
+    MAX_VERSION: ClassVar[int] = 0
+    FLEXIBLE_VERSION: ClassVar[int] = 32767
 
     @classmethod
     def read(cls, r: Reader, version: int) -> Message:  # pragma: no cover - overridden
@@ -314,7 +319,7 @@ class Message:
             raise DecodeError(f"{r.end - r.pos} trailing bytes after {cls.__name__}")
         return msg
 
-    def encode(self, version: int) -> bytes:
+    def encode(self, version: int) -> _bytes:
         w = Writer()
         self.write(w, version)
         return w.getvalue()

@@ -18,7 +18,7 @@ Resp = ListOffsetsResponse
 def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse:
     topics_out = []
     for t in req.topics:
-        parts = []
+        parts: list[Resp.ListOffsetsPartitionResponse] = []
         topics_out.append(Resp.ListOffsetsTopicResponse(name=t.name, partitions=parts))
         for p in t.partitions:
             out = Resp.ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=0, timestamp=-1, offset=-1, leader_epoch=-1)

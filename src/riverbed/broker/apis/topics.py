@@ -138,7 +138,7 @@ def handle_delete_records(broker: Broker, conn: ConnectionInfo, version: int, re
     R = DeleteRecordsResponse
     topics_out = []
     for t in req.topics:
-        parts = []
+        parts: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = []
         topics_out.append(R.DeleteRecordsTopicResult(name=t.name, partitions=parts))
         for p in t.partitions:
             res = R.DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=-1, error_code=0)

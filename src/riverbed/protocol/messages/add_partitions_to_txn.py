@@ -40,8 +40,8 @@ class AddPartitionsToTxnRequest(Message):
             flex = version >= 3
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -87,8 +87,8 @@ class AddPartitionsToTxnRequest(Message):
                 w.bool(self.verify_only)
             if version >= 4:
                 w.array_length(self.topics, flex)
-                for item in self.topics:
-                    item.write(w, version)
+                for topics_item in self.topics:
+                    topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -128,8 +128,8 @@ class AddPartitionsToTxnRequest(Message):
         flex = version >= 3
         if version >= 4:
             w.array_length(self.transactions, flex)
-            for item in self.transactions:
-                item.write(w, version)
+            for transactions_item in self.transactions:
+                transactions_item.write(w, version)
         if version <= 3:
             w.string(self.v3_and_below_transactional_id, flex)
         if version <= 3:
@@ -138,8 +138,8 @@ class AddPartitionsToTxnRequest(Message):
             w.int16(self.v3_and_below_producer_epoch)
         if version <= 3:
             w.array_length(self.v3_and_below_topics, flex)
-            for item in self.v3_and_below_topics:
-                item.write(w, version)
+            for v3_and_below_topics_item in self.v3_and_below_topics:
+                v3_and_below_topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -196,8 +196,8 @@ class AddPartitionsToTxnResponse(Message):
             flex = version >= 3
             w.string(self.name, flex)
             w.array_length(self.results_by_partition, flex)
-            for item in self.results_by_partition:
-                item.write(w, version)
+            for results_by_partition_item in self.results_by_partition:
+                results_by_partition_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -228,8 +228,8 @@ class AddPartitionsToTxnResponse(Message):
                 w.string(self.transactional_id, flex)
             if version >= 4:
                 w.array_length(self.topic_results, flex)
-                for item in self.topic_results:
-                    item.write(w, version)
+                for topic_results_item in self.topic_results:
+                    topic_results_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -268,11 +268,11 @@ class AddPartitionsToTxnResponse(Message):
             w.int16(self.error_code)
         if version >= 4:
             w.array_length(self.results_by_transaction, flex)
-            for item in self.results_by_transaction:
-                item.write(w, version)
+            for results_by_transaction_item in self.results_by_transaction:
+                results_by_transaction_item.write(w, version)
         if version <= 3:
             w.array_length(self.results_by_topic_v3_and_below, flex)
-            for item in self.results_by_topic_v3_and_below:
-                item.write(w, version)
+            for results_by_topic_v3_and_below_item in self.results_by_topic_v3_and_below:
+                results_by_topic_v3_and_below_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -72,8 +72,8 @@ class AddRaftVoterRequest(Message):
         w.int32(self.voter_id)
         w.uuid(self.voter_directory_id)
         w.array_length(self.listeners, flex)
-        for item in self.listeners:
-            item.write(w, version)
+        for listeners_item in self.listeners:
+            listeners_item.write(w, version)
         if flex:
             w.uvarint(0)
 

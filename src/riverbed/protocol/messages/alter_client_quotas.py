@@ -90,11 +90,11 @@ class AlterClientQuotasRequest(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 1
             w.array_length(self.entity, flex)
-            for item in self.entity:
-                item.write(w, version)
+            for entity_item in self.entity:
+                entity_item.write(w, version)
             w.array_length(self.ops, flex)
-            for item in self.ops:
-                item.write(w, version)
+            for ops_item in self.ops:
+                ops_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -118,8 +118,8 @@ class AlterClientQuotasRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 1
         w.array_length(self.entries, flex)
-        for item in self.entries:
-            item.write(w, version)
+        for entries_item in self.entries:
+            entries_item.write(w, version)
         w.bool(self.validate_only)
         if flex:
             w.uvarint(0)
@@ -180,8 +180,8 @@ class AlterClientQuotasResponse(Message):
             w.int16(self.error_code)
             w.nullable_string(self.error_message, flex)
             w.array_length(self.entity, flex)
-            for item in self.entity:
-                item.write(w, version)
+            for entity_item in self.entity:
+                entity_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -206,7 +206,7 @@ class AlterClientQuotasResponse(Message):
         flex = version >= 1
         w.int32(self.throttle_time_ms)
         w.array_length(self.entries, flex)
-        for item in self.entries:
-            item.write(w, version)
+        for entries_item in self.entries:
+            entries_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -65,8 +65,8 @@ class AlterConfigsRequest(Message):
             w.int8(self.resource_type)
             w.string(self.resource_name, flex)
             w.array_length(self.configs, flex)
-            for item in self.configs:
-                item.write(w, version)
+            for configs_item in self.configs:
+                configs_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -90,8 +90,8 @@ class AlterConfigsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.resources, flex)
-        for item in self.resources:
-            item.write(w, version)
+        for resources_item in self.resources:
+            resources_item.write(w, version)
         w.bool(self.validate_only)
         if flex:
             w.uvarint(0)
@@ -153,7 +153,7 @@ class AlterConfigsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         if flex:
             w.uvarint(0)

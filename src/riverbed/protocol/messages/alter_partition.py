@@ -83,12 +83,12 @@ class AlterPartitionRequest(Message):
             w.int32(self.leader_epoch)
             if version <= 2:
                 w.array_length(self.new_isr, flex)
-                for item in self.new_isr:
-                    w.int32(item)
+                for new_isr_item in self.new_isr:
+                    w.int32(new_isr_item)
             if version >= 3:
                 w.array_length(self.new_isr_with_epochs, flex)
-                for item in self.new_isr_with_epochs:
-                    item.write(w, version)
+                for new_isr_with_epochs_item in self.new_isr_with_epochs:
+                    new_isr_with_epochs_item.write(w, version)
             if version >= 1:
                 w.int8(self.leader_recovery_state)
             w.int32(self.partition_epoch)
@@ -125,8 +125,8 @@ class AlterPartitionRequest(Message):
             if version >= 2:
                 w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -154,8 +154,8 @@ class AlterPartitionRequest(Message):
         w.int32(self.broker_id)
         w.int64(self.broker_epoch)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -204,8 +204,8 @@ class AlterPartitionResponse(Message):
             w.int32(self.leader_id)
             w.int32(self.leader_epoch)
             w.array_length(self.isr, flex)
-            for item in self.isr:
-                w.int32(item)
+            for isr_item in self.isr:
+                w.int32(isr_item)
             if version >= 1:
                 w.int8(self.leader_recovery_state)
             w.int32(self.partition_epoch)
@@ -242,8 +242,8 @@ class AlterPartitionResponse(Message):
             if version >= 2:
                 w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -271,7 +271,7 @@ class AlterPartitionResponse(Message):
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

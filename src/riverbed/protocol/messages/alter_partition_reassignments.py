@@ -41,8 +41,8 @@ class AlterPartitionReassignmentsRequest(Message):
             w.int32(self.partition_index)
             w.array_length(self.replicas, flex)
             if self.replicas is not None:
-                for item in self.replicas:
-                    w.int32(item)
+                for replicas_item in self.replicas:
+                    w.int32(replicas_item)
             if flex:
                 w.uvarint(0)
 
@@ -69,8 +69,8 @@ class AlterPartitionReassignmentsRequest(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -95,8 +95,8 @@ class AlterPartitionReassignmentsRequest(Message):
         flex = version >= 0
         w.int32(self.timeout_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -156,8 +156,8 @@ class AlterPartitionReassignmentsResponse(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -188,7 +188,7 @@ class AlterPartitionReassignmentsResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -40,8 +40,8 @@ class AlterReplicaLogDirsRequest(Message):
             flex = version >= 2
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -68,8 +68,8 @@ class AlterReplicaLogDirsRequest(Message):
             flex = version >= 2
             w.string(self.path, flex)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -91,8 +91,8 @@ class AlterReplicaLogDirsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.dirs, flex)
-        for item in self.dirs:
-            item.write(w, version)
+        for dirs_item in self.dirs:
+            dirs_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -149,8 +149,8 @@ class AlterReplicaLogDirsResponse(Message):
             flex = version >= 2
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -175,7 +175,7 @@ class AlterReplicaLogDirsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -94,11 +94,11 @@ class AlterUserScramCredentialsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.deletions, flex)
-        for item in self.deletions:
-            item.write(w, version)
+        for deletions_item in self.deletions:
+            deletions_item.write(w, version)
         w.array_length(self.upsertions, flex)
-        for item in self.upsertions:
-            item.write(w, version)
+        for upsertions_item in self.upsertions:
+            upsertions_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -156,7 +156,7 @@ class AlterUserScramCredentialsResponse(Message):
         flex = version >= 0
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -194,8 +194,8 @@ class ApiVersionsResponse(Message):
         flex = version >= 3
         w.int16(self.error_code)
         w.array_length(self.api_keys, flex)
-        for item in self.api_keys:
-            item.write(w, version)
+        for api_keys_item in self.api_keys:
+            api_keys_item.write(w, version)
         if version >= 1:
             w.int32(self.throttle_time_ms)
         if flex:
@@ -203,8 +203,8 @@ class ApiVersionsResponse(Message):
             if version >= 3 and self.supported_features:
                 t = Writer()
                 t.array_length(self.supported_features, flex)
-                for item in self.supported_features:
-                    item.write(t, version)
+                for supported_features_item in self.supported_features:
+                    supported_features_item.write(t, version)
                 tags.append((0, t))
             if version >= 3 and self.finalized_features_epoch != -1:
                 t = Writer()
@@ -213,8 +213,8 @@ class ApiVersionsResponse(Message):
             if version >= 3 and self.finalized_features:
                 t = Writer()
                 t.array_length(self.finalized_features, flex)
-                for item in self.finalized_features:
-                    item.write(t, version)
+                for finalized_features_item in self.finalized_features:
+                    finalized_features_item.write(t, version)
                 tags.append((2, t))
             if version >= 3 and self.zk_migration_ready != False:
                 t = Writer()

@@ -59,8 +59,8 @@ class AssignReplicasToDirsRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -87,8 +87,8 @@ class AssignReplicasToDirsRequest(Message):
             flex = version >= 0
             w.uuid(self.id)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -116,8 +116,8 @@ class AssignReplicasToDirsRequest(Message):
         w.int32(self.broker_id)
         w.int64(self.broker_epoch)
         w.array_length(self.directories, flex)
-        for item in self.directories:
-            item.write(w, version)
+        for directories_item in self.directories:
+            directories_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -174,8 +174,8 @@ class AssignReplicasToDirsResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -202,8 +202,8 @@ class AssignReplicasToDirsResponse(Message):
             flex = version >= 0
             w.uuid(self.id)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -231,7 +231,7 @@ class AssignReplicasToDirsResponse(Message):
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.directories, flex)
-        for item in self.directories:
-            item.write(w, version)
+        for directories_item in self.directories:
+            directories_item.write(w, version)
         if flex:
             w.uvarint(0)

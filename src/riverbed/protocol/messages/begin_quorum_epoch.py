@@ -70,8 +70,8 @@ class BeginQuorumEpochRequest(Message):
             flex = version >= 1
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -139,12 +139,12 @@ class BeginQuorumEpochRequest(Message):
         if version >= 1:
             w.int32(self.voter_id)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 1:
             w.array_length(self.leader_endpoints, flex)
-            for item in self.leader_endpoints:
-                item.write(w, version)
+            for leader_endpoints_item in self.leader_endpoints:
+                leader_endpoints_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -207,8 +207,8 @@ class BeginQuorumEpochResponse(Message):
             flex = version >= 1
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -279,14 +279,14 @@ class BeginQuorumEpochResponse(Message):
         flex = version >= 1
         w.int16(self.error_code)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 1 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

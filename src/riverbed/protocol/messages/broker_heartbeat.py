@@ -63,8 +63,8 @@ class BrokerHeartbeatRequest(Message):
             if version >= 1 and self.offline_log_dirs:
                 t = Writer()
                 t.array_length(self.offline_log_dirs, flex)
-                for item in self.offline_log_dirs:
-                    t.uuid(item)
+                for offline_log_dirs_item in self.offline_log_dirs:
+                    t.uuid(offline_log_dirs_item)
                 tags.append((0, t))
             w.tagged(tags)
 

@@ -118,18 +118,18 @@ class BrokerRegistrationRequest(Message):
         w.string(self.cluster_id, flex)
         w.uuid(self.incarnation_id)
         w.array_length(self.listeners, flex)
-        for item in self.listeners:
-            item.write(w, version)
+        for listeners_item in self.listeners:
+            listeners_item.write(w, version)
         w.array_length(self.features, flex)
-        for item in self.features:
-            item.write(w, version)
+        for features_item in self.features:
+            features_item.write(w, version)
         w.nullable_string(self.rack, flex)
         if version >= 1:
             w.bool(self.is_migrating_zk_broker)
         if version >= 2:
             w.array_length(self.log_dirs, flex)
-            for item in self.log_dirs:
-                w.uuid(item)
+            for log_dirs_item in self.log_dirs:
+                w.uuid(log_dirs_item)
         if version >= 3:
             w.int64(self.previous_broker_epoch)
         if flex:

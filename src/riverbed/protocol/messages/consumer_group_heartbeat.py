@@ -40,8 +40,8 @@ class ConsumerGroupHeartbeatRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -93,15 +93,15 @@ class ConsumerGroupHeartbeatRequest(Message):
         w.int32(self.rebalance_timeout_ms)
         w.array_length(self.subscribed_topic_names, flex)
         if self.subscribed_topic_names is not None:
-            for item in self.subscribed_topic_names:
-                w.string(item, flex)
+            for subscribed_topic_names_item in self.subscribed_topic_names:
+                w.string(subscribed_topic_names_item, flex)
         if version >= 1:
             w.nullable_string(self.subscribed_topic_regex, flex)
         w.nullable_string(self.server_assignor, flex)
         w.array_length(self.topic_partitions, flex)
         if self.topic_partitions is not None:
-            for item in self.topic_partitions:
-                item.write(w, version)
+            for topic_partitions_item in self.topic_partitions:
+                topic_partitions_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -136,8 +136,8 @@ class ConsumerGroupHeartbeatResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -161,8 +161,8 @@ class ConsumerGroupHeartbeatResponse(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 0
             w.array_length(self.topic_partitions, flex)
-            for item in self.topic_partitions:
-                item.write(w, version)
+            for topic_partitions_item in self.topic_partitions:
+                topic_partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 

@@ -37,8 +37,8 @@ class ConsumerProtocolAssignment(Message):
             flex = False
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
 
     assigned_partitions: list[ConsumerProtocolAssignment.TopicPartition] = field(default_factory=list)
     user_data: bytes | None = None
@@ -58,6 +58,6 @@ class ConsumerProtocolAssignment(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = False
         w.array_length(self.assigned_partitions, flex)
-        for item in self.assigned_partitions:
-            item.write(w, version)
+        for assigned_partitions_item in self.assigned_partitions:
+            assigned_partitions_item.write(w, version)
         w.nullable_bytes(self.user_data, flex)

@@ -41,8 +41,8 @@ class ConsumerProtocolSubscription(Message):
                 w.string(self.topic, flex)
             if version >= 1:
                 w.array_length(self.partitions, flex)
-                for item in self.partitions:
-                    w.int32(item)
+                for partitions_item in self.partitions:
+                    w.int32(partitions_item)
 
     topics: list[str] = field(default_factory=list)
     user_data: bytes | None = None
@@ -75,13 +75,13 @@ class ConsumerProtocolSubscription(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = False
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            w.string(item, flex)
+        for topics_item in self.topics:
+            w.string(topics_item, flex)
         w.nullable_bytes(self.user_data, flex)
         if version >= 1:
             w.array_length(self.owned_partitions, flex)
-            for item in self.owned_partitions:
-                item.write(w, version)
+            for owned_partitions_item in self.owned_partitions:
+                owned_partitions_item.write(w, version)
         if version >= 2:
             w.int32(self.generation_id)
         if version >= 3:

@@ -90,7 +90,7 @@ class ControlledShutdownResponse(Message):
         flex = version >= 3
         w.int16(self.error_code)
         w.array_length(self.remaining_partitions, flex)
-        for item in self.remaining_partitions:
-            item.write(w, version)
+        for remaining_partitions_item in self.remaining_partitions:
+            remaining_partitions_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -103,11 +103,11 @@ class ControllerRegistrationRequest(Message):
         w.uuid(self.incarnation_id)
         w.bool(self.zk_migration_ready)
         w.array_length(self.listeners, flex)
-        for item in self.listeners:
-            item.write(w, version)
+        for listeners_item in self.listeners:
+            listeners_item.write(w, version)
         w.array_length(self.features, flex)
-        for item in self.features:
-            item.write(w, version)
+        for features_item in self.features:
+            features_item.write(w, version)
         if flex:
             w.uvarint(0)
 

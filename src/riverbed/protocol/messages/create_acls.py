@@ -74,8 +74,8 @@ class CreateAclsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.creations, flex)
-        for item in self.creations:
-            item.write(w, version)
+        for creations_item in self.creations:
+            creations_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -130,7 +130,7 @@ class CreateAclsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

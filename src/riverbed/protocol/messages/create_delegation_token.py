@@ -69,8 +69,8 @@ class CreateDelegationTokenRequest(Message):
         if version >= 3:
             w.nullable_string(self.owner_principal_name, flex)
         w.array_length(self.renewers, flex)
-        for item in self.renewers:
-            item.write(w, version)
+        for renewers_item in self.renewers:
+            renewers_item.write(w, version)
         w.int64(self.max_lifetime_ms)
         if flex:
             w.uvarint(0)

@@ -37,8 +37,8 @@ class CreatePartitionsRequest(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 2
             w.array_length(self.broker_ids, flex)
-            for item in self.broker_ids:
-                w.int32(item)
+            for broker_ids_item in self.broker_ids:
+                w.int32(broker_ids_item)
             if flex:
                 w.uvarint(0)
 
@@ -69,8 +69,8 @@ class CreatePartitionsRequest(Message):
             w.int32(self.count)
             w.array_length(self.assignments, flex)
             if self.assignments is not None:
-                for item in self.assignments:
-                    item.write(w, version)
+                for assignments_item in self.assignments:
+                    assignments_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -96,8 +96,8 @@ class CreatePartitionsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         w.int32(self.timeout_ms)
         w.bool(self.validate_only)
         if flex:
@@ -157,7 +157,7 @@ class CreatePartitionsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -40,8 +40,8 @@ class CreateTopicsRequest(Message):
             flex = version >= 5
             w.int32(self.partition_index)
             w.array_length(self.broker_ids, flex)
-            for item in self.broker_ids:
-                w.int32(item)
+            for broker_ids_item in self.broker_ids:
+                w.int32(broker_ids_item)
             if flex:
                 w.uvarint(0)
 
@@ -102,11 +102,11 @@ class CreateTopicsRequest(Message):
             w.int32(self.num_partitions)
             w.int16(self.replication_factor)
             w.array_length(self.assignments, flex)
-            for item in self.assignments:
-                item.write(w, version)
+            for assignments_item in self.assignments:
+                assignments_item.write(w, version)
             w.array_length(self.configs, flex)
-            for item in self.configs:
-                item.write(w, version)
+            for configs_item in self.configs:
+                configs_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -133,8 +133,8 @@ class CreateTopicsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 5
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         w.int32(self.timeout_ms)
         if version >= 1:
             w.bool(self.validate_only)
@@ -250,8 +250,8 @@ class CreateTopicsResponse(Message):
             if version >= 5:
                 w.array_length(self.configs, flex)
                 if self.configs is not None:
-                    for item in self.configs:
-                        item.write(w, version)
+                    for configs_item in self.configs:
+                        configs_item.write(w, version)
             if flex:
                 tags: list[tuple[int, Writer]] = []
                 if version >= 5 and self.topic_config_error_code != 0:
@@ -283,7 +283,7 @@ class CreateTopicsResponse(Message):
         if version >= 2:
             w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

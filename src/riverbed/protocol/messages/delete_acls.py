@@ -74,8 +74,8 @@ class DeleteAclsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.filters, flex)
-        for item in self.filters:
-            item.write(w, version)
+        for filters_item in self.filters:
+            filters_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -158,8 +158,8 @@ class DeleteAclsResponse(Message):
             w.int16(self.error_code)
             w.nullable_string(self.error_message, flex)
             w.array_length(self.matching_acls, flex)
-            for item in self.matching_acls:
-                item.write(w, version)
+            for matching_acls_item in self.matching_acls:
+                matching_acls_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -184,7 +184,7 @@ class DeleteAclsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.filter_results, flex)
-        for item in self.filter_results:
-            item.write(w, version)
+        for filter_results_item in self.filter_results:
+            filter_results_item.write(w, version)
         if flex:
             w.uvarint(0)

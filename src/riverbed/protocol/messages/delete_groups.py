@@ -35,8 +35,8 @@ class DeleteGroupsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.groups_names, flex)
-        for item in self.groups_names:
-            w.string(item, flex)
+        for groups_names_item in self.groups_names:
+            w.string(groups_names_item, flex)
         if flex:
             w.uvarint(0)
 
@@ -91,7 +91,7 @@ class DeleteGroupsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -62,8 +62,8 @@ class DeleteRecordsRequest(Message):
             flex = version >= 2
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -87,8 +87,8 @@ class DeleteRecordsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 2
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         w.int32(self.timeout_ms)
         if flex:
             w.uvarint(0)
@@ -149,8 +149,8 @@ class DeleteRecordsResponse(Message):
             flex = version >= 2
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -175,7 +175,7 @@ class DeleteRecordsResponse(Message):
         flex = version >= 2
         w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

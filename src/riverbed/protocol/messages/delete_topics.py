@@ -72,12 +72,12 @@ class DeleteTopicsRequest(Message):
         flex = version >= 4
         if version >= 6:
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if version <= 5:
             w.array_length(self.topic_names, flex)
-            for item in self.topic_names:
-                w.string(item, flex)
+            for topic_names_item in self.topic_names:
+                w.string(topic_names_item, flex)
         w.int32(self.timeout_ms)
         if flex:
             w.uvarint(0)
@@ -145,7 +145,7 @@ class DeleteTopicsResponse(Message):
         if version >= 1:
             w.int32(self.throttle_time_ms)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         if flex:
             w.uvarint(0)

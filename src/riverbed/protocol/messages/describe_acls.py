@@ -121,8 +121,8 @@ class DescribeAclsResponse(Message):
             if version >= 1:
                 w.int8(self.pattern_type)
             w.array_length(self.acls, flex)
-            for item in self.acls:
-                item.write(w, version)
+            for acls_item in self.acls:
+                acls_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -153,7 +153,7 @@ class DescribeAclsResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.resources, flex)
-        for item in self.resources:
-            item.write(w, version)
+        for resources_item in self.resources:
+            resources_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -62,8 +62,8 @@ class DescribeClientQuotasRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 1
         w.array_length(self.components, flex)
-        for item in self.components:
-            item.write(w, version)
+        for components_item in self.components:
+            components_item.write(w, version)
         w.bool(self.strict)
         if flex:
             w.uvarint(0)
@@ -146,11 +146,11 @@ class DescribeClientQuotasResponse(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 1
             w.array_length(self.entity, flex)
-            for item in self.entity:
-                item.write(w, version)
+            for entity_item in self.entity:
+                entity_item.write(w, version)
             w.array_length(self.values, flex)
-            for item in self.values:
-                item.write(w, version)
+            for values_item in self.values:
+                values_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -182,7 +182,7 @@ class DescribeClientQuotasResponse(Message):
         w.nullable_string(self.error_message, flex)
         w.array_length(self.entries, flex)
         if self.entries is not None:
-            for item in self.entries:
-                item.write(w, version)
+            for entries_item in self.entries:
+                entries_item.write(w, version)
         if flex:
             w.uvarint(0)

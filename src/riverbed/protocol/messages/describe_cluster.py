@@ -115,8 +115,8 @@ class DescribeClusterResponse(Message):
         w.string(self.cluster_id, flex)
         w.int32(self.controller_id)
         w.array_length(self.brokers, flex)
-        for item in self.brokers:
-            item.write(w, version)
+        for brokers_item in self.brokers:
+            brokers_item.write(w, version)
         w.int32(self.cluster_authorized_operations)
         if flex:
             w.uvarint(0)

@@ -44,8 +44,8 @@ class DescribeConfigsRequest(Message):
             w.string(self.resource_name, flex)
             w.array_length(self.configuration_keys, flex)
             if self.configuration_keys is not None:
-                for item in self.configuration_keys:
-                    w.string(item, flex)
+                for configuration_keys_item in self.configuration_keys:
+                    w.string(configuration_keys_item, flex)
             if flex:
                 w.uvarint(0)
 
@@ -73,8 +73,8 @@ class DescribeConfigsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 4
         w.array_length(self.resources, flex)
-        for item in self.resources:
-            item.write(w, version)
+        for resources_item in self.resources:
+            resources_item.write(w, version)
         if version >= 1:
             w.bool(self.include_synonyms)
         if version >= 3:
@@ -171,8 +171,8 @@ class DescribeConfigsResponse(Message):
             w.bool(self.is_sensitive)
             if version >= 1:
                 w.array_length(self.synonyms, flex)
-                for item in self.synonyms:
-                    item.write(w, version)
+                for synonyms_item in self.synonyms:
+                    synonyms_item.write(w, version)
             if version >= 3:
                 w.int8(self.config_type)
             if version >= 3:
@@ -212,8 +212,8 @@ class DescribeConfigsResponse(Message):
             w.int8(self.resource_type)
             w.string(self.resource_name, flex)
             w.array_length(self.configs, flex)
-            for item in self.configs:
-                item.write(w, version)
+            for configs_item in self.configs:
+                configs_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -238,7 +238,7 @@ class DescribeConfigsResponse(Message):
         flex = version >= 4
         w.int32(self.throttle_time_ms)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -58,8 +58,8 @@ class DescribeDelegationTokenRequest(Message):
         flex = version >= 2
         w.array_length(self.owners, flex)
         if self.owners is not None:
-            for item in self.owners:
-                item.write(w, version)
+            for owners_item in self.owners:
+                owners_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -144,8 +144,8 @@ class DescribeDelegationTokenResponse(Message):
             w.string(self.token_id, flex)
             w.bytes(self.hmac, flex)
             w.array_length(self.renewers, flex)
-            for item in self.renewers:
-                item.write(w, version)
+            for renewers_item in self.renewers:
+                renewers_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -172,8 +172,8 @@ class DescribeDelegationTokenResponse(Message):
         flex = version >= 2
         w.int16(self.error_code)
         w.array_length(self.tokens, flex)
-        for item in self.tokens:
-            item.write(w, version)
+        for tokens_item in self.tokens:
+            tokens_item.write(w, version)
         w.int32(self.throttle_time_ms)
         if flex:
             w.uvarint(0)

@@ -38,8 +38,8 @@ class DescribeGroupsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 5
         w.array_length(self.groups, flex)
-        for item in self.groups:
-            w.string(item, flex)
+        for groups_item in self.groups:
+            w.string(groups_item, flex)
         if version >= 3:
             w.bool(self.include_authorized_operations)
         if flex:
@@ -127,8 +127,8 @@ class DescribeGroupsResponse(Message):
             w.string(self.protocol_type, flex)
             w.string(self.protocol_data, flex)
             w.array_length(self.members, flex)
-            for item in self.members:
-                item.write(w, version)
+            for members_item in self.members:
+                members_item.write(w, version)
             if version >= 3:
                 w.int32(self.authorized_operations)
             if flex:
@@ -157,7 +157,7 @@ class DescribeGroupsResponse(Message):
         if version >= 1:
             w.int32(self.throttle_time_ms)
         w.array_length(self.groups, flex)
-        for item in self.groups:
-            item.write(w, version)
+        for groups_item in self.groups:
+            groups_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -40,8 +40,8 @@ class DescribeLogDirsRequest(Message):
             flex = version >= 2
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -64,8 +64,8 @@ class DescribeLogDirsRequest(Message):
         flex = version >= 2
         w.array_length(self.topics, flex)
         if self.topics is not None:
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -128,8 +128,8 @@ class DescribeLogDirsResponse(Message):
             flex = version >= 2
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -165,8 +165,8 @@ class DescribeLogDirsResponse(Message):
             w.int16(self.error_code)
             w.string(self.log_dir, flex)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if version >= 4:
                 w.int64(self.total_bytes)
             if version >= 4:
@@ -200,7 +200,7 @@ class DescribeLogDirsResponse(Message):
         if version >= 3:
             w.int16(self.error_code)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

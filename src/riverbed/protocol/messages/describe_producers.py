@@ -40,8 +40,8 @@ class DescribeProducersRequest(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partition_indexes, flex)
-            for item in self.partition_indexes:
-                w.int32(item)
+            for partition_indexes_item in self.partition_indexes:
+                w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -63,8 +63,8 @@ class DescribeProducersRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -139,8 +139,8 @@ class DescribeProducersResponse(Message):
             w.int16(self.error_code)
             w.nullable_string(self.error_message, flex)
             w.array_length(self.active_producers, flex)
-            for item in self.active_producers:
-                item.write(w, version)
+            for active_producers_item in self.active_producers:
+                active_producers_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -167,8 +167,8 @@ class DescribeProducersResponse(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -193,7 +193,7 @@ class DescribeProducersResponse(Message):
         flex = version >= 0
         w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

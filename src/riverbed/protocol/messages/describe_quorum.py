@@ -59,8 +59,8 @@ class DescribeQuorumRequest(Message):
             flex = version >= 0
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -82,8 +82,8 @@ class DescribeQuorumRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -178,11 +178,11 @@ class DescribeQuorumResponse(Message):
             w.int32(self.leader_epoch)
             w.int64(self.high_watermark)
             w.array_length(self.current_voters, flex)
-            for item in self.current_voters:
-                item.write(w, version)
+            for current_voters_item in self.current_voters:
+                current_voters_item.write(w, version)
             w.array_length(self.observers, flex)
-            for item in self.observers:
-                item.write(w, version)
+            for observers_item in self.observers:
+                observers_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -209,8 +209,8 @@ class DescribeQuorumResponse(Message):
             flex = version >= 0
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -272,8 +272,8 @@ class DescribeQuorumResponse(Message):
                 w.int32(self.node_id)
             if version >= 2:
                 w.array_length(self.listeners, flex)
-                for item in self.listeners:
-                    item.write(w, version)
+                for listeners_item in self.listeners:
+                    listeners_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -310,11 +310,11 @@ class DescribeQuorumResponse(Message):
         if version >= 2:
             w.nullable_string(self.error_message, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 2:
             w.array_length(self.nodes, flex)
-            for item in self.nodes:
-                item.write(w, version)
+            for nodes_item in self.nodes:
+                nodes_item.write(w, version)
         if flex:
             w.uvarint(0)

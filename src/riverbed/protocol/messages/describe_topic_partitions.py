@@ -80,8 +80,8 @@ class DescribeTopicPartitionsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         w.int32(self.response_partition_limit)
         if self.cursor is None:
             w.int8(-1)
@@ -155,22 +155,22 @@ class DescribeTopicPartitionsResponse(Message):
             w.int32(self.leader_id)
             w.int32(self.leader_epoch)
             w.array_length(self.replica_nodes, flex)
-            for item in self.replica_nodes:
-                w.int32(item)
+            for replica_nodes_item in self.replica_nodes:
+                w.int32(replica_nodes_item)
             w.array_length(self.isr_nodes, flex)
-            for item in self.isr_nodes:
-                w.int32(item)
+            for isr_nodes_item in self.isr_nodes:
+                w.int32(isr_nodes_item)
             w.array_length(self.eligible_leader_replicas, flex)
             if self.eligible_leader_replicas is not None:
-                for item in self.eligible_leader_replicas:
-                    w.int32(item)
+                for eligible_leader_replicas_item in self.eligible_leader_replicas:
+                    w.int32(eligible_leader_replicas_item)
             w.array_length(self.last_known_elr, flex)
             if self.last_known_elr is not None:
-                for item in self.last_known_elr:
-                    w.int32(item)
+                for last_known_elr_item in self.last_known_elr:
+                    w.int32(last_known_elr_item)
             w.array_length(self.offline_replicas, flex)
-            for item in self.offline_replicas:
-                w.int32(item)
+            for offline_replicas_item in self.offline_replicas:
+                w.int32(offline_replicas_item)
             if flex:
                 w.uvarint(0)
 
@@ -208,8 +208,8 @@ class DescribeTopicPartitionsResponse(Message):
             w.uuid(self.topic_id)
             w.bool(self.is_internal)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             w.int32(self.topic_authorized_operations)
             if flex:
                 w.uvarint(0)
@@ -259,8 +259,8 @@ class DescribeTopicPartitionsResponse(Message):
         flex = version >= 0
         w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if self.next_cursor is None:
             w.int8(-1)
         else:

@@ -35,8 +35,8 @@ class DescribeTransactionsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.transactional_ids, flex)
-        for item in self.transactional_ids:
-            w.string(item, flex)
+        for transactional_ids_item in self.transactional_ids:
+            w.string(transactional_ids_item, flex)
         if flex:
             w.uvarint(0)
 
@@ -71,8 +71,8 @@ class DescribeTransactionsResponse(Message):
             flex = version >= 0
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -117,8 +117,8 @@ class DescribeTransactionsResponse(Message):
             w.int64(self.producer_id)
             w.int16(self.producer_epoch)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -143,7 +143,7 @@ class DescribeTransactionsResponse(Message):
         flex = version >= 0
         w.int32(self.throttle_time_ms)
         w.array_length(self.transaction_states, flex)
-        for item in self.transaction_states:
-            item.write(w, version)
+        for transaction_states_item in self.transaction_states:
+            transaction_states_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -55,8 +55,8 @@ class DescribeUserScramCredentialsRequest(Message):
         flex = version >= 0
         w.array_length(self.users, flex)
         if self.users is not None:
-            for item in self.users:
-                item.write(w, version)
+            for users_item in self.users:
+                users_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -119,8 +119,8 @@ class DescribeUserScramCredentialsResponse(Message):
             w.int16(self.error_code)
             w.nullable_string(self.error_message, flex)
             w.array_length(self.credential_infos, flex)
-            for item in self.credential_infos:
-                item.write(w, version)
+            for credential_infos_item in self.credential_infos:
+                credential_infos_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -151,7 +151,7 @@ class DescribeUserScramCredentialsResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

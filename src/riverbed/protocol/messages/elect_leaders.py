@@ -40,8 +40,8 @@ class ElectLeadersRequest(Message):
             flex = version >= 2
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -71,8 +71,8 @@ class ElectLeadersRequest(Message):
             w.int8(self.election_type)
         w.array_length(self.topic_partitions, flex)
         if self.topic_partitions is not None:
-            for item in self.topic_partitions:
-                item.write(w, version)
+            for topic_partitions_item in self.topic_partitions:
+                topic_partitions_item.write(w, version)
         w.int32(self.timeout_ms)
         if flex:
             w.uvarint(0)
@@ -133,8 +133,8 @@ class ElectLeadersResponse(Message):
             flex = version >= 2
             w.string(self.topic, flex)
             w.array_length(self.partition_result, flex)
-            for item in self.partition_result:
-                item.write(w, version)
+            for partition_result_item in self.partition_result:
+                partition_result_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -164,7 +164,7 @@ class ElectLeadersResponse(Message):
         if version >= 1:
             w.int16(self.error_code)
         w.array_length(self.replica_election_results, flex)
-        for item in self.replica_election_results:
-            item.write(w, version)
+        for replica_election_results_item in self.replica_election_results:
+            replica_election_results_item.write(w, version)
         if flex:
             w.uvarint(0)

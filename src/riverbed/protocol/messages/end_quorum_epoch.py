@@ -81,12 +81,12 @@ class EndQuorumEpochRequest(Message):
             w.int32(self.leader_epoch)
             if version <= 0:
                 w.array_length(self.preferred_successors, flex)
-                for item in self.preferred_successors:
-                    w.int32(item)
+                for preferred_successors_item in self.preferred_successors:
+                    w.int32(preferred_successors_item)
             if version >= 1:
                 w.array_length(self.preferred_candidates, flex)
-                for item in self.preferred_candidates:
-                    item.write(w, version)
+                for preferred_candidates_item in self.preferred_candidates:
+                    preferred_candidates_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -113,8 +113,8 @@ class EndQuorumEpochRequest(Message):
             flex = version >= 1
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -177,12 +177,12 @@ class EndQuorumEpochRequest(Message):
         flex = version >= 1
         w.nullable_string(self.cluster_id, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 1:
             w.array_length(self.leader_endpoints, flex)
-            for item in self.leader_endpoints:
-                item.write(w, version)
+            for leader_endpoints_item in self.leader_endpoints:
+                leader_endpoints_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -245,8 +245,8 @@ class EndQuorumEpochResponse(Message):
             flex = version >= 1
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -317,14 +317,14 @@ class EndQuorumEpochResponse(Message):
         flex = version >= 1
         w.int16(self.error_code)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 1 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

@@ -129,8 +129,8 @@ class FetchRequest(Message):
             if version >= 13:
                 w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -166,8 +166,8 @@ class FetchRequest(Message):
                 w.uuid(self.topic_id)
             if version >= 7:
                 w.array_length(self.partitions, flex)
-                for item in self.partitions:
-                    w.int32(item)
+                for partitions_item in self.partitions:
+                    w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -246,12 +246,12 @@ class FetchRequest(Message):
         if version >= 7:
             w.int32(self.session_epoch)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 7:
             w.array_length(self.forgotten_topics_data, flex)
-            for item in self.forgotten_topics_data:
-                item.write(w, version)
+            for forgotten_topics_data_item in self.forgotten_topics_data:
+                forgotten_topics_data_item.write(w, version)
         if version >= 11:
             w.string(self.rack_id, flex)
         if flex:
@@ -442,8 +442,8 @@ class FetchResponse(Message):
             if version >= 4:
                 w.array_length(self.aborted_transactions, flex)
                 if self.aborted_transactions is not None:
-                    for item in self.aborted_transactions:
-                        item.write(w, version)
+                    for aborted_transactions_item in self.aborted_transactions:
+                        aborted_transactions_item.write(w, version)
             if version >= 11:
                 w.int32(self.preferred_read_replica)
             w.records(self.records, flex)
@@ -493,8 +493,8 @@ class FetchResponse(Message):
             if version >= 13:
                 w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -582,14 +582,14 @@ class FetchResponse(Message):
         if version >= 7:
             w.int32(self.session_id)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 16 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

@@ -106,8 +106,8 @@ class FetchSnapshotRequest(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -146,8 +146,8 @@ class FetchSnapshotRequest(Message):
         w.int32(self.replica_id)
         w.int32(self.max_bytes)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if self.cluster_id is not None:
@@ -281,8 +281,8 @@ class FetchSnapshotResponse(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -356,14 +356,14 @@ class FetchSnapshotResponse(Message):
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 1 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

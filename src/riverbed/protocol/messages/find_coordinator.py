@@ -47,8 +47,8 @@ class FindCoordinatorRequest(Message):
             w.int8(self.key_type)
         if version >= 4:
             w.array_length(self.coordinator_keys, flex)
-            for item in self.coordinator_keys:
-                w.string(item, flex)
+            for coordinator_keys_item in self.coordinator_keys:
+                w.string(coordinator_keys_item, flex)
         if flex:
             w.uvarint(0)
 
@@ -156,7 +156,7 @@ class FindCoordinatorResponse(Message):
             w.int32(self.port)
         if version >= 4:
             w.array_length(self.coordinators, flex)
-            for item in self.coordinators:
-                item.write(w, version)
+            for coordinators_item in self.coordinators:
+                coordinators_item.write(w, version)
         if flex:
             w.uvarint(0)

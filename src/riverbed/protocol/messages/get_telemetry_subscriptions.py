@@ -84,13 +84,13 @@ class GetTelemetrySubscriptionsResponse(Message):
         w.uuid(self.client_instance_id)
         w.int32(self.subscription_id)
         w.array_length(self.accepted_compression_types, flex)
-        for item in self.accepted_compression_types:
-            w.int8(item)
+        for accepted_compression_types_item in self.accepted_compression_types:
+            w.int8(accepted_compression_types_item)
         w.int32(self.push_interval_ms)
         w.int32(self.telemetry_max_bytes)
         w.bool(self.delta_temporality)
         w.array_length(self.requested_metrics, flex)
-        for item in self.requested_metrics:
-            w.string(item, flex)
+        for requested_metrics_item in self.requested_metrics:
+            w.string(requested_metrics_item, flex)
         if flex:
             w.uvarint(0)

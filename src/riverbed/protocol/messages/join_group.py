@@ -82,8 +82,8 @@ class JoinGroupRequest(Message):
             w.nullable_string(self.group_instance_id, flex)
         w.string(self.protocol_type, flex)
         w.array_length(self.protocols, flex)
-        for item in self.protocols:
-            item.write(w, version)
+        for protocols_item in self.protocols:
+            protocols_item.write(w, version)
         if version >= 8:
             w.nullable_string(self.reason, flex)
         if flex:
@@ -172,7 +172,7 @@ class JoinGroupResponse(Message):
             w.bool(self.skip_assignment)
         w.string(self.member_id, flex)
         w.array_length(self.members, flex)
-        for item in self.members:
-            item.write(w, version)
+        for members_item in self.members:
+            members_item.write(w, version)
         if flex:
             w.uvarint(0)

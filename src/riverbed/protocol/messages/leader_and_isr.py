@@ -82,20 +82,20 @@ class LeaderAndIsrRequest(Message):
             w.int32(self.leader)
             w.int32(self.leader_epoch)
             w.array_length(self.isr, flex)
-            for item in self.isr:
-                w.int32(item)
+            for isr_item in self.isr:
+                w.int32(isr_item)
             w.int32(self.partition_epoch)
             w.array_length(self.replicas, flex)
-            for item in self.replicas:
-                w.int32(item)
+            for replicas_item in self.replicas:
+                w.int32(replicas_item)
             if version >= 3:
                 w.array_length(self.adding_replicas, flex)
-                for item in self.adding_replicas:
-                    w.int32(item)
+                for adding_replicas_item in self.adding_replicas:
+                    w.int32(adding_replicas_item)
             if version >= 3:
                 w.array_length(self.removing_replicas, flex)
-                for item in self.removing_replicas:
-                    w.int32(item)
+                for removing_replicas_item in self.removing_replicas:
+                    w.int32(removing_replicas_item)
             if version >= 1:
                 w.bool(self.is_new)
             if version >= 6:
@@ -135,8 +135,8 @@ class LeaderAndIsrRequest(Message):
                 w.uuid(self.topic_id)
             if version >= 2:
                 w.array_length(self.partition_states, flex)
-                for item in self.partition_states:
-                    item.write(w, version)
+                for partition_states_item in self.partition_states:
+                    partition_states_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -219,15 +219,15 @@ class LeaderAndIsrRequest(Message):
             w.int8(self.type)
         if version <= 1:
             w.array_length(self.ungrouped_partition_states, flex)
-            for item in self.ungrouped_partition_states:
-                item.write(w, version)
+            for ungrouped_partition_states_item in self.ungrouped_partition_states:
+                ungrouped_partition_states_item.write(w, version)
         if version >= 2:
             w.array_length(self.topic_states, flex)
-            for item in self.topic_states:
-                item.write(w, version)
+            for topic_states_item in self.topic_states:
+                topic_states_item.write(w, version)
         w.array_length(self.live_leaders, flex)
-        for item in self.live_leaders:
-            item.write(w, version)
+        for live_leaders_item in self.live_leaders:
+            live_leaders_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -293,8 +293,8 @@ class LeaderAndIsrResponse(Message):
                 w.uuid(self.topic_id)
             if version >= 5:
                 w.array_length(self.partition_errors, flex)
-                for item in self.partition_errors:
-                    item.write(w, version)
+                for partition_errors_item in self.partition_errors:
+                    partition_errors_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -328,11 +328,11 @@ class LeaderAndIsrResponse(Message):
         w.int16(self.error_code)
         if version <= 4:
             w.array_length(self.partition_errors, flex)
-            for item in self.partition_errors:
-                item.write(w, version)
+            for partition_errors_item in self.partition_errors:
+                partition_errors_item.write(w, version)
         if version >= 5:
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -70,10 +70,10 @@ class LeaderChangeMessage(Message):
         w.int16(self.version)
         w.int32(self.leader_id)
         w.array_length(self.voters, flex)
-        for item in self.voters:
-            item.write(w, version)
+        for voters_item in self.voters:
+            voters_item.write(w, version)
         w.array_length(self.granting_voters, flex)
-        for item in self.granting_voters:
-            item.write(w, version)
+        for granting_voters_item in self.granting_voters:
+            granting_voters_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -76,8 +76,8 @@ class LeaveGroupRequest(Message):
             w.string(self.member_id, flex)
         if version >= 3:
             w.array_length(self.members, flex)
-            for item in self.members:
-                item.write(w, version)
+            for members_item in self.members:
+                members_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -148,7 +148,7 @@ class LeaveGroupResponse(Message):
         w.int16(self.error_code)
         if version >= 3:
             w.array_length(self.members, flex)
-            for item in self.members:
-                item.write(w, version)
+            for members_item in self.members:
+                members_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -83,7 +83,7 @@ class ListClientMetricsResourcesResponse(Message):
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.client_metrics_resources, flex)
-        for item in self.client_metrics_resources:
-            item.write(w, version)
+        for client_metrics_resources_item in self.client_metrics_resources:
+            client_metrics_resources_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -44,12 +44,12 @@ class ListGroupsRequest(Message):
         flex = version >= 3
         if version >= 4:
             w.array_length(self.states_filter, flex)
-            for item in self.states_filter:
-                w.string(item, flex)
+            for states_filter_item in self.states_filter:
+                w.string(states_filter_item, flex)
         if version >= 5:
             w.array_length(self.types_filter, flex)
-            for item in self.types_filter:
-                w.string(item, flex)
+            for types_filter_item in self.types_filter:
+                w.string(types_filter_item, flex)
         if flex:
             w.uvarint(0)
 
@@ -119,7 +119,7 @@ class ListGroupsResponse(Message):
             w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.groups, flex)
-        for item in self.groups:
-            item.write(w, version)
+        for groups_item in self.groups:
+            groups_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -72,8 +72,8 @@ class ListOffsetsRequest(Message):
             flex = version >= 6
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -106,8 +106,8 @@ class ListOffsetsRequest(Message):
         if version >= 2:
             w.int8(self.isolation_level)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 10:
             w.int32(self.timeout_ms)
         if flex:
@@ -158,8 +158,8 @@ class ListOffsetsResponse(Message):
             w.int16(self.error_code)
             if version <= 0:
                 w.array_length(self.old_style_offsets, flex)
-                for item in self.old_style_offsets:
-                    w.int64(item)
+                for old_style_offsets_item in self.old_style_offsets:
+                    w.int64(old_style_offsets_item)
             if version >= 1:
                 w.int64(self.timestamp)
             if version >= 1:
@@ -192,8 +192,8 @@ class ListOffsetsResponse(Message):
             flex = version >= 6
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -220,7 +220,7 @@ class ListOffsetsResponse(Message):
         if version >= 2:
             w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -40,8 +40,8 @@ class ListPartitionReassignmentsRequest(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partition_indexes, flex)
-            for item in self.partition_indexes:
-                w.int32(item)
+            for partition_indexes_item in self.partition_indexes:
+                w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -67,8 +67,8 @@ class ListPartitionReassignmentsRequest(Message):
         w.int32(self.timeout_ms)
         w.array_length(self.topics, flex)
         if self.topics is not None:
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -115,14 +115,14 @@ class ListPartitionReassignmentsResponse(Message):
             flex = version >= 0
             w.int32(self.partition_index)
             w.array_length(self.replicas, flex)
-            for item in self.replicas:
-                w.int32(item)
+            for replicas_item in self.replicas:
+                w.int32(replicas_item)
             w.array_length(self.adding_replicas, flex)
-            for item in self.adding_replicas:
-                w.int32(item)
+            for adding_replicas_item in self.adding_replicas:
+                w.int32(adding_replicas_item)
             w.array_length(self.removing_replicas, flex)
-            for item in self.removing_replicas:
-                w.int32(item)
+            for removing_replicas_item in self.removing_replicas:
+                w.int32(removing_replicas_item)
             if flex:
                 w.uvarint(0)
 
@@ -149,8 +149,8 @@ class ListPartitionReassignmentsResponse(Message):
             flex = version >= 0
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -181,7 +181,7 @@ class ListPartitionReassignmentsResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -44,11 +44,11 @@ class ListTransactionsRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.state_filters, flex)
-        for item in self.state_filters:
-            w.string(item, flex)
+        for state_filters_item in self.state_filters:
+            w.string(state_filters_item, flex)
         w.array_length(self.producer_id_filters, flex)
-        for item in self.producer_id_filters:
-            w.int64(item)
+        for producer_id_filters_item in self.producer_id_filters:
+            w.int64(producer_id_filters_item)
         if version >= 1:
             w.int64(self.duration_filter)
         if flex:
@@ -117,10 +117,10 @@ class ListTransactionsResponse(Message):
         w.int32(self.throttle_time_ms)
         w.int16(self.error_code)
         w.array_length(self.unknown_state_filters, flex)
-        for item in self.unknown_state_filters:
-            w.string(item, flex)
+        for unknown_state_filters_item in self.unknown_state_filters:
+            w.string(unknown_state_filters_item, flex)
         w.array_length(self.transaction_states, flex)
-        for item in self.transaction_states:
-            item.write(w, version)
+        for transaction_states_item in self.transaction_states:
+            transaction_states_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -71,8 +71,8 @@ class MetadataRequest(Message):
         flex = version >= 9
         w.array_length(self.topics, flex)
         if self.topics is not None:
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if version >= 4:
             w.bool(self.allow_auto_topic_creation)
         if version >= 8 and version <= 10:
@@ -167,15 +167,15 @@ class MetadataResponse(Message):
             if version >= 7:
                 w.int32(self.leader_epoch)
             w.array_length(self.replica_nodes, flex)
-            for item in self.replica_nodes:
-                w.int32(item)
+            for replica_nodes_item in self.replica_nodes:
+                w.int32(replica_nodes_item)
             w.array_length(self.isr_nodes, flex)
-            for item in self.isr_nodes:
-                w.int32(item)
+            for isr_nodes_item in self.isr_nodes:
+                w.int32(isr_nodes_item)
             if version >= 5:
                 w.array_length(self.offline_replicas, flex)
-                for item in self.offline_replicas:
-                    w.int32(item)
+                for offline_replicas_item in self.offline_replicas:
+                    w.int32(offline_replicas_item)
             if flex:
                 w.uvarint(0)
 
@@ -218,8 +218,8 @@ class MetadataResponse(Message):
             if version >= 1:
                 w.bool(self.is_internal)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if version >= 8:
                 w.int32(self.topic_authorized_operations)
             if flex:
@@ -263,15 +263,15 @@ class MetadataResponse(Message):
         if version >= 3:
             w.int32(self.throttle_time_ms)
         w.array_length(self.brokers, flex)
-        for item in self.brokers:
-            item.write(w, version)
+        for brokers_item in self.brokers:
+            brokers_item.write(w, version)
         if version >= 2:
             w.nullable_string(self.cluster_id, flex)
         if version >= 1:
             w.int32(self.controller_id)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if version >= 8 and version <= 10:
             w.int32(self.cluster_authorized_operations)
         if flex:

@@ -75,8 +75,8 @@ class OffsetCommitRequest(Message):
             flex = version >= 8
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -121,8 +121,8 @@ class OffsetCommitRequest(Message):
         if version >= 2 and version <= 4:
             w.int64(self.retention_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -179,8 +179,8 @@ class OffsetCommitResponse(Message):
             flex = version >= 8
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -207,7 +207,7 @@ class OffsetCommitResponse(Message):
         if version >= 3:
             w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -24,10 +24,12 @@ class OffsetDeleteRequest(Message):
         @classmethod
         def read(cls, r: Reader, version: int) -> OffsetDeleteRequest.OffsetDeleteRequestPartition:
             self = cls()
+            flex = False
             self.partition_index = r.int32()
             return self
 
         def write(self, w: Writer, version: int) -> None:
+            flex = False
             w.int32(self.partition_index)
 
     @dataclass(slots=True)
@@ -51,8 +53,8 @@ class OffsetDeleteRequest(Message):
             flex = False
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
 
     group_id: str = ''
     topics: list[OffsetDeleteRequest.OffsetDeleteRequestTopic] = field(default_factory=list)
@@ -73,8 +75,8 @@ class OffsetDeleteRequest(Message):
         flex = False
         w.string(self.group_id, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
 
 
 @dataclass(slots=True)
@@ -92,11 +94,13 @@ class OffsetDeleteResponse(Message):
         @classmethod
         def read(cls, r: Reader, version: int) -> OffsetDeleteResponse.OffsetDeleteResponsePartition:
             self = cls()
+            flex = False
             self.partition_index = r.int32()
             self.error_code = r.int16()
             return self
 
         def write(self, w: Writer, version: int) -> None:
+            flex = False
             w.int32(self.partition_index)
             w.int16(self.error_code)
 
@@ -121,8 +125,8 @@ class OffsetDeleteResponse(Message):
             flex = False
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
 
     error_code: int = 0
     throttle_time_ms: int = 0
@@ -146,5 +150,5 @@ class OffsetDeleteResponse(Message):
         w.int16(self.error_code)
         w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)

@@ -44,8 +44,8 @@ class OffsetFetchRequest(Message):
                 w.string(self.name, flex)
             if version <= 7:
                 w.array_length(self.partition_indexes, flex)
-                for item in self.partition_indexes:
-                    w.int32(item)
+                for partition_indexes_item in self.partition_indexes:
+                    w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -76,8 +76,8 @@ class OffsetFetchRequest(Message):
                 w.string(self.name, flex)
             if version >= 8:
                 w.array_length(self.partition_indexes, flex)
-                for item in self.partition_indexes:
-                    w.int32(item)
+                for partition_indexes_item in self.partition_indexes:
+                    w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -119,8 +119,8 @@ class OffsetFetchRequest(Message):
             if version >= 8:
                 w.array_length(self.topics, flex)
                 if self.topics is not None:
-                    for item in self.topics:
-                        item.write(w, version)
+                    for topics_item in self.topics:
+                        topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -162,12 +162,12 @@ class OffsetFetchRequest(Message):
         if version <= 7:
             w.array_length(self.topics, flex)
             if self.topics is not None:
-                for item in self.topics:
-                    item.write(w, version)
+                for topics_item in self.topics:
+                    topics_item.write(w, version)
         if version >= 8:
             w.array_length(self.groups, flex)
-            for item in self.groups:
-                item.write(w, version)
+            for groups_item in self.groups:
+                groups_item.write(w, version)
         if version >= 7:
             w.bool(self.require_stable)
         if flex:
@@ -249,8 +249,8 @@ class OffsetFetchResponse(Message):
                 w.string(self.name, flex)
             if version <= 7:
                 w.array_length(self.partitions, flex)
-                for item in self.partitions:
-                    item.write(w, version)
+                for partitions_item in self.partitions:
+                    partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -322,8 +322,8 @@ class OffsetFetchResponse(Message):
                 w.string(self.name, flex)
             if version >= 8:
                 w.array_length(self.partitions, flex)
-                for item in self.partitions:
-                    item.write(w, version)
+                for partitions_item in self.partitions:
+                    partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -357,8 +357,8 @@ class OffsetFetchResponse(Message):
                 w.string(self.group_id, flex)
             if version >= 8:
                 w.array_length(self.topics, flex)
-                for item in self.topics:
-                    item.write(w, version)
+                for topics_item in self.topics:
+                    topics_item.write(w, version)
             if version >= 8:
                 w.int16(self.error_code)
             if flex:
@@ -399,13 +399,13 @@ class OffsetFetchResponse(Message):
             w.int32(self.throttle_time_ms)
         if version <= 7:
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if version >= 2 and version <= 7:
             w.int16(self.error_code)
         if version >= 8:
             w.array_length(self.groups, flex)
-            for item in self.groups:
-                item.write(w, version)
+            for groups_item in self.groups:
+                groups_item.write(w, version)
         if flex:
             w.uvarint(0)

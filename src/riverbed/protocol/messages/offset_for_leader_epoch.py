@@ -67,8 +67,8 @@ class OffsetForLeaderEpochRequest(Message):
             flex = version >= 4
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -95,8 +95,8 @@ class OffsetForLeaderEpochRequest(Message):
         if version >= 3:
             w.int32(self.replica_id)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -161,8 +161,8 @@ class OffsetForLeaderEpochResponse(Message):
             flex = version >= 4
             w.string(self.topic, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -189,7 +189,7 @@ class OffsetForLeaderEpochResponse(Message):
         if version >= 2:
             w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -62,8 +62,8 @@ class ProduceRequest(Message):
             flex = version >= 9
             w.string(self.name, flex)
             w.array_length(self.partition_data, flex)
-            for item in self.partition_data:
-                item.write(w, version)
+            for partition_data_item in self.partition_data:
+                partition_data_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -96,8 +96,8 @@ class ProduceRequest(Message):
         w.int16(self.acks)
         w.int32(self.timeout_ms)
         w.array_length(self.topic_data, flex)
-        for item in self.topic_data:
-            item.write(w, version)
+        for topic_data_item in self.topic_data:
+            topic_data_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -216,8 +216,8 @@ class ProduceResponse(Message):
                 w.int64(self.log_start_offset)
             if version >= 8:
                 w.array_length(self.record_errors, flex)
-                for item in self.record_errors:
-                    item.write(w, version)
+                for record_errors_item in self.record_errors:
+                    record_errors_item.write(w, version)
             if version >= 8:
                 w.nullable_string(self.error_message, flex)
             if flex:
@@ -251,8 +251,8 @@ class ProduceResponse(Message):
             flex = version >= 9
             w.string(self.name, flex)
             w.array_length(self.partition_responses, flex)
-            for item in self.partition_responses:
-                item.write(w, version)
+            for partition_responses_item in self.partition_responses:
+                partition_responses_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -328,8 +328,8 @@ class ProduceResponse(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 9
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         if version >= 1:
             w.int32(self.throttle_time_ms)
         if flex:
@@ -337,7 +337,7 @@ class ProduceResponse(Message):
             if version >= 10 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

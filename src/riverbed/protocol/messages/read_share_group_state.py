@@ -62,8 +62,8 @@ class ReadShareGroupStateRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -88,8 +88,8 @@ class ReadShareGroupStateRequest(Message):
         flex = version >= 0
         w.string(self.group_id, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -164,8 +164,8 @@ class ReadShareGroupStateResponse(Message):
             w.int32(self.state_epoch)
             w.int64(self.start_offset)
             w.array_length(self.state_batches, flex)
-            for item in self.state_batches:
-                item.write(w, version)
+            for state_batches_item in self.state_batches:
+                state_batches_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -192,8 +192,8 @@ class ReadShareGroupStateResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -215,7 +215,7 @@ class ReadShareGroupStateResponse(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.results, flex)
-        for item in self.results:
-            item.write(w, version)
+        for results_item in self.results:
+            results_item.write(w, version)
         if flex:
             w.uvarint(0)

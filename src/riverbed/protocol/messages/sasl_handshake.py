@@ -57,5 +57,5 @@ class SaslHandshakeResponse(Message):
         flex = False
         w.int16(self.error_code)
         w.array_length(self.mechanisms, flex)
-        for item in self.mechanisms:
-            w.string(item, flex)
+        for mechanisms_item in self.mechanisms:
+            w.string(mechanisms_item, flex)

@@ -43,8 +43,8 @@ class ShareAcknowledgeRequest(Message):
             w.int64(self.first_offset)
             w.int64(self.last_offset)
             w.array_length(self.acknowledge_types, flex)
-            for item in self.acknowledge_types:
-                w.int8(item)
+            for acknowledge_types_item in self.acknowledge_types:
+                w.int8(acknowledge_types_item)
             if flex:
                 w.uvarint(0)
 
@@ -71,8 +71,8 @@ class ShareAcknowledgeRequest(Message):
             flex = version >= 0
             w.int32(self.partition_index)
             w.array_length(self.acknowledgement_batches, flex)
-            for item in self.acknowledgement_batches:
-                item.write(w, version)
+            for acknowledgement_batches_item in self.acknowledgement_batches:
+                acknowledgement_batches_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -99,8 +99,8 @@ class ShareAcknowledgeRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -131,8 +131,8 @@ class ShareAcknowledgeRequest(Message):
         w.nullable_string(self.member_id, flex)
         w.int32(self.share_session_epoch)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -217,8 +217,8 @@ class ShareAcknowledgeResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -283,10 +283,10 @@ class ShareAcknowledgeResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         w.array_length(self.node_endpoints, flex)
-        for item in self.node_endpoints:
-            item.write(w, version)
+        for node_endpoints_item in self.node_endpoints:
+            node_endpoints_item.write(w, version)
         if flex:
             w.uvarint(0)

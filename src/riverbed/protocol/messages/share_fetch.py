@@ -43,8 +43,8 @@ class ShareFetchRequest(Message):
             w.int64(self.first_offset)
             w.int64(self.last_offset)
             w.array_length(self.acknowledge_types, flex)
-            for item in self.acknowledge_types:
-                w.int8(item)
+            for acknowledge_types_item in self.acknowledge_types:
+                w.int8(acknowledge_types_item)
             if flex:
                 w.uvarint(0)
 
@@ -74,8 +74,8 @@ class ShareFetchRequest(Message):
             w.int32(self.partition_index)
             w.int32(self.partition_max_bytes)
             w.array_length(self.acknowledgement_batches, flex)
-            for item in self.acknowledgement_batches:
-                item.write(w, version)
+            for acknowledgement_batches_item in self.acknowledgement_batches:
+                acknowledgement_batches_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -102,8 +102,8 @@ class ShareFetchRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -130,8 +130,8 @@ class ShareFetchRequest(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -177,11 +177,11 @@ class ShareFetchRequest(Message):
         w.int32(self.min_bytes)
         w.int32(self.max_bytes)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         w.array_length(self.forgotten_topics_data, flex)
-        for item in self.forgotten_topics_data:
-            item.write(w, version)
+        for forgotten_topics_data_item in self.forgotten_topics_data:
+            forgotten_topics_data_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -281,8 +281,8 @@ class ShareFetchResponse(Message):
             self.current_leader.write(w, version)
             w.records(self.records, flex)
             w.array_length(self.acquired_records, flex)
-            for item in self.acquired_records:
-                item.write(w, version)
+            for acquired_records_item in self.acquired_records:
+                acquired_records_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -309,8 +309,8 @@ class ShareFetchResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -375,10 +375,10 @@ class ShareFetchResponse(Message):
         w.int16(self.error_code)
         w.nullable_string(self.error_message, flex)
         w.array_length(self.responses, flex)
-        for item in self.responses:
-            item.write(w, version)
+        for responses_item in self.responses:
+            responses_item.write(w, version)
         w.array_length(self.node_endpoints, flex)
-        for item in self.node_endpoints:
-            item.write(w, version)
+        for node_endpoints_item in self.node_endpoints:
+            node_endpoints_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -37,8 +37,8 @@ class ShareGroupDescribeRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 0
         w.array_length(self.group_ids, flex)
-        for item in self.group_ids:
-            w.string(item, flex)
+        for group_ids_item in self.group_ids:
+            w.string(group_ids_item, flex)
         w.bool(self.include_authorized_operations)
         if flex:
             w.uvarint(0)
@@ -77,8 +77,8 @@ class ShareGroupDescribeResponse(Message):
             w.uuid(self.topic_id)
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -102,8 +102,8 @@ class ShareGroupDescribeResponse(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 0
             w.array_length(self.topic_partitions, flex)
-            for item in self.topic_partitions:
-                item.write(w, version)
+            for topic_partitions_item in self.topic_partitions:
+                topic_partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -144,8 +144,8 @@ class ShareGroupDescribeResponse(Message):
             w.string(self.client_id, flex)
             w.string(self.client_host, flex)
             w.array_length(self.subscribed_topic_names, flex)
-            for item in self.subscribed_topic_names:
-                w.string(item, flex)
+            for subscribed_topic_names_item in self.subscribed_topic_names:
+                w.string(subscribed_topic_names_item, flex)
             self.assignment.write(w, version)
             if flex:
                 w.uvarint(0)
@@ -193,8 +193,8 @@ class ShareGroupDescribeResponse(Message):
             w.int32(self.assignment_epoch)
             w.string(self.assignor_name, flex)
             w.array_length(self.members, flex)
-            for item in self.members:
-                item.write(w, version)
+            for members_item in self.members:
+                members_item.write(w, version)
             w.int32(self.authorized_operations)
             if flex:
                 w.uvarint(0)
@@ -220,7 +220,7 @@ class ShareGroupDescribeResponse(Message):
         flex = version >= 0
         w.int32(self.throttle_time_ms)
         w.array_length(self.groups, flex)
-        for item in self.groups:
-            item.write(w, version)
+        for groups_item in self.groups:
+            groups_item.write(w, version)
         if flex:
             w.uvarint(0)

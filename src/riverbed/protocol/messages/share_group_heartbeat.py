@@ -48,8 +48,8 @@ class ShareGroupHeartbeatRequest(Message):
         w.nullable_string(self.rack_id, flex)
         w.array_length(self.subscribed_topic_names, flex)
         if self.subscribed_topic_names is not None:
-            for item in self.subscribed_topic_names:
-                w.string(item, flex)
+            for subscribed_topic_names_item in self.subscribed_topic_names:
+                w.string(subscribed_topic_names_item, flex)
         if flex:
             w.uvarint(0)
 
@@ -84,8 +84,8 @@ class ShareGroupHeartbeatResponse(Message):
             flex = version >= 0
             w.uuid(self.topic_id)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                w.int32(item)
+            for partitions_item in self.partitions:
+                w.int32(partitions_item)
             if flex:
                 w.uvarint(0)
 
@@ -109,8 +109,8 @@ class ShareGroupHeartbeatResponse(Message):
         def write(self, w: Writer, version: int) -> None:
             flex = version >= 0
             w.array_length(self.topic_partitions, flex)
-            for item in self.topic_partitions:
-                item.write(w, version)
+            for topic_partitions_item in self.topic_partitions:
+                topic_partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 

@@ -70,8 +70,8 @@ class StopReplicaRequest(Message):
                 w.string(self.name, flex)
             if version >= 1 and version <= 2:
                 w.array_length(self.partition_indexes, flex)
-                for item in self.partition_indexes:
-                    w.int32(item)
+                for partition_indexes_item in self.partition_indexes:
+                    w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -133,8 +133,8 @@ class StopReplicaRequest(Message):
                 w.string(self.topic_name, flex)
             if version >= 3:
                 w.array_length(self.partition_states, flex)
-                for item in self.partition_states:
-                    item.write(w, version)
+                for partition_states_item in self.partition_states:
+                    partition_states_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -193,16 +193,16 @@ class StopReplicaRequest(Message):
             w.bool(self.delete_partitions)
         if version <= 0:
             w.array_length(self.ungrouped_partitions, flex)
-            for item in self.ungrouped_partitions:
-                item.write(w, version)
+            for ungrouped_partitions_item in self.ungrouped_partitions:
+                ungrouped_partitions_item.write(w, version)
         if version >= 1 and version <= 2:
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
         if version >= 3:
             w.array_length(self.topic_states, flex)
-            for item in self.topic_states:
-                item.write(w, version)
+            for topic_states_item in self.topic_states:
+                topic_states_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -260,7 +260,7 @@ class StopReplicaResponse(Message):
         flex = version >= 2
         w.int16(self.error_code)
         w.array_length(self.partition_errors, flex)
-        for item in self.partition_errors:
-            item.write(w, version)
+        for partition_errors_item in self.partition_errors:
+            partition_errors_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -81,8 +81,8 @@ class SyncGroupRequest(Message):
         if version >= 5:
             w.nullable_string(self.protocol_name, flex)
         w.array_length(self.assignments, flex)
-        for item in self.assignments:
-            item.write(w, version)
+        for assignments_item in self.assignments:
+            assignments_item.write(w, version)
         if flex:
             w.uvarint(0)
 

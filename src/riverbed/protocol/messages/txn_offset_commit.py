@@ -70,8 +70,8 @@ class TxnOffsetCommitRequest(Message):
             flex = version >= 3
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -120,8 +120,8 @@ class TxnOffsetCommitRequest(Message):
         if version >= 3:
             w.nullable_string(self.group_instance_id, flex)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -178,8 +178,8 @@ class TxnOffsetCommitResponse(Message):
             flex = version >= 3
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -204,7 +204,7 @@ class TxnOffsetCommitResponse(Message):
         flex = version >= 3
         w.int32(self.throttle_time_ms)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)

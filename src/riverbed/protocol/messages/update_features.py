@@ -73,8 +73,8 @@ class UpdateFeaturesRequest(Message):
         flex = version >= 0
         w.int32(self.timeout_ms)
         w.array_length(self.feature_updates, flex)
-        for item in self.feature_updates:
-            item.write(w, version)
+        for feature_updates_item in self.feature_updates:
+            feature_updates_item.write(w, version)
         if version >= 1:
             w.bool(self.validate_only)
         if flex:
@@ -142,7 +142,7 @@ class UpdateFeaturesResponse(Message):
         w.nullable_string(self.error_message, flex)
         if version <= 1:
             w.array_length(self.results, flex)
-            for item in self.results:
-                item.write(w, version)
+            for results_item in self.results:
+                results_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -69,16 +69,16 @@ class UpdateMetadataRequest(Message):
             w.int32(self.leader)
             w.int32(self.leader_epoch)
             w.array_length(self.isr, flex)
-            for item in self.isr:
-                w.int32(item)
+            for isr_item in self.isr:
+                w.int32(isr_item)
             w.int32(self.zk_version)
             w.array_length(self.replicas, flex)
-            for item in self.replicas:
-                w.int32(item)
+            for replicas_item in self.replicas:
+                w.int32(replicas_item)
             if version >= 4:
                 w.array_length(self.offline_replicas, flex)
-                for item in self.offline_replicas:
-                    w.int32(item)
+                for offline_replicas_item in self.offline_replicas:
+                    w.int32(offline_replicas_item)
             if flex:
                 w.uvarint(0)
 
@@ -114,8 +114,8 @@ class UpdateMetadataRequest(Message):
                 w.uuid(self.topic_id)
             if version >= 5:
                 w.array_length(self.partition_states, flex)
-                for item in self.partition_states:
-                    item.write(w, version)
+                for partition_states_item in self.partition_states:
+                    partition_states_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -193,8 +193,8 @@ class UpdateMetadataRequest(Message):
                 w.int32(self.v0_port)
             if version >= 1:
                 w.array_length(self.endpoints, flex)
-                for item in self.endpoints:
-                    item.write(w, version)
+                for endpoints_item in self.endpoints:
+                    endpoints_item.write(w, version)
             if version >= 2:
                 w.nullable_string(self.rack, flex)
             if flex:
@@ -260,15 +260,15 @@ class UpdateMetadataRequest(Message):
             w.int64(self.broker_epoch)
         if version <= 4:
             w.array_length(self.ungrouped_partition_states, flex)
-            for item in self.ungrouped_partition_states:
-                item.write(w, version)
+            for ungrouped_partition_states_item in self.ungrouped_partition_states:
+                ungrouped_partition_states_item.write(w, version)
         if version >= 5:
             w.array_length(self.topic_states, flex)
-            for item in self.topic_states:
-                item.write(w, version)
+            for topic_states_item in self.topic_states:
+                topic_states_item.write(w, version)
         w.array_length(self.live_brokers, flex)
-        for item in self.live_brokers:
-            item.write(w, version)
+        for live_brokers_item in self.live_brokers:
+            live_brokers_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 8 and self.type != 0:

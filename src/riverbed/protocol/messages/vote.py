@@ -81,8 +81,8 @@ class VoteRequest(Message):
             flex = version >= 0
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -112,8 +112,8 @@ class VoteRequest(Message):
         if version >= 1:
             w.int32(self.voter_id)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -179,8 +179,8 @@ class VoteResponse(Message):
             flex = version >= 0
             w.string(self.topic_name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -251,14 +251,14 @@ class VoteResponse(Message):
         flex = version >= 0
         w.int16(self.error_code)
         w.array_length(self.topics, flex)
-        for item in self.topics:
-            item.write(w, version)
+        for topics_item in self.topics:
+            topics_item.write(w, version)
         if flex:
             tags: list[tuple[int, Writer]] = []
             if version >= 1 and self.node_endpoints:
                 t = Writer()
                 t.array_length(self.node_endpoints, flex)
-                for item in self.node_endpoints:
-                    item.write(t, version)
+                for node_endpoints_item in self.node_endpoints:
+                    node_endpoints_item.write(t, version)
                 tags.append((0, t))
             w.tagged(tags)

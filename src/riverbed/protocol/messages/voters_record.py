@@ -91,8 +91,8 @@ class VotersRecord(Message):
             w.int32(self.voter_id)
             w.uuid(self.voter_directory_id)
             w.array_length(self.endpoints, flex)
-            for item in self.endpoints:
-                item.write(w, version)
+            for endpoints_item in self.endpoints:
+                endpoints_item.write(w, version)
             self.k_raft_version_feature.write(w, version)
             if flex:
                 w.uvarint(0)
@@ -118,7 +118,7 @@ class VotersRecord(Message):
         flex = version >= 0
         w.int16(self.version)
         w.array_length(self.voters, flex)
-        for item in self.voters:
-            item.write(w, version)
+        for voters_item in self.voters:
+            voters_item.write(w, version)
         if flex:
             w.uvarint(0)

@@ -40,8 +40,8 @@ class WriteTxnMarkersRequest(Message):
             flex = version >= 1
             w.string(self.name, flex)
             w.array_length(self.partition_indexes, flex)
-            for item in self.partition_indexes:
-                w.int32(item)
+            for partition_indexes_item in self.partition_indexes:
+                w.int32(partition_indexes_item)
             if flex:
                 w.uvarint(0)
 
@@ -76,8 +76,8 @@ class WriteTxnMarkersRequest(Message):
             w.int16(self.producer_epoch)
             w.bool(self.transaction_result)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             w.int32(self.coordinator_epoch)
             if flex:
                 w.uvarint(0)
@@ -100,8 +100,8 @@ class WriteTxnMarkersRequest(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 1
         w.array_length(self.markers, flex)
-        for item in self.markers:
-            item.write(w, version)
+        for markers_item in self.markers:
+            markers_item.write(w, version)
         if flex:
             w.uvarint(0)
 
@@ -158,8 +158,8 @@ class WriteTxnMarkersResponse(Message):
             flex = version >= 1
             w.string(self.name, flex)
             w.array_length(self.partitions, flex)
-            for item in self.partitions:
-                item.write(w, version)
+            for partitions_item in self.partitions:
+                partitions_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -186,8 +186,8 @@ class WriteTxnMarkersResponse(Message):
             flex = version >= 1
             w.int64(self.producer_id)
             w.array_length(self.topics, flex)
-            for item in self.topics:
-                item.write(w, version)
+            for topics_item in self.topics:
+                topics_item.write(w, version)
             if flex:
                 w.uvarint(0)
 
@@ -209,7 +209,7 @@ class WriteTxnMarkersResponse(Message):
     def write(self, w: Writer, version: int) -> None:
         flex = version >= 1
         w.array_length(self.markers, flex)
-        for item in self.markers:
-            item.write(w, version)
+        for markers_item in self.markers:
+            markers_item.write(w, version)
         if flex:
             w.uvarint(0)
