@@ -15,6 +15,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (0, 7),  # CreateTopics
     20: (0, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
+    22: (0, 4),  # InitProducerId (idempotent producers; transactional ids not yet)
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions

@@ -60,6 +60,8 @@ class TopicStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / METADATA_FILE
         self.cluster_id = ""
+        self.next_producer_id_block = 0
+        self._producer_ids: range = range(0)
         self._topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
 
@@ -67,6 +69,7 @@ class TopicStore:
         if self.path.exists():
             doc = json.loads(self.path.read_text())
             self.cluster_id = doc["cluster_id"]
+            self.next_producer_id_block = int(doc.get("next_producer_id_block", 0))
             for t in doc["topics"]:
                 topic = Topic(t["name"], uuid.UUID(t["id"]), int(t["partitions"]), dict(t.get("configs", {})))
                 self._topics[topic.name] = topic
@@ -82,6 +85,7 @@ class TopicStore:
         doc = {
             "version": 1,
             "cluster_id": self.cluster_id,
+            "next_producer_id_block": self.next_producer_id_block,
             "topics": [
                 {"name": t.name, "id": str(t.topic_id), "partitions": t.partitions, "configs": t.configs}
                 for t in self._topics.values()
@@ -98,6 +102,20 @@ class TopicStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    PRODUCER_ID_BLOCK = 1000
+
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before, even across restarts: ids are reserved
+        durably in blocks of 1000, so a restart skips the rest of the current block."""
+        if not self._producer_ids:
+            start = self.next_producer_id_block
+            self.next_producer_id_block = start + self.PRODUCER_ID_BLOCK
+            self._save()
+            self._producer_ids = range(start, start + self.PRODUCER_ID_BLOCK)
+        pid = self._producer_ids[0]
+        self._producer_ids = self._producer_ids[1:]
+        return pid
 
     def __iter__(self) -> Iterator[Topic]:
         return iter(list(self._topics.values()))

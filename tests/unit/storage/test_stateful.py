@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from storage_helpers import headers, make_batch, read_all
 
 from riverbed.storage import LogConfig, LogManager, MemoryLog, OffsetOutOfRange, PartitionLog
@@ -160,7 +160,23 @@ class SegmentLogMachine(LogMachine):
     def roll(self, ms: int) -> None:
         self.manager.get("t", 0).roll(now_ms=ms)  # type: ignore[union-attr]
 
-    @precondition(lambda self: True)
+    @rule(retention_bytes=st.integers(0, 2_000), now_ms=st.integers(0, 20_000))
+    def retention(self, retention_bytes: int, now_ms: int) -> None:
+        log = self.manager.get("t", 0)
+        assert log is not None
+        before = log.size_bytes
+        log.update_config(LogConfig(retention_bytes=retention_bytes, retention_ms=5_000))
+        deleted = log.enforce_retention(now_ms)
+        log.update_config(CONFIG)
+        m = self.model
+        assert log.log_start_offset >= m.start
+        if log.log_start_offset > m.start:
+            # whole segments went: the new log start is a batch boundary of the model
+            assert deleted > 0
+            assert log.log_start_offset in m.bases or log.log_start_offset == m.end
+        assert (log.size_bytes < before) == (deleted > 0)
+        m.start = log.log_start_offset
+
     @rule(clean=st.booleans())
     def restart(self, clean: bool) -> None:
         if clean:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import api_versions, configs, fetch, list_offsets, metadata, produce, topics
+from . import api_versions, configs, fetch, list_offsets, metadata, produce, producer_ids, topics
 
 if TYPE_CHECKING:
     from ..broker import ApiHandler
@@ -18,6 +18,7 @@ API_HANDLERS: dict[int, ApiHandler] = {
     19: topics.handle_create_topics,
     20: topics.handle_delete_topics,
     21: topics.handle_delete_records,
+    22: producer_ids.handle_init_producer_id,
     32: configs.handle_describe_configs,
     33: configs.handle_alter_configs,
     37: topics.handle_create_partitions,
