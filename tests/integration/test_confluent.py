@@ -229,3 +229,13 @@ def test_long_poll_returns_when_data_arrives(broker: EmbeddedBroker, topic_name:
         assert time.monotonic() - t0 < 2.0, "fetch waited for max_wait_ms instead of returning on append"
     finally:
         c.close()
+
+
+def test_idempotent_producer(broker: EmbeddedBroker, topic_name: str) -> None:
+    create(broker, topic_name, 3)
+    records = [(f"k{i % 6}".encode(), f"v{i}".encode(), []) for i in range(500)]
+    produce(broker, topic_name, records, **{"enable.idempotence": True})
+    got = consume_all(broker, topic_name, 3, 500)
+    assert sorted(m.value() for m in got) == sorted(r[1] for r in records)  # type: ignore[attr-defined]
+    for p in range(3):
+        assert broker.broker.partition(topic_name, p).producers.producers, "no producer state recorded"

@@ -11,17 +11,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from riverbed.testing import BrokerProcess
 
+from .helpers import create_topics
+
 pytestmark = pytest.mark.integration
-
-_admins: list[AdminClient] = []
-
-
-def _keep_admin(bootstrap: str) -> AdminClient:
-    """An AdminClient that outlives the call (a destroyed client fails its futures)."""
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    _admins.append(a)
-    return a
-
 
 def read_values(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 20) -> list[bytes]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "d", "enable.auto.commit": False})
@@ -62,7 +54,7 @@ def test_kill_9_keeps_every_acknowledged_record(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = BrokerProcess(data).start()
     try:
-        _keep_admin(proc.bootstrap).create_topics([NewTopic("durable", 3, 1)])["durable"].result(10)
+        create_topics(proc.bootstrap, NewTopic("durable", 3, 1))
         values = [f"record-{i}".encode() for i in range(3000)]
         acked = acked_produce(proc.bootstrap, "durable", values)
         assert len(acked) == 3000
@@ -79,7 +71,7 @@ def test_torn_tail_is_truncated_on_startup(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = BrokerProcess(data).start()
     try:
-        _keep_admin(proc.bootstrap).create_topics([NewTopic("torn", 1, 1)])["torn"].result(10)
+        create_topics(proc.bootstrap, NewTopic("torn", 1, 1))
         values = [f"v{i}".encode() * 10 for i in range(500)]
         acked_produce(proc.bootstrap, "torn", values)
         proc.kill()

@@ -6,20 +6,14 @@ import shutil
 import subprocess
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from riverbed.testing import EmbeddedBroker
 
+from .helpers import create_topics
+
 pytestmark = pytest.mark.integration
 
-_admins: list[AdminClient] = []
-
-
-def _keep_admin(bootstrap: str) -> AdminClient:
-    """An AdminClient that outlives the call (a destroyed client fails its futures)."""
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    _admins.append(a)
-    return a
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 if KCAT is None:
     pytest.skip("kcat not installed (scripts/setup dev installs it)", allow_module_level=True)
@@ -33,7 +27,7 @@ def kcat(*args: str, stdin: str | None = None) -> str:
 
 def test_kcat_metadata_produce_consume(broker: EmbeddedBroker, topic_name: str) -> None:
     # kcat cannot create topics; the 3-partition topic is made with an admin client.
-    _keep_admin(broker.bootstrap).create_topics([NewTopic(topic_name, 3, 1)])[topic_name].result(10)
+    create_topics(broker.bootstrap, NewTopic(topic_name, 3, 1))
     md = kcat("-b", broker.bootstrap, "-L", "-t", topic_name)
     assert "3 partitions" in md
     lines = "".join(f"key{i % 4}:value{i}\n" for i in range(40))

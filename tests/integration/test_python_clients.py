@@ -7,21 +7,13 @@ import time
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from riverbed.testing import EmbeddedBroker
 
+from .helpers import create_topics
+
 pytestmark = pytest.mark.integration
-
-_admins: list[AdminClient] = []
-
-
-def _keep_admin(bootstrap: str) -> AdminClient:
-    """An AdminClient that outlives the call (a destroyed client fails its futures)."""
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    _admins.append(a)
-    return a
-
 
 def test_kafka_python_round_trip(broker: EmbeddedBroker, topic_name: str) -> None:
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -33,7 +25,7 @@ def test_kafka_python_round_trip(broker: EmbeddedBroker, topic_name: str) -> Non
         assert topic_name in adm.list_topics()
     finally:
         adm.close()
-    prod = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5, enable_idempotence=False)
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)  # default: idempotent, acks=all
     sent = {}
     for i in range(60):
         key = f"k{i % 5}".encode()
@@ -64,7 +56,7 @@ def test_kafka_python_round_trip(broker: EmbeddedBroker, topic_name: str) -> Non
 def test_aiokafka_round_trip(broker: EmbeddedBroker, topic_name: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    _keep_admin(broker.bootstrap).create_topics([NewTopic(topic_name, 3, 1)])[topic_name].result(10)
+    create_topics(broker.bootstrap, NewTopic(topic_name, 3, 1))
 
     async def main() -> list[object]:
         prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
@@ -105,7 +97,7 @@ def test_codecs_across_clients(broker: EmbeddedBroker, topic_name: str, codec: s
     from aiokafka import TopicPartition as ATP
     from kafka import KafkaConsumer, TopicPartition
 
-    _keep_admin(broker.bootstrap).create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
+    create_topics(broker.bootstrap, NewTopic(topic_name, 1, 1))
     p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20})
     values = [f"{codec} record {i} ".encode() * 10 for i in range(100)]
     for v in values:
@@ -151,8 +143,8 @@ def test_codecs_written_by_python_clients(broker: EmbeddedBroker, topic_name: st
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     from kafka import KafkaProducer
 
-    _keep_admin(broker.bootstrap).create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(10)
-    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, linger_ms=20, enable_idempotence=False)
+    create_topics(broker.bootstrap, NewTopic(topic_name, 1, 1))
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, linger_ms=20)
     values = [f"kp {codec} {i} ".encode() * 8 for i in range(50)]
     for v in values:
         kp.send(topic_name, value=v)

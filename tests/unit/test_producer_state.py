@@ -94,5 +94,6 @@ def test_snapshot_round_trip(ops: list[tuple[int, int, int]]) -> None:
         first = 0 if entry is None or epoch != entry.epoch else (entry.last_seq + 1)
         append(t, pid, epoch, first, count, offset)
         offset += count
-    back = ProducerStateTable.from_bytes(t.to_bytes())
+    offset_back, back = ProducerStateTable.from_bytes(t.to_bytes(offset))
+    assert offset_back == offset
     assert back.producers == t.producers

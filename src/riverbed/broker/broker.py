@@ -105,7 +105,10 @@ class Broker:
                 log.exception("retention check failed")
 
     def run_retention(self) -> None:
-        self.logs.run_retention(self.now_ms())
+        now = self.now_ms()
+        self.logs.run_retention(now)
+        for plog in self.logs.partitions():
+            plog.expire_producers(now, self.config.producer_id_expiration_ms)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

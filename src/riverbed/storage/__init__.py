@@ -5,6 +5,8 @@ retention, group-committed fsync (``SegmentLog`` / ``LogManager``), and an in-me
 The interface lives in :mod:`riverbed.storage.api`; the byte layout of every file is
 described in ``docs/storage-format.md``."""
 
+from typing import TYPE_CHECKING
+
 from .api import AppendInfo, LogConfig, LogStore, OffsetOutOfRange, PartitionLog, ReadResult
 from .log import SegmentLog
 from .manager import LogManager
@@ -22,3 +24,10 @@ __all__ = [
     "ReadResult",
     "SegmentLog",
 ]
+
+if TYPE_CHECKING:  # mypy proves that every engine implements the interface
+
+    def _conforms(
+        a: SegmentLog, b: MemoryLog, c: LogManager, d: MemoryLogStore
+    ) -> tuple[PartitionLog, PartitionLog, LogStore, LogStore]:
+        return a, b, c, d

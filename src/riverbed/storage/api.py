@@ -148,8 +148,10 @@ class PartitionLog(Protocol):
         ...
 
     def max_timestamp(self) -> tuple[int, int]:
-        """(base offset, timestamp) of the first batch holding the largest timestamp of the
-        log; (-1, -1) when the log holds no timestamped batch."""
+        """(base offset, timestamp) of the first batch holding the largest timestamp among
+        the batches that reach the log start offset (the offset is never below it);
+        (-1, -1) when there is no timestamped batch, or when that batch is not below the
+        high watermark yet (Kafka then answers "no offset" too)."""
         ...
 
     def delete_records(self, before_offset: int) -> int:
@@ -162,6 +164,11 @@ class PartitionLog(Protocol):
         goes whole, so the log end becomes that batch's base offset. Below the log start
         offset the log is emptied and restarts at ``offset``; if nothing at or above the
         log start offset would remain, the log is emptied and restarts there."""
+        ...
+
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Forget idempotent producers idle for longer than ``expiration_ms``
+        (producer.id.expiration.ms); return how many."""
         ...
 
     def update_config(self, config: LogConfig) -> None: ...

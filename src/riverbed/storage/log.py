@@ -26,26 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
-from riverbed.protocol.records.batch import BatchHeader, set_base_offset, set_log_append_time
+from riverbed.protocol.records.batch import BatchHeader, iter_batches, set_base_offset, set_log_append_time
 
 from .api import AppendInfo, LogConfig, OffsetOutOfRange, ReadResult
 from .files import (
-    DELETED_SUFFIX,
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
-    TMP_SUFFIX,
     Fsync,
+    atomic_write,
     fsync_dir,
-    parse_segment_name,
-    read_partition_metadata,
-    remove_quietly,
-    segment_name,
     write_partition_metadata,
 )
+from .recovery import adopt_as_active, recover_partition
+from .producer_state import ProducerStateTable
 from .segment import Segment
 
 logger = logging.getLogger(__name__)
+PRODUCER_SNAPSHOT = "producer.snapshot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +95,7 @@ class SegmentLog:
         self._closed = False
         self._failed: str | None = None
         self.hooks: LogHooks | None = None
+        self.producers = ProducerStateTable()
 
     # -- construction ----------------------------------------------------------------------
 
@@ -142,90 +138,52 @@ class SegmentLog:
         last one are validated batch by batch; the first torn or corrupt batch truncates
         the log there and later segments are deleted. Indexes that fail their sanity checks
         are rebuilt."""
-        now_ms = int(clock() * 1000)
-        interval = config.index_interval_bytes
-        names = os.listdir(directory)
-        bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
-        known = set(bases)
-        changed = False
-        for name in names:
-            orphan = any(
-                (b := parse_segment_name(name, suffix)) is not None and b not in known
-                for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
-            )
-            if orphan or name.endswith((TMP_SUFFIX, DELETED_SUFFIX)):
-                remove_quietly(directory / name)
-                changed = True
-        meta = read_partition_metadata(directory)
-        meta_start = 0
-        if meta is not None and meta.get("log_start_offset", "").isdigit():
-            meta_start = int(meta["log_start_offset"])
-        segments: list[Segment] = []
-        recovered: list[Segment] = []
-        for i, base in enumerate(bases):
-            segment = Segment.open_existing(directory, base, interval)
-            is_last = i == len(bases) - 1
-            must_recover = not clean and (
-                is_last or recovery_point is None or base >= recovery_point
-            )
-            if not must_recover and not segment.load_trusted():
-                logger.warning("%s: rebuilding the indexes of segment %d", directory, base)
-                must_recover = True
-            truncated = False
-            if must_recover:
-                truncated = segment.recover()
-                recovered.append(segment)
-                if truncated:
-                    logger.warning(
-                        "%s: truncated segment %d at byte %d (torn or corrupt batch)",
-                        directory,
-                        base,
-                        segment.size,
-                    )
-            if segments and segment.base_offset < segments[-1].next_offset:
-                logger.warning("%s: segment %d overlaps its predecessor", directory, base)
-                truncated = True  # drop it and everything after it
-                segment.delete()
-            elif segment.size == 0 and not is_last and not truncated:
-                segment.delete()
-            else:
-                segments.append(segment)
-            if truncated:
-                for later in bases[i + 1 :]:
-                    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                        remove_quietly(directory / segment_name(later, suffix))
-                changed = True
-                break
-        if not segments:
-            segments.append(Segment.create(directory, meta_start, interval, now_ms))
-            changed = True
-        log_start = max(meta_start, segments[0].base_offset)
-        if log_start > segments[-1].next_offset:
-            # The metadata is ahead of the data (an unflushed tail was lost): start afresh.
-            for segment in segments:
-                segment.delete()
-            segments = [Segment.create(directory, log_start, interval, now_ms)]
-            changed = True
-        while len(segments) > 1 and segments[1].base_offset <= log_start:
-            segments.pop(0).delete()
-            changed = True
-        active = segments[-1]
-        for segment in recovered:
-            if segment.closed:
-                continue
-            fsync(segment.fd)
-            segment.synced_size = segment.size
-            if segment is not active:
-                segment.write_indexes(fsync)
-        if meta is None or meta_start != log_start:
-            write_partition_metadata(directory, topic, partition, log_start, fsync)
-        elif changed:
-            fsync_dir(directory, fsync)
-        active.ensure_indexes()
-        _adopt_as_active(active, now_ms)
-        return cls(
+        segments, log_start = recover_partition(
+            directory,
+            topic,
+            partition,
+            config.index_interval_bytes,
+            clean=clean,
+            recovery_point=recovery_point,
+            fsync=fsync,
+            now_ms=int(clock() * 1000),
+        )
+        log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock
         )
+        log._rebuild_producer_state()
+        return log
+
+    def _rebuild_producer_state(self) -> None:
+        """Load the producer snapshot, then replay the batch headers written after it.
+        A snapshot beyond the recovered log end (the tail was truncated) is ignored."""
+        start = self._log_start
+        try:
+            offset, table = ProducerStateTable.from_bytes((self._dir / PRODUCER_SNAPSHOT).read_bytes())
+            if offset <= self._leo:
+                self.producers, start = table, max(offset, self._log_start)
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s-%d: ignoring unreadable producer snapshot: %s", self._topic, self._partition, exc)
+        offset = start
+        while offset < self._leo:
+            data = self.read(offset, 1 << 20, isolation_upper=self._leo).records
+            if not data:
+                break
+            for header in iter_batches(data):
+                if header.next_offset > offset:
+                    self.producers.record_header(header, int(header.base_offset), header.last_offset)
+                offset = header.next_offset
+
+    def _write_producer_snapshot(self, *, durable: bool) -> None:
+        data = self.producers.to_bytes(self._leo)
+        if durable:
+            atomic_write(self._dir / PRODUCER_SNAPSHOT, data, self._fsync)
+        else:
+            tmp = self._dir / (PRODUCER_SNAPSHOT + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, self._dir / PRODUCER_SNAPSHOT)
 
     # -- PartitionLog properties -----------------------------------------------------------
 
@@ -290,6 +248,10 @@ class SegmentLog:
         nbytes = len(batch)
         if header.size != nbytes:
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
+        if header.producer_id >= 0:
+            duplicate = self.producers.check_header(header)
+            if duplicate is not None:
+                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
         delta = int(header.last_offset_delta)
         max_timestamp = int(header.max_timestamp)
         append_time = -1
@@ -312,6 +274,8 @@ class SegmentLog:
                 self._flush_requested = True
             set_base_offset(batch, base)
             segment.append(batch, base, last, max_timestamp, now_ms)
+            if header.producer_id >= 0:
+                self.producers.record_header(header, base, last)
             self._leo = last + 1
             self._size += nbytes
             if config.flush_messages == 1:
@@ -350,6 +314,8 @@ class SegmentLog:
     def _roll_locked(self, now_ms: int) -> Segment:
         old = self._segments[-1]
         old.seal()
+        # recovery after a crash then replays only the batches after this point
+        self._write_producer_snapshot(durable=False)
         new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
         self._segments.append(new)
         self._bases.append(new.base_offset)
@@ -416,9 +382,9 @@ class SegmentLog:
                 ts, offset = segment.max_timestamp_from(log_start)
                 if ts > best_ts:
                     best_ts, best_offset = ts, offset
-            if best_ts < 0:
-                return -1, -1
-            return max(best_offset, self._log_start), best_ts
+            if best_ts < 0 or best_offset >= self._hw:
+                return -1, -1  # as Kafka: nothing when the answer is not visible yet
+            return max(best_offset, log_start), best_ts
 
     # -- flushing --------------------------------------------------------------------------
 
@@ -496,44 +462,22 @@ class SegmentLog:
         it is itself expired, so it can go), then delete the oldest sealed segments that are
         wholly below the high watermark and either older than retention.ms (by their largest
         timestamp) or in excess of retention.bytes, or wholly below the log start offset.
-        Returns the number of segments deleted."""
+        Returns the number of segments deleted. A pass with nothing to do takes only the
+        state lock, so it never waits for an fsync in progress."""
+        with self._lock:
+            self._check_open()
+            idle = not self._should_roll_for_retention_locked(now_ms)
+            if idle and self._deletable_for_retention_locked(now_ms) == 0:
+                return 0
         soon = False
         with self._flush_lock:
             with self._lock:
                 self._check_open()
-                config = self._config
-                active = self._segments[-1]
-                expired = config.retention_ms >= 0 and (
-                    now_ms - active.largest_timestamp > config.retention_ms
-                )
-                if active.size and (
-                    now_ms - active.first_append_ms > config.segment_ms
-                    or (expired and active.next_offset <= self._hw)
-                ):
+                if self._should_roll_for_retention_locked(now_ms):
                     self._roll_locked(now_ms)
                     soon = not self._flush_requested
                     self._flush_requested = True
-                segments = self._segments
-                limit = len(segments) - 1  # never the active segment
-                n = 0
-                if config.retention_ms >= 0:
-                    while (
-                        n < limit
-                        and now_ms - segments[n].largest_timestamp > config.retention_ms
-                        and segments[n + 1].base_offset <= self._hw
-                    ):
-                        n += 1
-                if config.retention_bytes >= 0:
-                    excess = self._size - config.retention_bytes
-                    excess -= sum(s.size for s in segments[:n])
-                    while (
-                        n < limit
-                        and excess - segments[n].size >= 0
-                        and segments[n + 1].base_offset <= self._hw
-                    ):
-                        excess -= segments[n].size
-                        n += 1
-                doomed = self._drop_prefix_locked(self._count_below_log_start_locked(n))
+                doomed = self._drop_prefix_locked(self._deletable_for_retention_locked(now_ms))
                 if doomed:
                     self._log_start = max(self._log_start, self._segments[0].base_offset)
             for segment in doomed:
@@ -541,6 +485,42 @@ class SegmentLog:
         if soon and self.hooks is not None:
             self.hooks.flush_soon(self)
         return len(doomed)
+
+    def _should_roll_for_retention_locked(self, now_ms: int) -> bool:
+        config = self._config
+        active = self._segments[-1]
+        if not active.size:
+            return False
+        expired = config.retention_ms >= 0 and (
+            now_ms - active.largest_timestamp > config.retention_ms
+        )
+        return now_ms - active.first_append_ms > config.segment_ms or (
+            expired and active.next_offset <= self._hw
+        )
+
+    def _deletable_for_retention_locked(self, now_ms: int) -> int:
+        """How many of the oldest segments retention (or the log start offset) removes."""
+        config = self._config
+        segments = self._segments
+        limit = len(segments) - 1  # never the active segment
+        n = 0
+        if config.retention_ms >= 0:
+            while (
+                n < limit
+                and now_ms - segments[n].largest_timestamp > config.retention_ms
+                and segments[n + 1].base_offset <= self._hw
+            ):
+                n += 1
+        if config.retention_bytes >= 0:
+            excess = self._size - config.retention_bytes - sum(s.size for s in segments[:n])
+            while (
+                n < limit
+                and excess - segments[n].size >= 0
+                and segments[n + 1].base_offset <= self._hw
+            ):
+                excess -= segments[n].size
+                n += 1
+        return self._count_below_log_start_locked(n)
 
     def _count_below_log_start_locked(self, n: int) -> int:
         segments = self._segments
@@ -566,6 +546,8 @@ class SegmentLog:
                     return
                 if offset < 0:
                     raise OffsetOutOfRange(f"cannot truncate to {offset}")
+                self.producers.truncate(offset)
+                (self._dir / PRODUCER_SNAPSHOT).unlink(missing_ok=True)
                 now_ms = self._now_ms()
                 old_start = self._log_start
                 doomed: list[Segment] = []
@@ -591,7 +573,7 @@ class SegmentLog:
                         doomed = []
                         self._truncate_fully_locked(self._log_start, now_ms)
                     else:
-                        _adopt_as_active(active, now_ms)
+                        adopt_as_active(active, now_ms)
                 active = self._segments[-1]
                 self._leo = active.next_offset
                 self._hw = min(self._hw, self._leo)
@@ -619,6 +601,10 @@ class SegmentLog:
         self._log_start = offset
 
     # -- config and lifecycle --------------------------------------------------------------
+
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        with self._lock:
+            return self.producers.expire(now_ms, expiration_ms)
 
     def update_config(self, config: LogConfig) -> None:
         with self._lock:
@@ -648,6 +634,7 @@ class SegmentLog:
                             self._fsync(segment.fd)
                             segment.synced_size = segment.size
                         segment.write_indexes(self._fsync)
+                    self._write_producer_snapshot(durable=True)
                     fsync_dir(self._dir, self._fsync)
                     self._unfinalized.clear()
                     self._durable = self._leo
@@ -667,13 +654,3 @@ class SegmentLog:
             f"SegmentLog({self._topic}-{self._partition}, start={self._log_start}, "
             f"hw={self._hw}, end={self._leo}, segments={len(self._segments)})"
         )
-
-
-def _adopt_as_active(segment: Segment, now_ms: int) -> None:
-    """A segment (re)becoming the active one after a load or a truncation needs the time of
-    its first append for segment.ms: the first batch's timestamp when plausible, else now."""
-    if segment.size == 0:
-        segment.first_append_ms = -1
-    elif segment.first_append_ms < 0:
-        ts = segment.first_batch_timestamp()
-        segment.first_append_ms = ts if 0 <= ts <= now_ms else now_ms

@@ -12,6 +12,7 @@ from riverbed.protocol.records.batch import BatchHeader, set_base_offset, set_lo
 
 from .api import AppendInfo, LogConfig, OffsetOutOfRange, PartitionLog, ReadResult
 from .files import is_legal_topic
+from .producer_state import ProducerStateTable
 
 
 class MemoryLog:
@@ -28,6 +29,7 @@ class MemoryLog:
         self._log_start = 0
         self._leo = 0
         self._size = 0
+        self.producers = ProducerStateTable()
 
     @property
     def topic(self) -> str:
@@ -61,6 +63,9 @@ class MemoryLog:
         header = BatchHeader(batch)
         if header.size != len(batch):
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
+        duplicate = self.producers.check_header(header)
+        if duplicate is not None:
+            return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
         max_timestamp = int(header.max_timestamp)
         append_time = -1
         if log_append_time:
@@ -75,6 +80,7 @@ class MemoryLog:
         self._max_ts.append(max_timestamp)
         self._leo = last + 1
         self._size += len(batch)
+        self.producers.record_header(header, base, last)
         return AppendInfo(base, last, append_time, self._log_start)
 
     def read(
@@ -132,6 +138,7 @@ class MemoryLog:
             return
         if offset < 0:
             raise OffsetOutOfRange(f"cannot truncate to {offset}")
+        self.producers.truncate(offset)
         if offset < self._log_start:
             self._clear(offset)
             return
@@ -151,6 +158,9 @@ class MemoryLog:
         self._size -= sum(len(b) for b in self._batches[:n])
         for column in (self._batches, self._bases, self._lasts, self._max_ts):
             del column[:n]
+
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        return self.producers.expire(now_ms, expiration_ms)
 
     def update_config(self, config: LogConfig) -> None:
         self._config = config

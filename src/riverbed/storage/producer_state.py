@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.records.batch import BatchHeader
 
 BATCHES_TO_RETAIN = 5
 SEQ_MODULUS = 1 << 31
@@ -91,6 +92,24 @@ class ProducerStateTable:
                 f"Out of order sequence number for producer {producer_id} at epoch {epoch}: {first_seq} (expected {expected})",
             )
 
+    def check_header(self, header: BatchHeader) -> BatchMeta | None:
+        """Check a batch about to be appended: None to go ahead, or the original batch when
+        it is a duplicate. Raises KafkaError for a fenced epoch or a sequence gap."""
+        if header.producer_id < 0:
+            return None
+        try:
+            self.check(int(header.producer_id), int(header.producer_epoch), int(header.base_sequence), header.last_sequence)
+        except Duplicate as dup:
+            return dup.batch
+        return None
+
+    def record_header(self, header: BatchHeader, base_offset: int, last_offset: int) -> None:
+        """Remember an appended batch (``header`` may still hold the client's base offset)."""
+        if header.producer_id < 0 or header.is_control:
+            return
+        meta = BatchMeta(int(header.base_sequence), header.last_sequence, base_offset, last_offset, int(header.max_timestamp))
+        self.record(int(header.producer_id), int(header.producer_epoch), meta)
+
     def record(self, producer_id: int, epoch: int, meta: BatchMeta) -> None:
         """Remember an appended batch (after :meth:`check` passed, or during recovery)."""
         entry = self.producers.get(producer_id)
@@ -118,7 +137,8 @@ class ProducerStateTable:
         return len(dead)
 
     # ------------------------------------------------------------------ snapshots
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, offset: int) -> bytes:
+        """A snapshot of the table as it stands after every batch below ``offset``."""
         doc = {
             str(pid): {
                 "epoch": e.epoch,
@@ -127,11 +147,15 @@ class ProducerStateTable:
             }
             for pid, e in self.producers.items()
         }
-        return json.dumps({"version": 1, "producers": doc}, separators=(",", ":")).encode()
+        return json.dumps({"version": 1, "offset": offset, "producers": doc}, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ProducerStateTable:
-        doc = json.loads(data)
+    def from_bytes(cls, data: bytes) -> tuple[int, ProducerStateTable]:
+        """(offset covered, table) from a snapshot; raises ValueError when unreadable."""
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"unreadable producer snapshot: {exc}") from exc
         if doc.get("version") != 1:
             raise ValueError("unknown producer snapshot version")
         table = cls()
@@ -140,4 +164,4 @@ class ProducerStateTable:
             for fs, ls, fo, lo, ts in e["batches"]:
                 entry.batches.append(BatchMeta(int(fs), int(ls), int(fo), int(lo), int(ts)))
             table.producers[int(pid)] = entry
-        return table
+        return int(doc["offset"]), table

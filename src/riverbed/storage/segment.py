@@ -216,16 +216,19 @@ class Segment:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def iter_headers(self, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
+    def iter_headers(
+        self, start: int, end: int, chunk: int = _SCAN_CHUNK
+    ) -> Iterator[tuple[int, BatchHeader]]:
         """(position, header) of each batch in ``[start, end)``; ``start`` must be a batch
-        boundary. Reads in chunks, so a walk of many small batches costs few syscalls."""
+        boundary. Reads ``chunk`` bytes at a time, so a walk over many small batches costs
+        few syscalls."""
         buf = b""
         buf_pos = start
         pos = start
         while pos < end:
             off = pos - buf_pos
             if off + HEADER_SIZE > len(buf):
-                buf = os.pread(self.fd, min(_SCAN_CHUNK, end - pos), pos)
+                buf = os.pread(self.fd, min(chunk, end - pos), pos)
                 buf_pos = pos
                 off = 0
                 if len(buf) < HEADER_SIZE:
@@ -244,7 +247,9 @@ class Segment:
             return self.size
         self.ensure_indexes()
         start = self.index.lookup(offset - self.base_offset)
-        for position, header in self.iter_headers(start, self.size):
+        # The walk from an index entry spans about index.interval.bytes: read no more.
+        chunk = min(_SCAN_CHUNK, max(4 * HEADER_SIZE, self.index_interval + HEADER_SIZE))
+        for position, header in self.iter_headers(start, self.size, chunk):
             if header.last_offset >= offset:
                 return position
         return self.size

@@ -65,7 +65,7 @@ def make_batch(
     return batch
 
 
-def headers(data: bytes | memoryview) -> list[BatchHeader]:
+def headers(data: bytes | bytearray | memoryview) -> list[BatchHeader]:
     """Headers of the whole batches in ``data``; every CRC is checked."""
     found = list(iter_batches(data, check_crc=True))
     assert sum(h.size for h in found) == len(data), "data must be whole batches only"

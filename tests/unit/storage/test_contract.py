@@ -26,7 +26,11 @@ def new_log(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
         made.append(log)
         return log
 
-    request.addfinalizer(lambda: [log.close() for log in made])
+    def close_all() -> None:
+        for log in made:
+            log.close()
+
+    request.addfinalizer(close_all)
     return make
 
 

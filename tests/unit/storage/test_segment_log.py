@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from storage_helpers import headers, make_batch, read_all
 
-from riverbed.storage import LogConfig, SegmentLog
+from riverbed.storage import LogConfig, OffsetOutOfRange, SegmentLog
 
 MakeLog = Callable[..., SegmentLog]
 BATCH = len(make_batch(2))
@@ -97,7 +97,9 @@ def test_high_watermark_waits_for_flush(make_segment_log: MakeLog) -> None:
     assert (log.log_end_offset, log.high_watermark) == (2, 0)
     assert len(log.read(0, 1024).records) == 0
     assert log.offset_for_timestamp(0) is None
+    assert log.max_timestamp() == (-1, -1)
     assert log.flush() is True
+    assert log.max_timestamp() == (0, 1_001)
     assert log.high_watermark == log.durable_offset == 2
     assert log.flush() is False
 
@@ -121,7 +123,7 @@ def test_retention_by_time(make_segment_log: MakeLog) -> None:
     assert log.enforce_retention(now_ms=20_000) == 2  # the expired active segment rolls too
     assert log.segment_base_offsets() == [12]
     assert (log.log_start_offset, log.log_end_offset) == (12, 12)
-    with pytest.raises(Exception):
+    with pytest.raises(OffsetOutOfRange):
         log.read(11, 1024)
     assert list(log.directory.glob("*.log")) == [log.directory / f"{12:020d}.log"]
 

@@ -194,7 +194,7 @@ class SegmentLogMachine(LogMachine):
 
 
 FAST = settings(
-    max_examples=40,
+    max_examples=100,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

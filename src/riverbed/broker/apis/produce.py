@@ -89,7 +89,6 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 )
             )
             waits.append((plog, info.last_offset))
-            broker.logs.request_flush(plog)
     broker.notify()  # wake fetchers (visible at once when not waiting for fsync)
     if acks == 0:
         return None

@@ -1,0 +1,136 @@
+"""Opening a partition directory: which segments to trust, which to validate batch by
+batch, where to truncate, what the log start offset is. See "Recovery" in
+``docs/storage-format.md``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .files import (
+    DELETED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    TMP_SUFFIX,
+    Fsync,
+    fsync_dir,
+    parse_segment_name,
+    read_partition_metadata,
+    remove_quietly,
+    segment_name,
+    write_partition_metadata,
+)
+from .segment import Segment
+
+logger = logging.getLogger(__name__)
+
+
+def recover_partition(
+    directory: Path,
+    topic: str,
+    partition: int,
+    interval: int,
+    *,
+    clean: bool,
+    recovery_point: int | None,
+    fsync: Fsync,
+    now_ms: int,
+) -> tuple[list[Segment], int]:
+    """Open the segments of ``directory`` and return them with the log start offset.
+
+    After a clean shutdown every segment's indexes are trusted (after sanity checks).
+    Otherwise every segment at or above ``recovery_point`` (None: all of them) and the last
+    one are validated batch by batch; the first torn or corrupt batch truncates the log
+    there and later segments are deleted. Indexes that fail their sanity checks are
+    rebuilt. Leftover temporary files and orphan index files are removed."""
+    names = os.listdir(directory)
+    bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
+    known = set(bases)
+    changed = False
+    for name in names:
+        orphan = any(
+            (b := parse_segment_name(name, suffix)) is not None and b not in known
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+        )
+        if orphan or name.endswith((TMP_SUFFIX, DELETED_SUFFIX)):
+            remove_quietly(directory / name)
+            changed = True
+    meta = read_partition_metadata(directory)
+    meta_start = 0
+    if meta is not None and meta.get("log_start_offset", "").isdigit():
+        meta_start = int(meta["log_start_offset"])
+    segments: list[Segment] = []
+    recovered: list[Segment] = []
+    for i, base in enumerate(bases):
+        segment = Segment.open_existing(directory, base, interval)
+        is_last = i == len(bases) - 1
+        must_recover = not clean and (is_last or recovery_point is None or base >= recovery_point)
+        if not must_recover and not segment.load_trusted():
+            logger.warning("%s: rebuilding the indexes of segment %d", directory, base)
+            must_recover = True
+        truncated = False
+        if must_recover:
+            truncated = segment.recover()
+            recovered.append(segment)
+            if truncated:
+                logger.warning(
+                    "%s: truncated segment %d at byte %d (torn or corrupt batch)",
+                    directory,
+                    base,
+                    segment.size,
+                )
+        if segments and segment.base_offset < segments[-1].next_offset:
+            logger.warning("%s: segment %d overlaps its predecessor", directory, base)
+            truncated = True  # drop it and everything after it
+            segment.delete()
+        elif segment.size == 0 and not is_last and not truncated:
+            segment.delete()
+        else:
+            segments.append(segment)
+        if truncated:
+            for later in bases[i + 1 :]:
+                for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                    remove_quietly(directory / segment_name(later, suffix))
+            changed = True
+            break
+    if not segments:
+        segments.append(Segment.create(directory, meta_start, interval, now_ms))
+        changed = True
+    log_start = max(meta_start, segments[0].base_offset)
+    if log_start > segments[-1].next_offset:
+        # The metadata is ahead of the data (an unflushed tail was lost): start afresh.
+        for segment in segments:
+            segment.delete()
+        segments = [Segment.create(directory, log_start, interval, now_ms)]
+        changed = True
+    while len(segments) > 1 and segments[1].base_offset <= log_start:
+        segments.pop(0).delete()
+        changed = True
+    active = segments[-1]
+    for segment in recovered:
+        if segment.closed:
+            continue
+        fsync(segment.fd)
+        segment.synced_size = segment.size
+        if segment is not active:
+            segment.write_indexes(fsync)
+            changed = True
+    if meta is None or meta_start != log_start:
+        write_partition_metadata(directory, topic, partition, log_start, fsync)
+    elif changed:
+        fsync_dir(directory, fsync)
+    active.ensure_indexes()
+    adopt_as_active(active, now_ms)
+    return segments, log_start
+
+
+def adopt_as_active(segment: Segment, now_ms: int) -> None:
+    """A segment (re)becoming the active one after a load or a truncation needs the time of
+    its first append for segment.ms: the first batch's timestamp when plausible, else now."""
+    if segment.size == 0:
+        segment.first_append_ms = -1
+    elif segment.first_append_ms < 0:
+        ts = segment.first_batch_timestamp()
+        segment.first_append_ms = ts if 0 <= ts <= now_ms else now_ms
