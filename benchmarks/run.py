@@ -808,8 +808,22 @@ def bench_size(ctx: SpawnContext, broker: Broker, size: int, s: Settings) -> Jso
     return out
 
 
-def bench_broker(ctx: SpawnContext, name: str, s: Settings, root: Path) -> Json:
+def wait_for_quiet(max_wait: float, threshold_pct: float = 15.0) -> float:
+    """Wait (up to ``max_wait`` s) until the machine's CPU use over one second is below
+    ``threshold_pct``; returns the last reading."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = float(psutil.cpu_percent(interval=1.0))
+        if busy < threshold_pct or time.monotonic() >= deadline:
+            if busy >= threshold_pct:
+                _log(f"machine still {busy:.0f}% busy after {max_wait:.0f} s; going ahead")
+            return busy
+
+
+def bench_broker(ctx: SpawnContext, name: str, s: Settings, root: Path, quiet_s: float) -> Json:
     result: Json = {"broker": name}
+    if quiet_s > 0:
+        result["machine_busy_pct_before"] = wait_for_quiet(quiet_s)
     broker = make_broker(name, root)
     result["command"] = " ".join(broker.cmd)
     try:
@@ -1091,6 +1105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", help="record sizes, comma-separated (default 1024,100)")
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--no-limits", action="store_true", help="skip the disk/loopback probes")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each broker, wait up to S seconds for the machine to be idle",
+    )
     args = ap.parse_args(argv)
     s = Settings.quick() if args.quick else Settings()
     if args.sizes:
@@ -1120,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
                 limits["loopback"] = {"error": _err(exc)}
             results["limits"] = limits
         for name in names:
-            results["brokers"].append(bench_broker(ctx, name, s, root))
+            results["brokers"].append(bench_broker(ctx, name, s, root, args.wait_quiet))
             time.sleep(1.0)
     results["wall_s"] = time.perf_counter() - t0
     if args.out:
