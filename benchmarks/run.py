@@ -1006,6 +1006,14 @@ def versions() -> Json:
             text=True,
             timeout=10,
         ).stdout.strip()
+        out["riverbed_src_dirty"] = bool(
+            subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "src"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     return out
 
 

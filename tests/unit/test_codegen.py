@@ -49,5 +49,5 @@ def test_generated_code_is_current() -> None:
 @needs_specs
 def test_check_detects_stale_code(tmp_path: Path) -> None:
     assert cg.main(["--out", str(tmp_path)]) == 0
-    (tmp_path / "produce.py").write_text("# edited\n")
+    (tmp_path / "messages" / "produce.py").write_text("# edited\n")
     assert cg.main(["--check", "--out", str(tmp_path)]) == 1

@@ -33,12 +33,22 @@ INT_RANGES = {
 }
 
 
+SPEC_OF: dict[str, str] = {}
+
+
 def load_specs() -> list[cg.MessageSpec]:
     out = []
-    for sub in cg.SPEC_SUBDIRS:
+    for sub, pkg in cg.SPEC_PACKAGES.items():
         for path in sorted((SPECS / sub).glob("*.json")):
-            out.append(cg.MessageSpec.load(path))
+            spec = cg.MessageSpec.load(path)
+            SPEC_OF[spec.name] = pkg
+            out.append(spec)
     return out
+
+
+def cls_for(spec: cg.MessageSpec) -> type[Message]:
+    mod = importlib.import_module(f"riverbed.protocol.{SPEC_OF[spec.name]}.{cg.module_name(spec.name)}")
+    return getattr(mod, spec.name)  # type: ignore[no-any-return]
 
 
 ALL = load_specs()
@@ -47,11 +57,6 @@ CASES = [
     for spec in ALL
     for v in range(spec.valid.lo, (spec.valid.hi if spec.valid.hi is not None else spec.valid.lo) + 1)
 ]
-
-
-def cls_for(spec: cg.MessageSpec) -> type[Message]:
-    mod = importlib.import_module(f"riverbed.protocol.messages.{cg.module_name(spec.name)}")
-    return getattr(mod, spec.name)  # type: ignore[no-any-return]
 
 
 def in_versions(vs: cg.Versions, v: int) -> bool:

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
-from riverbed.protocol.records.batch import BatchHeader, iter_batches, set_base_offset, set_log_append_time
+from riverbed.protocol.records.batch import (
+    BatchHeader,
+    iter_batches,
+    set_base_offset,
+    set_log_append_time,
+)
 
 from .api import AppendInfo, LogConfig, OffsetOutOfRange, ReadResult
 from .files import (
@@ -35,8 +40,8 @@ from .files import (
     fsync_dir,
     write_partition_metadata,
 )
-from .recovery import adopt_as_active, recover_partition
 from .producer_state import ProducerStateTable
+from .recovery import adopt_as_active, recover_partition
 from .segment import Segment
 
 logger = logging.getLogger(__name__)
