@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                     _, err = spy.communicate(timeout=args.seconds + 60)
                     cpu = broker.cpu_s() - cpu0
                     result = worker.result(300)
-                    rates = run._rates({**result, "broker_cpu_s": 0.0})
+                    rates = run._rates({**result, "broker_cpu_s": 0.0, "broker_system_cpu_s": 0.0})
                     run._log(
                         f"{phase} ({mode}): {rates['mb_per_s']:.1f} MB/s, "
                         f"broker {cpu / args.seconds * 100:.0f}% of a core while sampled"

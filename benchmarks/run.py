@@ -247,7 +247,7 @@ def produce_throughput(
     started.set()
     produce = producer.produce
     poll = producer.poll
-    n = 0
+    n = queue_full = 0
     start = time.perf_counter()
     deadline = start + seconds
     while n < max_records:
@@ -258,6 +258,7 @@ def produce_throughput(
         try:
             produce(topic, value, partition=n % PARTITIONS)
         except BufferError:
+            queue_full += 1
             poll(0.002)
             continue
         n += 1
@@ -274,6 +275,7 @@ def produce_throughput(
         "elapsed_s": elapsed,
         "errors": failed,
         "undelivered": undelivered,
+        "queue_full_waits": queue_full,
         "error_samples": errors,
         "client_cpu_s": client_cpu,
         "total_records_in_topic": ok + PARTITIONS,
@@ -588,9 +590,13 @@ class Broker:
         return self.popen is not None and self.popen.poll() is None
 
     def cpu_s(self) -> float:
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU-seconds of every thread so far."""
         assert self.popen is not None
         t = self.popen.cpu_times()
-        return float(t.user + t.system)
+        return float(t.user), float(t.system)
 
     def rss(self) -> int:
         assert self.sampler is not None
@@ -702,16 +708,18 @@ def run_phase(
                 if not w._proc.is_alive():
                     w.result(1)  # raises with the worker's traceback
                     raise WorkerError(f"{target.__name__} exited early")
-        cpu0 = broker.cpu_s()
+        user0, sys0 = broker.cpu_split()
         busy0, all0 = _machine_busy()
         broker.sampler.reset_phase()
         results = [w.result(timeout) for w in reversed(started)][::-1]
-        cpu = broker.cpu_s() - cpu0
+        user1, sys1 = broker.cpu_split()
+        cpu = (user1 - user0) + (sys1 - sys0)
         busy1, all1 = _machine_busy()
     finally:
         for w in started:
             w.kill()
     results[-1]["broker_cpu_s"] = cpu
+    results[-1]["broker_system_cpu_s"] = sys1 - sys0
     results[-1]["machine_cpu_busy_pct"] = 100 * (busy1 - busy0) / max(all1 - all0, 1e-9)
     # CPU used by anything else on the machine meanwhile (noise; the e2e consumer's warm-up
     # second is also counted here).
@@ -729,6 +737,7 @@ def _rates(r: Json) -> Json:
         "records_per_s": r["records"] / secs,
         "broker_cpu_s_per_gb": r["broker_cpu_s"] / gb if gb else None,
         "broker_cpu_util_pct": 100 * r["broker_cpu_s"] / secs,
+        "broker_kernel_pct": 100 * r["broker_system_cpu_s"] / max(r["broker_cpu_s"], 1e-9),
         "client_cpu_s_per_gb": r["client_cpu_s"] / gb if gb else None,
     }
     return {**r, **out}
@@ -794,7 +803,13 @@ def bench_size(ctx: SpawnContext, broker: Broker, size: int, s: Settings) -> Jso
             timeout=s.e2e_seconds + 120,
         )  # fmt: skip
         out["e2e"] = {**cons, "producer": prod, "rate": E2E_RATE, "warmup_records": warmup}
-        for k in ("broker_cpu_s", "machine_cpu_busy_pct", "broker_rss_peak_mb", "other_cpu_s"):
+        for k in (
+            "broker_cpu_s",
+            "broker_system_cpu_s",
+            "machine_cpu_busy_pct",
+            "broker_rss_peak_mb",
+            "other_cpu_s",
+        ):
             out["e2e"][k] = prod.pop(k)
         out["e2e"]["broker_cpu_util_pct"] = 100 * out["e2e"]["broker_cpu_s"] / prod["elapsed_s"]
         _log(
@@ -1038,6 +1053,7 @@ PHASE_ROWS = (
     ("records_per_s", "records/s", ",.0f"),
     ("broker_cpu_s_per_gb", "broker CPU-s per GB", ".2f"),
     ("broker_cpu_util_pct", "broker CPU use (% of one core)", ".0f"),
+    ("broker_kernel_pct", "of which in the kernel (%)", ".0f"),
     ("client_cpu_s_per_gb", "client CPU-s per GB", ".2f"),
     ("machine_cpu_busy_pct", "machine CPU busy (% of all cores)", ".0f"),
     ("other_cpu_s", "other processes' CPU-s (noise)", ".1f"),

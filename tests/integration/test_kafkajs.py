@@ -67,3 +67,27 @@ def test_lecture_producer_runs_unchanged(broker: EmbeddedBroker) -> None:
     got = read_all(broker, "ecommerce-orders", 1, 1)
     assert got[0].key() == b"user_id_bob"  # type: ignore[attr-defined]
     assert json.loads(got[0].value())["orderId"] == "A123"  # type: ignore[attr-defined]
+
+
+def test_kafkajs_group_consumer_reads_back(broker: EmbeddedBroker, topic_name: str) -> None:
+    run_node("roundtrip.js", broker, topic_name)  # 31 records: keys, values, headers
+    rows = [json.loads(line) for line in run_node("group_consume.js", broker, topic_name, "js-group", "31").splitlines()]
+    assert len(rows) == 31
+    partition_of: dict[str, set[int]] = {}
+    for r in rows:
+        partition_of.setdefault(r["key"], set()).add(r["partition"])
+        if r["key"] != "gz":
+            assert r["headers"]["src"] == "kafkajs"
+            assert r["value"] == f"value-{r['headers']['idx']}"
+        assert int(r["timestamp"]) > 0
+    assert all(len(p) == 1 for p in partition_of.values())
+    # the group committed: a second run of the same group has nothing left to read
+    d = broker.call(broker.broker.groups.coordinator.fetch_offsets, "js-group", None)
+    assert sum(off for _t, _p, off, *_ in d[1]) == 31
+
+
+def test_lecture_consumer_receives_the_order(broker: EmbeddedBroker) -> None:
+    run_node("lecture_producer.js", broker)
+    row = json.loads(run_node("lecture_consumer.js", broker).strip().splitlines()[-1])
+    assert row["topic"] == "ecommerce-orders" and row["key"] == "user_id_bob"
+    assert json.loads(row["value"])["item"] == "Laptop"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from riverbed.coordinator.group_types import GroupConfig
 from riverbed.metadata.configs import BROKER_TO_TOPIC, effective_topic_configs
 from riverbed.metadata.topics import Topic, TopicStore
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
@@ -35,6 +36,7 @@ from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
 from .config import BrokerConfig
+from .groups import GroupService
 from .versions import SUPPORTED
 
 log = logging.getLogger("riverbed.broker")
@@ -70,6 +72,7 @@ class Broker:
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
         self.log_defaults = dict(config.log_defaults)
+        self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -84,9 +87,11 @@ class Broker:
                     self.logs.create(topic.name, p, self.log_config(topic))
                 else:
                     plog.update_config(self.log_config(topic))
+        self.groups.start()
         self._retention_task = asyncio.create_task(self._retention_loop())
 
     async def stop(self) -> None:
+        self.groups.stop()
         if self._retention_task is not None:
             self._retention_task.cancel()
         for w in self._waiters:

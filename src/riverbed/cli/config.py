@@ -119,4 +119,6 @@ def load_config(
             cfg.retention_check_interval_ms = int(value)
         elif name == "socket.request.max.bytes":
             cfg.max_request_size = int(value)
+        elif name == "group.initial.rebalance.delay.ms":
+            cfg.group_initial_rebalance_delay_ms = int(value)
     return cfg, str(settings.get("log_level", "INFO")).upper()

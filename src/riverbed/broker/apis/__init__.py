@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import api_versions, configs, fetch, list_offsets, metadata, produce, producer_ids, topics
+from . import (
+    api_versions,
+    configs,
+    fetch,
+    groups,
+    list_offsets,
+    metadata,
+    produce,
+    producer_ids,
+    topics,
+)
 
 if TYPE_CHECKING:
     from ..broker import ApiHandler
@@ -14,6 +24,15 @@ API_HANDLERS: dict[int, ApiHandler] = {
     1: fetch.handle_fetch,
     2: list_offsets.handle_list_offsets,
     3: metadata.handle_metadata,
+    8: groups.handle_offset_commit,
+    9: groups.handle_offset_fetch,
+    10: groups.handle_find_coordinator,
+    11: groups.handle_join_group,
+    12: groups.handle_heartbeat,
+    13: groups.handle_leave_group,
+    14: groups.handle_sync_group,
+    15: groups.handle_describe_groups,
+    16: groups.handle_list_groups,
     18: api_versions.handle_api_versions,
     19: topics.handle_create_topics,
     20: topics.handle_delete_topics,
@@ -22,6 +41,8 @@ API_HANDLERS: dict[int, ApiHandler] = {
     32: configs.handle_describe_configs,
     33: configs.handle_alter_configs,
     37: topics.handle_create_partitions,
+    42: groups.handle_delete_groups,
     44: configs.handle_incremental_alter_configs,
+    47: groups.handle_offset_delete,
     60: metadata.handle_describe_cluster,
 }

@@ -60,6 +60,7 @@ def _broker_settings(broker: Broker) -> list[tuple[str, str, ConfigSource, Confi
         "delete.topic.enable": str(cfg.delete_topic_enable).lower(),
         "log.retention.check.interval.ms": str(cfg.retention_check_interval_ms),
         "socket.request.max.bytes": str(cfg.max_request_size),
+        "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
         **broker.log_defaults,
     }
     out = []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
-from riverbed.protocol.records.batch import InvalidBatch
+from riverbed.protocol.records.batch import InvalidBatch, set_partition_leader_epoch
 from riverbed.protocol.records.validation import RecordValidationError, validate_produce_records
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import PartitionLog
@@ -65,6 +65,9 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                     zstd_allowed=version >= 7,
                     require_keys="compact" in configs.get("cleanup.policy", broker.log_defaults.get("log.cleanup.policy", "delete")),
                 )
+                # riverbed has no leader epochs: -1 tells consumers not to validate offsets
+                # with OffsetForLeaderEpoch (Kafka stamps the leader's epoch here)
+                set_partition_leader_epoch(records, -1)  # type: ignore[arg-type]
                 info = plog.append(
                     records,  # type: ignore[arg-type]
                     now_ms=now,

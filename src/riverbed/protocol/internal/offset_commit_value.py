@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from riverbed.protocol.primitives import Message, Reader, Writer
+from riverbed.protocol.errors import DecodeError
+from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValue, Writer
 
 
 @dataclass(slots=True)

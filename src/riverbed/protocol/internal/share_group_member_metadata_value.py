@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from riverbed.protocol.errors import DecodeError
-from riverbed.protocol.primitives import Message, Reader, Writer
+from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValue, Writer
 
 
 @dataclass(slots=True)

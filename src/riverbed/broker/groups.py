@@ -1,0 +1,218 @@
+"""GroupService: runs the pure group coordinator on the event loop.
+
+* Time: the coordinator reports its next deadline; one loop timer calls ``tick()`` then.
+* Durability: every event the coordinator emits (offsets committed or deleted, group
+  metadata changed or deleted) becomes a record of ``__consumer_offsets`` in Kafka's format
+  (``coordinator/offsets_log.py``), appended to the group's partition. OffsetCommit answers
+  only once that append is durable.
+* Recovery: at start-up the internal topic is replayed into the coordinator, so committed
+  offsets and groups survive a restart.
+
+The internal topic is created on first use, compacted, with 50 partitions (Kafka's
+``offsets.topic.num.partitions``). Until the log cleaner exists it is never compacted, so
+it grows with every commit and start-up replays it whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from riverbed.coordinator.group import GroupCoordinator
+from riverbed.coordinator.group_types import (
+    GroupConfig,
+    GroupDeleted,
+    GroupEvent,
+    GroupMetadataChanged,
+    GroupSnapshot,
+    MemberSnapshot,
+    OffsetAndMetadata,
+    OffsetsCommitted,
+    OffsetsDeleted,
+)
+from riverbed.coordinator.offsets_log import (
+    OFFSETS_TOPIC,
+    GroupRecord,
+    OffsetRecord,
+    decode,
+    group_key,
+    group_value,
+    offset_key,
+    offset_value,
+    partition_for,
+)
+from riverbed.protocol.errors import DecodeError
+from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
+from riverbed.protocol.records.batch import InvalidBatch, iter_batches
+from riverbed.protocol.records.records import build_batch, decode_records
+from riverbed.storage.api import PartitionLog
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("riverbed.groups")
+
+OFFSETS_TOPIC_PARTITIONS = 50
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}
+
+
+class GroupService:
+    def __init__(self, broker: Broker, config: GroupConfig | None = None, partitions: int = OFFSETS_TOPIC_PARTITIONS) -> None:
+        self.broker = broker
+        self.partitions = partitions
+        self.coordinator = GroupCoordinator(broker.now_ms, config or GroupConfig(), on_change=self._persist)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._last_appended: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        if topic is not None:
+            self.partitions = topic.partitions
+            self._load()
+        self.reschedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _load(self) -> None:
+        loaded = 0
+        for p in range(self.partitions):
+            plog = self.broker.partition(OFFSETS_TOPIC, p)
+            if plog is None:
+                continue
+            offset = plog.log_start_offset
+            while offset < plog.high_watermark:
+                data = plog.read(offset, 1 << 20).records
+                if not data:
+                    break
+                for header in iter_batches(data):
+                    offset = header.next_offset
+                    try:
+                        records = decode_records(data, header.position)
+                    except InvalidBatch as exc:
+                        log.error("%s-%d: skipping an unreadable batch: %s", OFFSETS_TOPIC, p, exc)
+                        continue
+                    for rec in records:
+                        if rec.key is not None:
+                            loaded += self._apply(p, rec.offset, rec.key, rec.value)
+        log.info("replayed %d records of %s", loaded, OFFSETS_TOPIC)
+
+    def _apply(self, partition: int, offset: int, key: bytes, value: bytes | None) -> int:
+        try:
+            parsed = decode(key, value)
+        except DecodeError as exc:
+            log.error("%s-%d@%d: skipping an unreadable record: %s", OFFSETS_TOPIC, partition, offset, exc)
+            return 0
+        if isinstance(parsed, OffsetRecord):
+            v = parsed.value
+            om = None if v is None else OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
+            self.coordinator.load_offset(parsed.group, parsed.topic, parsed.partition, om)
+        elif isinstance(parsed, GroupRecord):
+            self.coordinator.load_group(parsed.group, None if parsed.value is None else _snapshot(parsed.value))
+        return 1
+
+    # ------------------------------------------------------------------ timers
+    def reschedule(self) -> None:
+        """Call after every coordinator call: (re)arm the timer for the next deadline."""
+        loop = self.broker.loop
+        if loop is None:
+            return
+        deadline = self.coordinator.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.coordinator.tick()
+        except Exception:  # pragma: no cover - a bug in the coordinator must not stop the broker
+            log.exception("group coordinator tick failed")
+        self.reschedule()
+
+    # ------------------------------------------------------------------ persistence
+    def offsets_log(self, group_id: str) -> PartitionLog:
+        if self.broker.topics.get(OFFSETS_TOPIC) is None:
+            self.broker.create_topic(OFFSETS_TOPIC, self.partitions, dict(OFFSETS_TOPIC_CONFIGS))
+        plog = self.broker.partition(OFFSETS_TOPIC, partition_for(group_id, self.partitions))
+        assert plog is not None
+        return plog
+
+    def _persist(self, event: GroupEvent) -> None:
+        now = self.broker.now_ms()
+        records: list[tuple[bytes, bytes | None]] = []
+        if isinstance(event, OffsetsCommitted):
+            for topic, partition, om in event.offsets:
+                records.append((offset_key(event.group_id, topic, partition), offset_value(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp)))
+        elif isinstance(event, OffsetsDeleted):
+            records += [(offset_key(event.group_id, t, p), None) for t, p in event.partitions]
+        elif isinstance(event, GroupMetadataChanged):
+            records.append((group_key(event.group_id), group_value(_value(event.snapshot))))
+        elif isinstance(event, GroupDeleted):
+            records.append((group_key(event.group_id), None))
+        if not records:
+            return
+        plog = self.offsets_log(event.group_id)
+        batch = build_batch([(k, v, [], now) for k, v in records])
+        info = plog.append(batch, now_ms=now)
+        self._last_appended[plog.partition] = info.last_offset
+        self.broker.notify()
+
+    async def durable(self, group_id: str) -> None:
+        """Wait until everything appended for this group's partition is durable."""
+        if self.broker.topics.get(OFFSETS_TOPIC) is None:
+            return
+        plog = self.offsets_log(group_id)
+        last = self._last_appended.get(plog.partition, -1)
+        if plog.high_watermark > last:
+            return
+        await self.broker.wait_until(lambda: plog.high_watermark > last)
+
+
+def _value(s: GroupSnapshot) -> GroupMetadataValue:
+    return GroupMetadataValue(
+        protocol_type=s.protocol_type,
+        generation=s.generation,
+        protocol=s.protocol,
+        leader=s.leader,
+        current_state_timestamp=s.state_timestamp,
+        members=[
+            GroupMetadataValue.MemberMetadata(
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                rebalance_timeout=m.rebalance_timeout,
+                session_timeout=m.session_timeout,
+                subscription=m.subscription,
+                assignment=m.assignment,
+            )
+            for m in s.members
+        ],
+    )
+
+
+def _snapshot(v: GroupMetadataValue) -> GroupSnapshot:
+    return GroupSnapshot(
+        protocol_type=v.protocol_type,
+        generation=v.generation,
+        protocol=v.protocol,
+        leader=v.leader,
+        state_timestamp=v.current_state_timestamp,
+        members=[
+            MemberSnapshot(m.member_id, m.group_instance_id, m.client_id, m.client_host, m.rebalance_timeout, m.session_timeout, m.subscription, m.assignment)
+            for m in v.members
+        ],
+    )

@@ -1,0 +1,233 @@
+"""Committed offsets of classic groups: OffsetCommit, OffsetFetch, OffsetDelete, expiry
+(offsets.retention.minutes) and the deletion of Empty groups that have nothing left."""
+
+from __future__ import annotations
+
+from riverbed.coordinator.group_core import (
+    COMPLETING,
+    DEAD,
+    EMPTY,
+    EXPIRE_TIMER,
+    PREPARING,
+    STABLE,
+    CoordinatorCore,
+    delivers,
+)
+from riverbed.coordinator.group_model import Group
+from riverbed.coordinator.group_states import Trigger
+from riverbed.coordinator.group_types import (
+    CONSUMER_PROTOCOL_TYPE,
+    GroupDeleted,
+    OffsetAndMetadata,
+    OffsetsCommitted,
+    OffsetsDeleted,
+)
+from riverbed.protocol.errors import ErrorCode
+
+
+class GroupOffsets(CoordinatorCore):
+    @delivers
+    def commit_offsets(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        offsets: list[tuple[str, int, int, int, str | None]],
+    ) -> list[tuple[str, int, int]]:
+        """OffsetCommit: offsets are (topic, partition, offset, leader_epoch, metadata)."""
+        group = self._groups.get(group_id)
+        if group is None:
+            if generation_id >= 0:  # a member of a group we do not know (any more)
+                return [(t, p, ErrorCode.ILLEGAL_GENERATION) for t, p, *_ in offsets]
+            group = self._create_group(group_id)  # standalone (assign()) offset storage
+        error = self._commit_error(group, member_id, group_instance_id, generation_id)
+        if error:
+            return [(t, p, error) for t, p, *_ in offsets]
+        member = group.members.get(member_id)
+        if member is not None:
+            self._reset_session(group, member)  # a commit from a member proves it is alive
+        now = self._now
+        results: list[tuple[str, int, int]] = []
+        committed: list[tuple[str, int, OffsetAndMetadata]] = []
+        for topic, partition, offset, leader_epoch, metadata in offsets:
+            text = metadata or ""
+            if len(text) > self.config.max_metadata_size:
+                results.append((topic, partition, ErrorCode.OFFSET_METADATA_TOO_LARGE))
+                continue
+            value = OffsetAndMetadata(offset, leader_epoch, text, now)
+            group.offsets[(topic, partition)] = value
+            committed.append((topic, partition, value))
+            results.append((topic, partition, ErrorCode.NONE))
+        if committed:
+            self._emit(OffsetsCommitted(group_id, committed))
+            self._expire_no_later_than(group, committed)
+        return results
+
+    def _commit_error(
+        self, group: Group, member_id: str, instance_id: str | None, generation_id: int
+    ) -> ErrorCode:
+        if group.state is DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if generation_id < 0 and group.state is EMPTY:
+            return ErrorCode.NONE  # admin or assign() consumer: allowed while nobody is in it
+        if generation_id >= 0 or member_id or instance_id is not None:
+            error = group.validate_member(member_id, instance_id)
+            if error:
+                return error
+            if generation_id != group.generation:
+                return ErrorCode.ILLEGAL_GENERATION
+        else:
+            return ErrorCode.UNKNOWN_MEMBER_ID  # generation -1 while the group has members
+        if group.state is COMPLETING:
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        return ErrorCode.NONE
+
+    @delivers
+    def fetch_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]] | None
+    ) -> tuple[int, list[tuple[str, int, int, int, str | None, int]]]:
+        """OffsetFetch: (offset, leader_epoch, metadata) per partition; -1 / -1 / "" when the
+        group has no commit for it. `partitions=None` lists every committed partition."""
+        group = self._groups.get(group_id)
+        stored = group.offsets if group is not None else {}
+        wanted = list(stored) if partitions is None else partitions
+        out: list[tuple[str, int, int, int, str | None, int]] = []
+        for topic, partition in wanted:
+            value = stored.get((topic, partition))
+            if value is None:
+                out.append((topic, partition, -1, -1, "", ErrorCode.NONE))
+            else:
+                out.append(
+                    (
+                        topic,
+                        partition,
+                        value.offset,
+                        value.leader_epoch,
+                        value.metadata,
+                        ErrorCode.NONE,
+                    )
+                )
+        return ErrorCode.NONE, out
+
+    @delivers
+    def delete_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]]
+    ) -> tuple[int, list[tuple[str, int, int]]]:
+        """OffsetDelete: refused per partition (GROUP_SUBSCRIBED_TO_TOPIC) for topics the
+        members consume; refused whole (NON_EMPTY_GROUP) for an active non-consumer group."""
+        group = self._groups.get(group_id)
+        if group is None or group.state is DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND, []
+        active = group.state in (PREPARING, COMPLETING, STABLE)
+        if active and group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return ErrorCode.NON_EMPTY_GROUP, []
+        results: list[tuple[str, int, int]] = []
+        deleted: list[tuple[str, int]] = []
+        for topic, partition in partitions:
+            if group.is_subscribed(topic):
+                results.append((topic, partition, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC))
+                continue
+            if group.offsets.pop((topic, partition), None) is not None:
+                deleted.append((topic, partition))
+            results.append((topic, partition, ErrorCode.NONE))
+        if deleted:
+            self._emit(OffsetsDeleted(group_id, deleted))
+            self._schedule_expiry(group)
+        return ErrorCode.NONE, results
+
+    @delivers
+    def load_offset(
+        self, group_id: str, topic: str, partition: int, value: OffsetAndMetadata | None
+    ) -> None:
+        """Replay one offset record (None = tombstone). Emits nothing."""
+        group = self._groups.get(group_id)
+        if group is None:
+            if value is None:
+                return
+            group = self._create_group(group_id)
+        if value is None:
+            group.offsets.pop((topic, partition), None)
+        else:
+            group.offsets[(topic, partition)] = value
+        self._check_expiry_soon(group)
+
+    def _expire_no_later_than(
+        self, group: Group, committed: list[tuple[str, int, OffsetAndMetadata]]
+    ) -> None:
+        """After a commit: bring the expiry check forward if a new offset expires earlier."""
+        base = group.offset_expiry_base()
+        if base is None:
+            return
+        retention = self.config.offsets_retention_ms
+        for topic, _, value in committed:
+            deadline = group.offset_deadline(base, topic, value, retention)
+            current = self._timers.get((EXPIRE_TIMER, group.group_id))
+            if deadline is not None and (current is None or deadline < current):
+                self._timers.set((EXPIRE_TIMER, group.group_id), deadline)
+
+    def _expiry_deadline(self, group: Group) -> int | None:
+        """When the group next needs an expiry pass: its first offset to expire, or (Empty,
+        no offsets, nobody pending) its deletion."""
+        if group.state is EMPTY and not group.offsets:
+            if group.pending_members:
+                return None
+            return max(group.state_timestamp, 0) + self.config.offsets_retention_check_interval_ms
+        base = group.offset_expiry_base()
+        if base is None:
+            return None
+        retention = self.config.offsets_retention_ms
+        deadlines = (
+            group.offset_deadline(base, topic, value, retention)
+            for (topic, _), value in group.offsets.items()
+        )
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def _schedule_expiry(self, group: Group) -> None:
+        deadline = self._expiry_deadline(group)
+        if deadline is None:
+            self._timers.cancel((EXPIRE_TIMER, group.group_id))
+        else:
+            self._timers.set((EXPIRE_TIMER, group.group_id), deadline)
+
+    def _check_expiry_soon(self, group: Group) -> None:
+        # While loading, an exact deadline would cost a pass over the group's offsets per
+        # record; the first tick computes it instead.
+        key = (EXPIRE_TIMER, group.group_id)
+        current = self._timers.get(key)
+        if current is None or current > self._now:
+            self._timers.set(key, self._now)
+
+    def _on_expiry_deadline(self, group: Group) -> None:
+        now = self._now
+        base = group.offset_expiry_base()
+        if base is not None:
+            retention = self.config.offsets_retention_ms
+            expired = []
+            for (topic, partition), value in group.offsets.items():
+                deadline = group.offset_deadline(base, topic, value, retention)
+                if deadline is not None and deadline <= now:
+                    expired.append((topic, partition))
+            for key in expired:
+                del group.offsets[key]
+            if expired:
+                self._emit(OffsetsDeleted(group.group_id, expired))
+        deadline = self._expiry_deadline(group)
+        if group.state is EMPTY and not group.offsets and deadline is not None and deadline <= now:
+            self._delete_group(group)
+        else:
+            self._schedule_expiry(group)
+
+    def _create_group(self, group_id: str) -> Group:
+        group = Group(group_id=group_id, state_timestamp=self._now)
+        self._groups[group_id] = group
+        self._schedule_expiry(group)
+        return group
+
+    def _delete_group(self, group: Group) -> None:
+        if group.offsets:
+            self._emit(OffsetsDeleted(group.group_id, list(group.offsets)))
+            group.offsets.clear()
+        self._transition(group, Trigger.DELETED)
+        self._forget(group)
+        self._emit(GroupDeleted(group.group_id))

@@ -1,0 +1,194 @@
+"""Consumer groups and committed offsets with real clients over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewTopic
+
+from riverbed.testing import BrokerProcess, EmbeddedBroker
+
+from .helpers import create_topics
+
+pytestmark = pytest.mark.integration
+MEMBER = Path(__file__).with_name("group_member.py")
+
+
+@pytest.fixture
+def fast_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker without the 3 s initial rebalance delay, so group tests stay quick."""
+    with EmbeddedBroker(tmp_path / "data", group_initial_rebalance_delay_ms=0) as b:
+        yield b
+
+
+def fill(bootstrap: str, topic: str, n: int, partitions: int = 6) -> list[str]:
+    create_topics(bootstrap, NewTopic(topic, partitions, 1))
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    values = [f"r{i}" for i in range(n)]
+    for i, v in enumerate(values):
+        p.produce(topic, key=f"k{i}".encode(), value=v.encode())
+    assert p.flush(20) == 0
+    return values
+
+
+class Member:
+    """Reads a group member's stdout lines in the background."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(MEMBER), bootstrap, group, topic], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.assigned: list[int] = []
+        self.values: list[str] = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            row = json.loads(line)
+            if "assigned" in row:
+                self.assigned = row["assigned"]
+            else:
+                self.values.append(row["v"])
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def wait_for(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_three_members_share_six_partitions_and_fail_over(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    values = fill(fast_broker.bootstrap, topic_name, 600)
+    members = [Member(fast_broker.bootstrap, "g3", topic_name) for _ in range(3)]
+    try:
+        def balanced() -> bool:
+            sets = [set(m.assigned) for m in members]
+            return all(len(s) == 2 for s in sets) and set().union(*sets) == set(range(6))
+
+        assert wait_for(balanced, 30), [m.assigned for m in members]
+        assert wait_for(lambda: len(set().union(*[set(m.values) for m in members])) == 600, 30)
+        victim = members.pop(0)
+        taken = set(victim.assigned)
+        victim.kill()  # kill -9: no LeaveGroup, the session timeout (6 s) must notice
+        t0 = time.monotonic()
+        assert wait_for(lambda: set().union(*[set(m.assigned) for m in members]) == set(range(6)), 20)
+        assert time.monotonic() - t0 < 15
+        assert taken <= set().union(*[set(m.assigned) for m in members])
+        # records produced after the failover reach the survivors
+        p = Producer({"bootstrap.servers": fast_broker.bootstrap})
+        for i in range(60):
+            p.produce(topic_name, key=f"k{i}".encode(), value=f"late{i}".encode())
+        p.flush(10)
+        assert wait_for(lambda: {f"late{i}" for i in range(60)} <= set().union(*[set(m.values) for m in members]), 20)
+        seen = set(victim.values).union(*[set(m.values) for m in members])
+        assert set(values) <= seen  # at least once
+    finally:
+        for m in members:
+            m.kill()
+
+
+def consume(bootstrap: str, group: str, topic: str, n: int, reset: str = "earliest", commit: bool = True) -> list[str]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": reset, "enable.auto.commit": False})
+    c.subscribe([topic])
+    got: list[str] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            m = c.poll(0.3)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        if commit and got:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return got
+
+
+def test_commit_close_resume_and_two_groups(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    b = fast_broker.bootstrap
+    values = fill(b, topic_name, 100, partitions=3)
+    first = consume(b, "resume", topic_name, 100)
+    assert sorted(first) == sorted(values)
+    p = Producer({"bootstrap.servers": b})
+    for i in range(10):
+        p.produce(topic_name, value=f"more{i}".encode())
+    p.flush(10)
+    again = consume(b, "resume", topic_name, 10)
+    assert sorted(again) == sorted(f"more{i}" for i in range(10))  # resumed after the commit
+    # a second group reads everything: reading never deletes
+    assert len(consume(b, "other", topic_name, 110)) == 110
+    # auto.offset.reset=latest starts at the end for a group without commits
+    assert consume(b, "late-joiner", topic_name, 1, reset="latest") == []
+
+
+def test_committed_offsets_survive_broker_restart(tmp_path: Path) -> None:
+    proc = BrokerProcess(tmp_path / "data", extra=["--set", "group.initial.rebalance.delay.ms=0"]).start()
+    try:
+        values = fill(proc.bootstrap, "restart", 50, partitions=2)
+        assert len(consume(proc.bootstrap, "survivor", "restart", 50)) == 50
+        proc.kill()
+        proc.start()
+        p = Producer({"bootstrap.servers": proc.bootstrap})
+        p.produce("restart", value=b"after-restart")
+        p.flush(10)
+        assert consume(proc.bootstrap, "survivor", "restart", 1) == ["after-restart"]
+        del values
+    finally:
+        proc.kill()
+
+
+def test_aiokafka_and_kafka_python_groups(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    from aiokafka import AIOKafkaConsumer
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+
+    b = fast_broker.bootstrap
+    values = fill(b, topic_name, 40, partitions=3)
+
+    async def aio() -> list[str]:
+        c = AIOKafkaConsumer(topic_name, bootstrap_servers=b, group_id="aio-group", auto_offset_reset="earliest", enable_auto_commit=False)
+        await c.start()
+        try:
+            out: list[str] = []
+            async with asyncio.timeout(20):
+                while len(out) < 40:
+                    for batch in (await c.getmany(timeout_ms=500)).values():
+                        out.extend(m.value.decode() for m in batch)
+            await c.commit()
+            committed = await c.committed(next(iter(c.assignment())))
+            assert committed is not None and committed >= 0
+            return out
+        finally:
+            await c.stop()
+
+    assert sorted(asyncio.run(aio())) == sorted(values)
+    kc = KafkaConsumer(topic_name, bootstrap_servers=b, group_id="kp-group", auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        got: list[str] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 40 and time.monotonic() < deadline:
+            for batch in kc.poll(timeout_ms=500).values():
+                got.extend(m.value.decode() for m in batch)
+        kc.commit()
+        assert sorted(got) == sorted(values)
+        assert sum(kc.committed(KTP(topic_name, p)) or 0 for p in range(3)) == 40
+    finally:
+        kc.close()
