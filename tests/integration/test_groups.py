@@ -192,3 +192,28 @@ def test_aiokafka_and_kafka_python_groups(fast_broker: EmbeddedBroker, topic_nam
         assert sum(kc.committed(KTP(topic_name, p)) or 0 for p in range(3)) == 40
     finally:
         kc.close()
+
+
+def test_group_cli_describe_lag_and_reset(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    from .test_cli import cli
+
+    b = fast_broker.bootstrap
+    fill(b, topic_name, 30, partitions=2)
+    assert len(consume(b, "cli-group", topic_name, 30)) == 30
+    p = Producer({"bootstrap.servers": b})
+    for i in range(5):
+        p.produce(topic_name, key=b"same", value=f"x{i}".encode())
+    p.flush(10)
+    assert "cli-group" in cli("group", "list", "-b", b).stdout
+    desc = cli("group", "describe", "cli-group", "-b", b).stdout
+    assert "State: Empty" in desc or "State: EMPTY" in desc
+    assert "TOTAL LAG: 5" in desc
+    dry = cli("group", "reset-offsets", "cli-group", "--topic", topic_name, "--to-earliest", "-b", b).stdout
+    assert "dry run" in dry
+    assert "TOTAL LAG: 5" in cli("group", "describe", "cli-group", "-b", b).stdout
+    cli("group", "reset-offsets", "cli-group", "--topic", topic_name, "--to-earliest", "--execute", "-b", b)
+    assert "TOTAL LAG: 35" in cli("group", "describe", "cli-group", "-b", b).stdout
+    cli("group", "reset-offsets", "cli-group", "--topic", topic_name, "--to-latest", "--execute", "-b", b)
+    assert "TOTAL LAG: 0" in cli("group", "describe", "cli-group", "-b", b).stdout
+    cli("group", "delete", "cli-group", "-b", b)
+    assert "cli-group" not in cli("group", "list", "-b", b).stdout

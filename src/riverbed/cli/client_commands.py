@@ -53,6 +53,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return produce_command(args)
     if args.command == "consume":
         return consume_command(args)
+    if args.command == "group":
+        from .group_commands import group_command
+
+        return group_command(args)
     raise CommandError(f"unknown command {args.command}")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, load_config
 
@@ -15,6 +17,28 @@ def _kv(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value
+
+
+def add_group_parser(sub: Any, client: Callable[[argparse.ArgumentParser], None]) -> None:
+    g = sub.add_parser("group", help="list, describe, delete consumer groups or reset their offsets")
+    gsub = g.add_subparsers(dest="action", required=True)
+    gl = gsub.add_parser("list")
+    gl.add_argument("--state", action="append", help="only groups in this state (Stable, Empty, ...)")
+    gd = gsub.add_parser("describe")
+    gd.add_argument("group")
+    gdel = gsub.add_parser("delete")
+    gdel.add_argument("group")
+    gr = gsub.add_parser("reset-offsets", help="move a group's committed offsets (the group must have no members)")
+    gr.add_argument("group")
+    gr.add_argument("--topic", required=True)
+    target = gr.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-earliest", action="store_true")
+    target.add_argument("--to-latest", action="store_true")
+    target.add_argument("--to-datetime", help="ISO 8601, e.g. 2026-11-25T10:00:00+00:00")
+    target.add_argument("--to-offset", type=int)
+    gr.add_argument("--execute", action="store_true", help="apply (the default is a dry run that only prints)")
+    for parser in (gl, gd, gdel, gr):
+        client(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("-p", "--partitions", type=int, help="increase the partition count to this")
     for parser in (tc, tl, td, tdel, ta):
         client(parser)
+
+    add_group_parser(sub, client)
 
     pr = sub.add_parser("produce", help="produce records: --value, or one per stdin line")
     client(pr)
