@@ -8,13 +8,17 @@ Starts ``riverbed serve`` (durable defaults, temp data dir) and, for each phase,
 run.py load generator in its own process while ``py-spy record --pid`` samples the broker:
 
 * ``produce``: confluent-kafka Producer, acks=all, linger.ms=5, 6 partitions;
-* ``consume``: the topic is filled first (not sampled), then read with assign() from 0.
+* ``consume``: the topic is filled first (not sampled), then read with assign() from 0;
+* ``e2e``: 5,000 records/s with a consumer following (the latency scenario).
 
-Each phase is sampled twice, once for every thread that is on-CPU (py-spy's default, which
-drops threads blocked in epoll/fsync) and once with ``--gil`` (only the thread holding the
-GIL, i.e. what serialises the broker). The raw collapsed stacks are written to the output
-dir (load them in speedscope or flamegraph.pl) and summarised: the top functions by self
-and by total (inclusive) samples, and the split between threads.
+Each phase is sampled once per ``--modes`` entry: ``python`` (py-spy's default: Python
+frames of every thread that is on-CPU or blocked in I/O; threads waiting in epoll or on a
+condition variable are dropped), ``native`` (C frames too, so time inside uvloop, the
+syscalls, crc32c and GIL hand-offs shows; the process is paused for each sample) and
+``gil`` (only the thread holding the GIL). The raw collapsed stacks are written to the
+output dir (load them in speedscope or flamegraph.pl) and summarised: samples by kind
+(idle, fsync, gil-wait, lock-wait, run), by thread, and the top functions by self and by
+total (inclusive) samples.
 
 py-spy attaches with ptrace (root, or CAP_SYS_PTRACE, or kernel.yama.ptrace_scope=0).
 """
@@ -30,6 +34,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from multiprocessing.context import SpawnContext
 from pathlib import Path
 
 import run
@@ -151,13 +156,49 @@ def print_summary(s: Json) -> None:
             print(f"  {pct:5.1f}%  {n:6d}  {name}")
 
 
+def _workload(
+    ctx: SpawnContext, broker: run.Broker, phase: str, topic: str, size: int, seconds: float
+) -> list[tuple[Callable[..., Json], Json]]:
+    """The load generator processes of a phase (the topic is filled first for consume)."""
+    bs = broker.bootstrap
+    if phase == "produce":
+        return [(run.produce_throughput, {
+            "bootstrap": bs, "topic": topic, "size": size,
+            "seconds": seconds + 2, "max_records": 10**9,
+        })]  # fmt: skip
+    if phase == "consume":
+        fill = run.run_phase(ctx, broker, [(run.produce_throughput, {
+            "bootstrap": bs, "topic": topic, "size": size,
+            "seconds": 3.0, "max_records": 10**9,
+        })], timeout=300)[0]  # fmt: skip
+        expected = sum(run.high_watermarks(bs, topic))
+        run._log(f"filled {fill['records']} records; topic holds {expected}")
+        return [(run.consume_throughput, {
+            "bootstrap": bs, "topic": topic, "size": size,
+            "expected": expected, "min_seconds": seconds + 2, "max_passes": 1000,
+        })]  # fmt: skip
+    if phase == "e2e":
+        count = int(run.E2E_RATE * (seconds + 2))
+        return [
+            (run.e2e_consumer, {
+                "bootstrap": bs, "topic": topic, "start_offsets": run.high_watermarks(bs, topic),
+                "expected": count, "warmup": 0, "timeout_s": seconds + 60,
+            }),
+            (run.e2e_producer, {
+                "bootstrap": bs, "topic": topic, "size": size, "rate": run.E2E_RATE,
+                "count": count,
+            }),
+        ]  # fmt: skip
+    raise SystemExit(f"unknown phase {phase!r} (produce, consume, e2e)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--seconds", type=float, default=8.0, help="sampling time per phase")
     ap.add_argument("--rate", type=int, default=250, help="samples per second")
     ap.add_argument("--out-dir", default="benchmarks/results")
-    ap.add_argument("--phases", default="produce,consume")
+    ap.add_argument("--phases", default="produce,consume,e2e")
     ap.add_argument("--modes", default="python,native", help=f"of {','.join(MODES)}")
     ap.add_argument("--summarize", nargs="*", help="only summarise these raw files")
     ap.add_argument("--top", type=int, default=20)
@@ -184,39 +225,28 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for phase in phases:
                 for mode in modes:
-                    target: Callable[..., Json]
-                    kwargs: Json
                     out = out_dir / f"profile-{phase}-{size}-{mode}.txt"
-                    if phase == "produce":
-                        target, kwargs = run.produce_throughput, {
-                            "bootstrap": bs, "topic": topic, "size": size,
-                            "seconds": args.seconds + 2, "max_records": 10**9,
-                        }  # fmt: skip
-                    else:
-                        fill = run.run_phase(ctx, broker, [(run.produce_throughput, {
-                            "bootstrap": bs, "topic": topic, "size": size,
-                            "seconds": 3.0, "max_records": 10**9,
-                        })], timeout=300)[0]  # fmt: skip
-                        expected = sum(run.high_watermarks(bs, topic))
-                        run._log(f"filled {fill['records']} records; topic holds {expected}")
-                        target, kwargs = run.consume_throughput, {
-                            "bootstrap": bs, "topic": topic, "size": size,
-                            "expected": expected, "min_seconds": args.seconds + 2,
-                            "max_passes": 1000,
-                        }  # fmt: skip
-                    event = ctx.Event()
-                    worker = run.Worker(ctx, target, {**kwargs, "started": event})
-                    if not event.wait(60):
-                        raise RuntimeError("load generator did not start")
+                    workers = _workload(ctx, broker, phase, topic, size, args.seconds)
+                    started: list[run.Worker] = []
+                    for target, kwargs in workers:
+                        event = ctx.Event()
+                        key = "ready" if target is run.e2e_consumer else "started"
+                        started.append(run.Worker(ctx, target, {**kwargs, key: event}))
+                        if not event.wait(60):
+                            raise RuntimeError(f"{target.__name__} did not start")
                     time.sleep(0.5)
                     cpu0 = broker.cpu_s()
                     spy = record(pid, out, args.seconds, mode=mode, rate=args.rate)
                     _, err = spy.communicate(timeout=args.seconds + 60)
                     cpu = broker.cpu_s() - cpu0
-                    result = worker.result(300)
-                    rates = run._rates({**result, "broker_cpu_s": 0.0, "broker_system_cpu_s": 0.0})
+                    results = [w.result(300) for w in started]
+                    if phase == "e2e":
+                        what = f"p99 {results[0].get('p99_ms', 0):.1f} ms"
+                    else:
+                        r = results[-1]
+                        what = f"{r['bytes'] / run.MB / r['elapsed_s']:.1f} MB/s"
                     run._log(
-                        f"{phase} ({mode}): {rates['mb_per_s']:.1f} MB/s, "
+                        f"{phase} ({mode}): {what}, "
                         f"broker {cpu / args.seconds * 100:.0f}% of a core while sampled"
                         + (f" (py-spy: {err.decode().strip()[-300:]})" if spy.returncode else "")
                     )

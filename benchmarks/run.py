@@ -999,7 +999,8 @@ def versions() -> Json:
 
     out: Json = {
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": getattr(confluent_kafka, "__version__", None)
+        or str(confluent_kafka.version()[0]),
         "librdkafka": confluent_kafka.libversion()[0],
         "kernel": platform.release(),
         "nproc": os.cpu_count(),

@@ -154,6 +154,8 @@ class GroupCoordinator(GroupAdmin):
             known = group.members.get(member_id)
             if known is not None:
                 self._remove_member(group, known)
+            elif member_id in group.pending_members:
+                self._remove_pending_member(group, member_id)
             self._answer_join(reply, _join_error(ErrorCode.GROUP_MAX_SIZE_REACHED))
         elif not member_id:
             self._join_new_member(group, request)

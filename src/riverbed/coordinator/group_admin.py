@@ -6,11 +6,19 @@ from __future__ import annotations
 from riverbed.coordinator.group_core import DEAD, EMPTY, STABLE, delivers
 from riverbed.coordinator.group_model import Member
 from riverbed.coordinator.group_offsets import GroupOffsets
-from riverbed.coordinator.group_types import GroupDescription, GroupSnapshot, MemberDescription
+from riverbed.coordinator.group_types import (
+    GroupDescription,
+    GroupSnapshot,
+    JoinResult,
+    MemberDescription,
+    SyncResult,
+)
 from riverbed.protocol.errors import ErrorCode
 
 
 class GroupAdmin(GroupOffsets):
+    """ListGroups, DescribeGroups, DeleteGroups and recovery from __consumer_offsets."""
+
     @delivers
     def list_groups(
         self, states: set[str] | None, types: set[str] | None = None
@@ -77,6 +85,12 @@ class GroupAdmin(GroupOffsets):
         old = self._groups.get(group_id)
         offsets = old.offsets if old is not None else {}
         if old is not None:
+            # Only possible if the log is replayed while serving: parked requests start over.
+            retry = ErrorCode.REBALANCE_IN_PROGRESS
+            for member in old.members.values():
+                self._answer_join(member.join_reply, JoinResult(retry, member_id=member.member_id))
+                self._answer_sync(member.sync_reply, SyncResult(retry))
+                member.join_reply = member.sync_reply = None
             self._forget(old)
         if snapshot is None:
             if offsets:  # offsets committed after the group was deleted live on

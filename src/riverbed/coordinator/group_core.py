@@ -61,6 +61,9 @@ def delivers(method: Callable[Concatenate[_C, _P], _R]) -> Callable[Concatenate[
 
 
 class CoordinatorCore:
+    """Registry, timers and outbox shared by the coordinator's layers (no public API of its
+    own beyond snapshots, state and `next_deadline`)."""
+
     def __init__(
         self,
         clock: Callable[[], int],

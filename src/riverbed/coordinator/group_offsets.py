@@ -26,6 +26,8 @@ from riverbed.protocol.errors import ErrorCode
 
 
 class GroupOffsets(CoordinatorCore):
+    """OffsetCommit / OffsetFetch / OffsetDelete, offset expiry and group deletion."""
+
     @delivers
     def commit_offsets(
         self,

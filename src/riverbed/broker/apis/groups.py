@@ -181,10 +181,7 @@ def handle_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req
             else:
                 epoch = p.committed_leader_epoch if version >= 6 else -1
                 wanted.append((t.name, p.partition_index, p.committed_offset, epoch, p.committed_metadata))
-    if not req.group_id:
-        for name, idx, *_ in wanted:
-            errors[(name, idx)] = ErrorCode.INVALID_GROUP_ID
-    elif wanted:
+    if wanted:
         for name, idx, err in broker.groups.coordinator.commit_offsets(
             req.group_id, req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, req.generation_id_or_member_epoch if version >= 1 else -1, wanted
         ):
@@ -197,7 +194,7 @@ def handle_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req
             for t in req.topics
         ],
     )
-    if not req.group_id or not wanted:
+    if not wanted:
         return resp
     return asyncio.ensure_future(_when_durable(broker, [req.group_id], resp))
 
