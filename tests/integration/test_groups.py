@@ -217,3 +217,88 @@ def test_group_cli_describe_lag_and_reset(fast_broker: EmbeddedBroker, topic_nam
     assert "TOTAL LAG: 0" in cli("group", "describe", "cli-group", "-b", b).stdout
     cli("group", "delete", "cli-group", "-b", b)
     assert "cli-group" not in cli("group", "list", "-b", b).stdout
+
+
+class ThreadMember:
+    """A confluent-kafka group member polling in a thread of this process."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, **conf: object) -> None:
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 300, **conf})
+        self.c.subscribe([topic])
+        self.stop = threading.Event()
+        self.assigned: set[int] = set()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.c.poll(0.1)
+            self.assigned = {tp.partition for tp in self.c.assignment()}
+
+    def close(self) -> None:
+        self.stop.set()
+        self.t.join(10)
+        self.c.close()
+
+
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
+def test_client_assignors(fast_broker: EmbeddedBroker, topic_name: str, strategy: str) -> None:
+    fill(fast_broker.bootstrap, topic_name, 12)
+    members = [ThreadMember(fast_broker.bootstrap, f"as-{strategy}", topic_name, **{"partition.assignment.strategy": strategy}) for _ in range(3)]
+    try:
+        def balanced() -> bool:
+            sets = [m.assigned for m in members]
+            return sum(len(s) for s in sets) == 6 and set().union(*sets) == set(range(6)) and all(len(s) == 2 for s in sets)
+
+        assert wait_for(balanced, 30), [m.assigned for m in members]
+        desc = fast_broker.call(fast_broker.broker.groups.coordinator.describe_group, f"as-{strategy}")
+        assert desc.state == "Stable" and desc.protocol == strategy and len(desc.members) == 3
+    finally:
+        for m in members:
+            m.close()
+
+
+def test_kafka_python_sticky_assignor(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+    fill(fast_broker.bootstrap, topic_name, 12)
+    stop = threading.Event()
+    sets: list[set[int]] = [set(), set()]
+
+    def member(i: int) -> None:
+        c = KafkaConsumer(topic_name, bootstrap_servers=fast_broker.bootstrap, group_id="kp-sticky", partition_assignment_strategy=[StickyPartitionAssignor], session_timeout_ms=6000, heartbeat_interval_ms=500)
+        try:
+            while not stop.is_set():
+                c.poll(timeout_ms=100)
+                sets[i] = {tp.partition for tp in c.assignment()}
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert wait_for(lambda: set().union(*sets) == set(range(6)) and all(len(s) == 3 for s in sets), 30), sets
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    fill(fast_broker.bootstrap, topic_name, 12)
+    conf = {"group.instance.id": "static-1", "session.timeout.ms": 10000}
+    a = ThreadMember(fast_broker.bootstrap, "static", topic_name, **conf)
+    b = ThreadMember(fast_broker.bootstrap, "static", topic_name, **{"group.instance.id": "static-2", "session.timeout.ms": 10000})
+    try:
+        assert wait_for(lambda: a.assigned and b.assigned and a.assigned | b.assigned == set(range(6)), 30)
+        before = a.assigned
+        gen_before = fast_broker.call(fast_broker.broker.groups.coordinator.group_snapshot, "static").generation
+        a.close()  # a static member does not leave the group on close
+        a = ThreadMember(fast_broker.bootstrap, "static", topic_name, **conf)
+        assert wait_for(lambda: a.assigned == before, 20)
+        assert fast_broker.call(fast_broker.broker.groups.coordinator.group_snapshot, "static").generation == gen_before
+    finally:
+        a.close()
+        b.close()
