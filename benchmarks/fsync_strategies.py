@@ -12,7 +12,7 @@ of the broker with that many dirty partitions), then makes them durable with:
 * ``syncfs``: one syncfs(2) on the file system (Linux; via ctypes), which flushes every
   dirty file of that file system, not only ours.
 
-Reports cycles/s and the mean cycle time. Writes into a temp dir (``--dir``: same file system
+Reports cycles/s and the mean cycle time (strategies interleaved over five rounds). Writes into a temp dir (``--dir``: same file system
 as the broker's data dir).
 """
 
@@ -74,23 +74,24 @@ def run(directory: Path, files: int, write: int, seconds: float) -> dict[str, tu
     }
     if syncfs is not None:
         strategies["syncfs"] = lambda: syncfs(fds[0])
-    out: dict[str, tuple[float, float]] = {}
+    cycles = dict.fromkeys(strategies, 0)
+    spent = dict.fromkeys(strategies, 0.0)
+    rounds = 5  # interleaved, so that write-back state and drift hit every strategy alike
     try:
-        for name, sync in strategies.items():
-            n = 0
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                for fd in fds:
-                    os.write(fd, data)
-                sync()
-                n += 1
-            elapsed = time.perf_counter() - t0
-            out[name] = (n / elapsed, elapsed / n * 1000)
+        for _ in range(rounds):
+            for name, sync in strategies.items():
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < seconds / rounds:
+                    for fd in fds:
+                        os.write(fd, data)
+                    sync()
+                    cycles[name] += 1
+                spent[name] += time.perf_counter() - t0
     finally:
         pool.shutdown()
         for fd in fds:
             os.close(fd)
-    return out
+    return {k: (cycles[k] / spent[k], spent[k] / cycles[k] * 1000) for k in strategies}
 
 
 def main() -> None:

@@ -628,6 +628,7 @@ def make_broker(name: str, root: Path) -> Broker:
             "--listen", f"{HOST}:{port}",
             "--data-dir", str(data),
             "--log-level", "WARNING",
+            *os.environ.get("RIVERBED_BENCH_ARGS", "").split(),
         ]  # fmt: skip
         return Broker(name, cmd, data, port)
     url = f"tcp://{HOST}:{port}"

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
@@ -73,6 +74,9 @@ class LogManager:
         self._scheduled: dict[SegmentLog, float] = {}  # log -> monotonic deadline
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # fsyncs of different logs run in parallel (fsync releases the GIL; the disk serves
+        # several at once): one cycle costs about the slowest fsync, not their sum
+        self._fsync_pool: ThreadPoolExecutor | None = None
         self._opened = False
         self._closed = False
         self._hooks = LogHooks(self._flush_soon, self._flush_later, self._recovery_point_lowered)
@@ -120,6 +124,7 @@ class LogManager:
             fsync_dir(self._data_dir, self._fsync)
         self._write_checkpoint()
         self._opened = True
+        self._fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="riverbed-fsync")
         self._thread = threading.Thread(target=self._run, name="riverbed-flusher", daemon=True)
         self._thread.start()
 
@@ -288,16 +293,22 @@ class LogManager:
                         batch.append(log)
             self._cycle(batch)
 
+    @staticmethod
+    def _flush_one(log: SegmentLog) -> tuple[bool, bool]:
+        try:
+            return log.flush_cycle()
+        except KafkaError:
+            logger.exception("%s: flush failed", log.directory)
+            return False, False
+
     def _cycle(self, logs: list[SegmentLog]) -> None:
-        advanced = checkpoint = False
-        for log in logs:
-            try:
-                moved, sealed = log.flush_cycle()
-            except KafkaError:
-                logger.exception("%s: flush failed", log.directory)
-                continue
-            advanced |= moved
-            checkpoint |= sealed
+        pool = self._fsync_pool
+        if len(logs) > 1 and pool is not None:
+            results = list(pool.map(self._flush_one, logs))
+        else:
+            results = [self._flush_one(log) for log in logs]
+        advanced = any(moved for moved, _ in results)
+        checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1
         if checkpoint:
             try:
@@ -317,6 +328,9 @@ class LogManager:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._fsync_pool is not None:
+            self._fsync_pool.shutdown(wait=True)
+            self._fsync_pool = None
 
     def _write_checkpoint(self, logs: list[SegmentLog] | None = None) -> None:
         with self._checkpoint_lock:
