@@ -30,7 +30,7 @@ class StartupInfo:
 class RiverbedApp:
     def __init__(self, config: BrokerConfig, *, shutdown_timeout: float = 10.0) -> None:
         self.config = config
-        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable))
+        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable, syncfs=config.flush_syncfs))
         self.server = KafkaServer(
             self.broker,
             ServerConfig(

@@ -28,7 +28,7 @@ from riverbed.metadata.configs import BROKER_CONFIGS, BROKER_TO_TOPIC
 from riverbed.protocol.errors import KafkaError
 
 ENV_PREFIX = "RIVERBED_"
-SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level"}
+SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level", "flush_syncfs"}
 
 
 class ConfigError(ValueError):
@@ -99,6 +99,8 @@ def load_config(
         raise ConfigError(str(exc)) from exc
     if "auto_create_topics" in settings:
         cfg.auto_create_topics = _bool(settings["auto_create_topics"])
+    if "flush_syncfs" in settings:
+        cfg.flush_syncfs = _bool(settings["flush_syncfs"])
     for name, value in kafka.items():
         definition = BROKER_CONFIGS.get(name)
         if definition is None:

@@ -15,15 +15,18 @@ Files in the data directory: one ``<topic>-<partition>`` directory per log, the
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
 
@@ -60,8 +63,16 @@ class LogManager:
         on_durable: Callable[[], None] | None = None,
         default_config: LogConfig | None = None,
         fsync: Fsync = os.fsync,
+        syncfs: bool = True,
     ) -> None:
         self._data_dir = Path(data_dir)
+        # With several dirty logs, one syncfs(2) first writes them all back in a single
+        # journal commit; the per-file fsyncs that follow (still the durability guarantee)
+        # then find clean files. Measured: 100 B records, 6 partitions, ~40 % more produce
+        # throughput on this VM than 6 parallel fsyncs (docs/benchmarks.md). It also writes
+        # back other processes' dirty data on the same file system: disable it there.
+        self._syncfs = _load_syncfs() if syncfs and fsync is os.fsync else None
+        self._data_fd: int | None = None
         self._clock = clock
         self._on_durable = on_durable
         self._default_config = default_config or LogConfig()
@@ -125,6 +136,8 @@ class LogManager:
         self._write_checkpoint()
         self._opened = True
         self._fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="riverbed-fsync")
+        if self._syncfs is not None and self._data_fd is None:
+            self._data_fd = os.open(self._data_dir, os.O_RDONLY)
         self._thread = threading.Thread(target=self._run, name="riverbed-flusher", daemon=True)
         self._thread.start()
 
@@ -302,6 +315,8 @@ class LogManager:
             return False, False
 
     def _cycle(self, logs: list[SegmentLog]) -> None:
+        if len(logs) > 1 and self._syncfs is not None and self._data_fd is not None:
+            self._syncfs(self._data_fd)  # errors surface through the fsyncs below
         pool = self._fsync_pool
         if len(logs) > 1 and pool is not None:
             results = list(pool.map(self._flush_one, logs))
@@ -331,6 +346,9 @@ class LogManager:
         if self._fsync_pool is not None:
             self._fsync_pool.shutdown(wait=True)
             self._fsync_pool = None
+        if self._data_fd is not None:
+            os.close(self._data_fd)
+            self._data_fd = None
 
     def _write_checkpoint(self, logs: list[SegmentLog] | None = None) -> None:
         with self._checkpoint_lock:
@@ -342,3 +360,17 @@ class LogManager:
     def _check_open(self) -> None:
         if not self._opened or self._closed:
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, "log manager is not open")
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) (Linux), or None where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int], int], fn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -207,3 +208,20 @@ def test_a_failed_fsync_fails_the_log(manager_factory: MakeManager) -> None:
         log.append(make_batch(1), now_ms=0)
     assert log.high_watermark == 0
     log.close(clean=False)
+
+
+def test_syncfs_cycle_makes_several_logs_durable(tmp_path: Path) -> None:
+    from riverbed.storage.manager import LogManager as RealManager
+
+    manager = RealManager(tmp_path / "data", syncfs=True)
+    manager.open()
+    try:
+        logs = [manager.create("s", p, LogConfig()) for p in range(3)]
+        for log in logs:
+            log.append(make_batch(3), now_ms=1000)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(log.high_watermark < 3 for log in logs):
+            time.sleep(0.005)
+        assert all(log.high_watermark == 3 for log in logs)
+    finally:
+        manager.close()
