@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from riverbed.coordinator.group import GroupCoordinator
 from riverbed.coordinator.group_types import GroupConfig, JoinResult, SyncResult
@@ -30,7 +30,13 @@ from riverbed.protocol.messages.heartbeat import HeartbeatRequest
 from riverbed.testing import EmbeddedBroker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from wire import Wire  # noqa: E402
+from wire import Wire
+
+
+def _poll(c: Consumer, i: int, sizes: list[int], stop: threading.Event) -> None:
+    while not stop.is_set():
+        c.poll(0.01)
+        sizes[i] = len(c.assignment())
 
 
 def rebalance_time(runs: int = 3, delay_ms: int = 0, heartbeat_ms: int = 3000) -> list[float]:
@@ -49,16 +55,10 @@ def rebalance_time(runs: int = 3, delay_ms: int = 0, heartbeat_ms: int = 3000) -
             stop = threading.Event()
             sizes = [0, 0, 0]
 
-            def poll(i: int, c: Consumer = consumers[0]) -> None:
-                c = consumers[i]
-                while not stop.is_set():
-                    c.poll(0.01)
-                    sizes[i] = len(c.assignment())
-
             for c in consumers:
                 c.subscribe(["rb"])
             t0 = time.perf_counter()
-            threads = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(3)]
+            threads = [threading.Thread(target=_poll, args=(consumers[i], i, sizes, stop), daemon=True) for i in range(3)]
             for t in threads:
                 t.start()
             while sizes != [2, 2, 2] and time.perf_counter() - t0 < 30:
