@@ -11,24 +11,30 @@ from confluent_kafka import Consumer
 
 def main() -> None:
     bootstrap, group, topic = sys.argv[1:4]
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-            "enable.auto.commit": True,
-            "auto.commit.interval.ms": 200,
-        }
-    )
+    protocol = sys.argv[4] if len(sys.argv) > 4 else "classic"
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 200,
+    }
+    if protocol == "consumer":  # KIP-848: timeouts are the broker's
+        conf["group.protocol"] = "consumer"
+    else:
+        conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c = Consumer(conf)
 
-    def on_assign(consumer: Consumer, partitions: list[object]) -> None:
-        print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)  # type: ignore[attr-defined]
-
-    c.subscribe([topic], on_assign=on_assign)
+    last: list[int] | None = None
     while True:
+        if last is None:
+            c.subscribe([topic])
+            last = []
         m = c.poll(0.2)
+        now = sorted(tp.partition for tp in c.assignment())
+        if now != last:
+            last = now
+            print(json.dumps({"assigned": now}), flush=True)
         if m is not None and m.error() is None:
             print(json.dumps({"v": m.value().decode(), "p": m.partition()}), flush=True)
 

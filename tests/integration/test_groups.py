@@ -25,8 +25,9 @@ MEMBER = Path(__file__).with_name("group_member.py")
 
 @pytest.fixture
 def fast_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker without the 3 s initial rebalance delay, so group tests stay quick."""
-    with EmbeddedBroker(tmp_path / "data", group_initial_rebalance_delay_ms=0) as b:
+    """A broker without the 3 s initial rebalance delay and with a 6 s session timeout for
+    KIP-848 groups, so group tests stay quick."""
+    with EmbeddedBroker(tmp_path / "data", group_initial_rebalance_delay_ms=0, consumer_session_timeout_ms=6000, consumer_heartbeat_interval_ms=500) as b:
         yield b
 
 
@@ -43,8 +44,8 @@ def fill(bootstrap: str, topic: str, n: int, partitions: int = 6) -> list[str]:
 class Member:
     """Reads a group member's stdout lines in the background."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(MEMBER), bootstrap, group, topic], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    def __init__(self, bootstrap: str, group: str, topic: str, protocol: str = "classic") -> None:
+        self.proc = subprocess.Popen([sys.executable, str(MEMBER), bootstrap, group, topic, protocol], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.assigned: list[int] = []
         self.values: list[str] = []
         self._t = threading.Thread(target=self._read, daemon=True)
@@ -75,9 +76,12 @@ def wait_for(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_three_members_share_six_partitions_and_fail_over(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_three_members_share_six_partitions_and_fail_over(fast_broker: EmbeddedBroker, topic_name: str, protocol: str) -> None:
+    """Classic groups (JoinGroup/SyncGroup) and KIP-848 groups (ConsumerGroupHeartbeat,
+    librdkafka group.protocol=consumer) both spread partitions and fail over after kill -9."""
     values = fill(fast_broker.bootstrap, topic_name, 600)
-    members = [Member(fast_broker.bootstrap, "g3", topic_name) for _ in range(3)]
+    members = [Member(fast_broker.bootstrap, f"g3-{protocol}", topic_name, protocol) for _ in range(3)]
     try:
         def balanced() -> bool:
             sets = [set(m.assigned) for m in members]
@@ -302,3 +306,26 @@ def test_static_member_restart_keeps_assignment_without_rebalance(fast_broker: E
     finally:
         a.close()
         b.close()
+
+
+def test_classic_and_consumer_groups_coexist(fast_broker: EmbeddedBroker, topic_name: str) -> None:
+    b = fast_broker.bootstrap
+    values = fill(b, topic_name, 50, partitions=3)
+    assert sorted(consume(b, "old-style", topic_name, 50)) == sorted(values)
+    c = Consumer({"bootstrap.servers": b, "group.id": "new-style", "group.protocol": "consumer", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic_name])
+    got: list[str] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(got) < 50 and time.monotonic() < deadline:
+            m = c.poll(0.3)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        c.commit(asynchronous=False)
+    finally:
+        c.close()
+    assert sorted(got) == sorted(values)
+    groups = fast_broker.call(fast_broker.broker.groups.consumer.list_groups, None, None)
+    assert any(g == "new-style" for g, _, _ in groups)
+    _, rows = fast_broker.call(fast_broker.broker.groups.coordinator.fetch_offsets, "new-style", None)
+    assert sum(off for _t, _p, off, *_ in rows) == 50

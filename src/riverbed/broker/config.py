@@ -21,6 +21,8 @@ class BrokerConfig:
     retention_check_interval_ms: int = 300_000  # log.retention.check.interval.ms
     producer_id_expiration_ms: int = 86_400_000  # producer.id.expiration.ms
     group_initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    consumer_session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms (KIP-848)
+    consumer_heartbeat_interval_ms: int = 5_000  # group.consumer.heartbeat.interval.ms (KIP-848)
     flush_syncfs: bool = True  # one syncfs(2) per flush cycle before the per-file fsyncs
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
+from riverbed.coordinator.consumer_group import ConsumerGroupConfig, ConsumerGroupCoordinator
 from riverbed.coordinator.group import GroupCoordinator
 from riverbed.coordinator.group_types import (
     GroupConfig,
@@ -62,6 +64,17 @@ class GroupService:
         self.broker = broker
         self.partitions = partitions
         self.coordinator = GroupCoordinator(broker.now_ms, config or GroupConfig(), on_change=self._persist)
+        # KIP-848 groups (ConsumerGroupHeartbeat). Their membership is kept in memory only:
+        # members rejoin after a broker restart; their committed offsets are durable (they go
+        # through the classic coordinator's offset store above).
+        self.consumer = ConsumerGroupCoordinator(
+            broker.now_ms,
+            BrokerTopics(broker),
+            ConsumerGroupConfig(
+                session_timeout_ms=broker.config.consumer_session_timeout_ms,
+                heartbeat_interval_ms=broker.config.consumer_heartbeat_interval_ms,
+            ),
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._last_appended: dict[int, int] = {}
@@ -122,7 +135,8 @@ class GroupService:
         loop = self.broker.loop
         if loop is None:
             return
-        deadline = self.coordinator.next_deadline()
+        deadlines = [d for d in (self.coordinator.next_deadline(), self.consumer.next_deadline()) if d is not None]
+        deadline = min(deadlines) if deadlines else None
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -136,10 +150,11 @@ class GroupService:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        try:
-            self.coordinator.tick()
-        except Exception:  # pragma: no cover - a bug in the coordinator must not stop the broker
-            log.exception("group coordinator tick failed")
+        for coordinator in (self.coordinator, self.consumer):
+            try:
+                coordinator.tick()
+            except Exception:  # pragma: no cover - a bug in a coordinator must not stop the broker
+                log.exception("group coordinator tick failed")
         self.reschedule()
 
     # ------------------------------------------------------------------ persistence
@@ -179,6 +194,28 @@ class GroupService:
         if plog.high_watermark > last:
             return
         await self.broker.wait_until(lambda: plog.high_watermark > last)
+
+
+class BrokerTopics:
+    """The KIP-848 coordinator's view of the topics (names, ids, partition counts)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def topic_id(self, name: str) -> uuid.UUID | None:
+        t = self.broker.topics.get(name)
+        return None if t is None else t.topic_id
+
+    def topic_name(self, topic_id: uuid.UUID) -> str | None:
+        t = self.broker.topics.by_id(topic_id)
+        return None if t is None else t.name
+
+    def partitions(self, name: str) -> int | None:
+        t = self.broker.topics.get(name)
+        return None if t is None else t.partitions
+
+    def topic_names(self) -> list[str]:
+        return [t.name for t in self.broker.topics if not t.internal]
 
 
 def _value(s: GroupSnapshot) -> GroupMetadataValue:

@@ -11,8 +11,8 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     1: (4, 11),  # Fetch
     2: (1, 7),  # ListOffsets
     3: (0, 12),  # Metadata
-    8: (2, 8),  # OffsetCommit
-    9: (1, 8),  # OffsetFetch
+    8: (2, 9),  # OffsetCommit (v9: KIP-848 member epochs)
+    9: (1, 9),  # OffsetFetch (v9: KIP-848 member epochs)
     10: (0, 4),  # FindCoordinator (group keys; transaction keys answer COORDINATOR_NOT_AVAILABLE)
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
@@ -32,4 +32,6 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     44: (0, 1),  # IncrementalAlterConfigs
     47: (0, 0),  # OffsetDelete
     60: (0, 1),  # DescribeCluster
+    68: (0, 1),  # ConsumerGroupHeartbeat (KIP-848)
+    69: (0, 0),  # ConsumerGroupDescribe (KIP-848)
 }

@@ -123,4 +123,8 @@ def load_config(
             cfg.max_request_size = int(value)
         elif name == "group.initial.rebalance.delay.ms":
             cfg.group_initial_rebalance_delay_ms = int(value)
+        elif name == "group.consumer.session.timeout.ms":
+            cfg.consumer_session_timeout_ms = int(value)
+        elif name == "group.consumer.heartbeat.interval.ms":
+            cfg.consumer_heartbeat_interval_ms = int(value)
     return cfg, str(settings.get("log_level", "INFO")).upper()

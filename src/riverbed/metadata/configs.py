@@ -189,6 +189,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("offsets.topic.replication.factor", T.SHORT, "1", between(1, 1)),
             ConfigDef("transaction.state.log.replication.factor", T.SHORT, "1", between(1, 1)),
             ConfigDef("group.initial.rebalance.delay.ms", T.INT, "3000", at_least(0)),
+            ConfigDef("group.consumer.session.timeout.ms", T.INT, "45000", at_least(1)),
+            ConfigDef("group.consumer.heartbeat.interval.ms", T.INT, "5000", at_least(1)),
         ]
     },
 }

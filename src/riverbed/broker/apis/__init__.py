@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from . import (
     api_versions,
     configs,
+    consumer_groups,
     fetch,
     groups,
     list_offsets,
@@ -45,4 +46,6 @@ API_HANDLERS: dict[int, ApiHandler] = {
     44: configs.handle_incremental_alter_configs,
     47: groups.handle_offset_delete,
     60: metadata.handle_describe_cluster,
+    68: consumer_groups.handle_consumer_group_heartbeat,
+    69: consumer_groups.handle_consumer_group_describe,
 }

@@ -38,7 +38,7 @@ GROUP_KEY, TXN_KEY = 0, 1
 M = TypeVar("M", bound=Message)
 
 
-def _client_host(conn: ConnectionInfo) -> str:
+def client_host(conn: ConnectionInfo) -> str:
     return "/" + conn.peer.rsplit(":", 1)[0]
 
 
@@ -101,12 +101,15 @@ def handle_join_group(broker: Broker, conn: ConnectionInfo, version: int, req: J
                 resp.protocol_name = ""  # not nullable before v7
             fut.set_result(resp)
 
+    if broker.groups.consumer.has_group(req.group_id):
+        fut.set_result(JoinGroupResponse(throttle_time_ms=0, error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL, generation_id=-1, protocol_name="" if version < 7 else None, leader="", member_id=req.member_id))
+        return fut
     broker.groups.coordinator.join_group(
         req.group_id,
         req.member_id,
         req.group_instance_id if version >= 5 else None,
         str(conn.state.get("client_id") or ""),
-        _client_host(conn),
+        client_host(conn),
         req.session_timeout_ms,
         req.rebalance_timeout_ms if version >= 1 else req.session_timeout_ms,
         req.protocol_type,
@@ -181,12 +184,23 @@ def handle_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req
             else:
                 epoch = p.committed_leader_epoch if version >= 6 else -1
                 wanted.append((t.name, p.partition_index, p.committed_offset, epoch, p.committed_metadata))
-    if wanted:
+    consumer = broker.groups.consumer
+    if wanted and consumer.has_group(req.group_id):
+        # a KIP-848 group: the member epoch is checked there, the offsets stored as standalone
+        err = consumer.commit_allowed(req.group_id, req.member_id, req.generation_id_or_member_epoch, version)
+        if err:
+            for name, idx, *_ in wanted:
+                errors[(name, idx)] = err
+            wanted = []
+        else:
+            for name, idx, e in broker.groups.coordinator.commit_offsets(req.group_id, "", None, -1, wanted):
+                errors[(name, idx)] = e
+    elif wanted:
         for name, idx, err in broker.groups.coordinator.commit_offsets(
             req.group_id, req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, req.generation_id_or_member_epoch if version >= 1 else -1, wanted
         ):
             errors[(name, idx)] = err
-        broker.groups.reschedule()
+    broker.groups.reschedule()
     resp = R(
         throttle_time_ms=0,
         topics=[
@@ -222,6 +236,10 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
         for g in req.groups:
             topics = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
             err, rows = _fetch_group(broker, g.group_id, topics)
+            if version >= 9 and broker.groups.consumer.has_group(g.group_id) and g.member_id is not None:
+                check = broker.groups.consumer.fetch_allowed(g.group_id, g.member_id, g.member_epoch)
+                if check:
+                    err, rows = check, {}
             groups.append(
                 R.OffsetFetchResponseGroup(
                     group_id=g.group_id,
@@ -265,12 +283,17 @@ def handle_offset_delete(broker: Broker, conn: ConnectionInfo, version: int, req
 def handle_list_groups(broker: Broker, conn: ConnectionInfo, version: int, req: ListGroupsRequest) -> ListGroupsResponse:
     states = set(req.states_filter) if version >= 4 and req.states_filter else None
     types = set(req.types_filter) if version >= 5 and req.types_filter else None
-    groups = broker.groups.coordinator.list_groups(states, types)
-    return ListGroupsResponse(
-        throttle_time_ms=0,
-        error_code=0,
-        groups=[ListGroupsResponse.ListedGroup(group_id=g, protocol_type=pt, group_state=st, group_type="classic") for g, pt, st in groups],
-    )
+    consumer = broker.groups.consumer
+    listed = [
+        ListGroupsResponse.ListedGroup(group_id=g, protocol_type=pt, group_state=st, group_type="classic")
+        for g, pt, st in broker.groups.coordinator.list_groups(states, types)
+        if not consumer.has_group(g)  # its standalone offset entry, not a classic group
+    ]
+    listed += [
+        ListGroupsResponse.ListedGroup(group_id=g, protocol_type=pt, group_state=st, group_type="consumer")
+        for g, pt, st in consumer.list_groups(states, types)
+    ]
+    return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
 
 
 def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeGroupsRequest) -> DescribeGroupsResponse:
