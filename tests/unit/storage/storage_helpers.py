@@ -1,4 +1,4 @@
-"""Test helpers for the storage layer: a tiny RecordBatch v2 builder (uncompressed), an
+"""Test helpers for the storage layer: uncompressed RecordBatch v2 batches, an
 fsync hook that counts, a manual clock, and a consumer-style reader."""
 
 from __future__ import annotations
@@ -7,38 +7,9 @@ import os
 import struct
 import threading
 
-from crc32c import crc32c
-
-from riverbed.protocol.records.batch import BatchHeader, iter_batches
+from riverbed.protocol.records.batch import BatchHeader, compute_crc, iter_batches
+from riverbed.protocol.records.records import build_batch
 from riverbed.storage import LogConfig, MemoryLog, PartitionLog
-
-_HEADER = struct.Struct(">qiibIhiqqqhii")
-
-
-def _varint(value: int) -> bytes:
-    zigzag = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while True:
-        byte = zigzag & 0x7F
-        zigzag >>= 7
-        if zigzag:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _record(offset_delta: int, timestamp_delta: int, key: bytes | None, value: bytes) -> bytes:
-    body = bytearray(b"\x00")  # attributes
-    body += _varint(timestamp_delta)
-    body += _varint(offset_delta)
-    if key is None:
-        body += _varint(-1)
-    else:
-        body += _varint(len(key)) + key
-    body += _varint(len(value)) + value
-    body += _varint(0)  # no headers
-    return _varint(len(body)) + bytes(body)
 
 
 def make_batch(
@@ -52,16 +23,14 @@ def make_batch(
 ) -> bytearray:
     """An uncompressed v2 batch of ``count`` records with a correct CRC-32C. Record i has
     timestamp ``timestamp + i`` unless ``max_timestamp`` forces the header's maximum."""
-    records = b"".join(
-        _record(i, i, f"k{i}".encode(), bytes([fill]) * value_size) for i in range(count)
+    batch = build_batch(
+        [(f"k{i}".encode(), bytes([fill]) * value_size, [], timestamp + i) for i in range(count)],
+        base_offset=base_offset,
+        partition_leader_epoch=0,
     )
-    max_ts = timestamp + count - 1 if max_timestamp is None else max_timestamp
-    header = bytearray(
-        _HEADER.pack(base_offset, 0, 0, 2, 0, 0, count - 1, timestamp, max_ts, -1, -1, -1, count)
-    )
-    batch = header + records
-    struct.pack_into(">i", batch, 8, len(batch) - 12)
-    struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+    if max_timestamp is not None:
+        struct.pack_into(">q", batch, 35, max_timestamp)
+        struct.pack_into(">I", batch, 17, compute_crc(batch))
     return batch
 
 
