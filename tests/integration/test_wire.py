@@ -151,3 +151,17 @@ def test_fetch_out_of_range(broker: EmbeddedBroker, topic_name: str) -> None:
         )
         resp = w.request(fetch, 11)
         assert resp.responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE  # type: ignore[attr-defined]
+
+
+def test_timed_out_long_polls_leave_no_waiters(broker: EmbeddedBroker, topic_name: str) -> None:
+    with Wire(broker.bootstrap) as w:
+        make_topic(w, topic_name)
+        fetch = FetchRequest(
+            max_wait_ms=20,
+            min_bytes=1,
+            max_bytes=1 << 20,
+            topics=[FetchRequest.FetchTopic(topic=topic_name, partitions=[FetchRequest.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])],
+        )
+        for _ in range(20):  # an idle topic: every fetch waits its max_wait_ms and times out
+            w.request(fetch, 11)
+    assert broker.call(lambda: len(broker.broker._waiters)) == 0

@@ -68,7 +68,7 @@ class Broker:
         self.logs = store_factory(self._on_durable_threadsafe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bound_port = config.port
-        self._waiters: list[Waiter] = []
+        self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
         self.log_defaults = dict(config.log_defaults)
@@ -194,7 +194,11 @@ class Broker:
         if ready():
             fut.set_result(None)
         else:
-            self._waiters.append(Waiter(fut, ready))
+            waiter = Waiter(fut, ready)
+            self._waiters.add(waiter)
+            # a waiter whose request timed out or went away leaves at once, even when no
+            # append ever wakes the broker again
+            fut.add_done_callback(lambda _f: self._waiters.discard(waiter))
         return fut
 
     def notify(self) -> None:
@@ -211,8 +215,7 @@ class Broker:
 
     def _wake(self) -> None:
         self._wake_scheduled = False
-        keep: list[Waiter] = []
-        for w in self._waiters:
+        for w in list(self._waiters):
             if w.future.done():
                 continue
             try:
@@ -222,9 +225,6 @@ class Broker:
                 continue
             if ok:
                 w.future.set_result(None)
-            else:
-                keep.append(w)
-        self._waiters = keep
 
     # ------------------------------------------------------------------ Handler
     def connection_closed(self, conn: ConnectionInfo) -> None:
