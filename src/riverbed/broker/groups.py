@@ -1,12 +1,15 @@
 """GroupService: runs the pure group coordinator on the event loop.
 
 * Time: the coordinator reports its next deadline; one loop timer calls ``tick()`` then.
-* Durability: every event the coordinator emits (offsets committed or deleted, group
-  metadata changed or deleted) becomes a record of ``__consumer_offsets`` in Kafka's format
-  (``coordinator/offsets_log.py``), appended to the group's partition. OffsetCommit answers
-  only once that append is durable.
-* Recovery: at start-up the internal topic is replayed into the coordinator, so committed
-  offsets and groups survive a restart.
+* Durability: every event the coordinators emit (offsets committed or deleted, group
+  metadata changed or deleted, KIP-848 groups changed or deleted) becomes records of
+  ``__consumer_offsets`` in Kafka's format (``coordinator/offsets_log.py``), appended to the
+  group's partition as one batch per event. OffsetCommit answers only once that append is
+  durable.
+* Recovery: at start-up the internal topic is replayed into the coordinators, so committed
+  offsets, classic groups and KIP-848 groups (members, epochs, assignments) survive a
+  restart. KIP-848 records are collected per group during the replay and each group is
+  loaded once the whole topic has been read.
 
 The internal topic is created on first use, compacted, with 50 partitions (Kafka's
 ``offsets.topic.num.partitions``). Until the log cleaner exists it is never compacted, so
@@ -20,7 +23,11 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from riverbed.coordinator.consumer_group import ConsumerGroupConfig, ConsumerGroupCoordinator
+from riverbed.coordinator.consumer_group import (
+    ConsumerGroupConfig,
+    ConsumerGroupCoordinator,
+    ConsumerGroupEvent,
+)
 from riverbed.coordinator.group import GroupCoordinator
 from riverbed.coordinator.group_types import (
     GroupConfig,
@@ -35,8 +42,13 @@ from riverbed.coordinator.group_types import (
 )
 from riverbed.coordinator.offsets_log import (
     OFFSETS_TOPIC,
+    ConsumerGroupDecodeError,
+    ConsumerGroupRecords,
     GroupRecord,
+    KeyValue,
     OffsetRecord,
+    consumer_group_records,
+    consumer_group_tombstones,
     decode,
     group_key,
     group_value,
@@ -64,9 +76,9 @@ class GroupService:
         self.broker = broker
         self.partitions = partitions
         self.coordinator = GroupCoordinator(broker.now_ms, config or GroupConfig(), on_change=self._persist)
-        # KIP-848 groups (ConsumerGroupHeartbeat). Their membership is kept in memory only:
-        # members rejoin after a broker restart; their committed offsets are durable (they go
-        # through the classic coordinator's offset store above).
+        # KIP-848 groups (ConsumerGroupHeartbeat). Their state is persisted with Kafka's
+        # ConsumerGroup* records (_persist_consumer); their committed offsets go through the
+        # classic coordinator's offset store above.
         self.consumer = ConsumerGroupCoordinator(
             broker.now_ms,
             BrokerTopics(broker),
@@ -74,10 +86,16 @@ class GroupService:
                 session_timeout_ms=broker.config.consumer_session_timeout_ms,
                 heartbeat_interval_ms=broker.config.consumer_heartbeat_interval_ms,
             ),
+            on_change=self._persist_consumer,
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._last_appended: dict[int, int] = {}
+        # KIP-848 group -> the member ids that have live records in the log (last persisted or
+        # replayed), so the next change can tombstone the members that left.
+        self._consumer_members: dict[str, set[str]] = {}
+        # KIP-848 records collected during the start-up replay, per group.
+        self._replay: dict[str, ConsumerGroupRecords] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -94,6 +112,7 @@ class GroupService:
 
     def _load(self) -> None:
         loaded = 0
+        self._replay = {}
         for p in range(self.partitions):
             plog = self.broker.partition(OFFSETS_TOPIC, p)
             if plog is None:
@@ -114,10 +133,16 @@ class GroupService:
                         if rec.key is not None:
                             loaded += self._apply(p, rec.offset, rec.key, rec.value)
         log.info("replayed %d records of %s", loaded, OFFSETS_TOPIC)
+        self._load_consumer_groups()
 
     def _apply(self, partition: int, offset: int, key: bytes, value: bytes | None) -> int:
         try:
             parsed = decode(key, value)
+        except ConsumerGroupDecodeError as exc:
+            # the group's state is unknown until a later record of the same key replaces this
+            log.error("%s-%d@%d: unreadable consumer group record: %s", OFFSETS_TOPIC, partition, offset, exc)
+            self._replay.setdefault(exc.group, ConsumerGroupRecords()).mark_unreadable(exc.key_version, exc.member_id, str(exc))
+            return 0
         except DecodeError as exc:
             log.error("%s-%d@%d: skipping an unreadable record: %s", OFFSETS_TOPIC, partition, offset, exc)
             return 0
@@ -127,7 +152,29 @@ class GroupService:
             self.coordinator.load_offset(parsed.group, parsed.topic, parsed.partition, om)
         elif isinstance(parsed, GroupRecord):
             self.coordinator.load_group(parsed.group, None if parsed.value is None else _snapshot(parsed.value))
+        elif parsed is not None:  # a KIP-848 record: the group is loaded after the replay
+            self._replay.setdefault(parsed.group, ConsumerGroupRecords()).apply(parsed)
         return 1
+
+    def _load_consumer_groups(self) -> None:
+        """Load every KIP-848 group collected by the replay; a group whose records are
+        incomplete or unreadable is logged and left out (start-up must not fail)."""
+        replay, self._replay = self._replay, {}
+        loaded = 0
+        for group_id, records in replay.items():
+            if records.empty():
+                continue  # deleted
+            # also the members of a group left out, so that a new group of that id
+            # tombstones their stale records
+            self._consumer_members[group_id] = records.member_ids()
+            try:
+                self.consumer.load(group_id, records.snapshot())
+            except Exception as exc:  # incomplete records, or data the coordinator rejects
+                log.error("%s: not loading consumer group %r: %s", OFFSETS_TOPIC, group_id, exc)
+                continue
+            loaded += 1
+        if replay:
+            log.info("loaded %d consumer groups (KIP-848) from %s", loaded, OFFSETS_TOPIC)
 
     # ------------------------------------------------------------------ timers
     def reschedule(self) -> None:
@@ -166,8 +213,7 @@ class GroupService:
         return plog
 
     def _persist(self, event: GroupEvent) -> None:
-        now = self.broker.now_ms()
-        records: list[tuple[bytes, bytes | None]] = []
+        records: list[KeyValue] = []
         if isinstance(event, OffsetsCommitted):
             for topic, partition, om in event.offsets:
                 records.append((offset_key(event.group_id, topic, partition), offset_value(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp)))
@@ -177,9 +223,36 @@ class GroupService:
             records.append((group_key(event.group_id), group_value(_value(event.snapshot))))
         elif isinstance(event, GroupDeleted):
             records.append((group_key(event.group_id), None))
+        self._append(event.group_id, records)
+
+    def _persist_consumer(self, event: ConsumerGroupEvent) -> None:
+        """A KIP-848 group changed or was deleted: write Kafka's ConsumerGroup* records.
+
+        Simple rather than minimal: every change rewrites all the records of the group (group
+        epoch, subscription metadata, assignment epoch and the three records of every member),
+        O(members) per change, where Kafka writes only the records that changed. Compaction
+        keeps the latest of each key either way."""
+        group_id = event.group_id
+        # The topic first: creating it (first use) tells the coordinator about a new topic,
+        # which may change and persist this group again before this event is written; so
+        # write the group as it stands now (the event's snapshot otherwise).
+        self.offsets_log(group_id)
+        snapshot = self.consumer.snapshot(group_id)
+        before = self._consumer_members.pop(group_id, set())
+        if snapshot is not None:
+            members = {m.member_id for m in snapshot.members}
+            records = consumer_group_records(group_id, snapshot, sorted(before - members))
+            self._consumer_members[group_id] = members
+        else:
+            records = consumer_group_tombstones(group_id, sorted(before))
+        self._append(group_id, records)
+
+    def _append(self, group_id: str, records: list[KeyValue]) -> None:
+        """Append the records as one batch to the group's partition."""
         if not records:
             return
-        plog = self.offsets_log(event.group_id)
+        now = self.broker.now_ms()
+        plog = self.offsets_log(group_id)
         batch = build_batch([(k, v, [], now) for k, v in records])
         info = plog.append(batch, now_ms=now)
         self._last_appended[plog.partition] = info.last_offset
