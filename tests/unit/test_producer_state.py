@@ -70,13 +70,14 @@ def test_sequence_wraps() -> None:
     append(t, 1, 0, 0, 1, 2)
 
 
-def test_truncate_and_expire() -> None:
+def test_restore_and_expire() -> None:
     t = ProducerStateTable()
     append(t, 1, 0, 0, 5, 0)
+    saved = t.entry_copy(1)
     append(t, 1, 0, 5, 5, 5)
-    t.truncate(5)
+    t.restore(1, saved)  # undo the second batch
     assert t.producers[1].last_seq == 4
-    t.truncate(0)
+    t.restore(1, None)
     assert 1 not in t.producers
     append(t, 2, 0, 0, 1, 0)
     assert t.expire(now_ms=1000 + 10, expiration_ms=5) == 1

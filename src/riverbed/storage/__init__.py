@@ -7,7 +7,15 @@ described in ``docs/storage-format.md``."""
 
 from typing import TYPE_CHECKING
 
-from .api import AppendInfo, LogConfig, LogStore, OffsetOutOfRange, PartitionLog, ReadResult
+from .api import (
+    AppendInfo,
+    LogConfig,
+    LogStore,
+    OffsetOutOfRange,
+    PartitionLog,
+    ProducerStateView,
+    ReadResult,
+)
 from .log import SegmentLog
 from .manager import LogManager
 from .memory import MemoryLog, MemoryLogStore
@@ -21,6 +29,7 @@ __all__ = [
     "MemoryLogStore",
     "OffsetOutOfRange",
     "PartitionLog",
+    "ProducerStateView",
     "ReadResult",
     "SegmentLog",
 ]

@@ -16,6 +16,14 @@ Offsets, in the vocabulary of Kafka::
   ``flush_messages`` the HW equals the LEO (Kafka's own default trade-off: rely on
   replication / the page cache, fsync by count or time).
 * ``log_start_offset`` moves forward with retention and DeleteRecords; it never moves back.
+* ``last_stable_offset`` (LSO) bounds what ``read_committed`` consumers may read: the high
+  watermark, held back to the first offset of any transaction that is still open, or whose
+  marker is not below the high watermark yet.
+
+Transactions (Kafka's rules): a transactional batch from a producer starts that producer's
+transaction in the partition; :meth:`PartitionLog.append_marker` writes the COMMIT or ABORT
+marker that ends it. Aborted transactions are remembered (per segment, in ``.txnindex``
+files on disk) so that a fetch can tell read_committed consumers which records to drop.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ __all__ = [
     "LogStore",
     "OffsetOutOfRange",
     "PartitionLog",
+    "ProducerStateView",
     "ReadResult",
 ]
 
@@ -94,7 +103,24 @@ class ReadResult:
     high_watermark: int
     log_start_offset: int
     last_stable_offset: int
-    """Equal to the high watermark until transactions arrive."""
+    """The log's :attr:`PartitionLog.last_stable_offset` when the read was made (the high
+    watermark when no transaction is open)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStateView:
+    """What a partition knows about one producer (DescribeProducers)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    """Last sequence number written by the producer (-1 when none is cached)."""
+    last_timestamp: int
+    """Largest timestamp of its batches and markers (-1 when none)."""
+    coordinator_epoch: int
+    """Coordinator epoch of the last transaction marker written for it (-1 when none)."""
+    current_txn_start_offset: int
+    """First offset of its ongoing transaction in this partition (-1 when none)."""
 
 
 class OffsetOutOfRange(KafkaError):
@@ -120,11 +146,75 @@ class PartitionLog(Protocol):
     def high_watermark(self) -> int: ...
     @property
     def size_bytes(self) -> int: ...
+    @property
+    def last_stable_offset(self) -> int:
+        """Kafka's LSO: the lowest of the high watermark, the first offset of every ongoing
+        transaction, and the first offset of every completed transaction whose marker is
+        not below the high watermark yet; never below the log start offset. Equal to the
+        high watermark when no transaction is open. read_committed fetches pass it as
+        ``isolation_upper`` to :meth:`read`."""
+        ...
 
-    def append(self, batch: bytearray, *, now_ms: int, log_append_time: bool = False) -> AppendInfo:
-        """Append one validated v2 batch: assign offsets by patching baseOffset in place
-        (and, with ``log_append_time``, stamp ``now_ms`` as maxTimestamp and recompute the
-        CRC), then store the bytes unchanged."""
+    def append(
+        self,
+        batch: bytearray,
+        *,
+        now_ms: int,
+        log_append_time: bool = False,
+        origin_coordinator: bool = False,
+    ) -> AppendInfo:
+        """Append one validated v2 batch from a client: assign offsets by patching
+        baseOffset in place (and, with ``log_append_time``, stamp ``now_ms`` as
+        maxTimestamp and recompute the CRC), then store the bytes unchanged.
+
+        Producer checks (idempotence and transactions): a retry of one of the producer's
+        last five batches returns the original offsets and appends nothing; a fenced epoch
+        is INVALID_PRODUCER_EPOCH, a sequence gap OUT_OF_ORDER_SEQUENCE_NUMBER. A
+        transactional batch starts the producer's transaction here (at its base offset)
+        unless one is ongoing; a non-transactional batch from a producer whose transaction
+        is ongoing here is INVALID_TXN_STATE. A control batch, or a transactional batch
+        without a producer id, is INVALID_RECORD (only :meth:`append_marker` writes
+        markers). Nothing is appended when an error is raised.
+
+        ``origin_coordinator``: the broker writes the batch itself (Kafka's
+        ``AppendOrigin.COORDINATOR``, e.g. the offsets of TxnOffsetCommit, which carry the
+        producer id and epoch but no sequence numbers): the epoch is checked and the
+        transaction bookkeeping applies, but sequences are not checked and the batch is
+        never taken for a duplicate."""
+        ...
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        *,
+        now_ms: int,
+    ) -> AppendInfo:
+        """Append a COMMIT (``commit``) or ABORT transaction marker for the producer: one
+        control batch (timestamp ``now_ms``) holding one control record, as the transaction
+        coordinator writes it (Kafka's ``appendEndTxnMarker``).
+
+        A producer epoch lower than the producer's known one is INVALID_PRODUCER_EPOCH, a
+        coordinator epoch lower than the last marker's is TRANSACTION_COORDINATOR_FENCED
+        (nothing appended). A higher producer epoch moves the producer to it and clears its
+        cached batches (its next batch must have sequence 0). The marker ends the
+        producer's ongoing transaction in this partition, if any (a marker is appended even
+        when there is none); an ABORT that ends one is recorded for
+        :meth:`aborted_transactions`. Like any append, the marker becomes durable and
+        visible when the high watermark passes it."""
+        ...
+
+    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of every aborted transaction whose marker is at or
+        after ``start_offset`` and whose first offset is below ``upper_offset``, ordered by
+        first offset: what a read_committed fetch from ``start_offset`` whose data ends
+        before ``upper_offset`` must report (Kafka's ``collectAbortedTransactions``)."""
+        ...
+
+    def producer_states(self) -> list[ProducerStateView]:
+        """Every producer the partition remembers, ordered by producer id."""
         ...
 
     def read(
@@ -137,7 +227,8 @@ class PartitionLog(Protocol):
     ) -> ReadResult:
         """Fetch semantics: whole batches starting with the one containing ``offset``, at
         most ``max_bytes`` unless the first batch alone is larger and ``min_one_batch``
-        (KIP-74), never a batch at or after the high watermark (or ``isolation_upper``).
+        (KIP-74), never a batch at or after the high watermark (or ``isolation_upper``: with
+        ``isolation_upper=last_stable_offset``, never a batch at or after the LSO).
         Raises :class:`OffsetOutOfRange` when ``offset`` is outside
         ``[log_start_offset, log_end_offset]``."""
         ...
@@ -168,7 +259,8 @@ class PartitionLog(Protocol):
 
     def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
         """Forget idempotent producers idle for longer than ``expiration_ms``
-        (producer.id.expiration.ms); return how many."""
+        (producer.id.expiration.ms), but never one with an ongoing transaction here;
+        return how many."""
         ...
 
     def update_config(self, config: LogConfig) -> None: ...

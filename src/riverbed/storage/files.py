@@ -15,6 +15,7 @@ Fsync = Callable[[int], None]
 LOG_SUFFIX: Final = ".log"
 INDEX_SUFFIX: Final = ".index"
 TIME_INDEX_SUFFIX: Final = ".timeindex"
+TXN_INDEX_SUFFIX: Final = ".txnindex"
 TMP_SUFFIX: Final = ".tmp"
 DELETED_SUFFIX: Final = ".deleted"
 PARTITION_METADATA: Final = "partition.metadata"

@@ -12,6 +12,12 @@ Thread-safety. Two locks per log, always taken in this order:
 
 Appends and reads are expected from one thread (the event loop); the flusher thread of
 :class:`riverbed.storage.manager.LogManager` calls :meth:`SegmentLog.flush_cycle`.
+
+Producer and transaction state (``producers``, and each segment's aborted transactions) is
+changed under ``_lock``. A producer snapshot is captured at every roll and written by the
+next flush cycle, after the index files (``.txnindex`` included) of the segments below it
+are on disk: recovery after a crash replays the batches after the snapshot, which rebuilds
+everything that could be missing (see "Transactions" in ``docs/storage-format.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import threading
 import time
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,21 +35,27 @@ from pathlib import Path
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import (
     BatchHeader,
-    iter_batches,
     set_base_offset,
     set_log_append_time,
 )
+from riverbed.protocol.records.records import build_control_batch
 
-from .api import AppendInfo, LogConfig, OffsetOutOfRange, ReadResult
+from .api import AppendInfo, LogConfig, OffsetOutOfRange, ProducerStateView, ReadResult
 from .files import (
     Fsync,
     atomic_write,
     fsync_dir,
     write_partition_metadata,
 )
-from .producer_state import ProducerStateTable
+from .producer_state import (
+    ProducerStateTable,
+    check_client_batch,
+    check_marker_producer,
+    parse_marker,
+)
 from .recovery import adopt_as_active, recover_partition
 from .segment import Segment
+from .txn_index import AbortedTxn, collect_aborted
 
 logger = logging.getLogger(__name__)
 PRODUCER_SNAPSHOT = "producer.snapshot"
@@ -101,6 +114,11 @@ class SegmentLog:
         self._failed: str | None = None
         self.hooks: LogHooks | None = None
         self.producers = ProducerStateTable()
+        self._last_snapshot: tuple[int, bytes] | None = None
+        """The latest producer snapshot taken (offset, bytes): the base for rebuilding the
+        producer state after a truncation."""
+        self._pending_snapshot: tuple[int, bytes] | None = None
+        """A snapshot taken at a roll or truncation that the next flush cycle writes."""
 
     # -- construction ----------------------------------------------------------------------
 
@@ -160,35 +178,113 @@ class SegmentLog:
         return log
 
     def _rebuild_producer_state(self) -> None:
-        """Load the producer snapshot, then replay the batch headers written after it.
-        A snapshot beyond the recovered log end (the tail was truncated) is ignored."""
+        """Read every segment's transaction index, load the producer snapshot, then replay
+        the batch headers written after it: that restores the idempotence state, the
+        ongoing transactions, and the aborted-transaction entries of markers after the
+        snapshot (files missing, short or torn after a crash included). A snapshot beyond
+        the recovered log end (the tail was truncated) is ignored. After a clean shutdown
+        the snapshot is at the log end and nothing is replayed."""
+        for segment in self._segments:
+            segment.load_txn_index()
         start = self._log_start
+        path = self._dir / PRODUCER_SNAPSHOT
+        usable = False
         try:
-            offset, table = ProducerStateTable.from_bytes((self._dir / PRODUCER_SNAPSHOT).read_bytes())
+            data = path.read_bytes()
+            offset, table = ProducerStateTable.from_bytes(data)
             if offset <= self._leo:
                 self.producers, start = table, max(offset, self._log_start)
+                self._last_snapshot = (offset, data)
+                usable = True
         except FileNotFoundError:
-            pass
+            usable = True
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("%s-%d: ignoring unreadable producer snapshot: %s", self._topic, self._partition, exc)
-        offset = start
-        while offset < self._leo:
-            data = self.read(offset, 1 << 20, isolation_upper=self._leo).records
-            if not data:
-                break
-            for header in iter_batches(data):
-                if header.next_offset > offset:
-                    self.producers.record_header(header, int(header.base_offset), header.last_offset)
-                offset = header.next_offset
+        rewritten = False
+        if not usable:
+            # Beyond the recovered end (or unreadable): once new batches reach its offset
+            # it would describe a history that no longer exists.
+            path.unlink()
+            rewritten = True
+        self._replay_locked(start)
+        self.producers.unreplicated.clear()  # the high watermark is the log end
+        for segment in self._segments:  # so that no dropped entry lingers on disk
+            rewritten |= segment.txn_dirty
+            segment.write_txn_index(self._fsync)
+        if rewritten:
+            fsync_dir(self._dir, self._fsync)
 
-    def _write_producer_snapshot(self, *, durable: bool) -> None:
-        data = self.producers.to_bytes(self._leo)
-        if durable:
-            atomic_write(self._dir / PRODUCER_SNAPSHOT, data, self._fsync)
-        else:
-            tmp = self._dir / (PRODUCER_SNAPSHOT + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, self._dir / PRODUCER_SNAPSHOT)
+    def _replay_locked(self, start: int) -> None:
+        """Apply the batches from ``start`` (a batch boundary) to the log end to the
+        producer table, as their appends did; the ABORT markers that end a transaction
+        (re)create their transaction-index entries. Other entries already present for
+        markers at or after ``start`` (a file may hold stale or garbage ones after a crash)
+        are kept only if an ABORT marker of that producer is at their last offset and their
+        first offset is before ``start`` (a transaction the replay could not see begin)."""
+        if start >= self._leo:
+            return
+        aborts: set[tuple[int, int]] = set()
+        produced: set[tuple[int, int]] = set()
+        i = max(bisect_right(self._bases, start) - 1, 0)
+        for segment in self._segments[i:]:
+            if segment.size == 0 or segment.next_offset <= start:
+                continue
+            for position, header in segment.iter_headers(segment.find_position(start), segment.size):
+                if header.next_offset <= start or header.producer_id < 0:
+                    continue
+                base = int(header.base_offset)
+                if not header.is_control:
+                    self.producers.record_header(header, base, header.last_offset)
+                    continue
+                data = os.pread(segment.fd, header.size, position)
+                marker = parse_marker(data, BatchHeader(data))
+                if marker is None:
+                    continue
+                key = (int(header.producer_id), base)
+                if not marker[0]:
+                    aborts.add(key)
+                if self._apply_marker_locked(
+                    segment, key[0], int(header.producer_epoch), marker, base, int(header.max_timestamp)
+                ):
+                    produced.add(key)
+
+        def keep(e: AbortedTxn) -> bool:
+            key = (e.producer_id, e.last_offset)
+            return (
+                e.last_offset < start
+                or key in produced
+                or (key in aborts and e.first_offset < start)
+            )
+
+        for segment in self._segments[i:]:
+            segment.keep_aborted(keep)
+
+    def _apply_marker_locked(
+        self,
+        segment: Segment,
+        producer_id: int,
+        producer_epoch: int,
+        marker: tuple[bool, int],
+        offset: int,
+        timestamp: int,
+    ) -> bool:
+        """Apply a marker stored in ``segment``; True when it aborted a transaction (and
+        so added an entry to the segment's transaction index)."""
+        commit, coordinator_epoch = marker
+        producers = self.producers
+        done = producers.record_marker(
+            producer_id, producer_epoch, commit, coordinator_epoch, offset, timestamp
+        )
+        if done is None or not done.aborted:
+            return False
+        lso = producers.last_stable_after(done)
+        segment.add_aborted(AbortedTxn(producer_id, done.first_offset, offset, lso))
+        return True
+
+    def _take_snapshot_locked(self) -> None:
+        """Capture the producer state at the log end, for the next flush cycle to write."""
+        snapshot = (self._leo, self.producers.to_bytes(self._leo))
+        self._last_snapshot = self._pending_snapshot = snapshot
 
     # -- PartitionLog properties -----------------------------------------------------------
 
@@ -230,6 +326,17 @@ class SegmentLog:
         return self._size
 
     @property
+    def last_stable_offset(self) -> int:
+        with self._lock:
+            return self._lso_locked()
+
+    def _lso_locked(self) -> int:
+        hw = self._hw
+        first = self.producers.first_unstable_offset(hw)
+        lso = hw if first is None else min(hw, first)
+        return max(lso, self._log_start)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -248,21 +355,62 @@ class SegmentLog:
 
     # -- append ----------------------------------------------------------------------------
 
-    def append(self, batch: bytearray, *, now_ms: int, log_append_time: bool = False) -> AppendInfo:
+    def append(
+        self,
+        batch: bytearray,
+        *,
+        now_ms: int,
+        log_append_time: bool = False,
+        origin_coordinator: bool = False,
+    ) -> AppendInfo:
         header = BatchHeader(batch)
-        nbytes = len(batch)
-        if header.size != nbytes:
+        if header.size != len(batch):
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
+        check_client_batch(header)
         if header.producer_id >= 0:
-            duplicate = self.producers.check_header(header)
+            duplicate = self.producers.check_header(header, origin_coordinator=origin_coordinator)
             if duplicate is not None:
                 return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
-        delta = int(header.last_offset_delta)
         max_timestamp = int(header.max_timestamp)
         append_time = -1
         if log_append_time:
             set_log_append_time(batch, now_ms)
             append_time = max_timestamp = now_ms
+        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None)
+        return AppendInfo(base, last, append_time, log_start)
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        *,
+        now_ms: int,
+    ) -> AppendInfo:
+        check_marker_producer(producer_id, producer_epoch)
+        self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        batch = build_control_batch(
+            producer_id, producer_epoch, commit, coordinator_epoch, 0, now_ms
+        )
+        header = BatchHeader(batch)
+        base, _, log_start = self._store(
+            batch, header, now_ms, now_ms, (commit, coordinator_epoch)
+        )
+        return AppendInfo(base, base, -1, log_start)
+
+    def _store(
+        self,
+        batch: bytearray,
+        header: BatchHeader,
+        max_timestamp: int,
+        now_ms: int,
+        marker: tuple[bool, int] | None,
+    ) -> tuple[int, int, int]:
+        """Write a checked batch at the log end and account for it (producer state, flush
+        requests): (base offset, last offset, log start offset)."""
+        nbytes = len(batch)
+        delta = int(header.last_offset_delta)
         config = self._config
         soon = later = False
         with self._lock:
@@ -279,7 +427,16 @@ class SegmentLog:
                 self._flush_requested = True
             set_base_offset(batch, base)
             segment.append(batch, base, last, max_timestamp, now_ms)
-            if header.producer_id >= 0:
+            if marker is not None:
+                self._apply_marker_locked(
+                    segment,
+                    int(header.producer_id),
+                    int(header.producer_epoch),
+                    marker,
+                    base,
+                    now_ms,
+                )
+            elif header.producer_id >= 0:
                 self.producers.record_header(header, base, last)
             self._leo = last + 1
             self._size += nbytes
@@ -301,7 +458,7 @@ class SegmentLog:
                 hooks.flush_soon(self)
             elif later:
                 hooks.flush_later(self, config.flush_ms / 1000)
-        return AppendInfo(base, last, append_time, log_start)
+        return base, last, log_start
 
     def roll(self, now_ms: int | None = None) -> bool:
         """Start a new segment now (if the active one holds anything)."""
@@ -319,8 +476,9 @@ class SegmentLog:
     def _roll_locked(self, now_ms: int) -> Segment:
         old = self._segments[-1]
         old.seal()
-        # recovery after a crash then replays only the batches after this point
-        self._write_producer_snapshot(durable=False)
+        # once the flusher has written it, recovery after a crash replays only the batches
+        # after this point
+        self._take_snapshot_locked()
         new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
         self._segments.append(new)
         self._bases.append(new.base_offset)
@@ -357,7 +515,24 @@ class SegmentLog:
                     if data is not None:
                         records = data
                         break
-            return ReadResult(records, hw, self._log_start, hw)
+            return ReadResult(records, hw, self._log_start, self._lso_locked())
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+        with self._lock:
+            self._check_open()
+            found: list[AbortedTxn] = []
+            i = max(bisect_right(self._bases, start_offset) - 1, 0)
+            for segment in self._segments[i:]:
+                if collect_aborted(segment.aborted, start_offset, upper_offset, found):
+                    break
+        found.sort(key=lambda e: (e.first_offset, e.producer_id))
+        return [(e.producer_id, e.first_offset) for e in found]
+
+    def producer_states(self) -> list[ProducerStateView]:
+        with self._lock:
+            return self.producers.views()
 
     # -- timestamps ------------------------------------------------------------------------
 
@@ -410,6 +585,7 @@ class SegmentLog:
                 self._flush_requested = self._flush_scheduled = False
                 self._unflushed_messages = 0
                 target = self._leo
+                snapshot, self._pending_snapshot = self._pending_snapshot, None
                 finalize = list(self._unfinalized)
                 to_sync = [s for s in (*finalize, self._segments[-1]) if s.synced_size < s.size]
                 sizes = [s.size for s in to_sync]
@@ -420,6 +596,9 @@ class SegmentLog:
                     self._fsync(segment.fd)
                 for segment in finalize:
                     segment.write_indexes(self._fsync)
+                if snapshot is not None:
+                    # every segment below it now has its index files on disk
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], self._fsync)
                 if dir_dirty:
                     fsync_dir(self._dir, self._fsync)
             except OSError as exc:
@@ -551,7 +730,6 @@ class SegmentLog:
                     return
                 if offset < 0:
                     raise OffsetOutOfRange(f"cannot truncate to {offset}")
-                self.producers.truncate(offset)
                 (self._dir / PRODUCER_SNAPSHOT).unlink(missing_ok=True)
                 now_ms = self._now_ms()
                 old_start = self._log_start
@@ -585,10 +763,15 @@ class SegmentLog:
                 self._durable = min(self._durable, self._leo)
                 self._unflushed_messages = 0
                 new_start = self._log_start
+                self._rebuild_after_truncation_locked()
             for segment in doomed:
                 segment.delete()
             self._fsync(active.fd)
             active.synced_size = active.size
+            with self._lock:
+                kept = list(self._segments)
+            for segment in kept:  # at least the active one lost entries
+                segment.write_txn_index(self._fsync)
             fsync_dir(self._dir, self._fsync)
             if new_start != old_start:
                 write_partition_metadata(
@@ -597,6 +780,24 @@ class SegmentLog:
         if self.hooks is not None:
             self.hooks.recovery_point_lowered(self)
 
+    def _rebuild_after_truncation_locked(self) -> None:
+        """Producer state after a truncation to the (new) log end: the latest snapshot at or
+        below it plus a replay of the batches after it; without one, a replay from the log
+        start (which reads the whole log). Completed transactions still above the high
+        watermark are kept when their marker survived."""
+        leo = self._leo
+        start, table = self._log_start, ProducerStateTable()
+        snapshot = self._last_snapshot
+        if snapshot is not None and snapshot[0] <= leo:
+            offset, table = ProducerStateTable.from_bytes(snapshot[1])
+            start = max(offset, self._log_start)
+        old = self.producers
+        self.producers = table
+        self._replay_locked(start)
+        kept = deque(t for t in old.unreplicated if t.last_offset < start)
+        table.unreplicated = kept + table.unreplicated
+        self._take_snapshot_locked()
+
     def _truncate_fully_locked(self, offset: int, now_ms: int) -> None:
         for segment in self._drop_prefix_locked(len(self._segments)):
             segment.delete()  # before creating a segment that may share its name
@@ -604,6 +805,7 @@ class SegmentLog:
         self._segments, self._bases = [fresh], [offset]
         self._size = 0
         self._log_start = offset
+        self._last_snapshot = None
 
     # -- config and lifecycle --------------------------------------------------------------
 
@@ -639,7 +841,8 @@ class SegmentLog:
                             self._fsync(segment.fd)
                             segment.synced_size = segment.size
                         segment.write_indexes(self._fsync)
-                    self._write_producer_snapshot(durable=True)
+                    snapshot = self.producers.to_bytes(self._leo)
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, self._fsync)
                     fsync_dir(self._dir, self._fsync)
                     self._unfinalized.clear()
                     self._durable = self._leo

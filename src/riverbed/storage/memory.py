@@ -1,6 +1,10 @@
 """In-memory engine: the PartitionLog contract over a Python list, for tests and for an
 embedded broker that should start in milliseconds. Nothing is durable, so the high
-watermark is always the log end offset and retention is not enforced."""
+watermark is always the log end offset and retention is not enforced.
+
+Truncation restores the producer state exactly: every batch stored by a producer keeps a
+copy of that producer's entry from before it (an undo record), which truncation puts back
+from the newest batch down."""
 
 from __future__ import annotations
 
@@ -9,10 +13,26 @@ from collections.abc import Iterator
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import BatchHeader, set_base_offset, set_log_append_time
+from riverbed.protocol.records.records import build_control_batch
 
-from .api import AppendInfo, LogConfig, OffsetOutOfRange, PartitionLog, ReadResult
+from .api import (
+    AppendInfo,
+    LogConfig,
+    OffsetOutOfRange,
+    PartitionLog,
+    ProducerStateView,
+    ReadResult,
+)
 from .files import is_legal_topic
-from .producer_state import ProducerStateTable
+from .producer_state import (
+    ProducerEntry,
+    ProducerStateTable,
+    check_client_batch,
+    check_marker_producer,
+)
+from .txn_index import AbortedTxn
+
+_Undo = tuple[int, ProducerEntry | None] | None
 
 
 class MemoryLog:
@@ -26,6 +46,8 @@ class MemoryLog:
         self._bases: list[int] = []
         self._lasts: list[int] = []
         self._max_ts: list[int] = []
+        self._undo: list[_Undo] = []
+        self._aborted: list[AbortedTxn] = []  # in marker order
         self._log_start = 0
         self._leo = 0
         self._size = 0
@@ -59,11 +81,26 @@ class MemoryLog:
     def size_bytes(self) -> int:
         return self._size
 
-    def append(self, batch: bytearray, *, now_ms: int, log_append_time: bool = False) -> AppendInfo:
+    @property
+    def last_stable_offset(self) -> int:
+        hw = self._leo
+        first = self.producers.first_unstable_offset(hw)
+        lso = hw if first is None else min(hw, first)
+        return max(lso, self._log_start)
+
+    def append(
+        self,
+        batch: bytearray,
+        *,
+        now_ms: int,
+        log_append_time: bool = False,
+        origin_coordinator: bool = False,
+    ) -> AppendInfo:
         header = BatchHeader(batch)
         if header.size != len(batch):
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
-        duplicate = self.producers.check_header(header)
+        check_client_batch(header)
+        duplicate = self.producers.check_header(header, origin_coordinator=origin_coordinator)
         if duplicate is not None:
             return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
         max_timestamp = int(header.max_timestamp)
@@ -73,15 +110,59 @@ class MemoryLog:
             append_time = max_timestamp = now_ms
         base = self._leo
         last = base + int(header.last_offset_delta)
+        pid = int(header.producer_id)
+        undo = (pid, self.producers.entry_copy(pid)) if pid >= 0 else None
+        self._store(batch, base, last, max_timestamp, undo)
+        self.producers.record_header(header, base, last)
+        return AppendInfo(base, last, append_time, self._log_start)
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        *,
+        now_ms: int,
+    ) -> AppendInfo:
+        check_marker_producer(producer_id, producer_epoch)
+        producers = self.producers
+        producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        base = self._leo
+        batch = build_control_batch(
+            producer_id, producer_epoch, commit, coordinator_epoch, base, now_ms
+        )
+        self._store(batch, base, base, now_ms, (producer_id, producers.entry_copy(producer_id)))
+        done = producers.record_marker(
+            producer_id, producer_epoch, commit, coordinator_epoch, base, now_ms
+        )
+        if done is not None and done.aborted:
+            lso = producers.last_stable_after(done)
+            self._aborted.append(AbortedTxn(producer_id, done.first_offset, base, lso))
+        return AppendInfo(base, base, -1, self._log_start)
+
+    def _store(
+        self, batch: bytearray, base: int, last: int, max_timestamp: int, undo: _Undo
+    ) -> None:
         set_base_offset(batch, base)
         self._batches.append(bytes(batch))
         self._bases.append(base)
         self._lasts.append(last)
         self._max_ts.append(max_timestamp)
+        self._undo.append(undo)
         self._leo = last + 1
         self._size += len(batch)
-        self.producers.record_header(header, base, last)
-        return AppendInfo(base, last, append_time, self._log_start)
+
+    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+        found = [
+            (e.first_offset, e.producer_id)
+            for e in self._aborted
+            if e.last_offset >= start_offset and e.first_offset < upper_offset
+        ]
+        return [(pid, first) for first, pid in sorted(found)]
+
+    def producer_states(self) -> list[ProducerStateView]:
+        return self.producers.views()
 
     def read(
         self,
@@ -105,7 +186,7 @@ class MemoryLog:
             chunks.append(batch)
             total += len(batch)
             i += 1
-        return ReadResult(b"".join(chunks), hw, self._log_start, hw)
+        return ReadResult(b"".join(chunks), hw, self._log_start, self.last_stable_offset)
 
     def _visible(self) -> Iterator[int]:
         """Indexes of the batches that reach the log start offset."""
@@ -131,6 +212,7 @@ class MemoryLog:
         if target > self._log_start:
             self._log_start = target
             self._drop_from_front(bisect_left(self._lasts, target))
+            self._aborted = [e for e in self._aborted if e.last_offset >= target]
         return self._log_start
 
     def truncate_to(self, offset: int) -> None:
@@ -138,25 +220,35 @@ class MemoryLog:
             return
         if offset < 0:
             raise OffsetOutOfRange(f"cannot truncate to {offset}")
-        self.producers.truncate(offset)
         if offset < self._log_start:
             self._clear(offset)
             return
         i = bisect_left(self._lasts, offset)
         self._leo = self._bases[i] if i < len(self._bases) else offset
         self._size -= sum(len(b) for b in self._batches[i:])
-        for column in (self._batches, self._bases, self._lasts, self._max_ts):
+        for undo in reversed(self._undo[i:]):
+            if undo is not None:
+                self.producers.restore(*undo)
+        for column in self._columns():
             del column[i:]
+        self.producers.forget_completed_from(self._leo)
+        self._aborted = [e for e in self._aborted if e.last_offset < self._leo]
         if self._leo < self._log_start:
             self._clear(self._log_start)
 
     def _clear(self, offset: int) -> None:
+        """Restart empty at ``offset`` (Kafka's truncateFullyAndStartAt: no producer state)."""
         self._drop_from_front(len(self._batches))
         self._log_start = self._leo = offset
+        self.producers = ProducerStateTable()
+        self._aborted = []
+
+    def _columns(self) -> tuple[list[bytes], list[int], list[int], list[int], list[_Undo]]:
+        return self._batches, self._bases, self._lasts, self._max_ts, self._undo
 
     def _drop_from_front(self, n: int) -> None:
         self._size -= sum(len(b) for b in self._batches[:n])
-        for column in (self._batches, self._bases, self._lasts, self._max_ts):
+        for column in self._columns():
             del column[:n]
 
     def expire_producers(self, now_ms: int, expiration_ms: int) -> int:

@@ -14,6 +14,7 @@ from .files import (
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     TMP_SUFFIX,
+    TXN_INDEX_SUFFIX,
     Fsync,
     fsync_dir,
     parse_segment_name,
@@ -52,7 +53,7 @@ def recover_partition(
     for name in names:
         orphan = any(
             (b := parse_segment_name(name, suffix)) is not None and b not in known
-            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
         )
         if orphan or name.endswith((TMP_SUFFIX, DELETED_SUFFIX)):
             remove_quietly(directory / name)
@@ -91,7 +92,7 @@ def recover_partition(
             segments.append(segment)
         if truncated:
             for later in bases[i + 1 :]:
-                for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                     remove_quietly(directory / segment_name(later, suffix))
             changed = True
             break

@@ -1,4 +1,5 @@
-"""One segment of a partition log: a ``.log`` file of v2 batches plus its two sparse indexes.
+"""One segment of a partition log: a ``.log`` file of v2 batches plus its two sparse indexes
+and its transaction index (the aborted transactions whose ABORT marker it holds).
 
 A segment covers the offsets ``[base_offset, next_offset)``. Its ``.log`` file is the exact
 concatenation of the batches as they are served to consumers; nothing is re-encoded. Only the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +37,7 @@ from .files import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     Fsync,
     remove_quietly,
     segment_name,
@@ -43,6 +45,7 @@ from .files import (
     write_fully,
 )
 from .index import OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE, IndexCorrupt, OffsetIndex, TimeIndex
+from .txn_index import TXN_ENTRY_SIZE, AbortedTxn, decode_entries, encode_entries
 
 MAX_RELATIVE_OFFSET: Final = (1 << 31) - 1
 MAX_SEGMENT_SIZE: Final = (1 << 31) - 1
@@ -75,6 +78,7 @@ def whole_batches_length(data: bytes | memoryview) -> int:
 
 class Segment:
     __slots__ = (
+        "aborted",
         "base_offset",
         "bytes_since_index",
         "closed",
@@ -91,6 +95,8 @@ class Segment:
         "size",
         "synced_size",
         "time_index",
+        "txn_dirty",
+        "txn_loaded",
     )
 
     def __init__(self, directory: Path, base_offset: int, fd: int, index_interval: int) -> None:
@@ -113,6 +119,12 @@ class Segment:
         """Wall-clock time of the first append (drives segment.ms); -1 while empty."""
         self.last_modified_ms = 0
         self.closed = False
+        self.aborted: list[AbortedTxn] = []
+        """Aborted transactions whose marker is in this segment, in marker order."""
+        self.txn_loaded = True
+        """False until :meth:`load_txn_index` read the ``.txnindex`` file of an existing segment."""
+        self.txn_dirty = False
+        """``aborted`` differs from the ``.txnindex`` file."""
 
     # -- files ---------------------------------------------------------------------------
 
@@ -123,6 +135,7 @@ class Segment:
     def create(cls, directory: Path, base_offset: int, index_interval: int, now_ms: int) -> Segment:
         remove_quietly(directory / segment_name(base_offset, INDEX_SUFFIX))
         remove_quietly(directory / segment_name(base_offset, TIME_INDEX_SUFFIX))
+        remove_quietly(directory / segment_name(base_offset, TXN_INDEX_SUFFIX))
         path = directory / segment_name(base_offset, LOG_SUFFIX)
         fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644)
         segment = cls(directory, base_offset, fd, index_interval)
@@ -137,6 +150,7 @@ class Segment:
         segment.size = segment.synced_size = st.st_size
         segment.last_modified_ms = st.st_mtime_ns // 1_000_000
         segment.indexes_loaded = False
+        segment.txn_loaded = False
         return segment
 
     def close(self) -> None:
@@ -146,15 +160,79 @@ class Segment:
 
     def delete(self) -> None:
         self.close()
-        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
             remove_quietly(self.path(suffix))
 
     def write_indexes(self, fsync: Fsync | None) -> None:
-        """Write both index files whole (a sealed or closing segment)."""
+        """Write the index files whole (a sealed or closing segment); the transaction index
+        only when it changed."""
+        self.write_txn_index(fsync)
         if not self.indexes_loaded:
             return  # never loaded, so the files on disk are still the truth
         write_file(self.path(INDEX_SUFFIX), self.index.to_bytes(), fsync)
         write_file(self.path(TIME_INDEX_SUFFIX), self.time_index.to_bytes(), fsync)
+
+    # -- the transaction index -------------------------------------------------------------
+
+    def write_txn_index(self, fsync: Fsync | None) -> None:
+        """Write ``.txnindex`` whole if it changed; without entries the file is removed
+        (like Kafka, a segment has one only once it holds an aborted transaction)."""
+        if not self.txn_loaded or not self.txn_dirty:
+            return
+        if self.aborted:
+            write_file(self.path(TXN_INDEX_SUFFIX), encode_entries(self.aborted), fsync)
+        else:
+            remove_quietly(self.path(TXN_INDEX_SUFFIX))
+        self.txn_dirty = False
+
+    def load_txn_index(self) -> None:
+        """Read ``.txnindex`` (missing = no entries), keeping the whole, plausible entries
+        whose marker lies in this segment's recovered offsets; marks the index dirty when
+        the file held anything else (a torn tail, entries beyond the log end)."""
+        try:
+            data = self.path(TXN_INDEX_SUFFIX).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        kept = [
+            e
+            for e in decode_entries(data)
+            if self.base_offset <= e.last_offset < self.next_offset
+        ]
+        kept.sort(key=lambda e: e.last_offset)
+        self.aborted = kept
+        self.txn_loaded = True
+        self.txn_dirty = len(data) != TXN_ENTRY_SIZE * len(kept)
+
+    def add_aborted(self, entry: AbortedTxn) -> None:
+        """Record an aborted transaction whose marker is in this segment; an entry for the
+        same marker (producer id and marker offset) is replaced, never duplicated."""
+        aborted = self.aborted
+        if not aborted or aborted[-1].last_offset < entry.last_offset:
+            aborted.append(entry)
+            self.txn_dirty = True
+            return
+        for i, e in enumerate(aborted):
+            if e.last_offset == entry.last_offset and e.producer_id == entry.producer_id:
+                if e != entry:
+                    aborted[i] = entry
+                    self.txn_dirty = True
+                return
+            if e.last_offset > entry.last_offset:
+                aborted.insert(i, entry)
+                self.txn_dirty = True
+                return
+        aborted.append(entry)
+        self.txn_dirty = True
+
+    def truncate_txn_index(self, offset: int) -> None:
+        """Forget the entries whose marker is at or after ``offset``."""
+        self.keep_aborted(lambda e: e.last_offset < offset)
+
+    def keep_aborted(self, keep: Callable[[AbortedTxn], bool]) -> None:
+        kept = [e for e in self.aborted if keep(e)]
+        if len(kept) != len(self.aborted):
+            self.aborted = kept
+            self.txn_dirty = True
 
     # -- appending -----------------------------------------------------------------------
 
@@ -322,6 +400,7 @@ class Segment:
         self.index.truncate_to_position(position)
         self.time_index.truncate_to_offset(first_removed - self.base_offset)
         self._recompute_tail_state()
+        self.truncate_txn_index(self.next_offset)
         if position == 0:
             self.first_append_ms = -1
         return removed

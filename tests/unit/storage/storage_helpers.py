@@ -84,3 +84,23 @@ class ManualClock:
 
 def make_memory_log(config: LogConfig | None = None) -> MemoryLog:
     return MemoryLog("t", 0, config)
+
+
+def producer_batch(
+    pid: int,
+    seq: int,
+    count: int = 1,
+    *,
+    epoch: int = 0,
+    transactional: bool = True,
+    timestamp: int = 1_000,
+) -> bytearray:
+    """A batch of ``count`` records from producer ``pid`` (transactional by default)."""
+    return build_batch(
+        [(None, b"v" * 8, [], timestamp + i) for i in range(count)],
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+        transactional=transactional,
+        partition_leader_epoch=0,
+    )
