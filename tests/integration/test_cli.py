@@ -100,3 +100,29 @@ def test_env_and_file_config(tmp_path: Path) -> None:
     assert str(config.data_dir) == "/b"
     assert config.log_defaults == {"log.retention.ms": "1000"}
     assert os.path.basename(str(load_config(None, env={})[0].data_dir)) == "riverbed-data"
+
+
+def test_txn_commands(broker: EmbeddedBroker, topic_name: str) -> None:
+    from confluent_kafka import Producer
+
+    b = broker.bootstrap
+    cli("topic", "create", topic_name, "-p", "2", "--bootstrap", b)
+    p = Producer({"bootstrap.servers": b, "transactional.id": "cli-txn"})
+    p.init_transactions(20)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"x", partition=1)
+    p.flush(10)
+    listed = cli("txn", "list", "--bootstrap", b).stdout
+    assert "cli-txn" in listed and "Ongoing" in listed
+    assert "cli-txn" not in cli("txn", "list", "--state", "CompleteCommit", "--bootstrap", b).stdout
+    described = cli("txn", "describe", "cli-txn", "--bootstrap", b).stdout
+    assert "State:            Ongoing" in described
+    assert f"{topic_name}-1" in described
+    producers = cli("txn", "producers", topic_name, "-p", "1", "--bootstrap", b).stdout.splitlines()
+    assert len(producers) == 2 and producers[1].split()[-1] == "0"  # the open transaction starts at offset 0
+    p.commit_transaction(20)
+    assert "CompleteCommit" in cli("txn", "describe", "cli-txn", "--bootstrap", b).stdout
+    missing = cli("txn", "describe", "nobody", "--bootstrap", b, check=False)
+    assert missing.returncode == 1 and "TRANSACTIONAL_ID_NOT_FOUND" in missing.stderr
+    bad = cli("txn", "list", "--state", "Sleeping", "--bootstrap", b, check=False)
+    assert bad.returncode == 1 and "Sleeping" in bad.stderr

@@ -271,7 +271,13 @@ def test_kafka_python_sticky_assignor(fast_broker: EmbeddedBroker, topic_name: s
     sets: list[set[int]] = [set(), set()]
 
     def member(i: int) -> None:
-        c = KafkaConsumer(topic_name, bootstrap_servers=fast_broker.bootstrap, group_id="kp-sticky", partition_assignment_strategy=[StickyPartitionAssignor], session_timeout_ms=6000, heartbeat_interval_ms=500)
+        c = KafkaConsumer(bootstrap_servers=fast_broker.bootstrap, group_id="kp-sticky", partition_assignment_strategy=[StickyPartitionAssignor], session_timeout_ms=6000, heartbeat_interval_ms=500)
+        # kafka-python races its first metadata fetch against its first join: a leader that
+        # assigns before it knows the topic's partitions hands out nothing ("No partition
+        # metadata for topic") and may not rejoin. Fetch the metadata first; the assignor is
+        # what this test is about.
+        assert c.partitions_for_topic(topic_name) == set(range(6))
+        c.subscribe([topic_name])
         try:
             while not stop.is_set():
                 c.poll(timeout_ms=100)

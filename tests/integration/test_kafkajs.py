@@ -27,8 +27,8 @@ def run_node(script: str, broker: EmbeddedBroker, *args: str) -> str:
     return out.stdout
 
 
-def read_all(broker: EmbeddedBroker, topic: str, partitions: int, expected: int) -> list[object]:
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "js", "enable.auto.commit": False})
+def read_all(broker: EmbeddedBroker, topic: str, partitions: int, expected: int, isolation: str = "read_committed") -> list[object]:
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "js", "enable.auto.commit": False, "isolation.level": isolation})
     try:
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         got: list[object] = []
@@ -91,3 +91,14 @@ def test_lecture_consumer_receives_the_order(broker: EmbeddedBroker) -> None:
     row = json.loads(run_node("lecture_consumer.js", broker).strip().splitlines()[-1])
     assert row["topic"] == "ecommerce-orders" and row["key"] == "user_id_bob"
     assert json.loads(row["value"])["item"] == "Laptop"
+
+
+def test_kafkajs_transactions(broker: EmbeddedBroker, topic_name: str) -> None:
+    """kafkajs transactional producer: commit, abort, sendOffsets; its read_committed consumer
+    sees only the committed records; librdkafka read_uncommitted sees the aborted ones too."""
+    out = json.loads(run_node("transactions.js", broker, topic_name, topic_name + "-src"))
+    assert sorted(out["values"]) == ["committed-1", "committed-2", "from-etl"]
+    (entry,) = out["offsets"]
+    assert entry["partitions"] == [{"partition": 0, "offset": "3", "metadata": None}] or entry["partitions"][0]["offset"] == "3"
+    everything = [m.value() for m in read_all(broker, topic_name, 2, 5, "read_uncommitted")]
+    assert sorted(everything) == [b"aborted-1", b"aborted-2", b"committed-1", b"committed-2", b"from-etl"]

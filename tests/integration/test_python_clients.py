@@ -162,3 +162,58 @@ def test_codecs_written_by_python_clients(broker: EmbeddedBroker, topic_name: st
         assert got == values
     finally:
         c.close()
+
+
+def test_aiokafka_transactions(broker: EmbeddedBroker, topic_name: str) -> None:
+    """aiokafka's transactional producer: a committed and an aborted transaction, with
+    send_offsets_to_transaction; its read_committed consumer sees only the committed ones."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    create_topics(broker.bootstrap, NewTopic(topic_name, 2, 1))
+
+    async def run() -> tuple[list[bytes], list[bytes], int | None]:
+        prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=f"aio-{topic_name}")
+        await prod.start()
+        try:
+            async with prod.transaction():
+                for i in range(5):
+                    await prod.send(topic_name, key=b"k", value=f"committed-{i}".encode())
+                await prod.send_offsets_to_transaction({TopicPartition(topic_name, 0): 5}, "aio-txn-group")
+            await prod.begin_transaction()
+            for i in range(5):
+                await prod.send(topic_name, key=b"k", value=f"aborted-{i}".encode())
+            await prod.abort_transaction()
+        finally:
+            await prod.stop()
+
+        async def read(isolation: str, expected: int) -> list[bytes]:
+            c = AIOKafkaConsumer(topic_name, bootstrap_servers=broker.bootstrap, group_id=None, auto_offset_reset="earliest", isolation_level=isolation, enable_auto_commit=False)
+            await c.start()
+            got: list[bytes] = []
+            try:
+                deadline = time.monotonic() + 15
+                while len(got) < expected and time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=300)
+                    for msgs in batch.values():
+                        got += [m.value for m in msgs]
+                # a little longer: anything beyond ``expected`` would be a failure
+                for msgs in (await c.getmany(timeout_ms=500)).values():
+                    got += [m.value for m in msgs]
+            finally:
+                await c.stop()
+            return got
+
+        committed = await read("read_committed", 5)
+        everything = await read("read_uncommitted", 10)
+        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="aio-txn-group", enable_auto_commit=False)
+        await c.start()
+        try:
+            offset = await c.committed(TopicPartition(topic_name, 0))
+        finally:
+            await c.stop()
+        return committed, everything, offset
+
+    committed, everything, offset = asyncio.run(run())
+    assert sorted(committed) == [f"committed-{i}".encode() for i in range(5)]
+    assert sorted(everything) == sorted([f"committed-{i}".encode() for i in range(5)] + [f"aborted-{i}".encode() for i in range(5)])
+    assert offset == 5

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from riverbed.coordinator.group_types import GroupConfig
+from riverbed.coordinator.txn_types import TxnConfig
 from riverbed.metadata.configs import BROKER_TO_TOPIC, effective_topic_configs
 from riverbed.metadata.topics import Topic, TopicStore
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
@@ -37,6 +38,7 @@ from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
 from .config import BrokerConfig
 from .groups import GroupService
+from .txns import TxnService
 from .versions import SUPPORTED
 
 log = logging.getLogger("riverbed.broker")
@@ -73,6 +75,14 @@ class Broker:
         self._retention_task: asyncio.Task[None] | None = None
         self.log_defaults = dict(config.log_defaults)
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
+        self.txns = TxnService(
+            self,
+            TxnConfig(
+                transaction_max_timeout_ms=config.transaction_max_timeout_ms,
+                transactional_id_expiration_ms=config.transactional_id_expiration_ms,
+                abort_timed_out_interval_ms=config.transaction_abort_interval_ms,
+            ),
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -88,10 +98,12 @@ class Broker:
                 else:
                     plog.update_config(self.log_config(topic))
         self.groups.start()
+        self.txns.start()  # after the groups: markers settle their pending offsets
         self._retention_task = asyncio.create_task(self._retention_loop())
 
     async def stop(self) -> None:
         self.groups.stop()
+        self.txns.stop()
         if self._retention_task is not None:
             self._retention_task.cancel()
         for w in self._waiters:

@@ -59,7 +59,7 @@ from riverbed.coordinator.offsets_log import (
 from riverbed.protocol.errors import DecodeError
 from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
 from riverbed.protocol.records.batch import InvalidBatch, iter_batches
-from riverbed.protocol.records.records import build_batch, decode_records
+from riverbed.protocol.records.records import build_batch, decode_records, parse_control_record
 from riverbed.storage.api import PartitionLog
 
 if TYPE_CHECKING:
@@ -96,6 +96,8 @@ class GroupService:
         self._consumer_members: dict[str, set[str]] = {}
         # KIP-848 records collected during the start-up replay, per group.
         self._replay: dict[str, ConsumerGroupRecords] = {}
+        # producer id -> groups holding its transactional offsets until its marker
+        self._txn_groups: dict[int, set[str]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -126,16 +128,22 @@ class GroupService:
                     offset = header.next_offset
                     try:
                         records = decode_records(data, header.position)
+                        if header.is_control:  # a transaction marker
+                            if records:
+                                commit, _ = parse_control_record(records[0])
+                                self.complete_txn(p, int(header.producer_id), commit)
+                            continue
                     except InvalidBatch as exc:
                         log.error("%s-%d: skipping an unreadable batch: %s", OFFSETS_TOPIC, p, exc)
                         continue
+                    txn_pid = int(header.producer_id) if header.is_transactional else None
                     for rec in records:
                         if rec.key is not None:
-                            loaded += self._apply(p, rec.offset, rec.key, rec.value)
+                            loaded += self._apply(p, rec.offset, rec.key, rec.value, txn_pid)
         log.info("replayed %d records of %s", loaded, OFFSETS_TOPIC)
         self._load_consumer_groups()
 
-    def _apply(self, partition: int, offset: int, key: bytes, value: bytes | None) -> int:
+    def _apply(self, partition: int, offset: int, key: bytes, value: bytes | None, txn_pid: int | None = None) -> int:
         try:
             parsed = decode(key, value)
         except ConsumerGroupDecodeError as exc:
@@ -149,7 +157,11 @@ class GroupService:
         if isinstance(parsed, OffsetRecord):
             v = parsed.value
             om = None if v is None else OffsetAndMetadata(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
-            self.coordinator.load_offset(parsed.group, parsed.topic, parsed.partition, om)
+            if txn_pid is not None and om is not None:  # TxnOffsetCommit: waits for its marker
+                self.coordinator.add_pending_txn_offsets(parsed.group, txn_pid, [(parsed.topic, parsed.partition, om)])
+                self._txn_groups.setdefault(txn_pid, set()).add(parsed.group)
+            else:
+                self.coordinator.load_offset(parsed.group, parsed.topic, parsed.partition, om)
         elif isinstance(parsed, GroupRecord):
             self.coordinator.load_group(parsed.group, None if parsed.value is None else _snapshot(parsed.value))
         elif parsed is not None:  # a KIP-848 record: the group is loaded after the replay
@@ -257,6 +269,37 @@ class GroupService:
         info = plog.append(batch, now_ms=now)
         self._last_appended[plog.partition] = info.last_offset
         self.broker.notify()
+
+    # ------------------------------------------------------------------ transactions
+    def txn_commit(self, group_id: str, producer_id: int, producer_epoch: int, offsets: list[tuple[str, int, OffsetAndMetadata]]) -> None:
+        """TxnOffsetCommit, after the coordinator's checks: write the offsets as a
+        transactional batch of the producer to the group's partition (the log checks the
+        producer epoch: a fenced producer gets INVALID_PRODUCER_EPOCH / PRODUCER_FENCED as a
+        KafkaError) and keep them pending until the transaction's marker reaches it."""
+        if not offsets:
+            return
+        now = self.broker.now_ms()
+        plog = self.offsets_log(group_id)
+        records: list[tuple[bytes, bytes | None, list[tuple[str, bytes | None]], int]] = [
+            (offset_key(group_id, t, p), offset_value(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp), [], now) for t, p, om in offsets
+        ]
+        batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch, transactional=True)
+        info = plog.append(batch, now_ms=now, origin_coordinator=True)
+        self._last_appended[plog.partition] = info.last_offset
+        self.coordinator.add_pending_txn_offsets(group_id, producer_id, offsets)
+        self._txn_groups.setdefault(producer_id, set()).add(group_id)
+        self.broker.notify()
+
+    def complete_txn(self, partition: int, producer_id: int, commit: bool) -> None:
+        """A marker of ``producer_id`` was written to ``__consumer_offsets-<partition>``."""
+        groups = self._txn_groups.get(producer_id)
+        if not groups:
+            return
+        for group_id in [g for g in groups if partition_for(g, self.partitions) == partition]:
+            self.coordinator.complete_txn(group_id, producer_id, commit)
+            groups.discard(group_id)
+        if not groups:
+            del self._txn_groups[producer_id]
 
     async def durable(self, group_id: str) -> None:
         """Wait until everything appended for this group's partition is durable."""

@@ -13,7 +13,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     3: (0, 12),  # Metadata
     8: (2, 9),  # OffsetCommit (v9: KIP-848 member epochs)
     9: (1, 9),  # OffsetFetch (v9: KIP-848 member epochs)
-    10: (0, 4),  # FindCoordinator (group keys; transaction keys answer COORDINATOR_NOT_AVAILABLE)
+    10: (0, 4),  # FindCoordinator (group and transaction keys)
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
     13: (0, 5),  # LeaveGroup
@@ -24,7 +24,11 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (0, 7),  # CreateTopics
     20: (0, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
-    22: (0, 4),  # InitProducerId (idempotent producers; transactional ids not yet)
+    22: (0, 4),  # InitProducerId (idempotent and transactional producers)
+    24: (0, 3),  # AddPartitionsToTxn (v4+ is the inter-broker batch form)
+    25: (0, 3),  # AddOffsetsToTxn
+    26: (0, 3),  # EndTxn
+    28: (0, 3),  # TxnOffsetCommit
     32: (0, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     37: (0, 3),  # CreatePartitions
@@ -32,6 +36,9 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     44: (0, 1),  # IncrementalAlterConfigs
     47: (0, 0),  # OffsetDelete
     60: (0, 1),  # DescribeCluster
+    61: (0, 0),  # DescribeProducers
+    65: (0, 0),  # DescribeTransactions
+    66: (0, 1),  # ListTransactions
     68: (0, 1),  # ConsumerGroupHeartbeat (KIP-848)
     69: (0, 0),  # ConsumerGroupDescribe (KIP-848)
 }

@@ -57,6 +57,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .group_commands import group_command
 
         return group_command(args)
+    if args.command == "txn":
+        from .txn_commands import txn_command
+
+        return txn_command(args)
     raise CommandError(f"unknown command {args.command}")
 
 

@@ -127,4 +127,12 @@ def load_config(
             cfg.consumer_session_timeout_ms = int(value)
         elif name == "group.consumer.heartbeat.interval.ms":
             cfg.consumer_heartbeat_interval_ms = int(value)
+        elif name == "transaction.max.timeout.ms":
+            cfg.transaction_max_timeout_ms = int(value)
+        elif name == "transactional.id.expiration.ms":
+            cfg.transactional_id_expiration_ms = int(value)
+        elif name == "transaction.abort.timed.out.transaction.cleanup.interval.ms":
+            cfg.transaction_abort_interval_ms = int(value)
+        elif name == "producer.id.expiration.ms":
+            cfg.producer_id_expiration_ms = int(value)
     return cfg, str(settings.get("log_level", "INFO")).upper()

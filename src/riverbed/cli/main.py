@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_group_parser(sub, client)
 
+    x = sub.add_parser("txn", help="list and describe transactions, show a partition's producers")
+    xsub = x.add_subparsers(dest="action", required=True)
+    xl = xsub.add_parser("list")
+    xl.add_argument("--state", action="append", help="only transactions in this state (Ongoing, CompleteCommit, ...)")
+    xl.add_argument("--producer-id", action="append", type=int, help="only this producer id")
+    xl.add_argument("--duration-ms", type=int, help="only transactions running for longer than this")
+    xd = xsub.add_parser("describe")
+    xd.add_argument("transactional_id")
+    xp = xsub.add_parser("producers", help="the producers with state on a partition (DescribeProducers)")
+    xp.add_argument("topic")
+    xp.add_argument("-p", "--partition", type=int, action="append", help="partition (default 0; repeat for more)")
+    for parser in (xl, xd, xp):
+        client(parser)
+
     pr = sub.add_parser("produce", help="produce records: --value, or one per stdin line")
     client(pr)
     pr.add_argument("topic")

@@ -107,6 +107,8 @@ class Group:
     pending_sync: set[str] = field(default_factory=set)  # members yet to SyncGroup this gen
     subscribed: set[str] | None = None  # topics of the current generation, None if unknown
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
+    # TxnOffsetCommit: producer id -> offsets waiting for the transaction's marker
+    pending_txn: dict[int, dict[tuple[str, int], OffsetAndMetadata]] = field(default_factory=dict)
     # join phase bookkeeping (Kafka's DelayedJoin / InitialDelayedJoin)
     initial_delay_phase: bool = False
     initial_delay_remaining_ms: int = 0

@@ -67,7 +67,12 @@ class GroupOffsets(CoordinatorCore):
         return results
 
     def _commit_error(
-        self, group: Group, member_id: str, instance_id: str | None, generation_id: int
+        self,
+        group: Group,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        transactional: bool = False,
     ) -> ErrorCode:
         if group.state is DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -79,25 +84,91 @@ class GroupOffsets(CoordinatorCore):
                 return error
             if generation_id != group.generation:
                 return ErrorCode.ILLEGAL_GENERATION
-        else:
+        elif not transactional:
             return ErrorCode.UNKNOWN_MEMBER_ID  # generation -1 while the group has members
-        if group.state is COMPLETING:
+        else:
+            return ErrorCode.NONE  # a transactional producer without group metadata (pre-KIP-447)
+        if group.state is COMPLETING and not transactional:
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
+    # -- transactional offsets (TxnOffsetCommit) -----------------------------------------------
+
+    @delivers
+    def txn_commit_error(
+        self, group_id: str, member_id: str, group_instance_id: str | None, generation_id: int
+    ) -> ErrorCode:
+        """TxnOffsetCommit's checks, without changing anything (Kafka's validateOffsetCommit
+        for a transactional commit: a producer that sends no group metadata, generation -1 and
+        no member id, may commit whatever the group's state; otherwise the member and its
+        generation must be current; a rebalance in progress does not block it)."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.NONE if generation_id < 0 and not member_id else ErrorCode.ILLEGAL_GENERATION
+        return self._commit_error(group, member_id, group_instance_id, generation_id, transactional=True)
+
+    @delivers
+    def add_pending_txn_offsets(
+        self, group_id: str, producer_id: int, offsets: list[tuple[str, int, OffsetAndMetadata]]
+    ) -> None:
+        """Offsets written by TxnOffsetCommit (or found in the log during replay) wait for the
+        transaction's marker: :meth:`complete_txn`. Emits nothing (the broker wrote them)."""
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._create_group(group_id)
+        pending = group.pending_txn.setdefault(producer_id, {})
+        for topic, partition, value in offsets:
+            pending[(topic, partition)] = value
+
+    @delivers
+    def complete_txn(self, group_id: str, producer_id: int, commit: bool) -> bool:
+        """The marker of ``producer_id``'s transaction reached the group's partition: a commit
+        makes its pending offsets the committed ones, an abort drops them. Returns whether the
+        group had any. Emits nothing: the records and the marker are in the log already, and
+        a replay reaches the same state."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return False
+        pending = group.pending_txn.pop(producer_id, None)
+        if pending is None:
+            return False
+        if commit:
+            committed = [(t, p, v) for (t, p), v in pending.items()]
+            group.offsets.update(pending)
+            self._expire_no_later_than(group, committed)
+        self._schedule_expiry(group)
+        return True
+
+    def has_pending_txn(self, group_id: str, topic: str, partition: int) -> bool:
+        group = self._groups.get(group_id)
+        if group is None:
+            return False
+        return any((topic, partition) in offsets for offsets in group.pending_txn.values())
+
     @delivers
     def fetch_offsets(
-        self, group_id: str, partitions: list[tuple[str, int]] | None
+        self,
+        group_id: str,
+        partitions: list[tuple[str, int]] | None,
+        require_stable: bool = False,
     ) -> tuple[int, list[tuple[str, int, int, int, str | None, int]]]:
         """OffsetFetch: (offset, leader_epoch, metadata) per partition; -1 / -1 / "" when the
-        group has no commit for it. `partitions=None` lists every committed partition."""
+        group has no commit for it. `partitions=None` lists every committed partition. With
+        ``require_stable`` (KIP-447), a partition with a transactional commit waiting for its
+        marker answers UNSTABLE_OFFSET_COMMIT and the client asks again."""
         group = self._groups.get(group_id)
         stored = group.offsets if group is not None else {}
         wanted = list(stored) if partitions is None else partitions
+        unstable: set[tuple[str, int]] = set()
+        if require_stable and group is not None:
+            for offsets in group.pending_txn.values():
+                unstable.update(offsets)
         out: list[tuple[str, int, int, int, str | None, int]] = []
         for topic, partition in wanted:
             value = stored.get((topic, partition))
-            if value is None:
+            if (topic, partition) in unstable:
+                out.append((topic, partition, -1, -1, "", ErrorCode.UNSTABLE_OFFSET_COMMIT))
+            elif value is None:
                 out.append((topic, partition, -1, -1, "", ErrorCode.NONE))
             else:
                 out.append(
@@ -172,7 +243,7 @@ class GroupOffsets(CoordinatorCore):
         """When the group next needs an expiry pass: its first offset to expire, or (Empty,
         no offsets, nobody pending) its deletion."""
         if group.state is EMPTY and not group.offsets:
-            if group.pending_members:
+            if group.pending_members or group.pending_txn:
                 return None
             return max(group.state_timestamp, 0) + self.config.offsets_retention_check_interval_ms
         base = group.offset_expiry_base()

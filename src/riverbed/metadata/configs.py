@@ -191,6 +191,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("group.initial.rebalance.delay.ms", T.INT, "3000", at_least(0)),
             ConfigDef("group.consumer.session.timeout.ms", T.INT, "45000", at_least(1)),
             ConfigDef("group.consumer.heartbeat.interval.ms", T.INT, "5000", at_least(1)),
+            ConfigDef("transaction.max.timeout.ms", T.INT, "900000", at_least(1)),
+            ConfigDef("transactional.id.expiration.ms", T.INT, "604800000", at_least(1)),
+            ConfigDef("transaction.abort.timed.out.transaction.cleanup.interval.ms", T.INT, "10000", at_least(1)),
+            ConfigDef("producer.id.expiration.ms", T.INT, "86400000", at_least(1)),
         ]
     },
 }

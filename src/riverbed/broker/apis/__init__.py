@@ -15,6 +15,7 @@ from . import (
     produce,
     producer_ids,
     topics,
+    txns,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ API_HANDLERS: dict[int, ApiHandler] = {
     20: topics.handle_delete_topics,
     21: topics.handle_delete_records,
     22: producer_ids.handle_init_producer_id,
+    24: txns.handle_add_partitions_to_txn,
+    25: txns.handle_add_offsets_to_txn,
+    26: txns.handle_end_txn,
+    28: txns.handle_txn_offset_commit,
     32: configs.handle_describe_configs,
     33: configs.handle_alter_configs,
     37: topics.handle_create_partitions,
@@ -46,6 +51,9 @@ API_HANDLERS: dict[int, ApiHandler] = {
     44: configs.handle_incremental_alter_configs,
     47: groups.handle_offset_delete,
     60: metadata.handle_describe_cluster,
+    61: txns.handle_describe_producers,
+    65: txns.handle_describe_transactions,
+    66: txns.handle_list_transactions,
     68: consumer_groups.handle_consumer_group_heartbeat,
     69: consumer_groups.handle_consumer_group_describe,
 }

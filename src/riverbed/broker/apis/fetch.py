@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
+from riverbed.protocol.records.batch import iter_batches
 from riverbed.server.handler import ConnectionInfo
+from riverbed.storage.api import PartitionLog
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -61,16 +63,22 @@ def _read_all(broker: Broker, version: int, req: FetchRequest) -> tuple[FetchRes
                 continue
             limit = min(fp.partition_max_bytes, remaining)
             try:
-                result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one)
+                if read_committed:  # stop at the last stable offset (open transactions)
+                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one, isolation_upper=plog.last_stable_offset)
+                else:
+                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one)
             except KafkaError as exc:
                 pd = _partition_error(fp.partition, exc.code)
                 pd.high_watermark = plog.high_watermark
-                pd.last_stable_offset = plog.high_watermark
+                pd.last_stable_offset = plog.last_stable_offset
                 pd.log_start_offset = plog.log_start_offset
                 parts.append(pd)
                 errors = True
                 continue
             size = len(result.records)
+            aborted: list[Resp.AbortedTransaction] | None = None
+            if read_committed:
+                aborted = [Resp.AbortedTransaction(producer_id=pid, first_offset=first) for pid, first in _aborted(plog, fp.fetch_offset, result.records)]
             if size:
                 min_one = False
                 remaining -= size
@@ -82,13 +90,24 @@ def _read_all(broker: Broker, version: int, req: FetchRequest) -> tuple[FetchRes
                     high_watermark=result.high_watermark,
                     last_stable_offset=result.last_stable_offset,
                     log_start_offset=result.log_start_offset,
-                    aborted_transactions=[] if read_committed else None,
+                    aborted_transactions=aborted,
                     preferred_read_replica=-1,
                     records=result.records,
                 )
             )
     resp = FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=topics_out)
     return resp, total, errors
+
+
+def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview) -> list[tuple[int, int]]:
+    """The aborted transactions a read_committed consumer needs to filter ``records``: those
+    whose marker is at or after the fetch offset and which began before the data's end."""
+    if not records:
+        return []
+    end = fetch_offset
+    for header in iter_batches(records):
+        end = header.next_offset
+    return plog.aborted_transactions(fetch_offset, end)
 
 
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
@@ -109,12 +128,23 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchRe
             if plog is not None:
                 interest.append((plog, fp.fetch_offset))
     need = max(req.min_bytes, 1)
-    seen = [plog.high_watermark for plog, _ in interest]
+    # what makes data readable: the high watermark, or the last stable offset for read_committed
+    if req.isolation_level == READ_COMMITTED:
+
+        def visible(plog: PartitionLog) -> int:
+            return plog.last_stable_offset
+
+    else:
+
+        def visible(plog: PartitionLog) -> int:
+            return plog.high_watermark
+
+    seen = [visible(plog) for plog, _ in interest]
 
     def ready() -> bool:
         """New data (or a truncation) on any requested partition since the last read."""
-        for (plog, offset), hw in zip(interest, seen, strict=True):
-            if plog.high_watermark != hw or offset < plog.log_start_offset:
+        for (plog, offset), end in zip(interest, seen, strict=True):
+            if visible(plog) != end or offset < plog.log_start_offset:
                 return True
         return False
 
@@ -131,6 +161,6 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchRe
         resp, total, errors = _read_all(broker, version, req)
         if errors or total >= need:
             return resp
-        seen = [plog.high_watermark for plog, _ in interest]
+        seen = [visible(plog) for plog, _ in interest]
     resp, _, _ = _read_all(broker, version, req)
     return resp

@@ -52,7 +52,9 @@ def handle_find_coordinator(broker: Broker, conn: ConnectionInfo, version: int, 
 
     def answer(key: str) -> tuple[int, str | None]:
         if req.key_type == TXN_KEY:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported by this broker yet"
+            if not key:
+                return ErrorCode.INVALID_REQUEST, "the transactional id must not be empty"
+            return 0, None
         if req.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown key type {req.key_type}"
         return 0, None

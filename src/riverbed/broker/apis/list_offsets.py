@@ -31,7 +31,8 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
             if ts == EARLIEST:
                 out.offset = plog.log_start_offset
             elif ts == LATEST:
-                out.offset = plog.high_watermark  # = last stable offset until transactions exist
+                # read_committed (isolation level 1) stops at the last stable offset
+                out.offset = plog.last_stable_offset if req.isolation_level == 1 else plog.high_watermark
             elif ts == MAX_TIMESTAMP:
                 if version < 7:
                     out.error_code = ErrorCode.UNSUPPORTED_VERSION
@@ -42,6 +43,7 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
                 out.error_code = ErrorCode.UNSUPPORTED_VERSION if ts == -4 or ts == -5 else ErrorCode.INVALID_REQUEST
             else:
                 found = plog.offset_for_timestamp(ts)
-                if found is not None and found[0] < plog.high_watermark:
+                upper = plog.last_stable_offset if req.isolation_level == 1 else plog.high_watermark
+                if found is not None and found[0] < upper:
                     out.offset, out.timestamp = found
     return ListOffsetsResponse(throttle_time_ms=0, topics=topics_out)
