@@ -5,7 +5,7 @@ state across a broker restart."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +53,15 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str, expect
         return got
     finally:
         c.close()
+
+
+def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def end_offsets(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
@@ -301,3 +310,35 @@ def test_abandoned_transaction_aborts_after_its_timeout(tmp_path: Path, topic_na
         assert desc.state == "CompleteAbort"
         with pytest.raises(KafkaException):
             p.commit_transaction(10)  # the producer was fenced by the abort's epoch bump
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+def test_restart_between_prepare_and_complete_finishes_the_outcome(tmp_path: Path, topic_name: str, commit: bool) -> None:
+    """The broker stops after writing PrepareCommit/PrepareAbort but before any marker (the
+    marker writer is switched off to stop it there): the client was told the outcome, and
+    after the restart the coordinator writes the markers, on every partition."""
+    data = tmp_path / "data"
+    with EmbeddedBroker(data) as broker:
+        b = broker.bootstrap
+        create_topics(b, NewTopic(topic_name, 3, 1))
+        p = txn_producer(b, "tx-prepare")
+        p.begin_transaction()
+        for i in range(9):
+            p.produce(topic_name, value=f"v{i}".encode(), partition=i % 3)
+        p.flush(10)
+        broker.broker.txns._write_markers = lambda event: None  # "crash" after the prepare record
+        if commit:
+            p.commit_transaction(20)
+        else:
+            p.abort_transaction(20)
+        (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["tx-prepare"])
+        assert desc.state == ("PrepareCommit" if commit else "PrepareAbort")
+        assert end_offsets(b, topic_name, 0)[0] == 0  # nothing stable yet
+    with EmbeddedBroker(data) as broker:
+        b = broker.bootstrap
+        (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["tx-prepare"])
+        assert desc.state == ("CompleteCommit" if commit else "CompleteAbort")
+        for partition in range(3):  # 3 records + the marker, once the marker is durable
+            assert wait_until(lambda p=partition: end_offsets(b, topic_name, p) == (4, 4), 10), end_offsets(b, topic_name, partition)
+        values = read_all(b, topic_name, 3, "read_committed", expected=9 if commit else 0, timeout=5)
+        assert sorted(values) == (sorted(f"v{i}".encode() for i in range(9)) if commit else [])
