@@ -28,6 +28,7 @@ from riverbed.protocol.messages.init_producer_id import (
     InitProducerIdResponse,
 )
 from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
+from riverbed.protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
 from riverbed.protocol.messages.txn_offset_commit import (
     TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
@@ -173,7 +174,17 @@ def test_txn_offset_commit_from_a_fenced_producer(w: Wire, topic_name: str) -> N
         assert isinstance(r, TxnOffsetCommitResponse)
         return r.topics[0].partitions[0].error_code
 
+    def fetch(require_stable: bool) -> tuple[int, int]:
+        req = OffsetFetchRequest(group_id="g", topics=[OffsetFetchRequest.OffsetFetchRequestTopic(name=topic_name, partition_indexes=[0])], require_stable=require_stable)
+        r = w.request(req, 7)
+        assert isinstance(r, OffsetFetchResponse)
+        part = r.topics[0].partitions[0]
+        return part.committed_offset, part.error_code
+
     assert commit(epoch) == 0
+    # pending until the marker: read_committed consumers (require_stable) are told to retry
+    assert fetch(require_stable=False) == (-1, 0)
+    assert fetch(require_stable=True) == (-1, ErrorCode.UNSTABLE_OFFSET_COMMIT)
     # a new instance fences the first one: its open transaction is aborted first
     # (CONCURRENT_TRANSACTIONS), then the retry gets the new epoch
     err, _, _ = init(w, "t")
@@ -182,3 +193,4 @@ def test_txn_offset_commit_from_a_fenced_producer(w: Wire, topic_name: str) -> N
     assert err == 0 and new_epoch > epoch
     assert commit(epoch) == ErrorCode.PRODUCER_FENCED
     assert commit(epoch, version=2) == ErrorCode.INVALID_PRODUCER_EPOCH
+    assert fetch(require_stable=True) == (-1, 0)  # aborted: nothing pending, nothing committed

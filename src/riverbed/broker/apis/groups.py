@@ -222,9 +222,9 @@ async def _when_durable(broker: Broker, groups: list[str], resp: M) -> M:
     return resp
 
 
-def _fetch_group(broker: Broker, group_id: str, topics: list[tuple[str, list[int]]] | None) -> tuple[int, dict[str, list[tuple[int, int, int, str | None, int]]]]:
+def _fetch_group(broker: Broker, group_id: str, topics: list[tuple[str, list[int]]] | None, require_stable: bool = False) -> tuple[int, dict[str, list[tuple[int, int, int, str | None, int]]]]:
     partitions = None if topics is None else [(name, p) for name, ps in topics for p in ps]
-    err, rows = broker.groups.coordinator.fetch_offsets(group_id, partitions)
+    err, rows = broker.groups.coordinator.fetch_offsets(group_id, partitions, require_stable)
     out: dict[str, list[tuple[int, int, int, str | None, int]]] = {}
     for topic, partition, offset, epoch, metadata, perr in rows:
         out.setdefault(topic, []).append((partition, offset, epoch, metadata, perr))
@@ -237,7 +237,7 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
         groups = []
         for g in req.groups:
             topics = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
-            err, rows = _fetch_group(broker, g.group_id, topics)
+            err, rows = _fetch_group(broker, g.group_id, topics, req.require_stable)
             if version >= 9 and broker.groups.consumer.has_group(g.group_id) and g.member_id is not None:
                 check = broker.groups.consumer.fetch_allowed(g.group_id, g.member_id, g.member_epoch)
                 if check:
@@ -254,7 +254,7 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
             )
         return R(throttle_time_ms=0, groups=groups)
     topics = None if req.topics is None else [(t.name, list(t.partition_indexes)) for t in req.topics]
-    err, rows = _fetch_group(broker, req.group_id, topics)
+    err, rows = _fetch_group(broker, req.group_id, topics, version >= 7 and req.require_stable)
     return R(
         throttle_time_ms=0,
         error_code=err,
