@@ -326,7 +326,10 @@ def test_restart_between_prepare_and_complete_finishes_the_outcome(tmp_path: Pat
         for i in range(9):
             p.produce(topic_name, value=f"v{i}".encode(), partition=i % 3)
         p.flush(10)
-        broker.broker.txns._write_markers = lambda event: None  # "crash" after the prepare record
+        async def no_markers(event: object, prepare: object) -> None:
+            return None
+
+        broker.broker.txns._complete = no_markers  # "crash" after the prepare record
         if commit:
             p.commit_transaction(20)
         else:
@@ -336,8 +339,13 @@ def test_restart_between_prepare_and_complete_finishes_the_outcome(tmp_path: Pat
         assert end_offsets(b, topic_name, 0)[0] == 0  # nothing stable yet
     with EmbeddedBroker(data) as broker:
         b = broker.bootstrap
-        (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["tx-prepare"])
-        assert desc.state == ("CompleteCommit" if commit else "CompleteAbort")
+
+        def state() -> str:
+            (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["tx-prepare"])
+            return str(desc.state)
+
+        # the markers are written again at start-up, once the Prepare record is durable
+        assert wait_until(lambda: state() == ("CompleteCommit" if commit else "CompleteAbort"), 10), state()
         for partition in range(3):  # 3 records + the marker, once the marker is durable
             assert wait_until(lambda p=partition: end_offsets(b, topic_name, p) == (4, 4), 10), end_offsets(b, topic_name, partition)
         values = read_all(b, topic_name, 3, "read_committed", expected=9 if commit else 0, timeout=5)

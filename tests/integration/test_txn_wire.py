@@ -3,11 +3,13 @@ and the log and the coordinator stay consistent."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from riverbed.coordinator.offsets_log import partition_for
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.add_offsets_to_txn import (
     AddOffsetsToTxnRequest,
@@ -189,8 +191,69 @@ def test_txn_offset_commit_from_a_fenced_producer(w: Wire, topic_name: str) -> N
     # (CONCURRENT_TRANSACTIONS), then the retry gets the new epoch
     err, _, _ = init(w, "t")
     assert err == ErrorCode.CONCURRENT_TRANSACTIONS
-    err, _, new_epoch = init(w, "t")
+    for _ in range(100):  # clients retry until the abort is complete
+        err, _, new_epoch = init(w, "t")
+        if err != ErrorCode.CONCURRENT_TRANSACTIONS:
+            break
+        time.sleep(0.02)
     assert err == 0 and new_epoch > epoch
     assert commit(epoch) == ErrorCode.PRODUCER_FENCED
     assert commit(epoch, version=2) == ErrorCode.INVALID_PRODUCER_EPOCH
     assert fetch(require_stable=True) == (-1, 0)  # aborted: nothing pending, nothing committed
+
+
+def test_txn_offset_commit_is_verified_with_the_coordinator(w: Wire, topic_name: str) -> None:
+    make_topic(w, topic_name)
+    _, pid, epoch = init(w, "t")
+
+    def commit(producer_id: int, group: str = "g") -> int:
+        req = TxnOffsetCommitRequest(
+            transactional_id="t",
+            group_id=group,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            topics=[TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic(name=topic_name, partitions=[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=5)])],
+        )
+        r = w.request(req, 3)
+        assert isinstance(r, TxnOffsetCommitResponse)
+        return r.topics[0].partitions[0].error_code
+
+    assert commit(pid) == ErrorCode.INVALID_TXN_STATE  # no AddOffsetsToTxn for the group
+    assert commit(pid + 1) == ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    resp = w.request(AddOffsetsToTxnRequest(transactional_id="t", producer_id=pid, producer_epoch=epoch, group_id="g"), 3)
+    assert isinstance(resp, AddOffsetsToTxnResponse) and resp.error_code == 0
+    assert commit(pid) == 0
+    other = next(g for g in (f"other-{i}" for i in range(1000)) if partition_for(g, 50) != partition_for("g", 50))
+    assert commit(pid, other) == ErrorCode.INVALID_TXN_STATE  # that group's partition is not in it
+
+
+def test_delete_records_on_internal_topics_is_refused(w: Wire) -> None:
+    from riverbed.protocol.messages.delete_records import (
+        DeleteRecordsRequest,
+        DeleteRecordsResponse,
+    )
+
+    _, pid, _ = init(w, "t")  # creates __transaction_state
+    req = DeleteRecordsRequest(
+        topics=[DeleteRecordsRequest.DeleteRecordsTopic(name="__transaction_state", partitions=[DeleteRecordsRequest.DeleteRecordsPartition(partition_index=partition_for("t", 50), offset=-1)])],
+        timeout_ms=5000,
+    )
+    resp = w.request(req, 2)
+    assert isinstance(resp, DeleteRecordsResponse)
+    assert resp.topics[0].partitions[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
+    assert init(w, "t")[1] == pid  # the id's state is intact
+
+
+def test_a_state_record_that_cannot_be_written_is_not_acknowledged(tmp_path: Path, topic_name: str) -> None:
+    """The __transaction_state log fails (closed here; a full disk in real life): the request
+    gets COORDINATOR_NOT_AVAILABLE and the coordinator keeps the state that is on disk."""
+    with EmbeddedBroker(tmp_path / "data") as broker, Wire(broker.bootstrap) as w:
+        make_topic(w, topic_name)
+        _, pid, epoch = init(w, "t")
+        plog = broker.broker.partition("__transaction_state", partition_for("t", 50))
+        broker.call(plog.close)
+        assert add_partitions(w, "t", pid, epoch, topic_name, [0]) == {0: ErrorCode.COORDINATOR_NOT_AVAILABLE}
+        (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["t"])
+        assert desc.state == "Empty" and desc.partitions == ()
+        assert init(w, "t")[0] == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert broker.call(broker.broker.txns.coordinator.snapshot, "t").producer_epoch == epoch

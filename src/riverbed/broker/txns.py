@@ -3,14 +3,17 @@
 * Calls: every request handler goes through :meth:`TxnService.call`, which runs one
   coordinator method and then carries out what it asked for, in order:
   ``TxnLogWrite`` -> one record of ``__transaction_state`` (Kafka's TransactionLog format,
-  ``coordinator/txn_log.py``) appended to the transactional id's partition;
-  ``WriteMarkers`` -> a COMMIT or ABORT control batch appended to every partition of the
-  transaction (``__consumer_offsets`` partitions included, which also settles the group's
-  pending transactional offsets), then ``markers_written`` tells the coordinator, which
-  writes the Complete state. On one broker the markers are written at once, so a
-  transaction is complete by the time EndTxn is answered.
-* Durability: the answer waits until every record appended during the call is durable
-  (:meth:`durable`), like OffsetCommit.
+  ``coordinator/txn_log.py``) appended to the transactional id's partition (if that append
+  fails, the id's previous state is restored and the client is told
+  COORDINATOR_NOT_AVAILABLE); ``WriteMarkers`` -> a task that waits until the Prepare
+  record is durable, appends a COMMIT or ABORT control batch to every partition of the
+  transaction, waits until those are durable, settles the group offsets of the
+  ``__consumer_offsets`` partitions among them, and calls ``markers_written``, which writes
+  the Complete state. Kafka orders these steps the same way, so a power cut can never leave
+  a marker without its Prepare record, or a Complete record without its markers.
+* Durability: the answer waits until every record appended during the call is durable, and
+  EndTxn also for its markers (:meth:`settle`), so a client told "committed" reads its
+  records with read_committed at once.
 * Time: the coordinator reports its next deadline (transaction timeouts, id expiry); one loop
   timer calls ``tick()`` then.
 * Recovery: at start-up ``__transaction_state`` is replayed into the coordinator
@@ -21,9 +24,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from riverbed.coordinator.offsets_log import OFFSETS_TOPIC
@@ -36,7 +41,7 @@ from riverbed.coordinator.txn_log import (
     txn_value,
 )
 from riverbed.coordinator.txn_types import TxnConfig, TxnEvent, TxnLogWrite, WriteMarkers
-from riverbed.protocol.errors import DecodeError, KafkaError
+from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.records.batch import InvalidBatch, iter_batches
 from riverbed.protocol.records.records import build_batch, decode_records
 from riverbed.storage.api import PartitionLog
@@ -54,6 +59,16 @@ _R = TypeVar("_R")
 #: (log, last offset appended) pairs an answer must wait for
 Pending = list[tuple[PartitionLog, int]]
 
+#: marker failures that no retry can fix
+_HOPELESS = {ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.PRODUCER_FENCED, ErrorCode.TRANSACTION_COORDINATOR_FENCED}
+
+
+@dataclass(slots=True)
+class Outcome:
+    pending: Pending
+    tasks: list[asyncio.Future[None]]
+    failed: bool
+
 
 class TxnService:
     def __init__(self, broker: Broker, config: TxnConfig | None = None, partitions: int = TXN_TOPIC_PARTITIONS) -> None:
@@ -64,6 +79,10 @@ class TxnService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._pending: Pending = []
+        self._new_tasks: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._failed: set[str] = set()
+        self._stopped = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -73,12 +92,16 @@ class TxnService:
             self._load()
         self.coordinator.finish_load()
         self._drain()
+        self._pending, self._new_tasks = [], []
         self.reschedule()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
 
     def _load(self) -> None:
         loaded = 0
@@ -113,25 +136,43 @@ class TxnService:
         log.info("replayed %d records of %s", loaded, TRANSACTION_STATE_TOPIC)
 
     # ------------------------------------------------------------------ calls
-    def call(self, fn: Callable[[], _R]) -> tuple[_R, Pending]:
-        """Run one coordinator call and carry out its events; returns its result and what
-        the answer must wait for."""
+    def call(self, transactional_id: str, fn: Callable[[], _R]) -> tuple[_R, Outcome]:
+        """Run one coordinator call for ``transactional_id`` and carry out its events.
+
+        Returns the call's result and an :class:`Outcome`: what the answer must wait for,
+        and whether a state record could not be written (then the id's previous state is
+        restored and the answer must be COORDINATOR_NOT_AVAILABLE, as Kafka answers when its
+        log append fails)."""
+        before = self.coordinator.snapshot(transactional_id)
         result = fn()
         self._drain()
         pending, self._pending = self._pending, []
+        tasks, self._new_tasks = self._new_tasks, []
+        failed = transactional_id in self._failed
+        if failed:
+            self._failed.clear()
+            self.coordinator.load(transactional_id, before)
         self.reschedule()
-        return result, pending
+        return result, Outcome(pending, tasks, failed)
 
     def _drain(self) -> None:
         while self._events:
             event = self._events.popleft()
-            try:
-                if isinstance(event, TxnLogWrite):
+            if event.transactional_id in self._failed:
+                continue  # its state record was not written: nothing after it may happen
+            if isinstance(event, TxnLogWrite):
+                try:
                     self._write_state(event)
-                elif isinstance(event, WriteMarkers):
-                    self._write_markers(event)
-            except Exception:  # pragma: no cover - a storage failure must not stop the broker
-                log.exception("could not carry out %r", event)
+                except Exception:  # the log is closed or failed (disk full, I/O error)
+                    log.exception("could not write the state of transactional id %r", event.transactional_id)
+                    self._failed.add(event.transactional_id)
+            elif isinstance(event, WriteMarkers):
+                # Markers only once the Prepare record is durable (Kafka sends them from the
+                # append's callback); then Complete only once every marker is durable.
+                task = asyncio.ensure_future(self._complete(event, list(self._pending)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                self._new_tasks.append(task)
         self.broker.notify()
 
     def _state_log(self, transactional_id: str) -> PartitionLog:
@@ -149,28 +190,65 @@ class TxnService:
         info = plog.append(batch, now_ms=now)
         self._pending.append((plog, info.last_offset))
 
-    def _write_markers(self, event: WriteMarkers) -> None:
-        now = self.broker.now_ms()
-        epoch = self.coordinator.coordinator_epoch
-        for topic, partition in event.partitions:
-            plog = self.broker.partition(topic, partition)
-            if plog is None:  # the topic was deleted meanwhile
-                continue
-            try:
-                info = plog.append_marker(event.producer_id, event.producer_epoch, event.commit, epoch, now_ms=now)
-            except KafkaError as exc:
-                log.warning("%s-%d: no %s marker for producer %d: %s", topic, partition, "COMMIT" if event.commit else "ABORT", event.producer_id, exc)
-                continue
-            self._pending.append((plog, info.last_offset))
+    async def _complete(self, event: WriteMarkers, prepare: Pending) -> None:
+        """Write the transaction's markers once its Prepare record is durable, then tell the
+        coordinator once they are durable. A partition whose log refuses the marker for a
+        reason that cannot go away (a newer producer epoch there) is logged and skipped;
+        other failures (storage) are retried with backoff."""
+        await self.durable(prepare)
+        kind = "COMMIT" if event.commit else "ABORT"
+        remaining = list(event.partitions)
+        written: list[tuple[PartitionLog, int, str, int]] = []
+        backoff = 0.05
+        while remaining and not self._stopped:
+            retry: list[tuple[str, int]] = []
+            now = self.broker.now_ms()
+            for topic, partition in remaining:
+                plog = self.broker.partition(topic, partition)
+                if plog is None:  # the topic was deleted meanwhile
+                    continue
+                try:
+                    info = plog.append_marker(event.producer_id, event.producer_epoch, event.commit, self.coordinator.coordinator_epoch, now_ms=now)
+                except KafkaError as exc:
+                    if exc.code in _HOPELESS:
+                        log.error("%s-%d: no %s marker for producer %d: %s", topic, partition, kind, event.producer_id, exc)
+                    else:
+                        log.warning("%s-%d: %s marker for producer %d failed, will retry: %s", topic, partition, kind, event.producer_id, exc)
+                        retry.append((topic, partition))
+                    continue
+                written.append((plog, info.last_offset, topic, partition))
+            self.broker.notify()
+            remaining = retry
+            if remaining:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        await self.durable([(plog, last) for plog, last, _, _ in written])
+        if self._stopped:
+            return
+        for _, _, topic, partition in written:
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.complete_txn(partition, event.producer_id, event.commit)
         self.coordinator.markers_written(event.transactional_id, event.producer_id, event.producer_epoch)
+        self._drain()
+        pending, self._pending = self._pending, []
+        self._failed.clear()
+        self.reschedule()
+        await self.durable(pending)
 
     async def durable(self, pending: Pending) -> None:
         """Wait until every (log, offset) in ``pending`` is below its high watermark."""
         if all(plog.high_watermark > last for plog, last in pending):
             return
         await self.broker.wait_until(lambda: all(plog.high_watermark > last for plog, last in pending))
+
+    async def settle(self, outcome: Outcome, markers_timeout_s: float = 30.0) -> None:
+        """What an answer waits for: the records written by the call, and (up to
+        ``markers_timeout_s``) the markers it started; the outcome is decided once the
+        Prepare record is durable, so a slow marker does not turn the answer into an error."""
+        await self.durable(outcome.pending)
+        if outcome.tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*outcome.tasks)), markers_timeout_s)
 
     # ------------------------------------------------------------------ timers
     def reschedule(self) -> None:
@@ -196,5 +274,6 @@ class TxnService:
         except Exception:  # pragma: no cover - a bug in the coordinator must not stop the broker
             log.exception("transaction coordinator tick failed")
         self._drain()
-        self._pending = []
+        self._pending, self._new_tasks = [], []
+        self._failed.clear()  # a timed-out abort whose record failed is retried by the next sweep
         self.reschedule()

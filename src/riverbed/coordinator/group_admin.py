@@ -84,6 +84,10 @@ class GroupAdmin(GroupOffsets):
         Stable and every member must heartbeat within its session timeout from now."""
         old = self._groups.get(group_id)
         offsets = old.offsets if old is not None else {}
+        # transactional offsets waiting for their marker survive a metadata record (a
+        # rebalance during a transaction), as Kafka keeps them apart from the group
+        pending_txn = old.pending_txn if old is not None else {}
+        offset_seq = old.offset_seq if old is not None else {}
         if old is not None:
             # Only possible if the log is replayed while serving: parked requests start over.
             retry = ErrorCode.REBALANCE_IN_PROGRESS
@@ -93,13 +97,13 @@ class GroupAdmin(GroupOffsets):
                 member.join_reply = member.sync_reply = None
             self._forget(old)
         if snapshot is None:
-            if offsets:  # offsets committed after the group was deleted live on
+            if offsets or pending_txn:  # offsets committed after the group was deleted live on
                 group = self._create_group(group_id)
-                group.offsets = offsets
+                group.offsets, group.pending_txn, group.offset_seq = offsets, pending_txn, offset_seq
                 self._check_expiry_soon(group)
             return
         group = self._create_group(group_id)
-        group.offsets = offsets
+        group.offsets, group.pending_txn, group.offset_seq = offsets, pending_txn, offset_seq
         group.protocol_type = snapshot.protocol_type or None
         group.generation = snapshot.generation
         group.protocol = snapshot.protocol

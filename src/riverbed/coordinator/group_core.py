@@ -81,6 +81,11 @@ class CoordinatorCore:
         self._outbox: deque[Callable[[], None]] = deque()
         self._flushing = False
         self._now = clock()
+        self._write_seq = 0  # counts offset writes (committed or transactional), in log order
+
+    def _next_seq(self) -> int:
+        self._write_seq += 1
+        return self._write_seq
 
     def group_snapshot(self, group_id: str) -> GroupSnapshot | None:
         """The group as it would be persisted now (None for an unknown group)."""

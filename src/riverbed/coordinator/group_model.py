@@ -107,8 +107,13 @@ class Group:
     pending_sync: set[str] = field(default_factory=set)  # members yet to SyncGroup this gen
     subscribed: set[str] | None = None  # topics of the current generation, None if unknown
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
-    # TxnOffsetCommit: producer id -> offsets waiting for the transaction's marker
-    pending_txn: dict[int, dict[tuple[str, int], OffsetAndMetadata]] = field(default_factory=dict)
+    # TxnOffsetCommit: producer id -> offsets waiting for the transaction's marker, each with
+    # the order in which it was written (see offset_seq)
+    pending_txn: dict[int, dict[tuple[str, int], tuple[int, OffsetAndMetadata]]] = field(default_factory=dict)
+    # the write order of each committed offset (the coordinator's counter, which follows the
+    # group's __consumer_offsets partition): a transaction's offsets replace a committed one
+    # only if they were written after it, as Kafka compares the records' log offsets
+    offset_seq: dict[tuple[str, int], int] = field(default_factory=dict)
     # join phase bookkeeping (Kafka's DelayedJoin / InitialDelayedJoin)
     initial_delay_phase: bool = False
     initial_delay_remaining_ms: int = 0

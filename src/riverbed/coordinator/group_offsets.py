@@ -59,6 +59,7 @@ class GroupOffsets(CoordinatorCore):
                 continue
             value = OffsetAndMetadata(offset, leader_epoch, text, now)
             group.offsets[(topic, partition)] = value
+            group.offset_seq[(topic, partition)] = self._next_seq()
             committed.append((topic, partition, value))
             results.append((topic, partition, ErrorCode.NONE))
         if committed:
@@ -104,7 +105,9 @@ class GroupOffsets(CoordinatorCore):
         generation must be current; a rebalance in progress does not block it)."""
         group = self._groups.get(group_id)
         if group is None:
-            return ErrorCode.NONE if generation_id < 0 and not member_id else ErrorCode.ILLEGAL_GENERATION
+            if member_id or group_instance_id is not None:
+                return ErrorCode.UNKNOWN_MEMBER_ID
+            return ErrorCode.NONE if generation_id < 0 else ErrorCode.ILLEGAL_GENERATION
         return self._commit_error(group, member_id, group_instance_id, generation_id, transactional=True)
 
     @delivers
@@ -118,7 +121,7 @@ class GroupOffsets(CoordinatorCore):
             group = self._create_group(group_id)
         pending = group.pending_txn.setdefault(producer_id, {})
         for topic, partition, value in offsets:
-            pending[(topic, partition)] = value
+            pending[(topic, partition)] = (self._next_seq(), value)
 
     @delivers
     def complete_txn(self, group_id: str, producer_id: int, commit: bool) -> bool:
@@ -133,8 +136,14 @@ class GroupOffsets(CoordinatorCore):
         if pending is None:
             return False
         if commit:
-            committed = [(t, p, v) for (t, p), v in pending.items()]
-            group.offsets.update(pending)
+            # Kafka's completePendingTxnOffsetCommit: a transactional offset replaces the
+            # committed one only if it was written after it
+            committed = []
+            for (t, p), (seq, value) in pending.items():
+                if group.offset_seq.get((t, p), 0) < seq:
+                    group.offsets[(t, p)] = value
+                    group.offset_seq[(t, p)] = seq
+                    committed.append((t, p, value))
             self._expire_no_later_than(group, committed)
         self._schedule_expiry(group)
         return True
@@ -201,6 +210,7 @@ class GroupOffsets(CoordinatorCore):
             if group.is_subscribed(topic):
                 results.append((topic, partition, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC))
                 continue
+            group.offset_seq.pop((topic, partition), None)
             if group.offsets.pop((topic, partition), None) is not None:
                 deleted.append((topic, partition))
             results.append((topic, partition, ErrorCode.NONE))
@@ -221,8 +231,10 @@ class GroupOffsets(CoordinatorCore):
             group = self._create_group(group_id)
         if value is None:
             group.offsets.pop((topic, partition), None)
+            group.offset_seq.pop((topic, partition), None)
         else:
             group.offsets[(topic, partition)] = value
+            group.offset_seq[(topic, partition)] = self._next_seq()
         self._check_expiry_soon(group)
 
     def _expire_no_later_than(
@@ -283,6 +295,7 @@ class GroupOffsets(CoordinatorCore):
                     expired.append((topic, partition))
             for key in expired:
                 del group.offsets[key]
+                group.offset_seq.pop(key, None)
             if expired:
                 self._emit(OffsetsDeleted(group.group_id, expired))
         deadline = self._expiry_deadline(group)
@@ -301,6 +314,7 @@ class GroupOffsets(CoordinatorCore):
         if group.offsets:
             self._emit(OffsetsDeleted(group.group_id, list(group.offsets)))
             group.offsets.clear()
+            group.offset_seq.clear()
         self._transition(group, Trigger.DELETED)
         self._forget(group)
         self._emit(GroupDeleted(group.group_id))

@@ -38,6 +38,8 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
                     out.error_code = ErrorCode.UNSUPPORTED_VERSION
                     continue
                 off, stamp = plog.max_timestamp()
+                if req.isolation_level == 1 and off >= plog.last_stable_offset:
+                    off, stamp = -1, -1  # not visible to read_committed yet (Kafka does the same)
                 out.offset, out.timestamp = off, stamp
             elif ts < 0:
                 out.error_code = ErrorCode.UNSUPPORTED_VERSION if ts == -4 or ts == -5 else ErrorCode.INVALID_REQUEST

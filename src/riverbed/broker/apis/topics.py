@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from riverbed.metadata.configs import effective_topic_configs
+from riverbed.metadata.topics import is_internal
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.create_partitions import (
     CreatePartitionsRequest,
@@ -146,6 +147,9 @@ def handle_delete_records(broker: Broker, conn: ConnectionInfo, version: int, re
             plog = broker.partition(t.name, p.partition_index)
             if plog is None:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if is_internal(t.name):  # as Kafka: the coordinators' state must stay whole
+                res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION
                 continue
             try:
                 if p.offset < -1:

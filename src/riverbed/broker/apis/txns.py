@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from riverbed.coordinator.group_types import OffsetAndMetadata
 from riverbed.coordinator.offsets_log import OFFSETS_TOPIC, partition_for
+from riverbed.coordinator.txn_types import TxnState
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.add_offsets_to_txn import (
     AddOffsetsToTxnRequest,
@@ -48,9 +49,10 @@ from riverbed.protocol.messages.txn_offset_commit import (
 from riverbed.protocol.primitives import Message
 from riverbed.server.handler import ConnectionInfo
 
+from ..txns import Outcome
+
 if TYPE_CHECKING:
     from ..broker import Broker
-    from ..txns import Pending
 
 M = TypeVar("M", bound=Message)
 
@@ -62,27 +64,30 @@ def _fenced(code: int, version: int, first_fenced_version: int) -> int:
     return code
 
 
-def _when_durable(broker: Broker, pending: Pending, resp: M) -> M | asyncio.Future[M]:
-    if not pending:
+def _when_durable(broker: Broker, outcome: Outcome, resp: M) -> M | asyncio.Future[M]:
+    if not outcome.pending and not outcome.tasks:
         return resp
-    return asyncio.ensure_future(_wait(broker, pending, resp))
+    return asyncio.ensure_future(_wait(broker, outcome, resp))
 
 
-async def _wait(broker: Broker, pending: Pending, resp: M) -> M:
-    await broker.txns.durable(pending)
+async def _wait(broker: Broker, outcome: Outcome, resp: M) -> M:
+    await broker.txns.settle(outcome)
     return resp
+
+
+UNAVAILABLE = ErrorCode.COORDINATOR_NOT_AVAILABLE
 
 
 def init_transactional_producer(broker: Broker, version: int, req: InitProducerIdRequest) -> InitProducerIdResponse | asyncio.Future[InitProducerIdResponse]:
     txn_id = req.transactional_id
     assert txn_id is not None
     pid, epoch = (req.producer_id, req.producer_epoch) if version >= 3 else (-1, -1)
-    result, pending = broker.txns.call(lambda: broker.txns.coordinator.init_producer_id(txn_id, req.transaction_timeout_ms, pid, epoch))
-    error = _fenced(result.error_code, version, 4)
+    result, outcome = broker.txns.call(txn_id, lambda: broker.txns.coordinator.init_producer_id(txn_id, req.transaction_timeout_ms, pid, epoch))
+    error = UNAVAILABLE if outcome.failed else _fenced(result.error_code, version, 4)
     if error:
         return InitProducerIdResponse(throttle_time_ms=0, error_code=error, producer_id=-1, producer_epoch=-1)
     resp = InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=result.producer_id, producer_epoch=result.producer_epoch)
-    return _when_durable(broker, pending, resp)
+    return _when_durable(broker, outcome, resp)
 
 
 def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: int, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse | asyncio.Future[AddPartitionsToTxnResponse]:
@@ -95,21 +100,20 @@ def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: 
             errors[(name, p)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         elif topic.internal:
             errors[(name, p)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-    pending: Pending = []
+    outcome = Outcome([], [], False)
     if errors:  # as Kafka: nothing is added, the valid partitions are "not attempted"
         for key in wanted:
             errors.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
-        code, pending = broker.txns.call(
-            lambda: broker.txns.coordinator.add_partitions(req.v3_and_below_transactional_id, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted)
-        )
-        code = _fenced(code, version, 2)
+        tid = req.v3_and_below_transactional_id
+        code, outcome = broker.txns.call(tid, lambda: broker.txns.coordinator.add_partitions(tid, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted))
+        code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
         errors = {key: code for key in wanted}
     by_topic: dict[str, list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]] = {}
     for (name, p), code in errors.items():
         by_topic.setdefault(name, []).append(R.AddPartitionsToTxnPartitionResult(partition_index=p, partition_error_code=code))
     resp = R(throttle_time_ms=0, results_by_topic_v3_and_below=[R.AddPartitionsToTxnTopicResult(name=n, results_by_partition=ps) for n, ps in by_topic.items()])
-    return _when_durable(broker, pending, resp)
+    return _when_durable(broker, outcome, resp)
 
 
 def handle_add_offsets_to_txn(broker: Broker, conn: ConnectionInfo, version: int, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse | asyncio.Future[AddOffsetsToTxnResponse]:
@@ -117,13 +121,15 @@ def handle_add_offsets_to_txn(broker: Broker, conn: ConnectionInfo, version: int
         return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.INVALID_GROUP_ID)
     broker.groups.offsets_log(req.group_id)  # the markers need the partition to exist
     target = (OFFSETS_TOPIC, partition_for(req.group_id, broker.groups.partitions))
-    code, pending = broker.txns.call(lambda: broker.txns.coordinator.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch, target))
-    return _when_durable(broker, pending, AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=_fenced(code, version, 2)))
+    code, outcome = broker.txns.call(req.transactional_id, lambda: broker.txns.coordinator.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch, target))
+    code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
+    return _when_durable(broker, outcome, AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=code))
 
 
 def handle_end_txn(broker: Broker, conn: ConnectionInfo, version: int, req: EndTxnRequest) -> EndTxnResponse | asyncio.Future[EndTxnResponse]:
-    code, pending = broker.txns.call(lambda: broker.txns.coordinator.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed))
-    return _when_durable(broker, pending, EndTxnResponse(throttle_time_ms=0, error_code=_fenced(code, version, 2)))
+    code, outcome = broker.txns.call(req.transactional_id, lambda: broker.txns.coordinator.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed))
+    code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
+    return _when_durable(broker, outcome, EndTxnResponse(throttle_time_ms=0, error_code=code))
 
 
 def handle_txn_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse | asyncio.Future[TxnOffsetCommitResponse]:
@@ -148,6 +154,8 @@ def handle_txn_offset_commit(broker: Broker, conn: ConnectionInfo, version: int,
     code: int = ErrorCode.NONE
     if not req.group_id:
         code = ErrorCode.INVALID_GROUP_ID
+    elif verify := _verify_txn_offsets(broker, req):
+        code = _fenced(verify, version, 3)
     elif broker.groups.consumer.has_group(req.group_id):
         if member or generation >= 0:
             code = broker.groups.consumer.commit_allowed(req.group_id, member, generation, 9)
@@ -172,6 +180,22 @@ def handle_txn_offset_commit(broker: Broker, conn: ConnectionInfo, version: int,
     if code or not wanted:
         return resp
     return asyncio.ensure_future(_group_durable(broker, req.group_id, resp))
+
+
+def _verify_txn_offsets(broker: Broker, req: TxnOffsetCommitRequest) -> int:
+    """The transaction coordinator's view (KIP-890 verification, which Kafka 3.6+ does for
+    TxnOffsetCommit): the producer must own the transactional id at this epoch, and the
+    group's partition must be in its ongoing transaction (AddOffsetsToTxn first). Without
+    this, offsets of a transaction that never ends would stay pending for ever."""
+    snap = broker.txns.coordinator.snapshot(req.transactional_id)
+    if snap is None or snap.producer_id != req.producer_id:
+        return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+    if snap.producer_epoch != req.producer_epoch:
+        return ErrorCode.PRODUCER_FENCED
+    target = (OFFSETS_TOPIC, partition_for(req.group_id, broker.groups.partitions))
+    if snap.state != TxnState.ONGOING or target not in snap.partitions:
+        return ErrorCode.INVALID_TXN_STATE
+    return ErrorCode.NONE
 
 
 async def _group_durable(broker: Broker, group_id: str, resp: TxnOffsetCommitResponse) -> TxnOffsetCommitResponse:
