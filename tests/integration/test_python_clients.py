@@ -217,3 +217,20 @@ def test_aiokafka_transactions(broker: EmbeddedBroker, topic_name: str) -> None:
     assert sorted(committed) == [f"committed-{i}".encode() for i in range(5)]
     assert sorted(everything) == sorted([f"committed-{i}".encode() for i in range(5)] + [f"aborted-{i}".encode() for i in range(5)])
     assert offset == 5
+
+
+def test_kafka_python_describe_log_dirs(broker: EmbeddedBroker, topic_name: str) -> None:
+    from kafka import KafkaAdminClient
+
+    create_topics(broker.bootstrap, NewTopic(topic_name, 2, 1))
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        p.produce(topic_name, value=b"x" * 100, partition=i % 2)
+    assert p.flush(10) == 0
+    adm = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        resp = adm.describe_log_dirs()
+    finally:
+        adm.close()
+    text = repr(resp)
+    assert topic_name in text and str(broker.config.data_dir.resolve()) in text
