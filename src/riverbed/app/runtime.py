@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from riverbed.broker import Broker, BrokerConfig
 from riverbed.server import KafkaServer, ServerConfig
+from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
 
 log = logging.getLogger("riverbed")
@@ -30,7 +31,13 @@ class StartupInfo:
 class RiverbedApp:
     def __init__(self, config: BrokerConfig, *, shutdown_timeout: float = 10.0) -> None:
         self.config = config
-        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable, syncfs=config.flush_syncfs))
+        cleaner = CleanerConfig(
+            enabled=config.cleaner_enable,
+            backoff_ms=config.cleaner_backoff_ms,
+            dedupe_buffer_bytes=config.cleaner_dedupe_buffer_size,
+            io_max_bytes_per_second=config.cleaner_io_max_bytes_per_second,
+        )
+        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable, syncfs=config.flush_syncfs, cleaner=cleaner))
         self.server = KafkaServer(
             self.broker,
             ServerConfig(

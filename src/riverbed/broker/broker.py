@@ -21,7 +21,7 @@ from typing import Any
 
 from riverbed.coordinator.group_types import GroupConfig
 from riverbed.coordinator.txn_types import TxnConfig
-from riverbed.metadata.configs import BROKER_TO_TOPIC, effective_topic_configs
+from riverbed.metadata.configs import BROKER_TO_TOPIC, cleanup_policy, effective_topic_configs
 from riverbed.metadata.topics import Topic, TopicStore
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.framing import (
@@ -100,6 +100,7 @@ class Broker:
         self.groups.start()
         self.txns.start()  # after the groups: markers settle their pending offsets
         self._retention_task = asyncio.create_task(self._retention_loop())
+        self.logs.start_cleaner()  # log compaction, on its own thread
 
     async def stop(self) -> None:
         self.groups.stop()
@@ -110,6 +111,7 @@ class Broker:
             if not w.future.done():
                 w.future.set_result(None)
         self._waiters.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self.logs.stop_cleaner)
         await asyncio.get_running_loop().run_in_executor(None, self.logs.close)
 
     async def _retention_loop(self) -> None:
@@ -140,6 +142,7 @@ class Broker:
 
     def log_config(self, topic: Topic) -> LogConfig:
         c = self.topic_configs(topic)
+        delete, compact = cleanup_policy(c["cleanup.policy"])
         return LogConfig(
             segment_bytes=int(c["segment.bytes"]),
             segment_ms=int(c["segment.ms"]),
@@ -149,6 +152,12 @@ class Broker:
             flush_messages=int(c["flush.messages"]),
             flush_ms=int(c["flush.ms"]),
             max_message_bytes=int(c["max.message.bytes"]),
+            cleanup_delete=delete,
+            cleanup_compact=compact,
+            min_cleanable_dirty_ratio=float(c["min.cleanable.dirty.ratio"]),
+            min_compaction_lag_ms=int(c["min.compaction.lag.ms"]),
+            max_compaction_lag_ms=int(c["max.compaction.lag.ms"]),
+            delete_retention_ms=int(c["delete.retention.ms"]),
         )
 
     def partition(self, topic: str, index: int) -> PartitionLog | None:

@@ -26,6 +26,10 @@ class BrokerConfig:
     transaction_max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
     transactional_id_expiration_ms: int = 604_800_000  # transactional.id.expiration.ms
     transaction_abort_interval_ms: int = 10_000  # transaction.abort.timed.out.transaction.cleanup.interval.ms
+    cleaner_enable: bool = True  # log.cleaner.enable
+    cleaner_backoff_ms: int = 15_000  # log.cleaner.backoff.ms
+    cleaner_dedupe_buffer_size: int = 128 * 1024 * 1024  # log.cleaner.dedupe.buffer.size
+    cleaner_io_max_bytes_per_second: float = float("inf")  # log.cleaner.io.max.bytes.per.second
     flush_syncfs: bool = True  # one syncfs(2) per flush cycle before the per-file fsyncs
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)

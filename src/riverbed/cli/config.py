@@ -135,4 +135,12 @@ def load_config(
             cfg.transaction_abort_interval_ms = int(value)
         elif name == "producer.id.expiration.ms":
             cfg.producer_id_expiration_ms = int(value)
+        elif name == "log.cleaner.enable":
+            cfg.cleaner_enable = _bool(value)
+        elif name == "log.cleaner.backoff.ms":
+            cfg.cleaner_backoff_ms = int(value)
+        elif name == "log.cleaner.dedupe.buffer.size":
+            cfg.cleaner_dedupe_buffer_size = int(value)
+        elif name == "log.cleaner.io.max.bytes.per.second":
+            cfg.cleaner_io_max_bytes_per_second = float(value)
     return cfg, str(settings.get("log_level", "INFO")).upper()

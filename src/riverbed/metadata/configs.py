@@ -195,6 +195,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("transactional.id.expiration.ms", T.INT, "604800000", at_least(1)),
             ConfigDef("transaction.abort.timed.out.transaction.cleanup.interval.ms", T.INT, "10000", at_least(1)),
             ConfigDef("producer.id.expiration.ms", T.INT, "86400000", at_least(1)),
+            ConfigDef("log.cleaner.enable", T.BOOLEAN, "true"),
+            ConfigDef("log.cleaner.backoff.ms", T.LONG, "15000", at_least(0)),
+            ConfigDef("log.cleaner.dedupe.buffer.size", T.LONG, "134217728", at_least(1 << 20)),
+            ConfigDef("log.cleaner.io.max.bytes.per.second", T.DOUBLE, "1.7976931348623157E308", at_least(1)),
         ]
     },
 }
@@ -211,7 +215,26 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
             continue
         d.parse(raw)
         out[name] = raw
+    _check_compaction_lags(out)
     return out
+
+
+def _check_compaction_lags(configs: Mapping[str, str]) -> None:
+    """Kafka's cross-check: min.compaction.lag.ms may not exceed max.compaction.lag.ms."""
+    min_lag = int(configs.get("min.compaction.lag.ms", TOPIC_CONFIGS["min.compaction.lag.ms"].default))
+    max_lag = int(configs.get("max.compaction.lag.ms", TOPIC_CONFIGS["max.compaction.lag.ms"].default))
+    if min_lag > max_lag:
+        raise KafkaError(
+            ErrorCode.INVALID_CONFIG,
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})",
+        )
+
+
+def cleanup_policy(value: str) -> tuple[bool, bool]:
+    """(delete, compact) flags of a cleanup.policy value ("delete", "compact", "compact,delete")."""
+    parsed = TOPIC_CONFIGS["cleanup.policy"].parse(value)
+    assert isinstance(parsed, list)
+    return "delete" in parsed, "compact" in parsed
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,17 @@ from .api import (
     ProducerStateView,
     ReadResult,
 )
+from .cleaner import CleanerInfo, CleanStats
+from .cleaner_manager import CleanerConfig
 from .log import SegmentLog
 from .manager import LogManager
 from .memory import MemoryLog, MemoryLogStore
 
 __all__ = [
     "AppendInfo",
+    "CleanStats",
+    "CleanerConfig",
+    "CleanerInfo",
     "LogConfig",
     "LogManager",
     "LogStore",

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 DAY_MS = 24 * 3600 * 1000
+LONG_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,21 @@ class LogConfig:
     """flush.ms: with ``flush_messages > 1``, fsync a dirty log at least this often."""
     max_message_bytes: int = 1048588
     """max.message.bytes: the largest batch the broker accepts (informational here)."""
+    cleanup_delete: bool = True
+    """cleanup.policy contains ``delete``: retention.ms / retention.bytes delete segments."""
+    cleanup_compact: bool = False
+    """cleanup.policy contains ``compact``: the log cleaner keeps the latest record per key."""
+    min_cleanable_dirty_ratio: float = 0.5
+    """min.cleanable.dirty.ratio: clean a log once its dirty part is this share of it."""
+    min_compaction_lag_ms: int = 0
+    """min.compaction.lag.ms: a record stays uncompacted at least this long (by the largest
+    timestamp of its segment)."""
+    max_compaction_lag_ms: int = LONG_MAX
+    """max.compaction.lag.ms: a dirty record is compacted at most this long after it was
+    written, whatever the dirty ratio (also caps how long the active segment stays open)."""
+    delete_retention_ms: int = DAY_MS
+    """delete.retention.ms: tombstones and transaction markers stay this long after the
+    cleaner first saw them (their batch's delete horizon), then go."""
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 14:
@@ -80,6 +96,23 @@ class LogConfig:
             raise ValueError("flush_messages must be at least 1")
         if self.flush_ms < 0:
             raise ValueError("flush_ms must not be negative")
+        if not 0 <= self.min_cleanable_dirty_ratio <= 1:
+            raise ValueError("min_cleanable_dirty_ratio must be between 0 and 1")
+        if self.min_compaction_lag_ms < 0:
+            raise ValueError("min_compaction_lag_ms must not be negative")
+        if self.max_compaction_lag_ms < 1:
+            raise ValueError("max_compaction_lag_ms must be positive")
+        if self.delete_retention_ms < 0:
+            raise ValueError("delete_retention_ms must not be negative")
+
+    @property
+    def roll_ms(self) -> int:
+        """How old the active segment may get before a roll: segment.ms, or
+        max.compaction.lag.ms when compacting and smaller (Kafka's ``maxSegmentMs``), since
+        the cleaner never touches the active segment."""
+        if self.cleanup_compact:
+            return min(self.segment_ms, self.max_compaction_lag_ms)
+        return self.segment_ms
 
     @property
     def sync_appends(self) -> bool:
@@ -282,5 +315,9 @@ class LogStore(Protocol):
     def delete_topic(self, topic: str) -> int: ...
     def request_flush(self, log: PartitionLog) -> None: ...
     def run_retention(self, now_ms: int) -> None: ...
+    def start_cleaner(self) -> None:
+        """Start background compaction of ``cleanup.policy=compact`` logs (if any)."""
+        ...
+    def stop_cleaner(self) -> None: ...
     def flush_all(self) -> None: ...
     def close(self) -> None: ...

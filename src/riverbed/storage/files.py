@@ -21,6 +21,7 @@ DELETED_SUFFIX: Final = ".deleted"
 PARTITION_METADATA: Final = "partition.metadata"
 RECOVERY_CHECKPOINT: Final = "recovery-point-offset-checkpoint"
 CLEAN_SHUTDOWN: Final = ".clean-shutdown"
+CLEANER_CHECKPOINT: Final = "cleaner-offset-checkpoint"
 
 _TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _PARTITION_DIR_RE: Final = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d{1,9})$")
@@ -126,17 +127,30 @@ def read_partition_metadata(directory: Path) -> dict[str, str] | None:
 def write_recovery_checkpoint(
     data_dir: Path, entries: Iterable[tuple[str, int, int]], fsync: Fsync
 ) -> None:
-    rows = sorted(entries)
-    lines = ["0", str(len(rows))]
-    lines.extend(f"{topic} {partition} {offset}" for topic, partition, offset in rows)
-    atomic_write(data_dir / RECOVERY_CHECKPOINT, ("\n".join(lines) + "\n").encode("ascii"), fsync)
+    write_offset_checkpoint(data_dir / RECOVERY_CHECKPOINT, entries, fsync)
 
 
 def read_recovery_checkpoint(data_dir: Path) -> Mapping[tuple[str, int], int]:
     """{(topic, partition): recovery point}; empty when missing or malformed (which only
     makes recovery do more work, never less)."""
+    return read_offset_checkpoint(data_dir / RECOVERY_CHECKPOINT)
+
+
+def write_offset_checkpoint(
+    path: Path, entries: Iterable[tuple[str, int, int]], fsync: Fsync
+) -> None:
+    """Kafka's checkpoint layout: version, count, then ``topic partition offset`` lines;
+    written atomically."""
+    rows = sorted(entries)
+    lines = ["0", str(len(rows))]
+    lines.extend(f"{topic} {partition} {offset}" for topic, partition, offset in rows)
+    atomic_write(path, ("\n".join(lines) + "\n").encode("ascii"), fsync)
+
+
+def read_offset_checkpoint(path: Path) -> Mapping[tuple[str, int], int]:
+    """{(topic, partition): offset}; empty when missing or malformed."""
     try:
-        lines = (data_dir / RECOVERY_CHECKPOINT).read_text("ascii").splitlines()
+        lines = path.read_text("ascii").splitlines()
     except (OSError, UnicodeDecodeError):
         return {}
     try:

@@ -41,6 +41,16 @@ from riverbed.protocol.records.batch import (
 from riverbed.protocol.records.records import build_control_batch
 
 from .api import AppendInfo, LogConfig, OffsetOutOfRange, ProducerStateView, ReadResult
+from .cleaner import (
+    DEFAULT_DEDUPE_BUFFER_BYTES,
+    CleanerInfo,
+    CleanerState,
+    CleanerView,
+    CleanStats,
+    Throttler,
+    clean_log,
+    cleaner_info,
+)
 from .files import (
     Fsync,
     atomic_write,
@@ -55,6 +65,7 @@ from .producer_state import (
 )
 from .recovery import adopt_as_active, recover_partition
 from .segment import Segment
+from .swap import SwapManifest, apply_swap, commit_swap, finish_swap
 from .txn_index import AbortedTxn, collect_aborted
 
 logger = logging.getLogger(__name__)
@@ -119,6 +130,8 @@ class SegmentLog:
         producer state after a truncation."""
         self._pending_snapshot: tuple[int, bytes] | None = None
         """A snapshot taken at a roll or truncation that the next flush cycle writes."""
+        self.cleaner_state = CleanerState()
+        """The log cleaner's memory of this log (first dirty offset, last clean)."""
 
     # -- construction ----------------------------------------------------------------------
 
@@ -420,7 +433,7 @@ class SegmentLog:
             last = base + delta
             segment = self._segments[-1]
             if not segment.can_hold(nbytes, last, config.segment_bytes) or (
-                segment.size and now_ms - segment.first_append_ms > config.segment_ms
+                segment.size and now_ms - segment.first_append_ms > config.roll_ms
             ):
                 segment = self._roll_locked(now_ms)
                 soon = not self._flush_requested
@@ -616,6 +629,9 @@ class SegmentLog:
                     self._durable = target
                 if self._config.flush_messages == 1 and target > self._hw:
                     self._hw = target
+                    # forget completed transactions the HW has passed, even on a log that
+                    # nobody reads (the LSO computation is what trims them otherwise)
+                    self.producers.first_unstable_offset(self._hw)
             return advanced, bool(finalize)
 
     # -- log start, retention, truncation ----------------------------------------------------
@@ -675,19 +691,25 @@ class SegmentLog:
         active = self._segments[-1]
         if not active.size:
             return False
-        expired = config.retention_ms >= 0 and (
-            now_ms - active.largest_timestamp > config.retention_ms
+        expired = (
+            config.cleanup_delete
+            and config.retention_ms >= 0
+            and now_ms - active.largest_timestamp > config.retention_ms
         )
-        return now_ms - active.first_append_ms > config.segment_ms or (
+        return now_ms - active.first_append_ms > config.roll_ms or (
             expired and active.next_offset <= self._hw
         )
 
     def _deletable_for_retention_locked(self, now_ms: int) -> int:
-        """How many of the oldest segments retention (or the log start offset) removes."""
+        """How many of the oldest segments retention (or the log start offset) removes.
+        Time and size retention apply only when cleanup.policy contains ``delete`` (a
+        compact-only log, such as ``__consumer_offsets``, keeps every segment)."""
         config = self._config
         segments = self._segments
         limit = len(segments) - 1  # never the active segment
         n = 0
+        if not config.cleanup_delete:
+            return self._count_below_log_start_locked(0)
         if config.retention_ms >= 0:
             while (
                 n < limit
@@ -806,6 +828,108 @@ class SegmentLog:
         self._size = 0
         self._log_start = offset
         self._last_snapshot = None
+
+    # -- compaction (the log cleaner: storage/cleaner.py) -----------------------------------
+
+    def clean(
+        self,
+        now_ms: int | None = None,
+        *,
+        dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES,
+        throttle: Throttler | None = None,
+        stop: threading.Event | None = None,
+    ) -> CleanStats | None:
+        """Compact this log now, on the calling thread, whatever its dirty ratio (see
+        :func:`riverbed.storage.cleaner.clean_log`); None when it is not compacted or has
+        nothing cleanable. Appends and reads may continue meanwhile."""
+        return clean_log(
+            self,
+            self._now_ms() if now_ms is None else now_ms,
+            dedupe_buffer_bytes=dedupe_buffer_bytes,
+            throttle=throttle,
+            stop=stop,
+            fsync=self._fsync,
+        )
+
+    def cleaner_info(self, now_ms: int | None = None) -> CleanerInfo:
+        """Dirty ratio, cleanable bytes, last clean and its statistics."""
+        now = self._now_ms() if now_ms is None else now_ms
+        with self._lock:  # (it may read the first dirty segment's first batch header)
+            return cleaner_info(self._cleaner_view_locked(dup=False), self.cleaner_state, now)
+
+    def cleaner_view(self, *, dup: bool = True) -> CleanerView:
+        """A consistent picture of the log for the cleaner (duplicated descriptors of the
+        sealed segments when ``dup``)."""
+        with self._lock:
+            return self._cleaner_view_locked(dup=dup)
+
+    def _cleaner_view_locked(self, *, dup: bool) -> CleanerView:
+        self._check_open()
+        segments = list(self._segments)
+        recovery_point = (
+            self._unfinalized[0].base_offset if self._unfinalized else segments[-1].base_offset
+        )
+        fds = [os.dup(s.fd) for s in segments[:-1]] if dup else []
+        last_records = {
+            pid: (e.batches[-1].last_offset if e.batches else -1, e.epoch)
+            for pid, e in self.producers.producers.items()
+        }
+        return CleanerView(
+            directory=self._dir,
+            config=self._config,
+            segments=segments,
+            sizes=[s.size for s in segments],
+            fds=fds,
+            log_start=self._log_start,
+            log_end=self._leo,
+            stable_limit=min(self._lso_locked(), self._hw, recovery_point),
+            last_records=last_records,
+            aborted=[e for s in segments for e in s.aborted],
+            size_bytes=self._size,
+        )
+
+    def swap_cleaned(
+        self, old: list[Segment], new: Segment | None, manifest: SwapManifest
+    ) -> bool:
+        """Replace the consecutive sealed segments ``old`` by ``new`` (written under
+        ``.cleaned`` names, fsynced) following the protocol of :mod:`riverbed.storage.swap`.
+        False, with nothing done, when ``old`` is no longer a run of finalized sealed
+        segments of this log (retention, truncation, close happened meanwhile)."""
+        with self._flush_lock:
+            with self._lock:
+                if self._closed or self._failed is not None or not self._holds_run_locked(old):
+                    return False
+            try:
+                commit_swap(self._dir, manifest, self._fsync)
+                with self._lock:
+                    apply_swap(self._dir, manifest)
+                    i = self._segments.index(old[0])
+                    replacement = [] if new is None else [new]
+                    self._segments[i : i + len(old)] = replacement
+                    self._bases[i : i + len(old)] = [s.base_offset for s in replacement]
+                    self._size += sum(s.size for s in replacement) - sum(s.size for s in old)
+                    for segment in old:
+                        segment.close()
+                finish_swap(self._dir, manifest, self._fsync)
+            except OSError as exc:
+                self._failed = f"swapping cleaned segments failed: {exc}"
+                logger.error("%s: %s", self._dir, self._failed)
+                raise _storage_error(self._failed) from exc
+        return True
+
+    def _holds_run_locked(self, old: list[Segment]) -> bool:
+        segments = self._segments
+        try:
+            i = segments.index(old[0])
+        except ValueError:
+            return False
+        run = segments[i : i + len(old)]
+        return (
+            len(run) == len(old)
+            and all(a is b for a, b in zip(run, old, strict=True))
+            and i + len(old) < len(segments)  # never the active segment
+            and not any(s in self._unfinalized for s in old)
+        )
 
     # -- config and lifecycle --------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from typing import cast
 from riverbed.protocol.errors import ErrorCode, KafkaError
 
 from .api import LogConfig, PartitionLog
+from .cleaner import CleanerInfo, CleanStats
+from .cleaner_manager import CleanerConfig, LogCleaner
 from .files import (
     CLEAN_SHUTDOWN,
     DELETED_SUFFIX,
@@ -64,6 +66,7 @@ class LogManager:
         default_config: LogConfig | None = None,
         fsync: Fsync = os.fsync,
         syncfs: bool = True,
+        cleaner: CleanerConfig | None = None,
     ) -> None:
         self._data_dir = Path(data_dir)
         # With several dirty logs, one syncfs(2) first writes them all back in a single
@@ -93,6 +96,11 @@ class LogManager:
         self._hooks = LogHooks(self._flush_soon, self._flush_later, self._recovery_point_lowered)
         self.flush_cycles = 0
         """Flusher cycles run so far (for metrics and tests)."""
+        self.cleaner = LogCleaner(
+            self._data_dir, self.partitions, cleaner or CleanerConfig(), clock=clock, fsync=fsync
+        )
+        """The log cleaner (compaction); its thread runs between :meth:`start_cleaner` and
+        :meth:`stop_cleaner` (or :meth:`close`)."""
 
     @property
     def data_dir(self) -> Path:
@@ -134,6 +142,7 @@ class LogManager:
             marker.unlink()  # from now on a crash must be noticed
             fsync_dir(self._data_dir, self._fsync)
         self._write_checkpoint()
+        self.cleaner.load_checkpoint(list(self._logs.values()))
         self._opened = True
         self._fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="riverbed-fsync")
         if self._syncfs is not None and self._data_fd is None:
@@ -147,6 +156,7 @@ class LogManager:
         if self._closed or not self._opened:
             self._closed = True
             return
+        self.cleaner.stop()
         self._stop_flusher()
         with self._registry_lock:
             logs = list(self._logs.values())
@@ -165,6 +175,7 @@ class LogManager:
 
     def abandon(self) -> None:
         """Stop as a crash would: no flush, no index files, no marker (for tests)."""
+        self.cleaner.stop()
         self._stop_flusher()
         with self._registry_lock:
             logs = list(self._logs.values())
@@ -258,6 +269,28 @@ class LogManager:
             except KafkaError:
                 if not log.closed:
                     logger.exception("%s: retention failed", log.directory)
+
+    # -- the log cleaner -------------------------------------------------------------------
+
+    def start_cleaner(self) -> None:
+        """Start the background cleaner thread (unless ``CleanerConfig.enabled`` is off)."""
+        self._check_open()
+        self.cleaner.start()
+
+    def stop_cleaner(self) -> None:
+        """Stop the background cleaner thread (waits for it; a clean in progress stops at
+        its next batch). Idempotent."""
+        self.cleaner.stop()
+
+    def clean_now(self, log: SegmentLog, now_ms: int | None = None) -> CleanStats | None:
+        """Compact ``log`` now on the calling thread, whatever its dirty ratio, and update
+        the cleaner checkpoint; None when it is not compacted or has nothing cleanable."""
+        return self.cleaner.clean_now(log, now_ms)
+
+    def cleaner_info(self, topic: str, partition: int, now_ms: int | None = None) -> CleanerInfo | None:
+        """Dirty ratio, cleanable bytes, last clean time and statistics of one log."""
+        log = self.get(topic, partition)
+        return None if log is None else log.cleaner_info(now_ms)
 
     def flush_all(self) -> None:
         """fsync every log now, on the calling thread."""

@@ -298,6 +298,12 @@ class MemoryLogStore:
     def run_retention(self, now_ms: int) -> None:
         pass
 
+    def start_cleaner(self) -> None:
+        pass  # memory logs are never compacted
+
+    def stop_cleaner(self) -> None:
+        pass
+
     def flush_all(self) -> None:
         pass
 

@@ -24,6 +24,7 @@ from .files import (
     write_partition_metadata,
 )
 from .segment import Segment
+from .swap import finish_interrupted_swaps
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,11 @@ def recover_partition(
     one are validated batch by batch; the first torn or corrupt batch truncates the log
     there and later segments are deleted. Indexes that fail their sanity checks are
     rebuilt. Leftover temporary files and orphan index files are removed."""
+    # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
+    changed = finish_interrupted_swaps(directory, fsync)
     names = os.listdir(directory)
     bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
     known = set(bases)
-    changed = False
     for name in names:
         orphan = any(
             (b := parse_segment_name(name, suffix)) is not None and b not in known
@@ -86,7 +88,8 @@ def recover_partition(
             logger.warning("%s: segment %d overlaps its predecessor", directory, base)
             truncated = True  # drop it and everything after it
             segment.delete()
-        elif segment.size == 0 and not is_last and not truncated:
+        elif segment.size == 0 and not is_last and not truncated and segments:
+            # (an empty first segment is kept: the cleaner leaves one to hold the log start)
             segment.delete()
         else:
             segments.append(segment)

@@ -1,0 +1,177 @@
+"""Log compaction with real clients: the latest value per key, tombstones that go after
+delete.retention.ms, offsets that do not move, consumers in the middle of the log, aborted
+transactions on a compacted topic, and kill -9 while the cleaner runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from riverbed.testing import BrokerProcess, EmbeddedBroker
+
+from .helpers import create_topics
+
+pytestmark = pytest.mark.integration
+
+#: small segments so that most of the log is cleanable; clean as soon as anything is dirty
+COMPACT = {
+    "cleanup.policy": "compact",
+    "segment.bytes": "2048",
+    "min.cleanable.dirty.ratio": "0.01",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "0",
+}
+
+
+@pytest.fixture
+def cleaning_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(tmp_path / "data", cleaner_backoff_ms=50) as b:
+        yield b
+
+
+def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]], **conf: object) -> dict[bytes | None, list[int]]:
+    """Produce (key, value) records to partition 0; returns the offsets written per key."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "batch.num.messages": 10, **conf})
+    offsets: dict[bytes | None, list[int]] = {}
+
+    def done(err: object, msg: object) -> None:
+        assert err is None, err
+        offsets.setdefault(msg.key(), []).append(msg.offset())  # type: ignore[attr-defined]
+
+    for key, value in records:
+        p.produce(topic, key=key, value=value, partition=0, on_delivery=done)
+        p.poll(0)
+    assert p.flush(20) == 0
+    return offsets
+
+
+def read_from(bootstrap: str, topic: str, offset: int = OFFSET_BEGINNING, isolation: str = "read_uncommitted") -> list[tuple[int, bytes | None, bytes | None]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False, "isolation.level": isolation, "enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(topic, 0, offset)])
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    return out
+                raise AssertionError(m.error())
+            out.append((m.offset(), m.key(), m.value()))
+        raise AssertionError("no end of partition within 20 s")
+    finally:
+        c.close()
+
+
+def cleaned_once(broker: EmbeddedBroker, topic: str) -> Callable[[], bool]:
+    """True once the cleaner has cleaned partition 0 of ``topic`` at least once."""
+
+    def check() -> bool:
+        info = broker.call(broker.broker.logs.cleaner_info, topic, 0)
+        return info is not None and info.last_stats is not None
+
+    return check
+
+
+def test_compacted_topic_keeps_the_latest_value_per_key(cleaning_broker: EmbeddedBroker, topic_name: str) -> None:
+    b = cleaning_broker.bootstrap
+    create_topics(b, NewTopic(topic_name, 1, 1, config=COMPACT))
+    # the lecture's example, then many updates of 40 keys, then tombstones for 10 of them
+    first = produce(b, topic_name, [(b"user-1", b'UpdateName="Alice"'), (b"user-1-email", b'UpdateEmail="alice@example.com"'), (b"user-1", b'UpdateName="Alice Smith"')])
+    rounds = [(f"k{i}".encode(), f"round{r}-k{i}".encode()) for r in range(4) for i in range(40)]
+    offsets = produce(b, topic_name, rounds)
+    tombstones = produce(b, topic_name, [(f"k{i}".encode(), None) for i in range(10)])
+    # a consumer that stopped in the middle of what is about to be cleaned
+    middle = offsets[b"k5"][1]
+    # filler with unique keys moves the active segment on, so the records above are cleanable
+    produce(b, topic_name, [(f"filler-{i}".encode(), b"x" * 50) for i in range(120)])
+    assert wait_until(cleaned_once(cleaning_broker, topic_name), 20), "the cleaner did not run"
+
+    after = read_from(b, topic_name)
+    by_key: dict[bytes | None, list[tuple[int, bytes | None]]] = {}
+    for off, key, value in after:
+        by_key.setdefault(key, []).append((off, value))
+    assert by_key[b"user-1"] == [(first[b"user-1"][1], b'UpdateName="Alice Smith"')]
+    assert by_key[b"user-1-email"] == [(first[b"user-1-email"][0], b'UpdateEmail="alice@example.com"')]
+    for i in range(10, 40):  # the latest value, at the offset it was written at
+        assert by_key[f"k{i}".encode()] == [(offsets[f"k{i}".encode()][3], f"round3-k{i}".encode())]
+    for i in range(10):  # a tombstone replaced every value; it may still be there (horizon)
+        assert by_key.get(f"k{i}".encode(), []) in ([], [(tombstones[f"k{i}".encode()][0], None)])
+    offsets_seen = [off for off, _, _ in after]
+    assert offsets_seen == sorted(offsets_seen) and len(after) < 3 + 160 + 10 + 120
+
+    # the consumer in the middle carries on from its offset (now a gap) without an error
+    rest = read_from(b, topic_name, middle)
+    assert rest and rest[0][0] >= middle and rest == [r for r in after if r[0] >= middle]
+
+    # tombstones go once delete.retention.ms (0 here) has passed since the first clean
+    produce(b, topic_name, [(f"filler-{i}".encode(), b"y" * 50) for i in range(120)])
+    assert wait_until(lambda: not any(key in {f"k{i}".encode() for i in range(10)} for _, key, _ in read_from(b, topic_name)), 20)
+
+
+def test_aborted_records_go_and_committed_ones_stay(cleaning_broker: EmbeddedBroker, topic_name: str) -> None:
+    b = cleaning_broker.bootstrap
+    create_topics(b, NewTopic(topic_name, 1, 1, config=COMPACT))
+    p = Producer({"bootstrap.servers": b, "transactional.id": f"compact-{topic_name}", "linger.ms": 2})
+    p.init_transactions(20)
+    p.begin_transaction()
+    for i in range(30):
+        p.produce(topic_name, key=f"c{i}".encode(), value=f"committed-{i}".encode(), partition=0)
+    p.commit_transaction(20)
+    p.begin_transaction()
+    for i in range(30):
+        p.produce(topic_name, key=f"a{i}".encode(), value=f"aborted-{i}".encode(), partition=0)
+    p.flush(10)
+    p.abort_transaction(20)
+    produce(b, topic_name, [(f"filler-{i}".encode(), b"x" * 50) for i in range(120)])
+    before = read_from(b, topic_name, isolation="read_committed")
+    assert wait_until(cleaned_once(cleaning_broker, topic_name), 20), "the cleaner did not run"
+    after_uncommitted = read_from(b, topic_name)
+    assert not [r for r in after_uncommitted if r[2] is not None and r[2].startswith(b"aborted")]
+    assert sorted(v for _, _, v in after_uncommitted if v and v.startswith(b"committed")) == sorted(f"committed-{i}".encode() for i in range(30))
+    assert read_from(b, topic_name, isolation="read_committed") == before
+
+
+def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, topic_name: str) -> None:
+    """Many segments of updates; the broker is killed with SIGKILL while its cleaner works
+    (several times, at different moments); every restart reads the latest value of every key
+    at the offset it was written at, and nothing else of those keys."""
+    data = tmp_path / "data"
+    extra = ["--set", "log.cleaner.backoff.ms=20"]
+    proc = BrokerProcess(data, extra=extra).start()
+    try:
+        b = proc.bootstrap
+        create_topics(b, NewTopic(topic_name, 1, 1, config={**COMPACT, "segment.bytes": "4096"}))
+        records = [(f"k{i % 200}".encode(), f"v{r}-{i % 200}".encode() * 4) for r in range(10) for i in range(200)]
+        offsets = produce(b, topic_name, records, **{"acks": "all"})
+        produce(b, topic_name, [(f"filler-{i}".encode(), b"x" * 100) for i in range(200)], **{"acks": "all"})
+        latest = {f"k{i}".encode(): (offsets[f"k{i}".encode()][-1], f"v9-{i}".encode() * 4) for i in range(200)}
+        for delay in (0.0, 0.05, 0.15, 0.4):
+            time.sleep(delay)
+            proc.kill()
+            proc = BrokerProcess(data, port=proc.port, extra=extra).start()
+            rows = read_from(b, topic_name)
+            seen: dict[bytes | None, list[tuple[int, bytes | None]]] = {}
+            for off, key, value in rows:
+                seen.setdefault(key, []).append((off, value))
+            for key, (off, value) in latest.items():
+                assert seen[key][-1] == (off, value)  # the latest value, where it was written
+                assert all(o in offsets[key] for o, _ in seen[key])  # nothing invented or moved
+    finally:
+        proc.kill()
