@@ -389,6 +389,12 @@ def _iter_batches(fd: int, size: int, path: Path) -> Iterator[bytes]:
                 raise CleanerError(f"{path}: short read at {pos}")
         yield buf[off : off + n]
         pos += n
+        # The cleaner is pure Python in a thread of the broker's process: without a pause it
+        # keeps the GIL for whole switch intervals (5 ms) at a time, and the event loop and
+        # the flusher, which take and drop the GIL around every socket and fsync call, wait
+        # for it each time (produce p99 went from 3 ms to 600 ms while a clean ran). A
+        # zero sleep per batch hands the GIL over to whoever is waiting for it.
+        time.sleep(0)
 
 
 # -- transactions ------------------------------------------------------------------------

@@ -1,0 +1,155 @@
+"""Log cleaner benchmarks.
+
+    .venv/bin/python benchmarks/cleaner.py [--mb 200] [--keys 20000] [--codec none|zstd]
+
+1. Cleaner throughput: a compacted SegmentLog (64 MiB segments) is filled with ``--mb`` MB
+   of 100-byte values over ``--keys`` distinct keys (batches of 100 records), rolled, and
+   cleaned once on this thread; reported: MB of log read per second, MB written, records
+   removed, log size before and after.
+2. Produce latency while the cleaner runs: a riverbed broker (in this process, its event
+   loop on its own thread) holds a compacted topic of the same kind; one confluent-kafka
+   producer sends 100-byte records at a fixed rate (acks=all) to another topic and records
+   each acknowledgement's latency, first with the cleaner idle, then while
+   ``LogManager.clean_now`` compacts the big topic on a background thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from riverbed.protocol.records.compression import Compression
+from riverbed.protocol.records.records import build_batch
+from riverbed.storage.api import LogConfig
+from riverbed.storage.log import SegmentLog
+from riverbed.testing import EmbeddedBroker
+
+VALUE = b"v" * 100
+
+
+def fill(append: Any, mb: int, keys: int, codec: int) -> int:
+    """Append ``mb`` MB of values over ``keys`` keys; returns the record count."""
+    n = mb * 1_000_000 // len(VALUE)
+    now = int(time.time() * 1000)
+    i = 0
+    while i < n:
+        records = [(f"key-{(i + j) % keys:08d}".encode(), VALUE, [], now) for j in range(100)]
+        append(build_batch(records, compression=codec))
+        i += 100
+    return n
+
+
+def cleaner_throughput(mb: int, keys: int, codec: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = LogConfig(segment_bytes=64 << 20, cleanup_compact=True, cleanup_delete=False, min_cleanable_dirty_ratio=0.0)
+        log = SegmentLog.create(Path(tmp) / "c-0", "c", 0, config)
+        now = int(time.time() * 1000)
+        n = fill(lambda b: log.append(b, now_ms=now), mb, keys, codec)
+        log.roll()
+        log.flush()
+        t0 = time.perf_counter()
+        stats = log.clean()
+        elapsed = time.perf_counter() - t0
+        log.close()
+    assert stats is not None
+    return {
+        "records": n,
+        "seconds": round(elapsed, 3),
+        "read_mb_per_s": round(stats.bytes_read / elapsed / 1e6, 1),
+        "bytes_read": stats.bytes_read,
+        "bytes_written": stats.bytes_written,
+        "log_bytes_before": stats.log_bytes_before,
+        "log_bytes_after": stats.log_bytes_after,
+        "records_removed": stats.records_removed,
+    }
+
+
+def _latencies(bootstrap: str, topic: str, seconds: float, rate: int) -> list[float]:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1})
+    out: list[float] = []
+    interval = 1 / rate
+    deadline = time.perf_counter() + seconds
+    nxt = time.perf_counter()
+    while time.perf_counter() < deadline:
+        sent = time.perf_counter()
+        p.produce(topic, value=VALUE, on_delivery=lambda err, _m, s=sent: out.append(time.perf_counter() - s) if err is None else None)
+        p.poll(0)
+        nxt += interval
+        delay = nxt - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    p.flush(30)
+    return out
+
+
+def _summary(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
+    return {
+        "count": len(lat),
+        "p50_ms": round(statistics.median(lat) * 1000, 2),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 2),
+        "max_ms": round(lat[-1] * 1000, 2),
+    }
+
+
+def latency_while_cleaning(mb: int, keys: int, codec: int, rate: int = 2000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(Path(tmp) / "data", cleaner_enable=False) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        compact = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20), "min.cleanable.dirty.ratio": "0.01"}
+        for f in admin.create_topics([NewTopic("big", 1, 1, config=compact), NewTopic("live", 1, 1)]).values():
+            f.result(10)
+        log = b.broker.partition("big", 0)
+        now = int(time.time() * 1000)
+        fill(lambda batch: b.call(lambda: log.append(batch, now_ms=now)), mb, keys, codec)
+        b.call(log.roll)
+        b.call(log.flush)
+        idle = _latencies(b.bootstrap, "live", 8, rate)
+        done = threading.Event()
+        result: dict[str, Any] = {}
+
+        def clean() -> None:
+            t0 = time.perf_counter()
+            stats = b.broker.logs.clean_now(log)
+            result["clean_seconds"] = round(time.perf_counter() - t0, 2)
+            result["bytes_read"] = stats.bytes_read if stats else 0
+            done.set()
+
+        threading.Thread(target=clean, daemon=True).start()
+        busy = _latencies(b.bootstrap, "live", 8, rate)
+        done.wait(300)
+        return {"rate_per_s": rate, "idle": _summary(idle), "while_cleaning": _summary(busy), **result}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--keys", type=int, default=20_000)
+    ap.add_argument("--codec", choices=["none", "zstd"], default="none")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    codec = Compression.NONE if args.codec == "none" else Compression.ZSTD
+    doc = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "mb": args.mb,
+        "keys": args.keys,
+        "codec": args.codec,
+        "throughput": cleaner_throughput(args.mb, args.keys, codec),
+        "latency": latency_while_cleaning(args.mb, args.keys, codec),
+    }
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
