@@ -4,6 +4,8 @@ transactions on a compacted topic, and kill -9 while the cleaner runs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +117,12 @@ def test_compacted_topic_keeps_the_latest_value_per_key(cleaning_broker: Embedde
         assert by_key.get(f"k{i}".encode(), []) in ([], [(tombstones[f"k{i}".encode()][0], None)])
     offsets_seen = [off for off, _, _ in after]
     assert offsets_seen == sorted(offsets_seen) and len(after) < 3 + 160 + 10 + 120
+
+    # riverbed topic describe shows the cleaner's view
+    out = subprocess.run([sys.executable, "-m", "riverbed", "topic", "describe", topic_name, "-b", b], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (line,) = [ln for ln in out.stdout.splitlines() if "local:" in ln]
+    assert "dirty ratio:" in line and "last clean: never" not in line, line
 
     # the consumer in the middle carries on from its offset (now a gap) without an error
     rest = read_from(b, topic_name, middle)

@@ -10,12 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from riverbed.broker import Broker, BrokerConfig
 from riverbed.server import KafkaServer, ServerConfig
 from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
+from riverbed.storage.remote import LocalDirStore, ObjectStore, RemoteLogManagerConfig, S3Store
 
 log = logging.getLogger("riverbed")
 T = TypeVar("T")
@@ -28,6 +30,26 @@ class StartupInfo:
     seconds: float
 
 
+def remote_store_from(config: BrokerConfig) -> ObjectStore | None:
+    """The object store of tiered storage (None when none is configured). Building it
+    never contacts the store: an unreachable one only delays tiering."""
+    if config.remote_storage_path:
+        return LocalDirStore(Path(config.remote_storage_path))
+    if config.remote_s3_bucket:
+        return S3Store(
+            config.remote_s3_bucket,
+            prefix=config.remote_s3_prefix,
+            endpoint_url=config.remote_s3_endpoint,
+            region=config.remote_s3_region,
+            access_key=config.remote_s3_access_key,  # None: boto3's usual AWS_* / profile chain
+            secret_key=config.remote_s3_secret_key,
+            connect_timeout=2.0,
+            read_timeout=10.0,
+            max_attempts=2,
+        )
+    return None
+
+
 class RiverbedApp:
     def __init__(self, config: BrokerConfig, *, shutdown_timeout: float = 10.0) -> None:
         self.config = config
@@ -37,7 +59,24 @@ class RiverbedApp:
             dedupe_buffer_bytes=config.cleaner_dedupe_buffer_size,
             io_max_bytes_per_second=config.cleaner_io_max_bytes_per_second,
         )
-        self.broker = Broker(config, lambda on_durable: LogManager(config.data_dir, on_durable=on_durable, syncfs=config.flush_syncfs, cleaner=cleaner))
+        remote_store = remote_store_from(config)
+        remote_config = RemoteLogManagerConfig(
+            interval_s=config.remote_task_interval_ms / 1000,
+            backoff_initial_s=config.remote_retry_backoff_ms / 1000,
+            backoff_max_s=max(config.remote_retry_backoff_max_ms, config.remote_retry_backoff_ms) / 1000,
+        )
+        self.broker = Broker(
+            config,
+            lambda on_durable: LogManager(
+                config.data_dir,
+                on_durable=on_durable,
+                syncfs=config.flush_syncfs,
+                cleaner=cleaner,
+                remote_store=remote_store,
+                remote_config=remote_config,
+                remote_cache_bytes=config.remote_reader_cache_bytes,
+            ),
+        )
         self.server = KafkaServer(
             self.broker,
             ServerConfig(

@@ -16,14 +16,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from riverbed.coordinator.group_types import GroupConfig
 from riverbed.coordinator.txn_types import TxnConfig
-from riverbed.metadata.configs import BROKER_TO_TOPIC, cleanup_policy, effective_topic_configs
+from riverbed.metadata.configs import (
+    BROKER_TO_TOPIC,
+    check_tiering,
+    cleanup_policy,
+    effective_topic_configs,
+    validate_topic_configs,
+)
 from riverbed.metadata.topics import Topic, TopicStore
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
+from riverbed.protocol.extensions import EXTENSIONS
 from riverbed.protocol.framing import (
     API_VERSIONS_KEY,
     frame_response,
@@ -42,6 +50,7 @@ from .txns import TxnService
 from .versions import SUPPORTED
 
 log = logging.getLogger("riverbed.broker")
+T = TypeVar("T")
 
 # Builds the log store; its argument is the callback the store's flusher thread calls after
 # each fsync cycle. The composition root (riverbed.app) picks the engine.
@@ -73,6 +82,7 @@ class Broker:
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
+        self._remote_pool: ThreadPoolExecutor | None = None
         self.log_defaults = dict(config.log_defaults)
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
         self.txns = TxnService(
@@ -112,6 +122,9 @@ class Broker:
                 w.future.set_result(None)
         self._waiters.clear()
         await asyncio.get_running_loop().run_in_executor(None, self.logs.stop_cleaner)
+        if self._remote_pool is not None:
+            self._remote_pool.shutdown(wait=False, cancel_futures=True)
+            self._remote_pool = None
         await asyncio.get_running_loop().run_in_executor(None, self.logs.close)
 
     async def _retention_loop(self) -> None:
@@ -158,12 +171,32 @@ class Broker:
             min_compaction_lag_ms=int(c["min.compaction.lag.ms"]),
             max_compaction_lag_ms=int(c["max.compaction.lag.ms"]),
             delete_retention_ms=int(c["delete.retention.ms"]),
+            remote_storage_enable=c["remote.storage.enable"].strip().lower() == "true",
+            local_retention_ms=int(c["local.retention.ms"]),
+            local_retention_bytes=int(c["local.retention.bytes"]),
         )
+
+    def check_tiering(self, overrides: Mapping[str, str | None], current: Topic | None = None) -> None:
+        """Refuse tiering settings this broker cannot honour (INVALID_CONFIG): remote
+        storage without an object store, switching it off, local retention above total."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        effective = {c.name: c.value for c in effective_topic_configs(clean, self.log_defaults)}
+        old = None if current is None else self.topic_configs(current)
+        check_tiering(effective, old, self.config.remote_storage_configured)
+
+    def run_remote(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run a blocking read of tiered data (object-store I/O) on the remote-read pool."""
+        if self._remote_pool is None:
+            self._remote_pool = ThreadPoolExecutor(
+                max_workers=self.config.remote_reader_threads, thread_name_prefix="riverbed-remote-read"
+            )
+        return asyncio.get_running_loop().run_in_executor(self._remote_pool, fn, *args)
 
     def partition(self, topic: str, index: int) -> PartitionLog | None:
         return self.logs.get(topic, index)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str | None]) -> Topic:
+        self.check_tiering(validate_topic_configs(configs))
         topic = self.topics.create(name, partitions, configs)
         cfg = self.log_config(topic)
         for p in range(partitions):
@@ -188,6 +221,9 @@ class Broker:
         self.groups.consumer.on_metadata_change()
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        current = self.topics.get(name)
+        if current is not None:
+            self.check_tiering(configs, current)
         topic = self.topics.set_configs(name, configs)
         cfg = self.log_config(topic)
         for p in range(topic.partitions):
@@ -256,7 +292,8 @@ class Broker:
             key, version, corr = peek_correlation(frame)
         except DecodeError as exc:
             raise CloseConnection(str(exc)) from exc
-        supported = SUPPORTED.get(key)
+        extension = EXTENSIONS.get(key)  # riverbed's own requests, not in ApiVersions
+        supported = SUPPORTED.get(key) if extension is None else (extension[0].MIN_VERSION, extension[0].MAX_VERSION)
         handler = self.handlers.get(key)
         if supported is None or handler is None:
             raise CloseConnection(f"unsupported API key {key}")
@@ -264,7 +301,7 @@ class Broker:
             if key == API_VERSIONS_KEY:
                 return self._api_versions_unsupported(corr)
             raise CloseConnection(f"unsupported version {version} of API {key}")
-        req_cls = request_class(key)
+        req_cls = request_class(key) if extension is None else extension[0]
         flexible = version >= req_cls.FLEXIBLE_VERSION
         try:
             header = parse_request_header(frame, flexible)

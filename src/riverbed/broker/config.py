@@ -31,8 +31,25 @@ class BrokerConfig:
     cleaner_dedupe_buffer_size: int = 128 * 1024 * 1024  # log.cleaner.dedupe.buffer.size
     cleaner_io_max_bytes_per_second: float = float("inf")  # log.cleaner.io.max.bytes.per.second
     flush_syncfs: bool = True  # one syncfs(2) per flush cycle before the per-file fsyncs
+    # Tiered storage (docs/configuration.md): no object store unless one of these is set.
+    remote_storage_path: str | None = None  # remote.storage.path: a local directory store
+    remote_s3_bucket: str | None = None  # remote.storage.s3.bucket
+    remote_s3_endpoint: str | None = None  # remote.storage.s3.endpoint (MinIO, moto, ...)
+    remote_s3_region: str = "us-east-1"  # remote.storage.s3.region
+    remote_s3_access_key: str | None = None  # remote.storage.s3.access.key (else AWS_* env)
+    remote_s3_secret_key: str | None = None  # remote.storage.s3.secret.key (else AWS_* env)
+    remote_s3_prefix: str = ""  # remote.storage.s3.prefix: prepended to every object key
+    remote_reader_cache_bytes: int = 64 * 1024 * 1024  # remote.log.reader.cache.bytes
+    remote_task_interval_ms: int = 30_000  # remote.log.manager.task.interval.ms
+    remote_reader_threads: int = 10  # remote.log.reader.threads
+    remote_retry_backoff_ms: int = 500  # remote.log.manager.task.retry.backoff.ms
+    remote_retry_backoff_max_ms: int = 30_000  # remote.log.manager.task.retry.backoff.max.ms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def remote_storage_configured(self) -> bool:
+        return bool(self.remote_storage_path or self.remote_s3_bucket)
 
     def advertised(self, bound_port: int) -> tuple[str, int]:
         host = self.advertised_host or self.host

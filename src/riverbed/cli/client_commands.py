@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import (
@@ -67,6 +68,41 @@ def dispatch(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- topics
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def _print_storage(bootstrap: str, topic: str, partitions: list[int]) -> None:
+    """Local and remote bytes and segments, dirty ratio and last clean, per partition, from
+    riverbed's DescribeLogStats (skipped against a broker that does not answer it)."""
+    from riverbed.protocol.extensions import DescribeLogStatsRequest, DescribeLogStatsResponse
+
+    from .wire_client import WireClient
+
+    try:
+        with WireClient(bootstrap) as client:
+            resp = client.request_extension(DescribeLogStatsRequest([DescribeLogStatsRequest.Topic(topic, partitions)]))
+    except CommandError:
+        return
+    assert isinstance(resp, DescribeLogStatsResponse)
+    print("Storage:")
+    for t in resp.topics:
+        for s in t.partitions:
+            if s.error_code:
+                continue
+            line = f"\tPartition: {s.partition}\tlocal: {_size(s.local_bytes)} in {s.local_segments} segments from offset {s.local_log_start_offset}"
+            if s.remote_segments >= 0:
+                line += f"\tremote: {_size(s.remote_bytes)} in {s.remote_segments} segments"
+            if s.dirty_ratio == s.dirty_ratio:  # not NaN: a compacted topic
+                when = datetime.fromtimestamp(s.last_clean_ms / 1000, UTC).isoformat(timespec="seconds") if s.last_clean_ms > 0 else "never"
+                line += f"\tdirty ratio: {s.dirty_ratio:.2f}\tlast clean: {when}"
+            print(line)
+
+
 def topic_command(args: argparse.Namespace) -> int:
     admin = _admin(args.bootstrap)
     if args.action == "create":
@@ -97,6 +133,7 @@ def topic_command(args: argparse.Namespace) -> int:
                 print(f"\tPartition: {p}\tLeader: {part.leader}\tReplicas: {list(part.replicas)}\tIsr: {list(part.isrs)}\tOffsets: {lo}..{hi}")
         finally:
             consumer.close()
+        _print_storage(args.bootstrap, args.name, sorted(t.partitions))
     elif args.action == "delete":
         _wait(admin.delete_topics([args.name], request_timeout=30), "delete topic")
         print(f"deleted topic {args.name}")

@@ -13,6 +13,7 @@ File example::
     [kafka]                      # Kafka broker settings, by Kafka's names
     "log.retention.ms" = 604800000
     "log.segment.bytes" = 1073741824
+    "remote.storage.path" = "/srv/riverbed-tier"   # tiered storage (or remote.storage.s3.*)
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ from riverbed.protocol.errors import KafkaError
 
 ENV_PREFIX = "RIVERBED_"
 SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level", "flush_syncfs"}
+
+
+# tiered-storage settings that are optional strings on BrokerConfig
+_REMOTE_STRINGS = {
+    "remote.storage.path": "remote_storage_path",
+    "remote.storage.s3.bucket": "remote_s3_bucket",
+    "remote.storage.s3.endpoint": "remote_s3_endpoint",
+    "remote.storage.s3.access.key": "remote_s3_access_key",
+    "remote.storage.s3.secret.key": "remote_s3_secret_key",
+}
 
 
 class ConfigError(ValueError):
@@ -143,4 +154,22 @@ def load_config(
             cfg.cleaner_dedupe_buffer_size = int(value)
         elif name == "log.cleaner.io.max.bytes.per.second":
             cfg.cleaner_io_max_bytes_per_second = float(value)
+        elif name in _REMOTE_STRINGS:
+            setattr(cfg, _REMOTE_STRINGS[name], value or None)
+        elif name == "remote.storage.s3.region":
+            cfg.remote_s3_region = value
+        elif name == "remote.storage.s3.prefix":
+            cfg.remote_s3_prefix = value
+        elif name == "remote.log.reader.cache.bytes":
+            cfg.remote_reader_cache_bytes = int(value)
+        elif name == "remote.log.reader.threads":
+            cfg.remote_reader_threads = int(value)
+        elif name == "remote.log.manager.task.interval.ms":
+            cfg.remote_task_interval_ms = int(value)
+        elif name == "remote.log.manager.task.retry.backoff.ms":
+            cfg.remote_retry_backoff_ms = int(value)
+        elif name == "remote.log.manager.task.retry.backoff.max.ms":
+            cfg.remote_retry_backoff_max_ms = int(value)
+    if cfg.remote_storage_path and cfg.remote_s3_bucket:
+        raise ConfigError("set remote.storage.path or remote.storage.s3.bucket, not both")
     return cfg, str(settings.get("log_level", "INFO")).upper()

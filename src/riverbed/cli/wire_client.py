@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from riverbed.protocol.extensions import EXTENSIONS
 from riverbed.protocol.messages import request_class, response_class
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from riverbed.protocol.primitives import Message, Reader, Writer
@@ -50,9 +51,15 @@ class WireClient:
             raise CommandError(f"no common version of {cls.__name__.removesuffix('Request')}")
         return self._call(msg, version)
 
-    def _call(self, msg: Message, version: int) -> Message:
+    def request_extension(self, msg: Message) -> Message:
+        """Send one of riverbed's own requests (``protocol/extensions.py``) at version 0; they
+        are not listed in ApiVersions. A broker that does not know it closes the connection."""
+        _, response = EXTENSIONS[msg.API_KEY]
+        return self._call(msg, 0, response)
+
+    def _call(self, msg: Message, version: int, response: type[Message] | None = None) -> Message:
         self.corr += 1
-        flexible = version >= request_class(msg.API_KEY).FLEXIBLE_VERSION
+        flexible = version >= type(msg).FLEXIBLE_VERSION
         w = Writer()
         w.int16(msg.API_KEY)
         w.int16(version)
@@ -71,7 +78,7 @@ class WireClient:
             raise CommandError("response out of order")
         if flexible and msg.API_KEY != API_VERSIONS:
             r.skip_tags()
-        return response_class(msg.API_KEY).read(r, version)
+        return (response or response_class(msg.API_KEY)).read(r, version)
 
     def _exact(self, n: int) -> bytes:
         buf = bytearray()

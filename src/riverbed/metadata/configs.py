@@ -199,6 +199,19 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("log.cleaner.backoff.ms", T.LONG, "15000", at_least(0)),
             ConfigDef("log.cleaner.dedupe.buffer.size", T.LONG, "134217728", at_least(1 << 20)),
             ConfigDef("log.cleaner.io.max.bytes.per.second", T.DOUBLE, "1.7976931348623157E308", at_least(1)),
+            # tiered storage (riverbed's names for the store; Kafka's for the rest)
+            ConfigDef("remote.storage.path", T.STRING, ""),
+            ConfigDef("remote.storage.s3.bucket", T.STRING, ""),
+            ConfigDef("remote.storage.s3.endpoint", T.STRING, ""),
+            ConfigDef("remote.storage.s3.region", T.STRING, "us-east-1"),
+            ConfigDef("remote.storage.s3.access.key", T.STRING, ""),
+            ConfigDef("remote.storage.s3.secret.key", T.PASSWORD, ""),
+            ConfigDef("remote.storage.s3.prefix", T.STRING, ""),
+            ConfigDef("remote.log.reader.cache.bytes", T.LONG, str(64 << 20), at_least(0)),
+            ConfigDef("remote.log.reader.threads", T.INT, "10", at_least(1)),
+            ConfigDef("remote.log.manager.task.interval.ms", T.LONG, "30000", at_least(1)),
+            ConfigDef("remote.log.manager.task.retry.backoff.ms", T.LONG, "500", at_least(1)),
+            ConfigDef("remote.log.manager.task.retry.backoff.max.ms", T.LONG, "30000", at_least(1)),
         ]
     },
 }
@@ -217,6 +230,32 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
         out[name] = raw
     _check_compaction_lags(out)
     return out
+
+
+REMOTE_NOT_CONFIGURED = "remote storage is not configured on this broker"
+
+
+def check_tiering(effective: Mapping[str, str], current: Mapping[str, str] | None, remote_available: bool) -> None:
+    """Kafka's checks of a topic's tiering settings (``effective``: every topic config of
+    the new state; ``current``: the old one, None for a new topic): remote storage needs a
+    store on the broker and cannot be switched off again; with it on, local.retention.ms /
+    local.retention.bytes must not exceed retention.ms / retention.bytes (-2 = the same)."""
+    enable = effective.get("remote.storage.enable", "false").strip().lower() == "true"
+    if current is not None and current.get("remote.storage.enable", "false").strip().lower() == "true" and not enable:
+        raise KafkaError(ErrorCode.INVALID_CONFIG, "Disabling remote storage on a topic is not supported.")
+    if not enable:
+        return
+    if not remote_available:
+        raise KafkaError(ErrorCode.INVALID_CONFIG, REMOTE_NOT_CONFIGURED)
+    for local_name, total_name in (("local.retention.ms", "retention.ms"), ("local.retention.bytes", "retention.bytes")):
+        local = int(effective.get(local_name, "-2"))
+        total = int(effective.get(total_name, "-1"))
+        if total == -1 or local == -2:
+            continue
+        if local == -1:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Invalid value -1 for configuration {local_name}: Value must not be -1 as {total_name} value is set as {total}.")
+        if local > total:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, f"Invalid value {local} for configuration {local_name}: Value must not be more than {total_name} property value: {total}")
 
 
 def _check_compaction_lags(configs: Mapping[str, str]) -> None:

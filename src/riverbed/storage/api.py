@@ -84,6 +84,15 @@ class LogConfig:
     delete_retention_ms: int = DAY_MS
     """delete.retention.ms: tombstones and transaction markers stay this long after the
     cleaner first saw them (their batch's delete horizon), then go."""
+    remote_storage_enable: bool = False
+    """remote.storage.enable: tier sealed segments to the broker's object store (when the
+    log manager has one); local retention then only deletes segments that are remote."""
+    local_retention_ms: int = -2
+    """local.retention.ms: how long a segment that is safely remote stays on local disk
+    (-2 = retention.ms, -1 = forever)."""
+    local_retention_bytes: int = -2
+    """local.retention.bytes: the most local bytes kept once older segments are remote
+    (-2 = retention.bytes, -1 = unlimited)."""
 
     def __post_init__(self) -> None:
         if self.segment_bytes < 14:
@@ -104,6 +113,8 @@ class LogConfig:
             raise ValueError("max_compaction_lag_ms must be positive")
         if self.delete_retention_ms < 0:
             raise ValueError("delete_retention_ms must not be negative")
+        if self.local_retention_ms < -2 or self.local_retention_bytes < -2:
+            raise ValueError("local_retention_ms / local_retention_bytes must be >= -2")
 
     @property
     def roll_ms(self) -> int:
@@ -173,6 +184,13 @@ class PartitionLog(Protocol):
     def config(self) -> LogConfig: ...
     @property
     def log_start_offset(self) -> int: ...
+    @property
+    def local_log_start_offset(self) -> int:
+        """The first offset held on local disk: the log start offset, or above it when
+        older segments live only in the object store (tiered storage). Reads below it
+        block on the object store, so the broker runs them off the event loop."""
+        ...
+
     @property
     def log_end_offset(self) -> int: ...
     @property

@@ -52,6 +52,10 @@ from .cleaner import (
     cleaner_info,
 )
 from .files import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
     Fsync,
     atomic_write,
     fsync_dir,
@@ -64,6 +68,10 @@ from .producer_state import (
     parse_marker,
 )
 from .recovery import adopt_as_active, recover_partition
+from .remote.api import SealedSegment, StagedSegment
+from .remote.metadata import METADATA_FILE, MetadataCorrupt, RemoteLogMetadata
+from .remote.reader import RemoteLogReader
+from .remote.store import ObjectStoreError
 from .segment import Segment
 from .swap import SwapManifest, apply_swap, commit_swap, finish_swap
 from .txn_index import AbortedTxn, collect_aborted
@@ -79,6 +87,8 @@ class LogHooks:
     flush_soon: Callable[[SegmentLog], None]
     flush_later: Callable[[SegmentLog, float], None]
     recovery_point_lowered: Callable[[SegmentLog], None]
+    config_changed: Callable[[SegmentLog], None] | None = None
+    """Called after :meth:`SegmentLog.update_config` (tiering may have been switched on)."""
 
 
 def _storage_error(message: str) -> KafkaError:
@@ -132,6 +142,9 @@ class SegmentLog:
         """A snapshot taken at a roll or truncation that the next flush cycle writes."""
         self.cleaner_state = CleanerState()
         """The log cleaner's memory of this log (first dirty offset, last clean)."""
+        self._remote: tuple[RemoteLogMetadata, RemoteLogReader] | None = None
+        """Set by :meth:`attach_remote` (tiered storage): the partition's remote-log
+        metadata and the reader serving offsets below the local log start."""
 
     # -- construction ----------------------------------------------------------------------
 
@@ -183,6 +196,7 @@ class SegmentLog:
             recovery_point=recovery_point,
             fsync=fsync,
             now_ms=int(clock() * 1000),
+            remote_coverage=_remote_coverage(directory, topic, partition),
         )
         log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock
@@ -319,7 +333,17 @@ class SegmentLog:
 
     @property
     def log_start_offset(self) -> int:
+        """The partition's log start offset, remote data included (without a remote tier
+        attached, offsets below the local segments are not readable, so not counted)."""
+        if self._remote is None:
+            return max(self._log_start, self._bases[0])
         return self._log_start
+
+    @property
+    def local_log_start_offset(self) -> int:
+        """The first offset held by a local segment (tiered storage: above the log start
+        once older segments live only in the object store)."""
+        return max(self._log_start, self._bases[0])
 
     @property
     def log_end_offset(self) -> int:
@@ -511,31 +535,68 @@ class SegmentLog:
     ) -> ReadResult:
         with self._lock:
             self._check_open()
-            if offset < self._log_start or offset > self._leo:
+            remote = self._remote
+            start = self._log_start if remote is not None else max(self._log_start, self._bases[0])
+            if offset < start or offset > self._leo:
                 raise OffsetOutOfRange(
-                    f"offset {offset} outside [{self._log_start}, {self._leo}] "
+                    f"offset {offset} outside [{start}, {self._leo}] "
                     f"of {self._topic}-{self._partition}"
                 )
             hw = self._hw
             upper = hw if isolation_upper is None else min(hw, isolation_upper)
-            records: bytes | memoryview = b""
-            if offset < upper:
-                i = max(bisect_right(self._bases, offset) - 1, 0)
-                for segment in self._segments[i:]:
-                    if segment.base_offset >= upper:
-                        break
-                    data = segment.read(offset, max_bytes, upper, min_one_batch)
-                    if data is not None:
-                        records = data
-                        break
-            return ReadResult(records, hw, self._log_start, self._lso_locked())
+            if remote is None or offset >= self._bases[0]:  # local data: the fast path
+                records: bytes | memoryview = b""
+                if offset < upper:
+                    i = max(bisect_right(self._bases, offset) - 1, 0)
+                    for segment in self._segments[i:]:
+                        if segment.base_offset >= upper:
+                            break
+                        data = segment.read(offset, max_bytes, upper, min_one_batch)
+                        if data is not None:
+                            records = data
+                            break
+                return ReadResult(records, hw, start, self._lso_locked())
+            result = ReadResult(b"", hw, start, self._lso_locked())
+            local_start = self._bases[0]
+        # below the local log start: the object store (blocking; the broker calls this
+        # off the event loop)
+        assert remote is not None
+        if offset >= upper:
+            return result
+        metadata, reader = remote
+        try:
+            data = reader.read(
+                metadata, offset, max_bytes, upper=upper, min_one_batch=min_one_batch
+            )
+        except ObjectStoreError as exc:
+            raise _storage_error(f"remote read of {self._topic}-{self._partition}: {exc}") from exc
+        if data is None:  # nothing remote at or after the offset: continue locally
+            return self.read(
+                max(offset, local_start),
+                max_bytes,
+                min_one_batch=min_one_batch,
+                isolation_upper=isolation_upper,
+            )
+        result.records = data
+        return result
 
     # -- transactions ----------------------------------------------------------------------
 
     def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+        found: list[AbortedTxn] = []
+        remote = self._remote
+        if remote is not None and start_offset < self._bases[0]:
+            try:
+                found, complete = remote[1].aborted_transactions(
+                    remote[0], start_offset, upper_offset
+                )
+            except ObjectStoreError as exc:
+                raise _storage_error(f"remote read of {self._topic}-{self._partition}: {exc}") from exc
+            if complete:
+                found.sort(key=lambda e: (e.first_offset, e.producer_id))
+                return [(e.producer_id, e.first_offset) for e in found]
         with self._lock:
             self._check_open()
-            found: list[AbortedTxn] = []
             i = max(bisect_right(self._bases, start_offset) - 1, 0)
             for segment in self._segments[i:]:
                 if collect_aborted(segment.aborted, start_offset, upper_offset, found):
@@ -550,6 +611,14 @@ class SegmentLog:
     # -- timestamps ------------------------------------------------------------------------
 
     def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
+        remote = self._remote
+        if remote is not None and self._log_start < self._bases[0]:
+            try:
+                found = remote[1].offset_for_timestamp(remote[0], ts, self._log_start)
+            except ObjectStoreError as exc:
+                raise _storage_error(f"remote read of {self._topic}-{self._partition}: {exc}") from exc
+            if found is not None and found[0] < self._hw:
+                return max(found[0], self._log_start), found[1]
         with self._lock:
             self._check_open()
             log_start = self._log_start
@@ -565,9 +634,19 @@ class SegmentLog:
             return None
 
     def max_timestamp(self) -> tuple[int, int]:
+        best_ts, best_offset = -1, -1
+        remote = self._remote
+        if remote is not None and self._log_start < self._bases[0]:
+            # from the metadata alone (no object-store call): a remote segment whose
+            # largest timestamp lies below the log start is skipped
+            for s in remote[0].finished():
+                if (
+                    s.offset_of_max_timestamp >= self._log_start
+                    and s.max_timestamp > best_ts
+                ):
+                    best_ts, best_offset = s.max_timestamp, s.offset_of_max_timestamp
         with self._lock:
             self._check_open()
-            best_ts, best_offset = -1, -1
             log_start = self._log_start
             for segment in self._segments:
                 if segment.next_offset <= log_start or segment.max_timestamp <= best_ts:
@@ -648,14 +727,19 @@ class SegmentLog:
                     )
                 if target <= self._log_start:
                     return self._log_start
-            write_partition_metadata(self._dir, self._topic, self._partition, target, self._fsync)
-            with self._lock:
-                self._log_start = max(self._log_start, target)
-                doomed = self._drop_prefix_locked(self._count_below_log_start_locked(0))
-                log_start = self._log_start
-            for segment in doomed:
-                segment.delete()
-            return log_start
+            return self._move_log_start_flush_locked(target)
+
+    def _move_log_start_flush_locked(self, target: int) -> int:
+        """Persist ``target`` as the log start, then delete the local segments wholly below
+        it (``_flush_lock`` held)."""
+        write_partition_metadata(self._dir, self._topic, self._partition, target, self._fsync)
+        with self._lock:
+            self._log_start = max(self._log_start, target)
+            doomed = self._drop_prefix_locked(self._count_below_log_start_locked(0))
+            log_start = self._log_start
+        for segment in doomed:
+            segment.delete()
+        return log_start
 
     def enforce_retention(self, now_ms: int) -> int:
         """Kafka's retention pass: roll the active segment when segment.ms says so (or when
@@ -708,7 +792,8 @@ class SegmentLog:
         segments = self._segments
         limit = len(segments) - 1  # never the active segment
         n = 0
-        if not config.cleanup_delete:
+        if not config.cleanup_delete or self._remote is not None:
+            # tiered: the remote log manager deletes local segments once they are remote
             return self._count_below_log_start_locked(0)
         if config.retention_ms >= 0:
             while (
@@ -880,7 +965,7 @@ class SegmentLog:
             segments=segments,
             sizes=[s.size for s in segments],
             fds=fds,
-            log_start=self._log_start,
+            log_start=max(self._log_start, self._bases[0]),
             log_end=self._leo,
             stable_limit=min(self._lso_locked(), self._hw, recovery_point),
             last_records=last_records,
@@ -944,6 +1029,100 @@ class SegmentLog:
                 self._hw = self._leo
             for segment in self._segments:
                 segment.index_interval = config.index_interval_bytes
+        hooks = self.hooks
+        if hooks is not None and hooks.config_changed is not None:
+            hooks.config_changed(self)
+
+    # -- tiered storage (remote.api.TieredLog; see docs/adr/0005-tiered-storage.md) ----------
+
+    def attach_remote(self, metadata: RemoteLogMetadata, reader: RemoteLogReader) -> None:
+        """Serve offsets below the local log start from the object store, and leave the
+        deletion of sealed segments to the remote log manager."""
+        self._remote = (metadata, reader)
+
+    def detach_remote(self) -> None:
+        self._remote = None
+
+    @property
+    def remote_metadata(self) -> RemoteLogMetadata | None:
+        remote = self._remote
+        return None if remote is None else remote[0]
+
+    def _sealed_locked(self) -> list[Segment]:
+        """The prefix of sealed segments that may be tiered: finalized, non-empty, wholly
+        below the high watermark and (compacted logs) below the cleaner's first dirty
+        offset. Never the active segment."""
+        limit = self._hw
+        if self._config.cleanup_compact:
+            limit = min(limit, self.cleaner_state.first_dirty_offset)
+        out: list[Segment] = []
+        for segment in self._segments[:-1]:
+            if segment in self._unfinalized or segment.next_offset > limit:
+                break
+            if segment.size:
+                out.append(segment)
+        return out
+
+    def sealed_segments(self) -> list[SealedSegment]:
+        with self._lock:
+            if self._closed:
+                return []
+            return [_describe(s) for s in self._sealed_locked()]
+
+    def stage_segment(self, base_offset: int, staging_dir: Path) -> StagedSegment | None:
+        with self._flush_lock:  # no deletion, truncation or cleaner swap meanwhile
+            with self._lock:
+                if self._closed:
+                    return None
+                found = [s for s in self._sealed_locked() if s.base_offset == base_offset]
+                if not found:
+                    return None
+                segment = found[0]
+                described = _describe(segment)
+                snapshot = self._last_snapshot
+            files: dict[str, Path] = {}
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
+                source = segment.path(suffix)
+                target = staging_dir / source.name
+                try:
+                    os.link(source, target)
+                except FileNotFoundError:
+                    if suffix == TXN_INDEX_SUFFIX:
+                        continue
+                    raise
+                files[suffix] = target
+        data = snapshot[1] if snapshot is not None and snapshot[0] >= segment.next_offset else None
+        return StagedSegment(described, files, data)
+
+    def drop_local_below(self, offset: int) -> int:
+        with self._flush_lock:
+            with self._lock:
+                if self._closed:
+                    return 0
+                remote = self._remote
+                if remote is not None:  # never a segment that is not safely remote
+                    offset = min(offset, remote[0].highest_copied_offset() + 1)
+                segments = self._segments
+                n = 0
+                while (
+                    n < len(segments) - 1
+                    and segments[n].next_offset <= offset
+                    and segments[n].next_offset <= self._hw
+                    and segments[n] not in self._unfinalized
+                ):
+                    n += 1
+                doomed = self._drop_prefix_locked(n)
+            for segment in doomed:
+                segment.delete()
+        return len(doomed)
+
+    def advance_log_start(self, offset: int) -> None:
+        with self._flush_lock:
+            with self._lock:
+                self._check_open()
+                if offset <= self._log_start:
+                    return
+            self._move_log_start_flush_locked(offset)
 
     def close(self, *, clean: bool = True) -> None:
         """Close the files. ``clean``: first fsync everything and write every index file, so
@@ -986,3 +1165,33 @@ class SegmentLog:
             f"SegmentLog({self._topic}-{self._partition}, start={self._log_start}, "
             f"hw={self._hw}, end={self._leo}, segments={len(self._segments)})"
         )
+
+
+def _describe(segment: Segment) -> SealedSegment:
+    return SealedSegment(
+        base_offset=segment.base_offset,
+        last_offset=segment.next_offset - 1,
+        max_timestamp=segment.largest_timestamp,
+        size=segment.size,
+        offset_of_max_timestamp=segment.offset_of_max_timestamp,
+    )
+
+
+def _remote_coverage(directory: Path, topic: str, partition: int) -> tuple[int, int] | None:
+    """[start, end) of the offsets the partition's COPY_FINISHED remote segments cover
+    without a gap, from its remote-log metadata file (read only); None without one."""
+    if not (directory / METADATA_FILE).exists():
+        return None
+    try:
+        finished = RemoteLogMetadata.load(directory, topic, partition).finished()
+    except (MetadataCorrupt, OSError) as exc:
+        logger.error("%s: ignoring remote-log metadata: %s", directory, exc)
+        return None
+    if not finished:
+        return None
+    start = end = finished[0].base_offset
+    for segment in finished:
+        if segment.base_offset > end:
+            break
+        end = max(end, segment.last_offset + 1)
+    return start, end

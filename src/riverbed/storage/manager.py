@@ -11,6 +11,13 @@ after that many records or ``flush.ms`` after their first unflushed append.
 Files in the data directory: one ``<topic>-<partition>`` directory per log, the
 ``recovery-point-offset-checkpoint`` and, between a clean shutdown and the next start, the
 ``.clean-shutdown`` marker (see ``docs/storage-format.md``).
+
+Tiered storage. With an object store (``remote_store``), the manager owns one
+:class:`~riverbed.storage.remote.RemoteLogManager` (its own thread) and one
+:class:`~riverbed.storage.remote.RemoteLogReader` (shared by every log). A log whose config
+has ``remote_storage_enable`` is registered with the first and attached to the second
+(:meth:`SegmentLog.attach_remote`); the flusher wakes the tiering thread after a cycle
+that finalized rolled segments. See ``docs/adr/0005-tiered-storage.md``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ from .files import (
     write_recovery_checkpoint,
 )
 from .log import LogHooks, SegmentLog
+from .remote.api import TieringConfig
+from .remote.copier import RemoteLogManager, RemoteLogManagerConfig
+from .remote.metadata import MetadataCorrupt
+from .remote.reader import RemoteLogReader
+from .remote.store import ObjectStore, ObjectStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +79,9 @@ class LogManager:
         fsync: Fsync = os.fsync,
         syncfs: bool = True,
         cleaner: CleanerConfig | None = None,
+        remote_store: ObjectStore | None = None,
+        remote_config: RemoteLogManagerConfig | None = None,
+        remote_cache_bytes: int = 64 << 20,
     ) -> None:
         self._data_dir = Path(data_dir)
         # With several dirty logs, one syncfs(2) first writes them all back in a single
@@ -93,7 +108,15 @@ class LogManager:
         self._fsync_pool: ThreadPoolExecutor | None = None
         self._opened = False
         self._closed = False
-        self._hooks = LogHooks(self._flush_soon, self._flush_later, self._recovery_point_lowered)
+        self._hooks = LogHooks(
+            self._flush_soon, self._flush_later, self._recovery_point_lowered, self._sync_remote
+        )
+        self.remote: RemoteLogManager | None = None
+        """The tiering thread's manager (None: no object store configured)."""
+        self.remote_reader: RemoteLogReader | None = None
+        if remote_store is not None:
+            self.remote = RemoteLogManager(remote_store, remote_config, fsync=fsync)
+            self.remote_reader = RemoteLogReader(remote_store, cache_bytes=remote_cache_bytes)
         self.flush_cycles = 0
         """Flusher cycles run so far (for metrics and tests)."""
         self.cleaner = LogCleaner(
@@ -149,6 +172,8 @@ class LogManager:
             self._data_fd = os.open(self._data_dir, os.O_RDONLY)
         self._thread = threading.Thread(target=self._run, name="riverbed-flusher", daemon=True)
         self._thread.start()
+        if self.remote is not None:
+            self.remote.start()
 
     def close(self) -> None:
         """Stop the flusher, flush and close every log, write the recovery checkpoint and
@@ -156,6 +181,8 @@ class LogManager:
         if self._closed or not self._opened:
             self._closed = True
             return
+        if self.remote is not None:
+            self.remote.stop()
         self.cleaner.stop()
         self._stop_flusher()
         with self._registry_lock:
@@ -175,6 +202,8 @@ class LogManager:
 
     def abandon(self) -> None:
         """Stop as a crash would: no flush, no index files, no marker (for tests)."""
+        if self.remote is not None:
+            self.remote.stop()
         self.cleaner.stop()
         self._stop_flusher()
         with self._registry_lock:
@@ -218,6 +247,7 @@ class LogManager:
         log.hooks = self._hooks
         with self._registry_lock:
             self._logs[key] = log
+        self._sync_remote(log)
         return log
 
     def get(self, topic: str, partition: int) -> SegmentLog | None:
@@ -240,6 +270,7 @@ class LogManager:
         with self._cond:
             self._requested.pop(log, None)
             self._scheduled.pop(log, None)
+        self._delete_remote(log)
         log.close(clean=False)
         doomed = log.directory.with_name(f"{log.directory.name}.{uuid.uuid4().hex}{DELETED_SUFFIX}")
         os.rename(log.directory, doomed)
@@ -253,6 +284,56 @@ class LogManager:
         with self._registry_lock:
             keys = [key for key in self._logs if key[0] == topic]
         return sum(self.delete_partition(*key) for key in keys)
+
+    # -- tiered storage --------------------------------------------------------------------
+
+    def _sync_remote(self, log: SegmentLog) -> None:
+        """Register ``log`` with the remote log manager when its config enables tiering (or
+        update its tiering settings). Without an object store nothing happens: the log
+        keeps every segment locally until its own retention deletes it."""
+        remote, reader = self.remote, self.remote_reader
+        if remote is None or reader is None or log.closed:
+            return
+        tiering = TieringConfig.from_log_config(log.config)
+        if remote.status(log.topic, log.partition) is not None:
+            remote.update_tiering(log.topic, log.partition, tiering)
+            return
+        if not tiering.remote_storage_enable:
+            return
+        try:
+            metadata = remote.register(log, tiering)
+        except (MetadataCorrupt, OSError):
+            logger.exception("%s: cannot tier this partition", log.directory)
+            return
+        log.attach_remote(metadata, reader)
+
+    def _delete_remote(self, log: SegmentLog) -> None:
+        """Topic deletion: stop tiering the partition and delete its objects on a background
+        thread (with a few retries), so a slow or unreachable store never blocks the
+        caller; objects it cannot delete are logged and left behind."""
+        remote = self.remote
+        metadata = log.remote_metadata
+        if remote is None or metadata is None:
+            return
+        remote.unregister(log.topic, log.partition)
+        log.detach_remote()
+        store, prefix = remote.store, metadata.prefix
+
+        def run() -> None:
+            delay = 0.5
+            for attempt in range(6):
+                try:
+                    for key in store.list(prefix):
+                        store.delete(key)
+                    return
+                except ObjectStoreError as exc:
+                    if not exc.retriable or attempt == 5:
+                        logger.error("objects under %s left behind: %s", prefix, exc)
+                        return
+                    time.sleep(delay)
+                    delay *= 2
+
+        threading.Thread(target=run, name="riverbed-remote-delete", daemon=True).start()
 
     # -- background work -------------------------------------------------------------------
 
@@ -286,6 +367,17 @@ class LogManager:
         """Compact ``log`` now on the calling thread, whatever its dirty ratio, and update
         the cleaner checkpoint; None when it is not compacted or has nothing cleanable."""
         return self.cleaner.clean_now(log, now_ms)
+
+    def remote_stats(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """(bytes, segments) of the partition's finished remote segments; None when the
+        partition is not tiered (or no remote store is configured)."""
+        if self.remote is None:
+            return None
+        metadata = self.remote.metadata(topic, partition)
+        if metadata is None:
+            return None
+        finished = metadata.finished()
+        return sum(seg.size for seg in finished), len(finished)
 
     def cleaner_info(self, topic: str, partition: int, now_ms: int | None = None) -> CleanerInfo | None:
         """Dirty ratio, cleanable bytes, last clean time and statistics of one log."""
@@ -358,6 +450,8 @@ class LogManager:
         advanced = any(moved for moved, _ in results)
         checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1
+        if checkpoint and self.remote is not None:
+            self.remote.wake()  # rolled segments are finalized: something to tier
         if checkpoint:
             try:
                 self._write_checkpoint()

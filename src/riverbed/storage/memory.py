@@ -70,6 +70,10 @@ class MemoryLog:
         return self._log_start
 
     @property
+    def local_log_start_offset(self) -> int:
+        return self.log_start_offset
+
+    @property
     def log_end_offset(self) -> int:
         return self._leo
 

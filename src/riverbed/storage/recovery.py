@@ -39,6 +39,7 @@ def recover_partition(
     recovery_point: int | None,
     fsync: Fsync,
     now_ms: int,
+    remote_coverage: tuple[int, int] | None = None,
 ) -> tuple[list[Segment], int]:
     """Open the segments of ``directory`` and return them with the log start offset.
 
@@ -46,7 +47,11 @@ def recover_partition(
     Otherwise every segment at or above ``recovery_point`` (None: all of them) and the last
     one are validated batch by batch; the first torn or corrupt batch truncates the log
     there and later segments are deleted. Indexes that fail their sanity checks are
-    rebuilt. Leftover temporary files and orphan index files are removed."""
+    rebuilt. Leftover temporary files and orphan index files are removed.
+
+    ``remote_coverage``: [start, end) of the offsets held by the partition's remote
+    segments (tiered storage). When they reach the first local segment, the log start
+    stays below it (the partition's log start, persisted in ``partition.metadata``)."""
     # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
     changed = finish_interrupted_swaps(directory, fsync)
     names = os.listdir(directory)
@@ -102,7 +107,11 @@ def recover_partition(
     if not segments:
         segments.append(Segment.create(directory, meta_start, interval, now_ms))
         changed = True
-    log_start = max(meta_start, segments[0].base_offset)
+    local_base = segments[0].base_offset
+    if remote_coverage is not None and remote_coverage[0] < local_base <= remote_coverage[1]:
+        log_start = max(meta_start, remote_coverage[0])
+    else:
+        log_start = max(meta_start, local_base)
     if log_start > segments[-1].next_offset:
         # The metadata is ahead of the data (an unflushed tail was lost): start afresh.
         for segment in segments:

@@ -12,6 +12,7 @@ from . import (
     groups,
     list_offsets,
     log_dirs,
+    log_stats,
     metadata,
     produce,
     producer_ids,
@@ -58,4 +59,5 @@ API_HANDLERS: dict[int, ApiHandler] = {
     66: txns.handle_list_transactions,
     68: consumer_groups.handle_consumer_group_heartbeat,
     69: consumer_groups.handle_consumer_group_describe,
+    30001: log_stats.handle_describe_log_stats,  # riverbed extension, not in ApiVersions
 }

@@ -124,6 +124,7 @@ def _apply(broker: Broker, rtype: int, rname: str, new: dict[str, str] | None, v
         raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The topic does not exist.")
     assert new is not None
     clean = validate_topic_configs(new)
+    broker.check_tiering(clean, broker.topics.get(rname))
     if not validate_only:
         broker.set_topic_configs(rname, clean)
 

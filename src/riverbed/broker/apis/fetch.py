@@ -6,6 +6,10 @@ partition_max_bytes are soft limits (KIP-74): the first batch of the first parti
 data is returned even when it is larger, so a consumer never stalls on a big batch.
 Fetch sessions are not kept: every response carries session_id 0, which tells clients
 to send full fetch requests.
+
+Tiered storage: a fetch offset below a partition's local log start (but not below its log
+start) is served from the object store, which blocks; such a request is built on the
+broker's remote-read pool instead of the event loop. Local reads stay on the loop.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
         log_start_offset=-1,
         aborted_transactions=None,
         preferred_read_replica=-1,
-        records=None,
+        records=b"",  # as Kafka (MemoryRecords.EMPTY): librdkafka rejects a null set
     )
 
 
-def _read_all(broker: Broker, version: int, req: FetchRequest) -> tuple[FetchResponse, int, bool]:
-    """Build a response from what is readable now: (response, bytes of records, any error)."""
+Read = tuple[FetchResponse, int, bool]
+
+
+def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool = False) -> Read | None:
+    """Build a response from what is readable now: (response, bytes of records, any error).
+    None when a partition needs a remote read and ``remote_ok`` is false (on the loop)."""
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
     min_one = True
     total = 0
@@ -61,6 +69,9 @@ def _read_all(broker: Broker, version: int, req: FetchRequest) -> tuple[FetchRes
                 parts.append(_partition_error(fp.partition, code))
                 errors = True
                 continue
+            offset = fp.fetch_offset
+            if offset < plog.local_log_start_offset and offset >= plog.log_start_offset and not remote_ok:
+                return None  # tiered data: the caller redoes the request off the event loop
             limit = min(fp.partition_max_bytes, remaining)
             try:
                 if read_committed:  # stop at the last stable offset (open transactions)
@@ -110,11 +121,35 @@ def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview)
     return plog.aborted_transactions(fetch_offset, end)
 
 
+def _read_blocking(broker: Broker, version: int, req: FetchRequest) -> Read:
+    read = _read_all(broker, version, req, remote_ok=True)
+    assert read is not None
+    return read
+
+
+async def _read_async(broker: Broker, version: int, req: FetchRequest) -> Read:
+    """``_read_all`` on the loop, or on the remote-read pool when tiered data is needed."""
+    read = _read_all(broker, version, req)
+    if read is None:
+        read = await broker.run_remote(_read_blocking, broker, version, req)
+    return read
+
+
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
-    resp, total, errors = _read_all(broker, version, req)
+    read = _read_all(broker, version, req)
+    if read is None:
+        return asyncio.ensure_future(_fetch_remote(broker, version, req))
+    resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
     return asyncio.ensure_future(_long_poll(broker, version, req))
+
+
+async def _fetch_remote(broker: Broker, version: int, req: FetchRequest) -> FetchResponse:
+    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req)
+    if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
+        return resp
+    return await _long_poll(broker, version, req)
 
 
 async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchResponse:
@@ -158,9 +193,9 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchRe
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
-        resp, total, errors = _read_all(broker, version, req)
+        resp, total, errors = await _read_async(broker, version, req)
         if errors or total >= need:
             return resp
         seen = [visible(plog) for plog, _ in interest]
-    resp, _, _ = _read_all(broker, version, req)
+    resp, _, _ = await _read_async(broker, version, req)
     return resp

@@ -1,7 +1,12 @@
-"""ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3, v7+), by timestamp."""
+"""ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3, v7+), by timestamp.
+
+A lookup by timestamp on a partition with tiered data (log start below the local log
+start) may read remote time indexes, which blocks: such a request is answered from the
+broker's remote-read pool."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from riverbed.protocol.errors import ErrorCode
@@ -15,7 +20,17 @@ EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 Resp = ListOffsetsResponse
 
 
-def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse:
+def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse | asyncio.Future[ListOffsetsResponse]:
+    for t in req.topics:
+        for p in t.partitions:
+            if p.timestamp >= 0:
+                plog = broker.partition(t.name, p.partition_index)
+                if plog is not None and plog.log_start_offset < plog.local_log_start_offset:
+                    return broker.run_remote(_list_offsets, broker, version, req)
+    return _list_offsets(broker, version, req)
+
+
+def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse:
     topics_out = []
     for t in req.topics:
         parts: list[Resp.ListOffsetsPartitionResponse] = []

@@ -60,6 +60,7 @@ def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req
             configs = {c.name: c.value for c in t.configs}
             if req.validate_only:
                 broker.topics.check_create(t.name, partitions, configs)
+                broker.check_tiering(configs)
                 overrides = {k: v for k, v in configs.items() if v is not None}
                 topic_id = ZERO_UUID
             else:

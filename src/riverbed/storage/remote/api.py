@@ -40,6 +40,12 @@ class TieringConfig:
         if self.local_retention_ms < USE_TOTAL or self.local_retention_bytes < USE_TOTAL:
             raise ValueError("local.retention.* must be -2, -1 or >= 0")
 
+    @classmethod
+    def from_log_config(cls, config: LogConfig) -> TieringConfig:
+        return cls(
+            config.remote_storage_enable, config.local_retention_ms, config.local_retention_bytes
+        )
+
     def effective_local_retention_ms(self, config: LogConfig) -> int:
         """The local time limit, never longer than the total one (Kafka refuses a larger
         local.retention.ms; here the total wins)."""
