@@ -183,3 +183,31 @@ def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, to
                 assert all(o in offsets[key] for o, _ in seen[key])  # nothing invented or moved
     finally:
         proc.kill()
+
+
+def test_a_compacted_topic_can_be_tiered(tmp_path: Path, topic_name: str) -> None:
+    """Beyond Kafka (KIP-1272 is still a discussion): compaction and tiering on one topic.
+    Segments are cleaned, then copied to the store and deleted locally; a read from offset 0
+    returns the latest value of every key at its original offset."""
+    store = tmp_path / "remote"
+    settings = {"remote_storage_path": str(store), "remote_task_interval_ms": 50, "remote_retry_backoff_ms": 100, "remote_retry_backoff_max_ms": 500, "cleaner_backoff_ms": 50}
+    with EmbeddedBroker(tmp_path / "data", **settings) as broker:
+        b = broker.bootstrap
+        create_topics(b, NewTopic(topic_name, 1, 1, config={**COMPACT, "remote.storage.enable": "true", "local.retention.bytes": "1", "retention.ms": "-1"}))
+        offsets = produce(b, topic_name, [(f"k{i % 50}".encode(), f"r{r}-{i % 50}".encode() * 5) for r in range(6) for i in range(50)])
+        produce(b, topic_name, [(f"filler-{i}".encode(), b"x" * 50) for i in range(200)])
+        assert wait_until(cleaned_once(broker, topic_name), 20), "the cleaner did not run"
+
+        def tiered() -> bool:
+            stats = broker.call(broker.broker.logs.remote_stats, topic_name, 0)
+            return stats is not None and stats[1] > 0 and broker.broker.partition(topic_name, 0).local_log_start_offset > 0
+
+        assert wait_until(tiered, 20), broker.call(broker.broker.logs.remote_stats, topic_name, 0)
+        rows = read_from(b, topic_name)
+        seen: dict[bytes | None, list[tuple[int, bytes | None]]] = {}
+        for off, key, value in rows:
+            seen.setdefault(key, []).append((off, value))
+        for i in range(50):
+            key = f"k{i}".encode()
+            assert seen[key][-1] == (offsets[key][-1], f"r5-{i}".encode() * 5)
+            assert all(o in offsets[key] for o, _ in seen[key])
