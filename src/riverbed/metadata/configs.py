@@ -207,7 +207,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("remote.storage.s3.access.key", T.STRING, ""),
             ConfigDef("remote.storage.s3.secret.key", T.PASSWORD, ""),
             ConfigDef("remote.storage.s3.prefix", T.STRING, ""),
-            ConfigDef("remote.log.reader.cache.bytes", T.LONG, str(64 << 20), at_least(0)),
+            ConfigDef("remote.log.reader.cache.bytes", T.LONG, str(64 << 20), at_least(1 << 20)),  # at least one 1 MiB block
             ConfigDef("remote.log.reader.threads", T.INT, "10", at_least(1)),
             ConfigDef("remote.log.manager.task.interval.ms", T.LONG, "30000", at_least(1)),
             ConfigDef("remote.log.manager.task.retry.backoff.ms", T.LONG, "500", at_least(1)),

@@ -38,6 +38,7 @@ __all__ = [
     "AppendInfo",
     "LogConfig",
     "LogStore",
+    "NeedsRemote",
     "OffsetOutOfRange",
     "PartitionLog",
     "ProducerStateView",
@@ -167,6 +168,14 @@ class ProducerStateView:
     """First offset of its ongoing transaction in this partition (-1 when none)."""
 
 
+class NeedsRemote(Exception):
+    """Raised by ``read`` / ``aborted_transactions`` / ``offset_for_timestamp`` called with
+    ``remote_ok=False`` when the answer needs the object store (tiered data): the broker
+    then does the request on its remote-read pool, off the event loop. Decided under the
+    log's lock, so a segment tiered away in the meantime cannot slip a blocking store call
+    onto the loop."""
+
+
 class OffsetOutOfRange(KafkaError):
     def __init__(self, message: str = "") -> None:
         super().__init__(ErrorCode.OFFSET_OUT_OF_RANGE, message)
@@ -257,7 +266,7 @@ class PartitionLog(Protocol):
         visible when the high watermark passes it."""
         ...
 
-    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+    def aborted_transactions(self, start_offset: int, upper_offset: int, *, remote_ok: bool = True) -> list[tuple[int, int]]:
         """(producer id, first offset) of every aborted transaction whose marker is at or
         after ``start_offset`` and whose first offset is below ``upper_offset``, ordered by
         first offset: what a read_committed fetch from ``start_offset`` whose data ends
@@ -275,6 +284,7 @@ class PartitionLog(Protocol):
         *,
         min_one_batch: bool = True,
         isolation_upper: int | None = None,
+        remote_ok: bool = True,
     ) -> ReadResult:
         """Fetch semantics: whole batches starting with the one containing ``offset``, at
         most ``max_bytes`` unless the first batch alone is larger and ``min_one_batch``
@@ -284,7 +294,7 @@ class PartitionLog(Protocol):
         ``[log_start_offset, log_end_offset]``."""
         ...
 
-    def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
+    def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
         """(base offset, max timestamp) of the first batch below the high watermark whose
         max timestamp is >= ``ts``; the offset is never below the log start offset."""
         ...

@@ -671,6 +671,20 @@ def _clean_batch(data: bytes, segment: Segment, p: _Pass, entries: list[AbortedT
     return rebuild_batch(header, kept, horizon if kept else None)
 
 
+#: "never": the horizon of tombstones and markers in tiered logs
+_FOREVER_MS = 1 << 60
+
+
+def _delete_retention_ms(config: LogConfig) -> int:
+    """delete.retention.ms, except for a tiered log, whose tombstones and markers stay for
+    ever: remote segments are never compacted again, so an older value of a key (or the
+    records of an aborted transaction) may sit in the object store, and only the tombstone
+    (or the ABORT marker and its index entry) tells a reader from offset 0 that it is gone.
+    Removing it locally, before or after the segment holding it is copied, would bring the
+    deleted key back (the same holds for aborted records and their marker)."""
+    return _FOREVER_MS if config.remote_storage_enable else config.delete_retention_ms
+
+
 def _groups(view: CleanerView, n: int) -> list[list[int]]:
     """Consecutive runs of the first ``n`` segments whose sizes add up to at most
     segment.bytes (and whose offsets fit in int32 relative offsets)."""
@@ -782,7 +796,7 @@ def _clean(
     stats = CleanStats(first_dirty_offset=first_dirty, log_bytes_before=view.size_bytes)
     p = _Pass(
         now_ms,
-        view.config.delete_retention_ms,
+        _delete_retention_ms(view.config),
         first_dirty,
         OffsetMap(dedupe_buffer_bytes),
         TxnTracker(view.aborted),

@@ -40,7 +40,7 @@ from riverbed.protocol.records.batch import (
 )
 from riverbed.protocol.records.records import build_control_batch
 
-from .api import AppendInfo, LogConfig, OffsetOutOfRange, ProducerStateView, ReadResult
+from .api import AppendInfo, LogConfig, NeedsRemote, OffsetOutOfRange, ProducerStateView, ReadResult
 from .cleaner import (
     DEFAULT_DEDUPE_BUFFER_BYTES,
     CleanerInfo,
@@ -532,6 +532,7 @@ class SegmentLog:
         *,
         min_one_batch: bool = True,
         isolation_upper: int | None = None,
+        remote_ok: bool = True,
     ) -> ReadResult:
         with self._lock:
             self._check_open()
@@ -563,6 +564,8 @@ class SegmentLog:
         assert remote is not None
         if offset >= upper:
             return result
+        if not remote_ok:  # decided under the lock: the caller must come back off the loop
+            raise NeedsRemote(f"{self._topic}-{self._partition}@{offset}")
         metadata, reader = remote
         try:
             data = reader.read(
@@ -582,10 +585,12 @@ class SegmentLog:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+    def aborted_transactions(self, start_offset: int, upper_offset: int, *, remote_ok: bool = True) -> list[tuple[int, int]]:
         found: list[AbortedTxn] = []
         remote = self._remote
         if remote is not None and start_offset < self._bases[0]:
+            if not remote_ok:
+                raise NeedsRemote(f"{self._topic}-{self._partition}@{start_offset}")
             try:
                 found, complete = remote[1].aborted_transactions(
                     remote[0], start_offset, upper_offset
@@ -610,9 +615,11 @@ class SegmentLog:
 
     # -- timestamps ------------------------------------------------------------------------
 
-    def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
+    def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
         remote = self._remote
         if remote is not None and self._log_start < self._bases[0]:
+            if not remote_ok:
+                raise NeedsRemote(f"{self._topic}-{self._partition} by timestamp")
             try:
                 found = remote[1].offset_for_timestamp(remote[0], ts, self._log_start)
             except ObjectStoreError as exc:
@@ -1177,6 +1184,10 @@ def _describe(segment: Segment) -> SealedSegment:
     )
 
 
+#: the remote-log metadata exists but cannot be read
+UNKNOWN_COVERAGE = (-1, -1)
+
+
 def _remote_coverage(directory: Path, topic: str, partition: int) -> tuple[int, int] | None:
     """[start, end) of the offsets the partition's COPY_FINISHED remote segments cover
     without a gap, from its remote-log metadata file (read only); None without one."""
@@ -1185,8 +1196,10 @@ def _remote_coverage(directory: Path, topic: str, partition: int) -> tuple[int, 
     try:
         finished = RemoteLogMetadata.load(directory, topic, partition).finished()
     except (MetadataCorrupt, OSError) as exc:
-        logger.error("%s: ignoring remote-log metadata: %s", directory, exc)
-        return None
+        # not None: that would let recovery raise the persisted log start above the remote
+        # data for good; UNKNOWN_COVERAGE keeps it until the file is repaired
+        logger.error("%s: unreadable remote-log metadata (tiered offsets unreadable until it is repaired): %s", directory, exc)
+        return UNKNOWN_COVERAGE
     if not finished:
         return None
     start = end = finished[0].base_offset

@@ -315,11 +315,15 @@ class LogManager:
         metadata = log.remote_metadata
         if remote is None or metadata is None:
             return
-        remote.unregister(log.topic, log.partition)
+        # not unregister() here: it waits for a tiering pass in progress (an upload may take
+        # seconds) and this runs on the event loop; closing the metadata is enough to stop
+        # that pass from writing, and the thread below unregisters
+        metadata.close()
         log.detach_remote()
         store, prefix = remote.store, metadata.prefix
 
         def run() -> None:
+            remote.unregister(log.topic, log.partition)
             delay = 0.5
             for attempt in range(6):
                 try:

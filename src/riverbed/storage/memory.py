@@ -157,7 +157,7 @@ class MemoryLog:
         self._leo = last + 1
         self._size += len(batch)
 
-    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+    def aborted_transactions(self, start_offset: int, upper_offset: int, *, remote_ok: bool = True) -> list[tuple[int, int]]:
         found = [
             (e.first_offset, e.producer_id)
             for e in self._aborted
@@ -175,6 +175,7 @@ class MemoryLog:
         *,
         min_one_batch: bool = True,
         isolation_upper: int | None = None,
+        remote_ok: bool = True,
     ) -> ReadResult:
         if offset < self._log_start or offset > self._leo:
             raise OffsetOutOfRange(f"offset {offset} outside [{self._log_start}, {self._leo}]")
@@ -196,7 +197,7 @@ class MemoryLog:
         """Indexes of the batches that reach the log start offset."""
         return iter(range(bisect_left(self._lasts, self._log_start), len(self._batches)))
 
-    def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
+    def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
         for i in self._visible():
             if self._max_ts[i] >= ts:
                 return max(self._bases[i], self._log_start), self._max_ts[i]

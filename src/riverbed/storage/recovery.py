@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from .files import (
@@ -54,6 +55,9 @@ def recover_partition(
     stays below it (the partition's log start, persisted in ``partition.metadata``)."""
     # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
     changed = finish_interrupted_swaps(directory, fsync)
+    # hard links staged for an upload that a crash interrupted (storage/remote/copier.py):
+    # they would keep the data of deleted segments on disk for ever
+    shutil.rmtree(directory / ".remote-staging", ignore_errors=True)
     names = os.listdir(directory)
     bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
     known = set(bases)
@@ -108,7 +112,9 @@ def recover_partition(
         segments.append(Segment.create(directory, meta_start, interval, now_ms))
         changed = True
     local_base = segments[0].base_offset
-    if remote_coverage is not None and remote_coverage[0] < local_base <= remote_coverage[1]:
+    if remote_coverage == (-1, -1) and meta is not None and meta_start < local_base:
+        log_start = meta_start  # the remote metadata is unreadable: keep the log start as it was
+    elif remote_coverage is not None and remote_coverage[0] < local_base <= remote_coverage[1]:
         log_start = max(meta_start, remote_coverage[0])
     else:
         log_start = max(meta_start, local_base)

@@ -429,3 +429,18 @@ def test_manager_thread_starts_and_stops(manager_factory: Callable[..., LogManag
     disabled.start_cleaner()
     disabled.close()
     assert disabled.cleaner.rounds == 0
+
+
+def test_tiered_logs_keep_tombstones_for_ever(make_segment_log: MakeLog) -> None:
+    """Remote segments are never compacted again: an older value of a key may be in the
+    object store, so the tombstone that deletes it must stay (else the key comes back for a
+    reader from offset 0)."""
+    log = make_segment_log(compact_config(delete_retention_ms=0, remote_storage_enable=True))
+    pairs: list[tuple[str | None, str | None]] = [("a", "1"), ("b", "1"), ("a", None), ("c", "1")]
+    pairs += [(f"x{i}", "y") for i in range(12)]
+    fill(log, pairs)
+    log.clean(NOW)
+    log.clean(NOW + 10 * DAY)
+    stats = log.clean(NOW + 1000 * DAY)
+    assert stats is None or stats.tombstones_removed == 0
+    assert (2, "a", None) in records(log)

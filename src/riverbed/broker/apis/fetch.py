@@ -21,7 +21,7 @@ from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.server.handler import ConnectionInfo
-from riverbed.storage.api import PartitionLog
+from riverbed.storage.api import NeedsRemote, PartitionLog
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -75,9 +75,14 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool =
             limit = min(fp.partition_max_bytes, remaining)
             try:
                 if read_committed:  # stop at the last stable offset (open transactions)
-                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one, isolation_upper=plog.last_stable_offset)
+                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one, isolation_upper=plog.last_stable_offset, remote_ok=remote_ok)
                 else:
-                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one)
+                    result = plog.read(fp.fetch_offset, max(limit, 0), min_one_batch=min_one, remote_ok=remote_ok)
+                aborted: list[Resp.AbortedTransaction] | None = None
+                if read_committed:
+                    aborted = [Resp.AbortedTransaction(producer_id=pid, first_offset=first) for pid, first in _aborted(plog, fp.fetch_offset, result.records, remote_ok)]
+            except NeedsRemote:
+                return None  # tiered away since the check above: redo it off the event loop
             except KafkaError as exc:
                 pd = _partition_error(fp.partition, exc.code)
                 pd.high_watermark = plog.high_watermark
@@ -87,9 +92,6 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool =
                 errors = True
                 continue
             size = len(result.records)
-            aborted: list[Resp.AbortedTransaction] | None = None
-            if read_committed:
-                aborted = [Resp.AbortedTransaction(producer_id=pid, first_offset=first) for pid, first in _aborted(plog, fp.fetch_offset, result.records)]
             if size:
                 min_one = False
                 remaining -= size
@@ -110,7 +112,7 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool =
     return resp, total, errors
 
 
-def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview) -> list[tuple[int, int]]:
+def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview, remote_ok: bool) -> list[tuple[int, int]]:
     """The aborted transactions a read_committed consumer needs to filter ``records``: those
     whose marker is at or after the fetch offset and which began before the data's end."""
     if not records:
@@ -118,7 +120,7 @@ def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview)
     end = fetch_offset
     for header in iter_batches(records):
         end = header.next_offset
-    return plog.aborted_transactions(fetch_offset, end)
+    return plog.aborted_transactions(fetch_offset, end, remote_ok=remote_ok)
 
 
 def _read_blocking(broker: Broker, version: int, req: FetchRequest) -> Read:

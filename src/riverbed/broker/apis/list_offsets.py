@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from riverbed.server.handler import ConnectionInfo
+from riverbed.storage.api import NeedsRemote
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -27,10 +28,13 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
                 plog = broker.partition(t.name, p.partition_index)
                 if plog is not None and plog.log_start_offset < plog.local_log_start_offset:
                     return broker.run_remote(_list_offsets, broker, version, req)
-    return _list_offsets(broker, version, req)
+    try:
+        return _list_offsets(broker, version, req, remote_ok=False)
+    except NeedsRemote:  # tiered away since the check above
+        return broker.run_remote(_list_offsets, broker, version, req)
 
 
-def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse:
+def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest, remote_ok: bool = True) -> ListOffsetsResponse:
     topics_out = []
     for t in req.topics:
         parts: list[Resp.ListOffsetsPartitionResponse] = []
@@ -59,7 +63,7 @@ def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest) -> List
             elif ts < 0:
                 out.error_code = ErrorCode.UNSUPPORTED_VERSION if ts == -4 or ts == -5 else ErrorCode.INVALID_REQUEST
             else:
-                found = plog.offset_for_timestamp(ts)
+                found = plog.offset_for_timestamp(ts, remote_ok=remote_ok)
                 upper = plog.last_stable_offset if req.isolation_level == 1 else plog.high_watermark
                 if found is not None and found[0] < upper:
                     out.offset, out.timestamp = found

@@ -150,6 +150,7 @@ class RemoteLogMetadata:
         fsync: Callable[[int], None] = os.fsync,
     ) -> None:
         self.directory = directory
+        self.closed = False
         self.topic = topic
         self.partition = partition
         self.partition_id = partition_id or uuid.uuid4().hex
@@ -204,7 +205,15 @@ class RemoteLogMetadata:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MetadataCorrupt(f"{path}: {exc}") from exc
 
+    def close(self) -> None:
+        """The partition is being deleted: no more writes (a tiering pass still running on
+        it must not write its file into a directory that is going away, or into a new one
+        of the same name)."""
+        self.closed = True
+
     def _save_locked(self) -> None:
+        if self.closed:
+            raise OSError(f"{self.path}: the partition was deleted")
         data = {
             "version": VERSION,
             "topic": self.topic,
