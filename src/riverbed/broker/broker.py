@@ -41,6 +41,8 @@ from riverbed.protocol.framing import (
 from riverbed.protocol.messages import request_class
 from riverbed.protocol.messages.api_versions import ApiVersionsResponse
 from riverbed.protocol.primitives import Buffer, Message, Reader, Writer
+from riverbed.security.acl import AclOperation, Authorizer, ResourceType
+from riverbed.security.acl_store import AclStore
 from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
@@ -48,6 +50,8 @@ from .config import BrokerConfig
 from .groups import GroupService
 from .txns import TxnService
 from .versions import SUPPORTED
+
+ANONYMOUS = "User:ANONYMOUS"
 
 log = logging.getLogger("riverbed.broker")
 T = TypeVar("T")
@@ -84,6 +88,8 @@ class Broker:
         self._retention_task: asyncio.Task[None] | None = None
         self._remote_pool: ThreadPoolExecutor | None = None
         self.log_defaults = dict(config.log_defaults)
+        self.acls: AclStore | None = None
+        self.authorizer: Authorizer | None = None
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
         self.txns = TxnService(
             self,
@@ -107,6 +113,7 @@ class Broker:
                     self.logs.create(topic.name, p, self.log_config(topic))
                 else:
                     plog.update_config(self.log_config(topic))
+        self._open_security()
         self.groups.start()
         self.txns.start()  # after the groups: markers settle their pending offsets
         self._retention_task = asyncio.create_task(self._retention_loop())
@@ -141,6 +148,29 @@ class Broker:
         self.logs.run_retention(now)
         for plog in self.logs.partitions():
             plog.expire_producers(now, self.config.producer_id_expiration_ms)
+
+    # ------------------------------------------------------------------ security
+    def _open_security(self) -> None:
+        """The ACL store and the authorizer (when ``authorizer.class.name`` is set)."""
+        if not self.config.authorizer_enabled:
+            return
+        self.acls = AclStore(self.config.data_dir)
+        self.authorizer = Authorizer(self.acls, super_users=self.config.super_users, allow_everyone_if_no_acl_found=self.config.allow_everyone_if_no_acl_found)
+
+    @staticmethod
+    def principal(conn: ConnectionInfo) -> str:
+        """The authenticated principal of a connection ("User:ANONYMOUS" until SASL or mTLS
+        sets ``conn.state["principal"]``)."""
+        principal = conn.state.get("principal")
+        return principal if isinstance(principal, str) else ANONYMOUS
+
+    def authorize(self, conn: ConnectionInfo, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        """May this connection's principal do ``operation`` on the resource? Always True
+        without an authorizer."""
+        if self.authorizer is None:
+            return True
+        host = conn.peer.rsplit(":", 1)[0].strip("[]")
+        return self.authorizer.authorize(self.principal(conn), host, operation, resource_type, name)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -30,6 +30,10 @@ class BrokerConfig:
     cleaner_backoff_ms: int = 15_000  # log.cleaner.backoff.ms
     cleaner_dedupe_buffer_size: int = 128 * 1024 * 1024  # log.cleaner.dedupe.buffer.size
     cleaner_io_max_bytes_per_second: float = float("inf")  # log.cleaner.io.max.bytes.per.second
+    # ACLs (docs/security-acls.md): off unless authorizer.class.name is set, as in Kafka
+    authorizer_enabled: bool = False  # authorizer.class.name (any value turns it on)
+    super_users: tuple[str, ...] = ()  # super.users (User:a;User:b)
+    allow_everyone_if_no_acl_found: bool = False  # allow.everyone.if.no.acl.found
     flush_syncfs: bool = True  # one syncfs(2) per flush cycle before the per-file fsyncs
     # Tiered storage (docs/configuration.md): no object store unless one of these is set.
     remote_storage_path: str | None = None  # remote.storage.path: a local directory store

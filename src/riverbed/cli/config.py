@@ -146,6 +146,12 @@ def load_config(
             cfg.transaction_abort_interval_ms = int(value)
         elif name == "producer.id.expiration.ms":
             cfg.producer_id_expiration_ms = int(value)
+        elif name == "authorizer.class.name":
+            cfg.authorizer_enabled = bool(str(value).strip())
+        elif name == "super.users":
+            cfg.super_users = tuple(u.strip() for u in str(value).split(";") if u.strip())
+        elif name == "allow.everyone.if.no.acl.found":
+            cfg.allow_everyone_if_no_acl_found = _bool(value)
         elif name == "log.cleaner.enable":
             cfg.cleaner_enable = _bool(value)
         elif name == "log.cleaner.backoff.ms":
