@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from riverbed.broker import Broker, BrokerConfig
+from riverbed.broker import Broker, BrokerConfig, ListenerConfig
+from riverbed.security.principal import dn_from_subject, map_principal, parse_rules
 from riverbed.server import KafkaServer, ServerConfig
+from riverbed.server.tls import server_context
 from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
 from riverbed.storage.remote import LocalDirStore, ObjectStore, RemoteLogManagerConfig, S3Store
@@ -77,31 +79,73 @@ class RiverbedApp:
                 remote_cache_bytes=config.remote_reader_cache_bytes,
             ),
         )
-        self.server = KafkaServer(
+        self.servers = [self._server_for(listener, shutdown_timeout) for listener in config.effective_listeners()]
+        self.server = self.servers[0]  # the first listener's (what bootstrap gives)
+        self.started = False
+
+    def _server_for(self, listener: ListenerConfig, shutdown_timeout: float) -> KafkaServer:
+        """One KafkaServer per listener; TLS listeners get their context here, and SSL
+        listeners with client authentication the principal mapping (mTLS)."""
+        config = self.config
+        ssl_context = None
+        principal_from_subject = None
+        if listener.tls:
+            # client certificates only on SSL listeners: a SASL_SSL client is who SASL says
+            client_auth = config.ssl_client_auth if listener.protocol == "SSL" else "none"
+            ssl_context = server_context(
+                config.ssl_certificate_location,
+                config.ssl_key_location,
+                key_password=config.ssl_key_password,
+                ca=config.ssl_ca_location,
+                client_auth=client_auth,
+            )
+            if client_auth != "none":
+                rules = parse_rules(config.ssl_principal_mapping_rules)
+
+                def principal_from_subject(subject: Any) -> str:
+                    return "User:" + map_principal(rules, dn_from_subject(subject))
+
+        return KafkaServer(
             self.broker,
             ServerConfig(
-                host=config.host,
-                port=config.port,
+                host=listener.host,
+                port=listener.port,
                 max_request_size=config.max_request_size,
                 shutdown_timeout=shutdown_timeout,
+                listener_name=listener.name,
+                ssl_context=ssl_context,
+                principal_from_subject=principal_from_subject,
             ),
         )
-        self.started = False
 
     async def start(self) -> StartupInfo:
         t0 = time.perf_counter()
         await self.broker.start()
         try:
-            await self.server.start()
+            for server in self.servers:
+                await server.start()
+                self.broker.bound_ports[server.config.listener_name] = server.port
         except BaseException:
+            for server in self.servers:
+                if server._server is not None:
+                    await server.stop()
             await self.broker.stop()
             raise
         self.broker.bound_port = self.server.port
         self.started = True
         host, port = self.broker.advertised()
         info = StartupInfo(host, port, time.perf_counter() - t0)
-        log.info("riverbed listening on %s:%d (data in %s), ready in %.0f ms", self.config.host, self.server.port, self.config.data_dir, info.seconds * 1000)
+        for server in self.servers:
+            name = server.config.listener_name
+            listener = self.broker.listeners[name]
+            log.info("riverbed listener %s (%s) on %s:%d, advertised as %s:%d", name, listener.protocol, server.config.host, server.port, *self.broker.advertised(name))
+        log.info("riverbed listening on %s:%d (data in %s), ready in %.0f ms", self.server.config.host, self.server.port, self.config.data_dir, info.seconds * 1000)
         return info
+
+    def bootstrap_for(self, listener: str) -> str:
+        """The advertised address of one listener (by name)."""
+        host, port = self.broker.advertised(listener)
+        return f"{host}:{port}"
 
     @property
     def bootstrap(self) -> str:
@@ -113,7 +157,7 @@ class RiverbedApp:
         if not self.started:
             return
         self.started = False
-        await self.server.stop()
+        await asyncio.gather(*(server.stop() for server in self.servers))
         await self.broker.stop()
 
 
@@ -156,6 +200,9 @@ class BrokerThread:
     @property
     def bootstrap(self) -> str:
         return self.app.bootstrap
+
+    def bootstrap_for(self, listener: str) -> str:
+        return self.app.bootstrap_for(listener)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the broker's loop and return its result (for tests)."""

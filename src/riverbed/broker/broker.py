@@ -43,10 +43,13 @@ from riverbed.protocol.messages.api_versions import ApiVersionsResponse
 from riverbed.protocol.primitives import Buffer, Message, Reader, Writer
 from riverbed.security.acl import AclOperation, Authorizer, ResourceType
 from riverbed.security.acl_store import AclStore
-from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply
+from riverbed.security.credentials import CredentialStore, LoginCredentials
+from riverbed.security.sasl import SaslServerFactory, SaslSession, SaslState
+from riverbed.security.throttle import FailedAuthThrottle
+from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply, ReplyThenClose
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
-from .config import BrokerConfig
+from .config import BrokerConfig, ListenerConfig
 from .groups import GroupService
 from .txns import TxnService
 from .versions import SUPPORTED
@@ -82,7 +85,15 @@ class Broker:
         self.topics = TopicStore(config.data_dir)
         self.logs = store_factory(self._on_durable_threadsafe)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.bound_port = config.port
+        self.bound_port = config.port  # of the first listener
+        self.listeners: dict[str, ListenerConfig] = {lst.name: lst for lst in config.effective_listeners()}
+        self._first_listener = next(iter(self.listeners.values()))
+        self.bound_ports: dict[str, int] = {}  # listener name -> bound port (set by the app)
+        self._sasl_listeners = frozenset(n for n, lst in self.listeners.items() if lst.sasl)
+        # users and SASL (docs/security.md): opened in start()
+        self.credentials: CredentialStore | None = None
+        self.sasl_factory: SaslServerFactory | None = None
+        self.auth_throttle = FailedAuthThrottle()  # failed logins, per client host
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
@@ -104,6 +115,7 @@ class Broker:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._open_credentials()  # first: a corrupt credential file stops start-up
         self.topics.load()
         self.logs.open()
         for topic in self.topics:
@@ -149,6 +161,23 @@ class Broker:
         for plog in self.logs.partitions():
             plog.expire_producers(now, self.config.producer_id_expiration_ms)
 
+    # ------------------------------------------------------------------ users and SASL
+    def _open_credentials(self) -> None:
+        """The SCRAM credential store (``<data dir>/credentials.json``) and the SASL
+        mechanisms of the SASL listeners. Raises CorruptCredentialStoreError."""
+        self.credentials = CredentialStore(self.config.data_dir)
+        self.sasl_factory = SaslServerFactory(LoginCredentials(self.credentials), self.config.sasl_enabled_mechanisms)
+
+    def sasl_session(self, conn: ConnectionInfo) -> SaslSession | None:
+        """The connection's SASL state on a SASL listener (created on its first request)."""
+        session = conn.state.get("sasl")
+        if session is None and conn.listener in self._sasl_listeners:
+            assert self.sasl_factory is not None
+            host = conn.peer.rsplit(":", 1)[0].strip("[]")
+            session = SaslSession(self.sasl_factory, client_address=host, throttle=self.auth_throttle)
+            conn.state["sasl"] = session
+        return session
+
     # ------------------------------------------------------------------ security
     def _open_security(self) -> None:
         """The ACL store and the authorizer (when ``authorizer.class.name`` is set)."""
@@ -177,8 +206,11 @@ class Broker:
     def now_ms() -> int:
         return int(time.time() * 1000)
 
-    def advertised(self) -> tuple[str, int]:
-        return self.config.advertised(self.bound_port)
+    def advertised(self, listener: str | None = None) -> tuple[str, int]:
+        """The address clients of ``listener`` (a connection's ``conn.listener``) are told to
+        use; the first listener's when None or unknown."""
+        lst = self.listeners.get(listener, self._first_listener) if listener else self._first_listener
+        return lst.advertised(self.bound_ports.get(lst.name, self.bound_port))
 
     def topic_configs(self, topic: Topic) -> dict[str, str]:
         return {c.name: c.value for c in effective_topic_configs(topic.configs, self.log_defaults)}
@@ -318,10 +350,20 @@ class Broker:
         pass
 
     def handle(self, conn: ConnectionInfo, frame: bytearray) -> Reply:
+        session = self.sasl_session(conn) if self._sasl_listeners else None
+        if session is not None and not session.authenticated:
+            if session.failed:
+                return None  # the failure answer is on its way, then the connection closes
+            if session.raw_tokens and session.state in (SaslState.AWAITING_AUTHENTICATE, SaslState.AUTHENTICATING):
+                from .apis.sasl import handle_raw_token
+
+                return handle_raw_token(self, conn, session, frame)
         try:
             key, version, corr = peek_correlation(frame)
         except DecodeError as exc:
             raise CloseConnection(str(exc)) from exc
+        if session is not None and session.admit(key):
+            raise CloseConnection(f"request with API key {key} from {conn.peer} in SASL state {session.state.value}")
         extension = EXTENSIONS.get(key)  # riverbed's own requests, not in ApiVersions
         supported = SUPPORTED.get(key) if extension is None else (extension[0].MIN_VERSION, extension[0].MAX_VERSION)
         handler = self.handlers.get(key)
@@ -341,17 +383,27 @@ class Broker:
         conn.state["client_id"] = header.client_id
         result = handler(self, conn, version, request)
         flexible_header = flexible and key != API_VERSIONS_KEY
+        # a handler sets "close_after_reply" to end the connection after this answer
+        close = bool(conn.state.pop("close_after_reply", False))
         if result is None:
+            if close:
+                raise CloseConnection(f"closing {conn.peer}")
             return None
         if isinstance(result, Message):
-            return self._frame(corr, version, result, flexible_header)
-        return self._frame_later(corr, version, result, flexible_header)
+            chunks = self._frame(corr, version, result, flexible_header)
+            return ReplyThenClose(chunks) if close else chunks
+        return self._frame_later(corr, version, result, flexible_header, close)
 
     async def _frame_later(
-        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool
+        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False
     ) -> list[Buffer] | None:
         result = await pending
-        return None if result is None else self._frame(corr, version, result, flexible_header)
+        if result is None:
+            if close:
+                raise CloseConnection("closing after the reply")
+            return None
+        chunks = self._frame(corr, version, result, flexible_header)
+        return ReplyThenClose(chunks) if close else chunks
 
     @staticmethod
     def _frame(corr: int, version: int, response: Message, flexible_header: bool) -> list[Buffer]:

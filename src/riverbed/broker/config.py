@@ -5,6 +5,84 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+DEFAULT_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class ListenerConfigError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class ListenerConfig:
+    """One listener (Kafka's ``listeners=NAME://host:port``): where it binds, what security
+    protocol it speaks, and the address Metadata/FindCoordinator give clients that came in
+    through it (``advertised.listeners``; defaults to the bound address)."""
+
+    name: str
+    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    def advertised(self, bound_port: int) -> tuple[str, int]:
+        host = self.advertised_host or self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        return host, self.advertised_port or bound_port
+
+
+def _split_listener(item: str, what: str) -> tuple[str, str, int]:
+    name, sep, rest = item.strip().partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or not name or not colon or not port.isdigit():
+        raise ListenerConfigError(f"{what}: expected NAME://HOST:PORT, got {item.strip()!r}")
+    return name.strip().upper(), host.strip("[]"), int(port)
+
+
+def parse_listeners(listeners: str, advertised: str = "", protocol_map: str = "") -> list[ListenerConfig]:
+    """Kafka's ``listeners``, ``advertised.listeners`` and ``listener.security.protocol.map``.
+
+    A listener named after a security protocol (``SASL_SSL://:9094``) speaks that protocol
+    unless the map says otherwise; any other name must be in the map
+    (``listener.security.protocol.map=CLIENT:SASL_SSL,ADMIN:PLAINTEXT``). An empty host
+    binds every interface (0.0.0.0)."""
+    mapping: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in protocol_map.split(","))):
+        name, sep, proto = entry.partition(":")
+        proto = proto.strip().upper()
+        if not sep or proto not in SECURITY_PROTOCOLS:
+            raise ListenerConfigError(f"listener.security.protocol.map: bad entry {entry!r}")
+        mapping[name.strip().upper()] = proto
+    result: list[ListenerConfig] = []
+    for item in filter(None, (i.strip() for i in listeners.split(","))):
+        name, host, port = _split_listener(item, "listeners")
+        proto = mapping.get(name, name if name in SECURITY_PROTOCOLS else "")
+        if not proto:
+            raise ListenerConfigError(f"listener {name} is not in listener.security.protocol.map")
+        if any(lst.name == name for lst in result):
+            raise ListenerConfigError(f"listener {name} is defined twice")
+        result.append(ListenerConfig(name, proto, host or "0.0.0.0", port))
+    if not result:
+        raise ListenerConfigError("listeners: no listener given")
+    by_name = {lst.name: lst for lst in result}
+    for item in filter(None, (i.strip() for i in advertised.split(","))):
+        name, host, port = _split_listener(item, "advertised.listeners")
+        if name not in by_name:
+            raise ListenerConfigError(f"advertised.listeners: no listener named {name}")
+        by_name[name].advertised_host = host or None
+        by_name[name].advertised_port = port or None
+    return result
+
 
 @dataclass(slots=True)
 class BrokerConfig:
@@ -48,6 +126,17 @@ class BrokerConfig:
     remote_reader_threads: int = 10  # remote.log.reader.threads
     remote_retry_backoff_ms: int = 500  # remote.log.manager.task.retry.backoff.ms
     remote_retry_backoff_max_ms: int = 30_000  # remote.log.manager.task.retry.backoff.max.ms
+    # Listeners (docs/security.md). Empty: one PLAINTEXT listener on host:port, advertised as
+    # advertised_host:advertised_port (the --listen / --advertised flags).
+    listeners: list[ListenerConfig] = field(default_factory=list)
+    # TLS for SSL and SASL_SSL listeners: PEM files
+    ssl_certificate_location: str | None = None  # ssl.certificate.location (server chain, PEM)
+    ssl_key_location: str | None = None  # ssl.key.location (private key, PEM)
+    ssl_key_password: str | None = None  # ssl.key.password (if the key is encrypted)
+    ssl_ca_location: str | None = None  # ssl.ca.location: CAs trusted for client certificates
+    ssl_client_auth: str = "none"  # ssl.client.auth: none, requested, required (SSL listeners)
+    ssl_principal_mapping_rules: str = "DEFAULT"  # ssl.principal.mapping.rules
+    sasl_enabled_mechanisms: tuple[str, ...] = DEFAULT_SASL_MECHANISMS  # sasl.enabled.mechanisms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
 
@@ -60,3 +149,9 @@ class BrokerConfig:
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         return host, self.advertised_port or bound_port
+
+    def effective_listeners(self) -> list[ListenerConfig]:
+        """The configured listeners, or the single default PLAINTEXT one from host/port."""
+        if self.listeners:
+            return list(self.listeners)
+        return [ListenerConfig("PLAINTEXT", "PLAINTEXT", self.host, self.port, self.advertised_host, self.advertised_port)]

@@ -58,6 +58,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from .group_commands import group_command
 
         return group_command(args)
+    if args.command == "user":
+        from .user_commands import user_command
+
+        return user_command(args)
+    if args.command == "acl":
+        from .acl_commands import acl_command
+
+        return acl_command(args)
     if args.command == "txn":
         from .txn_commands import txn_command
 

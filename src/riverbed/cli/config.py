@@ -14,6 +14,11 @@ File example::
     "log.retention.ms" = 604800000
     "log.segment.bytes" = 1073741824
     "remote.storage.path" = "/srv/riverbed-tier"   # tiered storage (or remote.storage.s3.*)
+    # listeners and security (docs/security.md); replaces listen/advertised
+    "listeners" = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094"
+    "advertised.listeners" = "SASL_SSL://kafka.example.com:9094"
+    "ssl.certificate.location" = "/etc/riverbed/server.pem"
+    "ssl.key.location" = "/etc/riverbed/server.key"
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from riverbed.broker import BrokerConfig
+from riverbed.broker import BrokerConfig, ListenerConfigError, parse_listeners
 from riverbed.metadata.configs import BROKER_CONFIGS, BROKER_TO_TOPIC
 from riverbed.protocol.errors import KafkaError
 
@@ -42,8 +47,60 @@ _REMOTE_STRINGS = {
 }
 
 
+# listener and security settings (Kafka's names; docs/security.md), not topic defaults
+_LISTENER_KEYS = ("listeners", "advertised.listeners", "listener.security.protocol.map")
+_SECURITY_STRINGS = {
+    "ssl.certificate.location": "ssl_certificate_location",
+    "ssl.key.location": "ssl_key_location",
+    "ssl.key.password": "ssl_key_password",
+    "ssl.ca.location": "ssl_ca_location",
+    # Kafka's names, for PEM files
+    "ssl.keystore.location": "ssl_certificate_location",
+    "ssl.truststore.location": "ssl_ca_location",
+}
+SECURITY_KEYS = {*_LISTENER_KEYS, *_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms"}
+
+
 class ConfigError(ValueError):
     pass
+
+
+def _apply_security(cfg: BrokerConfig, settings: Mapping[str, str]) -> None:
+    from riverbed.security.principal import RuleSyntaxError, parse_rules
+    from riverbed.security.sasl import SUPPORTED_MECHANISMS
+
+    for name, attr in _SECURITY_STRINGS.items():
+        if name in settings:
+            setattr(cfg, attr, settings[name] or None)
+    if "ssl.client.auth" in settings:
+        value = settings["ssl.client.auth"].strip().lower()
+        if value not in ("none", "requested", "required"):
+            raise ConfigError(f"ssl.client.auth must be none, requested or required, not {value!r}")
+        cfg.ssl_client_auth = value
+    if "ssl.principal.mapping.rules" in settings:
+        try:
+            parse_rules(settings["ssl.principal.mapping.rules"])
+        except RuleSyntaxError as exc:
+            raise ConfigError(str(exc)) from exc
+        cfg.ssl_principal_mapping_rules = settings["ssl.principal.mapping.rules"]
+    if "sasl.enabled.mechanisms" in settings:
+        mechanisms = tuple(m.strip().upper() for m in settings["sasl.enabled.mechanisms"].split(",") if m.strip())
+        bad = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
+        if bad or not mechanisms:
+            raise ConfigError(f"sasl.enabled.mechanisms: choose from {', '.join(SUPPORTED_MECHANISMS)} (got {settings['sasl.enabled.mechanisms']!r})")
+        cfg.sasl_enabled_mechanisms = mechanisms
+    if "listeners" in settings:
+        try:
+            cfg.listeners = parse_listeners(settings["listeners"], settings.get("advertised.listeners", ""), settings.get("listener.security.protocol.map", ""))
+        except ListenerConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+    elif "advertised.listeners" in settings or "listener.security.protocol.map" in settings:
+        raise ConfigError("advertised.listeners and listener.security.protocol.map need listeners")
+    for listener in cfg.listeners:
+        if listener.tls and not cfg.ssl_certificate_location:
+            raise ConfigError(f"listener {listener.name} ({listener.protocol}) needs ssl.certificate.location and ssl.key.location")
+        if listener.protocol == "SSL" and cfg.ssl_client_auth != "none" and not cfg.ssl_ca_location:
+            raise ConfigError("ssl.client.auth requested/required needs ssl.ca.location (the CA of client certificates)")
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -93,6 +150,7 @@ def load_config(
         if value is not None:
             settings[key] = value
     kafka.update(kafka_flags or {})
+    security = {k: kafka.pop(k) for k in list(kafka) if k in SECURITY_KEYS}
 
     cfg = BrokerConfig()
     if "listen" in settings:
@@ -176,6 +234,9 @@ def load_config(
             cfg.remote_retry_backoff_ms = int(value)
         elif name == "remote.log.manager.task.retry.backoff.max.ms":
             cfg.remote_retry_backoff_max_ms = int(value)
+    if "listeners" in security and ("listen" in settings or "advertised" in settings):
+        raise ConfigError("set either listen/advertised or listeners/advertised.listeners, not both")
+    _apply_security(cfg, security)
     if cfg.remote_storage_path and cfg.remote_s3_bucket:
         raise ConfigError("set remote.storage.path or remote.storage.s3.bucket, not both")
     return cfg, str(settings.get("log_level", "INFO")).upper()

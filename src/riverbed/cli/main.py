@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
 
 
@@ -39,6 +40,25 @@ def add_group_parser(sub: Any, client: Callable[[argparse.ArgumentParser], None]
     gr.add_argument("--execute", action="store_true", help="apply (the default is a dry run that only prints)")
     for parser in (gl, gd, gdel, gr):
         client(parser)
+
+
+def add_user_parser(sub: Any) -> None:
+    u = sub.add_parser("user", help="add, list, delete SASL/SCRAM users")
+    usub = u.add_subparsers(dest="action", required=True)
+    ua = usub.add_parser("add", help="create a user or change its password")
+    ua.add_argument("name")
+    pw = ua.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="the password (visible to other local users in ps: prefer --password-stdin)")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    ua.add_argument("--mechanism", action="append", choices=("SCRAM-SHA-256", "SCRAM-SHA-512"), help="repeat for several (default: both SCRAM mechanisms)")
+    ua.add_argument("--iterations", type=int, default=4096, help="PBKDF2 iterations, 4096-16384 (default 4096)")
+    ul = usub.add_parser("list", help="users and their SCRAM mechanisms")
+    ud = usub.add_parser("delete", help="remove every SCRAM credential of a user")
+    ud.add_argument("name")
+    for parser in (ua, ul, ud):
+        parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap server (default 127.0.0.1:9092)")
+        parser.add_argument("--command-config", type=Path, help="client settings (KEY=VALUE lines): security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...")
+        parser.add_argument("--data-dir", type=Path, help="edit DIR/credentials.json directly instead (the broker must be stopped)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         client(parser)
 
     add_group_parser(sub, client)
+
+    add_user_parser(sub)
+    add_acl_parser(sub, client)
 
     x = sub.add_parser("txn", help="list and describe transactions, show a partition's producers")
     xsub = x.add_subparsers(dest="action", required=True)

@@ -10,6 +10,8 @@ import sys
 
 from riverbed.app import RiverbedApp
 from riverbed.broker import BrokerConfig
+from riverbed.security.credentials import CorruptCredentialStoreError
+from riverbed.server.tls import TlsConfigError
 
 log = logging.getLogger("riverbed")
 
@@ -25,10 +27,10 @@ def run(config: BrokerConfig) -> int:
 
 
 async def _serve(config: BrokerConfig) -> int:
-    app = RiverbedApp(config)
     try:
+        app = RiverbedApp(config)
         await app.start()
-    except OSError as exc:
+    except (OSError, CorruptCredentialStoreError, TlsConfigError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     stop = asyncio.Event()

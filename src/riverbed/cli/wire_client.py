@@ -6,12 +6,20 @@ sends each API at a version both sides support."""
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
+from collections.abc import Mapping
 
 from riverbed.protocol.extensions import EXTENSIONS
 from riverbed.protocol.messages import request_class, response_class
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from riverbed.protocol.messages.sasl_authenticate import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+)
+from riverbed.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
 from riverbed.protocol.primitives import Message, Reader, Writer
+from riverbed.security.scram import ScramClient, ScramError, ScramMechanism
 
 from .client_commands import CommandError
 
@@ -19,17 +27,69 @@ API_VERSIONS = 18
 
 
 class WireClient:
-    def __init__(self, bootstrap: str, timeout: float = 30.0, client_id: str = "riverbed-cli") -> None:
+    """``security`` takes librdkafka's client settings (what ``--command-config`` files hold):
+    ``security.protocol`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ``sasl.mechanism``
+    (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), ``sasl.username``, ``sasl.password``,
+    ``ssl.ca.location``, ``ssl.certificate.location``, ``ssl.key.location``,
+    ``ssl.key.password``, ``ssl.endpoint.identification.algorithm`` (``none`` skips the host
+    name check)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout: float = 30.0,
+        client_id: str = "riverbed-cli",
+        security: Mapping[str, str] | None = None,
+    ) -> None:
         host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        security = dict(security or {})
+        protocol = security.get("security.protocol", "PLAINTEXT").upper()
         try:
-            self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+            if protocol in ("SSL", "SASL_SSL"):
+                ctx = ssl.create_default_context(cafile=security.get("ssl.ca.location") or None)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                if security.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
+                    ctx.check_hostname = False
+                if security.get("ssl.certificate.location"):
+                    ctx.load_cert_chain(security["ssl.certificate.location"], security.get("ssl.key.location") or None, password=security.get("ssl.key.password") or None)
+                sock = ctx.wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot connect to {bootstrap}: {exc}") from exc
+        self.sock = sock
         self.client_id = client_id
         self.corr = 0
         resp = self._call(ApiVersionsRequest(), 0)
         assert isinstance(resp, ApiVersionsResponse)
         self.versions = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+        if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            self._authenticate(security)
+
+    def _authenticate(self, security: Mapping[str, str]) -> None:
+        mechanism = (security.get("sasl.mechanism") or security.get("sasl.mechanisms") or "PLAIN").upper()
+        user, password = security.get("sasl.username", ""), security.get("sasl.password", "")
+        hs = self._call(SaslHandshakeRequest(mechanism=mechanism), 1)
+        assert isinstance(hs, SaslHandshakeResponse)
+        if hs.error_code:
+            raise CommandError(f"the broker does not accept SASL mechanism {mechanism} (it offers {', '.join(hs.mechanisms)})")
+
+        def step(token: bytes) -> bytes:
+            resp = self._call(SaslAuthenticateRequest(auth_bytes=token), 1)
+            assert isinstance(resp, SaslAuthenticateResponse)
+            if resp.error_code:
+                raise CommandError(f"authentication failed: {resp.error_message}")
+            return resp.auth_bytes
+
+        if mechanism == "PLAIN":
+            step(f"\0{user}\0{password}".encode())
+            return
+        try:
+            client = ScramClient(ScramMechanism.from_name(mechanism), user, password)
+            server_first = step(client.first_message())
+            client.verify_server_final(step(client.final_message(server_first)))
+        except ScramError as exc:
+            raise CommandError(f"SCRAM authentication failed: {exc}") from exc
 
     def close(self) -> None:
         self.sock.close()

@@ -63,6 +63,7 @@ __all__ = [
     "CredentialError",
     "CredentialStore",
     "DescribeResult",
+    "LoginCredentials",
     "ScramDeletion",
     "ScramUpsertion",
     "plan_alterations",
@@ -620,3 +621,38 @@ def _parse(
                 iterations=iterations,
             )
     return scram, plain, decoy_key
+
+
+# -- what the SASL mechanisms see --------------------------------------------------------------
+
+
+class LoginCredentials:
+    """The store as the SASL mechanisms see it, with one addition: a PLAIN login is checked
+    against the user's PLAIN hash when there is one (``riverbed user add --data-dir``), and
+    otherwise against the user's SCRAM-SHA-512 (then SCRAM-SHA-256) credential -- the password
+    is run through that credential's salt and iterations and the resulting stored key
+    compared. So a user created over the wire with AlterUserScramCredentials (``riverbed user
+    add``, Kafka's ``kafka-configs --alter --add-config SCRAM-SHA-512=[...]``) can log in with
+    PLAIN too, and no extra secret is stored."""
+
+    def __init__(self, store: CredentialStore) -> None:
+        self.store = store
+
+    @property
+    def decoy_key(self) -> bytes:
+        return self.store.decoy_key
+
+    def lookup(self, user: str, mechanism: ScramMechanism | str) -> ScramCredential | None:
+        return self.store.lookup(user, mechanism)
+
+    def verify_plain(self, user: str, password: str) -> bool:
+        if PLAIN in self.store.mechanisms(user):
+            return self.store.verify_plain(user, password)
+        for mech in (ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256):
+            credential = self.store.lookup(user, mech)
+            if credential is not None:
+                formatter = ScramFormatter(mech)
+                salted = formatter.salted_password(password, credential.salt, credential.iterations)
+                candidate = formatter.stored_key(formatter.client_key(salted))
+                return hmac.compare_digest(candidate, credential.stored_key)
+        return self.store.verify_plain(user, password)  # unknown user: same work, False

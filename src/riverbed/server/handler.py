@@ -13,6 +13,11 @@ from riverbed.protocol.primitives import Buffer
 Reply = list[Buffer] | None | Awaitable[list[Buffer] | None]
 
 
+class ReplyThenClose(list):  # type: ignore[type-arg]
+    """A reply after which the server closes the connection (a failed SASL authentication
+    gets its error response, then the connection ends)."""
+
+
 class CloseConnection(Exception):
     """Raised by a handler to make the server close the connection (as Kafka does for an
     unknown API key or a request it cannot parse)."""

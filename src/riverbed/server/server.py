@@ -13,8 +13,9 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from riverbed.protocol.errors import DecodeError
 from riverbed.protocol.framing import FrameDecoder
 from riverbed.protocol.primitives import Buffer
 
-from .handler import CloseConnection, ConnectionInfo, Handler
+from .handler import CloseConnection, ConnectionInfo, Handler, ReplyThenClose
 
 log = logging.getLogger("riverbed.server")
 
@@ -37,6 +38,10 @@ class ServerConfig:
     max_inflight_per_connection: int = 100
     shutdown_timeout: float = 10.0
     listener_name: str = "PLAINTEXT"
+    ssl_context: ssl.SSLContext | None = None  # SSL and SASL_SSL listeners
+    # mTLS: the principal ("User:<name>") of a client from its certificate's RFC 2253 subject
+    # (raises to refuse the client); the connection's state["principal"] is set from it
+    principal_from_subject: Callable[[Any], str] | None = None
 
 
 class _Slot:
@@ -76,6 +81,15 @@ class KafkaConnection(asyncio.Protocol):
         )
         self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
         self.server.connections.add(self)
+        config = self.server.config
+        if config.ssl_context is not None and config.principal_from_subject is not None:
+            cert = self.transport.get_extra_info("peercert")
+            if cert and cert.get("subject"):  # only present when verified against the CA
+                try:
+                    self.info.state["principal"] = config.principal_from_subject(cert["subject"])
+                except Exception as exc:
+                    log.warning("refusing TLS client %s: %s", self.info.peer, exc)
+                    self.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -172,10 +186,14 @@ class KafkaConnection(asyncio.Protocol):
 
     def _write(self, chunks: list[Buffer]) -> None:
         assert self.transport is not None
+        if self.closed:
+            return
         if len(chunks) == 1:
             self.transport.write(chunks[0])
         else:
             self.transport.writelines(chunks)
+        if isinstance(chunks, ReplyThenClose):
+            self.close()  # the transport still sends what is buffered
 
     def _update_reading(self) -> None:
         if self.transport is None or self.closed:
@@ -228,6 +246,8 @@ class KafkaServer:
             self.config.port,
             reuse_address=True,
             backlog=1024,
+            ssl=self.config.ssl_context,
+            ssl_handshake_timeout=10.0 if self.config.ssl_context is not None else None,
         )
 
     async def stop(self) -> None:

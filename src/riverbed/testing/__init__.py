@@ -53,6 +53,11 @@ class EmbeddedBroker:
         assert self._thread is not None, "broker not started"
         return self._thread.bootstrap
 
+    def bootstrap_for(self, listener: str) -> str:
+        """The advertised HOST:PORT of one listener (``config.listeners``), by name."""
+        assert self._thread is not None, "broker not started"
+        return self._thread.bootstrap_for(listener)
+
     @property
     def broker(self) -> Any:
         """The Broker object (for white-box assertions in riverbed's own tests)."""

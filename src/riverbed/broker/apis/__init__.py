@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import (
+    acls,
     api_versions,
     configs,
     consumer_groups,
@@ -16,6 +17,8 @@ from . import (
     metadata,
     produce,
     producer_ids,
+    sasl,
+    scram_users,
     topics,
     txns,
 )
@@ -37,6 +40,7 @@ API_HANDLERS: dict[int, ApiHandler] = {
     14: groups.handle_sync_group,
     15: groups.handle_describe_groups,
     16: groups.handle_list_groups,
+    17: sasl.handle_sasl_handshake,
     18: api_versions.handle_api_versions,
     19: topics.handle_create_topics,
     20: topics.handle_delete_topics,
@@ -46,13 +50,19 @@ API_HANDLERS: dict[int, ApiHandler] = {
     25: txns.handle_add_offsets_to_txn,
     26: txns.handle_end_txn,
     28: txns.handle_txn_offset_commit,
+    29: acls.handle_describe_acls,
+    30: acls.handle_create_acls,
+    31: acls.handle_delete_acls,
     32: configs.handle_describe_configs,
     33: configs.handle_alter_configs,
     35: log_dirs.handle_describe_log_dirs,
+    36: sasl.handle_sasl_authenticate,
     37: topics.handle_create_partitions,
     42: groups.handle_delete_groups,
     44: configs.handle_incremental_alter_configs,
     47: groups.handle_offset_delete,
+    50: scram_users.handle_describe_user_scram_credentials,
+    51: scram_users.handle_alter_user_scram_credentials,
     60: metadata.handle_describe_cluster,
     61: txns.handle_describe_producers,
     65: txns.handle_describe_transactions,
@@ -61,3 +71,35 @@ API_HANDLERS: dict[int, ApiHandler] = {
     69: consumer_groups.handle_consumer_group_describe,
     30001: log_stats.handle_describe_log_stats,  # riverbed extension, not in ApiVersions
 }
+
+
+def _gate_whole_requests() -> None:
+    """Wrap the handlers whose whole request needs one permission (see ``authz.py``)."""
+    from riverbed.protocol.messages.add_offsets_to_txn import AddOffsetsToTxnResponse
+    from riverbed.protocol.messages.consumer_group_heartbeat import ConsumerGroupHeartbeatResponse
+    from riverbed.protocol.messages.end_txn import EndTxnResponse
+    from riverbed.protocol.messages.heartbeat import HeartbeatResponse
+    from riverbed.protocol.messages.join_group import JoinGroupResponse
+    from riverbed.protocol.messages.leave_group import LeaveGroupResponse
+    from riverbed.protocol.messages.sync_group import SyncGroupResponse
+    from riverbed.security.acl import AclOperation as Op
+    from riverbed.security.acl import ResourceType as Rt
+
+    from .authz import gated
+
+    group = (Op.READ, Rt.GROUP, lambda r: r.group_id)
+    txn = (Op.WRITE, Rt.TRANSACTIONAL_ID, lambda r: r.transactional_id)
+    gates = {
+        11: ([group], lambda v, r, e: JoinGroupResponse(error_code=e, generation_id=-1, member_id=r.member_id)),
+        12: ([group], lambda v, r, e: HeartbeatResponse(error_code=e)),
+        13: ([group], lambda v, r, e: LeaveGroupResponse(error_code=e)),
+        14: ([group], lambda v, r, e: SyncGroupResponse(error_code=e)),
+        25: ([txn, group], lambda v, r, e: AddOffsetsToTxnResponse(error_code=e)),
+        26: ([txn], lambda v, r, e: EndTxnResponse(error_code=e)),
+        68: ([group], lambda v, r, e: ConsumerGroupHeartbeatResponse(error_code=e, error_message=None, member_id=r.member_id or None, member_epoch=-1)),
+    }
+    for key, (checks, denied) in gates.items():
+        API_HANDLERS[key] = gated(API_HANDLERS[key], checks, denied)
+
+
+_gate_whole_requests()

@@ -27,6 +27,7 @@ from riverbed.protocol.messages.incremental_alter_configs import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -74,12 +75,26 @@ def _broker_settings(broker: Broker) -> list[tuple[str, str, ConfigSource, Confi
     return out
 
 
+def _may(broker: Broker, conn: ConnectionInfo, operation: AclOperation, resource_type: int, name: str) -> bool:
+    """DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for broker configs."""
+    if resource_type == TOPIC:
+        return broker.authorize(conn, operation, ResourceType.TOPIC, name)
+    return broker.authorize(conn, operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
+
+def _denied(resource_type: int) -> int:
+    return ErrorCode.TOPIC_AUTHORIZATION_FAILED if resource_type == TOPIC else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
 def handle_describe_configs(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeConfigsRequest) -> DescribeConfigsResponse:
     results = []
     for res in req.resources:
         out = DC.DescribeConfigsResult(error_code=0, error_message=None, resource_type=res.resource_type, resource_name=res.resource_name, configs=[])
         results.append(out)
         keys = set(res.configuration_keys) if res.configuration_keys is not None else None
+        if not _may(broker, conn, AclOperation.DESCRIBE_CONFIGS, res.resource_type, res.resource_name):
+            out.error_code = _denied(res.resource_type)
+            continue
         if res.resource_type == TOPIC:
             topic = broker.topics.get(res.resource_name)
             if topic is None:
@@ -135,6 +150,9 @@ def handle_alter_configs(broker: Broker, conn: ConnectionInfo, version: int, req
     for res in req.resources:
         r = R(error_code=0, error_message=None, resource_type=res.resource_type, resource_name=res.resource_name)
         out.append(r)
+        if not _may(broker, conn, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name):
+            r.error_code = _denied(res.resource_type)
+            continue
         try:
             new = {c.name: c.value for c in res.configs if c.value is not None}
             _apply(broker, res.resource_type, res.resource_name, new, req.validate_only)
@@ -149,6 +167,9 @@ def handle_incremental_alter_configs(broker: Broker, conn: ConnectionInfo, versi
     for res in req.resources:
         r = R(error_code=0, error_message=None, resource_type=res.resource_type, resource_name=res.resource_name)
         out.append(r)
+        if not _may(broker, conn, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name):
+            r.error_code = _denied(res.resource_type)
+            continue
         try:
             if res.resource_type != TOPIC:
                 _apply(broker, res.resource_type, res.resource_name, None, req.validate_only)

@@ -16,6 +16,7 @@ from riverbed.protocol.messages.consumer_group_heartbeat import (
     ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse,
 )
+from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 from .groups import client_host
@@ -70,6 +71,9 @@ def _parts(parts: list[DescribedTopicPartitions]) -> D.Assignment:
 def handle_consumer_group_describe(broker: Broker, conn: ConnectionInfo, version: int, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse:
     groups = []
     for d in broker.groups.consumer.describe(req.group_ids):
+        if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, d.group_id):
+            groups.append(D.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, error_message=None, group_id=d.group_id))
+            continue
         groups.append(
             D.DescribedGroup(
                 error_code=d.error,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.records.batch import iter_batches
+from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote, PartitionLog
 
@@ -46,7 +47,7 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
 Read = tuple[FetchResponse, int, bool]
 
 
-def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool = False) -> Read | None:
+def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], remote_ok: bool = False) -> Read | None:
     """Build a response from what is readable now: (response, bytes of records, any error).
     None when a partition needs a remote read and ``remote_ok`` is false (on the loop)."""
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
@@ -67,6 +68,10 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, remote_ok: bool =
             if plog is None:
                 code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 parts.append(_partition_error(fp.partition, code))
+                errors = True
+                continue
+            if topic is not None and topic.name in denied:  # no READ on the topic
+                parts.append(_partition_error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 errors = True
                 continue
             offset = fp.fetch_offset
@@ -123,38 +128,48 @@ def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview,
     return plog.aborted_transactions(fetch_offset, end, remote_ok=remote_ok)
 
 
-def _read_blocking(broker: Broker, version: int, req: FetchRequest) -> Read:
-    read = _read_all(broker, version, req, remote_ok=True)
+def _read_blocking(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
+    read = _read_all(broker, version, req, denied, remote_ok=True)
     assert read is not None
     return read
 
 
-async def _read_async(broker: Broker, version: int, req: FetchRequest) -> Read:
+async def _read_async(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
     """``_read_all`` on the loop, or on the remote-read pool when tiered data is needed."""
-    read = _read_all(broker, version, req)
+    read = _read_all(broker, version, req, denied)
     if read is None:
-        read = await broker.run_remote(_read_blocking, broker, version, req)
+        read = await broker.run_remote(_read_blocking, broker, version, req, denied)
     return read
 
 
+def _denied_topics(broker: Broker, conn: ConnectionInfo, req: FetchRequest) -> frozenset[str]:
+    """The requested topics the principal may not READ (none without an authorizer)."""
+    if broker.authorizer is None:
+        return frozenset()
+    names = {ft.topic for ft in req.topics if ft.topic}
+    names |= {t.name for ft in req.topics if not ft.topic and (t := broker.topics.by_id(ft.topic_id)) is not None}
+    return frozenset(n for n in names if not broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, n))
+
+
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
-    read = _read_all(broker, version, req)
+    denied = _denied_topics(broker, conn, req)
+    read = _read_all(broker, version, req, denied)
     if read is None:
-        return asyncio.ensure_future(_fetch_remote(broker, version, req))
+        return asyncio.ensure_future(_fetch_remote(broker, version, req, denied))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return asyncio.ensure_future(_long_poll(broker, version, req))
+    return asyncio.ensure_future(_long_poll(broker, version, req, denied))
 
 
-async def _fetch_remote(broker: Broker, version: int, req: FetchRequest) -> FetchResponse:
-    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req)
+async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
+    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied)
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return await _long_poll(broker, version, req)
+    return await _long_poll(broker, version, req, denied)
 
 
-async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchResponse:
+async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
     interest = []
     for ft in req.topics:
         topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
@@ -195,9 +210,9 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest) -> FetchRe
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
-        resp, total, errors = await _read_async(broker, version, req)
+        resp, total, errors = await _read_async(broker, version, req, denied)
         if errors or total >= need:
             return resp
         seen = [visible(plog) for plog, _ in interest]
-    resp, _, _ = await _read_async(broker, version, req)
+    resp, _, _ = await _read_async(broker, version, req, denied)
     return resp

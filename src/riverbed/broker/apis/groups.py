@@ -29,6 +29,7 @@ from riverbed.protocol.messages.offset_delete import OffsetDeleteRequest, Offset
 from riverbed.protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
 from riverbed.protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse
 from riverbed.protocol.primitives import Message
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def client_host(conn: ConnectionInfo) -> str:
 
 
 def handle_find_coordinator(broker: Broker, conn: ConnectionInfo, version: int, req: FindCoordinatorRequest) -> FindCoordinatorResponse:
-    host, port = broker.advertised()
+    host, port = broker.advertised(conn.listener)
     node = broker.config.node_id
     keys = req.coordinator_keys if version >= 4 else [req.key]
 
@@ -54,9 +55,13 @@ def handle_find_coordinator(broker: Broker, conn: ConnectionInfo, version: int, 
         if req.key_type == TXN_KEY:
             if not key:
                 return ErrorCode.INVALID_REQUEST, "the transactional id must not be empty"
+            if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+                return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
             return 0, None
         if req.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown key type {req.key_type}"
+        if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, key):
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED, None
         return 0, None
 
     if version >= 4:
@@ -178,10 +183,16 @@ def handle_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req
     R = OffsetCommitResponse
     errors: dict[tuple[str, int], int] = {}
     wanted: list[tuple[str, int, int, int, str | None]] = []
+    group_denied = not broker.authorize(conn, AclOperation.READ, ResourceType.GROUP, req.group_id)
     for t in req.topics:
         topic = broker.topics.get(t.name)
+        topic_denied = not group_denied and not broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, t.name)
         for p in t.partitions:
-            if topic is None or not 0 <= p.partition_index < topic.partitions:
+            if group_denied:
+                errors[(t.name, p.partition_index)] = ErrorCode.GROUP_AUTHORIZATION_FAILED
+            elif topic_denied:
+                errors[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or not 0 <= p.partition_index < topic.partitions:
                 errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 epoch = p.committed_leader_epoch if version >= 6 else -1
@@ -222,11 +233,20 @@ async def _when_durable(broker: Broker, groups: list[str], resp: M) -> M:
     return resp
 
 
-def _fetch_group(broker: Broker, group_id: str, topics: list[tuple[str, list[int]]] | None, require_stable: bool = False) -> tuple[int, dict[str, list[tuple[int, int, int, str | None, int]]]]:
+def _fetch_group(broker: Broker, conn: ConnectionInfo, group_id: str, topics: list[tuple[str, list[int]]] | None, require_stable: bool = False) -> tuple[int, dict[str, list[tuple[int, int, int, str | None, int]]]]:
+    if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
     partitions = None if topics is None else [(name, p) for name, ps in topics for p in ps]
     err, rows = broker.groups.coordinator.fetch_offsets(group_id, partitions, require_stable)
     out: dict[str, list[tuple[int, int, int, str | None, int]]] = {}
+    allowed: dict[str, bool] = {}
     for topic, partition, offset, epoch, metadata, perr in rows:
+        if topic not in allowed:
+            allowed[topic] = broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, topic)
+        if not allowed[topic]:
+            if topics is None:
+                continue  # all partitions: the ones it may not see are left out (Kafka)
+            offset, epoch, metadata, perr = -1, -1, "", ErrorCode.TOPIC_AUTHORIZATION_FAILED
         out.setdefault(topic, []).append((partition, offset, epoch, metadata, perr))
     return err, out
 
@@ -237,7 +257,7 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
         groups = []
         for g in req.groups:
             topics = None if g.topics is None else [(t.name, list(t.partition_indexes)) for t in g.topics]
-            err, rows = _fetch_group(broker, g.group_id, topics, req.require_stable)
+            err, rows = _fetch_group(broker, conn, g.group_id, topics, req.require_stable)
             if version >= 9 and broker.groups.consumer.has_group(g.group_id) and g.member_id is not None:
                 check = broker.groups.consumer.fetch_allowed(g.group_id, g.member_id, g.member_epoch)
                 if check:
@@ -254,7 +274,7 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
             )
         return R(throttle_time_ms=0, groups=groups)
     topics = None if req.topics is None else [(t.name, list(t.partition_indexes)) for t in req.topics]
-    err, rows = _fetch_group(broker, req.group_id, topics, version >= 7 and req.require_stable)
+    err, rows = _fetch_group(broker, conn, req.group_id, topics, version >= 7 and req.require_stable)
     return R(
         throttle_time_ms=0,
         error_code=err,
@@ -295,6 +315,8 @@ def handle_list_groups(broker: Broker, conn: ConnectionInfo, version: int, req: 
         ListGroupsResponse.ListedGroup(group_id=g, protocol_type=pt, group_state=st, group_type="consumer")
         for g, pt, st in consumer.list_groups(states, types)
     ]
+    if broker.authorizer is not None and not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        listed = [g for g in listed if broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id)]
     return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
 
 
@@ -302,6 +324,9 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
     R = DescribeGroupsResponse
     out = []
     for gid in req.groups:
+        if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, gid):
+            out.append(R.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=gid, group_state="", protocol_type="", protocol_data="", authorized_operations=-2147483648))
+            continue
         d = broker.groups.coordinator.describe_group(gid)
         out.append(
             R.DescribedGroup(
@@ -328,7 +353,9 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
 
 
 def handle_delete_groups(broker: Broker, conn: ConnectionInfo, version: int, req: DeleteGroupsRequest) -> DeleteGroupsResponse | asyncio.Future[DeleteGroupsResponse]:
-    results = broker.groups.coordinator.delete_groups(list(req.groups_names))
+    allowed = [g for g in req.groups_names if broker.authorize(conn, AclOperation.DELETE, ResourceType.GROUP, g)]
+    refused = [(g, int(ErrorCode.GROUP_AUTHORIZATION_FAILED)) for g in req.groups_names if g not in allowed]
+    results = broker.groups.coordinator.delete_groups(allowed) + refused
     broker.groups.reschedule()
     resp = DeleteGroupsResponse(throttle_time_ms=0, results=[DeleteGroupsResponse.DeletableGroupResult(g, e) for g, e in results])
     deleted = [g for g, e in results if e == 0]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
+from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote
 
@@ -28,6 +29,14 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
                 plog = broker.partition(t.name, p.partition_index)
                 if plog is not None and plog.log_start_offset < plog.local_log_start_offset:
                     return broker.run_remote(_list_offsets, broker, version, req)
+    if broker.authorizer is not None:  # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED
+        denied = {t.name for t in req.topics if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)}
+        if denied:
+            resp = _list_offsets(broker, version, ListOffsetsRequest(replica_id=req.replica_id, isolation_level=req.isolation_level, topics=[t for t in req.topics if t.name not in denied]))
+            for t in req.topics:
+                if t.name in denied:
+                    resp.topics.append(Resp.ListOffsetsTopicResponse(name=t.name, partitions=[Resp.ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, timestamp=-1, offset=-1, leader_epoch=-1) for p in t.partitions]))
+            return resp
     try:
         return _list_offsets(broker, version, req, remote_ok=False)
     except NeedsRemote:  # tiered away since the check above

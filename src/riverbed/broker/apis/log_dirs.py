@@ -12,6 +12,7 @@ from riverbed.protocol.messages.describe_log_dirs import (
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
 )
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ R = DescribeLogDirsResponse
 
 
 def handle_describe_log_dirs(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse:
+    if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return R(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results=[])
     if req.topics is None:  # every partition
         wanted = [(t.name, list(range(t.partitions))) for t in sorted(broker.topics, key=lambda t: t.name)]
     else:

@@ -14,6 +14,7 @@ from riverbed.protocol.extensions import (
     DescribeLogStatsResponse,
     PartitionStats,
 )
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def partition_stats(broker: Broker, topic: str, partition: int) -> PartitionStat
 
 
 def handle_describe_log_stats(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeLogStatsRequest) -> DescribeLogStatsResponse:
+    if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return DescribeLogStatsResponse(throttle_time_ms=0, topics=[DescribeLogStatsResponse.Topic(t.name, [PartitionStats(partition=p, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED) for p in t.partitions]) for t in req.topics or []])
     if req.topics is None:
         wanted = [(t.name, list(range(t.partitions))) for t in sorted(broker.topics, key=lambda t: t.name)]
     else:

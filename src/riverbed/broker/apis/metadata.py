@@ -12,12 +12,15 @@ from riverbed.protocol.messages.describe_cluster import (
 )
 from riverbed.protocol.messages.metadata import MetadataRequest, MetadataResponse
 from riverbed.protocol.primitives import ZERO_UUID
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
 AUTHORIZED_OPS_UNKNOWN = -2147483648
+DESCRIBE, CREATE = AclOperation.DESCRIBE, AclOperation.CREATE
+TOPIC, CLUSTER = ResourceType.TOPIC, ResourceType.CLUSTER
 Resp = MetadataResponse
 
 
@@ -45,12 +48,12 @@ def _topic_entry(broker: Broker, topic: Topic) -> Resp.MetadataResponseTopic:
 
 
 def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: MetadataRequest) -> MetadataResponse:
-    host, port = broker.advertised()
+    host, port = broker.advertised(conn.listener)
     node = broker.config.node_id
     topics: list[Resp.MetadataResponseTopic] = []
     all_topics = req.topics is None or (version == 0 and not req.topics)
-    if all_topics:
-        topics = [_topic_entry(broker, t) for t in broker.topics if not t.internal]
+    if all_topics:  # leaves out the topics the principal may not DESCRIBE (Kafka)
+        topics = [_topic_entry(broker, t) for t in broker.topics if not t.internal and broker.authorize(conn, DESCRIBE, TOPIC, t.name)]
     else:
         auto = (req.allow_auto_topic_creation if version >= 4 else True) and broker.config.auto_create_topics
         for wanted in req.topics or []:
@@ -66,6 +69,9 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                 else:
                     topics.append(_topic_entry(broker, found))
                 continue
+            if not broker.authorize(conn, DESCRIBE, TOPIC, name):
+                topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
+                continue
             topic = broker.topics.get(name)
             if topic is None:
                 try:
@@ -75,6 +81,9 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                     continue
                 if not auto:
                     topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name))
+                    continue
+                if not (broker.authorize(conn, CREATE, CLUSTER, CLUSTER_NAME) or broker.authorize(conn, CREATE, TOPIC, name)):
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
                     continue
                 try:
                     topic = broker.create_topic(name, broker.config.num_partitions, {})
@@ -98,7 +107,7 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
 def handle_describe_cluster(
     broker: Broker, conn: ConnectionInfo, version: int, req: DescribeClusterRequest
 ) -> DescribeClusterResponse:
-    host, port = broker.advertised()
+    host, port = broker.advertised(conn.listener)
     node = broker.config.node_id
     if version >= 1 and req.endpoint_type not in (1,):
         return DescribeClusterResponse(

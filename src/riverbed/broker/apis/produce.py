@@ -16,6 +16,7 @@ from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
 from riverbed.protocol.records.batch import InvalidBatch, set_partition_leader_epoch
 from riverbed.protocol.records.validation import RecordValidationError, validate_produce_records
+from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import PartitionLog
 
@@ -35,8 +36,12 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
     responses: list[Resp.TopicProduceResponse] = []
     waits: list[tuple[PartitionLog, int]] = []
     now = broker.now_ms()
+    txn_denied = req.transactional_id is not None and not broker.authorize(conn, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id)
     for td in req.topic_data:
         parts: list[PartResp] = []
+        if txn_denied:  # Kafka fails the whole request's partitions
+            responses.append(Resp.TopicProduceResponse(name=td.name, partition_responses=[_error(pd.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED) for pd in td.partition_data]))
+            continue
         responses.append(Resp.TopicProduceResponse(name=td.name, partition_responses=parts))
         topic = broker.topics.get(td.name)
         for pd in td.partition_data:
@@ -52,6 +57,9 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 continue
             if topic.internal:
                 parts.append(_error(pd.index, ErrorCode.INVALID_TOPIC_EXCEPTION, "Cannot append to internal topic"))
+                continue
+            if not broker.authorize(conn, AclOperation.WRITE, ResourceType.TOPIC, td.name):
+                parts.append(_error(pd.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 continue
             records = pd.records
             if records is None or len(records) == 0:

@@ -16,6 +16,7 @@ from riverbed.protocol.messages.create_topics import CreateTopicsRequest, Create
 from riverbed.protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
 from riverbed.protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 from riverbed.protocol.primitives import ZERO_UUID
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 from ..broker import error_of
@@ -48,6 +49,9 @@ def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req
             res.error_code, res.error_message = ErrorCode.INVALID_REQUEST, "Duplicate topic name."
             continue
         seen.add(t.name)
+        if not (broker.authorize(conn, AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME) or broker.authorize(conn, AclOperation.CREATE, ResourceType.TOPIC, t.name)):
+            res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         try:
             assignments = sorted(t.assignments, key=lambda a: a.partition_index)
             if assignments:
@@ -92,6 +96,10 @@ def handle_delete_topics(broker: Broker, conn: ConnectionInfo, version: int, req
     for name, topic_id in wanted:
         res = R(name=name, topic_id=topic_id, error_code=0)  # type: ignore[arg-type]
         out.append(res)
+        resolved = name if name is not None else getattr(broker.topics.by_id(topic_id) if topic_id != ZERO_UUID else None, "name", None)  # type: ignore[arg-type]
+        if resolved is not None and not broker.authorize(conn, AclOperation.DELETE, ResourceType.TOPIC, resolved):
+            res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         try:
             if not broker.config.delete_topic_enable:
                 raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled.")
@@ -117,6 +125,9 @@ def handle_create_partitions(broker: Broker, conn: ConnectionInfo, version: int,
     for t in req.topics:
         res = R(name=t.name, error_code=0)
         out.append(res)
+        if not broker.authorize(conn, AclOperation.ALTER, ResourceType.TOPIC, t.name):
+            res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            continue
         try:
             if t.name in seen:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, "Duplicate topic in request.")
@@ -148,6 +159,9 @@ def handle_delete_records(broker: Broker, conn: ConnectionInfo, version: int, re
             plog = broker.partition(t.name, p.partition_index)
             if plog is None:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if not broker.authorize(conn, AclOperation.DELETE, ResourceType.TOPIC, t.name):
+                res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
                 continue
             if is_internal(t.name):  # as Kafka: the coordinators' state must stay whole
                 res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION

@@ -47,6 +47,7 @@ from riverbed.protocol.messages.txn_offset_commit import (
     TxnOffsetCommitResponse,
 )
 from riverbed.protocol.primitives import Message
+from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 from ..txns import Outcome
@@ -78,9 +79,11 @@ async def _wait(broker: Broker, outcome: Outcome, resp: M) -> M:
 UNAVAILABLE = ErrorCode.COORDINATOR_NOT_AVAILABLE
 
 
-def init_transactional_producer(broker: Broker, version: int, req: InitProducerIdRequest) -> InitProducerIdResponse | asyncio.Future[InitProducerIdResponse]:
+def init_transactional_producer(broker: Broker, conn: ConnectionInfo, version: int, req: InitProducerIdRequest) -> InitProducerIdResponse | asyncio.Future[InitProducerIdResponse]:
     txn_id = req.transactional_id
     assert txn_id is not None
+    if not broker.authorize(conn, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id):
+        return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
     pid, epoch = (req.producer_id, req.producer_epoch) if version >= 3 else (-1, -1)
     result, outcome = broker.txns.call(txn_id, lambda: broker.txns.coordinator.init_producer_id(txn_id, req.transaction_timeout_ms, pid, epoch))
     error = UNAVAILABLE if outcome.failed else _fenced(result.error_code, version, 4)
@@ -94,9 +97,14 @@ def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: 
     R = AddPartitionsToTxnResponse
     wanted = [(t.name, p) for t in req.v3_and_below_topics for p in t.partitions]
     errors: dict[tuple[str, int], int] = {}
+    txn_denied = not broker.authorize(conn, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, req.v3_and_below_transactional_id)
     for name, p in wanted:
         topic = broker.topics.get(name)
-        if topic is None or not 0 <= p < topic.partitions:
+        if txn_denied:
+            errors[(name, p)] = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        elif not broker.authorize(conn, AclOperation.WRITE, ResourceType.TOPIC, name):
+            errors[(name, p)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif topic is None or not 0 <= p < topic.partitions:
             errors[(name, p)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         elif topic.internal:
             errors[(name, p)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
@@ -138,10 +146,19 @@ def handle_txn_offset_commit(broker: Broker, conn: ConnectionInfo, version: int,
     wanted: list[tuple[str, int, OffsetAndMetadata]] = []
     now = broker.now_ms()
     max_metadata = broker.groups.coordinator.config.max_metadata_size
+    whole: int = ErrorCode.NONE
+    if not broker.authorize(conn, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id):
+        whole = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not broker.authorize(conn, AclOperation.READ, ResourceType.GROUP, req.group_id):
+        whole = ErrorCode.GROUP_AUTHORIZATION_FAILED
     for t in req.topics:
         topic = broker.topics.get(t.name)
         for p in t.partitions:
-            if topic is None or not 0 <= p.partition_index < topic.partitions:
+            if whole:
+                errors[(t.name, p.partition_index)] = whole
+            elif not broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, t.name):
+                errors[(t.name, p.partition_index)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or not 0 <= p.partition_index < topic.partitions:
                 errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif len(p.committed_metadata or "") > max_metadata:
                 errors[(t.name, p.partition_index)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
@@ -211,8 +228,12 @@ def handle_describe_producers(broker: Broker, conn: ConnectionInfo, version: int
     topics = []
     for t in req.topics:
         parts = []
+        readable = broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, t.name)
         for idx in t.partition_indexes:
             plog = broker.partition(t.name, idx)
+            if not readable:
+                parts.append(R.PartitionResponse(partition_index=idx, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                continue
             if plog is None:
                 parts.append(R.PartitionResponse(partition_index=idx, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
@@ -236,6 +257,9 @@ def handle_describe_transactions(broker: Broker, conn: ConnectionInfo, version: 
     R = DescribeTransactionsResponse
     states = []
     for d in broker.txns.coordinator.describe(list(req.transactional_ids)):
+        if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, d.transactional_id):
+            states.append(R.TransactionState(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, transactional_id=d.transactional_id, transaction_state="", transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1, producer_epoch=-1))
+            continue
         by_topic: dict[str, list[int]] = {}
         for topic, partition in sorted(d.partitions):
             by_topic.setdefault(topic, []).append(partition)
@@ -262,5 +286,9 @@ def handle_list_transactions(broker: Broker, conn: ConnectionInfo, version: int,
         throttle_time_ms=0,
         error_code=0,
         unknown_state_filters=list(unknown),
-        transaction_states=[R.TransactionState(transactional_id=e.transactional_id, producer_id=e.producer_id, transaction_state=e.state) for e in entries],
+        transaction_states=[
+            R.TransactionState(transactional_id=e.transactional_id, producer_id=e.producer_id, transaction_state=e.state)
+            for e in entries
+            if broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, e.transactional_id)
+        ],
     )
