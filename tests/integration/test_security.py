@@ -613,3 +613,15 @@ def test_acls_apply_to_the_sasl_principal(tmp_path: Path, certs: Path) -> None:
         assert "orders" in topics and "payroll" not in topics
     finally:
         broker.stop()
+
+
+def test_large_frames_before_authentication_close_the_connection(sbroker: EmbeddedBroker) -> None:
+    """Kafka's sasl.server.max.receive.size: before a SASL login, a frame over 512 KiB is not
+    buffered; the connection is closed (the broker keeps serving others)."""
+    with _sasl_socket(sbroker) as s:
+        s.sendall(struct.pack(">i", 1 << 20) + b"\0" * 1024)
+        with pytest.raises((EOFError, ConnectionError)):
+            _read_frame(s)
+    with _sasl_socket(sbroker) as s:  # a small request is still served
+        s.sendall(_request(18, 0, 1, b""))
+        assert _read_frame(s)[:4] == struct.pack(">i", 1)

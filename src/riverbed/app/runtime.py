@@ -115,6 +115,7 @@ class RiverbedApp:
                 listener_name=listener.name,
                 ssl_context=ssl_context,
                 principal_from_subject=principal_from_subject,
+                unauthenticated_max_frame=512 * 1024 if listener.protocol.startswith("SASL") else None,
             ),
         )
 

@@ -42,6 +42,10 @@ class ServerConfig:
     # mTLS: the principal ("User:<name>") of a client from its certificate's RFC 2253 subject
     # (raises to refuse the client); the connection's state["principal"] is set from it
     principal_from_subject: Callable[[Any], str] | None = None
+    # SASL listeners: the largest frame accepted until the handler has authenticated the
+    # connection (set state["principal"]): Kafka's sasl.server.max.receive.size, 512 KiB.
+    # None: no separate limit before authentication.
+    unauthenticated_max_frame: int | None = None
 
 
 class _Slot:
@@ -95,6 +99,10 @@ class KafkaConnection(asyncio.Protocol):
         if self.closed:
             return
         decoder = self.decoder
+        limit = self.server.config.unauthenticated_max_frame
+        if limit is not None and self.info is not None:
+            authenticated = "principal" in self.info.state
+            decoder.max_frame_size = self.server.config.max_request_size if authenticated else limit
         decoder.receive_data(data)
         try:
             while True:

@@ -64,14 +64,14 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset
         parts: list[Resp.PartitionData] = []
         topics_out.append(Resp.FetchableTopicResponse(topic=name, topic_id=ft.topic_id, partitions=parts))
         for fp in ft.partitions:
+            if name in denied or (topic is not None and topic.name in denied):  # before any existence check (Kafka)
+                parts.append(_partition_error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                errors = True
+                continue
             plog = broker.partition(topic.name, fp.partition) if topic is not None else None
             if plog is None:
                 code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 parts.append(_partition_error(fp.partition, code))
-                errors = True
-                continue
-            if topic is not None and topic.name in denied:  # no READ on the topic
-                parts.append(_partition_error(fp.partition, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 errors = True
                 continue
             offset = fp.fetch_offset

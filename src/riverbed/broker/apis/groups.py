@@ -287,8 +287,13 @@ def handle_offset_fetch(broker: Broker, conn: ConnectionInfo, version: int, req:
 
 def handle_offset_delete(broker: Broker, conn: ConnectionInfo, version: int, req: OffsetDeleteRequest) -> OffsetDeleteResponse | asyncio.Future[OffsetDeleteResponse]:
     R = OffsetDeleteResponse
-    wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
+    if not broker.authorize(conn, AclOperation.DELETE, ResourceType.GROUP, req.group_id):
+        return R(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, throttle_time_ms=0, topics=[])
+    readable = {t.name for t in req.topics if broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, t.name)}
+    wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions if t.name in readable]
     err, rows = broker.groups.coordinator.delete_offsets(req.group_id, wanted)
+    if not err:
+        rows = list(rows) + [(t.name, p.partition_index, int(ErrorCode.TOPIC_AUTHORIZATION_FAILED)) for t in req.topics if t.name not in readable for p in t.partitions]
     broker.groups.reschedule()
     by_topic: dict[str, list[OffsetDeleteResponse.OffsetDeleteResponsePartition]] = {}
     for topic, partition, perr in rows:

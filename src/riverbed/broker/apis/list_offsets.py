@@ -23,24 +23,41 @@ Resp = ListOffsetsResponse
 
 
 def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req: ListOffsetsRequest) -> ListOffsetsResponse | asyncio.Future[ListOffsetsResponse]:
+    denied: set[str] = set()
+    refused: list[Resp.ListOffsetsTopicResponse] = []
+    if broker.authorizer is not None:  # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED
+        denied = {t.name for t in req.topics if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)}
+        if denied:
+            refused = [
+                Resp.ListOffsetsTopicResponse(
+                    name=t.name,
+                    partitions=[Resp.ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, timestamp=-1, offset=-1, leader_epoch=-1) for p in t.partitions],
+                )
+                for t in req.topics
+                if t.name in denied
+            ]
+            req = ListOffsetsRequest(replica_id=req.replica_id, isolation_level=req.isolation_level, topics=[t for t in req.topics if t.name not in denied])
     for t in req.topics:
         for p in t.partitions:
             if p.timestamp >= 0:
                 plog = broker.partition(t.name, p.partition_index)
                 if plog is not None and plog.log_start_offset < plog.local_log_start_offset:
-                    return broker.run_remote(_list_offsets, broker, version, req)
-    if broker.authorizer is not None:  # DESCRIBE on each topic, else TOPIC_AUTHORIZATION_FAILED
-        denied = {t.name for t in req.topics if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, t.name)}
-        if denied:
-            resp = _list_offsets(broker, version, ListOffsetsRequest(replica_id=req.replica_id, isolation_level=req.isolation_level, topics=[t for t in req.topics if t.name not in denied]))
-            for t in req.topics:
-                if t.name in denied:
-                    resp.topics.append(Resp.ListOffsetsTopicResponse(name=t.name, partitions=[Resp.ListOffsetsPartitionResponse(partition_index=p.partition_index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, timestamp=-1, offset=-1, leader_epoch=-1) for p in t.partitions]))
-            return resp
+                    return _with(broker.run_remote(_list_offsets, broker, version, req), refused)
     try:
-        return _list_offsets(broker, version, req, remote_ok=False)
+        resp = _list_offsets(broker, version, req, remote_ok=False)
     except NeedsRemote:  # tiered away since the check above
-        return broker.run_remote(_list_offsets, broker, version, req)
+        return _with(broker.run_remote(_list_offsets, broker, version, req), refused)
+    resp.topics += refused
+    return resp
+
+
+def _with(fut: asyncio.Future[ListOffsetsResponse], refused: list[ListOffsetsResponse.ListOffsetsTopicResponse]) -> asyncio.Future[ListOffsetsResponse]:
+    async def run() -> ListOffsetsResponse:
+        resp = await fut
+        resp.topics += refused
+        return resp
+
+    return asyncio.ensure_future(run())
 
 
 def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest, remote_ok: bool = True) -> ListOffsetsResponse:

@@ -66,6 +66,8 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                             error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=wanted.topic_id
                         )
                     )
+                elif not broker.authorize(conn, DESCRIBE, TOPIC, found.name):
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=None, topic_id=wanted.topic_id))
                 else:
                     topics.append(_topic_entry(broker, found))
                 continue

@@ -51,15 +51,16 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
             if acks not in (0, 1, -1):
                 parts.append(_error(pd.index, ErrorCode.INVALID_REQUIRED_ACKS))
                 continue
+            if not broker.authorize(conn, AclOperation.WRITE, ResourceType.TOPIC, td.name):
+                # before any existence check: an unauthorized client learns nothing (Kafka)
+                parts.append(_error(pd.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+                continue
             plog = broker.partition(td.name, pd.index) if topic is not None else None
             if plog is None or topic is None:
                 parts.append(_error(pd.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
             if topic.internal:
                 parts.append(_error(pd.index, ErrorCode.INVALID_TOPIC_EXCEPTION, "Cannot append to internal topic"))
-                continue
-            if not broker.authorize(conn, AclOperation.WRITE, ResourceType.TOPIC, td.name):
-                parts.append(_error(pd.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED))
                 continue
             records = pd.records
             if records is None or len(records) == 0:

@@ -156,12 +156,12 @@ def handle_delete_records(broker: Broker, conn: ConnectionInfo, version: int, re
         for p in t.partitions:
             res = R.DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=-1, error_code=0)
             parts.append(res)
+            if not broker.authorize(conn, AclOperation.DELETE, ResourceType.TOPIC, t.name):
+                res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+                continue
             plog = broker.partition(t.name, p.partition_index)
             if plog is None:
                 res.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                continue
-            if not broker.authorize(conn, AclOperation.DELETE, ResourceType.TOPIC, t.name):
-                res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
                 continue
             if is_internal(t.name):  # as Kafka: the coordinators' state must stay whole
                 res.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION

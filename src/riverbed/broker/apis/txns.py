@@ -262,7 +262,8 @@ def handle_describe_transactions(broker: Broker, conn: ConnectionInfo, version: 
             continue
         by_topic: dict[str, list[int]] = {}
         for topic, partition in sorted(d.partitions):
-            by_topic.setdefault(topic, []).append(partition)
+            if broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, topic):  # Kafka leaves the others out
+                by_topic.setdefault(topic, []).append(partition)
         states.append(
             R.TransactionState(
                 error_code=d.error_code,
