@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import ipaddress
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from riverbed.testing import BrokerProcess, free_port
+from riverbed.testing import free_port
 
 VALUE = b"s" * 1024
 USER, PASSWORD = "bench", "bench-password"
@@ -136,9 +137,17 @@ def main() -> None:
             "--set", f"ssl.ca.location={certs / 'ca.pem'}",
             "--log-level", "WARNING",
         ]  # fmt: skip
-        with BrokerProcess(certs / "data", port=ports["PLAINTEXT"], extra=extra) as b:
-            assert b.proc is not None
-            pid = b.proc.pid
+        proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--data-dir", str(certs / "data"), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", ports["PLAINTEXT"]), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline, "the broker did not start"
+                    time.sleep(0.05)
+            pid = proc.pid
             plain = f"127.0.0.1:{ports['PLAINTEXT']}"
             subprocess.run([sys.executable, "-m", "riverbed", "user", "add", USER, "--password", PASSWORD, "-b", plain], check=True, capture_output=True)
             admin = AdminClient({"bootstrap.servers": plain})
@@ -152,6 +161,9 @@ def main() -> None:
                 key = f"{name} {mechanism}".strip()
                 doc["connection_setup"][key] = setup_ms(client_conf(name, ports[name], certs, mechanism or "PLAIN"))
                 print(key, doc["connection_setup"][key], flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
     text = json.dumps(doc, indent=2)
     print(text)
     if args.out:
