@@ -392,12 +392,14 @@ class Broker:
         if isinstance(result, Message):
             chunks = self._frame(corr, version, result, flexible_header)
             return ReplyThenClose(chunks) if close else chunks
-        return self._frame_later(corr, version, result, flexible_header, close)
+        return self._frame_later(corr, version, result, flexible_header, close, conn)
 
     async def _frame_later(
-        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False
+        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False, conn: ConnectionInfo | None = None
     ) -> list[Buffer] | None:
         result = await pending
+        if conn is not None:  # an asynchronous handler (SASL) may decide to close only now
+            close = close or bool(conn.state.pop("close_after_reply", False))
         if result is None:
             if close:
                 raise CloseConnection("closing after the reply")

@@ -3,16 +3,16 @@ follow a version 0 SaslHandshake. The per-connection state machine is
 ``riverbed.security.sasl.SaslSession`` (created by ``Broker.sasl_session`` on SASL listeners);
 this module moves its answers onto the wire.
 
-Failures end the connection: the error response is sent (after the failed-login delay of the
-broker's FailedAuthThrottle, awaited with asyncio.sleep so the event loop keeps serving
-others), then the server closes it.
+Every SASL step runs off the event loop; a host with recent failures waits (the broker's
+FailedAuthThrottle delay, with asyncio.sleep) before its credentials are even checked.
+Failures end the connection: the error response is sent, then the server closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.sasl_authenticate import (
@@ -21,20 +21,13 @@ from riverbed.protocol.messages.sasl_authenticate import (
 )
 from riverbed.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
 from riverbed.protocol.primitives import Buffer
-from riverbed.security.sasl import SaslSession
+from riverbed.security.sasl import AuthenticateResult, SaslSession
 from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
-T = TypeVar("T")
-
 NOT_SASL = "SASL is not enabled on this listener"
-
-
-async def _after(delay: float, value: T) -> T:
-    await asyncio.sleep(delay)
-    return value
 
 
 def handle_sasl_handshake(
@@ -43,14 +36,26 @@ def handle_sasl_handshake(
     session = conn.state.get("sasl")
     if not isinstance(session, SaslSession):  # a PLAINTEXT or SSL listener: as Kafka
         return SaslHandshakeResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, mechanisms=[])
-    delay = broker.auth_throttle.delay_for(session.client_address)
     code, mechanisms = session.handshake(req.mechanism, version=version)
     response = SaslHandshakeResponse(error_code=code, mechanisms=mechanisms)
     if code != ErrorCode.NONE:
         conn.state["close_after_reply"] = True
-    if delay > 0:  # repeated failures from this host: slow it down
-        return asyncio.ensure_future(_after(delay, response))
-    return response
+    return response  # the failed-login delay comes with the credentials (_authenticate)
+
+
+async def _authenticate(broker: Broker, conn: ConnectionInfo, session: SaslSession, token: bytes) -> AuthenticateResult:
+    """One SASL step, off the event loop (a PLAIN login against a SCRAM credential derives a
+    key: milliseconds of PBKDF2) and one at a time per connection. A host with recent
+    failures waits *before* its credentials are checked, success or not, so a quick answer
+    no longer tells an attacker "right" (a late failure answer alone would not slow
+    guessing). Parallel connections from one host each wait their delay: the guessing rate
+    is bounded by the connections the host opens."""
+    lock = conn.state.setdefault("sasl_lock", asyncio.Lock())
+    async with lock:
+        delay = broker.auth_throttle.delay_for(session.client_address)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await asyncio.get_running_loop().run_in_executor(None, session.authenticate, token)
 
 
 def handle_sasl_authenticate(
@@ -59,7 +64,11 @@ def handle_sasl_authenticate(
     session = conn.state.get("sasl")
     if not isinstance(session, SaslSession):
         return SaslAuthenticateResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, error_message=NOT_SASL)
-    result = session.authenticate(req.auth_bytes)
+    return asyncio.ensure_future(_answer(broker, conn, session, bytes(req.auth_bytes)))
+
+
+async def _answer(broker: Broker, conn: ConnectionInfo, session: SaslSession, token: bytes) -> SaslAuthenticateResponse:
+    result = await _authenticate(broker, conn, session, token)
     response = SaslAuthenticateResponse(
         error_code=result.error_code,
         error_message=result.error_message,
@@ -70,25 +79,19 @@ def handle_sasl_authenticate(
         conn.state["principal"] = session.principal
     if result.close_connection:
         conn.state["close_after_reply"] = True
-        if session.failure_delay > 0:
-            return asyncio.ensure_future(_after(session.failure_delay, response))
     return response
 
 
 def handle_raw_token(broker: Broker, conn: ConnectionInfo, session: SaslSession, frame: bytearray) -> Reply:
     """A SASL token sent as a bare frame after SaslHandshake v0: answered the same way (a
     size-prefixed token, no header). There is no error field: a failure just closes."""
-    result = session.authenticate(bytes(frame))
+    return _raw(broker, conn, session, bytes(frame))
+
+
+async def _raw(broker: Broker, conn: ConnectionInfo, session: SaslSession, token: bytes) -> list[Buffer] | None:
+    result = await _authenticate(broker, conn, session, token)
     if result.close_connection:
-        if session.failure_delay > 0:
-            return _close_later(session.failure_delay, conn.peer)
         raise CloseConnection(f"SASL authentication of {conn.peer} failed")
     if result.done:
         conn.state["principal"] = session.principal
-    chunks: list[Buffer] = [struct.pack(">i", len(result.response)) + result.response]
-    return chunks
-
-
-async def _close_later(delay: float, peer: str) -> list[Buffer] | None:
-    await asyncio.sleep(delay)
-    raise CloseConnection(f"SASL authentication of {peer} failed")
+    return [struct.pack(">i", len(result.response)) + result.response]
