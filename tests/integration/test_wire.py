@@ -111,6 +111,14 @@ def test_acks_zero_gets_no_response(broker: EmbeddedBroker, topic_name: str) -> 
         assert got == corr
 
 
+def test_acks_zero_that_fails_closes_the_connection(broker: EmbeddedBroker, topic_name: str) -> None:
+    """No response can carry the error, so Kafka closes the connection (the client notices
+    and refreshes its metadata)."""
+    with Wire(broker.bootstrap) as w:
+        w.send(produce_req("no-such-topic-" + topic_name, build_batch([(b"k", b"v")]), acks=0), 8)
+        assert w.is_closed()
+
+
 def test_invalid_batches_get_kafka_error_codes(broker: EmbeddedBroker, topic_name: str) -> None:
     with Wire(broker.bootstrap) as w:
         make_topic(w, topic_name)

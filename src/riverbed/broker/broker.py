@@ -199,6 +199,8 @@ class Broker:
         if self.authorizer is None:
             return True
         host = conn.peer.rsplit(":", 1)[0].strip("[]")
+        if host.startswith("::ffff:") and "." in host:  # an IPv4 client on a dual-stack socket
+            host = host[7:]
         return self.authorizer.authorize(self.principal(conn), host, operation, resource_type, name)
 
     # ------------------------------------------------------------------ helpers

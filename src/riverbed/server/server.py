@@ -46,6 +46,9 @@ class ServerConfig:
     # connection (set state["principal"]): Kafka's sasl.server.max.receive.size, 512 KiB.
     # None: no separate limit before authentication.
     unauthenticated_max_frame: int | None = None
+    # SASL listeners: close a connection that has not authenticated within this many
+    # seconds (a client that connects and says nothing holds no resources for ever)
+    authentication_timeout: float | None = None
 
 
 class _Slot:
@@ -86,6 +89,8 @@ class KafkaConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
         self.server.connections.add(self)
         config = self.server.config
+        if config.authentication_timeout is not None:
+            asyncio.get_running_loop().call_later(config.authentication_timeout, self._authentication_deadline)
         if config.ssl_context is not None and config.principal_from_subject is not None:
             cert = self.transport.get_extra_info("peercert")
             if cert and cert.get("subject"):  # only present when verified against the CA
@@ -94,6 +99,11 @@ class KafkaConnection(asyncio.Protocol):
                 except Exception as exc:
                     log.warning("refusing TLS client %s: %s", self.info.peer, exc)
                     self.close()
+
+    def _authentication_deadline(self) -> None:
+        if not self.closed and self.info is not None and "principal" not in self.info.state:
+            log.info("closing %s: not authenticated in time", self.info.peer)
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:

@@ -29,6 +29,10 @@ D = ConsumerGroupDescribeResponse
 
 
 def handle_consumer_group_heartbeat(broker: Broker, conn: ConnectionInfo, version: int, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+    if broker.authorizer is not None and req.subscribed_topic_names:
+        hidden = sorted(t for t in req.subscribed_topic_names if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TOPIC, t))
+        if hidden:  # Kafka (KIP-848): the subscribed topics must be describable
+            return HB(throttle_time_ms=0, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, error_message=None, member_epoch=-1)
     classic = broker.groups.coordinator.group_state(req.group_id)
     if classic is not None and broker.groups.coordinator.describe_group(req.group_id).members:
         return HB(throttle_time_ms=0, error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=f"Group {req.group_id} is not a consumer group.", member_epoch=-1)

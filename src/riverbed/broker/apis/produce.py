@@ -17,7 +17,7 @@ from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
 from riverbed.protocol.records.batch import InvalidBatch, set_partition_leader_epoch
 from riverbed.protocol.records.validation import RecordValidationError, validate_produce_records
 from riverbed.security.acl import AclOperation, ResourceType
-from riverbed.server.handler import ConnectionInfo
+from riverbed.server.handler import CloseConnection, ConnectionInfo
 from riverbed.storage.api import PartitionLog
 
 if TYPE_CHECKING:
@@ -103,6 +103,9 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
             waits.append((plog, info.last_offset))
     broker.notify()  # wake fetchers (visible at once when not waiting for fsync)
     if acks == 0:
+        if any(pr.error_code for t in responses for pr in t.partition_responses):
+            # no response to carry the error: Kafka closes the connection so the client notices
+            raise CloseConnection("acks=0 produce failed")
         return None
     resp = ProduceResponse(responses=responses, throttle_time_ms=0)
     if acks == 1 or not waits:
