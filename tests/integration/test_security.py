@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -554,7 +555,6 @@ def test_user_cli_list_delete_and_restart(tmp_path: Path, certs: Path, topic_nam
 
 
 def test_offline_user_add_and_password_stdin(tmp_path: Path, certs: Path, topic_name: str) -> None:
-    import sys
 
     data = tmp_path / "data"
     out = subprocess.run(

@@ -6,6 +6,7 @@ one resource (``--topic``, ``--group``, ``--transactional-id`` or ``--cluster``)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 OPERATIONS = ["ALL", "READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE"]
@@ -27,6 +28,7 @@ def add_acl_parser(sub: Any, client: Any) -> None:
         target.add_argument("--transactional-id")
         target.add_argument("--cluster", action="store_true")
         p.add_argument("--prefixed", action="store_true", help="the name is a prefix (PREFIXED pattern)")
+        p.add_argument("--command-config", type=Path, help="client settings (KEY=VALUE lines) to log in to a SASL or SSL listener")
         parsers.append(p)
     for p in parsers:
         client(p)
@@ -74,8 +76,12 @@ def acl_command(args: argparse.Namespace) -> int:
     )
 
     from .client_commands import CommandError
+    from .user_commands import read_properties
 
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    conf: dict[str, Any] = {"bootstrap.servers": args.bootstrap}
+    if args.command_config is not None:
+        conf.update(read_properties(args.command_config))
+    admin = AdminClient(conf)
     restype, name = _resource(args)
     permission = AclPermissionType.DENY if args.deny else AclPermissionType.ALLOW
     if args.action == "add":
