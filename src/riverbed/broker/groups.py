@@ -18,7 +18,6 @@ it grows with every commit and start-up replays it whole.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -62,6 +61,8 @@ from riverbed.protocol.records.batch import InvalidBatch, iter_batches
 from riverbed.protocol.records.records import build_batch, decode_records, parse_control_record
 from riverbed.storage.api import PartitionLog
 
+from .deadline_timer import DeadlineTimer
+
 if TYPE_CHECKING:
     from .broker import Broker
 
@@ -88,8 +89,7 @@ class GroupService:
             ),
             on_change=self._persist_consumer,
         )
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: int | None = None
+        self._timer = DeadlineTimer(broker, self._on_timer)
         self._last_appended: dict[int, int] = {}
         # KIP-848 group -> the member ids that have live records in the log (last persisted or
         # replayed), so the next change can tombstone the members that left.
@@ -108,9 +108,7 @@ class GroupService:
         self.reschedule()
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
 
     def _load(self) -> None:
         loaded = 0
@@ -191,24 +189,10 @@ class GroupService:
     # ------------------------------------------------------------------ timers
     def reschedule(self) -> None:
         """Call after every coordinator call: (re)arm the timer for the next deadline."""
-        loop = self.broker.loop
-        if loop is None:
-            return
         deadlines = [d for d in (self.coordinator.next_deadline(), self.consumer.next_deadline()) if d is not None]
-        deadline = min(deadlines) if deadlines else None
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
-            self._timer = loop.call_later(delay, self._on_timer)
+        self._timer.arm(min(deadlines) if deadlines else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         for coordinator in (self.coordinator, self.consumer):
             try:
                 coordinator.tick()

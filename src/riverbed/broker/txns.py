@@ -46,6 +46,8 @@ from riverbed.protocol.records.batch import InvalidBatch, iter_batches
 from riverbed.protocol.records.records import build_batch, decode_records
 from riverbed.storage.api import PartitionLog
 
+from .deadline_timer import DeadlineTimer
+
 if TYPE_CHECKING:
     from .broker import Broker
 
@@ -76,8 +78,7 @@ class TxnService:
         self.partitions = partitions
         self._events: deque[TxnEvent] = deque()
         self.coordinator = TransactionCoordinator(broker.now_ms, config or TxnConfig(), broker.topics.allocate_producer_id, self._events.append)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: int | None = None
+        self._timer = DeadlineTimer(broker, self._on_timer)
         self._pending: Pending = []
         self._new_tasks: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Future[None]] = set()
@@ -97,9 +98,7 @@ class TxnService:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
 
@@ -252,23 +251,9 @@ class TxnService:
 
     # ------------------------------------------------------------------ timers
     def reschedule(self) -> None:
-        deadline = self.coordinator.next_deadline()
-        if deadline == self._timer_at and (deadline is None or self._timer is not None):
-            return
-        loop = self.broker.loop
-        if loop is None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            delay = max(0.0, (deadline - self.broker.now_ms()) / 1000)
-            self._timer = loop.call_later(delay, self._on_timer)
+        self._timer.arm(self.coordinator.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         try:
             self.coordinator.tick()
         except Exception:  # pragma: no cover - a bug in the coordinator must not stop the broker

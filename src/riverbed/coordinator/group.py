@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from riverbed.coordinator.delivers import delivers
 from riverbed.coordinator.group_admin import GroupAdmin
 from riverbed.coordinator.group_core import (
     COMPLETING,
@@ -31,7 +32,6 @@ from riverbed.coordinator.group_core import (
     STABLE,
     SYNC_TIMER,
     JoinRequest,
-    delivers,
 )
 from riverbed.coordinator.group_model import Group, Member, dedupe_protocols, subscribed_topics
 from riverbed.coordinator.group_states import (

@@ -3,7 +3,8 @@ from __consumer_offsets."""
 
 from __future__ import annotations
 
-from riverbed.coordinator.group_core import DEAD, EMPTY, STABLE, delivers
+from riverbed.coordinator.delivers import delivers
+from riverbed.coordinator.group_core import DEAD, EMPTY, STABLE
 from riverbed.coordinator.group_model import Member
 from riverbed.coordinator.group_offsets import GroupOffsets
 from riverbed.coordinator.group_types import (

@@ -8,12 +8,10 @@ CoordinatorCore (this module) <- GroupOffsets (group_offsets.py) <- GroupAdmin
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Concatenate, ParamSpec, TypeVar
 
 from riverbed.coordinator.group_model import Group, Member
 from riverbed.coordinator.group_states import Trigger, next_state
@@ -41,23 +39,6 @@ SYNC_TIMER = "sync"  # members of the new generation must SyncGroup before this
 MEMBER_TIMER = "member"  # a member's session (or new-member join timeout, or pending expiry)
 EXPIRE_TIMER = "expire"  # next offset expiry / empty-group cleanup
 
-_C = TypeVar("_C", bound="CoordinatorCore")
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def delivers(method: Callable[Concatenate[_C, _P], _R]) -> Callable[Concatenate[_C, _P], _R]:
-    """For public entry points: read the clock once, then deliver what the call produced."""
-
-    @functools.wraps(method)
-    def wrapper(self: _C, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self._now = self._clock()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._flush()
-
-    return wrapper
 
 
 class CoordinatorCore:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from riverbed.coordinator.delivers import delivers
 from riverbed.coordinator.group_core import (
     COMPLETING,
     DEAD,
@@ -11,7 +12,6 @@ from riverbed.coordinator.group_core import (
     PREPARING,
     STABLE,
     CoordinatorCore,
-    delivers,
 )
 from riverbed.coordinator.group_model import Group
 from riverbed.coordinator.group_states import Trigger

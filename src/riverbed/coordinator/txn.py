@@ -22,13 +22,12 @@ when neither sweep is due, so an idle broker does not wake up.
 from __future__ import annotations
 
 import builtins
-import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Concatenate, ParamSpec, TypeVar
 
 from riverbed.coordinator import txn_model as model
+from riverbed.coordinator.delivers import delivers
 from riverbed.coordinator.group_timers import TimerQueue
 from riverbed.coordinator.txn_types import (
     EXPIRABLE,
@@ -50,23 +49,6 @@ S = TxnState
 ABORT_SWEEP = "abort-timed-out"
 EXPIRE_SWEEP = "remove-expired"
 
-_C = TypeVar("_C", bound="TransactionCoordinator")
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def delivers(method: Callable[Concatenate[_C, _P], _R]) -> Callable[Concatenate[_C, _P], _R]:
-    """For public entry points: read the clock once, then deliver the events the call made."""
-
-    @functools.wraps(method)
-    def wrapper(self: _C, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        self._now = self._clock()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._flush()
-
-    return wrapper
 
 
 class TransactionCoordinator:
