@@ -149,6 +149,9 @@ def test_local_dir_store_roundtrip_and_restart(tmp_path: Path) -> None:
         create_topics(broker.bootstrap, NewTopic(topic, 1, 1, config=TIERED))
         produce(broker.bootstrap, topic, 0, n)
         wait_for(tiered_away(broker, topic, remote_objects), what="segments tiered and deleted locally")
+        # wait until tiering is quiet (only the active segment left locally), so that the
+        # local log start cannot move between reading it here and `topic describe` below
+        wait_for(lambda: len(local_logs(broker.data_dir, topic)) == 1, what="only the active segment local")
         first_local = int(local_logs(broker.data_dir, topic)[0].stem)
         assert first_local > 0  # offset 0 is now only in the object store
         assert (broker.data_dir / f"{topic}-0" / "remote-log-metadata.json").exists()
