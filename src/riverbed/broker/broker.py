@@ -41,8 +41,9 @@ from riverbed.protocol.framing import (
 from riverbed.protocol.messages import request_class
 from riverbed.protocol.messages.api_versions import ApiVersionsResponse
 from riverbed.protocol.primitives import Buffer, Message, Reader, Writer
-from riverbed.security.acl import AclOperation, Authorizer, ResourceType
+from riverbed.security.acl import SUPPORTED_OPERATIONS, AclOperation, Authorizer, ResourceType
 from riverbed.security.acl_store import AclStore
+from riverbed.security.api_acls import authorized_operations, operations_bitfield
 from riverbed.security.credentials import CredentialStore, LoginCredentials
 from riverbed.security.sasl import SaslServerFactory, SaslSession, SaslState
 from riverbed.security.throttle import FailedAuthThrottle
@@ -193,15 +194,28 @@ class Broker:
         principal = conn.state.get("principal")
         return principal if isinstance(principal, str) else ANONYMOUS
 
+    @staticmethod
+    def client_host(conn: ConnectionInfo) -> str:
+        """The client's address as host ACLs see it (an IPv4 client on a dual-stack socket by
+        its IPv4 address)."""
+        host = conn.peer.rsplit(":", 1)[0].strip("[]")
+        if host.startswith("::ffff:") and "." in host:
+            host = host[7:]
+        return host
+
     def authorize(self, conn: ConnectionInfo, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
         """May this connection's principal do ``operation`` on the resource? Always True
         without an authorizer."""
         if self.authorizer is None:
             return True
-        host = conn.peer.rsplit(":", 1)[0].strip("[]")
-        if host.startswith("::ffff:") and "." in host:  # an IPv4 client on a dual-stack socket
-            host = host[7:]
-        return self.authorizer.authorize(self.principal(conn), host, operation, resource_type, name)
+        return self.authorizer.authorize(self.principal(conn), self.client_host(conn), operation, resource_type, name)
+
+    def authorized_operations(self, conn: ConnectionInfo, resource_type: ResourceType, name: str) -> int:
+        """KIP-430's bit field of the operations this connection's principal may perform on a
+        resource; every supported operation without an authorizer, as Kafka answers."""
+        if self.authorizer is None:
+            return operations_bitfield(SUPPORTED_OPERATIONS.get(resource_type, frozenset()))
+        return authorized_operations(self.authorizer, self.principal(conn), self.client_host(conn), resource_type, name)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

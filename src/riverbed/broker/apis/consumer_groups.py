@@ -102,7 +102,11 @@ def handle_consumer_group_describe(broker: Broker, conn: ConnectionInfo, version
                     )
                     for m in d.members
                 ],
-                authorized_operations=-2147483648,
+                authorized_operations=(
+                    broker.authorized_operations(conn, ResourceType.GROUP, d.group_id)
+                    if req.include_authorized_operations
+                    else -2147483648
+                ),
             )
         )
     return ConsumerGroupDescribeResponse(throttle_time_ms=0, groups=groups)

@@ -351,7 +351,11 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
                     )
                     for m in d.members
                 ],
-                authorized_operations=-2147483648,
+                authorized_operations=(
+                    broker.authorized_operations(conn, ResourceType.GROUP, gid)
+                    if version >= 3 and req.include_authorized_operations
+                    else -2147483648
+                ),
             )
         )
     return DescribeGroupsResponse(throttle_time_ms=0, groups=out)

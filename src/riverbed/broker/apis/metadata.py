@@ -24,8 +24,9 @@ TOPIC, CLUSTER = ResourceType.TOPIC, ResourceType.CLUSTER
 Resp = MetadataResponse
 
 
-def _topic_entry(broker: Broker, topic: Topic) -> Resp.MetadataResponseTopic:
+def _topic_entry(broker: Broker, topic: Topic, conn: ConnectionInfo, with_ops: bool) -> Resp.MetadataResponseTopic:
     node = broker.config.node_id
+    ops = broker.authorized_operations(conn, TOPIC, topic.name) if with_ops else AUTHORIZED_OPS_UNKNOWN
     return Resp.MetadataResponseTopic(
         error_code=0,
         name=topic.name,
@@ -43,17 +44,25 @@ def _topic_entry(broker: Broker, topic: Topic) -> Resp.MetadataResponseTopic:
             )
             for p in range(topic.partitions)
         ],
-        topic_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+        topic_authorized_operations=ops,
     )
+
+
+def _cluster_ops(broker: Broker, conn: ConnectionInfo) -> int:
+    """The cluster's KIP-430 operations; 0 for a principal that may not DESCRIBE it (Kafka)."""
+    if not broker.authorize(conn, DESCRIBE, CLUSTER, CLUSTER_NAME):
+        return 0
+    return broker.authorized_operations(conn, CLUSTER, CLUSTER_NAME)
 
 
 def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: MetadataRequest) -> MetadataResponse:
     host, port = broker.advertised(conn.listener)
     node = broker.config.node_id
     topics: list[Resp.MetadataResponseTopic] = []
+    topic_ops = version >= 8 and req.include_topic_authorized_operations  # KIP-430
     all_topics = req.topics is None or (version == 0 and not req.topics)
     if all_topics:  # leaves out the topics the principal may not DESCRIBE (Kafka)
-        topics = [_topic_entry(broker, t) for t in broker.topics if not t.internal and broker.authorize(conn, DESCRIBE, TOPIC, t.name)]
+        topics = [_topic_entry(broker, t, conn, topic_ops) for t in broker.topics if not t.internal and broker.authorize(conn, DESCRIBE, TOPIC, t.name)]
     else:
         auto = (req.allow_auto_topic_creation if version >= 4 else True) and broker.config.auto_create_topics
         for wanted in req.topics or []:
@@ -69,7 +78,7 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                 elif not broker.authorize(conn, DESCRIBE, TOPIC, found.name):
                     topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=None, topic_id=wanted.topic_id))
                 else:
-                    topics.append(_topic_entry(broker, found))
+                    topics.append(_topic_entry(broker, found, conn, topic_ops))
                 continue
             if not broker.authorize(conn, DESCRIBE, TOPIC, name):
                 topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
@@ -95,14 +104,15 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                         continue
                     topic = broker.topics.get(name)
                     assert topic is not None
-            topics.append(_topic_entry(broker, topic))
+            topics.append(_topic_entry(broker, topic, conn, topic_ops))
     return MetadataResponse(
         throttle_time_ms=0,
         brokers=[Resp.MetadataResponseBroker(node_id=node, host=host, port=port, rack=None)],
         cluster_id=broker.topics.cluster_id,
         controller_id=node,
         topics=topics,
-        cluster_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+        # KIP-430: asked for with v8-v10 only (v11+ moved it to DescribeCluster)
+        cluster_authorized_operations=_cluster_ops(broker, conn) if 8 <= version <= 10 and req.include_cluster_authorized_operations else AUTHORIZED_OPS_UNKNOWN,
     )
 
 
@@ -125,5 +135,5 @@ def handle_describe_cluster(
         cluster_id=broker.topics.cluster_id,
         controller_id=node,
         brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=node, host=host, port=port, rack=None)],
-        cluster_authorized_operations=AUTHORIZED_OPS_UNKNOWN,
+        cluster_authorized_operations=_cluster_ops(broker, conn) if req.include_cluster_authorized_operations else AUTHORIZED_OPS_UNKNOWN,
     )
