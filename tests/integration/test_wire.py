@@ -4,8 +4,11 @@ pipelining order, acks=0, hostile frames, invalid batches."""
 from __future__ import annotations
 
 import struct
+import time
+from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
@@ -173,3 +176,19 @@ def test_timed_out_long_polls_leave_no_waiters(broker: EmbeddedBroker, topic_nam
         for _ in range(20):  # an idle topic: every fetch waits its max_wait_ms and times out
             w.request(fetch, 11)
     assert broker.call(lambda: len(broker.broker._waiters)) == 0
+
+
+def test_idle_connections_are_closed(tmp_path: Path) -> None:
+    """connections.max.idle.ms: a client that says nothing is disconnected; the setting is
+    reported by DescribeConfigs for the broker."""
+    with EmbeddedBroker(tmp_path / "data", connections_max_idle_ms=300) as b:
+        with Wire(b.bootstrap) as w:
+            w.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
+            w.sock.settimeout(10)
+            t0 = time.monotonic()
+            assert w.sock.recv(1) == b""  # EOF from the broker
+            assert time.monotonic() - t0 >= 0.25
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        res = ConfigResource(ConfigResource.Type.BROKER, "1")
+        configs = admin.describe_configs([res])[res].result(10)
+        assert configs["connections.max.idle.ms"].value == "300"

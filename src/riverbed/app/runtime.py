@@ -121,6 +121,7 @@ class RiverbedApp:
                 principal_from_subject=principal_from_subject,
                 unauthenticated_max_frame=512 * 1024 if listener.protocol.startswith("SASL") else None,
                 authentication_timeout=30.0 if listener.protocol.startswith("SASL") else None,
+                idle_timeout=config.connections_max_idle_ms / 1000 if config.connections_max_idle_ms >= 0 else None,
             ),
         )
 

@@ -96,6 +96,7 @@ class BrokerConfig:
     num_partitions: int = 1  # num.partitions for auto-created topics
     delete_topic_enable: bool = True
     max_request_size: int = 100 * 1024 * 1024  # socket.request.max.bytes
+    connections_max_idle_ms: int = 600_000  # connections.max.idle.ms (-1: never)
     retention_check_interval_ms: int = 300_000  # log.retention.check.interval.ms
     producer_id_expiration_ms: int = 86_400_000  # producer.id.expiration.ms
     group_initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms

@@ -190,6 +190,8 @@ def load_config(
             cfg.retention_check_interval_ms = int(value)
         elif name == "socket.request.max.bytes":
             cfg.max_request_size = int(value)
+        elif name == "connections.max.idle.ms":
+            cfg.connections_max_idle_ms = int(value)
         elif name == "group.initial.rebalance.delay.ms":
             cfg.group_initial_rebalance_delay_ms = int(value)
         elif name == "group.consumer.session.timeout.ms":

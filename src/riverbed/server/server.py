@@ -49,6 +49,9 @@ class ServerConfig:
     # SASL listeners: close a connection that has not authenticated within this many
     # seconds (a client that connects and says nothing holds no resources for ever)
     authentication_timeout: float | None = None
+    # close a connection with no request in progress that has neither received nor sent
+    # anything for this many seconds (Kafka's connections.max.idle.ms); None: never
+    idle_timeout: float | None = None
 
 
 class _Slot:
@@ -71,6 +74,7 @@ class KafkaConnection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.closed = False
+        self.last_activity = 0.0  # loop time of the last bytes received or sent
 
     # ---- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,8 +93,12 @@ class KafkaConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
         self.server.connections.add(self)
         config = self.server.config
+        loop = asyncio.get_running_loop()
+        self.last_activity = loop.time()
         if config.authentication_timeout is not None:
-            asyncio.get_running_loop().call_later(config.authentication_timeout, self._authentication_deadline)
+            loop.call_later(config.authentication_timeout, self._authentication_deadline)
+        if config.idle_timeout is not None:
+            loop.call_later(config.idle_timeout, self._idle_check)
         if config.ssl_context is not None and config.principal_from_subject is not None:
             cert = self.transport.get_extra_info("peercert")
             if cert and cert.get("subject"):  # only present when verified against the CA
@@ -105,9 +113,24 @@ class KafkaConnection(asyncio.Protocol):
             log.info("closing %s: not authenticated in time", self.info.peer)
             self.close()
 
+    def _idle_check(self) -> None:
+        """Close the connection when it has been idle for ``idle_timeout``; otherwise look
+        again when it could first be (one timer per connection, re-armed only on expiry)."""
+        timeout = self.server.config.idle_timeout
+        if self.closed or timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self.last_activity + timeout
+        if not self.pending and loop.time() >= due:
+            log.info("closing %s: idle for %.0f s (connections.max.idle.ms)", self.info.peer if self.info else "?", timeout)
+            self.close()
+            return
+        loop.call_at(max(due, loop.time() + min(timeout, 1.0)) if self.pending else due, self._idle_check)
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.last_activity = asyncio.get_running_loop().time()
         decoder = self.decoder
         limit = self.server.config.unauthenticated_max_frame
         if limit is not None and self.info is not None:
@@ -206,6 +229,7 @@ class KafkaConnection(asyncio.Protocol):
         assert self.transport is not None
         if self.closed:
             return
+        self.last_activity = asyncio.get_running_loop().time()
         if len(chunks) == 1:
             self.transport.write(chunks[0])
         else:
