@@ -625,3 +625,46 @@ def test_large_frames_before_authentication_close_the_connection(sbroker: Embedd
     with _sasl_socket(sbroker) as s:  # a small request is still served
         s.sendall(_request(18, 0, 1, b""))
         assert _read_frame(s)[:4] == struct.pack(">i", 1)
+
+
+def test_per_listener_settings(tmp_path: Path, certs: Path, topic_name: str) -> None:
+    """listener.name.<x>.*: a SASL_SSL listener that also requires client certificates
+    (KIP-684; the principal stays the SASL user), and a SASL_PLAINTEXT listener that offers
+    SCRAM only while the broker-wide default still has PLAIN."""
+    listeners = [
+        ListenerConfig("PLAINTEXT", "PLAINTEXT", "127.0.0.1", 0),
+        ListenerConfig("SASL_SSL", "SASL_SSL", "127.0.0.1", 0, ssl_client_auth="required"),
+        ListenerConfig("SASL_PLAINTEXT", "SASL_PLAINTEXT", "127.0.0.1", 0, sasl_enabled_mechanisms=("SCRAM-SHA-512",)),
+    ]
+    broker = EmbeddedBroker(
+        tmp_path / "data",
+        listeners=listeners,
+        ssl_certificate_location=str(certs / "server.pem"),
+        ssl_key_location=str(certs / "server.key"),
+        ssl_ca_location=str(certs / "ca.pem"),
+    ).start()
+    try:
+        _add_user(broker, "bob")
+        conf = _sasl_conf(broker, certs, "SCRAM-SHA-256", user="bob")
+        with_cert = {**conf, "ssl.certificate.location": str(certs / "client.pem"), "ssl.key.location": str(certs / "client.key")}
+        _roundtrip_confluent(with_cert, topic_name)
+        p = Producer(with_cert)  # kept open while its connection is looked at
+        p.produce(topic_name, value=b"x")
+        assert p.flush(15) == 0
+        principals = {s.get("principal") for s in _connections(broker, "SASL_SSL")}
+        assert principals == {"User:bob"}  # not the certificate's subject
+        del p
+        # without a client certificate the TLS handshake fails
+        host, port = broker.bootstrap_for("SASL_SSL").rsplit(":", 1)
+        with pytest.raises((ssl.SSLError, ConnectionError, EOFError)), socket.create_connection((host, int(port)), timeout=5) as raw, _tls_client(certs, None).wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(_request(18, 0, 1, b""))
+            _read_frame(s)
+        # the SASL_PLAINTEXT listener offers SCRAM-SHA-512 only
+        with _sasl_socket(broker) as s:
+            s.sendall(_request(17, 1, 1, _string("PLAIN")))
+            resp = _read_frame(s)
+            assert struct.unpack(">h", resp[4:6])[0] == 33  # UNSUPPORTED_SASL_MECHANISM
+            assert struct.unpack(">i", resp[6:10])[0] == 1 and b"SCRAM-SHA-512" in resp
+        _roundtrip_confluent(_sasl_conf(broker, certs, "SCRAM-SHA-512", user="bob", tls=False), topic_name + "-2")
+    finally:
+        broker.stop()

@@ -62,3 +62,46 @@ def test_bad_listener_settings(settings: dict[str, str]) -> None:
 def test_listen_and_listeners_conflict() -> None:
     with pytest.raises(ConfigError):
         load_config(env={}, flags={"listen": "127.0.0.1:9092"}, kafka_flags={"listeners": "PLAINTEXT://:9092"})
+
+
+def test_per_listener_security_settings() -> None:
+    cfg, _ = load_config(
+        env={},
+        kafka_flags={
+            "listeners": "SSL://:9093,CLIENT://:9094,INTERNAL://:9095",
+            "listener.security.protocol.map": "SSL:SSL,CLIENT:SASL_SSL,INTERNAL:SASL_PLAINTEXT",
+            "ssl.keystore.location": "/x/server.pem",
+            "ssl.key.location": "/x/server.key",
+            "ssl.truststore.location": "/x/ca.pem",
+            "ssl.client.auth": "required",
+            "listener.name.client.ssl.client.auth": "requested",
+            "listener.name.client.ssl.keystore.location": "/y/client-listener.pem",
+            "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.ssl.ssl.principal.mapping.rules": "RULE:^CN=(.*?),.*$/$1/,DEFAULT",
+        },
+    )
+    ssl_l, client, internal = (cfg.listener_security(x) for x in cfg.listeners)
+    assert (ssl_l.client_auth, ssl_l.certificate, ssl_l.principal_mapping_rules) == ("required", "/x/server.pem", "RULE:^CN=(.*?),.*$/$1/,DEFAULT")
+    assert (client.client_auth, client.certificate, client.key, client.ca) == ("requested", "/y/client-listener.pem", "/x/server.key", "/x/ca.pem")
+    assert internal.sasl_mechanisms == ("SCRAM-SHA-512",)
+    assert client.sasl_mechanisms == ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # the broker-wide default
+    # the broker-wide ssl.client.auth does not apply to SASL_SSL listeners (as in Kafka)
+    cfg2, _ = load_config(env={}, kafka_flags={"listeners": "SASL_SSL://:9094", "ssl.keystore.location": "/x/s.pem", "ssl.truststore.location": "/x/ca.pem", "ssl.client.auth": "required"})
+    assert cfg2.listener_security(cfg2.listeners[0]).client_auth == "none"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"listener.name.nope.ssl.client.auth": "required"},  # no such listener
+        {"listener.name.plaintext.ssl.client.auth": "sometimes"},
+        {"listener.name.plaintext.sasl.enabled.mechanisms": "GSSAPI"},
+        {"listener.name.plaintext.ssl.principal.mapping.rules": "RULE:broken"},
+        {"listener.name.plaintext.scram-sha-256.sasl.jaas.config": "x"},  # not supported
+        {"listener.name.ssl.ssl.client.auth": "required"},  # and no CA for client certificates
+    ],
+)
+def test_bad_per_listener_settings(settings: dict[str, str]) -> None:
+    base = {"listeners": "PLAINTEXT://:9092,SSL://:9093", "listener.name.ssl.ssl.keystore.location": "/x/s.pem"}
+    with pytest.raises(ConfigError):
+        load_config(env={}, kafka_flags={**base, **settings})

@@ -84,27 +84,26 @@ class RiverbedApp:
         self.started = False
 
     def _server_for(self, listener: ListenerConfig, shutdown_timeout: float) -> KafkaServer:
-        if listener.protocol == "SASL_PLAINTEXT" and "PLAIN" in self.config.sasl_enabled_mechanisms:
-            log.warning("listener %s: SASL PLAIN without TLS sends passwords in clear; use SASL_SSL or disable PLAIN (sasl.enabled.mechanisms)", listener.name)
-        """One KafkaServer per listener; TLS listeners get their context here, and SSL
-        listeners with client authentication the principal mapping (mTLS)."""
+        """One KafkaServer per listener; TLS listeners get their context here (their own
+        ``listener.name.<name>.ssl.*`` settings over the broker-wide ones), and SSL listeners
+        with client authentication the principal mapping (mTLS)."""
         config = self.config
+        sec = config.listener_security(listener)
+        if listener.protocol == "SASL_PLAINTEXT" and "PLAIN" in sec.sasl_mechanisms:
+            log.warning("listener %s: SASL PLAIN without TLS sends passwords in clear; use SASL_SSL or disable PLAIN (sasl.enabled.mechanisms)", listener.name)
         ssl_context = None
         principal_from_subject = None
         if listener.tls:
-            # ssl.client.auth applies to SSL listeners only: Kafka ignores the broker-wide
-            # setting on SASL_SSL listeners (KIP-684 needs listener.name.<x>.ssl.client.auth,
-            # which riverbed does not have); a SASL_SSL client is who SASL says
-            client_auth = config.ssl_client_auth if listener.protocol == "SSL" else "none"
             ssl_context = server_context(
-                config.ssl_certificate_location,
-                config.ssl_key_location,
-                key_password=config.ssl_key_password,
-                ca=config.ssl_ca_location,
-                client_auth=client_auth,
+                sec.certificate,
+                sec.key,
+                key_password=sec.key_password,
+                ca=sec.ca,
+                client_auth=sec.client_auth,
             )
-            if client_auth != "none":
-                rules = parse_rules(config.ssl_principal_mapping_rules)
+            # a SASL_SSL client is who SASL says, even when it shows a certificate
+            if sec.client_auth != "none" and listener.protocol == "SSL":
+                rules = parse_rules(sec.principal_mapping_rules)
 
                 def principal_from_subject(subject: Any) -> str:
                     return "User:" + map_principal(rules, dn_from_subject(subject))

@@ -93,7 +93,7 @@ class Broker:
         self._sasl_listeners = frozenset(n for n, lst in self.listeners.items() if lst.sasl)
         # users and SASL (docs/security.md): opened in start()
         self.credentials: CredentialStore | None = None
-        self.sasl_factory: SaslServerFactory | None = None
+        self.sasl_factories: dict[str, SaslServerFactory] = {}  # per SASL listener
         self.auth_throttle = FailedAuthThrottle()  # failed logins, per client host
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
@@ -165,17 +165,20 @@ class Broker:
     # ------------------------------------------------------------------ users and SASL
     def _open_credentials(self) -> None:
         """The SCRAM credential store (``<data dir>/credentials.json``) and the SASL
-        mechanisms of the SASL listeners. Raises CorruptCredentialStoreError."""
+        mechanisms of each SASL listener. Raises CorruptCredentialStoreError."""
         self.credentials = CredentialStore(self.config.data_dir)
-        self.sasl_factory = SaslServerFactory(LoginCredentials(self.credentials), self.config.sasl_enabled_mechanisms)
+        login = LoginCredentials(self.credentials)
+        self.sasl_factories = {
+            name: SaslServerFactory(login, self.config.listener_security(self.listeners[name]).sasl_mechanisms)
+            for name in self._sasl_listeners
+        }
 
     def sasl_session(self, conn: ConnectionInfo) -> SaslSession | None:
         """The connection's SASL state on a SASL listener (created on its first request)."""
         session = conn.state.get("sasl")
         if session is None and conn.listener in self._sasl_listeners:
-            assert self.sasl_factory is not None
             host = conn.peer.rsplit(":", 1)[0].strip("[]")
-            session = SaslSession(self.sasl_factory, client_address=host, throttle=self.auth_throttle)
+            session = SaslSession(self.sasl_factories[conn.listener], client_address=host, throttle=self.auth_throttle)
             conn.state["sasl"] = session
         return session
 

@@ -13,6 +13,20 @@ class ListenerConfigError(ValueError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerSecurity:
+    """A listener's effective TLS and SASL settings: its own ``listener.name.<name>.*``
+    settings over the broker-wide ones."""
+
+    certificate: str | None
+    key: str | None
+    key_password: str | None
+    ca: str | None
+    client_auth: str  # none, requested, required
+    principal_mapping_rules: str
+    sasl_mechanisms: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class ListenerConfig:
     """One listener (Kafka's ``listeners=NAME://host:port``): where it binds, what security
@@ -25,6 +39,15 @@ class ListenerConfig:
     port: int = 9092
     advertised_host: str | None = None
     advertised_port: int | None = None
+    # this listener's own security settings (Kafka's listener.name.<name>.<setting>); None:
+    # the broker-wide setting
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_client_auth: str | None = None  # also on SASL_SSL listeners (KIP-684)
+    ssl_principal_mapping_rules: str | None = None
+    sasl_enabled_mechanisms: tuple[str, ...] | None = None
 
     @property
     def tls(self) -> bool:
@@ -150,6 +173,29 @@ class BrokerConfig:
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         return host, self.advertised_port or bound_port
+
+    def listener_security(self, listener: ListenerConfig) -> ListenerSecurity:
+        """``listener``'s settings over the broker-wide ones. The broker-wide
+        ``ssl.client.auth`` applies to SSL listeners only, as in Kafka; a SASL_SSL listener
+        asks for client certificates only with its own ``listener.name.<name>.ssl.client.auth``
+        (KIP-684), and its clients are still who SASL says."""
+
+        def pick(own: str | None, broker_wide: str | None) -> str | None:
+            return own if own is not None else broker_wide
+
+        if listener.ssl_client_auth is not None:
+            client_auth = listener.ssl_client_auth
+        else:
+            client_auth = self.ssl_client_auth if listener.protocol == "SSL" else "none"
+        return ListenerSecurity(
+            certificate=pick(listener.ssl_certificate_location, self.ssl_certificate_location),
+            key=pick(listener.ssl_key_location, self.ssl_key_location),
+            key_password=pick(listener.ssl_key_password, self.ssl_key_password),
+            ca=pick(listener.ssl_ca_location, self.ssl_ca_location),
+            client_auth=client_auth,
+            principal_mapping_rules=pick(listener.ssl_principal_mapping_rules, self.ssl_principal_mapping_rules) or "DEFAULT",
+            sasl_mechanisms=listener.sasl_enabled_mechanisms if listener.sasl_enabled_mechanisms is not None else self.sasl_enabled_mechanisms,
+        )
 
     def effective_listeners(self) -> list[ListenerConfig]:
         """The configured listeners, or the single default PLAINTEXT one from host/port."""

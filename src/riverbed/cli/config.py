@@ -65,30 +65,53 @@ class ConfigError(ValueError):
     pass
 
 
-def _apply_security(cfg: BrokerConfig, settings: Mapping[str, str]) -> None:
+_PER_LISTENER = (*_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms")
+
+
+def _listener_key(name: str) -> tuple[str, str] | None:
+    """``listener.name.<listener>.<setting>`` as (LISTENER, setting), for the settings a
+    listener may have of its own; None for any other name."""
+    if not name.startswith("listener.name."):
+        return None
+    listener, _, setting = name[len("listener.name.") :].partition(".")
+    if listener and setting in _PER_LISTENER:
+        return listener.upper(), setting
+    return None
+
+
+def _security_values(settings: Mapping[str, str], where: str = "") -> dict[str, Any]:
+    """The checked BrokerConfig/ListenerConfig attributes for TLS and SASL settings (Kafka's
+    names); ``where`` prefixes the names in error messages."""
     from riverbed.security.principal import RuleSyntaxError, parse_rules
     from riverbed.security.sasl import SUPPORTED_MECHANISMS
 
+    out: dict[str, Any] = {}
     for name, attr in _SECURITY_STRINGS.items():
         if name in settings:
-            setattr(cfg, attr, settings[name] or None)
+            out[attr] = settings[name] or None
     if "ssl.client.auth" in settings:
         value = settings["ssl.client.auth"].strip().lower()
         if value not in ("none", "requested", "required"):
-            raise ConfigError(f"ssl.client.auth must be none, requested or required, not {value!r}")
-        cfg.ssl_client_auth = value
+            raise ConfigError(f"{where}ssl.client.auth must be none, requested or required, not {value!r}")
+        out["ssl_client_auth"] = value
     if "ssl.principal.mapping.rules" in settings:
         try:
             parse_rules(settings["ssl.principal.mapping.rules"])
         except RuleSyntaxError as exc:
-            raise ConfigError(str(exc)) from exc
-        cfg.ssl_principal_mapping_rules = settings["ssl.principal.mapping.rules"]
+            raise ConfigError(f"{where}{exc}") from exc
+        out["ssl_principal_mapping_rules"] = settings["ssl.principal.mapping.rules"]
     if "sasl.enabled.mechanisms" in settings:
         mechanisms = tuple(m.strip().upper() for m in settings["sasl.enabled.mechanisms"].split(",") if m.strip())
         bad = [m for m in mechanisms if m not in SUPPORTED_MECHANISMS]
         if bad or not mechanisms:
-            raise ConfigError(f"sasl.enabled.mechanisms: choose from {', '.join(SUPPORTED_MECHANISMS)} (got {settings['sasl.enabled.mechanisms']!r})")
-        cfg.sasl_enabled_mechanisms = mechanisms
+            raise ConfigError(f"{where}sasl.enabled.mechanisms: choose from {', '.join(SUPPORTED_MECHANISMS)} (got {settings['sasl.enabled.mechanisms']!r})")
+        out["sasl_enabled_mechanisms"] = mechanisms
+    return out
+
+
+def _apply_security(cfg: BrokerConfig, settings: Mapping[str, str]) -> None:
+    for attr, value in _security_values(settings).items():
+        setattr(cfg, attr, value)
     if "listeners" in settings:
         try:
             cfg.listeners = parse_listeners(settings["listeners"], settings.get("advertised.listeners", ""), settings.get("listener.security.protocol.map", ""))
@@ -96,11 +119,24 @@ def _apply_security(cfg: BrokerConfig, settings: Mapping[str, str]) -> None:
             raise ConfigError(str(exc)) from exc
     elif "advertised.listeners" in settings or "listener.security.protocol.map" in settings:
         raise ConfigError("advertised.listeners and listener.security.protocol.map need listeners")
+    own: dict[str, dict[str, str]] = {}
+    for name, value in settings.items():
+        key = _listener_key(name)
+        if key is not None:
+            own.setdefault(key[0], {})[key[1]] = value
+    by_name = {listener.name.upper(): listener for listener in cfg.listeners}
+    for listener_name, values in own.items():
+        target = by_name.get(listener_name)
+        if target is None:
+            raise ConfigError(f"listener.name.{listener_name.lower()}.*: no listener {listener_name} in listeners")
+        for attr, value in _security_values(values, f"listener.name.{listener_name.lower()}.").items():
+            setattr(target, attr, value)
     for listener in cfg.listeners:
-        if listener.tls and not cfg.ssl_certificate_location:
+        sec = cfg.listener_security(listener)
+        if listener.tls and not sec.certificate:
             raise ConfigError(f"listener {listener.name} ({listener.protocol}) needs ssl.certificate.location and ssl.key.location")
-        if listener.protocol == "SSL" and cfg.ssl_client_auth != "none" and not cfg.ssl_ca_location:
-            raise ConfigError("ssl.client.auth requested/required needs ssl.ca.location (the CA of client certificates)")
+        if listener.tls and sec.client_auth != "none" and not sec.ca:
+            raise ConfigError(f"listener {listener.name}: ssl.client.auth requested/required needs ssl.ca.location (the CA of client certificates)")
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -150,7 +186,7 @@ def load_config(
         if value is not None:
             settings[key] = value
     kafka.update(kafka_flags or {})
-    security = {k: kafka.pop(k) for k in list(kafka) if k in SECURITY_KEYS}
+    security = {k: kafka.pop(k) for k in list(kafka) if k in SECURITY_KEYS or _listener_key(k) is not None}
 
     cfg = BrokerConfig()
     if "listen" in settings:
