@@ -227,7 +227,9 @@ def test_total_retention_deletes_remote_segments(tmp_path: Path) -> None:
         with pytest.raises(OffsetOutOfRange):
             broker.call(plog.read, 0, 1 << 20)
         got = consume(broker.bootstrap, topic, n - low, offset=0, **{"auto.offset.reset": "earliest"})
-        expect_all(got, low, n)
+        # the reset lands on the log start of that moment (retention may have moved it on)
+        assert got and got[0][0] >= low
+        expect_all(got, got[0][0], n)
     finally:
         broker.stop()
 
@@ -294,8 +296,8 @@ def test_s3_store_down_and_back(tmp_path: Path, moto: Moto) -> None:
 
         moto.stop()  # the object store goes away
         before = len(local_logs(broker.data_dir, topic))
-        produce(broker.bootstrap, topic, n, 1000, max_ack_s=5)
-        time.sleep(1.0)  # several tiering attempts fail meanwhile
+        produce(broker.bootstrap, topic, n, 1000, max_ack_s=15)
+        wait_for(lambda: broker.broker.logs.remote.status(topic, 0).failures >= 2, what="tiering attempts to fail")
         during = local_logs(broker.data_dir, topic)
         assert len(during) > before + 3  # nothing is deleted locally while the store is down
         first_local = int(during[0].stem)

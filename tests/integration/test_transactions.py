@@ -296,7 +296,8 @@ def test_abandoned_transaction_aborts_after_its_timeout(tmp_path: Path, topic_na
     with EmbeddedBroker(tmp_path / "data", transaction_abort_interval_ms=100) as broker:
         b = broker.bootstrap
         create_topics(b, NewTopic(topic_name, 1, 1))
-        p = txn_producer(b, "tx-abandoned", **{"transaction.timeout.ms": 1000})
+        # long enough that the open transaction is still open when looked at below
+        p = txn_producer(b, "tx-abandoned", **{"transaction.timeout.ms": 3000})
         p.begin_transaction()
         p.produce(topic_name, value=b"abandoned")
         p.flush(10)

@@ -192,3 +192,13 @@ def test_idle_connections_are_closed(tmp_path: Path) -> None:
         res = ConfigResource(ConfigResource.Type.BROKER, "1")
         configs = admin.describe_configs([res])[res].result(10)
         assert configs["connections.max.idle.ms"].value == "300"
+
+
+def test_fetch_of_no_partitions_is_answered_at_once(broker: EmbeddedBroker) -> None:
+    """Kafka answers a Fetch with no partitions without waiting for max_wait_ms."""
+    with Wire(broker.bootstrap, timeout=5) as w:
+        req = FetchRequest(replica_id=-1, max_wait_ms=60_000, min_bytes=1, max_bytes=1 << 20, topics=[])
+        t0 = time.monotonic()
+        resp = w.request(req, 11)
+        assert time.monotonic() - t0 < 5
+        assert resp.error_code == 0 and resp.responses == []  # type: ignore[attr-defined]

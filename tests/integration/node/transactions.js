@@ -45,7 +45,7 @@ const kafka = new Kafka({ clientId: 'riverbed-txn', brokers: [process.env.BOOTST
   await consumer.subscribe({ topic, fromBeginning: true });
   const values = [];
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, 8000);
+    const timer = setTimeout(resolve, 30000);
     consumer.run({
       eachMessage: async ({ message }) => {
         values.push(message.value.toString());

@@ -5,7 +5,7 @@ usage: python eos_processor.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID
 
 Reads INPUT (read_committed) in group GROUP, writes ``out:<value>`` with the same key to
 OUTPUT, and commits the consumed offsets in the same transaction. Runs until killed, or until
-it has seen nothing new for 3 s (then exits 0).
+it has seen nothing new for 3 s while it had partitions assigned (then exits 0).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ def main() -> int:
         msgs = consumer.consume(200, 0.5)
         msgs = [m for m in msgs if m.error() is None or m.error().code() != KafkaError._PARTITION_EOF]
         if not msgs:
+            if not consumer.assignment():  # still joining (a killed member may hold the group
+                idle_since = time.monotonic()  # until its session times out): not idle yet
+                continue
             if time.monotonic() - idle_since > 3:
                 consumer.close()
                 return 0

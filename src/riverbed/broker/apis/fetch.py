@@ -157,8 +157,8 @@ def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchR
     if read is None:
         return asyncio.ensure_future(_fetch_remote(broker, version, req, denied))
     resp, total, errors = read
-    if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
-        return resp
+    if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
+        return resp  # a fetch of no partitions is answered at once, as in Kafka
     return asyncio.ensure_future(_long_poll(broker, version, req, denied))
 
 
