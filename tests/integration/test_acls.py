@@ -92,6 +92,8 @@ def test_billing_reads_orders_but_cannot_write_and_sees_no_other_topic(tmp_path:
         # no ACL admin without ALTER on the cluster
         denied = cli(b, "acl", "add", "--principal", ANON, "--operation", "WRITE", "--topic", "orders", check=False)
         assert denied.returncode != 0 and "authoriz" in denied.stderr.lower()
+        denied = cli(b, "acl", "list", check=False)  # not an empty list: an error
+        assert denied.returncode != 0 and "CLUSTER_AUTHORIZATION_FAILED" in denied.stderr, denied
     finally:
         proc.kill()
 

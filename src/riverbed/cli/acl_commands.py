@@ -65,6 +65,57 @@ def _show(b: Any) -> str:
     return f"{kind}:{pattern}:{b.name}\t{b.principal}\t{b.host}\t{str(b.operation).split('.')[-1]}\t{str(b.permission_type).split('.')[-1]}"
 
 
+def _list(args: argparse.Namespace, conf: dict[str, Any]) -> int:
+    """DescribeAcls over riverbed's own wire client: librdkafka reports a refused DescribeAcls
+    (CLUSTER_AUTHORIZATION_FAILED) as an empty list, which would read as "no ACLs"."""
+    from riverbed.protocol.errors import ErrorCode
+    from riverbed.protocol.messages.describe_acls import DescribeAclsRequest, DescribeAclsResponse
+    from riverbed.security import acl as k
+
+    from .client_commands import CommandError
+    from .wire_client import WireClient
+
+    if args.topic is not None:
+        restype, name = k.ResourceType.TOPIC, args.topic
+    elif args.group is not None:
+        restype, name = k.ResourceType.GROUP, args.group
+    elif args.transactional_id is not None:
+        restype, name = k.ResourceType.TRANSACTIONAL_ID, args.transactional_id
+    elif args.cluster:
+        restype, name = k.ResourceType.CLUSTER, "kafka-cluster"
+    else:
+        restype, name = k.ResourceType.ANY, None
+    pattern = (k.PatternType.PREFIXED if args.prefixed else k.PatternType.LITERAL) if name is not None else k.PatternType.ANY
+    permission = k.AclPermissionType.DENY if args.deny else k.AclPermissionType.ANY
+    rows = set()
+    with WireClient(args.bootstrap, security=conf) as client:
+        for op in args.operation or ["ANY"]:
+            req = DescribeAclsRequest(
+                resource_type_filter=restype,
+                resource_name_filter=name,
+                pattern_type_filter=pattern,
+                principal_filter=args.principal,
+                host_filter=args.host,
+                operation=k.AclOperation[op],
+                permission_type=permission,
+            )
+            resp = client.request(req, 3)
+            assert isinstance(resp, DescribeAclsResponse)
+            if resp.error_code:
+                raise CommandError(f"describe ACLs: {ErrorCode(resp.error_code).name}" + (f": {resp.error_message}" if resp.error_message else ""))
+            for res in resp.resources:
+                kind = k.ResourceType(res.resource_type).name
+                for a in res.acls:
+                    rows.add(
+                        f"{kind}:{k.PatternType(res.pattern_type).name}:{res.resource_name}\t{a.principal}\t{a.host}"
+                        f"\t{k.AclOperation(a.operation).name}\t{k.AclPermissionType(a.permission_type).name}"
+                    )
+    print("RESOURCE\tPRINCIPAL\tHOST\tOPERATION\tPERMISSION")
+    for row in sorted(rows):
+        print(row)
+    return 0
+
+
 def acl_command(args: argparse.Namespace) -> int:
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AclBinding,
@@ -102,13 +153,7 @@ def acl_command(args: argparse.Namespace) -> int:
     perm = permission if (args.deny or args.action == "remove") else AclPermissionType.ANY
     filters = [AclBindingFilter(restype, name, pattern, args.principal, args.host, op, perm) for op in ops]  # type: ignore[arg-type]
     if args.action == "list":
-        seen = []
-        for f in filters:
-            seen += _result(admin.describe_acls(f, request_timeout=30), "describe ACLs")
-        print("RESOURCE\tPRINCIPAL\tHOST\tOPERATION\tPERMISSION")
-        for b in sorted(seen, key=_show):
-            print(_show(b))
-        return 0
+        return _list(args, conf)
     removed = 0
     for fut in admin.delete_acls(filters, request_timeout=30).values():
         for b in _result(fut, "delete ACLs"):
