@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from riverbed.broker import Broker, BrokerConfig, ListenerConfig
-from riverbed.security.principal import dn_from_subject, map_principal, parse_rules
+from riverbed.security.dn import dn_from_certificate
+from riverbed.security.principal import map_principal, parse_rules
 from riverbed.server import KafkaServer, ServerConfig
 from riverbed.server.tls import server_context
 from riverbed.storage.cleaner_manager import CleanerConfig
@@ -92,7 +93,7 @@ class RiverbedApp:
         if listener.protocol == "SASL_PLAINTEXT" and "PLAIN" in sec.sasl_mechanisms:
             log.warning("listener %s: SASL PLAIN without TLS sends passwords in clear; use SASL_SSL or disable PLAIN (sasl.enabled.mechanisms)", listener.name)
         ssl_context = None
-        principal_from_subject = None
+        principal_from_certificate = None
         if listener.tls:
             ssl_context = server_context(
                 sec.certificate,
@@ -105,8 +106,8 @@ class RiverbedApp:
             if sec.client_auth != "none" and listener.protocol == "SSL":
                 rules = parse_rules(sec.principal_mapping_rules)
 
-                def principal_from_subject(subject: Any) -> str:
-                    return "User:" + map_principal(rules, dn_from_subject(subject))
+                def principal_from_certificate(der: bytes) -> str:
+                    return "User:" + map_principal(rules, dn_from_certificate(der))
 
         return KafkaServer(
             self.broker,
@@ -117,7 +118,7 @@ class RiverbedApp:
                 shutdown_timeout=shutdown_timeout,
                 listener_name=listener.name,
                 ssl_context=ssl_context,
-                principal_from_subject=principal_from_subject,
+                principal_from_certificate=principal_from_certificate,
                 unauthenticated_max_frame=512 * 1024 if listener.protocol.startswith("SASL") else None,
                 authentication_timeout=30.0 if listener.protocol.startswith("SASL") else None,
                 idle_timeout=config.connections_max_idle_ms / 1000 if config.connections_max_idle_ms >= 0 else None,

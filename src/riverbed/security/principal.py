@@ -1,7 +1,7 @@
 """The principal of a TLS client from its certificate: Kafka's ``ssl.principal.mapping.rules``.
 
 Pure functions, no I/O. The server turns the verified client certificate's subject into an
-RFC 2253 distinguished name (:func:`dn_from_subject`, the form Java's
+RFC 2253 distinguished name (``riverbed.security.dn``: the form Java's
 ``X500Principal.getName()`` gives, which is what Kafka matches against), then applies the
 rules (:func:`parse_rules` once at start-up, :func:`map_principal` per connection).
 
@@ -29,7 +29,6 @@ __all__ = [
     "NoMatchingRule",
     "PrincipalRule",
     "RuleSyntaxError",
-    "dn_from_subject",
     "map_principal",
     "parse_rules",
 ]
@@ -139,40 +138,3 @@ def _expand(match: re.Match[str], replacement: str) -> str:
             out.append(c)
             i += 1
     return "".join(out)
-
-
-# -- certificate subject -> RFC 2253 -------------------------------------------------------------
-
-# ssl.SSLSocket.getpeercert() attribute names -> the short names Java's RFC 2253 form uses
-_SHORT = {
-    "commonName": "CN",
-    "countryName": "C",
-    "localityName": "L",
-    "stateOrProvinceName": "ST",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "streetAddress": "STREET",
-    "domainComponent": "DC",
-    "userId": "UID",
-    "emailAddress": "EMAILADDRESS",
-}
-
-
-def _escape(value: str) -> str:
-    out = []
-    for i, ch in enumerate(value):
-        if ch in ',+"\\<>;' or (i == 0 and ch in "# ") or (i == len(value) - 1 and ch == " "):
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def dn_from_subject(subject: Sequence[Sequence[tuple[str, str]]]) -> str:
-    """RFC 2253 distinguished name from ``getpeercert()["subject"]`` (a sequence of RDNs in
-    certificate order, each a sequence of (attribute, value)). RFC 2253 lists the RDNs last
-    first, as Java does: ``CN=alice,OU=eng,O=Example,C=DE``."""
-    rdns = []
-    for rdn in reversed(list(subject)):
-        rdns.append("+".join(f"{_SHORT.get(k, k)}={_escape(v)}" for k, v in rdn))
-    return ",".join(rdns)

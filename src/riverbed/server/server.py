@@ -39,9 +39,9 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     listener_name: str = "PLAINTEXT"
     ssl_context: ssl.SSLContext | None = None  # SSL and SASL_SSL listeners
-    # mTLS: the principal ("User:<name>") of a client from its certificate's RFC 2253 subject
-    # (raises to refuse the client); the connection's state["principal"] is set from it
-    principal_from_subject: Callable[[Any], str] | None = None
+    # mTLS: the principal ("User:<name>") of a client from its verified certificate (DER;
+    # raises to refuse the client); the connection's state["principal"] is set from it
+    principal_from_certificate: Callable[[bytes], str] | None = None
     # SASL listeners: the largest frame accepted until the handler has authenticated the
     # connection (set state["principal"]): Kafka's sasl.server.max.receive.size, 512 KiB.
     # None: no separate limit before authentication.
@@ -99,11 +99,12 @@ class KafkaConnection(asyncio.Protocol):
             loop.call_later(config.authentication_timeout, self._authentication_deadline)
         if config.idle_timeout is not None:
             loop.call_later(config.idle_timeout, self._idle_check)
-        if config.ssl_context is not None and config.principal_from_subject is not None:
+        if config.ssl_context is not None and config.principal_from_certificate is not None:
             cert = self.transport.get_extra_info("peercert")
-            if cert and cert.get("subject"):  # only present when verified against the CA
+            ssl_object = self.transport.get_extra_info("ssl_object")
+            if cert and cert.get("subject") and ssl_object is not None:  # a verified certificate
                 try:
-                    self.info.state["principal"] = config.principal_from_subject(cert["subject"])
+                    self.info.state["principal"] = config.principal_from_certificate(ssl_object.getpeercert(binary_form=True))
                 except Exception as exc:
                     log.warning("refusing TLS client %s: %s", self.info.peer, exc)
                     self.close()

@@ -5,7 +5,6 @@ import pytest
 from riverbed.security.principal import (
     NoMatchingRule,
     RuleSyntaxError,
-    dn_from_subject,
     map_principal,
     parse_rules,
 )
@@ -58,9 +57,3 @@ def test_no_rule_matches() -> None:
 def test_bad_rules(text: str) -> None:
     with pytest.raises(RuleSyntaxError):
         parse_rules(text)
-
-
-def test_dn_from_peercert_subject() -> None:
-    subject = ((("countryName", "DE"),), (("organizationName", "Ex, Inc"),), (("commonName", "alice"),))
-    assert dn_from_subject(subject) == r"CN=alice,O=Ex\, Inc,C=DE"
-    assert dn_from_subject([[("commonName", "a"), ("userId", "7")]]) == "CN=a+UID=7"
