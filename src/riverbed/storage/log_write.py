@@ -1,0 +1,221 @@
+"""The write path of a SegmentLog: append, roll, and the group-committed flush.
+
+An append checks the batch (or builds a transaction marker), stamps its base offset and
+writes it to the active segment with one ``pwrite`` under the state lock, rolling to a new
+segment when the active one is full or too old, then asks the owner's flusher for a flush
+when the flush settings call for one. :meth:`WriteMixin.flush_cycle` runs on the flusher
+thread: it fsyncs the dirty segments, writes the index files of rolled segments and the
+pending producer snapshot, then publishes the durable offset (and, with flush.messages = 1,
+the high watermark).
+"""
+
+from __future__ import annotations
+
+from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.records.batch import (
+    BatchHeader,
+    set_base_offset,
+    set_log_append_time,
+)
+from riverbed.protocol.records.records import build_control_batch
+
+from .api import AppendInfo
+from .files import atomic_write, fsync_dir
+from .log_producers import ProducerStateMixin
+from .log_state import PRODUCER_SNAPSHOT, logger, storage_error
+from .producer_state import check_client_batch, check_marker_producer
+from .segment import Segment
+
+
+class WriteMixin(ProducerStateMixin):
+    """Appending to a SegmentLog and making the appends durable."""
+
+    # -- append ----------------------------------------------------------------------------
+
+    def append(
+        self,
+        batch: bytearray,
+        *,
+        now_ms: int,
+        log_append_time: bool = False,
+        origin_coordinator: bool = False,
+    ) -> AppendInfo:
+        header = BatchHeader(batch)
+        if header.size != len(batch):
+            raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "expected exactly one record batch")
+        check_client_batch(header)
+        if header.producer_id >= 0:
+            duplicate = self.producers.check_header(header, origin_coordinator=origin_coordinator)
+            if duplicate is not None:
+                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
+        max_timestamp = int(header.max_timestamp)
+        append_time = -1
+        if log_append_time:
+            set_log_append_time(batch, now_ms)
+            append_time = max_timestamp = now_ms
+        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None)
+        return AppendInfo(base, last, append_time, log_start)
+
+    def append_marker(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        *,
+        now_ms: int,
+    ) -> AppendInfo:
+        check_marker_producer(producer_id, producer_epoch)
+        self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        batch = build_control_batch(
+            producer_id, producer_epoch, commit, coordinator_epoch, 0, now_ms
+        )
+        header = BatchHeader(batch)
+        base, _, log_start = self._store(
+            batch, header, now_ms, now_ms, (commit, coordinator_epoch)
+        )
+        return AppendInfo(base, base, -1, log_start)
+
+    def _store(
+        self,
+        batch: bytearray,
+        header: BatchHeader,
+        max_timestamp: int,
+        now_ms: int,
+        marker: tuple[bool, int] | None,
+    ) -> tuple[int, int, int]:
+        """Write a checked batch at the log end and account for it (producer state, flush
+        requests): (base offset, last offset, log start offset)."""
+        nbytes = len(batch)
+        delta = int(header.last_offset_delta)
+        config = self._config
+        soon = later = False
+        with self._lock:
+            if self._closed or self._failed is not None:
+                raise storage_error(self._failed or "log is closed")
+            base = self._leo
+            last = base + delta
+            segment = self._segments[-1]
+            if not segment.can_hold(nbytes, last, config.segment_bytes) or (
+                segment.size and now_ms - segment.first_append_ms > config.roll_ms
+            ):
+                segment = self._roll_locked(now_ms)
+                soon = not self._flush_requested
+                self._flush_requested = True
+            set_base_offset(batch, base)
+            segment.append(batch, base, last, max_timestamp, now_ms)
+            if marker is not None:
+                self._apply_marker_locked(
+                    segment,
+                    int(header.producer_id),
+                    int(header.producer_epoch),
+                    marker,
+                    base,
+                    now_ms,
+                )
+            elif header.producer_id >= 0:
+                self.producers.record_header(header, base, last)
+            self._leo = last + 1
+            self._size += nbytes
+            if config.flush_messages == 1:
+                if not self._flush_requested:
+                    self._flush_requested = soon = True
+            else:
+                self._hw = self._leo
+                self._unflushed_messages += header.records_count
+                if self._unflushed_messages >= config.flush_messages:
+                    if not self._flush_requested:
+                        self._flush_requested = soon = True
+                elif not self._flush_scheduled:
+                    self._flush_scheduled = later = True
+            log_start = self._log_start
+        hooks = self.hooks
+        if hooks is not None:
+            if soon:
+                hooks.flush_soon(self._as_log())
+            elif later:
+                hooks.flush_later(self._as_log(), config.flush_ms / 1000)
+        return base, last, log_start
+
+    def roll(self, now_ms: int | None = None) -> bool:
+        """Start a new segment now (if the active one holds anything)."""
+        with self._lock:
+            self._check_open()
+            if self._segments[-1].size == 0:
+                return False
+            self._roll_locked(self._now_ms() if now_ms is None else now_ms)
+            soon = not self._flush_requested
+            self._flush_requested = True
+        if soon and self.hooks is not None:
+            self.hooks.flush_soon(self._as_log())
+        return True
+
+    def _roll_locked(self, now_ms: int) -> Segment:
+        old = self._segments[-1]
+        old.seal()
+        # once the flusher has written it, recovery after a crash replays only the batches
+        # after this point
+        self._take_snapshot_locked()
+        new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._unfinalized.append(old)
+        self._dir_dirty = True
+        return new
+
+    # -- flushing --------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        hw = self._hw
+        self.flush_cycle()
+        return self._hw > hw
+
+    def flush_cycle(self) -> tuple[bool, bool]:
+        """fsync what was appended so far (one fsync per dirty segment, however many appends
+        it covers), write the indexes of rolled segments, then publish the new durable
+        offset (and, with flush.messages = 1, the high watermark). Returns (durable offset
+        advanced, recovery point advanced)."""
+        with self._flush_lock:
+            with self._lock:
+                # after a failed fsync nothing becomes durable: a retried fsync may "succeed"
+                # although the kernel has dropped the dirty pages it could not write
+                if self._closed or self._failed is not None:
+                    return False, False
+                self._flush_requested = self._flush_scheduled = False
+                self._unflushed_messages = 0
+                target = self._leo
+                snapshot, self._pending_snapshot = self._pending_snapshot, None
+                finalize = list(self._unfinalized)
+                to_sync = [s for s in (*finalize, self._segments[-1]) if s.synced_size < s.size]
+                sizes = [s.size for s in to_sync]
+                dir_dirty = self._dir_dirty
+                self._dir_dirty = False
+            try:
+                for segment in to_sync:
+                    self._fsync(segment.fd)
+                for segment in finalize:
+                    segment.write_indexes(self._fsync)
+                if snapshot is not None:
+                    # every segment below it now has its index files on disk
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], self._fsync)
+                if dir_dirty:
+                    fsync_dir(self._dir, self._fsync)
+            except OSError as exc:
+                self._failed = f"fsync failed: {exc}"
+                logger.error("%s: %s", self._dir, self._failed)
+                raise storage_error(self._failed) from exc
+            with self._lock:
+                for segment, size in zip(to_sync, sizes, strict=True):
+                    segment.synced_size = max(segment.synced_size, size)
+                for segment in finalize:
+                    if segment in self._unfinalized:
+                        self._unfinalized.remove(segment)
+                advanced = target > self._durable
+                if advanced:
+                    self._durable = target
+                if self._config.flush_messages == 1 and target > self._hw:
+                    self._hw = target
+                    # forget completed transactions the HW has passed, even on a log that
+                    # nobody reads (the LSO computation is what trims them otherwise)
+                    self.producers.first_unstable_offset(self._hw)
+            return advanced, bool(finalize)
