@@ -102,8 +102,10 @@ class ReadMixin(LogState):
             for segment in self._segments[i:]:
                 if collect_aborted(segment.aborted, start_offset, upper_offset, found):
                     break
-        found.sort(key=lambda e: (e.first_offset, e.producer_id))
-        return [(e.producer_id, e.first_offset) for e in found]
+        # segments already copied to the store but still local were walked twice: each
+        # aborted transaction once (a client may count a repeated entry as another abort)
+        unique = {(e.producer_id, e.first_offset) for e in found}
+        return sorted(unique, key=lambda t: (t[1], t[0]))
 
     # -- timestamps ------------------------------------------------------------------------
 

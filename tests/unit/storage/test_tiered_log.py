@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from storage_helpers import make_batch, read_all
+from storage_helpers import make_batch, producer_batch, read_all
 
 from riverbed.metadata.configs import check_tiering
 from riverbed.protocol.errors import KafkaError
@@ -195,3 +195,23 @@ def test_tiering_config_checks() -> None:
     with pytest.raises(KafkaError, match="must not be -1"):
         check_tiering({"remote.storage.enable": "true", "retention.bytes": "1000", "local.retention.bytes": "-1"}, None, True)
     check_tiering({"remote.storage.enable": "true", "retention.bytes": "-1", "local.retention.bytes": "5"}, None, True)
+
+
+def test_aborted_transactions_over_remote_and_local_are_listed_once(log: SegmentLog, tmp_path: Path) -> None:
+    """Segments that are in the store and still on the local disk are walked by both the
+    remote and the local lookup: each aborted transaction must still be listed once."""
+    pid, seq, aborted = 11, 0, []
+    for i in range(40):  # many small aborted transactions across many segments
+        first = log.append(producer_batch(pid, seq, 3, timestamp=1000 + i), now_ms=1000 + i).base_offset
+        seq += 3
+        log.append_marker(pid, 0, False, 0, now_ms=1000 + i)
+        aborted.append((pid, first))
+    log.flush()
+    # keep the newest copied segments locally too
+    tier(log, tmp_path / "store", local_retention_bytes=4 * 600).run_once()
+    bases = log.segment_base_offsets()
+    assert 0 < log.local_log_start_offset == bases[0] and len(bases) > 2
+    metadata = log.remote_metadata
+    assert metadata is not None and max(s.last_offset for s in metadata.finished()) >= bases[1]
+    got = log.aborted_transactions(0, log.log_end_offset)
+    assert got == aborted
