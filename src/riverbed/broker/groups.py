@@ -57,11 +57,12 @@ from riverbed.coordinator.offsets_log import (
 )
 from riverbed.protocol.errors import DecodeError
 from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
-from riverbed.protocol.records.batch import InvalidBatch, iter_batches
-from riverbed.protocol.records.records import build_batch, decode_records, parse_control_record
+from riverbed.protocol.records.batch import InvalidBatch
+from riverbed.protocol.records.records import build_batch, parse_control_record
 from riverbed.storage.api import PartitionLog
 
 from .deadline_timer import DeadlineTimer
+from .replay import replay_batches
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -113,31 +114,19 @@ class GroupService:
     def _load(self) -> None:
         loaded = 0
         self._replay = {}
-        for p in range(self.partitions):
-            plog = self.broker.partition(OFFSETS_TOPIC, p)
-            if plog is None:
+        for p, header, records in replay_batches(self.broker, OFFSETS_TOPIC, self.partitions):
+            if header.is_control:  # a transaction marker
+                try:
+                    if records:
+                        commit, _ = parse_control_record(records[0])
+                        self.complete_txn(p, int(header.producer_id), commit)
+                except InvalidBatch as exc:
+                    log.error("%s-%d: skipping an unreadable marker: %s", OFFSETS_TOPIC, p, exc)
                 continue
-            offset = plog.log_start_offset
-            while offset < plog.high_watermark:
-                data = plog.read(offset, 1 << 20).records
-                if not data:
-                    break
-                for header in iter_batches(data):
-                    offset = header.next_offset
-                    try:
-                        records = decode_records(data, header.position)
-                        if header.is_control:  # a transaction marker
-                            if records:
-                                commit, _ = parse_control_record(records[0])
-                                self.complete_txn(p, int(header.producer_id), commit)
-                            continue
-                    except InvalidBatch as exc:
-                        log.error("%s-%d: skipping an unreadable batch: %s", OFFSETS_TOPIC, p, exc)
-                        continue
-                    txn_pid = int(header.producer_id) if header.is_transactional else None
-                    for rec in records:
-                        if rec.key is not None:
-                            loaded += self._apply(p, rec.offset, rec.key, rec.value, txn_pid)
+            txn_pid = int(header.producer_id) if header.is_transactional else None
+            for rec in records:
+                if rec.key is not None:
+                    loaded += self._apply(p, rec.offset, rec.key, rec.value, txn_pid)
         log.info("replayed %d records of %s", loaded, OFFSETS_TOPIC)
         self._load_consumer_groups()
 

@@ -42,11 +42,11 @@ from riverbed.coordinator.txn_log import (
 )
 from riverbed.coordinator.txn_types import TxnConfig, TxnEvent, TxnLogWrite, WriteMarkers
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
-from riverbed.protocol.records.batch import InvalidBatch, iter_batches
-from riverbed.protocol.records.records import build_batch, decode_records
+from riverbed.protocol.records.records import build_batch
 from riverbed.storage.api import PartitionLog
 
 from .deadline_timer import DeadlineTimer
+from .replay import replay_batches
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -104,34 +104,19 @@ class TxnService:
 
     def _load(self) -> None:
         loaded = 0
-        for p in range(self.partitions):
-            plog = self.broker.partition(TRANSACTION_STATE_TOPIC, p)
-            if plog is None:
+        for p, header, records in replay_batches(self.broker, TRANSACTION_STATE_TOPIC, self.partitions):
+            if header.is_control:
                 continue
-            offset = plog.log_start_offset
-            while offset < plog.high_watermark:
-                data = plog.read(offset, 1 << 20).records
-                if not data:
-                    break
-                for header in iter_batches(data):
-                    offset = header.next_offset
-                    if header.is_control:
-                        continue
-                    try:
-                        records = decode_records(data, header.position)
-                    except InvalidBatch as exc:
-                        log.error("%s-%d: skipping an unreadable batch: %s", TRANSACTION_STATE_TOPIC, p, exc)
-                        continue
-                    for rec in records:
-                        if rec.key is None:
-                            continue
-                        try:
-                            txn_id, snapshot = decode(rec.key, rec.value)
-                        except DecodeError as exc:
-                            log.error("%s-%d@%d: skipping an unreadable record: %s", TRANSACTION_STATE_TOPIC, p, rec.offset, exc)
-                            continue
-                        self.coordinator.load(txn_id, snapshot)
-                        loaded += 1
+            for rec in records:
+                if rec.key is None:
+                    continue
+                try:
+                    txn_id, snapshot = decode(rec.key, rec.value)
+                except DecodeError as exc:
+                    log.error("%s-%d@%d: skipping an unreadable record: %s", TRANSACTION_STATE_TOPIC, p, rec.offset, exc)
+                    continue
+                self.coordinator.load(txn_id, snapshot)
+                loaded += 1
         log.info("replayed %d records of %s", loaded, TRANSACTION_STATE_TOPIC)
 
     # ------------------------------------------------------------------ calls

@@ -14,6 +14,7 @@ import itertools
 import logging
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class KafkaConnection(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.last_activity = 0.0  # loop time of the last bytes received or sent
+        self.clock = time.monotonic  # the loop's clock (set in connection_made)
 
     # ---- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +96,7 @@ class KafkaConnection(asyncio.Protocol):
         self.server.connections.add(self)
         config = self.server.config
         loop = asyncio.get_running_loop()
+        self.clock = loop.time
         self.last_activity = loop.time()
         if config.authentication_timeout is not None:
             loop.call_later(config.authentication_timeout, self._authentication_deadline)
@@ -121,17 +124,20 @@ class KafkaConnection(asyncio.Protocol):
         if self.closed or timeout is None:
             return
         loop = asyncio.get_running_loop()
-        due = self.last_activity + timeout
-        if not self.pending and loop.time() >= due:
-            log.info("closing %s: idle for %.0f s (connections.max.idle.ms)", self.info.peer if self.info else "?", timeout)
-            self.close()
+        if self.pending:  # a request in progress (a long poll, say) is not idleness
+            loop.call_later(min(timeout, 1.0), self._idle_check)
             return
-        loop.call_at(max(due, loop.time() + min(timeout, 1.0)) if self.pending else due, self._idle_check)
+        due = self.last_activity + timeout
+        if loop.time() < due:
+            loop.call_at(due, self._idle_check)
+            return
+        log.info("closing %s: idle for %.0f s (connections.max.idle.ms)", self.info.peer if self.info else "?", timeout)
+        self.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = self.clock()
         decoder = self.decoder
         limit = self.server.config.unauthenticated_max_frame
         if limit is not None and self.info is not None:
@@ -230,7 +236,7 @@ class KafkaConnection(asyncio.Protocol):
         assert self.transport is not None
         if self.closed:
             return
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = self.clock()
         if len(chunks) == 1:
             self.transport.write(chunks[0])
         else:
