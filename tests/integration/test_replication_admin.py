@@ -216,6 +216,10 @@ def test_describe_topic_partitions_paging(broker: EmbeddedBroker, topic_name: st
             assert pages < 10
         assert seen == [(a, 0), (a, 1), (a, 2), (b, 0), (b, 1)]
         assert pages == 3
+        # a page filled exactly by one topic: the cursor points at the next topic's start
+        resp = _dtp(w, [a, b], 3)
+        assert [(t.name, len(t.partitions)) for t in resp.topics] == [(a, 3)]
+        assert resp.next_cursor is not None and (resp.next_cursor.topic_name, resp.next_cursor.partition_index) == (b, 0)
         # unknown topic named: an error entry; a cursor topic outside the list: INVALID_REQUEST
         resp = _dtp(w, [a, "no-such-topic"], 100)
         assert {t.name: t.error_code for t in resp.topics} == {a: 0, "no-such-topic": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}

@@ -6,6 +6,10 @@ tools work: ElectLeaders (43), AlterPartitionReassignments (45), ListPartitionRe
 Every partition has one replica, on this node, which is its leader and its preferred leader:
 an election is never needed, a reassignment to this node changes nothing (so none is ever in
 progress), and any other broker id is not registered. The one log directory is the data dir.
+
+A Kafka 4 broker forwards ElectLeaders, the reassignment APIs and DescribeQuorum to the
+active controller (DescribeQuorum fails there if no controller is reachable); a combined-mode
+node, as riverbed is, answers them itself, with the controller's answers and errors.
 """
 
 from __future__ import annotations
