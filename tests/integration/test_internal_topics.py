@@ -9,6 +9,7 @@ import base64
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicCollection
@@ -156,3 +157,30 @@ def test_cli_topic_list_hides_internal_unless_asked_and_describe_prints_topic_id
     expected = base64.urlsafe_b64encode(broker.broker.topics.get(topic_name).topic_id.bytes).decode().rstrip("=")
     assert f"TopicId: {expected}\t" in first
     assert "Internal: true" in cli("topic", "describe", OFFSETS).splitlines()[0]
+
+
+def test_metadata_auto_creation_of_internal_topic_needs_create_permission(riverbed_broker_factory: Any) -> None:
+    """As Kafka: a Metadata request that would auto-create an internal topic needs CREATE (on
+    the cluster or the topic) like any other; refused, the entry says is_internal=true.
+    A principal that may not DESCRIBE the topic learns nothing (is_internal=false)."""
+    from riverbed.protocol.messages.create_acls import CreateAclsRequest
+
+    b = riverbed_broker_factory(authorizer_enabled=True, allow_everyone_if_no_acl_found=True)
+    C = CreateAclsRequest.AclCreation
+    anon, topic_rt, cluster_rt, literal, allow, deny = "User:ANONYMOUS", 2, 4, 3, 3, 2
+    describe, create = 8, 5
+    acls = [
+        C(resource_type=topic_rt, resource_name=OFFSETS, resource_pattern_type=literal, principal=anon, host="*", operation=describe, permission_type=allow),
+        C(resource_type=topic_rt, resource_name=OFFSETS, resource_pattern_type=literal, principal=anon, host="*", operation=create, permission_type=deny),
+        C(resource_type=topic_rt, resource_name=TXN_STATE, resource_pattern_type=literal, principal="User:someone-else", host="*", operation=describe, permission_type=allow),
+        C(resource_type=cluster_rt, resource_name="kafka-cluster", resource_pattern_type=literal, principal=anon, host="*", operation=create, permission_type=deny),
+    ]
+    T = MetadataRequest.MetadataRequestTopic
+    with Wire(b.bootstrap) as w:
+        created = w.request(CreateAclsRequest(creations=acls), 3)
+        assert [r.error_code for r in created.results] == [0, 0, 0, 0]  # type: ignore[attr-defined]
+        resp = w.request(MetadataRequest(topics=[T(name=OFFSETS), T(name=TXN_STATE)], allow_auto_topic_creation=True), 12)
+    assert isinstance(resp, MetadataResponse)
+    got = {t.name: (t.error_code, t.is_internal) for t in resp.topics}
+    assert got == {OFFSETS: (ErrorCode.TOPIC_AUTHORIZATION_FAILED, True), TXN_STATE: (ErrorCode.TOPIC_AUTHORIZATION_FAILED, False)}
+    assert b.broker.topics.get(OFFSETS) is None and b.broker.topics.get(TXN_STATE) is None

@@ -92,8 +92,8 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                     topics.append(_topic_entry(broker, found, conn, topic_ops))
                 continue
             internal = is_internal(name)
-            if not broker.authorize(conn, DESCRIBE, TOPIC, name):
-                topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, is_internal=internal))
+            if not broker.authorize(conn, DESCRIBE, TOPIC, name):  # (is_internal false: Kafka tells nothing)
+                topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
                 continue
             topic = broker.topics.get(name)
             if topic is None:
@@ -105,11 +105,11 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                 if not auto:
                     topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name, is_internal=internal))
                     continue
+                if not (broker.authorize(conn, CREATE, CLUSTER, CLUSTER_NAME) or broker.authorize(conn, CREATE, TOPIC, name)):
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, is_internal=internal))
+                    continue
                 if internal:  # auto-created as its coordinator creates it (Kafka)
                     topics.append(_topic_entry(broker, _ensure_internal(broker, name), conn, topic_ops))
-                    continue
-                if not (broker.authorize(conn, CREATE, CLUSTER, CLUSTER_NAME) or broker.authorize(conn, CREATE, TOPIC, name)):
-                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
                     continue
                 try:
                     topic = broker.create_topic(name, broker.config.num_partitions, {})
