@@ -14,6 +14,7 @@ node, as riverbed is, answers them itself, with the controller's answers and err
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ from riverbed.server.handler import ConnectionInfo
 if TYPE_CHECKING:
     from ..broker import Broker
 
+log = logging.getLogger("riverbed.broker")
 METADATA_TOPIC = "__cluster_metadata"
 CLUSTER_AUTH_MESSAGE = "Cluster authorization failed."
 ELECTION_NOT_NEEDED_MESSAGE = "Leader election not needed for topic partition."
@@ -143,6 +145,7 @@ def handle_alter_partition_reassignments(
                 check_assignment(broker, p.replicas)  # [this node]: already so, nothing to do
             except KafkaError as exc:
                 res.error_code, res.error_message = int(exc.code), exc.message or None
+                log.info("unable to alter the reassignment of %s-%d: %s", t.name, p.partition_index, exc.message)
         out.append(R.ReassignableTopicResponse(name=t.name, partitions=parts))
     return R(throttle_time_ms=0, error_code=0, error_message=None, responses=out)
 
@@ -173,6 +176,7 @@ def handle_alter_replica_log_dirs(broker: Broker, conn: ConnectionInfo, version:
                     code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
                 elif not same_dir:
                     code = ErrorCode.LOG_DIR_NOT_FOUND
+                    log.warning("unable to alter the log dir of %s-%d: log dir %s is not %s", t.name, p, d.path, own)
                 elif not _hosts(broker, t.name, p):
                     code = ErrorCode.REPLICA_NOT_AVAILABLE
                 else:
