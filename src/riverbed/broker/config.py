@@ -117,6 +117,9 @@ class BrokerConfig:
     advertised_port: int | None = None  # defaults to the bound port
     auto_create_topics: bool = True  # auto.create.topics.enable
     num_partitions: int = 1  # num.partitions for auto-created topics
+    # riverbed.accept.replication.factor: accept replication factors above 1 on this single node
+    # (the topic gets one replica; min.insync.replicas is then met by it). Off: Kafka's refusal.
+    accept_replication_factor: bool = False
     delete_topic_enable: bool = True
     max_request_size: int = 100 * 1024 * 1024  # socket.request.max.bytes
     connections_max_idle_ms: int = 600_000  # connections.max.idle.ms (-1: never)

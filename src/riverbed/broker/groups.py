@@ -190,9 +190,14 @@ class GroupService:
         self.reschedule()
 
     # ------------------------------------------------------------------ persistence
-    def offsets_log(self, group_id: str) -> PartitionLog:
+    def ensure_topic(self) -> None:
+        """Create ``__consumer_offsets`` if it does not exist yet (Kafka creates it on the first
+        FindCoordinator for a group, or a Metadata request naming it)."""
         if self.broker.topics.get(OFFSETS_TOPIC) is None:
             self.broker.create_topic(OFFSETS_TOPIC, self.partitions, dict(OFFSETS_TOPIC_CONFIGS))
+
+    def offsets_log(self, group_id: str) -> PartitionLog:
+        self.ensure_topic()
         plog = self.broker.partition(OFFSETS_TOPIC, partition_for(group_id, self.partitions))
         assert plog is not None
         return plog

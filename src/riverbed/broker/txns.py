@@ -159,9 +159,14 @@ class TxnService:
                 self._new_tasks.append(task)
         self.broker.notify()
 
-    def _state_log(self, transactional_id: str) -> PartitionLog:
+    def ensure_topic(self) -> None:
+        """Create ``__transaction_state`` if it does not exist yet (Kafka creates it on the
+        first FindCoordinator for a transactional id, or a Metadata request naming it)."""
         if self.broker.topics.get(TRANSACTION_STATE_TOPIC) is None:
             self.broker.create_topic(TRANSACTION_STATE_TOPIC, self.partitions, dict(TXN_TOPIC_CONFIGS))
+
+    def _state_log(self, transactional_id: str) -> PartitionLog:
+        self.ensure_topic()
         plog = self.broker.partition(TRANSACTION_STATE_TOPIC, partition_for(transactional_id, self.partitions))
         assert plog is not None
         return plog

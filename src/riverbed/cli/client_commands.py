@@ -19,6 +19,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -33,6 +34,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 class CommandError(Exception):
     pass
+
+
+# Kafka's internal topics (Topic.isInternal): hidden by `topic list` unless --internal
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -120,7 +125,7 @@ def topic_command(args: argparse.Namespace) -> int:
     elif args.action == "list":
         md = admin.list_topics(timeout=30)
         for name in sorted(md.topics):
-            if name.startswith("__") and not args.internal:
+            if name in INTERNAL_TOPICS and not args.internal:
                 continue
             print(name)
     elif args.action == "describe":
@@ -128,7 +133,10 @@ def topic_command(args: argparse.Namespace) -> int:
         t = md.topics.get(args.name)
         if t is None or t.error is not None:
             raise CommandError(f"topic {args.name}: {t.error.str() if t is not None and t.error else 'not found'}")
-        print(f"Topic: {args.name}\tTopicId: {getattr(t, 'topic_id', '') or ''}\tPartitionCount: {len(t.partitions)}")
+        described = admin.describe_topics(TopicCollection([args.name]), request_timeout=30)[args.name].result(timeout=30)
+        # the topic id as Kafka tools print it (base64, as str() of confluent-kafka's Uuid)
+        internal = "\tInternal: true" if described.is_internal else ""
+        print(f"Topic: {args.name}\tTopicId: {described.topic_id}\tPartitionCount: {len(t.partitions)}{internal}")
         res = ConfigResource(ConfigResource.Type.TOPIC, args.name)
         configs = admin.describe_configs([res], request_timeout=30)[res].result(timeout=30)
         overrides = {k: v.value for k, v in configs.items() if not v.is_default}

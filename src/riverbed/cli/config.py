@@ -222,6 +222,8 @@ def load_config(
             cfg.num_partitions = int(value)
         elif name == "delete.topic.enable":
             cfg.delete_topic_enable = _bool(value)
+        elif name == "riverbed.accept.replication.factor":
+            cfg.accept_replication_factor = _bool(value)
         elif name == "log.retention.check.interval.ms":
             cfg.retention_check_interval_ms = int(value)
         elif name == "socket.request.max.bytes":

@@ -183,6 +183,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("auto.create.topics.enable", T.BOOLEAN, "true"),
             ConfigDef("num.partitions", T.INT, "1", at_least(1)),
             ConfigDef("default.replication.factor", T.INT, "1", between(1, 1)),
+            ConfigDef("riverbed.accept.replication.factor", T.BOOLEAN, "false"),
             ConfigDef("delete.topic.enable", T.BOOLEAN, "true"),
             ConfigDef("log.retention.check.interval.ms", T.LONG, "300000", at_least(1)),
             ConfigDef("socket.request.max.bytes", T.INT, "104857600", at_least(1)),

@@ -61,6 +61,8 @@ class TopicStore:
         self.path = data_dir / METADATA_FILE
         self.cluster_id = ""
         self.next_producer_id_block = 0
+        # changes saved so far: the offsets DescribeQuorum reports for __cluster_metadata
+        self.metadata_offset = 0
         self._producer_ids: range = range(0)
         self._topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
@@ -70,6 +72,7 @@ class TopicStore:
             doc = json.loads(self.path.read_text())
             self.cluster_id = doc["cluster_id"]
             self.next_producer_id_block = int(doc.get("next_producer_id_block", 0))
+            self.metadata_offset = int(doc.get("metadata_offset", 0))
             for t in doc["topics"]:
                 topic = Topic(t["name"], uuid.UUID(t["id"]), int(t["partitions"]), dict(t.get("configs", {})))
                 self._topics[topic.name] = topic
@@ -82,8 +85,10 @@ class TopicStore:
             self._save()
 
     def _save(self) -> None:
+        self.metadata_offset += 1
         doc = {
             "version": 1,
+            "metadata_offset": self.metadata_offset,
             "cluster_id": self.cluster_id,
             "next_producer_id_block": self.next_producer_id_block,
             "topics": [

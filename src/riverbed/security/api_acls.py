@@ -363,6 +363,7 @@ _TABLE: tuple[ApiAcls, ...] = (
     ApiAcls(49, "AlterClientQuotas", (_cluster(_OP.ALTER_CONFIGS),)),
     ApiAcls(50, "DescribeUserScramCredentials", (_cluster(_OP.DESCRIBE),)),
     ApiAcls(51, "AlterUserScramCredentials", (_cluster(_OP.ALTER),)),
+    ApiAcls(55, "DescribeQuorum", (_cluster(_OP.DESCRIBE),), "Denied: top-level error."),
     ApiAcls(
         60,
         "DescribeCluster",
@@ -426,6 +427,19 @@ _TABLE: tuple[ApiAcls, ...] = (
             ),
         ),
         "KIP-848 (Kafka 3.7+).",
+    ),
+    ApiAcls(
+        75,
+        "DescribeTopicPartitions",
+        (
+            _rule(
+                _check(_OP.DESCRIBE, _RT.TOPIC, "topics[].name"),
+                on_deny=OnDeny.FAIL_RESOURCE,
+                error=_E.TOPIC_AUTHORIZATION_FAILED,
+                when="topics named; with none (every topic) the undescribable ones are omitted",
+            ),
+        ),
+        "KIP-966 (Kafka 3.8+).",
     ),
 )
 

@@ -6,6 +6,8 @@ In pytest the plugin (installed with riverbed) gives two fixtures:
 - ``riverbed_session_broker``: one broker shared by the whole test session.
 
 Both yield an :class:`EmbeddedBroker`; use ``broker.bootstrap`` as ``bootstrap.servers``.
+They set ``FIXTURE_DEFAULTS``; ``@pytest.mark.riverbed(**settings)`` or the
+``riverbed_broker_factory(**settings)`` fixture start a broker with other settings.
 Outside pytest, ``with EmbeddedBroker() as broker: ...`` does the same, and
 :class:`BrokerProcess` runs ``riverbed serve`` as a separate process (for crash tests).
 """
@@ -26,7 +28,12 @@ from typing import Any
 from riverbed.app import BrokerThread
 from riverbed.broker import BrokerConfig
 
-__all__ = ["BrokerProcess", "EmbeddedBroker", "free_port"]
+__all__ = ["FIXTURE_DEFAULTS", "BrokerProcess", "EmbeddedBroker", "free_port"]
+
+# What the pytest fixtures change from a plain broker, as Kafka's test images do: no 3 s wait
+# for more members before a new group's first rebalance, and topics asked for with a
+# replication factor above 1 (applications' production setting) created with one replica.
+FIXTURE_DEFAULTS: dict[str, Any] = {"group_initial_rebalance_delay_ms": 0, "accept_replication_factor": True}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

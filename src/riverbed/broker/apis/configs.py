@@ -65,6 +65,7 @@ def _broker_settings(broker: Broker) -> list[tuple[str, str, ConfigSource, Confi
         "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
         "group.consumer.session.timeout.ms": str(cfg.consumer_session_timeout_ms),
         "group.consumer.heartbeat.interval.ms": str(cfg.consumer_heartbeat_interval_ms),
+        "riverbed.accept.replication.factor": str(cfg.accept_replication_factor).lower(),
         **broker.log_defaults,
     }
     out = []

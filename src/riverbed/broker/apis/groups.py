@@ -57,11 +57,13 @@ def handle_find_coordinator(broker: Broker, conn: ConnectionInfo, version: int, 
                 return ErrorCode.INVALID_REQUEST, "the transactional id must not be empty"
             if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
                 return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
+            broker.txns.ensure_topic()  # created on first use, as Kafka does
             return 0, None
         if req.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown key type {req.key_type}"
         if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, key):
             return ErrorCode.GROUP_AUTHORIZATION_FAILED, None
+        broker.groups.ensure_topic()  # created on first use, as Kafka does
         return 0, None
 
     if version >= 4:

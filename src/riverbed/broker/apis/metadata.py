@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from riverbed.metadata.topics import Topic, validate_topic_name
+from riverbed.metadata.topics import Topic, is_internal, validate_topic_name
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.describe_cluster import (
     DescribeClusterRequest,
@@ -48,6 +48,17 @@ def _topic_entry(broker: Broker, topic: Topic, conn: ConnectionInfo, with_ops: b
     )
 
 
+def _ensure_internal(broker: Broker, name: str) -> Topic:
+    """Create an internal topic with its coordinator's partition count and configs."""
+    if name == "__consumer_offsets":
+        broker.groups.ensure_topic()
+    else:
+        broker.txns.ensure_topic()
+    topic = broker.topics.get(name)
+    assert topic is not None
+    return topic
+
+
 def _cluster_ops(broker: Broker, conn: ConnectionInfo) -> int:
     """The cluster's KIP-430 operations; 0 for a principal that may not DESCRIBE it (Kafka)."""
     if not broker.authorize(conn, DESCRIBE, CLUSTER, CLUSTER_NAME):
@@ -61,8 +72,8 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
     topics: list[Resp.MetadataResponseTopic] = []
     topic_ops = version >= 8 and req.include_topic_authorized_operations  # KIP-430
     all_topics = req.topics is None or (version == 0 and not req.topics)
-    if all_topics:  # leaves out the topics the principal may not DESCRIBE (Kafka)
-        topics = [_topic_entry(broker, t, conn, topic_ops) for t in broker.topics if not t.internal and broker.authorize(conn, DESCRIBE, TOPIC, t.name)]
+    if all_topics:  # internal ones too (is_internal); not those the principal may not DESCRIBE (Kafka)
+        topics = [_topic_entry(broker, t, conn, topic_ops) for t in broker.topics if broker.authorize(conn, DESCRIBE, TOPIC, t.name)]
     else:
         auto = (req.allow_auto_topic_creation if version >= 4 else True) and broker.config.auto_create_topics
         for wanted in req.topics or []:
@@ -80,7 +91,8 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                 else:
                     topics.append(_topic_entry(broker, found, conn, topic_ops))
                 continue
-            if not broker.authorize(conn, DESCRIBE, TOPIC, name):
+            internal = is_internal(name)
+            if not broker.authorize(conn, DESCRIBE, TOPIC, name):  # (is_internal false: Kafka tells nothing)
                 topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
                 continue
             topic = broker.topics.get(name)
@@ -91,10 +103,13 @@ def handle_metadata(broker: Broker, conn: ConnectionInfo, version: int, req: Met
                     topics.append(Resp.MetadataResponseTopic(error_code=exc.code, name=name))
                     continue
                 if not auto:
-                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name))
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name, is_internal=internal))
                     continue
                 if not (broker.authorize(conn, CREATE, CLUSTER, CLUSTER_NAME) or broker.authorize(conn, CREATE, TOPIC, name)):
-                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name))
+                    topics.append(Resp.MetadataResponseTopic(error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, is_internal=internal))
+                    continue
+                if internal:  # auto-created as its coordinator creates it (Kafka)
+                    topics.append(_topic_entry(broker, _ensure_internal(broker, name), conn, topic_ops))
                     continue
                 try:
                     topic = broker.create_topic(name, broker.config.num_partitions, {})

@@ -31,6 +31,10 @@ def _error(index: int, code: int, message: str | None = None) -> PartResp:
     return PartResp(index=index, error_code=code, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1, error_message=message)
 
 
+def _min_isr(broker: Broker, overrides: dict[str, str]) -> int:
+    return int(overrides.get("min.insync.replicas") or broker.log_defaults.get("min.insync.replicas", "1"))
+
+
 def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: ProduceRequest) -> ProduceResponse | asyncio.Future[ProduceResponse | None] | None:
     acks = req.acks
     responses: list[Resp.TopicProduceResponse] = []
@@ -61,6 +65,10 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 continue
             if topic.internal:
                 parts.append(_error(pd.index, ErrorCode.INVALID_TOPIC_EXCEPTION, "Cannot append to internal topic"))
+                continue
+            if acks == -1 and not broker.config.accept_replication_factor and _min_isr(broker, topic.configs) > 1:
+                # one replica in sync: Kafka refuses acks=all below min.insync.replicas
+                parts.append(_error(pd.index, ErrorCode.NOT_ENOUGH_REPLICAS, f"The size of the current ISR (1) is insufficient to satisfy the min.isr requirement of {_min_isr(broker, topic.configs)} for partition {td.name}-{pd.index}"))
                 continue
             records = pd.records
             if records is None or len(records) == 0:

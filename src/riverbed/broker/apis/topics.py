@@ -3,6 +3,7 @@ CreatePartitions (37)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from riverbed.metadata.configs import effective_topic_configs
@@ -20,30 +21,32 @@ from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
 from ..broker import error_of
+from .replication import check_assignment
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
 CT = CreateTopicsResponse
+log = logging.getLogger("riverbed.broker")
 
 
 def _check_replication(broker: Broker, factor: int, assignments: list[list[int]]) -> None:
-    if factor not in (-1, 1) and not assignments:
+    if factor == 0 or factor < -1:
+        raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0, or -1 to use the default value.")
+    if factor > 1 and not broker.config.accept_replication_factor:
         raise KafkaError(
             ErrorCode.INVALID_REPLICATION_FACTOR,
             f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only 1 broker(s) are registered.",
         )
-    node = broker.config.node_id
     for replicas in assignments:
-        if replicas != [node]:
-            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"Replica assignment {replicas} names brokers other than {node}")
+        check_assignment(broker, replicas)
 
 
 def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req: CreateTopicsRequest) -> CreateTopicsResponse:
     results = []
     seen: set[str] = set()
     for t in req.topics:
-        res = CT.CreatableTopicResult(name=t.name, topic_id=ZERO_UUID, error_code=0, num_partitions=-1, replication_factor=-1)
+        res = CT.CreatableTopicResult(name=t.name, topic_id=ZERO_UUID, error_code=0, error_message=None, num_partitions=-1, replication_factor=-1)
         results.append(res)
         if t.name in seen:
             res.error_code, res.error_message = ErrorCode.INVALID_REQUEST, "Duplicate topic name."
@@ -53,6 +56,7 @@ def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req
             res.error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             continue
         try:
+            _check_internal_name(broker, t.name)
             assignments = sorted(t.assignments, key=lambda a: a.partition_index)
             if assignments:
                 if t.num_partitions != -1 or t.replication_factor != -1:
@@ -71,6 +75,11 @@ def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req
                 topic = broker.create_topic(t.name, partitions, configs)
                 overrides = topic.configs
                 topic_id = topic.topic_id
+                if t.replication_factor > 1:
+                    log.warning(
+                        "topic %s: replication factor %d asked for, created with 1 replica (riverbed.accept.replication.factor=true on a single node)",
+                        t.name, t.replication_factor,
+                    )
             res.topic_id = topic_id
             res.num_partitions = partitions
             res.replication_factor = 1
@@ -83,6 +92,18 @@ def handle_create_topics(broker: Broker, conn: ConnectionInfo, version: int, req
             res.error_code, res.error_message = int(exc.code), exc.message or None
             res.num_partitions = res.replication_factor = -1
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
+
+
+def _check_internal_name(broker: Broker, name: str) -> None:
+    """Clients do not create the internal topics: riverbed creates ``__consumer_offsets`` and
+    ``__transaction_state`` on first use (FindCoordinator, Metadata), with its coordinators'
+    partition counts; ``__cluster_metadata`` is refused with Kafka's message."""
+    if name == "__cluster_metadata":
+        raise KafkaError(ErrorCode.INVALID_REQUEST, "Creation of internal topic __cluster_metadata is prohibited.")
+    if is_internal(name):
+        if broker.topics.get(name) is not None:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"Creation of internal topic {name} is prohibited: the broker creates it on first use.")
 
 
 def handle_delete_topics(broker: Broker, conn: ConnectionInfo, version: int, req: DeleteTopicsRequest) -> DeleteTopicsResponse:
