@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from riverbed.broker import Broker, BrokerConfig, ListenerConfig
+from riverbed.broker import Broker, BrokerConfig, ListenerConfig, ListenerSecurity
 from riverbed.security.dn import dn_from_certificate
 from riverbed.security.principal import map_principal, parse_rules
 from riverbed.server import KafkaServer, ServerConfig
-from riverbed.server.tls import server_context
+from riverbed.server.tls import ReloadableContext, server_context
 from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
 from riverbed.storage.remote import LocalDirStore, ObjectStore, RemoteLogManagerConfig, S3Store
@@ -95,13 +96,15 @@ class RiverbedApp:
         ssl_context = None
         principal_from_certificate = None
         if listener.tls:
-            ssl_context = server_context(
-                sec.certificate,
-                sec.key,
-                key_password=sec.key_password,
-                ca=sec.ca,
-                client_auth=sec.client_auth,
-            )
+            tls = ReloadableContext(self._tls_context(sec))
+            ssl_context = tls.front
+
+            def reload(new: ListenerSecurity, validate_only: bool, tls: ReloadableContext = tls) -> None:
+                context = self._tls_context(new)  # TlsConfigError (a ValueError) when it does not load
+                if not validate_only:
+                    tls.replace(context)
+
+            self.broker.dynamic.tls_reloaders[listener.name] = reload
             # a SASL_SSL client is who SASL says, even when it shows a certificate
             if sec.client_auth != "none" and listener.protocol == "SSL":
                 rules = parse_rules(sec.principal_mapping_rules)
@@ -124,6 +127,10 @@ class RiverbedApp:
                 idle_timeout=config.connections_max_idle_ms / 1000 if config.connections_max_idle_ms >= 0 else None,
             ),
         )
+
+    @staticmethod
+    def _tls_context(sec: ListenerSecurity) -> ssl.SSLContext:
+        return server_context(sec.certificate, sec.key, key_password=sec.key_password, ca=sec.ca, client_auth=sec.client_auth)
 
     async def start(self) -> StartupInfo:
         t0 = time.perf_counter()

@@ -27,6 +27,18 @@ class ListenerSecurity:
     sasl_mechanisms: tuple[str, ...]
 
 
+# listener.name.<listener>.<setting> TLS files that may change at run time -> ListenerConfig
+# attribute (Kafka's names and riverbed's PEM aliases)
+LISTENER_TLS_ATTRS = {
+    "ssl.keystore.location": "ssl_certificate_location",
+    "ssl.certificate.location": "ssl_certificate_location",
+    "ssl.key.location": "ssl_key_location",
+    "ssl.key.password": "ssl_key_password",
+    "ssl.truststore.location": "ssl_ca_location",
+    "ssl.ca.location": "ssl_ca_location",
+}
+
+
 @dataclass(slots=True)
 class ListenerConfig:
     """One listener (Kafka's ``listeners=NAME://host:port``): where it binds, what security
@@ -163,6 +175,9 @@ class BrokerConfig:
     sasl_enabled_mechanisms: tuple[str, ...] = DEFAULT_SASL_MECHANISMS  # sasl.enabled.mechanisms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
+    # Every setting given by Kafka's name in the config file, environment or flags (as
+    # written): DescribeConfigs reports these as STATIC_BROKER_CONFIG.
+    static_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def remote_storage_configured(self) -> bool:

@@ -216,6 +216,15 @@ def load_config(
             raise ConfigError(exc.message) from exc
         if name in BROKER_TO_TOPIC:
             cfg.log_defaults[name] = value
+        elif name in ("node.id", "broker.id"):
+            cfg.node_id = int(value)
+        elif name == "log.dirs":
+            if "," in value:
+                raise ConfigError("log.dirs: riverbed keeps its data in one directory")
+            cfg.data_dir = Path(value.strip())
+        elif name == "process.roles":
+            if sorted(r.strip() for r in value.split(",") if r.strip()) != ["broker", "controller"]:
+                raise ConfigError("process.roles: riverbed is one combined node (broker,controller)")
         elif name == "auto.create.topics.enable":
             cfg.auto_create_topics = _bool(value)
         elif name == "num.partitions":
@@ -275,6 +284,13 @@ def load_config(
     if "listeners" in security and ("listen" in settings or "advertised" in settings):
         raise ConfigError("set either listen/advertised or listeners/advertised.listeners, not both")
     _apply_security(cfg, security)
+    # what was given by Kafka's name: DescribeConfigs reports it as STATIC_BROKER_CONFIG
+    cfg.static_settings = {**kafka, **security}
+    for key, kafka_name in (("node_id", "node.id"), ("data_dir", "log.dirs"), ("num_partitions", "num.partitions"), ("auto_create_topics", "auto.create.topics.enable")):
+        if key in settings:
+            cfg.static_settings.setdefault(kafka_name, str(settings[key]).lower() if key == "auto_create_topics" else str(settings[key]))
+    if "node_id" in settings or "node.id" in kafka:
+        cfg.static_settings.setdefault("broker.id", str(cfg.node_id))
     if cfg.remote_storage_path and cfg.remote_s3_bucket:
         raise ConfigError("set remote.storage.path or remote.storage.s3.bucket, not both")
     return cfg, str(settings.get("log_level", "INFO")).upper()

@@ -42,3 +42,25 @@ def server_context(
             raise TlsConfigError(f"cannot load the CA certificates {ca}: {exc}") from exc
         ctx.verify_mode = mode
     return ctx
+
+
+class ReloadableContext:
+    """A listener's TLS context that can be replaced while it serves (dynamic broker configs:
+    ``listener.name.<x>.ssl.*``). The server listens with ``front``; each new connection is
+    switched to the current context as soon as its ClientHello arrives (the server-name
+    callback runs for every handshake, with or without SNI), so new connections present the
+    new certificate and verify clients against the new CAs; connections already open keep
+    theirs."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.front = context
+        self.current = context
+        context.sni_callback = self._pick
+
+    def _pick(self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not self.front:
+            ssl_object.context = current
+
+    def replace(self, context: ssl.SSLContext) -> None:
+        self.current = context
