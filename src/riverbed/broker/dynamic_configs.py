@@ -35,7 +35,7 @@ log = logging.getLogger("riverbed.configs")
 TlsReloader = Callable[[ListenerSecurity, bool], None]
 
 # names whose default riverbed has no value for (Kafka reports null)
-_NO_DEFAULT_VALUE = ("ssl.", "remote.storage.path", "remote.storage.s3.bucket", "remote.storage.s3.endpoint", "remote.storage.s3.access", "remote.storage.s3.secret")
+_NO_DEFAULT_VALUE = ("ssl.", "advertised.listeners", "remote.storage.path", "remote.storage.s3.bucket", "remote.storage.s3.endpoint", "remote.storage.s3.access", "remote.storage.s3.secret")
 
 
 def _bool(v: bool) -> str:
