@@ -324,15 +324,16 @@ def _server_cert(d: Path, stem: str, cn: str, ca: x509.Certificate, ca_key: ec.E
     (d / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc))
 
 
-def _served_cn(bootstrap: str, cafile: Path) -> str:
-    """The common name of the certificate a new TLS connection is given (no SNI sent)."""
+def _served_issuer(bootstrap: str, cafile: Path) -> str:
+    """The issuer's common name of the certificate a new TLS connection is given (no SNI
+    sent); the handshake verifies it against ``cafile``."""
     host, _, port = bootstrap.rpartition(":")
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.check_hostname = False
     with socket.create_connection((host, int(port)), timeout=30) as raw, ctx.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
-    return str(x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    return str(x509.load_der_x509_certificate(der).issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
 def test_listener_certificate_reload_for_new_connections(tmp_path: Path, topic_name: str) -> None:
@@ -342,23 +343,29 @@ def test_listener_certificate_reload_for_new_connections(tmp_path: Path, topic_n
     ca2, ca2_key = _ca("CA two")
     (certs / "ca1.pem").write_bytes(ca1.public_bytes(serialization.Encoding.PEM))
     (certs / "ca2.pem").write_bytes(ca2.public_bytes(serialization.Encoding.PEM))
-    _server_cert(certs, "old", "broker-old", ca1, ca1_key)
-    _server_cert(certs, "new", "broker-new", ca2, ca2_key, password=b"key-pass")
+    _server_cert(certs, "old", "broker", ca1, ca1_key)
+    _server_cert(certs, "new", "broker", ca2, ca2_key, password=b"key-pass")  # renewed, by another CA
+    _server_cert(certs, "other", "someone-else", ca2, ca2_key)
     listeners = [ListenerConfig("PLAINTEXT", "PLAINTEXT", "127.0.0.1", 0), ListenerConfig("SSL", "SSL", "127.0.0.1", 0)]
     with EmbeddedBroker(tmp_path / "data", listeners=listeners, ssl_certificate_location=str(certs / "old.pem"), ssl_key_location=str(certs / "old.key")) as b:
         ssl_bootstrap = b.bootstrap_for("SSL")
-        assert _served_cn(ssl_bootstrap, certs / "ca1.pem") == "broker-old"
+        assert _served_issuer(ssl_bootstrap, certs / "ca1.pem") == "CA one"
         admin = _admin(b.bootstrap)
         # a key that does not load is refused, and the old certificate stays
         bad = {"listener.name.ssl.ssl.keystore.location": str(certs / "new.pem"), "listener.name.ssl.ssl.key.location": str(certs / "new.key"), "listener.name.ssl.ssl.key.password": "wrong"}
         err = _alter_error(admin, "1", bad)
         assert err.code() == KafkaError.INVALID_CONFIG
-        assert _served_cn(ssl_bootstrap, certs / "ca1.pem") == "broker-old"
+        assert _served_issuer(ssl_bootstrap, certs / "ca1.pem") == "CA one"
         # cluster-wide default: refused, TLS files are per broker (Kafka's per-broker mode)
         assert riverbed_main(["config", "alter", "--broker", "", "--set", f"listener.name.ssl.ssl.keystore.location={certs / 'new.pem'}", "-b", b.bootstrap]) == 1
+        # a certificate for another subject is refused, as Kafka refuses it (ssl.allow.dn.changes)
+        other = {"listener.name.ssl.ssl.keystore.location": str(certs / "other.pem"), "listener.name.ssl.ssl.key.location": str(certs / "other.key")}
+        err = _alter_error(admin, "1", other)
+        assert err.code() == KafkaError.INVALID_CONFIG and "DistinguishedName does not match" in err.str(), err
+        assert _served_issuer(ssl_bootstrap, certs / "ca1.pem") == "CA one"
         good = {**bad, "listener.name.ssl.ssl.key.password": "key-pass"}
         _alter(admin, "1", good)
-        assert _served_cn(ssl_bootstrap, certs / "ca2.pem") == "broker-new"
+        assert _served_issuer(ssl_bootstrap, certs / "ca2.pem") == "CA two"
         # a real client that trusts only the new CA now works over the SSL listener
         err2 = _produce(ssl_bootstrap, topic_name, 100, **{"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca2.pem")})
         assert err2 is None, err2
@@ -369,4 +376,4 @@ def test_listener_certificate_reload_for_new_connections(tmp_path: Path, topic_n
         assert pw.is_sensitive and pw.value is None
     # and after a restart the new certificate is still the one served
     with EmbeddedBroker(tmp_path / "data", listeners=listeners, ssl_certificate_location=str(certs / "old.pem"), ssl_key_location=str(certs / "old.key")) as b:
-        assert _served_cn(b.bootstrap_for("SSL"), certs / "ca2.pem") == "broker-new"
+        assert _served_issuer(b.bootstrap_for("SSL"), certs / "ca2.pem") == "CA two"

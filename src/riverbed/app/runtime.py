@@ -18,7 +18,13 @@ from riverbed.broker import Broker, BrokerConfig, ListenerConfig, ListenerSecuri
 from riverbed.security.dn import dn_from_certificate
 from riverbed.security.principal import map_principal, parse_rules
 from riverbed.server import KafkaServer, ServerConfig
-from riverbed.server.tls import ReloadableContext, server_context
+from riverbed.server.tls import (
+    CertificateIdentity,
+    ReloadableContext,
+    certificate_identity,
+    check_compatible,
+    server_context,
+)
 from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
 from riverbed.storage.remote import LocalDirStore, ObjectStore, RemoteLogManagerConfig, S3Store
@@ -98,11 +104,18 @@ class RiverbedApp:
         if listener.tls:
             tls = ReloadableContext(self._tls_context(sec))
             ssl_context = tls.front
+            served = [certificate_identity(sec.certificate or "")]
 
-            def reload(new: ListenerSecurity, validate_only: bool, tls: ReloadableContext = tls) -> None:
-                context = self._tls_context(new)  # TlsConfigError (a ValueError) when it does not load
+            def reload(new: ListenerSecurity, validate_only: bool, tls: ReloadableContext = tls, served: list[CertificateIdentity] = served) -> None:
+                # TlsConfigError (a ValueError) when the files do not load or the certificate
+                # changes its subject / SANs without ssl.allow.dn.changes / ssl.allow.san.changes
+                context = self._tls_context(new)
+                identity = certificate_identity(new.certificate or "")
+                if self.started:  # at start-up the persisted dynamic settings simply apply
+                    check_compatible(served[0], identity, allow_dn_changes=new.allow_dn_changes, allow_san_changes=new.allow_san_changes)
                 if not validate_only:
                     tls.replace(context)
+                    served[0] = identity
 
             self.broker.dynamic.tls_reloaders[listener.name] = reload
             # a SASL_SSL client is who SASL says, even when it shows a certificate

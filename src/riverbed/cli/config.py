@@ -58,14 +58,15 @@ _SECURITY_STRINGS = {
     "ssl.keystore.location": "ssl_certificate_location",
     "ssl.truststore.location": "ssl_ca_location",
 }
-SECURITY_KEYS = {*_LISTENER_KEYS, *_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms"}
+_SECURITY_BOOLS = {"ssl.allow.dn.changes": "ssl_allow_dn_changes", "ssl.allow.san.changes": "ssl_allow_san_changes"}
+SECURITY_KEYS = {*_LISTENER_KEYS, *_SECURITY_STRINGS, *_SECURITY_BOOLS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms"}
 
 
 class ConfigError(ValueError):
     pass
 
 
-_PER_LISTENER = (*_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms")
+_PER_LISTENER = (*_SECURITY_STRINGS, *_SECURITY_BOOLS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms")
 
 
 def _listener_key(name: str) -> tuple[str, str] | None:
@@ -89,6 +90,12 @@ def _security_values(settings: Mapping[str, str], where: str = "") -> dict[str, 
     for name, attr in _SECURITY_STRINGS.items():
         if name in settings:
             out[attr] = settings[name] or None
+    for name, attr in _SECURITY_BOOLS.items():
+        if name in settings:
+            try:
+                out[attr] = _bool(settings[name])
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{name}: {exc}") from None
     if "ssl.client.auth" in settings:
         value = settings["ssl.client.auth"].strip().lower()
         if value not in ("none", "requested", "required"):

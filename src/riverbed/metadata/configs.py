@@ -222,6 +222,8 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("ssl.ca.location", T.STRING, ""),
             ConfigDef("ssl.client.auth", T.STRING, "none", one_of("none", "requested", "required")),
             ConfigDef("ssl.principal.mapping.rules", T.STRING, "DEFAULT"),
+            ConfigDef("ssl.allow.dn.changes", T.BOOLEAN, "false"),
+            ConfigDef("ssl.allow.san.changes", T.BOOLEAN, "false"),
             ConfigDef("sasl.enabled.mechanisms", T.LIST, "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"),
             # tiered storage (riverbed's names for the store; Kafka's for the rest)
             ConfigDef("remote.storage.path", T.STRING, ""),
