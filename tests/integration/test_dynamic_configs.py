@@ -377,3 +377,17 @@ def test_listener_certificate_reload_for_new_connections(tmp_path: Path, topic_n
     # and after a restart the new certificate is still the one served
     with EmbeddedBroker(tmp_path / "data", listeners=listeners, ssl_certificate_location=str(certs / "old.pem"), ssl_key_location=str(certs / "old.key")) as b:
         assert _served_issuer(b.bootstrap_for("SSL"), certs / "ca2.pem") == "CA two"
+
+
+def test_cleaner_settings_change_without_a_restart(broker: EmbeddedBroker) -> None:
+    """log.cleaner.* (Kafka: cluster-wide dynamic): the running cleaner takes the new
+    throttle, memory and backoff."""
+    admin = _admin(broker.bootstrap)
+    _alter(admin, "1", {"log.cleaner.io.max.bytes.per.second": "1048576", "log.cleaner.backoff.ms": "2500", "log.cleaner.dedupe.buffer.size": "2097152"})
+    cleaner = broker.broker.logs.cleaner
+    wait_for(lambda: cleaner.config.backoff_ms == 2500, "the cleaner to take the new settings")
+    assert cleaner.config.io_max_bytes_per_second == 1048576.0 and cleaner.config.dedupe_buffer_bytes == 2097152
+    assert cleaner._throttle.rate == 1048576.0
+    _alter(admin, "1", delete=("log.cleaner.io.max.bytes.per.second", "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size"))
+    wait_for(lambda: cleaner.config.backoff_ms == 15000, "the cleaner to take the defaults back")
+    assert cleaner._throttle.rate == float("inf")

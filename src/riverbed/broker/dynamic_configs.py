@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -224,9 +225,10 @@ class DynamicConfigs:
         self.broker.set_broker_configs(self.log_defaults(layers))
         cleaner = getattr(self.broker.logs, "cleaner", None)
         if cleaner is not None and hasattr(cleaner, "reconfigure"):
+            rate = float(layers.value("log.cleaner.io.max.bytes.per.second") or math.inf)
             cleaner.reconfigure(
                 dedupe_buffer_bytes=int(layers.value("log.cleaner.dedupe.buffer.size") or 0),
-                io_max_bytes_per_second=float(layers.value("log.cleaner.io.max.bytes.per.second") or math.inf),
+                io_max_bytes_per_second=math.inf if rate >= sys.float_info.max else rate,  # Kafka's Double.MAX_VALUE: no throttle
                 backoff_ms=int(layers.value("log.cleaner.backoff.ms") or 0),
             )
         for name in sorted(tls_listeners):
