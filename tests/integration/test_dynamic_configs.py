@@ -6,6 +6,7 @@ broker process restarted on the same data dir."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import ipaddress
 import socket
 import ssl
@@ -369,12 +370,19 @@ def test_listener_certificate_reload_for_new_connections(tmp_path: Path, topic_n
         # a real client that trusts only the new CA now works over the SSL listener
         err2 = _produce(ssl_bootstrap, topic_name, 100, **{"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca2.pem")})
         assert err2 is None, err2
+        # files replaced in place are reloaded when the same settings are set again (as Kafka)
+        _server_cert(certs, "new", "broker", ca1, ca1_key, password=b"key-pass")
+        _alter(admin, "1", good)
+        assert _served_issuer(ssl_bootstrap, certs / "ca1.pem") == "CA one"
         cfg = _describe(admin, ConfigResource(BROKER, "1"))
         loc = cfg["listener.name.ssl.ssl.keystore.location"]
         assert (loc.value, loc.source, loc.is_read_only) == (str(certs / "new.pem"), ConfigSource.DYNAMIC_BROKER_CONFIG.value, False)
         pw = cfg["listener.name.ssl.ssl.key.password"]
         assert pw.is_sensitive and pw.value is None
-    # and after a restart the new certificate is still the one served
+        del admin
+        gc.collect()  # the admin client goes before its broker
+    # after a restart the dynamic settings still win over the static ones
+    _server_cert(certs, "new", "broker", ca2, ca2_key, password=b"key-pass")
     with EmbeddedBroker(tmp_path / "data", listeners=listeners, ssl_certificate_location=str(certs / "old.pem"), ssl_key_location=str(certs / "old.key")) as b:
         assert _served_issuer(b.bootstrap_for("SSL"), certs / "ca2.pem") == "CA two"
 
