@@ -186,6 +186,11 @@ def test_read_only_per_broker_and_unknown_settings_as_kafka(broker: EmbeddedBrok
     assert _describe(admin, ConfigResource(BROKER, "1"))["message.max.bytes"].value == "1048588"
     # a name riverbed does not know is kept, as Kafka keeps custom configs, and described
     # as Kafka describes a config of unknown type: sensitive, value hidden
+    # APPEND to a list setting starts from Kafka's default at that level
+    res = ConfigResource(BROKER, "1", incremental_configs=[ConfigEntry("log.cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])
+    admin.incremental_alter_configs([res], request_timeout=30)[res].result(timeout=30)
+    entry = _describe(admin, ConfigResource(BROKER, "1"))["log.cleanup.policy"]
+    assert (entry.value, entry.source) == ("delete,compact", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     _alter(admin, "1", {"custom.plugin.setting": "42"})
     entry = _describe(admin, ConfigResource(BROKER, "1"))["custom.plugin.setting"]
     assert entry.is_sensitive and entry.value is None and entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value

@@ -202,8 +202,8 @@ def _list_op(op: int, name: str, current: str, given: str | None) -> str:
 def _incremental(
     ops: list[tuple[str, int, str | None]], current: dict[str, str], current_values: dict[str, str], types: dict[str, ConfigType | None]
 ) -> dict[str, str]:
-    """Apply SET / DELETE / APPEND / SUBTRACT to ``current`` (the stored settings);
-    APPEND/SUBTRACT start from ``current_values`` (the values in force) of LIST configs."""
+    """Apply SET / DELETE / APPEND / SUBTRACT to ``current`` (the stored settings); a LIST
+    config absent from ``current`` is appended to / subtracted from ``current_values``."""
     new = dict(current)
     for name, op, value in ops:
         if op == SET:
@@ -242,9 +242,10 @@ def _alter(broker: Broker, rtype: int, rname: str, ops: list[tuple[str, int, str
         level = rname
         stored = broker.dynamic.store.level(level if level == "" else str(broker.config.node_id))
         if incremental:
-            layers = broker.dynamic.layers()
-            in_force = {n: layers.value(n) or "" for n, _op, _v in ops}
-            new = _incremental(ops, stored, in_force, {n: config_type(n) for n, _op, _v in ops if config_type(n) is not None})
+            # APPEND / SUBTRACT start from the level's value, else Kafka's default (as Kafka)
+            defaults = broker.dynamic.layers().default
+            start = {n: defaults.get(n, "") for n, _op, _v in ops}
+            new = _incremental(ops, stored, start, {n: config_type(n) for n, _op, _v in ops if config_type(n) is not None})
         else:
             new = {n: v for n, _op, v in ops if v is not None}  # AlterConfigs replaces the level
         broker.dynamic.alter(level, new, validate_only)
