@@ -132,6 +132,23 @@ def test_message_max_bytes_per_broker_applies_at_once_and_delete_restores(broker
     assert (entry.value, entry.source) == ("1048588", ConfigSource.DEFAULT_CONFIG.value)
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
+def test_legacy_alter_configs_replaces_the_broker_level(broker: EmbeddedBroker) -> None:
+    """AlterConfigs (not incremental) sets every dynamic setting of the level at once: what
+    it does not name goes back to the next level, as in Kafka."""
+    admin = _admin(broker.bootstrap)
+    _alter(admin, "1", {"log.segment.bytes": "2097152", "message.max.bytes": "4000"})
+    res = ConfigResource(BROKER, "1", set_config={"message.max.bytes": "3000"})
+    admin.alter_configs([res], request_timeout=30)[res].result(timeout=30)
+    cfg = _describe(admin, ConfigResource(BROKER, "1"))
+    assert (cfg["message.max.bytes"].value, cfg["message.max.bytes"].source) == ("3000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert (cfg["log.segment.bytes"].value, cfg["log.segment.bytes"].source) == ("1073741824", ConfigSource.DEFAULT_CONFIG.value)
+    bad = ConfigResource(BROKER, "1", set_config={"delete.topic.enable": "false"})
+    with pytest.raises(KafkaException) as info:
+        admin.alter_configs([bad], request_timeout=30)[bad].result(timeout=30)
+    assert info.value.args[0].code() == KafkaError.INVALID_CONFIG and "delete.topic.enable" in info.value.args[0].str()
+
+
 def _low_watermark(broker: EmbeddedBroker, topic: str) -> int:
     plog = broker.call(broker.broker.partition, topic, 0)
     return int(plog.log_start_offset)
@@ -233,6 +250,8 @@ def test_cluster_default_and_synonym_order_with_kafka_python(broker: EmbeddedBro
         ("DEFAULT_CONFIG", "604800000"),
     ]
     assert brk["log.segment.bytes"]["value"] == "2097152" and not brk["log.segment.bytes"]["read_only"]
+    assert (brk["log.retention.ms"]["config_type"], brk["log.cleanup.policy"]["config_type"], brk["auto.create.topics.enable"]["config_type"]) == ("LONG", "LIST", "BOOLEAN")
+    assert brk["auto.create.topics.enable"]["read_only"] and brk["log.dirs"]["config_source"] == "STATIC_BROKER_CONFIG"
     topic = got["topic"][topic_name]["retention.ms"]
     assert topic["value"] == "3600000" and topic["config_source"] == "DYNAMIC_BROKER_CONFIG"
     assert [(s["name"], s["source"]) for s in topic["synonyms"]] == [
