@@ -423,3 +423,63 @@ def test_cleaner_settings_change_without_a_restart(broker: EmbeddedBroker) -> No
     _alter(admin, "1", delete=("log.cleaner.io.max.bytes.per.second", "log.cleaner.backoff.ms", "log.cleaner.dedupe.buffer.size"))
     wait_for(lambda: cleaner.config.backoff_ms == 15000, "the cleaner to take the defaults back")
     assert cleaner._throttle.rate == float("inf")
+
+
+def _client_cert(d: Path, stem: str, cn: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> None:
+    key = _key()
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .sign(ca_key, hashes.SHA256())
+    )
+    (d / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def _accepted(bootstrap: str, certs: Path, client: str) -> bool:
+    """Does the mTLS listener accept a client with this certificate? (an ApiVersions round trip)"""
+    from riverbed.cli.wire_client import WireClient
+
+    security = {
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(certs / "ca1.pem"),
+        "ssl.certificate.location": str(certs / f"{client}.pem"),
+        "ssl.key.location": str(certs / f"{client}.key"),
+        "ssl.endpoint.identification.algorithm": "none",
+    }
+    try:
+        with WireClient(bootstrap, timeout=30, security=security):
+            return True
+    except Exception:  # refused during or right after the handshake (TLS 1.3)
+        return False
+
+
+def test_truststore_reload_changes_which_client_certificates_are_accepted(tmp_path: Path, topic_name: str) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca1, ca1_key = _ca("CA one")
+    ca2, ca2_key = _ca("CA two")
+    (certs / "ca1.pem").write_bytes(ca1.public_bytes(serialization.Encoding.PEM))
+    (certs / "ca2.pem").write_bytes(ca2.public_bytes(serialization.Encoding.PEM))
+    _server_cert(certs, "server", "broker", ca1, ca1_key)
+    _client_cert(certs, "alice", "alice", ca1, ca1_key)
+    _client_cert(certs, "bob", "bob", ca2, ca2_key)
+    listeners = [ListenerConfig("PLAINTEXT", "PLAINTEXT", "127.0.0.1", 0), ListenerConfig("SSL", "SSL", "127.0.0.1", 0)]
+    settings = {"ssl_certificate_location": str(certs / "server.pem"), "ssl_key_location": str(certs / "server.key"), "ssl_ca_location": str(certs / "ca1.pem"), "ssl_client_auth": "required"}
+    with EmbeddedBroker(tmp_path / "data", listeners=listeners, **settings) as b:
+        ssl_bootstrap = b.bootstrap_for("SSL")
+        assert _accepted(ssl_bootstrap, certs, "alice") and not _accepted(ssl_bootstrap, certs, "bob")
+        admin = _admin(b.bootstrap)
+        _alter(admin, "1", {"listener.name.ssl.ssl.truststore.location": str(certs / "ca2.pem")})
+        assert _accepted(ssl_bootstrap, certs, "bob") and not _accepted(ssl_bootstrap, certs, "alice")
+        # and a real client with bob's certificate produces over the listener
+        mtls = {"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca1.pem"), "ssl.certificate.location": str(certs / "bob.pem"), "ssl.key.location": str(certs / "bob.key")}
+        assert _produce(ssl_bootstrap, topic_name, 100, **mtls) is None
+        del admin
+        gc.collect()
