@@ -483,3 +483,26 @@ def test_truststore_reload_changes_which_client_certificates_are_accepted(tmp_pa
         assert _produce(ssl_bootstrap, topic_name, 100, **mtls) is None
         del admin
         gc.collect()
+
+
+def test_repeated_resource_or_name_is_an_invalid_request(broker: EmbeddedBroker) -> None:
+    """Over the wire (the clients refuse such requests before sending them)."""
+    from riverbed.cli.wire_client import WireClient
+    from riverbed.protocol.messages.incremental_alter_configs import (
+        IncrementalAlterConfigsRequest as Req,
+    )
+    from riverbed.protocol.messages.incremental_alter_configs import (
+        IncrementalAlterConfigsResponse,
+    )
+
+    def resource(*names: str) -> Req.AlterConfigsResource:
+        return Req.AlterConfigsResource(resource_type=4, resource_name="1", configs=[Req.AlterableConfig(name=n, config_operation=0, value="2000") for n in names])
+
+    with WireClient(broker.bootstrap) as client:
+        resp = client.request(Req(resources=[resource("message.max.bytes"), resource("log.segment.bytes")], validate_only=False), 1)
+        assert isinstance(resp, IncrementalAlterConfigsResponse)
+        assert [(r.error_code, r.error_message) for r in resp.responses] == [(42, "Each resource must appear at most once.")] * 2
+        resp = client.request(Req(resources=[resource("message.max.bytes", "message.max.bytes")], validate_only=False), 1)
+        assert isinstance(resp, IncrementalAlterConfigsResponse)
+        assert [(r.error_code, r.error_message) for r in resp.responses] == [(42, "Error due to duplicate config keys")]
+    assert _describe(_admin(broker.bootstrap), ConfigResource(BROKER, "1"))["message.max.bytes"].value == "1048588"

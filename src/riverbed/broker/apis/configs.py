@@ -255,12 +255,30 @@ def _alter(broker: Broker, rtype: int, rname: str, ops: list[tuple[str, int, str
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {rtype}")
 
 
+def _repeated(resources: list[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Resources named more than once in one request (Kafka refuses each of them)."""
+    seen: set[tuple[int, str]] = set()
+    twice = set()
+    for key in resources:
+        if key in seen:
+            twice.add(key)
+        seen.add(key)
+    return twice
+
+
+REPEATED = "Each resource must appear at most once."
+
+
 def handle_alter_configs(broker: Broker, conn: ConnectionInfo, version: int, req: AlterConfigsRequest) -> AlterConfigsResponse:
     R = AlterConfigsResponse.AlterConfigsResourceResponse
     out = []
+    twice = _repeated([(res.resource_type, res.resource_name) for res in req.resources])
     for res in req.resources:
         r = R(error_code=0, error_message=None, resource_type=res.resource_type, resource_name=res.resource_name)
         out.append(r)
+        if (res.resource_type, res.resource_name) in twice:
+            r.error_code, r.error_message = int(ErrorCode.INVALID_REQUEST), REPEATED
+            continue
         if not _may(broker, conn, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name):
             r.error_code = _denied(res.resource_type)
             continue
@@ -276,9 +294,13 @@ def handle_alter_configs(broker: Broker, conn: ConnectionInfo, version: int, req
 def handle_incremental_alter_configs(broker: Broker, conn: ConnectionInfo, version: int, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
     R = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
     out = []
+    twice = _repeated([(res.resource_type, res.resource_name) for res in req.resources])
     for res in req.resources:
         r = R(error_code=0, error_message=None, resource_type=res.resource_type, resource_name=res.resource_name)
         out.append(r)
+        if (res.resource_type, res.resource_name) in twice:
+            r.error_code, r.error_message = int(ErrorCode.INVALID_REQUEST), REPEATED
+            continue
         if not _may(broker, conn, AclOperation.ALTER_CONFIGS, res.resource_type, res.resource_name):
             r.error_code = _denied(res.resource_type)
             continue
