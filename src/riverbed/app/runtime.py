@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -13,11 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from riverbed.broker import Broker, BrokerConfig, ListenerConfig
+from riverbed.broker import Broker, BrokerConfig, ListenerConfig, ListenerSecurity
 from riverbed.security.dn import dn_from_certificate
 from riverbed.security.principal import map_principal, parse_rules
 from riverbed.server import KafkaServer, ServerConfig
-from riverbed.server.tls import server_context
+from riverbed.server.tls import (
+    CertificateIdentity,
+    ReloadableContext,
+    certificate_identity,
+    check_compatible,
+    server_context,
+)
 from riverbed.storage.cleaner_manager import CleanerConfig
 from riverbed.storage.manager import LogManager
 from riverbed.storage.remote import LocalDirStore, ObjectStore, RemoteLogManagerConfig, S3Store
@@ -95,13 +102,22 @@ class RiverbedApp:
         ssl_context = None
         principal_from_certificate = None
         if listener.tls:
-            ssl_context = server_context(
-                sec.certificate,
-                sec.key,
-                key_password=sec.key_password,
-                ca=sec.ca,
-                client_auth=sec.client_auth,
-            )
+            tls = ReloadableContext(self._tls_context(sec))
+            ssl_context = tls.front
+            served = [certificate_identity(sec.certificate or "")]
+
+            def reload(new: ListenerSecurity, validate_only: bool, tls: ReloadableContext = tls, served: list[CertificateIdentity] = served) -> None:
+                # TlsConfigError (a ValueError) when the files do not load or the certificate
+                # changes its subject / SANs without ssl.allow.dn.changes / ssl.allow.san.changes
+                context = self._tls_context(new)
+                identity = certificate_identity(new.certificate or "")
+                if self.started:  # at start-up the persisted dynamic settings simply apply
+                    check_compatible(served[0], identity, allow_dn_changes=new.allow_dn_changes, allow_san_changes=new.allow_san_changes)
+                if not validate_only:
+                    tls.replace(context)
+                    served[0] = identity
+
+            self.broker.dynamic.tls_reloaders[listener.name] = reload
             # a SASL_SSL client is who SASL says, even when it shows a certificate
             if sec.client_auth != "none" and listener.protocol == "SSL":
                 rules = parse_rules(sec.principal_mapping_rules)
@@ -124,6 +140,10 @@ class RiverbedApp:
                 idle_timeout=config.connections_max_idle_ms / 1000 if config.connections_max_idle_ms >= 0 else None,
             ),
         )
+
+    @staticmethod
+    def _tls_context(sec: ListenerSecurity) -> ssl.SSLContext:
+        return server_context(sec.certificate, sec.key, key_password=sec.key_password, ca=sec.ca, client_auth=sec.client_auth)
 
     async def start(self) -> StartupInfo:
         t0 = time.perf_counter()

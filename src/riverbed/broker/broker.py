@@ -51,6 +51,7 @@ from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply, Repl
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
 from .config import BrokerConfig, ListenerConfig
+from .dynamic_configs import DynamicConfigs
 from .groups import GroupService
 from .txns import TxnService
 from .versions import SUPPORTED
@@ -99,7 +100,8 @@ class Broker:
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
         self._remote_pool: ThreadPoolExecutor | None = None
-        self.log_defaults = dict(config.log_defaults)
+        self.log_defaults = dict(config.log_defaults)  # in force: static, then dynamic
+        self.dynamic = DynamicConfigs(self)  # dynamic broker configs (AlterConfigs)
         self.acls: AclStore | None = None
         self.authorizer: Authorizer | None = None
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
@@ -117,6 +119,7 @@ class Broker:
         self.loop = asyncio.get_running_loop()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._open_credentials()  # first: a corrupt credential file stops start-up
+        self.dynamic.load()  # dynamic broker configs, before the logs take their defaults
         self.topics.load()
         self.logs.open()
         for topic in self.topics:
@@ -160,7 +163,7 @@ class Broker:
         now = self.now_ms()
         self.logs.run_retention(now)
         for plog in self.logs.partitions():
-            plog.expire_producers(now, self.config.producer_id_expiration_ms)
+            plog.expire_producers(now, self.dynamic.int_value("producer.id.expiration.ms"))
 
     # ------------------------------------------------------------------ users and SASL
     def _open_credentials(self) -> None:

@@ -25,6 +25,22 @@ class ListenerSecurity:
     client_auth: str  # none, requested, required
     principal_mapping_rules: str
     sasl_mechanisms: tuple[str, ...]
+    # a reloaded certificate may change its subject / SANs (Kafka's ssl.allow.dn.changes,
+    # ssl.allow.san.changes; default: no)
+    allow_dn_changes: bool = False
+    allow_san_changes: bool = False
+
+
+# listener.name.<listener>.<setting> TLS files that may change at run time -> ListenerConfig
+# attribute (Kafka's names and riverbed's PEM aliases)
+LISTENER_TLS_ATTRS = {
+    "ssl.keystore.location": "ssl_certificate_location",
+    "ssl.certificate.location": "ssl_certificate_location",
+    "ssl.key.location": "ssl_key_location",
+    "ssl.key.password": "ssl_key_password",
+    "ssl.truststore.location": "ssl_ca_location",
+    "ssl.ca.location": "ssl_ca_location",
+}
 
 
 @dataclass(slots=True)
@@ -48,6 +64,8 @@ class ListenerConfig:
     ssl_client_auth: str | None = None  # also on SASL_SSL listeners (KIP-684)
     ssl_principal_mapping_rules: str | None = None
     sasl_enabled_mechanisms: tuple[str, ...] | None = None
+    ssl_allow_dn_changes: bool | None = None
+    ssl_allow_san_changes: bool | None = None
 
     @property
     def tls(self) -> bool:
@@ -163,9 +181,14 @@ class BrokerConfig:
     ssl_ca_location: str | None = None  # ssl.ca.location: CAs trusted for client certificates
     ssl_client_auth: str = "none"  # ssl.client.auth: none, requested, required (SSL listeners)
     ssl_principal_mapping_rules: str = "DEFAULT"  # ssl.principal.mapping.rules
+    ssl_allow_dn_changes: bool = False  # ssl.allow.dn.changes (certificate reload)
+    ssl_allow_san_changes: bool = False  # ssl.allow.san.changes (certificate reload)
     sasl_enabled_mechanisms: tuple[str, ...] = DEFAULT_SASL_MECHANISMS  # sasl.enabled.mechanisms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
+    # Every setting given by Kafka's name in the config file, environment or flags (as
+    # written): DescribeConfigs reports these as STATIC_BROKER_CONFIG.
+    static_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def remote_storage_configured(self) -> bool:
@@ -198,6 +221,8 @@ class BrokerConfig:
             client_auth=client_auth,
             principal_mapping_rules=pick(listener.ssl_principal_mapping_rules, self.ssl_principal_mapping_rules) or "DEFAULT",
             sasl_mechanisms=listener.sasl_enabled_mechanisms if listener.sasl_enabled_mechanisms is not None else self.sasl_enabled_mechanisms,
+            allow_dn_changes=listener.ssl_allow_dn_changes if listener.ssl_allow_dn_changes is not None else self.ssl_allow_dn_changes,
+            allow_san_changes=listener.ssl_allow_san_changes if listener.ssl_allow_san_changes is not None else self.ssl_allow_san_changes,
         )
 
     def effective_listeners(self) -> list[ListenerConfig]:

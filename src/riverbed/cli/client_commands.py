@@ -71,6 +71,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .acl_commands import acl_command
 
         return acl_command(args)
+    if args.command == "config":
+        from .config_commands import config_command
+
+        return config_command(args)
     if args.command == "txn":
         from .txn_commands import txn_command
 

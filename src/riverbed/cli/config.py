@@ -58,14 +58,15 @@ _SECURITY_STRINGS = {
     "ssl.keystore.location": "ssl_certificate_location",
     "ssl.truststore.location": "ssl_ca_location",
 }
-SECURITY_KEYS = {*_LISTENER_KEYS, *_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms"}
+_SECURITY_BOOLS = {"ssl.allow.dn.changes": "ssl_allow_dn_changes", "ssl.allow.san.changes": "ssl_allow_san_changes"}
+SECURITY_KEYS = {*_LISTENER_KEYS, *_SECURITY_STRINGS, *_SECURITY_BOOLS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms"}
 
 
 class ConfigError(ValueError):
     pass
 
 
-_PER_LISTENER = (*_SECURITY_STRINGS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms")
+_PER_LISTENER = (*_SECURITY_STRINGS, *_SECURITY_BOOLS, "ssl.client.auth", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms")
 
 
 def _listener_key(name: str) -> tuple[str, str] | None:
@@ -89,6 +90,12 @@ def _security_values(settings: Mapping[str, str], where: str = "") -> dict[str, 
     for name, attr in _SECURITY_STRINGS.items():
         if name in settings:
             out[attr] = settings[name] or None
+    for name, attr in _SECURITY_BOOLS.items():
+        if name in settings:
+            try:
+                out[attr] = _bool(settings[name])
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{name}: {exc}") from None
     if "ssl.client.auth" in settings:
         value = settings["ssl.client.auth"].strip().lower()
         if value not in ("none", "requested", "required"):
@@ -216,6 +223,15 @@ def load_config(
             raise ConfigError(exc.message) from exc
         if name in BROKER_TO_TOPIC:
             cfg.log_defaults[name] = value
+        elif name in ("node.id", "broker.id"):
+            cfg.node_id = int(value)
+        elif name == "log.dirs":
+            if "," in value:
+                raise ConfigError("log.dirs: riverbed keeps its data in one directory")
+            cfg.data_dir = Path(value.strip())
+        elif name == "process.roles":
+            if sorted(r.strip() for r in value.split(",") if r.strip()) != ["broker", "controller"]:
+                raise ConfigError("process.roles: riverbed is one combined node (broker,controller)")
         elif name == "auto.create.topics.enable":
             cfg.auto_create_topics = _bool(value)
         elif name == "num.partitions":
@@ -277,6 +293,13 @@ def load_config(
     if "listeners" in security and ("listen" in settings or "advertised" in settings):
         raise ConfigError("set either listen/advertised or listeners/advertised.listeners, not both")
     _apply_security(cfg, security)
+    # what was given by Kafka's name: DescribeConfigs reports it as STATIC_BROKER_CONFIG
+    cfg.static_settings = {**kafka, **security}
+    for key, kafka_name in (("node_id", "node.id"), ("data_dir", "log.dirs"), ("num_partitions", "num.partitions"), ("auto_create_topics", "auto.create.topics.enable")):
+        if key in settings:
+            cfg.static_settings.setdefault(kafka_name, str(settings[key]).lower() if key == "auto_create_topics" else str(settings[key]))
+    if "node_id" in settings or "node.id" in kafka:
+        cfg.static_settings.setdefault("broker.id", str(cfg.node_id))
     if cfg.remote_storage_path and cfg.remote_s3_bucket:
         raise ConfigError("set remote.storage.path or remote.storage.s3.bucket, not both")
     return cfg, str(settings.get("log_level", "INFO")).upper()

@@ -11,6 +11,7 @@ from typing import Any
 
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
+from .config_commands import add_config_parser
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_user_parser(sub)
     add_acl_parser(sub, client)
+    add_config_parser(sub, client)
 
     x = sub.add_parser("txn", help="list and describe transactions, show a partition's producers")
     xsub = x.add_subparsers(dest="action", required=True)

@@ -60,11 +60,15 @@ class WireClient:
         self.sock = sock
         self.client_id = client_id
         self.corr = 0
-        resp = self._call(ApiVersionsRequest(), 0)
-        assert isinstance(resp, ApiVersionsResponse)
-        self.versions = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-        if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-            self._authenticate(security)
+        try:
+            resp = self._call(ApiVersionsRequest(), 0)
+            assert isinstance(resp, ApiVersionsResponse)
+            self.versions = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
+            if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+                self._authenticate(security)
+        except BaseException:
+            sock.close()  # refused (a TLS 1.3 client certificate check, a failed login): no leak
+            raise
 
     def _authenticate(self, security: Mapping[str, str]) -> None:
         mechanism = (security.get("sasl.mechanism") or security.get("sasl.mechanisms") or "PLAIN").upper()

@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from riverbed.protocol.errors import KafkaError
@@ -74,6 +74,12 @@ class LogCleaner:
         )
         self.rounds = 0
         """Background rounds run so far (for tests and metrics)."""
+
+    def reconfigure(self, *, dedupe_buffer_bytes: int, io_max_bytes_per_second: float, backoff_ms: int) -> None:
+        """Dynamic broker configs: the next clean uses the new memory and throttle, the
+        next idle sleep the new backoff."""
+        self.config = replace(self.config, dedupe_buffer_bytes=dedupe_buffer_bytes, io_max_bytes_per_second=io_max_bytes_per_second, backoff_ms=backoff_ms)
+        self._throttle.rate = io_max_bytes_per_second
 
     # -- checkpoint ------------------------------------------------------------------------
 
