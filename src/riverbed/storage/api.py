@@ -295,15 +295,17 @@ class PartitionLog(Protocol):
         ...
 
     def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
-        """(base offset, max timestamp) of the first batch below the high watermark whose
-        max timestamp is >= ``ts``; the offset is never below the log start offset."""
+        """(offset, timestamp) of the first record below the high watermark, at or after
+        the log start offset, whose timestamp is >= ``ts`` (Kafka scans inside the first
+        batch whose max timestamp is >= ``ts``); None when there is none."""
         ...
 
-    def max_timestamp(self) -> tuple[int, int]:
-        """(base offset, timestamp) of the first batch holding the largest timestamp among
-        the batches that reach the log start offset (the offset is never below it);
-        (-1, -1) when there is no timestamped batch, or when that batch is not below the
-        high watermark yet (Kafka then answers "no offset" too)."""
+    def max_timestamp(self, *, remote_ok: bool = True) -> tuple[int, int]:
+        """(offset, timestamp) of the first record holding the largest timestamp among the
+        batches that reach the log start offset (the offset is never below it); (-1, -1)
+        when there is no timestamped batch, or when that batch is not below the high
+        watermark yet (Kafka then answers "no offset" too). ``remote_ok=False``: raise
+        :class:`NeedsRemote` instead of reading the object store."""
         ...
 
     def delete_records(self, before_offset: int) -> int:
