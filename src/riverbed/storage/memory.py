@@ -81,6 +81,11 @@ class MemoryLog:
     @property
     def high_watermark(self) -> int:
         return self._leo
+
+    @property
+    def failed(self) -> str | None:
+        return None
+
     @property
     def size_bytes(self) -> int:
         return self._size
@@ -273,6 +278,10 @@ class MemoryLog:
 
 class MemoryLogStore:
     """The :class:`riverbed.storage.api.LogStore` of :class:`MemoryLog` s."""
+
+    def log_dir_error(self) -> str | None:
+        return None
+
     def __init__(self) -> None:
         self._logs: dict[tuple[str, int], MemoryLog] = {}
 

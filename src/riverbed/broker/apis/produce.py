@@ -10,6 +10,7 @@ topic's flush.messages is 1, the default).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -177,17 +178,22 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
 
 
 def _await_durable(broker: Broker, resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> asyncio.Future[ProduceResponse | None]:
-    fut = broker.wait_until(lambda: all(plog.high_watermark > last for plog, last in pending))
+    # a log that fails (fsync) meanwhile ends the wait too: answered KAFKA_STORAGE_ERROR
+    fut = broker.wait_until(lambda: all(plog.high_watermark > last or plog.failed is not None for plog, last in pending))
     return asyncio.ensure_future(_finish(fut, resp, pending, timeout_ms))
 
 
 async def _finish(fut: asyncio.Future[None], resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> ProduceResponse | None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(fut, max(timeout_ms, 1) / 1000)
-    except TimeoutError:
-        late = {(p.topic, p.partition) for p, last in pending if p.high_watermark <= last}
-        for t in resp.responses:
-            for pr in t.partition_responses:
-                if (t.name, pr.index) in late:
+    late = {(p.topic, p.partition): p.failed for p, last in pending if p.high_watermark <= last}
+    for t in resp.responses:
+        for pr in t.partition_responses:
+            if (t.name, pr.index) in late:
+                failed = late[(t.name, pr.index)]
+                if failed is None:
                     pr.error_code = ErrorCode.REQUEST_TIMED_OUT
+                else:
+                    pr.error_code, pr.error_message = ErrorCode.KAFKA_STORAGE_ERROR, failed
+                    pr.base_offset = pr.log_append_time_ms = pr.log_start_offset = -1
     return resp
