@@ -21,6 +21,7 @@ sys.path.insert(0, str(_HERE.parent / "unit" / "storage" / "remote"))
 from remote_helpers import FakeTieredLog  # noqa: E402
 from storage_helpers import headers, make_batch, read_all  # noqa: E402
 
+from riverbed.protocol.records.records import decode_records  # noqa: E402
 from riverbed.storage import LogConfig, SegmentLog  # noqa: E402
 from riverbed.storage.remote import (  # noqa: E402
     ObjectNotFound,
@@ -153,7 +154,10 @@ def test_tiering_through_s3(endpoint: str, tmp_path: Path) -> None:
 
 
 def log_offset_for(data: bytes, ts: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record whose timestamp is >= ts (as ListOffsets)."""
     for h in headers(data):
         if h.max_timestamp >= ts:
-            return int(h.base_offset), int(h.max_timestamp)
+            for r in decode_records(data, h.position):
+                if r.timestamp >= ts:
+                    return r.offset, r.timestamp
     return None

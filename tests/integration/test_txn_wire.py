@@ -31,6 +31,7 @@ from riverbed.protocol.messages.init_producer_id import (
 )
 from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from riverbed.protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
+from riverbed.protocol.messages.produce import ProduceResponse
 from riverbed.protocol.messages.txn_offset_commit import (
     TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
@@ -38,7 +39,7 @@ from riverbed.protocol.messages.txn_offset_commit import (
 from riverbed.protocol.records.records import build_batch, build_control_batch
 from riverbed.testing import EmbeddedBroker
 
-from .test_wire import make_topic, produce_error
+from .test_wire import make_topic, produce_req
 from .wire import Wire
 
 pytestmark = pytest.mark.integration
@@ -76,6 +77,16 @@ def end(w: Wire, txn_id: str, pid: int, epoch: int, commit: bool, version: int =
 
 def txn_batch(pid: int, epoch: int, seq: int, n: int = 2, transactional: bool = True) -> bytearray:
     return build_batch([(f"k{i}".encode(), f"v{i}".encode()) for i in range(n)], producer_id=pid, producer_epoch=epoch, base_sequence=seq, transactional=transactional)
+
+
+def txn_produce_error(w: Wire, topic: str, records: bytes | bytearray, txn_id: str = "t") -> int:
+    """Produce v8 carrying the transactional id (Kafka refuses transactional records
+    without one: TRANSACTIONAL_ID_AUTHORIZATION_FAILED)."""
+    req = produce_req(topic, records)
+    req.transactional_id = txn_id
+    resp = w.request(req, 8)
+    assert isinstance(resp, ProduceResponse)
+    return resp.responses[0].partition_responses[0].error_code
 
 
 def lso_and_hw(w: Wire, topic: str) -> tuple[int, int]:
@@ -129,19 +140,19 @@ def test_commit_then_abort_and_retries(w: Wire, topic_name: str) -> None:
     make_topic(w, topic_name)
     _, pid, epoch = init(w, "t")
     assert add_partitions(w, "t", pid, epoch, topic_name, [0]) == {0: 0}
-    assert produce_error(w, topic_name, txn_batch(pid, epoch, 0)) == 0
+    assert txn_produce_error(w, topic_name, txn_batch(pid, epoch, 0)) == 0
     assert lso_and_hw(w, topic_name) == (0, 2)
     # a non-transactional write from the same producer while its transaction is open
-    assert produce_error(w, topic_name, txn_batch(pid, epoch, 2, transactional=False)) == ErrorCode.INVALID_TXN_STATE
+    assert txn_produce_error(w, topic_name, txn_batch(pid, epoch, 2, transactional=False)) == ErrorCode.INVALID_TXN_STATE
     # clients may not write control batches
-    assert produce_error(w, topic_name, build_control_batch(pid, epoch, True, 0, 0, 0)) == ErrorCode.INVALID_RECORD
+    assert txn_produce_error(w, topic_name, build_control_batch(pid, epoch, True, 0, 0, 0)) == ErrorCode.INVALID_RECORD
     assert end(w, "t", pid, epoch, commit=True) == 0
     assert lso_and_hw(w, topic_name) == (3, 3)  # two records and the COMMIT marker
     assert end(w, "t", pid, epoch, commit=True) == 0  # a retried commit
     assert end(w, "t", pid, epoch, commit=False) == ErrorCode.INVALID_TXN_STATE  # abort after commit
     # the next transaction, aborted: read_committed fetches learn where it starts
     assert add_partitions(w, "t", pid, epoch, topic_name, [0]) == {0: 0}
-    assert produce_error(w, topic_name, txn_batch(pid, epoch, 2)) == 0
+    assert txn_produce_error(w, topic_name, txn_batch(pid, epoch, 2)) == 0
     assert end(w, "t", pid, epoch, commit=False) == 0
     req = FetchRequest(
         replica_id=-1,

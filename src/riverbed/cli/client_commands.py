@@ -93,6 +93,29 @@ def _size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
+def _print_log_dir(bootstrap: str, topic: str) -> None:
+    """The log dir holding ``topic``, its free space and its state (DescribeLogDirs: a full
+    disk is KAFKA_STORAGE_ERROR, writes refused until space returns)."""
+    from riverbed.protocol.errors import ErrorCode
+    from riverbed.protocol.messages.describe_log_dirs import (
+        DescribeLogDirsRequest,
+        DescribeLogDirsResponse,
+    )
+
+    from .wire_client import WireClient
+
+    try:
+        with WireClient(bootstrap) as client:
+            resp = client.request(DescribeLogDirsRequest(topics=[DescribeLogDirsRequest.DescribableLogDirTopic(topic=topic, partitions=[])]), 4)
+    except CommandError:
+        return
+    assert isinstance(resp, DescribeLogDirsResponse)
+    for d in resp.results:
+        state = "ok" if d.error_code == 0 else f"{ErrorCode(d.error_code).name} (writes refused)"
+        free = f"{_size(d.usable_bytes)} free of {_size(d.total_bytes)}" if d.total_bytes >= 0 else "free space unknown"
+        print(f"LogDir: {d.log_dir}	{free}	state: {state}")
+
+
 def _print_storage(bootstrap: str, topic: str, partitions: list[int]) -> None:
     """Local and remote bytes and segments, dirty ratio and last clean, per partition, from
     riverbed's DescribeLogStats (skipped against a broker that does not answer it)."""
@@ -106,6 +129,7 @@ def _print_storage(bootstrap: str, topic: str, partitions: list[int]) -> None:
     except CommandError:
         return
     assert isinstance(resp, DescribeLogStatsResponse)
+    _print_log_dir(bootstrap, topic)
     print("Storage:")
     for t in resp.topics:
         for s in t.partitions:

@@ -205,6 +205,10 @@ class PartitionLog(Protocol):
     @property
     def high_watermark(self) -> int: ...
     @property
+    def failed(self) -> str | None:
+        """Why the log refuses every write until a restart (a failed fsync), else None."""
+        ...
+    @property
     def size_bytes(self) -> int: ...
     @property
     def last_stable_offset(self) -> int:
@@ -295,15 +299,17 @@ class PartitionLog(Protocol):
         ...
 
     def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
-        """(base offset, max timestamp) of the first batch below the high watermark whose
-        max timestamp is >= ``ts``; the offset is never below the log start offset."""
+        """(offset, timestamp) of the first record below the high watermark, at or after
+        the log start offset, whose timestamp is >= ``ts`` (Kafka scans inside the first
+        batch whose max timestamp is >= ``ts``); None when there is none."""
         ...
 
-    def max_timestamp(self) -> tuple[int, int]:
-        """(base offset, timestamp) of the first batch holding the largest timestamp among
-        the batches that reach the log start offset (the offset is never below it);
-        (-1, -1) when there is no timestamped batch, or when that batch is not below the
-        high watermark yet (Kafka then answers "no offset" too)."""
+    def max_timestamp(self, *, remote_ok: bool = True) -> tuple[int, int]:
+        """(offset, timestamp) of the first record holding the largest timestamp among the
+        batches that reach the log start offset (the offset is never below it); (-1, -1)
+        when there is no timestamped batch, or when that batch is not below the high
+        watermark yet (Kafka then answers "no offset" too). ``remote_ok=False``: raise
+        :class:`NeedsRemote` instead of reading the object store."""
         ...
 
     def delete_records(self, before_offset: int) -> int:
@@ -349,3 +355,6 @@ class LogStore(Protocol):
     def stop_cleaner(self) -> None: ...
     def flush_all(self) -> None: ...
     def close(self) -> None: ...
+    def log_dir_error(self) -> str | None:
+        """Why the log directory refuses writes (disk full), else None."""
+        ...

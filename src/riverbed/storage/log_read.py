@@ -12,7 +12,9 @@ from bisect import bisect_right
 
 from .api import NeedsRemote, OffsetOutOfRange, ReadResult
 from .log_state import LogState, storage_error
+from .remote.metadata import RemoteSegment
 from .remote.store import ObjectStoreError
+from .segment import Segment
 from .txn_index import AbortedTxn, collect_aborted
 
 
@@ -134,27 +136,43 @@ class ReadMixin(LogState):
                     return max(offset, log_start), timestamp
             return None
 
-    def max_timestamp(self) -> tuple[int, int]:
+    def max_timestamp(self, *, remote_ok: bool = True) -> tuple[int, int]:
         best_ts, best_offset = -1, -1
+        best_remote: RemoteSegment | None = None
         remote = self._remote
         if remote is not None and self._log_start < self._bases[0]:
-            # from the metadata alone (no object-store call): a remote segment whose
-            # largest timestamp lies below the log start is skipped
+            # the candidates from the metadata alone: a remote segment whose largest
+            # timestamp lies below the log start is skipped
             for s in remote[0].finished():
                 if (
                     s.offset_of_max_timestamp >= self._log_start
                     and s.max_timestamp > best_ts
                 ):
-                    best_ts, best_offset = s.max_timestamp, s.offset_of_max_timestamp
+                    best_ts, best_offset, best_remote = s.max_timestamp, s.offset_of_max_timestamp, s
         with self._lock:
             self._check_open()
             log_start = self._log_start
+            best_local: Segment | None = None
             for segment in self._segments:
                 if segment.next_offset <= log_start or segment.max_timestamp <= best_ts:
                     continue
                 ts, offset = segment.max_timestamp_from(log_start)
                 if ts > best_ts:
-                    best_ts, best_offset = ts, offset
+                    best_ts, best_offset, best_local = ts, offset, segment
             if best_ts < 0 or best_offset >= self._hw:
                 return -1, -1  # as Kafka: nothing when the answer is not visible yet
-            return max(best_offset, log_start), best_ts
+            if best_local is not None:
+                # the record holding the timestamp, not its batch's base offset (Kafka)
+                return best_local.offset_of_timestamp(best_offset, best_ts, log_start), best_ts
+            if best_remote is None:
+                return max(best_offset, log_start), best_ts
+        assert remote is not None
+        if not remote_ok:  # the record is in the object store: come back off the loop
+            raise NeedsRemote(f"{self._topic}-{self._partition} max timestamp")
+        try:
+            offset = remote[1].offset_of_timestamp(
+                remote[0], best_remote, best_offset, best_ts, log_start
+            )
+        except ObjectStoreError as exc:
+            raise storage_error(f"remote read of {self._topic}-{self._partition}: {exc}") from exc
+        return offset, best_ts

@@ -26,6 +26,7 @@ from .producer_state import ProducerStateTable
 from .remote.metadata import RemoteLogMetadata
 from .remote.reader import RemoteLogReader
 from .segment import Segment
+from .space import DiskSpace
 
 if TYPE_CHECKING:
     from .log import SegmentLog
@@ -44,6 +45,9 @@ class LogHooks:
     recovery_point_lowered: Callable[[SegmentLog], None]
     config_changed: Callable[[SegmentLog], None] | None = None
     """Called after :meth:`SegmentLog.update_config` (tiering may have been switched on)."""
+    space: DiskSpace | None = None
+    """The data directory's disk-full state: appends are refused while it is full, and
+    ENOSPC/EDQUOT on a write is reported to it."""
 
 
 def storage_error(message: str) -> KafkaError:
@@ -163,6 +167,11 @@ class LogState:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def failed(self) -> str | None:
+        """Why the log refuses every write until a restart (an fsync failed), else None."""
+        return self._failed
 
     @property
     def recovery_point(self) -> int:

@@ -25,6 +25,9 @@ from .log_producers import ProducerStateMixin
 from .log_state import PRODUCER_SNAPSHOT, logger, storage_error
 from .producer_state import check_client_batch, check_marker_producer
 from .segment import Segment
+from .space import is_no_space
+
+_INDEX_RETRY_S = 1.0
 
 
 class WriteMixin(ProducerStateMixin):
@@ -90,20 +93,35 @@ class WriteMixin(ProducerStateMixin):
         delta = int(header.last_offset_delta)
         config = self._config
         soon = later = False
+        hooks = self.hooks
+        space = hooks.space if hooks is not None else None
         with self._lock:
             if self._closed or self._failed is not None:
                 raise storage_error(self._failed or "log is closed")
+            if space is not None:
+                space.check_writable()  # a full disk: refused before anything is written
             base = self._leo
             last = base + delta
             segment = self._segments[-1]
-            if not segment.can_hold(nbytes, last, config.segment_bytes) or (
-                segment.size and now_ms - segment.first_append_ms > config.roll_ms
-            ):
-                segment = self._roll_locked(now_ms)
-                soon = not self._flush_requested
-                self._flush_requested = True
-            set_base_offset(batch, base)
-            segment.append(batch, base, last, max_timestamp, now_ms)
+            try:
+                if not segment.can_hold(nbytes, last, config.segment_bytes) or (
+                    segment.size and now_ms - segment.first_append_ms > config.roll_ms
+                ):
+                    segment = self._roll_locked(now_ms)
+                    soon = not self._flush_requested
+                    self._flush_requested = True
+                set_base_offset(batch, base)
+                # a failed write is cut off the file again and nothing is accounted for: a
+                # partial batch never becomes visible (Segment.append)
+                segment.append(batch, base, last, max_timestamp, now_ms)
+            except (OSError, KafkaError) as exc:
+                if soon:  # rolled, but no flush was asked for: the next append asks
+                    self._flush_requested = False
+                if space is not None and is_no_space(exc):
+                    space.report(exc)
+                if isinstance(exc, KafkaError):
+                    raise
+                raise storage_error(f"cannot roll {self._dir}: {exc}") from exc
             if marker is not None:
                 self._apply_marker_locked(
                     segment,
@@ -129,7 +147,6 @@ class WriteMixin(ProducerStateMixin):
                 elif not self._flush_scheduled:
                     self._flush_scheduled = later = True
             log_start = self._log_start
-        hooks = self.hooks
         if hooks is not None:
             if soon:
                 hooks.flush_soon(self._as_log())
@@ -190,20 +207,43 @@ class WriteMixin(ProducerStateMixin):
                 sizes = [s.size for s in to_sync]
                 dir_dirty = self._dir_dirty
                 self._dir_dirty = False
+            fsync_failed = False
+
+            def fsync(fd: int) -> None:
+                nonlocal fsync_failed
+                try:
+                    self._fsync(fd)
+                except OSError:
+                    fsync_failed = True
+                    raise
+
+            no_space: OSError | None = None
             try:
                 for segment in to_sync:
-                    self._fsync(segment.fd)
-                for segment in finalize:
-                    segment.write_indexes(self._fsync)
-                if snapshot is not None:
-                    # every segment below it now has its index files on disk
-                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], self._fsync)
+                    fsync(segment.fd)
+                try:
+                    for segment in finalize:
+                        segment.write_indexes(fsync)
+                    if snapshot is not None:
+                        # every segment below it now has its index files on disk
+                        atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], fsync)
+                except OSError as exc:
+                    # no room for an index file or the producer snapshot: the batches are
+                    # already fsynced, and both files can be rebuilt from them, so this is
+                    # not a failed log; the rolled segments stay below the recovery point
+                    # (validated after a crash) and the writes are retried later
+                    if fsync_failed or not is_no_space(exc):
+                        raise
+                    no_space = exc
                 if dir_dirty:
-                    fsync_dir(self._dir, self._fsync)
+                    fsync_dir(self._dir, fsync)
             except OSError as exc:
                 self._failed = f"fsync failed: {exc}"
                 logger.error("%s: %s", self._dir, self._failed)
                 raise storage_error(self._failed) from exc
+            if no_space is not None:
+                self._index_write_failed(no_space, snapshot)
+                finalize = []
             with self._lock:
                 for segment, size in zip(to_sync, sizes, strict=True):
                     segment.synced_size = max(segment.synced_size, size)
@@ -219,3 +259,17 @@ class WriteMixin(ProducerStateMixin):
                     # nobody reads (the LSO computation is what trims them otherwise)
                     self.producers.first_unstable_offset(self._hw)
             return advanced, bool(finalize)
+
+    def _index_write_failed(self, exc: OSError, snapshot: tuple[int, bytes] | None) -> None:
+        """ENOSPC/EDQUOT writing index files or the producer snapshot in a flush cycle: keep
+        what is still to be written (the rolled segments stay unfinalized, the snapshot
+        pending unless a newer one was taken) and try again in a second."""
+        with self._lock:
+            if self._pending_snapshot is None:
+                self._pending_snapshot = snapshot
+        logger.debug("%s: index files not written (%s); retrying", self._dir, exc)
+        hooks = self.hooks
+        if hooks is not None:
+            if hooks.space is not None:
+                hooks.space.report(exc)
+            hooks.flush_later(self._as_log(), _INDEX_RETRY_S)

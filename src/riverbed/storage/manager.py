@@ -58,6 +58,7 @@ from .remote.copier import RemoteLogManager, RemoteLogManagerConfig
 from .remote.metadata import MetadataCorrupt
 from .remote.reader import RemoteLogReader
 from .remote.store import ObjectStore, ObjectStoreError
+from .space import DiskSpace
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +109,14 @@ class LogManager:
         self._fsync_pool: ThreadPoolExecutor | None = None
         self._opened = False
         self._closed = False
+        self.space = DiskSpace(self._data_dir)
+        """The data directory's disk-full state (docs/storage-format.md, "Disk full")."""
         self._hooks = LogHooks(
-            self._flush_soon, self._flush_later, self._recovery_point_lowered, self._sync_remote
+            self._flush_soon,
+            self._flush_later,
+            self._recovery_point_lowered,
+            self._sync_remote,
+            space=self.space,
         )
         self.remote: RemoteLogManager | None = None
         """The tiering thread's manager (None: no object store configured)."""
@@ -128,6 +135,10 @@ class LogManager:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    def log_dir_error(self) -> str | None:
+        """Why the data directory refuses writes (it is full), else None."""
+        return self.space.error
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -451,7 +462,9 @@ class LogManager:
             results = list(pool.map(self._flush_one, logs))
         else:
             results = [self._flush_one(log) for log in logs]
-        advanced = any(moved for moved, _ in results)
+        # a log whose flush failed wakes its waiters too: they answer KAFKA_STORAGE_ERROR
+        # now instead of at their timeout
+        advanced = any(moved for moved, _ in results) or any(log.failed for log in logs)
         checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1
         if checkpoint and self.remote is not None:

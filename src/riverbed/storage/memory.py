@@ -30,6 +30,7 @@ from .producer_state import (
     check_client_batch,
     check_marker_producer,
 )
+from .timestamps import first_record_at_or_after, offset_of_timestamp
 from .txn_index import AbortedTxn
 
 _Undo = tuple[int, ProducerEntry | None] | None
@@ -80,6 +81,10 @@ class MemoryLog:
     @property
     def high_watermark(self) -> int:
         return self._leo
+
+    @property
+    def failed(self) -> str | None:
+        return None
 
     @property
     def size_bytes(self) -> int:
@@ -200,15 +205,20 @@ class MemoryLog:
     def offset_for_timestamp(self, ts: int, *, remote_ok: bool = True) -> tuple[int, int] | None:
         for i in self._visible():
             if self._max_ts[i] >= ts:
-                return max(self._bases[i], self._log_start), self._max_ts[i]
+                found = first_record_at_or_after(self._batches[i], ts, self._log_start)
+                if found is not None:
+                    return found
         return None
 
-    def max_timestamp(self) -> tuple[int, int]:
-        best_ts, best_offset = -1, -1
+    def max_timestamp(self, *, remote_ok: bool = True) -> tuple[int, int]:
+        best_ts, best = -1, -1
         for i in self._visible():
             if self._max_ts[i] > best_ts:
-                best_ts, best_offset = self._max_ts[i], max(self._bases[i], self._log_start)
-        return (best_offset, best_ts) if best_ts >= 0 else (-1, -1)
+                best_ts, best = self._max_ts[i], i
+        if best_ts < 0:
+            return -1, -1
+        offset = offset_of_timestamp(self._batches[best], self._bases[best], best_ts, self._log_start)
+        return offset, best_ts
 
     def delete_records(self, before_offset: int) -> int:
         target = self._leo if before_offset == -1 else before_offset
@@ -268,6 +278,9 @@ class MemoryLog:
 
 class MemoryLogStore:
     """The :class:`riverbed.storage.api.LogStore` of :class:`MemoryLog` s."""
+
+    def log_dir_error(self) -> str | None:
+        return None
 
     def __init__(self) -> None:
         self._logs: dict[tuple[str, int], MemoryLog] = {}

@@ -45,6 +45,7 @@ from .files import (
     write_fully,
 )
 from .index import OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE, IndexCorrupt, OffsetIndex, TimeIndex
+from .timestamps import first_record_at_or_after, offset_of_timestamp
 from .txn_index import TXN_ENTRY_SIZE, AbortedTxn, decode_entries, encode_entries
 
 MAX_RELATIVE_OFFSET: Final = (1 << 31) - 1
@@ -358,15 +359,32 @@ class Segment:
         return os.pread(self.fd, first, start)
 
     def find_timestamp(self, timestamp: int, min_offset: int) -> tuple[int, int] | None:
-        """(base offset, max timestamp) of the first batch ending at or after ``min_offset``
-        whose max timestamp is >= ``timestamp``."""
+        """(offset, timestamp) of the first record at or after ``min_offset`` whose
+        timestamp is >= ``timestamp`` (Kafka's LogSegment.findOffsetByTimestamp: the time
+        index and the batch headers find the batch, the batch's records the record)."""
         self.ensure_indexes()
         start_offset = max(self.base_offset + self.time_index.lookup(timestamp), min_offset)
         start = self.find_position(start_offset)
-        for _, header in self.iter_headers(start, self.size):
-            if header.max_timestamp >= timestamp:
-                return int(header.base_offset), int(header.max_timestamp)
+        for position, header in self.iter_headers(start, self.size):
+            if header.max_timestamp >= timestamp and header.last_offset >= min_offset:
+                found = first_record_at_or_after(
+                    os.pread(self.fd, header.size, position), timestamp, min_offset
+                )
+                if found is not None:
+                    return found
         return None
+
+    def offset_of_timestamp(self, batch_base: int, timestamp: int, min_offset: int) -> int:
+        """Offset of the first record at or after ``min_offset`` holding ``timestamp`` in the
+        batch that starts at ``batch_base`` (what :meth:`max_timestamp_from` returns)."""
+        position = self.find_position(batch_base)
+        if position >= self.size:
+            return max(batch_base, min_offset)
+        head = os.pread(self.fd, LOG_OVERHEAD, position)
+        size: int = _BATCH_LENGTH.unpack_from(head, 8)[0] + LOG_OVERHEAD
+        return offset_of_timestamp(
+            os.pread(self.fd, size, position), batch_base, timestamp, min_offset
+        )
 
     def max_timestamp_from(self, offset: int) -> tuple[int, int]:
         """(max timestamp, base offset of the first batch holding it) over the batches that

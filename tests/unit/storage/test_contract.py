@@ -11,6 +11,7 @@ from storage_helpers import headers, make_batch, make_memory_log, producer_batch
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import TIMESTAMP_TYPE_MASK
 from riverbed.protocol.records.records import (
+    build_batch,
     build_control_batch,
     decode_records,
     parse_control_record,
@@ -144,7 +145,7 @@ def test_offset_for_timestamp(new_log: LogFactory) -> None:
     assert log.offset_for_timestamp(301) == (6, 400)
     assert log.offset_for_timestamp(401) is None
     log.delete_records(3)
-    assert log.offset_for_timestamp(0) == (3, 300)  # never below the log start
+    assert log.offset_for_timestamp(0) == (3, 301)  # never below the log start: record 3
 
 
 def test_max_timestamp(new_log: LogFactory) -> None:
@@ -153,6 +154,40 @@ def test_max_timestamp(new_log: LogFactory) -> None:
     assert log.max_timestamp() == (2, 300)  # the first batch holding the maximum
     fill(log, [1], timestamps=[-1])
     assert log.max_timestamp() == (2, 300)
+
+
+def test_offset_for_timestamp_scans_inside_the_batch(new_log: LogFactory) -> None:
+    # Kafka answers with the first *record* whose timestamp is >= the target, not the
+    # base offset of the batch holding it
+    log = new_log()
+    put(log, make_batch(5, timestamp=1_000))  # offsets 0-4, timestamps 1000-1004
+    put(log, build_batch([(b"k", b"v", [], ts) for ts in (2_000, 2_500, 2_100)]))  # 5-7
+    assert log.offset_for_timestamp(1_000) == (0, 1_000)
+    assert log.offset_for_timestamp(1_003) == (3, 1_003)
+    assert log.offset_for_timestamp(1_004) == (4, 1_004)
+    assert log.offset_for_timestamp(1_005) == (5, 2_000)
+    assert log.offset_for_timestamp(2_050) == (6, 2_500)  # not ordered inside a batch
+    assert log.offset_for_timestamp(2_501) is None
+    log.delete_records(2)
+    assert log.offset_for_timestamp(0) == (2, 1_002)
+
+
+def test_max_timestamp_is_the_record_holding_it(new_log: LogFactory) -> None:
+    log = new_log()
+    put(log, build_batch([(b"k", b"v", [], ts) for ts in (10, 50, 30, 50)]))  # 0-3
+    put(log, build_batch([(b"k", b"v", [], ts) for ts in (20, 40)]))  # 4-5
+    assert log.max_timestamp() == (1, 50)  # the first record with the largest timestamp
+    log.delete_records(2)
+    assert log.max_timestamp() == (3, 50)  # never below the log start
+
+
+def test_timestamps_in_compressed_batches(new_log: LogFactory) -> None:
+    log = new_log()
+    for codec in (1, 2, 3, 4):  # gzip, snappy, lz4, zstd
+        put(log, build_batch([(b"k", b"v" * 50, [], 1_000 * codec + i) for i in range(4)], compression=codec))
+    assert log.offset_for_timestamp(2_002) == (6, 2_002)
+    assert log.offset_for_timestamp(4_001) == (13, 4_001)
+    assert log.max_timestamp() == (15, 4_003)
 
 
 def test_delete_records(new_log: LogFactory) -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from storage_helpers import headers, make_batch, read_all
 
+from riverbed.protocol.records.records import decode_records
 from riverbed.storage import LogConfig, LogManager, MemoryLog, OffsetOutOfRange, PartitionLog
 
 CONFIG = LogConfig(segment_bytes=400, index_interval_bytes=150)
@@ -113,21 +114,38 @@ class LogMachine(RuleBasedStateMachine):
 
     @rule(ts=st.integers(-1, 10_001))
     def offset_for_timestamp(self, ts: int) -> None:
+        # the first record (at or after the log start) with a timestamp >= ts, in the first
+        # batch whose max timestamp (the header's, which may not match its records) is >= ts
         m = self.model
         expected = next(
-            ((max(m.bases[i], m.start), m.stamps[i]) for i in m.visible() if m.stamps[i] >= ts),
+            (
+                (r.offset, r.timestamp)
+                for i in m.visible()
+                if m.stamps[i] >= ts
+                for r in decode_records(m.data[i])
+                if r.offset >= m.start and r.timestamp >= ts
+            ),
             None,
         )
         assert self.log.offset_for_timestamp(ts) == expected
 
     @rule()
     def max_timestamp(self) -> None:
+        # the first record holding the largest header max timestamp (the batch's base offset
+        # when none of its records holds it), never below the log start
         m = self.model
-        best = (-1, -1)
+        best, at = -1, -1
         for i in m.visible():
-            if m.stamps[i] > best[1]:
-                best = (max(m.bases[i], m.start), m.stamps[i])
-        assert self.log.max_timestamp() == best
+            if m.stamps[i] > best:
+                best, at = m.stamps[i], i
+        if best < 0:
+            assert self.log.max_timestamp() == (-1, -1)
+            return
+        offset = next(
+            (r.offset for r in decode_records(m.data[at]) if r.offset >= m.start and r.timestamp == best),
+            max(m.bases[at], m.start),
+        )
+        assert self.log.max_timestamp() == (offset, best)
 
     @rule()
     def read_everything(self) -> None:

@@ -13,7 +13,9 @@ from storage_helpers import make_batch, producer_batch, read_all
 
 from riverbed.metadata.configs import check_tiering
 from riverbed.protocol.errors import KafkaError
+from riverbed.protocol.records.records import build_batch
 from riverbed.storage import LogConfig, LogManager, OffsetOutOfRange, SegmentLog
+from riverbed.storage.api import NeedsRemote
 from riverbed.storage.remote import (
     LocalDirStore,
     RemoteLogManager,
@@ -67,6 +69,17 @@ def test_sealed_segments_of_a_compacted_log_stop_at_the_first_dirty_offset(
     assert [s.base_offset for s in log.sealed_segments()] == bases[:2]
 
 
+def test_max_timestamp_in_a_remote_segment_is_the_record_holding_it(log: SegmentLog, tmp_path: Path) -> None:
+    log.append(build_batch([(b"k", b"v", [], ts) for ts in (10, 9_000, 9_000, 20)]), now_ms=1000)
+    fill(log, 30)
+    rlm = tier(log, tmp_path / "store", local_retention_bytes=0)
+    assert rlm.run_once() == 0
+    assert log.local_log_start_offset > 4  # the batch holding the maximum is remote only
+    with pytest.raises(NeedsRemote):
+        log.max_timestamp(remote_ok=False)
+    assert log.max_timestamp() == (1, 9_000)  # the first record holding it, not offset 0
+
+
 def test_stage_segment_links_a_consistent_copy(log: SegmentLog, tmp_path: Path) -> None:
     fill(log, 20)
     first = log.sealed_segments()[0]
@@ -91,7 +104,8 @@ def test_drop_local_below_keeps_the_log_start_and_reads_go_remote(log: SegmentLo
     assert local_start == log.segment_base_offsets()[0] > 0
     assert len(log.segment_base_offsets()) == 1  # only the active segment is left
     assert read_all(log, 0, max_bytes=100) == original  # remote, then local
-    assert log.offset_for_timestamp(1000 + 10 * 3) == (9, 1000 + 10 * 3 + 2)
+    assert log.offset_for_timestamp(1000 + 10 * 3) == (9, 1000 + 10 * 3)
+    assert log.offset_for_timestamp(1000 + 10 * 3 + 1) == (10, 1000 + 10 * 3 + 1)  # a record
     assert log.max_timestamp()[1] == 1000 + 10 * 29 + 2
     assert log.aborted_transactions(0, 10) == []
     status = rlm.status("t", 0)

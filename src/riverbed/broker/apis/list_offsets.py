@@ -1,6 +1,8 @@
 """ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3, v7+), by timestamp.
 
-A lookup by timestamp on a partition with tiered data (log start below the local log
+By timestamp: the offset of the first *record* whose timestamp is >= the target; max
+timestamp: the first record holding the largest timestamp (both as Kafka: the batch is
+found through the indexes, then its records are scanned). A lookup by timestamp on a partition with tiered data (log start below the local log
 start) may read remote time indexes, which blocks: such a request is answered from the
 broker's remote-read pool."""
 
@@ -39,7 +41,7 @@ def handle_list_offsets(broker: Broker, conn: ConnectionInfo, version: int, req:
             req = ListOffsetsRequest(replica_id=req.replica_id, isolation_level=req.isolation_level, topics=[t for t in req.topics if t.name not in denied])
     for t in req.topics:
         for p in t.partitions:
-            if p.timestamp >= 0:
+            if p.timestamp >= 0 or p.timestamp == MAX_TIMESTAMP:
                 plog = broker.partition(t.name, p.partition_index)
                 if plog is not None and plog.log_start_offset < plog.local_log_start_offset:
                     return _with(broker.run_remote(_list_offsets, broker, version, req), refused)
@@ -82,7 +84,7 @@ def _list_offsets(broker: Broker, version: int, req: ListOffsetsRequest, remote_
                 if version < 7:
                     out.error_code = ErrorCode.UNSUPPORTED_VERSION
                     continue
-                off, stamp = plog.max_timestamp()
+                off, stamp = plog.max_timestamp(remote_ok=remote_ok)
                 if req.isolation_level == 1 and off >= plog.last_stable_offset:
                     off, stamp = -1, -1  # not visible to read_committed yet (Kafka does the same)
                 out.offset, out.timestamp = off, stamp

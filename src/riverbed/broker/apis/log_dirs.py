@@ -1,6 +1,7 @@
 """DescribeLogDirs (key 35): the broker's one log directory and the size on disk of each
 partition in it (what ``kafka-log-dirs.sh`` and admin clients show). v4 adds the volume's
-total and usable bytes."""
+total and usable bytes. A directory whose disk is full (writes refused) has the error
+KAFKA_STORAGE_ERROR."""
 
 from __future__ import annotations
 
@@ -44,5 +45,9 @@ def handle_describe_log_dirs(broker: Broker, conn: ConnectionInfo, version: int,
         total, usable = usage.total, usage.free
     except OSError:
         pass
-    result = R.DescribeLogDirsResult(error_code=ErrorCode.NONE, log_dir=str(directory), topics=topics, total_bytes=total, usable_bytes=usable)
+    # a full disk refuses writes (storage/space.py): Kafka reports a failed log dir with
+    # KAFKA_STORAGE_ERROR; the partitions are still listed (they are readable)
+    full = broker.logs.log_dir_error()
+    error = ErrorCode.NONE if full is None else ErrorCode.KAFKA_STORAGE_ERROR
+    result = R.DescribeLogDirsResult(error_code=error, log_dir=str(directory), topics=topics, total_bytes=total, usable_bytes=usable)
     return R(throttle_time_ms=0, error_code=ErrorCode.NONE, results=[result])

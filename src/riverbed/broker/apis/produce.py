@@ -10,11 +10,14 @@ topic's flush.messages is 1, the default).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import TYPE_CHECKING
 
+from riverbed.coordinator.txn_types import TxnState
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
-from riverbed.protocol.records.batch import InvalidBatch, set_partition_leader_epoch
+from riverbed.protocol.records.batch import BatchHeader, InvalidBatch, set_partition_leader_epoch
 from riverbed.protocol.records.validation import RecordValidationError, validate_produce_records
 from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import CloseConnection, ConnectionInfo
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from ..broker import Broker
 
 Resp = ProduceResponse
+logger = logging.getLogger(__name__)
+_LONG_MAX = (1 << 63) - 1
 PartResp = ProduceResponse.PartitionProduceResponse
 
 
@@ -33,6 +38,53 @@ def _error(index: int, code: int, message: str | None = None) -> PartResp:
 
 def _min_isr(broker: Broker, overrides: dict[str, str]) -> int:
     return int(overrides.get("min.insync.replicas") or broker.log_defaults.get("min.insync.replicas", "1"))
+
+
+def _record_errors(index: int, exc: RecordValidationError) -> PartResp:
+    """KIP-467: the partition fails with the exception's code and message, and lists the
+    records that caused it (batch index + message), so that a client fails exactly those
+    records and retries the others (Produce v8+ carries both fields; older versions drop
+    them when encoding)."""
+    logger.info("produce refused (partition %d): %s", index, exc)
+    resp = _error(index, exc.code, str(exc))
+    resp.record_errors = [Resp.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=m) for i, m in exc.record_errors]
+    return resp
+
+
+def _unverified_txn_batch(broker: Broker, transactional_id: str | None, topic: str, partition: int, header: BatchHeader) -> tuple[int, str] | None:
+    """KIP-890 part 1: a transactional batch is accepted only for a partition that its
+    producer added to its ongoing transaction (AddPartitionsToTxn), so no batch can open a
+    transaction on a partition that the coordinator would never write a marker to (a
+    hanging transaction that blocks read_committed consumers). The coordinator is local:
+    its state is checked directly (Kafka's partition leader asks the coordinator with
+    AddPartitionsToTxn v4 verifyOnly). Returns (error code, message) or None when fine."""
+    if not header.is_transactional or header.producer_id < 0:
+        return None
+    if transactional_id is None:  # Kafka: transactional records need a transactional id
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional records without a transactional id"
+    cur = broker.txns.coordinator.snapshot(transactional_id)
+    if cur is not None and cur.producer_id == header.producer_id and header.producer_epoch < cur.producer_epoch:
+        return None  # a fenced producer: the log's epoch check answers as before
+    if cur is None or cur.producer_id != header.producer_id or cur.state != TxnState.ONGOING or (topic, partition) not in cur.partitions:
+        logger.info("produce refused: %s-%d not in an ongoing transaction of %r (producer %d)", topic, partition, transactional_id, header.producer_id)
+        return ErrorCode.INVALID_TXN_STATE, "Partition was not added to the transaction"
+    return None
+
+
+def _timestamp_bounds(broker: Broker, configs: dict[str, str]) -> tuple[int | None, int | None]:
+    """message.timestamp.before.max.ms / after.max.ms of a CreateTime topic (the topic's
+    setting, else a broker-wide log.message.timestamp.* default once the broker config
+    accepts one): None where unbounded (the default), so the hot path does not decode
+    records for nothing."""
+    out: list[int | None] = []
+    for name in ("message.timestamp.before.max.ms", "message.timestamp.after.max.ms"):
+        raw = configs.get(name, broker.log_defaults.get(f"log.{name}"))
+        try:
+            value = None if raw is None else int(raw)
+        except ValueError:
+            value = None
+        out.append(None if value is None or value >= _LONG_MAX else value)
+    return out[0], out[1]
 
 
 def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: ProduceRequest) -> ProduceResponse | asyncio.Future[ProduceResponse | None] | None:
@@ -75,23 +127,32 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 parts.append(_error(pd.index, ErrorCode.INVALID_RECORD, "Produce request with no records"))
                 continue
             configs = topic.configs
+            log_append_time = configs.get("message.timestamp.type", broker.log_defaults.get("log.message.timestamp.type")) == "LogAppendTime"
+            before_ms, after_ms = (None, None) if log_append_time else _timestamp_bounds(broker, configs)
             try:
-                validate_produce_records(
+                header = validate_produce_records(
                     records,  # type: ignore[arg-type]
                     max_message_bytes=plog.config.max_message_bytes,
                     zstd_allowed=version >= 7,
                     require_keys="compact" in configs.get("cleanup.policy", broker.log_defaults.get("log.cleanup.policy", "delete")),
+                    now_ms=now,
+                    timestamp_before_max_ms=before_ms,
+                    timestamp_after_max_ms=after_ms,
                 )
+                unverified = _unverified_txn_batch(broker, req.transactional_id, td.name, pd.index, header)
+                if unverified is not None:
+                    parts.append(_error(pd.index, unverified[0], unverified[1]))
+                    continue
                 # riverbed has no leader epochs: -1 tells consumers not to validate offsets
                 # with OffsetForLeaderEpoch (Kafka stamps the leader's epoch here)
                 set_partition_leader_epoch(records, -1)  # type: ignore[arg-type]
                 info = plog.append(
                     records,  # type: ignore[arg-type]
                     now_ms=now,
-                    log_append_time=configs.get("message.timestamp.type", broker.log_defaults.get("log.message.timestamp.type")) == "LogAppendTime",
+                    log_append_time=log_append_time,
                 )
             except RecordValidationError as exc:
-                parts.append(_error(pd.index, exc.code, str(exc)))
+                parts.append(_record_errors(pd.index, exc))
                 continue
             except InvalidBatch as exc:
                 parts.append(_error(pd.index, ErrorCode.CORRUPT_MESSAGE if exc.corrupt else ErrorCode.INVALID_RECORD, str(exc)))
@@ -125,17 +186,22 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
 
 
 def _await_durable(broker: Broker, resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> asyncio.Future[ProduceResponse | None]:
-    fut = broker.wait_until(lambda: all(plog.high_watermark > last for plog, last in pending))
+    # a log that fails (fsync) meanwhile ends the wait too: answered KAFKA_STORAGE_ERROR
+    fut = broker.wait_until(lambda: all(plog.high_watermark > last or plog.failed is not None for plog, last in pending))
     return asyncio.ensure_future(_finish(fut, resp, pending, timeout_ms))
 
 
 async def _finish(fut: asyncio.Future[None], resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> ProduceResponse | None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(fut, max(timeout_ms, 1) / 1000)
-    except TimeoutError:
-        late = {(p.topic, p.partition) for p, last in pending if p.high_watermark <= last}
-        for t in resp.responses:
-            for pr in t.partition_responses:
-                if (t.name, pr.index) in late:
+    late = {(p.topic, p.partition): p.failed for p, last in pending if p.high_watermark <= last}
+    for t in resp.responses:
+        for pr in t.partition_responses:
+            if (t.name, pr.index) in late:
+                failed = late[(t.name, pr.index)]
+                if failed is None:
                     pr.error_code = ErrorCode.REQUEST_TIMED_OUT
+                else:
+                    pr.error_code, pr.error_message = ErrorCode.KAFKA_STORAGE_ERROR, failed
+                    pr.base_offset = pr.log_append_time_ms = pr.log_start_offset = -1
     return resp

@@ -279,6 +279,7 @@ def _validate_records(
         )
     raise RecordValidationError(
         ErrorCode.INVALID_RECORD,
-        f"One or more records have been rejected: {errors[0][1]}",
+        f"One or more records have been rejected due to {len(errors)} record errors in "
+        f"total, the first ones: {'; '.join(f'record {i}: {m}' for i, m in errors[:3])}",
         errors,
     )

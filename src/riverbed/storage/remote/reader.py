@@ -24,6 +24,7 @@ from riverbed.protocol.records.batch import HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2,
 
 from ..index import IndexCorrupt, OffsetIndex, TimeIndex
 from ..segment import whole_batches_length
+from ..timestamps import first_record_at_or_after, offset_of_timestamp
 from ..txn_index import AbortedTxn, collect_aborted, decode_entries
 from .metadata import RemoteLogMetadata, RemoteSegment
 from .store import ObjectStore, ObjectStoreError
@@ -254,9 +255,9 @@ class RemoteLogReader:
     def offset_for_timestamp(
         self, metadata: RemoteLogMetadata, ts: int, min_offset: int
     ) -> tuple[int, int] | None:
-        """(base offset, max timestamp) of the first remote batch ending at or after
-        ``min_offset`` whose max timestamp is >= ``ts``; None when no remote batch has one
-        (look in the local log then)."""
+        """(offset, timestamp) of the first remote record at or after ``min_offset`` whose
+        timestamp is >= ``ts``; None when no remote record has one (look in the local log
+        then)."""
         prefix = metadata.prefix
         for segment in self.segments_from(metadata, min_offset):
             if segment.max_timestamp < ts:
@@ -264,10 +265,34 @@ class RemoteLogReader:
             relative = self._time_index(segment, prefix).lookup(ts)
             start_offset = max(segment.base_offset + relative, min_offset)
             start = self._find_position(segment, prefix, start_offset)
-            for _, header in self._headers(segment, prefix, start):
-                if header.max_timestamp >= ts:
-                    return int(header.base_offset), int(header.max_timestamp)
+            key = segment.key(prefix, ".log")
+            for position, header in self._headers(segment, prefix, start):
+                if header.max_timestamp >= ts and header.last_offset >= min_offset:
+                    batch = self.read_bytes(key, position, header.size, segment.size)
+                    found = first_record_at_or_after(batch, ts, min_offset)
+                    if found is not None:
+                        return found
         return None
+
+    def offset_of_timestamp(
+        self,
+        metadata: RemoteLogMetadata,
+        segment: RemoteSegment,
+        batch_base: int,
+        ts: int,
+        min_offset: int,
+    ) -> int:
+        """Offset of the first record at or after ``min_offset`` holding ``ts`` in the batch
+        of ``segment`` that starts at ``batch_base`` (the segment's max-timestamp batch)."""
+        prefix = metadata.prefix
+        position = self._find_position(segment, prefix, batch_base)
+        if position >= segment.size:
+            return max(batch_base, min_offset)
+        key = segment.key(prefix, ".log")
+        head = self.read_bytes(key, position, HEADER_SIZE, segment.size)
+        size = BatchHeader(head).size
+        batch = self.read_bytes(key, position, size, segment.size)
+        return offset_of_timestamp(batch, batch_base, ts, min_offset)
 
     def aborted_transactions(
         self, metadata: RemoteLogMetadata, start_offset: int, upper_offset: int
