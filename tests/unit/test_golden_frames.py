@@ -1,8 +1,9 @@
 """Request frames captured from real clients, decoded by riverbed's generated codec.
 
-The bytes in tests/data/golden/client_frames.json were sent by librdkafka (confluent-kafka)
-and kafka-python to a riverbed broker through a recording proxy (tests/data/golden/capture.py
-says how); each client was told to produce one known record under a known client.id. So the
+The bytes in tests/data/golden/client_frames.json were sent by librdkafka (confluent-kafka),
+kafka-python and kafkajs to a riverbed broker through a recording proxy
+(tests/data/golden/capture.py says how); each client was told to produce one known record
+under a known client.id, then read it back in its own consumer group and commit. So the
 expected values below come from what the clients were told, and the bytes from the clients'
 own encoders: a codec bug that encode and decode share (which a round trip cannot see) makes
 these fail.
@@ -18,15 +19,25 @@ import pytest
 
 from riverbed.protocol.messages import request_class
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest
+from riverbed.protocol.messages.fetch import FetchRequest
+from riverbed.protocol.messages.find_coordinator import FindCoordinatorRequest
 from riverbed.protocol.messages.init_producer_id import InitProducerIdRequest
+from riverbed.protocol.messages.join_group import JoinGroupRequest
+from riverbed.protocol.messages.leave_group import LeaveGroupRequest
 from riverbed.protocol.messages.metadata import MetadataRequest
+from riverbed.protocol.messages.offset_commit import OffsetCommitRequest
 from riverbed.protocol.messages.produce import ProduceRequest
+from riverbed.protocol.messages.sync_group import SyncGroupRequest
 from riverbed.protocol.primitives import Message, Reader, Writer
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.protocol.records.records import decode_records
 
 DATA = json.loads((Path(__file__).resolve().parent.parent / "data" / "golden" / "client_frames.json").read_text())
-CLIENT_IDS = {"librdkafka": "golden-librdkafka", "kafka-python": "golden-kafka-python"}
+CLIENT_IDS = {"librdkafka": "golden-librdkafka", "kafka-python": "golden-kafka-python", "kafkajs": "golden-kafkajs"}
+# what each consumer was told to commit (capture.py): librdkafka the message it read (offset 0,
+# so 1); kafka-python its position after reading everything there (its own record and
+# librdkafka's: 2); kafkajs the first message's offset + 1 (1)
+COMMITTED = {"librdkafka": 1, "kafka-python": 2, "kafkajs": 1}
 FRAMES = [(client, i, f) for client, frames in DATA["frames"].items() for i, f in enumerate(frames)]
 
 
@@ -109,3 +120,32 @@ def test_metadata_asks_for_the_topic(client: str) -> None:
 def test_kafka_python_asks_for_an_idempotent_producer_id() -> None:
     (req,) = requests("kafka-python", InitProducerIdRequest)
     assert (req.transactional_id, req.producer_id, req.producer_epoch) == (None, -1, -1)
+
+
+@pytest.mark.parametrize("client", sorted(CLIENT_IDS))
+def test_consumer_group_requests_carry_what_the_consumer_was_told(client: str) -> None:
+    group = f"golden-group-{client}"
+    finds = requests(client, FindCoordinatorRequest)
+    assert all(group in ([f.key] if f.key else f.coordinator_keys) and f.key_type == 0 for f in finds)
+    joins = requests(client, JoinGroupRequest)
+    assert joins[0].member_id == ""  # the first join has no member id (KIP-394: the broker gives one)
+    member_id = joins[-1].member_id
+    assert member_id.startswith(CLIENT_IDS[client] + "-")  # Kafka's member ids: client id + "-" + uuid
+    for join in joins:
+        assert (join.group_id, join.protocol_type) == (group, "consumer")
+        for protocol in join.protocols:
+            # ConsumerProtocolSubscription: int16 version, then an int32-counted array of topics
+            r = Reader(protocol.metadata)
+            r.int16()
+            assert r.int32() == 1 and r.string(False) == "golden"
+    syncs = requests(client, SyncGroupRequest)
+    assert all(s.group_id == group and s.member_id == member_id for s in syncs)
+    assert any(a.member_id == member_id for s in syncs for a in s.assignments)  # the leader assigns
+    (commit,) = requests(client, OffsetCommitRequest)
+    assert (commit.group_id, commit.member_id) == (group, member_id)
+    assert [(t.name, [(p.partition_index, p.committed_offset) for p in t.partitions]) for t in commit.topics] == [("golden", [(0, COMMITTED[client])])]
+    (leave,) = requests(client, LeaveGroupRequest)
+    assert leave.group_id == group
+    assert member_id in [leave.member_id] + [m.member_id for m in leave.members]
+    fetches = requests(client, FetchRequest)
+    assert all([(t.topic, [p.partition for p in t.partitions]) for t in f.topics] == [("golden", [0])] for f in fetches if f.topics)

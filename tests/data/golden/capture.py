@@ -6,23 +6,26 @@ An embedded riverbed broker advertises the port of a recording TCP proxy, so eve
 connection a client opens (bootstrap and broker) goes through the proxy, which keeps the raw
 bytes each client sends, split into frames by their size prefix. Each client is told to send
 one known record (topic ``golden``, key ``golden-key``, value ``golden-value``, header
-``h=golden-header``) under a known client.id; test_golden_frames.py decodes the frames with
+``h=golden-header``) under a known client.id, then to read it back in a consumer group
+``golden-group-<client>`` and commit offset 1; test_golden_frames.py decodes the frames with
 riverbed's generated codec and checks those values. The bytes come from the clients' own
-encoders (librdkafka via confluent-kafka, kafka-python), not from riverbed's.
+encoders (librdkafka via confluent-kafka, kafka-python, kafkajs), not from riverbed's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from riverbed.broker.config import ListenerConfig
@@ -87,7 +90,7 @@ def describe(frame: bytes) -> dict[str, object]:
 def main() -> None:
     broker_port, proxy_port = free_port(), free_port()
     listener = ListenerConfig(name="PLAINTEXT", host="127.0.0.1", port=broker_port, advertised_port=proxy_port)
-    with EmbeddedBroker(Path(tempfile.mkdtemp()) / "data", listeners=[listener]) as b:
+    with EmbeddedBroker(Path(tempfile.mkdtemp()) / "data", listeners=[listener], group_initial_rebalance_delay_ms=0) as b:
         proxy = RecordingProxy(proxy_port, broker_port)
         bootstrap = f"127.0.0.1:{proxy_port}"
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker_port}"})
@@ -99,22 +102,41 @@ def main() -> None:
         p.produce(TOPIC, key=KEY, value=VALUE, headers=[HEADER], partition=0)
         assert p.flush(10) == 0
         del p
+
+        c = Consumer({"bootstrap.servers": bootstrap, "client.id": "golden-librdkafka", "group.id": "golden-group-librdkafka", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([TOPIC])
+        m = None
+        while m is None or m.error() is not None:
+            m = c.poll(1)
+        c.commit(message=m, asynchronous=False)
+        c.close()
         out["librdkafka"] = [describe(f) for f in proxy.frames()]
 
-        from kafka import KafkaProducer
+        from kafka import KafkaConsumer, KafkaProducer
 
         proxy.reset()
         kp = KafkaProducer(bootstrap_servers=bootstrap, client_id="golden-kafka-python", acks="all")
         kp.send(TOPIC, key=KEY, value=VALUE, headers=[HEADER], partition=0).get(10)
         kp.close()
+        kc = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, client_id="golden-kafka-python", group_id="golden-group-kafka-python", auto_offset_reset="earliest", enable_auto_commit=False)
+        while not any(kc.poll(1000).values()):
+            pass
+        kc.commit()
+        kc.close()
         out["kafka-python"] = [describe(f) for f in proxy.frames()]
+
+        proxy.reset()
+        node = Path(__file__).resolve().parents[2] / "integration" / "node"
+        subprocess.run(["node", str(node / "golden_client.js")], env={**os.environ, "BOOTSTRAP": bootstrap}, check=True, timeout=120)
+        out["kafkajs"] = [describe(f) for f in proxy.frames()]
         del b
     import confluent_kafka
     import kafka
 
+    kafkajs = json.loads((Path(__file__).resolve().parents[2] / "integration" / "node" / "node_modules" / "kafkajs" / "package.json").read_text())["version"]
     meta = {
         "how": "tests/data/golden/capture.py: a recording TCP proxy in front of riverbed",
-        "clients": {"librdkafka": confluent_kafka.libversion()[0], "confluent-kafka": confluent_kafka.__version__, "kafka-python": kafka.__version__},
+        "clients": {"librdkafka": confluent_kafka.libversion()[0], "confluent-kafka": confluent_kafka.__version__, "kafka-python": kafka.__version__, "kafkajs": kafkajs},
     }
     json.dump({"captured": meta, "frames": out}, sys.stdout, indent=1)
     sys.stdout.write("\n")
