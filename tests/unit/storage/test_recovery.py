@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -223,7 +222,8 @@ def test_metadata_ahead_of_data_restarts_at_the_log_start(tmp_path: Path) -> Non
     again.close()
 
 
-def test_open_cleans_leftovers_and_is_fast(manager_factory: MakeManager, tmp_path: Path) -> None:
+def test_open_cleans_leftovers(manager_factory: MakeManager, tmp_path: Path) -> None:
+    # how long opening takes is measured by benchmarks/storage_open.py, not asserted here
     manager = manager_factory()
     for p in range(20):
         fill(manager.create("t", p, SMALL), 3)
@@ -233,16 +233,12 @@ def test_open_cleans_leftovers_and_is_fast(manager_factory: MakeManager, tmp_pat
     (data / "t-0" / "partition.metadata.tmp").write_bytes(b"junk")
     (data / "gone-1.abc.deleted").mkdir()
     (data / "not a partition").mkdir()
-    started = time.perf_counter()
     manager = manager_factory()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.5
     assert len(manager.partitions()) == 20
     assert not (data / "gone-1.abc.deleted").exists()
     assert not (data / "t-0" / f"{99:020d}.index").exists()
     assert not (data / "t-0" / "partition.metadata.tmp").exists()
     empty = LogManager(tmp_path / "empty")
-    started = time.perf_counter()
     empty.open()
-    assert time.perf_counter() - started < 0.2
+    assert empty.partitions() == []
     empty.close()
