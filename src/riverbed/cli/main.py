@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     for parser in (xl, xd, xp):
         client(parser)
 
+    rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
+    client(rg)
+    rg.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT for HTTP (default 127.0.0.1:8081)")
+    rg.add_argument("--topic", default="_schemas", help="the registry's compacted topic (default _schemas)")
+    rg.add_argument("--command-config", type=Path, help="client settings (KEY=VALUE lines): security.protocol, sasl.*, ssl.*")
+    rg.add_argument("--log-level", default="WARNING")
+
     pr = sub.add_parser("produce", help="produce records: --value, or one per stdin line")
     client(pr)
     pr.add_argument("topic")
@@ -157,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import run
 
         return run(config)
+    if args.command == "registry":
+        return _registry(args)
     logging.basicConfig(level=logging.WARNING)
     from . import client_commands
 
@@ -167,6 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from riverbed.registry.service import RegistryConfig, run
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    client: dict[str, str] = {}
+    if args.command_config is not None:
+        for line in args.command_config.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                client[key.strip()] = value.strip()
+    return run(RegistryConfig(bootstrap=args.bootstrap, listen=args.listen, topic=args.topic, client=client))
 
 
 if __name__ == "__main__":
