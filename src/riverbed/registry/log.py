@@ -60,6 +60,7 @@ class SchemaLog:
             self._thread.join(10)
         if self._producer is not None:
             self._producer.flush(5)
+            self._producer = None  # librdkafka's handle goes with the last reference
 
     def _ensure_topic(self) -> None:
         admin = AdminClient(self.client_config)

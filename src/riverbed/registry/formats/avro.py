@@ -112,6 +112,8 @@ def _resolve(node: Any, ns: str | None, names: dict[str, Any], own: dict[str, An
         names[full] = out
         own[full] = out
         if t in ("record", "error"):
+            if not isinstance(node.get("fields"), list):
+                raise InvalidSchema(f"Invalid schema: record {full} has no 'fields' list")
             out["fields"] = [
                 {
                     "name": f["name"],
@@ -219,13 +221,13 @@ def _check(r: Any, w: Any, path: str, out: list[Incompatibility], busy: set[tupl
     if wk == "union":
         for i, branch in enumerate(w["branches"]):
             if rk == "union":
-                if not any(_can_read(b, branch) for b in r["branches"]):
+                if not any(_can_read(b, branch, busy) for b in r["branches"]):
                     out.append(Incompatibility("MISSING_UNION_BRANCH", f"{path}/{i}", f"The new schema is missing a type inside a union field at path '{path}/{i}' in the old schema", _describe(branch)))
             else:
                 _check(r, branch, f"{path}/{i}", out, busy)
         return
     if rk == "union":
-        if not any(_can_read(b, w) for b in r["branches"]):
+        if not any(_can_read(b, w, busy) for b in r["branches"]):
             out.append(Incompatibility("MISSING_UNION_BRANCH", path or "/", f"The new schema union at path '{path or '/'}' has no branch that reads the old schema's {_describe(w)}", _describe(w)))
         return
     if rk != wk and rk not in PROMOTIONS.get(wk, ()):
@@ -263,7 +265,7 @@ def _check(r: Any, w: Any, path: str, out: list[Incompatibility], busy: set[tupl
         _check(r["values"], w["values"], f"{path}/values", out, busy)
 
 
-def _can_read(r: Any, w: Any) -> bool:
+def _can_read(r: Any, w: Any, busy: set[tuple[int, int]]) -> bool:
     out: list[Incompatibility] = []
-    _check(r, w, "", out, set())
+    _check(r, w, "", out, set(busy))
     return not out
