@@ -189,3 +189,42 @@ def test_concurrent_registrations(sr: list[SchemaRegistryClient], registry: Regi
     assert len(same) == 8 and len(set(same)) == 1
     assert len(different) == 8 and len(set(different)) == 8 and not set(different) & set(same)
     assert httpx.get(f"{registry.url}/subjects/same/versions").json() == [1]
+
+
+def test_data_contract_cel_rule_enforced_by_the_client(sr: list[SchemaRegistryClient], registry: RegistryService, topic_name: str) -> None:
+    pytest.importorskip("celpy")
+    from confluent_kafka.schema_registry import Metadata, MetadataProperties, Rule, RuleKind, RuleMode, RuleSet
+    from confluent_kafka.schema_registry.rules.cel.cel_executor import CelExecutor
+    from confluent_kafka.serialization import SerializationError
+
+    CelExecutor.register()
+    client = client_for(sr, registry.url)
+    rule = Rule("amountPositive", "", RuleKind.CONDITION, RuleMode.WRITE, "CEL", None, None, "message.amount > 0.0", None, None, False)
+    schema = Schema(json.dumps(ORDER_V2), "AVRO", [], Metadata(None, MetadataProperties({"owner": "billing"}), None), RuleSet(None, [rule]))
+    subject = f"{topic_name}-value"
+    schema_id = client.register_schema(subject, schema)
+    # stored and returned exactly
+    got = httpx.get(f"{registry.url}/subjects/{subject}/versions/latest").json()
+    assert got["metadata"] == {"properties": {"owner": "billing"}}
+    assert got["ruleSet"]["domainRules"][0]["expr"] == "message.amount > 0.0"
+    assert client.get_latest_with_metadata(subject, {"owner": "billing"}).schema_id == schema_id
+    ser = AvroSerializer(client, None, conf={"auto.register.schemas": False, "use.latest.version": True})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    assert ser({"orderId": "A1", "userId": "bob", "amount": 5.0}, ctx)[1:5] == schema_id.to_bytes(4, "big")
+    with pytest.raises(SerializationError):
+        ser({"orderId": "A2", "userId": "bob", "amount": -1.0}, ctx)
+    # a later version without metadata inherits it (Confluent's rule)
+    v3 = {**ORDER_V2, "fields": [*ORDER_V2["fields"], {"name": "note", "type": ["null", "string"], "default": None}]}
+    client.register_schema(subject, Schema(json.dumps(v3), "AVRO"))
+    latest = httpx.get(f"{registry.url}/subjects/{subject}/versions/latest").json()
+    assert latest["version"] == 2 and latest["metadata"] == {"properties": {"owner": "billing"}} and "ruleSet" in latest
+
+
+def test_config_default_and_override_metadata(sr: list[SchemaRegistryClient], registry: RegistryService) -> None:
+    url = registry.url
+    r = httpx.put(f"{url}/config/c", json={"compatibility": "BACKWARD", "defaultMetadata": {"properties": {"team": "a"}}, "overrideMetadata": {"properties": {"env": "prod"}}})
+    assert r.status_code == 200, r.text
+    cfg = httpx.get(f"{url}/config/c").json()
+    assert cfg["compatibilityLevel"] == "BACKWARD" and cfg["defaultMetadata"] == {"properties": {"team": "a"}}
+    httpx.post(f"{url}/subjects/c/versions", json={"schema": json.dumps(ORDER_V1)}).raise_for_status()
+    assert httpx.get(f"{url}/subjects/c/versions/1").json()["metadata"] == {"properties": {"team": "a", "env": "prod"}}

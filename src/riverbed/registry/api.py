@@ -29,6 +29,8 @@ from .state import (
 )
 
 MEDIA = "application/vnd.schemaregistry.v1+json"
+# config fields stored and returned besides the compatibility level
+CONFIG_FIELDS = ("normalize", "validateFields", "alias", "compatibilityGroup", "defaultMetadata", "overrideMetadata", "defaultRuleSet", "overrideRuleSet")
 T = TypeVar("T")
 
 
@@ -59,6 +61,7 @@ class RegistryApi:
             r("/subjects/{subject:path}/versions/{version}", self.get_version, methods=["GET"]),
             r("/subjects/{subject:path}/versions/{version}", self.delete_version, methods=["DELETE"]),
             r("/subjects/{subject:path}/versions", self.list_versions, methods=["GET"]),
+            r("/subjects/{subject:path}/metadata", self.latest_with_metadata, methods=["GET"]),
             r("/subjects/{subject:path}/versions", self.register, methods=["POST"]),
             r("/subjects/{subject:path}", self.lookup, methods=["POST"]),
             r("/subjects/{subject:path}", self.delete_subject, methods=["DELETE"]),
@@ -186,8 +189,21 @@ class RegistryApi:
             raise JsonError(422, 42201, f"Invalid schema id {schema_id!r}")
         if version is not None and (not isinstance(version, int) or version < 1):
             raise JsonError(422, 42202, errors.invalid_version(version).message)
-        row: Version = await self._change(lambda s: s.plan_register(subject, schema_type, text, refs, normalize, schema_id, version))
+        metadata, rule_set = body.get("metadata"), body.get("ruleSet")
+        for name, value in (("metadata", metadata), ("ruleSet", rule_set)):
+            if value is not None and not isinstance(value, dict):
+                raise JsonError(422, 42201, f"Invalid schema: {name} must be a JSON object")
+        row: Version = await self._change(lambda s: s.plan_register(subject, schema_type, text, refs, normalize, schema_id, version, metadata, rule_set))
         return _ok({"id": row.id})
+
+    async def latest_with_metadata(self, request: Request) -> Response:
+        subject = request.path_params["subject"]
+        keys = request.query_params.getlist("key")
+        values = request.query_params.getlist("value")
+        if len(keys) != len(values):
+            raise JsonError(422, 422, "key and value parameters must come in pairs")
+        deleted = _flag(request, "deleted")
+        return _ok(self._read(lambda s: s.latest_with_metadata(subject, dict(zip(keys, values, strict=True)), deleted).as_json()))
 
     async def lookup(self, request: Request) -> Response:
         subject = request.path_params["subject"]
@@ -292,23 +308,41 @@ class RegistryApi:
         default_to_global = _flag(request, "defaultToGlobal")
 
         def q(s: State) -> dict[str, Any]:
-            if subject is not None and subject not in s.configs:
-                if not default_to_global:
-                    raise errors.subject_config_not_found(subject)
-                return {"compatibilityLevel": s.compatibility(None)}
-            return {"compatibilityLevel": s.compatibility(subject)}
+            if subject is not None and subject not in s.configs and not default_to_global:
+                raise errors.subject_config_not_found(subject)
+            key = subject if subject in s.configs else None
+            out = {k: v for k, v in s.configs.get(key, {}).items() if k != "compatibilityLevel"}
+            out["compatibilityLevel"] = s.compatibility(key)
+            return out
 
         return _ok(self._read(q))
 
     async def put_config(self, request: Request) -> Response:
         subject = request.path_params.get("subject")
         body = await json_body(request, self.max_body)
-        level = body.get("compatibility") if isinstance(body, dict) else None
-        if not isinstance(level, str) or level.upper() not in COMPATIBILITY_LEVELS:
+        if not isinstance(body, dict):
+            raise _err(errors.invalid_compatibility(body))
+        level = body.get("compatibility", body.get("compatibilityLevel"))
+        if level is not None and (not isinstance(level, str) or level.upper() not in COMPATIBILITY_LEVELS):
             raise _err(errors.invalid_compatibility(level))
-        level = level.upper()
-        await self._change(lambda s: (None, [config_record(subject, level)]))
-        return _ok({"compatibility": level})
+        extra = {k: v for k, v in body.items() if k in CONFIG_FIELDS and v is not None}
+        for k in ("defaultMetadata", "overrideMetadata", "defaultRuleSet", "overrideRuleSet"):
+            if k in extra and not isinstance(extra[k], dict):
+                raise JsonError(422, 42203, f"Invalid config: {k} must be a JSON object")
+        if level is None and not extra:
+            raise _err(errors.invalid_compatibility(None))
+
+        def plan(s: State) -> tuple[None, list[Record]]:
+            current = dict(s.configs.get(subject, {}))  # a PUT changes the fields it names
+            current.pop("compatibilityLevel", None)
+            new_level = level.upper() if isinstance(level, str) else s.configs.get(subject, {}).get("compatibilityLevel")
+            return None, [config_record(subject, new_level, {**current, **extra})]
+
+        await self._change(plan)
+        out = dict(extra)
+        if isinstance(level, str):
+            out["compatibility"] = level.upper()
+        return _ok(out)
 
     async def delete_config(self, request: Request) -> Response:
         subject = request.path_params.get("subject")

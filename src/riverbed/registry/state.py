@@ -32,6 +32,11 @@ DEFAULT_MODE = "READWRITE"
 MAX_VERSION = 2**31 - 1
 
 Record = tuple[dict[str, Any], dict[str, Any] | None]
+ContentKey = tuple[str, str, tuple["Reference", ...], str, str]
+
+
+def _json_key(value: dict[str, Any] | None) -> str:
+    return "" if not value else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,11 @@ class Version:
     schema_type: str = "AVRO"
     references: tuple[Reference, ...] = ()
     deleted: bool = False
+    metadata: dict[str, Any] | None = None  # data contracts: tags, properties, sensitive
+    rule_set: dict[str, Any] | None = None  # data contracts: migration, domain, encoding rules
 
-    def content_key(self) -> tuple[str, str, tuple[Reference, ...]]:
-        return (self.schema_type, self.schema, self.references)
+    def content_key(self) -> ContentKey:
+        return (self.schema_type, self.schema, self.references, _json_key(self.metadata), _json_key(self.rule_set))
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"subject": self.subject, "version": self.version, "id": self.id}
@@ -63,6 +70,10 @@ class Version:
             out["schemaType"] = self.schema_type
         if self.references:
             out["references"] = [r.as_json() for r in self.references]
+        if self.metadata:
+            out["metadata"] = self.metadata
+        if self.rule_set:
+            out["ruleSet"] = self.rule_set
         out["schema"] = self.schema
         return out
 
@@ -73,14 +84,21 @@ class Version:
             value["schemaType"] = self.schema_type
         if self.references:
             value["references"] = [r.as_json() for r in self.references]
+        if self.metadata:
+            value["metadata"] = self.metadata
+        if self.rule_set:
+            value["ruleSet"] = self.rule_set
         return key, value
+
+    def deleted_copy(self) -> Version:
+        return Version(self.subject, self.version, self.id, self.schema, self.schema_type, self.references, True, self.metadata, self.rule_set)
 
 
 @dataclass
 class State:
     versions: dict[str, dict[int, Version]] = field(default_factory=dict)  # subject -> version -> row
     by_id: dict[int, Version] = field(default_factory=dict)  # id -> a row holding its content
-    by_content: dict[tuple[str, str, tuple[Reference, ...]], int] = field(default_factory=dict)
+    by_content: dict[ContentKey, int] = field(default_factory=dict)
     configs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
     modes: dict[str | None, str] = field(default_factory=dict)
     max_id: int = 0
@@ -118,7 +136,7 @@ class State:
                 self._forget_content(old)
             return
         refs = tuple(Reference(r["name"], r["subject"], int(r["version"])) for r in value.get("references") or [])
-        row = Version(subject, version, int(value["id"]), str(value["schema"]), str(value.get("schemaType") or "AVRO"), refs, bool(value.get("deleted", False)))
+        row = Version(subject, version, int(value["id"]), str(value["schema"]), str(value.get("schemaType") or "AVRO"), refs, bool(value.get("deleted", False)), value.get("metadata") or None, value.get("ruleSet") or None)
         rows[version] = row
         self.by_id.setdefault(row.id, row)
         self.by_content.setdefault(row.content_key(), row.id)
@@ -178,6 +196,21 @@ class State:
             if level:
                 return str(level)
         return DEFAULT_COMPATIBILITY
+
+    def config_value(self, subject: str | None, name: str) -> Any:
+        """A config field for `subject`, falling back to the global config."""
+        for key in ((subject, None) if subject is not None else (None,)):
+            value = self.configs.get(key, {}).get(name)
+            if value is not None:
+                return value
+        return None
+
+    def latest_with_metadata(self, subject: str, wanted: dict[str, str], deleted: bool = False) -> Version:
+        for row in reversed(self.live_versions(subject, deleted)):
+            props = (row.metadata or {}).get("properties") or {}
+            if all(props.get(k) == v for k, v in wanted.items()):
+                return row
+        raise errors.schema_not_found(f"Schema with metadata {wanted} not found under subject {subject}")
 
     def mode(self, subject: str | None) -> str:
         if subject is not None and subject in self.modes:
@@ -242,7 +275,7 @@ class State:
                     return v
         raise errors.schema_not_found("Schema not found")
 
-    def plan_register(self, subject: str, schema_type: str, text: str, references: tuple[Reference, ...], normalize: bool, schema_id: int | None = None, version: int | None = None) -> tuple[Version, list[Record]]:
+    def plan_register(self, subject: str, schema_type: str, text: str, references: tuple[Reference, ...], normalize: bool, schema_id: int | None = None, version: int | None = None, metadata: dict[str, Any] | None = None, rule_set: dict[str, Any] | None = None) -> tuple[Version, list[Record]]:
         """The row a registration ends in, and the records to write (none if it exists)."""
         mode = self.mode(subject)
         if mode in ("READONLY", "READONLY_OVERRIDE"):
@@ -253,18 +286,20 @@ class State:
         canonical = parsed.normalized() if normalize else parsed.canonical()
         rows = self.versions.get(subject, {})
         live = [v for _, v in sorted(rows.items()) if not v.deleted]
+        metadata, rule_set = self._contracts(subject, live[-1] if live else None, metadata, rule_set)
+        content: ContentKey = (schema_type, canonical, references, _json_key(metadata), _json_key(rule_set))
         for v in live:  # already registered under this subject: same answer, nothing written
-            if v.content_key() == (schema_type, canonical, references) and (schema_id is None or schema_id == v.id):
+            if v.content_key() == content and (schema_id is None or schema_id == v.id):
                 return v, []
         if mode != "IMPORT":
             level = self.compatibility(subject)
             problems = self.incompatibilities(subject, parsed, level, live)
             if problems:
                 raise errors.incompatible(problems)
-        existing_id = self.by_content.get((schema_type, canonical, references))
+        existing_id = self.by_content.get(content)
         if schema_id is not None:
             holder = self.by_id.get(schema_id)
-            if holder is not None and holder.content_key() != (schema_type, canonical, references):
+            if holder is not None and holder.content_key() != content:
                 raise errors.RegistryError(422, 42207, f"Overwrite new schema with id {schema_id} is not permitted: the id is taken by another schema")
             new_id = schema_id
         else:
@@ -275,8 +310,23 @@ class State:
             new_version = version
         else:
             new_version = max(rows, default=0) + 1
-        row = Version(subject, new_version, new_id, canonical, schema_type, references)
+        row = Version(subject, new_version, new_id, canonical, schema_type, references, False, metadata, rule_set)
         return row, [row.record()]
+
+    def _contracts(self, subject: str, previous: Version | None, metadata: dict[str, Any] | None, rule_set: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Confluent's data-contract rules: a schema without metadata (rule set) inherits the
+        previous version's, else the config's default; the config's override merges on top."""
+        if metadata is None:
+            metadata = previous.metadata if previous is not None and previous.metadata else self.config_value(subject, "defaultMetadata")
+        override = self.config_value(subject, "overrideMetadata")
+        if override:
+            metadata = _merge_metadata(metadata, override)
+        if rule_set is None:
+            rule_set = previous.rule_set if previous is not None and previous.rule_set else self.config_value(subject, "defaultRuleSet")
+        override_rules = self.config_value(subject, "overrideRuleSet")
+        if override_rules:
+            rule_set = _merge_rule_sets(rule_set, override_rules)
+        return metadata or None, rule_set or None
 
     def plan_soft_delete_version(self, subject: str, version: str | int, permanent: bool) -> tuple[int, list[Record]]:
         self._check_writable(subject)
@@ -290,8 +340,7 @@ class State:
             return row.version, [(key, None)]
         if row.deleted:
             raise errors.version_soft_deleted(subject, row.version)
-        deleted = Version(row.subject, row.version, row.id, row.schema, row.schema_type, row.references, deleted=True)
-        return row.version, [deleted.record()]
+        return row.version, [row.deleted_copy().record()]
 
     def plan_delete_subject(self, subject: str, permanent: bool) -> tuple[list[int], list[Record]]:
         self._check_writable(subject)
@@ -312,11 +361,37 @@ class State:
             return sorted(rows), records
         if not live:
             raise errors.subject_soft_deleted(subject)
-        return [v.version for v in live], [Version(v.subject, v.version, v.id, v.schema, v.schema_type, v.references, deleted=True).record() for v in live]
+        return [v.version for v in live], [v.deleted_copy().record() for v in live]
 
     def _check_writable(self, subject: str) -> None:
         if self.mode(subject) in ("READONLY", "READONLY_OVERRIDE"):
             raise errors.not_permitted(f"Subject {subject} is in read-only mode")
+
+
+def _merge_metadata(base: dict[str, Any] | None, over: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = base or {}
+    tags = {**(base.get("tags") or {}), **(over.get("tags") or {})}
+    props = {**(base.get("properties") or {}), **(over.get("properties") or {})}
+    sensitive = sorted({*(base.get("sensitive") or []), *(over.get("sensitive") or [])})
+    if tags:
+        out["tags"] = tags
+    if props:
+        out["properties"] = props
+    if sensitive:
+        out["sensitive"] = sensitive
+    return out
+
+
+def _merge_rule_sets(base: dict[str, Any] | None, over: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = base or {}
+    for kind in ("migrationRules", "domainRules", "encodingRules"):
+        rules = {r.get("name"): r for r in base.get(kind) or []}
+        rules.update({r.get("name"): r for r in over.get(kind) or []})
+        if rules:
+            out[kind] = list(rules.values())
+    return out
 
 
 def parse_version(version: str | int) -> int:
@@ -329,8 +404,15 @@ def parse_version(version: str | int) -> int:
     return n
 
 
-def config_record(subject: str | None, level: str | None) -> Record:
-    return {"keytype": "CONFIG", "subject": subject, "magic": 0}, (None if level is None else {"compatibilityLevel": level})
+def config_record(subject: str | None, level: str | None, extra: dict[str, Any] | None = None) -> Record:
+    """A CONFIG record: the compatibility level plus the other config fields (normalize,
+    defaultMetadata, overrideMetadata, defaultRuleSet, overrideRuleSet, ...); None deletes."""
+    if level is None and not extra:
+        return {"keytype": "CONFIG", "subject": subject, "magic": 0}, None
+    value: dict[str, Any] = dict(extra or {})
+    if level is not None:
+        value["compatibilityLevel"] = level
+    return {"keytype": "CONFIG", "subject": subject, "magic": 0}, value
 
 
 def mode_record(subject: str | None, mode: str | None) -> Record:
