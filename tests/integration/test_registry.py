@@ -193,7 +193,14 @@ def test_concurrent_registrations(sr: list[SchemaRegistryClient], registry: Regi
 
 def test_data_contract_cel_rule_enforced_by_the_client(sr: list[SchemaRegistryClient], registry: RegistryService, topic_name: str) -> None:
     pytest.importorskip("celpy")
-    from confluent_kafka.schema_registry import Metadata, MetadataProperties, Rule, RuleKind, RuleMode, RuleSet
+    from confluent_kafka.schema_registry import (
+        Metadata,
+        MetadataProperties,
+        Rule,
+        RuleKind,
+        RuleMode,
+        RuleSet,
+    )
     from confluent_kafka.schema_registry.rules.cel.cel_executor import CelExecutor
     from confluent_kafka.serialization import SerializationError
 
