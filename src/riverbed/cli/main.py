@@ -11,6 +11,7 @@ from typing import Any
 
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
+from .schema_commands import add_schema_parser
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     for parser in (xl, xd, xp):
         client(parser)
 
+    add_schema_parser(sub)
+
     rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
     client(rg)
     rg.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT for HTTP (default 127.0.0.1:8081)")
@@ -166,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(config)
     if args.command == "registry":
         return _registry(args)
+    if args.command == "schema":
+        from . import schema_commands
+
+        try:
+            return schema_commands.dispatch(args)
+        except (schema_commands.SchemaCommandError, OSError) as exc:
+            print(f"riverbed: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.WARNING)
     from . import client_commands
 
