@@ -127,7 +127,7 @@ def test_error_bodies(registry: RegistryService) -> None:
     assert err("GET", "/subjects/s/versions/0") == (422, 42202)
     assert err("GET", "/subjects/s/versions/abc") == (422, 42202)
     assert err("POST", "/subjects/s/versions", json={"schema": "{\"type\": \"nope\"}"}) == (422, 42201)
-    assert err("POST", "/subjects/s/versions", json={"schema": json.dumps(ORDER_V1), "schemaType": "PROTOBUF"}) == (422, 42201)
+    assert err("POST", "/subjects/s/versions", json={"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}) == (422, 42201)
     assert err("POST", "/subjects/s/versions", content=b"{not json") == (400, 400)
     assert err("POST", "/subjects/s/versions", content=b"x" * (65 * 1024)) == (413, 413)
     assert err("POST", "/subjects/s", json={"schema": json.dumps(ORDER_V2)}) == (404, 40403)
@@ -235,3 +235,26 @@ def test_config_default_and_override_metadata(sr: list[SchemaRegistryClient], re
     assert cfg["compatibilityLevel"] == "BACKWARD" and cfg["defaultMetadata"] == {"properties": {"team": "a"}}
     httpx.post(f"{url}/subjects/c/versions", json={"schema": json.dumps(ORDER_V1)}).raise_for_status()
     assert httpx.get(f"{url}/subjects/c/versions/1").json()["metadata"] == {"properties": {"team": "a", "env": "prod"}}
+
+
+def test_json_schema_serializers_and_compatibility(sr: list[SchemaRegistryClient], registry: RegistryService, topic_name: str) -> None:
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "OrderEvent", "type": "object", "properties": {"orderId": {"type": "string"}, "amount": {"type": "number"}}, "required": ["orderId"], "additionalProperties": False}
+    client = client_for(sr, registry.url)
+    ser = JSONSerializer(json.dumps(schema), client)
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    data = ser({"orderId": "A1", "amount": 3}, ctx)
+    latest = client.get_latest_version(f"{topic_name}-value")
+    assert latest.schema.schema_type == "JSON" and int.from_bytes(data[1:5], "big") == latest.schema_id
+    assert JSONDeserializer(None, schema_registry_client=client_for(sr, registry.url))(data, ctx) == {"orderId": "A1", "amount": 3}
+    # closed content model: an optional property may be added, a required one may not
+    optional = {**schema, "properties": {**schema["properties"], "note": {"type": "string"}}}
+    required = {**optional, "required": ["orderId", "note"]}
+    subject = f"{topic_name}-value"
+    assert client.test_compatibility(subject, Schema(json.dumps(optional), "JSON")) is True
+    assert client.test_compatibility(subject, Schema(json.dumps(required), "JSON")) is False
+    with pytest.raises(SchemaRegistryError) as e:
+        client.register_schema(subject, Schema(json.dumps(required), "JSON"))
+    assert e.value.http_status_code == 409 and "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL" in e.value.error_message
+    assert httpx.get(f"{registry.url}/schemas/types").json() == ["AVRO", "JSON"]

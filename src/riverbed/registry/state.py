@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import errors
-from .formats import Incompatibility, InvalidSchema, avro
+from .formats import SUPPORTED_TYPES, Incompatibility, InvalidSchema, avro, jsonschema
+
+Parsed = avro.AvroSchema | jsonschema.JsonSchema
 
 COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
 MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
@@ -219,14 +221,17 @@ class State:
 
     # -- parsing and compatibility ---------------------------------------------------------------
 
-    def parse(self, schema_type: str, text: str, references: tuple[Reference, ...]) -> avro.AvroSchema:
-        if schema_type != "AVRO":
-            raise errors.invalid_schema(f"Invalid schema type {schema_type}: riverbed's registry supports AVRO only so far")
-        resolved = [self.parse(r.schema_type, r.schema, r.references) for r in self._resolve_refs(references, set())]
+    def parse(self, schema_type: str, text: str, references: tuple[Reference, ...]) -> Parsed:
+        rows = self._resolve_refs(references, set())
         try:
-            return avro.parse(text, resolved)
+            if schema_type == "AVRO":
+                return avro.parse(text, [cast(avro.AvroSchema, self.parse(r.schema_type, r.schema, r.references)) for r in rows])
+            if schema_type == "JSON":
+                refs = {ref.name: cast(jsonschema.JsonSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
+                return jsonschema.parse(text, refs)
         except InvalidSchema as exc:
             raise errors.invalid_schema(str(exc)) from None
+        raise errors.invalid_schema(f"Invalid schema type {schema_type}: riverbed's registry supports {', '.join(SUPPORTED_TYPES)} so far")
 
     def _resolve_refs(self, references: tuple[Reference, ...], seen: set[tuple[str, int]]) -> list[Version]:
         out: list[Version] = []
@@ -240,7 +245,7 @@ class State:
             out.append(row)
         return out
 
-    def incompatibilities(self, subject: str, new: avro.AvroSchema, level: str, against: list[Version]) -> list[str]:
+    def incompatibilities(self, subject: str, new: Parsed, level: str, against: list[Version]) -> list[str]:
         if level == "NONE" or not against:
             return []
         if not level.endswith("_TRANSITIVE"):
@@ -249,10 +254,18 @@ class State:
         for old_row in reversed(against):
             old = self.parse(old_row.schema_type, old_row.schema, old_row.references)
             problems: list[Incompatibility] = []
-            if level.startswith(("BACKWARD", "FULL")):
-                problems += avro.reader_incompatibilities(new, old)
-            if level.startswith(("FORWARD", "FULL")):
-                problems += avro.reader_incompatibilities(old, new)
+            if type(old) is not type(new):
+                problems.append(Incompatibility("TYPE_MISMATCH", "/", f"The new schema's type differs from version {old_row.version}'s ({old_row.schema_type})", old_row.schema_type))
+            elif isinstance(new, avro.AvroSchema) and isinstance(old, avro.AvroSchema):
+                if level.startswith(("BACKWARD", "FULL")):
+                    problems += avro.reader_incompatibilities(new, old)
+                if level.startswith(("FORWARD", "FULL")):
+                    problems += avro.reader_incompatibilities(old, new)
+            elif isinstance(new, jsonschema.JsonSchema) and isinstance(old, jsonschema.JsonSchema):
+                if level.startswith(("BACKWARD", "FULL")):
+                    problems += jsonschema.incompatibilities(old, new)
+                if level.startswith(("FORWARD", "FULL")):
+                    problems += jsonschema.incompatibilities(new, old)
             if problems:
                 found += [p.message() for p in problems]
                 found.append(f"{{oldSchemaVersion: {old_row.version}}}")

@@ -1,8 +1,8 @@
-"""Schema formats. Only Avro is implemented so far; JSON Schema and Protobuf are listed as
-not supported (HTTP 422) until their parsers and compatibility rules are in."""
+"""Schema formats: Avro and JSON Schema. Protobuf is refused as not supported (HTTP 422,
+42201) until its parser and compatibility rules are in."""
 
 from .base import Incompatibility, InvalidSchema
 
-SUPPORTED_TYPES = ("AVRO",)
+SUPPORTED_TYPES = ("AVRO", "JSON")
 
 __all__ = ["SUPPORTED_TYPES", "Incompatibility", "InvalidSchema"]
