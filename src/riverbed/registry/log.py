@@ -78,9 +78,12 @@ class SchemaLog:
     def _read(self, consumer: Consumer) -> None:
         try:
             while not self._stop.is_set():
-                msgs = consumer.consume(500, 0.1)
-                if not msgs:
+                # poll() returns as soon as a record arrives; consume(n, timeout) would wait the
+                # whole timeout for n records, and every write waits for its record to be read
+                first = consumer.poll(0.1)
+                if first is None:
                     continue
+                msgs = [first, *consumer.consume(499, 0)]
                 with self.lock:
                     for m in msgs:
                         if m.error() is not None:
