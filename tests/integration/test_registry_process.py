@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -136,3 +137,28 @@ def test_kill_9_of_the_broker_during_registrations(cluster: tuple[BrokerProcess,
             assert client.get_latest_version(subject).schema_id == schema_id, subject
         new = client.register_schema("after-restart", Schema(json.dumps({**ORDER, "name": "AfterRestart"}), "AVRO"))
     assert new > max(acked.values())
+
+
+def test_serve_embeds_the_registry_and_it_dies_with_the_broker(tmp_path: Path) -> None:
+    port = free_port()
+    broker = BrokerProcess(tmp_path / "data", extra=["--registry-listen", f"127.0.0.1:{port}"]).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the embedded registry did not answer"
+            time.sleep(0.05)
+        with SchemaRegistryClient({"url": url}) as client:
+            assert client.register_schema("embedded", Schema(json.dumps(ORDER), "AVRO")) == 1
+        children = psutil.Process(broker.proc.pid).children() if broker.proc is not None else []
+        assert len(children) == 1
+        child = children[0]
+    finally:
+        broker.kill()  # kill -9: the child gets SIGTERM from the kernel (PR_SET_PDEATHSIG)
+    child.wait(30)
+    assert not child.is_running()

@@ -11,6 +11,7 @@ from typing import Any
 
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
+from .embedded import RegistrySettings
 from .schema_commands import add_schema_parser
 
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-flush-syncfs", dest="flush_syncfs", action="store_const", const=False, help="fsync each log only (no syncfs of the data dir's file system)")
     s.add_argument("--set", dest="kafka", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="a Kafka broker setting, e.g. log.retention.ms=3600000")
     s.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    s.add_argument("--registry-listen", help="HOST:PORT of the embedded schema registry (default 127.0.0.1:8081; env RIVERBED_REGISTRY_LISTEN)")
+    s.add_argument("--no-registry", action="store_true", help="do not start the embedded schema registry (env RIVERBED_REGISTRY=false)")
 
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .serve import run
 
-        return run(config)
+        return run(config, _registry_settings(args))
     if args.command == "registry":
         return _registry(args)
     if args.command == "schema":
@@ -187,6 +190,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _registry_settings(args: argparse.Namespace) -> RegistrySettings:
+    """The embedded registry: the [registry] table of the config file, then RIVERBED_REGISTRY*
+    env, then flags (later wins)."""
+    import os
+    import tomllib
+
+    settings = RegistrySettings()
+    if args.config is not None:
+        table = tomllib.loads(args.config.read_text()).get("registry", {})
+        settings.enabled = bool(table.get("enabled", settings.enabled))
+        settings.listen = str(table.get("listen", settings.listen))
+    if os.environ.get("RIVERBED_REGISTRY", "").lower() in ("false", "0", "no", "off"):
+        settings.enabled = False
+    settings.listen = os.environ.get("RIVERBED_REGISTRY_LISTEN", settings.listen)
+    if args.registry_listen:
+        settings.listen = args.registry_listen
+    if args.no_registry:
+        settings.enabled = False
+    return settings
 
 
 def _registry(args: argparse.Namespace) -> int:
