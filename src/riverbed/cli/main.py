@@ -12,6 +12,8 @@ from typing import Any
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
 from .config_commands import add_config_parser
+from .embedded import RegistrySettings
+from .schema_commands import add_schema_parser
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -77,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-flush-syncfs", dest="flush_syncfs", action="store_const", const=False, help="fsync each log only (no syncfs of the data dir's file system)")
     s.add_argument("--set", dest="kafka", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="a Kafka broker setting, e.g. log.retention.ms=3600000")
     s.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    s.add_argument("--registry-listen", help="HOST:PORT of the embedded schema registry (default 127.0.0.1:8081; env RIVERBED_REGISTRY_LISTEN)")
+    s.add_argument("--no-registry", action="store_true", help="do not start the embedded schema registry (env RIVERBED_REGISTRY=false)")
 
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
@@ -122,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     for parser in (xl, xd, xp):
         client(parser)
 
+    add_schema_parser(sub)
+
+    rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
+    client(rg)
+    rg.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT for HTTP (default 127.0.0.1:8081)")
+    rg.add_argument("--topic", default="_schemas", help="the registry's compacted topic (default _schemas)")
+    rg.add_argument("--command-config", type=Path, help="client settings (KEY=VALUE lines): security.protocol, sasl.*, ssl.*")
+    rg.add_argument("--log-level", default="WARNING")
+
     pr = sub.add_parser("produce", help="produce records: --value, or one per stdin line")
     client(pr)
     pr.add_argument("topic")
@@ -158,7 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .serve import run
 
-        return run(config)
+        return run(config, _registry_settings(args))
+    if args.command == "registry":
+        return _registry(args)
+    if args.command == "schema":
+        from . import schema_commands
+
+        try:
+            return schema_commands.dispatch(args)
+        except (schema_commands.SchemaCommandError, OSError) as exc:
+            print(f"riverbed: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.WARNING)
     from . import client_commands
 
@@ -169,6 +192,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _registry_settings(args: argparse.Namespace) -> RegistrySettings:
+    """The embedded registry: the [registry] table of the config file, then RIVERBED_REGISTRY*
+    env, then flags (later wins)."""
+    import os
+    import tomllib
+
+    settings = RegistrySettings()
+    if args.config is not None:
+        table = tomllib.loads(args.config.read_text()).get("registry", {})
+        settings.enabled = bool(table.get("enabled", settings.enabled))
+        settings.listen = str(table.get("listen", settings.listen))
+    if os.environ.get("RIVERBED_REGISTRY", "").lower() in ("false", "0", "no", "off"):
+        settings.enabled = False
+    settings.listen = os.environ.get("RIVERBED_REGISTRY_LISTEN", settings.listen)
+    if args.registry_listen:
+        settings.listen = args.registry_listen
+    if args.no_registry:
+        settings.enabled = False
+    return settings
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from riverbed.registry.service import RegistryConfig, run
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    client: dict[str, str] = {}
+    if args.command_config is not None:
+        for line in args.command_config.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                client[key.strip()] = value.strip()
+    return run(RegistryConfig(bootstrap=args.bootstrap, listen=args.listen, topic=args.topic, client=client))
 
 
 if __name__ == "__main__":

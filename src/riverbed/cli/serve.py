@@ -13,20 +13,22 @@ from riverbed.broker import BrokerConfig
 from riverbed.security.credentials import CorruptCredentialStoreError
 from riverbed.server.tls import TlsConfigError
 
+from .embedded import RegistrySettings, registry_child
+
 log = logging.getLogger("riverbed")
 
 
-def run(config: BrokerConfig) -> int:
+def run(config: BrokerConfig, registry: RegistrySettings | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - optional
         pass
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False)))
 
 
-async def _serve(config: BrokerConfig) -> int:
+async def _serve(config: BrokerConfig, registry: RegistrySettings) -> int:
     try:
         app = RiverbedApp(config)
         await app.start()
@@ -50,7 +52,14 @@ async def _serve(config: BrokerConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     print(f"riverbed ready on {app.bootstrap} (data: {config.data_dir})", file=sys.stderr, flush=True)
+    plaintext = next((app.bootstrap_for(listener.name) for listener in config.effective_listeners() if listener.protocol == "PLAINTEXT"), None)
+    child = registry_child(registry, plaintext)
+    if child is not None:
+        child.start()
+        print(f"schema registry on http://{registry.listen}", file=sys.stderr, flush=True)
     await stop.wait()
+    if child is not None:
+        await loop.run_in_executor(None, child.stop)
     await app.stop()
     log.info("riverbed stopped cleanly")
     return 0

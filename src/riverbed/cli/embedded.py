@@ -1,0 +1,62 @@
+"""Services `riverbed serve` starts beside the broker: each the same command a user runs
+standalone (`riverbed registry --bootstrap ...`), as a child process so that it never takes the
+broker's event loop or GIL. A child gets SIGTERM when the broker process dies, even by kill -9
+(Linux PR_SET_PDEATHSIG), so no orphan keeps its port."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+log = logging.getLogger("riverbed")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class RegistrySettings:
+    """The embedded schema registry: on by default at Confluent's port."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8081"
+
+
+class ChildService:
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", *self.argv], preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        log.info("started %s (pid %d): riverbed %s", self.name, self.proc.pid, " ".join(self.argv))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s: killed", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def registry_child(settings: RegistrySettings, plaintext_bootstrap: str | None) -> ChildService | None:
+    if not settings.enabled:
+        return None
+    if plaintext_bootstrap is None:
+        log.warning("the embedded schema registry needs a PLAINTEXT listener to reach the broker; not started (run `riverbed registry --bootstrap ... --command-config ...` for secured listeners)")
+        return None
+    return ChildService("schema registry", ["registry", "--bootstrap", plaintext_bootstrap, "--listen", settings.listen])

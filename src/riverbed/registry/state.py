@@ -1,0 +1,451 @@
+"""The registry's state, rebuilt from the records of `_schemas` (Confluent's key/value layout).
+
+Pure: `apply(key, value)` folds one record in; the query methods answer the REST API; the
+`plan_*` methods check a change against the current state and return the records that make
+it, which the caller writes to `_schemas` and which come back through `apply`. Nothing here
+does I/O.
+
+Record layout (JSON keys and values, as Confluent writes them):
+
+    {"keytype":"SCHEMA","subject":S,"version":V,"magic":1} -> {"subject","version","id",
+        "schema","schemaType"?,"references"?,"deleted"} (null value: hard deleted)
+    {"keytype":"CONFIG","subject":S|null,"magic":0} -> {"compatibilityLevel": ...} | null
+    {"keytype":"MODE","subject":S|null,"magic":0} -> {"mode": ...} | null
+    {"keytype":"DELETE_SUBJECT","subject":S,"magic":0} -> {"subject","version"}: soft-deletes
+        versions <= version (written by older Confluent versions; riverbed writes SCHEMA records)
+    {"keytype":"NOOP","magic":0} -> ignored
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from . import errors
+from .formats import SUPPORTED_TYPES, Incompatibility, InvalidSchema, avro, jsonschema
+
+Parsed = avro.AvroSchema | jsonschema.JsonSchema
+
+COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
+MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
+DEFAULT_COMPATIBILITY = "BACKWARD"
+DEFAULT_MODE = "READWRITE"
+MAX_VERSION = 2**31 - 1
+
+Record = tuple[dict[str, Any], dict[str, Any] | None]
+ContentKey = tuple[str, str, tuple["Reference", ...], str, str]
+
+
+def _json_key(value: dict[str, Any] | None) -> str:
+    return "" if not value else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    subject: str
+    version: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "subject": self.subject, "version": self.version}
+
+
+@dataclass
+class Version:
+    subject: str
+    version: int
+    id: int
+    schema: str
+    schema_type: str = "AVRO"
+    references: tuple[Reference, ...] = ()
+    deleted: bool = False
+    metadata: dict[str, Any] | None = None  # data contracts: tags, properties, sensitive
+    rule_set: dict[str, Any] | None = None  # data contracts: migration, domain, encoding rules
+
+    def content_key(self) -> ContentKey:
+        return (self.schema_type, self.schema, self.references, _json_key(self.metadata), _json_key(self.rule_set))
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"subject": self.subject, "version": self.version, "id": self.id}
+        if self.schema_type != "AVRO":
+            out["schemaType"] = self.schema_type
+        if self.references:
+            out["references"] = [r.as_json() for r in self.references]
+        if self.metadata:
+            out["metadata"] = self.metadata
+        if self.rule_set:
+            out["ruleSet"] = self.rule_set
+        out["schema"] = self.schema
+        return out
+
+    def record(self) -> Record:
+        key = {"keytype": "SCHEMA", "subject": self.subject, "version": self.version, "magic": 1}
+        value: dict[str, Any] = {"subject": self.subject, "version": self.version, "id": self.id, "schema": self.schema, "deleted": self.deleted}
+        if self.schema_type != "AVRO":
+            value["schemaType"] = self.schema_type
+        if self.references:
+            value["references"] = [r.as_json() for r in self.references]
+        if self.metadata:
+            value["metadata"] = self.metadata
+        if self.rule_set:
+            value["ruleSet"] = self.rule_set
+        return key, value
+
+    def deleted_copy(self) -> Version:
+        return Version(self.subject, self.version, self.id, self.schema, self.schema_type, self.references, True, self.metadata, self.rule_set)
+
+
+@dataclass
+class State:
+    versions: dict[str, dict[int, Version]] = field(default_factory=dict)  # subject -> version -> row
+    by_id: dict[int, Version] = field(default_factory=dict)  # id -> a row holding its content
+    by_content: dict[ContentKey, int] = field(default_factory=dict)
+    configs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
+    modes: dict[str | None, str] = field(default_factory=dict)
+    max_id: int = 0
+
+    # -- folding records in ----------------------------------------------------------------------
+
+    def apply(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
+        kt = key.get("keytype")
+        if kt == "SCHEMA":
+            self._apply_schema(key, value)
+        elif kt == "CONFIG":
+            if value is None:
+                self.configs.pop(key.get("subject"), None)
+            else:
+                self.configs[key.get("subject")] = dict(value)
+        elif kt == "MODE":
+            if value is None:
+                self.modes.pop(key.get("subject"), None)
+            else:
+                self.modes[key.get("subject")] = str(value.get("mode"))
+        elif kt in ("DELETE_SUBJECT", "CLEAR_SUBJECT") and value is not None:
+            upto = int(value.get("version", MAX_VERSION))
+            for v in self.versions.get(str(key.get("subject")), {}).values():
+                if v.version <= upto:
+                    v.deleted = True
+
+    def _apply_schema(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
+        subject, version = str(key["subject"]), int(key["version"])
+        rows = self.versions.setdefault(subject, {})
+        if value is None:  # hard delete
+            old = rows.pop(version, None)
+            if not rows:
+                del self.versions[subject]
+            if old is not None:
+                self._forget_content(old)
+            return
+        refs = tuple(Reference(r["name"], r["subject"], int(r["version"])) for r in value.get("references") or [])
+        row = Version(subject, version, int(value["id"]), str(value["schema"]), str(value.get("schemaType") or "AVRO"), refs, bool(value.get("deleted", False)), value.get("metadata") or None, value.get("ruleSet") or None)
+        rows[version] = row
+        self.by_id.setdefault(row.id, row)
+        self.by_content.setdefault(row.content_key(), row.id)
+        self.max_id = max(self.max_id, row.id)
+
+    def _forget_content(self, old: Version) -> None:
+        if any(v.id == old.id for rows in self.versions.values() for v in rows.values()):
+            holder = next(v for rows in self.versions.values() for v in rows.values() if v.id == old.id)
+            self.by_id[old.id] = holder
+            return
+        self.by_id.pop(old.id, None)
+        self.by_content.pop(old.content_key(), None)
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def subjects(self, deleted: bool = False, prefix: str = "") -> list[str]:
+        return sorted(s for s, rows in self.versions.items() if s.startswith(prefix) and (deleted or any(not v.deleted for v in rows.values())))
+
+    def live_versions(self, subject: str, deleted: bool = False) -> list[Version]:
+        rows = self.versions.get(subject)
+        if not rows:
+            raise errors.subject_not_found(subject)
+        out = [v for _, v in sorted(rows.items()) if deleted or not v.deleted]
+        if not out:
+            raise errors.subject_not_found(subject)
+        return out
+
+    def get_version(self, subject: str, version: str | int, deleted: bool = False) -> Version:
+        rows = self.live_versions(subject, deleted=True)
+        if version in ("latest", "-1", -1):
+            live = [v for v in rows if deleted or not v.deleted]
+            if not live:
+                raise errors.subject_not_found(subject)
+            return live[-1]
+        n = parse_version(version)
+        for v in rows:
+            if v.version == n and (deleted or not v.deleted):
+                return v
+        raise errors.version_not_found(subject, n)
+
+    def schema_by_id(self, schema_id: int) -> Version:
+        row = self.by_id.get(schema_id)
+        if row is None:
+            raise errors.schema_not_found(f"Schema {schema_id} not found")
+        return row
+
+    def versions_of_id(self, schema_id: int, deleted: bool = False) -> list[Version]:
+        self.schema_by_id(schema_id)
+        return [v for s in sorted(self.versions) for _, v in sorted(self.versions[s].items()) if v.id == schema_id and (deleted or not v.deleted)]
+
+    def referenced_by(self, subject: str, version: int) -> list[int]:
+        return sorted({v.id for rows in self.versions.values() for v in rows.values() if not v.deleted and any(r.subject == subject and r.version == version for r in v.references)})
+
+    def compatibility(self, subject: str | None) -> str:
+        for key in ((subject, None) if subject is not None else (None,)):
+            level = self.configs.get(key, {}).get("compatibilityLevel")
+            if level:
+                return str(level)
+        return DEFAULT_COMPATIBILITY
+
+    def config_value(self, subject: str | None, name: str) -> Any:
+        """A config field for `subject`, falling back to the global config."""
+        for key in ((subject, None) if subject is not None else (None,)):
+            value = self.configs.get(key, {}).get(name)
+            if value is not None:
+                return value
+        return None
+
+    def latest_with_metadata(self, subject: str, wanted: dict[str, str], deleted: bool = False) -> Version:
+        for row in reversed(self.live_versions(subject, deleted)):
+            props = (row.metadata or {}).get("properties") or {}
+            if all(props.get(k) == v for k, v in wanted.items()):
+                return row
+        raise errors.schema_not_found(f"Schema with metadata {wanted} not found under subject {subject}")
+
+    def mode(self, subject: str | None) -> str:
+        if subject is not None and subject in self.modes:
+            return self.modes[subject]
+        return self.modes.get(None, DEFAULT_MODE)
+
+    # -- parsing and compatibility ---------------------------------------------------------------
+
+    def parse(self, schema_type: str, text: str, references: tuple[Reference, ...]) -> Parsed:
+        rows = self._resolve_refs(references, set())
+        try:
+            if schema_type == "AVRO":
+                return avro.parse(text, [cast(avro.AvroSchema, self.parse(r.schema_type, r.schema, r.references)) for r in rows])
+            if schema_type == "JSON":
+                refs = {ref.name: cast(jsonschema.JsonSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
+                return jsonschema.parse(text, refs)
+        except InvalidSchema as exc:
+            raise errors.invalid_schema(str(exc)) from None
+        raise errors.invalid_schema(f"Invalid schema type {schema_type}: riverbed's registry supports {', '.join(SUPPORTED_TYPES)} so far")
+
+    def _resolve_refs(self, references: tuple[Reference, ...], seen: set[tuple[str, int]]) -> list[Version]:
+        out: list[Version] = []
+        for ref in references:
+            if (ref.subject, ref.version) in seen:
+                raise errors.invalid_schema(f"Invalid schema: circular reference to {ref.subject} version {ref.version}")
+            try:
+                row = self.get_version(ref.subject, ref.version if ref.version != -1 else "latest")
+            except errors.RegistryError:
+                raise errors.invalid_schema(f"Invalid schema: reference {ref.name} to subject {ref.subject} version {ref.version} not found") from None
+            out.append(row)
+        return out
+
+    def incompatibilities(self, subject: str, new: Parsed, level: str, against: list[Version]) -> list[str]:
+        if level == "NONE" or not against:
+            return []
+        if not level.endswith("_TRANSITIVE"):
+            against = against[-1:]
+        found: list[str] = []
+        for old_row in reversed(against):
+            old = self.parse(old_row.schema_type, old_row.schema, old_row.references)
+            problems: list[Incompatibility] = []
+            if type(old) is not type(new):
+                problems.append(Incompatibility("TYPE_MISMATCH", "/", f"The new schema's type differs from version {old_row.version}'s ({old_row.schema_type})", old_row.schema_type))
+            elif isinstance(new, avro.AvroSchema) and isinstance(old, avro.AvroSchema):
+                if level.startswith(("BACKWARD", "FULL")):
+                    problems += avro.reader_incompatibilities(new, old)
+                if level.startswith(("FORWARD", "FULL")):
+                    problems += avro.reader_incompatibilities(old, new)
+            elif isinstance(new, jsonschema.JsonSchema) and isinstance(old, jsonschema.JsonSchema):
+                if level.startswith(("BACKWARD", "FULL")):
+                    problems += jsonschema.incompatibilities(old, new)
+                if level.startswith(("FORWARD", "FULL")):
+                    problems += jsonschema.incompatibilities(new, old)
+            if problems:
+                found += [p.message() for p in problems]
+                found.append(f"{{oldSchemaVersion: {old_row.version}}}")
+                found.append(f"{{oldSchema: '{old_row.schema}'}}")
+                found.append(f"{{compatibility: '{level}'}}")
+        return found
+
+    # -- planning changes ------------------------------------------------------------------------
+
+    def lookup(self, subject: str, schema_type: str, text: str, references: tuple[Reference, ...], normalize: bool, deleted: bool = False) -> Version:
+        parsed = self.parse(schema_type, text, references)
+        forms = {parsed.canonical(), parsed.normalized()} if normalize else {parsed.canonical()}
+        rows = self.versions.get(subject)
+        if not rows or not any(deleted or not v.deleted for v in rows.values()):
+            raise errors.subject_not_found(subject)
+        for _, v in sorted(rows.items(), reverse=True):
+            if v.schema_type == schema_type and v.references == references and (deleted or not v.deleted):
+                candidate = self.parse(v.schema_type, v.schema, v.references)
+                if candidate.canonical() in forms or (normalize and candidate.normalized() in forms):
+                    return v
+        raise errors.schema_not_found("Schema not found")
+
+    def plan_register(self, subject: str, schema_type: str, text: str, references: tuple[Reference, ...], normalize: bool, schema_id: int | None = None, version: int | None = None, metadata: dict[str, Any] | None = None, rule_set: dict[str, Any] | None = None) -> tuple[Version, list[Record]]:
+        """The row a registration ends in, and the records to write (none if it exists)."""
+        mode = self.mode(subject)
+        if mode in ("READONLY", "READONLY_OVERRIDE"):
+            raise errors.not_permitted(f"Subject {subject} is in read-only mode")
+        if schema_id is not None and mode != "IMPORT":
+            raise errors.not_permitted("Overwrite new schema with id is not permitted unless the subject is in IMPORT mode")
+        parsed = self.parse(schema_type, text, references)
+        canonical = parsed.normalized() if normalize else parsed.canonical()
+        rows = self.versions.get(subject, {})
+        live = [v for _, v in sorted(rows.items()) if not v.deleted]
+        metadata, rule_set = self._contracts(subject, live[-1] if live else None, metadata, rule_set)
+        content: ContentKey = (schema_type, canonical, references, _json_key(metadata), _json_key(rule_set))
+        for v in live:  # already registered under this subject: same answer, nothing written
+            if v.content_key() == content and (schema_id is None or schema_id == v.id):
+                return v, []
+        if mode != "IMPORT":
+            level = self.compatibility(subject)
+            problems = self.incompatibilities(subject, parsed, level, live)
+            if problems:
+                raise errors.incompatible(problems)
+        existing_id = self.by_content.get(content)
+        if schema_id is not None:
+            holder = self.by_id.get(schema_id)
+            if holder is not None and holder.content_key() != content:
+                raise errors.RegistryError(422, 42207, f"Overwrite new schema with id {schema_id} is not permitted: the id is taken by another schema")
+            new_id = schema_id
+        else:
+            new_id = existing_id if existing_id is not None else self.max_id + 1
+        if version is not None:
+            if version in rows:
+                raise errors.RegistryError(422, 42202, f"Version {version} already exists under subject {subject}")
+            new_version = version
+        else:
+            new_version = max(rows, default=0) + 1
+        row = Version(subject, new_version, new_id, canonical, schema_type, references, False, metadata, rule_set)
+        return row, [row.record()]
+
+    def _contracts(self, subject: str, previous: Version | None, metadata: dict[str, Any] | None, rule_set: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Confluent's data-contract rules: a schema without metadata (rule set) inherits the
+        previous version's, else the config's default; the config's override merges on top."""
+        if metadata is None:
+            metadata = previous.metadata if previous is not None and previous.metadata else self.config_value(subject, "defaultMetadata")
+        override = self.config_value(subject, "overrideMetadata")
+        if override:
+            metadata = _merge_metadata(metadata, override)
+        if rule_set is None:
+            rule_set = previous.rule_set if previous is not None and previous.rule_set else self.config_value(subject, "defaultRuleSet")
+        override_rules = self.config_value(subject, "overrideRuleSet")
+        if override_rules:
+            rule_set = _merge_rule_sets(rule_set, override_rules)
+        return metadata or None, rule_set or None
+
+    def plan_soft_delete_version(self, subject: str, version: str | int, permanent: bool) -> tuple[int, list[Record]]:
+        self._check_writable(subject)
+        row = self.get_version(subject, version, deleted=True) if version not in ("latest", "-1", -1) else self.get_version(subject, "latest")
+        if self.referenced_by(subject, row.version):
+            raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={row.version}}}.")
+        if permanent:
+            if not row.deleted:
+                raise errors.version_not_soft_deleted(subject, row.version)
+            key, _ = row.record()
+            return row.version, [(key, None)]
+        if row.deleted:
+            raise errors.version_soft_deleted(subject, row.version)
+        return row.version, [row.deleted_copy().record()]
+
+    def plan_delete_subject(self, subject: str, permanent: bool) -> tuple[list[int], list[Record]]:
+        self._check_writable(subject)
+        rows = self.versions.get(subject)
+        if not rows:
+            raise errors.subject_not_found(subject)
+        live = [v for _, v in sorted(rows.items()) if not v.deleted]
+        for v in live:
+            if self.referenced_by(subject, v.version):
+                raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={v.version}}}.")
+        if permanent:
+            if live:
+                raise errors.subject_not_soft_deleted(subject)
+            records: list[Record] = [(v.record()[0], None) for _, v in sorted(rows.items())]
+            for key in ("CONFIG", "MODE"):
+                if subject in (self.configs if key == "CONFIG" else self.modes):
+                    records.append(({"keytype": key, "subject": subject, "magic": 0}, None))
+            return sorted(rows), records
+        if not live:
+            raise errors.subject_soft_deleted(subject)
+        return [v.version for v in live], [v.deleted_copy().record() for v in live]
+
+    def _check_writable(self, subject: str) -> None:
+        if self.mode(subject) in ("READONLY", "READONLY_OVERRIDE"):
+            raise errors.not_permitted(f"Subject {subject} is in read-only mode")
+
+
+def _merge_metadata(base: dict[str, Any] | None, over: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = base or {}
+    tags = {**(base.get("tags") or {}), **(over.get("tags") or {})}
+    props = {**(base.get("properties") or {}), **(over.get("properties") or {})}
+    sensitive = sorted({*(base.get("sensitive") or []), *(over.get("sensitive") or [])})
+    if tags:
+        out["tags"] = tags
+    if props:
+        out["properties"] = props
+    if sensitive:
+        out["sensitive"] = sensitive
+    return out
+
+
+def _merge_rule_sets(base: dict[str, Any] | None, over: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = base or {}
+    for kind in ("migrationRules", "domainRules", "encodingRules"):
+        rules = {r.get("name"): r for r in base.get(kind) or []}
+        rules.update({r.get("name"): r for r in over.get(kind) or []})
+        if rules:
+            out[kind] = list(rules.values())
+    return out
+
+
+def parse_version(version: str | int) -> int:
+    try:
+        n = int(version)
+    except (TypeError, ValueError):
+        raise errors.invalid_version(version) from None
+    if n < 1 or n > MAX_VERSION:
+        raise errors.invalid_version(version)
+    return n
+
+
+def config_record(subject: str | None, level: str | None, extra: dict[str, Any] | None = None) -> Record:
+    """A CONFIG record: the compatibility level plus the other config fields (normalize,
+    defaultMetadata, overrideMetadata, defaultRuleSet, overrideRuleSet, ...); None deletes."""
+    if level is None and not extra:
+        return {"keytype": "CONFIG", "subject": subject, "magic": 0}, None
+    value: dict[str, Any] = dict(extra or {})
+    if level is not None:
+        value["compatibilityLevel"] = level
+    return {"keytype": "CONFIG", "subject": subject, "magic": 0}, value
+
+
+def mode_record(subject: str | None, mode: str | None) -> Record:
+    return {"keytype": "MODE", "subject": subject, "magic": 0}, (None if mode is None else {"mode": mode})
+
+
+def encode(record: Record) -> tuple[bytes, bytes | None]:
+    key, value = record
+    return json.dumps(key, separators=(",", ":")).encode(), None if value is None else json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode(key: bytes | None, value: bytes | None) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """A `_schemas` record, or None for a record that is not the registry's (logged by the caller)."""
+    if key is None:
+        return None
+    try:
+        k = json.loads(key)
+        v = None if value is None else json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(k, dict) or (v is not None and not isinstance(v, dict)):
+        return None
+    return k, v

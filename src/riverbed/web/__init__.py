@@ -1,0 +1,7 @@
+"""The one ASGI stack of riverbed's HTTP surfaces (schema registry today; REST proxy, gateways
+and console later): Starlette applications served by uvicorn. See docs/adr/0006-http-stack.md."""
+
+from .app import JsonError, create_app, json_body, json_response
+from .serve import HttpServer
+
+__all__ = ["HttpServer", "JsonError", "create_app", "json_body", "json_response"]

@@ -1,0 +1,21 @@
+"""Each example in examples/ runs with its one command and says what the lecture says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_order_events_schema_registry() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "examples/order-events/run.py")], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert sum(line.startswith("consumed {'orderId': 'A10") for line in lines) == 3
+    assert any(line.startswith("v2 (adds amount with a default) accepted: id 2") for line in lines)
+    assert any(line.startswith("v3 (adds quantity without a default) refused: HTTP 409") for line in lines)
