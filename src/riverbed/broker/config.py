@@ -161,6 +161,7 @@ class BrokerConfig:
     ssl_client_auth: str = "none"  # ssl.client.auth: none, requested, required (SSL listeners)
     ssl_principal_mapping_rules: str = "DEFAULT"  # ssl.principal.mapping.rules
     sasl_enabled_mechanisms: tuple[str, ...] = DEFAULT_SASL_MECHANISMS  # sasl.enabled.mechanisms
+    connection_failed_authentication_delay_ms: int = 100  # connection.failed.authentication.delay.ms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
 

@@ -62,6 +62,7 @@ def _broker_settings(broker: Broker) -> list[tuple[str, str, ConfigSource, Confi
         "log.retention.check.interval.ms": str(cfg.retention_check_interval_ms),
         "socket.request.max.bytes": str(cfg.max_request_size),
         "connections.max.idle.ms": str(cfg.connections_max_idle_ms),
+        "connection.failed.authentication.delay.ms": str(cfg.connection_failed_authentication_delay_ms),
         "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
         "group.consumer.session.timeout.ms": str(cfg.consumer_session_timeout_ms),
         "group.consumer.heartbeat.interval.ms": str(cfg.consumer_heartbeat_interval_ms),
