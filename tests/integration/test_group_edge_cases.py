@@ -101,7 +101,8 @@ class PollingMember:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(30)
+        if self.thread.ident is not None:  # started
+            self.thread.join(30)
         self.consumer.close()
 
 
@@ -330,18 +331,27 @@ def test_kafka_python_send_offsets_to_transaction_commits(gbroker: EmbeddedBroke
 # -- (b) several kafka-python consumers joining one group at once ------------------------------
 
 
-@pytest.mark.parametrize("initial_delay_ms", [0, 3000], ids=["no-initial-delay", "kafka-default-delay"])
-def test_kafka_python_consumers_joining_at_once_settle(tmp_path: Path, topic_name: str, initial_delay_ms: int) -> None:
+@pytest.mark.parametrize(
+    ("initial_delay_ms", "first_alone"),
+    [(0, False), (3000, False), (0, True)],
+    ids=["no-initial-delay", "kafka-default-delay", "seven-join-a-stable-member"],
+)
+def test_kafka_python_consumers_joining_at_once_settle(tmp_path: Path, topic_name: str, initial_delay_ms: int, first_alone: bool) -> None:
     """Eight kafka-python consumers started together (KIP-394 MEMBER_ID_REQUIRED round trip,
     heartbeats answered REBALANCE_IN_PROGRESS while the group rebalances) end in one
-    generation where every member owns partitions, and the group then stays there."""
+    generation where every member owns partitions, and the group then stays there. In the
+    last case seven join a group whose only member is Stable: it learns of the rebalance
+    from its heartbeat's REBALANCE_IN_PROGRESS."""
     n, partitions = 8, 10
     with EmbeddedBroker(tmp_path / "data", group_initial_rebalance_delay_ms=initial_delay_ms) as broker:
         b = broker.bootstrap
         create_topics(b, NewTopic(topic_name, partitions, 1))
         members = [PollingMember(b, f"g-{topic_name}", topic_name) for _ in range(n)]
         try:
-            for m in members:
+            if first_alone:
+                members[0].thread.start()
+                wait_for(lambda: members[0].assigned == list(range(partitions)), 60, "the first member to own everything")
+            for m in members[1:] if first_alone else members:
                 m.thread.start()
 
             def settled() -> bool:
