@@ -27,6 +27,7 @@ gets a new port).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -71,6 +72,8 @@ class FailedAuthThrottle:
     ) -> None:
         self.config = config or ThrottleConfig()
         self._clock = clock
+        # Failures are recorded where the credentials are checked, in executor threads.
+        self._lock = threading.Lock()
         # key -> times of recent failures; ordered by last failure (oldest first)
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -104,18 +107,25 @@ class FailedAuthThrottle:
     def failures(self, address: str, user: str | None = None) -> int:
         """Recent failures counted for ``user`` if given, else for ``address``."""
         key = self._keys(address, user)[-1]
-        times = self._recent(key, self._clock())
-        return 0 if times is None else len(times)
+        with self._lock:
+            times = self._recent(key, self._clock())
+            return 0 if times is None else len(times)
 
     def delay_for(self, address: str, user: str | None = None) -> float:
         """The delay a failure from ``address`` (as ``user``) would get now, not counting it."""
-        now = self._clock()
+        with self._lock:
+            return self._delay(address, user, self._clock())
+
+    def _delay(self, address: str, user: str | None, now: float) -> float:
         backoff = max(self._backoff(key, now) for key in self._keys(address, user))
         return max(self.config.failure_delay, backoff)
 
     def record_failure(self, address: str, user: str | None = None) -> float:
         """Count a failed login; returns the seconds to hold back its failure answer."""
-        now = self._clock()
+        with self._lock:
+            return self._record(address, user, self._clock())
+
+    def _record(self, address: str, user: str | None, now: float) -> float:
         for key in self._keys(address, user):
             times = self._recent(key, now)
             if times is None:
@@ -125,7 +135,7 @@ class FailedAuthThrottle:
                     self._failures.popitem(last=False)
             times.append(now)
             self._failures.move_to_end(key)
-        return self.delay_for(address, user)
+        return self._delay(address, user, now)
 
     def __len__(self) -> int:
         return len(self._failures)
