@@ -46,7 +46,7 @@ from riverbed.security.acl_store import AclStore
 from riverbed.security.api_acls import authorized_operations, operations_bitfield
 from riverbed.security.credentials import CredentialStore, LoginCredentials
 from riverbed.security.sasl import SaslServerFactory, SaslSession, SaslState
-from riverbed.security.throttle import FailedAuthThrottle
+from riverbed.security.throttle import FailedAuthThrottle, ThrottleConfig
 from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply, ReplyThenClose
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 
@@ -95,7 +95,10 @@ class Broker:
         # users and SASL (docs/security.md): opened in start()
         self.credentials: CredentialStore | None = None
         self.sasl_factories: dict[str, SaslServerFactory] = {}  # per SASL listener
-        self.auth_throttle = FailedAuthThrottle()  # failed logins, per client host
+        # failed logins: how long each failure's answer is held back (docs/security.md)
+        self.auth_throttle = FailedAuthThrottle(
+            ThrottleConfig(failure_delay=config.connection_failed_authentication_delay_ms / 1000)
+        )
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None

@@ -184,6 +184,7 @@ class BrokerConfig:
     ssl_allow_dn_changes: bool = False  # ssl.allow.dn.changes (certificate reload)
     ssl_allow_san_changes: bool = False  # ssl.allow.san.changes (certificate reload)
     sasl_enabled_mechanisms: tuple[str, ...] = DEFAULT_SASL_MECHANISMS  # sasl.enabled.mechanisms
+    connection_failed_authentication_delay_ms: int = 100  # connection.failed.authentication.delay.ms
     # Broker-level defaults for topic configs, by their broker names (log.retention.ms=...).
     log_defaults: dict[str, str] = field(default_factory=dict)
     # Every setting given by Kafka's name in the config file, environment or flags (as

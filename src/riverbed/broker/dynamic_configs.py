@@ -71,6 +71,7 @@ def static_values(cfg: BrokerConfig, ports: Mapping[str, int]) -> dict[str, str]
         "log.retention.check.interval.ms": str(cfg.retention_check_interval_ms),
         "socket.request.max.bytes": str(cfg.max_request_size),
         "connections.max.idle.ms": str(cfg.connections_max_idle_ms),
+        "connection.failed.authentication.delay.ms": str(cfg.connection_failed_authentication_delay_ms),
         "group.initial.rebalance.delay.ms": str(cfg.group_initial_rebalance_delay_ms),
         "group.consumer.session.timeout.ms": str(cfg.consumer_session_timeout_ms),
         "group.consumer.heartbeat.interval.ms": str(cfg.consumer_heartbeat_interval_ms),

@@ -246,6 +246,8 @@ def load_config(
             cfg.max_request_size = int(value)
         elif name == "connections.max.idle.ms":
             cfg.connections_max_idle_ms = int(value)
+        elif name == "connection.failed.authentication.delay.ms":
+            cfg.connection_failed_authentication_delay_ms = int(value)
         elif name == "group.initial.rebalance.delay.ms":
             cfg.group_initial_rebalance_delay_ms = int(value)
         elif name == "group.consumer.session.timeout.ms":

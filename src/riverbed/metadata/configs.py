@@ -190,6 +190,7 @@ BROKER_CONFIGS: dict[str, ConfigDef] = {
             ConfigDef("log.retention.check.interval.ms", T.LONG, "300000", at_least(1)),
             ConfigDef("socket.request.max.bytes", T.INT, "104857600", at_least(1)),
             ConfigDef("connections.max.idle.ms", T.LONG, "600000"),
+            ConfigDef("connection.failed.authentication.delay.ms", T.INT, "100", at_least(0)),
             ConfigDef("offsets.topic.replication.factor", T.SHORT, "1", between(1, 1)),
             ConfigDef("transaction.state.log.replication.factor", T.SHORT, "1", between(1, 1)),
             ConfigDef("group.initial.rebalance.delay.ms", T.INT, "3000", at_least(0)),

@@ -130,6 +130,7 @@ class PlainServer:
         self._done = False
         self._used = False
         self._user: str | None = None
+        self.username: str | None = None  # as the client gave it (for the failed-login count)
 
     @property
     def is_complete(self) -> bool:
@@ -157,6 +158,7 @@ class PlainServer:
             raise SaslError("username not specified")
         if not password:
             raise SaslError("password not specified")
+        self.username = user
         if authzid and authzid != user:
             raise SaslError("authorization id differs from the user name")
         if not self._verify(user, password):
@@ -291,7 +293,8 @@ class SaslSession:
         self.mechanism: str | None = None
         self._server: SaslMechanism | None = None
         self._principal: str | None = None
-        self.failure_delay = 0.0  # seconds the server should wait before answering a failure
+        # seconds the server holds back the failure answer (and the close); 0 until it fails
+        self.failure_delay = 0.0
 
     @property
     def enabled_mechanisms(self) -> list[str]:
@@ -368,8 +371,6 @@ class SaslSession:
         self.state = TRANSITIONS[(self.state, _Event.DONE)]
         self._principal = f"User:{server.authorization_id}"
         self._server = None
-        if self._throttle is not None:
-            self._throttle.record_success(self.client_address)
         log.info(
             "Successful SASL %s authentication of %r from %s",
             mechanism,
@@ -379,14 +380,24 @@ class SaslSession:
         return AuthenticateResult(ErrorCode.NONE, None, response, True)
 
     def _fail(self, reason: str, *, auth_failure: bool = False) -> None:
+        """Every failure is answered after the throttle's ``failure_delay`` (Kafka's
+        connection.failed.authentication.delay.ms); failed credentials are also counted, per
+        address and per user name, and back off (see ``riverbed.security.throttle``)."""
+        given = getattr(self._server, "username", None)
+        user = given if isinstance(given, str) else None
         self.state = SaslState.FAILED
         self._server = None
         self._principal = None
-        if auth_failure and self._throttle is not None:
-            self.failure_delay = self._throttle.record_failure(self.client_address)
+        if self._throttle is not None:
+            if auth_failure:
+                self.failure_delay = self._throttle.record_failure(self.client_address, user)
+            else:
+                self.failure_delay = self._throttle.config.failure_delay
         log.warning(
-            "Failed SASL authentication from %s (mechanism %s): %s",
+            "Failed SASL authentication from %s (mechanism %s, user %r): %s; answered in %.1f s",
             self.client_address,
             self.mechanism,
+            None if user is None else user[:64],
             reason,
+            self.failure_delay,
         )

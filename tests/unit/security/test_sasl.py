@@ -301,23 +301,43 @@ def test_transition_table_has_no_way_out_of_terminal_states() -> None:
 
 def test_failures_feed_the_throttle(factory: SaslServerFactory) -> None:
     now = [0.0]
-    throttle = FailedAuthThrottle(ThrottleConfig(threshold=2, base_delay=1.0), clock=lambda: now[0])
+    throttle = FailedAuthThrottle(ThrottleConfig(failure_delay=0.1, threshold=2, base_delay=1.0), clock=lambda: now[0])
     delays = []
     for _ in range(4):
         session = SaslSession(factory, client_address="203.0.113.5", throttle=throttle)
         session.handshake("PLAIN")
         session.authenticate(plain("", "alice", "bad"))
         delays.append(session.failure_delay)
-    assert delays == [0.0, 1.0, 2.0, 4.0]
-    assert throttle.delay_for("203.0.113.5") == 4.0
-    # A protocol error (not a failed login) is not counted.
-    session = SaslSession(factory, client_address="203.0.113.5", throttle=throttle)
-    session.admit(PRODUCE)
+    assert delays == [0.1, 1.0, 2.0, 4.0]
     assert throttle.failures("203.0.113.5") == 4
+    assert throttle.failures("198.51.100.1", "alice") == 4  # counted per user name too
+    # A protocol error (not a failed login) is not counted, but waits Kafka's delay.
+    session = SaslSession(factory, client_address="203.0.113.5", throttle=throttle)
+    assert session.admit(PRODUCE) == ErrorCode.ILLEGAL_SASL_STATE
+    assert session.failure_delay == 0.1
+    assert throttle.failures("203.0.113.5") == 4
+    session = SaslSession(factory, client_address="203.0.113.5", throttle=throttle)
+    assert session.handshake("NOPE")[0] == ErrorCode.UNSUPPORTED_SASL_MECHANISM
+    assert session.failure_delay == 0.1
+    # A good login from the same address is neither delayed nor counted.
     session = SaslSession(factory, client_address="203.0.113.5", throttle=throttle)
     session.handshake("PLAIN")
     assert session.authenticate(plain("", "alice", PASSWORD)).done
-    assert throttle.delay_for("203.0.113.5") == 0.0
+    assert session.failure_delay == 0.0
+    assert throttle.failures("203.0.113.5") == 4
+
+
+@pytest.mark.parametrize("mechanism", [ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512])
+def test_scram_failures_are_counted_for_the_user_they_named(factory: SaslServerFactory, mechanism: ScramMechanism) -> None:
+    throttle = FailedAuthThrottle(ThrottleConfig(threshold=1, base_delay=1.0, failure_delay=0.1))
+    session = SaslSession(factory, client_address="203.0.113.7", throttle=throttle)
+    code, _ = scram_login(session, mechanism, "alice", "wrong")
+    assert code == ErrorCode.SASL_AUTHENTICATION_FAILED
+    assert session.failure_delay == 1.0
+    assert throttle.failures("198.51.100.1", "alice") == 1
+    session = SaslSession(factory, client_address="203.0.113.7", throttle=throttle)
+    assert scram_login(session, mechanism, "alice", PASSWORD) == (ErrorCode.NONE, None)
+    assert session.failure_delay == 0.0
 
 
 # -- fuzz --------------------------------------------------------------------------------------

@@ -210,6 +210,11 @@ def handle_offset_commit(broker: Broker, conn: ConnectionInfo, version: int, req
         else:
             for name, idx, e in broker.groups.coordinator.commit_offsets(req.group_id, "", None, -1, wanted):
                 errors[(name, idx)] = e
+    elif wanted and version >= 9 and req.generation_id_or_member_epoch >= 0 and broker.groups.coordinator.group_state(req.group_id) is None:
+        # A member of a group that does not exist (deleted, or expired): from v9 Kafka answers
+        # GROUP_ID_NOT_FOUND; older versions keep ILLEGAL_GENERATION (commit_offsets).
+        for name, idx, *_ in wanted:
+            errors[(name, idx)] = ErrorCode.GROUP_ID_NOT_FOUND
     elif wanted:
         for name, idx, err in broker.groups.coordinator.commit_offsets(
             req.group_id, req.member_id if version >= 1 else "", req.group_instance_id if version >= 7 else None, req.generation_id_or_member_epoch if version >= 1 else -1, wanted

@@ -3,9 +3,11 @@ follow a version 0 SaslHandshake. The per-connection state machine is
 ``riverbed.security.sasl.SaslSession`` (created by ``Broker.sasl_session`` on SASL listeners);
 this module moves its answers onto the wire.
 
-Every SASL step runs off the event loop; a host with recent failures waits (the broker's
-FailedAuthThrottle delay, with asyncio.sleep) before its credentials are even checked.
-Failures end the connection: the error response is sent, then the server closes it.
+Every SASL step runs off the event loop, at once. Failures end the connection: the error
+response is held back by the session's ``failure_delay`` (at least Kafka's
+connection.failed.authentication.delay.ms, more for an address or user with repeated failed
+logins: ``riverbed.security.throttle``), then sent, then the server closes the connection.
+Only the failing connection waits: a successful login is never delayed.
 """
 
 from __future__ import annotations
@@ -40,22 +42,29 @@ def handle_sasl_handshake(
     response = SaslHandshakeResponse(error_code=code, mechanisms=mechanisms)
     if code != ErrorCode.NONE:
         conn.state["close_after_reply"] = True
-    return response  # the failed-login delay comes with the credentials (_authenticate)
+        if session.failure_delay > 0:
+            return asyncio.ensure_future(_later(session.failure_delay, response))
+    return response
+
+
+async def _later(delay: float, response: SaslHandshakeResponse) -> SaslHandshakeResponse:
+    await asyncio.sleep(delay)
+    return response
 
 
 async def _authenticate(broker: Broker, conn: ConnectionInfo, session: SaslSession, token: bytes) -> AuthenticateResult:
     """One SASL step, off the event loop (a PLAIN login against a SCRAM credential derives a
-    key: milliseconds of PBKDF2) and one at a time per connection. A host with recent
-    failures waits *before* its credentials are checked, success or not, so a quick answer
-    no longer tells an attacker "right" (a late failure answer alone would not slow
-    guessing). Parallel connections from one host each wait their delay: the guessing rate
-    is bounded by the connections the host opens."""
+    key: milliseconds of PBKDF2) and one at a time per connection. Checked at once; a
+    failure is answered after the session's ``failure_delay`` (this connection only, as
+    Kafka's connection.failed.authentication.delay.ms): a client that waits for its answers
+    guesses at most once per delay per connection, and a stale-password client retrying in
+    a loop cannot slow down the other clients of its host."""
     lock = conn.state.setdefault("sasl_lock", asyncio.Lock())
     async with lock:
-        delay = broker.auth_throttle.delay_for(session.client_address)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return await asyncio.get_running_loop().run_in_executor(None, session.authenticate, token)
+        result = await asyncio.get_running_loop().run_in_executor(None, session.authenticate, token)
+        if result.close_connection and session.failure_delay > 0:
+            await asyncio.sleep(session.failure_delay)
+        return result
 
 
 def handle_sasl_authenticate(
