@@ -1,6 +1,6 @@
 """The lecture's schema-registry scenario, in one command:
 
-    .venv/bin/python examples/order-events/run.py                 # starts its own broker and registry
+    .venv/bin/python examples/order-events/run.py                 # starts its own riverbed serve (broker + registry)
     .venv/bin/python examples/order-events/run.py --bootstrap 127.0.0.1:9092 --registry http://127.0.0.1:8081
 
 The producer asks the registry "is this a valid OrderEvent?", writes binary Avro with the
@@ -50,20 +50,17 @@ def wait_for(check, what: str, timeout: float = 60.0) -> None:  # type: ignore[n
 
 @contextlib.contextmanager
 def own_cluster() -> Iterator[tuple[str, str]]:
-    """`riverbed serve` and `riverbed registry` as child processes in a temp dir."""
+    """`riverbed serve` (which starts its schema registry beside it) in a temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="order-events-"))
     kafka, http = free_port(), free_port()
-    procs = []
+    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{kafka}", "--data-dir", str(tmp / "data"), "--registry-listen", f"127.0.0.1:{http}", "--log-level", "WARNING"])
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{kafka}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"]))
         wait_for(lambda: socket.create_connection(("127.0.0.1", kafka), timeout=1).close() is None, "the broker")
-        procs.append(subprocess.Popen([sys.executable, "-m", "riverbed", "registry", "--bootstrap", f"127.0.0.1:{kafka}", "--listen", f"127.0.0.1:{http}"]))
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{http}/", timeout=1).status_code == 200, "the registry")
         yield f"127.0.0.1:{kafka}", f"http://127.0.0.1:{http}"
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(30)
+        proc.terminate()
+        proc.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
