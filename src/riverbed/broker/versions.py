@@ -8,7 +8,7 @@ from __future__ import annotations
 # UNSUPPORTED_VERSION: only magic-2 batches (Produce v3+) are accepted.
 SUPPORTED: dict[int, tuple[int, int]] = {
     0: (0, 8),  # Produce
-    1: (4, 11),  # Fetch
+    1: (4, 17),  # Fetch (v7+: KIP-227 sessions; v13+: topic ids)
     2: (1, 7),  # ListOffsets
     3: (0, 12),  # Metadata
     8: (2, 9),  # OffsetCommit (v9: KIP-848 member epochs)

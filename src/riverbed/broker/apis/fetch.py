@@ -4,8 +4,9 @@ Each partition's data starts at the batch containing fetch_offset and is made of
 batches read straight from the segment files (never re-encoded). max_bytes and
 partition_max_bytes are soft limits (KIP-74): the first batch of the first partition with
 data is returned even when it is larger, so a consumer never stalls on a big batch.
-Fetch sessions are not kept: every response carries session_id 0, which tells clients
-to send full fetch requests.
+Fetch sessions (KIP-227, v7+) are kept by ``fetch_session.py``: an incremental request is
+read as the full list of its session's partitions, and the response keeps only those with
+news for the client.
 
 Tiered storage: a fetch offset below a partition's local log start (but not below its log
 start) is served from the object store, which blocks; such a request is built on the
@@ -15,14 +16,18 @@ broker's remote-read pool instead of the event loop. Local reads stay on the loo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote, PartitionLog
+
+from . import fetch_session
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -152,14 +157,24 @@ def _denied_topics(broker: Broker, conn: ConnectionInfo, req: FetchRequest) -> f
 
 
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
+    ctx = fetch_session.open_context(broker, version, req)
+    if ctx is not None:
+        if ctx.kind is ContextKind.ERROR:
+            return fetch_session.error_response(ctx)
+        if ctx.kind is ContextKind.INCREMENTAL:
+            req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
     read = _read_all(broker, version, req, denied)
     if read is None:
-        return asyncio.ensure_future(_fetch_remote(broker, version, req, denied))
+        return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
-        return resp  # a fetch of no partitions is answered at once, as in Kafka
-    return asyncio.ensure_future(_long_poll(broker, version, req, denied))
+        return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
+    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied)))
+
+
+async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, reading: Awaitable[FetchResponse]) -> FetchResponse:
+    return fetch_session.finish(broker, version, ctx, await reading)
 
 
 async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
