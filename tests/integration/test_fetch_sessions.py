@@ -192,3 +192,26 @@ def test_librdkafka_fetches_with_the_newest_version(broker: EmbeddedBroker, topi
         c.close()
     versions = {int(line.split("FetchRequest (v", 1)[1].split(",", 1)[0]) for line in lines if "Sent FetchRequest (v" in line}
     assert versions and min(versions) >= 16, versions
+
+
+def test_incremental_fetch_reports_a_moved_log_start(broker: EmbeddedBroker, topic_name: str) -> None:
+    """A partition with no new records is still sent when its log start offset moved
+    (DeleteRecords), with the new log start; then it is quiet again."""
+    from riverbed.protocol.messages.delete_records import DeleteRecordsRequest
+
+    with Wire(broker.bootstrap) as w:
+        make_topic(w, topic_name, partitions=2)
+        for _ in range(3):
+            w.request(produce_req(topic_name, build_batch([(b"k", b"v")]), partition=0), 8)
+        full = w.request(fetch_req(topic_name, {0: 3, 1: 0}, 0, 0), 12)
+        assert isinstance(full, FetchResponse) and full.session_id != 0
+        sid = full.session_id
+        inc = w.request(fetch_req(topic_name, {}, sid, 1), 12)
+        assert isinstance(inc, FetchResponse) and inc.responses == []
+        drop = DeleteRecordsRequest(topics=[DeleteRecordsRequest.DeleteRecordsTopic(name=topic_name, partitions=[DeleteRecordsRequest.DeleteRecordsPartition(partition_index=0, offset=2)])], timeout_ms=5000)
+        w.request(drop, 2)
+        inc = w.request(fetch_req(topic_name, {}, sid, 2), 12)
+        assert isinstance(inc, FetchResponse)
+        assert [(pd.partition_index, pd.log_start_offset, pd.high_watermark) for tr in inc.responses for pd in tr.partitions] == [(0, 2, 3)]
+        inc = w.request(fetch_req(topic_name, {}, sid, 3), 12)
+        assert isinstance(inc, FetchResponse) and inc.responses == []

@@ -16,7 +16,7 @@ broker's remote-read pool instead of the event loop. Local reads stay on the loo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
@@ -50,11 +50,14 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
 
 
 Read = tuple[FetchResponse, int, bool]
+Skip = Callable[[FetchRequest.FetchTopic, FetchRequest.FetchPartition, PartitionLog], bool]
 
 
-def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], remote_ok: bool = False) -> Read | None:
+def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], remote_ok: bool = False, skip: Skip | None = None) -> Read | None:
     """Build a response from what is readable now: (response, bytes of records, any error).
-    None when a partition needs a remote read and ``remote_ok`` is false (on the loop)."""
+    None when a partition needs a remote read and ``remote_ok`` is false (on the loop).
+    Partitions for which ``skip`` is true are left out (an incremental fetch session's
+    partitions with nothing new, see ``fetch_session.quiet``)."""
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
     min_one = True
     total = 0
@@ -78,6 +81,8 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset
                 code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 parts.append(_partition_error(fp.partition, code))
                 errors = True
+                continue
+            if skip is not None and skip(ft, fp, plog):
                 continue
             offset = fp.fetch_offset
             if offset < plog.local_log_start_offset and offset >= plog.log_start_offset and not remote_ok:
@@ -133,17 +138,17 @@ def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview,
     return plog.aborted_transactions(fetch_offset, end, remote_ok=remote_ok)
 
 
-def _read_blocking(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
-    read = _read_all(broker, version, req, denied, remote_ok=True)
+def _read_blocking(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> Read:
+    read = _read_all(broker, version, req, denied, remote_ok=True, skip=skip)
     assert read is not None
     return read
 
 
-async def _read_async(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
+async def _read_async(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> Read:
     """``_read_all`` on the loop, or on the remote-read pool when tiered data is needed."""
-    read = _read_all(broker, version, req, denied)
+    read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
-        read = await broker.run_remote(_read_blocking, broker, version, req, denied)
+        read = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     return read
 
 
@@ -164,27 +169,28 @@ def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchR
         if ctx.kind is ContextKind.INCREMENTAL:
             req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
-    read = _read_all(broker, version, req, denied)
+    skip = fetch_session.quiet(version, ctx, req.isolation_level == READ_COMMITTED)
+    read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
-        return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied)))
+        return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied, skip)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
         return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
-    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied)))
+    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip)))
 
 
 async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, reading: Awaitable[FetchResponse]) -> FetchResponse:
     return fetch_session.finish(broker, version, ctx, await reading)
 
 
-async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
-    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied)
+async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return await _long_poll(broker, version, req, denied)
+    return await _long_poll(broker, version, req, denied, skip)
 
 
-async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
+async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
     interest = []
     for ft in req.topics:
         topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
@@ -225,9 +231,9 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
-        resp, total, errors = await _read_async(broker, version, req, denied)
+        resp, total, errors = await _read_async(broker, version, req, denied, skip)
         if errors or total >= need:
             return resp
         seen = [visible(plog) for plog, _ in interest]
-    resp, _, _ = await _read_async(broker, version, req, denied)
+    resp, _, _ = await _read_async(broker, version, req, denied, skip)
     return resp

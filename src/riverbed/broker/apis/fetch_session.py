@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext, PartitionState
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.primitives import RecordsValue
+from riverbed.storage.api import PartitionLog
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -64,6 +66,28 @@ def session_request(req: FetchRequest, ctx: FetchContext) -> FetchRequest:
             last = topic
         topics[-1].partitions.append(FetchRequest.FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes))
     return replace(req, topics=topics, forgotten_topics_data=[])
+
+
+def quiet(version: int, ctx: FetchContext | None, read_committed: bool) -> Callable[[FetchRequest.FetchTopic, FetchRequest.FetchPartition, PartitionLog], bool] | None:
+    """For an incremental fetch: a test that a session partition has nothing new for the
+    client (its fetch offset is at the end of what it may read, and the high watermark, last
+    stable offset and log start offset are what it was last told), so that it need not be
+    read at all; such partitions would be left out of the response anyway."""
+    if ctx is None or ctx.kind is not ContextKind.INCREMENTAL or ctx.session is None:
+        return None
+    cached_parts = ctx.session.partitions
+
+    def is_quiet(ft: FetchRequest.FetchTopic, fp: FetchRequest.FetchPartition, plog: PartitionLog) -> bool:
+        cached = cached_parts.get((_topic_key(version, ft.topic, ft.topic_id), fp.partition))
+        if cached is None:
+            return False
+        hw = plog.high_watermark
+        if cached.high_watermark != hw or cached.log_start_offset != plog.log_start_offset:
+            return False
+        lso = plog.last_stable_offset
+        return cached.last_stable_offset == lso and fp.fetch_offset == (lso if read_committed else hw)
+
+    return is_quiet
 
 
 def _size(records: RecordsValue | None) -> int:
