@@ -7,8 +7,8 @@ import io
 import logging
 import re
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -19,8 +19,14 @@ from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersi
 from riverbed.protocol.messages.delete_records import DeleteRecordsRequest
 from riverbed.protocol.messages.describe_groups import DescribeGroupsRequest, DescribeGroupsResponse
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
-from riverbed.protocol.messages.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
-from riverbed.protocol.messages.init_producer_id import InitProducerIdRequest, InitProducerIdResponse
+from riverbed.protocol.messages.find_coordinator import (
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+)
+from riverbed.protocol.messages.init_producer_id import (
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+)
 from riverbed.protocol.messages.list_groups import ListGroupsRequest, ListGroupsResponse
 from riverbed.protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from riverbed.protocol.messages.metadata import MetadataRequest, MetadataResponse
