@@ -215,3 +215,28 @@ def test_incremental_fetch_reports_a_moved_log_start(broker: EmbeddedBroker, top
         assert [(pd.partition_index, pd.log_start_offset, pd.high_watermark) for tr in inc.responses for pd in tr.partitions] == [(0, 2, 3)]
         inc = w.request(fetch_req(topic_name, {}, sid, 3), 12)
         assert isinstance(inc, FetchResponse) and inc.responses == []
+
+
+@pytest.mark.parametrize("version", [11, 15, 16, 17])
+def test_follower_fetch_is_refused_as_a_single_node(broker: EmbeddedBroker, topic_name: str, version: int) -> None:
+    """A fetch from a replica id (a follower) gets NOT_LEADER_OR_FOLLOWER: one node has no
+    followers. From v12 the partition names the leader (this node), from v16 the response
+    carries its endpoint (KIP-951)."""
+    with Wire(broker.bootstrap) as w:
+        make_topic(w, topic_name)
+        w.request(produce_req(topic_name, build_batch([(b"k", b"v")])), 8)
+        tid = topic_id(w, topic_name) if version >= 13 else None
+        req = fetch_req(topic_name if version < 13 else "", {0: 0}, 0, -1, tid)
+        if version >= 15:
+            req.replica_state = Req.ReplicaState(replica_id=2, replica_epoch=5)
+        else:
+            req.replica_id = 2
+        resp = w.request(req, version)
+        assert isinstance(resp, FetchResponse)
+        pd = resp.responses[0].partitions[0]
+        assert (pd.error_code, len(pd.records or b"")) == (ErrorCode.NOT_LEADER_OR_FOLLOWER, 0)  # type: ignore[arg-type]
+        if version >= 12:
+            assert pd.current_leader.leader_id == broker.config.node_id
+        host, port = broker.bootstrap.rsplit(":", 1)
+        expected = [(broker.config.node_id, host, int(port))] if version >= 16 else []
+        assert [(n.node_id, n.host, n.port) for n in resp.node_endpoints] == expected

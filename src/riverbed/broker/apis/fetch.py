@@ -16,6 +16,7 @@ broker's remote-read pool instead of the event loop. Local reads stay on the loo
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.records.batch import iter_batches
-from riverbed.security.acl import AclOperation, ResourceType
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote, PartitionLog
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ..broker import Broker
 
 Resp = FetchResponse
+log = logging.getLogger(__name__)
 READ_COMMITTED = 1
 
 
@@ -161,7 +163,41 @@ def _denied_topics(broker: Broker, conn: ConnectionInfo, req: FetchRequest) -> f
     return frozenset(n for n in names if not broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, n))
 
 
+def _follower_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest, replica_id: int) -> FetchResponse:
+    """A fetch from a follower (replica id >= 0). One node has no followers: as Kafka answers
+    a replica that is not in a partition's replica set, NOT_LEADER_OR_FOLLOWER for every
+    partition, naming the leader (this node) from v12 and its endpoint from v16 (KIP-951);
+    without CLUSTER_ACTION on the cluster, TOPIC_AUTHORIZATION_FAILED."""
+    log.info("fetch from replica %d refused (%s): a single node has no followers", replica_id, conn.peer)
+    allowed = broker.authorize(conn, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)
+    node = broker.config.node_id
+    topics_out = []
+    for ft in req.topics:
+        topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
+        parts = []
+        for fp in ft.partitions:
+            if not allowed:
+                code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or broker.partition(topic.name, fp.partition) is None:
+                code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            pd = _partition_error(fp.partition, code)
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                pd.current_leader = Resp.LeaderIdAndEpoch(leader_id=node, leader_epoch=-1)
+            parts.append(pd)
+        topics_out.append(Resp.FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=parts))
+    endpoints = []
+    if allowed and version >= 16 and any(pd.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER for t in topics_out for pd in t.partitions):
+        host, port = broker.advertised(conn.listener)
+        endpoints = [Resp.NodeEndpoint(node_id=node, host=host, port=port, rack=None)]
+    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=topics_out, node_endpoints=endpoints)
+
+
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
+    replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
+    if replica_id >= 0:
+        return _follower_fetch(broker, conn, version, req, replica_id)
     ctx = fetch_session.open_context(broker, version, req)
     if ctx is not None:
         if ctx.kind is ContextKind.ERROR:
