@@ -294,7 +294,7 @@ def test_list_offsets_on_tiered_topic(tmp_path: Path) -> None:
                     break
                 assert time.monotonic() < deadline, (got, before)
                 time.sleep(0.05)
-            assert 0 < before[0] < before[1] + 1
+            assert 0 < before[1] <= before[0] + 1  # below the local log start, everything is in the store
             assert list_offsets(w, topic, -2, 10) == (0, 0)
             # a timestamp only the store can answer, with no time to ask it
             assert list_offsets(w, topic, 1_700_000_000_000 + 5, 10, timeout_ms=0) == (ErrorCode.REQUEST_TIMED_OUT, -1)
