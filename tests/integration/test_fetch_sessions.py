@@ -240,3 +240,46 @@ def test_follower_fetch_is_refused_as_a_single_node(broker: EmbeddedBroker, topi
         host, port = broker.bootstrap.rsplit(":", 1)
         expected = [(broker.config.node_id, host, int(port))] if version >= 16 else []
         assert [(n.node_id, n.host, n.port) for n in resp.node_endpoints] == expected
+
+
+def test_read_committed_session_sees_the_last_stable_offset_move(broker: EmbeddedBroker, topic_name: str) -> None:
+    """read_committed through a session: an open transaction holds the last stable offset;
+    its records and then its commit are each reported, and nothing in between."""
+    create_topics(broker.bootstrap, NewTopic(topic_name, num_partitions=2, replication_factor=1))
+    with Wire(broker.bootstrap) as w:
+
+        def fetch(parts: dict[int, int], sid: int, epoch: int) -> FetchResponse:
+            req = fetch_req(topic_name, parts, sid, epoch)
+            req.isolation_level = 1
+            resp = w.request(req, 12)
+            assert isinstance(resp, FetchResponse) and resp.error_code == 0
+            return resp
+
+        def state(resp: FetchResponse) -> dict[int, tuple[int, int, int]]:
+            return {pd.partition_index: (pd.high_watermark, pd.last_stable_offset, len(pd.records or b"")) for tr in resp.responses for pd in tr.partitions}  # type: ignore[arg-type]
+
+        full = fetch({0: 0, 1: 0}, 0, 0)
+        sid = full.session_id
+        assert sid != 0 and state(full) == {0: (0, 0, 0), 1: (0, 0, 0)}
+        assert state(fetch({}, sid, 1)) == {}
+        p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"tx-{topic_name}"})
+        p.init_transactions(30)
+        p.begin_transaction()
+        for i in range(3):
+            p.produce(topic_name, f"v{i}".encode(), partition=0)
+        p.flush(30)
+        # the open transaction's records: the high watermark moves, the last stable offset not
+        seen = state(fetch({}, sid, 2))
+        assert seen == {0: (3, 0, 0)}
+        assert state(fetch({}, sid, 3)) == {}
+        p.commit_transaction(30)
+        deadline = time.monotonic() + 30
+        epoch = 4
+        while True:  # the commit marker, then the high watermark past it
+            seen = state(fetch({}, sid, epoch))
+            epoch += 1
+            if seen.get(0, (0, 0, 0))[1] == 4:
+                break
+            assert time.monotonic() < deadline, seen
+        assert seen == {0: (4, 4, seen[0][2])} and seen[0][2] > 0  # committed records now readable
+        assert state(fetch({0: 4}, sid, epoch)) == {}

@@ -86,6 +86,10 @@ class FetchSession:
     created_ms: int
     last_used_ms: int
     partitions: dict[Key, CachedPartition] = field(default_factory=dict)  # in fetch order
+    # bumped whenever the partitions, their fetch offsets / limits or their order change, so
+    # that the broker can reuse what it derived from them (``derived``, opaque here)
+    generation: int = 0
+    derived: object = None
 
 
 class ContextKind(Enum):
@@ -173,7 +177,9 @@ class FetchSessionCache:
         if session.uses_topic_ids != uses_topic_ids:
             return FetchContext(ContextKind.ERROR, [], FETCH_SESSION_TOPIC_ID_ERROR)
         parts = session.partitions
+        before = session.generation
         for key, offset, max_bytes in fetch_data:
+            session.generation = before + 1
             cached = parts.get(key)
             if cached is None:
                 parts[key] = CachedPartition(offset, max_bytes)
@@ -181,7 +187,8 @@ class FetchSessionCache:
                 cached.fetch_offset = offset
                 cached.max_bytes = max_bytes
         for key in forgotten:
-            parts.pop(key, None)
+            if parts.pop(key, None) is not None:
+                session.generation = before + 1
         if not parts:  # nothing left to fetch: the session ends
             del self._sessions[session_id]
             return FetchContext(ContextKind.SESSIONLESS, [], uses_topic_ids=uses_topic_ids)
@@ -214,6 +221,8 @@ class FetchSessionCache:
                     moved.append(key)
         for key in moved:  # fairness: partitions that got data go to the back
             session.partitions[key] = session.partitions.pop(key)
+        if moved:
+            session.generation += 1
         return session.id, send
 
     def _create(self, ctx: FetchContext, states: dict[Key, PartitionState], now_ms: int) -> FetchSession | None:

@@ -53,7 +53,13 @@ def error_response(ctx: FetchContext) -> FetchResponse:
 
 def session_request(req: FetchRequest, ctx: FetchContext) -> FetchRequest:
     """An incremental request rewritten as the full list of the session's partitions (in
-    the session's order, consecutive partitions of a topic grouped), for the reader."""
+    the session's order, consecutive partitions of a topic grouped), for the reader. The list
+    is kept with the session until its partitions, offsets or order change."""
+    session = ctx.session
+    assert session is not None
+    cached = session.derived
+    if isinstance(cached, tuple) and cached[0] == session.generation:
+        return replace(req, topics=cached[1], forgotten_topics_data=[])
     topics: list[FetchRequest.FetchTopic] = []
     last: object = None
     for key, offset, max_bytes in ctx.fetches:
@@ -65,6 +71,7 @@ def session_request(req: FetchRequest, ctx: FetchContext) -> FetchRequest:
                 topics.append(FetchRequest.FetchTopic(topic=topic, partitions=[]))
             last = topic
         topics[-1].partitions.append(FetchRequest.FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes))
+    session.derived = (session.generation, topics)
     return replace(req, topics=topics, forgotten_topics_data=[])
 
 
@@ -84,8 +91,16 @@ def quiet(version: int, ctx: FetchContext | None, read_committed: bool) -> Calla
         hw = plog.high_watermark
         if cached.high_watermark != hw or cached.log_start_offset != plog.log_start_offset:
             return False
-        lso = plog.last_stable_offset
-        return cached.last_stable_offset == lso and fp.fetch_offset == (lso if read_committed else hw)
+        if cached.last_stable_offset == hw:
+            # no open transaction below the high watermark when last sent; one that began
+            # since starts at or above it, so the last stable offset is still the high
+            # watermark until the high watermark moves (saves computing it)
+            lso = hw
+        else:
+            lso = plog.last_stable_offset
+            if lso != cached.last_stable_offset:
+                return False
+        return fp.fetch_offset == (lso if read_committed else hw)
 
     return is_quiet
 
