@@ -190,3 +190,23 @@ def test_incremental_view_equals_full_view(rounds: list[tuple[dict[str, Partitio
                 assert k in send
             if s.error_code == 0:
                 assert view[k] == (0, s.high_watermark, s.last_stable_offset, s.log_start_offset)
+
+
+def test_generation_tracks_changes_to_the_fetch_list() -> None:
+    cache = FetchSessionCache()
+    sid = open_session(cache, ["a", "b"], hwm=5)
+    session = cache.get(sid)
+    assert session is not None
+    g = session.generation
+    cache.finish(cache.new_context(sid, 1, False, [], [], 1), {"a": state(5), "b": state(5)}, 1)
+    assert session.generation == g  # nothing listed, nothing moved
+    cache.finish(cache.new_context(sid, 2, False, [("a", 3, 100)], [], 2), {"a": state(5), "b": state(5)}, 2)
+    assert session.generation > g  # a fetch offset changed
+    g = session.generation
+    cache.finish(cache.new_context(sid, 3, False, [], [], 3), {"a": state(6, records=10), "b": state(5)}, 3)
+    assert session.generation > g  # a moved to the back
+    g = session.generation
+    cache.finish(cache.new_context(sid, 4, False, [], ["zz"], 4), {"a": state(6), "b": state(5)}, 4)
+    assert session.generation == g  # forgetting an unknown partition changes nothing
+    cache.new_context(sid, 5, False, [], ["a"], 5)
+    assert session.generation > g
