@@ -6,7 +6,9 @@ Usage::
     python tools/kafka_codegen.py --check    # exit 1 if the committed code is stale
 
 The specs live outside the repository (``../shared/kafka-message-specs`` by default, or
-``--specs``/``RIVERBED_KAFKA_SPECS``). ``--check`` exits 0 with a notice when they are absent.
+``--specs``/``RIVERBED_KAFKA_SPECS``), with newer copies of some files in
+``../shared/kafka-message-specs-share`` (``--overlay``/``RIVERBED_KAFKA_SPECS_OVERLAY``), which
+win where both have a file. ``--check`` exits 0 with a notice when they are absent.
 
 For every request/response pair the generator writes one module (``produce.py`` holds
 ``ProduceRequest`` and ``ProduceResponse``). Each message is a slotted dataclass whose nested
@@ -28,6 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "src" / "riverbed" / "protocol"
 DEFAULT_SPECS = REPO.parent / "shared" / "kafka-message-specs"
+# newer copies of some specs (Kafka trunk: Metadata v13, DescribeGroups v6, ...); where both
+# folders have a file, this one wins (see its README)
+DEFAULT_OVERLAY = REPO.parent / "shared" / "kafka-message-specs-share"
 # spec folder -> generated package under protocol/
 SPEC_PACKAGES = {
     "clients": "messages",  # requests and responses
@@ -514,22 +519,38 @@ def module_name(spec_name: str) -> str:
     return snake(base)
 
 
-def generate(spec_root: Path) -> dict[str, str]:
-    """Return {path relative to protocol/: source} for every generated module."""
+def generate(spec_root: Path, overlay: Path | None = None) -> dict[str, str]:
+    """Return {path relative to protocol/: source} for every generated module. Files in
+    ``overlay`` (same layout) replace or add to those of ``spec_root``."""
     files: dict[str, str] = {}
     for package in sorted(set(SPEC_PACKAGES.values())):
         subdirs = [sub for sub, pkg in SPEC_PACKAGES.items() if pkg == package]
-        for name, text in generate_package(spec_root, subdirs, registry_init=package == "messages").items():
+        for name, text in generate_package(spec_root, subdirs, registry_init=package == "messages", overlay=overlay).items():
             files[f"{package}/{name}"] = text
     return files
 
 
-def generate_package(spec_root: Path, subdirs: list[str], *, registry_init: bool) -> dict[str, str]:
+def _keeps_versions(older: tuple[Path, str] | None, newer: Path) -> bool:
+    """Take a newer request/response spec only when it still reads every version the older
+    one did (riverbed keeps answering the versions it advertises; e.g. trunk drops
+    DescribeConfigs v0 and the unstable share-group v0s)."""
+    if older is None:
+        return True
+    old, new = MessageSpec.load(older[0]).valid, MessageSpec.load(newer).valid
+    return new.lo <= old.lo and (new.hi is None or (old.hi is not None and new.hi >= old.hi))
+
+
+def generate_package(spec_root: Path, subdirs: list[str], *, registry_init: bool, overlay: Path | None = None) -> dict[str, str]:
     groups: dict[str, list[tuple[str, MessageSpec]]] = {}
     for sub in subdirs:
-        for path in sorted((spec_root / sub).glob("*.json")):
+        paths = {p.name: (p, f"{sub}/{p.name}") for p in (spec_root / sub).glob("*.json")}
+        if overlay is not None and sub == "clients":
+            for p in sorted((overlay / sub).glob("*.json")):
+                if _keeps_versions(paths.get(p.name), p):
+                    paths[p.name] = (p, f"{sub}/{p.name} ({overlay.name})")
+        for _, (path, source) in sorted(paths.items()):
             spec = MessageSpec.load(path)
-            groups.setdefault(module_name(spec.name), []).append((f"{sub}/{path.name}", spec))
+            groups.setdefault(module_name(spec.name), []).append((source, spec))
     files: dict[str, str] = {}
     tables: dict[str, list[str]] = {}
     requests: list[tuple[int, str, str]] = []
@@ -654,6 +675,7 @@ def registry(requests: list[tuple[int, str, str]], responses: list[tuple[int, st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--specs", type=Path, default=Path(os.environ.get("RIVERBED_KAFKA_SPECS", DEFAULT_SPECS)))
+    parser.add_argument("--overlay", type=Path, default=Path(os.environ.get("RIVERBED_KAFKA_SPECS_OVERLAY", DEFAULT_OVERLAY)))
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--check", action="store_true", help="fail if the generated code is stale")
     args = parser.parse_args(argv)
@@ -663,7 +685,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"kafka_codegen: specs not found at {args.specs}", file=sys.stderr)
         return 2
-    files = generate(args.specs)
+    if not (args.overlay / "clients").is_dir():
+        if args.check:
+            print(f"kafka_codegen: newer specs not found at {args.overlay}; check skipped")
+            return 0
+        print(f"kafka_codegen: newer specs not found at {args.overlay}", file=sys.stderr)
+        return 2
+    files = generate(args.specs, args.overlay)
     out: Path = args.out
     packages = sorted({name.split("/")[0] for name in files})
     existing = {f"{pkg}/{p.name}" for pkg in packages for p in (out / pkg).glob("*.py")}

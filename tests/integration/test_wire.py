@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from riverbed.broker.versions import SUPPORTED
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from riverbed.protocol.messages.create_topics import CreateTopicsRequest
@@ -50,7 +51,7 @@ def test_api_versions_v3_lists_supported_apis(broker: EmbeddedBroker) -> None:
         resp = w.request(ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3)
         assert isinstance(resp, ApiVersionsResponse)
         keys = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-        assert keys[18] == (0, 3)
+        assert keys[18] == SUPPORTED[18]
         assert keys[0][0] == 0 and keys[1][1] >= 11
 
 
@@ -60,7 +61,7 @@ def test_unsupported_api_versions_version_gets_v0_error(broker: EmbeddedBroker) 
         frame = w.recv_frame()
         corr, err, count = struct.unpack_from(">ihi", frame)
         assert (corr, err, count) == (7, ErrorCode.UNSUPPORTED_VERSION, 1)
-        assert struct.unpack_from(">hhh", frame, 10) == (18, 0, 3)
+        assert struct.unpack_from(">hhh", frame, 10) == (18, *SUPPORTED[18])
 
 
 def test_unknown_api_key_closes_connection_but_broker_serves_others(broker: EmbeddedBroker) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from riverbed.coordinator.fetch_sessions import FetchSessionCache
 from riverbed.coordinator.group_types import GroupConfig
 from riverbed.coordinator.txn_types import TxnConfig
 from riverbed.metadata.configs import (
@@ -106,6 +107,7 @@ class Broker:
         self.log_defaults = dict(config.log_defaults)  # in force: static, then dynamic
         self.dynamic = DynamicConfigs(self)  # dynamic broker configs (AlterConfigs)
         self.acls: AclStore | None = None
+        self.fetch_sessions = FetchSessionCache(max_slots=config.fetch_session_cache_slots)  # KIP-227
         self.authorizer: Authorizer | None = None
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
         self.txns = TxnService(

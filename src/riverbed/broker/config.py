@@ -144,6 +144,7 @@ class BrokerConfig:
     retention_check_interval_ms: int = 300_000  # log.retention.check.interval.ms
     producer_id_expiration_ms: int = 86_400_000  # producer.id.expiration.ms
     group_initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    fetch_session_cache_slots: int = 1000  # max.incremental.fetch.session.cache.slots (KIP-227)
     consumer_session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms (KIP-848)
     consumer_heartbeat_interval_ms: int = 5_000  # group.consumer.heartbeat.interval.ms (KIP-848)
     transaction_max_timeout_ms: int = 900_000  # transaction.max.timeout.ms

@@ -6,30 +6,33 @@ from __future__ import annotations
 # api key -> (min, max). Produce advertises min 0 (older librdkafka disables compression
 # otherwise, as Kafka 4.0 found in KAFKA-18659), but versions 0-2 are answered with
 # UNSUPPORTED_VERSION: only magic-2 batches (Produce v3+) are accepted.
+# The newest versions of Produce, InitProducerId, AddOffsetsToTxn, EndTxn and TxnOffsetCommit
+# only tell the broker that the client understands TRANSACTION_ABORTABLE (KIP-890 part 1);
+# EndTxn v5 / Produce v12 (KIP-890 part 2, transaction.version 2) are not offered.
 SUPPORTED: dict[int, tuple[int, int]] = {
-    0: (0, 8),  # Produce
-    1: (4, 11),  # Fetch
-    2: (1, 7),  # ListOffsets
-    3: (0, 12),  # Metadata
+    0: (0, 11),  # Produce (v9 flexible, v10 KIP-951 leader hints: never NOT_LEADER on one node, v11 KIP-890)
+    1: (4, 17),  # Fetch (v7+: KIP-227 sessions; v13+: topic ids)
+    2: (1, 10),  # ListOffsets (v8 earliest local, v9 latest tiered, v10 timeout)
+    3: (0, 13),  # Metadata (v13: top-level error code)
     8: (2, 9),  # OffsetCommit (v9: KIP-848 member epochs)
     9: (1, 9),  # OffsetFetch (v9: KIP-848 member epochs)
-    10: (0, 4),  # FindCoordinator (group and transaction keys)
+    10: (0, 6),  # FindCoordinator (group and transaction keys; v6 share keys refused)
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
     13: (0, 5),  # LeaveGroup
     14: (0, 5),  # SyncGroup
-    15: (0, 5),  # DescribeGroups
-    16: (0, 4),  # ListGroups
+    15: (0, 6),  # DescribeGroups (v6: GROUP_ID_NOT_FOUND, KIP-1043)
+    16: (0, 5),  # ListGroups (v5: types filter)
     17: (0, 1),  # SaslHandshake (v0: raw tokens follow)
-    18: (0, 3),  # ApiVersions
+    18: (0, 4),  # ApiVersions
     19: (0, 7),  # CreateTopics
     20: (0, 6),  # DeleteTopics
     21: (0, 2),  # DeleteRecords
-    22: (0, 4),  # InitProducerId (idempotent and transactional producers)
+    22: (0, 5),  # InitProducerId (idempotent and transactional producers)
     24: (0, 3),  # AddPartitionsToTxn (v4+ is the inter-broker batch form)
-    25: (0, 3),  # AddOffsetsToTxn
-    26: (0, 3),  # EndTxn
-    28: (0, 3),  # TxnOffsetCommit
+    25: (0, 4),  # AddOffsetsToTxn
+    26: (0, 4),  # EndTxn (v5 is KIP-890 part 2: not offered)
+    28: (0, 4),  # TxnOffsetCommit
     29: (0, 3),  # DescribeAcls
     30: (0, 3),  # CreateAcls
     31: (0, 3),  # DeleteAcls

@@ -250,6 +250,8 @@ def load_config(
             cfg.connection_failed_authentication_delay_ms = int(value)
         elif name == "group.initial.rebalance.delay.ms":
             cfg.group_initial_rebalance_delay_ms = int(value)
+        elif name == "max.incremental.fetch.session.cache.slots":
+            cfg.fetch_session_cache_slots = int(value)
         elif name == "group.consumer.session.timeout.ms":
             cfg.consumer_session_timeout_ms = int(value)
         elif name == "group.consumer.heartbeat.interval.ms":

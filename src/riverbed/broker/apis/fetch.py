@@ -4,8 +4,9 @@ Each partition's data starts at the batch containing fetch_offset and is made of
 batches read straight from the segment files (never re-encoded). max_bytes and
 partition_max_bytes are soft limits (KIP-74): the first batch of the first partition with
 data is returned even when it is larger, so a consumer never stalls on a big batch.
-Fetch sessions are not kept: every response carries session_id 0, which tells clients
-to send full fetch requests.
+Fetch sessions (KIP-227, v7+) are kept by ``fetch_session.py``: an incremental request is
+read as the full list of its session's partitions, and the response keeps only those with
+news for the client.
 
 Tiered storage: a fetch offset below a partition's local log start (but not below its log
 start) is served from the object store, which blocks; such a request is built on the
@@ -15,19 +16,25 @@ broker's remote-read pool instead of the event loop. Local reads stay on the loo
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.records.batch import iter_batches
-from riverbed.security.acl import AclOperation, ResourceType
+from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote, PartitionLog
+
+from . import fetch_session
 
 if TYPE_CHECKING:
     from ..broker import Broker
 
 Resp = FetchResponse
+log = logging.getLogger(__name__)
 READ_COMMITTED = 1
 
 
@@ -45,11 +52,14 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
 
 
 Read = tuple[FetchResponse, int, bool]
+Skip = Callable[[FetchRequest.FetchTopic, FetchRequest.FetchPartition, PartitionLog], bool]
 
 
-def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], remote_ok: bool = False) -> Read | None:
+def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], remote_ok: bool = False, skip: Skip | None = None) -> Read | None:
     """Build a response from what is readable now: (response, bytes of records, any error).
-    None when a partition needs a remote read and ``remote_ok`` is false (on the loop)."""
+    None when a partition needs a remote read and ``remote_ok`` is false (on the loop).
+    Partitions for which ``skip`` is true are left out (an incremental fetch session's
+    partitions with nothing new, see ``fetch_session.quiet``)."""
     remaining = req.max_bytes if version >= 3 else 2**31 - 1
     min_one = True
     total = 0
@@ -73,6 +83,8 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset
                 code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 parts.append(_partition_error(fp.partition, code))
                 errors = True
+                continue
+            if skip is not None and skip(ft, fp, plog):
                 continue
             offset = fp.fetch_offset
             if offset < plog.local_log_start_offset and offset >= plog.log_start_offset and not remote_ok:
@@ -128,17 +140,17 @@ def _aborted(plog: PartitionLog, fetch_offset: int, records: bytes | memoryview,
     return plog.aborted_transactions(fetch_offset, end, remote_ok=remote_ok)
 
 
-def _read_blocking(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
-    read = _read_all(broker, version, req, denied, remote_ok=True)
+def _read_blocking(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> Read:
+    read = _read_all(broker, version, req, denied, remote_ok=True, skip=skip)
     assert read is not None
     return read
 
 
-async def _read_async(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> Read:
+async def _read_async(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> Read:
     """``_read_all`` on the loop, or on the remote-read pool when tiered data is needed."""
-    read = _read_all(broker, version, req, denied)
+    read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
-        read = await broker.run_remote(_read_blocking, broker, version, req, denied)
+        read = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     return read
 
 
@@ -151,25 +163,70 @@ def _denied_topics(broker: Broker, conn: ConnectionInfo, req: FetchRequest) -> f
     return frozenset(n for n in names if not broker.authorize(conn, AclOperation.READ, ResourceType.TOPIC, n))
 
 
+def _follower_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest, replica_id: int) -> FetchResponse:
+    """A fetch from a follower (replica id >= 0). One node has no followers: as Kafka answers
+    a replica that is not in a partition's replica set, NOT_LEADER_OR_FOLLOWER for every
+    partition, naming the leader (this node) from v12 and its endpoint from v16 (KIP-951);
+    without CLUSTER_ACTION on the cluster, TOPIC_AUTHORIZATION_FAILED."""
+    log.info("fetch from replica %d refused (%s): a single node has no followers", replica_id, conn.peer)
+    allowed = broker.authorize(conn, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)
+    node = broker.config.node_id
+    topics_out = []
+    for ft in req.topics:
+        topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
+        parts = []
+        for fp in ft.partitions:
+            if not allowed:
+                code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None or broker.partition(topic.name, fp.partition) is None:
+                code = ErrorCode.UNKNOWN_TOPIC_ID if version >= 13 and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            pd = _partition_error(fp.partition, code)
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                pd.current_leader = Resp.LeaderIdAndEpoch(leader_id=node, leader_epoch=-1)
+            parts.append(pd)
+        topics_out.append(Resp.FetchableTopicResponse(topic=ft.topic, topic_id=ft.topic_id, partitions=parts))
+    endpoints = []
+    if allowed and version >= 16 and any(pd.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER for t in topics_out for pd in t.partitions):
+        host, port = broker.advertised(conn.listener)
+        endpoints = [Resp.NodeEndpoint(node_id=node, host=host, port=port, rack=None)]
+    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=topics_out, node_endpoints=endpoints)
+
+
 def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchRequest) -> FetchResponse | asyncio.Future[FetchResponse | None]:
+    replica_id = req.replica_state.replica_id if version >= 15 else req.replica_id
+    if replica_id >= 0:
+        return _follower_fetch(broker, conn, version, req, replica_id)
+    ctx = fetch_session.open_context(broker, version, req)
+    if ctx is not None:
+        if ctx.kind is ContextKind.ERROR:
+            return fetch_session.error_response(ctx)
+        if ctx.kind is ContextKind.INCREMENTAL:
+            req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
-    read = _read_all(broker, version, req, denied)
+    skip = fetch_session.quiet(version, ctx, req.isolation_level == READ_COMMITTED)
+    read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
-        return asyncio.ensure_future(_fetch_remote(broker, version, req, denied))
+        return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied, skip)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
-        return resp  # a fetch of no partitions is answered at once, as in Kafka
-    return asyncio.ensure_future(_long_poll(broker, version, req, denied))
+        return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
+    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip)))
 
 
-async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
-    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied)
+async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, reading: Awaitable[FetchResponse]) -> FetchResponse:
+    return fetch_session.finish(broker, version, ctx, await reading)
+
+
+async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+    resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return await _long_poll(broker, version, req, denied)
+    return await _long_poll(broker, version, req, denied, skip)
 
 
-async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str]) -> FetchResponse:
+async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
     interest = []
     for ft in req.topics:
         topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
@@ -210,9 +267,9 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
-        resp, total, errors = await _read_async(broker, version, req, denied)
+        resp, total, errors = await _read_async(broker, version, req, denied, skip)
         if errors or total >= need:
             return resp
         seen = [visible(plog) for plog, _ in interest]
-    resp, _, _ = await _read_async(broker, version, req, denied)
+    resp, _, _ = await _read_async(broker, version, req, denied, skip)
     return resp

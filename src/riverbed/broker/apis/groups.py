@@ -35,7 +35,7 @@ from riverbed.server.handler import ConnectionInfo
 if TYPE_CHECKING:
     from ..broker import Broker
 
-GROUP_KEY, TXN_KEY = 0, 1
+GROUP_KEY, TXN_KEY, SHARE_KEY = 0, 1, 2
 M = TypeVar("M", bound=Message)
 
 
@@ -59,6 +59,8 @@ def handle_find_coordinator(broker: Broker, conn: ConnectionInfo, version: int, 
                 return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None
             broker.txns.ensure_topic()  # created on first use, as Kafka does
             return 0, None
+        if req.key_type == SHARE_KEY and version >= 6:
+            return ErrorCode.INVALID_REQUEST, "share groups (KIP-932) are not supported by this broker"
         if req.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown key type {req.key_type}"
         if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, key):
@@ -340,9 +342,14 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
             out.append(R.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=gid, group_state="", protocol_type="", protocol_data="", authorized_operations=-2147483648))
             continue
         d = broker.groups.coordinator.describe_group(gid)
+        error, message = d.error, None
+        if version >= 6 and error == 0 and d.state == "Dead":  # KIP-1043
+            error = ErrorCode.GROUP_ID_NOT_FOUND
+            message = f"Group {gid} is not a classic group." if broker.groups.consumer.has_group(gid) else f"Group {gid} not found."
         out.append(
             R.DescribedGroup(
-                error_code=d.error,
+                error_code=error,
+                error_message=message,
                 group_id=gid,
                 group_state=d.state,
                 protocol_type=d.protocol_type,

@@ -99,6 +99,9 @@ API_MESSAGES: dict[int, tuple[str, str, str]] = {
     85: ('write_share_group_state', 'WriteShareGroupStateRequest', 'WriteShareGroupStateResponse'),
     86: ('delete_share_group_state', 'DeleteShareGroupStateRequest', 'DeleteShareGroupStateResponse'),
     87: ('read_share_group_state_summary', 'ReadShareGroupStateSummaryRequest', 'ReadShareGroupStateSummaryResponse'),
+    90: ('describe_share_group_offsets', 'DescribeShareGroupOffsetsRequest', 'DescribeShareGroupOffsetsResponse'),
+    91: ('alter_share_group_offsets', 'AlterShareGroupOffsetsRequest', 'AlterShareGroupOffsetsResponse'),
+    92: ('delete_share_group_offsets', 'DeleteShareGroupOffsetsRequest', 'DeleteShareGroupOffsetsResponse'),
 }
 
 

@@ -228,6 +228,34 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('partitions', '[]AlterReplicaLogDirPartitionResult', (0, -1), (1, 0), None, (1, 0)),
     ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsRequest': (
+        ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topics', '[]AlterShareGroupOffsetsRequestTopic', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition': (
+        ('partition_index', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('start_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('partitions', '[]AlterShareGroupOffsetsRequestPartition', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsResponse': (
+        ('throttle_time_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+        ('responses', '[]AlterShareGroupOffsetsResponseTopic', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition': (
+        ('partition_index', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+    ),
+    'alter_share_group_offsets.AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topic_id', 'uuid', (0, -1), (1, 0), None, (1, 0)),
+        ('partitions', '[]AlterShareGroupOffsetsResponsePartition', (0, -1), (1, 0), None, (1, 0)),
+    ),
     'alter_user_scram_credentials.AlterUserScramCredentialsRequest': (
         ('deletions', '[]ScramCredentialDeletion', (0, -1), (1, 0), None, (1, 0)),
         ('upsertions', '[]ScramCredentialUpsertion', (0, -1), (1, 0), None, (1, 0)),
@@ -255,6 +283,8 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     'api_versions.ApiVersionsRequest': (
         ('client_software_name', 'string', (3, -1), (1, 0), None, (1, 0)),
         ('client_software_version', 'string', (3, -1), (1, 0), None, (1, 0)),
+        ('cluster_id', 'string', (5, -1), (5, -1), None, (1, 0)),
+        ('node_id', 'int32', (5, -1), (1, 0), None, (1, 0)),
     ),
     'api_versions.ApiVersionsResponse': (
         ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
@@ -674,6 +704,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     'delete_groups.DeleteGroupsResponse.DeletableGroupResult': (
         ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (3, -1), (3, -1), None, (1, 0)),
     ),
     'delete_records.DeleteRecordsRequest': (
         ('topics', '[]DeleteRecordsTopic', (0, -1), (1, 0), None, (1, 0)),
@@ -699,6 +730,25 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     'delete_records.DeleteRecordsResponse.DeleteRecordsTopicResult': (
         ('name', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('partitions', '[]DeleteRecordsPartitionResult', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'delete_share_group_offsets.DeleteShareGroupOffsetsRequest': (
+        ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topics', '[]DeleteShareGroupOffsetsRequestTopic', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'delete_share_group_offsets.DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'delete_share_group_offsets.DeleteShareGroupOffsetsResponse': (
+        ('throttle_time_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+        ('responses', '[]DeleteShareGroupOffsetsResponseTopic', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'delete_share_group_offsets.DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topic_id', 'uuid', (0, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
     ),
     'delete_share_group_state.DeleteShareGroupStateRequest': (
         ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
@@ -891,6 +941,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     ),
     'describe_groups.DescribeGroupsResponse.DescribedGroup': (
         ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (6, -1), (6, -1), None, (1, 0)),
         ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('group_state', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('protocol_type', 'string', (0, -1), (1, 0), None, (1, 0)),
@@ -1009,6 +1060,40 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     'describe_quorum.DescribeQuorumResponse.TopicData': (
         ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
         ('partitions', '[]PartitionData', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsRequest': (
+        ('groups', '[]DescribeShareGroupOffsetsRequestGroup', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup': (
+        ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topics', '[]DescribeShareGroupOffsetsRequestTopic', (0, -1), (0, -1), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('partitions', '[]int32', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsResponse': (
+        ('throttle_time_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('groups', '[]DescribeShareGroupOffsetsResponseGroup', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup': (
+        ('group_id', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topics', '[]DescribeShareGroupOffsetsResponseTopic', (0, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition': (
+        ('partition_index', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('start_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('leader_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('lag', 'int64', (1, -1), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
+        ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+    ),
+    'describe_share_group_offsets.DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic': (
+        ('topic_name', 'string', (0, -1), (1, 0), None, (1, 0)),
+        ('topic_id', 'uuid', (0, -1), (1, 0), None, (1, 0)),
+        ('partitions', '[]DescribeShareGroupOffsetsResponsePartition', (0, -1), (1, 0), None, (1, 0)),
     ),
     'describe_topic_partitions.DescribeTopicPartitionsRequest': (
         ('topics', '[]TopicRequest', (0, -1), (1, 0), None, (1, 0)),
@@ -1660,6 +1745,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('controller_id', 'int32', (1, -1), (1, 0), None, (1, 0)),
         ('topics', '[]MetadataResponseTopic', (0, -1), (1, 0), None, (1, 0)),
         ('cluster_authorized_operations', 'int32', (8, 10), (1, 0), None, (1, 0)),
+        ('error_code', 'int16', (13, -1), (1, 0), None, (1, 0)),
     ),
     'metadata.MetadataResponse.MetadataResponseBroker': (
         ('node_id', 'int32', (0, -1), (1, 0), None, (1, 0)),
