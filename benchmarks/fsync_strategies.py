@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import json
 import os
 import shutil
 import tempfile
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--write", type=int, default=16384, help="bytes appended per file per cycle")
     ap.add_argument("--seconds", type=float, default=3.0, help="per strategy")
     ap.add_argument("--dir", help="parent of the temp dir (default: $TMPDIR or /tmp)")
+    ap.add_argument("--out", help="append the results as one JSON line to this file")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="riverbed-fsync-", dir=args.dir))
     try:
@@ -111,6 +113,11 @@ def main() -> None:
     print("|---|---|---|")
     for name, (rate, ms) in results.items():
         print(f"| {name} | {rate:,.0f} | {ms:.2f} |")
+    if args.out:
+        line = {"date": time.strftime("%Y-%m-%d %H:%M"), "files": args.files, "write_bytes": args.write,
+                "seconds": args.seconds, "ms_per_cycle": {k: ms for k, (_rate, ms) in results.items()}}  # fmt: skip
+        with open(args.out, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":

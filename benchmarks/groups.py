@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -133,9 +136,15 @@ def heartbeat_cost(n: int = 1000) -> dict[str, float]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="consumer-group rebalance and heartbeat costs")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    doc: dict[str, object] = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "rebalance": []}
     for delay_ms, heartbeat_ms in ((500, 3000), (0, 100), (0, 3000)):
         times = rebalance_time(delay_ms=delay_ms, heartbeat_ms=heartbeat_ms)
+        doc["rebalance"].append({"initial_delay_ms": delay_ms, "heartbeat_interval_ms": heartbeat_ms,  # type: ignore[attr-defined]
+                                 "seconds_after_last_join": times})  # fmt: skip
         print(
             f"rebalance of 3 members, initial delay {delay_ms} ms, heartbeat.interval.ms {heartbeat_ms}: "
             f"{', '.join(f'{t * 1000:.0f} ms' for t in times)} after the last join, beyond the delay"
@@ -144,7 +153,19 @@ def main() -> int:
     print(f"heartbeats, {hb['members']} members: coordinator {hb['coordinator_us_per_heartbeat']:.1f} µs each; "
           f"over TCP {hb['wire_heartbeats_per_s']:.0f}/s, {hb['wire_cpu_us_per_heartbeat_incl_client']:.0f} µs CPU each "
           f"(broker + client loop), errors {hb['errors']}")
+    doc["heartbeats"] = hb
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
 
 
 if __name__ == "__main__":

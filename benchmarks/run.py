@@ -51,6 +51,9 @@ from typing import Any
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
+
 PARTITIONS = 6
 E2E_RATE = 5000
 MB = 1_000_000
@@ -1034,83 +1037,6 @@ def versions() -> Json:
     return out
 
 
-def _cell(r: Json | None, key: str, fmt: str, scale: float = 1.0) -> str:
-    if r is None:
-        return "-"
-    if "error" in r:
-        return "error"
-    v = r.get(key)
-    return "-" if v is None else format(v * scale, fmt)
-
-
-def _phase(b: Json, size: int, phase: str) -> Json | None:
-    if "error" in b:
-        return b
-    r: Json | None = b.get(str(size), {}).get(phase)
-    return r
-
-
-PHASE_ROWS = (
-    ("mb_per_s", "MB/s", ".1f"),
-    ("records_per_s", "records/s", ",.0f"),
-    ("broker_cpu_s_per_gb", "broker CPU-s per GB", ".2f"),
-    ("broker_cpu_util_pct", "broker CPU use (% of one core)", ".0f"),
-    ("broker_kernel_pct", "of which in the kernel (%)", ".0f"),
-    ("client_cpu_s_per_gb", "client CPU-s per GB", ".2f"),
-    ("machine_cpu_busy_pct", "machine CPU busy (% of all cores)", ".0f"),
-    ("other_cpu_s", "other processes' CPU-s (noise)", ".1f"),
-    ("broker_rss_peak_mb", "broker peak RSS (MB)", ".0f"),
-)
-E2E_ROWS = (
-    ("p50_ms", "p50 (ms)", ".1f"),
-    ("p99_ms", "p99 (ms)", ".1f"),
-    ("p999_ms", "p99.9 (ms)", ".1f"),
-    ("max_ms", "max (ms)", ".1f"),
-    ("broker_cpu_util_pct", "broker CPU use (% of one core)", ".0f"),
-)
-LIMIT_ROWS = (
-    ("seq_write_then_fsync_mb_s", "disk: 1 MiB writes, one fsync at the end (MB/s)", ".0f"),
-    ("write_fsync_each_1mib_mb_s", "disk: 1 MiB write + fsync each (MB/s)", ".0f"),
-    ("fsync_4k_appends_per_s", "disk: 4 KiB append + fsync (fsyncs/s)", ",.0f"),
-    ("fsync_64k_appends_per_s", "disk: 64 KiB append + fsync (fsyncs/s)", ",.0f"),
-)
-
-
-def markdown(results: Json) -> str:
-    brokers: list[Json] = results["brokers"]
-    lines = [
-        "| scenario | metric | " + " | ".join(b["broker"] for b in brokers) + " |",
-        "|---|---|" + "---|" * len(brokers),
-    ]
-
-    def row(scenario: str, metric: str, cells: list[str]) -> None:
-        lines.append(f"| {scenario} | {metric} | " + " | ".join(cells) + " |")
-
-    row("start-up", "process start -> Metadata answered (ms)",
-        [_cell(b, "startup_s", ".0f", 1000) for b in brokers])  # fmt: skip
-    row("idle", "RSS (MB)", [_cell(b, "idle_rss_mb", ".0f") for b in brokers])
-    for size in results["settings"]["sizes"]:
-        label = "1 KiB" if size == 1024 else f"{size} B"
-        for phase in ("produce", "consume"):
-            for key, metric, fmt in PHASE_ROWS:
-                row(f"{phase} {label}", metric,
-                    [_cell(_phase(b, size, phase), key, fmt) for b in brokers])  # fmt: skip
-        for key, metric, fmt in E2E_ROWS:
-            row(f"e2e {label} @ {E2E_RATE}/s", metric,
-                [_cell(_phase(b, size, "e2e"), key, fmt) for b in brokers])  # fmt: skip
-    row("whole run", "broker peak RSS (MB)", [_cell(b, "peak_rss_mb", ".0f") for b in brokers])
-    row("whole run", "graceful shutdown (ms)",
-        [_cell(b, "shutdown_s", ".0f", 1000) for b in brokers])  # fmt: skip
-    limits = results.get("limits", {})
-    disk = limits.get("disk", {})
-    lines += ["", "| machine limit | value |", "|---|---|"]
-    for key, metric, fmt in LIMIT_ROWS:
-        lines.append(f"| {metric} | {_cell(disk, key, fmt)} |")
-    lo = _cell(limits.get("loopback", {}), "tcp_mb_s", ".0f")
-    lines.append(f"| loopback TCP, one connection, 1 MiB sendall (MB/s) | {lo} |")
-    return "\n".join(lines)
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -1132,6 +1058,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--no-limits", action="store_true", help="skip the disk/loopback probes")
     ap.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat the comparison N times, alternating which broker goes first (default 1)",
+    )
+    ap.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -1149,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**s.__dict__, "sizes": list(s.sizes), "partitions": PARTITIONS,
                      "e2e_rate": E2E_RATE, "quick": args.quick},
         "machine": versions(),
-        "brokers": [],
+        "runs": [],
     }  # fmt: skip
     t0 = time.perf_counter()
     with temp_root(args.tmp) as root:
@@ -1166,13 +1098,22 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 limits["loopback"] = {"error": _err(exc)}
             results["limits"] = limits
-        for name in names:
-            results["brokers"].append(bench_broker(ctx, name, s, root, args.wait_quiet))
-            time.sleep(1.0)
+        for i in range(max(1, args.runs)):
+            order = names if i % 2 == 0 else names[::-1]
+            _log(f"run {i + 1} of {args.runs}: {' then '.join(order)}")
+            run: Json = {"order": order, "brokers": []}
+            run_root = root / f"run-{i + 1}"
+            run_root.mkdir()
+            for name in order:
+                run["brokers"].append(bench_broker(ctx, name, s, run_root, args.wait_quiet))
+                time.sleep(1.0)
+            results["runs"].append(run)
+            if args.out:  # keep what is measured so far
+                Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     results["wall_s"] = time.perf_counter() - t0
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
+    print(report.markdown(results))
     _log(f"done in {results['wall_s']:.0f} s")
     return 0
 
