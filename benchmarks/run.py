@@ -627,7 +627,7 @@ def make_broker(name: str, root: Path) -> Broker:
     data.mkdir()
     if name == "riverbed":
         cmd = [
-            sys.executable, "-m", "riverbed", "serve",
+            sys.executable, "-m", "riverbed", "serve", "--no-registry",
             "--listen", f"{HOST}:{port}",
             "--data-dir", str(data),
             "--log-level", "WARNING",
