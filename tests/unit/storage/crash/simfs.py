@@ -81,9 +81,13 @@ class Image:
         self._write_dir(self.root, dest, choice)
 
     def _entries(self, vid: int, choice: Choice) -> dict[str, int]:
-        entries = dict(self.durable_entries.get(vid, {}))
         ops = self.entry_ops.get(vid, [])
-        for op in ops[: choice.entries_kept(vid, len(ops))]:
+        return self._replay_entries(self.durable_entries.get(vid, {}), ops[: choice.entries_kept(vid, len(ops))])
+
+    @staticmethod
+    def _replay_entries(durable: dict[str, int], ops: list[EntryOp]) -> dict[str, int]:
+        entries = dict(durable)
+        for op in ops:
             if op[0] == "link":
                 entries[op[1]] = op[2]
             elif op[0] == "unlink":
@@ -215,6 +219,7 @@ class SimFS:
         self._lock = threading.RLock()
         self._next_vid = 0
         self._vid_of: dict[int, int] = {}  # st_ino -> vid of the live file
+        self._opaque: set[int] = set()  # files written through file objects (writes unseen)
         self.kinds: dict[int, str] = {}
         self.durable_entries: dict[int, dict[str, int]] = {}
         self.durable_content: dict[int, bytes] = {}
@@ -324,6 +329,10 @@ class SimFS:
                     if ino not in self._vid_of:
                         raise Untracked(f"{name}: created behind the simulation's back")
                     entries[name] = self._vid_of[ino]
+                # self-check: the model saw every change of this directory
+                expected = Image._replay_entries(self.durable_entries[vid], self.entry_ops[vid])
+                if expected != entries:
+                    raise Untracked(f"directory entries changed unseen: model {expected}, disk {entries}")
                 self.durable_entries[vid] = entries
                 self.entry_ops[vid] = []
             else:
@@ -331,9 +340,17 @@ class SimFS:
                 rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
                 try:
                     size = os.fstat(rfd).st_size
-                    self.durable_content[vid] = os.pread(rfd, size, 0) if size else b""
+                    content = os.pread(rfd, size, 0) if size else b""
                 finally:
                     os.close(rfd)
+                # self-check: the model saw every write (except through file objects)
+                if vid not in self._opaque:
+                    model = bytearray(self.durable_content[vid])
+                    for op in self.data_ops[vid]:
+                        _apply(model, op)
+                    if model != content:
+                        raise Untracked(f"file content changed unseen ({len(model)} vs {len(content)} bytes)")
+                self.durable_content[vid] = content
                 self.data_ops[vid] = []
             self._tick("fsync")
 
@@ -369,6 +386,9 @@ class SimFS:
             existed = os.path.lexists(p)
             f = real(file, mode, *args, **kwargs)
             self._opened(p, f.fileno(), existed, "w" in mode)
+            vid = self._fd_vid(f.fileno())
+            if vid is not None:
+                self._opaque.add(vid)
             return f
 
     def _pwrite(self, fd: int, data: Any, offset: int) -> int:
