@@ -82,7 +82,10 @@ class Image:
 
     def _entries(self, vid: int, choice: Choice) -> dict[str, int]:
         ops = self.entry_ops.get(vid, [])
-        return self._replay_entries(self.durable_entries.get(vid, {}), ops[: choice.entries_kept(vid, len(ops))])
+        kept = choice.entries_subset(vid, len(ops))
+        if kept is None:
+            kept = range(choice.entries_kept(vid, len(ops)))
+        return self._replay_entries(self.durable_entries.get(vid, {}), [ops[i] for i in kept])
 
     @staticmethod
     def _replay_entries(durable: dict[str, int], ops: list[EntryOp]) -> dict[str, int]:
@@ -142,6 +145,11 @@ class Choice:
     def entries_kept(self, vid: int, n: int) -> int:
         raise NotImplementedError
 
+    def entries_subset(self, vid: int, n: int) -> list[int] | None:
+        """Indexes of the directory's pending operations that reached the disk, when not a
+        prefix (None: use :meth:`entries_kept`)."""
+        return None
+
     def data_kept(self, vid: int, ops: list[DataOp]) -> tuple[int, tuple[str, int] | None]:
         """(number of ops kept, tear of the next one: ("prefix", bytes) or ("zeros", 0))."""
         raise NotImplementedError
@@ -191,6 +199,47 @@ class Random(Choice):
         return kept, ("prefix", self.draw(max(len(payload) - 1, 0)))
 
 
+class Reordered(Random):
+    """Like :class:`Random`, but each pending directory operation reaches the disk or not
+    independently of the others (strict POSIX: without an fsync of the directory, nothing
+    orders its changes; ext4 and XFS happen to journal them in order)."""
+
+    @classmethod
+    def seeded(cls, seed: int) -> Reordered:
+        rng = random.Random(seed)
+        return cls(f"reordered({seed})", lambda n: rng.randint(0, n))
+
+    def entries_subset(self, vid: int, n: int) -> list[int] | None:
+        return [i for i in range(n) if self.draw(1)]
+
+
+class DropOne(Choice):
+    """Every pending operation reached the disk except one directory operation: the shape
+    of a missing directory fsync between two changes of the same directory (a later
+    change persisted, an earlier one did not)."""
+
+    def __init__(self, vid: int, index: int) -> None:
+        self.name, self.vid, self.index = f"all but entry op {index} of dir {vid}", vid, index
+
+    def entries_kept(self, vid: int, n: int) -> int:
+        return n
+
+    def entries_subset(self, vid: int, n: int) -> list[int] | None:
+        return [i for i in range(n) if vid != self.vid or i != self.index]
+
+    def data_kept(self, vid: int, ops: list[DataOp]) -> tuple[int, tuple[str, int] | None]:
+        return len(ops), None
+
+
+def choices_for(image: Image, seeds: int = 2) -> list[Choice]:
+    """The choices to try at one crash point: :func:`standard_choices` and every
+    :class:`DropOne`; only one when nothing is pending (every choice gives the same state)."""
+    if not image.pending():
+        return [Fixed("nothing pending", files=False, dirs=False)]
+    drops: list[Choice] = [DropOne(vid, i) for vid, ops in sorted(image.entry_ops.items()) if len(ops) > 1 for i in range(len(ops) - 1)]
+    return standard_choices(seeds) + drops
+
+
 def standard_choices(seeds: int = 6) -> list[Choice]:
     """The fixed corner cases, then ``seeds`` random ones."""
     fixed: list[Choice] = [
@@ -199,7 +248,7 @@ def standard_choices(seeds: int = 6) -> list[Choice]:
         Fixed("data kept, entries dropped", files=True, dirs=False),
         Fixed("entries kept, data dropped", files=False, dirs=True),
     ]
-    return fixed + [Random.seeded(s) for s in range(seeds)]
+    return fixed + [Random.seeded(s) for s in range(seeds)] + [Reordered.seeded(s) for s in range(seeds)]
 
 
 @dataclass

@@ -14,23 +14,25 @@ from pathlib import Path
 import pytest
 from cleaner_helpers import compact_config, kv, records
 from crash_helpers import no_fsync
-from simfs import SimFS, standard_choices
+from simfs import SimFS, choices_for
 
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.storage import SegmentLog
 from riverbed.storage import swap as swap_mod
 
 NOW = 10_000_000
-CONFIG = compact_config(segment_bytes=250, index_interval_bytes=60)
+CONFIG = compact_config(segment_bytes=600, index_interval_bytes=60)
 
 
 def build(directory: Path, fsync: object) -> SegmentLog:
     log = SegmentLog.create(directory, "t", 0, CONFIG, fsync=fsync)  # type: ignore[arg-type]
-    for i in range(30):
+    for i in range(16):
         value = None if i % 7 == 3 else f"v{i}"
         log.append(kv(f"k{i % 4}", value, ts=1_000 + i), now_ms=1_000)
-        if i == 12:
+        if i == 6:
             log.append(kv("solo", "x", ts=1_000 + i), now_ms=1_000)
+        if i % 2:
+            log.roll()  # small segments: the cleaner groups several into one
     log.flush()
     return log
 
@@ -66,7 +68,7 @@ def test_a_crash_during_a_clean_leaves_the_log_before_or_after_it(tmp_path: Path
     assert len(sim.images) > 20
     n = 0
     for image in sim.images:
-        for choice in standard_choices(2):
+        for choice in choices_for(image):
             n += 1
             dest = tmp_path / f"crash-{n}"
             image.materialize(dest, choice)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crash_helpers import Appended, History, check_recovered_log, idempotent_batch, open_recovered
-from simfs import Image, SimFS, standard_choices
+from simfs import Image, SimFS, choices_for
 
 from riverbed.storage import LogConfig, LogManager
 
@@ -51,11 +51,10 @@ def run_workload(sim: SimFS, root: Path, history: History, batches: int, *, rest
 
 def recover_all(images: list[Image], history: History, tmp_path: Path, seeds: int = 3) -> int:
     checked = 0
-    choices = standard_choices(seeds)
     n = 0
     for image in images:
         acked = max(image.notes, default=0)
-        for choice in choices if image.pending() else choices[:1]:
+        for choice in choices_for(image, seeds):
             n += 1
             dest = tmp_path / f"crash-{n}"
             image.materialize(dest, choice)
