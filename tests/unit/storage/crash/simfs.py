@@ -370,6 +370,7 @@ class SimFS:
         with self._lock:
             vid = self._fd_vid(fd)
             if vid is None:
+                self._real.get("fsync", os.fsync)(fd)  # not ours
                 return
             if self.kinds[vid] == "d":
                 entries = {}
@@ -535,7 +536,9 @@ class SimFS:
 
     @contextlib.contextmanager
     def install(self) -> Iterator[SimFS]:
-        """Patch ``os`` and the built-in ``open`` while the block runs."""
+        """Patch ``os`` and the built-in ``open`` while the block runs. ``os.fsync`` is
+        patched too (for code that calls it directly), but a default argument
+        ``fsync=os.fsync`` was bound at import: pass :meth:`fsync` to such code."""
         self._real = {
             "open": os.open,
             "builtins.open": builtins.open,
@@ -549,6 +552,7 @@ class SimFS:
             "rmdir": os.rmdir,
             "link": os.link,
             "mkdir": os.mkdir,
+            "fsync": os.fsync,
         }
         patched: dict[str, Any] = {
             "open": self._open,
@@ -562,6 +566,7 @@ class SimFS:
             "rmdir": self._unlinker("rmdir"),
             "link": self._link,
             "mkdir": self._mkdir,
+            "fsync": self.fsync,
         }
         try:
             for name, fn in patched.items():
