@@ -84,7 +84,7 @@ def check_recovered_log(log: SegmentLog | None, history: History, acked: int, la
     assert log.log_end_offset == end, label
     assert end >= acked, f"{label}: acknowledged up to {acked} but only {end} recovered"
     for b in history.batches[:n]:
-        first = list(iter_batches(bytes(log.read(b.last_offset, 1).records)))[0]
+        first = next(iter(iter_batches(bytes(log.read(b.last_offset, 1).records))))
         assert first.base_offset == b.base_offset, f"{label}: offset index lookup of {b.last_offset}"
         found = log.offset_for_timestamp(b.max_timestamp)
         assert found is not None and found[0] == b.base_offset, f"{label}: time index lookup of {b.max_timestamp}: {found}"

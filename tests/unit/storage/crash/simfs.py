@@ -82,9 +82,8 @@ class Image:
 
     def _entries(self, vid: int, choice: Choice) -> dict[str, int]:
         ops = self.entry_ops.get(vid, [])
-        kept = choice.entries_subset(vid, len(ops))
-        if kept is None:
-            kept = range(choice.entries_kept(vid, len(ops)))
+        subset = choice.entries_subset(vid, len(ops))
+        kept = range(choice.entries_kept(vid, len(ops))) if subset is None else subset
         return self._replay_entries(self.durable_entries.get(vid, {}), [ops[i] for i in kept])
 
     @staticmethod

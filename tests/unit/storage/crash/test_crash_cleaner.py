@@ -79,7 +79,7 @@ def test_a_crash_during_a_clean_leaves_the_log_before_or_after_it(tmp_path: Path
             try:
                 state = records(loaded)
                 assert set(after) <= set(state) <= set(before), label
-                assert state == sorted(state), label  # type: ignore[type-var]
+                assert state == sorted(state), label
                 assert loaded.log_end_offset == end, label
                 check_lookups(loaded, state, label)
                 if image is sim.images[-1] or n % 7 == 0:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from simfs import Choice, Fixed, Image, Random, Reordered, SimFS
 
 from riverbed.app import runtime
@@ -74,17 +74,17 @@ def read_committed_values(bootstrap: str, topic: str, expected: set[bytes]) -> s
         deadline = time.monotonic() + DEADLINE_S
         while not expected <= seen and time.monotonic() < deadline:
             m = c.poll(0.2)
-            if m is not None and m.error() is None:
-                seen.add(m.value())
+            if m is not None and m.error() is None and (value := m.value()) is not None:
+                seen.add(value)
         # the end of what is readable: the position reaches the last stable offset
-        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        _low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
         while time.monotonic() < deadline:
             pos = c.position([TopicPartition(topic, 0)])[0].offset
             if pos >= high:
                 break
             m = c.poll(0.2)
-            if m is not None and m.error() is None:
-                seen.add(m.value())
+            if m is not None and m.error() is None and (value := m.value()) is not None:
+                seen.add(value)
     finally:
         c.close()
     return seen
@@ -139,7 +139,7 @@ def check(dest: Path, image: Image, label: str) -> None:
             _, _, _, pid, epoch = txns[-1]
             assert (snap.producer_id, snap.producer_epoch) >= (pid, epoch), f"{label}: {snap}"
             assert snap.producer_id == pid, f"{label}: {snap}"
-            if not snap.state in (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT, TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
+            if snap.state not in (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT, TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
                 raise AssertionError(f"{label}: {snap}")
             # the transactional id can go on: a new producer instance fences the old one
             p = Producer({"bootstrap.servers": eb.bootstrap, "transactional.id": TXN_ID})

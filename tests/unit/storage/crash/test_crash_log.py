@@ -49,7 +49,7 @@ def run_workload(sim: SimFS, root: Path, history: History, batches: int, *, rest
         manager.close()
 
 
-def recover_all(images: list[Image], history: History, tmp_path: Path, seeds: int = 3) -> int:
+def recover_all(images: list[Image], history: History, tmp_path: Path, seeds: int = 2) -> int:
     checked = 0
     n = 0
     for image in images:
