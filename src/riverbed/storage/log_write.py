@@ -195,11 +195,14 @@ class WriteMixin(ProducerStateMixin):
                     self._fsync(segment.fd)
                 for segment in finalize:
                     segment.write_indexes(self._fsync)
+                if dir_dirty or finalize:
+                    # before the snapshot: the names of a new segment and of the index files
+                    # just written must be durable before a snapshot that relies on them (a
+                    # .txnindex lost while a later snapshot survives forgets its aborts)
+                    fsync_dir(self._dir, self._fsync)
                 if snapshot is not None:
                     # every segment below it now has its index files on disk
                     atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], self._fsync)
-                if dir_dirty:
-                    fsync_dir(self._dir, self._fsync)
             except OSError as exc:
                 self._failed = f"fsync failed: {exc}"
                 logger.error("%s: %s", self._dir, self._failed)
