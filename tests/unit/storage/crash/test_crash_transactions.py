@@ -32,7 +32,7 @@ def test_aborted_transactions_and_open_ones_survive_a_crash_at_any_point(tmp_pat
         log = manager.create("t", 0, CONFIG)
         seq = other_seq = 0
         try:
-            for j in range(10):
+            for j in range(11):  # the last one aborted: its .txnindex is written at close
                 first = log.append(producer_batch(TXN_PID, seq, 2, timestamp=1_000 + j), now_ms=1_000).base_offset
                 seq += 2
                 # another producer's plain batch inside the transaction's span
