@@ -105,12 +105,3 @@ def test_every_acknowledged_batch_survives_two_crashes(first: list[int], second:
         image2.materialize(tmp_path / "check2", choice2)
         recovered_count(tmp_path / "check2", survived, acked2, f"second crash at {image2.label}, {choice2}")
 
-
-def test_segment_log_type_is_what_the_manager_returns(tmp_path: Path) -> None:
-    """(guards the helpers above: ``manager.get`` gives the on-disk engine)"""
-    manager, log = open_recovered(tmp_path, CONFIG)
-    try:
-        assert log is None
-        assert isinstance(manager.create("t", 0, CONFIG), SegmentLog)
-    finally:
-        manager.close()
