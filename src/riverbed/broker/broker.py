@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ from riverbed.security.sasl import SaslServerFactory, SaslSession, SaslState
 from riverbed.security.throttle import FailedAuthThrottle, ThrottleConfig
 from riverbed.server.handler import CloseConnection, ConnectionInfo, Reply, ReplyThenClose
 from riverbed.storage.api import LogConfig, LogStore, PartitionLog
+from riverbed.storage.files import make_dirs_durably
 
 from .config import BrokerConfig, ListenerConfig
 from .dynamic_configs import DynamicConfigs
@@ -122,7 +124,7 @@ class Broker:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs_durably(self.config.data_dir, os.fsync)  # a new one survives a crash
         self._open_credentials()  # first: a corrupt credential file stops start-up
         self.dynamic.load()  # dynamic broker configs, before the logs take their defaults
         self.topics.load()

@@ -64,6 +64,20 @@ def fsync_dir(path: Path, fsync: Fsync) -> None:
         os.close(fd)
 
 
+def make_dirs_durably(path: Path, fsync: Fsync) -> None:
+    """``mkdir -p path``, then fsync the parent of every directory it created (a new
+    directory's entry is durable only once its parent is fsynced; Kafka flushes the parent
+    of a log directory it creates too)."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        fsync_dir(created.parent, fsync)
+
+
 def write_fully(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
     """pwrite that tolerates short writes (one syscall in the normal case)."""
     view = memoryview(data)

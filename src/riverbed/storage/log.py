@@ -253,9 +253,10 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                             self._fsync(segment.fd)
                             segment.synced_size = segment.size
                         segment.write_indexes(self._fsync)
+                    # the index files' names before the snapshot that vouches for them
+                    fsync_dir(self._dir, self._fsync)
                     snapshot = self.producers.to_bytes(self._leo)
                     atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, self._fsync)
-                    fsync_dir(self._dir, self._fsync)
                     self._unfinalized.clear()
                     self._durable = self._leo
             finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX
+from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, fsync_dir
 from .log_state import LogState, logger
 from .remote.api import SealedSegment, StagedSegment
 from .remote.metadata import METADATA_FILE, MetadataCorrupt, RemoteLogMetadata
@@ -102,6 +102,10 @@ class TieringMixin(LogState):
                 doomed = self._drop_prefix_locked(n)
             for segment in doomed:
                 segment.delete()
+                # oldest first, each deletion durable before the next: a crash must never
+                # keep an older segment while a newer one is gone (reads would skip the hole
+                # instead of going to the object store)
+                fsync_dir(self._dir, self._fsync)
         return len(doomed)
 
 

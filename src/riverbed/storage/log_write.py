@@ -224,6 +224,12 @@ class WriteMixin(ProducerStateMixin):
                 try:
                     for segment in finalize:
                         segment.write_indexes(fsync)
+                    if dir_dirty or finalize:
+                        # before the snapshot: the names of a new segment and of the index files
+                        # just written must be durable before a snapshot that relies on them (a
+                        # .txnindex lost while a later snapshot survives forgets its aborts)
+                        fsync_dir(self._dir, fsync)
+                        dir_dirty = False
                     if snapshot is not None:
                         # every segment below it now has its index files on disk
                         atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], fsync)
@@ -236,6 +242,8 @@ class WriteMixin(ProducerStateMixin):
                         raise
                     no_space = exc
                 if dir_dirty:
+                    # the names of new segments are durable even when the index files or the
+                    # snapshot could not be written
                     fsync_dir(self._dir, fsync)
             except OSError as exc:
                 self._failed = f"fsync failed: {exc}"

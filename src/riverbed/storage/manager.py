@@ -46,6 +46,7 @@ from .files import (
     Fsync,
     fsync_dir,
     is_legal_topic,
+    make_dirs_durably,
     parse_partition_dir,
     partition_dir_name,
     read_recovery_checkpoint,
@@ -146,7 +147,7 @@ class LogManager:
         """Discover and recover every partition directory, then start the flusher."""
         if self._opened:
             return
-        self._data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs_durably(self._data_dir, self._fsync)
         marker = self._data_dir / CLEAN_SHUTDOWN
         clean = marker.exists()
         points = read_recovery_checkpoint(self._data_dir)
