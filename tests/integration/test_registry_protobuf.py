@@ -126,6 +126,12 @@ def test_protobuf_compatibility_through_the_client(sr: list[SchemaRegistryClient
     assert client.test_compatibility("ships-value", schema(parcel_type=F.TYPE_UINT64)) is True
     new_id = client.register_schema("ships-value", schema(extra_field=True))
     assert client.get_latest_version("ships-value").schema_id == new_id
+    # use.latest.version: the serializer reads the latest version in the serialized format (a
+    # fresh client: confluent-kafka's latest-version cache does not key on the format)
+    newer_cls = message_class("shop.Shipment", extra_field=True)
+    latest_ser = ProtobufSerializer(newer_cls, client_for(sr, registry.url), conf={"auto.register.schemas": False, "use.latest.version": True})
+    data = latest_ser(newer_cls(order_id="y", note="n"), SerializationContext("ships", MessageField.VALUE))
+    assert data is not None and int.from_bytes(data[1:5], "big") == new_id
     # the .proto text of the same file, with the same reference, is found by lookup once normalized
     text = httpx.get(f"{registry.url}/schemas/ids/{new_id}/schema").text
     assert client.lookup_schema("ships-value", Schema(text, "PROTOBUF", refs), normalize_schemas=True).schema_id == new_id

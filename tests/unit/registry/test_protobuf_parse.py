@@ -140,6 +140,9 @@ def test_proto2_round_trip() -> None:
         'syntax = "proto4";',
         'edition = "2023"; message A { int32 a = 1; }',
         'syntax = "proto2"; message A { optional group G = 1 { optional int32 x = 2; } }',
+        'syntax = "proto3"; message A { string a = 1 [default = "x',
+        "\x00\x01",
+        'syntax = "proto3";' + "message A { " * 3000 + "}" * 3000,  # nesting too deep: refused, not a crash
     ],
 )
 def test_invalid_schemas_refused(bad: str) -> None:
