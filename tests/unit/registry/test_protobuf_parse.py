@@ -4,6 +4,7 @@ references and built-in files, the stored text form, normalization, refusals."""
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, timestamp_pb2
@@ -155,3 +156,52 @@ def test_reference_cycle_and_unknown_reference_refused() -> None:
     with pytest.raises(errors.RegistryError) as e:
         state.plan_register("o", "PROTOBUF", ORDER, (Reference("address.proto", "nope", 1),), False)
     assert e.value.code == 42201
+
+
+META_TEXT = """syntax = "proto3";
+package shop;
+import "confluent/meta.proto";
+message Card {
+  option (confluent.message_meta).doc = "a payment card";
+  string number = 1 [(confluent.field_meta).tags = "PII", (confluent.field_meta) = { params { key: "k" value: "v" } }];
+  string holder = 2 [(confluent.field_meta).tags = "PII", deprecated = true];
+}
+"""
+
+
+def _built(blob: str) -> Any:
+    from confluent_kafka.schema_registry.confluent import meta_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(blob))
+    proto.name = "card.proto"
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(descriptor_pb2.DESCRIPTOR.serialized_pb)
+    pool.AddSerializedFile(meta_pb2.DESCRIPTOR.serialized_pb)
+    return pool.Add(proto), meta_pb2
+
+
+def test_confluent_meta_options_reach_the_client_as_extensions() -> None:
+    """confluent-kafka's rule executors read field tags as the `confluent.field_meta`
+    extension of the descriptor's options: the serialized form carries them so."""
+    fd, meta_pb2 = _built(protobuf.parse(META_TEXT).serialized())
+    card = fd.message_types_by_name["Card"]
+    number = card.fields_by_name["number"].GetOptions().Extensions[meta_pb2.field_meta]
+    assert list(number.tags) == ["PII"] and dict(number.params) == {"k": "v"}
+    holder = card.fields_by_name["holder"].GetOptions()
+    assert list(holder.Extensions[meta_pb2.field_meta].tags) == ["PII"] and holder.deprecated
+    assert card.GetOptions().Extensions[meta_pb2.message_meta].doc == "a payment card"
+
+
+def test_meta_extensions_of_a_serialized_descriptor_are_kept_in_the_text() -> None:
+    """A descriptor compiled by protoc carries the meta options as extension bytes; the stored
+    text shows them, and the text parses back to a descriptor with the same tags."""
+    from confluent_kafka.schema_registry.confluent import meta_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto(name="card.proto", package="shop", syntax="proto3", dependency=["confluent/meta.proto"])
+    field = proto.message_type.add(name="Card").field.add(name="number", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    field.options.Extensions[meta_pb2.field_meta].tags.append("PII")
+    parsed = protobuf.parse(base64.b64encode(proto.SerializeToString()).decode())
+    assert '(confluent.field_meta) = { tags: "PII" }' in parsed.canonical()
+    again = protobuf.parse(parsed.canonical())
+    fd, meta = _built(again.serialized())
+    assert list(fd.message_types_by_name["Card"].fields_by_name["number"].GetOptions().Extensions[meta.field_meta].tags) == ["PII"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import descriptor_pb2 as d
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, message_factory, text_format
 from google.protobuf.message import DecodeError
 
 from .base import InvalidSchema
@@ -112,18 +112,24 @@ class ProtobufSchema:
     raw: d.FileDescriptorProto  # as given: type names as written
     file: d.FileDescriptorProto  # as built by the pool: fully-qualified type names, types set
     deps: dict[str, d.FileDescriptorProto] = field(default_factory=dict)  # import path -> built file, transitively
+    wire: d.FileDescriptorProto | None = None  # `file` with Confluent's meta options interpreted
     _types: dict[str, TypeInfo] | None = None
 
     def canonical(self) -> str:
         return to_text(self.raw)
 
     def normalized(self) -> str:
-        return to_text(self.file, normalize=True)
+        """Fully-qualified names, a fixed order, and Confluent's meta options merged into one
+        `(confluent.*_meta) = {...}` per element however they were written."""
+        merged = d.FileDescriptorProto()
+        merged.CopyFrom(self.wire if self.wire is not None else self.file)
+        _walk(merged, _uninterpret_options)
+        return to_text(merged, normalize=True)
 
     def serialized(self) -> str:
         """The base64 FileDescriptorProto for `?format=serialized` (confluent-kafka reads it)."""
         out = d.FileDescriptorProto()
-        out.CopyFrom(self.file)
+        out.CopyFrom(self.wire if self.wire is not None else self.file)
         out.ClearField("name")
         return base64.standard_b64encode(out.SerializeToString()).decode("ascii")
 
@@ -172,6 +178,8 @@ def parse(text: str, references: dict[str, ProtobufSchema] | None = None) -> Pro
     raw = _from_base64(text)
     if raw is None:
         raw = to_descriptor(text)
+    else:
+        _walk(raw, _uninterpret_options)
     raw.name = ROOT
     available: dict[str, d.FileDescriptorProto] = {}
     for ref_name, ref in (references or {}).items():
@@ -215,4 +223,162 @@ def parse(text: str, references: dict[str, ProtobufSchema] | None = None) -> Pro
         file.syntax = raw.syntax or "proto2"
     if not raw.syntax:
         raw.syntax = "proto2"
-    return ProtobufSchema(raw=raw, file=file, deps=deps)
+    return ProtobufSchema(raw=raw, file=file, deps=deps, wire=interpret_meta(file))
+
+
+# -- Confluent's meta options -------------------------------------------------------------------
+# `(confluent.field_meta).tags = "PII"` and its kin carry data-contract tags, docs and params
+# that confluent-kafka's rule executors read from the descriptor's options as the extension
+# `confluent.*_meta` (number 1088). Other custom options stay uninterpreted.
+
+META_OPTIONS = {"confluent.file_meta", "confluent.message_meta", "confluent.field_meta", "confluent.enum_meta", "confluent.enum_value_meta"}
+META_NUMBER = 1088
+
+
+@functools.cache
+def _meta_class() -> Any:
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(d.DESCRIPTOR.serialized_pb)
+    pool.Add(builtin_files()["confluent/meta.proto"])
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("confluent.Meta"))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | 0x80 if n else low)
+        if not n:
+            return bytes(out)
+
+
+def _interpret_options(options: Any) -> None:
+    meta = None
+    keep = []
+    for u in options.uninterpreted_option:
+        parts = list(u.name)
+        if not parts or not parts[0].is_extension or parts[0].name_part.lstrip(".") not in META_OPTIONS:
+            keep.append(u)
+            continue
+        if meta is None:
+            meta = _meta_class()()
+        try:
+            if len(parts) == 1 and u.HasField("aggregate_value"):
+                text_format.Merge(u.aggregate_value, meta)
+            elif len(parts) == 2 and parts[1].name_part in ("doc", "tags") and u.HasField("string_value"):
+                value = u.string_value.decode("utf-8")
+                if parts[1].name_part == "tags":
+                    meta.tags.append(value)
+                else:
+                    meta.doc = value
+            else:
+                keep.append(u)
+        except (text_format.ParseError, UnicodeDecodeError) as exc:
+            raise InvalidSchema(f"Invalid schema: option ({parts[0].name_part}): {exc}") from None
+    if meta is None:
+        return
+    rest = [type(u)() for u in keep]
+    for new, old in zip(rest, keep, strict=True):
+        new.CopyFrom(old)
+    del options.uninterpreted_option[:]
+    options.uninterpreted_option.extend(rest)
+    body = meta.SerializeToString()
+    options.MergeFromString(_varint(META_NUMBER << 3 | 2) + _varint(len(body)) + body)
+
+
+def _scan(data: bytes) -> list[tuple[int, bytes, bytes]] | None:
+    """(field number, whole record, length-delimited body) of each record; None if odd."""
+    out = []
+    i = 0
+    try:
+        while i < len(data):
+            start = i
+            key, i = _read_varint(data, i)
+            number, wire = key >> 3, key & 7
+            body = b""
+            if wire == 0:
+                _, i = _read_varint(data, i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                size, i = _read_varint(data, i)
+                body = data[i : i + size]
+                i += size
+            else:
+                return None  # groups: leave such options alone
+            if i > len(data):
+                return None
+            out.append((number, data[start:i], body))
+    except IndexError:
+        return None
+    return out
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def _uninterpret_options(options: Any, kind: str) -> None:
+    """The reverse of `_interpret_options`, for a descriptor given serialized: a meta extension
+    (known to this process or not) becomes the uninterpreted option `(confluent.<kind>) = {..}`,
+    so the stored text shows it whatever was imported."""
+    data = options.SerializeToString()
+    records = _scan(data)
+    if records is None or not any(n == META_NUMBER for n, _, _ in records):
+        return
+    meta = _meta_class()()
+    rest = b""
+    for number, whole, body in records:
+        if number == META_NUMBER:
+            meta.MergeFromString(body)
+        else:
+            rest += whole
+    options.Clear()
+    options.MergeFromString(rest)
+    u = options.uninterpreted_option.add()
+    u.name.add(name_part=f"confluent.{kind}", is_extension=True)
+    u.aggregate_value = text_format.MessageToString(meta, as_one_line=True)
+
+
+def _walk(file: d.FileDescriptorProto, fn: Any) -> None:
+    """Call fn(options, meta option name) on every options message of a file."""
+
+    def enum(e: d.EnumDescriptorProto) -> None:
+        fn(e.options, "enum_meta")
+        for v in e.value:
+            fn(v.options, "enum_value_meta")
+
+    def message(m: d.DescriptorProto) -> None:
+        fn(m.options, "message_meta")
+        for f in [*m.field, *m.extension]:
+            fn(f.options, "field_meta")
+        for e in m.enum_type:
+            enum(e)
+        for n in m.nested_type:
+            message(n)
+
+    fn(file.options, "file_meta")
+    for m in file.message_type:
+        message(m)
+    for e in file.enum_type:
+        enum(e)
+    for f in file.extension:
+        fn(f.options, "field_meta")
+
+
+def interpret_meta(file: d.FileDescriptorProto) -> d.FileDescriptorProto:
+    """A copy of `file` whose `(confluent.*_meta)` options are set as the extension they
+    name (unknown-field bytes of number 1088 that a reader with meta.proto loaded decodes)."""
+    out = d.FileDescriptorProto()
+    out.CopyFrom(file)
+    _walk(out, lambda options, kind: _interpret_options(options))
+    return out
