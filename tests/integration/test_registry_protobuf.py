@@ -138,3 +138,46 @@ def test_protobuf_compatibility_through_the_client(sr: list[SchemaRegistryClient
     assert httpx.get(f"{registry.url}/schemas/types").json() == ["AVRO", "JSON", "PROTOBUF"]
     bad = httpx.post(f"{registry.url}/subjects/x/versions", json={"schemaType": "PROTOBUF", "schema": 'syntax = "proto3"; import "nope.proto"; message A { int32 a = 1; }'})
     assert bad.status_code == 422 and bad.json()["error_code"] == 42201 and "nope.proto" in bad.json()["message"]
+
+
+CARD = """syntax = "proto3";
+package pay;
+import "confluent/meta.proto";
+
+message Card {
+  string number = 1 [(confluent.field_meta).tags = "PII"];
+  string holder = 2;
+}
+"""
+
+
+def test_field_tags_in_proto_text_drive_a_cel_field_rule(sr: list[SchemaRegistryClient], registry: RegistryService, topic_name: str) -> None:
+    """A CEL_FIELD transform on the tag PII, written with confluent-kafka's client, is applied
+    by that client to the field tagged in the `.proto` text, and only to it: the tag reaches
+    the client through `?format=serialized` as the `confluent.field_meta` extension."""
+    pytest.importorskip("celpy")
+    from confluent_kafka.schema_registry import Rule, RuleKind, RuleMode, RuleSet
+    from confluent_kafka.schema_registry.rules.cel.cel_field_executor import CelFieldExecutor
+
+    CelFieldExecutor.register()
+    client = client_for(sr, registry.url)
+    rule = Rule("maskPII", "", RuleKind.TRANSFORM, RuleMode.WRITE, "CEL_FIELD", ["PII"], None, "typeName == 'STRING' ; 'XXXX'", None, None, False)
+    subject = f"{topic_name}-value"
+    schema_id = client.register_schema(subject, Schema(CARD, "PROTOBUF", [], None, RuleSet(None, [rule])))
+    # the message class is built from what the registry hands out
+    blob = client.get_schema(schema_id, fmt="serialized").schema_str
+    proto = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(blob))
+    proto.name = "card.proto"
+    from confluent_kafka.schema_registry.confluent import meta_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(descriptor_pb2.DESCRIPTOR.serialized_pb)
+    pool.AddSerializedFile(meta_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    card_cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("pay.Card"))
+    ser = ProtobufSerializer(card_cls, client, conf={"auto.register.schemas": False, "use.latest.version": True})
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    data = ser(card_cls(number="4111111111111111", holder="bob"), ctx)
+    assert data is not None and int.from_bytes(data[1:5], "big") == schema_id
+    got = card_cls.FromString(data[6:])  # after magic, id and the message index [0]
+    assert (got.number, got.holder) == ("XXXX", "bob")
