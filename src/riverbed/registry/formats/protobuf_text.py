@@ -55,8 +55,15 @@ def _quiet(recognizer: Any) -> None:
     recognizer.addErrorListener(_Raise())
 
 
+CACHE_TEXT_LIMIT = 64 * 1024  # texts up to this size are cached parsed (512 of them at most)
+
+
 @functools.lru_cache(maxsize=512)
 def _parse_cached(text: str) -> bytes:
+    return _parse(text)
+
+
+def _parse(text: str) -> bytes:
     try:
         tree = Parser(setup_lexer=_quiet, setup_parser=_quiet).parse(text)
     except InvalidSchema:
@@ -70,7 +77,7 @@ def _parse_cached(text: str) -> bytes:
 def to_descriptor(text: str) -> d.FileDescriptorProto:
     """The FileDescriptorProto of `.proto` text (type names unresolved, as written)."""
     out = d.FileDescriptorProto()
-    out.ParseFromString(_parse_cached(text))
+    out.ParseFromString(_parse_cached(text) if len(text) <= CACHE_TEXT_LIMIT else _parse(text))
     return out
 
 
