@@ -27,9 +27,9 @@ F = descriptor_pb2.FieldDescriptorProto
 
 
 def files(parcel_type: int = F.TYPE_INT64, extra_field: bool = False) -> list[descriptor_pb2.FileDescriptorProto]:
-    address = descriptor_pb2.FileDescriptorProto(name="address.proto", package="shop", syntax="proto3")
+    address = descriptor_pb2.FileDescriptorProto(name="shop/address.proto", package="shop", syntax="proto3")
     address.message_type.add(name="Address").field.add(name="city", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-    order = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3", dependency=["address.proto"])
+    order = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3", dependency=["shop/address.proto"])
     order.message_type.add(name="Order").field.add(name="id", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
     shipment = order.message_type.add(name="Shipment")
     shipment.field.add(name="order_id", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
@@ -81,15 +81,15 @@ def test_protobuf_serializers_round_trip_with_a_reference_and_a_second_message(s
     assert producer.flush(30) == 0
 
     # the serializer registered the import under its name, and the file with a reference to it
-    assert client.get_latest_version("address.proto").version == 1
+    assert client.get_latest_version("shop/address.proto").version == 1
     latest = client.get_latest_version(f"{topic_name}-value")
-    assert [(r.name, r.subject, r.version) for r in latest.schema.references] == [("address.proto", "address.proto", 1)]
+    assert [(r.name, r.subject, r.version) for r in latest.schema.references] == [("shop/address.proto", "shop/address.proto", 1)]
     stored = httpx.get(f"{registry.url}/schemas/ids/{latest.schema_id}").json()
     assert stored["schemaType"] == "PROTOBUF"
-    assert 'import "address.proto";' in stored["schema"] and "message Shipment {" in stored["schema"]
+    assert 'import "shop/address.proto";' in stored["schema"] and "message Shipment {" in stored["schema"]
     serialized = httpx.get(f"{registry.url}/schemas/ids/{latest.schema_id}", params={"format": "serialized"}).json()["schema"]
     proto = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized))
-    assert [m.name for m in proto.message_type] == ["Order", "Shipment"] and list(proto.dependency) == ["address.proto"]
+    assert [m.name for m in proto.message_type] == ["Order", "Shipment"] and list(proto.dependency) == ["shop/address.proto"]
 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g", "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic_name, 0, 0)])
@@ -112,7 +112,7 @@ def test_protobuf_compatibility_through_the_client(sr: list[SchemaRegistryClient
     client = client_for(sr, registry.url)
     shipment_cls = message_class("shop.Shipment")
     ProtobufSerializer(shipment_cls, client)(shipment_cls(order_id="x"), SerializationContext("ships", MessageField.VALUE))
-    refs = [SchemaReference("address.proto", "address.proto", 1)]
+    refs = [SchemaReference("shop/address.proto", "shop/address.proto", 1)]
 
     def schema(**kw: Any) -> Schema:
         proto = files(**kw)[1]
