@@ -127,7 +127,7 @@ def test_error_bodies(registry: RegistryService) -> None:
     assert err("GET", "/subjects/s/versions/0") == (422, 42202)
     assert err("GET", "/subjects/s/versions/abc") == (422, 42202)
     assert err("POST", "/subjects/s/versions", json={"schema": "{\"type\": \"nope\"}"}) == (422, 42201)
-    assert err("POST", "/subjects/s/versions", json={"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}) == (422, 42201)
+    assert err("POST", "/subjects/s/versions", json={"schema": "syntax = \"proto3\"; message {", "schemaType": "PROTOBUF"}) == (422, 42201)
     assert err("POST", "/subjects/s/versions", content=b"{not json") == (400, 400)
     assert err("POST", "/subjects/s/versions", content=b"x" * (65 * 1024)) == (413, 413)
     assert err("POST", "/subjects/s", json={"schema": json.dumps(ORDER_V2)}) == (404, 40403)
@@ -257,4 +257,4 @@ def test_json_schema_serializers_and_compatibility(sr: list[SchemaRegistryClient
     with pytest.raises(SchemaRegistryError) as e:
         client.register_schema(subject, Schema(json.dumps(required), "JSON"))
     assert e.value.http_status_code == 409 and "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL" in e.value.error_message
-    assert httpx.get(f"{registry.url}/schemas/types").json() == ["AVRO", "JSON"]
+    assert httpx.get(f"{registry.url}/schemas/types").json() == ["AVRO", "JSON", "PROTOBUF"]

@@ -161,7 +161,8 @@ class RegistryApi:
         subject = request.path_params["subject"]
         version = self._version_param(request.path_params["version"])
         deleted = _flag(request, "deleted")
-        return _ok(self._read(lambda s: s.get_version(subject, version, deleted).as_json()))
+        fmt = request.query_params.get("format")
+        return _ok(self._read(lambda s: s.formatted(s.get_version(subject, version, deleted), fmt)))
 
     async def get_version_schema(self, request: Request) -> Response:
         subject = request.path_params["subject"]
@@ -203,14 +204,16 @@ class RegistryApi:
         if len(keys) != len(values):
             raise JsonError(422, 422, "key and value parameters must come in pairs")
         deleted = _flag(request, "deleted")
-        return _ok(self._read(lambda s: s.latest_with_metadata(subject, dict(zip(keys, values, strict=True)), deleted).as_json()))
+        fmt = request.query_params.get("format")
+        return _ok(self._read(lambda s: s.formatted(s.latest_with_metadata(subject, dict(zip(keys, values, strict=True)), deleted), fmt)))
 
     async def lookup(self, request: Request) -> Response:
         subject = request.path_params["subject"]
         schema_type, text, refs, _body = await self._schema_request(request)
         normalize = _flag(request, "normalize")
         deleted = _flag(request, "deleted")
-        return _ok(self._read(lambda s: s.lookup(subject, schema_type, text, refs, normalize, deleted).as_json()))
+        fmt = request.query_params.get("format")
+        return _ok(self._read(lambda s: s.formatted(s.lookup(subject, schema_type, text, refs, normalize, deleted), fmt)))
 
     async def delete_version(self, request: Request) -> Response:
         subject = request.path_params["subject"]
@@ -231,12 +234,13 @@ class RegistryApi:
     async def by_id(self, request: Request) -> Response:
         schema_id = self._id_param(request.path_params["id"])
         subject = request.query_params.get("subject")
+        fmt = request.query_params.get("format")
 
         def q(s: State) -> dict[str, Any]:
             row = s.schema_by_id(schema_id)
             if subject is not None and not any(v.subject == subject for v in s.versions_of_id(schema_id, deleted=True)):
                 raise errors.schema_not_found(f"Schema {schema_id} not found")
-            out = row.as_json()
+            out = s.formatted(row, fmt)
             for k in ("subject", "version", "id"):
                 out.pop(k)
             return out

@@ -23,9 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from . import errors
-from .formats import SUPPORTED_TYPES, Incompatibility, InvalidSchema, avro, jsonschema
+from .formats import (
+    SUPPORTED_TYPES,
+    Incompatibility,
+    InvalidSchema,
+    avro,
+    jsonschema,
+    protobuf,
+    protobuf_compat,
+)
 
-Parsed = avro.AvroSchema | jsonschema.JsonSchema
+Parsed = avro.AvroSchema | jsonschema.JsonSchema | protobuf.ProtobufSchema
 
 COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
 MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
@@ -229,9 +237,20 @@ class State:
             if schema_type == "JSON":
                 refs = {ref.name: cast(jsonschema.JsonSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
                 return jsonschema.parse(text, refs)
+            if schema_type == "PROTOBUF":
+                imports = {ref.name: cast(protobuf.ProtobufSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
+                return protobuf.parse(text, imports)
         except InvalidSchema as exc:
             raise errors.invalid_schema(str(exc)) from None
         raise errors.invalid_schema(f"Invalid schema type {schema_type}: riverbed's registry supports {', '.join(SUPPORTED_TYPES)} so far")
+
+    def formatted(self, row: Version, fmt: str | None) -> dict[str, Any]:
+        """A row's JSON with its schema in the asked `format`: `serialized` gives a Protobuf
+        schema as a base64 FileDescriptorProto (confluent-kafka's deserializers ask for it)."""
+        out = row.as_json()
+        if fmt == "serialized" and row.schema_type == "PROTOBUF":
+            out["schema"] = cast(protobuf.ProtobufSchema, self.parse(row.schema_type, row.schema, row.references)).serialized()
+        return out
 
     def _resolve_refs(self, references: tuple[Reference, ...], seen: set[tuple[str, int]]) -> list[Version]:
         out: list[Version] = []
@@ -266,6 +285,11 @@ class State:
                     problems += jsonschema.incompatibilities(old, new)
                 if level.startswith(("FORWARD", "FULL")):
                     problems += jsonschema.incompatibilities(new, old)
+            elif isinstance(new, protobuf.ProtobufSchema) and isinstance(old, protobuf.ProtobufSchema):
+                if level.startswith(("BACKWARD", "FULL")):
+                    problems += protobuf_compat.incompatibilities(old, new)
+                if level.startswith(("FORWARD", "FULL")):
+                    problems += protobuf_compat.incompatibilities(new, old)
             if problems:
                 found += [p.message() for p in problems]
                 found.append(f"{{oldSchemaVersion: {old_row.version}}}")

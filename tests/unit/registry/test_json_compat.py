@@ -110,10 +110,10 @@ def test_invalid_json_schemas_refused() -> None:
             js.parse(bad)
 
 
-def test_state_registers_json_and_refuses_protobuf() -> None:
+def test_state_registers_json_and_refuses_unknown_types() -> None:
     state = State()
     row, records = state.plan_register("j", "JSON", json.dumps(OPEN), (), False)
     assert row.schema_type == "JSON" and records[0][1] is not None and records[0][1]["schemaType"] == "JSON"
     with pytest.raises(errors.RegistryError) as e:
-        state.plan_register("p", "PROTOBUF", "syntax = 'proto3';", (), False)
+        state.plan_register("p", "XML", "<schema/>", (), False)
     assert e.value.code == 42201

@@ -1,8 +1,7 @@
-"""Schema formats: Avro and JSON Schema. Protobuf is refused as not supported (HTTP 422,
-42201) until its parser and compatibility rules are in."""
+"""Schema formats: Avro, JSON Schema and Protobuf."""
 
 from .base import Incompatibility, InvalidSchema
 
-SUPPORTED_TYPES = ("AVRO", "JSON")
+SUPPORTED_TYPES = ("AVRO", "JSON", "PROTOBUF")
 
 __all__ = ["SUPPORTED_TYPES", "Incompatibility", "InvalidSchema"]
