@@ -193,8 +193,8 @@ def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, to
     groups already swapped in), and checks from the files the dead broker left that the kill
     landed there (a kill that came too late, the group already swapped, is retried; all four
     must land). Each round writes new values for half of the keys first, so there is always
-    a clean to catch, and the latest values of the other half (and the unique filler keys)
-    live in the segments being cleaned."""
+    a clean to catch; keys written once, spread over the first segments, and the other half's
+    latest values live in the segments being cleaned."""
     data = tmp_path / "data"
     extra = ["--set", "log.cleaner.backoff.ms=20", "--set", "log.cleaner.io.max.bytes.per.second=20000"]
     proc = BrokerProcess(data, extra=extra).start()
@@ -217,8 +217,9 @@ def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, to
     try:
         create_topics(b, NewTopic(topic_name, 1, 1, config={**COMPACT, "segment.bytes": "4096"}))
         partition_dir = data / f"{topic_name}-0"
-        for r in range(3):  # several updates of every key
-            write([(k, f"v{r}-{k.decode()}".encode() * 4) for k in keys])
+        for r in range(3):  # several updates of every key, with a key written once every 5
+            updates = [(k, f"v{r}-{k.decode()}".encode() * 4) for k in keys]
+            write([rec for i, u in enumerate(updates) for rec in ([u] if i % 5 else [u, (f"once-{r}-{i}".encode(), b"o" * 30)])])
         for round_ in range(8):  # a kill that comes too late (the group swapped) is a miss
             if len(hits) == len(targets):
                 break
