@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupType,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -194,7 +201,13 @@ def test_describe_acls_with_confluent_kafka_python_and_kafkajs(acl_broker: Embed
 
     # kafka-python
     from kafka import KafkaAdminClient
-    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+    )
     from kafka.admin import ResourceType as KResourceType
     from kafka.errors import NoError
 

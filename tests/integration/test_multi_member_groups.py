@@ -149,7 +149,7 @@ def settled(bootstrap: str, group: str, members: list[Member]) -> dict[str, tupl
         return None
     try:
         state, described = describe(bootstrap, group)
-    except Exception:  # noqa: BLE001 - a group in the middle of a rebalance; ask again
+    except Exception:
         return None
     if state != "STABLE" or set(described) != set(reports):
         return None

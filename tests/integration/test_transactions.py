@@ -226,6 +226,7 @@ def test_consume_transform_produce_is_exactly_once_under_kill_9(txn_broker: Embe
     (the next instance's InitProducerId must abort it). At the end the output holds every
     input record exactly once, the held-open records are in the log but aborted, and the
     group's committed offsets are the input's end offsets."""
+    import contextlib
     import json
     import queue
     import subprocess
@@ -256,10 +257,8 @@ def test_consume_transform_produce_is_exactly_once_under_kill_9(txn_broker: Embe
         deadline = time.monotonic() + 120
         while not (mode == "commit" and sum("committed" in ln for ln in seen) >= k) and not (mode == "open" and any("open" in ln for ln in seen)):
             assert proc.poll() is None and time.monotonic() < deadline, f"victim {len(victims)} ({mode} {k}) got to {seen}"
-            try:
+            with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                pass
         proc.kill()
         proc.wait(10)
         reader.join(10)
