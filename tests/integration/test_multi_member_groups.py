@@ -229,6 +229,9 @@ def test_three_members_share_the_partitions_and_fail_over(group_broker: Embedded
         wait_for(three, 90, lambda: f"3 members settled: {[(m.client_id, m.assigned) for m in members]}")
         first: dict[str, tuple[str, list[int]]] = got["d"]
         check_layout(assignor, first)
+        for m in members:  # kafkajs reports its member id: the one DescribeGroups lists for it
+            ids = [ln["member"] for ln in m.snapshot() if "member" in ln]
+            assert not ids or ids[-1] == first[m.client_id][0], (m.client_id, ids[-1], first[m.client_id])
         assert all(len(parts) >= 2 for _, parts in first.values())  # 7 over 3: each has a share
 
         # 2. records reach the owner of their partition, which commits them
