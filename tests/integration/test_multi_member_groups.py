@@ -7,8 +7,8 @@ The broker only relays the leader's assignment (classic protocol), so what this 
 relay: every member gets the share the assignor computed, every partition is owned exactly
 once, and the committed offsets are where the next owner starts. The expected shares are the
 assignors' documented contracts (Kafka's RangeAssignor / RoundRobinAssignor, kafkajs's
-RoundRobinAssigner: members sorted by member id; sticky: balanced, and survivors keep what they
-had), checked against the members' own reports and against DescribeGroups (confluent-kafka).
+RoundRobinAssigner: members sorted by member id; sticky and kafka-python's cooperative-sticky:
+balanced, and survivors keep what they had), checked against the members' own reports and against DescribeGroups (confluent-kafka).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def expected_layout(assignor: str, member_ids: list[str]) -> dict[str, list[int]
         return layout
     if assignor == "roundrobin":  # dealt out in member id order
         return {m: [p for p in range(PARTITIONS) if p % n == i] for i, m in enumerate(ordered)}
-    return None
+    return None  # sticky, cooperative-sticky
 
 
 def settled(bootstrap: str, group: str, members: list[Member]) -> dict[str, tuple[str, list[int]]] | None:
@@ -195,6 +195,7 @@ CASES = [
     ("kafka-python", "range", "close"),
     ("kafka-python", "roundrobin", "kill"),
     ("kafka-python", "sticky", "kill"),
+    ("kafka-python", "cooperative-sticky", "kill"),
     ("aiokafka", "range", "kill"),
     ("aiokafka", "roundrobin", "close"),
     ("aiokafka", "sticky", "close"),

@@ -3,6 +3,7 @@ test_multi_member_groups.py (which runs three of them in one group and kills or 
 
 usage: python py_group_member.py CLIENT BOOTSTRAP GROUP TOPIC ASSIGNOR CLIENT_ID
   CLIENT: kafka-python | aiokafka;  ASSIGNOR: range | roundrobin | sticky
+  (kafka-python also cooperative-sticky: incremental rebalances)
 
 Reads from the earliest offset, commits synchronously after every poll that returned
 records (no auto-commit), and prints JSON lines:
@@ -37,12 +38,18 @@ def report(records: dict[Any, list[Any]]) -> dict[int, int]:
 
 def run_kafka_python(bootstrap: str, group: str, topic: str, assignor: str, client_id: str) -> None:
     from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
     from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
     from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
     from kafka.errors import KafkaError
 
-    strategy = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor, "sticky": StickyPartitionAssignor}[assignor]
+    strategy = {
+        "range": RangePartitionAssignor,
+        "roundrobin": RoundRobinPartitionAssignor,
+        "sticky": StickyPartitionAssignor,
+        "cooperative-sticky": CooperativeStickyAssignor,
+    }[assignor]
     stop = False
 
     def on_term(*_: object) -> None:
