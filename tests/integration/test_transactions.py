@@ -274,7 +274,7 @@ def test_consume_transform_produce_is_exactly_once_under_kill_9(txn_broker: Embe
         if mode == "open":
             assert "open" in seen[-1] and seen[-1]["open"] > 0, (mode, k, seen)
     held_open = sum(seen[-1]["open"] for mode, _, seen in victims if mode == "open")
-    final = subprocess.run(cmd, timeout=120)
+    final = subprocess.run(cmd, timeout=120, stdout=subprocess.DEVNULL)
     assert final.returncode == 0
     out = read_all(b, sink, 3, "read_committed", expected=n, timeout=30)
     assert len(out) == n, f"{len(out)} records, {len(set(out))} distinct"

@@ -1,5 +1,5 @@
 """A consume-transform-produce loop with exactly-once semantics (confluent-kafka), run as a
-child process by test_transactions.py, which kills it with SIGKILL at random moments.
+child process by test_transactions.py, which kills it with SIGKILL in states it reports.
 
 usage: python eos_processor.py BOOTSTRAP INPUT OUTPUT GROUP TRANSACTIONAL_ID [HOLD_OPEN_AT]
 
