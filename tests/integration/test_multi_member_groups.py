@@ -124,6 +124,15 @@ def describe(bootstrap: str, group: str) -> tuple[str, dict[str, tuple[str, list
     return desc.state.name, members
 
 
+def diagnose(bootstrap: str, group: str, members: list[Member]) -> str:
+    try:
+        broker_view: object = describe(bootstrap, group)
+    except Exception as exc:
+        broker_view = exc
+    reports = [(m.client_id, m.assigned, m.stderr_tail()[-600:]) for m in members]
+    return f"broker: {broker_view}; members: {reports}"
+
+
 def expected_layout(assignor: str, member_ids: list[str]) -> dict[str, list[int]] | None:
     """The shares the assignor's contract fixes (None for sticky: checked separately)."""
     ordered = sorted(member_ids)
@@ -227,7 +236,7 @@ def test_three_members_share_the_partitions_and_fail_over(group_broker: Embedded
             got["d"] = settled(b, group, members)
             return got["d"] is not None
 
-        wait_for(three, 90, lambda: f"3 members settled: {[(m.client_id, m.assigned) for m in members]}")
+        wait_for(three, 90, lambda: f"3 members settled: {diagnose(b, group, members)}")
         first: dict[str, tuple[str, list[int]]] = got["d"]
         check_layout(assignor, first)
         for m in members:  # kafkajs reports its member id: the one DescribeGroups lists for it
@@ -257,7 +266,7 @@ def test_three_members_share_the_partitions_and_fail_over(group_broker: Embedded
             got["d"] = settled(b, group, survivors)
             return got["d"] is not None
 
-        wait_for(two, 90, lambda: f"2 members settled: {[(m.client_id, m.assigned) for m in survivors]}")
+        wait_for(two, 90, lambda: f"2 members settled: {diagnose(b, group, survivors)}")
         second: dict[str, tuple[str, list[int]]] = got["d"]
         check_layout(assignor, second, before={c: parts for c, (_, parts) in first.items()})
 

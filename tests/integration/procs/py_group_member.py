@@ -12,12 +12,15 @@ records (no auto-commit), and prints JSON lines:
   {"committed": {partition: offset}}    after a commit succeeded (the next offsets)
   {"commit_failed": "..."}              when a commit failed (a rebalance)
   {"closed": true}                      after SIGTERM: the consumer was closed (LeaveGroup)
+The client logs its group coordination on stderr (INFO; DEBUG with MEMBER_DEBUG=1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -70,7 +73,10 @@ def run_kafka_python(bootstrap: str, group: str, topic: str, assignor: str, clie
     )
     last: list[int] | None = None
     while not stop:
-        records = c.poll(timeout_ms=200)
+        # a long poll: kafka-python 3.0.12 can wedge when a poll's timeout expires while its
+        # JoinGroup/SyncGroup round trip completes (the SyncGroup answer is never applied, its
+        # heartbeats stay off, the broker expires it and it never rejoins); seen under load
+        records = c.poll(timeout_ms=3000)
         now = sorted(tp.partition for tp in c.assignment())
         if now != last:
             last = now
@@ -130,6 +136,11 @@ async def run_aiokafka(bootstrap: str, group: str, topic: str, assignor: str, cl
 
 def main() -> None:
     client, bootstrap, group, topic, assignor, client_id = sys.argv[1:7]
+    # the client's own account of joining and rebalancing, on stderr (the test shows it when
+    # the group does not settle)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in ("kafka.coordinator", "aiokafka.consumer.group_coordinator"):
+        logging.getLogger(name).setLevel(logging.DEBUG if os.environ.get("MEMBER_DEBUG") else logging.INFO)
     if client == "kafka-python":
         run_kafka_python(bootstrap, group, topic, assignor, client_id)
     elif client == "aiokafka":
