@@ -173,31 +173,81 @@ def test_aborted_records_go_and_committed_ones_stay(cleaning_broker: EmbeddedBro
     assert read_from(b, topic_name, isolation="read_committed") == before
 
 
+def cleaner_files(partition_dir: Path) -> tuple[list[int], list[int], int]:
+    """(base offsets of ``*.log.cleaned`` files, of ``*.swap`` manifests, first segment base):
+    the traces a clean in progress leaves in a partition directory (``storage/swap.py``)."""
+    names = [f.name for f in partition_dir.iterdir()]
+    cleaned = sorted(int(n[:20]) for n in names if n.endswith(".log.cleaned"))
+    swaps = sorted(int(n[:20]) for n in names if n.endswith(".swap"))
+    logs = [int(n[:20]) for n in names if n.endswith(".log")]
+    return cleaned, swaps, min(logs, default=0)
+
+
 def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, topic_name: str) -> None:
-    """Many segments of updates; the broker is killed with SIGKILL while its cleaner works
-    (several times, at different moments); every restart reads the latest value of every key
-    at the offset it was written at, and nothing else of those keys."""
+    """The broker is killed with SIGKILL while its cleaner is in the middle of a clean, at
+    two kinds of moment, and every restart reads the latest value of every key at the offset
+    it was written at, and nothing else of those keys. The cleaner is throttled
+    (log.cleaner.io.max.bytes.per.second) so that writing one cleaned group takes a while;
+    the test kills the broker when the partition directory shows a cleaned segment being
+    written: the first group (nothing of this clean swapped yet) or a later one (earlier
+    groups already swapped in), and checks from the files the dead broker left that the kill
+    landed there (a kill that came too late, the group already swapped, is retried; all four
+    must land). Each round writes new values for half of the keys first, so there is always
+    a clean to catch; keys written once, spread over the first segments, and the other half's
+    latest values live in the segments being cleaned."""
     data = tmp_path / "data"
-    extra = ["--set", "log.cleaner.backoff.ms=20"]
+    extra = ["--set", "log.cleaner.backoff.ms=20", "--set", "log.cleaner.io.max.bytes.per.second=20000"]
     proc = BrokerProcess(data, extra=extra).start()
+    b = proc.bootstrap
+    keys = [f"k{i}".encode() for i in range(200)]
+    offsets: dict[bytes | None, list[int]] = {}
+    latest: dict[bytes, tuple[int, bytes]] = {}
+
+    def write(records: list[tuple[bytes, bytes]]) -> None:
+        written = produce(b, topic_name, records, acks="all")  # type: ignore[arg-type]
+        value_of = dict(records)
+        for k, offs in written.items():
+            assert k is not None
+            offsets.setdefault(k, []).extend(offs)
+            latest[k] = (offs[-1], value_of[k])
+
+    targets = ["first", "later", "first", "later"]
+    hits: list[tuple[str, list[int], list[int]]] = []
+    misses: list[tuple[str, list[int], list[int]]] = []
     try:
-        b = proc.bootstrap
         create_topics(b, NewTopic(topic_name, 1, 1, config={**COMPACT, "segment.bytes": "4096"}))
-        records = [(f"k{i % 200}".encode(), f"v{r}-{i % 200}".encode() * 4) for r in range(10) for i in range(200)]
-        offsets = produce(b, topic_name, records, **{"acks": "all"})
-        produce(b, topic_name, [(f"filler-{i}".encode(), b"x" * 100) for i in range(200)], **{"acks": "all"})
-        latest = {f"k{i}".encode(): (offsets[f"k{i}".encode()][-1], f"v9-{i}".encode() * 4) for i in range(200)}
-        for delay in (0.0, 0.05, 0.15, 0.4):
-            time.sleep(delay)
+        partition_dir = data / f"{topic_name}-0"
+        for r in range(3):  # several updates of every key, with a key written once every 5
+            updates = [(k, f"v{r}-{k.decode()}".encode() * 4) for k in keys]
+            write([rec for i, u in enumerate(updates) for rec in ([u] if i % 5 else [u, (f"once-{r}-{i}".encode(), b"o" * 30)])])
+        for round_ in range(8):  # a kill that comes too late (the group swapped) is a miss
+            if len(hits) == len(targets):
+                break
+            target = targets[len(hits)]
+            write([(k, f"r{round_}-{k.decode()}".encode() * 4) for i, k in enumerate(keys) if i % 2 == round_ % 2])
+            write([(f"filler-{round_}-{i}".encode(), b"x" * 100) for i in range(60)])
+
+            def at_target(target: str = target) -> bool:
+                cleaned, _, first_base = cleaner_files(partition_dir)
+                return any(base == first_base for base in cleaned) if target == "first" else any(base > first_base for base in cleaned)
+
+            assert wait_until(at_target, 120), f"round {round_}: no clean reached the {target} group: {sorted(f.name for f in partition_dir.iterdir())}"
             proc.kill()
+            cleaned, swaps, first_base = cleaner_files(partition_dir)  # what the dead broker left
+            # the dead broker's files show where the kill landed: writing the first group, or
+            # a later one (so the groups before it had been swapped in by this clean)
+            hit = first_base in cleaned if target == "first" else any(base > first_base for base in cleaned)
+            (hits if hit else misses).append((target, cleaned, swaps))
             proc = BrokerProcess(data, port=proc.port, extra=extra).start()
             rows = read_from(b, topic_name)
             seen: dict[bytes | None, list[tuple[int, bytes | None]]] = {}
             for off, key, value in rows:
                 seen.setdefault(key, []).append((off, value))
+            assert set(seen) == set(latest), "keys lost or invented"
             for key, (off, value) in latest.items():
-                assert seen[key][-1] == (off, value)  # the latest value, where it was written
+                assert seen[key][-1] == (off, value), key  # the latest value, where it was written
                 assert all(o in offsets[key] for o, _ in seen[key])  # nothing invented or moved
+        assert len(hits) == len(targets), f"kills that landed mid-clean: {hits}; too late: {misses}"
     finally:
         proc.kill()
 

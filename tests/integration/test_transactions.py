@@ -221,12 +221,18 @@ def test_transactions_survive_a_broker_restart(tmp_path: Path, topic_name: str) 
 
 
 def test_consume_transform_produce_is_exactly_once_under_kill_9(txn_broker: EmbeddedBroker, topic_name: str) -> None:
-    """The processor (procs/eos_processor.py) is killed with SIGKILL at random moments and
-    restarted; at the end the output holds every input record exactly once and the group's
-    committed offsets are the input's end offsets."""
-    import random
+    """The processor (procs/eos_processor.py) is killed with SIGKILL five times and restarted;
+    each kill is driven from a known state the processor reports: after its Nth committed
+    transaction, or while it holds a transaction open whose records are already in the log
+    (the next instance's InitProducerId must abort it). At the end the output holds every
+    input record exactly once, the held-open records are in the log but aborted, and the
+    group's committed offsets are the input's end offsets."""
+    import contextlib
+    import json
+    import queue
     import subprocess
     import sys
+    import threading
 
     b = txn_broker.bootstrap
     source, sink, group = topic_name + "-in", topic_name + "-out", "eos-" + topic_name
@@ -240,17 +246,42 @@ def test_consume_transform_produce_is_exactly_once_under_kill_9(txn_broker: Embe
     assert plain.flush(20) == 0
     script = str(Path(__file__).parent / "procs" / "eos_processor.py")
     cmd = [sys.executable, script, b, source, sink, group, "eos-" + topic_name]
-    rng = random.Random(7)
-    for _ in range(5):
-        proc = subprocess.Popen(cmd)
-        time.sleep(rng.uniform(1.0, 3.5))
+    # (kill after the Nth commit) or (kill while the Nth transaction is held open)
+    plan = [("commit", 2), ("open", 2), ("commit", 1), ("open", 3), ("commit", 3)]
+    victims: list[tuple[str, int, list[dict[str, int]]]] = []
+    for mode, k in plan:
+        proc = subprocess.Popen(cmd + ([str(k)] if mode == "open" else []), stdout=subprocess.PIPE, text=True)
+        lines: queue.Queue[dict[str, int]] = queue.Queue()
+        reader = threading.Thread(target=lambda p=proc, q=lines: [q.put(json.loads(ln)) for ln in p.stdout or [] if ln.startswith("{")], daemon=True)
+        reader.start()
+        seen: list[dict[str, int]] = []
+        deadline = time.monotonic() + 120
+        while not (mode == "commit" and sum("committed" in ln for ln in seen) >= k) and not (mode == "open" and any("open" in ln for ln in seen)):
+            assert proc.poll() is None and time.monotonic() < deadline, f"victim {len(victims)} ({mode} {k}) got to {seen}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
         proc.kill()
         proc.wait(10)
-    final = subprocess.run(cmd, timeout=120)
+        reader.join(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+        while not lines.empty():
+            seen.append(lines.get())
+        victims.append((mode, k, seen))
+    # the state each victim was killed in: it had committed, and (held open) had records of
+    # an open transaction in the log
+    for mode, k, seen in victims:
+        assert sum("committed" in ln for ln in seen) >= (k if mode == "commit" else k - 1) >= 1, (mode, k, seen)
+        if mode == "open":
+            assert "open" in seen[-1] and seen[-1]["open"] > 0, (mode, k, seen)
+    held_open = sum(seen[-1]["open"] for mode, _, seen in victims if mode == "open")
+    final = subprocess.run(cmd, timeout=120, stdout=subprocess.DEVNULL)
     assert final.returncode == 0
     out = read_all(b, sink, 3, "read_committed", expected=n, timeout=30)
     assert len(out) == n, f"{len(out)} records, {len(set(out))} distinct"
     assert sorted(out) == sorted(f"out:v{i}".encode() for i in range(n))
+    # the held-open transactions' records were written, then aborted (not in the output)
+    assert len(read_all(b, sink, 3, "read_uncommitted", expected=n + held_open, timeout=30)) >= n + held_open
     c = Consumer({"bootstrap.servers": b, "group.id": group})
     try:
         committed = c.committed([TopicPartition(source, p) for p in range(3)], 10)
