@@ -52,6 +52,13 @@ def _wait(futures: dict[Any, Any], what: str) -> None:
             raise CommandError(f"{what} {name}: {exc.args[0].str()}") from exc
 
 
+def _kafka_uuid(uuid: Any) -> str:
+    """A topic id as Kafka's tools print it (Uuid.toString: URL-safe base64 without padding;
+    str() of confluent-kafka's Uuid uses the standard alphabet, with '+' and '/')."""
+    raw = (uuid.get_most_significant_bits() & (2**64 - 1)).to_bytes(8, "big") + (uuid.get_least_significant_bits() & (2**64 - 1)).to_bytes(8, "big")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "topic":
         return topic_command(args)
@@ -162,9 +169,8 @@ def topic_command(args: argparse.Namespace) -> int:
         if t is None or t.error is not None:
             raise CommandError(f"topic {args.name}: {t.error.str() if t is not None and t.error else 'not found'}")
         described = admin.describe_topics(TopicCollection([args.name]), request_timeout=30)[args.name].result(timeout=30)
-        # the topic id as Kafka tools print it (base64, as str() of confluent-kafka's Uuid)
         internal = "\tInternal: true" if described.is_internal else ""
-        print(f"Topic: {args.name}\tTopicId: {described.topic_id}\tPartitionCount: {len(t.partitions)}{internal}")
+        print(f"Topic: {args.name}\tTopicId: {_kafka_uuid(described.topic_id)}\tPartitionCount: {len(t.partitions)}{internal}")
         res = ConfigResource(ConfigResource.Type.TOPIC, args.name)
         configs = admin.describe_configs([res], request_timeout=30)[res].result(timeout=30)
         overrides = {k: v.value for k, v in configs.items() if not v.is_default}
