@@ -53,6 +53,7 @@ from riverbed.storage.api import LogConfig, LogStore, PartitionLog
 from .config import BrokerConfig, ListenerConfig
 from .dynamic_configs import DynamicConfigs
 from .groups import GroupService
+from .schema_ids import SCHEMAS_TOPIC, SchemaIndex
 from .txns import TxnService
 from .versions import SUPPORTED
 
@@ -104,6 +105,7 @@ class Broker:
         self.dynamic = DynamicConfigs(self)  # dynamic broker configs (AlterConfigs)
         self.acls: AclStore | None = None
         self.authorizer: Authorizer | None = None
+        self.schema_ids = SchemaIndex(lambda: self.partition(SCHEMAS_TOPIC, 0))  # produce-time schema checks
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
         self.txns = TxnService(
             self,
