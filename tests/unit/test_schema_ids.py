@@ -181,3 +181,29 @@ def test_topic_rules() -> None:
     assert topic_rules(
         {"confluent.key.schema.validation": "TRUE", "confluent.key.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy", "riverbed.value.schema.validation": "full"}
     ) == (FieldRule("key", "RecordNameStrategy", False), FieldRule("value", "TopicNameStrategy", True))
+
+
+def test_fields_agree_with_the_record_decoder() -> None:
+    """The scanner that locates keys and values (without decoding records) finds what the
+    full decoder finds, for nulls, headers, long and varied sizes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from riverbed.broker.schema_ids import _fields
+    from riverbed.protocol.records.batch import BatchHeader
+    from riverbed.protocol.records.records import decode_records, records_block
+
+    blob = st.one_of(st.none(), st.binary(max_size=300))
+    header = st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=20)))
+    record = st.tuples(blob, blob, st.lists(header, max_size=3), st.integers(0, 2**42))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(record, min_size=1, max_size=20))
+    def check(records: list[Any]) -> None:
+        buf = bytearray(build_batch(records))
+        h = BatchHeader(buf, 0)
+        block = records_block(buf, h)
+        found = [(None if kl < 0 else block[kp : kp + kl], None if vl < 0 else block[vp : vp + vl]) for kp, kl, vp, vl in _fields(block, int(h.records_count))]
+        assert found == [(r.key, r.value) for r in decode_records(buf)]
+
+    check()

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
-from riverbed.protocol.records.batch import InvalidBatch, iter_batches
-from riverbed.protocol.records.records import Record, decode_records
+from riverbed.protocol.records.batch import BatchHeader, InvalidBatch, iter_batches
+from riverbed.protocol.records.records import decode_records, records_block
 from riverbed.protocol.records.validation import RecordValidationError
 from riverbed.storage.api import NeedsRemote, PartitionLog
 
@@ -77,12 +77,14 @@ class SchemaIndex:
         self._next = 0  # next offset of _schemas to read
         self.ids: dict[int, SchemaEntry] = {}
         self.versions: dict[tuple[str, int], int] = {}  # (subject, version) -> id
+        self.verdicts: dict[Any, Any] = {}  # check_records' cache, emptied by any change
 
     def _reset(self, plog: PartitionLog | None) -> None:
         self._log = plog
         self._next = 0 if plog is None else plog.log_start_offset
         self.ids.clear()
         self.versions.clear()
+        self.verdicts.clear()
 
     def refresh(self) -> None:
         plog = self._log_of()
@@ -124,6 +126,7 @@ class SchemaIndex:
             return
         if not isinstance(k, dict) or (v is not None and not isinstance(v, dict)):
             return
+        self.verdicts.clear()
         keytype = k.get("keytype")
         if keytype == "SCHEMA":
             self._apply_schema(k, v)
@@ -187,20 +190,131 @@ def topic_rules(configs: Mapping[str, str]) -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
+_VERDICTS_MAX = 10_000  # cached verdicts (bogus ids could otherwise grow the cache without bound)
+_MISS = object()
+
+
+def _varint_at(block: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint at ``pos``: (value, position after it)."""
+    b = block[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    raw, shift = b & 0x7F, 7
+    pos += 1
+    while (b := block[pos]) & 0x80:
+        raw |= (b & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if shift > 63:
+            raise InvalidBatch("varint too long", corrupt=False)
+    raw |= b << shift
+    return (raw >> 1) ^ -(raw & 1), pos + 1
+
+
+def _fields(block: bytes, count: int) -> list[tuple[int, int, int, int]]:
+    """(key start, key length, value start, value length) of every record of an uncompressed
+    records block; a length of -1 is a null. Only the varints in front of the value are read
+    (the headers are skipped with the record's length), so this costs far less than decoding
+    the records. Raises InvalidBatch when a record's parts overrun it."""
+    out: list[tuple[int, int, int, int]] = []
+    append = out.append
+    varint = _varint_at
+    pos = 0
+    try:
+        for _ in range(count):
+            b = block[pos]
+            if b < 0x80:  # the record's length: one or (1 KiB records) two bytes, inline
+                length, pos = b >> 1, pos + 1
+            elif (b2 := block[pos + 1]) < 0x80:
+                length, pos = ((b & 0x7F) | (b2 << 7)) >> 1, pos + 2
+            else:
+                length, pos = varint(block, pos)
+            end = pos + length
+            pos += 1  # attributes
+            while block[pos] & 0x80:  # timestampDelta
+                pos += 1
+            pos += 1
+            while block[pos] & 0x80:  # offsetDelta
+                pos += 1
+            pos += 1
+            b = block[pos]
+            if b == 1:  # null key
+                klen, pos = -1, pos + 1
+            else:
+                klen, pos = varint(block, pos)
+            kpos = pos
+            if klen > 0:
+                pos += klen
+            vlen, pos = varint(block, pos)
+            if pos + max(vlen, 0) > end or length < 0 or vlen < -1 or (b & 1 and klen != -1):
+                raise InvalidBatch("a record's key or value overruns it", corrupt=False)
+            append((kpos, klen, pos, vlen))
+            pos = end
+    except IndexError:
+        raise InvalidBatch("truncated record", corrupt=False) from None
+    return out
+
+
 def check_records(index: SchemaIndex, topic: str, rules: tuple[FieldRule, ...], buf: Any) -> None:
     """Check every record of the (already validated) batch in ``buf``; raise
-    RecordValidationError(INVALID_RECORD) listing the records refused."""
+    RecordValidationError(INVALID_RECORD) listing the records refused.
+
+    Without ``full``, the verdict for an Avro or JSON Schema id depends only on the first 5
+    bytes of the key/value (magic byte and id), so it is worked out once per distinct prefix
+    and cached per (topic, rule) until ``_schemas`` changes: a batch costs locating its values,
+    a slice each, and a set."""
     try:
-        records = decode_records(buf, 0, check_crc=False)
+        header = BatchHeader(buf, 0)
+        block = records_block(buf, header)
+        fields = _fields(block, int(header.records_count))
     except InvalidBatch as exc:  # validate_produce_records has walked it already
         raise RecordValidationError(ErrorCode.INVALID_RECORD, str(exc)) from None
     index.refresh()
     errors: list[tuple[int, str]] = []
-    for i, record in enumerate(records):
-        problem = _check_record(index, topic, rules, record)
-        if problem is not None:
-            errors.append((i, problem))
+    for rule in rules:
+        col = 0 if rule.side == _KEY else 2
+        spans = [(f[col], f[col + 1]) for f in fields]
+        if rule.full:
+            for i, (start, size) in enumerate(spans):
+                if size >= 0:
+                    problem, _ = _check_field(index, topic, rule, memoryview(block)[start : start + size])
+                    if problem is not None:
+                        errors.append((i, f"{rule.side} {problem}"))
+            continue
+        cached = index.verdicts.setdefault((topic, rule), {})
+        prefixes = [block[start : start + (size if size < 5 else 5)] if size >= 0 else None for start, size in spans]
+        per_record: set[bytes] = set()
+        clean = True
+        for prefix in set(prefixes):
+            if prefix is None:
+                continue  # tombstones (and null keys) pass
+            problem = cached.get(prefix, _MISS)
+            if problem is _MISS:
+                start, size = spans[prefixes.index(prefix)]
+                problem, cacheable = _check_field(index, topic, rule, memoryview(block)[start : start + size])
+                if not cacheable:
+                    per_record.add(prefix)
+                    clean = False
+                    continue
+                if len(cached) >= _VERDICTS_MAX:
+                    cached.clear()
+                cached[prefix] = problem
+            if problem is not None:
+                clean = False
+        if clean:
+            continue
+        for i, prefix in enumerate(prefixes):
+            if prefix is None:
+                continue
+            if prefix in per_record:
+                start, size = spans[i]
+                problem, _ = _check_field(index, topic, rule, memoryview(block)[start : start + size])
+            else:
+                problem = cached.get(prefix)
+            if problem is not None:
+                errors.append((i, f"{rule.side} {problem}"))
     if errors:
+        errors.sort()
         raise RecordValidationError(
             ErrorCode.INVALID_RECORD,
             f"One or more records have been rejected due to {len(errors)} record errors in total, the first ones: {'; '.join(f'record {i}: {m}' for i, m in errors[:3])}",
@@ -208,47 +322,38 @@ def check_records(index: SchemaIndex, topic: str, rules: tuple[FieldRule, ...], 
         )
 
 
-def _check_record(index: SchemaIndex, topic: str, rules: tuple[FieldRule, ...], record: Record) -> str | None:
-    for rule in rules:
-        data = record.key if rule.side == _KEY else record.value
-        if data is None:
-            continue  # tombstones (and null keys) pass
-        problem = _check_field(index, topic, rule, data)
-        if problem is not None:
-            return f"{rule.side} {problem}"
-    return None
-
-
-def _check_field(index: SchemaIndex, topic: str, rule: FieldRule, data: bytes) -> str | None:
+def _check_field(index: SchemaIndex, topic: str, rule: FieldRule, data: memoryview) -> tuple[str | None, bool]:
+    """(problem or None, whether the verdict depends only on the first 5 bytes)."""
     if len(data) < 5 or data[0] != 0:
-        return "has no schema id (Confluent wire format: magic byte 0 and a 4-byte schema id)"
+        return "has no schema id (Confluent wire format: magic byte 0 and a 4-byte schema id)", len(data) >= 5
     sid = int.from_bytes(data[1:5], "big", signed=True)
     entry = index.ids.get(sid)
     if entry is None:
-        return f"names schema id {sid}, which is not registered"
-    payload = memoryview(data)[5:]
+        return f"names schema id {sid}, which is not registered", True
+    payload = data[5:]
     indexes: list[int] = []
     if entry.schema_type == "PROTOBUF":
         try:
             indexes, used = read_message_indexes(payload)
         except PayloadError as exc:
-            return f"has unreadable Protobuf message indexes: {exc}"
+            return f"has unreadable Protobuf message indexes: {exc}", False
         payload = payload[used:]
+    cache = entry.schema_type != "PROTOBUF" and not rule.full
     if rule.strategy == "TopicNameStrategy":
         subject = f"{topic}-{rule.side}"
     else:
         name = _record_name(entry, indexes)
         if name is None:
-            return f"names schema id {sid}, which has no record name for {rule.strategy}"
+            return f"names schema id {sid}, which has no record name for {rule.strategy}", cache
         subject = name if rule.strategy == "RecordNameStrategy" else f"{topic}-{name}"
     if not entry.registered_under(subject):
-        return f"names schema id {sid}, which is not registered under subject {subject!r}"
+        return f"names schema id {sid}, which is not registered under subject {subject!r}", cache
     if rule.full:
         try:
             check_payload(index, entry, indexes, payload)
         except PayloadError as exc:
-            return f"does not decode with schema id {sid}: {exc}"
-    return None
+            return f"does not decode with schema id {sid}: {exc}", False
+    return None, cache
 
 
 def _record_name(entry: SchemaEntry, indexes: list[int]) -> str | None:
