@@ -207,3 +207,21 @@ def test_fields_agree_with_the_record_decoder() -> None:
         assert found == [(r.key, r.value) for r in decode_records(buf)]
 
     check()
+
+
+def test_full_avro_recursive_types_and_depth() -> None:
+    log = Log()
+    index = SchemaIndex(lambda: log.log)
+    node = {"type": "record", "name": "Node", "fields": [{"name": "v", "type": "int"}, {"name": "next", "type": ["null", "Node"]}]}
+    log.append(schema_record("l-value", 1, 1, node))
+    index.refresh()
+
+    def chain(n: int) -> dict[str, Any] | None:
+        out = None
+        for i in range(n):
+            out = {"v": i, "next": out}
+        return out
+
+    check_payload(index, index.ids[1], [], memoryview(avro(chain(50), node)))
+    with pytest.raises(PayloadError, match="nested too deep"):
+        check_payload(index, index.ids[1], [], memoryview(b"\x00\x02" * 5000 + b"\x00\x00"))

@@ -1,11 +1,12 @@
 """Payload checks for ``riverbed.<key|value>.schema.validation=full``, and the Protobuf parts
 that the id check needs (message indexes, message names).
 
-- Avro: the schema (with its references) is parsed once by fastavro; the payload is then
-  walked against it in Avro's binary encoding (every int/long a valid varint, lengths within
-  the payload, strings UTF-8, union and enum indexes in range, nothing left over). The walk
-  is ours rather than fastavro's reader so that a hostile payload cannot make the broker loop:
-  it has a budget of steps proportional to the payload's size and a depth limit.
+- Avro: the schema (with its references) is parsed once by fastavro and compiled into a reader
+  (a closure per schema node); the payload is then read in Avro's binary encoding (every
+  int/long a valid varint, lengths within the payload, strings UTF-8, union and enum indexes in
+  range, nothing left over). The reader is ours rather than fastavro's so that a hostile payload
+  cannot make the broker loop: array and map items are budgeted in proportion to the payload's
+  size, and recursive types have a depth limit.
 - JSON Schema: the payload must be JSON and valid against the schema (jsonschema, the
   schema's ``$schema`` draft, Draft 7 when absent as in Confluent; references resolved by
   their names).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ class PayloadError(ValueError):
 # --------------------------------------------------------------------------- varints
 
 
-def _uvarint(data: memoryview, pos: int, max_bytes: int) -> tuple[int, int]:
+def _uvarint(data: Any, pos: int, max_bytes: int) -> tuple[int, int]:
     result = shift = 0
     for i in range(max_bytes):
         if pos + i >= len(data):
@@ -47,7 +49,7 @@ def _uvarint(data: memoryview, pos: int, max_bytes: int) -> tuple[int, int]:
     raise PayloadError("varint too long")
 
 
-def _zigzag(data: memoryview, pos: int, max_bytes: int = 10) -> tuple[int, int]:
+def _zigzag(data: Any, pos: int, max_bytes: int = 10) -> tuple[int, int]:
     raw, pos = _uvarint(data, pos, max_bytes)
     return (raw >> 1) ^ -(raw & 1), pos
 
@@ -188,106 +190,173 @@ def _references(index: SchemaIndex, entry: SchemaEntry) -> list[SchemaEntry]:
     return out
 
 
-class _AvroWalk:
-    __slots__ = ("budget", "data", "named")
+class _State:
+    """What a hostile payload could otherwise run up: items visited (bounds arrays and maps
+    of zero-width items, which cost no bytes) and the nesting of recursive types."""
 
-    def __init__(self, data: memoryview, named: dict[str, Any]) -> None:
-        self.data = data
-        self.named = named
-        self.budget = 16 * len(data) + 1024  # items visited: bounds zero-width arrays/maps
+    __slots__ = ("budget", "depth")
 
-    def step(self) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            raise PayloadError("too many items for the payload's size")
+    def __init__(self, size: int) -> None:
+        self.budget = 16 * size + 1024
+        self.depth = 0
 
-    def walk(self, schema: Any, pos: int, depth: int) -> int:
-        if depth > _MAX_DEPTH:
-            raise PayloadError("nested too deep")
-        data = self.data
-        if isinstance(schema, list):  # union
+
+Reader = Callable[[Any, int, _State], int]
+
+
+def _take(data: Any, pos: int, n: int) -> int:
+    if n < 0 or pos + n > len(data):
+        raise PayloadError("truncated")
+    return pos + n
+
+
+def _read_null(data: Any, pos: int, st: _State) -> int:
+    return pos
+
+
+def _read_boolean(data: Any, pos: int, st: _State) -> int:
+    if pos >= len(data) or data[pos] > 1:
+        raise PayloadError("bad boolean")
+    return pos + 1
+
+
+def _read_int(data: Any, pos: int, st: _State) -> int:
+    value, pos = _zigzag(data, pos, 5)
+    if not -(2**31) <= value < 2**31:
+        raise PayloadError("int out of range")
+    return pos
+
+
+def _read_long(data: Any, pos: int, st: _State) -> int:
+    return _zigzag(data, pos, 10)[1]
+
+
+def _read_float(data: Any, pos: int, st: _State) -> int:
+    return _take(data, pos, 4)
+
+
+def _read_double(data: Any, pos: int, st: _State) -> int:
+    return _take(data, pos, 8)
+
+
+def _read_bytes(data: Any, pos: int, st: _State) -> int:
+    size, pos = _zigzag(data, pos)
+    return _take(data, pos, size)
+
+
+def _read_string(data: Any, pos: int, st: _State) -> int:
+    size, pos = _zigzag(data, pos)
+    end = _take(data, pos, size)
+    try:
+        str(data[pos:end], "utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("string is not UTF-8") from None
+    return end
+
+
+_PRIMITIVES: dict[str, Reader] = {
+    "null": _read_null,
+    "boolean": _read_boolean,
+    "int": _read_int,
+    "long": _read_long,
+    "float": _read_float,
+    "double": _read_double,
+    "bytes": _read_bytes,
+    "string": _read_string,
+}
+
+
+def _compile(schema: Any, named: dict[str, Any], done: dict[str, Reader]) -> Reader:
+    """A reader for a fastavro-parsed schema: reader(data, pos, state) -> the position after
+    one datum, or PayloadError."""
+    if isinstance(schema, str):
+        primitive = _PRIMITIVES.get(schema)
+        if primitive is not None:
+            return primitive
+        if schema not in done:  # a named type: through a cell, so recursive types terminate
+            target = named.get(schema)
+            if target is None:
+                raise PayloadError(f"unknown type {schema}")
+            cell: list[Reader] = []
+
+            def named_ref(data: Any, pos: int, st: _State) -> int:
+                st.depth += 1
+                if st.depth > _MAX_DEPTH:
+                    raise PayloadError("nested too deep")
+                pos = cell[0](data, pos, st)
+                st.depth -= 1
+                return pos
+
+            done[schema] = named_ref
+            cell.append(_compile(target, named, done))
+        return done[schema]
+    if isinstance(schema, list):
+        branches = [_compile(b, named, done) for b in schema]
+        n = len(branches)
+
+        def union(data: Any, pos: int, st: _State) -> int:
             branch, pos = _zigzag(data, pos)
-            if not 0 <= branch < len(schema):
+            if not 0 <= branch < n:
                 raise PayloadError(f"union branch {branch} out of range")
-            return self.walk(schema[branch], pos, depth + 1)
-        if isinstance(schema, dict):
-            t = schema["type"]
-            if t in ("record", "error"):
-                for f in schema["fields"]:
-                    pos = self.walk(f["type"], pos, depth + 1)
-                return pos
-            if t == "enum":
-                symbol, pos = _zigzag(data, pos)
-                if not 0 <= symbol < len(schema["symbols"]):
-                    raise PayloadError(f"enum index {symbol} out of range")
-                return pos
-            if t == "fixed":
-                return self._take(pos, int(schema["size"]))
-            if t in ("array", "map"):
-                return self._blocks(schema, pos, depth)
-            return self.walk(t, pos, depth + 1)  # a primitive with a logicalType
-        return self._primitive(schema, pos, depth)
+            return branches[branch](data, pos, st)
 
-    def _take(self, pos: int, n: int) -> int:
-        if n < 0 or pos + n > len(self.data):
-            raise PayloadError("truncated")
-        return pos + n
+        return union
+    t = schema["type"]
+    if t in ("record", "error"):
+        fields = [_compile(f["type"], named, done) for f in schema["fields"]]
 
-    def _blocks(self, schema: dict[str, Any], pos: int, depth: int) -> int:
-        is_map = schema["type"] == "map"
-        items = schema["values"] if is_map else schema["items"]
-        while True:
-            count, pos = _zigzag(self.data, pos)
-            if count == 0:
-                return pos
-            if count < 0:
-                count = -count
-                _, pos = _zigzag(self.data, pos)  # the block's size in bytes
-            for _ in range(count):
-                self.step()
-                if is_map:
-                    pos = self._primitive("string", pos, depth)
-                pos = self.walk(items, pos, depth + 1)
-
-    def _primitive(self, name: str, pos: int, depth: int) -> int:
-        data = self.data
-        if name == "null":
+        def record(data: Any, pos: int, st: _State) -> int:
+            for f in fields:
+                pos = f(data, pos, st)
             return pos
-        if name == "boolean":
-            if pos >= len(data) or data[pos] > 1:
-                raise PayloadError("bad boolean")
-            return pos + 1
-        if name == "int":
-            value, pos = _zigzag(data, pos, 5)
-            if not -(2**31) <= value < 2**31:
-                raise PayloadError("int out of range")
+
+        return record
+    if t == "enum":
+        symbols = len(schema["symbols"])
+
+        def enum(data: Any, pos: int, st: _State) -> int:
+            symbol, pos = _zigzag(data, pos)
+            if not 0 <= symbol < symbols:
+                raise PayloadError(f"enum index {symbol} out of range")
             return pos
-        if name == "long":
-            return _zigzag(data, pos, 10)[1]
-        if name == "float":
-            return self._take(pos, 4)
-        if name == "double":
-            return self._take(pos, 8)
-        if name in ("bytes", "string"):
-            size, pos = _zigzag(data, pos)
-            end = self._take(pos, size)
-            if name == "string":
-                try:
-                    bytes(data[pos:end]).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise PayloadError("string is not UTF-8") from None
-            return end
-        named = self.named.get(name)
-        if named is None:
-            raise PayloadError(f"unknown type {name}")
-        return self.walk(named, pos, depth + 1)
+
+        return enum
+    if t == "fixed":
+        size = int(schema["size"])
+        return lambda data, pos, st: _take(data, pos, size)
+    if t in ("array", "map"):
+        item = _compile(schema["values"] if t == "map" else schema["items"], named, done)
+        is_map = t == "map"
+
+        def blocks(data: Any, pos: int, st: _State) -> int:
+            while True:
+                count, pos = _zigzag(data, pos)
+                if count == 0:
+                    return pos
+                if count < 0:
+                    count = -count
+                    _, pos = _zigzag(data, pos)  # the block's size in bytes
+                st.budget -= count
+                if st.budget < 0:
+                    raise PayloadError("too many items for the payload's size")
+                for _ in range(count):
+                    if is_map:
+                        pos = _read_string(data, pos, st)
+                    pos = item(data, pos, st)
+
+        return blocks
+    return _compile(t, named, done)  # a primitive with a logicalType
 
 
 def _check_avro(index: SchemaIndex, entry: SchemaEntry, payload: memoryview) -> None:
-    parsed, named = _avro_schema(index, entry)
-    end = _AvroWalk(payload, named).walk(parsed, 0, 0)
+    reader = entry.cache.get("avro_reader")
+    if reader is None:
+        parsed, named = _avro_schema(index, entry)
+        reader = entry.cache["avro_reader"] = _compile(parsed, named, {})
+    end = reader(payload, 0, _State(len(payload)))
     if end != len(payload):
         raise PayloadError(f"{len(payload) - end} bytes left over after the Avro datum")
+
 
 
 # --------------------------------------------------------------------------- JSON Schema
