@@ -250,8 +250,15 @@ def _fields(block: bytes, count: int) -> list[tuple[int, int, int, int]]:
             kpos = pos
             if klen > 0:
                 pos += klen
-            vlen, pos = varint(block, pos)
-            if pos + max(vlen, 0) > end or length < 0 or vlen < -1 or (b & 1 and klen != -1):
+            b = block[pos]
+            if b < 0x80:  # the value's length: one or (1 KiB values) two bytes, inline
+                vlen, pos = (b >> 1) ^ -(b & 1), pos + 1
+            elif (b2 := block[pos + 1]) < 0x80:
+                raw = (b & 0x7F) | (b2 << 7)
+                vlen, pos = (raw >> 1) ^ -(raw & 1), pos + 2
+            else:
+                vlen, pos = varint(block, pos)
+            if klen < -1 or vlen < -1 or pos + (vlen if vlen > 0 else 0) > end:
                 raise InvalidBatch("a record's key or value overruns it", corrupt=False)
             append((kpos, klen, pos, vlen))
             pos = end
