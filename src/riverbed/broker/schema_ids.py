@@ -103,21 +103,28 @@ class SchemaIndex:
             except (KafkaError, NeedsRemote) as exc:
                 log.warning("%s: cannot read from offset %d: %s", SCHEMAS_TOPIC, self._next, exc)
                 return
-            if not data:
+            before = self._next
+            try:
+                self._fold(data)
+            except InvalidBatch as exc:
+                log.error("%s: unreadable data at offset %d: %s", SCHEMAS_TOPIC, self._next, exc)
+            if self._next <= before:  # nothing readable: wait for the log to change
                 return
-            for header in iter_batches(data):
-                start = self._next
-                self._next = header.next_offset
-                if header.is_control:
-                    continue
-                try:
-                    records = decode_records(data, header.position)
-                except InvalidBatch as exc:
-                    log.error("%s: skipping an unreadable batch at offset %d: %s", SCHEMAS_TOPIC, header.base_offset, exc)
-                    continue
-                for record in records:
-                    if record.offset >= start:
-                        self.apply(record.key, record.value)
+
+    def _fold(self, data: Any) -> None:
+        for header in iter_batches(data):
+            start = self._next
+            self._next = header.next_offset
+            if header.is_control:
+                continue
+            try:
+                records = decode_records(data, header.position)
+            except InvalidBatch as exc:
+                log.error("%s: skipping an unreadable batch at offset %d: %s", SCHEMAS_TOPIC, header.base_offset, exc)
+                continue
+            for record in records:
+                if record.offset >= start:
+                    self.apply(record.key, record.value)
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Fold one ``_schemas`` record in (records that are not SCHEMA / DELETE_SUBJECT ones,
@@ -125,7 +132,7 @@ class SchemaIndex:
         try:
             k = json.loads(key) if key is not None else None
             v = json.loads(value) if value is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(k, dict) or (v is not None and not isinstance(v, dict)):
             return
