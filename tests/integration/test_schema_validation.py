@@ -234,3 +234,24 @@ def test_kafkajs_refused_and_accepted(broker: EmbeddedBroker, client: SchemaRegi
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["INVALID_RECORD", "INVALID_RECORD", ""]
     assert high_watermark(broker.bootstrap, topic_name) == 1
+
+
+def test_the_index_is_rebuilt_from_the_log_after_a_restart(tmp_path: Path) -> None:
+    """`riverbed serve` restarted (same data dir, registry stopped meanwhile): the first produce
+    to a validated topic reads `_schemas` from the broker's own log, so ids registered before
+    the restart are accepted and unknown ones refused, with no registry running."""
+    from riverbed.testing import BrokerProcess
+
+    data = tmp_path / "data"
+    with BrokerProcess(data) as broker:
+        with RegistryService(RegistryConfig(bootstrap=broker.bootstrap, listen="127.0.0.1:0")) as reg:
+            c = SchemaRegistryClient({"url": reg.url})
+            try:
+                good = avro_value(c, "orders", {"orderId": "A1", "amount": 9.5})
+            finally:
+                c.close()
+        create_topics(broker.bootstrap, NewTopic("orders", 1, 1, config=VALIDATE))
+        assert broker.terminate() == 0
+        broker.start()
+        codes = [deliver(broker.bootstrap, "orders", [{"value": v}])[0] for v in (good, framed(UNKNOWN_ID, b"\x02x"))]
+        assert codes == [OK, INVALID]
