@@ -56,6 +56,7 @@ from riverbed.storage.files import make_dirs_durably
 from .config import BrokerConfig, ListenerConfig
 from .dynamic_configs import DynamicConfigs
 from .groups import GroupService
+from .schema_ids import SCHEMAS_TOPIC, SchemaIndex
 from .txns import TxnService
 from .versions import SUPPORTED
 
@@ -111,6 +112,7 @@ class Broker:
         self.acls: AclStore | None = None
         self.fetch_sessions = FetchSessionCache(max_slots=config.fetch_session_cache_slots)  # KIP-227
         self.authorizer: Authorizer | None = None
+        self.schema_ids = SchemaIndex(lambda: self.partition(SCHEMAS_TOPIC, 0))  # produce-time schema checks
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
         self.txns = TxnService(
             self,

@@ -111,6 +111,11 @@ def one_of(*choices: str) -> Callable[[ConfigValue], str | None]:
     return check
 
 
+_STRATEGY_PACKAGE = "io.confluent.kafka.serializers.subject."
+TOPIC_NAME_STRATEGY = _STRATEGY_PACKAGE + "TopicNameStrategy"
+#: the subject name strategies, by Confluent's class names and by their short names
+SUBJECT_NAME_STRATEGIES = tuple(p + n for n in ("TopicNameStrategy", "RecordNameStrategy", "TopicRecordNameStrategy") for p in (_STRATEGY_PACKAGE, ""))
+
 T = ConfigType
 TOPIC_CONFIGS: dict[str, ConfigDef] = {
     d.name: d
@@ -143,6 +148,14 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("segment.jitter.ms", T.LONG, "0", at_least(0)),
         ConfigDef("segment.ms", T.LONG, "604800000", at_least(1)),
         ConfigDef("unclean.leader.election.enable", T.BOOLEAN, "false"),
+        # schema ids checked at produce time (Confluent Server's names; docs/registry.md)
+        ConfigDef("confluent.key.schema.validation", T.BOOLEAN, "false"),
+        ConfigDef("confluent.value.schema.validation", T.BOOLEAN, "false"),
+        ConfigDef("confluent.key.subject.name.strategy", T.STRING, TOPIC_NAME_STRATEGY, one_of(*SUBJECT_NAME_STRATEGIES)),
+        ConfigDef("confluent.value.subject.name.strategy", T.STRING, TOPIC_NAME_STRATEGY, one_of(*SUBJECT_NAME_STRATEGIES)),
+        # riverbed's: "full" also decodes the payload against the schema
+        ConfigDef("riverbed.key.schema.validation", T.STRING, "id", one_of("id", "full")),
+        ConfigDef("riverbed.value.schema.validation", T.STRING, "id", one_of("id", "full")),
     ]
 }
 

@@ -23,6 +23,8 @@ from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import CloseConnection, ConnectionInfo
 from riverbed.storage.api import PartitionLog
 
+from ..schema_ids import check_records, topic_rules
+
 if TYPE_CHECKING:
     from ..broker import Broker
 
@@ -143,6 +145,9 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 if unverified is not None:
                     parts.append(_error(pd.index, unverified[0], unverified[1]))
                     continue
+                schema_rules = topic_rules(configs)
+                if schema_rules:  # schema ids checked at produce time (docs/registry.md)
+                    check_records(broker.schema_ids, td.name, schema_rules, records)
                 # riverbed has no leader epochs: -1 tells consumers not to validate offsets
                 # with OffsetForLeaderEpoch (Kafka stamps the leader's epoch here)
                 set_partition_leader_epoch(records, -1)  # type: ignore[arg-type]
