@@ -61,6 +61,7 @@ from riverbed.coordinator.group_types import (
     SyncCallback,
     SyncResult,
 )
+from riverbed.coordinator.write_errors import group_write_error
 from riverbed.protocol.errors import ErrorCode
 
 __all__ = [
@@ -404,17 +405,41 @@ class GroupCoordinator(GroupAdmin):
             self._timers.cancel((SYNC_TIMER, group.group_id))
 
     def _complete_sync(self, group: Group, assignments: dict[str, bytes]) -> None:
-        """The leader's assignment arrived: persist it, answer every parked SyncGroup."""
+        """The leader's assignment arrived: persist it; once written, the group is Stable and
+        every parked SyncGroup gets its assignment. If the write fails (Kafka's
+        resetAndPropagateAssignmentWithError), the assignment is dropped, every parked
+        SyncGroup answers the mapped error (NOT_COORDINATOR for a full disk) and the group
+        rebalances again."""
         for member_id, member in group.members.items():
             member.assignment = bytes(assignments.get(member_id, b""))
-        self._transition(group, Trigger.ASSIGNMENT_RECEIVED)
-        self._emit(GroupMetadataChanged(group.group_id, group.snapshot()))
-        for member in group.members.values():
-            if member.sync_reply is not None:
+        generation = group.generation
+
+        def current() -> bool:
+            same = self._groups.get(group.group_id) is group and group.generation == generation
+            return same and group.state is COMPLETING
+
+        def written() -> None:
+            if not current():
+                return
+            self._transition(group, Trigger.ASSIGNMENT_RECEIVED)
+            for member in group.members.values():
+                if member.sync_reply is not None:
+                    reply, member.sync_reply = member.sync_reply, None
+                    self._answer_sync(reply, self._assignment_of(group, member))
+                    self._reset_session(group, member)
+            self._schedule_expiry(group)
+
+        def failed(code: int) -> None:
+            if not current():
+                return
+            error = group_write_error(code)
+            for member in group.members.values():
+                member.assignment = b""
                 reply, member.sync_reply = member.sync_reply, None
-                self._answer_sync(reply, self._assignment_of(group, member))
-                self._reset_session(group, member)
-        self._schedule_expiry(group)
+                self._answer_sync(reply, SyncResult(error))
+            self._prepare_rebalance(group, Trigger.MEMBER_JOINED)
+
+        self._emit(GroupMetadataChanged(group.group_id, group.snapshot()), written, failed)
 
     @staticmethod
     def _assignment_of(group: Group, member: Member) -> SyncResult:
