@@ -100,7 +100,7 @@ def warned(caplog: pytest.LogCaptureFixture, name: str) -> bool:
 
 
 def test_offset_commit_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk], caplog: pytest.LogCaptureFixture) -> None:
-    broker, w, disk = setup
+    _broker, w, disk = setup
     make_topic(w, "t")
     assert commit(w, "g1", "t", 5) == 0
     disk.fill()
@@ -113,7 +113,7 @@ def test_offset_commit_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk], 
 
 
 def test_delete_groups_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk]) -> None:
-    broker, w, disk = setup
+    _broker, w, disk = setup
     make_topic(w, "t")
     assert commit(w, "g2", "t", 5) == 0
     disk.fill()
