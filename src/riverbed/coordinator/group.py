@@ -291,6 +291,8 @@ class GroupCoordinator(GroupAdmin):
         instance_id = req.group_instance_id
         assert instance_id is not None
         current_leader = group.leader or ""
+        before = group.members[old_id]
+        previous = (before.protocols, before.rebalance_timeout_ms, before.session_timeout_ms)
         old, new = group.replace_static(instance_id, old_id, new_id)
         fenced = ErrorCode.FENCED_INSTANCE_ID
         self._answer_join(old.join_reply, _join_error(fenced, old_id))
@@ -306,7 +308,6 @@ class GroupCoordinator(GroupAdmin):
         if group.state is STABLE:
             if group.protocol == group.select_protocol():
                 # No rebalance: persist the new member id and hand back the current generation.
-                self._emit(GroupMetadataChanged(group.group_id, group.snapshot()))
                 reply = group.take_join(new)
                 if req.supports_skip_assignment:
                     is_leader = group.leader == new_id
@@ -331,7 +332,24 @@ class GroupCoordinator(GroupAdmin):
                         leader=current_leader,
                         member_id=new_id,
                     )
-                self._answer_join(reply, result)
+
+                def failed(code: int) -> None:
+                    # Kafka: the replacement is undone and the join answers the mapped error
+                    if group.static_members.get(instance_id) != new_id:
+                        return
+                    group.update(new, *previous)
+                    group.replace_static(instance_id, new_id, old_id)
+                    self._timers.cancel((MEMBER_TIMER, group.group_id, new_id))
+                    self._timers.set(
+                        (MEMBER_TIMER, group.group_id, old_id), self._after(previous[2])
+                    )
+                    self._answer_join(reply, _join_error(group_write_error(code)))
+
+                self._emit(
+                    GroupMetadataChanged(group.group_id, group.snapshot()),
+                    lambda: self._answer_join(reply, result),
+                    failed,
+                )
             else:
                 self._maybe_prepare_rebalance(group, Trigger.MEMBER_JOINED)
         elif group.state is COMPLETING:

@@ -134,3 +134,22 @@ def test_a_refused_assignment_answers_every_member_and_rebalances() -> None:
 )
 def test_the_mapping_of_log_errors(log_error: ErrorCode, group: ErrorCode, commit: ErrorCode, txn: ErrorCode) -> None:
     assert (group_write_error(log_error), offset_commit_write_error(log_error), txn_write_error(log_error)) == (group, commit, txn)
+
+
+def test_a_refused_static_member_replacement_is_undone() -> None:
+    """A static member restarts (JoinGroup without its member id) into a Stable group: the
+    new member id must be written; refused, the join answers the mapped error and the old
+    member id stays the valid one (Kafka reverts the replacement)."""
+    h = FullDisk()
+    a = h.join(instance="i1").value
+    assert h.sync(a.member_id, a.generation_id, {a.member_id: b"A"}).value.error == 0
+    h.full = True
+    again = h.join(instance="i1").value
+    assert again.error == NOT_COORDINATOR
+    assert h.heartbeat(a.member_id, a.generation_id, instance="i1") == ErrorCode.NONE
+    assert [m.member_id for m in h.coord.describe_group("g").members] == [a.member_id]
+    h.full = False
+    b = h.join(instance="i1").value
+    assert b.error == 0 and b.member_id != a.member_id and b.generation_id == a.generation_id
+    assert h.heartbeat(a.member_id, a.generation_id, instance="i1") == ErrorCode.FENCED_INSTANCE_ID
+    assert h.state() == "Stable"
