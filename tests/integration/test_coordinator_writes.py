@@ -26,6 +26,7 @@ from riverbed.protocol.messages.consumer_group_heartbeat import (
     ConsumerGroupHeartbeatResponse,
 )
 from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
+from riverbed.protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 from riverbed.protocol.messages.offset_commit import OffsetCommitRequest, OffsetCommitResponse
 from riverbed.protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
 from riverbed.protocol.messages.txn_offset_commit import (
@@ -147,6 +148,21 @@ def test_consumer_group_heartbeat_on_a_full_disk(setup: tuple[EmbeddedBroker, Wi
     disk.free_up()
     eventually(join)
     assert broker.call(broker.broker.groups.consumer.has_group, "g3")
+
+
+def test_deleting_a_topic_of_a_consumer_group_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk]) -> None:
+    """The topic change gives a KIP-848 group a new assignment whose write is refused: the
+    DeleteTopics answer is not affected (the refusal is only logged)."""
+    _broker, w, disk = setup
+    make_topic(w, "t")
+    make_topic(w, "u")
+    req = ConsumerGroupHeartbeatRequest(group_id="g5", member_id="m" * 22, member_epoch=0, rebalance_timeout_ms=30000, subscribed_topic_names=["t", "u"], topic_partitions=[])
+    resp = w.request(req, 0)
+    assert isinstance(resp, ConsumerGroupHeartbeatResponse) and resp.error_code == 0
+    disk.fill()
+    deleted = w.request(DeleteTopicsRequest(topic_names=["u"], timeout_ms=5000), 4)
+    assert isinstance(deleted, DeleteTopicsResponse) and deleted.responses[0].error_code == 0
+    assert fetch(w, "g5", "t") == -1  # the connection is still open
 
 
 def test_transactions_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk], caplog: pytest.LogCaptureFixture) -> None:

@@ -18,6 +18,7 @@ it grows with every commit and start-up replays it whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -190,6 +191,13 @@ class GroupService:
             except Exception:  # pragma: no cover - a bug in a coordinator must not stop the broker
                 log.exception("group coordinator tick failed")
         self.reschedule()
+
+    def metadata_changed(self) -> None:
+        """Topics were created, deleted or grew: KIP-848 groups may get new targets. A refused
+        write is logged by ``_append`` and does not fail the topic operation; the groups keep
+        their new state in memory, as after a timer."""
+        with contextlib.suppress(KafkaError):
+            self.consumer.on_metadata_change()
 
     # ------------------------------------------------------------------ persistence
     def ensure_topic(self) -> None:
