@@ -61,7 +61,7 @@ def test_a_commit_on_a_full_disk_fails_and_succeeds_once_space_returns(small_fs:
         assert info.value.args[0].code() == KafkaError.NOT_COORDINATOR, info.value
         assert committed(c, topic) == 5
         log = broker.log_path.read_text()
-        assert "WARNING" in log and "group 'full-disk': could not write OffsetsCommitted" in log
+        assert "WARNING" in log and "group 'full-disk': could not write OffsetsCommitted" in log and "KAFKA_STORAGE_ERROR" in log
 
         filler.unlink()
         deadline = time.monotonic() + 120

@@ -56,7 +56,7 @@ from riverbed.coordinator.offsets_log import (
     offset_value,
     partition_for,
 )
-from riverbed.protocol.errors import DecodeError, KafkaError
+from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
 from riverbed.protocol.records.batch import InvalidBatch
 from riverbed.protocol.records.records import build_batch, parse_control_record
@@ -265,7 +265,7 @@ class GroupService:
         try:
             info = plog.append(batch, now_ms=now)
         except KafkaError as exc:
-            log.warning("group %r: could not write %s to %s-%d: %s", group_id, what, OFFSETS_TOPIC, plog.partition, exc)
+            log.warning("group %r: could not write %s to %s-%d: %s (%s)", group_id, what, OFFSETS_TOPIC, plog.partition, _name(exc.code), exc)
             raise
         self._last_appended[plog.partition] = info.last_offset
         self.broker.notify()
@@ -287,7 +287,7 @@ class GroupService:
         try:
             info = plog.append(batch, now_ms=now, origin_coordinator=True)
         except KafkaError as exc:
-            log.warning("group %r: could not write the transactional offsets of producer %d to %s-%d: %s", group_id, producer_id, OFFSETS_TOPIC, plog.partition, exc)
+            log.warning("group %r: could not write the transactional offsets of producer %d to %s-%d: %s (%s)", group_id, producer_id, OFFSETS_TOPIC, plog.partition, _name(exc.code), exc)
             raise
         self._last_appended[plog.partition] = info.last_offset
         self.coordinator.add_pending_txn_offsets(group_id, producer_id, offsets)
@@ -336,6 +336,13 @@ class BrokerTopics:
 
     def topic_names(self) -> list[str]:
         return [t.name for t in self.broker.topics if not t.internal]
+
+
+def _name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
 
 
 def _value(s: GroupSnapshot) -> GroupMetadataValue:

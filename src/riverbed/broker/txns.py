@@ -149,7 +149,7 @@ class TxnService:
                 try:
                     self._write_state(event)
                 except KafkaError as exc:  # refused by the log (disk full)
-                    log.warning("transactional id %r: could not write its state to %s: %s", event.transactional_id, TRANSACTION_STATE_TOPIC, exc)
+                    log.warning("transactional id %r: could not write its state to %s: %s (%s)", event.transactional_id, TRANSACTION_STATE_TOPIC, ErrorCode(exc.code).name, exc)
                     self._failed[event.transactional_id] = txn_write_error(exc.code)
                 except Exception:  # the log is closed or failed (I/O error)
                     log.exception("could not write the state of transactional id %r", event.transactional_id)
