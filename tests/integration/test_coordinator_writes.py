@@ -27,8 +27,10 @@ from riverbed.protocol.messages.consumer_group_heartbeat import (
 )
 from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from riverbed.protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
+from riverbed.protocol.messages.join_group import JoinGroupRequest, JoinGroupResponse
 from riverbed.protocol.messages.offset_commit import OffsetCommitRequest, OffsetCommitResponse
 from riverbed.protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
+from riverbed.protocol.messages.sync_group import SyncGroupRequest, SyncGroupResponse
 from riverbed.protocol.messages.txn_offset_commit import (
     TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
@@ -111,6 +113,43 @@ def test_offset_commit_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk], 
     disk.free_up()
     eventually(lambda: commit(w, "g1", "t", 9))
     assert fetch(w, "g1", "t") == 9
+
+
+def test_sync_group_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk]) -> None:
+    """The leader's assignment cannot be written: SyncGroup answers NOT_COORDINATOR, the group
+    rebalances again; once space returns the member rejoins and gets its assignment."""
+    broker, w, disk = setup
+    make_topic(w, "t")
+    assert commit(w, "other", "t", 1) == 0  # __consumer_offsets exists
+
+    def join(member_id: str) -> JoinGroupResponse:
+        proto = JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=b"m")
+        req = JoinGroupRequest(group_id="g6", session_timeout_ms=30000, rebalance_timeout_ms=30000, member_id=member_id, protocol_type="consumer", protocols=[proto])
+        resp = w.request(req, 3)  # v3: no MEMBER_ID_REQUIRED round trip
+        assert isinstance(resp, JoinGroupResponse) and resp.error_code == 0, resp
+        return resp
+
+    def sync(joined: JoinGroupResponse) -> SyncGroupResponse:
+        assignment = SyncGroupRequest.SyncGroupRequestAssignment(member_id=joined.member_id, assignment=b"A")
+        resp = w.request(SyncGroupRequest(group_id="g6", generation_id=joined.generation_id, member_id=joined.member_id, assignments=[assignment]), 3)
+        assert isinstance(resp, SyncGroupResponse)
+        return resp
+
+    first = join("")
+    disk.fill()
+    assert sync(first).error_code == NOT_COORDINATOR
+    (described,) = [g for g in broker.call(broker.broker.groups.coordinator.list_groups, None) if g[0] == "g6"]
+    assert described[2] == "PreparingRebalance"
+    disk.free_up()
+    deadline = time.monotonic() + 120
+    while True:
+        again = join(first.member_id)
+        answer = sync(again)
+        if answer.error_code == 0:
+            break
+        assert answer.error_code == NOT_COORDINATOR and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert answer.assignment == b"A" and again.generation_id > first.generation_id
 
 
 def test_delete_groups_on_a_full_disk(setup: tuple[EmbeddedBroker, Wire, Disk]) -> None:
