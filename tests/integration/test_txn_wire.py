@@ -258,14 +258,15 @@ def test_delete_records_on_internal_topics_is_refused(w: Wire) -> None:
 
 def test_a_state_record_that_cannot_be_written_is_not_acknowledged(tmp_path: Path, topic_name: str) -> None:
     """The __transaction_state log fails (closed here; a full disk in real life): the request
-    gets COORDINATOR_NOT_AVAILABLE and the coordinator keeps the state that is on disk."""
+    gets NOT_COORDINATOR (Kafka's mapping of KAFKA_STORAGE_ERROR) and the coordinator keeps
+    the state that is on disk."""
     with EmbeddedBroker(tmp_path / "data") as broker, Wire(broker.bootstrap) as w:
         make_topic(w, topic_name)
         _, pid, epoch = init(w, "t")
         plog = broker.broker.partition("__transaction_state", partition_for("t", 50))
         broker.call(plog.close)
-        assert add_partitions(w, "t", pid, epoch, topic_name, [0]) == {0: ErrorCode.COORDINATOR_NOT_AVAILABLE}
+        assert add_partitions(w, "t", pid, epoch, topic_name, [0]) == {0: ErrorCode.NOT_COORDINATOR}
         (desc,) = broker.call(broker.broker.txns.coordinator.describe, ["t"])
         assert desc.state == "Empty" and desc.partitions == ()
-        assert init(w, "t")[0] == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert init(w, "t")[0] == ErrorCode.NOT_COORDINATOR
         assert broker.call(broker.broker.txns.coordinator.snapshot, "t").producer_epoch == epoch

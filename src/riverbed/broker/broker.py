@@ -295,14 +295,14 @@ class Broker:
         for p in range(partitions):
             self.logs.create(name, p, cfg)
         log.info("created topic %s with %d partitions", name, partitions)
-        self.groups.consumer.on_metadata_change()
+        self.groups.metadata_changed()
         return topic
 
     def delete_topic(self, name: str) -> Topic:
         topic = self.topics.delete(name)
         self.logs.delete_topic(name)
         log.info("deleted topic %s", name)
-        self.groups.consumer.on_metadata_change()
+        self.groups.metadata_changed()
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:
@@ -311,7 +311,7 @@ class Broker:
         for p in range(total):
             if self.logs.get(name, p) is None:
                 self.logs.create(name, p, cfg)
-        self.groups.consumer.on_metadata_change()
+        self.groups.metadata_changed()
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         current = self.topics.get(name)

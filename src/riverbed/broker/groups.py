@@ -18,6 +18,7 @@ it grows with every commit and start-up replays it whole.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -55,7 +56,7 @@ from riverbed.coordinator.offsets_log import (
     offset_value,
     partition_for,
 )
-from riverbed.protocol.errors import DecodeError
+from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.internal.group_metadata_value import GroupMetadataValue
 from riverbed.protocol.records.batch import InvalidBatch
 from riverbed.protocol.records.records import build_batch, parse_control_record
@@ -185,9 +186,18 @@ class GroupService:
         for coordinator in (self.coordinator, self.consumer):
             try:
                 coordinator.tick()
+            except KafkaError:
+                pass  # a write refused (disk full): logged by _append; the timers go on
             except Exception:  # pragma: no cover - a bug in a coordinator must not stop the broker
                 log.exception("group coordinator tick failed")
         self.reschedule()
+
+    def metadata_changed(self) -> None:
+        """Topics were created, deleted or grew: KIP-848 groups may get new targets. A refused
+        write is logged by ``_append`` and does not fail the topic operation; the groups keep
+        their new state in memory, as after a timer."""
+        with contextlib.suppress(KafkaError):
+            self.consumer.on_metadata_change()
 
     # ------------------------------------------------------------------ persistence
     def ensure_topic(self) -> None:
@@ -212,8 +222,9 @@ class GroupService:
         elif isinstance(event, GroupMetadataChanged):
             records.append((group_key(event.group_id), group_value(_value(event.snapshot))))
         elif isinstance(event, GroupDeleted):
+            records += [(offset_key(event.group_id, t, p), None) for t, p in event.offsets]
             records.append((group_key(event.group_id), None))
-        self._append(event.group_id, records)
+        self._append(event.group_id, records, type(event).__name__)
 
     def _persist_consumer(self, event: ConsumerGroupEvent) -> None:
         """A KIP-848 group changed or was deleted: write Kafka's ConsumerGroup* records.
@@ -228,23 +239,34 @@ class GroupService:
         # write the group as it stands now (the event's snapshot otherwise).
         self.offsets_log(group_id)
         snapshot = self.consumer.snapshot(group_id)
-        before = self._consumer_members.pop(group_id, set())
+        before = self._consumer_members.get(group_id, set())
+        members: set[str] = set()
         if snapshot is not None:
             members = {m.member_id for m in snapshot.members}
             records = consumer_group_records(group_id, snapshot, sorted(before - members))
-            self._consumer_members[group_id] = members
         else:
             records = consumer_group_tombstones(group_id, sorted(before))
-        self._append(group_id, records)
+        # on failure the members that left still have live records: remembered for later
+        self._append(group_id, records, "consumer group state")
+        if snapshot is not None:
+            self._consumer_members[group_id] = members
+        else:
+            self._consumer_members.pop(group_id, None)
 
-    def _append(self, group_id: str, records: list[KeyValue]) -> None:
-        """Append the records as one batch to the group's partition."""
+    def _append(self, group_id: str, records: list[KeyValue], what: str) -> None:
+        """Append the records as one batch to the group's partition. A refused append (disk
+        full: KAFKA_STORAGE_ERROR) is logged and raised as KafkaError to the coordinator,
+        which leaves its state as it was and answers the mapped error."""
         if not records:
             return
         now = self.broker.now_ms()
         plog = self.offsets_log(group_id)
         batch = build_batch([(k, v, [], now) for k, v in records])
-        info = plog.append(batch, now_ms=now)
+        try:
+            info = plog.append(batch, now_ms=now)
+        except KafkaError as exc:
+            log.warning("group %r: could not write %s to %s-%d: %s (%s)", group_id, what, OFFSETS_TOPIC, plog.partition, _name(exc.code), exc)
+            raise
         self._last_appended[plog.partition] = info.last_offset
         self.broker.notify()
 
@@ -262,7 +284,11 @@ class GroupService:
             (offset_key(group_id, t, p), offset_value(om.offset, om.leader_epoch, om.metadata, om.commit_timestamp), [], now) for t, p, om in offsets
         ]
         batch = build_batch(records, producer_id=producer_id, producer_epoch=producer_epoch, transactional=True)
-        info = plog.append(batch, now_ms=now, origin_coordinator=True)
+        try:
+            info = plog.append(batch, now_ms=now, origin_coordinator=True)
+        except KafkaError as exc:
+            log.warning("group %r: could not write the transactional offsets of producer %d to %s-%d: %s (%s)", group_id, producer_id, OFFSETS_TOPIC, plog.partition, _name(exc.code), exc)
+            raise
         self._last_appended[plog.partition] = info.last_offset
         self.coordinator.add_pending_txn_offsets(group_id, producer_id, offsets)
         self._txn_groups.setdefault(producer_id, set()).add(group_id)
@@ -310,6 +336,13 @@ class BrokerTopics:
 
     def topic_names(self) -> list[str]:
         return [t.name for t in self.broker.topics if not t.internal]
+
+
+def _name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
 
 
 def _value(s: GroupSnapshot) -> GroupMetadataValue:

@@ -4,8 +4,8 @@
   coordinator method and then carries out what it asked for, in order:
   ``TxnLogWrite`` -> one record of ``__transaction_state`` (Kafka's TransactionLog format,
   ``coordinator/txn_log.py``) appended to the transactional id's partition (if that append
-  fails, the id's previous state is restored and the client is told
-  COORDINATOR_NOT_AVAILABLE); ``WriteMarkers`` -> a task that waits until the Prepare
+  fails, the id's previous state is restored and the client is told Kafka's mapped error:
+  NOT_COORDINATOR for a refused write such as a full disk, see ``write_errors``); ``WriteMarkers`` -> a task that waits until the Prepare
   record is durable, appends a COMMIT or ABORT control batch to every partition of the
   transaction, waits until those are durable, settles the group offsets of the
   ``__consumer_offsets`` partitions among them, and calls ``markers_written``, which writes
@@ -41,6 +41,7 @@ from riverbed.coordinator.txn_log import (
     txn_value,
 )
 from riverbed.coordinator.txn_types import TxnConfig, TxnEvent, TxnLogWrite, WriteMarkers
+from riverbed.coordinator.write_errors import txn_write_error
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.records.records import build_batch
 from riverbed.storage.api import PartitionLog
@@ -69,7 +70,7 @@ _HOPELESS = {ErrorCode.INVALID_PRODUCER_EPOCH, ErrorCode.PRODUCER_FENCED, ErrorC
 class Outcome:
     pending: Pending
     tasks: list[asyncio.Future[None]]
-    failed: bool
+    error: int  # NONE, or what the client is told because a state record was not written
 
 
 class TxnService:
@@ -82,7 +83,7 @@ class TxnService:
         self._pending: Pending = []
         self._new_tasks: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Future[None]] = set()
-        self._failed: set[str] = set()
+        self._failed: dict[str, int] = {}  # transactional id -> the mapped error of its failed write
         self._stopped = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -124,20 +125,20 @@ class TxnService:
         """Run one coordinator call for ``transactional_id`` and carry out its events.
 
         Returns the call's result and an :class:`Outcome`: what the answer must wait for,
-        and whether a state record could not be written (then the id's previous state is
-        restored and the answer must be COORDINATOR_NOT_AVAILABLE, as Kafka answers when its
-        log append fails)."""
+        and the error to answer if a state record could not be written (then the id's
+        previous state is restored; the error is Kafka's mapping of the log's error,
+        ``txn_write_error``: NOT_COORDINATOR for a full disk)."""
         before = self.coordinator.snapshot(transactional_id)
         result = fn()
         self._drain()
         pending, self._pending = self._pending, []
         tasks, self._new_tasks = self._new_tasks, []
-        failed = transactional_id in self._failed
-        if failed:
-            self._failed.clear()
+        error = self._failed.pop(transactional_id, ErrorCode.NONE)
+        self._failed.clear()
+        if error:
             self.coordinator.load(transactional_id, before)
         self.reschedule()
-        return result, Outcome(pending, tasks, failed)
+        return result, Outcome(pending, tasks, error)
 
     def _drain(self) -> None:
         while self._events:
@@ -147,9 +148,12 @@ class TxnService:
             if isinstance(event, TxnLogWrite):
                 try:
                     self._write_state(event)
-                except Exception:  # the log is closed or failed (disk full, I/O error)
+                except KafkaError as exc:  # refused by the log (disk full)
+                    log.warning("transactional id %r: could not write its state to %s: %s (%s)", event.transactional_id, TRANSACTION_STATE_TOPIC, ErrorCode(exc.code).name, exc)
+                    self._failed[event.transactional_id] = txn_write_error(exc.code)
+                except Exception:  # the log is closed or failed (I/O error)
                     log.exception("could not write the state of transactional id %r", event.transactional_id)
-                    self._failed.add(event.transactional_id)
+                    self._failed[event.transactional_id] = ErrorCode.COORDINATOR_NOT_AVAILABLE
             elif isinstance(event, WriteMarkers):
                 # Markers only once the Prepare record is durable (Kafka sends them from the
                 # append's callback); then Complete only once every marker is durable.

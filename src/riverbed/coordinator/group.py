@@ -61,6 +61,7 @@ from riverbed.coordinator.group_types import (
     SyncCallback,
     SyncResult,
 )
+from riverbed.coordinator.write_errors import group_write_error
 from riverbed.protocol.errors import ErrorCode
 
 __all__ = [
@@ -290,6 +291,8 @@ class GroupCoordinator(GroupAdmin):
         instance_id = req.group_instance_id
         assert instance_id is not None
         current_leader = group.leader or ""
+        before = group.members[old_id]
+        previous = (before.protocols, before.rebalance_timeout_ms, before.session_timeout_ms)
         old, new = group.replace_static(instance_id, old_id, new_id)
         fenced = ErrorCode.FENCED_INSTANCE_ID
         self._answer_join(old.join_reply, _join_error(fenced, old_id))
@@ -305,7 +308,6 @@ class GroupCoordinator(GroupAdmin):
         if group.state is STABLE:
             if group.protocol == group.select_protocol():
                 # No rebalance: persist the new member id and hand back the current generation.
-                self._emit(GroupMetadataChanged(group.group_id, group.snapshot()))
                 reply = group.take_join(new)
                 if req.supports_skip_assignment:
                     is_leader = group.leader == new_id
@@ -330,7 +332,24 @@ class GroupCoordinator(GroupAdmin):
                         leader=current_leader,
                         member_id=new_id,
                     )
-                self._answer_join(reply, result)
+
+                def failed(code: int) -> None:
+                    # Kafka: the replacement is undone and the join answers the mapped error
+                    if group.static_members.get(instance_id) != new_id:
+                        return
+                    group.update(new, *previous)
+                    group.replace_static(instance_id, new_id, old_id)
+                    self._timers.cancel((MEMBER_TIMER, group.group_id, new_id))
+                    self._timers.set(
+                        (MEMBER_TIMER, group.group_id, old_id), self._after(previous[2])
+                    )
+                    self._answer_join(reply, _join_error(group_write_error(code)))
+
+                self._emit(
+                    GroupMetadataChanged(group.group_id, group.snapshot()),
+                    lambda: self._answer_join(reply, result),
+                    failed,
+                )
             else:
                 self._maybe_prepare_rebalance(group, Trigger.MEMBER_JOINED)
         elif group.state is COMPLETING:
@@ -404,17 +423,41 @@ class GroupCoordinator(GroupAdmin):
             self._timers.cancel((SYNC_TIMER, group.group_id))
 
     def _complete_sync(self, group: Group, assignments: dict[str, bytes]) -> None:
-        """The leader's assignment arrived: persist it, answer every parked SyncGroup."""
+        """The leader's assignment arrived: persist it; once written, the group is Stable and
+        every parked SyncGroup gets its assignment. If the write fails (Kafka's
+        resetAndPropagateAssignmentWithError), the assignment is dropped, every parked
+        SyncGroup answers the mapped error (NOT_COORDINATOR for a full disk) and the group
+        rebalances again."""
         for member_id, member in group.members.items():
             member.assignment = bytes(assignments.get(member_id, b""))
-        self._transition(group, Trigger.ASSIGNMENT_RECEIVED)
-        self._emit(GroupMetadataChanged(group.group_id, group.snapshot()))
-        for member in group.members.values():
-            if member.sync_reply is not None:
+        generation = group.generation
+
+        def current() -> bool:
+            same = self._groups.get(group.group_id) is group and group.generation == generation
+            return same and group.state is COMPLETING
+
+        def written() -> None:
+            if not current():
+                return
+            self._transition(group, Trigger.ASSIGNMENT_RECEIVED)
+            for member in group.members.values():
+                if member.sync_reply is not None:
+                    reply, member.sync_reply = member.sync_reply, None
+                    self._answer_sync(reply, self._assignment_of(group, member))
+                    self._reset_session(group, member)
+            self._schedule_expiry(group)
+
+        def failed(code: int) -> None:
+            if not current():
+                return
+            error = group_write_error(code)
+            for member in group.members.values():
+                member.assignment = b""
                 reply, member.sync_reply = member.sync_reply, None
-                self._answer_sync(reply, self._assignment_of(group, member))
-                self._reset_session(group, member)
-        self._schedule_expiry(group)
+                self._answer_sync(reply, SyncResult(error))
+            self._prepare_rebalance(group, Trigger.MEMBER_JOINED)
+
+        self._emit(GroupMetadataChanged(group.group_id, group.snapshot()), written, failed)
 
     @staticmethod
     def _assignment_of(group: Group, member: Member) -> SyncResult:

@@ -14,6 +14,7 @@ from riverbed.coordinator.group_types import (
     MemberDescription,
     SyncResult,
 )
+from riverbed.coordinator.write_errors import group_write_error
 from riverbed.protocol.errors import ErrorCode
 
 
@@ -75,8 +76,13 @@ class GroupAdmin(GroupOffsets):
             elif group.state is not EMPTY:
                 results.append((group_id, ErrorCode.NON_EMPTY_GROUP))
             else:
-                self._delete_group(group)
+                index = len(results)
                 results.append((group_id, ErrorCode.NONE))
+
+                def failed(code: int, index: int = index, group_id: str = group_id) -> None:
+                    results[index] = (group_id, group_write_error(code))
+
+                self._delete_group(group, failed)
         return results
 
     @delivers

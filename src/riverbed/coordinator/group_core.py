@@ -26,6 +26,7 @@ from riverbed.coordinator.group_types import (
     SyncCallback,
     SyncResult,
 )
+from riverbed.protocol.errors import KafkaError
 
 EMPTY = GroupState.EMPTY
 PREPARING = GroupState.PREPARING_REBALANCE
@@ -114,10 +115,33 @@ class CoordinatorCore:
         if reply is not None:
             self._outbox.append(lambda: reply(result))
 
-    def _emit(self, event: GroupEvent) -> None:
+    def _emit(
+        self,
+        event: GroupEvent,
+        on_written: Callable[[], None] | None = None,
+        on_failed: Callable[[int], None] | None = None,
+    ) -> None:
+        """Queue ``event`` for the sink (the broker writes it to ``__consumer_offsets``).
+
+        The sink raises KafkaError when the write fails (disk full). Then ``on_failed`` runs
+        with the log's error code instead of ``on_written``: changes that must only exist
+        once written are made in ``on_written`` (Kafka applies a write to its cache only
+        after the append succeeded). A failed write without ``on_failed`` is left at that:
+        the broker has logged it."""
         sink = self._on_change
-        if sink is not None:
-            self._outbox.append(lambda: sink(event))
+
+        def deliver() -> None:
+            if sink is not None:
+                try:
+                    sink(event)
+                except KafkaError as exc:
+                    if on_failed is not None:
+                        on_failed(exc.code)
+                    return
+            if on_written is not None:
+                on_written()
+
+        self._outbox.append(deliver)
 
     def _flush(self) -> None:
         """Deliver queued answers and events. Re-entrant calls (from a callback) queue theirs

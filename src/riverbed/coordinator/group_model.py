@@ -124,6 +124,10 @@ class Group:
 
     # -- membership -------------------------------------------------------------------------
 
+    def is_unused(self) -> bool:
+        """Nothing in it: no member (or pending one), offset or transactional offset."""
+        return not (self.members or self.pending_members or self.offsets or self.pending_txn)
+
     def add(self, member: Member) -> None:
         if member.group_instance_id is not None:
             self.static_members[member.group_instance_id] = member.member_id

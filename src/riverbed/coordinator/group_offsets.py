@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from riverbed.coordinator.delivers import delivers
 from riverbed.coordinator.group_core import (
     COMPLETING,
@@ -22,6 +24,7 @@ from riverbed.coordinator.group_types import (
     OffsetsCommitted,
     OffsetsDeleted,
 )
+from riverbed.coordinator.write_errors import group_write_error, offset_commit_write_error
 from riverbed.protocol.errors import ErrorCode
 
 
@@ -37,8 +40,13 @@ class GroupOffsets(CoordinatorCore):
         generation_id: int,
         offsets: list[tuple[str, int, int, int, str | None]],
     ) -> list[tuple[str, int, int]]:
-        """OffsetCommit: offsets are (topic, partition, offset, leader_epoch, metadata)."""
+        """OffsetCommit: offsets are (topic, partition, offset, leader_epoch, metadata).
+
+        The offsets become visible (OffsetFetch, expiry) only once their records are written;
+        if the write fails, nothing changes and those partitions answer the mapped error
+        (``write_errors.offset_commit_write_error``: NOT_COORDINATOR for a full disk)."""
         group = self._groups.get(group_id)
+        created = group is None
         if group is None:
             if generation_id >= 0:  # a member of a group we do not know (any more)
                 return [(t, p, ErrorCode.ILLEGAL_GENERATION) for t, p, *_ in offsets]
@@ -57,14 +65,29 @@ class GroupOffsets(CoordinatorCore):
             if len(text) > self.config.max_metadata_size:
                 results.append((topic, partition, ErrorCode.OFFSET_METADATA_TOO_LARGE))
                 continue
-            value = OffsetAndMetadata(offset, leader_epoch, text, now)
-            group.offsets[(topic, partition)] = value
-            group.offset_seq[(topic, partition)] = self._next_seq()
-            committed.append((topic, partition, value))
+            committed.append((topic, partition, OffsetAndMetadata(offset, leader_epoch, text, now)))
             results.append((topic, partition, ErrorCode.NONE))
-        if committed:
-            self._emit(OffsetsCommitted(group_id, committed))
-            self._expire_no_later_than(group, committed)
+        if not committed:
+            return results
+        the_group = group
+
+        def written() -> None:
+            if self._groups.get(group_id) is not the_group:
+                return  # deleted meanwhile (cannot happen within one call)
+            for topic, partition, value in committed:
+                the_group.offsets[(topic, partition)] = value
+                the_group.offset_seq[(topic, partition)] = self._next_seq()
+            self._expire_no_later_than(the_group, committed)
+
+        def failed(code: int) -> None:
+            mapped = offset_commit_write_error(code)
+            for i, (topic, partition, err) in enumerate(results):
+                if err == ErrorCode.NONE:
+                    results[i] = (topic, partition, mapped)
+            if created and the_group.is_unused() and self._groups.get(group_id) is the_group:
+                self._forget(the_group)  # the standalone group existed only for this commit
+
+        self._emit(OffsetsCommitted(group_id, committed), written, failed)
         return results
 
     def _commit_error(
@@ -192,12 +215,24 @@ class GroupOffsets(CoordinatorCore):
                 )
         return ErrorCode.NONE, out
 
-    @delivers
     def delete_offsets(
         self, group_id: str, partitions: list[tuple[str, int]]
     ) -> tuple[int, list[tuple[str, int, int]]]:
         """OffsetDelete: refused per partition (GROUP_SUBSCRIBED_TO_TOPIC) for topics the
-        members consume; refused whole (NON_EMPTY_GROUP) for an active non-consumer group."""
+        members consume; refused whole (NON_EMPTY_GROUP) for an active non-consumer group.
+        The offsets go once their tombstones are written; if that write fails nothing
+        changes and the whole request answers the mapped error (NOT_COORDINATOR for a full
+        disk), as Kafka fails the operation."""
+        failure: list[int] = []
+        error, results = self._delete_offsets(group_id, partitions, failure)
+        if failure:
+            return failure[0], []
+        return error, results
+
+    @delivers
+    def _delete_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]], failure: list[int]
+    ) -> tuple[int, list[tuple[str, int, int]]]:
         group = self._groups.get(group_id)
         if group is None or group.state is DEAD:
             return ErrorCode.GROUP_ID_NOT_FOUND, []
@@ -210,13 +245,19 @@ class GroupOffsets(CoordinatorCore):
             if group.is_subscribed(topic):
                 results.append((topic, partition, ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC))
                 continue
-            group.offset_seq.pop((topic, partition), None)
-            if group.offsets.pop((topic, partition), None) is not None:
+            if (topic, partition) in group.offsets and (topic, partition) not in deleted:
                 deleted.append((topic, partition))
             results.append((topic, partition, ErrorCode.NONE))
         if deleted:
-            self._emit(OffsetsDeleted(group_id, deleted))
-            self._schedule_expiry(group)
+            the_group = group
+
+            def written() -> None:
+                for key in deleted:
+                    the_group.offsets.pop(key, None)
+                    the_group.offset_seq.pop(key, None)
+                self._schedule_expiry(the_group)
+
+            self._emit(OffsetsDeleted(group_id, deleted), written, lambda code: failure.append(group_write_error(code)))
         return ErrorCode.NONE, results
 
     @delivers
@@ -310,11 +351,19 @@ class GroupOffsets(CoordinatorCore):
         self._schedule_expiry(group)
         return group
 
-    def _delete_group(self, group: Group) -> None:
-        if group.offsets:
-            self._emit(OffsetsDeleted(group.group_id, list(group.offsets)))
+    def _delete_group(self, group: Group, on_failed: Callable[[int], None] | None = None) -> None:
+        """Tombstones for the group's offsets and metadata; the group goes once they are
+        written. If that fails: with ``on_failed`` (DeleteGroups) the group stays as it was;
+        without (expiry) it goes anyway, as Kafka only logs a failed cleanup write."""
+        offsets = list(group.offsets)
+        gid = group.group_id
+
+        def written() -> None:
+            if self._groups.get(gid) is not group:
+                return  # deleted twice in one call
             group.offsets.clear()
             group.offset_seq.clear()
-        self._transition(group, Trigger.DELETED)
-        self._forget(group)
-        self._emit(GroupDeleted(group.group_id))
+            self._transition(group, Trigger.DELETED)
+            self._forget(group)
+
+        self._emit(GroupDeleted(gid, offsets), written, on_failed or (lambda _code: written()))

@@ -139,9 +139,11 @@ class OffsetsDeleted:
 
 @dataclass(frozen=True)
 class GroupDeleted:
-    """Write a tombstone for the group's metadata (its offsets come first as OffsetsDeleted)."""
+    """Write tombstones for these offsets of the group and for its metadata, as one batch
+    (the group's deletion is written whole or not at all)."""
 
     group_id: str
+    offsets: list[tuple[str, int]] = field(default_factory=list)
 
 
 GroupEvent = GroupMetadataChanged | OffsetsCommitted | OffsetsDeleted | GroupDeleted

@@ -74,7 +74,7 @@ def test_delete_groups() -> None:
     h.coord.leave_group("g", [(a.member_id, None)], None)
     h.events.clear()
     assert h.coord.delete_groups(["g"]) == [("g", ErrorCode.NONE)]
-    assert h.events == [OffsetsDeleted("g", [("t", 0)]), GroupDeleted("g")]
+    assert h.events == [GroupDeleted("g", [("t", 0)])]  # one batch: all or nothing
     assert h.coord.describe_group("g").state == "Dead"
     assert h.coord.delete_groups(["g"]) == [("g", ErrorCode.GROUP_ID_NOT_FOUND)]
     assert h.coord.fetch_offsets("g", [("t", 0)])[1][0][2] == -1

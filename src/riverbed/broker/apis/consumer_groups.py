@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from riverbed.coordinator.consumer_group_types import DescribedTopicPartitions, HeartbeatInput
-from riverbed.protocol.errors import ErrorCode
+from riverbed.coordinator.consumer_group_types import (
+    DescribedTopicPartitions,
+    HeartbeatInput,
+    HeartbeatOutput,
+)
+from riverbed.coordinator.write_errors import group_write_error
+from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.consumer_group_describe import (
     ConsumerGroupDescribeRequest,
     ConsumerGroupDescribeResponse,
@@ -36,7 +41,32 @@ def handle_consumer_group_heartbeat(broker: Broker, conn: ConnectionInfo, versio
     classic = broker.groups.coordinator.group_state(req.group_id)
     if classic is not None and broker.groups.coordinator.describe_group(req.group_id).members:
         return HB(throttle_time_ms=0, error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=f"Group {req.group_id} is not a consumer group.", member_epoch=-1)
-    out = broker.groups.consumer.heartbeat(
+    before = broker.groups.consumer.snapshot(req.group_id)
+    try:
+        out = _heartbeat(broker, conn, version, req)
+    except KafkaError as exc:
+        # the group's new state could not be written (disk full): Kafka fails the whole
+        # operation and its state goes back to what it was
+        broker.groups.consumer.load(req.group_id, before)
+        broker.groups.reschedule()
+        return HB(throttle_time_ms=0, error_code=group_write_error(exc.code), error_message=None, member_epoch=-1)
+    broker.groups.reschedule()
+    assignment = None
+    if out.assignment is not None:
+        assignment = HB.Assignment(topic_partitions=[HB.TopicPartitions(topic_id=tid, partitions=parts) for tid, parts in out.assignment])
+    return HB(
+        throttle_time_ms=0,
+        error_code=out.error,
+        error_message=out.error_message,
+        member_id=out.member_id,
+        member_epoch=out.member_epoch,
+        heartbeat_interval_ms=out.heartbeat_interval_ms,
+        assignment=assignment,
+    )
+
+
+def _heartbeat(broker: Broker, conn: ConnectionInfo, version: int, req: ConsumerGroupHeartbeatRequest) -> HeartbeatOutput:
+    return broker.groups.consumer.heartbeat(
         HeartbeatInput(
             group_id=req.group_id,
             member_id=req.member_id,
@@ -52,19 +82,6 @@ def handle_consumer_group_heartbeat(broker: Broker, conn: ConnectionInfo, versio
             client_host=client_host(conn),
             api_version=version,
         )
-    )
-    broker.groups.reschedule()
-    assignment = None
-    if out.assignment is not None:
-        assignment = HB.Assignment(topic_partitions=[HB.TopicPartitions(topic_id=tid, partitions=parts) for tid, parts in out.assignment])
-    return HB(
-        throttle_time_ms=0,
-        error_code=out.error,
-        error_message=out.error_message,
-        member_id=out.member_id,
-        member_epoch=out.member_epoch,
-        heartbeat_interval_ms=out.heartbeat_interval_ms,
-        assignment=assignment,
     )
 
 

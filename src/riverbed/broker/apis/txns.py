@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from riverbed.coordinator.group_types import OffsetAndMetadata
 from riverbed.coordinator.offsets_log import OFFSETS_TOPIC, partition_for
 from riverbed.coordinator.txn_types import TxnState
+from riverbed.coordinator.write_errors import offset_commit_write_error
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.add_offsets_to_txn import (
     AddOffsetsToTxnRequest,
@@ -76,8 +77,6 @@ async def _wait(broker: Broker, outcome: Outcome, resp: M) -> M:
     return resp
 
 
-UNAVAILABLE = ErrorCode.COORDINATOR_NOT_AVAILABLE
-
 
 def init_transactional_producer(broker: Broker, conn: ConnectionInfo, version: int, req: InitProducerIdRequest) -> InitProducerIdResponse | asyncio.Future[InitProducerIdResponse]:
     txn_id = req.transactional_id
@@ -86,7 +85,7 @@ def init_transactional_producer(broker: Broker, conn: ConnectionInfo, version: i
         return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
     pid, epoch = (req.producer_id, req.producer_epoch) if version >= 3 else (-1, -1)
     result, outcome = broker.txns.call(txn_id, lambda: broker.txns.coordinator.init_producer_id(txn_id, req.transaction_timeout_ms, pid, epoch))
-    error = UNAVAILABLE if outcome.failed else _fenced(result.error_code, version, 4)
+    error = outcome.error or _fenced(result.error_code, version, 4)
     if error:
         return InitProducerIdResponse(throttle_time_ms=0, error_code=error, producer_id=-1, producer_epoch=-1)
     resp = InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=result.producer_id, producer_epoch=result.producer_epoch)
@@ -108,14 +107,14 @@ def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: 
             errors[(name, p)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         elif topic.internal:
             errors[(name, p)] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-    outcome = Outcome([], [], False)
+    outcome = Outcome([], [], ErrorCode.NONE)
     if errors:  # as Kafka: nothing is added, the valid partitions are "not attempted"
         for key in wanted:
             errors.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
         tid = req.v3_and_below_transactional_id
         code, outcome = broker.txns.call(tid, lambda: broker.txns.coordinator.add_partitions(tid, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted))
-        code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
+        code = outcome.error or _fenced(code, version, 2)
         errors = {key: code for key in wanted}
     by_topic: dict[str, list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]] = {}
     for (name, p), code in errors.items():
@@ -130,13 +129,13 @@ def handle_add_offsets_to_txn(broker: Broker, conn: ConnectionInfo, version: int
     broker.groups.offsets_log(req.group_id)  # the markers need the partition to exist
     target = (OFFSETS_TOPIC, partition_for(req.group_id, broker.groups.partitions))
     code, outcome = broker.txns.call(req.transactional_id, lambda: broker.txns.coordinator.add_offsets(req.transactional_id, req.producer_id, req.producer_epoch, target))
-    code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
+    code = outcome.error or _fenced(code, version, 2)
     return _when_durable(broker, outcome, AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=code))
 
 
 def handle_end_txn(broker: Broker, conn: ConnectionInfo, version: int, req: EndTxnRequest) -> EndTxnResponse | asyncio.Future[EndTxnResponse]:
     code, outcome = broker.txns.call(req.transactional_id, lambda: broker.txns.coordinator.end_txn(req.transactional_id, req.producer_id, req.producer_epoch, req.committed))
-    code = UNAVAILABLE if outcome.failed else _fenced(code, version, 2)
+    code = outcome.error or _fenced(code, version, 2)
     return _when_durable(broker, outcome, EndTxnResponse(throttle_time_ms=0, error_code=code))
 
 
@@ -184,7 +183,9 @@ def handle_txn_offset_commit(broker: Broker, conn: ConnectionInfo, version: int,
         try:
             broker.groups.txn_commit(req.group_id, req.producer_id, req.producer_epoch, wanted)
         except KafkaError as exc:
-            code = exc.code
+            # a fenced producer keeps its error; a refused write (disk full) is mapped as
+            # Kafka maps a failed offset commit (NOT_COORDINATOR), nothing was changed
+            code = offset_commit_write_error(exc.code)
             if code == ErrorCode.INVALID_PRODUCER_EPOCH and version >= 3:
                 code = ErrorCode.PRODUCER_FENCED
     for name, index, _ in wanted:
