@@ -1,0 +1,290 @@
+"""The DSL: ``StreamsApp`` builds a topology from streams and tables.
+
+```python
+app = StreamsApp("word-count", "127.0.0.1:9092")
+(app.stream("lines", STRING, STRING)
+    .flat_map_values(str.split)
+    .group_by(lambda _k, word: word, key_serde=STRING, name="words")
+    .count(name="counts")
+    .to_stream()
+    .to("word-counts", STRING, LONG))
+app.run()
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from .nodes import (
+    AggregateNode,
+    BranchNode,
+    FilterNode,
+    FlatMapNode,
+    MapNode,
+    MapValuesNode,
+    Node,
+    PeekNode,
+    SinkNode,
+    SourceNode,
+    TableSourceNode,
+    TimestampExtractor,
+    check_emit,
+)
+from .records import LateRecord, StreamsError
+from .serdes import BYTES, JSON, LONG, Serde
+from .topology import StoreSpec, Topology
+from .windowed import WindowAggregateNode
+from .windows import TimeWindows, Windowed, to_ms
+
+K = TypeVar("K")
+V = TypeVar("V")
+K2 = TypeVar("K2")
+V2 = TypeVar("V2")
+A = TypeVar("A")
+
+
+class _Builder:
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.sources: list[SourceNode] = []
+        self.stores: dict[str, StoreSpec] = {}
+        self._n = itertools.count()
+
+    def name(self, kind: str) -> str:
+        return f"{kind.upper()}-{next(self._n):010d}"
+
+    def add_store(self, spec: StoreSpec) -> None:
+        if spec.name in self.stores:
+            raise StreamsError(f"store name {spec.name!r} is used twice")
+        self.stores[spec.name] = spec
+
+
+class KStream(Generic[K, V]):
+    """A record stream: each record is an independent event."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any],
+                 key_changed: bool = False) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._key_changed = key_changed
+
+    def _then(self, node: Node, key_changed: bool | None = None, key_serde: Serde[Any] | None = None,
+              value_serde: Serde[Any] | None = None) -> KStream[Any, Any]:
+        self._node.children.append(node)
+        return KStream(self._b, node, key_serde or self.key_serde, value_serde or self.value_serde,
+                       self._key_changed if key_changed is None else key_changed)
+
+    def filter(self, pred: Callable[[K, V], bool]) -> KStream[K, V]:
+        return self._then(FilterNode(self._b.name("filter"), pred))
+
+    def filter_not(self, pred: Callable[[K, V], bool]) -> KStream[K, V]:
+        return self._then(FilterNode(self._b.name("filter"), pred, negate=True))
+
+    def map(self, fn: Callable[[K, V], tuple[K2, V2]], key_serde: Serde[Any] | None = None,
+            value_serde: Serde[Any] | None = None) -> KStream[K2, V2]:
+        return self._then(MapNode(self._b.name("map"), fn), True, key_serde, value_serde)
+
+    def select_key(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None) -> KStream[K2, V]:
+        return self._then(MapNode(self._b.name("select_key"), lambda k, v: (fn(k, v), v)), True, key_serde)
+
+    def map_values(self, fn: Callable[[V], V2], value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        return self._then(MapValuesNode(self._b.name("map_values"), fn), value_serde=value_serde)
+
+    def flat_map(self, fn: Callable[[K, V], Iterable[tuple[K2, V2]]], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None) -> KStream[K2, V2]:
+        return self._then(FlatMapNode(self._b.name("flat_map"), fn), True, key_serde, value_serde)
+
+    def flat_map_values(self, fn: Callable[[V], Iterable[V2]], value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        node = FlatMapNode(self._b.name("flat_map_values"), lambda k, v: ((k, x) for x in fn(v)))
+        return self._then(node, value_serde=value_serde)
+
+    def peek(self, fn: Callable[[K, V], None]) -> KStream[K, V]:
+        return self._then(PeekNode(self._b.name("peek"), fn))
+
+    def branch(self, *preds: Callable[[K, V], bool]) -> list[KStream[K, V]]:
+        """One stream per predicate; a record goes to the first that matches, or nowhere."""
+        node = BranchNode(self._b.name("branch"), list(preds))
+        self._node.children.append(node)
+        return [KStream(self._b, br, self.key_serde, self.value_serde, self._key_changed) for br in node.branches]
+
+    def merge(self, other: KStream[K, V]) -> KStream[K, V]:
+        node = Node(self._b.name("merge"))
+        self._node.children.append(node)
+        other._node.children.append(node)
+        return KStream(self._b, node, self.key_serde, self.value_serde, self._key_changed or other._key_changed)
+
+    def to(self, topic: str, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> None:
+        self._node.children.append(SinkNode(self._b.name("sink"), topic, key_serde or self.key_serde, value_serde or self.value_serde))
+
+    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
+        """Group by the current key; repartitions only if an upstream operation changed the key."""
+        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed)
+
+    def group_by(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None) -> KGroupedStream[K2, V]:
+        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``."""
+        rekeyed = self.select_key(fn, key_serde)
+        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True)
+
+
+class KGroupedStream(Generic[K, V]):
+    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool) -> None:
+        self._s = stream
+        self._b = stream._b
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._repartition = repartition
+
+    def _upstream(self, name: str) -> Node:
+        """The node the aggregation hangs on: through a repartition topic if the key changed."""
+        if not self._repartition:
+            return self._s._node
+        topic = f"{self._b.app_id}-{name}-repartition"
+        self._s._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+        src = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+        self._b.sources.append(src)
+        return src
+
+    def _name(self, name: str | None, kind: str) -> str:
+        return name or self._b.name(kind + "-store").lower()
+
+    def count(self, name: str | None = None) -> KTable[K, int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._name(None, "count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[K, V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self.value_serde,
+                              name or self._name(None, "reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[K, A]:
+        name = self._name(name, "aggregate")
+        up = self._upstream(name)
+        self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        node = AggregateNode(self._b.name("aggregate"), name, init, agg)
+        up.children.append(node)
+        return KTable(self._b, node, self.key_serde, value_serde, name)
+
+    def windowed_by(self, windows: TimeWindows, emit: str = "on_update",
+                    close_after_idle: int | timedelta | None = None,
+                    retention: int | timedelta | None = None) -> TimeWindowedKStream[K, V]:
+        """Window the grouped stream.
+
+        ``emit``: ``"on_update"`` (every change) or ``"on_window_close"`` (final results only).
+        ``close_after_idle``: when no record arrives for this long (wall clock), stream time
+        advances with the wall clock, so windows close without a later record.
+        ``retention``: how long windows stay in the store (at least size + grace, the default).
+        """
+        return TimeWindowedKStream(self, windows, check_emit(emit),
+                                   None if close_after_idle is None else to_ms(close_after_idle),
+                                   0 if retention is None else to_ms(retention))
+
+
+class TimeWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: TimeWindows, emit: str,
+                 close_after_idle_ms: int | None, retention_ms: int) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+        self.close_after_idle_ms = close_after_idle_ms
+        self.retention_ms = retention_ms
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._g._name(None, "windowed-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self._g.value_serde,
+                              name or self._g._name(None, "windowed-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[Windowed[K], A]:
+        g = self._g
+        name = g._name(name, "windowed-aggregate")
+        up = g._upstream(name)
+        retention = self.retention_ms or 0
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, self.windows.size_ms,
+                                 max(retention, self.windows.size_ms + self.windows.grace_ms)))
+        node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
+                                   retention, self.close_after_idle_ms)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
+class KTable(Generic[K, V]):
+    """A changelog stream: the latest value per key. ``to_stream()`` gives its updates."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str,
+                 windowed: WindowAggregateNode | None = None) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store_name = store
+        self._windowed = windowed
+
+    def to_stream(self) -> KStream[K, V]:
+        return KStream(self._b, self._node, self.key_serde, self.value_serde)
+
+    def late_records(self) -> KStream[Any, LateRecord]:
+        """The side output of a windowed aggregation: records that arrived after their window
+        closed, as :class:`LateRecord` values (the record and the windows it missed)."""
+        if self._windowed is None:
+            raise StreamsError("late_records() is only for windowed aggregations")
+        return KStream(self._b, self._windowed.late, self.key_serde, JSON)
+
+
+class StreamsApp:
+    """A stream-processing application: its topology and how to run it.
+
+    ``application_id`` names the consumer group, the internal topics and the state directory.
+    """
+
+    def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", **config: Any) -> None:
+        self.application_id = application_id
+        self.bootstrap = bootstrap
+        self.config = config
+        self._b = _Builder(application_id)
+        self._runtime: Any = None
+
+    def stream(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
+               timestamp_extractor: TimestampExtractor | None = None, on_error: str = "fail") -> KStream[Any, Any]:
+        """Records of ``topic``. ``timestamp_extractor(record, partition_time) -> ms`` overrides the
+        record timestamp; ``on_error`` is ``"fail"`` (raise) or ``"skip"`` (log and count) for records
+        that do not deserialize."""
+        if on_error not in ("fail", "skip"):
+            raise StreamsError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, timestamp_extractor, on_error)
+        self._b.sources.append(src)
+        return KStream(self._b, src, key_serde, value_serde)
+
+    def table(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
+              name: str | None = None) -> KTable[Any, Any]:
+        """``topic`` as a table (latest value per key, ``None`` deletes), materialized in a store."""
+        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, None, "fail")
+        self._b.sources.append(src)
+        store = name or f"{topic}-table"
+        self._b.add_store(StoreSpec(store, key_serde, value_serde))
+        node = TableSourceNode(self._b.name("table"), store)
+        src.children.append(node)
+        return KTable(self._b, node, key_serde, value_serde, store)
+
+    def topology(self) -> Topology:
+        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores))
+
+    def run(self, **kwargs: Any) -> None:
+        """Process until :meth:`stop` is called (from a signal handler or another thread)."""
+        from .runtime import Runtime
+
+        self._runtime = Runtime(self.topology(), self.bootstrap, **{**self.config, **kwargs})
+        self._runtime.run()
+
+    def stop(self) -> None:
+        if self._runtime is not None:
+            self._runtime.stop()

@@ -1,0 +1,210 @@
+"""Processor nodes: the vertices of a topology. Nodes hold no per-partition state; that
+lives in the :class:`~riverbed.streams.task.Task` they run in (stores, stream time)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .records import Record, StreamsError
+from .serdes import Serde
+
+if TYPE_CHECKING:
+    from .task import Task
+
+log = logging.getLogger("riverbed.streams")
+
+TimestampExtractor = Callable[[Record, int], int]
+
+
+class Node:
+    kind = "node"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[Node] = []
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.forward(task, rec)
+
+    def forward(self, task: Task, rec: Record) -> None:
+        for c in self.children:
+            c.process(task, rec)
+
+    def punctuate(self, task: Task) -> None:
+        """Called on wall-clock ticks (stateful nodes override)."""
+
+    def successors(self) -> list[Node]:
+        return self.children
+
+    def stores(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class SourceNode(Node):
+    kind = "source"
+
+    def __init__(self, name: str, topic: str, key_serde: Serde[Any], value_serde: Serde[Any],
+                 extractor: TimestampExtractor | None, on_error: str, internal: bool = False) -> None:
+        super().__init__(name)
+        self.topic = topic
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.extractor = extractor
+        self.on_error = on_error
+        self.internal = internal
+
+    def describe(self) -> str:
+        return f"source {self.name} <- {self.topic}"
+
+
+class SinkNode(Node):
+    kind = "sink"
+
+    def __init__(self, name: str, topic: str, key_serde: Serde[Any], value_serde: Serde[Any], internal: bool = False) -> None:
+        super().__init__(name)
+        self.topic = topic
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.internal = internal
+
+    def process(self, task: Task, rec: Record) -> None:
+        k = self.key_serde.serialize(rec.key)
+        v = self.value_serde.serialize(rec.value)
+        task.send(self.topic, k, v, rec.timestamp, rec.headers)
+
+    def describe(self) -> str:
+        return f"sink {self.name} -> {self.topic}"
+
+
+class FilterNode(Node):
+    kind = "filter"
+
+    def __init__(self, name: str, pred: Callable[[Any, Any], bool], negate: bool = False) -> None:
+        super().__init__(name)
+        self.pred = pred
+        self.negate = negate
+
+    def process(self, task: Task, rec: Record) -> None:
+        if bool(self.pred(rec.key, rec.value)) != self.negate:
+            self.forward(task, rec)
+
+
+class MapNode(Node):
+    kind = "map"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], tuple[Any, Any]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        k, v = self.fn(rec.key, rec.value)
+        self.forward(task, rec.with_kv(k, v))
+
+
+class MapValuesNode(Node):
+    kind = "map_values"
+
+    def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.forward(task, rec.with_kv(rec.key, self.fn(rec.value)))
+
+
+class FlatMapNode(Node):
+    kind = "flat_map"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], Iterable[tuple[Any, Any]]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        for k, v in self.fn(rec.key, rec.value):
+            self.forward(task, rec.with_kv(k, v))
+
+
+class PeekNode(Node):
+    kind = "peek"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], None]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.fn(rec.key, rec.value)
+        self.forward(task, rec)
+
+
+class BranchNode(Node):
+    """Each record goes to the first branch whose predicate holds (Kafka's split/branch)."""
+
+    kind = "branch"
+
+    def __init__(self, name: str, preds: list[Callable[[Any, Any], bool]]) -> None:
+        super().__init__(name)
+        self.preds = preds
+        self.branches: list[Node] = [Node(f"{name}-{i}") for i in range(len(preds))]
+        self.children = list(self.branches)
+
+    def process(self, task: Task, rec: Record) -> None:
+        for pred, branch in zip(self.preds, self.branches, strict=True):
+            if pred(rec.key, rec.value):
+                branch.forward(task, rec)
+                return
+
+
+class AggregateNode(Node):
+    """count / reduce / aggregate per key into a key-value store; forwards each new value."""
+
+    kind = "aggregate"
+
+    def __init__(self, name: str, store: str, init: Callable[[], Any], agg: Callable[[Any, Any, Any], Any]) -> None:
+        super().__init__(name)
+        self.store = store
+        self.init = init
+        self.agg = agg
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None or rec.value is None:
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            return
+        st = task.kv_store(self.store)
+        old = st.get(rec.key)
+        new = self.agg(rec.key, rec.value, self.init() if old is None else old)
+        st.put(rec.key, new)
+        self.forward(task, rec.with_kv(rec.key, new))
+
+
+class TableSourceNode(Node):
+    """Materializes a topic as a table: the latest value per key; None deletes."""
+
+    kind = "table"
+
+    def __init__(self, name: str, store: str) -> None:
+        super().__init__(name)
+        self.store = store
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None:
+            task.skip(rec, f"{self.name}: a table record needs a key")
+            return
+        task.kv_store(self.store).put(rec.key, rec.value)
+        self.forward(task, rec)
+
+
+def check_emit(emit: str) -> str:
+    if emit not in ("on_update", "on_window_close"):
+        raise StreamsError(f"emit must be 'on_update' or 'on_window_close', not {emit!r}")
+    return emit
