@@ -1,0 +1,252 @@
+"""The runtime: runs a topology against a Kafka cluster through confluent-kafka.
+
+One consumer in the group ``application.id`` (range assignment, so partition *p* of every
+source topic of a sub-topology lands on the same instance), one task per (sub-topology,
+partition), one producer for outputs, repartition records and changelog writes.
+
+At-least-once: records are consumed in batches and processed; every ``commit_interval_ms`` the
+producer is flushed (every output and changelog write acknowledged), then each store commits
+with the changelog offset it reached, then the input offsets are committed. A crash replays at
+most the records since the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from . import internal_topics
+from .records import StreamsError
+from .stores import Engine, MemoryEngine, SqliteEngine
+from .task import Task
+from .topology import StoreSpec, Topology
+
+log = logging.getLogger("riverbed.streams")
+
+
+class _Collector:
+    """Sends through the producer with callbacks; remembers changelog offsets and errors."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.changelog_offsets: dict[tuple[str, int], int] = {}
+        self.changelogs: set[str] = set()
+        self.error: str | None = None
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            if self.error is None:
+                self.error = f"{msg.topic()}: {err}"
+            return
+        if msg.topic() in self.changelogs:
+            key = (msg.topic(), msg.partition())
+            off = msg.offset()
+            if off > self.changelog_offsets.get(key, -1):
+                self.changelog_offsets[key] = off
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+             headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
+        kw: dict[str, Any] = {"on_delivery": self._delivered}
+        if partition is not None:
+            kw["partition"] = partition
+        if timestamp >= 0:
+            kw["timestamp"] = timestamp
+        if headers:
+            kw["headers"] = headers
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **kw)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # queue full: let deliveries drain
+
+
+class Runtime:
+    def __init__(self, topology: Topology, bootstrap: str, *, state_dir: str | Path | None = None,
+                 in_memory_stores: bool = False, commit_interval_ms: int = 30_000,
+                 punctuate_interval_ms: int = 1000, batch_size: int = 500,
+                 consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
+                 replication_factor: int = -1) -> None:
+        self.topology = topology
+        self.app_id = topology.app_id
+        self.bootstrap = bootstrap
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "riverbed-streams"
+        self.in_memory = in_memory_stores
+        self.commit_interval = commit_interval_ms / 1000
+        self.punctuate_interval = punctuate_interval_ms / 1000
+        self.batch_size = batch_size
+        self.replication_factor = replication_factor
+        common = {"bootstrap.servers": bootstrap}
+        self._consumer_cfg = {
+            **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range", **(consumer_config or {}),
+        }
+        self._producer_cfg = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random",
+                              **(producer_config or {})}
+        self._stop = threading.Event()
+        self.tasks: dict[tuple[int, int], Task] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+        self.running = threading.Event()
+        self.restored: dict[str, int] = {}  # store/task -> records restored (progress, for tests)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        internal_topics.ensure(self.topology, admin, self.replication_factor)
+        self.producer = Producer(self._producer_cfg)
+        self.collector = _Collector(self.producer)
+        self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
+        self.consumer = Consumer(self._consumer_cfg)
+        topics = [t for sub in self.topology.subtopologies for t in sub.sources]
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            self._loop()
+            self.commit()
+        finally:
+            self._close_tasks(list(self.tasks))
+            self.consumer.close()
+            self.producer.flush(10)
+
+    def _loop(self) -> None:
+        last_commit = last_punct = time.monotonic()
+        while not self._stop.is_set():
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
+            self.running.set()
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if err.fatal():
+                        raise StreamsError(f"consumer failed: {err}")
+                    log.warning("consumer error: %s", err)
+                    continue
+                topic, part = m.topic(), m.partition()
+                sub = self.topology.sub_for_topic[topic]
+                task = self.tasks.get((sub.id, part))
+                if task is None:  # revoked between fetch and now
+                    continue
+                _ts_type, ts = m.timestamp()
+                task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
+                self._positions[(topic, part)] = m.offset() + 1
+            self.producer.poll(0)
+            if self.collector.error is not None:
+                raise StreamsError(f"producing failed: {self.collector.error}")
+            now = time.monotonic()
+            if now - last_punct >= self.punctuate_interval:
+                wall = int(time.time() * 1000)
+                for t in self.tasks.values():
+                    t.punctuate(wall)
+                last_punct = now
+            if now - last_commit >= self.commit_interval:
+                self.commit()
+                last_commit = time.monotonic()
+
+    # -- commit ----------------------------------------------------------------------------
+    def commit(self, tasks: list[tuple[int, int]] | None = None) -> None:
+        """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets."""
+        while self.producer.flush(1.0) > 0:
+            if self._stop.is_set() and self.collector.error:
+                break
+        if self.collector.error is not None:
+            raise StreamsError(f"producing failed: {self.collector.error}")
+        keys = list(self.tasks) if tasks is None else tasks
+        for key in keys:
+            task = self.tasks[key]
+            cps = {}
+            for name in task.engines:
+                off = self.collector.changelog_offsets.get((self.topology.changelog_topic(name), task.partition))
+                if off is not None:
+                    cps[name] = off + 1
+            task.commit_stores(cps)
+        subs = {sid for sid, _p in keys}
+        offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
+                   if self.topology.sub_for_topic[t].id in subs and (self.topology.sub_for_topic[t].id, p) in keys]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as e:
+                raise StreamsError(f"offset commit failed: {e}") from e
+
+    # -- rebalance ---------------------------------------------------------------------------
+    def _engine(self, spec: StoreSpec, task_id: str) -> Engine:
+        if self.in_memory:
+            return MemoryEngine()
+        return SqliteEngine(self.state_dir / self.app_id / task_id / f"{spec.name}.sqlite")
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("assigned %s", [(p.topic, p.partition) for p in parts])
+        for tp in parts:
+            sub = self.topology.sub_for_topic[tp.topic]
+            key = (sub.id, tp.partition)
+            if key not in self.tasks:
+                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic)
+                task.wall_ms = int(time.time() * 1000)
+                self._restore(task)
+                self.tasks[key] = task
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("revoked %s", [(p.topic, p.partition) for p in parts])
+        keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
+        if keys:
+            self.commit(keys)
+            self._close_tasks(keys)
+        for tp in parts:
+            self._positions.pop((tp.topic, tp.partition), None)
+
+    def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
+        for key in keys:
+            task = self.tasks.pop(key, None)
+            if task is not None:
+                task.close()
+
+    def _restore(self, task: Task) -> None:
+        """Bring each store of a task up to the end of its changelog partition."""
+        rc = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.app_id}-restore",
+                       "enable.auto.commit": False, "enable.partition.eof": True})
+        try:
+            for name, engine in task.engines.items():
+                topic = self.topology.changelog_topic(name)
+                tp = TopicPartition(topic, task.partition)
+                low, high = rc.get_watermark_offsets(tp, timeout=30)
+                cp = engine.checkpoint()
+                if cp is None or cp > high or cp < low:
+                    if cp is not None:
+                        log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
+                                    name, task.task_id, cp, low, high)
+                    engine.wipe()
+                    start = low
+                else:
+                    start = cp
+                n = 0
+                if start < high:
+                    rc.assign([TopicPartition(topic, task.partition, start)])
+                    done = False
+                    while not done:
+                        batch: list[Any] = rc.consume(self.batch_size, 1.0)
+                        for m in batch:
+                            if m.error() is not None:
+                                if m.error().code() == KafkaError._PARTITION_EOF:
+                                    done = True
+                                    break
+                                raise StreamsError(f"restoring {topic}: {m.error()}")
+                            engine.put(m.key(), m.value())
+                            n += 1
+                            if m.offset() >= high - 1:
+                                done = True
+                    rc.unassign()
+                engine.commit(high)
+                self.restored[f"{name}/{task.task_id}"] = n
+                log.info("store %s task %s: restored %d records from %s [%d, %d)", name, task.task_id, n, topic, start, high)
+        finally:
+            rc.close()
