@@ -234,16 +234,19 @@ class Runtime:
                     done = False
                     while not done:
                         batch: list[Any] = rc.consume(self.batch_size, 1.0)
+                        writes: list[tuple[bytes, bytes | None]] = []
                         for m in batch:
                             if m.error() is not None:
                                 if m.error().code() == KafkaError._PARTITION_EOF:
                                     done = True
                                     break
                                 raise StreamsError(f"restoring {topic}: {m.error()}")
-                            engine.put(m.key(), m.value())
-                            n += 1
+                            if m.key() is not None:
+                                writes.append((m.key(), m.value()))
                             if m.offset() >= high - 1:
                                 done = True
+                        engine.put_many(writes)
+                        n += len(writes)
                     rc.unassign()
                 engine.commit(high)
                 self.restored[f"{name}/{task.task_id}"] = n

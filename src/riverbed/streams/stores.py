@@ -63,6 +63,11 @@ class Engine(ABC):
     def count(self) -> int:
         return sum(1 for _ in self.range(b"", None))
 
+    def put_many(self, items: list[tuple[bytes, bytes | None]]) -> None:
+        """Apply writes in order (restores use it; engines may batch)."""
+        for k, v in items:
+            self.put(k, v)
+
 
 class MemoryEngine(Engine):
     """A dict plus a sorted key list; for tests and the test driver. Forgets on close."""
@@ -133,8 +138,11 @@ class SqliteEngine(Engine):
             self._db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
 
     def put_many(self, items: list[tuple[bytes, bytes | None]]) -> None:
-        dels = [(k,) for k, v in items if v is None]
-        puts = [(k, v) for k, v in items if v is not None]
+        last: dict[bytes, bytes | None] = {}
+        for k, v in items:  # the last write per key wins, as applying them in order would
+            last[k] = v
+        dels = [(k,) for k, v in last.items() if v is None]
+        puts = [(k, v) for k, v in last.items() if v is not None]
         if dels:
             self._db.executemany("DELETE FROM kv WHERE k = ?", dels)
         if puts:
