@@ -49,7 +49,8 @@ class Reader:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.monotonic_ns()}",
-                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                           "isolation.level": "read_committed"})
         self.c.subscribe([topic])
         self.records: list[tuple[bytes | None, bytes | None, int]] = []
 
@@ -108,7 +109,8 @@ def latest(records: list[tuple[bytes | None, bytes | None, int]]) -> dict[str, i
     return out
 
 
-def test_word_count_restarts_and_restores(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_word_count_restarts_and_restores(riverbed_broker: EmbeddedBroker, tmp_path: Path, guarantee: str) -> None:
     bs = riverbed_broker.bootstrap
     create_topics(bs, NewTopic("lines", 2, 1), NewTopic("word-counts", 2, 1))
     produce(bs, "lines", [(None, "the cat sat on the mat", 1), ("k", "the dog", 2)])
@@ -116,7 +118,7 @@ def test_word_count_restarts_and_restores(riverbed_broker: EmbeddedBroker, tmp_p
     topo = word_count("wc").topology()
 
     def runtime() -> Runtime:
-        return Runtime(topo, bs, state_dir=state, commit_interval_ms=200)
+        return Runtime(topo, bs, state_dir=state, commit_interval_ms=200, processing_guarantee=guarantee)
 
     out = Reader(bs, "word-counts")
     want = {"the": 3, "cat": 1, "sat": 1, "on": 1, "mat": 1, "dog": 1}

@@ -8,6 +8,13 @@ At-least-once: records are consumed in batches and processed; every ``commit_int
 producer is flushed (every output and changelog write acknowledged), then each store commits
 with the changelog offset it reached, then the input offsets are committed. A crash replays at
 most the records since the last commit.
+
+Exactly-once (``processing_guarantee="exactly_once"``, Kafka's exactly_once_v2): one
+transactional producer per instance; each commit sends the input offsets to the transaction
+(with the consumer's group metadata, so a fenced member cannot commit) and commits it, so
+outputs, repartition records, changelog writes and offsets become visible together; then the
+stores commit locally. Consumers and restores read committed data only. A crash aborts the open
+transaction (at ``transaction.timeout.ms``) and the store files roll back to their last commit.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from . import internal_topics
 from .records import StreamsError
+from .restore import restore_task
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
 from .topology import StoreSpec, Topology
@@ -70,15 +79,20 @@ class _Collector:
 
 class Runtime:
     def __init__(self, topology: Topology, bootstrap: str, *, state_dir: str | Path | None = None,
-                 in_memory_stores: bool = False, commit_interval_ms: int = 30_000,
+                 in_memory_stores: bool = False, commit_interval_ms: int | None = None,
                  punctuate_interval_ms: int = 1000, batch_size: int = 500,
                  consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
-                 replication_factor: int = -1) -> None:
+                 replication_factor: int = -1, processing_guarantee: str = "at_least_once") -> None:
+        if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
+            raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
+        self.eos = processing_guarantee != "at_least_once"
         self.topology = topology
         self.app_id = topology.app_id
         self.bootstrap = bootstrap
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "riverbed-streams"
         self.in_memory = in_memory_stores
+        if commit_interval_ms is None:  # Kafka Streams' defaults
+            commit_interval_ms = 100 if self.eos else 30_000
         self.commit_interval = commit_interval_ms / 1000
         self.punctuate_interval = punctuate_interval_ms / 1000
         self.batch_size = batch_size
@@ -88,8 +102,15 @@ class Runtime:
             **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range", **(consumer_config or {}),
         }
-        self._producer_cfg = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random",
-                              **(producer_config or {})}
+        self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
+        self._restore_cfg: dict[str, Any] = {**common, "group.id": f"{self.app_id}-restore"}
+        if self.eos:
+            self._consumer_cfg["isolation.level"] = "read_committed"
+            self._restore_cfg["isolation.level"] = "read_committed"
+            # Kafka Streams' EOS defaults: a 10 s transaction timeout, one id per process
+            self._producer_cfg.update({"transactional.id": f"{self.app_id}-{uuid.uuid4()}",
+                                       "transaction.timeout.ms": 10_000})
+        self._producer_cfg.update(producer_config or {})
         self._stop = threading.Event()
         self.tasks: dict[tuple[int, int], Task] = {}
         self._positions: dict[tuple[str, int], int] = {}
@@ -106,12 +127,22 @@ class Runtime:
         self.producer = Producer(self._producer_cfg)
         self.collector = _Collector(self.producer)
         self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
+        if self.eos:
+            self.producer.init_transactions(30)
+            self.producer.begin_transaction()
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             self._loop()
             self.commit()
+        except BaseException:
+            if self.eos:
+                try:
+                    self.producer.abort_transaction(5)
+                except KafkaException as e:
+                    log.warning("could not abort the open transaction: %s", e)
+            raise
         finally:
             self._close_tasks(list(self.tasks))
             self.consumer.close()
@@ -154,13 +185,18 @@ class Runtime:
 
     # -- commit ----------------------------------------------------------------------------
     def commit(self, tasks: list[tuple[int, int]] | None = None) -> None:
-        """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets."""
-        while self.producer.flush(1.0) > 0:
-            if self._stop.is_set() and self.collector.error:
-                break
-        if self.collector.error is not None:
-            raise StreamsError(f"producing failed: {self.collector.error}")
+        """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets
+        (at-least-once); or commit one transaction, then the stores (exactly-once)."""
         keys = list(self.tasks) if tasks is None else tasks
+        offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
+                   if (self.topology.sub_for_topic[t].id, p) in keys]
+        if self.eos:
+            self._commit_transaction(offsets)
+        else:
+            while self.producer.flush(1.0) > 0:
+                pass
+            if self.collector.error is not None:
+                raise StreamsError(f"producing failed: {self.collector.error}")
         for key in keys:
             task = self.tasks[key]
             cps = {}
@@ -169,14 +205,24 @@ class Runtime:
                 if off is not None:
                     cps[name] = off + 1
             task.commit_stores(cps)
-        subs = {sid for sid, _p in keys}
-        offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
-                   if self.topology.sub_for_topic[t].id in subs and (self.topology.sub_for_topic[t].id, p) in keys]
-        if offsets:
+        if offsets and not self.eos:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
                 raise StreamsError(f"offset commit failed: {e}") from e
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        except KafkaException as e:
+            # abortable or fatal alike: stop; a restart resumes from the last committed
+            # transaction (the store files roll back with it)
+            raise StreamsError(f"transaction commit failed: {e}") from e
+        if self.collector.error is not None:
+            raise StreamsError(f"producing failed: {self.collector.error}")
+        self.producer.begin_transaction()
 
     # -- rebalance ---------------------------------------------------------------------------
     def _engine(self, spec: StoreSpec, task_id: str) -> Engine:
@@ -192,14 +238,15 @@ class Runtime:
             if key not in self.tasks:
                 task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic)
                 task.wall_ms = int(time.time() * 1000)
-                self._restore(task)
+                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size).items():
+                    self.restored[f"{store}/{task.task_id}"] = n
                 self.tasks[key] = task
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("revoked %s", [(p.topic, p.partition) for p in parts])
         keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
         if keys:
-            self.commit(keys)
+            self.commit(None if self.eos else keys)  # one transaction covers every task
             self._close_tasks(keys)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
@@ -209,47 +256,3 @@ class Runtime:
             task = self.tasks.pop(key, None)
             if task is not None:
                 task.close()
-
-    def _restore(self, task: Task) -> None:
-        """Bring each store of a task up to the end of its changelog partition."""
-        rc = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.app_id}-restore",
-                       "enable.auto.commit": False, "enable.partition.eof": True})
-        try:
-            for name, engine in task.engines.items():
-                topic = self.topology.changelog_topic(name)
-                tp = TopicPartition(topic, task.partition)
-                low, high = rc.get_watermark_offsets(tp, timeout=30)
-                cp = engine.checkpoint()
-                if cp is None or cp > high or cp < low:
-                    if cp is not None:
-                        log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
-                                    name, task.task_id, cp, low, high)
-                    engine.wipe()
-                    start = low
-                else:
-                    start = cp
-                n = 0
-                if start < high:
-                    rc.assign([TopicPartition(topic, task.partition, start)])
-                    done = False
-                    while not done:
-                        batch: list[Any] = rc.consume(self.batch_size, 1.0)
-                        writes: list[tuple[bytes, bytes | None]] = []
-                        for m in batch:
-                            if m.error() is not None:
-                                if m.error().code() == KafkaError._PARTITION_EOF:
-                                    done = True
-                                    break
-                                raise StreamsError(f"restoring {topic}: {m.error()}")
-                            if m.key() is not None:
-                                writes.append((m.key(), m.value()))
-                            if m.offset() >= high - 1:
-                                done = True
-                        engine.put_many(writes)
-                        n += len(writes)
-                    rc.unassign()
-                engine.commit(high)
-                self.restored[f"{name}/{task.task_id}"] = n
-                log.info("store %s task %s: restored %d records from %s [%d, %d)", name, task.task_id, n, topic, start, high)
-        finally:
-            rc.close()
