@@ -200,3 +200,34 @@ def test_app_run_and_stop(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> No
     t.join(60)
     assert not t.is_alive() and errors == [None]
     out.close()
+
+
+def test_session_windows_survive_a_restore(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A session store (and its time index) restored from the changelog after the state
+    directory is deleted: a record after the restart still extends the session."""
+    from riverbed.streams import SessionWindows
+
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("clicks", 1, 1), NewTopic("sessions", 1, 1))
+    app = StreamsApp("sess")
+    (app.stream("clicks", STRING, STRING)
+        .group_by_key()
+        .windowed_by(SessionWindows.with_inactivity_gap(10_000))
+        .count(name="sessions")
+        .to_stream()
+        .filter(lambda _k, n: n is not None)
+        .map(lambda wk, n: (f"{wk.key}@{wk.window.start}-{wk.window.end}", n))
+        .to("sessions", STRING, LONG))
+    topo = app.topology()
+    state = tmp_path / "state"
+    out = Reader(bs, "sessions")
+    produce(bs, "clicks", [("u", "a", 1_000), ("u", "b", 5_000), ("v", "c", 6_000)])
+    with running(Runtime(topo, bs, state_dir=state, commit_interval_ms=200)):
+        wait_until(lambda: latest(out.poll()).get("u@1000-5000") == 2 and "v@6000-6000" in latest(out.records),
+                   "sessions before restart")
+    shutil.rmtree(state)
+    produce(bs, "clicks", [("u", "d", 12_000)])
+    with running(Runtime(topo, bs, state_dir=state, commit_interval_ms=200)) as rt:
+        wait_until(lambda: latest(out.poll()).get("u@1000-12000") == 3, "the restored session extended")
+        assert sum(rt.restored.values()) > 0
+    out.close()

@@ -5,7 +5,14 @@ developed against ``riverbed serve`` runs unchanged on Apache Kafka. See docs/st
 """
 
 from .driver import TestDriver
-from .dsl import KGroupedStream, KStream, KTable, StreamsApp, TimeWindowedKStream
+from .dsl import (
+    KGroupedStream,
+    KStream,
+    KTable,
+    SessionWindowedKStream,
+    StreamsApp,
+    TimeWindowedKStream,
+)
 from .records import LateRecord, Record, StreamsError
 from .serdes import (
     BYTES,
@@ -21,10 +28,10 @@ from .serdes import (
     StringSerde,
     WindowedSerde,
 )
-from .windows import TimeWindows, Window, Windowed
+from .windows import SessionWindows, TimeWindows, Window, Windowed
 
 __all__ = [
     "BYTES", "FLOAT", "JSON", "LONG", "STRING", "BytesSerde", "FloatSerde", "JsonSerde", "KGroupedStream",
-    "KStream", "KTable", "LateRecord", "LongSerde", "Record", "Serde", "StreamsApp", "StreamsError",
+    "KStream", "KTable", "LateRecord", "LongSerde", "Record", "Serde", "SessionWindowedKStream", "SessionWindows", "StreamsApp", "StreamsError",
     "StringSerde", "TestDriver", "TimeWindowedKStream", "TimeWindows", "Window", "Windowed", "WindowedSerde",
 ]

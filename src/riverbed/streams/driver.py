@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .records import StreamsError
 from .serdes import Serde
-from .stores import Engine, KeyValueStore, MemoryEngine, WindowStore
+from .stores import Engine, MemoryEngine
 from .task import Task
 from .topology import StoreSpec, Topology
 
@@ -113,7 +113,8 @@ class TestDriver:
             out.append((k, v, r.timestamp) if with_timestamp else (k, v))
         return out
 
-    def store(self, name: str) -> KeyValueStore | WindowStore:
+    def store(self, name: str) -> Any:
+        """The store's typed view (KeyValueStore, WindowStore or SessionStore)."""
         for t in self.tasks:
             if name in t.engines:
                 return t.store(name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from .nodes import (
     AggregateNode,
@@ -36,9 +36,10 @@ from .nodes import (
 )
 from .records import LateRecord, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
+from .sessions import SessionAggregateNode
 from .topology import StoreSpec, Topology
 from .windowed import WindowAggregateNode
-from .windows import TimeWindows, Windowed, to_ms
+from .windows import SessionWindows, TimeWindows, Windowed, to_ms
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -171,16 +172,28 @@ class KGroupedStream(Generic[K, V]):
         up.children.append(node)
         return KTable(self._b, node, self.key_serde, value_serde, name)
 
-    def windowed_by(self, windows: TimeWindows, emit: str = "on_update",
+    @overload
+    def windowed_by(self, windows: TimeWindows, emit: str = ..., close_after_idle: int | timedelta | None = ...,
+                    retention: int | timedelta | None = ...) -> TimeWindowedKStream[K, V]: ...
+
+    @overload
+    def windowed_by(self, windows: SessionWindows, emit: str = ..., close_after_idle: None = ...,
+                    retention: int | timedelta | None = ...) -> SessionWindowedKStream[K, V]: ...
+
+    def windowed_by(self, windows: TimeWindows | SessionWindows, emit: str = "on_update",
                     close_after_idle: int | timedelta | None = None,
-                    retention: int | timedelta | None = None) -> TimeWindowedKStream[K, V]:
-        """Window the grouped stream.
+                    retention: int | timedelta | None = None) -> Any:
+        """Window the grouped stream (time windows or sessions).
 
         ``emit``: ``"on_update"`` (every change) or ``"on_window_close"`` (final results only).
         ``close_after_idle``: when no record arrives for this long (wall clock), stream time
         advances with the wall clock, so windows close without a later record.
         ``retention``: how long windows stay in the store (at least size + grace, the default).
         """
+        if isinstance(windows, SessionWindows):
+            if close_after_idle is not None:
+                raise StreamsError("close_after_idle is for time windows only (not yet for sessions)")
+            return SessionWindowedKStream(self, windows, check_emit(emit), 0 if retention is None else to_ms(retention))
         return TimeWindowedKStream(self, windows, check_emit(emit),
                                    None if close_after_idle is None else to_ms(close_after_idle),
                                    0 if retention is None else to_ms(retention))
@@ -217,11 +230,44 @@ class TimeWindowedKStream(Generic[K, V]):
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
 
+class SessionWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: SessionWindows, emit: str, retention_ms: int) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+        self.retention_ms = retention_ms
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, lambda _k, a, b: a + b, LONG,
+                              name or self._g._name(None, "session-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+
+        def step(a: Any, b: Any) -> Any:
+            return b if a is first else fn(a, b)
+
+        return self.aggregate(lambda: first, lambda _k, v, a: step(a, v), lambda _k, a, b: step(a, b),
+                              self._g.value_serde, name or self._g._name(None, "session-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], merger: Callable[[K, A, A], A],
+                  value_serde: Serde[Any] = JSON, name: str | None = None) -> KTable[Windowed[K], A]:
+        """``merger(key, a, b)`` combines two sessions' aggregates when a record bridges them."""
+        g = self._g
+        name = g._name(name, "session-aggregate")
+        up = g._upstream(name)
+        w = self.windows
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, None, max(self.retention_ms, w.gap_ms + w.grace_ms), session=True))
+        node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit, self.retention_ms)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
 class KTable(Generic[K, V]):
     """A changelog stream: the latest value per key. ``to_stream()`` gives its updates."""
 
     def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str,
-                 windowed: WindowAggregateNode | None = None) -> None:
+                 windowed: WindowAggregateNode | SessionAggregateNode | None = None) -> None:
         self._b = b
         self._node = node
         self.key_serde = key_serde

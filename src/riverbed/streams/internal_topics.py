@@ -46,7 +46,7 @@ def plan(topology: Topology, partitions_of: dict[str, int]) -> dict[str, tuple[i
                                f"(partition counts {sizes}); give them the same number of partitions")
         n = max(sizes.values())
         for spec in sub.stores:
-            if spec.window_size_ms is None:
+            if spec.window_size_ms is None and not spec.session:
                 cfg = {"cleanup.policy": "compact"}
             else:
                 retention = (spec.retention_ms or 0) + CHANGELOG_EXTRA_RETENTION_MS

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from .nodes import Node, SourceNode
 from .records import Record, StreamsError
+from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
 from .topology import StoreSpec, SubTopology
 
@@ -41,11 +42,14 @@ class Task:
         self.engines: dict[str, Engine] = {}
         self._kv: dict[str, KeyValueStore] = {}
         self._win: dict[str, WindowStore] = {}
+        self._ses: dict[str, SessionStore] = {}
         for spec in sub.stores:
             engine = engine_for(spec, self.task_id)
             self.engines[spec.name] = engine
             logfn = self._logger(spec.name) if logging_enabled else None
-            if spec.window_size_ms is None:
+            if spec.session:
+                self._ses[spec.name] = SessionStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
+            elif spec.window_size_ms is None:
                 self._kv[spec.name] = KeyValueStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
             else:
                 self._win[spec.name] = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn)
@@ -65,10 +69,15 @@ class Task:
     def window_store(self, name: str) -> WindowStore:
         return self._win[name]
 
-    def store(self, name: str) -> KeyValueStore | WindowStore:
-        if name in self._kv:
-            return self._kv[name]
-        return self._win[name]
+    def session_store(self, name: str) -> SessionStore:
+        return self._ses[name]
+
+    def store(self, name: str) -> Any:
+        """The store's typed view: KeyValueStore, WindowStore or SessionStore."""
+        for d in (self._kv, self._win, self._ses):
+            if name in d:
+                return d[name]
+        raise KeyError(name)
 
     def node_state(self, node: Node) -> dict[str, Any]:
         return self._node_state.setdefault(id(node), {})

@@ -16,8 +16,9 @@ class StoreSpec:
     name: str
     key_serde: Serde[Any]
     value_serde: Serde[Any]
-    window_size_ms: int | None = None  # None: a key-value store
+    window_size_ms: int | None = None  # None: a key-value (or session) store
     retention_ms: int | None = None
+    session: bool = False
 
 
 @dataclass

@@ -80,3 +80,24 @@ class TimeWindows:
             out.append(Window(start, start + self.size_ms))
             start += self.advance_ms
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class SessionWindows:
+    """Sessions per key: records at most ``gap_ms`` apart fall in one session.
+
+    A session is ``[start, end]``, both ends inclusive (its first and last record's timestamps).
+    With ``close = stream time - gap - grace``, a session is closed once ``end < close``.
+    """
+
+    gap_ms: int
+    grace_ms: int = 0
+
+    @staticmethod
+    def with_inactivity_gap(gap: int | timedelta, grace: int | timedelta = 0) -> SessionWindows:
+        g, gr = to_ms(gap), to_ms(grace)
+        if g <= 0:
+            raise ValueError("the inactivity gap must be positive")
+        if gr < 0:
+            raise ValueError("grace must not be negative")
+        return SessionWindows(g, gr)
