@@ -231,3 +231,30 @@ def test_session_windows_survive_a_restore(riverbed_broker: EmbeddedBroker, tmp_
         wait_until(lambda: latest(out.poll()).get("u@1000-12000") == 3, "the restored session extended")
         assert sum(rt.restored.values()) > 0
     out.close()
+
+
+def test_stream_table_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("users", 2, 1, config={"cleanup.policy": "compact"}), NewTopic("clicks", 2, 1),
+                  NewTopic("enriched", 2, 1))
+    app = StreamsApp("join")
+    users = app.table("users", STRING, JSON, name="users")
+    (app.stream("clicks", STRING, STRING)
+        .left_join(users, lambda page, user: f"{page}:{user['name'] if user else '-'}", value_serde=STRING)
+        .to("enriched", STRING, STRING))
+    p = Producer({"bootstrap.servers": bs, "partitioner": "murmur2_random"})  # the Java clients' partitioning
+    for uid, name in [("u1", "ann"), ("u2", "bob"), ("u3", "cy")]:
+        p.produce("users", JSON.serialize({"name": name}), uid.encode())
+    assert p.flush(30) == 0
+    changelog = Reader(bs, "join-users-changelog")
+    out = Reader(bs, "enriched")
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)):
+        wait_until(lambda: len(changelog.poll()) == 3, "the table loaded")
+        for uid, page in [("u1", "home"), ("u2", "cart"), ("u9", "exit")]:
+            p.produce("clicks", page.encode(), uid.encode())
+        assert p.flush(30) == 0
+        wait_until(lambda: len(out.poll()) == 3, "joined clicks")
+    got = sorted((k.decode(), v.decode()) for k, v, _ in out.records if k is not None and v is not None)
+    assert got == [("u1", "home:ann"), ("u2", "cart:bob"), ("u9", "exit:-")]
+    changelog.close()
+    out.close()

@@ -30,6 +30,7 @@ from .nodes import (
     PeekNode,
     SinkNode,
     SourceNode,
+    StreamTableJoinNode,
     TableSourceNode,
     TimestampExtractor,
     check_emit,
@@ -122,6 +123,35 @@ class KStream(Generic[K, V]):
 
     def to(self, topic: str, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> None:
         self._node.children.append(SinkNode(self._b.name("sink"), topic, key_serde or self.key_serde, value_serde or self.value_serde))
+
+    def join(self, table: KTable[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+             value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        """Stream-table inner join: each record with the table's current value for its key.
+
+        The stream and the table's topic must be co-partitioned (same partition count, same
+        key partitioning), checked when the app starts. A stream whose key changed upstream
+        goes through the repartition topic ``<app>-<name>-repartition`` first."""
+        return self._join(table, joiner, False, name, value_serde)
+
+    def left_join(self, table: KTable[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+                  value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        """Stream-table left join: records without a match are joined with ``None``."""
+        return self._join(table, joiner, True, name, value_serde)
+
+    def _join(self, table: KTable[Any, Any], joiner: Callable[[Any, Any], Any], left: bool, name: str | None,
+              value_serde: Serde[Any] | None) -> KStream[Any, Any]:
+        if table._windowed is not None:
+            raise StreamsError("joining a stream with a windowed table is not supported")
+        name = name or self._b.name("join").lower()
+        up: Node = self._node
+        if self._key_changed:
+            topic = f"{self._b.app_id}-{name}-repartition"
+            self._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+            up = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+            self._b.sources.append(up)
+        node = StreamTableJoinNode(self._b.name("left_join" if left else "join"), table.store_name, joiner, left)
+        up.children.append(node)
+        return KStream(self._b, node, self.key_serde, value_serde or JSON)
 
     def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
         """Group by the current key; repartitions only if an upstream operation changed the key."""

@@ -204,6 +204,35 @@ class TableSourceNode(Node):
         self.forward(task, rec)
 
 
+class StreamTableJoinNode(Node):
+    """Each stream record looks up the table's current value for its key (Kafka's KStream-KTable
+    join): inner joins drop records without a match, left joins pass ``None``. Table updates
+    produce no output."""
+
+    kind = "stream_table_join"
+
+    def __init__(self, name: str, store: str, joiner: Callable[[Any, Any], Any], left: bool) -> None:
+        super().__init__(name)
+        self.store = store
+        self.joiner = joiner
+        self.left = left
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None or rec.value is None:
+            if self.left and rec.key is None and rec.value is not None:  # KIP-962: joined with no match
+                self.forward(task, rec.with_kv(None, self.joiner(rec.value, None)))
+                return
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined")
+            return
+        other = task.kv_store(self.store).get(rec.key)
+        if other is None and not self.left:
+            return
+        self.forward(task, rec.with_kv(rec.key, self.joiner(rec.value, other)))
+
+
 def check_emit(emit: str) -> str:
     if emit not in ("on_update", "on_window_close"):
         raise StreamsError(f"emit must be 'on_update' or 'on_window_close', not {emit!r}")

@@ -70,6 +70,15 @@ class Topology:
                     parent[find(owner[id(n)])] = find(id(s))
                 else:
                     owner[id(n)] = id(s)
+        # nodes that share a store (a table and the join reading it) belong to one sub-topology
+        store_owner: dict[str, int] = {}
+        for src in sources:
+            for n in reach[id(src)]:
+                for name in n.stores():
+                    if name in store_owner:
+                        parent[find(store_owner[name])] = find(id(src))
+                    else:
+                        store_owner[name] = id(src)
         groups: dict[int, list[SourceNode]] = {}
         for s in sources:
             groups.setdefault(find(id(s)), []).append(s)
