@@ -258,3 +258,22 @@ def test_stream_table_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> N
     assert got == [("u1", "home:ann"), ("u2", "cart:bob"), ("u9", "exit:-")]
     changelog.close()
     out.close()
+
+
+def test_dead_letter_topic_over_the_wire(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("raw", 1, 1), NewTopic("dlq", 1, 1))
+    app = StreamsApp("dl", dead_letter_topic="dlq")
+    app.stream("raw", STRING, JSON, on_error="dead_letter").to("parsed")
+    produce(bs, "raw", [("a", "{oops", 5), ("b", '{"ok": true}', 6)])
+    c = Consumer({"bootstrap.servers": bs, "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
+    c.subscribe(["dlq"])
+    got: list[Any] = []
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)):
+        wait_until(lambda: got.extend(m for m in c.consume(10, 0.2) if m.error() is None) or len(got) >= 1, "dead letter")
+    c.close()
+    [m] = got
+    h = dict(m.headers())
+    assert (m.key(), m.value(), m.timestamp()[1]) == (b"a", b"{oops", 5)
+    assert h["__streams.errors.topic"] == b"raw" and h["__streams.errors.offset"] == b"0"
+    assert h["__streams.errors.exception"].startswith(b"json.decoder.JSONDecodeError")

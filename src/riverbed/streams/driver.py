@@ -50,7 +50,8 @@ class TestDriver:
         self._offsets: dict[str, int] = {}
         internal = set(self.topology.repartition_topics)
         self._internal = internal
-        self.tasks = [Task(sub, 0, self, self._engine, self.topology.changelog_topic) for sub in self.topology.subtopologies]
+        self.tasks = [Task(sub, 0, self, self._engine, self.topology.changelog_topic, errors=self.topology.errors)
+                      for sub in self.topology.subtopologies]
         for t in self.tasks:
             t.wall_ms = wall_clock_ms
 

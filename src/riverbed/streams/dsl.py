@@ -38,7 +38,7 @@ from .nodes import (
 from .records import LateRecord, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
-from .topology import StoreSpec, Topology
+from .topology import ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
 from .windows import SessionWindows, TimeWindows, Windowed, to_ms
 
@@ -322,8 +322,14 @@ class StreamsApp:
     ``application_id`` names the consumer group, the internal topics and the state directory.
     """
 
-    def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", **config: Any) -> None:
+    def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
+                 dead_letter_topic: str | None = None, **config: Any) -> None:
+        """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
+        ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
+        error in ``__streams.errors.*`` headers) when a function of the topology raises.
+        ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
         self.application_id = application_id
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic)
         self.bootstrap = bootstrap
         self.config = config
         self._b = _Builder(application_id)
@@ -332,10 +338,9 @@ class StreamsApp:
     def stream(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
                timestamp_extractor: TimestampExtractor | None = None, on_error: str = "fail") -> KStream[Any, Any]:
         """Records of ``topic``. ``timestamp_extractor(record, partition_time) -> ms`` overrides the
-        record timestamp; ``on_error`` is ``"fail"`` (raise) or ``"skip"`` (log and count) for records
-        that do not deserialize."""
-        if on_error not in ("fail", "skip"):
-            raise StreamsError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+        record timestamp; ``on_error`` is ``"fail"`` (raise), ``"skip"`` (log and count) or
+        ``"dead_letter"`` (also send to the app's dead-letter topic) for records that do not
+        deserialize."""
         src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, timestamp_extractor, on_error)
         self._b.sources.append(src)
         return KStream(self._b, src, key_serde, value_serde)
@@ -352,7 +357,7 @@ class StreamsApp:
         return KTable(self._b, node, key_serde, value_serde, store)
 
     def topology(self) -> Topology:
-        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores))
+        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors)
 
     def run(self, **kwargs: Any) -> None:
         """Process until :meth:`stop` is called (from a signal handler or another thread)."""

@@ -236,7 +236,8 @@ class Runtime:
             sub = self.topology.sub_for_topic[tp.topic]
             key = (sub.id, tp.partition)
             if key not in self.tasks:
-                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic)
+                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
+                            errors=self.topology.errors)
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size).items():
                     self.restored[f"{store}/{task.task_id}"] = n

@@ -8,6 +8,7 @@ advance stream time, walk the nodes) and where outputs and changelog writes leav
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -15,7 +16,7 @@ from .nodes import Node, SourceNode
 from .records import Record, StreamsError
 from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
-from .topology import StoreSpec, SubTopology
+from .topology import ErrorPolicy, StoreSpec, SubTopology
 
 log = logging.getLogger("riverbed.streams")
 
@@ -28,8 +29,9 @@ class Collector(Protocol):
 class Task:
     def __init__(self, sub: SubTopology, partition: int, collector: Collector,
                  engine_for: Callable[[StoreSpec, str], Engine], changelog_topic: Callable[[str], str],
-                 logging_enabled: bool = True) -> None:
+                 logging_enabled: bool = True, errors: ErrorPolicy | None = None) -> None:
         self.sub = sub
+        self.errors = errors or ErrorPolicy()
         self.partition = partition
         self.task_id = f"{sub.id}_{partition}"
         self.collector = collector
@@ -98,21 +100,45 @@ class Task:
             k = src.key_serde.deserialize(key)
             v = src.value_serde.deserialize(value)
         except Exception as e:
-            if src.on_error == "skip":
-                self.metrics["deserialization_errors"] = self.metrics.get("deserialization_errors", 0) + 1
-                log.warning("task %s: cannot deserialize %s-%d@%d, skipped: %s", self.task_id, topic, self.partition, offset, e)
-                return
-            raise StreamsError(f"cannot deserialize {topic}-{self.partition}@{offset}: {e}") from e
-        rec = Record(k, v, timestamp, headers, topic, self.partition, offset)
-        if src.extractor is not None:
-            rec.timestamp = int(src.extractor(rec, self.stream_time))
-        if rec.timestamp < 0:
-            self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}")
+            self._failed("deserialization", src.on_error, e, topic, key, value, timestamp, headers, offset)
             return
-        if rec.timestamp > self.stream_time:
-            self.stream_time = rec.timestamp
-        self._current_ts = rec.timestamp
-        src.forward(self, rec)
+        rec = Record(k, v, timestamp, headers, topic, self.partition, offset)
+        try:
+            if src.extractor is not None:
+                rec.timestamp = int(src.extractor(rec, self.stream_time))
+            if rec.timestamp < 0:
+                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}")
+                return
+            if rec.timestamp > self.stream_time:
+                self.stream_time = rec.timestamp
+            self._current_ts = rec.timestamp
+            src.forward(self, rec)
+        except Exception as e:
+            self._failed("processing", self.errors.on_processing_error, e, topic, key, value, timestamp, headers, offset)
+
+    def _failed(self, stage: str, policy: str, e: Exception, topic: str, key: bytes | None, value: bytes | None,
+                timestamp: int, headers: list[tuple[str, bytes]] | None, offset: int) -> None:
+        """Apply an error policy: fail (raise), skip (log, count) or dead_letter (log, count, and
+        send the input record's bytes with Kafka Streams' ``__streams.errors.*`` headers)."""
+        where = f"{topic}-{self.partition}@{offset}"
+        if policy == "fail":
+            raise StreamsError(f"{stage} of {where} failed: {e!r}") from e
+        self.metrics[f"{stage}_errors"] = self.metrics.get(f"{stage}_errors", 0) + 1
+        if policy == "dead_letter":
+            dlq = self.errors.dead_letter_topic
+            assert dlq is not None  # checked when the topology is built
+            err_headers = [
+                ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
+                ("__streams.errors.message", str(e).encode()),
+                ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
+                ("__streams.errors.topic", topic.encode()),
+                ("__streams.errors.partition", str(self.partition).encode()),
+                ("__streams.errors.offset", str(offset).encode()),
+            ]
+            self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+            log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
+        else:
+            log.warning("task %s: %s of %s failed, skipped: %r", self.task_id, stage, where, e)
 
     def punctuate(self, wall_ms: int) -> None:
         self.wall_ms = wall_ms

@@ -21,6 +21,17 @@ class StoreSpec:
     session: bool = False
 
 
+ERROR_POLICIES = ("fail", "skip", "dead_letter")
+
+
+@dataclass(frozen=True)
+class ErrorPolicy:
+    """What to do with a record that fails (Kafka's exception handlers, KIP-1034's DLQ)."""
+
+    on_processing_error: str = "fail"
+    dead_letter_topic: str | None = None
+
+
 @dataclass
 class SubTopology:
     id: int
@@ -32,8 +43,15 @@ class SubTopology:
 
 
 class Topology:
-    def __init__(self, app_id: str, sources: list[SourceNode], stores: dict[str, StoreSpec]) -> None:
+    def __init__(self, app_id: str, sources: list[SourceNode], stores: dict[str, StoreSpec],
+                 errors: ErrorPolicy | None = None) -> None:
         self.app_id = app_id
+        self.errors = errors = errors or ErrorPolicy()
+        for where, policy in [("on_processing_error", errors.on_processing_error), *((s.topic, s.on_error) for s in sources)]:
+            if policy not in ERROR_POLICIES:
+                raise StreamsError(f"{where}: the error policy must be one of {ERROR_POLICIES}, not {policy!r}")
+            if policy == "dead_letter" and not errors.dead_letter_topic:
+                raise StreamsError(f"{where}: 'dead_letter' needs StreamsApp(dead_letter_topic=...)")
         self.store_specs = stores
         self.subtopologies: list[SubTopology] = []
         by_topic: dict[str, SourceNode] = {}
