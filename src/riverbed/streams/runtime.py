@@ -33,6 +33,7 @@ from confluent_kafka.admin import AdminClient
 from . import internal_topics
 from .records import StreamsError
 from .restore import restore_task
+from .statedir import StateDirLock
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
 from .topology import StoreSpec, Topology
@@ -122,6 +123,14 @@ class Runtime:
         self._stop.set()
 
     def run(self) -> None:
+        lock = None if self.in_memory else StateDirLock(self.state_dir / self.app_id).acquire()
+        try:
+            self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         internal_topics.ensure(self.topology, admin, self.replication_factor)
         self.producer = Producer(self._producer_cfg)
