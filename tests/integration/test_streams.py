@@ -277,3 +277,31 @@ def test_dead_letter_topic_over_the_wire(riverbed_broker: EmbeddedBroker, tmp_pa
     assert (m.key(), m.value(), m.timestamp()[1]) == (b"a", b"{oops", 5)
     assert h["__streams.errors.topic"] == b"raw" and h["__streams.errors.offset"] == b"0"
     assert h["__streams.errors.exception"].startswith(b"json.decoder.JSONDecodeError")
+
+
+def test_processor_api_over_the_wire(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A processor with a store and wall-clock punctuation, run by the runtime."""
+    from riverbed.streams import Processor, ProcessorContext, Record
+
+    class Totals(Processor):
+        def init(self, ctx: ProcessorContext) -> None:
+            self.ctx, self.store = ctx, ctx.get_store("totals")
+            ctx.schedule(200, "wall_clock", self.emit)
+
+        def process(self, record: Record) -> None:
+            self.store.put(record.key, (self.store.get(record.key) or 0) + int(record.value))
+
+        def emit(self, _now: int) -> None:
+            for k, v in self.store.all():
+                self.ctx.forward(k, v)
+
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("amounts", 1, 1))
+    app = StreamsApp("proc")
+    app.add_state_store("totals", STRING, LONG)
+    app.stream("amounts", STRING, STRING).process(Totals, stores=["totals"]).to("totals-out", STRING, LONG)
+    produce(bs, "amounts", [("a", "5", 1), ("a", "7", 2), ("b", "1", 3)])
+    out = Reader(bs, "totals-out")
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200, punctuate_interval_ms=50)):
+        wait_until(lambda: latest(out.poll()) == {"a": 12, "b": 1}, "punctuated totals")
+    out.close()

@@ -13,6 +13,7 @@ from .dsl import (
     StreamsApp,
     TimeWindowedKStream,
 )
+from .processor import Processor, ProcessorContext
 from .records import LateRecord, Record, StreamsError
 from .serdes import (
     BYTES,
@@ -32,6 +33,6 @@ from .windows import SessionWindows, TimeWindows, Window, Windowed
 
 __all__ = [
     "BYTES", "FLOAT", "JSON", "LONG", "STRING", "BytesSerde", "FloatSerde", "JsonSerde", "KGroupedStream",
-    "KStream", "KTable", "LateRecord", "LongSerde", "Record", "Serde", "SessionWindowedKStream", "SessionWindows", "StreamsApp", "StreamsError",
+    "KStream", "KTable", "LateRecord", "LongSerde", "Processor", "ProcessorContext", "Record", "Serde", "SessionWindowedKStream", "SessionWindows", "StreamsApp", "StreamsError",
     "StringSerde", "TestDriver", "TimeWindowedKStream", "TimeWindows", "Window", "Windowed", "WindowedSerde",
 ]

@@ -54,6 +54,7 @@ class TestDriver:
                       for sub in self.topology.subtopologies]
         for t in self.tasks:
             t.wall_ms = wall_clock_ms
+            t.start()
 
     @staticmethod
     def _engine(spec: StoreSpec, task_id: str) -> Engine:

@@ -35,6 +35,7 @@ from .nodes import (
     TimestampExtractor,
     check_emit,
 )
+from .processor import ProcessNode, Processor
 from .records import LateRecord, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
@@ -152,6 +153,17 @@ class KStream(Generic[K, V]):
         node = StreamTableJoinNode(self._b.name("left_join" if left else "join"), table.store_name, joiner, left)
         up.children.append(node)
         return KStream(self._b, node, self.key_serde, value_serde or JSON)
+
+    def process(self, factory: Callable[[], Processor], stores: list[str] | None = None,
+                key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KStream[Any, Any]:
+        """Run a :class:`~riverbed.streams.processor.Processor` (one instance per task) with access
+        to the named stores (``app.add_state_store``) and punctuation; what it forwards is the
+        returned stream. Its key may change, so a following ``group_by_key`` repartitions."""
+        names = list(stores or [])
+        for n in names:
+            if n not in self._b.stores:
+                raise StreamsError(f"store {n!r} is not defined (app.add_state_store)")
+        return self._then(ProcessNode(self._b.name("processor"), factory, names), True, key_serde, value_serde)
 
     def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
         """Group by the current key; repartitions only if an upstream operation changed the key."""
@@ -355,6 +367,10 @@ class StreamsApp:
         node = TableSourceNode(self._b.name("table"), store)
         src.children.append(node)
         return KTable(self._b, node, key_serde, value_serde, store)
+
+    def add_state_store(self, name: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES) -> None:
+        """A key-value store (with its changelog ``<app>-<name>-changelog``) for processors."""
+        self._b.add_store(StoreSpec(name, key_serde, value_serde))
 
     def topology(self) -> Topology:
         return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors)

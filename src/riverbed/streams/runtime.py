@@ -250,6 +250,7 @@ class Runtime:
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size).items():
                     self.restored[f"{store}/{task.task_id}"] = n
+                task.start()
                 self.tasks[key] = task
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .nodes import Node, SourceNode
+from .processor import ProcessNode, Schedule, fire
 from .records import Record, StreamsError
 from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
@@ -55,6 +56,14 @@ class Task:
                 self._kv[spec.name] = KeyValueStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
             else:
                 self._win[spec.name] = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn)
+        self.schedules: list[Schedule] = []
+        self._processors = [n for n in sub.nodes if isinstance(n, ProcessNode)]
+
+    def start(self) -> Task:
+        """Initialize the user processors (after the stores are restored)."""
+        for n in self._processors:
+            n.init_task(self)
+        return self
 
     # -- used by nodes ------------------------------------------------------------------------
     def _logger(self, store: str) -> Callable[[bytes, bytes | None], None]:
@@ -113,6 +122,8 @@ class Task:
                 self.stream_time = rec.timestamp
             self._current_ts = rec.timestamp
             src.forward(self, rec)
+            if self.schedules:
+                fire(self.schedules, "stream_time", self.stream_time)
         except Exception as e:
             self._failed("processing", self.errors.on_processing_error, e, topic, key, value, timestamp, headers, offset)
 
@@ -145,11 +156,15 @@ class Task:
         self._current_ts = max(self.stream_time, 0)
         for node in self.sub.stateful:
             node.punctuate(self)
+        if self.schedules:
+            fire(self.schedules, "wall_clock", wall_ms)
 
     def commit_stores(self, checkpoints: dict[str, int]) -> None:
         for name, engine in self.engines.items():
             engine.commit(checkpoints.get(name))
 
     def close(self) -> None:
+        for n in self._processors:
+            n.close_task(self)
         for engine in self.engines.values():
             engine.close()
