@@ -150,3 +150,32 @@ class Topology:
                 kids = ", ".join(c.name for c in n.successors())
                 lines.append(f"  {n.describe()}" + (f" --> {kids}" if kids else ""))
         return "\n".join(lines)
+
+    def describe_dot(self) -> str:
+        """The topology as Graphviz DOT (``dot -Tsvg``): one cluster per sub-topology, topics as
+        ellipses, stores as cylinders."""
+        lines = ["digraph topology {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+        topics: set[str] = set()
+        for sub in self.subtopologies:
+            lines.append(f"  subgraph cluster_{sub.id} {{")
+            lines.append(f'    label="sub-topology {sub.id}";')
+            for n in sub.nodes:
+                lines.append(f'    "{n.name}" [label="{n.kind}\n{n.name}"];')
+                for c in n.successors():
+                    lines.append(f'    "{n.name}" -> "{c.name}";')
+                for store in n.stores():
+                    lines.append(f'    "{n.name}" -> "store:{store}" [style=dashed, dir=both];')
+            lines.append("  }")
+            for spec in sub.stores:
+                lines.append(f'  "store:{spec.name}" [shape=cylinder, label="{spec.name}"];')
+            for t, src in sub.sources.items():
+                topics.add(t)
+                lines.append(f'  "topic:{t}" -> "{src.name}";')
+            for n in sub.nodes:
+                if isinstance(n, SinkNode):
+                    topics.add(n.topic)
+                    lines.append(f'  "{n.name}" -> "topic:{n.topic}";')
+        for t in sorted(topics):
+            lines.append(f'  "topic:{t}" [shape=ellipse, label="{t}"];')
+        lines.append("}")
+        return "\n".join(lines)
