@@ -12,6 +12,8 @@ import pytest
 
 from riverbed.streams import LONG, STRING, LateRecord, StreamsApp, TestDriver, TimeWindows, Window
 
+from .window_cases import CASES  # shared with tests/integration/test_streams_windows.py
+
 S = 1000
 
 
@@ -52,29 +54,6 @@ def _app(windows: TimeWindows, emit: str, idle: int | None = None, late: bool = 
     return app
 
 
-CASES = [
-    # (name, windows, emit, [(key, ts)], expected outputs "key@start-end" -> count, in order)
-    ("tumbling-update", TimeWindows.of(10), "on_update",
-     [("a", 1), ("a", 9), ("b", 3), ("a", 10), ("b", 11)],
-     [("a@0-10", 1), ("a@0-10", 2), ("b@0-10", 1), ("a@10-20", 1), ("b@10-20", 1)]),
-    ("tumbling-final", TimeWindows.of(10), "on_window_close",
-     [("a", 1), ("a", 9), ("b", 3), ("a", 10), ("a", 19), ("a", 20)],
-     [("a@0-10", 2), ("b@0-10", 1), ("a@10-20", 2)]),
-    ("hopping-update", TimeWindows.of(10).advance_by(5), "on_update",
-     [("a", 7)],
-     [("a@0-10", 1), ("a@5-15", 1)]),
-    ("hopping-final", TimeWindows.of(10).advance_by(5), "on_window_close",
-     [("a", 1), ("a", 7), ("a", 12), ("a", 20)],
-     [("a@0-10", 2), ("a@5-15", 2), ("a@10-20", 1)]),
-    # grace 5: window [0,10) stays open until stream time 15; the record at 3 (stream time 14) counts
-    ("grace-accepts-out-of-order", TimeWindows.of(10, grace=5), "on_window_close",
-     [("a", 1), ("a", 14), ("a", 3), ("a", 15)],
-     [("a@0-10", 2)]),
-    # without grace the same out-of-order record is late (window closed at stream time 10)
-    ("no-grace-late", TimeWindows.of(10), "on_window_close",
-     [("a", 1), ("a", 14), ("a", 3), ("a", 20)],
-     [("a@0-10", 1), ("a@10-20", 1)]),
-]
 
 
 @pytest.mark.parametrize(("name", "windows", "emit", "inputs", "expected"), CASES, ids=[c[0] for c in CASES])
