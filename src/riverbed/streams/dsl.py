@@ -219,7 +219,7 @@ class KGroupedStream(Generic[K, V]):
                     retention: int | timedelta | None = ...) -> TimeWindowedKStream[K, V]: ...
 
     @overload
-    def windowed_by(self, windows: SessionWindows, emit: str = ..., close_after_idle: None = ...,
+    def windowed_by(self, windows: SessionWindows, emit: str = ..., close_after_idle: int | timedelta | None = ...,
                     retention: int | timedelta | None = ...) -> SessionWindowedKStream[K, V]: ...
 
     def windowed_by(self, windows: TimeWindows | SessionWindows, emit: str = "on_update",
@@ -233,9 +233,8 @@ class KGroupedStream(Generic[K, V]):
         ``retention``: how long windows stay in the store (at least size + grace, the default).
         """
         if isinstance(windows, SessionWindows):
-            if close_after_idle is not None:
-                raise StreamsError("close_after_idle is for time windows only (not yet for sessions)")
-            return SessionWindowedKStream(self, windows, check_emit(emit), 0 if retention is None else to_ms(retention))
+            return SessionWindowedKStream(self, windows, check_emit(emit), 0 if retention is None else to_ms(retention),
+                                          None if close_after_idle is None else to_ms(close_after_idle))
         return TimeWindowedKStream(self, windows, check_emit(emit),
                                    None if close_after_idle is None else to_ms(close_after_idle),
                                    0 if retention is None else to_ms(retention))
@@ -273,11 +272,13 @@ class TimeWindowedKStream(Generic[K, V]):
 
 
 class SessionWindowedKStream(Generic[K, V]):
-    def __init__(self, g: KGroupedStream[K, V], windows: SessionWindows, emit: str, retention_ms: int) -> None:
+    def __init__(self, g: KGroupedStream[K, V], windows: SessionWindows, emit: str, retention_ms: int,
+                 close_after_idle_ms: int | None = None) -> None:
         self._g = g
         self.windows = windows
         self.emit = emit
         self.retention_ms = retention_ms
+        self.close_after_idle_ms = close_after_idle_ms
 
     def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
         return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, lambda _k, a, b: a + b, LONG,
@@ -300,7 +301,8 @@ class SessionWindowedKStream(Generic[K, V]):
         up = g._upstream(name)
         w = self.windows
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, None, max(self.retention_ms, w.gap_ms + w.grace_ms), session=True))
-        node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit, self.retention_ms)
+        node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit,
+                                    self.retention_ms, self.close_after_idle_ms)
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 

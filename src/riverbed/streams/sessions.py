@@ -110,7 +110,7 @@ class SessionAggregateNode(Node):
 
     def __init__(self, name: str, store: str, windows: SessionWindows, init: Callable[[], Any],
                  agg: Callable[[Any, Any, Any], Any], merger: Callable[[Any, Any, Any], Any], emit: str,
-                 retention_ms: int) -> None:
+                 retention_ms: int, close_after_idle_ms: int | None = None) -> None:
         super().__init__(name)
         self.store = store
         self.windows = windows
@@ -119,6 +119,7 @@ class SessionAggregateNode(Node):
         self.merger = merger
         self.emit = emit
         self.retention_ms = max(retention_ms, windows.gap_ms + windows.grace_ms)
+        self.close_after_idle_ms = close_after_idle_ms
         self.late = Node(f"{name}-late")
 
     def stores(self) -> list[str]:
@@ -141,6 +142,7 @@ class SessionAggregateNode(Node):
             observed = rec.timestamp
             st.put_meta("observed", observed)
         ns["observed"] = observed
+        ns["idle_base"] = (observed, task.wall_ms)
         gap, t = self.windows.gap_ms, rec.timestamp
         close = observed - self.windows.grace_ms - gap
         kb = st.key_bytes(rec.key)
@@ -187,3 +189,25 @@ class SessionAggregateNode(Node):
         if expire_below > ns.get("expired", 0):
             st.expire_ended_before(expire_below)
             ns["expired"] = expire_below
+
+    def punctuate(self, task: Task) -> None:
+        """With ``close_after_idle``: after that long without a record, stream time moves on
+        with the wall clock from the last record's timestamp (as for time windows)."""
+        if self.close_after_idle_ms is None:
+            return
+        ns = task.node_state(self)
+        st = task.session_store(self.store)
+        base = ns.get("idle_base")
+        if base is None:
+            observed = st.get_meta("observed")
+            if observed is None:
+                return
+            ns["idle_base"] = base = (observed, task.wall_ms)
+            ns.setdefault("observed", observed)
+        observed0, wall0 = base
+        idle = task.wall_ms - wall0
+        if idle < self.close_after_idle_ms or observed0 + idle <= ns.get("observed", -1):
+            return
+        ns["observed"] = observed0 + idle
+        st.put_meta("observed", ns["observed"])
+        self._advance(task, st, ns["observed"] - self.windows.grace_ms - self.windows.gap_ms)

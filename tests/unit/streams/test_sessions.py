@@ -109,3 +109,22 @@ def test_session_definitions_are_checked() -> None:
         SessionWindows.with_inactivity_gap(0)
     with pytest.raises(ValueError):
         SessionWindows.with_inactivity_gap(5, grace=-1)
+
+
+def test_sessions_close_on_wall_clock_when_idle() -> None:
+    app = StreamsApp("s")
+    (app.stream("clicks", STRING, STRING).group_by_key()
+        .windowed_by(SessionWindows.with_inactivity_gap(5_000), emit="on_window_close", close_after_idle=1_000)
+        .count(name="sessions")
+        .to_stream().map(lambda wk, n: (f"{wk.key}@{wk.window.start}-{wk.window.end}", n)).to("out", STRING, LONG))
+    with TestDriver(app, wall_clock_ms=50_000) as d:
+        d.pipe("clicks", "A", "x", 1_000)
+        d.pipe("clicks", "A", "x", 2_000)
+        d.advance_wall_clock(900)
+        assert d.read("out", STRING, LONG) == []
+        d.advance_wall_clock(4_100)  # idle 5 s: stream time 7 s, close = 2 s: end 2 s is not < 2 s
+        assert d.read("out", STRING, LONG) == []
+        d.advance_wall_clock(1)
+        assert d.read("out", STRING, LONG) == [("A@1000-2000", 2)]
+        d.pipe("clicks", "A", "x", 1_500)  # its session closed on the wall clock: late
+        assert d.metrics()["late_records"] == 1
