@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,18 @@ def test_rolling_average_example() -> None:
     assert rows[(120, 180)] == (1, 80.0)
     assert rows[(-50, 10)] == (1, 10.0)  # windows start at multiples of the advance, before the first record
     assert len(rows) == 18
+
+
+RECS = Path(__file__).resolve().parents[2] / "examples" / "recommendations" / "run.py"
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_recommendations_example() -> None:
+    """Clickstream -> windowed interest counts -> Redis -> web endpoint; its own broker and Redis."""
+    r = subprocess.run([sys.executable, str(RECS)], capture_output=True, text=True, timeout=280, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    answer = json.loads(r.stdout.splitlines()[-1])
+    assert answer["user"] == "123"
+    assert answer["interests"] == [{"category": "dog-food", "views": 5}, {"category": "cat-toys", "views": 1}]
+    assert answer["recommend"] == "dog-food"
+    assert answer["latency_ms"] > 0
