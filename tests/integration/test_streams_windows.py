@@ -1,4 +1,4 @@
-"""The window tables of tests/unit/streams (Kafka Streams' documented semantics) again, end to
+"""The window tables of tests/unit/streams (time windows; sessions and sliding windows below) (Kafka Streams' documented semantics) again, end to
 end: one app with one sub-topology per case, each reading its own topic on a real broker."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
-from riverbed.streams import LONG, STRING, SessionWindows, StreamsApp
+from riverbed.streams import LONG, STRING, SessionWindows, SlidingWindows, StreamsApp
 from riverbed.streams.runtime import Runtime
 from riverbed.testing import EmbeddedBroker
 
@@ -33,19 +33,25 @@ def _load_cases() -> list[tuple[Any, ...]]:
 CASES = _load_cases()
 
 # (librdkafka reads a produce timestamp of 0 as "now", so no input here is at 0)
-SESSION_CASES = [
+EXTRA_CASES = [
     ("session-update", SessionWindows.with_inactivity_gap(5, grace=10), "on_update",
      [("A", 1), ("A", 4), ("A", 11), ("A", 7)],
      [("A@1-1", 1), ("A@1-1", None), ("A@1-4", 2), ("A@11-11", 1), ("A@1-4", None), ("A@11-11", None), ("A@1-11", 4)]),
     ("session-final", SessionWindows.with_inactivity_gap(5), "on_window_close",
      [("A", 1), ("A", 4), ("B", 5), ("A", 21), ("A", 25), ("A", 31)],
      [("A@1-4", 2), ("B@5-5", 1), ("A@21-25", 2)]),
+    ("sliding-update", SlidingWindows.of(10, grace=100), "on_update",
+     [("A", 20), ("A", 30), ("A", 25)],
+     [("A@10-20", 1), ("A@20-30", 2), ("A@21-31", 1), ("A@15-25", 2), ("A@20-30", 3), ("A@21-31", 2), ("A@26-36", 1)]),
+    ("sliding-final", SlidingWindows.of(10), "on_window_close",
+     [("A", 20), ("A", 25), ("A", 40), ("A", 60)],
+     [("A@10-20", 1), ("A@15-25", 2), ("A@21-31", 1), ("A@30-40", 1)]),
 ]
 
 
 def test_window_tables_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
     bs = riverbed_broker.bootstrap
-    cases = [*CASES, *SESSION_CASES]
+    cases = [*CASES, *EXTRA_CASES]
     create_topics(bs, *(NewTopic(f"in-{c[0]}", 1, 1) for c in cases), *(NewTopic(f"out-{c[0]}", 1, 1) for c in cases))
     app = StreamsApp("win-e2e")
     for name, windows, emit, _inputs, _expected in cases:

@@ -29,10 +29,10 @@ from .serdes import (
     StringSerde,
     WindowedSerde,
 )
-from .windows import SessionWindows, TimeWindows, Window, Windowed
+from .windows import SessionWindows, SlidingWindows, TimeWindows, Window, Windowed
 
 __all__ = [
     "BYTES", "FLOAT", "JSON", "LONG", "STRING", "BytesSerde", "FloatSerde", "JsonSerde", "KGroupedStream",
-    "KStream", "KTable", "LateRecord", "LongSerde", "Processor", "ProcessorContext", "Record", "Serde", "SessionWindowedKStream", "SessionWindows", "StreamsApp", "StreamsError",
+    "KStream", "KTable", "LateRecord", "LongSerde", "Processor", "ProcessorContext", "Record", "Serde", "SessionWindowedKStream", "SessionWindows", "SlidingWindows", "StreamsApp", "StreamsError",
     "StringSerde", "TestDriver", "TimeWindowedKStream", "TimeWindows", "Window", "Windowed", "WindowedSerde",
 ]

@@ -39,9 +39,10 @@ from .processor import ProcessNode, Processor
 from .records import LateRecord, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
+from .sliding import SlidingAggregateNode
 from .topology import ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
-from .windows import SessionWindows, TimeWindows, Windowed, to_ms
+from .windows import SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -222,7 +223,11 @@ class KGroupedStream(Generic[K, V]):
     def windowed_by(self, windows: SessionWindows, emit: str = ..., close_after_idle: int | timedelta | None = ...,
                     retention: int | timedelta | None = ...) -> SessionWindowedKStream[K, V]: ...
 
-    def windowed_by(self, windows: TimeWindows | SessionWindows, emit: str = "on_update",
+    @overload
+    def windowed_by(self, windows: SlidingWindows, emit: str = ..., close_after_idle: None = ...,
+                    retention: None = ...) -> SlidingWindowedKStream[K, V]: ...
+
+    def windowed_by(self, windows: TimeWindows | SessionWindows | SlidingWindows, emit: str = "on_update",
                     close_after_idle: int | timedelta | None = None,
                     retention: int | timedelta | None = None) -> Any:
         """Window the grouped stream (time windows or sessions).
@@ -232,6 +237,10 @@ class KGroupedStream(Generic[K, V]):
         advances with the wall clock, so windows close without a later record.
         ``retention``: how long windows stay in the store (at least size + grace, the default).
         """
+        if isinstance(windows, SlidingWindows):
+            if close_after_idle is not None or retention is not None:
+                raise StreamsError("close_after_idle and retention are not offered for sliding windows yet")
+            return SlidingWindowedKStream(self, windows, check_emit(emit))
         if isinstance(windows, SessionWindows):
             return SessionWindowedKStream(self, windows, check_emit(emit), 0 if retention is None else to_ms(retention),
                                           None if close_after_idle is None else to_ms(close_after_idle))
@@ -267,6 +276,32 @@ class TimeWindowedKStream(Generic[K, V]):
                                  max(retention, self.windows.size_ms + self.windows.grace_ms)))
         node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
                                    retention, self.close_after_idle_ms)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
+class SlidingWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: SlidingWindows, emit: str) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._g._name(None, "sliding-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self._g.value_serde,
+                              name or self._g._name(None, "sliding-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[Windowed[K], A]:
+        g = self._g
+        name = g._name(name, "sliding-aggregate")
+        up = g._upstream(name)
+        w = self.windows
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, w.time_difference_ms, 2 * w.time_difference_ms + w.grace_ms + 1))
+        node = SlidingAggregateNode(g._b.name("sliding_aggregate"), name, w, init, agg, self.emit, g.value_serde)
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -311,7 +346,7 @@ class KTable(Generic[K, V]):
     """A changelog stream: the latest value per key. ``to_stream()`` gives its updates."""
 
     def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str,
-                 windowed: WindowAggregateNode | SessionAggregateNode | None = None) -> None:
+                 windowed: WindowAggregateNode | SessionAggregateNode | SlidingAggregateNode | None = None) -> None:
         self._b = b
         self._node = node
         self.key_serde = key_serde

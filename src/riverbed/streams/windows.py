@@ -101,3 +101,27 @@ class SessionWindows:
         if gr < 0:
             raise ValueError("grace must not be negative")
         return SessionWindows(g, gr)
+
+
+@dataclass(frozen=True, slots=True)
+class SlidingWindows:
+    """Windows of ``time_difference_ms`` that slide with the records (Kafka's SlidingWindows).
+
+    A window is ``[start, start + time_difference]``, both ends inclusive; the windows that exist
+    for a key are, for each of its records at ``t``, the one ending at ``t`` and, when it holds
+    records, the one starting at ``t + 1``. Records earlier than the time difference share the
+    window ``[0, time_difference]``. With ``close = stream time - grace`` a window with
+    ``end < close`` is closed; a record with ``t + 1 + time_difference <= close`` is late.
+    """
+
+    time_difference_ms: int
+    grace_ms: int = 0
+
+    @staticmethod
+    def of(time_difference: int | timedelta, grace: int | timedelta = 0) -> SlidingWindows:
+        td, gr = to_ms(time_difference), to_ms(grace)
+        if td <= 0:
+            raise ValueError("the time difference must be positive")
+        if gr < 0:
+            raise ValueError("grace must not be negative")
+        return SlidingWindows(td, gr)
