@@ -1,5 +1,6 @@
-"""The window tables of tests/unit/streams (time windows; sessions and sliding windows below) (Kafka Streams' documented semantics) again, end to
-end: one app with one sub-topology per case, each reading its own topic on a real broker."""
+"""Window tables (Kafka Streams' documented semantics) end to end: the time-window table of
+tests/unit/streams/window_cases.py plus session and sliding cases, in one app with one
+sub-topology per case, each reading its own topic on a real broker."""
 
 from __future__ import annotations
 
