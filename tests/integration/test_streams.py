@@ -305,3 +305,20 @@ def test_processor_api_over_the_wire(riverbed_broker: EmbeddedBroker, tmp_path: 
     with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200, punctuate_interval_ms=50)):
         wait_until(lambda: latest(out.poll()) == {"a": 12, "b": 1}, "punctuated totals")
     out.close()
+
+
+def test_table_table_outer_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("names", 1, 1), NewTopic("scores", 1, 1))
+    app = StreamsApp("ttj")
+    names = app.table("names", STRING, STRING, name="names")
+    scores = app.table("scores", STRING, STRING, name="scores")
+    names.outer_join(scores, lambda n, s: f"{n or '-'}:{s or '-'}").to_stream().to("name-scores", STRING, STRING)
+    out = Reader(bs, "name-scores")
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)):
+        produce(bs, "names", [("u1", "ann", 1)])
+        wait_until(lambda: len(out.poll()) == 1, "the left side alone")
+        produce(bs, "scores", [("u1", "10", 2), ("u2", "5", 3)])
+        wait_until(lambda: len(out.poll()) == 3, "both sides")
+    assert [(k.decode(), v.decode()) for k, v, _ in out.records if k and v] == [("u1", "ann:-"), ("u1", "ann:10"), ("u2", "-:5")]
+    out.close()

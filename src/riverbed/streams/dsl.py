@@ -32,6 +32,7 @@ from .nodes import (
     SourceNode,
     StreamTableJoinNode,
     TableSourceNode,
+    TableTableJoinNode,
     TimestampExtractor,
     check_emit,
 )
@@ -144,6 +145,8 @@ class KStream(Generic[K, V]):
               value_serde: Serde[Any] | None) -> KStream[Any, Any]:
         if table._windowed is not None:
             raise StreamsError("joining a stream with a windowed table is not supported")
+        if table.store_name is None:
+            raise StreamsError("the table is not materialized (a join result); join with a table backed by a store")
         name = name or self._b.name("join").lower()
         up: Node = self._node
         if self._key_changed:
@@ -345,7 +348,7 @@ class SessionWindowedKStream(Generic[K, V]):
 class KTable(Generic[K, V]):
     """A changelog stream: the latest value per key. ``to_stream()`` gives its updates."""
 
-    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str,
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str | None,
                  windowed: WindowAggregateNode | SessionAggregateNode | SlidingAggregateNode | None = None) -> None:
         self._b = b
         self._node = node
@@ -356,6 +359,30 @@ class KTable(Generic[K, V]):
 
     def to_stream(self) -> KStream[K, V]:
         return KStream(self._b, self._node, self.key_serde, self.value_serde)
+
+    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner") -> KTable[K, Any]:
+        """Table-table join on the key: ``joiner(this_value, other_value)`` whenever either table
+        changes. ``how``: ``"inner"``, ``"left"`` or ``"outer"`` (missing sides are ``None``); a
+        deletion that removes the result emits ``None``. Both tables must be co-partitioned; the
+        result is not materialized (``to_stream()`` it; it cannot be joined again yet)."""
+        if how not in ("inner", "left", "outer"):
+            raise StreamsError(f"how must be 'inner', 'left' or 'outer', not {how!r}")
+        for t in (self, other):
+            if t._windowed is not None or t.store_name is None:
+                raise StreamsError("table-table joins need two materialized, non-windowed tables")
+        assert self.store_name is not None and other.store_name is not None
+        merged = Node(self._b.name("table_join_merge"))
+        for side, table, other_store in (("left", self, other.store_name), ("right", other, self.store_name)):
+            node = TableTableJoinNode(self._b.name(f"table_{how}_join_{side}"), side, other_store, joiner, how)
+            table._node.children.append(node)
+            node.children.append(merged)
+        return KTable(self._b, merged, self.key_serde, JSON, None)
+
+    def left_join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any]) -> KTable[K, Any]:
+        return self.join(other, joiner, "left")
+
+    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any]) -> KTable[K, Any]:
+        return self.join(other, joiner, "outer")
 
     def late_records(self) -> KStream[Any, LateRecord]:
         """The side output of a windowed aggregation: records that arrived after their window

@@ -233,6 +233,42 @@ class StreamTableJoinNode(Node):
         self.forward(task, rec.with_kv(rec.key, self.joiner(rec.value, other)))
 
 
+class TableTableJoinNode(Node):
+    """One side of a table-table join (Kafka's KTable-KTable join, not foreign-key): an update of
+    this side's table for a key is joined with the other table's current value for it.
+
+    ``how``: ``inner`` emits when both sides have a value; ``left`` when the left side has one
+    (the right may be ``None``); ``outer`` when either has. A deletion that removes the result
+    emits ``None`` (a tombstone) for the key, as Kafka's joins forward a null new value."""
+
+    kind = "table_join"
+
+    def __init__(self, name: str, side: str, other_store: str, joiner: Callable[[Any, Any], Any], how: str) -> None:
+        super().__init__(name)
+        self.side = side
+        self.other_store = other_store
+        self.joiner = joiner
+        self.how = how
+
+    def stores(self) -> list[str]:
+        return [self.other_store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        other = task.kv_store(self.other_store).get(rec.key)
+        left, right = (rec.value, other) if self.side == "left" else (other, rec.value)
+        if self.how == "inner":
+            if other is None:
+                return
+            out = None if rec.value is None else self.joiner(left, right)
+        elif self.how == "left":
+            if self.side == "right" and left is None:
+                return
+            out = None if left is None else self.joiner(left, right)
+        else:
+            out = None if left is None and right is None else self.joiner(left, right)
+        self.forward(task, rec.with_kv(rec.key, out))
+
+
 def check_emit(emit: str) -> str:
     if emit not in ("on_update", "on_window_close"):
         raise StreamsError(f"emit must be 'on_update' or 'on_window_close', not {emit!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from riverbed.streams import JSON, STRING, StreamsApp, StreamsError, TestDriver, TimeWindows
+from riverbed.streams import JSON, LONG, STRING, StreamsApp, StreamsError, TestDriver, TimeWindows
 
 
 def _app(left: bool) -> StreamsApp:
@@ -70,3 +70,44 @@ def test_co_partitioning_is_checked() -> None:
     with pytest.raises(StreamsError, match="co-partitioned"):
         plan(topo, {"clicks": 3, "users": 2})
     assert plan(topo, {"clicks": 2, "users": 2})["j-users-changelog"][0] == 2
+
+
+def _tt_app(how: str) -> StreamsApp:
+    app = StreamsApp("tt")
+    users = app.table("users", STRING, STRING, name="users")
+    scores = app.table("scores", STRING, LONG, name="scores")
+    users.join(scores, lambda u, s: f"{u or '-'}:{'-' if s is None else s}", how=how) \
+        .to_stream().to("joined", STRING, STRING)
+    return app
+
+
+STEPS = [("users", "u1", "ann"), ("scores", "u1", 10), ("scores", "u2", 5), ("users", "u1", None), ("scores", "u1", None)]
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    ("inner", [[], [("u1", "ann:10")], [], [("u1", None)], []]),
+    ("left", [[("u1", "ann:-")], [("u1", "ann:10")], [], [("u1", None)], []]),
+    ("outer", [[("u1", "ann:-")], [("u1", "ann:10")], [("u2", "-:5")], [("u1", "-:10")], [("u1", None)]]),
+])
+def test_table_table_join(how: str, expected: list[list[tuple[str, str | None]]]) -> None:
+    with TestDriver(_tt_app(how)) as d:
+        got = []
+        for i, (topic, key, value) in enumerate(STEPS):
+            d.pipe(topic, key, value, i + 1)
+            got.append(d.read("joined", STRING, STRING))
+    assert got == expected
+
+
+def test_table_table_join_checks() -> None:
+    app = StreamsApp("tt")
+    a = app.table("a", STRING, STRING, name="a")
+    b = app.table("b", STRING, STRING, name="b")
+    with pytest.raises(StreamsError, match="how must be"):
+        a.join(b, lambda x, y: x, how="cross")
+    joined = a.join(b, lambda x, y: x)
+    with pytest.raises(StreamsError, match="materialized"):
+        joined.join(b, lambda x, y: x)
+    with pytest.raises(StreamsError, match="not materialized"):
+        app.stream("s", STRING, STRING).join(joined, lambda x, y: x)
+    topo = app.topology()
+    assert topo.sub_for_topic["a"] is topo.sub_for_topic["b"]  # both tables and the join: one task per partition
