@@ -141,6 +141,9 @@ def test_word_count_restarts_and_restores(riverbed_broker: EmbeddedBroker, tmp_p
     with running(runtime()) as rt:
         wait_until(lambda: latest(out.poll()) == {**want, "the": 5, "end": 1, "cat": 2}, "counts after restore")
         assert sum(rt.restored.values()) >= len(want) + 1, rt.restored
+        # progress: every task's store reached the end of its changelog partition
+        assert rt.restore_progress and all(done == total for done, total in rt.restore_progress.values()), rt.restore_progress
+        assert sum(total for _d, total in rt.restore_progress.values()) >= sum(rt.restored.values())
     out.close()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -13,13 +15,18 @@ from .task import Task
 log = logging.getLogger("riverbed.streams")
 
 
+ProgressFn = Callable[[str, str, int, int], None]
+
+
 def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, Any], batch_size: int = 500,
-                 timeout: float = 30.0) -> dict[str, int]:
+                 timeout: float = 30.0, progress: ProgressFn | None = None) -> dict[str, int]:
     """Bring each store of ``task`` up to the end of its changelog partition.
 
     Replays from the store's checkpoint; with none, or one outside ``[low, high]`` of the
     changelog (deleted and re-created, truncated), wipes the store and replays from the start.
-    Returns the number of records applied per store.
+    Returns the number of records applied per store. ``progress(store, task_id, offsets done,
+    offsets to do)`` is called at the start, after each batch and at the end; an INFO line is
+    logged every 5 seconds of a long restore.
     """
     rc = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True})
     restored: dict[str, int] = {}
@@ -37,6 +44,10 @@ def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, An
             else:
                 start = cp
             n = 0
+            total = max(high - start, 0)
+            if progress is not None:
+                progress(name, task.task_id, 0, total)
+            last_log = time.monotonic()
             if start < high:
                 rc.assign([TopicPartition(topic, task.partition, start)])
                 done = False
@@ -56,9 +67,17 @@ def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, An
                             done = True
                     engine.put_many(writes)
                     n += len(writes)
+                    if batch and progress is not None:
+                        progress(name, task.task_id, min(batch[-1].offset() + 1 - start, total), total)
+                    if time.monotonic() - last_log >= 5:
+                        last_log = time.monotonic()
+                        log.info("store %s task %s: restoring, %d records so far (offsets %d..%d)", name, task.task_id,
+                                 n, start, high)
                 rc.unassign()
             engine.commit(high)
             restored[name] = n
+            if progress is not None:
+                progress(name, task.task_id, total, total)
             log.info("store %s task %s: restored %d records from %s-%d [%d, %d)", name, task.task_id, n, topic,
                      task.partition, start, high)
     finally:

@@ -116,7 +116,9 @@ class Runtime:
         self.tasks: dict[tuple[int, int], Task] = {}
         self._positions: dict[tuple[str, int], int] = {}
         self.running = threading.Event()
-        self.restored: dict[str, int] = {}  # store/task -> records restored (progress, for tests)
+        self.restored: dict[str, int] = {}  # store/task -> records restored
+        # store/task -> (changelog offsets restored, offsets to restore), updated during restores
+        self.restore_progress: dict[str, tuple[int, int]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -248,10 +250,14 @@ class Runtime:
                 task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
                             errors=self.topology.errors)
                 task.wall_ms = int(time.time() * 1000)
-                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size).items():
+                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
+                                             progress=self._progress).items():
                     self.restored[f"{store}/{task.task_id}"] = n
                 task.start()
                 self.tasks[key] = task
+
+    def _progress(self, store: str, task_id: str, done: int, total: int) -> None:
+        self.restore_progress[f"{store}/{task_id}"] = (done, total)
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("revoked %s", [(p.topic, p.partition) for p in parts])
