@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from . import internal_topics
+from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
 from .restore import restore_task
 from .statedir import StateDirLock
@@ -83,7 +84,8 @@ class Runtime:
                  in_memory_stores: bool = False, commit_interval_ms: int | None = None,
                  punctuate_interval_ms: int = 1000, batch_size: int = 500,
                  consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
-                 replication_factor: int = -1, processing_guarantee: str = "at_least_once") -> None:
+                 replication_factor: int = -1, processing_guarantee: str = "at_least_once",
+                 application_server: str | None = None) -> None:
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -98,11 +100,15 @@ class Runtime:
         self.punctuate_interval = punctuate_interval_ms / 1000
         self.batch_size = batch_size
         self.replication_factor = replication_factor
+        self.application_server = application_server
+        self._partitions: dict[str, int] = {}
         common = {"bootstrap.servers": bootstrap}
         self._consumer_cfg = {
             **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range", **(consumer_config or {}),
         }
+        if application_server:  # how other instances find this one (interactive queries)
+            self._consumer_cfg["client.id"] = f"{self.app_id}@{application_server}"
         self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
         self._restore_cfg: dict[str, Any] = {**common, "group.id": f"{self.app_id}-restore"}
         if self.eos:
@@ -113,6 +119,7 @@ class Runtime:
                                        "transaction.timeout.ms": 10_000})
         self._producer_cfg.update(producer_config or {})
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
         self.tasks: dict[tuple[int, int], Task] = {}
         self._positions: dict[tuple[str, int], int] = {}
         self.running = threading.Event()
@@ -134,7 +141,19 @@ class Runtime:
 
     def _run(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        internal_topics.ensure(self.topology, admin, self.replication_factor)
+        self._admin = admin
+        self._partitions = internal_topics.ensure(self.topology, admin, self.replication_factor)
+        server = None
+        if self.application_server:
+            host, _, port = self.application_server.rpartition(":")
+            server = QueryServer(self, host or "127.0.0.1", int(port)).start()
+        try:
+            self._run_clients()
+        finally:
+            if server is not None:
+                server.stop()
+
+    def _run_clients(self) -> None:
         self.producer = Producer(self._producer_cfg)
         self.collector = _Collector(self.producer)
         self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
@@ -179,7 +198,8 @@ class Runtime:
                 if task is None:  # revoked between fetch and now
                     continue
                 _ts_type, ts = m.timestamp()
-                task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
+                with self._lock:
+                    task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
                 self._positions[(topic, part)] = m.offset() + 1
             self.producer.poll(0)
             if self.collector.error is not None:
@@ -193,6 +213,39 @@ class Runtime:
             if now - last_commit >= self.commit_interval:
                 self.commit()
                 last_commit = time.monotonic()
+
+    # -- interactive queries ------------------------------------------------------------------
+    def query(self, store: str, key: Any) -> Any:
+        """The current value of ``key`` in key-value store ``store`` (None: no value), if this
+        instance owns the key's partition; else :class:`NotLocalError` naming the owner."""
+        spec = self.topology.store_specs.get(store)
+        if spec is None or spec.window_size_ms is not None or spec.session:
+            raise StreamsError(f"{store!r} is not a key-value store of this application")
+        sub = next(s for s in self.topology.subtopologies if any(x.name == store for x in s.stores))
+        n = max(self._partitions.get(t, 0) for t in sub.sources)
+        if n <= 0:
+            raise StreamsError("the application has not started")
+        raw = spec.key_serde.serialize(key)
+        if raw is None:
+            raise StreamsError("a key is needed")
+        p = partition_for(raw, n)
+        with self._lock:
+            task = self.tasks.get((sub.id, p))
+            if task is not None:
+                return task.kv_store(store).get(key)
+        raise NotLocalError(store, p, self._owner_of(sub.sources, p))
+
+    def _owner_of(self, topics: Any, partition: int) -> str | None:
+        try:
+            desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(10)
+        except Exception as e:
+            log.warning("cannot describe group %s: %s", self.app_id, e)
+            return None
+        for m in desc.members:
+            for tp in m.assignment.topic_partitions:
+                if tp.topic in topics and tp.partition == partition and "@" in (m.client_id or ""):
+                    return str(m.client_id).split("@", 1)[1]
+        return None
 
     # -- commit ----------------------------------------------------------------------------
     def commit(self, tasks: list[tuple[int, int]] | None = None) -> None:
@@ -215,7 +268,8 @@ class Runtime:
                 off = self.collector.changelog_offsets.get((self.topology.changelog_topic(name), task.partition))
                 if off is not None:
                     cps[name] = off + 1
-            task.commit_stores(cps)
+            with self._lock:
+                task.commit_stores(cps)
         if offsets and not self.eos:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -269,7 +323,8 @@ class Runtime:
             self._positions.pop((tp.topic, tp.partition), None)
 
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
-        for key in keys:
-            task = self.tasks.pop(key, None)
-            if task is not None:
-                task.close()
+        with self._lock:
+            for key in keys:
+                task = self.tasks.pop(key, None)
+                if task is not None:
+                    task.close()
