@@ -325,3 +325,29 @@ def test_table_table_outer_join(riverbed_broker: EmbeddedBroker, tmp_path: Path)
         wait_until(lambda: len(out.poll()) == 3, "both sides")
     assert [(k.decode(), v.decode()) for k, v, _ in out.records if k and v] == [("u1", "ann:-"), ("u1", "ann:10"), ("u2", "-:5")]
     out.close()
+
+
+def test_stream_stream_outer_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    from riverbed.streams import JoinWindows
+
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("orders", 1, 1), NewTopic("payments", 1, 1))
+    app = StreamsApp("ssj")
+    orders = app.stream("orders", STRING, STRING)
+    payments = app.stream("payments", STRING, STRING)
+    orders.outer_join(payments, lambda o, p: f"{o or '-'}/{p or '-'}", JoinWindows.of(10_000), name="pay",
+                      value_serde=STRING).to("matched", STRING, STRING)
+    produce(bs, "orders", [("o1", "order1", 1_000), ("o2", "order2", 2_000)])
+    produce(bs, "payments", [("o1", "paid1", 5_000), ("o3", "paid3", 6_000)])
+    out = Reader(bs, "matched")
+    buffered = [Reader(bs, f"ssj-pay-{side}-buffer-changelog") for side in ("left", "right")]
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)):
+        # both topics are two partitions of one task, consumed in no fixed order: move stream
+        # time on only once all four records are in the join buffers
+        wait_until(lambda: all(len({k for k, _v, _t in b.poll()}) >= 2 for b in buffered), "records buffered")
+        produce(bs, "orders", [("o9", "clock", 60_000)])
+        wait_until(lambda: len(out.poll()) >= 3, "joined and unmatched records")
+    got = sorted((k.decode(), v.decode()) for k, v, _ in out.records if k and v)
+    assert got == [("o1", "order1/paid1"), ("o2", "order2/-"), ("o3", "-/paid3")]
+    for r in [out, *buffered]:
+        r.close()

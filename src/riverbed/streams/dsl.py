@@ -41,9 +41,10 @@ from .records import LateRecord, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
 from .sliding import SlidingAggregateNode
+from .stream_join import StreamJoinSideNode
 from .topology import ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
-from .windows import SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
+from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -127,19 +128,61 @@ class KStream(Generic[K, V]):
     def to(self, topic: str, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> None:
         self._node.children.append(SinkNode(self._b.name("sink"), topic, key_serde or self.key_serde, value_serde or self.value_serde))
 
-    def join(self, table: KTable[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
-             value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+    def join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+             value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
         """Stream-table inner join: each record with the table's current value for its key.
 
         The stream and the table's topic must be co-partitioned (same partition count, same
         key partitioning), checked when the app starts. A stream whose key changed upstream
-        goes through the repartition topic ``<app>-<name>-repartition`` first."""
+        goes through the repartition topic ``<app>-<name>-repartition`` first.
+
+        With another stream and ``windows=JoinWindows.of(...)``: a stream-stream join (see
+        :mod:`riverbed.streams.stream_join`)."""
+        if isinstance(table, KStream):
+            return self._stream_join(table, joiner, "inner", windows, name, value_serde)
         return self._join(table, joiner, False, name, value_serde)
 
-    def left_join(self, table: KTable[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
-                  value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
-        """Stream-table left join: records without a match are joined with ``None``."""
+    def left_join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+                  value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
+        """Stream-table left join: records without a match are joined with ``None``. With a
+        stream and ``windows``: a windowed stream-stream left join."""
+        if isinstance(table, KStream):
+            return self._stream_join(table, joiner, "left", windows, name, value_serde)
         return self._join(table, joiner, True, name, value_serde)
+
+    def outer_join(self, other: KStream[K, Any], joiner: Callable[[Any, Any], V2], windows: JoinWindows,
+                   name: str | None = None, value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        """Windowed stream-stream outer join: unmatched records of either side are joined with
+        ``None`` once their window has closed."""
+        return self._stream_join(other, joiner, "outer", windows, name, value_serde)
+
+    def _through_repartition(self, name: str) -> Node:
+        if not self._key_changed:
+            return self._node
+        topic = f"{self._b.app_id}-{name}-repartition"
+        self._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+        src = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+        self._b.sources.append(src)
+        return src
+
+    def _stream_join(self, other: KStream[Any, Any], joiner: Callable[[Any, Any], Any], how: str,
+                     windows: JoinWindows | None, name: str | None, value_serde: Serde[Any] | None) -> KStream[Any, Any]:
+        if windows is None:
+            raise StreamsError("a stream-stream join needs windows=JoinWindows.of(...)")
+        name = name or self._b.name("join").lower()
+        left_up = self._through_repartition(f"{name}-left")
+        right_up = other._through_repartition(f"{name}-right")
+        stores = {"left": f"{name}-left-buffer", "right": f"{name}-right-buffer"}
+        serdes = {stores["left"]: (self.key_serde, self.value_serde), stores["right"]: (other.key_serde, other.value_serde)}
+        for st in stores.values():
+            self._b.add_store(StoreSpec(st, BYTES, BYTES))
+        merged = Node(self._b.name("stream_join_merge"))
+        for side, up in (("left", left_up), ("right", right_up)):
+            mine, theirs = stores[side], stores["right" if side == "left" else "left"]
+            node = StreamJoinSideNode(self._b.name(f"stream_{how}_join_{side}"), side, mine, theirs, windows, joiner, how, serdes)
+            up.children.append(node)
+            node.children.append(merged)
+        return KStream(self._b, merged, self.key_serde, value_serde or JSON)
 
     def _join(self, table: KTable[Any, Any], joiner: Callable[[Any, Any], Any], left: bool, name: str | None,
               value_serde: Serde[Any] | None) -> KStream[Any, Any]:

@@ -125,3 +125,21 @@ class SlidingWindows:
         if gr < 0:
             raise ValueError("grace must not be negative")
         return SlidingWindows(td, gr)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinWindows:
+    """How far apart in time two records may be to join (Kafka's JoinWindows): a left record at
+    ``t`` joins right records in ``[t - before, t + after]``; a record is late once
+    ``t + after + grace < stream time`` (left side; ``before`` for the right side)."""
+
+    before_ms: int
+    after_ms: int
+    grace_ms: int = 0
+
+    @staticmethod
+    def of(time_difference: int | timedelta, grace: int | timedelta = 0) -> JoinWindows:
+        d, g = to_ms(time_difference), to_ms(grace)
+        if d < 0 or g < 0:
+            raise ValueError("the time difference and grace must not be negative")
+        return JoinWindows(d, d, g)
