@@ -4,6 +4,9 @@ Scenarios (the issue's performance section; small inputs by default):
   a  stateless: JSON filter (amount >= 50) + map to an output topic
   b  tumbling 10-second count per key with a persistent store and its changelog (every update
      emitted)
+  c  stream-table join: each record joined with a table of --keys users (riverbed only: the
+     script has no Quix Streams version of it)
+  r  restore rate: a changelog of --keys records restored into a fresh SQLite store (riverbed only)
 
 Each run is a fresh child process (``--child``) that consumes the whole input topic once and
 stops itself when it has seen the last input record; it reports records/s and CPU time per
@@ -55,6 +58,13 @@ def child_riverbed(args: argparse.Namespace) -> dict[str, Any]:
         if state["n"] == args.records:
             app.stop()
 
+    if args.scenario == "c":
+        users = app.table(f"{args.input}-users", STRING, JSON, name="users")
+        (app.stream(args.input, STRING, JSON).peek(seen)
+            .join(users, lambda v, u: {"amount": v["amount"], "tier": u["tier"]})
+            .to(args.output, STRING, JSON))
+        app.run()
+        return {"t1": time.perf_counter(), "cpu1": time.process_time(), **state}
     src = app.stream(args.input, STRING, JSON).peek(seen)
     if args.scenario == "a":
         (src.filter(lambda _k, v: v["amount"] >= 50)
@@ -118,6 +128,63 @@ def produce_input(bootstrap: str, topic: str, records: int, keys: int) -> None:
         raise SystemExit("could not produce the input")
 
 
+def produce_users(bootstrap: str, topic: str, keys: int) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i in range(keys):
+        p.produce(topic, json.dumps({"tier": i % 3}).encode(), f"user-{i}".encode(), timestamp=BASE_TS - 1)
+        if i % 10000 == 0:
+            p.poll(0)
+    if p.flush(60):
+        raise SystemExit("could not produce the users")
+
+
+def restore_rate(bootstrap: str, keys: int) -> dict[str, Any]:
+    """Write ``keys`` records to a changelog partition, then time restoring them."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from riverbed.streams import BYTES
+    from riverbed.streams.restore import restore_task
+    from riverbed.streams.stores import SqliteEngine
+    from riverbed.streams.task import Task
+    from riverbed.streams.topology import StoreSpec, SubTopology
+
+    app_id = f"bench-restore-{uuid.uuid4().hex[:6]}"
+    topic = f"{app_id}-s-changelog"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    for i in range(keys):
+        while True:
+            try:
+                p.produce(topic, b"%016d" % i, b"key-%d" % i)
+                break
+            except BufferError:
+                p.poll(0.1)
+    if p.flush(120):
+        raise SystemExit("could not produce the changelog")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    try:
+        sub = SubTopology(0, stores=[StoreSpec("s", BYTES, BYTES)])
+        task = Task(sub, 0, None, lambda spec, tid: SqliteEngine(tmp / "s.sqlite"), lambda n: f"{app_id}-{n}-changelog")  # type: ignore[arg-type]
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        n = restore_task(task, lambda name: f"{app_id}-{name}-changelog", {"bootstrap.servers": bootstrap, "group.id": app_id},
+                         batch_size=5000)["s"]
+        secs, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        task.close()
+        return {"engine": "riverbed", "scenario": "r", "records": n, "seconds": round(secs, 3),
+                "records_per_s": round(n / secs), "cpu_us_per_record": round(cpu / max(n, 1) * 1e6, 1)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_child(python: str, engine: str, scenario: str, bootstrap: str, topic: str, records: int) -> dict[str, Any]:
     state_dir = tempfile.mkdtemp(prefix=f"bench-{engine}-")
     try:
@@ -173,9 +240,16 @@ def main() -> None:
                 print("quixstreams not importable and no --quix-python: riverbed only", file=sys.stderr)
         print(f"# {args.records} records, {args.keys} keys, load average {os.getloadavg()}", flush=True)
         for scenario in args.scenarios:
+            if scenario == "r":
+                print(json.dumps(restore_rate(args.bootstrap, args.keys)), flush=True)
+                continue
             topic = f"bench-{scenario}-{uuid.uuid4().hex[:6]}"
+            if scenario == "c":
+                produce_users(args.bootstrap, f"{topic}-users", args.keys)
             produce_input(args.bootstrap, topic, args.records, args.keys)
             for engine, python in engines:
+                if scenario == "c" and engine == "quix":
+                    continue
                 print(json.dumps(run_child(python, engine, scenario, args.bootstrap, topic, args.records)), flush=True)
     finally:
         if broker is not None:
