@@ -50,6 +50,7 @@ class _Collector:
         self.changelog_offsets: dict[tuple[str, int], int] = {}
         self.changelogs: set[str] = set()
         self.error: str | None = None
+        self.sent = 0  # records handed to the producer (to skip commits with nothing to commit)
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
@@ -64,6 +65,7 @@ class _Collector:
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
              headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
+        self.sent += 1
         kw: dict[str, Any] = {"on_delivery": self._delivered}
         if partition is not None:
             kw["partition"] = partition
@@ -122,6 +124,8 @@ class Runtime:
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
         self.tasks: dict[tuple[int, int], Task] = {}
         self._positions: dict[tuple[str, int], int] = {}
+        self._consumed = 0
+        self._committed_at = (-1, -1)
         self.running = threading.Event()
         self.restored: dict[str, int] = {}  # store/task -> records restored
         # store/task -> (changelog offsets restored, offsets to restore), updated during restores
@@ -201,6 +205,7 @@ class Runtime:
                 with self._lock:
                     task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
                 self._positions[(topic, part)] = m.offset() + 1
+                self._consumed += 1
             self.producer.poll(0)
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
@@ -211,7 +216,8 @@ class Runtime:
                     t.punctuate(wall)
                 last_punct = now
             if now - last_commit >= self.commit_interval:
-                self.commit()
+                if self._consumed != self._committed_at[0] or self.collector.sent != self._committed_at[1]:
+                    self.commit()  # (nothing consumed or produced since the last one: nothing to do)
                 last_commit = time.monotonic()
 
     # -- interactive queries ------------------------------------------------------------------
@@ -252,6 +258,8 @@ class Runtime:
         """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets
         (at-least-once); or commit one transaction, then the stores (exactly-once)."""
         keys = list(self.tasks) if tasks is None else tasks
+        if tasks is None:  # everything up to here is in this commit
+            self._committed_at = (self._consumed, self.collector.sent)
         offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
                    if (self.topology.sub_for_topic[t].id, p) in keys]
         if self.eos:
