@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
-from riverbed.streams import StreamsApp
-
 from .client_commands import CommandError
+
+# riverbed.streams and confluent-kafka are imported when the command runs, not when the parser
+# is built (every `riverbed ...` invocation builds it, `serve` included)
 
 
 def add_streams_parser(sub: Any, client: Any) -> None:
@@ -28,7 +27,9 @@ def add_streams_parser(sub: Any, client: Any) -> None:
     client(d)
 
 
-def load_app(spec: str) -> StreamsApp:
+def load_app(spec: str) -> Any:
+    from riverbed.streams import StreamsApp
+
     target, _, attr = spec.partition(":")
     attr = attr or "app"
     try:
@@ -54,6 +55,8 @@ def load_app(spec: str) -> StreamsApp:
 
 
 def streams_command(args: argparse.Namespace) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
     app = load_app(args.app)
     topo = app.topology()
     if args.format == "dot":
