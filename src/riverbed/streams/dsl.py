@@ -31,6 +31,7 @@ from .nodes import (
     SinkNode,
     SourceNode,
     StreamTableJoinNode,
+    TableFilterNode,
     TableSourceNode,
     TableTableJoinNode,
     TimestampExtractor,
@@ -402,6 +403,29 @@ class KTable(Generic[K, V]):
 
     def to_stream(self) -> KStream[K, V]:
         return KStream(self._b, self._node, self.key_serde, self.value_serde)
+
+    def _derive(self, node: Node, value_serde: Serde[Any], name: str | None) -> KTable[Any, Any]:
+        if self._windowed is not None:
+            raise StreamsError("filter / map_values on windowed tables are not supported yet")
+        self._node.children.append(node)
+        if name is None:
+            return KTable(self._b, node, self.key_serde, value_serde, None)
+        self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        mat = TableSourceNode(self._b.name("table_materialize"), name)
+        node.children.append(mat)
+        return KTable(self._b, mat, self.key_serde, value_serde, name)
+
+    def filter(self, pred: Callable[[K, V], bool], name: str | None = None) -> KTable[K, V]:
+        """A table of the rows that satisfy ``pred``; a row that does not becomes ``None`` (a
+        deletion downstream), as Kafka's KTable#filter forwards. ``name`` materializes the result
+        in a store of that name (so it can be joined or queried)."""
+        return self._derive(TableFilterNode(self._b.name("table_filter"), pred), self.value_serde, name)
+
+    def map_values(self, fn: Callable[[V], V2], value_serde: Serde[Any] | None = None,
+                   name: str | None = None) -> KTable[K, V2]:
+        """A table of ``fn(value)`` per row (deletions stay deletions)."""
+        node = MapValuesNode(self._b.name("table_map_values"), lambda v: None if v is None else fn(v))
+        return self._derive(node, value_serde or JSON, name)
 
     def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner") -> KTable[K, Any]:
         """Table-table join on the key: ``joiner(this_value, other_value)`` whenever either table

@@ -204,6 +204,20 @@ class TableSourceNode(Node):
         self.forward(task, rec)
 
 
+class TableFilterNode(Node):
+    """KTable#filter: rows that fail the predicate are forwarded as deletions (``None``)."""
+
+    kind = "table_filter"
+
+    def __init__(self, name: str, pred: Callable[[Any, Any], bool]) -> None:
+        super().__init__(name)
+        self.pred = pred
+
+    def process(self, task: Task, rec: Record) -> None:
+        keep = rec.value is not None and bool(self.pred(rec.key, rec.value))
+        self.forward(task, rec if keep else rec.with_kv(rec.key, None))
+
+
 class StreamTableJoinNode(Node):
     """Each stream record looks up the table's current value for its key (Kafka's KStream-KTable
     join): inner joins drop records without a match, left joins pass ``None``. Table updates
