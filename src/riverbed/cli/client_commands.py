@@ -86,6 +86,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .txn_commands import txn_command
 
         return txn_command(args)
+    if args.command == "streams":
+        from .streams_commands import streams_command
+
+        return streams_command(args)
     raise CommandError(f"unknown command {args.command}")
 
 

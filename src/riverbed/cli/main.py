@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
 
+    from .streams_commands import add_streams_parser
+
+    add_streams_parser(sub, client)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")

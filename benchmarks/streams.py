@@ -1,0 +1,260 @@
+"""riverbed.streams against Quix Streams on the same broker and input, one process each.
+
+Scenarios (the issue's performance section; small inputs by default):
+  a  stateless: JSON filter (amount >= 50) + map to an output topic
+  b  tumbling 10-second count per key with a persistent store and its changelog (every update
+     emitted)
+  c  stream-table join: each record joined with a table of --keys users (riverbed only: the
+     script has no Quix Streams version of it)
+  r  restore rate: a changelog of --keys records restored into a fresh SQLite store (riverbed only)
+
+Each run is a fresh child process (``--child``) that consumes the whole input topic once and
+stops itself when it has seen the last input record; it reports records/s and CPU time per
+record (process CPU, all threads, from the first record to the end of its final commit).
+Quix Streams (PyPI ``quixstreams``) pins an older confluent-kafka, so it usually lives in its
+own virtualenv with riverbed installed too: pass that interpreter as ``--quix-python``.
+
+Usage:
+  python benchmarks/streams.py [--bootstrap HOST:PORT] [--records 20000] [--keys 1000]
+                               [--quix-python /path/to/venv/bin/python] [--scenarios ab]
+
+Without --bootstrap it starts its own ``riverbed serve`` on a free port. Figures mean little on
+a loaded machine; the script prints the load average with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BASE_TS = 1_700_000_000_000
+
+
+def _measure_start(state: dict[str, Any]) -> None:
+    if "t0" not in state:
+        state["t0"] = time.perf_counter()
+        state["cpu0"] = time.process_time()
+
+
+def child_riverbed(args: argparse.Namespace) -> dict[str, Any]:
+    from riverbed.streams import JSON, STRING, StreamsApp, TimeWindows
+
+    state: dict[str, Any] = {"n": 0}
+    app = StreamsApp(f"bench-rb-{uuid.uuid4().hex[:6]}", args.bootstrap, state_dir=args.state_dir,
+                     commit_interval_ms=1000)
+
+    def seen(_k: Any, _v: Any) -> None:
+        _measure_start(state)
+        state["n"] += 1
+        if state["n"] == args.records:
+            app.stop()
+
+    if args.scenario == "c":
+        users = app.table(f"{args.input}-users", STRING, JSON, name="users")
+        (app.stream(args.input, STRING, JSON).peek(seen)
+            .join(users, lambda v, u: {"amount": v["amount"], "tier": u["tier"]})
+            .to(args.output, STRING, JSON))
+        app.run()
+        return {"t1": time.perf_counter(), "cpu1": time.process_time(), **state}
+    src = app.stream(args.input, STRING, JSON).peek(seen)
+    if args.scenario == "a":
+        (src.filter(lambda _k, v: v["amount"] >= 50)
+            .map_values(lambda v: {"user": v["user"], "double": v["amount"] * 2})
+            .to(args.output, STRING, JSON))
+    else:
+        (src.group_by_key().windowed_by(TimeWindows.of(10_000)).count(name="counts")
+            .to_stream().map(lambda wk, n: (wk.key, {"start": wk.window.start, "count": n}))
+            .to(args.output, STRING, JSON))
+    app.run()
+    return {"t1": time.perf_counter(), "cpu1": time.process_time(), **state}
+
+
+def child_quix(args: argparse.Namespace) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from quixstreams import Application
+
+    state: dict[str, Any] = {"n": 0}
+    app = Application(broker_address=args.bootstrap, consumer_group=f"bench-qx-{uuid.uuid4().hex[:6]}",
+                      auto_offset_reset="earliest", state_dir=args.state_dir, commit_interval=1.0, loglevel="WARNING")
+
+    def seen(_v: Any) -> None:
+        _measure_start(state)
+        state["n"] += 1
+        if state["n"] == args.records:
+            app.stop()
+
+    sdf = app.dataframe(app.topic(args.input, value_deserializer="json", key_deserializer="str"))
+    sdf = sdf.update(seen)
+    out = app.topic(args.output, value_serializer="json", key_serializer="str")
+    if args.scenario == "a":
+        sdf = sdf.filter(lambda v: v["amount"] >= 50).apply(lambda v: {"user": v["user"], "double": v["amount"] * 2})
+    else:
+        sdf = sdf.tumbling_window(timedelta(seconds=10)).count().current()
+    sdf.to_topic(out)
+    app.run()
+    return {"t1": time.perf_counter(), "cpu1": time.process_time(), **state}
+
+
+def produce_input(bootstrap: str, topic: str, records: int, keys: int) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    for i in range(records):
+        user = f"user-{i % keys}"
+        value = json.dumps({"user": user, "amount": i % 100}).encode()
+        while True:
+            try:
+                p.produce(topic, value, user.encode(), timestamp=BASE_TS + i * 10)
+                break
+            except BufferError:
+                p.poll(0.1)
+        if i % 10000 == 0:
+            p.poll(0)
+    if p.flush(60):
+        raise SystemExit("could not produce the input")
+
+
+def produce_users(bootstrap: str, topic: str, keys: int) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i in range(keys):
+        p.produce(topic, json.dumps({"tier": i % 3}).encode(), f"user-{i}".encode(), timestamp=BASE_TS - 1)
+        if i % 10000 == 0:
+            p.poll(0)
+    if p.flush(60):
+        raise SystemExit("could not produce the users")
+
+
+def restore_rate(bootstrap: str, keys: int) -> dict[str, Any]:
+    """Write ``keys`` records to a changelog partition, then time restoring them."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from riverbed.streams import BYTES
+    from riverbed.streams.restore import restore_task
+    from riverbed.streams.stores import SqliteEngine
+    from riverbed.streams.task import Task
+    from riverbed.streams.topology import StoreSpec, SubTopology
+
+    app_id = f"bench-restore-{uuid.uuid4().hex[:6]}"
+    topic = f"{app_id}-s-changelog"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]).values():
+        fut.result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
+    for i in range(keys):
+        while True:
+            try:
+                p.produce(topic, b"%016d" % i, b"key-%d" % i)
+                break
+            except BufferError:
+                p.poll(0.1)
+    if p.flush(120):
+        raise SystemExit("could not produce the changelog")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    try:
+        sub = SubTopology(0, stores=[StoreSpec("s", BYTES, BYTES)])
+        task = Task(sub, 0, None, lambda spec, tid: SqliteEngine(tmp / "s.sqlite"), lambda n: f"{app_id}-{n}-changelog")  # type: ignore[arg-type]
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        n = restore_task(task, lambda name: f"{app_id}-{name}-changelog", {"bootstrap.servers": bootstrap, "group.id": app_id},
+                         batch_size=5000)["s"]
+        secs, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        task.close()
+        return {"engine": "riverbed", "scenario": "r", "records": n, "seconds": round(secs, 3),
+                "records_per_s": round(n / secs), "cpu_us_per_record": round(cpu / max(n, 1) * 1e6, 1)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_child(python: str, engine: str, scenario: str, bootstrap: str, topic: str, records: int) -> dict[str, Any]:
+    state_dir = tempfile.mkdtemp(prefix=f"bench-{engine}-")
+    try:
+        cmd = [python, __file__, "--child", engine, "--scenario", scenario, "--bootstrap", bootstrap,
+               "--input", topic, "--output", f"{topic}-{engine}-out", "--records", str(records), "--state-dir", state_dir]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+        if r.returncode != 0:
+            raise SystemExit(f"{engine} {scenario} failed:\n{r.stderr[-3000:]}")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        secs = res["t1"] - res["t0"]
+        return {"engine": engine, "scenario": scenario, "records": res["n"], "seconds": round(secs, 3),
+                "records_per_s": round(res["n"] / secs), "cpu_us_per_record": round((res["cpu1"] - res["cpu0"]) / res["n"] * 1e6, 1)}
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--records", type=int, default=20_000)
+    ap.add_argument("--keys", type=int, default=1_000)
+    ap.add_argument("--scenarios", default="ab")
+    ap.add_argument("--quix-python", help="an interpreter with quixstreams (and riverbed) installed")
+    ap.add_argument("--child", choices=["riverbed", "quix"], help=argparse.SUPPRESS)
+    ap.add_argument("--scenario", default="a", help=argparse.SUPPRESS)
+    ap.add_argument("--input", help=argparse.SUPPRESS)
+    ap.add_argument("--output", help=argparse.SUPPRESS)
+    ap.add_argument("--state-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        res = child_riverbed(args) if args.child == "riverbed" else child_quix(args)
+        print(json.dumps(res))
+        return
+
+    broker = None
+    if not args.bootstrap:
+        from riverbed.testing import BrokerProcess
+
+        data = Path(tempfile.mkdtemp(prefix="bench-streams-")) / "data"
+        data.mkdir()
+        broker = BrokerProcess(data, extra=["--set", "group.initial.rebalance.delay.ms=0"]).start()
+        args.bootstrap = broker.bootstrap
+    try:
+        engines = [("riverbed", sys.executable)]
+        if args.quix_python:
+            engines.append(("quix", args.quix_python))
+        else:
+            try:
+                import quixstreams  # noqa: F401
+
+                engines.append(("quix", sys.executable))
+            except ImportError:
+                print("quixstreams not importable and no --quix-python: riverbed only", file=sys.stderr)
+        print(f"# {args.records} records, {args.keys} keys, load average {os.getloadavg()}", flush=True)
+        for scenario in args.scenarios:
+            if scenario == "r":
+                print(json.dumps(restore_rate(args.bootstrap, args.keys)), flush=True)
+                continue
+            topic = f"bench-{scenario}-{uuid.uuid4().hex[:6]}"
+            if scenario == "c":
+                produce_users(args.bootstrap, f"{topic}-users", args.keys)
+            produce_input(args.bootstrap, topic, args.records, args.keys)
+            for engine, python in engines:
+                if scenario == "c" and engine == "quix":
+                    continue
+                print(json.dumps(run_child(python, engine, scenario, args.bootstrap, topic, args.records)), flush=True)
+    finally:
+        if broker is not None:
+            broker.terminate()
+
+
+if __name__ == "__main__":
+    main()

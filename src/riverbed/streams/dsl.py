@@ -1,0 +1,518 @@
+"""The DSL: ``StreamsApp`` builds a topology from streams and tables.
+
+```python
+app = StreamsApp("word-count", "127.0.0.1:9092")
+(app.stream("lines", STRING, STRING)
+    .flat_map_values(str.split)
+    .group_by(lambda _k, word: word, key_serde=STRING, name="words")
+    .count(name="counts")
+    .to_stream()
+    .to("word-counts", STRING, LONG))
+app.run()
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, Generic, TypeVar, overload
+
+from .nodes import (
+    AggregateNode,
+    BranchNode,
+    FilterNode,
+    FlatMapNode,
+    MapNode,
+    MapValuesNode,
+    Node,
+    PeekNode,
+    SinkNode,
+    SourceNode,
+    StreamTableJoinNode,
+    TableFilterNode,
+    TableSourceNode,
+    TableTableJoinNode,
+    TimestampExtractor,
+    check_emit,
+)
+from .processor import ProcessNode, Processor
+from .records import LateRecord, StreamsError
+from .serdes import BYTES, JSON, LONG, Serde
+from .sessions import SessionAggregateNode
+from .sliding import SlidingAggregateNode
+from .stream_join import StreamJoinSideNode
+from .topology import ErrorPolicy, StoreSpec, Topology
+from .windowed import WindowAggregateNode
+from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
+
+K = TypeVar("K")
+V = TypeVar("V")
+K2 = TypeVar("K2")
+V2 = TypeVar("V2")
+A = TypeVar("A")
+
+
+class _Builder:
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.sources: list[SourceNode] = []
+        self.stores: dict[str, StoreSpec] = {}
+        self._n = itertools.count()
+
+    def name(self, kind: str) -> str:
+        return f"{kind.upper()}-{next(self._n):010d}"
+
+    def add_store(self, spec: StoreSpec) -> None:
+        if spec.name in self.stores:
+            raise StreamsError(f"store name {spec.name!r} is used twice")
+        self.stores[spec.name] = spec
+
+
+class KStream(Generic[K, V]):
+    """A record stream: each record is an independent event."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any],
+                 key_changed: bool = False) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._key_changed = key_changed
+
+    def _then(self, node: Node, key_changed: bool | None = None, key_serde: Serde[Any] | None = None,
+              value_serde: Serde[Any] | None = None) -> KStream[Any, Any]:
+        self._node.children.append(node)
+        return KStream(self._b, node, key_serde or self.key_serde, value_serde or self.value_serde,
+                       self._key_changed if key_changed is None else key_changed)
+
+    def filter(self, pred: Callable[[K, V], bool]) -> KStream[K, V]:
+        return self._then(FilterNode(self._b.name("filter"), pred))
+
+    def filter_not(self, pred: Callable[[K, V], bool]) -> KStream[K, V]:
+        return self._then(FilterNode(self._b.name("filter"), pred, negate=True))
+
+    def map(self, fn: Callable[[K, V], tuple[K2, V2]], key_serde: Serde[Any] | None = None,
+            value_serde: Serde[Any] | None = None) -> KStream[K2, V2]:
+        return self._then(MapNode(self._b.name("map"), fn), True, key_serde, value_serde)
+
+    def select_key(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None) -> KStream[K2, V]:
+        return self._then(MapNode(self._b.name("select_key"), lambda k, v: (fn(k, v), v)), True, key_serde)
+
+    def map_values(self, fn: Callable[[V], V2], value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        return self._then(MapValuesNode(self._b.name("map_values"), fn), value_serde=value_serde)
+
+    def flat_map(self, fn: Callable[[K, V], Iterable[tuple[K2, V2]]], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None) -> KStream[K2, V2]:
+        return self._then(FlatMapNode(self._b.name("flat_map"), fn), True, key_serde, value_serde)
+
+    def flat_map_values(self, fn: Callable[[V], Iterable[V2]], value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        node = FlatMapNode(self._b.name("flat_map_values"), lambda k, v: ((k, x) for x in fn(v)))
+        return self._then(node, value_serde=value_serde)
+
+    def peek(self, fn: Callable[[K, V], None]) -> KStream[K, V]:
+        return self._then(PeekNode(self._b.name("peek"), fn))
+
+    def branch(self, *preds: Callable[[K, V], bool]) -> list[KStream[K, V]]:
+        """One stream per predicate; a record goes to the first that matches, or nowhere."""
+        node = BranchNode(self._b.name("branch"), list(preds))
+        self._node.children.append(node)
+        return [KStream(self._b, br, self.key_serde, self.value_serde, self._key_changed) for br in node.branches]
+
+    def merge(self, other: KStream[K, V]) -> KStream[K, V]:
+        node = Node(self._b.name("merge"))
+        self._node.children.append(node)
+        other._node.children.append(node)
+        return KStream(self._b, node, self.key_serde, self.value_serde, self._key_changed or other._key_changed)
+
+    def to(self, topic: str, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> None:
+        self._node.children.append(SinkNode(self._b.name("sink"), topic, key_serde or self.key_serde, value_serde or self.value_serde))
+
+    def join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+             value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
+        """Stream-table inner join: each record with the table's current value for its key.
+
+        The stream and the table's topic must be co-partitioned (same partition count, same
+        key partitioning), checked when the app starts. A stream whose key changed upstream
+        goes through the repartition topic ``<app>-<name>-repartition`` first.
+
+        With another stream and ``windows=JoinWindows.of(...)``: a stream-stream join (see
+        :mod:`riverbed.streams.stream_join`)."""
+        if isinstance(table, KStream):
+            return self._stream_join(table, joiner, "inner", windows, name, value_serde)
+        return self._join(table, joiner, False, name, value_serde)
+
+    def left_join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
+                  value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
+        """Stream-table left join: records without a match are joined with ``None``. With a
+        stream and ``windows``: a windowed stream-stream left join."""
+        if isinstance(table, KStream):
+            return self._stream_join(table, joiner, "left", windows, name, value_serde)
+        return self._join(table, joiner, True, name, value_serde)
+
+    def outer_join(self, other: KStream[K, Any], joiner: Callable[[Any, Any], V2], windows: JoinWindows,
+                   name: str | None = None, value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
+        """Windowed stream-stream outer join: unmatched records of either side are joined with
+        ``None`` once their window has closed."""
+        return self._stream_join(other, joiner, "outer", windows, name, value_serde)
+
+    def _through_repartition(self, name: str) -> Node:
+        if not self._key_changed:
+            return self._node
+        topic = f"{self._b.app_id}-{name}-repartition"
+        self._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+        src = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+        self._b.sources.append(src)
+        return src
+
+    def _stream_join(self, other: KStream[Any, Any], joiner: Callable[[Any, Any], Any], how: str,
+                     windows: JoinWindows | None, name: str | None, value_serde: Serde[Any] | None) -> KStream[Any, Any]:
+        if windows is None:
+            raise StreamsError("a stream-stream join needs windows=JoinWindows.of(...)")
+        name = name or self._b.name("join").lower()
+        left_up = self._through_repartition(f"{name}-left")
+        right_up = other._through_repartition(f"{name}-right")
+        stores = {"left": f"{name}-left-buffer", "right": f"{name}-right-buffer"}
+        serdes = {stores["left"]: (self.key_serde, self.value_serde), stores["right"]: (other.key_serde, other.value_serde)}
+        for st in stores.values():
+            self._b.add_store(StoreSpec(st, BYTES, BYTES))
+        merged = Node(self._b.name("stream_join_merge"))
+        for side, up in (("left", left_up), ("right", right_up)):
+            mine, theirs = stores[side], stores["right" if side == "left" else "left"]
+            node = StreamJoinSideNode(self._b.name(f"stream_{how}_join_{side}"), side, mine, theirs, windows, joiner, how, serdes)
+            up.children.append(node)
+            node.children.append(merged)
+        return KStream(self._b, merged, self.key_serde, value_serde or JSON)
+
+    def _join(self, table: KTable[Any, Any], joiner: Callable[[Any, Any], Any], left: bool, name: str | None,
+              value_serde: Serde[Any] | None) -> KStream[Any, Any]:
+        if table._windowed is not None:
+            raise StreamsError("joining a stream with a windowed table is not supported")
+        if table.store_name is None:
+            raise StreamsError("the table is not materialized (a join result); join with a table backed by a store")
+        name = name or self._b.name("join").lower()
+        up: Node = self._node
+        if self._key_changed:
+            topic = f"{self._b.app_id}-{name}-repartition"
+            self._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+            up = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+            self._b.sources.append(up)
+        node = StreamTableJoinNode(self._b.name("left_join" if left else "join"), table.store_name, joiner, left)
+        up.children.append(node)
+        return KStream(self._b, node, self.key_serde, value_serde or JSON)
+
+    def process(self, factory: Callable[[], Processor], stores: list[str] | None = None,
+                key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KStream[Any, Any]:
+        """Run a :class:`~riverbed.streams.processor.Processor` (one instance per task) with access
+        to the named stores (``app.add_state_store``) and punctuation; what it forwards is the
+        returned stream. Its key may change, so a following ``group_by_key`` repartitions."""
+        names = list(stores or [])
+        for n in names:
+            if n not in self._b.stores:
+                raise StreamsError(f"store {n!r} is not defined (app.add_state_store)")
+        return self._then(ProcessNode(self._b.name("processor"), factory, names), True, key_serde, value_serde)
+
+    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
+        """Group by the current key; repartitions only if an upstream operation changed the key."""
+        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed)
+
+    def group_by(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None) -> KGroupedStream[K2, V]:
+        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``."""
+        rekeyed = self.select_key(fn, key_serde)
+        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True)
+
+
+class KGroupedStream(Generic[K, V]):
+    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool) -> None:
+        self._s = stream
+        self._b = stream._b
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._repartition = repartition
+
+    def _upstream(self, name: str) -> Node:
+        """The node the aggregation hangs on: through a repartition topic if the key changed."""
+        if not self._repartition:
+            return self._s._node
+        topic = f"{self._b.app_id}-{name}-repartition"
+        self._s._node.children.append(SinkNode(self._b.name("repartition_sink"), topic, self.key_serde, self.value_serde, internal=True))
+        src = SourceNode(self._b.name("repartition_source"), topic, self.key_serde, self.value_serde, None, "fail", internal=True)
+        self._b.sources.append(src)
+        return src
+
+    def _name(self, name: str | None, kind: str) -> str:
+        return name or self._b.name(kind + "-store").lower()
+
+    def count(self, name: str | None = None) -> KTable[K, int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._name(None, "count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[K, V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self.value_serde,
+                              name or self._name(None, "reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[K, A]:
+        name = self._name(name, "aggregate")
+        up = self._upstream(name)
+        self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        node = AggregateNode(self._b.name("aggregate"), name, init, agg)
+        up.children.append(node)
+        return KTable(self._b, node, self.key_serde, value_serde, name)
+
+    @overload
+    def windowed_by(self, windows: TimeWindows, emit: str = ..., close_after_idle: int | timedelta | None = ...,
+                    retention: int | timedelta | None = ...) -> TimeWindowedKStream[K, V]: ...
+
+    @overload
+    def windowed_by(self, windows: SessionWindows, emit: str = ..., close_after_idle: int | timedelta | None = ...,
+                    retention: int | timedelta | None = ...) -> SessionWindowedKStream[K, V]: ...
+
+    @overload
+    def windowed_by(self, windows: SlidingWindows, emit: str = ..., close_after_idle: None = ...,
+                    retention: None = ...) -> SlidingWindowedKStream[K, V]: ...
+
+    def windowed_by(self, windows: TimeWindows | SessionWindows | SlidingWindows, emit: str = "on_update",
+                    close_after_idle: int | timedelta | None = None,
+                    retention: int | timedelta | None = None) -> Any:
+        """Window the grouped stream (time windows or sessions).
+
+        ``emit``: ``"on_update"`` (every change) or ``"on_window_close"`` (final results only).
+        ``close_after_idle``: when no record arrives for this long (wall clock), stream time
+        advances with the wall clock, so windows close without a later record.
+        ``retention``: how long windows stay in the store (at least size + grace, the default).
+        """
+        if isinstance(windows, SlidingWindows):
+            if close_after_idle is not None or retention is not None:
+                raise StreamsError("close_after_idle and retention are not offered for sliding windows yet")
+            return SlidingWindowedKStream(self, windows, check_emit(emit))
+        if isinstance(windows, SessionWindows):
+            return SessionWindowedKStream(self, windows, check_emit(emit), 0 if retention is None else to_ms(retention),
+                                          None if close_after_idle is None else to_ms(close_after_idle))
+        return TimeWindowedKStream(self, windows, check_emit(emit),
+                                   None if close_after_idle is None else to_ms(close_after_idle),
+                                   0 if retention is None else to_ms(retention))
+
+
+class TimeWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: TimeWindows, emit: str,
+                 close_after_idle_ms: int | None, retention_ms: int) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+        self.close_after_idle_ms = close_after_idle_ms
+        self.retention_ms = retention_ms
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._g._name(None, "windowed-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self._g.value_serde,
+                              name or self._g._name(None, "windowed-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[Windowed[K], A]:
+        g = self._g
+        name = g._name(name, "windowed-aggregate")
+        up = g._upstream(name)
+        retention = self.retention_ms or 0
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, self.windows.size_ms,
+                                 max(retention, self.windows.size_ms + self.windows.grace_ms)))
+        node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
+                                   retention, self.close_after_idle_ms)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
+class SlidingWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: SlidingWindows, emit: str) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, LONG, name or self._g._name(None, "sliding-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+        return self.aggregate(lambda: first, lambda _k, v, a: v if a is first else fn(a, v), self._g.value_serde,
+                              name or self._g._name(None, "sliding-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], value_serde: Serde[Any] = JSON,
+                  name: str | None = None) -> KTable[Windowed[K], A]:
+        g = self._g
+        name = g._name(name, "sliding-aggregate")
+        up = g._upstream(name)
+        w = self.windows
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, w.time_difference_ms, 2 * w.time_difference_ms + w.grace_ms + 1))
+        node = SlidingAggregateNode(g._b.name("sliding_aggregate"), name, w, init, agg, self.emit, g.value_serde)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
+class SessionWindowedKStream(Generic[K, V]):
+    def __init__(self, g: KGroupedStream[K, V], windows: SessionWindows, emit: str, retention_ms: int,
+                 close_after_idle_ms: int | None = None) -> None:
+        self._g = g
+        self.windows = windows
+        self.emit = emit
+        self.retention_ms = retention_ms
+        self.close_after_idle_ms = close_after_idle_ms
+
+    def count(self, name: str | None = None) -> KTable[Windowed[K], int]:
+        return self.aggregate(lambda: 0, lambda _k, _v, a: a + 1, lambda _k, a, b: a + b, LONG,
+                              name or self._g._name(None, "session-count"))
+
+    def reduce(self, fn: Callable[[V, V], V], name: str | None = None) -> KTable[Windowed[K], V]:
+        first: Any = object()  # never stored: the first value replaces it
+
+        def step(a: Any, b: Any) -> Any:
+            return b if a is first else fn(a, b)
+
+        return self.aggregate(lambda: first, lambda _k, v, a: step(a, v), lambda _k, a, b: step(a, b),
+                              self._g.value_serde, name or self._g._name(None, "session-reduce"))
+
+    def aggregate(self, init: Callable[[], A], agg: Callable[[K, V, A], A], merger: Callable[[K, A, A], A],
+                  value_serde: Serde[Any] = JSON, name: str | None = None) -> KTable[Windowed[K], A]:
+        """``merger(key, a, b)`` combines two sessions' aggregates when a record bridges them."""
+        g = self._g
+        name = g._name(name, "session-aggregate")
+        up = g._upstream(name)
+        w = self.windows
+        g._b.add_store(StoreSpec(name, g.key_serde, value_serde, None, max(self.retention_ms, w.gap_ms + w.grace_ms), session=True))
+        node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit,
+                                    self.retention_ms, self.close_after_idle_ms)
+        up.children.append(node)
+        return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
+
+
+class KTable(Generic[K, V]):
+    """A changelog stream: the latest value per key. ``to_stream()`` gives its updates."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any], store: str | None,
+                 windowed: WindowAggregateNode | SessionAggregateNode | SlidingAggregateNode | None = None) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store_name = store
+        self._windowed = windowed
+
+    def to_stream(self) -> KStream[K, V]:
+        return KStream(self._b, self._node, self.key_serde, self.value_serde)
+
+    def _derive(self, node: Node, value_serde: Serde[Any], name: str | None) -> KTable[Any, Any]:
+        if self._windowed is not None:
+            raise StreamsError("filter / map_values on windowed tables are not supported yet")
+        self._node.children.append(node)
+        if name is None:
+            return KTable(self._b, node, self.key_serde, value_serde, None)
+        self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        mat = TableSourceNode(self._b.name("table_materialize"), name)
+        node.children.append(mat)
+        return KTable(self._b, mat, self.key_serde, value_serde, name)
+
+    def filter(self, pred: Callable[[K, V], bool], name: str | None = None) -> KTable[K, V]:
+        """A table of the rows that satisfy ``pred``; a row that does not becomes ``None`` (a
+        deletion downstream), as Kafka's KTable#filter forwards. ``name`` materializes the result
+        in a store of that name (so it can be joined or queried)."""
+        return self._derive(TableFilterNode(self._b.name("table_filter"), pred), self.value_serde, name)
+
+    def map_values(self, fn: Callable[[V], V2], value_serde: Serde[Any] | None = None,
+                   name: str | None = None) -> KTable[K, V2]:
+        """A table of ``fn(value)`` per row (deletions stay deletions)."""
+        node = MapValuesNode(self._b.name("table_map_values"), lambda v: None if v is None else fn(v))
+        return self._derive(node, value_serde or JSON, name)
+
+    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner") -> KTable[K, Any]:
+        """Table-table join on the key: ``joiner(this_value, other_value)`` whenever either table
+        changes. ``how``: ``"inner"``, ``"left"`` or ``"outer"`` (missing sides are ``None``); a
+        deletion that removes the result emits ``None``. Both tables must be co-partitioned; the
+        result is not materialized (``to_stream()`` it; it cannot be joined again yet)."""
+        if how not in ("inner", "left", "outer"):
+            raise StreamsError(f"how must be 'inner', 'left' or 'outer', not {how!r}")
+        for t in (self, other):
+            if t._windowed is not None or t.store_name is None:
+                raise StreamsError("table-table joins need two materialized, non-windowed tables")
+        assert self.store_name is not None and other.store_name is not None
+        merged = Node(self._b.name("table_join_merge"))
+        for side, table, other_store in (("left", self, other.store_name), ("right", other, self.store_name)):
+            node = TableTableJoinNode(self._b.name(f"table_{how}_join_{side}"), side, other_store, joiner, how)
+            table._node.children.append(node)
+            node.children.append(merged)
+        return KTable(self._b, merged, self.key_serde, JSON, None)
+
+    def left_join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any]) -> KTable[K, Any]:
+        return self.join(other, joiner, "left")
+
+    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any]) -> KTable[K, Any]:
+        return self.join(other, joiner, "outer")
+
+    def late_records(self) -> KStream[Any, LateRecord]:
+        """The side output of a windowed aggregation: records that arrived after their window
+        closed, as :class:`LateRecord` values (the record and the windows it missed)."""
+        if self._windowed is None:
+            raise StreamsError("late_records() is only for windowed aggregations")
+        return KStream(self._b, self._windowed.late, self.key_serde, JSON)
+
+
+class StreamsApp:
+    """A stream-processing application: its topology and how to run it.
+
+    ``application_id`` names the consumer group, the internal topics and the state directory.
+    """
+
+    def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
+                 dead_letter_topic: str | None = None, **config: Any) -> None:
+        """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
+        ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
+        error in ``__streams.errors.*`` headers) when a function of the topology raises.
+        ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
+        self.application_id = application_id
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic)
+        self.bootstrap = bootstrap
+        self.config = config
+        self._b = _Builder(application_id)
+        self._runtime: Any = None
+
+    def stream(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
+               timestamp_extractor: TimestampExtractor | None = None, on_error: str = "fail") -> KStream[Any, Any]:
+        """Records of ``topic``. ``timestamp_extractor(record, partition_time) -> ms`` overrides the
+        record timestamp; ``on_error`` is ``"fail"`` (raise), ``"skip"`` (log and count) or
+        ``"dead_letter"`` (also send to the app's dead-letter topic) for records that do not
+        deserialize."""
+        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, timestamp_extractor, on_error)
+        self._b.sources.append(src)
+        return KStream(self._b, src, key_serde, value_serde)
+
+    def table(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
+              name: str | None = None) -> KTable[Any, Any]:
+        """``topic`` as a table (latest value per key, ``None`` deletes), materialized in a store."""
+        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, None, "fail")
+        self._b.sources.append(src)
+        store = name or f"{topic}-table"
+        self._b.add_store(StoreSpec(store, key_serde, value_serde))
+        node = TableSourceNode(self._b.name("table"), store)
+        src.children.append(node)
+        return KTable(self._b, node, key_serde, value_serde, store)
+
+    def add_state_store(self, name: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES) -> None:
+        """A key-value store (with its changelog ``<app>-<name>-changelog``) for processors."""
+        self._b.add_store(StoreSpec(name, key_serde, value_serde))
+
+    def topology(self) -> Topology:
+        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors)
+
+    def run(self, **kwargs: Any) -> None:
+        """Process until :meth:`stop` is called (from a signal handler or another thread)."""
+        from .runtime import Runtime
+
+        self._runtime = Runtime(self.topology(), self.bootstrap, **{**self.config, **kwargs})
+        self._runtime.run()
+
+    def stop(self) -> None:
+        if self._runtime is not None:
+            self._runtime.stop()

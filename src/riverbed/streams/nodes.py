@@ -1,0 +1,289 @@
+"""Processor nodes: the vertices of a topology. Nodes hold no per-partition state; that
+lives in the :class:`~riverbed.streams.task.Task` they run in (stores, stream time)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .records import Record, StreamsError
+from .serdes import Serde
+
+if TYPE_CHECKING:
+    from .task import Task
+
+log = logging.getLogger("riverbed.streams")
+
+TimestampExtractor = Callable[[Record, int], int]
+
+
+class Node:
+    kind = "node"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[Node] = []
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.forward(task, rec)
+
+    def forward(self, task: Task, rec: Record) -> None:
+        for c in self.children:
+            c.process(task, rec)
+
+    def punctuate(self, task: Task) -> None:
+        """Called on wall-clock ticks (stateful nodes override)."""
+
+    def successors(self) -> list[Node]:
+        return self.children
+
+    def stores(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class SourceNode(Node):
+    kind = "source"
+
+    def __init__(self, name: str, topic: str, key_serde: Serde[Any], value_serde: Serde[Any],
+                 extractor: TimestampExtractor | None, on_error: str, internal: bool = False) -> None:
+        super().__init__(name)
+        self.topic = topic
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.extractor = extractor
+        self.on_error = on_error
+        self.internal = internal
+
+    def describe(self) -> str:
+        return f"source {self.name} <- {self.topic}"
+
+
+class SinkNode(Node):
+    kind = "sink"
+
+    def __init__(self, name: str, topic: str, key_serde: Serde[Any], value_serde: Serde[Any], internal: bool = False) -> None:
+        super().__init__(name)
+        self.topic = topic
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.internal = internal
+
+    def process(self, task: Task, rec: Record) -> None:
+        k = self.key_serde.serialize(rec.key)
+        v = self.value_serde.serialize(rec.value)
+        task.send(self.topic, k, v, rec.timestamp, rec.headers)
+
+    def describe(self) -> str:
+        return f"sink {self.name} -> {self.topic}"
+
+
+class FilterNode(Node):
+    kind = "filter"
+
+    def __init__(self, name: str, pred: Callable[[Any, Any], bool], negate: bool = False) -> None:
+        super().__init__(name)
+        self.pred = pred
+        self.negate = negate
+
+    def process(self, task: Task, rec: Record) -> None:
+        if bool(self.pred(rec.key, rec.value)) != self.negate:
+            self.forward(task, rec)
+
+
+class MapNode(Node):
+    kind = "map"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], tuple[Any, Any]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        k, v = self.fn(rec.key, rec.value)
+        self.forward(task, rec.with_kv(k, v))
+
+
+class MapValuesNode(Node):
+    kind = "map_values"
+
+    def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.forward(task, rec.with_kv(rec.key, self.fn(rec.value)))
+
+
+class FlatMapNode(Node):
+    kind = "flat_map"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], Iterable[tuple[Any, Any]]]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        for k, v in self.fn(rec.key, rec.value):
+            self.forward(task, rec.with_kv(k, v))
+
+
+class PeekNode(Node):
+    kind = "peek"
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], None]) -> None:
+        super().__init__(name)
+        self.fn = fn
+
+    def process(self, task: Task, rec: Record) -> None:
+        self.fn(rec.key, rec.value)
+        self.forward(task, rec)
+
+
+class BranchNode(Node):
+    """Each record goes to the first branch whose predicate holds (Kafka's split/branch)."""
+
+    kind = "branch"
+
+    def __init__(self, name: str, preds: list[Callable[[Any, Any], bool]]) -> None:
+        super().__init__(name)
+        self.preds = preds
+        self.branches: list[Node] = [Node(f"{name}-{i}") for i in range(len(preds))]
+        self.children = list(self.branches)
+
+    def process(self, task: Task, rec: Record) -> None:
+        for pred, branch in zip(self.preds, self.branches, strict=True):
+            if pred(rec.key, rec.value):
+                branch.forward(task, rec)
+                return
+
+
+class AggregateNode(Node):
+    """count / reduce / aggregate per key into a key-value store; forwards each new value."""
+
+    kind = "aggregate"
+
+    def __init__(self, name: str, store: str, init: Callable[[], Any], agg: Callable[[Any, Any, Any], Any]) -> None:
+        super().__init__(name)
+        self.store = store
+        self.init = init
+        self.agg = agg
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None or rec.value is None:
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            return
+        st = task.kv_store(self.store)
+        old = st.get(rec.key)
+        new = self.agg(rec.key, rec.value, self.init() if old is None else old)
+        st.put(rec.key, new)
+        self.forward(task, rec.with_kv(rec.key, new))
+
+
+class TableSourceNode(Node):
+    """Materializes a topic as a table: the latest value per key; None deletes."""
+
+    kind = "table"
+
+    def __init__(self, name: str, store: str) -> None:
+        super().__init__(name)
+        self.store = store
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None:
+            task.skip(rec, f"{self.name}: a table record needs a key")
+            return
+        task.kv_store(self.store).put(rec.key, rec.value)
+        self.forward(task, rec)
+
+
+class TableFilterNode(Node):
+    """KTable#filter: rows that fail the predicate are forwarded as deletions (``None``)."""
+
+    kind = "table_filter"
+
+    def __init__(self, name: str, pred: Callable[[Any, Any], bool]) -> None:
+        super().__init__(name)
+        self.pred = pred
+
+    def process(self, task: Task, rec: Record) -> None:
+        keep = rec.value is not None and bool(self.pred(rec.key, rec.value))
+        self.forward(task, rec if keep else rec.with_kv(rec.key, None))
+
+
+class StreamTableJoinNode(Node):
+    """Each stream record looks up the table's current value for its key (Kafka's KStream-KTable
+    join): inner joins drop records without a match, left joins pass ``None``. Table updates
+    produce no output."""
+
+    kind = "stream_table_join"
+
+    def __init__(self, name: str, store: str, joiner: Callable[[Any, Any], Any], left: bool) -> None:
+        super().__init__(name)
+        self.store = store
+        self.joiner = joiner
+        self.left = left
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None or rec.value is None:
+            if self.left and rec.key is None and rec.value is not None:  # KIP-962: joined with no match
+                self.forward(task, rec.with_kv(None, self.joiner(rec.value, None)))
+                return
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined")
+            return
+        other = task.kv_store(self.store).get(rec.key)
+        if other is None and not self.left:
+            return
+        self.forward(task, rec.with_kv(rec.key, self.joiner(rec.value, other)))
+
+
+class TableTableJoinNode(Node):
+    """One side of a table-table join (Kafka's KTable-KTable join, not foreign-key): an update of
+    this side's table for a key is joined with the other table's current value for it.
+
+    ``how``: ``inner`` emits when both sides have a value; ``left`` when the left side has one
+    (the right may be ``None``); ``outer`` when either has. A deletion that removes the result
+    emits ``None`` (a tombstone) for the key, as Kafka's joins forward a null new value."""
+
+    kind = "table_join"
+
+    def __init__(self, name: str, side: str, other_store: str, joiner: Callable[[Any, Any], Any], how: str) -> None:
+        super().__init__(name)
+        self.side = side
+        self.other_store = other_store
+        self.joiner = joiner
+        self.how = how
+
+    def stores(self) -> list[str]:
+        return [self.other_store]
+
+    def process(self, task: Task, rec: Record) -> None:
+        other = task.kv_store(self.other_store).get(rec.key)
+        left, right = (rec.value, other) if self.side == "left" else (other, rec.value)
+        if self.how == "inner":
+            if other is None:
+                return
+            out = None if rec.value is None else self.joiner(left, right)
+        elif self.how == "left":
+            if self.side == "right" and left is None:
+                return
+            out = None if left is None else self.joiner(left, right)
+        else:
+            out = None if left is None and right is None else self.joiner(left, right)
+        self.forward(task, rec.with_kv(rec.key, out))
+
+
+def check_emit(emit: str) -> str:
+    if emit not in ("on_update", "on_window_close"):
+        raise StreamsError(f"emit must be 'on_update' or 'on_window_close', not {emit!r}")
+    return emit

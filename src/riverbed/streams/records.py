@@ -1,0 +1,33 @@
+"""The record that flows between processors, and small shared types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StreamsError(Exception):
+    """A topology or runtime error with a message meant for the application's developer."""
+
+
+@dataclass(slots=True)
+class Record:
+    key: Any
+    value: Any
+    timestamp: int
+    headers: list[tuple[str, bytes]] | None = None
+    topic: str | None = None
+    partition: int = -1
+    offset: int = -1
+
+    def with_kv(self, key: Any, value: Any) -> Record:
+        return Record(key, value, self.timestamp, self.headers, self.topic, self.partition, self.offset)
+
+
+@dataclass(slots=True)
+class LateRecord:
+    """A record that arrived after (some of) its windows had closed: the side output's value."""
+
+    record: Record
+    missed_windows: list[Any] = field(default_factory=list)
+    stream_time: int = 0

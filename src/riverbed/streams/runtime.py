@@ -1,0 +1,338 @@
+"""The runtime: runs a topology against a Kafka cluster through confluent-kafka.
+
+One consumer in the group ``application.id`` (range assignment, so partition *p* of every
+source topic of a sub-topology lands on the same instance), one task per (sub-topology,
+partition), one producer for outputs, repartition records and changelog writes.
+
+At-least-once: records are consumed in batches and processed; every ``commit_interval_ms`` the
+producer is flushed (every output and changelog write acknowledged), then each store commits
+with the changelog offset it reached, then the input offsets are committed. A crash replays at
+most the records since the last commit.
+
+Exactly-once (``processing_guarantee="exactly_once"``, Kafka's exactly_once_v2): one
+transactional producer per instance; each commit sends the input offsets to the transaction
+(with the consumer's group metadata, so a fenced member cannot commit) and commits it, so
+outputs, repartition records, changelog writes and offsets become visible together; then the
+stores commit locally. Consumers and restores read committed data only. A crash aborts the open
+transaction (at ``transaction.timeout.ms``) and the store files roll back to their last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from . import internal_topics
+from .query import NotLocalError, QueryServer, partition_for
+from .records import StreamsError
+from .restore import restore_task
+from .statedir import StateDirLock
+from .stores import Engine, MemoryEngine, SqliteEngine
+from .task import Task
+from .topology import StoreSpec, Topology
+
+log = logging.getLogger("riverbed.streams")
+
+
+class _Collector:
+    """Sends through the producer with callbacks; remembers changelog offsets and errors."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.changelog_offsets: dict[tuple[str, int], int] = {}
+        self.changelogs: set[str] = set()
+        self.error: str | None = None
+        self.sent = 0  # records handed to the producer (to skip commits with nothing to commit)
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            if self.error is None:
+                self.error = f"{msg.topic()}: {err}"
+            return
+        if msg.topic() in self.changelogs:
+            key = (msg.topic(), msg.partition())
+            off = msg.offset()
+            if off > self.changelog_offsets.get(key, -1):
+                self.changelog_offsets[key] = off
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+             headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
+        self.sent += 1
+        kw: dict[str, Any] = {"on_delivery": self._delivered}
+        if partition is not None:
+            kw["partition"] = partition
+        if timestamp >= 0:
+            kw["timestamp"] = timestamp
+        if headers:
+            kw["headers"] = headers
+        while True:
+            try:
+                self.producer.produce(topic, value, key, **kw)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # queue full: let deliveries drain
+
+
+class Runtime:
+    def __init__(self, topology: Topology, bootstrap: str, *, state_dir: str | Path | None = None,
+                 in_memory_stores: bool = False, commit_interval_ms: int | None = None,
+                 punctuate_interval_ms: int = 1000, batch_size: int = 500,
+                 consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
+                 replication_factor: int = -1, processing_guarantee: str = "at_least_once",
+                 application_server: str | None = None) -> None:
+        if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
+            raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
+        self.eos = processing_guarantee != "at_least_once"
+        self.topology = topology
+        self.app_id = topology.app_id
+        self.bootstrap = bootstrap
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "riverbed-streams"
+        self.in_memory = in_memory_stores
+        if commit_interval_ms is None:  # Kafka Streams' defaults
+            commit_interval_ms = 100 if self.eos else 30_000
+        self.commit_interval = commit_interval_ms / 1000
+        self.punctuate_interval = punctuate_interval_ms / 1000
+        self.batch_size = batch_size
+        self.replication_factor = replication_factor
+        self.application_server = application_server
+        self._partitions: dict[str, int] = {}
+        common = {"bootstrap.servers": bootstrap}
+        self._consumer_cfg = {
+            **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range", **(consumer_config or {}),
+        }
+        if application_server:  # how other instances find this one (interactive queries)
+            self._consumer_cfg["client.id"] = f"{self.app_id}@{application_server}"
+        self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
+        self._restore_cfg: dict[str, Any] = {**common, "group.id": f"{self.app_id}-restore"}
+        if self.eos:
+            self._consumer_cfg["isolation.level"] = "read_committed"
+            self._restore_cfg["isolation.level"] = "read_committed"
+            # Kafka Streams' EOS defaults: a 10 s transaction timeout, one id per process
+            self._producer_cfg.update({"transactional.id": f"{self.app_id}-{uuid.uuid4()}",
+                                       "transaction.timeout.ms": 10_000})
+        self._producer_cfg.update(producer_config or {})
+        self._stop = threading.Event()
+        self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
+        self.tasks: dict[tuple[int, int], Task] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+        self._consumed = 0
+        self._committed_at = (-1, -1)
+        self.running = threading.Event()
+        self.restored: dict[str, int] = {}  # store/task -> records restored
+        # store/task -> (changelog offsets restored, offsets to restore), updated during restores
+        self.restore_progress: dict[str, tuple[int, int]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        lock = None if self.in_memory else StateDirLock(self.state_dir / self.app_id).acquire()
+        try:
+            self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self._admin = admin
+        self._partitions = internal_topics.ensure(self.topology, admin, self.replication_factor)
+        server = None
+        if self.application_server:
+            host, _, port = self.application_server.rpartition(":")
+            server = QueryServer(self, host or "127.0.0.1", int(port)).start()
+        try:
+            self._run_clients()
+        finally:
+            if server is not None:
+                server.stop()
+
+    def _run_clients(self) -> None:
+        self.producer = Producer(self._producer_cfg)
+        self.collector = _Collector(self.producer)
+        self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
+        if self.eos:
+            self.producer.init_transactions(30)
+            self.producer.begin_transaction()
+        self.consumer = Consumer(self._consumer_cfg)
+        topics = [t for sub in self.topology.subtopologies for t in sub.sources]
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            self._loop()
+            self.commit()
+        except BaseException:
+            if self.eos:
+                try:
+                    self.producer.abort_transaction(5)
+                except KafkaException as e:
+                    log.warning("could not abort the open transaction: %s", e)
+            raise
+        finally:
+            self._close_tasks(list(self.tasks))
+            self.consumer.close()
+            self.producer.flush(10)
+
+    def _loop(self) -> None:
+        last_commit = last_punct = time.monotonic()
+        while not self._stop.is_set():
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
+            self.running.set()
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if err.fatal():
+                        raise StreamsError(f"consumer failed: {err}")
+                    log.warning("consumer error: %s", err)
+                    continue
+                topic, part = m.topic(), m.partition()
+                sub = self.topology.sub_for_topic[topic]
+                task = self.tasks.get((sub.id, part))
+                if task is None:  # revoked between fetch and now
+                    continue
+                _ts_type, ts = m.timestamp()
+                with self._lock:
+                    task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
+                self._positions[(topic, part)] = m.offset() + 1
+                self._consumed += 1
+            self.producer.poll(0)
+            if self.collector.error is not None:
+                raise StreamsError(f"producing failed: {self.collector.error}")
+            now = time.monotonic()
+            if now - last_punct >= self.punctuate_interval:
+                wall = int(time.time() * 1000)
+                for t in self.tasks.values():
+                    t.punctuate(wall)
+                last_punct = now
+            if now - last_commit >= self.commit_interval:
+                if self._consumed != self._committed_at[0] or self.collector.sent != self._committed_at[1]:
+                    self.commit()  # (nothing consumed or produced since the last one: nothing to do)
+                last_commit = time.monotonic()
+
+    # -- interactive queries ------------------------------------------------------------------
+    def query(self, store: str, key: Any) -> Any:
+        """The current value of ``key`` in key-value store ``store`` (None: no value), if this
+        instance owns the key's partition; else :class:`NotLocalError` naming the owner."""
+        spec = self.topology.store_specs.get(store)
+        if spec is None or spec.window_size_ms is not None or spec.session:
+            raise StreamsError(f"{store!r} is not a key-value store of this application")
+        sub = next(s for s in self.topology.subtopologies if any(x.name == store for x in s.stores))
+        n = max(self._partitions.get(t, 0) for t in sub.sources)
+        if n <= 0:
+            raise StreamsError("the application has not started")
+        raw = spec.key_serde.serialize(key)
+        if raw is None:
+            raise StreamsError("a key is needed")
+        p = partition_for(raw, n)
+        with self._lock:
+            task = self.tasks.get((sub.id, p))
+            if task is not None:
+                return task.kv_store(store).get(key)
+        raise NotLocalError(store, p, self._owner_of(sub.sources, p))
+
+    def _owner_of(self, topics: Any, partition: int) -> str | None:
+        try:
+            desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(10)
+        except Exception as e:
+            log.warning("cannot describe group %s: %s", self.app_id, e)
+            return None
+        for m in desc.members:
+            for tp in m.assignment.topic_partitions:
+                if tp.topic in topics and tp.partition == partition and "@" in (m.client_id or ""):
+                    return str(m.client_id).split("@", 1)[1]
+        return None
+
+    # -- commit ----------------------------------------------------------------------------
+    def commit(self, tasks: list[tuple[int, int]] | None = None) -> None:
+        """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets
+        (at-least-once); or commit one transaction, then the stores (exactly-once)."""
+        keys = list(self.tasks) if tasks is None else tasks
+        if tasks is None:  # everything up to here is in this commit
+            self._committed_at = (self._consumed, self.collector.sent)
+        offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
+                   if (self.topology.sub_for_topic[t].id, p) in keys]
+        if self.eos:
+            self._commit_transaction(offsets)
+        else:
+            while self.producer.flush(1.0) > 0:
+                pass
+            if self.collector.error is not None:
+                raise StreamsError(f"producing failed: {self.collector.error}")
+        for key in keys:
+            task = self.tasks[key]
+            cps = {}
+            for name in task.engines:
+                off = self.collector.changelog_offsets.get((self.topology.changelog_topic(name), task.partition))
+                if off is not None:
+                    cps[name] = off + 1
+            with self._lock:
+                task.commit_stores(cps)
+        if offsets and not self.eos:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as e:
+                raise StreamsError(f"offset commit failed: {e}") from e
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        except KafkaException as e:
+            # abortable or fatal alike: stop; a restart resumes from the last committed
+            # transaction (the store files roll back with it)
+            raise StreamsError(f"transaction commit failed: {e}") from e
+        if self.collector.error is not None:
+            raise StreamsError(f"producing failed: {self.collector.error}")
+        self.producer.begin_transaction()
+
+    # -- rebalance ---------------------------------------------------------------------------
+    def _engine(self, spec: StoreSpec, task_id: str) -> Engine:
+        if self.in_memory:
+            return MemoryEngine()
+        return SqliteEngine(self.state_dir / self.app_id / task_id / f"{spec.name}.sqlite")
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("assigned %s", [(p.topic, p.partition) for p in parts])
+        for tp in parts:
+            sub = self.topology.sub_for_topic[tp.topic]
+            key = (sub.id, tp.partition)
+            if key not in self.tasks:
+                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
+                            errors=self.topology.errors)
+                task.wall_ms = int(time.time() * 1000)
+                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
+                                             progress=self._progress).items():
+                    self.restored[f"{store}/{task.task_id}"] = n
+                task.start()
+                self.tasks[key] = task
+
+    def _progress(self, store: str, task_id: str, done: int, total: int) -> None:
+        self.restore_progress[f"{store}/{task_id}"] = (done, total)
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("revoked %s", [(p.topic, p.partition) for p in parts])
+        keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
+        if keys:
+            self.commit(None if self.eos else keys)  # one transaction covers every task
+            self._close_tasks(keys)
+        for tp in parts:
+            self._positions.pop((tp.topic, tp.partition), None)
+
+    def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
+        with self._lock:
+            for key in keys:
+                task = self.tasks.pop(key, None)
+                if task is not None:
+                    task.close()

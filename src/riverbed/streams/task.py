@@ -1,0 +1,170 @@
+"""A task: one partition of one sub-topology, with its stores and stream time.
+
+The task is where a raw Kafka record enters the topology (deserialize, extract the timestamp,
+advance stream time, walk the nodes) and where outputs and changelog writes leave it, through a
+:class:`Collector` (the Kafka producer in the runtime, lists in the test driver).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .nodes import Node, SourceNode
+from .processor import ProcessNode, Schedule, fire
+from .records import Record, StreamsError
+from .sessions import SessionStore
+from .stores import Engine, KeyValueStore, WindowStore
+from .topology import ErrorPolicy, StoreSpec, SubTopology
+
+log = logging.getLogger("riverbed.streams")
+
+
+class Collector(Protocol):
+    def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+             headers: list[tuple[str, bytes]] | None, partition: int | None) -> None: ...
+
+
+class Task:
+    def __init__(self, sub: SubTopology, partition: int, collector: Collector,
+                 engine_for: Callable[[StoreSpec, str], Engine], changelog_topic: Callable[[str], str],
+                 logging_enabled: bool = True, errors: ErrorPolicy | None = None) -> None:
+        self.sub = sub
+        self.errors = errors or ErrorPolicy()
+        self.partition = partition
+        self.task_id = f"{sub.id}_{partition}"
+        self.collector = collector
+        self.stream_time = -1
+        self.wall_ms = 0
+        self.metrics: dict[str, int] = {}
+        self._node_state: dict[int, dict[str, Any]] = {}
+        self._changelog_topic = changelog_topic
+        self._current_ts = 0
+        self.engines: dict[str, Engine] = {}
+        self._kv: dict[str, KeyValueStore] = {}
+        self._win: dict[str, WindowStore] = {}
+        self._ses: dict[str, SessionStore] = {}
+        for spec in sub.stores:
+            engine = engine_for(spec, self.task_id)
+            self.engines[spec.name] = engine
+            logfn = self._logger(spec.name) if logging_enabled else None
+            if spec.session:
+                self._ses[spec.name] = SessionStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
+            elif spec.window_size_ms is None:
+                self._kv[spec.name] = KeyValueStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
+            else:
+                self._win[spec.name] = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn)
+        self.schedules: list[Schedule] = []
+        self._processors = [n for n in sub.nodes if isinstance(n, ProcessNode)]
+
+    def start(self) -> Task:
+        """Initialize the user processors (after the stores are restored)."""
+        for n in self._processors:
+            n.init_task(self)
+        return self
+
+    # -- used by nodes ------------------------------------------------------------------------
+    def _logger(self, store: str) -> Callable[[bytes, bytes | None], None]:
+        topic = self._changelog_topic(store)
+
+        def logfn(key: bytes, value: bytes | None) -> None:
+            self.collector.send(topic, key, value, self._current_ts, None, self.partition)
+
+        return logfn
+
+    def kv_store(self, name: str) -> KeyValueStore:
+        return self._kv[name]
+
+    def window_store(self, name: str) -> WindowStore:
+        return self._win[name]
+
+    def session_store(self, name: str) -> SessionStore:
+        return self._ses[name]
+
+    def store(self, name: str) -> Any:
+        """The store's typed view: KeyValueStore, WindowStore or SessionStore."""
+        for d in (self._kv, self._win, self._ses):
+            if name in d:
+                return d[name]
+        raise KeyError(name)
+
+    def node_state(self, node: Node) -> dict[str, Any]:
+        return self._node_state.setdefault(id(node), {})
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
+             headers: list[tuple[str, bytes]] | None) -> None:
+        self.collector.send(topic, key, value, ts, headers, None)
+
+    def skip(self, rec: Record, why: str) -> None:
+        self.metrics["skipped_records"] = self.metrics.get("skipped_records", 0) + 1
+        log.warning("task %s: skipped record %s-%d@%d: %s", self.task_id, rec.topic, rec.partition, rec.offset, why)
+
+    # -- entry points ---------------------------------------------------------------------------
+    def process(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+                headers: list[tuple[str, bytes]] | None = None, offset: int = -1) -> None:
+        src: SourceNode = self.sub.sources[topic]
+        try:
+            k = src.key_serde.deserialize(key)
+            v = src.value_serde.deserialize(value)
+        except Exception as e:
+            self._failed("deserialization", src.on_error, e, topic, key, value, timestamp, headers, offset)
+            return
+        rec = Record(k, v, timestamp, headers, topic, self.partition, offset)
+        try:
+            if src.extractor is not None:
+                rec.timestamp = int(src.extractor(rec, self.stream_time))
+            if rec.timestamp < 0:
+                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}")
+                return
+            if rec.timestamp > self.stream_time:
+                self.stream_time = rec.timestamp
+            self._current_ts = rec.timestamp
+            src.forward(self, rec)
+            if self.schedules:
+                fire(self.schedules, "stream_time", self.stream_time)
+        except Exception as e:
+            self._failed("processing", self.errors.on_processing_error, e, topic, key, value, timestamp, headers, offset)
+
+    def _failed(self, stage: str, policy: str, e: Exception, topic: str, key: bytes | None, value: bytes | None,
+                timestamp: int, headers: list[tuple[str, bytes]] | None, offset: int) -> None:
+        """Apply an error policy: fail (raise), skip (log, count) or dead_letter (log, count, and
+        send the input record's bytes with Kafka Streams' ``__streams.errors.*`` headers)."""
+        where = f"{topic}-{self.partition}@{offset}"
+        if policy == "fail":
+            raise StreamsError(f"{stage} of {where} failed: {e!r}") from e
+        self.metrics[f"{stage}_errors"] = self.metrics.get(f"{stage}_errors", 0) + 1
+        if policy == "dead_letter":
+            dlq = self.errors.dead_letter_topic
+            assert dlq is not None  # checked when the topology is built
+            err_headers = [
+                ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
+                ("__streams.errors.message", str(e).encode()),
+                ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
+                ("__streams.errors.topic", topic.encode()),
+                ("__streams.errors.partition", str(self.partition).encode()),
+                ("__streams.errors.offset", str(offset).encode()),
+            ]
+            self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+            log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
+        else:
+            log.warning("task %s: %s of %s failed, skipped: %r", self.task_id, stage, where, e)
+
+    def punctuate(self, wall_ms: int) -> None:
+        self.wall_ms = wall_ms
+        self._current_ts = max(self.stream_time, 0)
+        for node in self.sub.stateful:
+            node.punctuate(self)
+        if self.schedules:
+            fire(self.schedules, "wall_clock", wall_ms)
+
+    def commit_stores(self, checkpoints: dict[str, int]) -> None:
+        for name, engine in self.engines.items():
+            engine.commit(checkpoints.get(name))
+
+    def close(self) -> None:
+        for n in self._processors:
+            n.close_task(self)
+        for engine in self.engines.values():
+            engine.close()

@@ -1,0 +1,141 @@
+"""Windowed aggregation with Kafka Streams' time semantics.
+
+Per task (input partition), the aggregation keeps its *observed stream time*: the largest
+record timestamp it has seen, or, when ``close_after_idle`` is set and no record arrived for
+that long in wall-clock time, the last one plus the wall-clock time since it arrived. A window
+``[start, end)`` is closed once ``end + grace <= observed``. A record updates every window it
+falls in that is still open; if it falls in a closed window it goes to the late side output
+(with the windows it missed), or, without one, is logged at WARNING and counted.
+
+Emit strategies (Kafka 3.3's ``EmitStrategy``): ``on_update`` forwards the new aggregate of each
+window on every update; ``on_window_close`` forwards each window's aggregate exactly once, when
+it closes. The observed time and the last emitted bound live in the window store, so they are
+restored from the changelog with the aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .nodes import Node, log
+from .records import LateRecord, Record
+from .windows import TimeWindows, Window, Windowed
+
+if TYPE_CHECKING:
+    from .task import Task
+
+_OBSERVED = "observed"
+_EMITTED = "emitted"  # windows starting before this bound have been emitted (on_window_close)
+
+
+class WindowAggregateNode(Node):
+    kind = "window_aggregate"
+
+    def __init__(self, name: str, store: str, windows: TimeWindows, init: Callable[[], Any],
+                 agg: Callable[[Any, Any, Any], Any], emit: str, retention_ms: int,
+                 close_after_idle_ms: int | None) -> None:
+        super().__init__(name)
+        self.store = store
+        self.windows = windows
+        self.init = init
+        self.agg = agg
+        self.emit = emit
+        self.retention_ms = max(retention_ms, windows.size_ms + windows.grace_ms)
+        self.close_after_idle_ms = close_after_idle_ms
+        self.late = Node(f"{name}-late")
+
+    def stores(self) -> list[str]:
+        return [self.store]
+
+    def successors(self) -> list[Node]:
+        return [*self.children, self.late]
+
+    def process(self, task: Task, rec: Record) -> None:
+        if rec.key is None or rec.value is None:
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            return
+        st = task.window_store(self.store)
+        ns = task.node_state(self)
+        observed = ns.get(_OBSERVED)
+        if observed is None:
+            observed = st.get_meta(_OBSERVED)
+            observed = -1 if observed is None else observed
+        if rec.timestamp > observed:
+            observed = rec.timestamp
+            st.put_meta(_OBSERVED, observed)
+        ns[_OBSERVED] = observed
+        ns["idle_base"] = (observed, task.wall_ms)
+        w = self.windows
+        close_time = observed - w.grace_ms
+        kb = st.key_bytes(rec.key)
+        missed: list[Window] = []
+        for win in w.windows_for(rec.timestamp):
+            if win.end <= close_time:
+                missed.append(win)
+                continue
+            raw = st.get_raw(kb, win.start)
+            old = self.init() if raw is None else st.value_serde.deserialize(raw)
+            new = self.agg(rec.key, rec.value, old)
+            st.put_raw(kb, win.start, st.value_serde.serialize(new))
+            if self.emit == "on_update":
+                self.forward(task, rec.with_kv(Windowed(rec.key, win), new))
+        if missed:
+            self._late(task, rec, missed, observed)
+        self._advance(task, st, observed)
+
+    def _late(self, task: Task, rec: Record, missed: list[Window], observed: int) -> None:
+        task.metrics["late_records"] = task.metrics.get("late_records", 0) + 1
+        if self.late.children:
+            self.late.forward(task, rec.with_kv(rec.key, LateRecord(rec, missed, observed)))
+        else:
+            log.warning("%s: late record (key %r, timestamp %d, stream time %d, grace %d ms) missed windows %s; "
+                        "no late side output is attached", self.name, rec.key, rec.timestamp, observed,
+                        self.windows.grace_ms, [(x.start, x.end) for x in missed])
+
+    def _advance(self, task: Task, st: Any, observed: int) -> None:
+        """Emit the windows that closed (on_window_close) and expire the old ones."""
+        w = self.windows
+        ns = task.node_state(self)
+        # closed: start + size + grace <= observed  <=>  start < observed - size - grace + 1
+        closed_below = observed - w.size_ms - w.grace_ms + 1
+        if self.emit == "on_window_close":
+            emitted = ns.get(_EMITTED)
+            if emitted is None:
+                emitted = st.get_meta(_EMITTED)
+                emitted = 0 if emitted is None else emitted
+            if closed_below > emitted:
+                for start, kb, vb in list(st.starting_between(emitted, closed_below)):
+                    key = st.key_serde.deserialize(kb)
+                    win = Window(start, start + w.size_ms)
+                    out = Record(Windowed(key, win), st.value_serde.deserialize(vb), win.end - 1)
+                    self.forward(task, out)
+                st.put_meta(_EMITTED, closed_below)
+                ns[_EMITTED] = closed_below
+        expire_below = observed - self.retention_ms + 1  # Kafka keeps starts >= observed - retention + 1
+        if expire_below > ns.get("expired", 0):
+            st.expire_before(expire_below)
+            ns["expired"] = expire_below
+
+    def punctuate(self, task: Task) -> None:
+        if self.close_after_idle_ms is None:
+            return
+        ns = task.node_state(self)
+        base = ns.get("idle_base")
+        if base is None:
+            st = task.window_store(self.store)
+            observed = st.get_meta(_OBSERVED)
+            if observed is None:
+                return  # nothing seen yet: nothing to close
+            ns["idle_base"] = base = (observed, task.wall_ms)
+        observed0, wall0 = base
+        idle = task.wall_ms - wall0
+        if idle < self.close_after_idle_ms:
+            return
+        observed = observed0 + idle
+        if observed <= ns.get(_OBSERVED, -1):
+            return
+        st = task.window_store(self.store)
+        ns[_OBSERVED] = observed
+        st.put_meta(_OBSERVED, observed)
+        self._advance(task, st, observed)
