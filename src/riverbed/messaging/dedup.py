@@ -3,8 +3,9 @@ version-id guard for per-entity ordering.
 
 Stores: ``MemoryStore`` (bounded LRU, one process), ``SQLiteStore`` (the mark can share a
 transaction with the handler's own writes: both commit or neither), ``RedisStore`` (``SET NX
-EX``, shared by every consumer of a group). A handler that raises releases its mark, so a
-retry (in place, from a retry topic or after a crash) is not mistaken for a duplicate.
+PX``, shared by every consumer of a group). ``idempotent`` marks an id only after its handler
+returned, so a handler that raised, or a process that died mid-handler, leaves no mark and the
+retry runs (at least once, never lost); a duplicate arriving after the mark is dropped.
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ log = logging.getLogger("riverbed.messaging.dedup")
 
 
 class DedupStore(Protocol):
+    def seen(self, event_id: str) -> bool:
+        """True when ``event_id`` was marked within the window."""
+        ...
+
+    def mark(self, event_id: str) -> None:
+        """Remembers ``event_id`` for the window."""
+        ...
+
     def claim(self, event_id: str) -> bool:
         """True the first time ``event_id`` is seen within the window (and marks it)."""
         ...
 
     def release(self, event_id: str) -> None:
-        """Forgets ``event_id`` (its handler failed)."""
+        """Forgets ``event_id``."""
         ...
 
 
@@ -44,14 +53,25 @@ class MemoryStore:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
+    def _expire(self, now: float) -> None:
+        while self._seen:  # drop expired ids (oldest first)
+            oldest, at = next(iter(self._seen.items()))
+            if at > now - self.window:
+                break
+            del self._seen[oldest]
+
+    def seen(self, event_id: str) -> bool:
+        with self._lock:
+            self._expire(self.clock())
+            return event_id in self._seen
+
+    def mark(self, event_id: str) -> None:
+        self.claim(event_id)
+
     def claim(self, event_id: str) -> bool:
         now = self.clock()
         with self._lock:
-            while self._seen:  # drop expired ids (oldest first)
-                oldest, at = next(iter(self._seen.items()))
-                if at > now - self.window:
-                    break
-                del self._seen[oldest]
+            self._expire(now)
             if event_id in self._seen:
                 return False
             self._seen[event_id] = now
@@ -95,6 +115,13 @@ class SQLiteStore:
         with self.transaction() as conn:
             return self._claim_in(conn, event_id)
 
+    def seen(self, event_id: str) -> bool:
+        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = ?", (event_id,)).fetchone()
+        return row is not None and row[0] >= self.clock() - self.window
+
+    def mark(self, event_id: str) -> None:
+        self.claim(event_id)
+
     def release(self, event_id: str) -> None:
         with self.transaction() as conn:
             conn.execute(f"DELETE FROM {self.table} WHERE event_id = ?", (event_id,))
@@ -127,6 +154,12 @@ class RedisStore:
 
     def claim(self, event_id: str) -> bool:
         return bool(self.client.set(self.prefix + event_id, b"1", nx=True, px=self.window_ms))
+
+    def seen(self, event_id: str) -> bool:
+        return bool(self.client.exists(self.prefix + event_id))
+
+    def mark(self, event_id: str) -> None:
+        self.client.set(self.prefix + event_id, b"1", px=self.window_ms)
 
     def release(self, event_id: str) -> None:
         self.client.delete(self.prefix + event_id)
@@ -161,14 +194,12 @@ def idempotent(handler: Callable[[Any], Any], store: DedupStore, key: Callable[[
         if eid is None:
             log.warning("%s[%s]@%s has no event id; handled without dedup", msg.topic(), msg.partition(), msg.offset())
             return handler(msg)
-        if not store.claim(eid):
+        if store.seen(eid):
             log.info("dropped duplicate event %s (%s[%s]@%s)", eid, msg.topic(), msg.partition(), msg.offset())
             return None
-        try:
-            return handler(msg)
-        except BaseException:
-            store.release(eid)
-            raise
+        result = handler(msg)
+        store.mark(eid)
+        return result
 
     return run
 

@@ -117,3 +117,25 @@ def test_version_guard(caplog: pytest.LogCaptureFixture) -> None:
         guarded(Msg(b"2"))  # stale
     assert handled == [2, 3]
     assert "stale" in caplog.text
+
+
+def test_idempotent_marks_only_after_the_handler_returned() -> None:
+    from riverbed.messaging.dedup import idempotent
+
+    store = MemoryStore()
+    calls: list[str] = []
+
+    def handler(msg: Any) -> None:
+        calls.append("call")
+        if len(calls) == 1:
+            raise ConnectionError("smtp busy")
+
+    run = idempotent(handler, store)
+    msg = Msg(b"{}", [("ce_id", b"e-1")])
+    with pytest.raises(ConnectionError):
+        run(msg)
+    assert not store.seen("e-1")  # a failed handler leaves no mark
+    run(msg)
+    run(msg)  # the duplicate
+    assert calls == ["call", "call"]
+    assert store.seen("e-1")
