@@ -19,3 +19,16 @@ def test_order_events_schema_registry() -> None:
     assert sum(line.startswith("consumed {'orderId': 'A10") for line in lines) == 3
     assert any(line.startswith("v2 (adds amount with a default) accepted: id 2") for line in lines)
     assert any(line.startswith("v3 (adds quantity without a default) refused: HTTP 409") for line in lines)
+
+
+def test_dead_letters_email_service() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "examples/dead-letters/run.py")], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert sorted(line for line in lines if line.startswith("sent email for ")) == [f"sent email for A{n}" for n in (100, 101, 102, 103, 104, 106, 107)]
+    assert "emails sent: 7 (the duplicate of A102 was dropped)" in lines
+    dead = sorted(line.split("@", 1)[1] for line in lines if line.startswith("dead letter: "))
+    assert dead == [
+        "5 after 4 attempts: __main__.MailServerRefused: 550 mailbox unavailable: bounce@example.com",
+        "9 after 1 attempts: riverbed.messaging.events.InvalidEvent: required attribute 'id' is missing or empty",
+    ]

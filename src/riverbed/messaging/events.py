@@ -173,6 +173,9 @@ def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None,
             raise InvalidEvent(f"header {name!r} is not UTF-8") from exc
     if key is not None and "partitionkey" not in attrs:
         attrs["partitionkey"] = key.decode("utf-8", "replace")
+    for name in _REQUIRED:
+        if not attrs.get(name):
+            raise InvalidEvent(f"required attribute {name!r} is missing or empty")
     data: Any = value
     if value is not None and decode_json and is_json_content_type(attrs.get("datacontenttype")):
         try:
