@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +206,33 @@ def test_blocking_retries_keep_partition_order(riverbed_broker: EmbeddedBroker) 
     assert seen == ["order-0", "order-1", "order-1", "order-1", "order-2", "order-2", "order-2", "order-3"]
     [dead] = read_topic(bootstrap, f"{topic}.DLQ", 1)
     assert dead.value() == b"order-2" and header(dead.headers(), H_ATTEMPTS) == "3"
+
+
+def test_kill_9_between_the_dlq_write_and_the_commit(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The acceptance run: 1% poison records, the consumer process SIGKILLed after the broker
+    acknowledged a dead letter and before it committed the offset; a new process of the group
+    finishes. Every good record handled once, every poison record in the DLQ with its metadata."""
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"orders-{uuid.uuid4().hex[:6]}"
+    policy = RetryPolicy(attempts_in_place=2, retry_delays=())
+    create_topics(AdminClient({"bootstrap.servers": bootstrap}), [topic], policy)
+    n, poison = 500, {49, 150, 151, 300, 499}
+    _fill(bootstrap, topic, n, poison)
+    group, out = f"g-{topic}", tmp_path / "handled.txt"
+    worker = str(Path(__file__).parent / "procs" / "dlq_worker.py")
+
+    first = subprocess.run([sys.executable, worker, bootstrap, topic, group, str(out), "2"], capture_output=True, text=True, timeout=240)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert _committed(bootstrap, group, topic) == 150  # poison-150 is in the DLQ, its offset not committed
+    second = subprocess.run([sys.executable, worker, bootstrap, topic, group, str(out), "-1"], capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr[-2000:]
+
+    handled = out.read_text().splitlines()
+    assert sorted(handled) == sorted(f"order-{i}" for i in range(n) if i not in poison)  # each once
+    dead = read_topic(bootstrap, f"{topic}.DLQ", len(poison) + 1)
+    assert sorted(m.value().decode() for m in dead) == sorted([f"poison-{i}" for i in poison] + ["poison-150"])  # 150 twice
+    for m in dead:
+        i = int(m.value().decode().split("-")[1])
+        assert (header(m.headers(), H_TOPIC), header(m.headers(), H_OFFSET), header(m.headers(), H_ATTEMPTS)) == (topic, str(i), "2")
+        assert header(m.headers(), H_EXC_CLASS) == "__main__.Poison"
+    assert _committed(bootstrap, group, topic) == n
