@@ -79,6 +79,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .txn_commands import txn_command
 
         return txn_command(args)
+    if args.command == "dlq":
+        from .dlq_commands import dlq_command
+
+        return dlq_command(args)
     raise CommandError(f"unknown command {args.command}")
 
 
