@@ -236,3 +236,30 @@ def test_kill_9_between_the_dlq_write_and_the_commit(riverbed_broker: EmbeddedBr
         assert (header(m.headers(), H_TOPIC), header(m.headers(), H_OFFSET), header(m.headers(), H_ATTEMPTS)) == (topic, str(i), "2")
         assert header(m.headers(), H_EXC_CLASS) == "__main__.Poison"
     assert _committed(bootstrap, group, topic) == n
+
+
+def test_batched_commits_still_commit_at_once_after_a_dead_letter(riverbed_broker: EmbeddedBroker) -> None:
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"orders-{uuid.uuid4().hex[:6]}"
+    policy = RetryPolicy(attempts_in_place=1, retry_delays=())
+    create_topics(AdminClient({"bootstrap.servers": bootstrap}), [topic], policy)
+    _fill(bootstrap, topic, 30, {12})
+    group = f"g-{topic}"
+    seen: list[int] = []
+
+    def handle(msg: Any) -> None:
+        seen.append(msg.offset())
+        if msg.value().startswith(b"poison"):
+            raise Poison("bad")
+
+    c = consumer(bootstrap, group)
+    dlc = DeadLetterConsumer(c, producer(bootstrap), handle, policy, group=group, commit_every=10)
+    dlc.subscribe([topic])
+    try:
+        wait_until(lambda: len(seen) == 30, "30 records", step=lambda: dlc.poll(0.2))
+        # 0-9 by count, 10-12 when 12 went to the DLQ, 13-22 by count; 23-29 pending
+        wait_until(lambda: _committed(bootstrap, group, topic) == 23, "the batched commits")
+        dlc.commit()
+        wait_until(lambda: _committed(bootstrap, group, topic) == 30, "the explicit commit")
+    finally:
+        c.close()

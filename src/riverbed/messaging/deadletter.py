@@ -133,19 +133,43 @@ class DeadLetterConsumer:
     handler: Handler
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     group: str = ""
+    commit_every: int = 1
+    """Commit after this many handled records (1: after each). The offset after a record sent to
+    a retry topic or the DLQ is committed at once, whatever this says. Above 1, a crash
+    re-delivers up to this many handled records: pair it with ``dedup.idempotent``."""
     clock: Callable[[], float] = time.time
+    _uncommitted: dict[tuple[str, int], int] = field(default_factory=dict)
+    _handled_since_commit: int = 0
     _paused: dict[tuple[str, int], _Pending] = field(default_factory=dict)
     _blocking: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)  # -> (rounds, attempts)
     _bases: dict[str, str] = field(default_factory=dict)
 
     def subscribe(self, topics: list[str], **kwargs: Any) -> None:
-        """Subscribes to ``topics`` and their retry topics."""
+        """Subscribes to ``topics`` and their retry topics; handled offsets not yet committed
+        are committed when partitions are revoked (then ``on_revoke``, if given, is called)."""
         subs: list[str] = []
         for t in topics:
             for name in self.policy.topics(t)[:-1]:  # not the DLQ
                 self._bases[name] = t
                 subs.append(name)
-        self.consumer.subscribe(subs, **kwargs)
+        user_revoke = kwargs.pop("on_revoke", None)
+
+        def on_revoke(consumer: Any, partitions: list[Any]) -> None:
+            self.commit()
+            if user_revoke is not None:
+                user_revoke(consumer, partitions)
+
+        self.consumer.subscribe(subs, on_revoke=on_revoke, **kwargs)
+
+    def commit(self) -> None:
+        """Commits the handled offsets not committed yet (call it before closing the consumer
+        when ``commit_every`` > 1)."""
+        if not self._uncommitted:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        self._uncommitted.clear()
+        self._handled_since_commit = 0
+        self.consumer.commit(offsets=offsets, asynchronous=False)
 
     # --- the loop ------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0) -> bool:
@@ -194,7 +218,7 @@ class DeadLetterConsumer:
                     time.sleep(self.policy.backoff_in_place)
         if error is None:
             self._blocking.pop(key, None)
-            self._commit(topic, partition, offset)
+            self._commit(topic, partition, offset, now=False)
             return
         total = previous + attempts
         fatal = isinstance(error, self.policy.non_retryable)
@@ -262,8 +286,11 @@ class DeadLetterConsumer:
             msg.topic(), msg.partition(), msg.offset(), attempts, type(error).__name__, error, target,
         )
 
-    def _commit(self, topic: str, partition: int, offset: int) -> None:
-        self.consumer.commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False)
+    def _commit(self, topic: str, partition: int, offset: int, now: bool = True) -> None:
+        self._uncommitted[(topic, partition)] = offset + 1
+        self._handled_since_commit += 1
+        if now or self._handled_since_commit >= self.commit_every:
+            self.commit()
 
     # --- pausing partitions until a retry is due ---------------------------------------------
     def _park(self, topic: str, partition: int, offset: int, resume_at: float) -> None:
