@@ -190,6 +190,19 @@ class DeadLetterConsumer:
             self.poll(timeout)
 
     def process(self, msg: Any) -> None:
+        topic = msg.topic()
+        if not self._blocking and self._bases.get(topic, topic) == topic:
+            # the common case: a record of the topic itself, nothing being retried
+            try:
+                self.handler(msg)
+            except Exception as exc:
+                self._process(msg, exc)
+                return
+            self._commit(topic, msg.partition(), msg.offset(), now=False)
+            return
+        self._process(msg, None)
+
+    def _process(self, msg: Any, first_error: BaseException | None) -> None:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         headers = list(msg.headers() or ())
         base = self._bases.get(topic, topic)
@@ -203,19 +216,21 @@ class DeadLetterConsumer:
         rounds, previous = self._blocking.get(key, (0, 0))
         if hop >= 0:
             previous += _int(header(headers, H_ATTEMPTS), 0)
-        error: BaseException | None = None
-        attempts = 0
-        for attempts in range(1, self.policy.attempts_in_place + 1):
-            try:
-                self.handler(msg)
-                error = None
-                break
-            except Exception as exc:
-                error = exc
-                if isinstance(exc, self.policy.non_retryable):
-                    break
-                if attempts < self.policy.attempts_in_place and self.policy.backoff_in_place > 0:
+        error = first_error
+        attempts = 0 if first_error is None else 1
+        if not isinstance(error, self.policy.non_retryable):
+            while attempts < self.policy.attempts_in_place:
+                if attempts > 0 and self.policy.backoff_in_place > 0:
                     time.sleep(self.policy.backoff_in_place)
+                attempts += 1
+                try:
+                    self.handler(msg)
+                    error = None
+                    break
+                except Exception as exc:
+                    error = exc
+                    if isinstance(exc, self.policy.non_retryable):
+                        break
         if error is None:
             self._blocking.pop(key, None)
             self._commit(topic, partition, offset, now=False)
