@@ -32,3 +32,13 @@ def test_dead_letters_email_service() -> None:
         "5 after 4 attempts: __main__.MailServerRefused: 550 mailbox unavailable: bounce@example.com",
         "9 after 1 attempts: riverbed.messaging.events.InvalidEvent: required attribute 'id' is missing or empty",
     ]
+
+
+def test_video_upload_claim_check() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "examples/video-upload/run.py")], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("uploaded 2 videos (20 MiB and 2 MiB)") for line in lines)
+    assert any(line.startswith("event upload-0 (") and "size=20971520" in line for line in lines)
+    assert "transcoder got 20 MiB back, sha256 verified" in lines
+    assert any(line.startswith("second event: BlobMissing") for line in lines)
