@@ -42,3 +42,18 @@ def test_video_upload_claim_check() -> None:
     assert any(line.startswith("event upload-0 (") and "size=20971520" in line for line in lines)
     assert "transcoder got 20 MiB back, sha256 verified" in lines
     assert any(line.startswith("second event: BlobMissing") for line in lines)
+
+
+def test_traced_checkout_one_trace() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    r = subprocess.run([sys.executable, str(ROOT / "examples/traced-checkout/run.py")], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    traced = [line for line in lines if " trace=" in line]
+    assert [line.split(" trace=")[0] for line in traced] == ["checkout", "payments", "email"]
+    assert len({line.split(" trace=")[1].split(":")[0] for line in traced}) == 1  # the same trace id in every service's logs
+    assert "0" * 32 not in r.stdout
+    tree = lines[lines.index("spans:") + 1 : lines.index("spans:") + 6]
+    assert [line.strip().split(" [")[0].split(" ")[0] for line in tree] == ["POST", "send", "process", "send", "process"]
+    assert [len(line) - len(line.lstrip()) for line in tree] == [2, 4, 6, 8, 10]  # each a child of the one before
+    assert "one trace across 5 spans: True" in lines
