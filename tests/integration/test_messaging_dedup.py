@@ -17,7 +17,7 @@ import pytest
 
 from riverbed.messaging import CloudEvent, to_binary
 from riverbed.messaging.deadletter import DeadLetterConsumer, RetryPolicy, create_topics
-from riverbed.messaging.dedup import RedisStore, SQLiteStore, idempotent
+from riverbed.messaging.dedup import PostgresStore, RedisStore, SQLiteStore, idempotent
 from riverbed.testing import EmbeddedBroker, free_port
 
 from .messaging_helpers import consumer, producer, wait_until
@@ -51,6 +51,22 @@ def redis_client(tmp_path: Path) -> Iterator[Any]:
         proc.wait(30)
 
 
+@pytest.fixture
+def pg_conn() -> Iterator[Any]:
+    """A connection to the local PostgreSQL (RIVERBED_TEST_POSTGRES, default the python-svc
+    machine's 127.0.0.1:5432 trust setup); skipped when there is none."""
+    import os
+
+    psycopg = pytest.importorskip("psycopg")
+    dsn = os.environ.get("RIVERBED_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5")
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {dsn}: {exc}")
+    yield conn
+    conn.close()
+
+
 def _orders_with_duplicates(bootstrap: str, topic: str) -> list[str]:
     events = [CloudEvent(type="eu.company.domain.order.created.v1", source="/shop", data={"orderId": f"A{i}"}) for i in range(10)]
     p = producer(bootstrap)
@@ -61,7 +77,7 @@ def _orders_with_duplicates(bootstrap: str, topic: str) -> list[str]:
     return [e.id for e in events]
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+@pytest.mark.parametrize("backend", ["redis", "sqlite", "postgres"])
 def test_duplicates_are_dropped_and_failures_retried(backend: str, riverbed_broker: EmbeddedBroker, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     bootstrap = riverbed_broker.bootstrap
     topic = f"ecommerce-orders-{uuid.uuid4().hex[:6]}"
@@ -72,6 +88,11 @@ def test_duplicates_are_dropped_and_failures_retried(backend: str, riverbed_brok
     ids = _orders_with_duplicates(bootstrap, topic)
     if backend == "redis":
         store: Any = RedisStore(request.getfixturevalue("redis_client"), window=3600, prefix=f"{topic}:")
+    elif backend == "postgres":
+        conn = request.getfixturevalue("pg_conn")
+        table = f"dedup_{uuid.uuid4().hex[:8]}"
+        request.addfinalizer(lambda: conn.execute(f"DROP TABLE IF EXISTS {table}"))
+        store = PostgresStore(conn, window=3600, table=table)
     else:
         store = SQLiteStore(str(tmp_path / "dedup.db"), window=3600)
 
@@ -93,3 +114,36 @@ def test_duplicates_are_dropped_and_failures_retried(backend: str, riverbed_brok
     finally:
         c.close()
     assert sorted(sent) == sorted(ids)  # each event once; the flaky one retried, not dropped
+
+
+def test_postgres_mark_and_work_commit_together(pg_conn: Any) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    marks, emails = f"dedup_{suffix}", f"emails_{suffix}"
+    pg_conn.execute(f"CREATE TABLE {emails} (order_id TEXT)")
+    try:
+        clock = [1000.0]
+        store = PostgresStore(pg_conn, window=60, table=marks, clock=lambda: clock[0])
+
+        def send(order: str, fail: bool = False) -> None:
+            with store.once(f"evt-{order}") as tx:
+                if tx is None:
+                    return
+                tx.execute(f"INSERT INTO {emails} VALUES (%s)", (order,))
+                if fail:
+                    raise RuntimeError("smtp down")
+
+        with pytest.raises(RuntimeError):
+            send("A1", fail=True)
+        assert pg_conn.execute(f"SELECT count(*) FROM {emails}").fetchone() == (0,)  # both rolled back
+        assert not store.seen("evt-A1")
+        send("A1")
+        send("A1")  # duplicate
+        assert pg_conn.execute(f"SELECT order_id FROM {emails}").fetchall() == [("A1",)]
+        assert store.seen("evt-A1") and not store.claim("evt-A1")
+        clock[0] += 61  # the window passed: the id is new again
+        assert not store.seen("evt-A1") and store.claim("evt-A1")
+        with pytest.raises(ValueError, match="autocommit"):
+            PostgresStore(type("C", (), {"autocommit": False})())
+    finally:
+        pg_conn.execute(f"DROP TABLE IF EXISTS {marks}")
+        pg_conn.execute(f"DROP TABLE IF EXISTS {emails}")

@@ -1,8 +1,8 @@
 """Idempotent consumers: drop an event whose id was already handled within a window, and the
 version-id guard for per-entity ordering.
 
-Stores: ``MemoryStore`` (bounded LRU, one process), ``SQLiteStore`` (the mark can share a
-transaction with the handler's own writes: both commit or neither), ``RedisStore`` (``SET NX
+Stores: ``MemoryStore`` (bounded LRU, one process), ``SQLiteStore`` and ``PostgresStore`` (the
+mark can share a transaction with the handler's own writes: both commit or neither), ``RedisStore`` (``SET NX
 PX``, shared by every consumer of a group). ``idempotent`` marks an id only after its handler
 returned, so a handler that raised, or a process that died mid-handler, leaves no mark and the
 retry runs (at least once, never lost); a duplicate arriving after the mark is dropped.
@@ -142,6 +142,60 @@ class SQLiteStore:
         first time (do the work on it), None for a duplicate; an exception rolls both back."""
         with self.transaction() as conn:
             yield conn if self._claim_in(conn, event_id) else None
+
+
+class PostgresStore:
+    """Ids in a table of a PostgreSQL database, through a psycopg 3 connection (autocommit
+    mode); ``once()`` shares a transaction with the handler's own writes."""
+
+    def __init__(self, conn: Any, window: float = 7 * 24 * 3600, table: str = "processed_events", clock: Callable[[], float] = time.time) -> None:
+        if not table.isidentifier():
+            raise ValueError(f"bad table name {table!r}")
+        if not getattr(conn, "autocommit", False):
+            raise ValueError("the connection must be in autocommit mode (psycopg.connect(..., autocommit=True))")
+        self.conn = conn
+        self.window = window
+        self.table = table
+        self.clock = clock
+        self._claims = 0
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)")
+
+    def _claim_in(self, conn: Any, event_id: str) -> bool:
+        now = self.clock()
+        self._claims += 1
+        if self._claims % 1000 == 1:
+            conn.execute(f"DELETE FROM {self.table} WHERE seen_at < %s", (now - self.window,))
+        # new, or expired (then taken over): one row changed; a live mark: none
+        cur = conn.execute(
+            f"INSERT INTO {self.table} AS t (event_id, seen_at) VALUES (%s, %s) "
+            f"ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at WHERE t.seen_at < %s",
+            (event_id, now, now - self.window),
+        )
+        return bool(cur.rowcount == 1)
+
+    def claim(self, event_id: str) -> bool:
+        with self.conn.transaction():
+            return self._claim_in(self.conn, event_id)
+
+    def seen(self, event_id: str) -> bool:
+        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = %s", (event_id,)).fetchone()
+        return row is not None and row[0] >= self.clock() - self.window
+
+    def mark(self, event_id: str) -> None:
+        self.conn.execute(
+            f"INSERT INTO {self.table} (event_id, seen_at) VALUES (%s, %s) ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at",
+            (event_id, self.clock()),
+        )
+
+    def release(self, event_id: str) -> None:
+        self.conn.execute(f"DELETE FROM {self.table} WHERE event_id = %s", (event_id,))
+
+    @contextmanager
+    def once(self, event_id: str) -> Iterator[Any]:
+        """One transaction for the mark and the handler's own writes: yields the connection the
+        first time (do the work on it), None for a duplicate; an exception rolls both back."""
+        with self.conn.transaction():
+            yield self.conn if self._claim_in(self.conn, event_id) else None
 
 
 class RedisStore:
