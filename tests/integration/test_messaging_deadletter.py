@@ -263,3 +263,25 @@ def test_batched_commits_still_commit_at_once_after_a_dead_letter(riverbed_broke
         wait_until(lambda: _committed(bootstrap, group, topic) == 30, "the explicit commit")
     finally:
         c.close()
+
+
+@pytest.mark.riverbed(auto_create_topics=False)
+def test_a_refused_commit_is_logged_not_raised(riverbed_broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture) -> None:
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"orders-{uuid.uuid4().hex[:6]}"
+    create(bootstrap, topic)
+    _fill(bootstrap, topic, 3, set())
+    seen: list[int] = []
+    c = consumer(bootstrap, f"g-{topic}")
+    dlc = DeadLetterConsumer(c, producer(bootstrap), lambda m: seen.append(m.offset()), RetryPolicy(retry_delays=()), commit_every=100)
+    c.assign([TopicPartition(topic, 0, 0)])
+    try:
+        wait_until(lambda: len(seen) == 3, "3 records", step=lambda: dlc.poll(0.2))
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.delete_topics([topic])[topic].result(30)
+        wait_until(lambda: topic not in admin.list_topics(timeout=30).topics, "the topic gone")
+        assert dlc.commit() is False  # the group refuses offsets of a deleted topic; no exception
+        assert "refused" in caplog.text
+        assert dlc.commit() is True  # nothing left pending
+    finally:
+        c.close()

@@ -161,15 +161,21 @@ class DeadLetterConsumer:
 
         self.consumer.subscribe(subs, on_revoke=on_revoke, **kwargs)
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
         """Commits the handled offsets not committed yet (call it before closing the consumer
-        when ``commit_every`` > 1)."""
+        when ``commit_every`` > 1). False, with a log line, when the group refused them (a
+        rebalance took the partitions: their new owner re-reads from the last commit)."""
         if not self._uncommitted:
-            return
+            return True
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
         self._uncommitted.clear()
         self._handled_since_commit = 0
-        self.consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit of %s refused: %s (those records will be delivered again)", offsets, exc)
+            return False
+        return True
 
     # --- the loop ------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0) -> bool:
