@@ -48,3 +48,39 @@ def test_cloudevents_round_trip_through_the_broker(riverbed_broker: EmbeddedBrok
         km = sdk_kafka.KafkaMessage(dict(msg.headers() or []), msg.key(), msg.value())
         event = (sdk_kafka.from_binary if i % 2 == 0 else sdk_kafka.from_structured)(km)
         assert event["id"] == ours[i].id and event.get_data() == {"orderId": f"A{i}"}
+
+
+def test_cloudevent_with_avro_data_from_the_schema_registry(riverbed_broker: EmbeddedBroker) -> None:
+    """Data in a schema-registry format: confluent-kafka's AvroSerializer writes the bytes,
+    the event says `application/avro` and names the schema in `dataschema`."""
+    import json
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from riverbed.registry.service import RegistryConfig, RegistryService
+
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"orders-avro-{uuid.uuid4().hex[:6]}"
+    create(bootstrap, topic)
+    schema = {"type": "record", "name": "OrderCreated", "namespace": "shop", "fields": [{"name": "orderId", "type": "string"}]}
+    with RegistryService(RegistryConfig(bootstrap=bootstrap, listen="127.0.0.1:0")) as registry:
+        client = SchemaRegistryClient({"url": registry.url})
+        try:
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            data = AvroSerializer(client, json.dumps(schema))({"orderId": "A100"}, ctx)
+            schema_id = int.from_bytes(data[1:5], "big")
+            event = CloudEvent(type="eu.company.domain.order.created.v1", source="/checkout", data=data,
+                               datacontenttype="application/avro", dataschema=f"{registry.url}/schemas/ids/{schema_id}")
+            p = producer(bootstrap)
+            key, value, headers = to_binary(event)
+            p.produce(topic, value=value, key=key, headers=headers)
+            assert p.flush(30) == 0
+            [msg] = read_topic(bootstrap, topic, 1)
+            got = from_message(msg)
+            assert got.datacontenttype == "application/avro" and got.dataschema == event.dataschema
+            assert got.data == data  # bytes, untouched
+            assert AvroDeserializer(client)(got.data, ctx) == {"orderId": "A100"}
+        finally:
+            client.close()
