@@ -175,3 +175,43 @@ def test_sweep_deletes_blobs_older_than_the_topic_retention(riverbed_broker: Emb
     assert sweep_for_topic(s3, admin, topic, now=time.time() + 7200) == 1
     with pytest.raises(BlobMissing):
         s3.get(s3_url)
+
+
+@pytest.mark.parametrize("backend", ["directory", "s3"])
+def test_a_file_streams_through_without_being_read_into_memory(backend: str, riverbed_broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"videos-{uuid.uuid4().hex[:6]}"
+    create(bootstrap, topic, config={"max.message.bytes": str(1 << 20)})
+    store: Any = DirectoryStore(tmp_path / "blobs") if backend == "directory" else _s3(request.getfixturevalue("s3_endpoint"), f"files-{uuid.uuid4().hex[:6]}")
+    claim = ClaimCheck(store, url_field="video_s3_url")
+    video = tmp_path / "video.mp4"
+    h = hashlib.sha256()
+    with open(video, "wb") as f:
+        for _ in range(40):  # 40 MiB
+            chunk = os.urandom(1 << 20)
+            h.update(chunk)
+            f.write(chunk)
+    p = producer(bootstrap)
+    claim.produce_file(p, topic, video, key=b"upload-1")
+    assert p.flush(30) == 0
+    [msg] = read_topic(bootstrap, topic, 1)
+    ref = json.loads(msg.value())
+    assert ref["size"] == 40 << 20 and ref["sha256"] == h.hexdigest()
+    out = claim.resolve_to_file(msg, tmp_path / "copy.mp4")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == h.hexdigest()
+    if backend == "directory":  # a tampered blob: refused, and no partial file left behind
+        Path(ref["video_s3_url"].removeprefix("file://")).write_bytes(b"not the video")
+        with pytest.raises(BlobCorrupt):
+            claim.resolve_to_file(msg, tmp_path / "bad.mp4")
+        assert not (tmp_path / "bad.mp4").exists()
+    store.delete(ref["video_s3_url"])
+    with pytest.raises(BlobMissing):
+        claim.resolve_to_file(msg, tmp_path / "gone.mp4")
+
+
+def test_store_down_fails_a_file_produce(tmp_path: Path) -> None:
+    claim = ClaimCheck(_s3(f"http://127.0.0.1:{free_port()}", "videos", create_bucket=False))
+    video = tmp_path / "v"
+    video.write_bytes(b"x" * 1000)
+    with pytest.raises(ClaimCheckError, match="could not store blob"):
+        claim.wrap_file(video)

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +46,23 @@ class BlobCorrupt(ClaimCheckError):
 class BlobStore(Protocol):
     def put(self, digest: str, data: bytes) -> str: ...
     def get(self, url: str) -> bytes: ...
+    def put_file(self, digest: str, path: Path) -> str: ...
+    def get_file(self, url: str, dest: Path) -> None: ...
     def delete(self, url: str) -> None: ...
     def sweep(self, older_than: float, now: float | None = None) -> int: ...
+
+
+CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file, read in 1 MiB chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def _check_digest(digest: str) -> None:
@@ -90,6 +106,35 @@ class DirectoryStore:
             except OSError as exc:
                 raise ClaimCheckError(f"could not store blob {digest} under {self.root}: {exc}") from exc
         return path.as_uri()
+
+    def put_file(self, digest: str, path: Path) -> str:
+        _check_digest(digest)
+        target = self.root / digest[:2] / digest
+        if not target.exists():
+            try:
+                target.parent.mkdir(exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                try:
+                    with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                        shutil.copyfileobj(src, out, CHUNK)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.replace(tmp, target)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+            except OSError as exc:
+                raise ClaimCheckError(f"could not store blob {digest} under {self.root}: {exc}") from exc
+        return target.as_uri()
+
+    def get_file(self, url: str, dest: Path) -> None:
+        path = self._path(url)
+        try:
+            shutil.copyfile(path, dest)
+        except FileNotFoundError as exc:
+            raise BlobMissing(f"blob {url} is gone") from exc
+        except OSError as exc:
+            raise ClaimCheckError(f"could not read blob {url}: {exc}") from exc
 
     def get(self, url: str) -> bytes:
         path = self._path(url)
@@ -146,6 +191,30 @@ class S3Store:
             raise ClaimCheckError(f"could not store blob {digest} in s3://{self.bucket}: {exc}") from exc
         return f"s3://{self.bucket}/{key}"
 
+    def put_file(self, digest: str, path: Path) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        _check_digest(digest)
+        key = f"{self.prefix}{digest[:2]}/{digest}"
+        try:
+            self.client.upload_file(str(path), self.bucket, key)  # multipart above 8 MiB
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise ClaimCheckError(f"could not store blob {digest} in s3://{self.bucket}: {exc}") from exc
+        return f"s3://{self.bucket}/{key}"
+
+    def get_file(self, url: str, dest: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self._key(url)
+        try:
+            self.client.download_file(self.bucket, key, str(dest))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise BlobMissing(f"blob {url} is gone") from exc
+            raise ClaimCheckError(f"could not read blob {url}: {exc}") from exc
+        except (BotoCoreError, OSError) as exc:
+            raise ClaimCheckError(f"could not read blob {url}: {exc}") from exc
+
     def get(self, url: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -193,15 +262,48 @@ class ClaimCheck:
         ref = {self.url_field: url, "size": len(value), "sha256": digest}
         return json.dumps(ref, separators=(",", ":")).encode(), [*headers, (HEADER, b"sha256")]
 
+    def wrap_file(self, path: str | os.PathLike[str], headers: Headers | None = None) -> tuple[bytes, Headers]:
+        """A reference to the file's content, stored without reading it into memory (any
+        size: the lecture's 4 GB video); the value and headers to produce."""
+        src = Path(path)
+        digest, size = file_digest(src)
+        url = self.store.put_file(digest, src)
+        ref = {self.url_field: url, "size": size, "sha256": digest}
+        kept = [(k, v) for k, v in headers or () if k != HEADER]
+        return json.dumps(ref, separators=(",", ":")).encode(), [*kept, (HEADER, b"sha256")]
+
+    def produce_file(self, producer: Any, topic: str, path: str | os.PathLike[str], key: bytes | None = None, headers: Headers | None = None, **kwargs: Any) -> None:
+        value, headers = self.wrap_file(path, headers)
+        producer.produce(topic, value=value, key=key, headers=headers, **kwargs)
+
+    def resolve_to_file(self, msg: Any, dest: str | os.PathLike[str]) -> Path:
+        """Writes the message's payload to ``dest`` (streamed from the store for a reference)
+        and verifies it; on a mismatch ``dest`` is removed and BlobCorrupt raised."""
+        out = Path(dest)
+        value, headers = msg.value(), msg.headers()
+        if not any(k == HEADER for k, _ in headers or ()):
+            out.write_bytes(value or b"")
+            return out
+        url, size, digest = self._reference(value)
+        self.store.get_file(url, out)
+        got_digest, got_size = file_digest(out)
+        if got_size != size or got_digest != digest:
+            out.unlink(missing_ok=True)
+            raise BlobCorrupt(f"blob {url} does not match its reference (size {got_size} vs {size})")
+        return out
+
+    def _reference(self, value: bytes | None) -> tuple[str, int, str]:
+        try:
+            ref = json.loads(value or b"")
+            return str(ref[self.url_field]), int(ref["size"]), str(ref["sha256"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ClaimCheckError(f"malformed claim-check reference: {value[:200] if value else value!r}") from exc
+
     def unwrap(self, value: bytes | None, headers: Headers | None) -> bytes | None:
         """The payload: the value itself, or the blob its reference names, verified."""
         if not any(k == HEADER for k, _ in headers or ()):
             return value
-        try:
-            ref = json.loads(value or b"")
-            url, size, digest = ref[self.url_field], int(ref["size"]), str(ref["sha256"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ClaimCheckError(f"malformed claim-check reference: {value[:200] if value else value!r}") from exc
+        url, size, digest = self._reference(value)
         data = self.store.get(url)
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise BlobCorrupt(f"blob {url} does not match its reference (size {len(data)} vs {size})")
