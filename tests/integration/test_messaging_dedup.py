@@ -147,3 +147,41 @@ def test_postgres_mark_and_work_commit_together(pg_conn: Any) -> None:
     finally:
         pg_conn.execute(f"DROP TABLE IF EXISTS {marks}")
         pg_conn.execute(f"DROP TABLE IF EXISTS {emails}")
+
+
+def test_version_guard_parks_an_early_version_in_the_retry_topics(riverbed_broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture) -> None:
+    """Version 3 arrives while the store is at 1: parked through the retry topics; version 2 is
+    applied, then 3 on its retry; a stale repeat of 2 is dropped with a log line."""
+    import logging
+
+    from confluent_kafka.admin import AdminClient
+
+    from riverbed.messaging.dedup import OutOfOrder, version_guard
+
+    bootstrap = riverbed_broker.bootstrap
+    topic = f"customers-{uuid.uuid4().hex[:6]}"
+    policy = RetryPolicy(attempts_in_place=1, retry_delays=(0.5, 0.5, 0.5), non_retryable=())
+    create_topics(AdminClient({"bootstrap.servers": bootstrap}), [topic], policy)
+    p = producer(bootstrap)
+    for version in (3, 2, 2):
+        p.produce(topic, key=b"customer-7", value=str(version).encode())
+    assert p.flush(30) == 0
+    store = {"customer-7": 1}
+    applied: list[int] = []
+
+    def apply(msg: Any) -> None:
+        applied.append(int(msg.value()))
+        store["customer-7"] = int(msg.value())
+
+    guarded = version_guard(apply, lambda m: (m.key().decode(), int(m.value())), lambda entity: store[entity])
+    c = consumer(bootstrap)
+    dlc = DeadLetterConsumer(c, p, guarded, policy)
+    dlc.subscribe([topic])
+    try:
+        with caplog.at_level(logging.INFO, logger="riverbed.messaging.dedup"):
+            wait_until(lambda: applied == [2, 3], "versions 2 then 3 applied", step=lambda: dlc.poll(0.1))
+    finally:
+        c.close()
+    assert store == {"customer-7": 3}
+    assert "dropped stale event for customer-7: version 2, store at 2" in caplog.text
+    assert OutOfOrder.__name__ in caplog.text  # the deadletter log line of the parked version 3

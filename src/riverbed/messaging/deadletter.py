@@ -79,7 +79,9 @@ class RetryPolicy:
     """Seconds to wait for the broker to acknowledge a record in its next topic."""
 
     def retry_topic(self, topic: str, hop: int) -> str:
-        return f"{topic}.retry.{_delay_name(self.retry_delays[hop])}"
+        name = _delay_name(self.retry_delays[hop])
+        repeats = sum(1 for d in self.retry_delays[:hop] if _delay_name(d) == name)
+        return f"{topic}.retry.{name}" + (f"-{repeats}" if repeats else "")
 
     def dlq_topic(self, topic: str) -> str:
         return topic + self.dlq_suffix

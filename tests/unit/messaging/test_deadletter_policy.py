@@ -18,6 +18,8 @@ def test_retry_topic_names_follow_the_delays() -> None:
         "orders.DLQ",
     ]
     assert RetryPolicy(blocking=True).topics("ledger") == ["ledger", "ledger.DLQ"]
+    # a repeated delay gets its own topic (a hop is one topic)
+    assert RetryPolicy(retry_delays=(1, 1, 60, 1)).topics("o")[1:-1] == ["o.retry.1s", "o.retry.1s-1", "o.retry.1m", "o.retry.1s-2"]
     assert RetryPolicy(dlq_suffix="-dlt").dlq_topic("orders") == "orders-dlt"
 
 
