@@ -296,7 +296,7 @@ class ClaimCheck:
         try:
             ref = json.loads(value or b"")
             return str(ref[self.url_field]), int(ref["size"]), str(ref["sha256"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ClaimCheckError(f"malformed claim-check reference: {value[:200] if value else value!r}") from exc
 
     def unwrap(self, value: bytes | None, headers: Headers | None) -> bytes | None:

@@ -233,7 +233,7 @@ def event_id(msg: Any) -> str | None:
     if value and value[:1] == b"{" and any(n.lower() == "content-type" and v and v.startswith(b"application/cloudevents") for n, v in headers):
         try:
             doc = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return str(doc["id"]) if isinstance(doc, dict) and doc.get("id") else None
     return None

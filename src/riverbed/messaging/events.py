@@ -180,7 +180,7 @@ def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None,
     if value is not None and decode_json and is_json_content_type(attrs.get("datacontenttype")):
         try:
             data = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidEvent(f"data is declared JSON but does not parse: {exc}") from exc
     return _build(attrs, data)
 
@@ -220,7 +220,7 @@ def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
         raise InvalidEvent("structured event with a null value")
     try:
         doc = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidEvent(f"structured event is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InvalidEvent("structured event is not a JSON object")

@@ -170,3 +170,11 @@ def test_defaults_make_a_valid_event() -> None:
     back = from_record(key, value, headers)
     assert back.id == event.id and back.time == event.time and back.data == {"a": 1}
     assert key is None
+
+
+def test_deeply_nested_json_is_invalid_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(InvalidEvent):
+        from_binary(None, deep, [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t")])
+    with pytest.raises(InvalidEvent):
+        from_structured(None, b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":' + deep + b"}")

@@ -139,3 +139,8 @@ def test_idempotent_marks_only_after_the_handler_returned() -> None:
     run(msg)  # the duplicate
     assert calls == ["call", "call"]
     assert store.seen("e-1")
+
+
+def test_event_id_of_a_deeply_nested_value_is_none() -> None:
+    deep = b'{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    assert event_id(Msg(deep, [("content-type", b"application/cloudevents+json")])) is None
