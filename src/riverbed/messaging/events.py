@@ -75,13 +75,16 @@ class CloudEvent:
         return self.extensions.get("partitionkey")
 
     def validate(self) -> CloudEvent:
-        attrs = self.attributes()
         for name in _REQUIRED:
-            value = attrs.get(name)
-            if not isinstance(value, str) or not value:
+            value = getattr(self, name)
+            if not value or not isinstance(value, str):
                 raise InvalidEvent(f"required attribute {name!r} is missing or empty")
         if self.specversion != SPECVERSION:
             raise InvalidEvent(f"unsupported specversion {self.specversion!r} (only {SPECVERSION})")
+        for name in ("time", "datacontenttype", "dataschema", "subject"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidEvent(f"attribute {name!r} must be a string")
         if self.time is not None and not _RFC3339.match(self.time):
             raise InvalidEvent(f"attribute 'time' is not an RFC 3339 timestamp: {self.time!r}")
         for name, value in self.extensions.items():
@@ -160,15 +163,16 @@ def content_mode(headers: Headers | None) -> str | None:
 
 def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None, *, decode_json: bool = True) -> CloudEvent:
     attrs: dict[str, str] = {}
-    for name, raw in _header_dict(headers).items():
-        if name == "content-type":
+    for name, raw in headers or ():
+        lname = name.lower()
+        if lname == "content-type":
             target = "datacontenttype"
-        elif name.startswith("ce_"):
-            target = name[3:]
+        elif lname.startswith("ce_"):
+            target = lname[3:]
         else:
             continue
         try:
-            attrs[target] = raw.decode("utf-8")
+            attrs[target] = bytes(raw).decode("utf-8") if raw is not None else ""
         except UnicodeDecodeError as exc:
             raise InvalidEvent(f"header {name!r} is not UTF-8") from exc
     if key is not None and "partitionkey" not in attrs:
@@ -187,12 +191,9 @@ def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None,
 
 def _build(attrs: dict[str, Any], data: Any) -> CloudEvent:
     for name in _REQUIRED:
-        if not isinstance(attrs.get(name), str) or not attrs[name]:
+        if not attrs.get(name) or not isinstance(attrs[name], str):
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
     core = {name: attrs.pop(name) for name in _CORE if name in attrs}
-    for name, value in core.items():
-        if not isinstance(value, str):
-            raise InvalidEvent(f"attribute {name!r} must be a string")
     core.setdefault("time", None)
     ext = {name: (v if isinstance(v, str) else json.dumps(v)) for name, v in attrs.items()}
     return CloudEvent(data=data, extensions=ext, **core).validate()
