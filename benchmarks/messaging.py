@@ -14,6 +14,7 @@ its overhead against the baseline of the same phase.
 - dlq: plain produce; `DeadLetterConsumer` with `commit_every=1` (a sync commit per record)
   and `commit_every=1000`
 - dedup-redis: plain produce; `idempotent(handler, RedisStore)` in the plain poll loop
+- dedup-redis-deferred: the same with `RedisStore(deferred_marks=True)` (one round trip a record)
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ def consume_dedup(bootstrap: str, topic: str, n: int, ctx: dict[str, Any]) -> fl
     return _consume_loop(bootstrap, topic, n, idempotent(lambda m: None, store, key=lambda m: (m.key() or b"").decode()))
 
 
+def consume_dedup_deferred(bootstrap: str, topic: str, n: int, ctx: dict[str, Any]) -> float:
+    store = RedisStore(ctx["redis"], window=600, prefix=f"{topic}:", deferred_marks=True)
+    try:
+        return _consume_loop(bootstrap, topic, n, idempotent(lambda m: None, store, key=lambda m: (m.key() or b"").decode()))
+    finally:
+        store.flush()
+
+
 VARIANTS: dict[str, tuple[Callable[..., None], Callable[..., float]]] = {
     "baseline": (produce_plain, consume_plain),
     "cloudevents": (produce_cloudevents, consume_cloudevents),
@@ -157,6 +166,7 @@ VARIANTS: dict[str, tuple[Callable[..., None], Callable[..., float]]] = {
     "dlq-commit-every-1": (produce_plain, consume_dlq_1),
     "dlq-commit-every-1000": (produce_plain, consume_dlq_1000),
     "dedup-redis": (produce_plain, consume_dedup),
+    "dedup-redis-deferred": (produce_plain, consume_dedup_deferred),
 }
 
 

@@ -77,7 +77,7 @@ def _orders_with_duplicates(bootstrap: str, topic: str) -> list[str]:
     return [e.id for e in events]
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["redis", "redis-deferred", "sqlite", "postgres"])
 def test_duplicates_are_dropped_and_failures_retried(backend: str, riverbed_broker: EmbeddedBroker, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     bootstrap = riverbed_broker.bootstrap
     topic = f"ecommerce-orders-{uuid.uuid4().hex[:6]}"
@@ -86,8 +86,8 @@ def test_duplicates_are_dropped_and_failures_retried(backend: str, riverbed_brok
 
     create_topics(AdminClient({"bootstrap.servers": bootstrap}), [topic], policy)
     ids = _orders_with_duplicates(bootstrap, topic)
-    if backend == "redis":
-        store: Any = RedisStore(request.getfixturevalue("redis_client"), window=3600, prefix=f"{topic}:")
+    if backend.startswith("redis"):
+        store: Any = RedisStore(request.getfixturevalue("redis_client"), window=3600, prefix=f"{topic}:", deferred_marks=backend == "redis-deferred")
     elif backend == "postgres":
         conn = request.getfixturevalue("pg_conn")
         table = f"dedup_{uuid.uuid4().hex[:8]}"
@@ -185,3 +185,16 @@ def test_version_guard_parks_an_early_version_in_the_retry_topics(riverbed_broke
     assert store == {"customer-7": 3}
     assert "dropped stale event for customer-7: version 2, store at 2" in caplog.text
     assert OutOfOrder.__name__ in caplog.text  # the deadletter log line of the parked version 3
+
+
+def test_deferred_redis_marks_travel_with_the_next_check(redis_client: Any) -> None:
+    deferred = RedisStore(redis_client, window=60, prefix="d:", deferred_marks=True)
+    direct = RedisStore(redis_client, window=60, prefix="d:")
+    deferred.mark("a")
+    assert not direct.seen("a")  # not sent yet
+    assert deferred.seen("a")  # sent ahead of the check, in the same pipeline
+    assert direct.seen("a")
+    deferred.mark("b")
+    deferred.flush()
+    assert direct.seen("b")
+    assert 0 < redis_client.pttl("d:b") <= 60_000

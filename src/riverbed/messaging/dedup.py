@@ -199,23 +199,53 @@ class PostgresStore:
 
 
 class RedisStore:
-    """Ids as ``<prefix><id>`` keys in Redis with a TTL of ``window`` seconds."""
+    """Ids as ``<prefix><id>`` keys in Redis with a TTL of ``window`` seconds.
 
-    def __init__(self, client: Any, window: float = 24 * 3600, prefix: str = "riverbed:dedup:") -> None:
+    ``deferred_marks=True`` sends each mark with the next ``seen`` check in one pipeline (one
+    round trip per record instead of two); marks still pending when the process stops are lost
+    (a later duplicate of those events runs again), so call ``flush()`` before exiting, and
+    other processes see a mark only once it is sent.
+    """
+
+    def __init__(self, client: Any, window: float = 24 * 3600, prefix: str = "riverbed:dedup:", deferred_marks: bool = False) -> None:
         self.client = client
         self.window_ms = max(1, int(window * 1000))
         self.prefix = prefix
+        self.deferred_marks = deferred_marks
+        self._pending: list[str] = []
 
     def claim(self, event_id: str) -> bool:
+        self.flush()
         return bool(self.client.set(self.prefix + event_id, b"1", nx=True, px=self.window_ms))
 
     def seen(self, event_id: str) -> bool:
-        return bool(self.client.exists(self.prefix + event_id))
+        if not self._pending:
+            return bool(self.client.exists(self.prefix + event_id))
+        pipe = self.client.pipeline(transaction=False)
+        for pending in self._pending:
+            pipe.set(self.prefix + pending, b"1", px=self.window_ms)
+        pipe.exists(self.prefix + event_id)
+        results = pipe.execute()
+        self._pending.clear()
+        return bool(results[-1])
 
     def mark(self, event_id: str) -> None:
-        self.client.set(self.prefix + event_id, b"1", px=self.window_ms)
+        if self.deferred_marks:
+            self._pending.append(event_id)
+        else:
+            self.client.set(self.prefix + event_id, b"1", px=self.window_ms)
+
+    def flush(self) -> None:
+        """Sends the deferred marks."""
+        if self._pending:
+            pipe = self.client.pipeline(transaction=False)
+            for pending in self._pending:
+                pipe.set(self.prefix + pending, b"1", px=self.window_ms)
+            pipe.execute()
+            self._pending.clear()
 
     def release(self, event_id: str) -> None:
+        self.flush()
         self.client.delete(self.prefix + event_id)
 
 
