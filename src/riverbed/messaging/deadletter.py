@@ -146,6 +146,10 @@ class DeadLetterConsumer:
     _blocking: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)  # -> (rounds, attempts)
     _bases: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.commit_every < 1:
+            raise ValueError("commit_every must be at least 1")
+
     def subscribe(self, topics: list[str], **kwargs: Any) -> None:
         """Subscribes to ``topics`` and their retry topics; handled offsets not yet committed
         are committed when partitions are revoked (then ``on_revoke``, if given, is called)."""
@@ -183,7 +187,8 @@ class DeadLetterConsumer:
     def poll(self, timeout: float = 1.0) -> bool:
         """Polls one record and processes it; False when there was none."""
         self._resume_due()
-        msg = self.consumer.poll(timeout)
+        due = self.next_due()
+        msg = self.consumer.poll(timeout if due is None else min(timeout, due))
         if msg is None:
             return False
         if msg.error():

@@ -34,3 +34,12 @@ def test_header_reads_the_last_value_and_survives_garbage() -> None:
 def test_long_texts_are_capped() -> None:
     assert len(_text("x" * 100_000)) == MAX_TEXT
     assert _text("short") == b"short"
+
+
+def test_commit_every_must_be_positive() -> None:
+    import pytest
+
+    from riverbed.messaging.deadletter import DeadLetterConsumer
+
+    with pytest.raises(ValueError, match="commit_every"):
+        DeadLetterConsumer(consumer=None, producer=None, handler=print, commit_every=0)
