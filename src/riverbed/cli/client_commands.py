@@ -90,6 +90,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from .streams_commands import streams_command
 
         return streams_command(args)
+    if args.command == "dlq":
+        from .dlq_commands import dlq_command
+
+        return dlq_command(args)
     raise CommandError(f"unknown command {args.command}")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
 from .config_commands import add_config_parser
+from .dlq_commands import add_dlq_parser
 from .embedded import RegistrySettings
 from .schema_commands import add_schema_parser
 
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         client(parser)
 
     add_schema_parser(sub)
+    add_dlq_parser(sub, client, _kv)
 
     rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
     client(rg)

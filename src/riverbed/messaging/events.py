@@ -1,0 +1,256 @@
+"""CloudEvents 1.0 over the Kafka protocol binding, and the lecture's event envelope.
+
+Binary content mode: every context attribute is a ``ce_<name>`` header (UTF-8 string), the
+``datacontenttype`` attribute is the ``content-type`` header, the data is the record value.
+Structured content mode: the whole event is the record value in the JSON event format, with
+``content-type: application/cloudevents+json; charset=UTF-8``. In both modes the
+``partitionkey`` extension attribute is the record key (and a keyed record without one gets it).
+
+Headers are confluent-kafka's shape: a list of ``(name, bytes)`` pairs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+JSON_CONTENT_TYPE = "application/json"
+
+Headers = list[tuple[str, bytes]]
+
+_CORE = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
+_REQUIRED = ("specversion", "id", "source", "type")
+_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# RFC 3339 date-time (the spec's Timestamp type)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+class InvalidEvent(ValueError):
+    """A record or object is not a valid CloudEvent (missing or malformed attribute)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """JSON data per the spec: no content type, ``application/json``, ``text/json`` or ``*+json``."""
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+@dataclass
+class CloudEvent:
+    """A CloudEvents 1.0 event. ``data`` is bytes (sent as they are) or a JSON-serialisable
+    value (sent as JSON when the content type is JSON, the default)."""
+
+    type: str
+    source: str
+    data: Any = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: str | None = field(default_factory=_now)
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    subject: str | None = None
+    specversion: str = SPECVERSION
+    extensions: dict[str, str] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, str]:
+        """Every context attribute that is set, core and extension, as strings."""
+        out = {name: getattr(self, name) for name in _CORE if getattr(self, name) is not None}
+        out.update(self.extensions)
+        return out
+
+    @property
+    def partitionkey(self) -> str | None:
+        return self.extensions.get("partitionkey")
+
+    def validate(self) -> CloudEvent:
+        for name in _REQUIRED:
+            value = getattr(self, name)
+            if not value or not isinstance(value, str):
+                raise InvalidEvent(f"required attribute {name!r} is missing or empty")
+        if self.specversion != SPECVERSION:
+            raise InvalidEvent(f"unsupported specversion {self.specversion!r} (only {SPECVERSION})")
+        for name in ("time", "datacontenttype", "dataschema", "subject"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidEvent(f"attribute {name!r} must be a string")
+        if self.time is not None and not _RFC3339.match(self.time):
+            raise InvalidEvent(f"attribute 'time' is not an RFC 3339 timestamp: {self.time!r}")
+        for name, value in self.extensions.items():
+            if name in _CORE or name in ("data", "data_base64"):
+                raise InvalidEvent(f"extension {name!r} shadows a core attribute")
+            if not _NAME.match(name):
+                raise InvalidEvent(f"attribute name {name!r} is not 1-20 lower-case letters or digits")
+            if not isinstance(value, str):
+                raise InvalidEvent(f"extension {name!r} must be a string, not {type(value).__name__}")
+        return self
+
+    # --- data encoding -------------------------------------------------------------------
+    def data_bytes(self) -> bytes | None:
+        if self.data is None:
+            return None
+        if isinstance(self.data, bytes | bytearray | memoryview):
+            return bytes(self.data)
+        if is_json_content_type(self.datacontenttype):
+            return json.dumps(self.data, separators=(",", ":")).encode()
+        if isinstance(self.data, str):
+            return self.data.encode()
+        raise InvalidEvent(f"data of type {type(self.data).__name__} needs a JSON content type or bytes")
+
+    # --- the lecture's envelope ------------------------------------------------------------
+    @classmethod
+    def from_envelope(cls, envelope: dict[str, Any]) -> CloudEvent:
+        """``{"eventId", "eventType", "timestamp", "source", "data"}`` -> CloudEvent
+        (eventId -> id, eventType -> type, timestamp -> time, source, data)."""
+        missing = [k for k in ("eventId", "eventType", "source") if not envelope.get(k)]
+        if missing:
+            raise InvalidEvent(f"envelope lacks {', '.join(missing)}")
+        return cls(
+            id=str(envelope["eventId"]),
+            type=str(envelope["eventType"]),
+            source=str(envelope["source"]),
+            time=envelope.get("timestamp") or _now(),
+            data=envelope.get("data"),
+            datacontenttype=JSON_CONTENT_TYPE,
+        ).validate()
+
+    def to_envelope(self) -> dict[str, Any]:
+        return {"eventId": self.id, "eventType": self.type, "timestamp": self.time, "source": self.source, "data": self.data}
+
+
+# --- binary content mode ----------------------------------------------------------------------
+def to_binary(event: CloudEvent) -> tuple[bytes | None, bytes | None, Headers]:
+    """-> (key, value, headers) for ``Producer.produce(topic, value, key, headers=...)``."""
+    event.validate()
+    headers: Headers = []
+    for name, value in event.attributes().items():
+        if name == "datacontenttype":
+            headers.append(("content-type", value.encode()))
+        elif name != "partitionkey":  # it travels as the record key
+            headers.append((f"ce_{name}", value.encode()))
+    key = event.partitionkey.encode() if event.partitionkey is not None else None
+    return key, event.data_bytes(), headers
+
+
+def _header_dict(headers: Headers | None) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for name, value in headers or ():
+        out[name.lower()] = value if isinstance(value, bytes) else (value or b"")
+    return out
+
+
+def content_mode(headers: Headers | None) -> str | None:
+    """``"structured"``, ``"binary"`` or None (not a CloudEvent) for a record's headers."""
+    h = _header_dict(headers)
+    ctype = h.get("content-type", b"").decode("utf-8", "replace").lower()
+    if ctype.startswith("application/cloudevents"):
+        return "structured"
+    if "ce_specversion" in h:
+        return "binary"
+    return None
+
+
+def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None, *, decode_json: bool = True) -> CloudEvent:
+    attrs: dict[str, str] = {}
+    for name, raw in headers or ():
+        lname = name.lower()
+        if lname == "content-type":
+            target = "datacontenttype"
+        elif lname.startswith("ce_"):
+            target = lname[3:]
+        else:
+            continue
+        try:
+            attrs[target] = bytes(raw).decode("utf-8") if raw is not None else ""
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(f"header {name!r} is not UTF-8") from exc
+    if key is not None and "partitionkey" not in attrs:
+        attrs["partitionkey"] = key.decode("utf-8", "replace")
+    for name in _REQUIRED:
+        if not attrs.get(name):
+            raise InvalidEvent(f"required attribute {name!r} is missing or empty")
+    data: Any = value
+    if value is not None and decode_json and is_json_content_type(attrs.get("datacontenttype")):
+        try:
+            data = json.loads(value)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidEvent(f"data is declared JSON but does not parse: {exc}") from exc
+    return _build(attrs, data)
+
+
+def _build(attrs: dict[str, Any], data: Any) -> CloudEvent:
+    for name in _REQUIRED:
+        if not attrs.get(name) or not isinstance(attrs[name], str):
+            raise InvalidEvent(f"required attribute {name!r} is missing or empty")
+    core = {name: attrs.pop(name) for name in _CORE if name in attrs}
+    core.setdefault("time", None)
+    ext = {name: (v if isinstance(v, str) else json.dumps(v)) for name, v in attrs.items()}
+    return CloudEvent(data=data, extensions=ext, **core).validate()
+
+
+# --- structured content mode --------------------------------------------------------------------
+def to_structured(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
+    event.validate()
+    doc: dict[str, Any] = dict(event.attributes())
+    if event.data is not None:
+        if isinstance(event.data, bytes | bytearray | memoryview):
+            doc["data_base64"] = base64.b64encode(bytes(event.data)).decode()
+        elif is_json_content_type(event.datacontenttype):
+            doc["data"] = event.data
+        else:
+            doc["data"] = event.data if isinstance(event.data, str) else None
+            if doc["data"] is None:
+                raise InvalidEvent("non-JSON data must be bytes or str in structured mode")
+    key = event.partitionkey.encode() if event.partitionkey is not None else None
+    return key, json.dumps(doc, separators=(",", ":")).encode(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+
+
+def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
+    if value is None:
+        raise InvalidEvent("structured event with a null value")
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"structured event is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidEvent("structured event is not a JSON object")
+    data: Any = None
+    if "data_base64" in doc:
+        try:
+            data = base64.b64decode(doc.pop("data_base64"), validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidEvent("data_base64 is not base64") from exc
+    if "data" in doc:
+        data = doc.pop("data")
+    if key is not None and "partitionkey" not in doc:
+        doc["partitionkey"] = key.decode("utf-8", "replace")
+    return _build(doc, data)
+
+
+def from_record(key: bytes | None, value: bytes | None, headers: Headers | None) -> CloudEvent:
+    """Either content mode, told apart by the headers; InvalidEvent when neither."""
+    mode = content_mode(headers)
+    if mode == "structured":
+        return from_structured(key, value)
+    if mode == "binary":
+        return from_binary(key, value, headers)
+    if value is not None and value[:1] == b"{" and b'"specversion"' in value:
+        # structured mode written with the event's own content type (the Python SDK does so)
+        return from_structured(key, value)
+    raise InvalidEvent("record carries no CloudEvent (no ce_specversion header, no cloudevents content-type)")
+
+
+def from_message(msg: Any) -> CloudEvent:
+    """A confluent-kafka ``Message`` -> CloudEvent."""
+    return from_record(msg.key(), msg.value(), msg.headers())
