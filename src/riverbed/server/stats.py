@@ -1,0 +1,50 @@
+"""What the server counts for the metrics endpoint: request times per API key (Kafka's
+RequestMetrics: TotalTimeMs, LocalTimeMs, RemoteTimeMs) and connections per listener.
+
+The server reads the API key from the first two bytes of a request frame (framing, not the
+message body). Times are the event loop's clock:
+
+- local: the handler's synchronous part (decode, the work done on the loop, encode);
+- remote: for a request answered later, from the end of that part until its answer is ready
+  (waiting for an fsync, a fetch long poll, a group rebalance: Kafka's purgatory);
+- total: from the frame's dispatch until its answer is handed to the transport (including
+  waiting behind earlier answers on the same connection, which go out in request order).
+
+Requests are dispatched as soon as their frame is complete, so there is no request queue
+(Kafka's RequestQueueTimeMs) to measure.
+"""
+
+from __future__ import annotations
+
+from riverbed.stats import Histogram
+
+MAX_KEYS = 128
+
+
+class RequestStats:
+    __slots__ = ("local", "remote", "total")
+
+    def __init__(self) -> None:
+        self.total: dict[int, Histogram] = {}
+        self.local: dict[int, Histogram] = {}
+        self.remote: dict[int, Histogram] = {}
+
+    @staticmethod
+    def _get(table: dict[int, Histogram], key: int) -> Histogram:
+        h = table.get(key)
+        if h is None:
+            # a frame's first two bytes are an API key except in the raw SASL tokens of
+            # SaslHandshake v0: any number then, so the tables are capped (-1: other)
+            if len(table) >= MAX_KEYS:
+                key = -1
+                h = table.get(key)
+            if h is None:
+                h = table[key] = Histogram()
+        return h
+
+    def answered(self, key: int, total: float, local: float, remote: float | None) -> None:
+        """One request of API ``key`` done (``remote`` None: answered synchronously)."""
+        self._get(self.total, key).observe(total)
+        self._get(self.local, key).observe(local)
+        if remote is not None:
+            self._get(self.remote, key).observe(remote)
