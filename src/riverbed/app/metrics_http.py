@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("riverbed.metrics")
 
 LOOP_LAG_INTERVAL = 0.5
+# the text format every Prometheus version reads (all our names are valid in it)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass
@@ -62,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("metrics scrape failed: %r", exc)
             self._answer(503, f"metrics unavailable: {exc!r}\n".encode(), "text/plain; charset=utf-8")
             return
-        self._answer(200, body, CONTENT_TYPE_LATEST)
+        self._answer(200, body, CONTENT_TYPE)
 
     def _answer(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

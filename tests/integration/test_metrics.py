@@ -1,0 +1,180 @@
+"""The Prometheus endpoint of ``riverbed serve`` (docs/metrics.md), scraped over HTTP from a
+broker process after real confluent-kafka produce and consume, parsed with prometheus_client's
+own text parser."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from riverbed.testing import BrokerProcess, free_port
+
+from .helpers import create_topics
+
+pytestmark = pytest.mark.integration
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+DEADLINE = 60.0
+
+
+def scrape(port: int, path: str = "/metrics") -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def wait_for(port: int, check: Callable[[Samples], bool], what: str) -> Samples:
+    """Scrape until ``check`` holds (the broker updates some figures asynchronously)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        samples = scrape(port)
+        if check(samples):
+            return samples
+        assert time.monotonic() < deadline, f"not within {DEADLINE:.0f} s: {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[BrokerProcess, int]]:
+    port = free_port()
+    proc = BrokerProcess(tmp_path / "data", extra=["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    try:
+        yield proc, port
+    finally:
+        proc.terminate()
+
+
+def _segment_bytes(data: Path, topic: str, partition: int) -> int:
+    return sum(f.stat().st_size for f in (data / f"{topic}-{partition}").glob("*.log"))
+
+
+def test_produce_and_consume_figures_agree(served: tuple[BrokerProcess, int]) -> None:
+    proc, port = served
+    topic, group = "metered", "metered-group"
+    create_topics(proc.bootstrap, NewTopic(topic, num_partitions=2, replication_factor=1))
+    # 7 records to partition 0 and 5 to partition 1, several batches (acks=all: durable)
+    producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 0, "acks": "all"})
+    sent = {0: 7, 1: 5}
+    for partition, n in sent.items():
+        for i in range(n):
+            producer.produce(topic, key=f"k{i}".encode(), value=b"v" * (10 + i), partition=partition)
+            if i % 3 == 2:
+                producer.flush(10)
+    assert producer.flush(30) == 0
+
+    # consume everything once, then commit 3 on partition 0 and the end (5) on partition 1
+    consumer = Consumer({"bootstrap.servers": proc.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        _consume_and_check(proc, port, consumer, topic, group, sent)
+    finally:
+        consumer.close()
+    wait_for(port, lambda s: value(s, "riverbed_group_members", group=group) == 0.0, "the member left")
+
+
+def _consume_and_check(proc: BrokerProcess, port: int, consumer: Consumer, topic: str, group: str, sent: dict[int, int]) -> None:
+    consumer.subscribe([topic])
+    got = 0
+    deadline = time.monotonic() + DEADLINE
+    while got < 12:
+        assert time.monotonic() < deadline, f"consumed {got} of 12"
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            got += 1
+    consumer.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 5)], asynchronous=False)
+
+    samples = wait_for(port, lambda s: value(s, "riverbed_group_members", group=group) == 1.0, "the group has its member")
+    # records and bytes in: exactly what was produced, byte for byte what the segments hold
+    assert value(samples, "riverbed_topic_records_in_total", topic=topic) == 12
+    on_disk = _segment_bytes(proc.data_dir, topic, 0) + _segment_bytes(proc.data_dir, topic, 1)
+    assert on_disk > 0
+    assert value(samples, "riverbed_topic_bytes_in_total", topic=topic) == on_disk
+    # every record went out to the consumer at least once
+    out = value(samples, "riverbed_topic_bytes_out_total", topic=topic)
+    assert out is not None and out >= on_disk
+    # per partition: log end, log start, size, segments
+    for partition, n in sent.items():
+        labels = {"topic": topic, "partition": str(partition)}
+        assert value(samples, "riverbed_log_end_offset", **labels) == n
+        assert value(samples, "riverbed_log_high_watermark", **labels) == n
+        assert value(samples, "riverbed_log_start_offset", **labels) == 0
+        assert value(samples, "riverbed_log_segments", **labels) == 1
+        assert value(samples, "riverbed_log_size_bytes", **labels) == _segment_bytes(proc.data_dir, topic, partition)
+    # lag = end offset - committed offset
+    assert value(samples, "riverbed_group_committed_offset", group=group, topic=topic, partition="0") == 3
+    assert value(samples, "riverbed_group_lag", group=group, topic=topic, partition="0") == 7 - 3
+    assert value(samples, "riverbed_group_lag", group=group, topic=topic, partition="1") == 0
+    # requests, errors, latency histograms per API
+    produces = value(samples, "riverbed_requests_total", api="Produce")
+    assert produces is not None and produces >= 4  # at least one per flushed batch
+    assert value(samples, "riverbed_request_total_time_seconds_count", api="Produce") == produces
+    assert value(samples, "riverbed_request_total_time_seconds_bucket", api="Produce", le="+Inf") == produces
+    assert (value(samples, "riverbed_request_local_time_seconds_sum", api="Produce") or 0) > 0
+    # acks=all produce waits for its fsync: answered later, so it has a remote time
+    assert (value(samples, "riverbed_request_remote_time_seconds_count", api="Produce") or 0) >= 1
+    assert (value(samples, "riverbed_requests_total", api="Fetch") or 0) >= 1
+    assert (value(samples, "riverbed_request_errors_total", api="JoinGroup", error="MEMBER_ID_REQUIRED") or 0) >= 1
+    assert value(samples, "riverbed_request_errors_total", api="Produce", error="NONE") is None
+    # group commits: flush cycles ran and made at least the 12 records durable
+    assert (value(samples, "riverbed_log_flush_seconds_count") or 0) >= 1
+    assert (value(samples, "riverbed_log_flush_records_sum") or 0) >= 12
+    # connections of the listener, process figures, event-loop lag
+    assert (value(samples, "riverbed_connections", listener="PLAINTEXT") or 0) >= 2
+    assert (value(samples, "riverbed_connections_accepted_total", listener="PLAINTEXT") or 0) >= 2
+    assert value(samples, "riverbed_failed_authentication_total") == 0
+    assert (value(samples, "process_resident_memory_bytes") or 0) > 0
+    assert (value(samples, "process_open_fds") or 0) > 0
+    assert value(samples, "process_cpu_seconds_total") is not None
+    wait_for(port, lambda s: (value(s, "riverbed_event_loop_lag_seconds_count") or 0) >= 1, "a loop-lag sample")
+
+
+def test_other_paths_are_404(served: tuple[BrokerProcess, int]) -> None:
+    _, port = served
+    for path in ("/", "/metricsx", "/metrics/extra", "/../etc/passwd", "/favicon.ico"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30)
+        info.value.close()
+        assert info.value.code == 404, path
+    assert scrape(port, "/metrics?name[]=riverbed_requests_total")  # a query string is fine
+
+
+def test_no_metrics_flag_serves_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    proc = BrokerProcess(tmp_path / "data", extra=["--metrics-listen", f"127.0.0.1:{port}", "--no-metrics"]).start()
+    try:
+        producer = Producer({"bootstrap.servers": proc.bootstrap})
+        producer.produce("off", value=b"x")
+        assert producer.flush(30) == 0  # the broker works
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "something listens on the metrics port"
+    finally:
+        proc.terminate()
+
+
+def test_metrics_port_in_use_stops_start_up(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = BrokerProcess(tmp_path / "data", extra=["--metrics-listen", f"127.0.0.1:{port}"])
+        with pytest.raises(RuntimeError, match=re.escape(f"metrics endpoint on 127.0.0.1:{port}")):
+            proc.start()
