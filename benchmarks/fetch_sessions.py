@@ -40,6 +40,8 @@ def start_broker(data_dir: Path, port: int, src: str | None) -> subprocess.Popen
     if src:
         env["PYTHONPATH"] = src
     cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    if not src:  # an older riverbed (--src) has no metrics endpoint nor this flag
+        cmd.append("--no-metrics")
     log = open(data_dir.parent / "broker.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     log.close()

@@ -216,13 +216,11 @@ class BrokerCollector(Collector):
         for group, n in sorted(snap.group_members.items()):
             members.add_metric([group], n)
         yield members
-        committed = GaugeMetricFamily("riverbed_group_committed_offset", "A group's committed offset of a partition", labels=["group", "topic", "partition"])
+        # the committed offset itself is riverbed_log_high_watermark - riverbed_group_lag (one
+        # series per group and partition is what a scrape's cost grows with)
         lag = GaugeMetricFamily("riverbed_group_lag", "High watermark minus a group's committed offset (the LAG of kafka-consumer-groups)", labels=["group", "topic", "partition"])
-        for group, topic, partition, offset, behind in sorted(snap.group_offsets):
-            labels = [group, topic, str(partition)]
-            committed.add_metric(labels, offset)
-            lag.add_metric(labels, behind)
-        yield committed
+        for group, topic, partition, _offset, behind in sorted(snap.group_offsets):
+            lag.add_metric([group, topic, str(partition)], behind)
         yield lag
 
     @staticmethod
