@@ -4,6 +4,7 @@ own text parser."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -177,3 +178,51 @@ def test_metrics_port_in_use_stops_start_up(tmp_path: Path) -> None:
         proc = BrokerProcess(tmp_path / "data", extra=["--metrics-listen", f"127.0.0.1:{port}"])
         with pytest.raises(RuntimeError, match=re.escape(f"metrics endpoint on 127.0.0.1:{port}")):
             proc.start()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+
+
+def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[BrokerProcess, int]) -> None:
+    """Every expression of docs/grafana-dashboard.json names metrics (and labels) that a
+    running broker exposes: a produce, a consumer group with a commit, then a scrape."""
+    proc, port = served
+    producer = Producer({"bootstrap.servers": proc.bootstrap, "acks": "all"})
+    producer.produce("dash", value=b"x")
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": proc.bootstrap, "group.id": "dash-group", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe(["dash"])
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            assert time.monotonic() < deadline, "no record"
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                break
+        consumer.commit(msg, asynchronous=False)
+        samples = wait_for(port, lambda s: (value(s, "riverbed_event_loop_lag_seconds_count") or 0) >= 1 and value(s, "riverbed_group_lag", group="dash-group", topic="dash", partition="0") == 0, "loop lag and the group's lag")
+    finally:
+        consumer.close()
+    labels: dict[str, set[str]] = {}
+    for name, pairs in samples:
+        labels.setdefault(name, set()).update(k for k, _ in pairs)
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    assert len(exprs) >= 20
+    seen: set[str] = set()
+    for expr in exprs:
+        names = set(re.findall(r"\b((?:riverbed|process)_[a-z_]+)\b", expr))
+        assert names, f"no metric in {expr!r}"
+        for name in names:
+            assert name in labels, f"{name} (in {expr!r}) is not exposed"
+        allowed = set().union(*(labels[n] for n in names)) | {"instance", "job"}
+        used = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|!~|=)\s*\"", expr))
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            used |= {label.strip() for label in group.split(",")}
+        assert used <= allowed, f"labels {used - allowed} of {expr!r} are not on {names}"
+        seen |= names
+    # the dashboard covers each kind of metric the endpoint ships
+    for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
+        assert any(n.startswith(prefix) for n in seen), f"no panel shows {prefix}*"
