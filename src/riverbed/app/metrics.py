@@ -78,7 +78,10 @@ def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
     for kind in ("total", "local", "remote"):
         merged: dict[int, Buckets] = {}
         for server in app.servers:
-            for key, hist in list(getattr(server.request_stats, kind).items()):
+            for key, times in list(server.request_stats.apis.items()):
+                hist = getattr(times, kind)
+                if not any(hist.counts):
+                    continue  # no remote time: answered synchronously every time
                 counts, total = hist.snapshot()
                 if key in merged:
                     prev = merged[key]

@@ -16,6 +16,7 @@ from typing import Any
 
 from riverbed.protocol.primitives import Message
 
+PRODUCE_KEY = 0
 FETCH_KEY = 1
 
 _shapes: dict[type, tuple[bool, tuple[str, ...]]] = {}
@@ -54,7 +55,12 @@ class BrokerStats:
     def answered(self, key: int, response: Message, topic_names: Any) -> None:
         """Count the errors of a response, and the record bytes of a Fetch response
         (``topic_names(topic_id)``: a topic's name for Fetch v13+, which carries ids)."""
-        if key == FETCH_KEY:
+        if key == PRODUCE_KEY:  # the hot paths: their fields, without the generic walk
+            for t in response.responses:  # type: ignore[attr-defined]
+                for p in t.partition_responses:
+                    if p.error_code:
+                        self._count(PRODUCE_KEY, p.error_code)
+        elif key == FETCH_KEY:
             self._fetched(response, topic_names)
         else:
             self._errors(key, response)

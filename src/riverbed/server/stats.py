@@ -21,30 +21,37 @@ from riverbed.stats import Histogram
 MAX_KEYS = 128
 
 
-class RequestStats:
+class ApiTimes:
+    """The three request-time histograms of one API key."""
+
     __slots__ = ("local", "remote", "total")
 
     def __init__(self) -> None:
-        self.total: dict[int, Histogram] = {}
-        self.local: dict[int, Histogram] = {}
-        self.remote: dict[int, Histogram] = {}
+        self.total = Histogram()
+        self.local = Histogram()
+        self.remote = Histogram()
 
-    @staticmethod
-    def _get(table: dict[int, Histogram], key: int) -> Histogram:
-        h = table.get(key)
-        if h is None:
-            # a frame's first two bytes are an API key except in the raw SASL tokens of
-            # SaslHandshake v0: any number then, so the tables are capped (-1: other)
-            if len(table) >= MAX_KEYS:
-                key = -1
-                h = table.get(key)
-            if h is None:
-                h = table[key] = Histogram()
-        return h
+
+class RequestStats:
+    __slots__ = ("apis",)
+
+    def __init__(self) -> None:
+        self.apis: dict[int, ApiTimes] = {}
+
+    def _new(self, key: int) -> ApiTimes:
+        # a frame's first two bytes are an API key except in the raw SASL tokens of
+        # SaslHandshake v0: any number then, so the table is capped (-1: other)
+        if len(self.apis) >= MAX_KEYS:
+            key = -1
+        times = self.apis.get(key)
+        if times is None:
+            times = self.apis[key] = ApiTimes()
+        return times
 
     def answered(self, key: int, total: float, local: float, remote: float | None) -> None:
         """One request of API ``key`` done (``remote`` None: answered synchronously)."""
-        self._get(self.total, key).observe(total)
-        self._get(self.local, key).observe(local)
+        times = self.apis.get(key) or self._new(key)
+        times.total.observe(total)
+        times.local.observe(local)
         if remote is not None:
-            self._get(self.remote, key).observe(remote)
+            times.remote.observe(remote)
