@@ -226,3 +226,31 @@ def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[B
     # the dashboard covers each kind of metric the endpoint ships
     for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
         assert any(n.startswith(prefix) for n in seen), f"no panel shows {prefix}*"
+
+
+def test_failed_logins_are_counted(tmp_path: Path) -> None:
+    """riverbed_failed_authentication_total counts each failed SASL login (a confluent-kafka
+    client with a wrong password; read from the running broker's snapshot)."""
+    from riverbed.app.metrics import take_snapshot
+    from riverbed.broker import ListenerConfig
+    from riverbed.cli.main import main as riverbed_main
+    from riverbed.testing import EmbeddedBroker
+
+    listeners = [ListenerConfig(n, n, "127.0.0.1", 0) for n in ("PLAINTEXT", "SASL_PLAINTEXT")]
+    with EmbeddedBroker(tmp_path / "data", listeners=listeners) as broker:
+        assert riverbed_main(["user", "add", "alice", "--password", "alice-secret", "-b", broker.bootstrap_for("PLAINTEXT")]) == 0
+        app = broker._thread.app  # type: ignore[union-attr]
+        assert broker.call(take_snapshot, app, None).failed_authentications == 0
+        errors: list[str] = []
+        producer = Producer({
+            "bootstrap.servers": broker.bootstrap_for("SASL_PLAINTEXT"), "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "alice", "sasl.password": "wrong",
+            "reconnect.backoff.ms": 5000, "reconnect.backoff.max.ms": 10000, "error_cb": lambda err: errors.append(str(err)),
+        })  # fmt: skip
+        deadline = time.monotonic() + DEADLINE
+        while broker.call(take_snapshot, app, None).failed_authentications < 1:
+            assert time.monotonic() < deadline, f"no failed login counted; client errors: {errors}"
+            producer.poll(0.1)
+        snap = broker.call(take_snapshot, app, None)
+        assert snap.connections["SASL_PLAINTEXT"] <= 1
+        del producer
