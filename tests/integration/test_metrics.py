@@ -74,7 +74,7 @@ def test_produce_and_consume_figures_agree(served: tuple[BrokerProcess, int]) ->
     topic, group = "metered", "metered-group"
     create_topics(proc.bootstrap, NewTopic(topic, num_partitions=2, replication_factor=1))
     # 7 records to partition 0 and 5 to partition 1, several batches (acks=all: durable)
-    producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 0, "acks": "all"})
+    producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 0, "acks": "all", "enable.idempotence": True})
     sent = {0: 7, 1: 5}
     for partition, n in sent.items():
         for i in range(n):
@@ -141,6 +141,8 @@ def _consume_and_check(proc: BrokerProcess, port: int, consumer: Consumer, topic
     assert (value(samples, "riverbed_connections", listener="PLAINTEXT") or 0) >= 2
     assert (value(samples, "riverbed_connections_accepted_total", listener="PLAINTEXT") or 0) >= 2
     assert value(samples, "riverbed_failed_authentication_total") == 0
+    # the idempotent producer has state on both partitions (Kafka's ProducerIdCount sums them)
+    assert value(samples, "riverbed_producer_ids") == 2
     assert (value(samples, "process_resident_memory_bytes") or 0) > 0
     assert (value(samples, "process_open_fds") or 0) > 0
     assert value(samples, "process_cpu_seconds_total") is not None
@@ -180,6 +182,25 @@ def test_metrics_port_in_use_stops_start_up(tmp_path: Path) -> None:
             proc.start()
 
 
+def test_transactions_per_state(served: tuple[BrokerProcess, int]) -> None:
+    proc, port = served
+    committed = Producer({"bootstrap.servers": proc.bootstrap, "transactional.id": "metrics-txn-a"})
+    committed.init_transactions(30)
+    committed.begin_transaction()
+    committed.produce("txn-metrics", value=b"x")
+    committed.commit_transaction(30)
+    ongoing = Producer({"bootstrap.servers": proc.bootstrap, "transactional.id": "metrics-txn-b"})
+    ongoing.init_transactions(30)
+    ongoing.begin_transaction()
+    ongoing.produce("txn-metrics", value=b"y")
+    assert ongoing.flush(30) == 0
+    samples = wait_for(port, lambda s: value(s, "riverbed_transactions", state="Ongoing") == 1, "an ongoing transaction")
+    assert value(samples, "riverbed_transactions", state="CompleteCommit") == 1
+    assert value(samples, "riverbed_producer_ids") == 2  # both producers wrote to the partition
+    ongoing.abort_transaction(30)
+    wait_for(port, lambda s: value(s, "riverbed_transactions", state="CompleteAbort") == 1, "the abort")
+
+
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
 
@@ -187,9 +208,11 @@ def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[B
     """Every expression of docs/grafana-dashboard.json names metrics (and labels) that a
     running broker exposes: a produce, a consumer group with a commit, then a scrape."""
     proc, port = served
-    producer = Producer({"bootstrap.servers": proc.bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": proc.bootstrap, "transactional.id": "dash-txn"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
     producer.produce("dash", value=b"x")
-    assert producer.flush(30) == 0
+    producer.commit_transaction(30)
     consumer = Consumer({"bootstrap.servers": proc.bootstrap, "group.id": "dash-group", "auto.offset.reset": "earliest", "enable.auto.commit": False})
     try:
         consumer.subscribe(["dash"])
@@ -200,7 +223,7 @@ def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[B
             if msg is not None and msg.error() is None:
                 break
         consumer.commit(msg, asynchronous=False)
-        samples = wait_for(port, lambda s: (value(s, "riverbed_event_loop_lag_seconds_count") or 0) >= 1 and value(s, "riverbed_group_lag", group="dash-group", topic="dash", partition="0") == 0, "loop lag and the group's lag")
+        samples = wait_for(port, lambda s: (value(s, "riverbed_event_loop_lag_seconds_count") or 0) >= 1 and value(s, "riverbed_group_lag", group="dash-group", topic="dash", partition="0") is not None, "loop lag and the group's lag")
     finally:
         consumer.close()
     labels: dict[str, set[str]] = {}
@@ -224,7 +247,7 @@ def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[B
         assert used <= allowed, f"labels {used - allowed} of {expr!r} are not on {names}"
         seen |= names
     # the dashboard covers each kind of metric the endpoint ships
-    for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
+    for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_transactions", "riverbed_producer_ids", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
         assert any(n.startswith(prefix) for n in seen), f"no panel shows {prefix}*"
 
 

@@ -69,6 +69,8 @@ class Snapshot:
     # (group, topic, partition, committed offset, lag)
     group_offsets: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     loop_lag: Buckets | None = None
+    producer_ids: int = 0  # producers with state, summed over partitions
+    transactions: dict[str, int] = field(default_factory=dict)  # state -> transactional ids
 
 
 def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
@@ -104,6 +106,8 @@ def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
     ends: dict[tuple[str, int], int] = {}
     for plog in broker.logs.partitions():
         hw = plog.high_watermark
+        producers = getattr(plog, "producers", None)  # the engines' producer-state table
+        snap.producer_ids += len(producers) if producers is not None else 0
         snap.partitions.append((plog.topic, plog.partition, plog.size_bytes, plog.segment_count, plog.log_start_offset, plog.log_end_offset, hw))
         ends[(plog.topic, plog.partition)] = hw
     members = broker.groups.consumer.member_counts()
@@ -114,6 +118,8 @@ def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
             if end is not None:  # a deleted topic's offsets have no lag
                 snap.group_offsets.append((group_id, topic, partition, committed, end - committed))
     snap.group_members.update(members)  # KIP-848 groups without committed offsets
+    for entry in broker.txns.coordinator.list()[1]:
+        snap.transactions[entry.state] = snap.transactions.get(entry.state, 0) + 1
     if loop_lag is not None:
         snap.loop_lag = loop_lag.snapshot()
     return snap
@@ -159,6 +165,7 @@ class BrokerCollector(Collector):
         yield from self._logs(snap)
         yield from self._groups(snap)
         yield from self._connections(snap)
+        yield from self._producers(snap)
         if snap.loop_lag is not None:
             yield _histogram("riverbed_event_loop_lag_seconds", "How late the broker's event loop ran a timer (sampled twice a second)", [], [([], snap.loop_lag)], LATENCY_BUCKETS)
 
@@ -225,6 +232,16 @@ class BrokerCollector(Collector):
         for group, topic, partition, _offset, behind in sorted(snap.group_offsets):
             lag.add_metric([group, topic, str(partition)], behind)
         yield lag
+
+    @staticmethod
+    def _producers(snap: Snapshot) -> Iterator[Metric]:
+        pids = GaugeMetricFamily("riverbed_producer_ids", "Producer ids with state (idempotent or transactional), summed over partitions (Kafka ProducerIdCount)")
+        pids.add_metric([], snap.producer_ids)
+        yield pids
+        txns = GaugeMetricFamily("riverbed_transactions", "Transactional ids the coordinator knows, per state (as ListTransactions shows them)", labels=["state"])
+        for state, n in sorted(snap.transactions.items()):
+            txns.add_metric([state], n)
+        yield txns
 
     @staticmethod
     def _connections(snap: Snapshot) -> Iterator[Metric]:
