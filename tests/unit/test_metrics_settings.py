@@ -42,3 +42,31 @@ def test_file_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_bad_listen_address_is_refused() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         _ = settings("--metrics-listen", "9644").address
+
+
+def test_ipv6_listen_address_is_served() -> None:
+    import http.client
+    import socket
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from riverbed.app.metrics_http import MetricsSettings, _Server
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = _Server(MetricsSettings(listen="[::1]:0").address, CollectorRegistry())
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for path, status in (("/metrics", 200), ("/nope", 404)):
+            conn = http.client.HTTPConnection("::1", server.server_address[1], timeout=30)
+            conn.request("GET", path)
+            assert conn.getresponse().status == status
+            conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +83,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry) -> None:
         self.registry = registry
+        if ":" in address[0]:  # an IPv6 address ([::1]:9644)
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
 
