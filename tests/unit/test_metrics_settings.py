@@ -53,12 +53,12 @@ def test_ipv6_listen_address_is_served() -> None:
 
     from riverbed.app.metrics_http import MetricsSettings, _Server
 
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
     try:
-        server = _Server(MetricsSettings(listen="[::1]:0").address, CollectorRegistry())
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback: {exc}")
+    server = _Server(MetricsSettings(listen="[::1]:0").address, CollectorRegistry())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
