@@ -14,7 +14,10 @@ with ``--partitions`` partitions gets ``--groups`` consumer groups with committe
    A/B difference is large enough to see at all); CPU-seconds of the broker (user + system,
    all threads, from /proc: not wall time, the machine may be shared) per run;
 3. the share of the broker's CPU a 15 s scrape interval costs: (cost of one scrape / 15 s)
-   divided by the broker's CPU rate under load, and the same relative to an idle broker.
+   divided by the broker's CPU rate under load;
+4. whether the endpoint's figures agree with what the benchmark did: records in against
+   records produced, bytes in against the topic's segment files, the lag of a group that
+   committed offset 1 on every partition against records produced minus partitions.
 
 Prints one JSON object.
 """
@@ -70,15 +73,21 @@ def scrape(port: int) -> int:
         return len(resp.read())
 
 
-def records_in(port: int) -> float:
-    """The broker's own count of records appended to the topic (riverbed_topic_records_in_total)."""
+def sums(port: int) -> dict[str, float]:
+    """Per metric name, the sum of its samples for the topic (and group bench-group-0)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
         text = resp.read().decode()
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "riverbed_topic_records_in_total" and sample.labels.get("topic") == TOPIC:
-                return sample.value
-    return 0.0
+            if sample.labels.get("topic") == TOPIC and sample.labels.get("group", "bench-group-0") == "bench-group-0":
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def records_in(port: int) -> float:
+    """The broker's own count of records appended to the topic (riverbed_topic_records_in_total)."""
+    return sums(port).get("riverbed_topic_records_in_total", 0.0)
 
 
 def produce(bootstrap: str, records: int) -> float:
@@ -160,6 +169,18 @@ def main() -> None:
                 scraper.join()
             runs[label] = {"wall_s": round(seconds, 2), "broker_cpu_s": round(used, 2), "broker_cpu_per_s": round(used / seconds, 3), "scrapes": scraper.scrapes if scraper else 0, "records_produced": args.records, "records_in_counted_by_metrics": counted}
         load_rate = runs["no_scraper"]["broker_cpu_per_s"]
+        # what the endpoint says against what this benchmark did and what is on disk
+        final = sums(mport)
+        produced = 1000 + 2 * args.records
+        on_disk = sum(f.stat().st_size for f in (tmp / "data").glob(f"{TOPIC}-*/*.log"))
+        agree = {
+            "records_produced": produced,
+            "records_in_total": final.get("riverbed_topic_records_in_total"),
+            "segment_bytes_on_disk": on_disk,
+            "bytes_in_total": final.get("riverbed_topic_bytes_in_total"),
+            "expected_lag_of_a_group": produced - args.partitions,  # each committed offset 1
+            "group_lag_sum": final.get("riverbed_group_lag"),
+        }
         print(json.dumps({
             "partitions": args.partitions,
             "groups": args.groups,
@@ -169,6 +190,7 @@ def main() -> None:
             "load": runs,
             "scrape_every_15s_share_of_loaded_broker_cpu_pct": round(100 * per_scrape / 15 / load_rate, 4) if load_rate else None,
             "scrape_every_15s_cpu_per_s": round(per_scrape / 15, 5),
+            "figures_agree": agree,
         }, indent=2))
     finally:
         broker.terminate()
