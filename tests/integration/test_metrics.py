@@ -277,3 +277,40 @@ def test_failed_logins_are_counted(tmp_path: Path) -> None:
         snap = broker.call(take_snapshot, app, None)
         assert snap.connections["SASL_PLAINTEXT"] <= 1
         del producer
+
+
+def test_cleaner_and_tiering_progress(tmp_path: Path) -> None:
+    """A compacted topic gets cleaned and a tiered topic's segments go to the object store (a
+    local directory): the cleaner's bytes and clean times, and each partition's remote bytes
+    and segments, appear on the endpoint; the remote bytes are the store's .log objects."""
+    port, store = free_port(), tmp_path / "store"
+    extra = ["--metrics-listen", f"127.0.0.1:{port}", "--set", f"remote.storage.path={store}", "--set", "remote.log.manager.task.interval.ms=50", "--set", "log.cleaner.backoff.ms=20"]
+    proc = BrokerProcess(tmp_path / "data", extra=extra).start()
+    try:
+        compact = {"cleanup.policy": "compact", "segment.bytes": "2048", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
+        tiered = {"remote.storage.enable": "true", "segment.bytes": "8192", "local.retention.bytes": "1", "retention.ms": "-1"}
+        create_topics(proc.bootstrap, NewTopic("compacted", 1, 1, config=compact), NewTopic("tiered", 1, 1, config=tiered))
+        producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 2, "batch.num.messages": 10})
+        for i in range(600):
+            producer.produce("compacted", key=f"k{i % 20}".encode(), value=b"v" * 50)
+            producer.produce("tiered", key=b"k", value=b"t" * 200)
+            if i % 50 == 49:
+                producer.flush(30)
+        assert producer.flush(30) == 0
+        labels = {"topic": "tiered", "partition": "0"}
+        samples = wait_for(
+            port,
+            lambda s: (value(s, "riverbed_log_cleaner_clean_seconds_count") or 0) >= 1 and (value(s, "riverbed_remote_segments_copied_total", **labels) or 0) >= 3,
+            "a clean and three tiered segments",
+        )
+        read, written = value(samples, "riverbed_log_cleaner_bytes_read_total"), value(samples, "riverbed_log_cleaner_bytes_written_total")
+        assert read is not None and written is not None and 0 < written < read  # duplicates went
+        assert value(samples, "riverbed_log_cleaner_uncleanable_partitions") == 0
+
+        def remote_agrees(s: Samples) -> bool:
+            on_store = sum(f.stat().st_size for f in store.rglob("*.log"))
+            return value(s, "riverbed_log_remote_size_bytes", **labels) == on_store > 0 and value(s, "riverbed_log_remote_segments", **labels) == value(s, "riverbed_remote_segments_copied_total", **labels)
+
+        wait_for(port, remote_agrees, "remote bytes equal to the store's .log objects")
+    finally:
+        proc.terminate()

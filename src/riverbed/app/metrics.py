@@ -70,6 +70,10 @@ class Snapshot:
     group_offsets: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     loop_lag: Buckets | None = None
     producer_ids: int = 0  # producers with state, summed over partitions
+    cleaner: dict[str, int] = field(default_factory=dict)  # bytes read / written, uncleanable
+    clean_seconds: Buckets | None = None
+    # (topic, partition, remote bytes, remote segments, segments copied since start)
+    remote: list[tuple[str, int, int, int, int]] = field(default_factory=list)
     transactions: dict[str, int] = field(default_factory=dict)  # state -> transactional ids
 
 
@@ -104,10 +108,18 @@ def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
     if flush is not None:
         snap.flush = {"seconds": flush.seconds.snapshot(), "logs": flush.logs.snapshot(), "records": flush.records.snapshot()}
     ends: dict[tuple[str, int], int] = {}
+    remote = getattr(broker.logs, "remote", None)  # tiering (with an object store)
+    uncleanable = 0
     for plog in broker.logs.partitions():
         hw = plog.high_watermark
         producers = getattr(plog, "producers", None)  # the engines' producer-state table
         snap.producer_ids += len(producers) if producers is not None else 0
+        state = getattr(plog, "cleaner_state", None)
+        uncleanable += 1 if state is not None and state.uncleanable else 0
+        status = remote.status(plog.topic, plog.partition) if remote is not None else None
+        if status is not None:
+            done = status.metadata.finished()
+            snap.remote.append((plog.topic, plog.partition, sum(s.size for s in done), len(done), status.copied))
         snap.partitions.append((plog.topic, plog.partition, plog.size_bytes, plog.segment_count, plog.log_start_offset, plog.log_end_offset, hw))
         ends[(plog.topic, plog.partition)] = hw
     members = broker.groups.consumer.member_counts()
@@ -118,6 +130,10 @@ def take_snapshot(app: RiverbedApp, loop_lag: Histogram | None) -> Snapshot:
             if end is not None:  # a deleted topic's offsets have no lag
                 snap.group_offsets.append((group_id, topic, partition, committed, end - committed))
     snap.group_members.update(members)  # KIP-848 groups without committed offsets
+    cleaner = getattr(broker.logs, "cleaner", None)  # the segment engine's log cleaner
+    if cleaner is not None:
+        snap.cleaner = {"read": cleaner.bytes_read, "written": cleaner.bytes_written, "uncleanable": uncleanable}
+        snap.clean_seconds = cleaner.clean_seconds.snapshot()
     for entry in broker.txns.coordinator.list()[1]:
         snap.transactions[entry.state] = snap.transactions.get(entry.state, 0) + 1
     if loop_lag is not None:
@@ -166,6 +182,7 @@ class BrokerCollector(Collector):
         yield from self._groups(snap)
         yield from self._connections(snap)
         yield from self._producers(snap)
+        yield from self._cleaner_and_tiering(snap)
         if snap.loop_lag is not None:
             yield _histogram("riverbed_event_loop_lag_seconds", "How late the broker's event loop ran a timer (sampled twice a second)", [], [([], snap.loop_lag)], LATENCY_BUCKETS)
 
@@ -232,6 +249,33 @@ class BrokerCollector(Collector):
         for group, topic, partition, _offset, behind in sorted(snap.group_offsets):
             lag.add_metric([group, topic, str(partition)], behind)
         yield lag
+
+    @staticmethod
+    def _cleaner_and_tiering(snap: Snapshot) -> Iterator[Metric]:
+        if snap.cleaner:
+            for name, key, doc in (
+                ("riverbed_log_cleaner_bytes_read", "read", "Bytes the log cleaner read in completed cleans (Kafka cleaner-recopy-percent = written / read)"),
+                ("riverbed_log_cleaner_bytes_written", "written", "Bytes the log cleaner wrote in completed cleans"),
+            ):
+                counter = CounterMetricFamily(name, doc)
+                counter.add_metric([], snap.cleaner[key])
+                yield counter
+            gauge = GaugeMetricFamily("riverbed_log_cleaner_uncleanable_partitions", "Partitions the cleaner gave up on after an error (Kafka uncleanable-partitions-count)")
+            gauge.add_metric([], snap.cleaner["uncleanable"])
+            yield gauge
+        if snap.clean_seconds is not None:
+            yield _histogram("riverbed_log_cleaner_clean_seconds", "Duration of each completed clean of a log (Kafka max-clean-time-secs)", [], [([], snap.clean_seconds)], LATENCY_BUCKETS)
+        size = GaugeMetricFamily("riverbed_log_remote_size_bytes", "Bytes of a partition's segments in the object store (Kafka RemoteLogSizeBytes)", labels=["topic", "partition"])
+        segments = GaugeMetricFamily("riverbed_log_remote_segments", "Segments of a partition in the object store", labels=["topic", "partition"])
+        copied = CounterMetricFamily("riverbed_remote_segments_copied", "Segments copied to the object store since start (Kafka RemoteCopyRequestsPerSec)", labels=["topic", "partition"])
+        for topic, partition, nbytes, nsegments, ncopied in sorted(snap.remote):
+            labels = [topic, str(partition)]
+            size.add_metric(labels, nbytes)
+            segments.add_metric(labels, nsegments)
+            copied.add_metric(labels, ncopied)
+        yield size
+        yield segments
+        yield copied
 
     @staticmethod
     def _producers(snap: Snapshot) -> Iterator[Metric]:
