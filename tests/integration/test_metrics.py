@@ -204,10 +204,20 @@ def test_transactions_per_state(served: tuple[BrokerProcess, int]) -> None:
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
 
-def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[BrokerProcess, int]) -> None:
+def test_grafana_dashboard_names_only_shipped_metrics_and_labels(tmp_path: Path) -> None:
     """Every expression of docs/grafana-dashboard.json names metrics (and labels) that a
-    running broker exposes: a produce, a consumer group with a commit, then a scrape."""
-    proc, port = served
+    running broker exposes: a transaction, a consumer group with a commit, a clean and
+    tiered segments, then a scrape."""
+    port = free_port()
+    proc = BrokerProcess(tmp_path / "data", extra=_tiering_and_cleaning(port, tmp_path / "store")).start()
+    try:
+        _check_dashboard(proc, port)
+    finally:
+        proc.terminate()
+
+
+def _check_dashboard(proc: BrokerProcess, port: int) -> None:
+    _clean_and_tier(proc, port)
     producer = Producer({"bootstrap.servers": proc.bootstrap, "transactional.id": "dash-txn"})
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -247,7 +257,7 @@ def test_grafana_dashboard_names_only_shipped_metrics_and_labels(served: tuple[B
         assert used <= allowed, f"labels {used - allowed} of {expr!r} are not on {names}"
         seen |= names
     # the dashboard covers each kind of metric the endpoint ships
-    for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_transactions", "riverbed_producer_ids", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
+    for prefix in ("riverbed_topic_", "riverbed_request", "riverbed_transactions", "riverbed_producer_ids", "riverbed_log_cleaner", "riverbed_log_remote", "riverbed_remote_", "riverbed_log_flush", "riverbed_log_size", "riverbed_group_lag", "riverbed_group_members", "riverbed_connections", "riverbed_failed_authentication", "riverbed_event_loop_lag", "process_"):
         assert any(n.startswith(prefix) for n in seen), f"no panel shows {prefix}*"
 
 
@@ -279,30 +289,40 @@ def test_failed_logins_are_counted(tmp_path: Path) -> None:
         del producer
 
 
+def _tiering_and_cleaning(port: int, store: Path) -> list[str]:
+    """BrokerProcess arguments: metrics on ``port``, an object store in ``store``, a busy cleaner."""
+    return ["--metrics-listen", f"127.0.0.1:{port}", "--set", f"remote.storage.path={store}", "--set", "remote.log.manager.task.interval.ms=50", "--set", "log.cleaner.backoff.ms=20"]
+
+
+def _clean_and_tier(proc: BrokerProcess, port: int) -> Samples:
+    """Fill a compacted topic and a tiered one; scrape once a clean and three copies are done."""
+    compact = {"cleanup.policy": "compact", "segment.bytes": "2048", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
+    tiered = {"remote.storage.enable": "true", "segment.bytes": "8192", "local.retention.bytes": "1", "retention.ms": "-1"}
+    create_topics(proc.bootstrap, NewTopic("compacted", 1, 1, config=compact), NewTopic("tiered", 1, 1, config=tiered))
+    producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 2, "batch.num.messages": 10})
+    for i in range(600):
+        producer.produce("compacted", key=f"k{i % 20}".encode(), value=b"v" * 50)
+        producer.produce("tiered", key=b"k", value=b"t" * 200)
+        if i % 50 == 49:
+            producer.flush(30)
+    assert producer.flush(30) == 0
+    labels = {"topic": "tiered", "partition": "0"}
+    return wait_for(
+        port,
+        lambda s: (value(s, "riverbed_log_cleaner_clean_seconds_count") or 0) >= 1 and (value(s, "riverbed_remote_segments_copied_total", **labels) or 0) >= 3,
+        "a clean and three tiered segments",
+    )
+
+
 def test_cleaner_and_tiering_progress(tmp_path: Path) -> None:
     """A compacted topic gets cleaned and a tiered topic's segments go to the object store (a
     local directory): the cleaner's bytes and clean times, and each partition's remote bytes
     and segments, appear on the endpoint; the remote bytes are the store's .log objects."""
     port, store = free_port(), tmp_path / "store"
-    extra = ["--metrics-listen", f"127.0.0.1:{port}", "--set", f"remote.storage.path={store}", "--set", "remote.log.manager.task.interval.ms=50", "--set", "log.cleaner.backoff.ms=20"]
-    proc = BrokerProcess(tmp_path / "data", extra=extra).start()
+    proc = BrokerProcess(tmp_path / "data", extra=_tiering_and_cleaning(port, store)).start()
     try:
-        compact = {"cleanup.policy": "compact", "segment.bytes": "2048", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
-        tiered = {"remote.storage.enable": "true", "segment.bytes": "8192", "local.retention.bytes": "1", "retention.ms": "-1"}
-        create_topics(proc.bootstrap, NewTopic("compacted", 1, 1, config=compact), NewTopic("tiered", 1, 1, config=tiered))
-        producer = Producer({"bootstrap.servers": proc.bootstrap, "linger.ms": 2, "batch.num.messages": 10})
-        for i in range(600):
-            producer.produce("compacted", key=f"k{i % 20}".encode(), value=b"v" * 50)
-            producer.produce("tiered", key=b"k", value=b"t" * 200)
-            if i % 50 == 49:
-                producer.flush(30)
-        assert producer.flush(30) == 0
+        samples = _clean_and_tier(proc, port)
         labels = {"topic": "tiered", "partition": "0"}
-        samples = wait_for(
-            port,
-            lambda s: (value(s, "riverbed_log_cleaner_clean_seconds_count") or 0) >= 1 and (value(s, "riverbed_remote_segments_copied_total", **labels) or 0) >= 3,
-            "a clean and three tiered segments",
-        )
         read, written = value(samples, "riverbed_log_cleaner_bytes_read_total"), value(samples, "riverbed_log_cleaner_bytes_written_total")
         assert read is not None and written is not None and 0 < written < read  # duplicates went
         assert value(samples, "riverbed_log_cleaner_uncleanable_partitions") == 0
