@@ -39,7 +39,9 @@ def start_broker(data_dir: Path, port: int, src: str | None) -> subprocess.Popen
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    cmd = [sys.executable, "-m", "riverbed", "serve", "--no-registry", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    if not src:  # an older riverbed (--src) has neither the embedded registry nor metrics, nor these flags
+        cmd += ["--no-registry", "--no-metrics"]
     log = open(data_dir.parent / "broker.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     log.close()

@@ -631,6 +631,7 @@ def make_broker(name: str, root: Path) -> Broker:
             "--listen", f"{HOST}:{port}",
             "--data-dir", str(data),
             "--log-level", "WARNING",
+            "--no-metrics",  # comparable with earlier runs, and port 9644 may be taken
             *os.environ.get("RIVERBED_BENCH_ARGS", "").split(),
         ]  # fmt: skip
         return Broker(name, cmd, data, port)

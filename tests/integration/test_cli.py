@@ -26,9 +26,10 @@ def cli(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.
 
 
 def test_serve_with_no_arguments_is_ready_within_a_second(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 9092)) == 0:
-            pytest.skip("port 9092 is in use on this machine")
+    for port in (9092, 9644):  # the broker's and its metrics endpoint's default ports
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use on this machine")
     proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve"], cwd=tmp_path, stderr=subprocess.DEVNULL)
     try:
         # wait for the state (listening); how fast is the CPU-time check below

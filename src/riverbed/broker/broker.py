@@ -57,6 +57,7 @@ from .config import BrokerConfig, ListenerConfig
 from .dynamic_configs import DynamicConfigs
 from .groups import GroupService
 from .schema_ids import SCHEMAS_TOPIC, SchemaIndex
+from .stats import BrokerStats
 from .txns import TxnService
 from .versions import SUPPORTED
 
@@ -103,6 +104,7 @@ class Broker:
         self.auth_throttle = FailedAuthThrottle(
             ThrottleConfig(failure_delay=config.connection_failed_authentication_delay_ms / 1000)
         )
+        self.stats = BrokerStats()  # for the metrics endpoint (riverbed.app.metrics)
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
         self._retention_task: asyncio.Task[None] | None = None
@@ -301,6 +303,7 @@ class Broker:
     def delete_topic(self, name: str) -> Topic:
         topic = self.topics.delete(name)
         self.logs.delete_topic(name)
+        self.stats.forget_topic(name)
         log.info("deleted topic %s", name)
         self.groups.metadata_changed()
         return topic
@@ -421,14 +424,21 @@ class Broker:
                 raise CloseConnection(f"closing {conn.peer}")
             return None
         if isinstance(result, Message):
+            self.stats.answered(key, result, self._topic_name)
             chunks = self._frame(corr, version, result, flexible_header)
             return ReplyThenClose(chunks) if close else chunks
-        return self._frame_later(corr, version, result, flexible_header, close, conn)
+        return self._frame_later(corr, version, result, flexible_header, close, conn, key)
+
+    def _topic_name(self, topic_id: Any) -> str | None:
+        topic = self.topics.by_id(topic_id)
+        return None if topic is None else topic.name
 
     async def _frame_later(
-        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False, conn: ConnectionInfo | None = None
+        self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False, conn: ConnectionInfo | None = None, key: int = -1
     ) -> list[Buffer] | None:
         result = await pending
+        if result is not None:
+            self.stats.answered(key, result, self._topic_name)
         if conn is not None:  # an asynchronous handler (SASL) may decide to close only now
             close = close or bool(conn.state.pop("close_after_reply", False))
         if result is None:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
@@ -15,6 +15,9 @@ from .config_commands import add_config_parser
 from .dlq_commands import add_dlq_parser
 from .embedded import RegistrySettings
 from .schema_commands import add_schema_parser
+
+if TYPE_CHECKING:
+    from riverbed.app.metrics_http import MetricsSettings
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
     s.add_argument("--registry-listen", help="HOST:PORT of the embedded schema registry (default 127.0.0.1:8081; env RIVERBED_REGISTRY_LISTEN)")
     s.add_argument("--no-registry", action="store_true", help="do not start the embedded schema registry (env RIVERBED_REGISTRY=false)")
+    s.add_argument("--metrics-listen", help="HOST:PORT of the Prometheus endpoint /metrics (default 127.0.0.1:9644; env RIVERBED_METRICS_LISTEN)")
+    s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (env RIVERBED_METRICS=false)")
 
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .serve import run
 
-        return run(config, _registry_settings(args))
+        return run(config, _registry_settings(args), _metrics_settings(args))
     if args.command == "registry":
         return _registry(args)
     if args.command == "schema":
@@ -217,6 +222,29 @@ def _registry_settings(args: argparse.Namespace) -> RegistrySettings:
     if args.registry_listen:
         settings.listen = args.registry_listen
     if args.no_registry:
+        settings.enabled = False
+    return settings
+
+
+def _metrics_settings(args: argparse.Namespace) -> MetricsSettings:
+    """The metrics endpoint: the [metrics] table of the config file, then RIVERBED_METRICS*
+    env, then flags (later wins), as for the embedded registry."""
+    import os
+    import tomllib
+
+    from riverbed.app.metrics_http import MetricsSettings
+
+    settings = MetricsSettings()
+    if args.config is not None:
+        table = tomllib.loads(args.config.read_text()).get("metrics", {})
+        settings.enabled = bool(table.get("enabled", settings.enabled))
+        settings.listen = str(table.get("listen", settings.listen))
+    if os.environ.get("RIVERBED_METRICS", "").lower() in ("false", "0", "no", "off"):
+        settings.enabled = False
+    settings.listen = os.environ.get("RIVERBED_METRICS_LISTEN", settings.listen)
+    if args.metrics_listen:
+        settings.listen = args.metrics_listen
+    if args.no_metrics:
         settings.enabled = False
     return settings
 

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from riverbed.app import RiverbedApp
+from riverbed.app.metrics_http import MetricsEndpoint, MetricsSettings
 from riverbed.broker import BrokerConfig
 from riverbed.security.credentials import CorruptCredentialStoreError
 from riverbed.server.tls import TlsConfigError
@@ -18,23 +19,31 @@ from .embedded import RegistrySettings, registry_child
 log = logging.getLogger("riverbed")
 
 
-def run(config: BrokerConfig, registry: RegistrySettings | None = None) -> int:
+def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - optional
         pass
-    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False)))
+    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False)))
 
 
-async def _serve(config: BrokerConfig, registry: RegistrySettings) -> int:
+async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings) -> int:
     try:
         app = RiverbedApp(config)
         await app.start()
     except (OSError, CorruptCredentialStoreError, TlsConfigError) as exc:
         log.error("cannot start: %s", exc)
         return 1
+    metrics = MetricsEndpoint(app, metrics_settings) if metrics_settings.enabled else None
+    if metrics is not None:
+        try:
+            await metrics.start()
+        except (OSError, ValueError) as exc:
+            log.error("cannot start: metrics endpoint on %s: %s (--metrics-listen HOST:PORT, or --no-metrics)", metrics_settings.listen, exc)
+            await app.stop()
+            return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -57,9 +66,13 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings) -> int:
     if child is not None:
         child.start()
         print(f"schema registry on http://{registry.listen}", file=sys.stderr, flush=True)
+    if metrics is not None:
+        print(f"metrics on http://{metrics_settings.listen}/metrics", file=sys.stderr, flush=True)
     await stop.wait()
     if child is not None:
         await loop.run_in_executor(None, child.stop)
+    if metrics is not None:
+        await metrics.stop()
     await app.stop()
     log.info("riverbed stopped cleanly")
     return 0

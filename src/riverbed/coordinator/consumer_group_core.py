@@ -97,6 +97,10 @@ class ConsumerCoordinatorCore:
         self._busy = False
         self._now = clock()
 
+    def member_counts(self) -> dict[str, int]:
+        """Members of every KIP-848 group (for the metrics endpoint)."""
+        return {gid: len(g.members) for gid, g in self._groups.items()}
+
     @property
     def default_assignor(self) -> str:
         return self.config.assignors[0]

@@ -74,6 +74,11 @@ class CoordinatorCore:
         group = self._groups.get(group_id)
         return group.snapshot() if group is not None else None
 
+    def metrics_view(self) -> list[tuple[str, int, dict[tuple[str, int], int]]]:
+        """(group id, members, committed offset per (topic, partition)) of every group, for
+        the metrics endpoint."""
+        return [(gid, len(g.members), {tp: om.offset for tp, om in g.offsets.items()}) for gid, g in self._groups.items()]
+
     def group_state(self, group_id: str) -> GroupState | None:
         """The group's state, or None when the coordinator does not know the group."""
         group = self._groups.get(group_id)

@@ -76,6 +76,7 @@ class FailedAuthThrottle:
         self._lock = threading.Lock()
         # key -> times of recent failures; ordered by last failure (oldest first)
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.failures_total = 0
 
     @staticmethod
     def _keys(address: str, user: str | None) -> list[str]:
@@ -123,6 +124,7 @@ class FailedAuthThrottle:
     def record_failure(self, address: str, user: str | None = None) -> float:
         """Count a failed login; returns the seconds to hold back its failure answer."""
         with self._lock:
+            self.failures_total += 1  # every failed login since start (metrics)
             return self._record(address, user, self._clock())
 
     def _record(self, address: str, user: str | None, now: float) -> float:

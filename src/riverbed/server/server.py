@@ -25,6 +25,7 @@ from riverbed.protocol.framing import FrameDecoder
 from riverbed.protocol.primitives import Buffer
 
 from .handler import CloseConnection, ConnectionInfo, Handler, ReplyThenClose
+from .stats import RequestStats
 
 log = logging.getLogger("riverbed.server")
 
@@ -56,11 +57,15 @@ class ServerConfig:
 
 
 class _Slot:
-    __slots__ = ("done", "reply")
+    __slots__ = ("done", "key", "local", "remote", "reply", "t0")
 
-    def __init__(self) -> None:
+    def __init__(self, key: int, t0: float, local: float) -> None:
         self.done = False
         self.reply: list[Buffer] | None = None
+        self.key = key  # request timings (stats.RequestStats)
+        self.t0 = t0
+        self.local = local
+        self.remote: float | None = None
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -94,6 +99,7 @@ class KafkaConnection(asyncio.Protocol):
         )
         self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
         self.server.connections.add(self)
+        self.server.connections_accepted += 1
         config = self.server.config
         loop = asyncio.get_running_loop()
         self.clock = loop.time
@@ -110,6 +116,7 @@ class KafkaConnection(asyncio.Protocol):
                     self.info.state["principal"] = config.principal_from_certificate(ssl_object.getpeercert(binary_form=True))
                 except Exception as exc:
                     log.warning("refusing TLS client %s: %s", self.info.peer, exc)
+                    self.server.failed_authentications += 1
                     self.close()
 
     def _authentication_deadline(self) -> None:
@@ -182,6 +189,8 @@ class KafkaConnection(asyncio.Protocol):
     # ---- request handling
     def _dispatch(self, frame: bytearray) -> None:
         assert self.info is not None
+        clock = time.perf_counter  # the loop's clock may tick in ms (uvloop)
+        t0 = clock()
         try:
             reply = self.handler.handle(self.info, frame)
         except CloseConnection as exc:
@@ -192,17 +201,21 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("handler failed; closing %s", self.info.peer)
             self.close()
             return
+        local = clock() - t0
+        # the API key; a raw SASL token (SaslHandshake v0) has none and may be that short
+        key = frame[0] << 8 | frame[1] if len(frame) > 1 else -1
         if reply is None or isinstance(reply, list):
             if not self.pending:
                 if reply is not None:
                     self._write(reply)
+                self.server.request_stats.answered(key, local, local, None)
                 return
-            slot = _Slot()
+            slot = _Slot(key, t0, local)
             slot.done = True
             slot.reply = reply
             self.pending.append(slot)
             return
-        slot = _Slot()
+        slot = _Slot(key, t0, local)
         self.pending.append(slot)
         task = asyncio.ensure_future(_as_coroutine(reply))
         self.tasks.add(task)
@@ -220,14 +233,17 @@ class KafkaConnection(asyncio.Protocol):
             return
         slot.reply = task.result()
         slot.done = True
+        slot.remote = time.perf_counter() - slot.t0 - slot.local
         self._flush()
 
     def _flush(self) -> None:
         pending = self.pending
+        stats = self.server.request_stats
         while pending and pending[0].done:
             slot = pending.popleft()
             if slot.reply is not None:
                 self._write(slot.reply)
+            stats.answered(slot.key, time.perf_counter() - slot.t0, slot.local, slot.remote)
         self._update_reading()
         if not pending:
             self.server._maybe_drained()
@@ -278,6 +294,10 @@ class KafkaServer:
         self.config = config
         self.connections: set[KafkaConnection] = set()
         self.stopping = False
+        # for the metrics endpoint (read when scraped)
+        self.request_stats = RequestStats()
+        self.connections_accepted = 0
+        self.failed_authentications = 0  # TLS clients refused by principal_from_certificate
         self._server: asyncio.base_events.Server | None = None
         self._drained: asyncio.Event | None = None
 

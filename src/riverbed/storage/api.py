@@ -211,6 +211,11 @@ class PartitionLog(Protocol):
     @property
     def size_bytes(self) -> int: ...
     @property
+    def segment_count(self) -> int:
+        """Local segments, the active one included (Kafka's NumLogSegments)."""
+        ...
+
+    @property
     def last_stable_offset(self) -> int:
         """Kafka's LSO: the lowest of the high watermark, the first offset of every ongoing
         transaction, and the first offset of every completed transaction whose marker is

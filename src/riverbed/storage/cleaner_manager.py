@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from riverbed.protocol.errors import KafkaError
+from riverbed.stats import LATENCY_BUCKETS, Histogram
 
 from .cleaner import DEFAULT_DEDUPE_BUFFER_BYTES, CleanerError, CleanStats, Throttler
 from .files import CLEANER_CHECKPOINT, Fsync, read_offset_checkpoint, write_offset_checkpoint
@@ -74,6 +76,11 @@ class LogCleaner:
         )
         self.rounds = 0
         """Background rounds run so far (for tests and metrics)."""
+        self.clean_seconds = Histogram(LATENCY_BUCKETS)
+        """Duration of each completed clean (metrics: Kafka's max-clean-time-secs)."""
+        self.bytes_read = 0
+        self.bytes_written = 0
+        """Bytes the completed cleans read and wrote (metrics: Kafka's cleaner-recopy-percent)."""
 
     def reconfigure(self, *, dedupe_buffer_bytes: int, io_max_bytes_per_second: float, backoff_ms: int) -> None:
         """Dynamic broker configs: the next clean uses the new memory and throttle, the
@@ -105,6 +112,7 @@ class LogCleaner:
     def clean_now(self, log: SegmentLog, now_ms: int | None = None) -> CleanStats | None:
         """Clean ``log`` on the calling thread, whatever its dirty ratio, and checkpoint."""
         now = self._now_ms() if now_ms is None else now_ms
+        t0 = time.perf_counter()
         stats = log.clean(
             now,
             dedupe_buffer_bytes=self.config.dedupe_buffer_bytes,
@@ -112,6 +120,9 @@ class LogCleaner:
             stop=self._stop,
         )
         if stats is not None and not stats.aborted:
+            self.clean_seconds.observe(time.perf_counter() - t0)
+            self.bytes_read += stats.bytes_read
+            self.bytes_written += stats.bytes_written
             self.write_checkpoint()
         return stats
 

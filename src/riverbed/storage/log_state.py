@@ -89,6 +89,7 @@ class LogState:
         self._flush_requested = False
         self._flush_scheduled = False
         self._unflushed_messages = 0
+        self.flushed_records = 0  # records made durable by the last flush cycle (metrics)
         self._closed = False
         self._failed: str | None = None
         self.hooks: LogHooks | None = None
@@ -152,6 +153,10 @@ class LogState:
     @property
     def size_bytes(self) -> int:
         return self._size
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
 
     @property
     def last_stable_offset(self) -> int:

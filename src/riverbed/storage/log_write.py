@@ -259,6 +259,7 @@ class WriteMixin(ProducerStateMixin):
                     if segment in self._unfinalized:
                         self._unfinalized.remove(segment)
                 advanced = target > self._durable
+                self.flushed_records = target - self._durable if advanced else 0  # for metrics
                 if advanced:
                     self._durable = target
                 if self._config.flush_messages == 1 and target > self._hw:

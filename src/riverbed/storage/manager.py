@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import cast
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.stats import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 
 from .api import LogConfig, PartitionLog
 from .cleaner import CleanerInfo, CleanStats
@@ -62,6 +63,19 @@ from .remote.store import ObjectStore, ObjectStoreError
 from .space import DiskSpace
 
 logger = logging.getLogger(__name__)
+
+
+class FlushStats:
+    """The flusher's group commits, for the metrics endpoint (written by the flusher thread
+    only): seconds per cycle (syncfs and fsyncs), logs fsynced per cycle and records made
+    durable per cycle (how many appends one cycle covers)."""
+
+    __slots__ = ("logs", "records", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = Histogram(LATENCY_BUCKETS)
+        self.logs = Histogram(SIZE_BUCKETS)
+        self.records = Histogram(SIZE_BUCKETS)
 
 
 class LogManager:
@@ -126,6 +140,7 @@ class LogManager:
             self.remote = RemoteLogManager(remote_store, remote_config, fsync=fsync)
             self.remote_reader = RemoteLogReader(remote_store, cache_bytes=remote_cache_bytes)
         self.flush_cycles = 0
+        self.flush_stats = FlushStats()
         """Flusher cycles run so far (for metrics and tests)."""
         self.cleaner = LogCleaner(
             self._data_dir, self.partitions, cleaner or CleanerConfig(), clock=clock, fsync=fsync
@@ -456,6 +471,7 @@ class LogManager:
             return False, False
 
     def _cycle(self, logs: list[SegmentLog]) -> None:
+        t0 = time.perf_counter()
         if len(logs) > 1 and self._syncfs is not None and self._data_fd is not None:
             self._syncfs(self._data_fd)  # errors surface through the fsyncs below
         pool = self._fsync_pool
@@ -465,6 +481,10 @@ class LogManager:
             results = [self._flush_one(log) for log in logs]
         # a log whose flush failed wakes its waiters too: they answer KAFKA_STORAGE_ERROR
         # now instead of at their timeout
+        stats = self.flush_stats
+        stats.seconds.observe(time.perf_counter() - t0)
+        stats.logs.observe(len(logs))
+        stats.records.observe(sum(log.flushed_records for log, (moved, _) in zip(logs, results, strict=True) if moved))
         advanced = any(moved for moved, _ in results) or any(log.failed for log in logs)
         checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1

@@ -91,6 +91,10 @@ class MemoryLog:
         return self._size
 
     @property
+    def segment_count(self) -> int:
+        return 1
+
+    @property
     def last_stable_offset(self) -> int:
         hw = self._leo
         first = self.producers.first_unstable_offset(hw)

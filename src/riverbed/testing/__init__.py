@@ -107,7 +107,9 @@ class BrokerProcess:
     def start(self, timeout: float = 20.0) -> BrokerProcess:
         # no embedded schema registry unless asked for (it would take port 8081)
         no_registry = [] if "--registry-listen" in self.extra else ["--no-registry"]
-        cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *no_registry, *self.extra]
+        # nor the metrics endpoint (it would take port 9644)
+        no_metrics = [] if "--metrics-listen" in self.extra else ["--no-metrics"]
+        cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *no_registry, *no_metrics, *self.extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         log.close()

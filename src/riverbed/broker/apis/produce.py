@@ -156,6 +156,7 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                     now_ms=now,
                     log_append_time=log_append_time,
                 )
+                broker.stats.produced(td.name, header.records_count, len(records))
             except RecordValidationError as exc:
                 parts.append(_record_errors(pd.index, exc))
                 continue
