@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
@@ -205,48 +205,44 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _registry_settings(args: argparse.Namespace) -> RegistrySettings:
-    """The embedded registry: the [registry] table of the config file, then RIVERBED_REGISTRY*
-    env, then flags (later wins)."""
+class _ServiceSettings(Protocol):
+    enabled: bool
+    listen: str
+
+
+_S = TypeVar("_S", bound=_ServiceSettings)
+
+
+def _service_settings(args: argparse.Namespace, settings: _S, name: str) -> _S:
+    """A service `riverbed serve` runs beside the broker (`name`: registry, metrics): the
+    [name] table of the config file, then RIVERBED_NAME / RIVERBED_NAME_LISTEN, then the
+    --name-listen / --no-name flags (later wins)."""
     import os
     import tomllib
 
-    settings = RegistrySettings()
     if args.config is not None:
-        table = tomllib.loads(args.config.read_text()).get("registry", {})
+        table = tomllib.loads(args.config.read_text()).get(name, {})
         settings.enabled = bool(table.get("enabled", settings.enabled))
         settings.listen = str(table.get("listen", settings.listen))
-    if os.environ.get("RIVERBED_REGISTRY", "").lower() in ("false", "0", "no", "off"):
+    env = f"RIVERBED_{name.upper()}"
+    if os.environ.get(env, "").lower() in ("false", "0", "no", "off"):
         settings.enabled = False
-    settings.listen = os.environ.get("RIVERBED_REGISTRY_LISTEN", settings.listen)
-    if args.registry_listen:
-        settings.listen = args.registry_listen
-    if args.no_registry:
+    settings.listen = os.environ.get(f"{env}_LISTEN", settings.listen)
+    if getattr(args, f"{name}_listen"):
+        settings.listen = getattr(args, f"{name}_listen")
+    if getattr(args, f"no_{name}"):
         settings.enabled = False
     return settings
+
+
+def _registry_settings(args: argparse.Namespace) -> RegistrySettings:
+    return _service_settings(args, RegistrySettings(), "registry")
 
 
 def _metrics_settings(args: argparse.Namespace) -> MetricsSettings:
-    """The metrics endpoint: the [metrics] table of the config file, then RIVERBED_METRICS*
-    env, then flags (later wins), as for the embedded registry."""
-    import os
-    import tomllib
-
     from riverbed.app.metrics_http import MetricsSettings
 
-    settings = MetricsSettings()
-    if args.config is not None:
-        table = tomllib.loads(args.config.read_text()).get("metrics", {})
-        settings.enabled = bool(table.get("enabled", settings.enabled))
-        settings.listen = str(table.get("listen", settings.listen))
-    if os.environ.get("RIVERBED_METRICS", "").lower() in ("false", "0", "no", "off"):
-        settings.enabled = False
-    settings.listen = os.environ.get("RIVERBED_METRICS_LISTEN", settings.listen)
-    if args.metrics_listen:
-        settings.listen = args.metrics_listen
-    if args.no_metrics:
-        settings.enabled = False
-    return settings
+    return _service_settings(args, MetricsSettings(), "metrics")
 
 
 def _registry(args: argparse.Namespace) -> int:
