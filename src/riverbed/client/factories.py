@@ -1,0 +1,47 @@
+"""confluent-kafka clients made from ClusterSettings, and idempotent topic creation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, NewTopic, Producer
+from confluent_kafka.admin import AdminClient
+
+from .settings import ClusterSettings
+
+
+def producer(settings: ClusterSettings, **overrides: Any) -> Producer:
+    """A producer with Kafka's safe defaults (acks=all, idempotence) unless overridden."""
+    return Producer(settings.client_config(**{"acks": "all", "enable.idempotence": True, **overrides}))
+
+
+def consumer(settings: ClusterSettings, group_id: str, **overrides: Any) -> Consumer:
+    """A consumer in `group_id`; auto commit off unless overridden (the toolkit commits itself)."""
+    return Consumer(settings.client_config(**{"group.id": group_id, "enable.auto.commit": False, **overrides}))
+
+
+def admin(settings: ClusterSettings, **overrides: Any) -> AdminClient:
+    return AdminClient(settings.client_config(**overrides))
+
+
+def ensure_topics(
+    client: AdminClient,
+    topics: Mapping[str, tuple[int, Mapping[str, str]]],
+    replication: int = -1,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create each missing topic {name: (partitions, configs)}; an existing topic is left as it
+    is. Returns the names created. Raises KafkaException for any other error."""
+    if not topics:
+        return []
+    new = [NewTopic(name, num_partitions=parts, replication_factor=replication, config=dict(cfg)) for name, (parts, cfg) in topics.items()]
+    created = []
+    for name, fut in client.create_topics(new, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
