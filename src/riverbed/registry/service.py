@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from riverbed.web import HttpServer
+from riverbed.web.serve import run_loop
 
 from .api import RegistryApi
 from .log import SchemaLog
@@ -74,7 +75,7 @@ def run(config: RegistryConfig) -> int:
         await service.http.serve()
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     finally:
         service.store.stop()
     return 0

@@ -10,6 +10,19 @@ from typing import Any
 
 import uvicorn
 
+try:  # libuv's event loop: about a third less CPU per request than asyncio's own
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+    uvloop = None  # type: ignore[assignment]
+
+
+def run_loop(coro: Any) -> Any:
+    """Run `coro` to completion on a new event loop (uvloop's where installed)."""
+    if uvloop is not None:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
 
 class HttpServer:
     """uvicorn on HOST:PORT (port 0: a free port, read `port` after start)."""
@@ -22,7 +35,8 @@ class HttpServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.port: int = self.sock.getsockname()[1]
-        self.config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+        # httptools' parser where installed (it is a dependency): less CPU per request than h11
+        self.config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5, http="auto")
         self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
 
@@ -34,7 +48,7 @@ class HttpServer:
         await self.server.serve(sockets=[self.sock])
 
     def start_in_thread(self, timeout: float = 30.0) -> HttpServer:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), name="http", daemon=True)
+        self._thread = threading.Thread(target=lambda: run_loop(self.serve()), name="http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
