@@ -258,3 +258,28 @@ def test_json_schema_serializers_and_compatibility(sr: list[SchemaRegistryClient
         client.register_schema(subject, Schema(json.dumps(required), "JSON"))
     assert e.value.http_status_code == 409 and "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL" in e.value.error_message
     assert httpx.get(f"{registry.url}/schemas/types").json() == ["AVRO", "JSON", "PROTOBUF"]
+
+
+def test_schema_contexts_keep_their_own_ids_through_real_serializers(sr: list[SchemaRegistryClient], broker: EmbeddedBroker, registry: RegistryService, topic_name: str) -> None:
+    """Two teams on one registry: the default context, and `.staging` reached through a base
+    URL of /contexts/.staging (how Confluent's clients address a context)."""
+    default = client_for(sr, registry.url)
+    staging = client_for(sr, f"{registry.url}/contexts/.staging")
+    ctx = SerializationContext(topic_name, MessageField.VALUE)
+    v_default = AvroSerializer(default, json.dumps(ORDER_V1))({"orderId": "D1", "userId": "ann"}, ctx)
+    v_staging = AvroSerializer(staging, json.dumps(ORDER_V3))({"orderId": "S1", "userId": "bob", "quantity": 7}, ctx)
+    assert v_default is not None and v_staging is not None
+    # each context counts from 1: the same id names different schemas
+    assert v_default[1:5] == v_staging[1:5] == (1).to_bytes(4, "big")
+    assert AvroDeserializer(client_for(sr, registry.url))(v_default, ctx) == {"orderId": "D1", "userId": "ann"}
+    assert AvroDeserializer(client_for(sr, f"{registry.url}/contexts/.staging"))(v_staging, ctx)["quantity"] == 7
+    # the qualified names over the plain API
+    subjects = httpx.get(f"{registry.url}/subjects").json()
+    assert f":.staging:{topic_name}-value" in subjects and f"{topic_name}-value" in subjects
+    assert httpx.get(f"{registry.url}/subjects", params={"subjectPrefix": ":.staging:"}).json() == [f":.staging:{topic_name}-value"]
+    assert ".staging" in httpx.get(f"{registry.url}/contexts").json()
+    by_qualified = httpx.get(f"{registry.url}/schemas/ids/1", params={"subject": f":.staging:{topic_name}-value"}).json()
+    assert "quantity" in by_qualified["schema"]
+    assert "quantity" not in httpx.get(f"{registry.url}/schemas/ids/1").json()["schema"]
+    # V3 is incompatible with V1 (a field without default) but lives in another context: no clash
+    assert httpx.get(f"{registry.url}/subjects/{topic_name}-value/versions").json() == [1]

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from riverbed.web import JsonError, create_app, json_body, json_response
 
-from . import errors
+from . import contexts, errors
 from .formats import SUPPORTED_TYPES
 from .log import SchemaLog
 from .state import (
@@ -44,6 +44,66 @@ def _flag(request: Request, name: str) -> bool:
 
 def _err(exc: errors.RegistryError) -> JsonError:
     return JsonError(exc.status, exc.code, exc.message)
+
+
+# -- schema contexts: `:.ctx:subject`, or a base URL /contexts/.ctx/... (scope key below) ------------
+
+URL_CONTEXT = "riverbed.registry.context"
+
+
+def _url_context(request: Request) -> str:
+    return str(request.scope.get(URL_CONTEXT, contexts.DEFAULT))
+
+
+def _subject(request: Request) -> str:
+    """The path's subject, qualified with the URL's context unless it names its own."""
+    return contexts.qualify(_url_context(request), request.path_params["subject"])
+
+
+def _config_subject(request: Request) -> str | None:
+    """A config or mode path's subject: None for the global settings (and for ``:.:``, the
+    default context's); ``:.ctx:`` for a context's own settings."""
+    raw = request.path_params.get("subject")
+    if raw is None:
+        ctx = _url_context(request)
+        return contexts.context_key(ctx)
+    subject = contexts.qualify(_url_context(request), raw)
+    return subject or None
+
+
+def _id_context(request: Request) -> tuple[str | None, str]:
+    """(the ?subject= asked for, the context whose ids are meant)."""
+    raw = request.query_params.get("subject")
+    if raw is None:
+        return None, _url_context(request)
+    subject = contexts.qualify(_url_context(request), raw)
+    return subject, contexts.context_of(subject)
+
+
+def _subject_prefix(request: Request) -> str | None:
+    prefix = request.query_params.get("subjectPrefix")
+    ctx = _url_context(request)
+    if ctx != contexts.DEFAULT:
+        return contexts.qualify(ctx, prefix or "")
+    return prefix
+
+
+class ContextPaths:
+    """ASGI middleware: /contexts/{context}/<path> is <path> inside that context (Confluent's
+    base-context URLs, for clients configured with such a URL)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/contexts/"):
+                ctx, sep, rest = path[len("/contexts/"):].partition("/")
+                if sep and rest and contexts.valid_context(ctx):
+                    scope = dict(scope, path="/" + rest, raw_path=("/" + rest).encode())
+                    scope[URL_CONTEXT] = ctx
+        await self.app(scope, receive, send)
 
 
 class RegistryApi:
@@ -86,7 +146,9 @@ class RegistryApi:
             r("/mode/{subject:path}", self.delete_mode, methods=["DELETE"]),
             r("/contexts", self.contexts, methods=["GET"]),
         ]
-        return create_app(routes, MEDIA)
+        app = create_app(routes, MEDIA)
+        app.add_middleware(ContextPaths)
+        return app
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -149,29 +211,29 @@ class RegistryApi:
 
     async def list_subjects(self, request: Request) -> Response:
         deleted = _flag(request, "deleted")
-        prefix = request.query_params.get("subjectPrefix", "")
+        prefix = _subject_prefix(request)
         return _ok(self._read(lambda s: s.subjects(deleted, prefix)))
 
     async def list_versions(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         deleted = _flag(request, "deleted")
         return _ok(self._read(lambda s: [v.version for v in s.live_versions(subject, deleted)]))
 
     async def get_version(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         version = self._version_param(request.path_params["version"])
         deleted = _flag(request, "deleted")
         fmt = request.query_params.get("format")
         return _ok(self._read(lambda s: s.formatted(s.get_version(subject, version, deleted), fmt)))
 
     async def get_version_schema(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         version = self._version_param(request.path_params["version"])
         text = self._read(lambda s: s.get_version(subject, version, _flag(request, "deleted")).schema)
         return Response(text, media_type=MEDIA)
 
     async def referenced_by(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         version = self._version_param(request.path_params["version"])
 
         def q(s: State) -> list[int]:
@@ -181,7 +243,7 @@ class RegistryApi:
         return _ok(self._read(q))
 
     async def register(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         schema_type, text, refs, body = await self._schema_request(request)
         normalize = _flag(request, "normalize")
         schema_id = body.get("id")
@@ -198,7 +260,7 @@ class RegistryApi:
         return _ok({"id": row.id})
 
     async def latest_with_metadata(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         keys = request.query_params.getlist("key")
         values = request.query_params.getlist("value")
         if len(keys) != len(values):
@@ -208,7 +270,7 @@ class RegistryApi:
         return _ok(self._read(lambda s: s.formatted(s.latest_with_metadata(subject, dict(zip(keys, values, strict=True)), deleted), fmt)))
 
     async def lookup(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         schema_type, text, refs, _body = await self._schema_request(request)
         normalize = _flag(request, "normalize")
         deleted = _flag(request, "deleted")
@@ -216,13 +278,13 @@ class RegistryApi:
         return _ok(self._read(lambda s: s.formatted(s.lookup(subject, schema_type, text, refs, normalize, deleted), fmt)))
 
     async def delete_version(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         version = self._version_param(request.path_params["version"])
         permanent = _flag(request, "permanent")
         return _ok(await self._change(lambda s: s.plan_soft_delete_version(subject, version, permanent)))
 
     async def delete_subject(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         permanent = _flag(request, "permanent")
         return _ok(await self._change(lambda s: s.plan_delete_subject(subject, permanent)))
 
@@ -233,12 +295,12 @@ class RegistryApi:
 
     async def by_id(self, request: Request) -> Response:
         schema_id = self._id_param(request.path_params["id"])
-        subject = request.query_params.get("subject")
+        subject, ctx = _id_context(request)
         fmt = request.query_params.get("format")
 
         def q(s: State) -> dict[str, Any]:
-            row = s.schema_by_id(schema_id)
-            if subject is not None and not any(v.subject == subject for v in s.versions_of_id(schema_id, deleted=True)):
+            row = s.schema_by_id(schema_id, ctx)
+            if subject is not None and not any(v.subject == subject for v in s.versions_of_id(schema_id, deleted=True, context=ctx)):
                 raise errors.schema_not_found(f"Schema {schema_id} not found")
             out = s.formatted(row, fmt)
             for k in ("subject", "version", "id"):
@@ -249,20 +311,23 @@ class RegistryApi:
 
     async def id_schema_raw(self, request: Request) -> Response:
         schema_id = self._id_param(request.path_params["id"])
-        return Response(self._read(lambda s: s.schema_by_id(schema_id).schema), media_type=MEDIA)
+        ctx = _id_context(request)[1]
+        return Response(self._read(lambda s: s.schema_by_id(schema_id, ctx).schema), media_type=MEDIA)
 
     async def id_subjects(self, request: Request) -> Response:
         schema_id = self._id_param(request.path_params["id"])
         deleted = _flag(request, "deleted")
-        return _ok(self._read(lambda s: sorted({v.subject for v in s.versions_of_id(schema_id, deleted)})))
+        ctx = _id_context(request)[1]
+        return _ok(self._read(lambda s: sorted({v.subject for v in s.versions_of_id(schema_id, deleted, ctx)})))
 
     async def id_versions(self, request: Request) -> Response:
         schema_id = self._id_param(request.path_params["id"])
         deleted = _flag(request, "deleted")
-        return _ok(self._read(lambda s: [{"subject": v.subject, "version": v.version} for v in s.versions_of_id(schema_id, deleted)]))
+        ctx = _id_context(request)[1]
+        return _ok(self._read(lambda s: [{"subject": v.subject, "version": v.version} for v in s.versions_of_id(schema_id, deleted, ctx)]))
 
     async def list_schemas(self, request: Request) -> Response:
-        prefix = request.query_params.get("subjectPrefix", "")
+        prefix = _subject_prefix(request)
         deleted = _flag(request, "deleted")
         latest_only = _flag(request, "latestOnly")
 
@@ -284,12 +349,12 @@ class RegistryApi:
         return await self._check(request, None)
 
     async def _check(self, request: Request, version: str | int | None) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
         schema_type, text, refs, _body = await self._schema_request(request)
         verbose = _flag(request, "verbose")
 
         def q(s: State) -> list[str]:
-            parsed = s.parse(schema_type, text, refs)
+            parsed = s.parse(schema_type, text, refs, contexts.context_of(subject))
             level = s.compatibility(subject)
             if version is None:
                 rows = s.live_versions(subject) if subject in s.versions else []
@@ -308,7 +373,7 @@ class RegistryApi:
     # -- config and mode -------------------------------------------------------------------------
 
     async def get_config(self, request: Request) -> Response:
-        subject = request.path_params.get("subject")
+        subject = _config_subject(request)
         default_to_global = _flag(request, "defaultToGlobal")
 
         def q(s: State) -> dict[str, Any]:
@@ -322,7 +387,7 @@ class RegistryApi:
         return _ok(self._read(q))
 
     async def put_config(self, request: Request) -> Response:
-        subject = request.path_params.get("subject")
+        subject = _config_subject(request)
         body = await json_body(request, self.max_body)
         if not isinstance(body, dict):
             raise _err(errors.invalid_compatibility(body))
@@ -349,7 +414,7 @@ class RegistryApi:
         return _ok(out)
 
     async def delete_config(self, request: Request) -> Response:
-        subject = request.path_params.get("subject")
+        subject = _config_subject(request)
 
         def plan(s: State) -> tuple[dict[str, Any], list[Record]]:
             if subject is not None and subject not in s.configs:
@@ -360,7 +425,7 @@ class RegistryApi:
         return _ok(await self._change(plan))
 
     async def get_mode(self, request: Request) -> Response:
-        subject = request.path_params.get("subject")
+        subject = _config_subject(request)
         default_to_global = _flag(request, "defaultToGlobal")
 
         def q(s: State) -> dict[str, str]:
@@ -371,7 +436,7 @@ class RegistryApi:
         return _ok(self._read(q))
 
     async def put_mode(self, request: Request) -> Response:
-        subject = request.path_params.get("subject")
+        subject = _config_subject(request)
         body = await json_body(request, self.max_body)
         mode = body.get("mode") if isinstance(body, dict) else None
         if not isinstance(mode, str) or mode.upper() not in MODES:
@@ -390,7 +455,7 @@ class RegistryApi:
         return _ok({"mode": mode})
 
     async def delete_mode(self, request: Request) -> Response:
-        subject = request.path_params["subject"]
+        subject = _subject(request)
 
         def plan(s: State) -> tuple[dict[str, str], list[Record]]:
             if subject not in s.modes:
@@ -400,4 +465,4 @@ class RegistryApi:
         return _ok(await self._change(plan))
 
     async def contexts(self, request: Request) -> Response:
-        return _ok(["."])
+        return _ok(self._read(lambda s: s.all_contexts()))

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from . import errors
+from . import contexts, errors
 from .formats import (
     SUPPORTED_TYPES,
     Incompatibility,
@@ -107,11 +107,18 @@ class Version:
 @dataclass
 class State:
     versions: dict[str, dict[int, Version]] = field(default_factory=dict)  # subject -> version -> row
-    by_id: dict[int, Version] = field(default_factory=dict)  # id -> a row holding its content
-    by_content: dict[ContentKey, int] = field(default_factory=dict)
+    # ids are per context (Confluent's schema contexts): (context, id) -> a row holding its content
+    by_id: dict[tuple[str, int], Version] = field(default_factory=dict)
+    by_content: dict[tuple[str, ContentKey], int] = field(default_factory=dict)
     configs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
     modes: dict[str | None, str] = field(default_factory=dict)
-    max_id: int = 0
+    max_ids: dict[str, int] = field(default_factory=dict)  # context -> highest id seen
+
+    def max_id(self, context: str = contexts.DEFAULT) -> int:
+        return self.max_ids.get(context, 0)
+
+    def all_contexts(self) -> list[str]:
+        return sorted({contexts.DEFAULT} | {contexts.context_of(s) for s in self.versions})
 
     # -- folding records in ----------------------------------------------------------------------
 
@@ -148,22 +155,33 @@ class State:
         refs = tuple(Reference(r["name"], r["subject"], int(r["version"])) for r in value.get("references") or [])
         row = Version(subject, version, int(value["id"]), str(value["schema"]), str(value.get("schemaType") or "AVRO"), refs, bool(value.get("deleted", False)), value.get("metadata") or None, value.get("ruleSet") or None)
         rows[version] = row
-        self.by_id.setdefault(row.id, row)
-        self.by_content.setdefault(row.content_key(), row.id)
-        self.max_id = max(self.max_id, row.id)
+        ctx = contexts.context_of(subject)
+        self.by_id.setdefault((ctx, row.id), row)
+        self.by_content.setdefault((ctx, row.content_key()), row.id)
+        self.max_ids[ctx] = max(self.max_ids.get(ctx, 0), row.id)
 
     def _forget_content(self, old: Version) -> None:
-        if any(v.id == old.id for rows in self.versions.values() for v in rows.values()):
-            holder = next(v for rows in self.versions.values() for v in rows.values() if v.id == old.id)
-            self.by_id[old.id] = holder
+        ctx = contexts.context_of(old.subject)
+        holder = next((v for s, rows in self.versions.items() if contexts.context_of(s) == ctx for v in rows.values() if v.id == old.id), None)
+        if holder is not None:
+            self.by_id[(ctx, old.id)] = holder
             return
-        self.by_id.pop(old.id, None)
-        self.by_content.pop(old.content_key(), None)
+        self.by_id.pop((ctx, old.id), None)
+        self.by_content.pop((ctx, old.content_key()), None)
 
     # -- queries ---------------------------------------------------------------------------------
 
-    def subjects(self, deleted: bool = False, prefix: str = "") -> list[str]:
-        return sorted(s for s, rows in self.versions.items() if s.startswith(prefix) and (deleted or any(not v.deleted for v in rows.values())))
+    def subjects(self, deleted: bool = False, prefix: str | None = None) -> list[str]:
+        """Subjects whose name starts with `prefix`: every context's when None or ``:*:``; an
+        empty prefix lists the default context only (Confluent's reading of subjectPrefix)."""
+        def wanted(s: str) -> bool:
+            if prefix is None or prefix == contexts.WILDCARD:
+                return True
+            if prefix == "":
+                return contexts.context_of(s) == contexts.DEFAULT
+            return s.startswith(prefix)
+
+        return sorted(s for s, rows in self.versions.items() if wanted(s) and (deleted or any(not v.deleted for v in rows.values())))
 
     def live_versions(self, subject: str, deleted: bool = False) -> list[Version]:
         rows = self.versions.get(subject)
@@ -187,29 +205,44 @@ class State:
                 return v
         raise errors.version_not_found(subject, n)
 
-    def schema_by_id(self, schema_id: int) -> Version:
-        row = self.by_id.get(schema_id)
+    def schema_by_id(self, schema_id: int, context: str = contexts.DEFAULT) -> Version:
+        row = self.by_id.get((context, schema_id))
         if row is None:
             raise errors.schema_not_found(f"Schema {schema_id} not found")
         return row
 
-    def versions_of_id(self, schema_id: int, deleted: bool = False) -> list[Version]:
-        self.schema_by_id(schema_id)
-        return [v for s in sorted(self.versions) for _, v in sorted(self.versions[s].items()) if v.id == schema_id and (deleted or not v.deleted)]
+    def versions_of_id(self, schema_id: int, deleted: bool = False, context: str = contexts.DEFAULT) -> list[Version]:
+        self.schema_by_id(schema_id, context)
+        return [v for s in sorted(self.versions) if contexts.context_of(s) == context for _, v in sorted(self.versions[s].items()) if v.id == schema_id and (deleted or not v.deleted)]
 
     def referenced_by(self, subject: str, version: int) -> list[int]:
-        return sorted({v.id for rows in self.versions.values() for v in rows.values() if not v.deleted and any(r.subject == subject and r.version == version for r in v.references)})
+        return sorted({v.id for s, rows in self.versions.items() for v in rows.values() if not v.deleted and any(self._ref_subject(s, r) == subject and r.version == version for r in v.references)})
+
+    @staticmethod
+    def _ref_subject(referrer: str, ref: Reference) -> str:
+        """A reference names a subject of the referrer's own context unless it is qualified."""
+        return contexts.qualify(contexts.context_of(referrer), ref.subject)
+
+    @staticmethod
+    def _config_keys(subject: str | None) -> tuple[str | None, ...]:
+        """Where a subject's settings are looked up: the subject, its context, then global."""
+        if subject is None:
+            return (None,)
+        ctx_key = contexts.context_key(contexts.context_of(subject))
+        if ctx_key is None or ctx_key == subject:
+            return (subject, None)
+        return (subject, ctx_key, None)
 
     def compatibility(self, subject: str | None) -> str:
-        for key in ((subject, None) if subject is not None else (None,)):
+        for key in self._config_keys(subject):
             level = self.configs.get(key, {}).get("compatibilityLevel")
             if level:
                 return str(level)
         return DEFAULT_COMPATIBILITY
 
     def config_value(self, subject: str | None, name: str) -> Any:
-        """A config field for `subject`, falling back to the global config."""
-        for key in ((subject, None) if subject is not None else (None,)):
+        """A config field for `subject`, falling back to its context's, then the global config."""
+        for key in self._config_keys(subject):
             value = self.configs.get(key, {}).get(name)
             if value is not None:
                 return value
@@ -223,42 +256,49 @@ class State:
         raise errors.schema_not_found(f"Schema with metadata {wanted} not found under subject {subject}")
 
     def mode(self, subject: str | None) -> str:
-        if subject is not None and subject in self.modes:
-            return self.modes[subject]
-        return self.modes.get(None, DEFAULT_MODE)
+        for key in self._config_keys(subject):
+            if key in self.modes:
+                return self.modes[key]
+        return DEFAULT_MODE
 
     # -- parsing and compatibility ---------------------------------------------------------------
 
-    def parse(self, schema_type: str, text: str, references: tuple[Reference, ...]) -> Parsed:
-        rows = self._resolve_refs(references, set())
+    def parse(self, schema_type: str, text: str, references: tuple[Reference, ...], context: str = contexts.DEFAULT, _seen: frozenset[tuple[str, int]] = frozenset()) -> Parsed:
+        """Parse a schema whose references name subjects of `context` (unless qualified)."""
+        rows = self._resolve_refs(references, context)
+        for r in rows:
+            if (r.subject, r.version) in _seen:
+                raise errors.invalid_schema(f"Invalid schema: circular reference to {r.subject} version {r.version}")
+        _seen = _seen | {(r.subject, r.version) for r in rows}
         try:
             if schema_type == "AVRO":
-                return avro.parse(text, [cast(avro.AvroSchema, self.parse(r.schema_type, r.schema, r.references)) for r in rows])
+                return avro.parse(text, [cast(avro.AvroSchema, self.parse_row(r, _seen)) for r in rows])
             if schema_type == "JSON":
-                refs = {ref.name: cast(jsonschema.JsonSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
+                refs = {ref.name: cast(jsonschema.JsonSchema, self.parse_row(r, _seen)) for ref, r in zip(references, rows, strict=True)}
                 return jsonschema.parse(text, refs)
             if schema_type == "PROTOBUF":
-                imports = {ref.name: cast(protobuf.ProtobufSchema, self.parse(r.schema_type, r.schema, r.references)) for ref, r in zip(references, rows, strict=True)}
+                imports = {ref.name: cast(protobuf.ProtobufSchema, self.parse_row(r, _seen)) for ref, r in zip(references, rows, strict=True)}
                 return protobuf.parse(text, imports)
         except InvalidSchema as exc:
             raise errors.invalid_schema(str(exc)) from None
         raise errors.invalid_schema(f"Invalid schema type {schema_type}: riverbed's registry supports {', '.join(SUPPORTED_TYPES)} so far")
+
+    def parse_row(self, row: Version, _seen: frozenset[tuple[str, int]] = frozenset()) -> Parsed:
+        return self.parse(row.schema_type, row.schema, row.references, contexts.context_of(row.subject), _seen | {(row.subject, row.version)})
 
     def formatted(self, row: Version, fmt: str | None) -> dict[str, Any]:
         """A row's JSON with its schema in the asked `format`: `serialized` gives a Protobuf
         schema as a base64 FileDescriptorProto (confluent-kafka's deserializers ask for it)."""
         out = row.as_json()
         if fmt == "serialized" and row.schema_type == "PROTOBUF":
-            out["schema"] = cast(protobuf.ProtobufSchema, self.parse(row.schema_type, row.schema, row.references)).serialized()
+            out["schema"] = cast(protobuf.ProtobufSchema, self.parse_row(row)).serialized()
         return out
 
-    def _resolve_refs(self, references: tuple[Reference, ...], seen: set[tuple[str, int]]) -> list[Version]:
+    def _resolve_refs(self, references: tuple[Reference, ...], context: str) -> list[Version]:
         out: list[Version] = []
         for ref in references:
-            if (ref.subject, ref.version) in seen:
-                raise errors.invalid_schema(f"Invalid schema: circular reference to {ref.subject} version {ref.version}")
             try:
-                row = self.get_version(ref.subject, ref.version if ref.version != -1 else "latest")
+                row = self.get_version(contexts.qualify(context, ref.subject), ref.version if ref.version != -1 else "latest")
             except errors.RegistryError:
                 raise errors.invalid_schema(f"Invalid schema: reference {ref.name} to subject {ref.subject} version {ref.version} not found") from None
             out.append(row)
@@ -271,7 +311,7 @@ class State:
             against = against[-1:]
         found: list[str] = []
         for old_row in reversed(against):
-            old = self.parse(old_row.schema_type, old_row.schema, old_row.references)
+            old = self.parse_row(old_row)
             problems: list[Incompatibility] = []
             if type(old) is not type(new):
                 problems.append(Incompatibility("TYPE_MISMATCH", "/", f"The new schema's type differs from version {old_row.version}'s ({old_row.schema_type})", old_row.schema_type))
@@ -300,14 +340,14 @@ class State:
     # -- planning changes ------------------------------------------------------------------------
 
     def lookup(self, subject: str, schema_type: str, text: str, references: tuple[Reference, ...], normalize: bool, deleted: bool = False) -> Version:
-        parsed = self.parse(schema_type, text, references)
+        parsed = self.parse(schema_type, text, references, contexts.context_of(subject))
         forms = {parsed.canonical(), parsed.normalized()} if normalize else {parsed.canonical()}
         rows = self.versions.get(subject)
         if not rows or not any(deleted or not v.deleted for v in rows.values()):
             raise errors.subject_not_found(subject)
         for _, v in sorted(rows.items(), reverse=True):
             if v.schema_type == schema_type and v.references == references and (deleted or not v.deleted):
-                candidate = self.parse(v.schema_type, v.schema, v.references)
+                candidate = self.parse_row(v)
                 if candidate.canonical() in forms or (normalize and candidate.normalized() in forms):
                     return v
         raise errors.schema_not_found("Schema not found")
@@ -319,7 +359,8 @@ class State:
             raise errors.not_permitted(f"Subject {subject} is in read-only mode")
         if schema_id is not None and mode != "IMPORT":
             raise errors.not_permitted("Overwrite new schema with id is not permitted unless the subject is in IMPORT mode")
-        parsed = self.parse(schema_type, text, references)
+        ctx = contexts.context_of(subject)
+        parsed = self.parse(schema_type, text, references, ctx)
         canonical = parsed.normalized() if normalize else parsed.canonical()
         rows = self.versions.get(subject, {})
         live = [v for _, v in sorted(rows.items()) if not v.deleted]
@@ -333,14 +374,14 @@ class State:
             problems = self.incompatibilities(subject, parsed, level, live)
             if problems:
                 raise errors.incompatible(problems)
-        existing_id = self.by_content.get(content)
+        existing_id = self.by_content.get((ctx, content))
         if schema_id is not None:
-            holder = self.by_id.get(schema_id)
+            holder = self.by_id.get((ctx, schema_id))
             if holder is not None and holder.content_key() != content:
                 raise errors.RegistryError(422, 42207, f"Overwrite new schema with id {schema_id} is not permitted: the id is taken by another schema")
             new_id = schema_id
         else:
-            new_id = existing_id if existing_id is not None else self.max_id + 1
+            new_id = existing_id if existing_id is not None else self.max_id(ctx) + 1
         if version is not None:
             if version in rows:
                 raise errors.RegistryError(422, 42202, f"Version {version} already exists under subject {subject}")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riverbed.registry import errors
-from riverbed.registry.state import Record, State, decode, encode
+from riverbed.registry import contexts, errors
+from riverbed.registry.state import Record, Reference, State, decode, encode
 
 
 def schema(n: int) -> str:
@@ -116,7 +116,7 @@ def test_import_mode_keeps_given_ids_and_refuses_clashes() -> None:
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["reg", "soft", "hard", "soft_subject", "hard_subject"]), st.sampled_from(["a", "b", "c"]), st.integers(0, 4)),
+    st.tuples(st.sampled_from(["reg", "soft", "hard", "soft_subject", "hard_subject"]), st.sampled_from(["a", "b", "c", ":.t1:a", ":.t1:d", ":.t2:a"]), st.integers(0, 4)),
     max_size=40,
 )
 
@@ -138,14 +138,45 @@ def test_replay_rebuilds_state_and_ids_stay_unique(steps: list[tuple[str, str, i
                 log.change(lambda s, subject=subject, op=op: s.plan_delete_subject(subject, permanent=op == "hard_subject"))
         except errors.RegistryError:
             pass
-        # one id per schema text, one schema text per id
-        content_of: dict[int, str] = {}
-        for rows in log.state.versions.values():
+        # within each context: one id per schema text, one schema text per id
+        content_of: dict[tuple[str, int], str] = {}
+        for subject, rows in log.state.versions.items():
+            ctx = contexts.context_of(subject)
             for v in rows.values():
-                assert content_of.setdefault(v.id, v.schema) == v.schema
-        assert len(set(content_of.values())) == len(content_of)
+                assert content_of.setdefault((ctx, v.id), v.schema) == v.schema
+        for ctx in {c for c, _ in content_of}:
+            texts = [t for (c, _), t in content_of.items() if c == ctx]
+            assert len(set(texts)) == len(texts)
     replayed = log.replay()
     assert {s: {n: (v.id, v.schema, v.deleted) for n, v in r.items()} for s, r in replayed.versions.items()} == {
         s: {n: (v.id, v.schema, v.deleted) for n, v in r.items()} for s, r in log.state.versions.items()
     }
-    assert replayed.max_id == log.state.max_id
+    assert replayed.max_ids == log.state.max_ids
+
+
+def test_contexts_have_their_own_ids_config_and_references() -> None:
+    log = Log()
+    first = log.change(lambda s: s.plan_register("orders-value", "AVRO", schema(1), (), False))
+    other = log.change(lambda s: s.plan_register(":.staging:orders-value", "AVRO", schema(2), (), False))
+    assert (first.id, other.id) == (1, 1)  # each context counts its own ids
+    assert len(json.loads(log.state.schema_by_id(1).schema)["fields"]) == 1
+    assert len(json.loads(log.state.schema_by_id(1, ".staging").schema)["fields"]) == 2
+    assert log.state.all_contexts() == [".", ".staging"]
+    assert log.state.subjects() == [":.staging:orders-value", "orders-value"]
+    assert log.state.subjects(prefix="") == ["orders-value"]
+    assert log.state.subjects(prefix=":.staging:") == [":.staging:orders-value"]
+    assert contexts.normalize(":.:orders-value") == "orders-value"
+    assert contexts.split(":.staging:orders-value") == (".staging", "orders-value")
+    # a context's own config applies to its subjects, before the global one
+    from riverbed.registry.state import config_record
+
+    log.change(lambda s: (None, [config_record(":.staging:", "NONE")]))
+    assert log.state.compatibility(":.staging:orders-value") == "NONE"
+    assert log.state.compatibility("orders-value") == "BACKWARD"
+    # an unqualified reference resolves in the referrer's context
+    ref = Reference("R", "orders-value", 1)
+    wrapper = json.dumps({"type": "record", "name": "W", "fields": [{"name": "r", "type": "R"}]})
+    row = log.change(lambda s: s.plan_register(":.staging:wrapper", "AVRO", wrapper, (ref,), False))
+    assert row.id == 2
+    assert log.state.referenced_by(":.staging:orders-value", 1) == [2]
+    assert log.state.referenced_by("orders-value", 1) == []
