@@ -2,11 +2,14 @@
 versions, over HTTP keep-alive with several concurrent clients; optionally while the broker
 runs a 1 KiB produce load.
 
-    .venv/bin/python benchmarks/registry.py [--clients 8] [--seconds 10] [--with-produce] [--out r.json]
+    .venv/bin/python benchmarks/registry.py [--clients 8] [--seconds 10] [--with-produce] [--load wrk|python] [--out r.json]
 
-`riverbed serve` and `riverbed registry` run as child processes on free ports. Each client is a
-process with one keep-alive `httpx.Client` (so the Python client's CPU does not share a GIL
-with the others); latency is measured per request in the client, requests/s over all clients.
+`riverbed serve` and `riverbed registry` run as child processes on free ports. Lookups are
+driven by `wrk` (C, one thread, `--clients` keep-alive connections, ids taken in turn by a Lua
+script; Debian's `wrk` package) when it is installed, so that on a 2-core machine the load
+generator does not take the CPU the registry is measured on; `--load python` (and every
+registration) uses one process per client with a keep-alive `httpx.Client`, latency measured
+per request in the client, requests/s over all clients.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,26 @@ def _lookups(url: str, ids: list[int], seconds: float, start: Any, out: Any) -> 
             if r.status_code != 200:
                 raise RuntimeError(r.text)
             i += 1
+    out.put(lat)
+
+
+def _paced_lookups(url: str, ids: list[int], rate: float, seconds: float, out: Any) -> None:
+    """Lookups at a fixed rate (what consumers' cache misses look like), latency measured from
+    each request's scheduled time, so that a stall counts for every request it delayed."""
+    lat: list[float] = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        c.get(f"/schemas/ids/{ids[0]}")
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            due = start + i / rate
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            r = c.get(f"/schemas/ids/{ids[i % len(ids)]}")
+            lat.append(time.perf_counter() - due)
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
     out.put(lat)
 
 
@@ -81,6 +105,44 @@ def _produce(bootstrap: str, seconds: float, out: Any) -> None:
     out.put(n * 1024 / seconds / 1e6)
 
 
+WRK_SCRIPT = """
+local ids = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", "/schemas/ids/" .. ids[(i %% #ids) + 1])
+end
+"""
+
+
+def _wrk_ms(text: str) -> float:
+    value = float(text.rstrip("usm"))
+    return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+
+
+def wrk_phase(url: str, ids: list[int], clients: int, seconds: float, registry_proc: psutil.Process) -> dict[str, Any]:
+    """Lookups by id driven by wrk; its latency distribution (--latency) gives p50/p99."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % ", ".join(map(str, ids)))
+    cpu0 = registry_proc.cpu_times()
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--latency", "-s", f.name, url], capture_output=True, text=True, check=True).stdout
+    cpu1 = registry_proc.cpu_times()
+    os.unlink(f.name)
+    lat = {line.split()[0]: _wrk_ms(line.split()[1]) for line in out.splitlines() if line.strip().startswith(("50%", "99%"))}
+    requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
+    errors = [line for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+    if errors:
+        raise RuntimeError(out)
+    return {
+        "requests": requests,
+        "requests_per_s": requests / seconds,
+        "p50_ms": lat["50%"],
+        "p99_ms": lat["99%"],
+        "registry_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+        "load": "wrk",
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
@@ -116,8 +178,16 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--with-produce", action="store_true", help="also measure lookups while a 1 KiB produce load runs")
+    ap.add_argument("--paced-rate", type=float, default=200.0, help="lookups/s of the paced client while the broker is loaded")
+    ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python", help="what drives the lookups")
     ap.add_argument("--out")
     args = ap.parse_args()
+
+    def lookups(url: str, ids: list[int], proc: psutil.Process) -> dict[str, Any]:
+        if args.load == "wrk":
+            return wrk_phase(url, ids, args.clients, args.seconds, proc)
+        return run_phase(ctx, _lookups, lambda i: (url, ids), args.clients, args.seconds, proc)
+
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="riverbed-registry-bench-") as tmp:
         broker = BrokerProcess(Path(tmp) / "data", extra=["--log-level", "WARNING"]).start()
@@ -142,7 +212,8 @@ def main() -> int:
                     ids.append(r.json()["id"])
             proc = psutil.Process(reg.pid)
             doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "clients": args.clients, "seconds": args.seconds, "nproc": os.cpu_count()}
-            doc["lookup_idle"] = run_phase(ctx, _lookups, lambda i: (url, ids), args.clients, args.seconds, proc)
+            doc["load"] = args.load
+            doc["lookup_idle"] = lookups(url, ids, proc)
             print("lookup by id, broker idle:", doc["lookup_idle"])
             doc["register"] = run_phase(ctx, _registrations, lambda i: (url, i), args.clients, args.seconds, proc)
             print("registration of new versions:", doc["register"])
@@ -151,10 +222,28 @@ def main() -> int:
                 load = ctx.Process(target=_produce, args=(broker.bootstrap, args.seconds + 3, out))
                 load.start()
                 time.sleep(1.5)
-                doc["lookup_under_produce"] = run_phase(ctx, _lookups, lambda i: (url, ids), args.clients, args.seconds, proc)
+                lat_out = ctx.Queue()
+                cpu0 = proc.cpu_times()
+                _paced = ctx.Process(target=_paced_lookups, args=(url, ids, args.paced_rate, args.seconds, lat_out))
+                _paced.start()
+                lat = lat_out.get(timeout=args.seconds + 120)
+                _paced.join(30)
+                cpu1 = proc.cpu_times()
+                doc["lookup_paced_under_produce"] = {
+                    "rate": args.paced_rate, "requests": len(lat), "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "max_ms": max(lat) * 1000,
+                    "registry_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+                }
                 doc["produce_mb_per_s"] = out.get(timeout=args.seconds + 120)
                 load.join(30)
-                print("lookup by id while producing 1 KiB records:", doc["lookup_under_produce"], f"produce {doc['produce_mb_per_s']:.0f} MB/s")
+                print(f"lookup by id at {args.paced_rate:.0f}/s while producing 1 KiB records:", doc["lookup_paced_under_produce"], f"produce {doc['produce_mb_per_s']:.0f} MB/s")
+                out = ctx.Queue()
+                load = ctx.Process(target=_produce, args=(broker.bootstrap, args.seconds + 3, out))
+                load.start()
+                time.sleep(1.5)
+                doc["lookup_saturated_under_produce"] = lookups(url, ids, proc)
+                doc["produce_mb_per_s_saturated"] = out.get(timeout=args.seconds + 120)
+                load.join(30)
+                print("lookup by id, saturating, while producing 1 KiB records:", doc["lookup_saturated_under_produce"], f"produce {doc['produce_mb_per_s_saturated']:.0f} MB/s")
         finally:
             reg.terminate()
             reg.wait(30)
