@@ -136,6 +136,9 @@ class State:
                 self.modes.pop(key.get("subject"), None)
             else:
                 self.modes[key.get("subject")] = str(value.get("mode"))
+        elif kt == "NOOP" and key.get("riverbed") == "id-floor" and value is not None and isinstance(value.get("maxId"), int):
+            ctx = str(key.get("context") or contexts.DEFAULT)
+            self.max_ids[ctx] = max(self.max_ids.get(ctx, 0), int(value["maxId"]))
         elif kt in ("DELETE_SUBJECT", "CLEAR_SUBJECT") and value is not None:
             upto = int(value.get("version", MAX_VERSION))
             for v in self.versions.get(str(key.get("subject")), {}).values():
@@ -415,7 +418,7 @@ class State:
             if not row.deleted:
                 raise errors.version_not_soft_deleted(subject, row.version)
             key, _ = row.record()
-            return row.version, [(key, None)]
+            return row.version, [(key, None), *self._id_floor(subject, [row])]
         if row.deleted:
             raise errors.version_soft_deleted(subject, row.version)
         return row.version, [row.deleted_copy().record()]
@@ -433,6 +436,7 @@ class State:
             if live:
                 raise errors.subject_not_soft_deleted(subject)
             records: list[Record] = [(v.record()[0], None) for _, v in sorted(rows.items())]
+            records += self._id_floor(subject, list(rows.values()))
             for key in ("CONFIG", "MODE"):
                 if subject in (self.configs if key == "CONFIG" else self.modes):
                     records.append(({"keytype": key, "subject": subject, "magic": 0}, None))
@@ -440,6 +444,17 @@ class State:
         if not live:
             raise errors.subject_soft_deleted(subject)
         return [v.version for v in live], [v.deleted_copy().record() for v in live]
+
+    def _id_floor(self, subject: str, removed: list[Version]) -> list[Record]:
+        """When a permanent delete takes away the rows that hold a context's highest id, a record
+        that keeps that id as the floor for new ones: once compaction has dropped the deleted
+        schema's tombstone, a restart would otherwise hand the id out again. Its key is a NOOP
+        key (a keytype Confluent's registry skips) with riverbed's own field."""
+        ctx = contexts.context_of(subject)
+        top = self.max_id(ctx)
+        if not any(v.id == top for v in removed):
+            return []
+        return [id_floor_record(ctx, top)]
 
     def _check_writable(self, subject: str) -> None:
         if self.mode(subject) in ("READONLY", "READONLY_OVERRIDE"):
@@ -491,6 +506,10 @@ def config_record(subject: str | None, level: str | None, extra: dict[str, Any] 
     if level is not None:
         value["compatibilityLevel"] = level
     return {"keytype": "CONFIG", "subject": subject, "magic": 0}, value
+
+
+def id_floor_record(context: str, max_id: int) -> Record:
+    return {"keytype": "NOOP", "magic": 0, "riverbed": "id-floor", "context": context}, {"maxId": max_id}
 
 
 def mode_record(subject: str | None, mode: str | None) -> Record:

@@ -180,3 +180,22 @@ def test_contexts_have_their_own_ids_config_and_references() -> None:
     assert row.id == 2
     assert log.state.referenced_by(":.staging:orders-value", 1) == [2]
     assert log.state.referenced_by("orders-value", 1) == []
+
+
+def test_ids_of_permanently_deleted_schemas_are_not_reused_after_compaction() -> None:
+    log = Log()
+    for n, subject in enumerate(["a", "b", "c"]):
+        log.change(lambda s, n=n, subject=subject: s.plan_register(subject, "AVRO", schema(n), (), False))
+    log.change(lambda s: s.plan_delete_subject("c", permanent=False))
+    log.change(lambda s: s.plan_delete_subject("c", permanent=True))
+    # what compaction leaves once the tombstones are gone: the latest value of each key, no tombstones
+    latest: dict[str, Record] = {}
+    for key, value in log.records:
+        latest[json.dumps(key, sort_keys=True)] = (key, value)
+    compacted = State()
+    for key, value in latest.values():
+        if value is not None:
+            compacted.apply(key, value)
+    assert "c" not in compacted.versions
+    row, _ = compacted.plan_register("d", "AVRO", schema(9), (), False)
+    assert row.id == 4  # not 3, the deleted schema's id
