@@ -255,3 +255,26 @@ def test_the_index_is_rebuilt_from_the_log_after_a_restart(tmp_path: Path) -> No
         broker.start()
         codes = [deliver(broker.bootstrap, "orders", [{"value": v}])[0] for v in (good, framed(UNKNOWN_ID, b"\x02x"))]
         assert codes == [OK, INVALID]
+
+
+HAVE_CSR_JS = HAVE_KAFKAJS and (NODE_DIR / "node_modules" / "@kafkajs" / "confluent-schema-registry").is_dir()
+
+
+@pytest.mark.skipif(not HAVE_CSR_JS, reason="node or @kafkajs/confluent-schema-registry not installed (scripts/setup dev installs them)")
+def test_kafkajs_confluent_schema_registry_client(broker: EmbeddedBroker, registry: RegistryService, topic_name: str) -> None:
+    """The registry client kafkajs users have, for Avro, JSON Schema and Protobuf, through a topic
+    that checks ids with RecordNameStrategy."""
+    create_topics(broker.bootstrap, NewTopic(topic_name, 1, 1, config={**VALIDATE, "confluent.value.subject.name.strategy": RECORD_NAME}), NewTopic(f"{topic_name}-plain", 1, 1))
+    env = {**os.environ, "BOOTSTRAP": broker.bootstrap, "REGISTRY": registry.url}
+    out = subprocess.run(["node", "confluent_schema_registry.js", topic_name], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    avro_id, json_id, proto_id = report["ids"]
+    assert len({avro_id, json_id, proto_id}) == 3
+    assert report["again"] == report["latest"] == report["bySchema"] == avro_id
+    assert report["refused"] == "INVALID_RECORD"
+    # its Protobuf records lack Confluent's message indexes: refused where ids are checked
+    assert report["protoRefused"] == "INVALID_RECORD"
+    decoded = sorted(report["decoded"], key=json.dumps)
+    assert decoded == sorted([{"orderId": "A1", "amount": 12.5}, {"id": "P1", "cents": 1250}, {"id": "S1", "parcels": 2}], key=json.dumps)
+    assert high_watermark(broker.bootstrap, topic_name) == 2

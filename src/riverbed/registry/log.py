@@ -52,7 +52,7 @@ class SchemaLog:
         self._thread = threading.Thread(target=self._read, args=(consumer,), name="registry-reader", daemon=True)
         self._thread.start()
         self.wait_applied(high, self.timeout_s)
-        log.info("schema registry state loaded from %s: %d records, max id %d", self.topic, high, self.state.max_id)
+        log.info("schema registry state loaded from %s: %d records, max id %d", self.topic, high, max(self.state.max_ids.values(), default=0))
 
     def stop(self) -> None:
         self._stop.set()
