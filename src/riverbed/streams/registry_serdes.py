@@ -72,7 +72,10 @@ class ProtobufSerde(_RegistrySerde):
     included."""
 
     def __init__(self, client: SchemaRegistryClient, topic: str, message_type: Any, is_key: bool = False, conf: dict[str, Any] | None = None) -> None:
-        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+        from confluent_kafka.schema_registry.protobuf import (
+            ProtobufDeserializer,
+            ProtobufSerializer,
+        )
 
         ser = ProtobufSerializer(message_type, client, conf={"use.deprecated.format": False, **(conf or {})})
         super().__init__(topic, is_key, ser, ProtobufDeserializer(message_type, {"use.deprecated.format": False}))
