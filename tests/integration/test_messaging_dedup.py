@@ -4,10 +4,6 @@ SQLite, under the DLQ policy."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +14,8 @@ import pytest
 from riverbed.messaging import CloudEvent, to_binary
 from riverbed.messaging.deadletter import DeadLetterConsumer, RetryPolicy, create_topics
 from riverbed.messaging.dedup import PostgresStore, RedisStore, SQLiteStore, idempotent
-from riverbed.testing import EmbeddedBroker, free_port
+from riverbed.testing import EmbeddedBroker
+from riverbed.testing.servers import PostgresServer, RedisServer
 
 from .messaging_helpers import consumer, producer, wait_until
 
@@ -26,43 +23,27 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def redis_client(tmp_path: Path) -> Iterator[Any]:
-    redis = pytest.importorskip("redis")
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        client = redis.Redis(host="127.0.0.1", port=port)
+def redis_client() -> Iterator[Any]:
+    import redis
+
+    with RedisServer() as server:
+        client = redis.Redis(host="127.0.0.1", port=server.port)
         yield client
         client.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture
-def pg_conn() -> Iterator[Any]:
-    """A connection to the local PostgreSQL (RIVERBED_TEST_POSTGRES, default the python-svc
-    machine's 127.0.0.1:5432 trust setup); skipped when there is none."""
-    import os
+def pg_conn(pg_server: PostgresServer) -> Iterator[Any]:
+    """A connection to a private PostgreSQL server (initdb in a temp dir, a free port)."""
+    import psycopg
 
-    psycopg = pytest.importorskip("psycopg")
-    dsn = os.environ.get("RIVERBED_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5")
-    try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {dsn}: {exc}")
+    conn = psycopg.connect(pg_server.dsn, autocommit=True)
     yield conn
     conn.close()
 
