@@ -283,3 +283,22 @@ def test_schema_contexts_keep_their_own_ids_through_real_serializers(sr: list[Sc
     assert "quantity" not in httpx.get(f"{registry.url}/schemas/ids/1").json()["schema"]
     # V3 is incompatible with V1 (a field without default) but lives in another context: no clash
     assert httpx.get(f"{registry.url}/subjects/{topic_name}-value/versions").json() == [1]
+
+
+def test_metrics_endpoint_counts_requests_per_endpoint(registry: RegistryService) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with httpx.Client(base_url=registry.url) as c:
+        sid = c.post("/subjects/m-value/versions", json={"schema": json.dumps(ORDER_V1)}).json()["id"]
+        for _ in range(3):
+            assert c.get(f"/schemas/ids/{sid}").status_code == 200
+        assert c.get("/schemas/ids/424242").status_code == 404
+        r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(r.text) for s in f.samples}
+    ok = samples[("riverbed_http_requests_total", (("endpoint", "by_id"), ("method", "GET"), ("service", "registry"), ("status", "200")))]
+    missing = samples[("riverbed_http_requests_total", (("endpoint", "by_id"), ("method", "GET"), ("service", "registry"), ("status", "404")))]
+    assert (ok, missing) == (3, 1)
+    assert samples[("riverbed_http_request_duration_seconds_count", (("endpoint", "by_id"), ("service", "registry")))] == 4
+    assert samples[("riverbed_registry_subjects", ())] >= 1
+    assert ("process_resident_memory_bytes", ()) in samples

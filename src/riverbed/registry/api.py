@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from riverbed.web import JsonError, create_app, json_body, json_response
+from riverbed.web import HttpMetrics, JsonError, create_app, json_body, json_response
 
 from . import contexts, errors
 from .formats import SUPPORTED_TYPES
@@ -88,6 +88,29 @@ def _subject_prefix(request: Request) -> str | None:
     return prefix
 
 
+class _StateCollector:
+    """The registry's own figures, read from its state at scrape time."""
+
+    def __init__(self, store: SchemaLog) -> None:
+        self.store = store
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        def q(s: State) -> tuple[int, int, int, int]:
+            versions = sum(len(rows) for rows in s.versions.values())
+            return len(s.subjects()), versions, len(s.by_id), len(s.all_contexts())
+
+        subjects, versions, schemas, ctxs = self.store.read(q)
+        yield GaugeMetricFamily("riverbed_registry_subjects", "Subjects with a live version (all contexts)", value=subjects)
+        yield GaugeMetricFamily("riverbed_registry_versions", "Versions stored, soft-deleted ones included", value=versions)
+        yield GaugeMetricFamily("riverbed_registry_schemas", "Distinct schema ids (per context, summed)", value=schemas)
+        yield GaugeMetricFamily("riverbed_registry_contexts", "Schema contexts", value=ctxs)
+
+
 class ContextPaths:
     """ASGI middleware: /contexts/{context}/<path> is <path> inside that context (Confluent's
     base-context URLs, for clients configured with such a URL)."""
@@ -146,8 +169,10 @@ class RegistryApi:
             r("/mode/{subject:path}", self.delete_mode, methods=["DELETE"]),
             r("/contexts", self.contexts, methods=["GET"]),
         ]
-        app = create_app(routes, MEDIA)
-        app.add_middleware(ContextPaths)
+        self.metrics = HttpMetrics("registry")
+        self.metrics.registry.register(_StateCollector(self.store))
+        app = create_app(routes, MEDIA, metrics=self.metrics)
+        app.add_middleware(ContextPaths)  # outermost: the metrics see the rewritten path
         return app
 
     # -- helpers ---------------------------------------------------------------------------------

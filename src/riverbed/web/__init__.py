@@ -2,6 +2,7 @@
 and console later): Starlette applications served by uvicorn. See docs/adr/0006-http-stack.md."""
 
 from .app import JsonError, create_app, json_body, json_response
+from .metrics import HttpMetrics
 from .serve import HttpServer
 
-__all__ = ["HttpServer", "JsonError", "create_app", "json_body", "json_response"]
+__all__ = ["HttpMetrics", "HttpServer", "JsonError", "create_app", "json_body", "json_response"]

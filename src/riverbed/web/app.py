@@ -11,7 +11,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
+
+from .metrics import HttpMetrics
 
 log = logging.getLogger("riverbed.web")
 
@@ -51,7 +53,9 @@ async def json_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY) -> Any:
         raise JsonError(400, 400, f"Request body is not valid JSON: {exc}") from None
 
 
-def create_app(routes: Sequence[BaseRoute], media_type: str = "application/json") -> Starlette:
+def create_app(routes: Sequence[BaseRoute], media_type: str = "application/json", metrics: HttpMetrics | None = None) -> Starlette:
+    """A Starlette app answering errors as JSON bodies; with `metrics`, also ``GET /metrics``
+    (Prometheus) and the middleware that counts and times every request."""
     async def on_json_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, JsonError)
         if exc.status >= 500:
@@ -68,7 +72,21 @@ def create_app(routes: Sequence[BaseRoute], media_type: str = "application/json"
         log.exception("%s %s failed", request.method, request.url.path)
         return json_response({"error_code": 50001, "message": f"Internal error: {type(exc).__name__}"}, 500, media_type)
 
-    return Starlette(
-        routes=list(routes),
+    routes = list(routes)
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
         exception_handlers={JsonError: on_json_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
+    if metrics is not None:
+        app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    return app
+
+
+class _MetricsMiddleware:
+    def __init__(self, app: Any, metrics: HttpMetrics) -> None:
+        self.call = metrics.middleware(app)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.call(scope, receive, send)
