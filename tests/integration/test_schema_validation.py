@@ -278,3 +278,25 @@ def test_kafkajs_confluent_schema_registry_client(broker: EmbeddedBroker, regist
     decoded = sorted(report["decoded"], key=json.dumps)
     assert decoded == sorted([{"orderId": "A1", "amount": 12.5}, {"id": "P1", "cents": 1250}, {"id": "S1", "parcels": 2}], key=json.dumps)
     assert high_watermark(broker.bootstrap, topic_name) == 2
+
+
+def test_ids_of_other_schema_contexts_do_not_count(broker: EmbeddedBroker, registry: RegistryService, topic_name: str) -> None:
+    """A schema registered in context `.staging` gets id 1 of that context: a record naming id 1
+    on a checked topic is judged against the default context only."""
+    staging = SchemaRegistryClient({"url": f"{registry.url}/contexts/.staging"})
+    default = SchemaRegistryClient({"url": registry.url})
+    try:
+        create_topics(broker.bootstrap, NewTopic(topic_name, 1, 1, config={**VALIDATE, "riverbed.value.schema.validation": "full"}))
+        staged = AvroSerializer(staging, json.dumps(ORDER))({"orderId": "S", "amount": 1.0}, SerializationContext(topic_name, MessageField.VALUE))
+        assert staged is not None and staged[1:5] == (1).to_bytes(4, "big")
+        # the staging registration is under ":.staging:<topic>-value", not the topic's subject
+        assert deliver(broker.bootstrap, topic_name, [{"value": staged}]) == [INVALID]
+        # now the default context's id 1: a different schema (PAYMENT), decoded against it
+        good = avro_value(default, topic_name, {"id": 7}, schema=PAYMENT)
+        assert good[1:5] == (1).to_bytes(4, "big")
+        assert deliver(broker.bootstrap, topic_name, [{"value": good}]) == [OK]
+        # the staging payload (an Order) does not decode as a Payment... nor the other way round
+        assert deliver(broker.bootstrap, topic_name, [{"value": staged + b"\x00\x00"}]) == [INVALID]
+    finally:
+        staging.close()
+        default.close()

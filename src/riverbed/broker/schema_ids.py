@@ -151,6 +151,10 @@ class SchemaIndex:
         subject, version = k.get("subject"), k.get("version")
         if not isinstance(subject, str) or not isinstance(version, int):
             return
+        if subject.startswith(":."):
+            # a subject of another schema context (":.ctx:name"): its ids are that context's own,
+            # and the subjects the name strategies pick live in the default context
+            return
         old = self.versions.pop((subject, version), None)
         if old is not None and old in self.ids:
             gone = self.ids[old]
