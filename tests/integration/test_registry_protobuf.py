@@ -181,3 +181,29 @@ def test_field_tags_in_proto_text_drive_a_cel_field_rule(sr: list[SchemaRegistry
     assert data is not None and int.from_bytes(data[1:5], "big") == schema_id
     got = card_cls.FromString(data[6:])  # after magic, id and the message index [0]
     assert (got.number, got.holder) == ("XXXX", "bob")
+
+
+def test_full_validation_decodes_protobuf_payloads(sr: list[SchemaRegistryClient], broker: EmbeddedBroker, registry: RegistryService, topic_name: str) -> None:
+    """`riverbed.value.schema.validation=full` on a Protobuf topic: the payload must parse as the
+    message its indexes name (with an imported message inside), with no undeclared field."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from .test_record_errors import deliver
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for fut in admin.create_topics([NewTopic(topic_name, 1, 1, config={"confluent.value.schema.validation": "true", "riverbed.value.schema.validation": "full"})]).values():
+        fut.result(30)
+    shipment_cls = message_class("shop.Shipment")
+    ser = ProtobufSerializer(shipment_cls, client_for(sr, registry.url))
+    good = ser(shipment_cls(order_id="A1", to={"city": "Oslo"}, parcels=[1, 2]), SerializationContext(topic_name, MessageField.VALUE))
+    assert good is not None
+    head, body = good[:7], good[7:]  # magic, id, message indexes [1]
+    # a string field (1) holding bytes that are not UTF-8; a nested Address whose city is not UTF-8
+    bad_utf8 = head + b"\x0a\x02\xff\xfe"
+    bad_nested = head + b"\x12\x04\x0a\x02\xff\xfe"
+    undeclared = head + body + b"\x48\x01"  # field 9, varint: Shipment has no field 9
+    wrong_wire = head + b"\x0d\x00\x00\x00\x00"  # field 1 (a string) sent as fixed32
+    truncated = head + b"\x0a\x05ab"
+    results = [deliver(broker.bootstrap, topic_name, [{"value": v}])[0] for v in (good, bad_utf8, bad_nested, undeclared, wrong_wire, truncated)]
+    invalid = 87  # INVALID_RECORD
+    assert results == [0, invalid, invalid, invalid, invalid, invalid]

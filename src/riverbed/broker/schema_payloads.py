@@ -18,6 +18,7 @@ that the id check needs (message indexes, message names).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,8 @@ def read_message_indexes(payload: memoryview) -> tuple[list[int], int]:
         out.append(i)
     return out, pos
 
+
+log = logging.getLogger("riverbed.broker.schema_payloads")
 
 # --------------------------------------------------------------------------- Protobuf names
 
@@ -145,6 +148,93 @@ def _check_protobuf_wire(data: memoryview) -> None:
             raise PayloadError("truncated field")
     if groups:
         raise PayloadError("unterminated group")
+
+
+def _proto_schema(index: SchemaIndex, entry: SchemaEntry, depth: int = 0) -> Any:
+    """The registry's parsed form of a Protobuf schema, its imports resolved through the index."""
+    from riverbed.registry.formats import protobuf
+
+    if "proto_schema" not in entry.cache:
+        if depth > 32:
+            raise PayloadError("cannot validate: references nested too deep")
+        imports = {}
+        for name, subject, version in entry.references:
+            ref = index.reference(subject, version)
+            if ref is None:
+                raise PayloadError(f"cannot validate: reference {name} ({subject} version {version}) is not in _schemas")
+            imports[name] = _proto_schema(index, ref, depth + 1)
+        try:
+            entry.cache["proto_schema"] = protobuf.parse(entry.schema, imports)
+        except Exception as exc:  # any failure to build it is the same verdict
+            raise PayloadError(f"cannot validate: {exc}") from None
+    return entry.cache["proto_schema"]
+
+
+def _proto_class(index: SchemaIndex, entry: SchemaEntry, name: str) -> Any:
+    """A message class for `name` (package.Outer.Inner), built once per schema id."""
+    classes = entry.cache.setdefault("proto_classes", {})
+    if name not in classes:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        schema = _proto_schema(index, entry)
+        pool = descriptor_pool.DescriptorPool()
+        pending = []
+        for path, built in schema.deps.items():
+            f = descriptor_pb2.FileDescriptorProto()
+            f.CopyFrom(built)
+            f.name = path
+            pending.append(f)
+        own = descriptor_pb2.FileDescriptorProto()
+        own.CopyFrom(schema.file)
+        pending.append(own)
+        while pending:  # dependencies first, in whatever order they came
+            added = [f for f in pending if all(_in_pool(pool, dep) for dep in f.dependency)]
+            if not added:
+                raise PayloadError("cannot validate: the schema's imports do not resolve")
+            for f in added:
+                pool.Add(f)
+                pending.remove(f)
+        try:
+            classes[name] = message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+        except KeyError:
+            raise PayloadError(f"cannot validate: no message {name}") from None
+    return classes[name]
+
+
+def _in_pool(pool: Any, path: str) -> bool:
+    try:
+        pool.FindFileByName(path)
+        return True
+    except KeyError:
+        return False
+
+
+def _check_protobuf(index: SchemaIndex, entry: SchemaEntry, name: str, payload: memoryview) -> None:
+    """``full`` for Protobuf: the payload parses as message `name` (wire types, lengths, nested
+    messages, UTF-8 of proto3 strings), and carries no field the schema does not declare (nor a
+    declared field with another wire type, which a parser keeps as unknown)."""
+    from google.protobuf.message import DecodeError
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    cls = _proto_class(index, entry, name)
+    msg = cls()
+    try:
+        msg.ParseFromString(bytes(payload))
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise PayloadError(f"does not parse as {name}: {exc}") from None
+
+    def no_unknown(m: Any, depth: int) -> None:
+        if len(UnknownFieldSet(m)):
+            raise PayloadError(f"has fields that {name} does not declare")
+        if depth > 64:
+            return
+        for fd, value in m.ListFields():
+            if fd.message_type is None or fd.message_type.GetOptions().map_entry:
+                continue
+            for sub in (value if fd.is_repeated else [value]):
+                no_unknown(sub, depth + 1)
+
+    no_unknown(msg, 0)
 
 
 # --------------------------------------------------------------------------- Avro
@@ -409,14 +499,27 @@ def _check_json(index: SchemaIndex, entry: SchemaEntry, payload: memoryview) -> 
 
 def check_payload(index: SchemaIndex, entry: SchemaEntry, indexes: list[int], payload: memoryview) -> None:
     """Raise PayloadError when ``payload`` (after the id and any message indexes) does not
-    decode with ``entry``'s schema."""
+    decode with ``entry``'s schema. A failure of the check itself (a bug, a schema the checker
+    cannot build) refuses the record too, with an ERROR line, rather than fail the request."""
+    try:
+        _check_payload_of(index, entry, indexes, payload)
+    except PayloadError:
+        raise
+    except Exception as exc:  # never let a checker bug take the connection down
+        log.exception("checking a payload against schema id %d failed", entry.schema_id)
+        raise PayloadError(f"cannot validate: {type(exc).__name__}") from None
+
+
+def _check_payload_of(index: SchemaIndex, entry: SchemaEntry, indexes: list[int], payload: memoryview) -> None:
     if entry.schema_type == "AVRO":
         _check_avro(index, entry, payload)
     elif entry.schema_type == "JSON":
         _check_json(index, entry, payload)
     elif entry.schema_type == "PROTOBUF":
-        if proto_message_name(entry, indexes) is None:
+        name = proto_message_name(entry, indexes)
+        if name is None:
             raise PayloadError(f"message indexes {indexes} name no message of the schema")
         _check_protobuf_wire(payload)
+        _check_protobuf(index, entry, name, payload)
     else:
         raise PayloadError(f"unknown schema type {entry.schema_type}")
