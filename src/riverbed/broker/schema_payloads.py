@@ -231,7 +231,8 @@ def _check_protobuf(index: SchemaIndex, entry: SchemaEntry, name: str, payload: 
         for fd, value in m.ListFields():
             if fd.message_type is None or fd.message_type.GetOptions().map_entry:
                 continue
-            for sub in (value if fd.is_repeated else [value]):
+            repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED  # protobuf 7 / 5
+            for sub in (value if repeated else [value]):
                 no_unknown(sub, depth + 1)
 
     no_unknown(msg, 0)
