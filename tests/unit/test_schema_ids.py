@@ -167,11 +167,19 @@ def test_full_avro_with_references() -> None:
 def test_full_json_and_protobuf_wire() -> None:
     log = Log()
     index = SchemaIndex(lambda: log.log)
-    log.append(schema_record("t-value", 1, 1, {"type": "object", "required": ["a"]}, "JSON"), schema_record("p-value", 1, 2, PROTO, "PROTOBUF"))
+    simple = 'syntax = "proto3"; package shop.v1; message Order { int64 id = 1; string name = 2; }'
+    log.append(schema_record("t-value", 1, 1, {"type": "object", "required": ["a"]}, "JSON"), schema_record("p-value", 1, 2, simple, "PROTOBUF"), schema_record("q-value", 1, 3, PROTO, "PROTOBUF"))
     rules = (FieldRule("value", "TopicNameStrategy", True),)
     assert refused(index, "t", rules, framed(1, b'{"a": 1}'), framed(1, b"{}"), framed(1, b"[" * 100_000)) == [1, 2]
-    # Protobuf: wire format only; field 1 varint 150 is fine, a truncated length-delimited field is not
-    assert refused(index, "p", rules, framed(2, b"\x00\x08\x96\x01"), framed(2, b"\x00\x0a\x05ab"), framed(2, b"\x02\x0a")) == [1, 2]
+    # Protobuf: field 1 (int64) varint 150 and field 2 (string) "ab" are fine; a truncated
+    # length-delimited field, indexes naming no message, field 1 as a length-delimited field (a
+    # wire type its declaration does not have), a field the message does not declare and a
+    # string that is not UTF-8 are not
+    ok = framed(2, b"\x00\x08\x96\x01\x12\x02ab")
+    bad = [b"\x00\x12\x05ab", b"\x02\x0a", b"\x00\x0a\x01a", b"\x00\x18\x01", b"\x00\x12\x02\xff\xfe"]
+    assert refused(index, "p", rules, ok, *(framed(2, b) for b in bad)) == [1, 2, 3, 4, 5]
+    # a schema whose import is not in _schemas cannot be built: its records are refused
+    assert refused(index, "q", rules, framed(3, b"\x00\x0a\x01a")) == [0]
 
 
 def test_topic_rules() -> None:
