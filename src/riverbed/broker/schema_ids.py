@@ -206,8 +206,9 @@ def topic_rules(configs: Mapping[str, str]) -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
+_recscan: Any
 try:  # the C walk of the records (built by setup.py where a compiler is present)
-    from riverbed._native import recscan as _recscan
+    import riverbed._native.recscan as _recscan
 except ImportError:  # pragma: no cover - the Python walk below does the same
     _recscan = None
 
