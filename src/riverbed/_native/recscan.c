@@ -107,7 +107,46 @@ error:
     return NULL;
 }
 
+/* count(block) -> (records, status, detail): hop from record length to record length, as
+ * riverbed.protocol.records.records.count_records does. status 0: the lengths tile the block
+ * (detail 0); 1: record `records` has a negative length; 2: its length varint is truncated or
+ * longer than 5 bytes; 3: record `records - 1` extends `detail` bytes past the end. */
+static PyObject *count(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &buf))
+        return NULL;
+    const unsigned char *p = (const unsigned char *)buf.buf;
+    const Py_ssize_t end = buf.len;
+    Py_ssize_t pos = 0, n = 0;
+    int status = 0;
+    while (pos < end) {
+        unsigned char b = p[pos];
+        if (b & 1) { status = 1; break; }
+        unsigned long long raw = 0;
+        int i = 0;
+        for (;;) {
+            if (pos + i >= end || i >= 5) { status = 2; break; }
+            unsigned char c = p[pos + i];
+            raw |= (unsigned long long)(c & 0x7F) << (7 * i);
+            i++;
+            if (!(c & 0x80))
+                break;
+        }
+        if (status)
+            break;
+        pos += i + (Py_ssize_t)(raw >> 1);
+        n++;
+    }
+    PyBuffer_Release(&buf);
+    if (status == 0 && pos != end)
+        return Py_BuildValue("nin", n, 3, pos - end);
+    return Py_BuildValue("nin", n, status, (Py_ssize_t)0);
+}
+
 static PyMethodDef methods[] = {
+    {"count", count, METH_VARARGS, "count(block) -> (records, status, detail): the shallow walk of a records block"},
     {"prefixes", prefixes, METH_VARARGS,
      "prefixes(block, count, side) -> {first 5 bytes of the key (side 0) or value (side 1), or None: index of the first record with it}"},
     {NULL, NULL, 0, NULL},

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from riverbed._native import load as load_native
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import BatchHeader, InvalidBatch, iter_batches
 from riverbed.protocol.records.records import decode_records, records_block
@@ -206,11 +207,8 @@ def topic_rules(configs: Mapping[str, str]) -> tuple[FieldRule, ...]:
     return tuple(rules)
 
 
-_recscan: Any
-try:  # the C walk of the records (built by setup.py where a compiler is present)
-    import riverbed._native.recscan as _recscan
-except ImportError:  # pragma: no cover - the Python walk below does the same
-    _recscan = None
+# the C walk (riverbed._native, ADR 0014) where it was built; None: the Python walk
+_recscan: Any = load_native("recscan")
 
 _VERDICTS_MAX = 10_000  # cached verdicts (bogus ids could otherwise grow the cache without bound)
 _MISS = object()

@@ -65,3 +65,42 @@ def test_malformed_blocks_raise_value_error(recs: list[tuple[bytes | None, bytes
     except ValueError:
         return
     assert isinstance(got, dict)  # a flip can leave a well-formed block: then an answer, no crash
+
+
+def _python_count(block: bytes) -> tuple[str, int | str]:
+    from riverbed.protocol.records.batch import InvalidBatch
+    from riverbed.protocol.records.records import count_records_python
+
+    try:
+        return "ok", count_records_python(block)
+    except InvalidBatch as exc:
+        return "error", str(exc)
+
+
+def _c_count(block: bytes) -> tuple[str, int | str]:
+    from riverbed.protocol.records import records
+    from riverbed.protocol.records.batch import InvalidBatch
+
+    assert records._recscan is not None
+    try:
+        return "ok", records.count_records(block)
+    except InvalidBatch as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(records, st.binary(max_size=12), st.integers(0, 3))
+def test_count_agrees_with_the_python_walk(recs: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]], int]], junk: bytes, how: int) -> None:
+    """The same count, or the same error message, on well-formed blocks and on blocks with
+    junk appended, cut short or made of junk alone."""
+    block = block_of(recs)
+    variants = [block, block + junk, block[: len(block) // 2], junk]
+    assert _c_count(variants[how]) == _python_count(variants[how])
+
+
+def test_count_of_well_formed_blocks() -> None:
+    block = block_of([(b"k", b"v" * 300, [], 0)] * 7)
+    assert _c_count(block) == ("ok", 7)
+    assert _c_count(b"\x01") == _python_count(b"\x01") == ("error", "negative length for record 0")
+    assert _c_count(b"\x80") == _python_count(b"\x80")
+    assert _c_count(b"\x80\x80\x80\x80\x80\x00") == _python_count(b"\x80\x80\x80\x80\x80\x00")
