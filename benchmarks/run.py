@@ -625,7 +625,7 @@ def make_broker(name: str, root: Path) -> Broker:
     port = free_port()
     data = root / f"{name}-data"
     data.mkdir()
-    if name == "riverbed":
+    if name.startswith("riverbed"):
         cmd = [
             sys.executable, "-m", "riverbed", "serve", "--no-registry",
             "--listen", f"{HOST}:{port}",
@@ -634,7 +634,8 @@ def make_broker(name: str, root: Path) -> Broker:
             "--no-metrics",  # comparable with earlier runs, and port 9644 may be taken
             *os.environ.get("RIVERBED_BENCH_ARGS", "").split(),
         ]  # fmt: skip
-        return Broker(name, cmd, data, port)
+        # riverbed-python: the same build with its C helpers switched off (ADR 0014)
+        return Broker(name, cmd, data, port, env={"RIVERBED_NO_NATIVE": "1"} if name == "riverbed-python" else {})
     url = f"tcp://{HOST}:{port}"
     cmd = [
         tansu_binary(), "broker",
@@ -1052,7 +1053,7 @@ def temp_root(parent: str | None) -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--broker", choices=("riverbed", "tansu", "both"), default="both")
+    ap.add_argument("--broker", default="both", help="riverbed, tansu, both, or a comma-separated list of riverbed, riverbed-python (C helpers off), tansu")
     ap.add_argument("--quick", action="store_true", help="short smoke run (~30 s)")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--sizes", help="record sizes, comma-separated (default 1024,100)")
@@ -1075,7 +1076,10 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings.quick() if args.quick else Settings()
     if args.sizes:
         s = Settings(**{**s.__dict__, "sizes": tuple(int(x) for x in args.sizes.split(","))})
-    names = ["riverbed", "tansu"] if args.broker == "both" else [args.broker]
+    names = ["riverbed", "tansu"] if args.broker == "both" else args.broker.split(",")
+    for n in names:
+        if n not in ("riverbed", "riverbed-python", "tansu"):
+            ap.error(f"unknown broker {n!r}")
     ctx = mp.get_context("spawn")
     results: Json = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
