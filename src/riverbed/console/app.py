@@ -224,7 +224,7 @@ class Console:
         name = self.topic_name(request)
 
         def read() -> tuple[Any, dict[str, Any], dict[tuple[str, int], tuple[int, int]]]:
-            md = self.view.admin.list_topics(name, timeout=REQUEST_TIMEOUT_S)
+            md = self.view.admin.list_topics(timeout=REQUEST_TIMEOUT_S)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
@@ -301,7 +301,7 @@ class Console:
     # -- messages ----------------------------------------------------------------------------
     async def _partitions(self, name: str) -> list[int]:
         def read() -> list[int]:
-            md = self.view.admin.list_topics(name, timeout=REQUEST_TIMEOUT_S)
+            md = self.view.admin.list_topics(timeout=REQUEST_TIMEOUT_S)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
@@ -407,7 +407,12 @@ class Console:
         async def events() -> AsyncIterator[str]:
             c = browse.reader(settings)
             try:
-                c.assign([TopicPartition(name, p, -1) for p in partitions])  # OFFSET_END: new records only
+
+                def assign_at_end() -> None:  # the end offsets now, so that nothing produced after "ready" is missed
+                    ends = [c.get_watermark_offsets(TopicPartition(name, p), REQUEST_TIMEOUT_S)[1] for p in partitions]
+                    c.assign([TopicPartition(name, p, end) for p, end in zip(partitions, ends, strict=True)])
+
+                await run_in_threadpool(assign_at_end)
                 yield "event: ready\ndata: {}\n\n"
                 idle = 0
                 while not await request.is_disconnected():
