@@ -334,7 +334,7 @@ def test_lists_acls_users_transactions(http: httpx.Client, broker: EmbeddedBroke
 def test_broker_down_shows_a_banner_and_recovers(tmp_path: Path) -> None:
     proc = BrokerProcess(tmp_path / "data").start()
     try:
-        with ConsoleService(ConsoleConfig(ClusterSettings(proc.bootstrap), refresh_s=0.3)) as svc, httpx.Client(base_url=svc.url, timeout=30) as c:
+        with ConsoleService(ConsoleConfig(ClusterSettings(proc.bootstrap), refresh_s=0.3, request_timeout_s=1.0)) as svc, httpx.Client(base_url=svc.url, timeout=30) as c:
             wait_for(lambda: c.get("/health").json()["cluster"] == "up", "the cluster up")
             proc.kill()
             wait_for(lambda: c.get("/health").json()["cluster"] == "down", "the cluster down", 30)

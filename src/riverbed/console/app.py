@@ -67,6 +67,7 @@ class ConsoleConfig:
     refresh_s: float = 5.0
     max_value_bytes: int = 64 * 1024  # larger values are truncated, with a download link
     read_only: bool = False
+    request_timeout_s: float = REQUEST_TIMEOUT_S  # of each request to the cluster
 
 
 class NotFound(Exception):
@@ -123,7 +124,7 @@ class Console:
     def __init__(self, config: ConsoleConfig, view: ClusterView | None = None) -> None:
         self.config = config
         self.settings = config.cluster
-        self.view = view or ClusterView(config.cluster, config.refresh_s)
+        self.view = view or ClusterView(config.cluster, config.refresh_s, config.request_timeout_s)
         self.registry = SchemaRegistry(config.cluster.registry_url)
         self.tails = 0
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
@@ -208,29 +209,29 @@ class Console:
             return self.render(request, "topic_new.html", 400, form=form, errors=errors)
 
         def create() -> None:
-            futs = self.view.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication, config=configs)], request_timeout=REQUEST_TIMEOUT_S)
+            futs = self.view.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication, config=configs)], request_timeout=self.view.timeout)
             for fut in futs.values():
-                fut.result(REQUEST_TIMEOUT_S * 2)
+                fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(create)
         except (KafkaException, TimeoutError) as exc:
             return self.render(request, "topic_new.html", 400, form=form, errors=[f"The broker refused: {_kafka_error(exc)}"])
         log.info("console: created topic %s (%d partitions)", name, partitions)
-        await run_in_threadpool(self.view.refresh_soon, REQUEST_TIMEOUT_S)
+        await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse(f"/topics/{quote(name, safe='')}", 303)
 
     async def topic(self, request: Request) -> Response:
         name = self.topic_name(request)
 
         def read() -> tuple[Any, dict[str, Any], dict[tuple[str, int], tuple[int, int]]]:
-            md = self.view.admin.list_topics(timeout=REQUEST_TIMEOUT_S)  # never by name: that auto-creates it
+            md = self.view.admin.list_topics(timeout=self.view.timeout)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
-            futs = self.view.admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)], request_timeout=REQUEST_TIMEOUT_S)
-            configs = next(iter(futs.values())).result(REQUEST_TIMEOUT_S)
-            return t, configs, watermarks(self.view.admin, [(name, p) for p in t.partitions])
+            futs = self.view.admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)], request_timeout=self.view.timeout)
+            configs = next(iter(futs.values())).result(self.view.timeout)
+            return t, configs, watermarks(self.view.admin, [(name, p) for p in t.partitions], self.view.timeout)
 
         try:
             t, configs, marks = await run_in_threadpool(read)
@@ -259,18 +260,18 @@ class Console:
                 entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sets.items()]
                 entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in deletes]
                 res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-                for fut in self.view.admin.incremental_alter_configs([res], request_timeout=REQUEST_TIMEOUT_S).values():
-                    fut.result(REQUEST_TIMEOUT_S * 2)
+                for fut in self.view.admin.incremental_alter_configs([res], request_timeout=self.view.timeout).values():
+                    fut.result(self.view.timeout * 2)
             if partitions is not None:
-                for fut in self.view.admin.create_partitions([NewPartitions(name, partitions)], request_timeout=REQUEST_TIMEOUT_S).values():
-                    fut.result(REQUEST_TIMEOUT_S * 2)
+                for fut in self.view.admin.create_partitions([NewPartitions(name, partitions)], request_timeout=self.view.timeout).values():
+                    fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(alter)
         except (KafkaException, TimeoutError) as exc:
             return self.error(request, 400, f"The broker refused the change to {name}: {_kafka_error(exc)}")
         log.info("console: altered topic %s (set %s, deleted %s, partitions %s)", name, sorted(sets), deletes, partitions)
-        await run_in_threadpool(self.view.refresh_soon, REQUEST_TIMEOUT_S)
+        await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse(f"/topics/{quote(name, safe='')}", 303)
 
     async def topic_delete_confirm(self, request: Request) -> Response:
@@ -287,21 +288,21 @@ class Console:
                                message="The name typed does not match: nothing was deleted.", expect=name, fields={})
 
         def delete() -> None:
-            for fut in self.view.admin.delete_topics([name], request_timeout=REQUEST_TIMEOUT_S).values():
-                fut.result(REQUEST_TIMEOUT_S * 2)
+            for fut in self.view.admin.delete_topics([name], request_timeout=self.view.timeout).values():
+                fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(delete)
         except (KafkaException, TimeoutError) as exc:
             return self.error(request, 400, f"The broker refused to delete {name}: {_kafka_error(exc)}")
         log.info("console: deleted topic %s", name)
-        await run_in_threadpool(self.view.refresh_soon, REQUEST_TIMEOUT_S)
+        await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse("/topics", 303)
 
     # -- messages ----------------------------------------------------------------------------
     async def _partitions(self, name: str) -> list[int]:
         def read() -> list[int]:
-            md = self.view.admin.list_topics(timeout=REQUEST_TIMEOUT_S)  # never by name: that auto-creates it
+            md = self.view.admin.list_topics(timeout=self.view.timeout)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
@@ -378,7 +379,7 @@ class Console:
             if partition is not None:
                 kwargs["partition"] = partition
             p.produce(name, **kwargs)
-            p.flush(REQUEST_TIMEOUT_S * 2)
+            p.flush(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(send)
@@ -409,7 +410,7 @@ class Console:
             try:
 
                 def assign_at_end() -> None:  # the end offsets now, so that nothing produced after "ready" is missed
-                    ends = [c.get_watermark_offsets(TopicPartition(name, p), REQUEST_TIMEOUT_S)[1] for p in partitions]
+                    ends = [c.get_watermark_offsets(TopicPartition(name, p), self.view.timeout)[1] for p in partitions]
                     c.assign([TopicPartition(name, p, end) for p, end in zip(partitions, ends, strict=True)])
 
                 await run_in_threadpool(assign_at_end)
@@ -446,8 +447,8 @@ class Console:
 
     def _read_group(self, gid: str) -> dict[str, Any]:
         admin = self.view.admin
-        desc = next(iter(admin.describe_consumer_groups([gid], request_timeout=REQUEST_TIMEOUT_S).values())).result(REQUEST_TIMEOUT_S)
-        offsets = committed_offsets(admin, [gid]).get(gid, {})
+        desc = next(iter(admin.describe_consumer_groups([gid], request_timeout=self.view.timeout).values())).result(self.view.timeout)
+        offsets = committed_offsets(admin, [gid], self.view.timeout).get(gid, {})
         assigned: dict[tuple[str, int], str] = {}
         members = []
         for m in desc.members:
@@ -456,7 +457,7 @@ class Console:
                 assigned[tp] = m.client_id or m.member_id
             members.append({"member_id": m.member_id, "client_id": m.client_id, "host": m.host, "instance": m.group_instance_id, "assignment": tps})
         keys = sorted(set(offsets) | set(assigned))
-        marks = watermarks(admin, keys)
+        marks = watermarks(admin, keys, self.view.timeout)
         rows = []
         for tp in keys:
             low, high = marks.get(tp, (-1, -1))
@@ -515,8 +516,8 @@ class Console:
         def plan() -> list[dict[str, Any]]:
             tps = [(r["topic"], r["partition"]) for r in rows]
             if strategy == "datetime":
-                futs = self.view.admin.list_offsets({TopicPartition(t, p): OffsetSpec.for_timestamp(target) for t, p in tps}, request_timeout=REQUEST_TIMEOUT_S)
-                found = {(tp.topic, tp.partition): fut.result(REQUEST_TIMEOUT_S).offset for tp, fut in futs.items()}
+                futs = self.view.admin.list_offsets({TopicPartition(t, p): OffsetSpec.for_timestamp(target) for t, p in tps}, request_timeout=self.view.timeout)
+                found = {(tp.topic, tp.partition): fut.result(self.view.timeout).offset for tp, fut in futs.items()}
             out = []
             for r in rows:
                 if strategy == "earliest":
@@ -540,15 +541,15 @@ class Console:
         if form.get("execute") == "1" and not active:
             def apply() -> None:
                 req = ConsumerGroupTopicPartitions(gid, [TopicPartition(s["topic"], s["partition"], s["new"]) for s in steps])
-                for fut in self.view.admin.alter_consumer_group_offsets([req], request_timeout=REQUEST_TIMEOUT_S).values():
-                    fut.result(REQUEST_TIMEOUT_S * 2)
+                for fut in self.view.admin.alter_consumer_group_offsets([req], request_timeout=self.view.timeout).values():
+                    fut.result(self.view.timeout * 2)
 
             try:
                 await run_in_threadpool(apply)
             except (KafkaException, TimeoutError) as exc:
                 return self.error(request, 400, f"The broker refused the reset of {gid}: {_kafka_error(exc)}")
             log.info("console: reset offsets of group %s (%s, %d partitions)", gid, strategy, len(steps))
-            await run_in_threadpool(self.view.refresh_soon, REQUEST_TIMEOUT_S)
+            await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
             return RedirectResponse(f"/groups/{quote(gid, safe='')}?reset=done", 303)
         if active:
             errors.append(f"The group is {info['state']} with {len(info['members'])} member(s): stop its consumers before resetting (Kafka refuses offset changes of an active group).")
@@ -639,7 +640,7 @@ class Console:
         def read() -> list[Any]:
             any_filter: Any = AclBindingFilter
             flt = any_filter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
-            return list(self.view.admin.describe_acls(flt, request_timeout=REQUEST_TIMEOUT_S).result(REQUEST_TIMEOUT_S))
+            return list(self.view.admin.describe_acls(flt, request_timeout=self.view.timeout).result(self.view.timeout))
 
         try:
             rows, error = await run_in_threadpool(read), None
@@ -650,8 +651,8 @@ class Console:
 
     async def users(self, request: Request) -> Response:
         def read() -> dict[str, Any]:
-            fut: Any = self.view.admin.describe_user_scram_credentials(request_timeout=REQUEST_TIMEOUT_S)
-            return dict(fut.result(REQUEST_TIMEOUT_S))
+            fut: Any = self.view.admin.describe_user_scram_credentials(request_timeout=self.view.timeout)
+            return dict(fut.result(self.view.timeout))
 
         try:
             users, error = await run_in_threadpool(read), None

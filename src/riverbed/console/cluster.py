@@ -97,10 +97,10 @@ class Snapshot:
 
 
 def _result(fut: Future[Any], timeout: float = REQUEST_TIMEOUT_S) -> Any:
-    return fut.result(timeout)
+    return fut.result(timeout + 1)
 
 
-def watermarks(client: AdminClient, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+def watermarks(client: AdminClient, partitions: Iterable[tuple[str, int]], timeout: float = REQUEST_TIMEOUT_S) -> dict[tuple[str, int], tuple[int, int]]:
     """(low, high) of each partition: ListOffsets earliest and latest."""
     parts = list(partitions)
     if not parts:
@@ -108,24 +108,24 @@ def watermarks(client: AdminClient, partitions: Iterable[tuple[str, int]]) -> di
     out: dict[tuple[str, int], list[int]] = {tp: [-1, -1] for tp in parts}
     spec_cls: Any = OffsetSpec
     for idx, spec in ((0, spec_cls.earliest()), (1, spec_cls.latest())):
-        futs = client.list_offsets({TopicPartition(t, p): spec for t, p in parts}, request_timeout=REQUEST_TIMEOUT_S)
+        futs = client.list_offsets({TopicPartition(t, p): spec for t, p in parts}, request_timeout=timeout)
         for tp, fut in futs.items():
             try:
-                out[(tp.topic, tp.partition)][idx] = _result(fut).offset
+                out[(tp.topic, tp.partition)][idx] = _result(fut, timeout).offset
             except KafkaException as exc:
                 log.debug("list offsets %s-%d: %s", tp.topic, tp.partition, exc)
     return {tp: (lo, hi) for tp, (lo, hi) in out.items()}
 
 
-def committed_offsets(client: AdminClient, group_ids: list[str]) -> dict[str, dict[tuple[str, int], int]]:
+def committed_offsets(client: AdminClient, group_ids: list[str], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, dict[tuple[str, int], int]]:
     """Each group's committed offsets (OffsetFetch), all requests in flight at once."""
     futs: dict[str, Future[Any]] = {}
     for gid in group_ids:
-        futs.update(client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)], request_timeout=REQUEST_TIMEOUT_S))
+        futs.update(client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(gid)], request_timeout=timeout))
     out: dict[str, dict[tuple[str, int], int]] = {}
     for gid, fut in futs.items():
         try:
-            res = _result(fut)
+            res = _result(fut, timeout)
         except KafkaException as exc:
             log.debug("offsets of group %s: %s", gid, exc)
             continue
@@ -134,9 +134,10 @@ def committed_offsets(client: AdminClient, group_ids: list[str]) -> dict[str, di
 
 
 class ClusterView:
-    def __init__(self, settings: ClusterSettings, refresh_s: float = 5.0) -> None:
+    def __init__(self, settings: ClusterSettings, refresh_s: float = 5.0, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.settings = settings
         self.refresh_s = refresh_s
+        self.timeout = timeout_s  # of each request of a refresh
         self.admin = admin(settings, **{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
         self.snapshot = Snapshot()
         self._wake = threading.Event()
@@ -199,7 +200,7 @@ class ClusterView:
 
     def _read(self) -> Snapshot:
         client = self.admin
-        md = client.list_topics(timeout=REQUEST_TIMEOUT_S)
+        md = client.list_topics(timeout=self.timeout)
         snap = Snapshot(taken_at=time.time(), cluster_id=md.cluster_id, controller=md.controller_id)
         snap.brokers = sorted((b.id, b.host or "", b.port) for b in md.brokers.values())
         for name, tmd in md.topics.items():
@@ -207,13 +208,13 @@ class ClusterView:
                 continue
             parts = [PartitionInfo(p.id, p.leader, list(p.replicas), list(p.isrs)) for p in sorted(tmd.partitions.values(), key=lambda p: p.id)]
             snap.topics[name] = TopicInfo(name, name.startswith("__") or name == "_schemas", parts)
-        marks = watermarks(client, [(t.name, p.partition) for t in snap.topics.values() for p in t.partitions])
+        marks = watermarks(client, [(t.name, p.partition) for t in snap.topics.values() for p in t.partitions], self.timeout)
         for t in snap.topics.values():
             for p in t.partitions:
                 p.low, p.high = marks.get((t.name, p.partition), (-1, -1))
         self._read_configs(snap)
         try:
-            sizes = wire.partition_sizes([f"{host}:{port}" for _, host, port in snap.brokers], self.settings.client)
+            sizes = wire.partition_sizes([f"{host}:{port}" for _, host, port in snap.brokers], self.settings.client, self.timeout)
         except (wire.WireError, OSError) as exc:
             snap.sizes_error = str(exc)
         else:
@@ -227,10 +228,10 @@ class ClusterView:
         names = list(snap.topics)
         if not names:
             return
-        futs = client_describe_configs(self.admin, names)
+        futs = client_describe_configs(self.admin, names, self.timeout)
         for name, fut in futs.items():
             try:
-                entries = _result(fut)
+                entries = _result(fut, self.timeout)
             except KafkaException:
                 continue
             t = snap.topics[name]
@@ -239,20 +240,20 @@ class ClusterView:
             t.cleanup_policy = _value(entries, "cleanup.policy")
 
     def _read_groups(self, snap: Snapshot, marks: dict[tuple[str, int], tuple[int, int]]) -> None:
-        listing = _result(self.admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S))
+        listing = _result(self.admin.list_consumer_groups(request_timeout=self.timeout), self.timeout)
         for g in listing.valid:
             state = getattr(g.state, "name", str(g.state)).title().replace("_", "")
             kind = getattr(getattr(g, "type", None), "name", "CLASSIC").lower()
             snap.groups[g.group_id] = GroupInfo(g.group_id, state, kind)
         ids = list(snap.groups)
         if ids:
-            for gid, fut in self.admin.describe_consumer_groups(ids, request_timeout=REQUEST_TIMEOUT_S).items():
+            for gid, fut in self.admin.describe_consumer_groups(ids, request_timeout=self.timeout).items():
                 try:
-                    desc = _result(fut)
+                    desc = _result(fut, self.timeout)
                 except KafkaException:
                     continue
                 snap.groups[gid].members = len(desc.members)
-        for gid, offsets in committed_offsets(self.admin, ids).items():
+        for gid, offsets in committed_offsets(self.admin, ids, self.timeout).items():
             g = snap.groups[gid]
             for (topic, part), committed in offsets.items():
                 high = marks.get((topic, part), (-1, -1))[1]
@@ -265,8 +266,8 @@ class ClusterView:
                     snap.topics[topic].group_lag[gid] = lag
 
 
-def client_describe_configs(client: AdminClient, topics: list[str]) -> dict[str, Future[Any]]:
-    futs = client.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=REQUEST_TIMEOUT_S)
+def client_describe_configs(client: AdminClient, topics: list[str], timeout: float = REQUEST_TIMEOUT_S) -> dict[str, Future[Any]]:
+    futs = client.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=timeout)
     return {res.name: fut for res, fut in futs.items()}
 
 
