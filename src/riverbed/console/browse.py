@@ -234,7 +234,7 @@ def browse(settings: ClusterSettings, registry: SchemaRegistry | None, topic: st
             position = dict(starts)
             deadline = time.monotonic() + READ_DEADLINE_S
             while remaining and time.monotonic() < deadline:
-                for msg in c.consume(500, 0.2):
+                for msg in c.consume(500, 0.05):
                     if msg.error() is not None:
                         continue
                     p, off = msg.partition() or 0, msg.offset() or 0
