@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ def add_console_parser(sub: Any) -> None:
     c.add_argument("--config", type=Path, help="TOML file: [cluster] (bootstrap.servers, security.protocol, sasl.*, schema.registry.url) and [console] (listen, refresh.seconds, read.only)")
     c.add_argument("--refresh", type=float, default=None, help="seconds between refreshes of the topic and group lists (default 5)")
     c.add_argument("--read-only", action="store_true", help="no page changes anything (no create, alter, delete, produce, reset, register)")
+    c.add_argument("--login", action="store_true", help="ask for a SASL/SCRAM user and password; each person acts on the cluster as that user (needs security.protocol=SASL_* and sasl.mechanism)")
+    c.add_argument("--admin", action="append", default=[], metavar="USER", help="with --login: this user has the admin role (may change things); others are read-only. Repeatable")
     c.add_argument("--log-level", default="WARNING")
 
 
@@ -32,12 +35,19 @@ def console_command(args: argparse.Namespace) -> int:
     try:
         cluster = ClusterSettings.from_args(args, doc.get("cluster", {}))
     except ValueError as exc:
-        print(f"riverbed: {exc}")
+        print(f"riverbed: {exc}", file=sys.stderr)
         return 2
     listen = args.listen or os.environ.get("RIVERBED_CONSOLE_LISTEN") or str(table.get("listen", "127.0.0.1:8080"))
     refresh = args.refresh if args.refresh is not None else float(table.get("refresh", {}).get("seconds", 5.0) if isinstance(table.get("refresh"), dict) else 5.0)
     if refresh <= 0:
-        print("riverbed: --refresh must be positive")
+        print("riverbed: --refresh must be positive", file=sys.stderr)
         return 2
     read_only = args.read_only or bool(table.get("read", {}).get("only", False) if isinstance(table.get("read"), dict) else False)
-    return run(ConsoleConfig(cluster=cluster, refresh_s=refresh, read_only=read_only), listen)
+    login = args.login or bool(table.get("login", False))
+    admins = frozenset([*args.admin, *table.get("admins", [])])
+    try:
+        config = ConsoleConfig(cluster=cluster, refresh_s=refresh, read_only=read_only, login=login, admins=admins)
+        return run(config, listen)
+    except ValueError as exc:
+        print(f"riverbed: {exc}", file=sys.stderr)
+        return 2

@@ -4,24 +4,28 @@ stack, a little vanilla JS for the live tail. See docs/console.md and docs/adr/0
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import json
 import logging
 import re
+import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
+    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -50,7 +54,15 @@ from riverbed.client import ClusterSettings, producer
 from . import browse, wire
 from .cluster import REQUEST_TIMEOUT_S, ClusterView, committed_offsets, describe_error, watermarks
 from .decode import SchemaRegistry
-from .security import CSRF_COOKIE, CSRF_FIELD, FormError, SecurityHeaders, csrf_token, read_form
+from .security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    FormError,
+    SecurityHeaders,
+    csrf_token,
+    read_form,
+)
 
 log = logging.getLogger("riverbed.console")
 
@@ -68,6 +80,24 @@ class ConsoleConfig:
     max_value_bytes: int = 64 * 1024  # larger values are truncated, with a download link
     read_only: bool = False
     request_timeout_s: float = REQUEST_TIMEOUT_S  # of each request to the cluster
+    # login against the cluster's SASL users (docs/console.md, Authentication): each person's
+    # requests go to the cluster as that principal; `admins` may change things, others read
+    login: bool = False
+    admins: frozenset[str] = frozenset()
+    session_idle_s: float = 8 * 3600
+
+
+@dataclass
+class Session:
+    user: str
+    role: str  # "admin" or "read-only"
+    settings: ClusterSettings
+    view: ClusterView
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("riverbed_console_session", default=None)
+PUBLIC = ("/login", "/health")
 
 
 class NotFound(Exception):
@@ -123,8 +153,11 @@ def _kafka_error(exc: BaseException) -> str:
 class Console:
     def __init__(self, config: ConsoleConfig, view: ClusterView | None = None) -> None:
         self.config = config
-        self.settings = config.cluster
-        self.view = view or ClusterView(config.cluster, config.refresh_s, config.request_timeout_s)
+        if config.login and not str(config.cluster.client.get("security.protocol", "")).upper().startswith("SASL"):
+            raise ValueError("login needs a SASL listener: set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism in the client settings")
+        self._view = view or ClusterView(config.cluster, config.refresh_s, config.request_timeout_s)
+        self.sessions: dict[str, Session] = {}
+        self._sessions_lock = threading.Lock()
         self.registry = SchemaRegistry(config.cluster.registry_url)
         self.tails = 0
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
@@ -133,26 +166,49 @@ class Console:
         self._producer: Any = None
 
     # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def view(self) -> ClusterView:
+        """The cluster as the logged-in person sees it (with login), else the console's view."""
+        sess = _session.get()
+        return self._view if sess is None else sess.view
+
+    @property
+    def settings(self) -> ClusterSettings:
+        sess = _session.get()
+        return self.config.cluster if sess is None else sess.settings
+
     def start(self) -> None:
-        self.view.start()
+        if not self.config.login:
+            self._view.start()
 
     def stop(self) -> None:
-        self.view.stop()
+        self._view.stop()
+        with self._sessions_lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for sess in sessions:
+            sess.view.stop()
         if self._producer is not None:
             self._producer.flush(5)
         self.registry.close()
 
     def producer(self) -> Any:
+        sess = _session.get()
+        if sess is not None:  # as the logged-in principal
+            return producer(sess.settings, **{"linger.ms": 0, "message.timeout.ms": 10_000, "enable.idempotence": False})
         if self._producer is None:
             self._producer = producer(self.settings, **{"linger.ms": 0, "message.timeout.ms": 10_000})
         return self._producer
+
+    def read_only_for(self, sess: Session | None) -> bool:
+        return self.config.read_only or (sess is not None and sess.role != "admin")
 
     def render(self, request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         token, new = csrf_token(request)
         snap = self.view.snapshot
         html = self.env.get_template(template).render(
             request=request, snap=snap, csrf_field=CSRF_FIELD, csrf=token, bootstrap=self.settings.bootstrap,
-            registry_url=self.settings.registry_url, refresh_s=self.view.refresh_s, read_only=self.config.read_only,
+            registry_url=self.settings.registry_url, refresh_s=self.view.refresh_s, read_only=self.read_only_for(_session.get()),
+            user=_session.get(), login=self.config.login,
             now=time.time(), **ctx,
         )
         resp = HTMLResponse(html, status)
@@ -173,6 +229,85 @@ class Console:
     def guard_write(self) -> None:
         if self.config.read_only:
             raise FormError(403, "the console is read-only (--read-only)")
+        sess = _session.get()
+        if sess is not None and sess.role != "admin":
+            raise FormError(403, f"{sess.user} has the read-only role: changes need the admin role")
+
+    # -- login -----------------------------------------------------------------------------
+    def _current(self, request: Request) -> Session | None:
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        now = time.monotonic()
+        expired: list[Session] = []
+        with self._sessions_lock:
+            for key, old in list(self.sessions.items()):
+                if now - old.last_seen > self.config.session_idle_s:
+                    expired.append(self.sessions.pop(key))
+            sess = self.sessions.get(sid) if sid else None
+            if sess is not None:
+                sess.last_seen = now
+        for old in expired:
+            threading.Thread(target=old.view.stop, daemon=True).start()
+        return sess
+
+    async def login_page(self, request: Request) -> Response:
+        return self.render(request, "login.html", error=None, username="")
+
+    async def login(self, request: Request) -> Response:
+        form = await read_form(request)
+        user, password = form.get("username", "").strip(), form.get("password", "")
+        if not user or not password or len(user) > 256 or len(password) > 1024:
+            return self.render(request, "login.html", 400, error="User name and password are required.", username=user[:256])
+        base = self.config.cluster
+        settings = replace(base, client={**base.client, "sasl.username": user, "sasl.password": password})
+
+        def verify() -> None:  # the cluster checks the password: connect as that user
+            refused: list[Any] = []
+            conf = settings.client_config(**{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
+            conf["error_cb"] = refused.append  # (client_config would spell it error.cb)
+            client = AdminClient(conf)
+            deadline = time.monotonic() + self.config.request_timeout_s
+            while True:
+                try:
+                    client.list_topics(timeout=0.25)
+                    return
+                except KafkaException:
+                    client.poll(0)  # serves error_cb: an authentication failure ends the wait
+                    auth = [e for e in refused if e.code() == KafkaError._AUTHENTICATION]
+                    if auth:
+                        raise KafkaException(auth[0]) from None
+                    if time.monotonic() > deadline:
+                        raise
+
+        try:
+            await run_in_threadpool(verify)
+        except (KafkaException, TimeoutError) as exc:
+            refused = isinstance(exc, KafkaException) and bool(exc.args) and getattr(exc.args[0], "code", lambda: None)() == KafkaError._AUTHENTICATION
+            log.warning("console: login of %r %s: %s", user, "refused" if refused else "failed", _kafka_error(exc))
+            if refused:
+                return self.render(request, "login.html", 401, error="Login failed: the cluster refused these credentials.", username=user)
+            return self.render(request, "login.html", 503, error=f"Cannot log in: the cluster at {base.bootstrap} did not answer ({_kafka_error(exc)}).", username=user)
+        role = "admin" if user in self.config.admins else "read-only"
+        view = ClusterView(settings, self.config.refresh_s, self.config.request_timeout_s)
+        await run_in_threadpool(view.start)
+        sid = secrets.token_urlsafe(32)
+        with self._sessions_lock:
+            self.sessions[sid] = Session(user, role, settings, view)
+        log.info("console: %s logged in (%s)", user, role)
+        resp = RedirectResponse("/", 303)
+        resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/", max_age=int(self.config.session_idle_s))
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        await read_form(request)
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        with self._sessions_lock:
+            sess = self.sessions.pop(sid, None)
+        if sess is not None:
+            await run_in_threadpool(sess.view.stop)
+            log.info("console: %s logged out", sess.user)
+        resp = RedirectResponse("/login", 303)
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
 
     # -- overview and topics -----------------------------------------------------------------
     async def overview(self, request: Request) -> Response:
@@ -669,6 +804,8 @@ class Console:
         return self.render(request, "transactions.html", rows=rows, error=error)
 
     async def health(self, request: Request) -> Response:
+        if self.config.login:  # no cluster view of its own: each session has one
+            return JSONResponse({"cluster": None, "login": True, "sessions": len(self.sessions)})
         snap = self.view.snapshot
         return JSONResponse({"cluster": "up" if snap.ok else "down", "error": snap.error, "snapshot_age_s": round(time.time() - snap.taken_at, 1) if snap.taken_at else None})
 
@@ -677,6 +814,14 @@ class Console:
         """The ASGI app; with `lifespan`, serving it starts and stops the refresher."""
         def page(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
             async def wrapped(request: Request) -> Response:
+                token = None
+                if self.config.login and request.url.path not in PUBLIC:
+                    sess = self._current(request)
+                    if sess is None:
+                        if request.method == "GET" and not request.url.path.endswith("/stream"):
+                            return RedirectResponse("/login", 303)
+                        return self.error(request, 401, "Log in first.")
+                    token = _session.set(sess)
                 try:
                     return await fn(request)  # type: ignore[no-any-return]
                 except NotFound as exc:
@@ -688,12 +833,18 @@ class Console:
                 except Exception as exc:
                     log.exception("%s %s failed", request.method, request.url.path)
                     return self.error(request, 500, f"Internal error: {type(exc).__name__}")
+                finally:
+                    if token is not None:
+                        _session.reset(token)
 
             return wrapped
 
         routes = [
             Route("/", page(self.overview)),
             Route("/health", self.health),
+            Route("/login", page(self.login_page)),
+            Route("/login", page(self.login), methods=["POST"]),
+            Route("/logout", page(self.logout), methods=["POST"]),
             Route("/topics", page(self.topics)),
             Route("/topics/new", page(self.topic_new)),
             Route("/topics/new", page(self.topic_create), methods=["POST"]),

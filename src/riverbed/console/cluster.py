@@ -138,7 +138,7 @@ class ClusterView:
         self.settings = settings
         self.refresh_s = refresh_s
         self.timeout = timeout_s  # of each request of a refresh
-        self.admin = admin(settings, **{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
+        self._admin: AdminClient | None = None
         self.snapshot = Snapshot()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -146,6 +146,13 @@ class ClusterView:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self.history: dict[str, deque[tuple[float, int]]] = {}  # group -> (time, total lag), last HISTORY points
+
+    @property
+    def admin(self) -> AdminClient:
+        """Made on first use (a console with login has no client of its own)."""
+        if self._admin is None:
+            self._admin = admin(self.settings, **{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
+        return self._admin
 
     # -- the background refresher ------------------------------------------------------------
     def start(self) -> ClusterView:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "riverbed_csrf"
+SESSION_COOKIE = "riverbed_session"
 CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 2 * 1024 * 1024
 
