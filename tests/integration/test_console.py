@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from riverbed.client import ClusterSettings
-from riverbed.console import ConsoleConfig, ConsoleService
+from riverbed.console import ConsoleConfig, ConsoleService, wire
 from riverbed.registry.service import RegistryConfig, RegistryService
 from riverbed.testing import FIXTURE_DEFAULTS, BrokerProcess, EmbeddedBroker
 
@@ -114,6 +114,7 @@ def test_topic_create_alter_delete_with_validation_and_confirm(http: httpx.Clien
     page = wait_for(lambda: text if topic in (text := http.get("/topics").text) else None, "the new topic in the list")
     row = re.search(rf'<a href="/topics/{topic}">{topic}</a></td>\s*<td class="n">3</td>.*?<td>(.*?)</td>', page, re.S)
     assert row is not None and row.group(1).startswith("1 h")
+    assert "<th>Tiered</th>" in page
     # validation: bad names, partitions, configs; the broker's refusal of a duplicate
     for fields, msg in (({"name": "a/../b"}, "Topic names are"), ({"name": ".."}, "Topic names are"), ({"name": "ok", "partitions": "0"}, "partitions must be between"),
                         ({"name": "ok", "configs": "not a config"}, "Config lines are"), ({"name": topic}, "TOPIC_ALREADY_EXISTS")):
@@ -199,6 +200,8 @@ def test_browser_modes_filters_decoding_and_huge_records(http: httpx.Client, bro
     assert carol["value"].startswith("00 ff fe 01")
     bob = next(r for r in everything if r["key"] == "bob")
     assert bob["event"] == {"specversion": "1.0", "id": "e1", "source": "/shop", "type": "order.created", "datacontenttype": "application/json"}
+    local, remote = wire.storage([broker.bootstrap])[(topic, 0)]  # the Tiered column's source
+    assert local > len(huge) and remote is None  # not a tiered topic
     dave = next(r for r in everything if r["key"] == "dave")
     assert dave["truncated"] and dave["value_size"] == len(huge) and len(dave["value"]) < 10_000
     html = http.get(f"/topics/{topic}/messages", params={"mode": "earliest", "key": "dave"}).text

@@ -46,6 +46,7 @@ class PartitionInfo:
     low: int = -1
     high: int = -1
     size: int | None = None
+    remote: int | None = None  # tiered bytes (riverbed's DescribeLogStats), None: not tiered
 
 
 @dataclass
@@ -61,6 +62,11 @@ class TopicInfo:
     @property
     def records(self) -> int:
         return sum(max(0, p.high - p.low) for p in self.partitions if p.high >= 0 and p.low >= 0)
+
+    @property
+    def remote(self) -> int | None:
+        tiered = [p.remote for p in self.partitions if p.remote is not None]
+        return sum(tiered) if tiered else None
 
     @property
     def size(self) -> int | None:
@@ -139,6 +145,7 @@ class ClusterView:
         self.refresh_s = refresh_s
         self.timeout = timeout_s  # of each request of a refresh
         self._admin: AdminClient | None = None
+        self._stats = True  # ask for tiered bytes (riverbed's DescribeLogStats) until refused
         self.snapshot = Snapshot()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -228,6 +235,17 @@ class ClusterView:
             for t in snap.topics.values():
                 for p in t.partitions:
                     p.size = sizes.get((t.name, p.partition))
+        if self._stats:
+            try:
+                stats = wire.storage([f"{host}:{port}" for _, host, port in snap.brokers], self.settings.client, self.timeout)
+            except wire.Unsupported:
+                self._stats = False  # not riverbed (Apache Kafka closes the connection): stop asking
+            except (wire.WireError, OSError) as exc:
+                log.debug("tiered bytes not read: %s", exc)
+            else:
+                for t in snap.topics.values():
+                    for p in t.partitions:
+                        p.remote = stats.get((t.name, p.partition), (0, None))[1]
         self._read_groups(snap, marks)
         return snap
 

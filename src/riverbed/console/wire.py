@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from riverbed.protocol.extensions import DescribeLogStatsRequest, DescribeLogStatsResponse
 from riverbed.protocol.messages import request_class, response_class
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from riverbed.protocol.messages.describe_log_dirs import (
@@ -35,6 +36,10 @@ MAX_FRAME = 64 * 1024 * 1024
 
 class WireError(Exception):
     """The request could not be made (connection, authentication, unsupported API)."""
+
+
+class Unsupported(WireError):
+    """The broker closed the connection on a request it does not know."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,17 @@ class WireClient:
             raise WireError(f"no common version of {cls.__name__.removesuffix('Request')}")
         return self._call(msg, version)
 
-    def _call(self, msg: Message, version: int) -> Message:
+    def request_extension(self, msg: Message, response: type[Message]) -> Message:
+        """One of riverbed's own requests (not in ApiVersions, version 0); a broker that does not
+        know it (Apache Kafka) closes the connection: WireError."""
+        try:
+            return self._call(msg, 0, response)
+        except WireError as exc:
+            if "closed by the broker" in str(exc):
+                raise Unsupported(str(exc)) from None
+            raise
+
+    def _call(self, msg: Message, version: int, response: type[Message] | None = None) -> Message:
         self.corr += 1
         flexible = version >= type(msg).FLEXIBLE_VERSION
         w = Writer()
@@ -129,7 +144,7 @@ class WireClient:
             raise WireError("response out of order")
         if flexible and msg.API_KEY != ApiVersionsRequest.API_KEY:
             r.skip_tags()
-        return response_class(msg.API_KEY).read(r, version)
+        return (response or response_class(msg.API_KEY)).read(r, version)
 
     def _exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -157,6 +172,22 @@ def partition_sizes(brokers: list[str], security: Mapping[str, Any] | None = Non
                     key = (topic.name, p.partition_index)
                     sizes[key] = sizes.get(key, 0) + p.partition_size
     return sizes
+
+
+def storage(brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[tuple[str, int], tuple[int, int | None]]:
+    """Local and tiered (remote) bytes of every partition, from riverbed's DescribeLogStats
+    extension; remote is None for a partition that is not tiered. Raises WireError against
+    brokers that do not answer it."""
+    out: dict[tuple[str, int], tuple[int, int | None]] = {}
+    for broker in brokers:
+        with WireClient(broker, security, timeout) as client:
+            resp = client.request_extension(DescribeLogStatsRequest(None), DescribeLogStatsResponse)
+        assert isinstance(resp, DescribeLogStatsResponse)
+        for topic in resp.topics:
+            for p in topic.partitions:
+                if not p.error_code and p.local_bytes >= 0:
+                    out[(topic.name, p.partition)] = (p.local_bytes, p.remote_bytes if p.remote_segments >= 0 else None)
+    return out
 
 
 def list_transactions(bootstrap: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> list[Transaction]:
