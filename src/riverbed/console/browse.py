@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -226,6 +227,8 @@ def browse(settings: ClusterSettings, registry: SchemaRegistry | None, topic: st
             end = min(high, start + window)
             if start < end:
                 starts[p], ends[p] = start, end
+        # bounded memory: the last `limit` matches per partition (latest), else the first `limit`
+        kept: dict[int, deque[Record]] = {p: deque(maxlen=q.limit) for p in starts}
         records: list[Record] = []
         scanned = 0
         if starts:
@@ -244,12 +247,17 @@ def browse(settings: ClusterSettings, registry: SchemaRegistry | None, topic: st
                     scanned += 1
                     rec = to_record(msg, registry, max_bytes)
                     if matches(rec, q):
-                        records.append(rec)
+                        if q.mode == "latest":
+                            kept[p].append(rec)
+                        else:
+                            records.append(rec)
                     if position[p] >= ends[p]:
                         del remaining[p]
                         c.incremental_unassign([TopicPartition(topic, p)])
                 if q.mode != "latest" and len(records) >= q.limit:
                     break
+        if q.mode == "latest":
+            records = [r for part in kept.values() for r in part]
         records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
         records = records[-q.limit:] if q.mode == "latest" else records[: q.limit]
         return Page(records, scanned, chosen, (time.monotonic() - started) * 1000)
