@@ -289,6 +289,8 @@ def test_group_lag_appears_drops_to_zero_and_offsets_reset_after_a_dry_run(http:
     assert r.status_code == 303 and r.headers["location"] == f"/groups/{group}?reset=done"
     page = http.get(f"/groups/{group}").text
     assert 'id="group-lag">4<' in page  # partition 0: 5-2, partition 1: 3-2
+    # a viewed group keeps a lag history per partition: a line per partition once two refreshes are in
+    wait_for(lambda: all(f'aria-label="lag of partition {p} over time"' in http.get(f"/groups/{group}").text for p in (0, 1)), "per-partition lag lines")
     for fields in ({"strategy": "sideways"}, {"strategy": "offset", "value": "x"}, {"strategy": "datetime", "value": "yesterday"}, {"strategy": "earliest", "topic": "nope"}):
         assert post(http, f"/groups/{group}/reset", **fields).status_code == 400
 

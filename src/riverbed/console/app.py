@@ -613,6 +613,11 @@ class Console:
             return self.error(request, 404, f"no such group: {gid}")
         history = list(self.view.history.get(gid, ()))
         total = sum(r["lag"] or 0 for r in info["rows"])
+        self.view.watch(gid)
+        series = self.view.partition_history.get(gid, {})
+        for r in info["rows"]:
+            points = list(series.get((r["topic"], r["partition"]), ()))
+            r["spark"] = _sparkline(points, 120, 18)
         return self.render(request, "group.html", gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=None, form={}, errors=[])
 
     async def group_reset(self, request: Request) -> Response:

@@ -35,6 +35,8 @@ log = logging.getLogger("riverbed.console")
 
 REQUEST_TIMEOUT_S = 5.0
 HISTORY = 360  # lag points kept per group (30 min at the default 5 s refresh)
+WATCH_S = 1800  # a group's page keeps its per-partition lag history for 30 min after a view
+MAX_WATCHED = 50  # groups with per-partition history at once (bounded memory)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class GroupInfo:
     topics: list[str] = field(default_factory=list)
     lag: int = 0
     lag_by_topic: dict[str, int] = field(default_factory=dict)
+    lag_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)  # watched groups only
 
 
 @dataclass
@@ -153,6 +156,9 @@ class ClusterView:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self.history: dict[str, deque[tuple[float, int]]] = {}  # group -> (time, total lag), last HISTORY points
+        # per-partition lag over time, for the groups whose page was viewed lately
+        self.watched: dict[str, float] = {}
+        self.partition_history: dict[str, dict[tuple[str, int], deque[tuple[float, int]]]] = {}
 
     @property
     def admin(self) -> AdminClient:
@@ -160,6 +166,16 @@ class ClusterView:
         if self._admin is None:
             self._admin = admin(self.settings, **{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
         return self._admin
+
+    def watch(self, group_id: str) -> None:
+        """Keep `group_id`'s per-partition lag history from the next refresh on (for
+        WATCH_S after the last call; at most MAX_WATCHED groups, the least recent dropped)."""
+        now = time.monotonic()
+        self.watched[group_id] = now
+        for gid, seen in sorted(self.watched.items(), key=lambda kv: kv[1]):
+            if now - seen > WATCH_S or len(self.watched) > MAX_WATCHED:
+                del self.watched[gid]
+                self.partition_history.pop(gid, None)
 
     # -- the background refresher ------------------------------------------------------------
     def start(self) -> ClusterView:
@@ -205,6 +221,13 @@ class ClusterView:
                 self.history.setdefault(gid, deque(maxlen=HISTORY)).append((snap.taken_at, g.lag))
             for gid in set(self.history) - set(snap.groups):
                 del self.history[gid]
+            for gid in list(self.watched):
+                watched = snap.groups.get(gid)
+                if watched is None:
+                    continue
+                series = self.partition_history.setdefault(gid, {})
+                for tp, lag in watched.lag_by_partition.items():
+                    series.setdefault(tp, deque(maxlen=HISTORY)).append((snap.taken_at, lag))
             log.debug("console snapshot: %d topics, %d groups in %.0f ms", len(snap.topics), len(snap.groups), (time.monotonic() - started) * 1000)
         self.snapshot = snap
         with self._refreshed:
@@ -285,6 +308,8 @@ class ClusterView:
                 lag = max(0, high - committed) if high >= 0 else 0
                 g.lag += lag
                 g.lag_by_topic[topic] = g.lag_by_topic.get(topic, 0) + lag
+                if gid in self.watched:
+                    g.lag_by_partition[(topic, part)] = lag
             g.topics = sorted(g.lag_by_topic)
             for topic, lag in g.lag_by_topic.items():
                 if topic in snap.topics:
