@@ -41,7 +41,7 @@ def start_broker(data_dir: Path, port: int, src: str | None) -> subprocess.Popen
         env["PYTHONPATH"] = src
     cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
     if not src:  # an older riverbed (--src) has neither the embedded registry nor metrics, nor these flags
-        cmd += ["--no-registry", "--no-metrics"]
+        cmd += ["--no-registry", "--no-metrics", "--no-console"]
     log = open(data_dir.parent / "broker.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     log.close()

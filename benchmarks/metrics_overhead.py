@@ -121,7 +121,7 @@ def main() -> None:
     port, mport = free_port(), free_port()
     bootstrap = f"127.0.0.1:{port}"
     log = open(tmp / "broker.log", "ab")  # noqa: SIM115 - owned by the child
-    cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", bootstrap, "--data-dir", str(tmp / "data"), "--no-registry", "--metrics-listen", f"127.0.0.1:{mport}", "--log-level", "WARNING"]
+    cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", bootstrap, "--data-dir", str(tmp / "data"), "--no-registry", "--no-console", "--metrics-listen", f"127.0.0.1:{mport}", "--log-level", "WARNING"]
     broker = subprocess.Popen(cmd, stdout=log, stderr=log)
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -632,6 +632,7 @@ def make_broker(name: str, root: Path) -> Broker:
             "--data-dir", str(data),
             "--log-level", "WARNING",
             "--no-metrics",  # comparable with earlier runs, and port 9644 may be taken
+            "--no-console",  # nor the web console (port 8080)
             *os.environ.get("RIVERBED_BENCH_ARGS", "").split(),
         ]  # fmt: skip
         # riverbed-python: the same build with its C helpers switched off (ADR 0014)

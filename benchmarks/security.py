@@ -137,7 +137,7 @@ def main() -> None:
             "--set", f"ssl.ca.location={certs / 'ca.pem'}",
             "--log-level", "WARNING",
         ]  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--data-dir", str(certs / "data"), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--no-console", "--data-dir", str(certs / "data"), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
             while True:

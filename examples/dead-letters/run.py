@@ -54,7 +54,7 @@ def own_broker() -> Iterator[str]:
     """`riverbed serve --no-registry` as a child process on a free port, in a temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="dead-letters-"))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"])
+    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--no-console", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"])
     try:
         deadline = time.monotonic() + 60
         while True:

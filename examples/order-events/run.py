@@ -53,7 +53,7 @@ def own_cluster() -> Iterator[tuple[str, str]]:
     """`riverbed serve` (which starts its schema registry beside it) in a temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="order-events-"))
     kafka, http = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{kafka}", "--data-dir", str(tmp / "data"), "--registry-listen", f"127.0.0.1:{http}", "--no-metrics", "--log-level", "WARNING"])
+    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{kafka}", "--data-dir", str(tmp / "data"), "--registry-listen", f"127.0.0.1:{http}", "--no-metrics", "--no-console", "--log-level", "WARNING"])
     try:
         wait_for(lambda: socket.create_connection(("127.0.0.1", kafka), timeout=1).close() is None, "the broker")
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{http}/", timeout=1).status_code == 200, "the registry")

@@ -31,6 +31,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
+from .progress import progress, wanted
+
 
 class CommandError(Exception):
     pass
@@ -317,27 +319,40 @@ def consume_command(args: argparse.Namespace) -> int:
         seen = 0
         at_eof: set[int] = set()
         idle_since = time.monotonic()
-        while True:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                if not args.follow and (len(at_eof) == len(parts) or time.monotonic() - idle_since > args.timeout):
-                    break
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition() or 0)
+        with progress(f"consume {args.topic}", _records_ahead(consumer, args, parts, start), data_on_stdout=True) as advance:
+            while True:
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    if not args.follow and (len(at_eof) == len(parts) or time.monotonic() - idle_since > args.timeout):
+                        break
                     continue
-                raise CommandError(err.str())
-            at_eof.discard(msg.partition() or 0)
-            idle_since = time.monotonic()
-            print(_format(msg, args.format), flush=True)
-            seen += 1
-            if args.max_messages is not None and seen >= args.max_messages:
-                break
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add(msg.partition() or 0)
+                        continue
+                    raise CommandError(err.str())
+                at_eof.discard(msg.partition() or 0)
+                idle_since = time.monotonic()
+                print(_format(msg, args.format), flush=True)
+                advance(1)
+                seen += 1
+                if args.max_messages is not None and seen >= args.max_messages:
+                    break
     finally:
         consumer.close()
     return 0
+
+
+def _records_ahead(consumer: Consumer, args: argparse.Namespace, parts: list[int], start: int) -> int | None:
+    """How many records a bounded consume will print (the progress bar's total), or None."""
+    if args.follow or start == OFFSET_END or not wanted(data_on_stdout=True):
+        return None
+    total = 0
+    for p in parts:
+        low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, p), timeout=10)
+        total += max(0, high - (low if start == OFFSET_BEGINNING else max(low, start)))
+    return total if args.max_messages is None else min(total, args.max_messages)
 
 
 __all__ = ["OFFSET_BEGINNING", "CommandError", "dispatch"]

@@ -25,6 +25,7 @@ from riverbed.messaging.deadletter import (
 )
 
 from .client_commands import CommandError
+from .progress import progress
 
 REPLAYED = "riverbed.dlq.replayed-from"
 
@@ -162,19 +163,22 @@ def _replay(args: argparse.Namespace) -> int:
         if err is not None:
             errors.append(f"{msg.topic()}: {err}")
 
-    for msg in records:
-        h = msg.headers() or []
-        target = args.to or header(h, H_TOPIC)
-        if not target:
-            raise CommandError(f"{args.topic}@{msg.offset()} has no {H_TOPIC} header: give --to")
-        kept = [(k, v) for k, v in h if not k.startswith(PREFIX) and not k.startswith("riverbed.retry.") and k != REPLAYED]
-        for k, v in args.header:
-            kept = [(hk, hv) for hk, hv in kept if hk != k] + [(k, v.encode())]
-        kept.append((REPLAYED, f"{args.topic}:{msg.partition()}:{msg.offset()}".encode()))
-        value = args.value.encode() if args.value is not None else msg.value()
-        producer.produce(target, key=msg.key(), value=value, headers=kept, on_delivery=delivered)
-    if producer.flush(60) != 0:
-        raise CommandError("some records were not acknowledged in time")
+    with progress(f"replay {args.topic}", len(records)) as advance:
+        for msg in records:
+            h = msg.headers() or []
+            target = args.to or header(h, H_TOPIC)
+            if not target:
+                raise CommandError(f"{args.topic}@{msg.offset()} has no {H_TOPIC} header: give --to")
+            kept = [(k, v) for k, v in h if not k.startswith(PREFIX) and not k.startswith("riverbed.retry.") and k != REPLAYED]
+            for k, v in args.header:
+                kept = [(hk, hv) for hk, hv in kept if hk != k] + [(k, v.encode())]
+            kept.append((REPLAYED, f"{args.topic}:{msg.partition()}:{msg.offset()}".encode()))
+            value = args.value.encode() if args.value is not None else msg.value()
+            producer.produce(target, key=msg.key(), value=value, headers=kept, on_delivery=delivered)
+            producer.poll(0)
+            advance(1)
+        if producer.flush(60) != 0:
+            raise CommandError("some records were not acknowledged in time")
     if errors:
         raise CommandError("; ".join(errors))
     print(f"replayed {len(records)} record(s) from {args.topic}")

@@ -31,6 +31,14 @@ class RegistrySettings:
     listen: str = "127.0.0.1:8081"
 
 
+@dataclass
+class ConsoleSettings:
+    """The embedded web console (docs/console.md): on by default, localhost only."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+
+
 class ChildService:
     def __init__(self, name: str, argv: list[str]) -> None:
         self.name = name
@@ -60,3 +68,15 @@ def registry_child(settings: RegistrySettings, plaintext_bootstrap: str | None) 
         log.warning("the embedded schema registry needs a PLAINTEXT listener to reach the broker; not started (run `riverbed registry --bootstrap ... --command-config ...` for secured listeners)")
         return None
     return ChildService("schema registry", ["registry", "--bootstrap", plaintext_bootstrap, "--listen", settings.listen])
+
+
+def console_child(settings: ConsoleSettings, plaintext_bootstrap: str | None, registry: RegistrySettings) -> ChildService | None:
+    if not settings.enabled:
+        return None
+    if plaintext_bootstrap is None:
+        log.warning("the embedded console needs a PLAINTEXT listener to reach the broker; not started (run `riverbed console --bootstrap ... --client-config ...` for secured listeners)")
+        return None
+    argv = ["console", "--bootstrap", plaintext_bootstrap, "--listen", settings.listen]
+    if registry.enabled:
+        argv += ["--registry-url", f"http://{registry.listen}"]
+    return ChildService("web console", argv)

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
 from .client_commands import CommandError
+from .progress import progress
 
 OffsetSpec: Any = _OffsetSpec  # it has no type hints
 
@@ -94,11 +95,13 @@ def reset_offsets(admin: AdminClient, args: argparse.Namespace) -> int:
             spec = OffsetSpec.for_timestamp(int(when.timestamp() * 1000))
         futs = admin.list_offsets({tp: spec for tp in tps})
         targets = {}
-        for tp, f in futs.items():
-            off = _result(f, "list offsets").offset
-            if off < 0:  # no record at or after that time: the end of the partition
-                off = _log_end_offsets(admin, [tp])[(tp.topic, tp.partition)]
-            targets[(tp.topic, tp.partition)] = off
+        with progress(f"offsets of {args.topic}", len(futs)) as advance:
+            for tp, f in futs.items():
+                off = _result(f, "list offsets").offset
+                if off < 0:  # no record at or after that time: the end of the partition
+                    off = _log_end_offsets(admin, [tp])[(tp.topic, tp.partition)]
+                targets[(tp.topic, tp.partition)] = off
+                advance(1)
     print(f"{'TOPIC':30} {'PARTITION':>9} {'NEW-OFFSET':>10}")
     for (t, p), off in sorted(targets.items()):
         print(f"{t:30} {p:>9} {off:>10}")

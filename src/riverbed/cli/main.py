@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
 from .config_commands import add_config_parser
+from .console_commands import add_console_parser
 from .dlq_commands import add_dlq_parser
-from .embedded import RegistrySettings
+from .embedded import ConsoleSettings, RegistrySettings
 from .schema_commands import add_schema_parser
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-registry", action="store_true", help="do not start the embedded schema registry (env RIVERBED_REGISTRY=false)")
     s.add_argument("--metrics-listen", help="HOST:PORT of the Prometheus endpoint /metrics (default 127.0.0.1:9644; env RIVERBED_METRICS_LISTEN)")
     s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (env RIVERBED_METRICS=false)")
+    s.add_argument("--console-listen", help="HOST:PORT of the embedded web console (default 127.0.0.1:8080; env RIVERBED_CONSOLE_LISTEN)")
+    s.add_argument("--no-console", action="store_true", help="do not start the embedded web console (env RIVERBED_CONSOLE=false)")
 
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         client(parser)
 
     add_schema_parser(sub)
+    add_console_parser(sub)
     add_dlq_parser(sub, client, _kv)
 
     rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
@@ -182,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from .serve import run
 
-        return run(config, _registry_settings(args), _metrics_settings(args))
+        return run(config, _registry_settings(args), _metrics_settings(args), _service_settings(args, ConsoleSettings(), "console"))
     if args.command == "registry":
         return _registry(args)
+    if args.command == "console":
+        from .console_commands import console_command
+
+        return console_command(args)
     if args.command == "schema":
         from . import schema_commands
 

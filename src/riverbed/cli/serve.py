@@ -14,22 +14,22 @@ from riverbed.broker import BrokerConfig
 from riverbed.security.credentials import CorruptCredentialStoreError
 from riverbed.server.tls import TlsConfigError
 
-from .embedded import RegistrySettings, registry_child
+from .embedded import ConsoleSettings, RegistrySettings, console_child, registry_child
 
 log = logging.getLogger("riverbed")
 
 
-def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None) -> int:
+def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None, console: ConsoleSettings | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - optional
         pass
-    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False)))
+    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False), console or ConsoleSettings(enabled=False)))
 
 
-async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings) -> int:
+async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings) -> int:
     try:
         app = RiverbedApp(config)
         await app.start()
@@ -66,9 +66,15 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_setti
     if child is not None:
         child.start()
         print(f"schema registry on http://{registry.listen}", file=sys.stderr, flush=True)
+    console_proc = console_child(console, plaintext, registry if child is not None else RegistrySettings(enabled=False))
+    if console_proc is not None:
+        console_proc.start()
+        print(f"web console on http://{console.listen}", file=sys.stderr, flush=True)
     if metrics is not None:
         print(f"metrics on http://{metrics_settings.listen}/metrics", file=sys.stderr, flush=True)
     await stop.wait()
+    if console_proc is not None:
+        await loop.run_in_executor(None, console_proc.stop)
     if child is not None:
         await loop.run_in_executor(None, child.stop)
     if metrics is not None:

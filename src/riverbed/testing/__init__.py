@@ -109,7 +109,9 @@ class BrokerProcess:
         no_registry = [] if "--registry-listen" in self.extra else ["--no-registry"]
         # nor the metrics endpoint (it would take port 9644)
         no_metrics = [] if "--metrics-listen" in self.extra else ["--no-metrics"]
-        cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *no_registry, *no_metrics, *self.extra]
+        # nor the web console (it would take port 8080)
+        no_console = [] if "--console-listen" in self.extra else ["--no-console"]
+        cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *no_registry, *no_metrics, *no_console, *self.extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         log.close()
