@@ -353,3 +353,14 @@ def test_broker_down_shows_a_banner_and_recovers(tmp_path: Path) -> None:
             assert 'id="cluster-down"' not in c.get("/topics").text
     finally:
         proc.terminate()
+
+
+def test_metrics_endpoint(http: httpx.Client) -> None:
+    http.get("/topics")
+    r = http.get("/metrics")
+    assert r.status_code == 200
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served = {(s.labels["endpoint"], s.labels["status"]): s.value for f in text_string_to_metric_families(r.text) for s in f.samples
+              if s.name == "riverbed_http_requests_total" and s.labels.get("service") == "console"}
+    assert any(status == "200" and value >= 1 for (_endpoint, status), value in served.items()), served

@@ -50,6 +50,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from riverbed.client import ClusterSettings, producer
+from riverbed.web import HttpMetrics
 
 from . import browse, wire
 from .cluster import REQUEST_TIMEOUT_S, ClusterView, committed_offsets, describe_error, watermarks
@@ -889,6 +890,7 @@ class Console:
 
         app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=run if lifespan else None)
         app.add_middleware(SecurityHeaders)
+        HttpMetrics("console").install(app)  # GET /metrics, as every HTTP service has
         return app
 
 

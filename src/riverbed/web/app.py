@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from .metrics import HttpMetrics
 
@@ -72,21 +72,10 @@ def create_app(routes: Sequence[BaseRoute], media_type: str = "application/json"
         log.exception("%s %s failed", request.method, request.url.path)
         return json_response({"error_code": 50001, "message": f"Internal error: {type(exc).__name__}"}, 500, media_type)
 
-    routes = list(routes)
-    if metrics is not None:
-        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     app = Starlette(
-        routes=routes,
+        routes=list(routes),
         exception_handlers={JsonError: on_json_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     if metrics is not None:
-        app.add_middleware(_MetricsMiddleware, metrics=metrics)
+        metrics.install(app)
     return app
-
-
-class _MetricsMiddleware:
-    def __init__(self, app: Any, metrics: HttpMetrics) -> None:
-        self.call = metrics.middleware(app)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.call(scope, receive, send)

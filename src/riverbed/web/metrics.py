@@ -74,5 +74,18 @@ class HttpMetrics:
 
         return wrapped
 
+    def install(self, app: Any) -> None:
+        """Add ``GET /metrics`` and the counting middleware to a Starlette app."""
+        app.add_route("/metrics", self.endpoint, methods=["GET"])
+        app.add_middleware(_Middleware, metrics=self)
+
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _Middleware:
+    def __init__(self, app: Any, metrics: HttpMetrics) -> None:
+        self.call = metrics.middleware(app)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.call(scope, receive, send)
