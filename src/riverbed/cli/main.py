@@ -9,13 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .acl_commands import add_acl_parser
 from .config import ConfigError, load_config
-from .config_commands import add_config_parser
-from .console_commands import add_console_parser
-from .dlq_commands import add_dlq_parser
 from .embedded import ConsoleSettings, RegistrySettings
-from .schema_commands import add_schema_parser
 
 if TYPE_CHECKING:
     from riverbed.app.metrics_http import MetricsSettings
@@ -69,7 +64,9 @@ def add_user_parser(sub: Any) -> None:
         parser.add_argument("--data-dir", type=Path, help="edit DIR/credentials.json directly instead (the broker must be stopped)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only="serve"`` builds just `serve`, so that starting the broker does
+    not import what the other commands need (HTTP and Kafka clients, the toolkit)."""
     p = argparse.ArgumentParser(prog="riverbed", description="A Kafka-compatible event-streaming platform.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -91,10 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--console-listen", help="HOST:PORT of the embedded web console (default 127.0.0.1:8080; env RIVERBED_CONSOLE_LISTEN)")
     s.add_argument("--no-console", action="store_true", help="do not start the embedded web console (env RIVERBED_CONSOLE=false)")
 
+    if only == "serve":
+        return p
+
+    from .acl_commands import add_acl_parser
+    from .config_commands import add_config_parser
+    from .console_commands import add_console_parser
+    from .dlq_commands import add_dlq_parser
+    from .schema_commands import add_schema_parser
+    from .streams_commands import add_streams_parser
+
     def client(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="bootstrap servers (default 127.0.0.1:9092)")
-
-    from .streams_commands import add_streams_parser
 
     add_streams_parser(sub, client)
 
@@ -175,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only="serve" if argv[:1] == ["serve"] else None).parse_args(argv)
     if args.command == "serve":
         flags = {k: getattr(args, k) for k in ("listen", "advertised", "data_dir", "node_id", "num_partitions", "auto_create_topics", "log_level", "flush_syncfs")}
         try:
