@@ -547,7 +547,12 @@ def _keeps_versions(older: tuple[Path, str] | None, newer: Path) -> bool:
 
 def _early_access_only(path: Path) -> bool:
     """A spec whose every version was unstable (``latestVersionUnstable`` on a single version,
-    as the share-group RPCs' v0): never advertised, so a newer spec may drop it."""
+    as the share-group RPCs' v0): never advertised, so a newer spec may drop it. The flag is
+    set in Request files only and applies to the matching Response."""
+    if path.name.endswith("Response.json"):
+        path = path.with_name(path.name[: -len("Response.json")] + "Request.json")
+        if not path.exists():
+            return False
     raw = json.loads(strip_comments(path.read_text()))
     valid = Versions.parse(raw["validVersions"])
     return bool(raw.get("latestVersionUnstable")) and valid.hi == valid.lo
