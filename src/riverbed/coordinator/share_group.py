@@ -213,6 +213,22 @@ class ShareGroupCoordinator:
         g.target = assign({mid: mm.topics for mid, mm in g.members.items()}, self.topics)
         self.sessions.pop((g.group_id, member_id), None)
 
+    def group_ids(self) -> list[str]:
+        return sorted(set(self.groups) | {k[0] for k in self.partitions})
+
+    def list_groups(self, states: set[str] | None, types: set[str] | None) -> list[tuple[str, str]]:
+        """ListGroups: (group id, state) of the share groups; filters case-insensitive."""
+        if types and "share" not in {t.lower() for t in types}:
+            return []
+        wanted = {s.lower() for s in states} if states else None
+        out = []
+        for gid in self.group_ids():
+            g = self.groups.get(gid)
+            state = g.state if g is not None else "Empty"
+            if wanted is None or state.lower() in wanted:
+                out.append((gid, state))
+        return out
+
     def delete_group(self, group_id: str) -> list[PartitionKey]:
         """DeleteGroups: only an empty group. Returns its share-partitions (removed)."""
         self.groups.pop(group_id, None)

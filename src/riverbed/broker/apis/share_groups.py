@@ -25,6 +25,7 @@ from riverbed.protocol.messages.describe_share_group_offsets import (
     DescribeShareGroupOffsetsRequest,
     DescribeShareGroupOffsetsResponse,
 )
+from riverbed.protocol.messages.list_groups import ListGroupsResponse
 from riverbed.protocol.messages.share_acknowledge import (
     ShareAcknowledgeRequest,
     ShareAcknowledgeResponse,
@@ -63,6 +64,31 @@ def other_group_type(broker: Broker, group_id: str) -> str | None:
     ):
         return "classic"
     return None
+
+
+# ---------------------------------------------------------------------- ListGroups / DeleteGroups
+def listed_groups(broker: Broker, states: set[str] | None, types: set[str] | None) -> list[ListGroupsResponse.ListedGroup]:
+    return [
+        ListGroupsResponse.ListedGroup(group_id=g, protocol_type="share", group_state=st, group_type="share")
+        for g, st in broker.shares.coordinator.list_groups(states, types)
+    ]
+
+
+def delete_groups(broker: Broker, group_ids: list[str]) -> list[tuple[str, int]]:
+    """DeleteGroups for share groups: only empty ones (NON_EMPTY_GROUP otherwise); their
+    share state is tombstoned."""
+    coord = broker.shares.coordinator
+    out: list[tuple[str, int]] = []
+    for gid in group_ids:
+        g = coord.groups.get(gid)
+        if g is not None and g.members:
+            out.append((gid, int(ErrorCode.NON_EMPTY_GROUP)))
+            continue
+        keys = coord.delete_group(gid)
+        code = _persist_quietly(broker, keys) if keys else 0
+        out.append((gid, code))
+        log.info("share group %r deleted (%d share-partitions)", gid, len(keys))
+    return out
 
 
 # ---------------------------------------------------------------------- heartbeat / describe
