@@ -145,9 +145,9 @@ class SharePartition:
         out: list[StateBatch] = []
         if limit <= 0 or last < self.start_offset:
             return out
+        taken = 0
         if first > self.end_offset:  # nothing was between (compaction, deleted records)
             self.end_offset = first
-        taken = 0
         deadline = now + self.lock_ms
         for o in range(max(first, self.start_offset), last + 1):
             if taken >= limit:
@@ -160,6 +160,9 @@ class SharePartition:
                 self.records[o] = rec
                 self.end_offset = o + 1
             if rec is None or rec.state is not RecordState.AVAILABLE:
+                continue
+            if rec.delivery_count >= self.delivery_limit:  # delivered as often as allowed
+                self._release(o, rec)
                 continue
             rec.state = RecordState.ACQUIRED
             rec.delivery_count += 1
@@ -295,6 +298,8 @@ class SharePartition:
             for o in range(max(b.first_offset, start_offset), b.last_offset + 1):
                 sp.records[o] = InFlight(state, b.delivery_count)
                 sp.end_offset = max(sp.end_offset, o + 1)
+                if state is RecordState.AVAILABLE and b.delivery_count >= delivery_limit:
+                    sp._release(o, sp.records[o])  # held at the limit when the broker stopped
         sp._advance()
         return sp
 
