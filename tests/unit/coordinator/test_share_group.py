@@ -53,11 +53,12 @@ def test_join_assign_leave_and_epochs() -> None:
     c, _ = coordinator()
     r, _ = c.heartbeat("g", "m1", 0, None, ["t1"])
     assert r.error == 0 and r.epoch > 0 and r.assignment == [(T1, [0])]
+    first = r.epoch
     r2, _ = c.heartbeat("g", "m2", 0, None, ["t1"])
     assert r2.assignment == [(T1, [0])]  # one partition, shared
-    r, _ = c.heartbeat("g", "m1", 1, None, None)
-    assert r.error == 0 and r.epoch == r2.epoch and r.assignment == [(T1, [0])]
-    stale, _ = c.heartbeat("g", "m1", 1, None, None)
+    r, _ = c.heartbeat("g", "m1", first, None, None)
+    assert r.error == 0 and r.epoch == r2.epoch > first and r.assignment == [(T1, [0])]
+    stale, _ = c.heartbeat("g", "m1", first, None, None)
     assert stale.error == ErrorCode.FENCED_MEMBER_EPOCH
     unknown, _ = c.heartbeat("g", "zz", 3, None, None)
     assert unknown.error == ErrorCode.UNKNOWN_MEMBER_ID

@@ -143,7 +143,7 @@ class ShareMachine(RuleBasedStateMachine):
         start = self.sp.first_wanted()
         if start is None or start >= END:
             return
-        got = []
+        got: list[StateBatch] = []
         for b in range(start // 3, min(start // 3 + batches, END // 3)):
             got += self.sp.acquire(
                 member,
