@@ -311,3 +311,71 @@ def test_bad_input_gets_kafkas_error_codes(bootstrap: str) -> None:
         with pytest.raises(KafkaException) as info:
             set_group_configs(bootstrap, group, bad)
         assert info.value.args[0].code() == KafkaError.INVALID_CONFIG, bad
+
+
+def test_cli_list_describe_reset_delete(bootstrap: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from riverbed.cli.main import main
+
+    topic, group = _name("jobs"), _name("cli")
+    create_topic(bootstrap, topic)
+    set_group_configs(bootstrap, group, {"share.auto.offset.reset": "earliest"})
+    produce(bootstrap, topic, 10)
+    c = share_consumer(bootstrap, group, topic, **{"share.acknowledgement.mode": "explicit"})
+    seen: list[Message] = []
+    wait_for(lambda: bool(seen.extend(c.poll(0.2))) or len(seen) >= 10, 20, "10 records")
+    for m in seen[:4]:
+        c.acknowledge(m, AcknowledgeType.ACCEPT)
+    for m in seen[4:]:
+        c.acknowledge(m, AcknowledgeType.RELEASE)
+    c.commit_sync(10)
+    assert main(["share-group", "list", "-b", bootstrap]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:3] == [group, "Stable", "1"] for line in out.splitlines()), out
+    assert main(["share-group", "describe", group, "-b", bootstrap]) == 0
+    out = capsys.readouterr().out
+    assert f"{topic}-0" in out and "Total lag: 6" in out, out
+    assert (
+        main(
+            [
+                "share-group",
+                "reset-offsets",
+                group,
+                "--topic",
+                topic,
+                "--to-latest",
+                "--execute",
+                "-b",
+                bootstrap,
+            ]
+        )
+        == 1
+    )
+    assert "NON_EMPTY_GROUP" in capsys.readouterr().err
+    c.close()
+    wait_for(
+        lambda: (
+            main(
+                [
+                    "share-group",
+                    "reset-offsets",
+                    group,
+                    "--topic",
+                    topic,
+                    "--to-latest",
+                    "--execute",
+                    "-b",
+                    bootstrap,
+                ]
+            )
+            == 0
+        ),
+        10,
+        "an empty group",
+    )
+    capsys.readouterr()
+    assert main(["share-group", "describe", group, "-b", bootstrap]) == 0
+    assert "Total lag: 0" in capsys.readouterr().out
+    assert main(["share-group", "delete", group, "-b", bootstrap]) == 0
+    capsys.readouterr()
+    assert main(["share-group", "describe", group, "-b", bootstrap]) == 1
+    assert "GROUP_ID_NOT_FOUND" in capsys.readouterr().err
