@@ -83,6 +83,9 @@ class HeartbeatResult:
 class ShareSession:
     epoch: int
     partitions: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    # the member left the group (heartbeat epoch -1) but may still close its session with
+    # its last acknowledgements (librdkafka's close order); dropped at this time otherwise
+    expires: int | None = None
 
 
 PartitionKey = tuple[str, uuid.UUID, int]  # group, topic id, partition
@@ -157,7 +160,11 @@ class ShareGroupCoordinator:
                     member_id,
                     -1,
                 ), []
-            self._remove(g, member_id)
+            self._remove(g, member_id, keep_session=True)
+            session = self.sessions.get((group_id, member_id))
+            if session is not None:  # its records go back when the session closes or expires
+                session.expires = now + cfg.session_timeout_ms
+                return HeartbeatResult(ErrorCode.NONE, None, member_id, -1), []
             return HeartbeatResult(ErrorCode.NONE, None, member_id, -1), [member_id]
         if member_epoch == 0:
             if topics is None and m is None:
@@ -207,11 +214,12 @@ class ShareGroupCoordinator:
             ErrorCode.NONE, None, member_id, m.epoch, cfg.heartbeat_interval_ms, send
         ), []
 
-    def _remove(self, g: ShareGroup, member_id: str) -> None:
+    def _remove(self, g: ShareGroup, member_id: str, keep_session: bool = False) -> None:
         g.members.pop(member_id, None)
         g.epoch += 1
         g.target = assign({mid: mm.topics for mid, mm in g.members.items()}, self.topics)
-        self.sessions.pop((g.group_id, member_id), None)
+        if not keep_session:
+            self.sessions.pop((g.group_id, member_id), None)
 
     def group_ids(self) -> list[str]:
         return sorted(set(self.groups) | {k[0] for k in self.partitions})
@@ -240,6 +248,7 @@ class ShareGroupCoordinator:
     # ------------------------------------------------------------------ time
     def next_deadline(self) -> int | None:
         ds = [m.deadline for g in self.groups.values() for m in g.members.values()]
+        ds += [s.expires for s in self.sessions.values() if s.expires is not None]
         ds += [d for sp in self.partitions.values() if (d := sp.next_deadline()) is not None]
         return min(ds) if ds else None
 
@@ -253,6 +262,10 @@ class ShareGroupCoordinator:
                 if m.deadline <= now:
                     self._remove(g, mid)
                     gone.append((g.group_id, mid))
+        for key, session in list(self.sessions.items()):
+            if session.expires is not None and session.expires <= now:
+                del self.sessions[key]
+                gone.append(key)
         changed: set[PartitionKey] = set()
         for gid, mid in gone:
             changed.update(self.release_member(gid, mid))

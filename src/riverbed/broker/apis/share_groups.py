@@ -293,6 +293,7 @@ def handle_share_fetch(
             ErrorCode(err).name,
         )
         return SF(error_code=err)
+    log.debug("ShareFetch %s %s epoch %d acks %s close %s", gid, mid, req.share_session_epoch, has_acks, req.share_session_epoch == -1)
     # requested partitions join the session; forgotten ones leave it
     for ft in req.topics:
         for fp in ft.partitions:
