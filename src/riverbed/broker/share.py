@@ -345,7 +345,10 @@ class ShareService:
             if sp is not None:
                 dead = sp.drain_dead()
                 if dead:
-                    self._dead_letters(key, dead)
+                    try:
+                        self._dead_letters(key, dead)
+                    except KafkaError as exc:  # the DLQ refused the write: archived without a copy
+                        log.warning("share group %r: %d dead letters not written: %s", key[0], len(dead), exc)
             records.append((_key(key), None if sp is None else _value(sp, now), [], now))
         if not records:
             return
@@ -425,6 +428,8 @@ def _records_at(plog: PartitionLog, offsets: list[int]) -> list[Record]:
         nxt = pos
         for h in iter_batches(data):
             nxt = h.next_offset
+            if not wanted:
+                break
             if h.last_offset < min(wanted) or h.is_control:
                 continue
             try:
