@@ -379,3 +379,18 @@ def test_cli_list_describe_reset_delete(bootstrap: str, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert main(["share-group", "describe", group, "-b", bootstrap]) == 1
     assert "GROUP_ID_NOT_FOUND" in capsys.readouterr().err
+
+
+def test_group_configs_are_described_and_kept(bootstrap: str) -> None:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    group = _name("cfg")
+    set_group_configs(bootstrap, group, {"share.record.lock.duration.ms": "15000", "share.isolation.level": "read_committed"})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ResourceType.GROUP, group)
+    entries = admin.describe_configs([res])[res].result(timeout=10)
+    assert entries["share.record.lock.duration.ms"].value == "15000"
+    assert not entries["share.record.lock.duration.ms"].is_default
+    assert entries["share.isolation.level"].value == "read_committed"
+    assert entries["share.delivery.count.limit"].value == "5" and entries["share.delivery.count.limit"].is_default
+    assert entries["share.auto.offset.reset"].value == "latest"
