@@ -394,3 +394,32 @@ def test_group_configs_are_described_and_kept(bootstrap: str) -> None:
     assert entries["share.isolation.level"].value == "read_committed"
     assert entries["share.delivery.count.limit"].value == "5" and entries["share.delivery.count.limit"].is_default
     assert entries["share.auto.offset.reset"].value == "latest"
+
+
+def test_read_committed_share_group_skips_aborted_and_open_transactions(bootstrap: str) -> None:
+    from confluent_kafka import Producer
+
+    topic, group = _name("txn-jobs"), _name("rc")
+    create_topic(bootstrap, topic)
+    set_group_configs(bootstrap, group, {"share.auto.offset.reset": "earliest", "share.isolation.level": "read_committed"})
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": _name("tx")})
+    p.init_transactions(10)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, value=f"aborted-{i}".encode())
+    p.flush(10)
+    p.abort_transaction(10)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, value=f"committed-{i}".encode())
+    p.commit_transaction(10)
+    p.begin_transaction()
+    p.produce(topic, value=b"open")  # never committed while the consumer runs
+    p.flush(10)
+    c = share_consumer(bootstrap, group, topic)
+    values: list[bytes] = []
+    wait_for(lambda: bool(values.extend(m.value() or b"" for m in c.poll(0.2) if m.error() is None)) or len(values) >= 5, 20, "the committed records")
+    values += [m.value() or b"" for m in c.poll(0.5) if m.error() is None]
+    c.close()
+    assert sorted(values) == [f"committed-{i}".encode() for i in range(5)]
+    p.abort_transaction(10)
