@@ -450,6 +450,10 @@ async def _long_poll(
     shares = broker.shares
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.max_wait_ms / 1000
+    coord = shares.coordinator
+    if not (coord.has_group(gid) and mid in coord.group(gid).members):
+        await asyncio.sleep(req.max_wait_ms / 1000)  # not a member (any more): nothing to acquire
+        return _fetch_now(broker, gid, mid, parts, ack_errors, denied, req, False)
 
     def ready() -> bool:
         for tid, p in parts:
