@@ -124,6 +124,7 @@ class ResizeWorker(threading.Thread):
         )
         self.consumer.subscribe([TOPIC])
         self.done, self.lock, self.stop = done, lock, stop
+        self.polled = threading.Event()  # set once the worker has joined and polled
 
     def handle(self, m: Message) -> AcknowledgeType:
         job = json.loads(m.value() or b"{}")
@@ -140,7 +141,7 @@ class ResizeWorker(threading.Thread):
         with self.lock:
             self.done[job["image"]] = self.name
         print(f"{self.name}: resized {job['image']} to {len(thumb)} bytes")
-        time.sleep(0.02)  # the rest of the work
+        time.sleep(0.05)  # the rest of the work
         return AcknowledgeType.ACCEPT
 
     def run(self) -> None:
@@ -150,6 +151,7 @@ class ResizeWorker(threading.Thread):
                     if m.error() is None:
                         self.consumer.acknowledge(m, self.handle(m))
                 self.consumer.commit_async()
+                self.polled.set()
         finally:
             self.consumer.close()
 
@@ -178,12 +180,15 @@ def main() -> int:
     ):
         bootstrap = broker.bootstrap
         setup(bootstrap)
-        upload(bootstrap)
         done: dict[str, str] = {}
         lock, stop = threading.Lock(), threading.Event()
         workers = [ResizeWorker(f"worker-{i}", bootstrap, done, lock, stop) for i in (1, 2, 3)]
         for w in workers:
             w.start()
+        for w in workers:  # the workers are in the group before the jobs arrive
+            w.polled.wait(30)
+        time.sleep(0.5)  # their first heartbeats' assignments
+        upload(bootstrap)
         letters = read_dead_letters(bootstrap, 2)
         deadline = time.monotonic() + 30
         while len(done) < JOBS - 1 and time.monotonic() < deadline:

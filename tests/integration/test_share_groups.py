@@ -57,11 +57,18 @@ def test_three_consumers_drain_a_partition_and_share_the_work(bootstrap: str) ->
     topic, group = _name("jobs"), _name("workers")
     create_topic(bootstrap, topic)
     set_group_configs(bootstrap, group, {"share.auto.offset.reset": "earliest"})
-    produce(bootstrap, topic, 3000)
-    workers = [Worker(share_consumer(bootstrap, group, topic)) for _ in range(3)]
+    workers = [Worker(share_consumer(bootstrap, group, topic, **{"max.poll.records": "100"})) for _ in range(3)]
     for w in workers:
         w.start()
     try:
+        with WireClient(bootstrap) as wc:  # all three are members before the jobs arrive
+
+            def joined() -> bool:
+                g = wc.request(ShareGroupDescribeRequest(group_ids=[group]), 1).groups[0]
+                return g.error_code == 0 and sum(1 for m in g.members if m.assignment.topic_partitions) == 3
+
+            wait_for(joined, 20, "three members")
+        produce(bootstrap, topic, 3000)
         wait_for(lambda: len({o for w in workers for o, _ in w.seen}) >= 3000, 30, "3,000 records")
     finally:
         for w in workers:
