@@ -6,7 +6,10 @@ from __future__ import annotations
 import uuid
 
 from riverbed.broker.versions import SUPPORTED
-from riverbed.protocol.messages.share_acknowledge import ShareAcknowledgeRequest, ShareAcknowledgeResponse
+from riverbed.protocol.messages.share_acknowledge import (
+    ShareAcknowledgeRequest,
+    ShareAcknowledgeResponse,
+)
 from riverbed.protocol.messages.share_fetch import ShareFetchRequest, ShareFetchResponse
 from riverbed.protocol.messages.share_group_heartbeat import ShareGroupHeartbeatRequest
 
