@@ -322,7 +322,10 @@ class ShareService:
                     ranges += got
                     taken += sum(r.last_offset - r.first_offset + 1 for r in got)
                     out += bytes(data[h.position : h.position + h.size])
-            if next_start <= start or len(out) >= budget:
+                if sp.end_offset <= h.last_offset:
+                    break  # the in-flight window is full (or MaxRecords reached) within this batch
+
+            if next_start <= start or len(out) >= budget or sp.end_offset < next_start:
                 break
             start = next_start
         return Acquired(bytes(out), ranges)

@@ -131,8 +131,10 @@ class SharePartition:
 
     # ------------------------------------------------------------------ acquiring
     def skip(self, first: int, last: int) -> None:
-        """Offsets that hold no deliverable record (a control batch, aborted data): past them."""
-        if last >= self.end_offset:
+        """Offsets that hold no deliverable record (a control batch, aborted data): past them.
+        Only a range that starts at or before ``end_offset`` moves it (the caller reads the
+        log in order from there, so anything between was seen)."""
+        if last >= self.end_offset and first <= self.end_offset:  # contiguous with what was read
             for o in range(max(first, self.end_offset), last + 1):
                 self.records.pop(o, None)
             self.end_offset = last + 1
@@ -147,7 +149,10 @@ class SharePartition:
             return out
         taken = 0
         if first > self.end_offset:  # nothing was between (compaction, deleted records)
+            if self.end_offset - self.start_offset >= self.max_in_flight:
+                return out  # the window is full: nothing moves until records complete
             self.end_offset = first
+            self._advance()
         deadline = now + self.lock_ms
         for o in range(max(first, self.start_offset), last + 1):
             if taken >= limit:

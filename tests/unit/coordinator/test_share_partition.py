@@ -84,10 +84,23 @@ def test_max_in_flight_and_window_skip() -> None:
     assert sp.end_offset == 4
     assert sp.acquire("a", 5, 9, 10, now=0) == []  # the window (offsets 1..3) is full
     sp.acknowledge("a", 1, 2, [1], now=0)
-    assert sp.start_offset == 5  # past the control batch and the gap at 4
+    assert sp.start_offset == 4  # past the control batch
     assert sp.acquire("a", 5, 9, 10, now=0) == [
         StateBatch(5, 7, RecordState.ACQUIRED, 1)
     ]  # 4 is a gap
+
+
+def test_a_full_window_never_skips_the_rest_of_a_batch() -> None:
+    """The window fills in the middle of batch 0..9: the next batch (20..29, after a
+    compacted gap) and a control batch must not move past offsets 4..9."""
+    sp = SharePartition(start_offset=0, max_in_flight=4)
+    assert sp.acquire("a", 0, 9, 100, now=0) == [StateBatch(0, 3, RecordState.ACQUIRED, 1)]
+    assert sp.acquire("a", 20, 29, 100, now=0) == []
+    sp.skip(12, 12)
+    assert sp.end_offset == 4
+    sp.acknowledge("a", 0, 3, [1], now=0)
+    assert sp.first_wanted() == 4
+    assert sp.acquire("b", 0, 9, 100, now=0) == [StateBatch(4, 7, RecordState.ACQUIRED, 1)]
 
 
 def test_snapshot_round_trip_acquired_become_available() -> None:
@@ -131,13 +144,13 @@ class ShareMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0
-        self.sp = SharePartition(start_offset=0, delivery_limit=LIMIT, lock_ms=50, max_in_flight=12)
+        self.sp = SharePartition(start_offset=0, delivery_limit=LIMIT, lock_ms=50, max_in_flight=7)
         self.deliveries = [0] * END
         self.accepted: set[int] = set()
         self.dead: dict[int, str] = {}
         self.holder: dict[int, str] = {}
 
-    @rule(member=st.sampled_from(MEMBERS), n=st.integers(1, 5), batches=st.integers(1, 3))
+    @rule(member=st.sampled_from(MEMBERS), n=st.integers(1, 12), batches=st.integers(1, 4))
     def acquire(self, member: str, n: int, batches: int) -> None:
         """As the broker reads: from the batch holding the first acquirable offset on."""
         start = self.sp.first_wanted()
@@ -207,7 +220,7 @@ class ShareMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         """A crash: the persisted form comes back; what was held is Available again."""
         self.sp = SharePartition.restore(
-            self.sp.start_offset, self.sp.state_batches(), LIMIT, 50, 12
+            self.sp.start_offset, self.sp.state_batches(), LIMIT, 50, 7
         )
         for o in self.holder:
             if self.deliveries[o] >= LIMIT:
