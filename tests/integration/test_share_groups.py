@@ -430,3 +430,38 @@ def test_read_committed_share_group_skips_aborted_and_open_transactions(bootstra
     c.close()
     assert sorted(values) == [f"committed-{i}".encode() for i in range(5)]
     p.abort_transaction(10)
+
+
+def test_admin_errors_for_share_groups(bootstrap: str) -> None:
+    from riverbed.protocol.messages.alter_share_group_offsets import AlterShareGroupOffsetsRequest as Alter
+    from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest
+    from riverbed.protocol.messages.describe_share_group_offsets import DescribeShareGroupOffsetsRequest as DescOff
+    from riverbed.protocol.messages.join_group import JoinGroupRequest
+
+    topic, group = _name("jobs"), _name("admin")
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, 5)
+    member = uuid.uuid4().hex
+    with WireClient(bootstrap) as wc:
+        wc.request(ShareGroupHeartbeatRequest(group_id=group, member_id=member, member_epoch=0, subscribed_topic_names=[topic]), 1)
+        deleted = wc.request(DeleteGroupsRequest(groups_names=[group]), 2)
+        assert deleted.results[0].error_code == ErrorCode.NON_EMPTY_GROUP
+        alter = Alter(group_id=group, topics=[Alter.AlterShareGroupOffsetsRequestTopic(topic, [Alter.AlterShareGroupOffsetsRequestPartition(0, 0)])])
+        assert wc.request(alter, 0).error_code == ErrorCode.NON_EMPTY_GROUP
+        join = JoinGroupRequest(group_id=group, session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="", protocol_type="consumer", protocols=[JoinGroupRequest.JoinGroupRequestProtocol("range", b"")])
+        assert wc.request(join, 5).error_code == ErrorCode.INCONSISTENT_GROUP_PROTOCOL
+        left = wc.request(ShareGroupHeartbeatRequest(group_id=group, member_id=member, member_epoch=-1), 1)
+        assert left.error_code == 0
+        out_of_range = Alter(group_id=group, topics=[Alter.AlterShareGroupOffsetsRequestTopic(topic, [Alter.AlterShareGroupOffsetsRequestPartition(0, 99)])])
+        r = wc.request(out_of_range, 0)
+        assert r.error_code == 0 and r.responses[0].partitions[0].error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+        ok = Alter(group_id=group, topics=[Alter.AlterShareGroupOffsetsRequestTopic(topic, [Alter.AlterShareGroupOffsetsRequestPartition(0, 2)])])
+        assert wc.request(ok, 0).responses[0].partitions[0].error_code == 0
+        offsets = wc.request(DescOff(groups=[DescOff.DescribeShareGroupOffsetsRequestGroup(group_id=group, topics=None)]), 1)
+        (t,) = offsets.groups[0].topics
+        assert (t.topic_name, t.partitions[0].start_offset, t.partitions[0].lag) == (topic, 2, 3)
+        missing = wc.request(DescOff(groups=[DescOff.DescribeShareGroupOffsetsRequestGroup(group_id=_name("none"), topics=None)]), 1)
+        assert missing.groups[0].error_code == ErrorCode.GROUP_ID_NOT_FOUND
+        assert wc.request(DeleteGroupsRequest(groups_names=[group]), 2).results[0].error_code == 0
+        listed = wc.request(ListGroupsRequest(types_filter=["share"]), 5)
+        assert group not in [g.group_id for g in listed.groups]
