@@ -433,9 +433,13 @@ def test_read_committed_share_group_skips_aborted_and_open_transactions(bootstra
 
 
 def test_admin_errors_for_share_groups(bootstrap: str) -> None:
-    from riverbed.protocol.messages.alter_share_group_offsets import AlterShareGroupOffsetsRequest as Alter
+    from riverbed.protocol.messages.alter_share_group_offsets import (
+        AlterShareGroupOffsetsRequest as Alter,
+    )
     from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest
-    from riverbed.protocol.messages.describe_share_group_offsets import DescribeShareGroupOffsetsRequest as DescOff
+    from riverbed.protocol.messages.describe_share_group_offsets import (
+        DescribeShareGroupOffsetsRequest as DescOff,
+    )
     from riverbed.protocol.messages.join_group import JoinGroupRequest
 
     topic, group = _name("jobs"), _name("admin")
