@@ -341,6 +341,8 @@ def test_cli_list_describe_reset_delete(bootstrap: str, capsys: pytest.CaptureFi
     assert main(["share-group", "describe", group, "-b", bootstrap]) == 0
     out = capsys.readouterr().out
     assert f"{topic}-0" in out and "Total lag: 6" in out, out
+    row = next(line.split() for line in out.splitlines() if line.startswith(topic + " "))
+    assert row[1:] == ["0", "4", "6", "0", "6", "0"], out  # start 4, lag 6, none acquired, 6 available again
     assert (
         main(
             [

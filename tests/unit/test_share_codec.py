@@ -44,3 +44,20 @@ def test_share_fetch_v1_round_trip_with_stable_fields() -> None:
     assert back_resp.responses[0].partitions[0].acquired_records == [ShareFetchResponse.AcquiredRecords(5, 9, 2)]
     ack = ShareAcknowledgeResponse(acquisition_lock_timeout_ms=15000)
     assert ShareAcknowledgeResponse.decode(ack.encode(2), 2).acquisition_lock_timeout_ms == 15000
+
+
+def test_describe_share_state_extension_round_trip() -> None:
+    from riverbed.protocol.extensions import EXTENSIONS
+    from riverbed.protocol.share_extension import (
+        DESCRIBE_SHARE_STATE_KEY,
+        DescribeShareStateRequest,
+        DescribeShareStateResponse,
+        SharePartitionState,
+    )
+
+    assert EXTENSIONS[DESCRIBE_SHARE_STATE_KEY] == (DescribeShareStateRequest, DescribeShareStateResponse)
+    assert DESCRIBE_SHARE_STATE_KEY not in SUPPORTED  # never advertised to Kafka clients
+    req = DescribeShareStateRequest("workers")
+    assert DescribeShareStateRequest.decode(req.encode(0), 0) == req
+    resp = DescribeShareStateResponse(partitions=[SharePartitionState("jobs", 0, 4, 10, 6, 0, 0, 0)])
+    assert DescribeShareStateResponse.decode(resp.encode(0), 0) == resp

@@ -15,6 +15,7 @@ from riverbed.protocol.messages.describe_share_group_offsets import DescribeShar
 from riverbed.protocol.messages.list_groups import ListGroupsRequest
 from riverbed.protocol.messages.metadata import MetadataRequest
 from riverbed.protocol.messages.share_group_describe import ShareGroupDescribeRequest
+from riverbed.protocol.share_extension import DescribeShareStateRequest
 
 from .client_commands import CommandError
 from .wire_client import WireClient
@@ -111,14 +112,23 @@ def _describe(wc: WireClient, group: str) -> int:
     og = o.groups[0]
     if og.error_code:
         raise CommandError(f"offsets of {group}: {_err(og.error_code, og.error_message)}")
-    print(f"{'TOPIC':30} {'PARTITION':>9} {'START-OFFSET':>12} {'LAG':>8}")
+    inflight: dict[tuple[str, int], Any] = {}
+    try:  # riverbed's extension (Kafka has no API for the in-flight records)
+        st: Any = wc.request_extension(DescribeShareStateRequest(group_id=group))
+        inflight = {(p.topic, p.partition): p for p in st.partitions} if not st.error_code else {}
+    except (CommandError, OSError):
+        pass  # not riverbed: start offsets and lag only
+    print(f"{'TOPIC':30} {'PARTITION':>9} {'START-OFFSET':>12} {'LAG':>8} {'ACQUIRED':>8} {'AVAILABLE':>9} {'DONE':>6}")
     total = 0
     for t in og.topics:
         for p in t.partitions:
             lag = "-" if p.lag < 0 else str(p.lag)
             total += max(p.lag, 0)
-            print(f"{t.topic_name:30} {p.partition_index:>9} {p.start_offset:>12} {lag:>8}")
+            s = inflight.get((t.topic_name, p.partition_index))
+            acquired, available, done = ("-", "-", "-") if s is None else (s.acquired, s.available, s.acknowledged + s.archived)
+            print(f"{t.topic_name:30} {p.partition_index:>9} {p.start_offset:>12} {lag:>8} {acquired:>8} {available:>9} {done:>6}")
     print(f"Total lag: {total}")
+    print("(in flight after the start offset: ACQUIRED by a member now, AVAILABLE again, DONE = acknowledged or archived)")
     return 0
 
 

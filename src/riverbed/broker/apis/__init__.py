@@ -87,6 +87,7 @@ API_HANDLERS: dict[int, ApiHandler] = {
     91: share_groups.handle_alter_share_group_offsets,
     92: share_groups.handle_delete_share_group_offsets,
     30001: log_stats.handle_describe_log_stats,  # riverbed extension, not in ApiVersions
+    30002: share_groups.handle_describe_share_state,  # riverbed extension (share groups' in-flight state)
 }
 
 

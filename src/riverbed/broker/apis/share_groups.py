@@ -39,6 +39,11 @@ from riverbed.protocol.messages.share_group_heartbeat import (
     ShareGroupHeartbeatRequest,
     ShareGroupHeartbeatResponse,
 )
+from riverbed.protocol.share_extension import (
+    DescribeShareStateRequest,
+    DescribeShareStateResponse,
+    SharePartitionState,
+)
 from riverbed.security.acl import AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
@@ -752,3 +757,35 @@ def handle_delete_share_group_offsets(
         )
     code = _persist_quietly(broker, removed) if removed else 0
     return DL(error_code=code, responses=out)
+
+
+# ---------------------------------------------------------------------- riverbed extension
+def handle_describe_share_state(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeShareStateRequest) -> DescribeShareStateResponse:
+    """The in-flight state of each share-partition of a group (``riverbed share-group describe``)."""
+    from riverbed.coordinator.share_partition import RecordState
+
+    gid = req.group_id
+    if not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, gid):
+        return DescribeShareStateResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    coord = broker.shares.coordinator
+    if not coord.has_group(gid):
+        return DescribeShareStateResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND)
+    out = []
+    for (g, tid, p), sp in sorted(coord.partitions.items(), key=lambda kv: (str(kv[0][1]), kv[0][2])):
+        topic = broker.topics.by_id(tid)
+        if g != gid or topic is None:
+            continue
+        counts = {s: sp.count(s) for s in RecordState}
+        out.append(
+            SharePartitionState(
+                topic.name,
+                p,
+                sp.start_offset,
+                sp.end_offset,
+                counts[RecordState.AVAILABLE],
+                counts[RecordState.ACQUIRED],
+                counts[RecordState.ACKNOWLEDGED],
+                counts[RecordState.ARCHIVED],
+            )
+        )
+    return DescribeShareStateResponse(partitions=out)
