@@ -471,3 +471,21 @@ def test_admin_errors_for_share_groups(bootstrap: str) -> None:
         assert wc.request(DeleteGroupsRequest(groups_names=[group]), 2).results[0].error_code == 0
         listed = wc.request(ListGroupsRequest(types_filter=["share"]), 5)
         assert group not in [g.group_id for g in listed.groups]
+
+
+def test_deleting_a_topic_drops_its_share_state(bootstrap: str) -> None:
+    from riverbed.protocol.share_extension import DescribeShareStateRequest
+
+    topic, group = _name("gone"), _name("gone")
+    create_topic(bootstrap, topic)
+    set_group_configs(bootstrap, group, {"share.auto.offset.reset": "earliest"})
+    produce(bootstrap, topic, 3)
+    c = share_consumer(bootstrap, group, topic)
+    seen: list[Message] = []
+    wait_for(lambda: bool(seen.extend(c.poll(0.2))) or len(seen) >= 3, 20, "3 records")
+    c.close()
+    with WireClient(bootstrap) as wc:
+        assert [p.topic for p in wc.request_extension(DescribeShareStateRequest(group)).partitions] == [topic]
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.delete_topics([topic])[topic].result(10)
+        assert wc.request_extension(DescribeShareStateRequest(group)).partitions == []

@@ -310,6 +310,7 @@ class Broker:
         self.stats.forget_topic(name)
         log.info("deleted topic %s", name)
         self.groups.metadata_changed()
+        self.shares.topic_deleted(topic.topic_id)  # its share-partitions' state goes too
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:

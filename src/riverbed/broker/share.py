@@ -21,6 +21,7 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -230,6 +231,16 @@ class ShareService:
         data = json.dumps(self.configs, sort_keys=True, indent=1).encode()
         atomic_write(self.broker.config.data_dir / CONFIG_FILE, data, os.fsync)
         self.coordinator.apply_settings(group_id)
+
+    def topic_deleted(self, topic_id: uuid.UUID) -> None:
+        """A topic was deleted: the state of its share-partitions is tombstoned (a refused
+        write is logged; the state is gone from memory either way)."""
+        keys = [k for k in self.coordinator.partitions if k[1] == topic_id]
+        for k in keys:
+            del self.coordinator.partitions[k]
+        if keys:
+            with contextlib.suppress(KafkaError):
+                self.persist(keys)
 
     # ------------------------------------------------------------------ time
     def reschedule(self) -> None:
