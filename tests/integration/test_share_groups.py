@@ -489,3 +489,25 @@ def test_deleting_a_topic_drops_its_share_state(bootstrap: str) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.delete_topics([topic])[topic].result(10)
         assert wc.request_extension(DescribeShareStateRequest(group)).partitions == []
+
+
+def test_share_apis_need_group_acls(tmp_path: Path) -> None:
+    """With the authorizer on and no ACL for User:ANONYMOUS, every share API is refused with
+    Kafka's authorization errors, before any state is touched."""
+    from riverbed.protocol.messages.describe_share_group_offsets import (
+        DescribeShareGroupOffsetsRequest as DescOff,
+    )
+
+    with EmbeddedBroker(tmp_path / "acl", authorizer_enabled=True, **FIXTURE_DEFAULTS) as b, WireClient(b.bootstrap) as wc:
+        member = uuid.uuid4().hex
+        hb = wc.request(ShareGroupHeartbeatRequest(group_id="g", member_id=member, member_epoch=0, subscribed_topic_names=["t"]), 1)
+        assert hb.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        fetch = wc.request(ShareFetchRequest(group_id="g", member_id=member, share_session_epoch=0, max_records=10), 1)
+        assert fetch.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        ack = wc.request(ShareAcknowledgeRequest(group_id="g", member_id=member, share_session_epoch=1), 1)
+        assert ack.error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        described = wc.request(ShareGroupDescribeRequest(group_ids=["g"]), 1)
+        assert described.groups[0].error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        offsets = wc.request(DescOff(groups=[DescOff.DescribeShareGroupOffsetsRequestGroup(group_id="g", topics=None)]), 1)
+        assert offsets.groups[0].error_code == ErrorCode.GROUP_AUTHORIZATION_FAILED
+        assert not b.broker.shares.coordinator.groups
