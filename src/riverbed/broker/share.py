@@ -363,6 +363,8 @@ class ShareService:
                         self._dead_letters(key, dead)
                     except KafkaError as exc:  # the DLQ refused the write: archived without a copy
                         log.warning("share group %r: %d dead letters not written: %s", key[0], len(dead), exc)
+                    except Exception:  # a bug must not fail the acknowledgement
+                        log.exception("share group %r: %d dead letters not written", key[0], len(dead))
             records.append((_key(key), None if sp is None else _value(sp, now), [], now))
         if not records:
             return
