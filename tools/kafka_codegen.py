@@ -38,7 +38,10 @@ SPEC_PACKAGES = {
     "clients": "messages",  # requests and responses
     "group-coordinator": "internal",  # record formats of __consumer_offsets
     "transaction-coordinator": "internal",  # record formats of __transaction_state
+    "share-coordinator": "internal",  # record formats of __share_group_state (share groups)
 }
+# spec folders whose overlay copies replace the older ones
+OVERLAY_SUBDIRS = ("clients", "share-coordinator")
 SPEC_SUBDIRS = tuple(SPEC_PACKAGES)
 
 INT_TYPES = {"int8", "int16", "int32", "int64", "uint16", "uint32"}
@@ -536,15 +539,30 @@ def _keeps_versions(older: tuple[Path, str] | None, newer: Path) -> bool:
     DescribeConfigs v0 and the unstable share-group v0s)."""
     if older is None:
         return True
+    if _early_access_only(older[0]):
+        return True  # KIP-932's v0 (Kafka 4.0 early access) was removed in 4.1: take v1+
     old, new = MessageSpec.load(older[0]).valid, MessageSpec.load(newer).valid
     return new.lo <= old.lo and (new.hi is None or (old.hi is not None and new.hi >= old.hi))
+
+
+def _early_access_only(path: Path) -> bool:
+    """A spec whose every version was unstable (``latestVersionUnstable`` on a single version,
+    as the share-group RPCs' v0): never advertised, so a newer spec may drop it. The flag is
+    set in Request files only and applies to the matching Response."""
+    if path.name.endswith("Response.json"):
+        path = path.with_name(path.name[: -len("Response.json")] + "Request.json")
+        if not path.exists():
+            return False
+    raw = json.loads(strip_comments(path.read_text()))
+    valid = Versions.parse(raw["validVersions"])
+    return bool(raw.get("latestVersionUnstable")) and valid.hi == valid.lo
 
 
 def generate_package(spec_root: Path, subdirs: list[str], *, registry_init: bool, overlay: Path | None = None) -> dict[str, str]:
     groups: dict[str, list[tuple[str, MessageSpec]]] = {}
     for sub in subdirs:
         paths = {p.name: (p, f"{sub}/{p.name}") for p in (spec_root / sub).glob("*.json")}
-        if overlay is not None and sub == "clients":
+        if overlay is not None and sub in OVERLAY_SUBDIRS and (overlay / sub).is_dir():
             for p in sorted((overlay / sub).glob("*.json")):
                 if _keeps_versions(paths.get(p.name), p):
                     paths[p.name] = (p, f"{sub}/{p.name} ({overlay.name})")

@@ -57,6 +57,7 @@ from .config import BrokerConfig, ListenerConfig
 from .dynamic_configs import DynamicConfigs
 from .groups import GroupService
 from .schema_ids import SCHEMAS_TOPIC, SchemaIndex
+from .share import ShareService
 from .stats import BrokerStats
 from .txns import TxnService
 from .versions import SUPPORTED
@@ -116,6 +117,7 @@ class Broker:
         self.authorizer: Authorizer | None = None
         self.schema_ids = SchemaIndex(lambda: self.partition(SCHEMAS_TOPIC, 0))  # produce-time schema checks
         self.groups = GroupService(self, GroupConfig(initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms))
+        self.shares = ShareService(self)  # share groups (KIP-932, docs/share-groups.md)
         self.txns = TxnService(
             self,
             TxnConfig(
@@ -143,11 +145,13 @@ class Broker:
         self._open_security()
         self.groups.start()
         self.txns.start()  # after the groups: markers settle their pending offsets
+        self.shares.start()
         self._retention_task = asyncio.create_task(self._retention_loop())
         self.logs.start_cleaner()  # log compaction, on its own thread
 
     async def stop(self) -> None:
         self.groups.stop()
+        self.shares.stop()
         self.txns.stop()
         if self._retention_task is not None:
             self._retention_task.cancel()
@@ -306,6 +310,7 @@ class Broker:
         self.stats.forget_topic(name)
         log.info("deleted topic %s", name)
         self.groups.metadata_changed()
+        self.shares.topic_deleted(topic.topic_id)  # its share-partitions' state goes too
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:

@@ -58,4 +58,13 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     68: (0, 1),  # ConsumerGroupHeartbeat (KIP-848)
     69: (0, 0),  # ConsumerGroupDescribe (KIP-848)
     75: (0, 0),  # DescribeTopicPartitions (KIP-966)
+    # share groups (KIP-932, docs/share-groups.md): the stable versions (v0 was Kafka 4.0's
+    # early access, removed in 4.1)
+    76: (1, 1),  # ShareGroupHeartbeat
+    77: (1, 1),  # ShareGroupDescribe
+    78: (1, 2),  # ShareFetch (v2: renew acknowledgements)
+    79: (1, 2),  # ShareAcknowledge
+    90: (0, 1),  # DescribeShareGroupOffsets (v1: lag)
+    91: (0, 0),  # AlterShareGroupOffsets
+    92: (0, 0),  # DeleteShareGroupOffsets
 }

@@ -147,6 +147,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_schema_parser(sub)
     add_console_parser(sub)
     add_dlq_parser(sub, client, _kv)
+    from .share_commands import add_share_parser  # share groups (KIP-932)
+
+    add_share_parser(sub, client)
 
     rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
     client(rg)
@@ -209,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     logging.basicConfig(level=logging.WARNING)
     from . import client_commands
+
+    if args.command == "share-group":  # share groups (KIP-932)
+        from .share_commands import share_command
+
+        try:
+            return share_command(args)
+        except (client_commands.CommandError, OSError) as exc:
+            print(f"riverbed: {exc}", file=sys.stderr)
+            return 1
 
     try:
         return client_commands.dispatch(args)

@@ -148,6 +148,8 @@ TOPIC_CONFIGS: dict[str, ConfigDef] = {
         ConfigDef("segment.jitter.ms", T.LONG, "0", at_least(0)),
         ConfigDef("segment.ms", T.LONG, "604800000", at_least(1)),
         ConfigDef("unclean.leader.election.enable", T.BOOLEAN, "false"),
+        # KIP-1191: the topic may be a share group's dead-letter topic (docs/share-groups.md)
+        ConfigDef("errors.deadletterqueue.group.enable", T.BOOLEAN, "false"),
         # schema ids checked at produce time (Confluent Server's names; docs/registry.md)
         ConfigDef("confluent.key.schema.validation", T.BOOLEAN, "false"),
         ConfigDef("confluent.value.schema.validation", T.BOOLEAN, "false"),

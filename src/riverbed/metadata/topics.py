@@ -39,7 +39,7 @@ def validate_topic_name(name: str) -> None:
 
 
 def is_internal(name: str) -> bool:
-    return name in ("__consumer_offsets", "__transaction_state")
+    return name in ("__consumer_offsets", "__transaction_state", "__share_group_state")
 
 
 @dataclass(slots=True)

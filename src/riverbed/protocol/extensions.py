@@ -147,3 +147,11 @@ class DescribeLogStatsResponse(Message):
 EXTENSIONS: dict[int, tuple[type[Message], type[Message]]] = {
     DESCRIBE_LOG_STATS_KEY: (DescribeLogStatsRequest, DescribeLogStatsResponse),
 }
+
+from .share_extension import (  # noqa: E402 - share groups' extension (KIP-932 in-flight state)
+    DESCRIBE_SHARE_STATE_KEY,
+    DescribeShareStateRequest,
+    DescribeShareStateResponse,
+)
+
+EXTENSIONS[DESCRIBE_SHARE_STATE_KEY] = (DescribeShareStateRequest, DescribeShareStateResponse)

@@ -21,6 +21,7 @@ from . import (
     replication,
     sasl,
     scram_users,
+    share_groups,
     topics,
     txns,
 )
@@ -77,7 +78,16 @@ API_HANDLERS: dict[int, ApiHandler] = {
     68: consumer_groups.handle_consumer_group_heartbeat,
     69: consumer_groups.handle_consumer_group_describe,
     75: describe_topic_partitions.handle_describe_topic_partitions,
+    # share groups (KIP-932): share_groups.py
+    76: share_groups.handle_share_group_heartbeat,
+    77: share_groups.handle_share_group_describe,
+    78: share_groups.handle_share_fetch,
+    79: share_groups.handle_share_acknowledge,
+    90: share_groups.handle_describe_share_group_offsets,
+    91: share_groups.handle_alter_share_group_offsets,
+    92: share_groups.handle_delete_share_group_offsets,
     30001: log_stats.handle_describe_log_stats,  # riverbed extension, not in ApiVersions
+    30002: share_groups.handle_describe_share_state,  # riverbed extension (share groups' in-flight state)
 }
 
 

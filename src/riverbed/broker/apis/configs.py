@@ -41,12 +41,15 @@ from riverbed.protocol.messages.incremental_alter_configs import (
 from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 
+from ..share import GROUP_CONFIG_SOURCE, GROUP_CONFIGS
+
 if TYPE_CHECKING:
     from ..broker import Broker
 
 log = logging.getLogger("riverbed.configs")
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
+GROUP = 32  # group configs (share groups: share_groups.py)
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 DC = DescribeConfigsResponse
 TOPIC_TO_BROKER = {t: b for b, t in BROKER_TO_TOPIC.items()}
@@ -134,6 +137,17 @@ def _describe_broker(broker: Broker, name: str, keys: set[str] | None, include_s
         )
 
 
+def _describe_group(broker: Broker, name: str, keys: set[str] | None, include_synonyms: bool, out: DC.DescribeConfigsResult) -> None:
+    """A GROUP resource (share groups' configs, broker/share.py): GROUP_CONFIG when set."""
+    for cname, value, default in broker.shares.group_configs(name):
+        if keys is not None and cname not in keys:
+            continue
+        source = int(ConfigSource.DEFAULT_CONFIG) if default else GROUP_CONFIG_SOURCE
+        synonyms = [DC.DescribeConfigsSynonym(cname, value, source)] if include_synonyms and not default else []
+        ctype = int(GROUP_CONFIGS[cname].type)
+        out.configs.append(DC.DescribeConfigsResourceResult(name=cname, value=value, read_only=False, is_default=default, config_source=source, is_sensitive=False, synonyms=synonyms, config_type=ctype, documentation=None))
+
+
 def handle_describe_configs(broker: Broker, conn: ConnectionInfo, version: int, req: DescribeConfigsRequest) -> DescribeConfigsResponse:
     results = []
     for res in req.resources:
@@ -150,6 +164,8 @@ def handle_describe_configs(broker: Broker, conn: ConnectionInfo, version: int, 
                 _describe_broker(broker, res.resource_name, keys, req.include_synonyms, out)
             elif res.resource_type == BROKER_LOGGER:
                 continue
+            elif res.resource_type == GROUP:
+                _describe_group(broker, res.resource_name, keys, req.include_synonyms, out)
             else:
                 raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unsupported resource type {res.resource_type}")
         except KafkaError as exc:
@@ -163,10 +179,14 @@ def _may(broker: Broker, conn: ConnectionInfo, operation: AclOperation, resource
     """DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster for broker configs."""
     if resource_type == TOPIC:
         return broker.authorize(conn, operation, ResourceType.TOPIC, name)
+    if resource_type == GROUP:
+        return broker.authorize(conn, operation, ResourceType.GROUP, name)
     return broker.authorize(conn, operation, ResourceType.CLUSTER, CLUSTER_NAME)
 
 
 def _denied(resource_type: int) -> int:
+    if resource_type == GROUP:
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED
     return ErrorCode.TOPIC_AUTHORIZATION_FAILED if resource_type == TOPIC else ErrorCode.CLUSTER_AUTHORIZATION_FAILED
 
 
@@ -251,6 +271,14 @@ def _alter(broker: Broker, rtype: int, rname: str, ops: list[tuple[str, int, str
         broker.dynamic.alter(level, new, validate_only)
     elif rtype == BROKER_LOGGER:
         raise KafkaError(ErrorCode.INVALID_CONFIG, "riverbed has no dynamic loggers")
+    elif rtype == GROUP:
+        stored = dict(broker.shares.configs.get(rname, {}))
+        if incremental:
+            types: dict[str, ConfigType | None] = {n: d.type for n, d in GROUP_CONFIGS.items()}
+            new = _incremental(ops, stored, {n: GROUP_CONFIGS[n].default for n, _op, _v in ops if n in GROUP_CONFIGS}, types)
+        else:
+            new = {n: v for n, _op, v in ops if v is not None}
+        broker.shares.alter_configs(rname, new, validate_only)
     else:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown resource type {rtype}")
 

@@ -41,6 +41,8 @@ def handle_consumer_group_heartbeat(broker: Broker, conn: ConnectionInfo, versio
     classic = broker.groups.coordinator.group_state(req.group_id)
     if classic is not None and broker.groups.coordinator.describe_group(req.group_id).members:
         return HB(throttle_time_ms=0, error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=f"Group {req.group_id} is not a consumer group.", member_epoch=-1)
+    if broker.shares.coordinator.has_group(req.group_id):  # a share group (KIP-932)
+        return HB(throttle_time_ms=0, error_code=ErrorCode.GROUP_ID_NOT_FOUND, error_message=f"Group {req.group_id} is not a consumer group.", member_epoch=-1)
     before = broker.groups.consumer.snapshot(req.group_id)
     try:
         out = _heartbeat(broker, conn, version, req)

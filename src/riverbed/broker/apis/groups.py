@@ -104,6 +104,9 @@ def _join_response(r: JoinResult) -> JoinGroupResponse:
 def handle_join_group(broker: Broker, conn: ConnectionInfo, version: int, req: JoinGroupRequest) -> asyncio.Future[JoinGroupResponse]:
     assert broker.loop is not None
     fut: asyncio.Future[JoinGroupResponse] = broker.loop.create_future()
+    if broker.shares.coordinator.has_group(req.group_id):  # a share group (KIP-932)
+        fut.set_result(JoinGroupResponse(error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL, generation_id=-1, protocol_name=None if version >= 7 else "", member_id=req.member_id))
+        return fut
 
     def reply(result: JoinResult) -> None:
         if not fut.done():
@@ -329,6 +332,9 @@ def handle_list_groups(broker: Broker, conn: ConnectionInfo, version: int, req: 
         ListGroupsResponse.ListedGroup(group_id=g, protocol_type=pt, group_state=st, group_type="consumer")
         for g, pt, st in consumer.list_groups(states, types)
     ]
+    from . import share_groups  # KIP-932 (share_groups imports this module)
+
+    listed += share_groups.listed_groups(broker, states, types)
     if broker.authorizer is not None and not broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
         listed = [g for g in listed if broker.authorize(conn, AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id)]
     return ListGroupsResponse(throttle_time_ms=0, error_code=0, groups=listed)
@@ -345,7 +351,8 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
         error, message = d.error, None
         if version >= 6 and error == 0 and d.state == "Dead":  # KIP-1043
             error = ErrorCode.GROUP_ID_NOT_FOUND
-            message = f"Group {gid} is not a classic group." if broker.groups.consumer.has_group(gid) else f"Group {gid} not found."
+            other = broker.groups.consumer.has_group(gid) or broker.shares.coordinator.has_group(gid)
+            message = f"Group {gid} is not a classic group." if other else f"Group {gid} not found."
         out.append(
             R.DescribedGroup(
                 error_code=error,
@@ -378,7 +385,11 @@ def handle_describe_groups(broker: Broker, conn: ConnectionInfo, version: int, r
 def handle_delete_groups(broker: Broker, conn: ConnectionInfo, version: int, req: DeleteGroupsRequest) -> DeleteGroupsResponse | asyncio.Future[DeleteGroupsResponse]:
     allowed = [g for g in req.groups_names if broker.authorize(conn, AclOperation.DELETE, ResourceType.GROUP, g)]
     refused = [(g, int(ErrorCode.GROUP_AUTHORIZATION_FAILED)) for g in req.groups_names if g not in allowed]
-    results = broker.groups.coordinator.delete_groups(allowed) + refused
+    from . import share_groups  # KIP-932 (share_groups imports this module)
+
+    shares = [g for g in allowed if broker.shares.coordinator.has_group(g)]
+    allowed = [g for g in allowed if g not in shares]
+    results = broker.groups.coordinator.delete_groups(allowed) + share_groups.delete_groups(broker, shares) + refused
     broker.groups.reschedule()
     resp = DeleteGroupsResponse(throttle_time_ms=0, results=[DeleteGroupsResponse.DeletableGroupResult(g, e) for g, e in results])
     deleted = [g for g, e in results if e == 0]

@@ -200,6 +200,45 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     'share_group_target_assignment_metadata_value.ShareGroupTargetAssignmentMetadataValue': (
         ('assignment_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
     ),
+    'share_snapshot_key.ShareSnapshotKey': (
+        ('group_id', 'string', (0, 0), (1, 0), None, (1, 0)),
+        ('topic_id', 'uuid', (0, 0), (1, 0), None, (1, 0)),
+        ('partition', 'int32', (0, 0), (1, 0), None, (1, 0)),
+    ),
+    'share_snapshot_value.ShareSnapshotValue': (
+        ('snapshot_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('state_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('leader_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('start_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_complete_count', 'int32', (0, -1), (1, 0), 0, (0, -1)),
+        ('create_timestamp', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('write_timestamp', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('state_batches', '[]StateBatch', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'share_snapshot_value.ShareSnapshotValue.StateBatch': (
+        ('first_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('last_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_state', 'int8', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_count', 'int16', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'share_update_key.ShareUpdateKey': (
+        ('group_id', 'string', (1, 1), (1, 0), None, (1, 0)),
+        ('topic_id', 'uuid', (1, 1), (1, 0), None, (1, 0)),
+        ('partition', 'int32', (1, 1), (1, 0), None, (1, 0)),
+    ),
+    'share_update_value.ShareUpdateValue': (
+        ('snapshot_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('leader_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('start_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_complete_count', 'int32', (0, -1), (1, 0), 0, (0, -1)),
+        ('state_batches', '[]StateBatch', (0, -1), (1, 0), None, (1, 0)),
+    ),
+    'share_update_value.ShareUpdateValue.StateBatch': (
+        ('first_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('last_offset', 'int64', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_state', 'int8', (0, -1), (1, 0), None, (1, 0)),
+        ('delivery_count', 'int16', (0, -1), (1, 0), None, (1, 0)),
+    ),
     'transaction_log_key.TransactionLogKey': (
         ('transactional_id', 'string', (0, 0), (1, 0), None, (1, 0)),
     ),

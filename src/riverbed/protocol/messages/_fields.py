@@ -2070,6 +2070,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('group_id', 'string', (0, -1), (0, -1), None, (1, 0)),
         ('member_id', 'string', (0, -1), (0, -1), None, (1, 0)),
         ('share_session_epoch', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('is_renew_ack', 'bool', (2, -1), (1, 0), None, (1, 0)),
         ('topics', '[]AcknowledgeTopic', (0, -1), (1, 0), None, (1, 0)),
     ),
     'share_acknowledge.ShareAcknowledgeRequest.AcknowledgePartition': (
@@ -2089,6 +2090,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('throttle_time_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
         ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
         ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+        ('acquisition_lock_timeout_ms', 'int32', (2, -1), (1, 0), None, (1, 0)),
         ('responses', '[]ShareAcknowledgeTopicResponse', (0, -1), (1, 0), None, (1, 0)),
         ('node_endpoints', '[]NodeEndpoint', (0, -1), (1, 0), None, (1, 0)),
     ),
@@ -2119,6 +2121,10 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('max_wait_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
         ('min_bytes', 'int32', (0, -1), (1, 0), None, (1, 0)),
         ('max_bytes', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('max_records', 'int32', (1, -1), (1, 0), None, (1, 0)),
+        ('batch_size', 'int32', (1, -1), (1, 0), None, (1, 0)),
+        ('share_acquire_mode', 'int8', (2, -1), (1, 0), None, (1, 0)),
+        ('is_renew_ack', 'bool', (2, -1), (1, 0), None, (1, 0)),
         ('topics', '[]FetchTopic', (0, -1), (1, 0), None, (1, 0)),
         ('forgotten_topics_data', '[]ForgottenTopic', (0, -1), (1, 0), None, (1, 0)),
     ),
@@ -2129,7 +2135,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
     ),
     'share_fetch.ShareFetchRequest.FetchPartition': (
         ('partition_index', 'int32', (0, -1), (1, 0), None, (1, 0)),
-        ('partition_max_bytes', 'int32', (0, -1), (1, 0), None, (1, 0)),
+        ('partition_max_bytes', 'int32', (0, 0), (1, 0), None, (1, 0)),
         ('acknowledgement_batches', '[]AcknowledgementBatch', (0, -1), (1, 0), None, (1, 0)),
     ),
     'share_fetch.ShareFetchRequest.FetchTopic': (
@@ -2144,6 +2150,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('throttle_time_ms', 'int32', (0, -1), (1, 0), None, (1, 0)),
         ('error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
         ('error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
+        ('acquisition_lock_timeout_ms', 'int32', (1, -1), (1, 0), None, (1, 0)),
         ('responses', '[]ShareFetchableTopicResponse', (0, -1), (1, 0), None, (1, 0)),
         ('node_endpoints', '[]NodeEndpoint', (0, -1), (1, 0), None, (1, 0)),
     ),
@@ -2169,7 +2176,7 @@ FIELDS: dict[str, tuple[Row, ...]] = {
         ('acknowledge_error_code', 'int16', (0, -1), (1, 0), None, (1, 0)),
         ('acknowledge_error_message', 'string', (0, -1), (0, -1), None, (1, 0)),
         ('current_leader', 'LeaderIdAndEpoch', (0, -1), (1, 0), None, (1, 0)),
-        ('records', 'records', (0, -1), (0, -1), None, (1, 0)),
+        ('records', 'records', (0, -1), (0, 0), None, (1, 0)),
         ('acquired_records', '[]AcquiredRecords', (0, -1), (1, 0), None, (1, 0)),
     ),
     'share_fetch.ShareFetchResponse.ShareFetchableTopicResponse': (
