@@ -39,8 +39,8 @@ class SlotState:
     wal_status: str | None = None  # reserved, extended, unreserved, lost
     confirmed_flush_lsn: int | None = None
     restart_lsn: int | None = None
-    lag_bytes: int | None = None  # pg_current_wal_lsn() - confirmed_flush_lsn
-    retained_bytes: int | None = None  # pg_current_wal_lsn() - restart_lsn (WAL kept for the slot)
+    lag_bytes: int | None = None  # pg_current_wal_insert_lsn() - confirmed_flush_lsn
+    retained_bytes: int | None = None  # pg_current_wal_insert_lsn() - restart_lsn (WAL kept for the slot)
     current_lsn: int | None = None
 
 
@@ -130,7 +130,7 @@ class Catalog:
     def slot(self, name: str) -> SlotState:
         row = self.conn.execute(
             "SELECT active, wal_status, confirmed_flush_lsn::text, restart_lsn::text, "
-            "(pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, (pg_current_wal_lsn() - restart_lsn)::bigint, pg_current_wal_lsn()::text "
+            "(pg_current_wal_insert_lsn() - confirmed_flush_lsn)::bigint, (pg_current_wal_insert_lsn() - restart_lsn)::bigint, pg_current_wal_insert_lsn()::text "
             "FROM pg_replication_slots WHERE slot_name = %s",
             (name,),
         ).fetchone()

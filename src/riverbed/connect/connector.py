@@ -99,15 +99,26 @@ class PostgresConnector:
                 raise
             except (ReplicationError, psycopg.Error, KafkaException, TimeoutError, OSError, RuntimeError) as exc:
                 self.stats.state = "restarting"
-                log.warning("connector %s: %s; restarting in %.1fs", self.cfg.name, exc, backoff)
+                log.warning("connector %s: %s: %s; restarting in %.1fs", self.cfg.name, type(exc).__name__, exc, backoff)
+                self._guard()  # the slot keeps growing while the connector cannot run
                 self._stop.wait(backoff)
 
-    def _close(self) -> None:
+    def _guard(self) -> None:
+        """The slot-lag guardrail from a fresh database connection (while restarting)."""
+        if not self.cfg.slot_max_lag_bytes:
+            return
+        try:
+            with self._connect_db() as conn:
+                self._check_lag(Catalog(conn))
+        except psycopg.Error as exc:
+            log.warning("connector %s: slot lag not checked: %s", self.cfg.name, str(exc).strip())
+
+    def _close(self, flush_timeout: float) -> None:
         if self.repl is not None:
             self.repl.close()
             self.repl = None
         if self.producer is not None:
-            self.producer.flush(10)
+            self.producer.flush(flush_timeout)  # a record not acknowledged now is replayed later
             self.producer = None
         if self.db is not None:
             self.db.close()
@@ -116,8 +127,10 @@ class PostgresConnector:
     def run(self) -> None:
         try:
             self._run()
-        finally:
-            self._close()
+        except BaseException:
+            self._close(1.0)
+            raise
+        self._close(10.0)
 
     def _connect_db(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.cfg.conninfo(), autocommit=True, options=session_options(), application_name="riverbed-connect")
@@ -194,7 +207,7 @@ class PostgresConnector:
     # ---- producing -------------------------------------------------------------------------
     def _ensure_topic(self, topic: str) -> None:
         if topic not in self._topics:
-            ensure_topics(admin(self.cluster), {topic: (self.cfg.topic_partitions, {})}, replication=self.cfg.topic_replication_factor)
+            ensure_topics(admin(self.cluster), {topic: (self.cfg.topic_partitions, {})}, replication=self.cfg.topic_replication_factor, timeout=10.0)
             self._topics.add(topic)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, txn: _Txn | None, headers: Headers | None = None) -> None:
@@ -497,7 +510,7 @@ class PostgresConnector:
             if "u" in cfg.skipped_operations:
                 return
             after = ts.row(msg.new)
-            before = None if msg.old is None else ts.row(msg.old)
+            before = None if msg.old is None else ts.row(msg.old, key_only=msg.old_kind == "K")
             if before is not None and ts.key_index and ts.key(before) != ts.key(after):
                 # the primary key changed: Debezium's delete (+ tombstone) of the old key, then a create
                 self._emit(ts, "d", before, None, src, txn)
@@ -505,7 +518,7 @@ class PostgresConnector:
                 return
             self._emit(ts, "u", before if msg.old_kind == "O" else None, after, src, txn)
         elif isinstance(msg, pg.Delete) and "d" not in cfg.skipped_operations:
-            self._emit(ts, "d", ts.row(msg.old), None, src, txn)
+            self._emit(ts, "d", ts.row(msg.old, key_only=msg.old_kind == "K"), None, src, txn)
 
     def _source(self, ts: TableSchema, txn: _Txn, lsn: int, last_commit: int) -> dict[str, Any]:
         seq = dumps([str(last_commit) if last_commit else None, str(lsn)]).decode()

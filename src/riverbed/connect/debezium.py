@@ -304,6 +304,23 @@ def column_mapping(ct: ColumnType, decimal_mode: str = "precise") -> tuple[Schem
     return {"type": "string"}, _str, False
 
 
+def _zero(schema: Schema) -> Any:
+    t = schema["type"]
+    if t.startswith("int"):
+        return 0
+    if t in ("float", "double"):
+        return 0.0
+    if t == "boolean":
+        return False
+    if t == "bytes":
+        return "AA==" if schema.get("name") == "org.apache.kafka.connect.data.Decimal" else ""
+    if t == "array":
+        return []
+    if t == "struct":
+        return {"scale": 0, "value": "AA=="}
+    return ""
+
+
 @dataclass
 class TableSchema:
     """A captured table as the envelope needs it (built from a Relation message + catalog)."""
@@ -329,13 +346,15 @@ class TableSchema:
             self.fields.append({**schema, "optional": opt, "field": name})
         self.key_index = [self.columns.index(k) for k in self.key_columns if k in self.columns]
 
-    def row(self, values: Sequence[object]) -> dict[str, Any]:
-        """Text values (None for NULL, UNCHANGED_TOAST for an unsent TOAST value) to a payload."""
+    def row(self, values: Sequence[object], key_only: bool = False) -> dict[str, Any]:
+        """Text values (None for NULL, UNCHANGED_TOAST for an unsent TOAST value) to a payload.
+        `key_only`: an old tuple with the key columns only (REPLICA IDENTITY DEFAULT); the other
+        NOT NULL columns get their type's zero value, as Debezium's struct defaults do."""
         out: dict[str, Any] = {}
         for i, name in enumerate(self.columns):
             v = values[i] if i < len(values) else None
             if v is None:
-                out[name] = None
+                out[name] = _zero(self.fields[i]) if key_only and not self.optional[i] and i not in self.key_index else None
             elif isinstance(v, bytes | str):
                 text = v.decode() if isinstance(v, bytes) else v
                 try:

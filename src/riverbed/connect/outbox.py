@@ -6,7 +6,7 @@ The outbox table (column names configurable, Debezium's defaults)::
 
     CREATE TABLE event_outbox (
         id uuid PRIMARY KEY, aggregatetype text NOT NULL, aggregateid text NOT NULL,
-        type text NOT NULL, payload jsonb, created_at timestamptz NOT NULL DEFAULT now());
+        type text NOT NULL, payload jsonb, created_at timestamptz NOT NULL DEFAULT clock_timestamp());
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     aggregateid text NOT NULL,
     type text NOT NULL,
     payload jsonb,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )"""
 
 Headers = list[tuple[str, str | bytes | None]]
