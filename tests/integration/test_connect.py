@@ -362,3 +362,25 @@ def test_cli_status_offsets_reset(db: str, kafka: EmbeddedBroker, tmp_path: Path
         assert main(["connect", "status", str(tmp_path / "missing.toml")]) == 2
     finally:
         del os.environ["CONNECT_TEST_PG_PASSWORD"]
+
+
+def test_schema_change_heartbeats_and_idle_slot(db: str, kafka: EmbeddedBroker) -> None:
+    """ALTER TABLE ADD/DROP COLUMN mid-stream; heartbeat records and heartbeat.action.query;
+    writes to a table outside the publication do not pin WAL (the slot keeps confirming)."""
+    execute(db, "CREATE TABLE a (id int PRIMARY KEY, x int)", "CREATE TABLE other (id serial PRIMARY KEY, pad text)",
+            "CREATE TABLE hb (id int PRIMARY KEY, ts timestamptz)")
+    cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.a,public.hb",
+                        "heartbeat.interval.ms": 100, "heartbeat.action.query": "INSERT INTO hb VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = now()"})
+    with Running(cfg, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+        execute(db, "INSERT INTO a VALUES (1, 1)", "ALTER TABLE a ADD COLUMN y text NOT NULL DEFAULT 'd'", "INSERT INTO a VALUES (2, 2, 'two')",
+                "ALTER TABLE a DROP COLUMN x", "INSERT INTO a VALUES (3, 'three')")
+        execute(db, *["INSERT INTO other (pad) SELECT repeat('o', 500) FROM generate_series(1, 100)"] * 20)
+        caught_up(db, cfg.slot_name)
+        hb = wait_for(lambda: read_topic(kafka.bootstrap, f"__debezium-heartbeat.{cfg.topic_prefix}"), 30, "heartbeats")
+    evts = [e for e in events(kafka.bootstrap, f"{cfg.topic_prefix}.public.a") if e.op]
+    assert [e.after for e in evts] == [{"id": 1, "x": 1}, {"id": 2, "x": 2, "y": "two"}, {"id": 3, "y": "three"}]
+    import json
+
+    assert json.loads(hb[0][1])["payload"]["ts_ms"] > 0
+    assert read_topic(kafka.bootstrap, f"{cfg.topic_prefix}.public.hb")  # the action query's row changes are captured
