@@ -28,7 +28,7 @@ from .debezium import TableSchema, dumps
 
 log = logging.getLogger("riverbed.connect")
 
-__all__ = ["OUTBOX_DDL", "EventRouter", "PollingRelay", "write_outbox_event"]
+__all__ = ["OUTBOX_DDL", "EventRouter", "PollingRelay", "write_outbox_event", "write_outbox_event_async"]
 
 OUTBOX_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     id uuid PRIMARY KEY,
@@ -137,6 +137,23 @@ def write_outbox_event(
         )
         return eid
     raise TypeError(f"write_outbox_event wants a psycopg Connection/Cursor or a SQLAlchemy Session/Connection, not {type(target).__name__}")
+
+
+async def write_outbox_event_async(
+    conn: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any],
+    aggregatetype: str,
+    aggregateid: str | int,
+    event_type: str,
+    payload: Any,
+    table: str = "event_outbox",
+    event_id: uuid.UUID | None = None,
+) -> uuid.UUID:
+    """write_outbox_event for a psycopg 3 AsyncConnection / AsyncCursor (an async web handler)."""
+    eid = event_id or uuid.uuid4()
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    q = sql.SQL("INSERT INTO {} (id, aggregatetype, aggregateid, type, payload) VALUES (%s, %s, %s, %s, %s::jsonb)").format(sql.Identifier(*table.split(".")))
+    await conn.execute(q, (eid, aggregatetype, str(aggregateid), event_type, body))
+    return eid
 
 
 class PollingRelay:
