@@ -384,3 +384,35 @@ def test_schema_change_heartbeats_and_idle_slot(db: str, kafka: EmbeddedBroker) 
 
     assert json.loads(hb[0][1])["payload"]["ts_ms"] > 0
     assert read_topic(kafka.bootstrap, f"{cfg.topic_prefix}.public.hb")  # the action query's row changes are captured
+
+
+def test_database_restart_mid_stream(kafka: EmbeddedBroker) -> None:
+    """PostgreSQL restarted (immediate stop) mid-stream: the connector reconnects and resumes
+    from its offsets, no committed change lost."""
+    with PostgresServer(settings={"wal_level": "logical"}) as server:
+        dsn = server.dsn
+        execute(dsn, "CREATE TABLE r (id int PRIMARY KEY)")
+        cfg = config(dsn, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.r"})
+        with Running(cfg, kafka.bootstrap) as run:
+            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+            execute(dsn, *[f"INSERT INTO r VALUES ({i})" for i in range(100)])
+            server.restart("immediate")
+            execute(dsn, *[f"INSERT INTO r VALUES ({i})" for i in range(100, 200)])
+            caught_up(dsn, cfg.slot_name)
+            state, applied = replay(events(kafka.bootstrap, f"{cfg.topic_prefix}.public.r"))
+            with psycopg.connect(dsn) as c:  # an immediate stop may lose commits not yet flushed (synchronous_commit=off)
+                in_db = [r[0] for r in c.execute("SELECT id FROM r ORDER BY id")]
+            assert sorted(state) == in_db and applied == len(in_db) and in_db[-100:] == list(range(100, 200))
+            assert run.error is None
+
+
+def test_dropped_publication_stops_with_an_error(db: str, kafka: EmbeddedBroker) -> None:
+    from riverbed.connect.connector import ConnectorError
+
+    execute(db, "CREATE TABLE dp (id int PRIMARY KEY)")
+    cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.dp", "publication.name": f"pub{next(_n)}"})
+    with Running(cfg, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+        execute(db, f"DROP PUBLICATION {cfg.publication_name}", "INSERT INTO dp VALUES (1)")
+        run.thread.join(30)
+        assert isinstance(run.error, ConnectorError) and "riverbed connect reset" in str(run.error)

@@ -98,6 +98,10 @@ class PostgresConnector:
             except ConnectorError:
                 raise
             except (ReplicationError, psycopg.Error, KafkaException, TimeoutError, OSError, RuntimeError) as exc:
+                if isinstance(exc, ReplicationError) and exc.sqlstate == "42704" and "publication" in str(exc):
+                    self.stats.state = "failed: publication dropped"
+                    raise ConnectorError(f"{exc}; the publication was dropped while the slot still had changes to decode: "
+                                         "run `riverbed connect reset` (a new slot and snapshot)") from None
                 self.stats.state = "restarting"
                 log.warning("connector %s: %s: %s; restarting in %.1fs", self.cfg.name, type(exc).__name__, exc, backoff)
                 self._guard()  # the slot keeps growing while the connector cannot run
