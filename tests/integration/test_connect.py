@@ -6,6 +6,7 @@ are decoded by tests/integration/connect_helpers.py, written against Debezium's 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -26,7 +28,7 @@ from riverbed.connect.catalog import Catalog
 from riverbed.connect.config import ConnectorConfig
 from riverbed.connect.connector import PostgresConnector, SlotLagExceeded
 from riverbed.connect.pgoutput import parse_lsn
-from riverbed.testing import FIXTURE_DEFAULTS, EmbeddedBroker
+from riverbed.testing import FIXTURE_DEFAULTS, EmbeddedBroker, free_port
 from riverbed.testing.servers import PostgresServer
 
 from .connect_helpers import events, read_topic, replay, wait_for
@@ -189,8 +191,10 @@ def test_kill9_mid_stream_no_change_lost(db: str, kafka: EmbeddedBroker, tmp_pat
     cfg_file.write_text(CDC_TOML.format(bootstrap=kafka.bootstrap, name=f"kill{n}", prefix=prefix, dsn=db, slot=slot))
     env = {**os.environ, "CONNECT_TEST_PG_PASSWORD": "not-used-with-trust"}
 
+    port = free_port()
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "riverbed", "connect", "run", str(cfg_file), "--log-level", "WARNING"], env=env)
+        return subprocess.Popen([sys.executable, "-m", "riverbed", "connect", "run", str(cfg_file), "--log-level", "WARNING", "--listen", f"127.0.0.1:{port}"], env=env)
 
     def streaming() -> bool:
         with psycopg.connect(db, autocommit=True) as c:
@@ -225,9 +229,15 @@ def test_kill9_mid_stream_no_change_lost(db: str, kafka: EmbeddedBroker, tmp_pat
                     kills += 1
                     proc = start()
         caught_up(db, slot)
+        # the running connector's HTTP side: Prometheus metrics and Kafka Connect's status shape
+        metrics = wait_for(lambda: _get(f"http://127.0.0.1:{port}/metrics"), 30, "/metrics")
+        assert f'riverbed_connect_changes_total{{connector="kill{n}"}}' in metrics and "riverbed_connect_slot_lag_seconds" in metrics
+        status = json.loads(_get(f"http://127.0.0.1:{port}/connectors/kill{n}/status") or "{}")
+        assert status["connector"]["state"] == "RUNNING" and status["tasks"][0]["state"] == "RUNNING"
+        assert httpx.get(f"http://127.0.0.1:{port}/connectors/nope/status").status_code == 404
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        assert proc.wait(30) == 0
     assert kills == 2 and changes > 2500
     applied_total = reads = 0
     with psycopg.connect(db) as c:
@@ -248,6 +258,14 @@ def test_kill9_mid_stream_no_change_lost(db: str, kafka: EmbeddedBroker, tmp_pat
                     seen.append(lsn)
     assert reads == 150  # one snapshot: the restarts resumed from their offsets
     assert applied_total == changes
+
+
+def _get(url: str) -> str | None:
+    try:
+        r = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return r.text if r.status_code == 200 else None
 
 
 def test_slot_lag_guardrail_drops_the_slot(db: str) -> None:
@@ -298,8 +316,6 @@ def test_outbox_event_router_and_helper(db: str, kafka: EmbeddedBroker) -> None:
         with psycopg.connect(db) as c:
             wait_for(lambda: c.execute("SELECT count(*) FROM event_outbox").fetchone()[0] == 0, 30, "outbox rows deleted")  # type: ignore[index]
     assert len(got) == 2
-    import json
-
     for (key, value, _off, headers), eid, uid in zip(got, ids, (1, 2), strict=True):
         assert key == str(uid).encode()
         assert value is not None
@@ -380,8 +396,6 @@ def test_schema_change_heartbeats_and_idle_slot(db: str, kafka: EmbeddedBroker) 
         hb = wait_for(lambda: read_topic(kafka.bootstrap, f"__debezium-heartbeat.{cfg.topic_prefix}"), 30, "heartbeats")
     evts = [e for e in events(kafka.bootstrap, f"{cfg.topic_prefix}.public.a") if e.op]
     assert [e.after for e in evts] == [{"id": 1, "x": 1}, {"id": 2, "x": 2, "y": "two"}, {"id": 3, "y": "three"}]
-    import json
-
     assert json.loads(hb[0][1])["payload"]["ts_ms"] > 0
     assert read_topic(kafka.bootstrap, f"{cfg.topic_prefix}.public.hb")  # the action query's row changes are captured
 
@@ -416,3 +430,38 @@ def test_dropped_publication_stops_with_an_error(db: str, kafka: EmbeddedBroker)
         execute(db, f"DROP PUBLICATION {cfg.publication_name}", "INSERT INTO dp VALUES (1)")
         run.thread.join(30)
         assert isinstance(run.error, ConnectorError) and "riverbed connect reset" in str(run.error)
+
+
+def test_slot_invalidated_by_max_slot_wal_keep_size(kafka: EmbeddedBroker) -> None:
+    """The connector is down while more WAL than max_slot_wal_keep_size is written: PostgreSQL
+    invalidates the slot. snapshot.mode=initial stops with an error saying changes were lost;
+    when_needed drops the slot and takes a new snapshot, and the topic again holds every row."""
+    from riverbed.connect.connector import SlotInvalidated
+
+    with PostgresServer(settings={"wal_level": "logical", "max_slot_wal_keep_size": "16MB", "max_wal_size": "32MB", "min_wal_size": "32MB"}) as server:
+        dsn = server.dsn
+        execute(dsn, "CREATE TABLE iv (id int PRIMARY KEY, pad text)", "INSERT INTO iv VALUES (0, 'x')")
+        cfg = config(dsn, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.iv"})
+        with Running(cfg, kafka.bootstrap) as run:
+            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+            caught_up(dsn, cfg.slot_name)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for i in range(1, 6):
+                c.execute("INSERT INTO iv SELECT g, repeat(md5(g::text), 300) FROM generate_series(%s::int, %s::int) g", (i * 1000, i * 1000 + 999))
+                c.execute("SELECT pg_switch_wal()")
+                c.execute("CHECKPOINT")
+            wait_for(lambda: Catalog(c).slot(cfg.slot_name).wal_status == "lost", 30, "the slot invalidated")
+        with Running(cfg, kafka.bootstrap) as run:
+            run.thread.join(30)
+        assert isinstance(run.error, SlotInvalidated) and "reset" in str(run.error)
+        healed = ConnectorConfig.from_props({**_props(cfg), "snapshot.mode": "when_needed"})
+        with Running(healed, kafka.bootstrap) as run:
+            wait_for(lambda: run.connector.stats.state == "streaming", 60, "streaming after a new snapshot")
+            assert run.connector.stats.snapshot_rows == 5001
+        with psycopg.connect(dsn, autocommit=True) as c:
+            assert Catalog(c).slot(cfg.slot_name).wal_status in ("reserved", "extended")
+
+
+def _props(cfg: ConnectorConfig) -> dict[str, Any]:
+    return {"name": cfg.name, "topic.prefix": cfg.topic_prefix, "database.dsn": cfg.dsn, "database.dbname": cfg.dbname, "slot.name": cfg.slot_name,
+            "publication.autocreate.mode": cfg.publication_autocreate_mode, "table.include.list": ",".join(cfg.table_include_list)}

@@ -21,6 +21,7 @@ def add_connect_parser(sub: Any) -> None:
     r = csub.add_parser("run", help="run the connectors of a config file until interrupted")
     r.add_argument("config", type=Path)
     r.add_argument("--log-level", default="INFO")
+    r.add_argument("--listen", metavar="HOST:PORT", help="serve /metrics (Prometheus) and GET /connectors[/NAME[/status]] (Kafka Connect's REST shape) here")
     s = csub.add_parser("status", help="slot, lag (bytes and seconds) and offsets of each connector")
     s.add_argument("config", type=Path)
     s.add_argument("--json", action="store_true")
@@ -62,7 +63,7 @@ def dispatch(args: argparse.Namespace) -> int:
             print(f"riverbed: connector {cfg.name}: unknown settings ignored: {', '.join(cfg.unknown)}", file=sys.stderr)
     try:
         if args.action == "run":
-            return run(cluster, configs, args.log_level)
+            return run(cluster, configs, args.log_level, args.listen)
         if args.action == "status":
             return status(cluster, configs, args.json)
         if args.action == "offsets":
@@ -73,7 +74,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return 1
 
 
-def run(cluster: Any, configs: list[Any], level: str) -> int:
+def run(cluster: Any, configs: list[Any], level: str, listen: str | None = None) -> int:
     from riverbed.connect.connector import ConnectorError, PostgresConnector
 
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -95,12 +96,22 @@ def run(cluster: Any, configs: list[Any], level: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    http = None
+    if listen:
+        from riverbed.connect.http import connect_app
+        from riverbed.web import HttpServer
+
+        host, _, port = listen.rpartition(":")
+        http = HttpServer(connect_app(connectors), host or "127.0.0.1", int(port)).start_in_thread()
+        log.info("serving /metrics and /connectors on %s", http.url)
     threads = [threading.Thread(target=body, args=(c,), name=f"connect-{c.cfg.name}", daemon=True) for c in connectors]
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(0.2)
+    if http is not None:
+        http.stop()
     return 1 if failures else 0
 
 
