@@ -58,10 +58,14 @@ def users_api(dsn: str) -> Any:
     return create_app([Route("/users", create_user, methods=["POST"])])
 
 
+# a one-member demo group: no 3 s wait for more members before the first rebalance
+FAST_GROUPS = ["--set", "group.initial.rebalance.delay.ms=0"]
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="outbox-example-"))
-    with PostgresServer(settings={"wal_level": "logical"}) as pg, BrokerProcess(tmp / "broker") as broker:
+    with PostgresServer(settings={"wal_level": "logical"}) as pg, BrokerProcess(tmp / "broker", extra=FAST_GROUPS) as broker:
         with psycopg.connect(pg.dsn, autocommit=True) as c:
             c.execute("CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL, name text)")
             c.execute(OUTBOX_DDL.format(table="event_outbox"))

@@ -69,11 +69,15 @@ class ReadModel:
         return out
 
 
+# a one-member demo group: no 3 s wait for more members before the first rebalance
+FAST_GROUPS = ["--set", "group.initial.rebalance.delay.ms=0"]
+
+
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="strangler-example-"))
     rng = random.Random(5)
     customers = ["acme", "globex", "initech", "umbrella"]
-    with PostgresServer(settings={"wal_level": "logical"}) as pg, BrokerProcess(tmp / "broker") as broker:
+    with PostgresServer(settings={"wal_level": "logical"}) as pg, BrokerProcess(tmp / "broker", extra=FAST_GROUPS) as broker:
         with psycopg.connect(pg.dsn, autocommit=True) as c:  # the legacy schema and its history
             c.execute("CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, amount numeric(10,2) NOT NULL, status text NOT NULL)")
             for _ in range(50):
