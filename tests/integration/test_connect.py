@@ -465,3 +465,41 @@ def test_slot_invalidated_by_max_slot_wal_keep_size(kafka: EmbeddedBroker) -> No
 def _props(cfg: ConnectorConfig) -> dict[str, Any]:
     return {"name": cfg.name, "topic.prefix": cfg.topic_prefix, "database.dsn": cfg.dsn, "database.dbname": cfg.dbname, "slot.name": cfg.slot_name,
             "publication.autocreate.mode": cfg.publication_autocreate_mode, "table.include.list": ",".join(cfg.table_include_list)}
+
+
+def test_avro_through_the_schema_registry(db: str, kafka: EmbeddedBroker) -> None:
+    """key.converter / value.converter = AvroConverter: Confluent's own AvroDeserializer reads
+    the records through the registry (riverbed's, a real HTTP service on the same broker)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from riverbed.registry.service import RegistryConfig, RegistryService
+
+    execute(db, "CREATE TABLE av (id int PRIMARY KEY, price numeric(8,2) NOT NULL, at timestamptz, tags text[], raw bytea, small smallint)",
+            "INSERT INTO av VALUES (1, 9.99, '2024-01-02 03:04:05+00', ARRAY['x', NULL], '\\x01', 7)")
+    with RegistryService(RegistryConfig(bootstrap=kafka.bootstrap, listen="127.0.0.1:0")) as reg:
+        cfg = config(db, **{"key.converter": "io.confluent.connect.avro.AvroConverter", "value.converter": "io.confluent.connect.avro.AvroConverter",
+                            "value.converter.schema.registry.url": reg.url, "publication.autocreate.mode": "filtered", "table.include.list": "public.av"})
+        with Running(cfg, kafka.bootstrap) as run:
+            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+            execute(db, "UPDATE av SET price = 10.50 WHERE id = 1", "DELETE FROM av WHERE id = 1")
+            caught_up(db, cfg.slot_name)
+        topic = f"{cfg.topic_prefix}.public.av"
+        records = read_topic(kafka.bootstrap, topic)
+        client = SchemaRegistryClient({"url": reg.url})
+        try:
+            de = AvroDeserializer(client)
+            vctx, kctx = SerializationContext(topic, MessageField.VALUE), SerializationContext(topic, MessageField.KEY)
+            values = [None if v is None else de(v, vctx) for _k, v, _o, _h in records]
+            keys = [de(k, kctx) for k, _v, _o, _h in records]
+            subjects = client.get_subjects()
+        finally:
+            client.close()
+    assert sorted(s for s in subjects if s.startswith(topic)) == [f"{topic}-key", f"{topic}-value"]
+    assert [None if v is None else v["op"] for v in values] == ["r", "u", "d", None]
+    assert keys == [{"id": 1}] * 4
+    r, u = values[0], values[1]
+    assert r is not None and u is not None
+    assert r["after"] == {"id": 1, "price": Decimal("9.99"), "at": "2024-01-02T03:04:05Z", "tags": ["x", None], "raw": b"\x01", "small": 7}
+    assert u["after"]["price"] == Decimal("10.50") and u["source"]["connector"] == "postgresql" and u["source"]["table"] == "av"

@@ -36,6 +36,14 @@ class ConfigError(ValueError):
     pass
 
 
+class ConnectorError(Exception):
+    """A condition the connector will not retry (configuration, lost position, refused schema)."""
+
+
+CONVERTERS = {"json": "json", "org.apache.kafka.connect.json.JsonConverter": "json",
+              "avro": "avro", "io.confluent.connect.avro.AvroConverter": "avro"}
+
+
 def resolve_secret(value: str) -> str:
     """``${env:NAME}`` -> the environment variable, ``${file:/path}`` -> the file's text (stripped)."""
     m = re.fullmatch(r"\$\{(env|file):(.+)\}", value.strip())
@@ -123,6 +131,9 @@ class ConnectorConfig:
     decimal_handling_mode: str = "precise"
     key_schemas: bool = True
     value_schemas: bool = True
+    key_converter: str = "json"  # json | avro
+    value_converter: str = "json"
+    registry_url: str | None = None  # value.converter.schema.registry.url (else the cluster's)
     tombstones_on_delete: bool = True
     skipped_operations: frozenset[str] = frozenset({"t"})
     table_without_primary_key: str = "skip"  # skip | full (ALTER TABLE ... REPLICA IDENTITY FULL)
@@ -195,6 +206,13 @@ class ConnectorConfig:
         ops = frozenset() if skipped.strip() == "none" else frozenset(x.strip() for x in skipped.split(",") if x.strip())
         if not ops <= {"c", "u", "d", "t"}:
             raise ConfigError(f"connector {name}: skipped.operations takes c, u, d, t or none")
+        conv = {}
+        for part in ("key", "value"):
+            raw = str(get(f"{part}.converter", "json"))
+            if raw not in CONVERTERS:
+                raise ConfigError(f"connector {name}: {part}.converter {raw!r}: json or avro (JsonConverter, AvroConverter)")
+            conv[part] = CONVERTERS[raw]
+        registry_url = get("value.converter.schema.registry.url", get("key.converter.schema.registry.url"))
         outbox = None
         transforms = [t.strip() for t in str(get("transforms", "")).split(",") if t.strip()]
         for t in transforms:
@@ -227,6 +245,9 @@ class ConnectorConfig:
             decimal_handling_mode=decimal,
             key_schemas=_bool(get("key.converter.schemas.enable", True)),
             value_schemas=_bool(get("value.converter.schemas.enable", True)),
+            key_converter=conv["key"],
+            value_converter=conv["value"],
+            registry_url=None if registry_url is None else str(registry_url),
             tombstones_on_delete=_bool(get("tombstones.on.delete", True)),
             skipped_operations=ops,
             table_without_primary_key=nopk,

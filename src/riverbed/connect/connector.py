@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from ..client import ClusterSettings, admin, ensure_topics, producer
 from . import pgoutput as pg
 from .catalog import Catalog, SlotState, match_tables
-from .config import ConnectorConfig
+from .config import ConnectorConfig, ConnectorError
 from .debezium import JsonEncoder, TableSchema, dumps, envelope, source
 from .offsets import OffsetStore
 from .outbox import EventRouter, Headers
@@ -27,10 +27,6 @@ from .replication import ReplicationConnection, ReplicationError, session_option
 log = logging.getLogger("riverbed.connect")
 
 __all__ = ["ConnectorError", "PostgresConnector", "SlotInvalidated", "SlotLagExceeded"]
-
-
-class ConnectorError(Exception):
-    """A condition the connector will not retry (configuration, lost position)."""
 
 
 class SlotInvalidated(ConnectorError):
@@ -72,7 +68,18 @@ class PostgresConnector:
         self.cluster = cluster
         self.stats = Stats()
         self.offsets = OffsetStore(cluster, config.offset_storage_topic, config.name, config.topic_prefix, config.topic_replication_factor)
-        self.encoder = JsonEncoder(config.topic_prefix, config.key_schemas, config.value_schemas)
+        json_encoder = JsonEncoder(config.topic_prefix, config.key_schemas, config.value_schemas)
+        self.key_encoder: Any = json_encoder
+        self.value_encoder: Any = json_encoder
+        if "avro" in (config.key_converter, config.value_converter):
+            url = config.registry_url or cluster.registry_url
+            if not url:
+                raise ConnectorError(f"connector {config.name}: the avro converter needs value.converter.schema.registry.url or the cluster's schema.registry.url")
+            from .avro import AvroEncoder
+
+            avro = AvroEncoder(config.topic_prefix, url)
+            self.key_encoder = avro if config.key_converter == "avro" else json_encoder
+            self.value_encoder = avro if config.value_converter == "avro" else json_encoder
         self.router = EventRouter(config.outbox, config.value_schemas) if config.outbox else None
         self._stop = threading.Event()
         self._topics: set[str] = set()
@@ -118,6 +125,9 @@ class PostgresConnector:
             log.warning("connector %s: slot lag not checked: %s", self.cfg.name, str(exc).strip())
 
     def _close(self, flush_timeout: float) -> None:
+        for enc in {id(self.key_encoder): self.key_encoder, id(self.value_encoder): self.value_encoder}.values():
+            if hasattr(enc, "close"):
+                enc.close()
         if self.repl is not None:
             self.repl.close()
             self.repl = None
@@ -329,8 +339,8 @@ class PostgresConnector:
                     txn.after_ack.append(later)
             return
         row = after if after is not None else before
-        key = self.encoder.key(ts, ts.key(row)) if row is not None else None
-        value = self.encoder.value(ts, envelope(op, before, after, src, int(time.time() * 1000)))
+        key = self.key_encoder.key(ts, ts.key(row)) if row is not None else None
+        value = self.value_encoder.value(ts, envelope(op, before, after, src, int(time.time() * 1000)))
         self._produce(self._topic(ts), key, value, txn)
         if op == "d" and self.cfg.tombstones_on_delete and key is not None:
             self._produce(self._topic(ts), key, None, txn)
@@ -388,7 +398,8 @@ class PostgresConnector:
                     elif isinstance(msg, pg.Relation):
                         got = catalog.table_schema(msg.oid, msg)
                         if got is not None:
-                            self.encoder.forget(got[0])
+                            self.key_encoder.forget(got[0])
+                            self.value_encoder.forget(got[0])
                             self._report_unsupported(got[0])
                             if not got[0].key_index and got[1] != "f" and self.cfg.table_without_primary_key == "skip":
                                 self._warn_once(f"nopk:{msg.oid}", "%s.%s has no primary key: not captured", msg.namespace, msg.name)
@@ -495,7 +506,7 @@ class PostgresConnector:
                 if got is None:
                     continue
                 src = self._source(got[0], txn, lsn, last_commit)
-                value = self.encoder.value(got[0], envelope("t", None, None, src, int(time.time() * 1000)))
+                value = self.value_encoder.value(got[0], envelope("t", None, None, src, int(time.time() * 1000)))
                 self._produce(self._topic(got[0]), None, value, txn)
                 self.stats.changes += 1
             return
