@@ -503,3 +503,30 @@ def test_avro_through_the_schema_registry(db: str, kafka: EmbeddedBroker) -> Non
     assert r is not None and u is not None
     assert r["after"] == {"id": 1, "price": Decimal("9.99"), "at": "2024-01-02T03:04:05Z", "tags": ["x", None], "raw": b"\x01", "small": 7}
     assert u["after"]["price"] == Decimal("10.50") and u["source"]["connector"] == "postgresql" and u["source"]["table"] == "av"
+
+
+def test_broker_killed_mid_stream(db: str, tmp_path: Path) -> None:
+    """The broker process killed with -9 while changes stream, restarted on the same port and
+    data: the connector rides it out (producer retries, restarts) and no change is lost."""
+    from riverbed.testing import BrokerProcess
+
+    execute(db, "CREATE TABLE bk (id int PRIMARY KEY, v int)")
+    broker = BrokerProcess(tmp_path / "broker").start()
+    try:
+        cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.bk", "value.converter.schemas.enable": False,
+                            "producer.override.reconnect.backoff.max.ms": 200})
+        with Running(cfg, broker.bootstrap) as run:
+            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+            execute(db, *[f"INSERT INTO bk VALUES ({i}, 0)" for i in range(200)])
+            wait_for(lambda: run.connector.stats.records >= 50, 30, "some records")
+            broker.kill()
+            execute(db, *[f"UPDATE bk SET v = v + 1 WHERE id = {i}" for i in range(0, 200, 3)])
+            broker.start()
+            caught_up(db, cfg.slot_name)
+            evts = events(broker.bootstrap, f"{cfg.topic_prefix}.public.bk")
+        state, applied = replay(evts)
+        with psycopg.connect(db) as c:
+            rows = {r[0]: {"id": r[0], "v": r[1]} for r in c.execute("SELECT id, v FROM bk")}
+        assert state == rows and applied == 200 + len(range(0, 200, 3))
+    finally:
+        broker.kill()
