@@ -400,24 +400,22 @@ def test_schema_change_heartbeats_and_idle_slot(db: str, kafka: EmbeddedBroker) 
     assert read_topic(kafka.bootstrap, f"{cfg.topic_prefix}.public.hb")  # the action query's row changes are captured
 
 
-def test_database_restart_mid_stream(kafka: EmbeddedBroker) -> None:
+def test_database_restart_mid_stream(pg: PostgresServer, db: str, kafka: EmbeddedBroker) -> None:
     """PostgreSQL restarted (immediate stop) mid-stream: the connector reconnects and resumes
     from its offsets, no committed change lost."""
-    with PostgresServer(settings={"wal_level": "logical"}) as server:
-        dsn = server.dsn
-        execute(dsn, "CREATE TABLE r (id int PRIMARY KEY)")
-        cfg = config(dsn, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.r"})
-        with Running(cfg, kafka.bootstrap) as run:
-            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
-            execute(dsn, *[f"INSERT INTO r VALUES ({i})" for i in range(100)])
-            server.restart("immediate")
-            execute(dsn, *[f"INSERT INTO r VALUES ({i})" for i in range(100, 200)])
-            caught_up(dsn, cfg.slot_name)
-            state, applied = replay(events(kafka.bootstrap, f"{cfg.topic_prefix}.public.r"))
-            with psycopg.connect(dsn) as c:  # an immediate stop may lose commits not yet flushed (synchronous_commit=off)
-                in_db = [r[0] for r in c.execute("SELECT id FROM r ORDER BY id")]
-            assert sorted(state) == in_db and applied == len(in_db) and in_db[-100:] == list(range(100, 200))
-            assert run.error is None
+    execute(db, "CREATE TABLE r (id int PRIMARY KEY)")
+    cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.r"})
+    with Running(cfg, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+        execute(db, *[f"INSERT INTO r VALUES ({i})" for i in range(100)])
+        pg.restart("immediate")
+        execute(db, *[f"INSERT INTO r VALUES ({i})" for i in range(100, 200)])
+        caught_up(db, cfg.slot_name)
+        state, applied = replay(events(kafka.bootstrap, f"{cfg.topic_prefix}.public.r"))
+        with psycopg.connect(db) as c:  # an immediate stop may lose commits not yet flushed (synchronous_commit=off)
+            in_db = [r[0] for r in c.execute("SELECT id FROM r ORDER BY id")]
+        assert sorted(state) == in_db and applied == len(in_db) and in_db[-100:] == list(range(100, 200))
+        assert run.error is None
 
 
 def test_dropped_publication_stops_with_an_error(db: str, kafka: EmbeddedBroker) -> None:
@@ -432,14 +430,15 @@ def test_dropped_publication_stops_with_an_error(db: str, kafka: EmbeddedBroker)
         assert isinstance(run.error, ConnectorError) and "riverbed connect reset" in str(run.error)
 
 
-def test_slot_invalidated_by_max_slot_wal_keep_size(kafka: EmbeddedBroker) -> None:
+def test_slot_invalidated_by_max_slot_wal_keep_size(pg: PostgresServer, db: str, kafka: EmbeddedBroker) -> None:
     """The connector is down while more WAL than max_slot_wal_keep_size is written: PostgreSQL
     invalidates the slot. snapshot.mode=initial stops with an error saying changes were lost;
     when_needed drops the slot and takes a new snapshot, and the topic again holds every row."""
     from riverbed.connect.connector import SlotInvalidated
 
-    with PostgresServer(settings={"wal_level": "logical", "max_slot_wal_keep_size": "16MB", "max_wal_size": "32MB", "min_wal_size": "32MB"}) as server:
-        dsn = server.dsn
+    execute(pg.dsn, "ALTER SYSTEM SET max_slot_wal_keep_size = '16MB'", "SELECT pg_reload_conf()")
+    try:
+        dsn = db
         execute(dsn, "CREATE TABLE iv (id int PRIMARY KEY, pad text)", "INSERT INTO iv VALUES (0, 'x')")
         cfg = config(dsn, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.iv"})
         with Running(cfg, kafka.bootstrap) as run:
@@ -460,6 +459,8 @@ def test_slot_invalidated_by_max_slot_wal_keep_size(kafka: EmbeddedBroker) -> No
             assert run.connector.stats.snapshot_rows == 5001
         with psycopg.connect(dsn, autocommit=True) as c:
             assert Catalog(c).slot(cfg.slot_name).wal_status in ("reserved", "extended")
+    finally:
+        execute(pg.dsn, "ALTER SYSTEM RESET max_slot_wal_keep_size", "SELECT pg_reload_conf()")
 
 
 def _props(cfg: ConnectorConfig) -> dict[str, Any]:
