@@ -531,3 +531,29 @@ def test_broker_killed_mid_stream(db: str, tmp_path: Path) -> None:
         assert state == rows and applied == 200 + len(range(0, 200, 3))
     finally:
         broker.kill()
+
+
+def test_outbox_helper_in_a_sqlalchemy_session(db: str) -> None:
+    """write_outbox_event joins the caller's SQLAlchemy transaction: commit keeps both rows,
+    rollback drops both."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    from sqlalchemy.orm import Session
+
+    from riverbed.connect.outbox import OUTBOX_DDL, write_outbox_event
+
+    execute(db, "CREATE TABLE accounts (id int PRIMARY KEY)", OUTBOX_DDL.format(table="event_outbox"))
+    p = psycopg.conninfo.conninfo_to_dict(db)
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg://{p['user']}@{p['host']}:{p['port']}/{p['dbname']}")
+    try:
+        with Session(engine) as session, session.begin():
+            session.execute(sqlalchemy.text("INSERT INTO accounts VALUES (1)"))
+            eid = write_outbox_event(session, "Account", 1, "AccountOpened", {"id": 1})
+        with Session(engine) as session:
+            session.execute(sqlalchemy.text("INSERT INTO accounts VALUES (2)"))
+            write_outbox_event(session, "Account", 2, "AccountOpened", {"id": 2})
+            session.rollback()
+    finally:
+        engine.dispose()
+    with psycopg.connect(db) as c:
+        assert c.execute("SELECT id FROM accounts").fetchall() == [(1,)]
+        assert c.execute("SELECT id, aggregateid, type, payload FROM event_outbox").fetchall() == [(eid, "1", "AccountOpened", {"id": 1})]
