@@ -349,36 +349,46 @@ def test_polling_relay(db: str, kafka: EmbeddedBroker) -> None:
         assert c.execute("SELECT count(*) FROM event_outbox").fetchone() == (0,)
 
 
-def test_cli_status_offsets_reset(db: str, kafka: EmbeddedBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_two_connectors_in_one_process_status_offsets_reset(db: str, kafka: EmbeddedBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from riverbed.cli.main import main
 
-    execute(db, "CREATE TABLE s (id int PRIMARY KEY)", "INSERT INTO s VALUES (1)")
+    execute(db, "CREATE TABLE s (id int PRIMARY KEY)", "CREATE TABLE s2 (id int PRIMARY KEY)", "INSERT INTO s VALUES (1)", "INSERT INTO s2 VALUES (1)")
     n = next(_n)
-    prefix, slot = f"s{n}", f"sslot{os.getpid()}_{n}"
+    prefix, slot, slot2 = f"s{n}", f"sslot{os.getpid()}_{n}", f"sslot{os.getpid()}_{n}_b"
+    first = CDC_TOML.format(bootstrap=kafka.bootstrap, name=f"cli{n}", prefix=prefix, dsn=db, slot=slot).replace("t[0-9]", "s") + "slot.max.lag.bytes = 1\n"
+    second = first.split("[[connector]]", 1)[1].replace(f"cli{n}", f"cli{n}b").replace(slot, slot2).replace("public\\\\.s", "public\\\\.s2")
+    second = second.replace('slot.name', f'publication.name = "pub{n}b"\nslot.name')
     cfg_file = tmp_path / "cdc.toml"
-    cfg_file.write_text(CDC_TOML.format(bootstrap=kafka.bootstrap, name=f"cli{n}", prefix=prefix, dsn=db, slot=slot).replace("t[0-9]", "s")
-                        + "slot.max.lag.bytes = 1\n")
+    cfg_file.write_text(first + "\n[[connector]]" + second)
+    port = free_port()
+    env = {**os.environ, "CONNECT_TEST_PG_PASSWORD": "s3cret-never-logged"}
+    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "connect", "run", str(cfg_file), "--listen", f"127.0.0.1:{port}"],
+                            env=env, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(wait_for(lambda: _get(f"http://127.0.0.1:{port}/connectors"), 30, "/connectors")) == [f"cli{n}", f"cli{n}b"]
+        caught_up(db, slot)
+        caught_up(db, slot2)
+        assert [e.op for e in events(kafka.bootstrap, f"{prefix}.public.s")] == ["r"]
+        assert [e.op for e in events(kafka.bootstrap, f"{prefix}.public.s2")] == ["r"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and b"s3cret" not in err and b"********" in err  # the password is masked in the start-up log
+    execute(db, "INSERT INTO s VALUES (2)")  # lag while the connector is down
     os.environ["CONNECT_TEST_PG_PASSWORD"] = "s3cret-never-logged"
     try:
-        cfg = ConnectorConfig.from_props({"name": f"cli{n}", "topic.prefix": prefix, "database.dsn": db, "slot.name": slot,
-                                          "publication.autocreate.mode": "filtered", "table.include.list": "public.s"})
-        with Running(cfg, kafka.bootstrap) as run:
-            wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
-            caught_up(db, slot)
-        execute(db, "INSERT INTO s VALUES (2)")  # lag while the connector is down
         assert main(["connect", "status", str(cfg_file)]) == 0
         out = capsys.readouterr().out
         assert f"slot {slot} inactive" in out and "EXCEEDED" in out and "s3cret" not in out
         assert main(["connect", "offsets", str(cfg_file)]) == 0
         assert f'"server": "{prefix}"' in capsys.readouterr().out
-        assert main(["connect", "reset", str(cfg_file)]) == 0
+        assert main(["connect", "reset", str(cfg_file), "--connector", f"cli{n}"]) == 0
         assert f"slot {slot} dropped" in capsys.readouterr().out
         with psycopg.connect(db, autocommit=True) as c:
-            assert not Catalog(c).slot(slot).exists
+            assert not Catalog(c).slot(slot).exists and Catalog(c).slot(slot2).exists
         assert main(["connect", "status", str(tmp_path / "missing.toml")]) == 2
     finally:
         del os.environ["CONNECT_TEST_PG_PASSWORD"]
-
 
 def test_schema_change_heartbeats_and_idle_slot(db: str, kafka: EmbeddedBroker) -> None:
     """ALTER TABLE ADD/DROP COLUMN mid-stream; heartbeat records and heartbeat.action.query;
@@ -557,3 +567,34 @@ def test_outbox_helper_in_a_sqlalchemy_session(db: str) -> None:
     with psycopg.connect(db) as c:
         assert c.execute("SELECT id FROM accounts").fetchall() == [(1,)]
         assert c.execute("SELECT id, aggregateid, type, payload FROM event_outbox").fetchall() == [(eid, "1", "AccountOpened", {"id": 1})]
+
+
+def test_tables_without_primary_key_unsupported_types_and_snapshot_modes(db: str, kafka: EmbeddedBroker) -> None:
+    """table.without.primary.key skip (warned, not captured) / full (REPLICA IDENTITY FULL set
+    by the connector, null keys, whole before rows); an unmapped type (point) as a string;
+    snapshot.mode initial_only (snapshot, then stop) and no_data (stream only)."""
+    execute(db, "CREATE TABLE nopk (a int, p point)", "INSERT INTO nopk VALUES (1, '(1,2)')", "CREATE TABLE withpk (id int PRIMARY KEY)",
+            "INSERT INTO withpk VALUES (1)")
+    skip = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.nopk,public.withpk", "publication.name": f"pub{next(_n)}"})
+    with Running(skip, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+    assert run.connector.stats.snapshot_rows == 1  # withpk only
+    assert read_topic(kafka.bootstrap, f"{skip.topic_prefix}.public.nopk") == []
+
+    full = config(db, **{"table.without.primary.key": "full", "publication.autocreate.mode": "filtered", "table.include.list": "public.nopk",
+                         "publication.name": f"pub{next(_n)}", "snapshot.mode": "no_data"})
+    with Running(full, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+        execute(db, "UPDATE nopk SET a = 2", "DELETE FROM nopk")
+        caught_up(db, full.slot_name)
+    evts = events(kafka.bootstrap, f"{full.topic_prefix}.public.nopk")
+    assert [e.op for e in evts] == ["u", "d"]  # no_data: no snapshot records; no key, so no tombstone
+    assert evts[0].key is None and evts[0].before == {"a": 1, "p": "(1,2)"} and evts[0].after == {"a": 2, "p": "(1,2)"}
+    assert evts[1].before == {"a": 2, "p": "(1,2)"}
+
+    only = config(db, **{"snapshot.mode": "initial_only", "publication.autocreate.mode": "filtered", "table.include.list": "public.withpk",
+                         "publication.name": f"pub{next(_n)}"})
+    with Running(only, kafka.bootstrap) as run:
+        run.thread.join(30)
+    assert run.error is None and run.connector.stats.state == "snapshot completed"
+    assert [e.op for e in events(kafka.bootstrap, f"{only.topic_prefix}.public.withpk")] == ["r"]

@@ -29,6 +29,10 @@ log = logging.getLogger("riverbed.connect")
 __all__ = ["ConnectorError", "PostgresConnector", "SlotInvalidated", "SlotLagExceeded"]
 
 
+class _Stopped(Exception):
+    """stop() was called while the connector waited (snapshot): a clean end, not an error."""
+
+
 class SlotInvalidated(ConnectorError):
     pass
 
@@ -101,6 +105,9 @@ class PostgresConnector:
         while not self._stop.is_set():
             try:
                 self.run()
+                return
+            except _Stopped:
+                self.stats.state = "stopped"
                 return
             except ConnectorError:
                 raise
@@ -292,8 +299,11 @@ class PostgresConnector:
                         pending = (ts, ts.row(row), mark)
                         first = table_first = False
                         self.stats.snapshot_rows += 1
-                        self._producer().poll(0)
-                        self._check_failed()
+                        if self.stats.snapshot_rows % 1000 == 0:
+                            self._producer().poll(0)
+                            self._check_failed()
+                            if self._stop.is_set():
+                                raise _Stopped()
                 if pending is not None and pending[0] is ts and not table_first:
                     pending = (pending[0], pending[1], "last_in_data_collection" if pending[2] == "true" else pending[2])
             conn.rollback()
@@ -313,7 +323,7 @@ class PostgresConnector:
         while p.flush(1.0) > 0:
             self._check_failed()
             if self._stop.is_set():
-                raise ConnectorError("stopped")
+                raise _Stopped()
         self._check_failed()
 
     def _producer(self) -> Producer:
@@ -431,8 +441,9 @@ class PostgresConnector:
             if now - self._last_lag >= cfg.slot_lag_check_interval_ms / 1000:
                 self._check_lag(catalog)
                 self._last_lag = time.monotonic()
-        # stopping: deliver what is in flight, record the position
-        self._flush_all()
+        # stopping: deliver what is in flight (for a while), record the position reached
+        self._producer().flush(10)
+        self._check_failed()
         while pending and pending[0].committed and pending[0].outstanding == 0:
             self._acked = max(self._acked, pending.popleft().end_lsn)
         self._write_offset()
