@@ -598,3 +598,17 @@ def test_tables_without_primary_key_unsupported_types_and_snapshot_modes(db: str
         run.thread.join(30)
     assert run.error is None and run.connector.stats.state == "snapshot completed"
     assert [e.op for e in events(kafka.bootstrap, f"{only.topic_prefix}.public.withpk")] == ["r"]
+
+
+def test_record_kafka_refuses_stops_the_connector(db: str, kafka: EmbeddedBroker) -> None:
+    """A record the cluster can never take (larger than message.max.bytes) stops the connector
+    with the reason instead of replaying it forever."""
+    from riverbed.connect.connector import ConnectorError
+
+    execute(db, "CREATE TABLE huge (id int PRIMARY KEY, pad text)")
+    cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.huge", "producer.override.message.max.bytes": 2000})
+    with Running(cfg, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+        execute(db, "INSERT INTO huge VALUES (1, repeat('x', 5000))")
+        run.thread.join(30)
+    assert isinstance(run.error, ConnectorError) and "MSG_SIZE_TOO_LARGE" in str(run.error)

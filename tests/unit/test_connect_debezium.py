@@ -64,6 +64,7 @@ def test_temporal_types() -> None:
 def test_other_types() -> None:
     assert conv(17, "\\x00ff") == "AP8="
     assert conv(16, "t") is True
+    assert conv(701, "NaN") == "NaN" and conv(701, "-Infinity") == "-Infinity" and conv(700, "1.5") == 1.5
     assert conv(3802, '{"a": 1}') == '{"a": 1}'
     assert column_mapping(ColumnType(3802))[0]["name"] == "io.debezium.data.Json"
     assert column_mapping(ColumnType(2950))[0]["name"] == "io.debezium.data.Uuid"

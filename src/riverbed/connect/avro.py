@@ -99,6 +99,8 @@ def datum(s: Schema, v: Any) -> Any:
         return {_sanitize(f["field"]): datum(f, v.get(f["field"])) for f in s["fields"]}
     if t == "array":
         return [datum(s["items"], x) for x in v]
+    if t in ("float", "double") and isinstance(v, str):
+        return float(v)  # "NaN" / "Infinity" as the JSON side writes them
     if t == "bytes":
         raw = base64.b64decode(v) if isinstance(v, str) else v
         if name == DECIMAL:

@@ -29,6 +29,10 @@ log = logging.getLogger("riverbed.connect")
 __all__ = ["ConnectorError", "PostgresConnector", "SlotInvalidated", "SlotLagExceeded"]
 
 
+_FATAL = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+          KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.POLICY_VIOLATION}
+
+
 class _Stopped(Exception):
     """stop() was called while the connector waited (snapshot): a clean end, not an error."""
 
@@ -94,6 +98,7 @@ class PostgresConnector:
         self.repl: ReplicationConnection | None = None
         self._last_status = 0.0
         self._captured: set[int] = set()
+        self._admin: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -228,7 +233,9 @@ class PostgresConnector:
     # ---- producing -------------------------------------------------------------------------
     def _ensure_topic(self, topic: str) -> None:
         if topic not in self._topics:
-            ensure_topics(admin(self.cluster), {topic: (self.cfg.topic_partitions, {})}, replication=self.cfg.topic_replication_factor, timeout=10.0)
+            if self._admin is None:
+                self._admin = admin(self.cluster)
+            ensure_topics(self._admin, {topic: (self.cfg.topic_partitions, {})}, replication=self.cfg.topic_replication_factor, timeout=10.0)
             self._topics.add(topic)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, txn: _Txn | None, headers: Headers | None = None) -> None:
@@ -248,6 +255,9 @@ class PostgresConnector:
             try:
                 self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=cb)
                 break
+            except KafkaException as exc:
+                self._failed = exc.args[0]
+                self._check_failed()
             except BufferError:  # the local queue is full: wait for acknowledgements
                 self.producer.poll(0.05)
                 self._check_failed()
@@ -257,6 +267,8 @@ class PostgresConnector:
     def _check_failed(self) -> None:
         if self._failed is not None:
             err, self._failed = self._failed, None
+            if err.code() in _FATAL:  # replaying would fail the same way: stop, say why
+                raise ConnectorError(f"Kafka refused a record: {err.str()} ({err.name()})")
             raise KafkaException(err)
 
     def _keep_stream_alive(self) -> None:

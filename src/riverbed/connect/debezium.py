@@ -49,8 +49,12 @@ def _int(t: str) -> int:
     return int(t)
 
 
-def _float(t: str) -> float:
-    return float(t)
+def _float(t: str) -> float | str:
+    v = float(t)
+    if v != v or v in (float("inf"), float("-inf")):
+        # JSON has no NaN/Infinity: Kafka Connect's JsonConverter (Jackson) writes them quoted
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return v
 
 
 def _bool(t: str) -> bool:
