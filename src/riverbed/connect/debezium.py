@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from .. import __version__ as _riverbed_version
 
 log = logging.getLogger("riverbed.connect")
@@ -432,7 +434,12 @@ TRANSACTION_SCHEMA: Schema = {
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses, such as
+    integers past 64 bits)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class JsonEncoder:

@@ -152,6 +152,10 @@ class LogicalMessage:
 Message = Begin | Commit | Origin | Relation | TypeMsg | Insert | Update | Delete | Truncate | LogicalMessage
 
 
+_H = struct.Struct(">h")
+_I = struct.Struct(">i")
+
+
 class _Reader:
     __slots__ = ("buf", "pos")
 
@@ -197,20 +201,36 @@ class _Reader:
             raise DecodeError(f"string not UTF-8: {exc}") from None
 
     def tuple_data(self) -> TupleData:
-        n = self.i16()
+        buf = self.buf
+        if self.pos + 2 > len(buf):
+            raise DecodeError("tuple truncated")
+        (n,) = _H.unpack_from(buf, self.pos)
+        pos = self.pos + 2
         if n < 0:
             raise DecodeError(f"negative column count {n}")
         values: list[object] = []
+        end = len(buf)
         for _ in range(n):
-            kind = self.u8()
-            if kind == 0x6E:  # 'n'
+            if pos >= end:
+                raise DecodeError("tuple truncated")
+            kind = buf[pos]
+            pos += 1
+            if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
+                if pos + 4 > end:
+                    raise DecodeError("tuple truncated")
+                (size,) = _I.unpack_from(buf, pos)
+                pos += 4
+                if size < 0 or pos + size > end:
+                    raise DecodeError(f"column value of {size} bytes truncated")
+                values.append(buf[pos : pos + size])
+                pos += size
+            elif kind == 0x6E:  # 'n'
                 values.append(None)
             elif kind == 0x75:  # 'u'
                 values.append(UNCHANGED_TOAST)
-            elif kind in (0x74, 0x62):  # 't' text, 'b' binary
-                values.append(self._take(self.i32()))
             else:
                 raise DecodeError(f"unknown tuple column kind {kind!r}")
+        self.pos = pos
         return tuple(values)
 
     def done(self) -> None:
