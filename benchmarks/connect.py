@@ -91,7 +91,8 @@ def latency(c: psycopg.Connection, bootstrap: str, rate: int, seconds: float) ->
             if m is None or m.error() or m.value() is None:
                 continue
             now = time.monotonic()
-            received[json.loads(m.value())["after"]["id"]] = now
+            event = json.loads(m.value())
+            received[(event["payload"] if "schema" in event else event)["after"]["id"]] = now
         cons.close()
 
     t = threading.Thread(target=consume)

@@ -42,7 +42,7 @@ class ReadModel:
 
     def __init__(self) -> None:
         self.orders: dict[int, tuple[str, Decimal, str]] = {}
-        self.last_lsn: dict[int, int] = {}
+        self.last_pos: dict[int, tuple[int, ...]] = {}
 
     def apply(self, value: bytes | None) -> None:
         if value is None:  # tombstone after a delete: nothing to do for this model
@@ -51,10 +51,13 @@ class ReadModel:
         schema, env = event["schema"], event["payload"]
         row_schema = {f["field"]: f for f in schema["fields"][1]["fields"]}  # the 'after' struct
         row = env["after"] or env["before"]
-        lsn = env["source"]["lsn"]
-        if env["op"] != "r" and lsn <= self.last_lsn.get(row["id"], -1):
+        # stream position: source.sequence = [commit LSN, change LSN]; a snapshot row sits just
+        # before its consistent point (source.lsn)
+        src = env["source"]
+        pos = (src["lsn"] - 1, 0) if env["op"] == "r" else tuple(int(x) for x in json.loads(src["sequence"]))
+        if pos <= self.last_pos.get(row["id"], (-1, -1)):
             return  # a redelivery (at-least-once): already applied
-        self.last_lsn[row["id"]] = lsn
+        self.last_pos[row["id"]] = pos
         if env["op"] == "d":
             self.orders.pop(row["id"], None)
         else:

@@ -156,11 +156,22 @@ def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> 
         time.sleep(0.05)
 
 
+def position(e: ChangeEvent) -> tuple[int, int]:
+    """Where an event is in the stream, comparable across events: (commit LSN of its
+    transaction, LSN of the change) from ``source.sequence``; a snapshot record is placed just
+    before its consistent point (the first streamed change may start exactly there)."""
+    if e.op == "r":
+        return (int(e.source["lsn"]) - 1, 0)
+    commit, lsn = json.loads(e.source["sequence"])
+    return (int(commit), int(lsn))
+
+
 def replay(evts: list[ChangeEvent], key_field: str = "id") -> tuple[dict[Any, dict[str, Any]], int]:
     """The table a consumer rebuilds from change events, dropping at-least-once duplicates by
-    LSN as the docs tell consumers to: (state by key, number of distinct changes applied)."""
+    stream position as docs/connect.md tells consumers to: (state by key, number of distinct
+    changes applied)."""
     state: dict[Any, dict[str, Any]] = {}
-    last_lsn: dict[Any, int] = {}
+    last: dict[Any, tuple[int, int]] = {}
     applied = 0
     for e in evts:
         if e.op is None:
@@ -171,12 +182,12 @@ def replay(evts: list[ChangeEvent], key_field: str = "id") -> tuple[dict[Any, di
         row = e.after if e.after is not None else e.before
         assert row is not None
         k = row[key_field]
-        lsn = int(e.source["lsn"])
+        pos = position(e)
         if e.op != "r":
-            if lsn <= last_lsn.get(k, -1):
+            if pos <= last.get(k, (-1, -1)):
                 continue  # a duplicate from the at-least-once window
             applied += 1
-        last_lsn[k] = lsn
+        last[k] = pos
         if e.op == "d":
             state.pop(k, None)
         else:

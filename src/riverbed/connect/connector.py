@@ -391,7 +391,6 @@ class PostgresConnector:
         relations: dict[int, tuple[TableSchema, str] | None] = {}
         pending: deque[_Txn] = deque()
         txn: _Txn | None = None
-        last_commit = 0
         p = self._producer()
         while not self._stop.is_set():
             data = self.repl.read(0.05)
@@ -415,7 +414,6 @@ class PostgresConnector:
                                 self.stats.transactions += 1
                             txn.end_lsn, txn.committed = msg.end_lsn, True
                             pending.append(txn)
-                            last_commit = msg.commit_lsn
                         txn = None
                     elif isinstance(msg, pg.Relation):
                         got = catalog.table_schema(msg.oid, msg)
@@ -430,7 +428,7 @@ class PostgresConnector:
                                 got = None
                         relations[msg.oid] = got
                     elif txn is not None and not txn.skip:
-                        self._change(msg, relations, txn, frame.start_lsn, last_commit)
+                        self._change(msg, relations, txn, frame.start_lsn)
                 p.poll(0)
             else:
                 p.poll(0.0)
@@ -519,7 +517,7 @@ class PostgresConnector:
                 catalog.drop_slot(cfg.slot_name)
             raise SlotLagExceeded(msg)
 
-    def _change(self, msg: Any, relations: dict[int, tuple[TableSchema, str] | None], txn: _Txn, lsn: int, last_commit: int) -> None:
+    def _change(self, msg: Any, relations: dict[int, tuple[TableSchema, str] | None], txn: _Txn, lsn: int) -> None:
         cfg = self.cfg
         if isinstance(msg, pg.Truncate):
             if "t" in cfg.skipped_operations:
@@ -528,7 +526,7 @@ class PostgresConnector:
                 got = relations.get(oid)
                 if got is None:
                     continue
-                src = self._source(got[0], txn, lsn, last_commit)
+                src = self._source(got[0], txn, lsn)
                 value = self.value_encoder.value(got[0], envelope("t", None, None, src, int(time.time() * 1000)))
                 self._produce(self._topic(got[0]), None, value, txn)
                 self.stats.changes += 1
@@ -539,7 +537,7 @@ class PostgresConnector:
         if got is None:
             return
         ts = got[0]
-        src = self._source(ts, txn, lsn, last_commit)
+        src = self._source(ts, txn, lsn)
         self.stats.changes += 1
         if isinstance(msg, pg.Insert):
             if "c" not in cfg.skipped_operations:
@@ -558,6 +556,9 @@ class PostgresConnector:
         elif isinstance(msg, pg.Delete) and "d" not in cfg.skipped_operations:
             self._emit(ts, "d", ts.row(msg.old, key_only=msg.old_kind == "K"), None, src, txn)
 
-    def _source(self, ts: TableSchema, txn: _Txn, lsn: int, last_commit: int) -> dict[str, Any]:
-        seq = dumps([str(last_commit) if last_commit else None, str(lsn)]).decode()
+    def _source(self, ts: TableSchema, txn: _Txn, lsn: int) -> dict[str, Any]:
+        # [commit LSN of the event's transaction, LSN of the change]: strictly increasing in
+        # stream order (transactions arrive in commit order), unlike `lsn` alone, which goes
+        # back when transactions overlap; consumers drop redeliveries by comparing it
+        seq = dumps([str(txn.final_lsn), str(lsn)]).decode()
         return source(self.cfg.topic_prefix, self.cfg.dbname, ts, pg.unix_ms(txn.commit_ts), "false", txn.xid, lsn, seq)
