@@ -123,3 +123,32 @@ def test_outbox_routing() -> None:
     assert plain[0] == "events.User" and plain[2] == b'{"x": 1}'
     with pytest.raises(ConfigError):
         OutboxConfig.from_props({"table.fields.additional.placement": "type:nowhere"})
+
+
+def test_avro_schema_of_an_envelope_round_trips() -> None:
+    import io
+
+    import fastavro
+
+    from riverbed.connect.avro import avro_schema, datum
+    from riverbed.connect.debezium import envelope, source
+
+    types = [ColumnType(21), ColumnType(1700, ((8 << 16) | 2) + 4), ColumnType(1700), ColumnType(1007), ColumnType(99, -1, "mood", "e", ("a", "b")),
+             ColumnType(17), ColumnType(701), ColumnType(1184)]
+    names = ["small", "price", "anyscale", "nums", "m", "raw", "f", "at"]
+    ts = TableSchema("public", "t-1", ["id", *names], [ColumnType(23), *types], [False] + [True] * len(names), ["id"])
+    schema = avro_schema(ts.value_schema("9srv"))
+    assert schema["name"] == "Envelope" and schema["namespace"] == "_9srv.public.t_1"
+    parsed = fastavro.parse_schema(schema)
+    row = ts.row([b"1", b"7", b"12.34", b"0.5", b"{1,NULL}", b"a", b"\\x00ff", b"NaN", b"2024-01-02 03:04:05+00"])
+    env = envelope("c", None, row, source("9srv", "db", ts, 1, "false", 5, 10, '["10","10"]'), 2)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, parsed, datum(ts.value_schema("9srv"), env))
+    back = fastavro.schemaless_reader(io.BytesIO(buf.getvalue()), parsed)
+    assert back["after"]["price"] == Decimal("12.34") and back["after"]["small"] == 7 and back["after"]["nums"] == [1, None]
+    assert back["after"]["anyscale"] == {"scale": 1, "value": b"\x05"} and back["after"]["raw"] == b"\x00\xff"
+    assert back["after"]["f"] != back["after"]["f"]  # NaN
+    assert back["before"] is None and back["source"]["connector"] == "postgresql" and back["op"] == "c"
+    assert schema["fields"][1]["type"] == ["null", "_9srv.public.t_1.Value"]  # defined once, then named
+    small = next(f for f in schema["fields"][0]["type"][1]["fields"] if f["name"] == "small")
+    assert small["type"] == ["null", {"type": "int", "connect.type": "int16"}]
