@@ -618,3 +618,25 @@ def test_record_kafka_refuses_stops_the_connector(db: str, kafka: EmbeddedBroker
         execute(db, "INSERT INTO huge VALUES (1, repeat('x', 5000))")
         run.thread.join(30)
     assert isinstance(run.error, ConnectorError) and "MSG_SIZE_TOO_LARGE" in str(run.error)
+
+
+def test_dropped_slot(db: str, kafka: EmbeddedBroker) -> None:
+    """The slot dropped while the connector is down (offsets exist): snapshot.mode=initial stops
+    with an error instead of silently skipping what happened meanwhile; when_needed takes a
+    new snapshot."""
+    from riverbed.connect.connector import SlotInvalidated
+
+    execute(db, "CREATE TABLE ds (id int PRIMARY KEY)", "INSERT INTO ds VALUES (1)")
+    cfg = config(db, **{"publication.autocreate.mode": "filtered", "table.include.list": "public.ds"})
+    with Running(cfg, kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+    with psycopg.connect(db, autocommit=True) as c:
+        assert Catalog(c).drop_slot(cfg.slot_name)
+    execute(db, "INSERT INTO ds VALUES (2)")  # not in the topic: no slot kept it
+    with Running(cfg, kafka.bootstrap) as run:
+        run.thread.join(30)
+    assert isinstance(run.error, SlotInvalidated) and "is gone" in str(run.error)
+    with Running(ConnectorConfig.from_props({**_props(cfg), "snapshot.mode": "when_needed"}), kafka.bootstrap) as run:
+        wait_for(lambda: run.connector.stats.state == "streaming", 30, "streaming")
+    reads = [e.after for e in events(kafka.bootstrap, f"{cfg.topic_prefix}.public.ds") if e.op == "r"]
+    assert reads == [{"id": 1}, {"id": 1}, {"id": 2}]
