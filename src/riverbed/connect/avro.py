@@ -115,10 +115,13 @@ class AvroEncoder:
 
     def __init__(self, prefix: str, registry_url: str, timeout: float = 30.0) -> None:
         self.prefix = prefix
-        self.http = httpx.Client(base_url=registry_url.rstrip("/"), timeout=timeout)
+        self.url, self.timeout = registry_url.rstrip("/"), timeout
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
         self._cache: dict[tuple[int, str], tuple[int, Any, Schema]] = {}
 
     def _register(self, subject: str, schema: Any) -> int:
+        if self.http.is_closed:  # closed when the connector stopped; it may run again
+            self.http = httpx.Client(base_url=self.url, timeout=self.timeout)
         try:
             r = self.http.post(f"/subjects/{subject}/versions", json={"schema": json.dumps(schema)},
                                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
