@@ -117,7 +117,6 @@ class AvroEncoder:
         self.prefix = prefix
         self.url, self.timeout = registry_url.rstrip("/"), timeout
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
-        self._cache: dict[tuple[int, str], tuple[int, Any, Schema]] = {}
 
     def _register(self, subject: str, schema: Any) -> int:
         if self.http.is_closed:  # closed when the connector stopped; it may run again
@@ -134,13 +133,13 @@ class AvroEncoder:
         return int(r.json()["id"])
 
     def _entry(self, t: TableSchema, part: str) -> tuple[int, Any, Schema]:
-        got = self._cache.get((id(t), part))
+        got: tuple[int, Any, Schema] | None = t.cache.get(("avro", self.url, part))
         if got is None:
             connect = t.key_schema(self.prefix) if part == "key" else t.value_schema(self.prefix)
             avro = avro_schema(connect)
             sid = self._register(f"{self.prefix}.{t.schema}.{t.table}-{part}", avro)
             got = (sid, fastavro.parse_schema(avro), connect)
-            self._cache[(id(t), part)] = got
+            t.cache[("avro", self.url, part)] = got
         return got
 
     def _frame(self, entry: tuple[int, Any, Schema], payload: Any) -> bytes:
@@ -157,8 +156,8 @@ class AvroEncoder:
         return self._frame(self._entry(t, "value"), envelope)
 
     def forget(self, t: TableSchema) -> None:
-        self._cache.pop((id(t), "key"), None)
-        self._cache.pop((id(t), "value"), None)
+        t.cache.pop(("avro", self.url, "key"), None)
+        t.cache.pop(("avro", self.url, "value"), None)
 
     def close(self) -> None:
         self.http.close()

@@ -342,6 +342,8 @@ class TableSchema:
     fields: list[Schema] = field(default_factory=list, init=False)
     key_index: list[int] = field(default_factory=list, init=False)
     unsupported: list[str] = field(default_factory=list, init=False)
+    # what encoders derive from this layout (serialized schemas, registry ids), kept with it
+    cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, ct, opt in zip(self.columns, self.types, self.optional, strict=True):
@@ -449,13 +451,12 @@ class JsonEncoder:
     def __init__(self, prefix: str, key_schemas: bool = True, value_schemas: bool = True) -> None:
         self.prefix = prefix
         self.key_schemas, self.value_schemas = key_schemas, value_schemas
-        self._cache: dict[int, tuple[bytes, bytes]] = {}
 
     def _schemas(self, t: TableSchema) -> tuple[bytes, bytes]:
-        got = self._cache.get(id(t))
+        got: tuple[bytes, bytes] | None = t.cache.get(("json", self.prefix))
         if got is None:
             got = (dumps(t.key_schema(self.prefix)), dumps(t.value_schema(self.prefix)))
-            self._cache[id(t)] = got
+            t.cache[("json", self.prefix)] = got
         return got
 
     def key(self, t: TableSchema, key: dict[str, Any] | None) -> bytes | None:
@@ -471,7 +472,7 @@ class JsonEncoder:
         return b'{"schema":' + self._schemas(t)[1] + b',"payload":' + dumps(envelope) + b"}"
 
     def forget(self, t: TableSchema) -> None:
-        self._cache.pop(id(t), None)
+        t.cache.pop(("json", self.prefix), None)
 
 
 def source(prefix: str, db: str, t: TableSchema, ts_ms: int, snapshot: str, tx_id: int | None, lsn: int | None, sequence: str | None) -> dict[str, Any]:
