@@ -289,7 +289,8 @@ class PostgresConnector:
         pending: tuple[TableSchema, dict[str, Any], str] | None = None
         first = True
         with psycopg.connect(cfg.conninfo(), options=session_options()) as conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # what an imported snapshot needs
+            conn.read_only = True
             conn.execute("SET TRANSACTION SNAPSHOT %s" % psycopg.sql.quote(snapshot_name))  # noqa: UP031 - a literal, quoted
             for schema, table, oid in tables:
                 got = catalog.table_schema(oid)
