@@ -240,6 +240,14 @@ def test_kill9_mid_stream_no_change_lost(db: str, kafka: EmbeddedBroker, tmp_pat
         status = json.loads(_get(f"http://127.0.0.1:{port}/connectors/kill{n}/status") or "{}")
         assert status["connector"]["state"] == "RUNNING" and status["tasks"][0]["state"] == "RUNNING"
         assert httpx.get(f"http://127.0.0.1:{port}/connectors/nope/status").status_code == 404
+        base = f"http://127.0.0.1:{port}/connectors/kill{n}"
+        assert httpx.put(f"{base}/pause").status_code == 202
+        assert json.loads(_get(f"{base}/status") or "{}")["connector"]["state"] == "PAUSED"
+        with psycopg.connect(db, autocommit=True) as c:  # held by the slot while paused
+            changes += c.execute("INSERT INTO t1 VALUES (1000, 0, 'paused')").rowcount
+        assert httpx.put(f"{base}/resume").status_code == 202
+        assert json.loads(_get(f"{base}/status") or "{}")["connector"]["state"] == "RUNNING"
+        caught_up(db, slot)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -90,6 +90,7 @@ class PostgresConnector:
             self.value_encoder = avro if config.value_converter == "avro" else json_encoder
         self.router = EventRouter(config.outbox, config.value_schemas) if config.outbox else None
         self._stop = threading.Event()
+        self.paused = threading.Event()
         self._topics: set[str] = set()
         self._failed: KafkaError | None = None
         self._warned: set[str] = set()
@@ -103,6 +104,13 @@ class PostgresConnector:
     # ---- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
+
+    def pause(self) -> None:
+        """Stop reading changes (at a transaction boundary) until resume(); the slot keeps them."""
+        self.paused.set()
+
+    def resume(self) -> None:
+        self.paused.clear()
 
     def run_forever(self, backoff: float = 1.0) -> None:
         """run() again after a database or cluster failure (resuming from the offsets), until
@@ -394,7 +402,10 @@ class PostgresConnector:
         txn: _Txn | None = None
         p = self._producer()
         while not self._stop.is_set():
-            data = self.repl.read(0.05)
+            # paused: read nothing (the server holds the WAL), keep answering it
+            data = None if self.paused.is_set() and txn is None else self.repl.read(0.05)
+            if data is None and self.paused.is_set():
+                self._stop.wait(0.05)
             now = time.monotonic()
             if data is not None:
                 frame = pg.decode_stream(data)

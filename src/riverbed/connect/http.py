@@ -1,7 +1,8 @@
 """What a running `riverbed connect run` serves over HTTP (riverbed.web): Prometheus metrics
 of each connector (slot lag in bytes and seconds, changes, records, acknowledged LSN) at
 ``/metrics``, and a read-only subset of Kafka Connect's REST API (``GET /connectors``,
-``GET /connectors/{name}``, ``GET /connectors/{name}/status``)."""
+``GET /connectors/{name}``, ``GET /connectors/{name}/status``, ``PUT .../pause`` and
+``PUT .../resume``)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class _ConnectorCollector(Collector):
 
 def _state(c: PostgresConnector) -> str:
     s = c.stats.state
+    if c.paused.is_set() and s in ("streaming", "snapshot"):
+        return "PAUSED"
     if s in ("streaming", "snapshot", "snapshot completed"):
         return "RUNNING"
     if s in ("starting", "restarting"):
@@ -84,9 +87,19 @@ def connect_app(connectors: Sequence[PostgresConnector]) -> Any:
                               "changes": c.stats.changes, "records": c.stats.records}}
         return json_response({"name": c.cfg.name, "connector": state, "tasks": [{"id": 0, **state}], "type": "source", **extra})
 
+    async def pause(request: Request) -> Response:
+        find(request).pause()
+        return Response(status_code=202)
+
+    async def resume(request: Request) -> Response:
+        find(request).resume()
+        return Response(status_code=202)
+
     return create_app([
         Route("/metrics", metrics),
         Route("/connectors", list_connectors),
         Route("/connectors/{name}", info),
         Route("/connectors/{name}/status", status),
+        Route("/connectors/{name}/pause", pause, methods=["PUT"]),
+        Route("/connectors/{name}/resume", resume, methods=["PUT"]),
     ])
