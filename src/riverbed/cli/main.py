@@ -103,6 +103,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_streams_parser(sub, client)
 
+    from .connect_commands import add_connect_parser  # riverbed connect (issue 13)
+
+    add_connect_parser(sub)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")
@@ -202,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         from .console_commands import console_command
 
         return console_command(args)
+    if args.command == "connect":  # riverbed connect (issue 13)
+        from . import connect_commands
+
+        return connect_commands.dispatch(args)
     if args.command == "schema":
         from . import schema_commands
 
