@@ -1,0 +1,409 @@
+"""Push to browsers: Server-Sent Events and WebSocket endpoints streaming a topic, or the view of
+it that belongs to the authenticated user (record key, or a JSON field, equal to the token's
+user id).
+
+One :class:`TopicHub` per route reads the topic with one consumer (no group: every partition
+assigned) and fans each record out to the connected clients, indexed by user id so a record
+costs only its own users' work. The hub keeps the last ``replay`` records of each partition in
+memory (read back from the topic at start), which is what a reconnecting client resumes from.
+
+Positions: a client's position is the next offset per partition, written ``0:15,1:7``. It is
+the SSE event id (the browser sends it back as ``Last-Event-ID``) and the ``position`` field of
+every WebSocket record frame (send it back as ``?position=`` when reconnecting).
+
+Backpressure: each client has a bounded queue; when it is full the route's ``overflow`` policy
+either drops the client (SSE stream ends, WebSocket closes with 1013) or skips it ahead (the
+queue is emptied and a ``skipped`` notice tells how many records it missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from confluent_kafka import KafkaError, TopicPartition
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from riverbed.client import ClusterSettings, consumer
+from riverbed.web import JsonError
+
+from .config import JwtSettings, PushRoute, json_path
+
+log = logging.getLogger("riverbed.gateway")
+
+HEARTBEAT = 15.0  # seconds between SSE comments / WebSocket pings on an idle stream
+
+
+@dataclass(slots=True)
+class Rec:
+    partition: int
+    offset: int
+    user: str | None  # the filter value (key or JSON field), None when the route has no filter
+    body: str  # the record as JSON object members, without braces: shared by every client
+
+
+def render(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp: int) -> str:
+    """The JSON members of a record frame: topic, partition, offset, timestamp, key, value (JSON
+    when the value parses as JSON, else a string, else value_base64)."""
+    parts = [f'"topic":{json.dumps(topic)}', f'"partition":{partition}', f'"offset":{offset}', f'"timestamp":{timestamp}']
+    parts.append('"key":' + (json.dumps(key.decode("utf-8", "replace")) if key is not None else "null"))
+    if value is None:
+        parts.append('"value":null')
+    else:
+        try:
+            json.loads(value)
+            parts.append('"value":' + value.decode())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            try:
+                parts.append('"value":' + json.dumps(value.decode()))
+            except UnicodeDecodeError:
+                parts.append('"value_base64":' + json.dumps(base64.b64encode(value).decode()))
+    return ",".join(parts)
+
+
+def parse_position(text: str | None) -> dict[int, int] | None:
+    """``0:15,1:7`` -> {0: 15, 1: 7}; None for no text; ValueError when malformed."""
+    if not text:
+        return None
+    out: dict[int, int] = {}
+    for item in text.split(","):
+        p, sep, o = item.strip().partition(":")
+        if not sep or not p.isdigit() or not o.isdigit():
+            raise ValueError(f"position {text!r} is not PARTITION:OFFSET[,...]")
+        out[int(p)] = int(o)
+    return out
+
+
+def format_position(cursor: Mapping[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(cursor.items()))
+
+
+class Client:
+    """One connected SSE or WebSocket client: a bounded queue of records and its position."""
+
+    def __init__(self, user: str | None, limit: int, overflow: str, cursor: dict[int, int]) -> None:
+        self.user, self.limit, self.overflow = user, limit, overflow
+        self.cursor = cursor
+        self.queue: deque[Rec | str] = deque()  # records, or notices ("skipped:N", "reset")
+        self.wake = asyncio.Event()
+        self.dropped = False
+        self.skipped = 0
+
+    def offer(self, rec: Rec) -> None:
+        if self.dropped:
+            return
+        if len(self.queue) >= self.limit:
+            if self.overflow == "drop":
+                self.dropped = True
+                self.queue.clear()
+                self.wake.set()
+                return
+            self.skipped += len(self.queue)
+            self.queue.clear()
+        self.queue.append(rec)
+        self.wake.set()
+
+    def notice(self, text: str) -> None:
+        self.queue.append(text)
+        self.wake.set()
+
+    async def next(self, timeout: float) -> Rec | str | None:
+        """The next item, a pending ``skipped:N`` notice first; None after `timeout` idle."""
+        if self.skipped:
+            n, self.skipped = self.skipped, 0
+            return f"skipped:{n}"
+        while not self.queue:
+            if self.dropped:
+                return "dropped"
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                return None
+            if self.skipped:
+                n, self.skipped = self.skipped, 0
+                return f"skipped:{n}"
+        item = self.queue.popleft()
+        if isinstance(item, Rec):
+            self.cursor[item.partition] = item.offset + 1
+        return item
+
+
+class TopicHub:
+    """Reads one topic (all partitions, no group) and fans records out to clients."""
+
+    def __init__(self, route: PushRoute, settings: ClusterSettings) -> None:
+        self.route, self.settings = route, settings
+        self.ring: dict[int, deque[Rec]] = {}
+        self.next_offset: dict[int, int] = {}
+        self.everyone: set[Client] = set()  # clients of an unfiltered route
+        self.by_user: dict[str, set[Client]] = {}
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ready = asyncio.Event()
+
+    # --- the reader thread ---------------------------------------------------------------
+    async def start(self, timeout: float = 30.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=f"gateway-push-{self.route.topic}", daemon=True)
+        self._thread.start()
+        await asyncio.wait_for(self.ready.wait(), timeout)
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        c = consumer(self.settings, f"riverbed-gateway-push-{uuid.uuid4()}", **{"enable.partition.eof": False, "fetch.wait.max.ms": 10})
+        try:
+            md = c.list_topics(self.route.topic, timeout=20).topics.get(self.route.topic)
+            if md is None or md.error is not None:
+                raise RuntimeError(f"topic {self.route.topic} is not available: {md.error if md else 'missing'}")
+            assign = []
+            for p in md.partitions:
+                low, high = c.get_watermark_offsets(TopicPartition(self.route.topic, p), timeout=20)
+                start = max(low, high - self.route.replay)
+                assign.append(TopicPartition(self.route.topic, p, start))
+                self.next_offset[p] = start
+                self.ring[p] = deque(maxlen=max(1, self.route.replay))
+            c.assign(assign)
+            loop.call_soon_threadsafe(self.ready.set)
+            while not self._stop.is_set():
+                msgs = c.consume(1000, 0.1)
+                recs = []
+                for m in msgs:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("push %s: %s", self.route.path, err)
+                        continue
+                    recs.append(self._rec(m))
+                if recs:
+                    # wait for the loop to take the batch: the consumer never runs ahead of fan-out
+                    fut = asyncio.run_coroutine_threadsafe(self._dispatch(recs), loop)
+                    while not self._stop.is_set():
+                        try:
+                            fut.result(0.5)
+                            break
+                        except TimeoutError:
+                            continue
+        except Exception:
+            log.exception("push %s: the topic reader stopped", self.route.path)
+        finally:
+            c.close()
+
+    def _rec(self, m: Any) -> Rec:
+        key, value = m.key(), m.value()
+        user: str | None = None
+        if self.route.filter == "key":
+            user = key.decode("utf-8", "replace") if key is not None else None
+        elif self.route.filter == "field" and value is not None:
+            try:
+                found = json_path(json.loads(value), self.route.field or "")
+            except (ValueError, RecursionError):
+                found = None
+            user = None if found is None else (found if isinstance(found, str) else json.dumps(found))
+        ts = m.timestamp()[1]
+        return Rec(m.partition(), m.offset(), user, render(m.topic(), m.partition(), m.offset(), key, value, ts))
+
+    async def _dispatch(self, recs: list[Rec]) -> None:
+        filtered = self.route.filter is not None
+        for rec in recs:
+            self.ring.setdefault(rec.partition, deque(maxlen=max(1, self.route.replay))).append(rec)
+            self.next_offset[rec.partition] = rec.offset + 1
+            targets = self.by_user.get(rec.user, ()) if filtered and rec.user is not None else (() if filtered else self.everyone)
+            for client in targets:
+                client.offer(rec)
+                self.delivered += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        for client in self.clients():
+            client.dropped = True
+            client.wake.set()
+
+    # --- clients ---------------------------------------------------------------------------
+    def clients(self) -> list[Client]:
+        return [*self.everyone, *(c for s in self.by_user.values() for c in s)]
+
+    def subscribe(self, user: str | None, position: dict[int, int] | None) -> Client:
+        """A new client at `position` (None: from now on). Records after the position still in
+        the replay buffer are queued at once; when the position is older than the buffer the
+        client gets a ``reset`` notice first (it missed records)."""
+        r = self.route
+        client = Client(user if r.filter else None, r.queue, r.overflow, dict(self.next_offset))
+        if position is not None:
+            filtered = r.filter is not None
+            for p, start in sorted(position.items()):
+                ring = self.ring.get(p)
+                if ring is None:
+                    continue
+                if start < (ring[0].offset if ring else self.next_offset[p]):
+                    client.notice("reset")
+                for rec in ring:
+                    if rec.offset >= start and (not filtered or rec.user == client.user):
+                        client.offer(rec)
+                client.cursor[p] = min(start, self.next_offset[p])
+        if r.filter is None:
+            self.everyone.add(client)
+        elif client.user is not None:
+            self.by_user.setdefault(client.user, set()).add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        self.everyone.discard(client)
+        if client.user is not None:
+            group = self.by_user.get(client.user)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self.by_user[client.user]
+
+    def disconnect_all(self) -> int:
+        """Drop every client (they reconnect and resume); for tests and operators."""
+        clients = self.clients()
+        for client in clients:
+            client.dropped = True
+            client.queue.clear()
+            client.wake.set()
+        return len(clients)
+
+
+class Authenticator:
+    def __init__(self, settings: JwtSettings) -> None:
+        self.settings = settings
+
+    def user(self, conn: HTTPConnection, route: PushRoute) -> str | None:
+        """The user id of the connection's bearer token (Authorization header or
+        ``access_token`` query parameter, as browsers cannot set headers on EventSource and
+        WebSocket); JsonError 401 / 403 when missing, invalid or not allowed."""
+        if route.auth == "none":
+            return None
+        header = conn.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else conn.query_params.get("access_token")
+        if not token:
+            raise JsonError(401, 401, "Missing bearer token (Authorization: Bearer ... or ?access_token=...)")
+        s = self.settings
+        assert s.key is not None
+        try:
+            claims = jwt.decode(token, s.key, algorithms=list(s.algorithms), audience=s.audience, issuer=s.issuer, leeway=s.leeway, options={"verify_aud": s.audience is not None})
+        except jwt.PyJWTError as exc:
+            raise JsonError(401, 401, f"Invalid bearer token: {exc}") from None
+        if route.scope is not None:
+            scopes = claims.get("scope", claims.get("scp", ""))
+            held = scopes.split() if isinstance(scopes, str) else list(scopes or ())
+            if route.scope not in held:
+                raise JsonError(403, 403, f"The token lacks the scope {route.scope!r}")
+        user = claims.get(route.user_claim)
+        if user is None:
+            raise JsonError(403, 403, f"The token has no {route.user_claim!r} claim")
+        return str(user)
+
+
+def _item_sse(item: Rec | str, client: Client) -> str:
+    if isinstance(item, Rec):
+        return f"id: {format_position(client.cursor)}\ndata: {{{item.body}}}\n\n"
+    if item.startswith("skipped:"):
+        return f'event: skipped\ndata: {{"count":{item[8:]}}}\n\n'
+    return 'event: reset\ndata: {"reason":"position older than the replay buffer"}\n\n'
+
+
+def _item_ws(item: Rec | str, client: Client) -> str:
+    if isinstance(item, Rec):
+        return f'{{"type":"record","position":"{format_position(client.cursor)}",{item.body}}}'
+    if item.startswith("skipped:"):
+        return f'{{"type":"skipped","count":{item[8:]}}}'
+    return '{"type":"reset","reason":"position older than the replay buffer"}'
+
+
+class PushEndpoints:
+    """The SSE (GET) and WebSocket handlers of one route."""
+
+    def __init__(self, hub: TopicHub, auth: Authenticator) -> None:
+        self.hub, self.auth = hub, auth
+
+    def _position(self, conn: HTTPConnection, last_event_id: str | None) -> dict[int, int] | None:
+        try:
+            return parse_position(last_event_id or conn.query_params.get("position"))
+        except ValueError as exc:
+            raise JsonError(400, 400, str(exc)) from None
+
+    async def sse(self, request: Request) -> Response:
+        user = self.auth.user(request, self.hub.route)
+        position = self._position(request, request.headers.get("last-event-id"))
+        client = self.hub.subscribe(user, position)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 1000\n\n"
+                while True:
+                    item = await client.next(HEARTBEAT)
+                    if item is None:
+                        yield ": keep-alive\n\n"
+                    elif item == "dropped":
+                        log.info("push %s: dropped a client that did not keep up", self.hub.route.path)
+                        return
+                    else:
+                        yield _item_sse(item, client)
+            finally:
+                self.hub.unsubscribe(client)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def websocket(self, ws: WebSocket) -> None:
+        try:
+            user = self.auth.user(ws, self.hub.route)
+            position = self._position(ws, None)
+        except JsonError as exc:
+            log.info("push %s: websocket refused: %s", self.hub.route.path, exc.message)
+            await ws.close(code=1008, reason=exc.message[:120])
+            return
+        await ws.accept()
+        client = self.hub.subscribe(user, position)
+
+        async def reader() -> None:
+            # the protocol has no client messages yet: read and ignore them (text or binary),
+            # so pings/pongs and closes are handled; a malformed frame closes this socket only
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    msg = await ws.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return
+
+        async def writer() -> None:
+            while True:
+                item = await client.next(HEARTBEAT)
+                if item is None:
+                    continue
+                if item == "dropped":
+                    log.info("push %s: dropped a websocket client that did not keep up", self.hub.route.path)
+                    return
+                await ws.send_text(_item_ws(item, client))
+
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            self.hub.unsubscribe(client)
+            with contextlib.suppress(Exception):
+                await ws.close(code=1013 if client.dropped else 1000)
+
