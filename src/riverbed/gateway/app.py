@@ -3,6 +3,7 @@ hubs and the outbound deliveries started and stopped by the app's lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -81,14 +82,8 @@ class Gateway:
             ensure_topics(admin(c.cluster), self.topics())
         self.producer = AsyncProducer(c.cluster, c.delivery_timeout_ms)
         for r in c.inbound:
-            handler = InboundHandler(r, self.producer, c.max_body, c.retry_after, c.delivery_timeout_ms / 1000 + 1)
-            if r.dedup_window > 0:
-                try:
-                    n = await handler.load_seen(c.cluster)
-                    log.info("%s: %d recent event ids read back from %s", r.path, n, r.topic)
-                except Exception as exc:  # the route still serves; retries may then be duplicated
-                    log.warning("%s: could not read recent event ids from %s: %s", r.path, r.topic, exc)
-            self.inbound[r.path] = handler
+            self.inbound[r.path] = InboundHandler(r, self.producer, c.max_body, c.retry_after, c.delivery_timeout_ms / 1000 + 1)
+        await asyncio.gather(*(self._load_seen(h) for h in self.inbound.values() if h.route.dedup_window > 0))
         for hub in self.hubs.values():
             await hub.start()
         if c.outbound:
@@ -98,6 +93,20 @@ class Gateway:
                 worker = Delivery(sub, c.cluster)
                 await worker.start()
                 self.outbound.append(worker)
+
+    async def _load_seen(self, handler: InboundHandler) -> None:
+        r = handler.route
+        try:
+            n = await handler.load_seen(self.config.cluster)
+            log.info("%s: %d recent event ids read back from %s", r.path, n, r.topic)
+        except Exception as exc:  # the route still serves; retries may then be duplicated
+            log.warning("%s: could not read recent event ids from %s: %s", r.path, r.topic, exc)
+
+    def drop_push_clients(self) -> None:
+        """Thread-safe: end every SSE stream and WebSocket (clients reconnect and resume). The
+        server calls it when asked to exit, as open streams would otherwise hold the shutdown."""
+        for hub in self.hubs.values():
+            hub.call_soon(hub.disconnect_all)
 
     async def stop(self) -> None:
         for worker in self.outbound:

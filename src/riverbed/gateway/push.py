@@ -26,14 +26,14 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from confluent_kafka import KafkaError, TopicPartition
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from riverbed.client import ClusterSettings, consumer
@@ -98,6 +98,7 @@ class Client:
         self.cursor = cursor
         self.queue: deque[Rec | str] = deque()  # records, or notices ("skipped:N", "reset")
         self.wake = asyncio.Event()
+        self.gone = asyncio.Event()  # set when dropped: the endpoint closes even mid-send
         self.dropped = False
         self.skipped = 0
 
@@ -106,14 +107,18 @@ class Client:
             return
         if len(self.queue) >= self.limit:
             if self.overflow == "drop":
-                self.dropped = True
-                self.queue.clear()
-                self.wake.set()
+                self.drop()
                 return
             self.skipped += len(self.queue)
             self.queue.clear()
         self.queue.append(rec)
         self.wake.set()
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.queue.clear()
+        self.wake.set()
+        self.gone.set()
 
     def notice(self, text: str) -> None:
         self.queue.append(text)
@@ -129,7 +134,8 @@ class Client:
                 return "dropped"
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no extra task: a wake-up costs one loop turn
+                    await self.wake.wait()
             except TimeoutError:
                 return None
             if self.skipped:
@@ -220,7 +226,12 @@ class TopicHub:
 
     async def _dispatch(self, recs: list[Rec]) -> None:
         filtered = self.route.filter is not None
-        for rec in recs:
+        # hand out at most half a client queue at a time, then let the writers drain: a client
+        # that keeps up never overflows however large the consumer's batch
+        chunk = max(1, self.route.queue // 2)
+        for i, rec in enumerate(recs):
+            if i and i % chunk == 0:
+                await asyncio.sleep(0)
             self.ring.setdefault(rec.partition, deque(maxlen=max(1, self.route.replay))).append(rec)
             self.next_offset[rec.partition] = rec.offset + 1
             targets = self.by_user.get(rec.user, ()) if filtered and rec.user is not None else (() if filtered else self.everyone)
@@ -233,8 +244,7 @@ class TopicHub:
         if self._thread is not None:
             self._thread.join(10)
         for client in self.clients():
-            client.dropped = True
-            client.wake.set()
+            client.drop()
 
     # --- clients ---------------------------------------------------------------------------
     def clients(self) -> list[Client]:
@@ -273,13 +283,15 @@ class TopicHub:
                 if not group:
                     del self.by_user[client.user]
 
+    def call_soon(self, fn: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
+
     def disconnect_all(self) -> int:
         """Drop every client (they reconnect and resume); for tests and operators."""
         clients = self.clients()
         for client in clients:
-            client.dropped = True
-            client.queue.clear()
-            client.wake.set()
+            client.drop()
         return len(clients)
 
 
@@ -345,24 +357,7 @@ class PushEndpoints:
     async def sse(self, request: Request) -> Response:
         user = self.auth.user(request, self.hub.route)
         position = self._position(request, request.headers.get("last-event-id"))
-        client = self.hub.subscribe(user, position)
-
-        async def stream() -> AsyncIterator[str]:
-            try:
-                yield "retry: 1000\n\n"
-                while True:
-                    item = await client.next(HEARTBEAT)
-                    if item is None:
-                        yield ": keep-alive\n\n"
-                    elif item == "dropped":
-                        log.info("push %s: dropped a client that did not keep up", self.hub.route.path)
-                        return
-                    else:
-                        yield _item_sse(item, client)
-            finally:
-                self.hub.unsubscribe(client)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventStream(self.hub, self.hub.subscribe(user, position))
 
     async def websocket(self, ws: WebSocket) -> None:
         try:
@@ -394,7 +389,7 @@ class PushEndpoints:
                     return
                 await ws.send_text(_item_ws(item, client))
 
-        tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(writer()), asyncio.create_task(client.gone.wait())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -405,5 +400,58 @@ class PushEndpoints:
                     await t
             self.hub.unsubscribe(client)
             with contextlib.suppress(Exception):
-                await ws.close(code=1013 if client.dropped else 1000)
+                # a client that never reads may not take the close frame either: bounded wait
+                await asyncio.wait_for(ws.close(code=1013 if client.dropped else 1000), 1.0)
 
+
+
+class EventStream(Response):
+    """A text/event-stream response that ends when the client disconnects or is dropped, even
+    while a write to a client that stopped reading is pending."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: TopicHub, client: Client) -> None:
+        super().__init__(None, 200, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}, self.media_type)
+        self.hub, self.client = hub, client
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = self.client
+        finished = False
+
+        async def writer() -> None:
+            nonlocal finished
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
+            while True:
+                item = await client.next(HEARTBEAT)
+                if item == "dropped":
+                    log.info("push %s: dropped a client that did not keep up", self.hub.route.path)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    finished = True
+                    return
+                text = ": keep-alive\n\n" if item is None else _item_sse(item, client)
+                await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.create_task(writer()), asyncio.create_task(disconnected()), asyncio.create_task(client.gone.wait())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    log.warning("push %s: stream failed: %r", self.hub.route.path, t.exception())
+            if client.gone.is_set() and not finished:
+                # give a reading client the end of the stream; one that does not read is cut
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(tasks[0]), 1.0)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            self.hub.unsubscribe(client)

@@ -220,7 +220,7 @@ def read_recent_ids(settings: ClusterSettings, topic: str, per_partition: int, t
                     if err.code() == KafkaError._PARTITION_EOF:
                         pending.discard(msg.partition())
                     continue
-                headers: list[tuple[str, Any]] = list(msg.headers() or ())
+                headers: list[tuple[str, Any]] = list(msg.headers() or ())  # type: ignore[arg-type]
                 ids.extend(v.decode("utf-8", "replace") for n, v in headers if n == ID_HEADER and isinstance(v, bytes))
         return ids
     finally:
