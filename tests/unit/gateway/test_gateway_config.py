@@ -134,3 +134,17 @@ def test_client_queue_is_bounded_by_policy() -> None:
         assert isinstance(item, Rec) and item.offset == 4 and skip.cursor == {0: 5}
 
     asyncio.run(run())
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    import random
+
+    from riverbed.gateway.config import OutboundSubscription
+    from riverbed.gateway.webhooks_out import backoff
+
+    sub = OutboundSubscription("s", "t", "http://x", "whsec_AAAA", backoff_ms=100, backoff_max_ms=1000)
+    rng = random.Random(7)
+    for attempt, full in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (20, 1.0)]:
+        delays = [backoff(sub, attempt, rng) for _ in range(50)]
+        assert all(full / 2 <= d <= full for d in delays)
+        assert max(delays) - min(delays) > full / 10  # jittered, not one value
