@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 from riverbed.client import ensure_topics
 from riverbed.testing import FIXTURE_DEFAULTS, EmbeddedBroker
 
-from .gateway_helpers import read_topic, running_gateway
+from .gateway_helpers import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_streamed_mode_one_report_per_record_in_order(proxy: tuple[str, str, str
 
 
 def test_batch(proxy: tuple[str, str, str]) -> None:
-    bootstrap, base, _ = proxy
+    _, base, _ = proxy
     entries = [{"id": str(i), "partition_id": 0, "value": {"type": "STRING", "data": f"b{i}"}} for i in range(3)]
     entries.append({"id": "bad", "value": {"type": "AVRO", "data": {}}})
     r = httpx.post(base + "/rest/records:batch", json={"entries": entries})
