@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_streams_parser(sub, client)
 
+    from .gateway_commands import add_gateway_parser
+
+    add_gateway_parser(sub)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")
@@ -185,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(config, _registry_settings(args), _metrics_settings(args))
     if args.command == "registry":
         return _registry(args)
+    if args.command == "gateway":
+        from .gateway_commands import gateway_command
+
+        return gateway_command(args)
     if args.command == "schema":
         from . import schema_commands
 
