@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 STD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROUTES: dict[str, Any] = {
     "gateway": {"max_body": 4096},
+    "auth": {"key": "inbound-test-key-inbound-test-key-123"},
     "webhooks": {
         "in": [
             {"path": "/hooks/stripe", "topic": "payments.stripe", "verify": "stripe", "secret": "whsec_stripe", "key": "data.object.customer", "tolerance": 300},
@@ -30,6 +31,7 @@ ROUTES: dict[str, Any] = {
             {"path": "/hooks/ce", "topic": "ce.events", "key": "user"},
             {"path": "/hooks/wrap", "topic": "wrap.events", "cloudevents": "binary", "ce_type": "com.example.shop.order", "ce_source": "/shop", "id": "orderId", "key": "user"},
             {"path": "/hooks/limited", "topic": "limited.events", "rate_limit": 1, "burst": 2},
+            {"path": "/api/cart", "topic": "cart.events", "auth": "jwt"},
         ]
     },
 }
@@ -161,3 +163,16 @@ def test_restarted_gateway_still_recognises_a_retry(gateway: tuple[str, str]) ->
     with running_gateway(ROUTES, bootstrap) as (_, url2):
         r = httpx.post(url2 + "/hooks/stripe", content=body, headers={"Stripe-Signature": sign_stripe(body, "whsec_stripe")})
         assert r.status_code == 202 and r.json()["duplicate"] is True
+
+
+def test_bearer_token_route_keys_records_by_user(gateway: tuple[str, str]) -> None:
+    import jwt
+
+    bootstrap, url = gateway
+    assert httpx.post(url + "/api/cart", content=b"{}").status_code == 401
+    bad = jwt.encode({"sub": "u"}, "some-other-key-some-other-key-1234", algorithm="HS256")
+    assert httpx.post(url + "/api/cart", content=b"{}", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+    good = jwt.encode({"sub": "u-42"}, "inbound-test-key-inbound-test-key-123", algorithm="HS256")
+    assert httpx.post(url + "/api/cart", content=b'{"sku":"a"}', headers={"Authorization": f"Bearer {good}"}).status_code == 202
+    (m,) = read_topic(bootstrap, "cart.events", 1, settle=0.3)
+    assert m.key() == b"u-42" and dict(m.headers())["riverbed.gateway.user"] == b"u-42"

@@ -41,7 +41,7 @@ class Gateway:
         routes: list[BaseRoute] = [Route("/health", self._health, methods=["GET"])]
         for r in config.inbound:
             routes.append(Route(r.path, self._inbound(r.path), methods=["POST"]))
-        auth = Authenticator(config.jwt)
+        self.auth = auth = Authenticator(config.jwt)
         for p in config.push:
             hub = TopicHub(p, config.cluster)
             self.hubs[p.path] = hub
@@ -82,7 +82,7 @@ class Gateway:
             ensure_topics(admin(c.cluster), self.topics())
         self.producer = AsyncProducer(c.cluster, c.delivery_timeout_ms)
         for r in c.inbound:
-            self.inbound[r.path] = InboundHandler(r, self.producer, c.max_body, c.retry_after, c.delivery_timeout_ms / 1000 + 1)
+            self.inbound[r.path] = InboundHandler(r, self.producer, c.max_body, c.retry_after, c.delivery_timeout_ms / 1000 + 1, self.auth)
         await asyncio.gather(*(self._load_seen(h) for h in self.inbound.values() if h.route.dedup_window > 0))
         for hub in self.hubs.values():
             await hub.start()

@@ -72,8 +72,11 @@ class InboundRoute:
     burst: int = 0
     dedup_window: int = 100_000
     require_json: bool = True
+    auth: str = "none"  # "jwt": a bearer token is required; its user id becomes the default key
+    scope: str | None = None
+    user_claim: str = "sub"
 
-    _KEYS = {"path", "topic", "verify", "secret", "secret_env", "key", "id", "tolerance", "headers", "signature_header", "signature_prefix", "signature_encoding", "cloudevents", "ce_type", "ce_source", "rate_limit", "burst", "dedup_window", "require_json"}
+    _KEYS = {"auth", "scope", "user_claim", "path", "topic", "verify", "secret", "secret_env", "key", "id", "tolerance", "headers", "signature_header", "signature_prefix", "signature_encoding", "cloudevents", "ce_type", "ce_source", "rate_limit", "burst", "dedup_window", "require_json"}
 
     @classmethod
     def parse(cls, t: Mapping[str, Any], env: Mapping[str, str]) -> InboundRoute:
@@ -97,7 +100,11 @@ class InboundRoute:
         if enc not in ("hex", "base64"):
             raise ConfigError(f"{what}: signature_encoding must be hex or base64")
         rate = float(t.get("rate_limit", 0))
+        auth = str(t.get("auth", "none"))
+        if auth not in ("jwt", "none"):
+            raise ConfigError(f"{what}: auth must be 'jwt' or 'none'")
         return cls(
+            auth=auth, scope=t.get("scope"), user_claim=str(t.get("user_claim", "sub")),
             path=str(t["path"]), topic=str(t["topic"]), verify=verify, secret=secret,
             key=t.get("key"), id=t.get("id"), tolerance=float(t.get("tolerance", 300)),
             headers=tuple(str(h) for h in t.get("headers", ())),
@@ -270,8 +277,8 @@ class GatewayConfig:
         if len(set(names)) != len(names):
             raise ConfigError("[[webhooks.out]] names must be unique")
         jwt = JwtSettings.parse(doc.get("auth", {}), env, base or Path.cwd())
-        if any(r.auth == "jwt" for r in push) and not jwt.key:
-            raise ConfigError("[auth]: push routes with auth = 'jwt' need key, key_env or key_file")
+        if (any(r.auth == "jwt" for r in push) or any(r.auth == "jwt" for r in inbound)) and not jwt.key:
+            raise ConfigError("[auth]: routes with auth = 'jwt' need key, key_env or key_file")
         return cls(
             cluster=ClusterSettings.from_mapping(doc.get("cluster", {}), env),
             listen=str(gw.get("listen", "127.0.0.1:8088")), max_body=int(gw.get("max_body", 1024 * 1024)),

@@ -28,7 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from confluent_kafka import KafkaError, TopicPartition
@@ -295,11 +295,22 @@ class TopicHub:
         return len(clients)
 
 
+class Guarded(Protocol):
+    """A route's authentication settings (PushRoute, InboundRoute)."""
+
+    @property
+    def auth(self) -> str: ...
+    @property
+    def scope(self) -> str | None: ...
+    @property
+    def user_claim(self) -> str: ...
+
+
 class Authenticator:
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
 
-    def user(self, conn: HTTPConnection, route: PushRoute) -> str | None:
+    def user(self, conn: HTTPConnection, route: Guarded) -> str | None:
         """The user id of the connection's bearer token (Authorization header or
         ``access_token`` query parameter, as browsers cannot set headers on EventSource and
         WebSocket); JsonError 401 / 403 when missing, invalid or not allowed."""

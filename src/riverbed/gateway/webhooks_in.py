@@ -33,6 +33,7 @@ from riverbed.web import JsonError, json_response
 from .config import InboundRoute, json_path
 from .limits import RateLimiter, SeenWindow
 from .producer import AsyncProducer, Headers, NotStored
+from .push import Authenticator
 from .signatures import (
     SignatureError,
     Verified,
@@ -45,6 +46,7 @@ from .signatures import (
 log = logging.getLogger("riverbed.gateway")
 
 ID_HEADER = "riverbed.gateway.id"  # the provider's event id, on every record a route produces
+USER_HEADER = "riverbed.gateway.user"  # the bearer token's user id (routes with auth = "jwt")
 DEFAULT_ID_PATH = {"stripe": "id"}
 
 
@@ -73,8 +75,8 @@ def _text(value: Any) -> str | None:
 
 
 class InboundHandler:
-    def __init__(self, route: InboundRoute, producer: AsyncProducer, max_body: int, retry_after: int, ack_timeout: float) -> None:
-        self.route, self.producer = route, producer
+    def __init__(self, route: InboundRoute, producer: AsyncProducer, max_body: int, retry_after: int, ack_timeout: float, auth: Authenticator | None = None) -> None:
+        self.route, self.producer, self.auth = route, producer, auth
         self.max_body, self.retry_after, self.ack_timeout = max_body, retry_after, ack_timeout
         self.seen = SeenWindow(route.dedup_window)
         self.limiter = RateLimiter(route.rate_limit, route.burst) if route.rate_limit > 0 else None
@@ -101,6 +103,10 @@ class InboundHandler:
             if wait > 0:
                 log.warning("%s from %s: rate limit of %g/s exceeded", r.path, client_address(request), r.rate_limit)
                 return retry_after(json_response({"error_code": 429, "message": f"Too many requests: limit is {r.rate_limit:g}/s"}, 429), max(1, round(wait + 0.5)))
+        user = None
+        if r.auth == "jwt":
+            assert self.auth is not None
+            user = self.auth.user(request, r)
         body = await read_body(request, self.max_body)
         try:
             verified = self._verify(request, body)
@@ -108,6 +114,10 @@ class InboundHandler:
             log.warning("%s from %s: signature refused: %s", r.path, client_address(request), exc)
             raise JsonError(401, 401, f"Signature verification failed: {exc}") from None
         key, value, headers, event_id = self._record(request, body, verified)
+        if user is not None:
+            headers.append((USER_HEADER, user.encode()))
+            if key is None:
+                key = user.encode()
         if event_id is not None:
             first = self.seen.claim(event_id)
             if first is not None:
