@@ -187,7 +187,10 @@ class TopicHub:
             c.assign(assign)
             loop.call_soon_threadsafe(self.ready.set)
             while not self._stop.is_set():
-                msgs = c.consume(1000, 0.1)
+                # consume(n, timeout) waits for n records or the timeout: wait for the first
+                # record only, then take what else is already there
+                first = c.poll(0.1)
+                msgs = [] if first is None else [first, *c.consume(999, 0)]
                 recs = []
                 for m in msgs:
                     err = m.error()

@@ -118,7 +118,12 @@ class Delivery:
 
     # --- the loop ------------------------------------------------------------------------
     async def _poll(self, n: int, timeout: float) -> list[Message]:
-        msgs = await asyncio.to_thread(self._consumer.consume, n, timeout)
+        def take() -> list[Message]:
+            # consume(n, timeout) would wait for all n: wait for the first record only
+            first = self._consumer.poll(timeout)
+            return [] if first is None else [first, *self._consumer.consume(n - 1, 0)] if n > 1 else [first]
+
+        msgs = await asyncio.to_thread(take)
         out = []
         for m in msgs:
             err = m.error()
