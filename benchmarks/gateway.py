@@ -153,7 +153,6 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
 
     proc = psutil.Process(gw_pid)
     rss_before = proc.memory_info().rss
-    cpu_before = proc.cpu_times()
     latencies: list[float] = []
     received = 0
     sockets = []
@@ -175,7 +174,8 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
     # broadcast: every frame counts, latencies from 100 clients (parsing all would measure us)
     sample_every = 1 if per_user else max(1, connections // 100)
     tasks = [asyncio.create_task(reader(ws, i % sample_every == 0)) for i, ws in enumerate(sockets)]
-    await asyncio.sleep(1)
+    await asyncio.sleep(1 + connections / 2000)  # let the handshakes' work settle
+    cpu_before = proc.cpu_times()
 
     def produce() -> int:
         p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})

@@ -138,8 +138,8 @@ def test_skip_policy_tells_the_client_what_it_missed(env: tuple[Gateway, str, Pr
     client = hub.clients()[0]
     from riverbed.gateway.push import Rec
 
-    for i in range(10):
-        client.offer(Rec(0, 1000 + i, None, f'"n":{i}'))
+    # ten records in one loop turn (on the gateway's loop: clients are not thread-safe)
+    hub.call_soon(lambda: [client.offer(Rec(0, 1000 + i, None, f'"n":{i}')) for i in range(10)])
     wait_for(lambda: any(e == "skipped" for e, _, _ in reader.events), what="a skipped notice")
     skipped = next(d for e, _, d in reader.events if e == "skipped")
     assert skipped["count"] >= 6

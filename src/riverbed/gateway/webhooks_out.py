@@ -94,6 +94,7 @@ class Delivery:
         self._producer: AsyncProducer | None = None
         self._stopping = False
         self._carry: list[Message] = []
+        self._settled: set[tuple[str, int, int]] = set()
 
     def stats(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed_attempts": self.failures, "dead_lettered": self.dead, "filtered": self.filtered, "breaker_open": self.open_until > time.monotonic()}
@@ -104,12 +105,16 @@ class Delivery:
         self._producer = AsyncProducer(self.settings)
         self._task = asyncio.create_task(self._run(), name=f"webhooks-out-{self.sub.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop delivering; commit what was settled (the rest is delivered after a restart)."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except (TimeoutError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
         if self._consumer is not None:
             await asyncio.to_thread(self._consumer.close)
         if self._producer is not None:
@@ -143,29 +148,40 @@ class Delivery:
                 await self._settle(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # logged; the loop goes on
                 log.exception("%s: delivery loop failed; retrying in 1 s", self.sub.name)
                 await asyncio.sleep(1)
 
     async def _settle(self, batch: list[Message]) -> None:
+        """Deliver a batch, then commit. On stop, the records not settled yet are abandoned and
+        each partition is committed up to its first unsettled record (they come again)."""
         c = self._consumer
-        paused = c.assignment()
-        c.pause(paused)
+        c.pause(c.assignment())
+        self._settled = set()
         work = asyncio.create_task(self._deliver_batch(batch))
         try:
-            while not work.done():
+            while not work.done() and not self._stopping:
                 # keep the group membership alive; records of newly assigned partitions wait
                 self._carry.extend(await self._poll(100, 0.2))
-            await work
-        finally:
             if not work.done():
                 work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+        finally:
             with contextlib.suppress(KafkaException):
                 c.resume(c.assignment())
         offsets: dict[tuple[str, int], int] = {}
-        for m in batch:
+        blocked: set[tuple[str, int]] = set()
+        for m in sorted(batch, key=position):
             topic, partition, offset = position(m)
-            offsets[(topic, partition)] = max(offsets.get((topic, partition), 0), offset + 1)
+            if (topic, partition) in blocked:
+                continue
+            if (topic, partition, offset) not in self._settled:
+                blocked.add((topic, partition))
+                continue
+            offsets[(topic, partition)] = offset + 1
+        if not offsets:
+            return
         try:
             await asyncio.to_thread(c.commit, offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
         except KafkaException as exc:
@@ -179,10 +195,11 @@ class Delivery:
 
     async def _lane(self, msgs: list[Message]) -> None:
         for m in msgs:
-            if not self._wanted(m):
+            if self._wanted(m):
+                await self._deliver(m)
+            else:
                 self.filtered += 1
-                continue
-            await self._deliver(m)
+            self._settled.add(position(m))
 
     def _wanted(self, m: Message) -> bool:
         if self.sub.filter_field is None:
