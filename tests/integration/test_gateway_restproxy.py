@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -94,3 +95,55 @@ def test_errors(proxy: tuple[str, str, str]) -> None:
     assert httpx.post(base + "/rest/records", content=b"{not json").status_code == 400
     assert httpx.post(base + "/rest/records", json={"value": {"type": "XML", "data": "x"}}).status_code == 400
     assert httpx.post(base + "/rest/records", content=b'{"value":{"type":"STRING","data":"' + b"x" * 200_000 + b'"}}').status_code == 413
+
+
+V2_JSON = "application/vnd.kafka.json.v2+json"
+V2_BINARY = "application/vnd.kafka.binary.v2+json"
+
+
+def test_v2_produce_and_consume_with_a_consumer_instance(proxy: tuple[str, str, str]) -> None:
+    _, base, _ = proxy
+    root = base.split("/v3/")[0]
+    r = httpx.post(root + "/topics/rest", content=json.dumps({"records": [{"key": "k", "value": {"n": i}, "partition": 0} for i in range(3)]}), headers={"Content-Type": V2_JSON})
+    assert r.status_code == 200, r.text
+    offsets = r.json()["offsets"]
+    assert [o["partition"] for o in offsets] == [0, 0, 0] and offsets[2]["offset"] == offsets[0]["offset"] + 2
+    assert r.json()["key_schema_id"] is None and r.headers["content-type"].startswith("application/vnd.kafka.v2+json")
+    r = httpx.post(root + "/topics/rest/partitions/1", content=json.dumps({"records": [{"value": b64(b"\x01\x02")}]}), headers={"Content-Type": V2_BINARY})
+    assert r.json()["offsets"][0]["partition"] == 1
+
+    c = root + "/consumers/rest-group"
+    r = httpx.post(c, json={"name": "c1", "format": "json", "auto.offset.reset": "earliest"}, headers={"Content-Type": "application/vnd.kafka.v2+json"})
+    assert r.status_code == 200 and r.json()["instance_id"] == "c1"
+    inst = r.json()["base_uri"]
+    assert httpx.post(c, json={"name": "c1", "format": "json"}).status_code == 409
+    assert httpx.post(inst + "/subscription", json={"topics": ["rest"]}).status_code == 204
+    assert httpx.get(inst + "/subscription").json() == {"topics": ["rest"]}
+    got: list[dict[str, object]] = []
+    deadline = time.monotonic() + 20
+    while not any(isinstance(rec["value"], dict) and rec["value"].get("n") == 2 for rec in got) and time.monotonic() < deadline:
+        r = httpx.get(inst + "/records?timeout=500", headers={"Accept": V2_JSON})
+        assert r.status_code == 200
+        got += r.json()
+    mine = [rec for rec in got if rec["partition"] == 0 and isinstance(rec["value"], dict) and "n" in rec["value"]]
+    assert [rec["value"] for rec in mine][-3:] == [{"n": 0}, {"n": 1}, {"n": 2}] and mine[-1]["key"] == "k"
+    assert httpx.get(inst + "/records", headers={"Accept": V2_BINARY}).status_code == 406
+    last = mine[-1]
+    assert httpx.post(inst + "/offsets", json={"offsets": [{"topic": "rest", "partition": 0, "offset": last["offset"]}]}).status_code == 200
+    r = httpx.request("GET", inst + "/offsets", json={"partitions": [{"topic": "rest", "partition": 0}]})
+    assert r.json()["offsets"][0]["offset"] == int(str(last["offset"])) + 1
+    assert httpx.delete(inst).status_code == 204
+    r = httpx.get(inst + "/records", headers={"Accept": V2_JSON})
+    assert r.status_code == 404 and r.json()["error_code"] == 40403
+
+
+def test_v2_errors(proxy: tuple[str, str, str]) -> None:
+    _, base, _ = proxy
+    root = base.split("/v3/")[0]
+    r = httpx.post(root + "/topics/nope", content=b'{"records":[{"value":1}]}', headers={"Content-Type": V2_JSON})
+    assert r.status_code == 404 and r.json()["error_code"] == 40401
+    r = httpx.post(root + "/topics/rest/partitions/9", content=b'{"records":[{"value":1}]}', headers={"Content-Type": V2_JSON})
+    assert r.json()["error_code"] == 40402
+    assert httpx.post(root + "/topics/rest", content=b'{"records":[{"value":"%%"}]}', headers={"Content-Type": V2_BINARY}).status_code == 422
+    assert httpx.post(root + "/topics/rest", content=b'{"records":[{"value":1}]}', headers={"Content-Type": "application/vnd.kafka.avro.v2+json"}).status_code == 415
+    assert httpx.post(root + "/consumers/g", json={"format": "avro"}).status_code == 422

@@ -48,11 +48,15 @@ class Gateway:
             ep = PushEndpoints(hub, auth)
             routes.append(Route(p.path, ep.sse, methods=["GET"]))
             routes.append(WebSocketRoute(p.path, ep.websocket))
+        self.rest_v2: Any = None
         if config.rest:
             from .restproxy import RestProxy
+            from .restproxy_v2 import RestProxyV2
 
             self.rest = RestProxy(self)
+            self.rest_v2 = RestProxyV2(self)
             routes.extend(self.rest.routes())
+            routes.extend(self.rest_v2.routes())
         routes.extend(extra_routes)
         self.app: Starlette = create_app(routes)
         self.app.router.lifespan_context = self._lifespan
@@ -86,6 +90,8 @@ class Gateway:
         await asyncio.gather(*(self._load_seen(h) for h in self.inbound.values() if h.route.dedup_window > 0))
         for hub in self.hubs.values():
             await hub.start()
+        if self.rest_v2 is not None:
+            await self.rest_v2.start()
         if c.outbound:
             from .webhooks_out import Delivery
 
@@ -109,6 +115,8 @@ class Gateway:
             hub.call_soon(hub.disconnect_all)
 
     async def stop(self) -> None:
+        if self.rest_v2 is not None:
+            await self.rest_v2.stop()
         for worker in self.outbound:
             await worker.stop()
         for hub in self.hubs.values():
