@@ -29,6 +29,7 @@ DOC: dict[str, Any] = {
         {"path": "/push/orders", "topic": "orders.completed", "filter": "field", "field": "userId", "queue": 1000, "replay": 100},
         {"path": "/push/by-key", "topic": "by.key", "filter": "key", "scope": "orders:read", "queue": 32, "overflow": "drop"},
         {"path": "/push/all", "topic": "all.events", "auth": "none", "queue": 4, "overflow": "skip"},
+        {"path": "/push/few", "topic": "all.events", "filter": "key", "max_per_user": 2, "max_clients": 3},
     ],
 }
 
@@ -145,3 +146,21 @@ def test_skip_policy_tells_the_client_what_it_missed(env: tuple[Gateway, str, Pr
     assert skipped["count"] >= 6
     assert len(gw.hubs["/push/all"].clients()) == 1  # still connected
     reader.close()
+
+
+def test_connection_limits_per_user_and_per_route(env: tuple[Gateway, str, Producer]) -> None:
+    gw, url, _ = env
+    hub = gw.hubs["/push/few"]
+    a = [SseReader(url + f"/push/few?access_token={token('ann')}") for _ in range(2)]
+    wait_for(lambda: hub.count == 2, what="two connections")
+    third = SseReader(url + f"/push/few?access_token={token('ann')}")
+    assert third.wait_status() == 429
+    b = SseReader(url + f"/push/few?access_token={token('ben')}")
+    wait_for(lambda: hub.count == 3, what="three connections")
+    full = SseReader(url + f"/push/few?access_token={token('cid')}")
+    assert full.wait_status() == 503
+    with pytest.raises(InvalidStatus):
+        connect(url.replace("http", "ws") + f"/push/few?access_token={token('dan')}", open_timeout=5).close()
+    for r in [*a, third, b, full]:
+        r.close()
+    wait_for(lambda: hub.count == 0, what="all gone")

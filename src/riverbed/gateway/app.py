@@ -71,7 +71,7 @@ class Gateway:
         return json_response({
             "status": "up",
             "inbound": {p: {"accepted": h.accepted, "duplicates": h.duplicates} for p, h in self.inbound.items()},
-            "push": {p: {"clients": len(h.clients()), "delivered": h.delivered} for p, h in self.hubs.items()},
+            "push": {p: {"clients": h.count, "delivered": h.delivered} for p, h in self.hubs.items()},
             "outbound": {w.sub.name: w.stats() for w in self.outbound},
         })
 

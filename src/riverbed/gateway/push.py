@@ -100,6 +100,7 @@ class Client:
         self.wake = asyncio.Event()
         self.gone = asyncio.Event()  # set when dropped: the endpoint closes even mid-send
         self.dropped = False
+        self.unsubscribed = False
         self.skipped = 0
 
     def offer(self, rec: Rec) -> None:
@@ -157,6 +158,7 @@ class TopicHub:
         self.everyone: set[Client] = set()  # clients of an unfiltered route
         self.by_user: dict[str, set[Client]] = {}
         self.delivered = 0
+        self.count = 0  # connected clients
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -258,6 +260,10 @@ class TopicHub:
         the replay buffer are queued at once; when the position is older than the buffer the
         client gets a ``reset`` notice first (it missed records)."""
         r = self.route
+        if self.count >= r.max_clients:
+            raise JsonError(503, 50301, f"This route has its maximum of {r.max_clients} connections")
+        if r.filter and user is not None and len(self.by_user.get(user, ())) >= r.max_per_user:
+            raise JsonError(429, 429, f"This user has its maximum of {r.max_per_user} connections on this route")
         client = Client(user if r.filter else None, r.queue, r.overflow, dict(self.next_offset))
         if position is not None:
             filtered = r.filter is not None
@@ -275,9 +281,14 @@ class TopicHub:
             self.everyone.add(client)
         elif client.user is not None:
             self.by_user.setdefault(client.user, set()).add(client)
+        self.count += 1
         return client
 
     def unsubscribe(self, client: Client) -> None:
+        if client.unsubscribed:
+            return
+        client.unsubscribed = True
+        self.count -= 1
         self.everyone.discard(client)
         if client.user is not None:
             group = self.by_user.get(client.user)
@@ -381,8 +392,17 @@ class PushEndpoints:
             log.info("push %s: websocket refused: %s", self.hub.route.path, exc.message)
             await ws.close(code=1008, reason=exc.message[:120])
             return
-        await ws.accept()
-        client = self.hub.subscribe(user, position)
+        try:
+            client = self.hub.subscribe(user, position)
+        except JsonError as exc:
+            log.warning("push %s: websocket refused: %s", self.hub.route.path, exc.message)
+            await ws.close(code=1013 if exc.status == 503 else 1008, reason=exc.message[:120])
+            return
+        try:
+            await ws.accept()
+        except BaseException:
+            self.hub.unsubscribe(client)
+            raise
 
         async def reader() -> None:
             # the protocol has no client messages yet: read and ignore them (text or binary),
