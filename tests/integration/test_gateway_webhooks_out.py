@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +33,9 @@ class Receiver:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.got: dict[str, list[tuple[str, dict[str, Any], str]]] = {"flaky": [], "slow": [], "fast": [], "restart": []}
-        self.calls: dict[str, int] = {"flaky": 0, "down": 0, "slow": 0, "fast": 0, "restart": 0}
+        self.got: dict[str, list[tuple[str, dict[str, Any], str]]] = {"flaky": [], "slow": [], "fast": [], "restart": [], "limited": []}
+        self.calls: dict[str, int] = {"flaky": 0, "down": 0, "slow": 0, "fast": 0, "restart": 0, "limited": 0}
+        self.times: list[float] = []
         self.bad_signatures = 0
 
         async def endpoint(request: Request) -> Response:
@@ -52,6 +54,8 @@ class Receiver:
             if name == "slow":
                 await asyncio.sleep(3)
             with self.lock:
+                if name == "limited":
+                    self.times.append(time.monotonic())
                 self.got[name].append((request.headers.get("x-riverbed-key", ""), json.loads(body), request.headers["webhook-id"]))
             return Response(status_code=204)
 
@@ -124,3 +128,12 @@ def test_delivery_state_survives_a_restart(setup: tuple[str, Receiver, Producer]
         wait_for(lambda: len(rx.got["restart"]) >= 41, timeout=20, what="the 41st delivery")
     assert [doc["n"] for _, doc, _ in rx.got["restart"]][40:] == [40]
     assert rx.calls["restart"] == 41
+
+
+def test_rate_limit_per_endpoint(setup: tuple[str, Receiver, Producer]) -> None:
+    bootstrap, rx, _ = setup
+    doc = {"webhooks": {"out": [{"name": "limited", "topic": "orders", "url": rx.server.url + "/limited", "secret": SECRET, "rate_limit": 20}]}}
+    with running_gateway(doc, bootstrap):
+        wait_for(lambda: len(rx.got["limited"]) >= 40, timeout=20, what="40 deliveries")
+    # a bucket of 20 then 20 per second: the last 20 take about a second
+    assert rx.times[-1] - rx.times[0] >= 0.8
