@@ -33,8 +33,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.got: dict[str, list[tuple[str, dict[str, Any], str]]] = {"flaky": [], "slow": [], "fast": [], "restart": [], "limited": []}
-        self.calls: dict[str, int] = {"flaky": 0, "down": 0, "slow": 0, "fast": 0, "restart": 0, "limited": 0}
+        self.got: dict[str, list[tuple[str, dict[str, Any], str]]] = {"flaky": [], "slow": [], "fast": [], "restart": [], "limited": [], "persist": []}
+        self.calls: dict[str, int] = {"flaky": 0, "down": 0, "slow": 0, "fast": 0, "restart": 0, "limited": 0, "persist": 0}
         self.times: list[float] = []
         self.bad_signatures = 0
 
@@ -49,10 +49,10 @@ class Receiver:
             with self.lock:
                 self.calls[name] += 1
                 n = self.calls[name]
-            if name == "down" or (name == "flaky" and n <= 10):
-                return Response(status_code=503 if name == "down" else 500)
+            if name in ("down", "persist") or (name == "flaky" and n <= 10):
+                return Response(status_code=500 if name == "flaky" else 503)
             if name == "slow":
-                await asyncio.sleep(3)
+                await asyncio.sleep(1.5)
             with self.lock:
                 if name == "limited":
                     self.times.append(time.monotonic())
@@ -113,7 +113,7 @@ def test_never_recovering_endpoint_ends_in_the_dead_letter_topic(setup: tuple[st
 def test_a_slow_endpoint_does_not_stall_another(setup: tuple[str, Receiver, Producer]) -> None:
     _, rx, _ = setup
     wait_for(lambda: len(rx.got["fast"]) == 40, timeout=20, what="the fast endpoint's 40 records")
-    assert len(rx.got["slow"]) < 40  # 3 s each, one lane: still far behind
+    assert len(rx.got["slow"]) < 40  # 1.5 s each, one lane: still far behind
     assert [doc["n"] for key, doc, _ in rx.got["fast"] if key == "k1"] == list(range(1, 40, 4))
 
 
@@ -137,3 +137,17 @@ def test_rate_limit_per_endpoint(setup: tuple[str, Receiver, Producer]) -> None:
         wait_for(lambda: len(rx.got["limited"]) >= 40, timeout=20, what="40 deliveries")
     # a bucket of 20 then 20 per second: the last 20 take about a second
     assert rx.times[-1] - rx.times[0] >= 0.8
+
+
+def test_retry_schedule_survives_a_restart(setup: tuple[str, Receiver, Producer]) -> None:
+    bootstrap, rx, p = setup
+    p.produce("persist.orders", b'{"n": 1}', key=b"k")
+    p.flush(10)
+    doc = {"webhooks": {"out": [{"name": "persist", "topic": "persist.orders", "url": rx.server.url + "/persist", "secret": SECRET, "max_attempts": 3, "backoff_ms": 1500, "backoff_max_ms": 1500}]}}
+    with running_gateway(doc, bootstrap):
+        wait_for(lambda: rx.calls["persist"] >= 1, timeout=20, what="the first attempt")
+    # restarted mid-backoff: the attempt count and the due time come back from the retry topic
+    with running_gateway(doc, bootstrap):
+        dead = read_topic(bootstrap, "persist.orders.persist.DLQ", 1, timeout=20)
+    assert rx.calls["persist"] == 3  # not 1 + 3
+    assert dict(dead[0].headers())["riverbed.errors.attempts"] == b"3"

@@ -78,7 +78,10 @@ class Gateway:
     def topics(self) -> dict[str, tuple[int, dict[str, str]]]:
         c = self.config
         names = [r.topic for r in c.inbound] + [p.topic for p in c.push] + [s.topic for s in c.outbound] + [s.dead_letter_topic for s in c.outbound]
-        return {n: (1, {}) for n in dict.fromkeys(names)}
+        topics: dict[str, tuple[int, dict[str, str]]] = {n: (1, {}) for n in dict.fromkeys(names)}
+        for sub in c.outbound:
+            topics[sub.retry_topic] = (1, {"cleanup.policy": "compact"})
+        return topics
 
     async def start(self) -> None:
         c = self.config
@@ -95,10 +98,8 @@ class Gateway:
         if c.outbound:
             from .webhooks_out import Delivery
 
-            for sub in c.outbound:
-                worker = Delivery(sub, c.cluster)
-                await worker.start()
-                self.outbound.append(worker)
+            self.outbound = [Delivery(sub, c.cluster) for sub in c.outbound]
+            await asyncio.gather(*(w.start() for w in self.outbound))
 
     async def _load_seen(self, handler: InboundHandler) -> None:
         r = handler.route
@@ -117,8 +118,7 @@ class Gateway:
     async def stop(self) -> None:
         if self.rest_v2 is not None:
             await self.rest_v2.stop()
-        for worker in self.outbound:
-            await worker.stop()
+        await asyncio.gather(*(w.stop() for w in self.outbound))
         for hub in self.hubs.values():
             hub.stop()
         if self.producer is not None:

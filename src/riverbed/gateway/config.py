@@ -214,6 +214,11 @@ class OutboundSubscription:
         return self.dlq_topic or f"{self.topic}.{self.name}.DLQ"
 
     @property
+    def retry_topic(self) -> str:
+        """The compacted topic keeping each retried record's attempt count and next due time."""
+        return f"{self.topic}.{self.name}.retries"
+
+    @property
     def group_id(self) -> str:
         return self.group or f"riverbed-gateway-out-{self.name}"
 

@@ -95,6 +95,7 @@ class Delivery:
         self._stopping = False
         self._carry: list[Message] = []
         self._settled: set[tuple[str, int, int]] = set()
+        self._schedule: dict[str, tuple[int, float]] = {}  # msg id -> (attempts made, next due, unix s)
 
     def stats(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed_attempts": self.failures, "dead_lettered": self.dead, "filtered": self.filtered, "breaker_open": self.open_until > time.monotonic()}
@@ -103,6 +104,12 @@ class Delivery:
         self._consumer = consumer(self.settings, self.sub.group_id, **{"auto.offset.reset": "earliest", "max.poll.interval.ms": 300_000})
         self._consumer.subscribe([self.sub.topic])
         self._producer = AsyncProducer(self.settings)
+        try:
+            self._schedule = await asyncio.to_thread(read_schedule, self.settings, self.sub.retry_topic)
+        except Exception as exc:  # delivery goes on; retried records start their attempts again
+            log.warning("%s: retry schedule not read from %s: %s", self.sub.name, self.sub.retry_topic, exc)
+        if self._schedule:
+            log.info("%s: %d records resume their retries", self.sub.name, len(self._schedule))
         self._task = asyncio.create_task(self._run(), name=f"webhooks-out-{self.sub.name}")
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -218,7 +225,11 @@ class Delivery:
         headers_in = dict(record_headers(m))
         ctype = headers_in.get("content-type") or b"application/json"
         last: DeliveryFailed | None = None
-        for attempt in range(1, sub.max_attempts + 1):
+        made, due = self._schedule.pop(msg_id, (0, 0.0))
+        if made:
+            last = DeliveryFailed(f"{made} attempts before a restart")
+            await asyncio.sleep(max(0.0, due - time.time()))
+        for attempt in range(made + 1, sub.max_attempts + 1):
             await self._wait_for_turn()
             try:
                 await self._post(msg_id, body, ctype, m)
@@ -234,14 +245,28 @@ class Delivery:
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, sub.backoff_max_ms / 1000))
                 log.info("%s: %s attempt %d failed (%s); next in %.2f s", sub.name, msg_id, attempt, exc, delay)
+                await self._remember(msg_id, attempt, time.time() + delay)
                 await asyncio.sleep(delay)
                 continue
             self.consecutive_failures = 0
             self.open_until = 0.0
             self.delivered += 1
+            if attempt > 1:
+                await self._remember(msg_id, 0, 0.0)
             return
         assert last is not None
         await self._dead_letter(m, last, sub.max_attempts)
+        await self._remember(msg_id, 0, 0.0)
+
+    async def _remember(self, msg_id: str, attempts: int, due: float) -> None:
+        """Write a record's retry state to the compacted retry topic (a tombstone once settled),
+        so a restart resumes its attempt count and waits out its backoff."""
+        assert self._producer is not None
+        value = json.dumps({"attempts": attempts, "due": due}).encode() if attempts else None
+        try:
+            await self._producer.send(self.sub.retry_topic, value, msg_id.encode())
+        except NotStored as exc:
+            log.warning("%s: retry state of %s not stored: %s", self.sub.name, msg_id, exc)
 
     async def _wait_for_turn(self) -> None:
         while True:
@@ -293,3 +318,37 @@ class Delivery:
                 delay = min(delay * 2, 30)
         self.dead += 1
         log.warning("%s: msg_%s_%d_%d dead-lettered to %s after %d attempts: %s", self.sub.name, m.topic(), m.partition(), m.offset(), self.sub.dead_letter_topic, attempts, exc)
+
+
+def read_schedule(settings: ClusterSettings, topic: str, timeout: float = 10.0) -> dict[str, tuple[int, float]]:
+    """The retry topic's latest state per record (tombstones removed)."""
+    c = consumer(settings, f"riverbed-gateway-retries-{time.monotonic_ns()}", **{"enable.partition.eof": True})
+    try:
+        md = c.list_topics(topic, timeout=timeout).topics.get(topic)
+        if md is None or md.error is not None:
+            return {}
+        parts = [TopicPartition(topic, p, 0) for p in md.partitions]
+        pending = {tp.partition for tp in parts}
+        c.assign(parts)
+        out: dict[str, tuple[int, float]] = {}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(m.partition())
+                continue
+            key, value = m.key(), m.value()
+            if key is None:
+                continue
+            if value is None:
+                out.pop(key.decode(), None)
+            else:
+                state = json.loads(value)
+                out[key.decode()] = (int(state["attempts"]), float(state["due"]))
+        return out
+    finally:
+        c.close()
