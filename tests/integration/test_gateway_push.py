@@ -30,6 +30,7 @@ DOC: dict[str, Any] = {
         {"path": "/push/by-key", "topic": "by.key", "filter": "key", "scope": "orders:read", "queue": 32, "overflow": "drop"},
         {"path": "/push/all", "topic": "all.events", "auth": "none", "queue": 4, "overflow": "skip"},
         {"path": "/push/few", "topic": "all.events", "filter": "key", "max_per_user": 2, "max_clients": 3},
+        {"path": "/push/short", "topic": "short.buffer", "filter": "key", "replay": 3, "queue": 100},
     ],
 }
 
@@ -164,3 +165,23 @@ def test_connection_limits_per_user_and_per_route(env: tuple[Gateway, str, Produ
     for r in [*a, third, b, full]:
         r.close()
     wait_for(lambda: hub.count == 0, what="all gone")
+
+
+def test_resume_from_before_the_replay_buffer_reads_the_log(env: tuple[Gateway, str, Producer]) -> None:
+    gw, url, p = env
+    hub = gw.hubs["/push/short"]
+    first = SseReader(url + f"/push/short?access_token={token('eve')}")
+    wait_for(lambda: hub.count == 1, what="subscriber")
+    send(p, "short.buffer", [{"n": 0}], key="eve")
+    (rec,) = first.wait(1)
+    position = first.events[0][1]
+    first.close()
+    for i in range(1, 21):  # far more than the 3 records the buffer keeps
+        send(p, "short.buffer", [{"n": i}], key="eve" if i % 2 else "fay")
+    wait_for(lambda: hub.next_offset[0] >= rec["offset"] + 21, what="the hub to read them")
+    again = SseReader(url + "/push/short", {"Authorization": f"Bearer {token('eve')}", "Last-Event-ID": position or ""})
+    assert [r["value"]["n"] for r in again.wait(10)] == list(range(1, 21, 2))
+    assert not any(e == "reset" for e, _, _ in again.events)
+    send(p, "short.buffer", [{"n": 21}], key="eve")
+    assert [r["value"]["n"] for r in again.wait(11)][-1] == 21  # and it is live afterwards
+    again.close()

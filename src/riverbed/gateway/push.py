@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
@@ -44,6 +45,8 @@ from .config import JwtSettings, PushRoute, json_path
 log = logging.getLogger("riverbed.gateway")
 
 HEARTBEAT = 15.0  # seconds between SSE comments / WebSocket pings on an idle stream
+CATCHUP_SCAN = 1_000_000  # records a resuming client may have read from the log for it
+CATCHUP_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -255,34 +258,104 @@ class TopicHub:
     def clients(self) -> list[Client]:
         return [*self.everyone, *(c for s in self.by_user.values() for c in s)]
 
-    def subscribe(self, user: str | None, position: dict[int, int] | None) -> Client:
-        """A new client at `position` (None: from now on). Records after the position still in
-        the replay buffer are queued at once; when the position is older than the buffer the
-        client gets a ``reset`` notice first (it missed records)."""
+    def _ring_start(self, p: int) -> int:
+        ring = self.ring[p]
+        return ring[0].offset if ring else self.next_offset[p]
+
+    async def subscribe(self, user: str | None, position: dict[int, int] | None) -> Client:
+        """A new client at `position` (None: from now on). Records between the position and the
+        replay buffer are read from the log first (a temporary consumer), then the buffer's
+        records after the position are queued, and the client joins the fan-out, with no gap
+        and no repeat. A position older than the log's start gets a ``reset`` notice."""
         r = self.route
         if self.count >= r.max_clients:
             raise JsonError(503, 50301, f"This route has its maximum of {r.max_clients} connections")
         if r.filter and user is not None and len(self.by_user.get(user, ())) >= r.max_per_user:
             raise JsonError(429, 429, f"This user has its maximum of {r.max_per_user} connections on this route")
-        client = Client(user if r.filter else None, r.queue, r.overflow, dict(self.next_offset))
-        if position is not None:
-            filtered = r.filter is not None
-            for p, start in sorted(position.items()):
-                ring = self.ring.get(p)
-                if ring is None:
-                    continue
-                if start < (ring[0].offset if ring else self.next_offset[p]):
-                    client.notice("reset")
-                for rec in ring:
-                    if rec.offset >= start and (not filtered or rec.user == client.user):
-                        client.offer(rec)
-                client.cursor[p] = min(start, self.next_offset[p])
+        # while it catches up a client is behind, not slow: too many records skip it ahead
+        client = Client(user if r.filter else None, r.queue, "skip", dict(self.next_offset))
+        position = {p: o for p, o in (position or {}).items() if p in self.ring}
+        for _ in range(5):  # the buffer may move on while we read: read the new gap too
+            gaps = {p: (start, self._ring_start(p)) for p, start in position.items() if start < self._ring_start(p)}
+            if not gaps:
+                break
+            recs, reached, reset, skipped = await asyncio.to_thread(self._read_gaps, gaps, client.user, client.limit)
+            if reset:
+                client.notice("reset")
+            client.skipped += skipped
+            for rec in recs:
+                client.offer(rec)
+            position.update(reached)
+        filtered = r.filter is not None
+        for p, start in sorted(position.items()):
+            if start < self._ring_start(p):
+                client.notice("reset")  # still behind after the reads: jump to the buffer
+            for rec in self.ring[p]:
+                if rec.offset >= start and (not filtered or rec.user == client.user):
+                    client.offer(rec)
+            client.cursor[p] = min(start, self.next_offset[p])
+        client.overflow = r.overflow
         if r.filter is None:
             self.everyone.add(client)
         elif client.user is not None:
             self.by_user.setdefault(client.user, set()).add(client)
         self.count += 1
         return client
+
+    def _read_gaps(self, gaps: dict[int, tuple[int, int]], user: str | None, limit: int) -> tuple[list[Rec], dict[int, int], bool, int]:
+        """Records of `user` (all when None and unfiltered) in [start, end) per partition, from
+        the log. Keeps the last `limit` (the rest count as skipped); stops after
+        CATCHUP_SCAN records or CATCHUP_SECONDS. -> (records, reached offset per partition,
+        whether the log had lost part of a range, skipped)."""
+        filtered = self.route.filter is not None
+        c = consumer(self.settings, f"riverbed-gateway-catchup-{uuid.uuid4()}", **{"enable.partition.eof": True})
+        kept: deque[Rec] = deque(maxlen=limit)
+        seen = skipped = 0
+        reached: dict[int, int] = {}
+        reset = False
+        try:
+            assign = []
+            for p, (start, end) in gaps.items():
+                low, _high = c.get_watermark_offsets(TopicPartition(self.route.topic, p), timeout=10)
+                if start < low:
+                    reset, start = True, low
+                reached[p] = start
+                if start < end:
+                    assign.append(TopicPartition(self.route.topic, p, start))
+            pending = {tp.partition: gaps[tp.partition][1] for tp in assign}
+            if not assign:
+                return [], reached, reset, 0
+            c.assign(assign)
+            deadline = time.monotonic() + CATCHUP_SECONDS
+            while pending and seen < CATCHUP_SCAN and time.monotonic() < deadline:
+                m = c.poll(0.2)
+                if m is None:
+                    continue
+                err = m.error()
+                part = m.partition()
+                if part is None or part not in pending:
+                    continue
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        reached[part] = max(reached[part], pending.pop(part))
+                    continue
+                offset = m.offset()
+                assert offset is not None
+                if offset >= pending[part]:
+                    reached[part] = max(reached[part], pending.pop(part))
+                    continue
+                seen += 1
+                reached[part] = offset + 1
+                rec = self._rec(m)
+                if not filtered or rec.user == user:
+                    if len(kept) == limit:
+                        skipped += 1
+                    kept.append(rec)
+            if pending:
+                reset = True  # gave up on a long gap: the client jumps to the buffer
+            return list(kept), reached, reset, skipped
+        finally:
+            c.close()
 
     def unsubscribe(self, client: Client) -> None:
         if client.unsubscribed:
@@ -382,7 +455,7 @@ class PushEndpoints:
     async def sse(self, request: Request) -> Response:
         user = self.auth.user(request, self.hub.route)
         position = self._position(request, request.headers.get("last-event-id"))
-        return EventStream(self.hub, self.hub.subscribe(user, position))
+        return EventStream(self.hub, await self.hub.subscribe(user, position))
 
     async def websocket(self, ws: WebSocket) -> None:
         try:
@@ -393,7 +466,7 @@ class PushEndpoints:
             await ws.close(code=1008, reason=exc.message[:120])
             return
         try:
-            client = self.hub.subscribe(user, position)
+            client = await self.hub.subscribe(user, position)
         except JsonError as exc:
             log.warning("push %s: websocket refused: %s", self.hub.route.path, exc.message)
             await ws.close(code=1013 if exc.status == 503 else 1008, reason=exc.message[:120])
