@@ -185,3 +185,22 @@ def test_resume_from_before_the_replay_buffer_reads_the_log(env: tuple[Gateway, 
     send(p, "short.buffer", [{"n": 21}], key="eve")
     assert [r["value"]["n"] for r in again.wait(11)][-1] == 21  # and it is live afterwards
     again.close()
+
+
+def test_partitions_added_later_are_followed(env: tuple[Gateway, str, Producer]) -> None:
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    gw, url, p = env
+    hub = gw.hubs["/push/all"]
+    hub.metadata_interval = 0.2
+    reader = SseReader(url + "/push/all")
+    wait_for(lambda: hub.count == 1, what="subscriber")
+    admin = AdminClient({"bootstrap.servers": gw.config.cluster.bootstrap})
+    admin.create_partitions([NewPartitions("all.events", 2)])["all.events"].result(10)
+    wait_for(lambda: 1 in hub.ring, what="the new partition")
+    wait_for(lambda: len(p.list_topics("all.events", timeout=5).topics["all.events"].partitions) == 2, what="the producer to see it")
+    p.produce("all.events", b'{"n": "p1"}', partition=1)
+    p.flush(10)
+    assert next(r for r in reader.wait(1) if r["partition"] == 1)["value"] == {"n": "p1"}
+    assert reader.events[-1][1] is not None and "1:" in (reader.events[-1][1] or "")
+    reader.close()

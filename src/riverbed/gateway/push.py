@@ -162,6 +162,7 @@ class TopicHub:
         self.by_user: dict[str, set[Client]] = {}
         self.delivered = 0
         self.count = 0  # connected clients
+        self.metadata_interval = 30.0  # seconds between looks for new partitions
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,8 +191,13 @@ class TopicHub:
                 self.next_offset[p] = start
                 self.ring[p] = deque(maxlen=max(1, self.route.replay))
             c.assign(assign)
+            known = set(md.partitions)
             loop.call_soon_threadsafe(self.ready.set)
+            checked = time.monotonic()
             while not self._stop.is_set():
+                if time.monotonic() - checked > self.metadata_interval:
+                    checked = time.monotonic()
+                    known |= self._new_partitions(c, known, loop)
                 # consume(n, timeout) waits for n records or the timeout: wait for the first
                 # record only, then take what else is already there
                 first = c.poll(0.1)
@@ -217,6 +223,25 @@ class TopicHub:
             log.exception("push %s: the topic reader stopped", self.route.path)
         finally:
             c.close()
+
+    def _new_partitions(self, c: Any, known: set[int], loop: asyncio.AbstractEventLoop) -> set[int]:
+        """Partitions added to the topic since the last look, assigned from their start."""
+        try:
+            md = c.list_topics(self.route.topic, timeout=5).topics.get(self.route.topic)
+        except Exception as exc:
+            log.warning("push %s: metadata not refreshed: %s", self.route.path, exc)
+            return set()
+        new = set(md.partitions) - known if md is not None and md.error is None else set()
+        if new:
+            log.info("push %s: new partitions %s of %s", self.route.path, sorted(new), self.route.topic)
+            for p in new:
+                asyncio.run_coroutine_threadsafe(self._add_partition(p), loop).result(10)
+            c.incremental_assign([TopicPartition(self.route.topic, p, 0) for p in sorted(new)])
+        return new
+
+    async def _add_partition(self, p: int) -> None:
+        self.ring.setdefault(p, deque(maxlen=max(1, self.route.replay)))
+        self.next_offset.setdefault(p, 0)
 
     def _rec(self, m: Any) -> Rec:
         key, value = m.key(), m.value()
