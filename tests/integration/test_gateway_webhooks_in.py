@@ -143,7 +143,11 @@ def test_bad_input_answers(gateway: tuple[str, str]) -> None:
     r = httpx.post(url + "/hooks/limited", content=b"{}")
     if r.status_code == 429:
         assert int(r.headers["Retry-After"]) >= 1
-    assert httpx.get(url + "/health").json()["status"] == "up"  # still serving
+    health = httpx.get(url + "/health").json()
+    assert health["status"] == "up"  # still serving
+    accepted = health["inbound"]["/hooks/limited"]["accepted"]
+    assert accepted in (2, 3)
+    assert f'riverbed_gateway_webhooks_accepted_total{{path="/hooks/limited"}} {accepted}.0' in httpx.get(url + "/metrics").text
 
 
 def test_broker_down_is_503_with_retry_after() -> None:

@@ -38,7 +38,9 @@ class Gateway:
         self.hubs: dict[str, TopicHub] = {}
         self.outbound: list[Any] = []
         self.rest: Any = None
-        routes: list[BaseRoute] = [Route("/health", self._health, methods=["GET"])]
+        from .metrics import metrics_endpoint
+
+        routes: list[BaseRoute] = [Route("/health", self._health, methods=["GET"]), Route("/metrics", metrics_endpoint(self), methods=["GET"])]
         for r in config.inbound:
             routes.append(Route(r.path, self._inbound(r.path), methods=["POST"]))
         self.auth = auth = Authenticator(config.jwt)
