@@ -151,7 +151,7 @@ def test_bad_input_answers(gateway: tuple[str, str]) -> None:
 
 
 def test_broker_down_is_503_with_retry_after() -> None:
-    doc = {"gateway": {"delivery_timeout_ms": 1000, "create_topics": False}, "webhooks": {"in": [{"path": "/h", "topic": "t", "dedup_window": 0}]}}
+    doc = {"gateway": {"delivery_timeout_ms": 500, "create_topics": False}, "webhooks": {"in": [{"path": "/h", "topic": "t", "dedup_window": 0}]}}
     with running_gateway(doc, f"127.0.0.1:{free_port()}") as (_, url):
         r = httpx.post(url + "/h", content=b'{"a":1}', timeout=10)
         assert r.status_code == 503 and r.headers["Retry-After"] == "5"

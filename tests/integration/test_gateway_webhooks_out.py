@@ -143,7 +143,7 @@ def test_retry_schedule_survives_a_restart(setup: tuple[str, Receiver, Producer]
     bootstrap, rx, p = setup
     p.produce("persist.orders", b'{"n": 1}', key=b"k")
     p.flush(10)
-    doc = {"webhooks": {"out": [{"name": "persist", "topic": "persist.orders", "url": rx.server.url + "/persist", "secret": SECRET, "max_attempts": 3, "backoff_ms": 1500, "backoff_max_ms": 1500}]}}
+    doc = {"webhooks": {"out": [{"name": "persist", "topic": "persist.orders", "url": rx.server.url + "/persist", "secret": SECRET, "max_attempts": 3, "backoff_ms": 800, "backoff_max_ms": 800}]}}
     with running_gateway(doc, bootstrap):
         wait_for(lambda: rx.calls["persist"] >= 1, timeout=20, what="the first attempt")
     # restarted mid-backoff: the attempt count and the due time come back from the retry topic

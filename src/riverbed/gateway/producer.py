@@ -34,6 +34,7 @@ class AsyncProducer:
     def __init__(self, settings: ClusterSettings, delivery_timeout_ms: int = 10_000, **overrides: Any) -> None:
         conf: dict[str, Any] = {"linger.ms": 2, "message.timeout.ms": delivery_timeout_ms, **overrides}
         self._producer = producer(settings, **conf)
+        self._closed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
         self._thread.start()
@@ -44,6 +45,8 @@ class AsyncProducer:
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None, partition: int | None = None, timestamp: int | None = None) -> Message:
         """Produce and wait for the broker's acknowledgement; the delivered Message."""
+        if self._closed:
+            raise NotStored("the gateway is shutting down")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Message] = loop.create_future()
 
@@ -73,9 +76,17 @@ class AsyncProducer:
         return await fut
 
     def list_topics(self, timeout: float = 10.0) -> Any:
+        if self._closed:
+            raise NotStored("the gateway is shutting down")
         return self._producer.list_topics(timeout=timeout)
 
     def close(self, timeout: float = 10.0) -> None:
+        """Flush, stop polling and let go of the client (librdkafka's handle is destroyed with
+        the last reference: no reconnect attempts to a cluster that went away)."""
+        if self._closed:
+            return
+        self._closed = True
         self._producer.flush(timeout)
         self._stop.set()
         self._thread.join(5)
+        del self._producer
