@@ -204,3 +204,18 @@ def test_partitions_added_later_are_followed(env: tuple[Gateway, str, Producer])
     assert next(r for r in reader.wait(1) if r["partition"] == 1)["value"] == {"n": "p1"}
     assert reader.events[-1][1] is not None and "1:" in (reader.events[-1][1] or "")
     reader.close()
+
+
+def test_a_malformed_websocket_frame_closes_that_socket_only(env: tuple[Gateway, str, Producer]) -> None:
+    gw, url, p = env
+    hub = gw.hubs["/push/by-key"]
+    ws_url = url.replace("http", "ws") + f"/push/by-key?access_token={token('mal', scope='orders:read')}"
+    good = SseReader(url + f"/push/by-key?access_token={token('mal', scope='orders:read')}")
+    bad = NeverReads(ws_url)
+    wait_for(lambda: len(hub.by_user.get("mal", ())) == 2, what="two subscribers")
+    bad.sock.sendall(b"\x8f\xff" + b"\x00" * 8 + b"not a websocket frame")  # reserved opcode, unmasked, absurd length
+    wait_for(lambda: len(hub.by_user.get("mal", ())) == 1, what="the bad socket closed")
+    bad.close()
+    send(p, "by.key", [{"n": "still"}], key="mal")
+    assert good.wait(1)[0]["value"] == {"n": "still"}
+    good.close()
