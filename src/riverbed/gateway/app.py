@@ -19,7 +19,8 @@ from riverbed.web import create_app, json_response
 
 from .config import GatewayConfig
 from .producer import AsyncProducer
-from .push import Authenticator, PushEndpoints, TopicHub
+from .push import TopicHub
+from .push_http import Authenticator, PushEndpoints
 from .webhooks_in import InboundHandler
 
 log = logging.getLogger("riverbed.gateway")

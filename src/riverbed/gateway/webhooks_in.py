@@ -33,7 +33,7 @@ from riverbed.web import JsonError, json_response
 from .config import InboundRoute, json_path
 from .limits import RateLimiter, SeenWindow
 from .producer import AsyncProducer, Headers, NotStored
-from .push import Authenticator
+from .push_http import Authenticator
 from .signatures import (
     SignatureError,
     Verified,
