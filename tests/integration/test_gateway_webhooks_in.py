@@ -180,3 +180,32 @@ def test_bearer_token_route_keys_records_by_user(gateway: tuple[str, str]) -> No
     assert httpx.post(url + "/api/cart", content=b'{"sku":"a"}', headers={"Authorization": f"Bearer {good}"}).status_code == 202
     (m,) = read_topic(bootstrap, "cart.events", 1, settle=0.3)
     assert m.key() == b"u-42" and dict(m.headers())["riverbed.gateway.user"] == b"u-42"
+
+
+def test_two_instances_sharing_ids_in_redis_store_an_event_once(gateway: tuple[str, str]) -> None:
+    from riverbed.testing.servers import RedisServer
+
+    bootstrap, _ = gateway
+    route = {"path": "/hooks/stripe", "topic": "payments.shared", "verify": "stripe", "secret": "whsec_stripe"}
+    with RedisServer() as redis:
+        doc = {"webhooks": {"in": [{**route, "dedup_redis": redis.url}]}}
+        with running_gateway(doc, bootstrap) as (_, url1), running_gateway(doc, bootstrap) as (_, url2):
+            body = stripe_event("evt_shared")
+
+            def post(url: str) -> httpx.Response:
+                return httpx.post(url + "/hooks/stripe", content=body, headers={"Stripe-Signature": sign_stripe(body, "whsec_stripe")}, timeout=20)
+
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(post, [url1, url2] * 4))
+            answers += [post(url1), post(url2)]
+            assert [a.status_code for a in answers] == [202] * 10
+            assert sum(not a.json().get("duplicate") for a in answers) == 1
+            assert len({a.json()["offset"] for a in answers}) == 1
+            records = read_topic(bootstrap, "payments.shared", 1, settle=0.5)
+            assert [dict(m.headers())["riverbed.gateway.id"] for m in records] == [b"evt_shared"]
+        # the store is down: an instance cannot know, so it does not acknowledge
+        redis.close()
+        with running_gateway(doc, bootstrap) as (_, url3):
+            other = stripe_event("evt_no_redis")
+            r = httpx.post(url3 + "/hooks/stripe", content=other, headers={"Stripe-Signature": sign_stripe(other, "whsec_stripe")}, timeout=20)
+            assert r.status_code == 503 and "Retry-After" in r.headers

@@ -124,6 +124,9 @@ class Gateway:
         await asyncio.gather(*(w.stop() for w in self.outbound))
         for hub in self.hubs.values():
             hub.stop()
+        for handler in self.inbound.values():
+            if handler.shared is not None:
+                await handler.shared.close()
         if self.producer is not None:
             self.producer.close()
 

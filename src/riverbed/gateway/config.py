@@ -72,11 +72,13 @@ class InboundRoute:
     burst: int = 0
     dedup_window: int = 100_000
     require_json: bool = True
+    dedup_redis: str | None = None  # redis://...: event ids shared by every gateway instance
+    dedup_ttl: float = 3 * 24 * 3600.0  # seconds an accepted id is remembered there
     auth: str = "none"  # "jwt": a bearer token is required; its user id becomes the default key
     scope: str | None = None
     user_claim: str = "sub"
 
-    _KEYS = {"auth", "scope", "user_claim", "path", "topic", "verify", "secret", "secret_env", "key", "id", "tolerance", "headers", "signature_header", "signature_prefix", "signature_encoding", "cloudevents", "ce_type", "ce_source", "rate_limit", "burst", "dedup_window", "require_json"}
+    _KEYS = {"dedup_redis", "dedup_ttl", "auth", "scope", "user_claim", "path", "topic", "verify", "secret", "secret_env", "key", "id", "tolerance", "headers", "signature_header", "signature_prefix", "signature_encoding", "cloudevents", "ce_type", "ce_source", "rate_limit", "burst", "dedup_window", "require_json"}
 
     @classmethod
     def parse(cls, t: Mapping[str, Any], env: Mapping[str, str]) -> InboundRoute:
@@ -105,6 +107,7 @@ class InboundRoute:
             raise ConfigError(f"{what}: auth must be 'jwt' or 'none'")
         return cls(
             auth=auth, scope=t.get("scope"), user_claim=str(t.get("user_claim", "sub")),
+            dedup_redis=t.get("dedup_redis"), dedup_ttl=float(t.get("dedup_ttl", 3 * 24 * 3600)),
             path=str(t["path"]), topic=str(t["topic"]), verify=verify, secret=secret,
             key=t.get("key"), id=t.get("id"), tolerance=float(t.get("tolerance", 300)),
             headers=tuple(str(h) for h in t.get("headers", ())),

@@ -9,6 +9,7 @@ Order of checks: rate limit (429) -> body size (413) -> signature and timestamp 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from .config import InboundRoute, json_path
 from .limits import RateLimiter, SeenWindow
 from .producer import AsyncProducer, Headers, NotStored
 from .push_http import Authenticator
+from .shared import RedisSeen, SharedUnavailable
 from .signatures import (
     SignatureError,
     Verified,
@@ -80,6 +82,7 @@ class InboundHandler:
         self.max_body, self.retry_after, self.ack_timeout = max_body, retry_after, ack_timeout
         self.seen = SeenWindow(route.dedup_window)
         self.limiter = RateLimiter(route.rate_limit, route.burst) if route.rate_limit > 0 else None
+        self.shared = RedisSeen(route.dedup_redis, route.dedup_ttl, ack_timeout + 5, f"riverbed:gateway:{route.topic}:") if route.dedup_redis else None
         self.accepted = 0
         self.duplicates = 0
 
@@ -132,6 +135,18 @@ class InboundHandler:
                 else:
                     log.info("%s: event %s already accepted (provider retry), not produced again", r.path, event_id)
                     return json_response({**result, "duplicate": True}, 202)
+            if self.shared is not None:
+                try:
+                    earlier = await self.shared.claim(event_id, self.ack_timeout)
+                except SharedUnavailable as exc:
+                    self.seen.forget(event_id, NotStored(str(exc)))
+                    log.error("%s: event %s not accepted: %s", r.path, event_id, exc)
+                    return retry_after(json_response({"error_code": 50301, "message": f"The event was not stored: {exc}"}, 503), self.retry_after)
+                if earlier is not None:
+                    self.seen.done(event_id, earlier)
+                    self.duplicates += 1
+                    log.info("%s: event %s already accepted by another instance, not produced again", r.path, event_id)
+                    return json_response({**earlier, "duplicate": True}, 202)
             headers.append((ID_HEADER, event_id.encode()))
         try:
             msg = await asyncio.wait_for(self.producer.send(r.topic, value, key, headers), self.ack_timeout)
@@ -139,11 +154,19 @@ class InboundHandler:
             err = exc if isinstance(exc, NotStored) else NotStored("no acknowledgement in time")
             if event_id is not None:
                 self.seen.forget(event_id, err)
+                if self.shared is not None:
+                    with contextlib.suppress(SharedUnavailable):  # else the claim expires by itself
+                        await self.shared.forget(event_id)
             log.error("%s: record not stored on %s: %s", r.path, r.topic, err)
             return retry_after(json_response({"error_code": 50301, "message": f"The event was not stored: {err}"}, 503), self.retry_after)
         result = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(), "id": event_id}
         if event_id is not None:
             self.seen.done(event_id, result)
+            if self.shared is not None:
+                try:
+                    await self.shared.done(event_id, result)
+                except SharedUnavailable as exc:  # stored: answer 202; the claim expires
+                    log.warning("%s: event %s stored but not marked done in redis: %s", r.path, event_id, exc)
         self.accepted += 1
         return json_response(result, 202)
 
