@@ -131,10 +131,11 @@ class PushRoute:
     queue: int = 256  # records buffered per client
     overflow: str = "drop"  # "drop" the client | "skip" ahead
     replay: int = 10_000  # recent records kept in memory per partition for resuming clients
+    replay_bytes: int = 64 * 1024 * 1024  # and at most this many bytes of them per route
     max_clients: int = 20_000  # connections at once (more get 503 / WebSocket close 1013)
     max_per_user: int = 16  # connections of one user at once (filtered routes; 429 / close 1008)
 
-    _KEYS = {"path", "topic", "auth", "filter", "field", "user_claim", "scope", "queue", "overflow", "replay", "max_clients", "max_per_user"}
+    _KEYS = {"path", "topic", "auth", "filter", "field", "user_claim", "scope", "queue", "overflow", "replay", "replay_bytes", "max_clients", "max_per_user"}
 
     @classmethod
     def parse(cls, t: Mapping[str, Any]) -> PushRoute:
@@ -148,6 +149,7 @@ class PushRoute:
             field=t.get("field"), user_claim=str(t.get("user_claim", "sub")), scope=t.get("scope"),
             queue=int(t.get("queue", 256)), overflow=str(t.get("overflow", "drop")), replay=int(t.get("replay", 10_000)),
             max_clients=int(t.get("max_clients", 20_000)), max_per_user=int(t.get("max_per_user", 16)),
+            replay_bytes=int(t.get("replay_bytes", 64 * 1024 * 1024)),
         )
         if r.auth not in ("jwt", "none"):
             raise ConfigError(f"{what}: auth must be 'jwt' or 'none'")

@@ -152,6 +152,7 @@ class TopicHub:
     def __init__(self, route: PushRoute, settings: ClusterSettings) -> None:
         self.route, self.settings = route, settings
         self.ring: dict[int, deque[Rec]] = {}
+        self.ring_bytes: dict[int, int] = {}  # bytes of rendered records per partition's buffer
         self.next_offset: dict[int, int] = {}
         self.everyone: set[Client] = set()  # clients of an unfiltered route
         self.by_user: dict[str, set[Client]] = {}
@@ -260,12 +261,27 @@ class TopicHub:
         for i, rec in enumerate(recs):
             if i and i % chunk == 0:
                 await asyncio.sleep(0)
-            self.ring.setdefault(rec.partition, deque(maxlen=max(1, self.route.replay))).append(rec)
+            self._keep(rec)
             self.next_offset[rec.partition] = rec.offset + 1
             targets = self.by_user.get(rec.user, ()) if filtered and rec.user is not None else (() if filtered else self.everyone)
             for client in targets:
                 client.offer(rec)
                 self.delivered += 1
+
+    def _keep(self, rec: Rec) -> None:
+        """Append to the replay buffer, which holds at most `replay` records per partition and
+        `replay_bytes` per route (split evenly over the partitions); the oldest go first."""
+        p = rec.partition
+        ring = self.ring.setdefault(p, deque(maxlen=max(1, self.route.replay)))
+        used = self.ring_bytes.get(p, 0)
+        if ring.maxlen is not None and len(ring) == ring.maxlen:
+            used -= len(ring[0].body)
+        ring.append(rec)
+        used += len(rec.body)
+        cap = self.route.replay_bytes // max(1, len(self.ring))
+        while len(ring) > 1 and used > cap:
+            used -= len(ring.popleft().body)
+        self.ring_bytes[p] = used
 
     def stop(self) -> None:
         self._stop.set()

@@ -148,3 +148,24 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         delays = [backoff(sub, attempt, rng) for _ in range(50)]
         assert all(full / 2 <= d <= full for d in delays)
         assert max(delays) - min(delays) > full / 10  # jittered, not one value
+
+
+def test_replay_buffer_is_bounded_by_records_and_bytes() -> None:
+    from riverbed.client import ClusterSettings
+    from riverbed.gateway.config import PushRoute
+    from riverbed.gateway.push import TopicHub
+
+    async def run() -> None:
+        hub = TopicHub(PushRoute("/p", "t", auth="none", replay=100, replay_bytes=2000), ClusterSettings())
+        for i in range(300):
+            hub._keep(Rec(i % 2, i, None, "x" * 50))
+        for p in (0, 1):
+            ring = hub.ring[p]
+            assert sum(len(r.body) for r in ring) == hub.ring_bytes[p] <= 1000  # half of 2000 each
+            assert [r.offset for r in ring] == list(range(300 - 40 + p, 300, 2))  # the newest 20
+        hub2 = TopicHub(PushRoute("/p", "t", auth="none", replay=5), ClusterSettings())
+        for i in range(50):
+            hub2._keep(Rec(0, i, None, "y"))
+        assert [r.offset for r in hub2.ring[0]] == [45, 46, 47, 48, 49] and hub2.ring_bytes[0] == 5
+
+    asyncio.run(run())
