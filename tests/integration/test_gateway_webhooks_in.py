@@ -209,3 +209,27 @@ def test_two_instances_sharing_ids_in_redis_store_an_event_once(gateway: tuple[s
             other = stripe_event("evt_no_redis")
             r = httpx.post(url3 + "/hooks/stripe", content=other, headers={"Stripe-Signature": sign_stripe(other, "whsec_stripe")}, timeout=20)
             assert r.status_code == 503 and "Retry-After" in r.headers
+
+
+def test_cloudevents_sdk_over_http_in_and_kafka_out(gateway: tuple[str, str]) -> None:
+    """The official CloudEvents SDK writes the HTTP request (both modes) and reads the Kafka
+    record the gateway produced."""
+    sdk_http = pytest.importorskip("cloudevents.v1.http")
+    sdk_kafka = pytest.importorskip("cloudevents.v1.kafka")
+    from cloudevents.v1.conversion import to_binary as http_binary
+    from cloudevents.v1.conversion import to_structured as http_structured
+
+    bootstrap, url = gateway
+    before = len(read_topic(bootstrap, "ce.events", 0, settle=0.3))
+    events = [sdk_http.CloudEvent({"type": "com.example.sdk", "source": "/sdk", "partitionkey": "u-7", "datacontenttype": "application/json"}, {"i": i}) for i in range(2)]
+    for event, convert in zip(events, (http_binary, http_structured), strict=True):
+        headers, body = convert(event)
+        r = httpx.post(url + "/hooks/ce", content=body, headers=headers)
+        assert r.status_code == 202, r.text
+    got = read_topic(bootstrap, "ce.events", before + 2)[before:]
+    assert len(got) == 2
+    binary = sdk_kafka.from_binary(sdk_kafka.KafkaMessage(dict(got[0].headers() or []), got[0].key(), got[0].value()))
+    structured = sdk_kafka.from_structured(sdk_kafka.KafkaMessage(dict(got[1].headers() or []), got[1].key(), got[1].value()))
+    assert [binary["id"], structured["id"]] == [e["id"] for e in events]
+    assert binary.get_data() == {"i": 0} and structured.get_data() == {"i": 1}
+    assert [m.key() for m in got] == [b"u-7", b"u-7"]  # partitionkey is the record key

@@ -247,7 +247,8 @@ def read_recent_ids(settings: ClusterSettings, topic: str, per_partition: int, t
         ids: list[str] = []
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            for msg in c.consume(500, 0.5):
+            first = c.poll(0.5)  # then what else is there (consume(n, t) would wait for all n)
+            for msg in [] if first is None else [first, *c.consume(499, 0)]:
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
