@@ -107,6 +107,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_connect_parser(sub)
 
+    from .gateway_commands import add_gateway_parser
+
+    add_gateway_parser(sub)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")
@@ -210,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import connect_commands
 
         return connect_commands.dispatch(args)
+    if args.command == "gateway":
+        from .gateway_commands import gateway_command
+
+        return gateway_command(args)
     if args.command == "schema":
         from . import schema_commands
 

@@ -1,0 +1,73 @@
+"""``riverbed gateway run gateway.toml``: webhooks in and out, push to browsers and the REST
+proxy (riverbed.gateway) against any Kafka-compatible cluster; ``riverbed gateway check`` reads
+the file and lists what it would serve."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+# riverbed.gateway (starlette, confluent-kafka, PyJWT) is imported when the command runs, not
+# when the parser is built
+
+
+def add_gateway_parser(sub: Any) -> None:
+    g = sub.add_parser("gateway", help="run the edge gateway: webhooks in/out, SSE/WebSocket push, REST proxy")
+    gsub = g.add_subparsers(dest="action", required=True)
+    run = gsub.add_parser("run", help="serve a gateway.toml")
+    check = gsub.add_parser("check", help="read a gateway.toml and list its routes (no cluster needed)")
+    for parser in (run, check):
+        parser.add_argument("config", type=Path, help="gateway.toml (docs/gateway.md)")
+    run.add_argument("--listen", help="HOST:PORT (default: [gateway] listen, or 127.0.0.1:8088)")
+    run.add_argument("-b", "--bootstrap", help="bootstrap servers (overrides [cluster] and RIVERBED_BOOTSTRAP)")
+    run.add_argument("--log-level", default="INFO")
+
+
+def gateway_command(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from riverbed.gateway import ConfigError, Gateway, GatewayConfig
+
+    try:
+        config = GatewayConfig.load(args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"riverbed: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        for r in config.inbound:
+            print(f"POST {r.path} -> {r.topic} (verify {r.verify})")
+        for p in config.push:
+            print(f"GET/WS {p.path} <- {p.topic} (auth {p.auth}, filter {p.filter or 'none'}, overflow {p.overflow})")
+        for s in config.outbound:
+            print(f"{s.topic} -> POST {s.url} (subscription {s.name}, dead letters to {s.dead_letter_topic})")
+        if config.rest:
+            print("POST /v3/clusters/{cluster_id}/topics/{topic}/records[:batch] (REST Proxy v3 produce)")
+        return 0
+    if args.bootstrap:
+        config = replace(config, cluster=replace(config.cluster, bootstrap=args.bootstrap))
+    listen = args.listen or config.listen
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"riverbed: --listen wants HOST:PORT, got {listen!r}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from riverbed.web import HttpServer
+
+    gateway = Gateway(config)
+    server = HttpServer(gateway.app, host.strip("[]"), int(port), log_level="warning")
+    exit_server = server.server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        # open SSE streams and WebSockets would hold the graceful shutdown: end them first
+        gateway.drop_push_clients()
+        exit_server(sig, frame)
+
+    server.server.handle_exit = handle_exit  # type: ignore[method-assign]
+    logging.getLogger("riverbed.gateway").info("gateway on http://%s (cluster %s)", listen, config.cluster.bootstrap)
+    import asyncio
+
+    asyncio.run(server.serve())
+    return 0
