@@ -45,3 +45,21 @@ class Counter(Aggregate):
     def apply(self, event: Any) -> None:
         if isinstance(event, Incremented):
             self.total += event.by
+
+
+class CounterTable:
+    """PostgreSQL read model of counters: total and number of events applied."""
+
+    def setup(self, cur: Any, schema: str) -> None:
+        cur.execute(f"CREATE TABLE {schema}.counters (id TEXT PRIMARY KEY, total BIGINT NOT NULL, events INTEGER NOT NULL)")
+
+    def apply(self, cur: Any, schema: str, event: Any) -> None:
+        cur.execute(f"INSERT INTO {schema}.counters VALUES (%s, %s, 1) ON CONFLICT (id) DO UPDATE SET total = counters.total + EXCLUDED.total, events = counters.events + 1",
+                    (event.aggregate_id, int(event.data["by"])))
+
+
+class CounterDoc:
+    """Redis read model of counters."""
+
+    def apply(self, doc: dict[str, str], event: Any) -> dict[str, str] | None:
+        return {"total": str(int(doc.get("total", 0)) + int(event.data["by"])), "events": str(int(doc.get("events", 0)) + 1)}

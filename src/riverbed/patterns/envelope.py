@@ -41,7 +41,7 @@ def parse_time(text: str) -> datetime:
 @dataclass(frozen=True)
 class Envelope:
     """One stored event. ``data`` is the event's fields at ``event_version``; ``offset`` and
-    ``partition`` are where it was read from (-1 before it is stored)."""
+    ``partition`` (and ``topic``) are where it was read from (-1 before it is stored)."""
 
     event_type: str
     event_version: int
@@ -55,6 +55,7 @@ class Envelope:
     command_id: str | None = None
     partition: int = -1
     offset: int = -1
+    topic: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,7 +83,7 @@ class Envelope:
         return replace(self, event_version=version, data=data)
 
     @classmethod
-    def from_json(cls, obj: Any, partition: int = -1, offset: int = -1) -> Envelope:
+    def from_json(cls, obj: Any, partition: int = -1, offset: int = -1, topic: str = "") -> Envelope:
         if not isinstance(obj, dict):
             raise InvalidEnvelope(f"event envelope must be a JSON object, not {type(obj).__name__}")
         missing = [k for k in ("eventId", "eventType", "eventVersion", "timestamp", "aggregateId", "aggregateVersion") if k not in obj]
@@ -105,16 +106,17 @@ class Envelope:
                 command_id=None if obj.get("commandId") is None else str(obj["commandId"]),
                 partition=partition,
                 offset=offset,
+                topic=topic,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidEnvelope(f"event envelope has a malformed field: {exc}") from exc
 
     @classmethod
-    def decode(cls, value: bytes | None, partition: int = -1, offset: int = -1) -> Envelope:
+    def decode(cls, value: bytes | None, partition: int = -1, offset: int = -1, topic: str = "") -> Envelope:
         if value is None:
             raise InvalidEnvelope("record has no value (a tombstone is not an event)")
         try:
             obj = json.loads(value)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidEnvelope(f"record value is not JSON: {exc}") from exc
-        return cls.from_json(obj, partition, offset)
+        return cls.from_json(obj, partition, offset, topic)
