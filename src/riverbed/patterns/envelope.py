@@ -3,7 +3,7 @@
 A stored event is one Kafka record: key = aggregate id, value = the envelope as JSON::
 
     {"eventId": "…uuid…", "eventType": "Deposited", "eventVersion": 1,
-     "timestamp": "2025-01-01T09:00:00.000Z", "source": "bank/teller-3",
+     "timestamp": "2025-01-01T09:00:00.000000Z", "source": "bank/teller-3",
      "aggregateType": "account", "aggregateId": "acc-1", "aggregateVersion": 7,
      "commandId": "…", "data": {...}}
 
@@ -30,7 +30,7 @@ def utc_now() -> datetime:
 
 
 def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:

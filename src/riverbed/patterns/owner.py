@@ -74,6 +74,7 @@ class _Owned(Generic[A]):
     producer: Producer
     aggregates: dict[str, A] = field(default_factory=dict)
     last: dict[str, tuple[int, Any]] = field(default_factory=dict)  # id -> (offset, time) of its latest event
+    snapshotted: dict[str, int] = field(default_factory=dict)  # id -> version of its last snapshot by this owner
 
 
 def encode_command(types: TypeRegistry, command_id: str, aggregate_id: str, command: Any, expected_version: int | None) -> bytes:
@@ -153,6 +154,7 @@ class AggregateOwner(Generic[A]):
     def _drop(self, p: int, why: str) -> None:
         owned = self.owned.pop(p, None)
         if owned is not None:
+            _close_producer(owned.producer)
             log.info("%s gives up partition %d of %s (%s)", self.app_id, p, self.store.events_topic, why)
 
     def wait_owned(self, partitions: int | None = None, timeout: float = 30.0) -> set[int]:
@@ -216,6 +218,24 @@ class AggregateOwner(Generic[A]):
         agg = owned.aggregates.get(aggregate_id)
         return self._initial(aggregate_id) if agg is None else agg.copy()
 
+    def take_snapshots(self, aggregate_ids: list[str] | None = None) -> int:
+        """Snapshots now (the scheduled, "nightly" policy): the given aggregates, or every
+        aggregate this owner holds that changed since its last snapshot. Returns how many."""
+        if self.snapshots is None:
+            raise ValueError("this owner has no snapshot store")
+        n = 0
+        for owned in self.owned.values():
+            for agg_id, agg in owned.aggregates.items():
+                if aggregate_ids is not None and agg_id not in aggregate_ids:
+                    continue
+                last = owned.last.get(agg_id)
+                if last is None or owned.snapshotted.get(agg_id) == agg.version:
+                    continue
+                self.snapshots.put(make_snapshot(self.cls.aggregate_type, agg_id, agg.version, owned.partition, last[0], self.cls.snapshot_version, agg.state(), last[1]))
+                owned.snapshotted[agg_id] = agg.version
+                n += 1
+        return n
+
     def _transact(self, owned: _Owned[A], commands: list[_Command], offsets: list[TopicPartition] | None) -> list[CommandResult] | None:
         p, producer = owned.partition, owned.producer
         working: dict[str, A] = {}
@@ -274,6 +294,7 @@ class AggregateOwner(Generic[A]):
                     offset, at = written[agg_id]
                     try:
                         self.snapshots.put(make_snapshot(self.cls.aggregate_type, agg_id, agg.version, p, offset, self.cls.snapshot_version, agg.state(), at))
+                        owned.snapshotted[agg_id] = agg.version
                     except Exception as exc:  # a snapshot is an optimisation: never fail a command for it
                         log.warning("snapshot of %s %s failed: %s", self.cls.aggregate_type, agg_id, exc)
         return results
@@ -315,6 +336,14 @@ class AggregateOwner(Generic[A]):
             self._drop(p, "closing")
         self._consumer.close()
         self._reader.close()
+
+
+def _close_producer(producer: Producer) -> None:
+    try:
+        producer.flush(5)
+        producer.close()
+    except (KafkaException, RuntimeError, AttributeError) as exc:
+        log.debug("closing a producer: %s", exc)
 
 
 class CommandBus:
@@ -367,4 +396,5 @@ class CommandBus:
 
     def close(self) -> None:
         self.flush()
+        _close_producer(self._producer)
         self._results.close()

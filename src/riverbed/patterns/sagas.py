@@ -10,7 +10,10 @@ the stored deadlines (wall-clock times, so they survive a restart).
 
 ``SagaParticipant``: consumes its command topic; each command's handler runs once per
 idempotency key: the key and its reply are recorded in ``<topic>.processed`` (compacted) in the
-same transaction as the reply, and a repeated command gets the recorded reply again.
+same transaction as the reply, and a repeated command gets the recorded reply again. A handler's
+own side effects are outside that transaction: if the process dies after the handler ran and
+before the commit, the handler runs again after the restart (make it idempotent on
+``data["idempotencyKey"]`` in the service's own store when that matters).
 
 ``Reactor`` (choreography): consume events, emit events (including compensating ones), with the
 consumed offsets in the same transaction.
@@ -34,6 +37,7 @@ from riverbed.client import ClusterSettings
 from . import saga_state as sm
 from .envelope import Envelope
 from .errors import InvalidEnvelope, PatternsError
+from .txn import TransactionStuck, bounded
 
 log = logging.getLogger("riverbed.patterns.sagas")
 
@@ -45,6 +49,60 @@ class StepFailed(PatternsError):
 class NoReply(PatternsError):
     """Raised by a participant's handler to drop a command without replying (fault injection:
     a participant that never answers)."""
+
+
+_abandoned: list[Any] = []  # producers replaced after a stuck call (kept from the destructor)
+
+
+class _Transactional:
+    """A consume-transform-produce loop's recovery: after a failed transaction, abort it (or make
+    a new producer when the error is fatal) and rewind the consumer to its committed offsets
+    before the next poll, so the batch is read again — never lost, never applied twice."""
+
+    txn_timeout = 10.0  # seconds a commit or abort may take before the loop recovers
+
+    def _init_txn(self, settings: ClusterSettings, transactional_id: str, txn_timeout: float | None = None) -> None:
+        if txn_timeout is not None:
+            self.txn_timeout = txn_timeout
+        self._txn_settings, self._txn_id = settings, transactional_id
+        self._producer = client.producer(settings, **{"transactional.id": transactional_id, "linger.ms": 1})
+        self._producer.init_transactions(60)
+        self._rewind = False
+
+    def _send_offsets_and_commit(self, offsets: list[TopicPartition], consumer: Any) -> None:
+        p = self._producer
+        if offsets:
+            meta = consumer.consumer_group_metadata()
+            bounded(lambda: p.send_offsets_to_transaction(offsets, meta, self.txn_timeout), self.txn_timeout + 2, "send_offsets_to_transaction")
+        bounded(lambda: p.commit_transaction(self.txn_timeout), self.txn_timeout + 2, "commit_transaction")
+
+    def _recover(self, exc: KafkaException | TransactionStuck, what: str) -> None:
+        err = exc.args[0] if isinstance(exc, KafkaException) else exc
+        log.warning("%s: transaction failed (%s); the batch will be read again", what, err)
+        try:
+            if isinstance(exc, TransactionStuck) or exc.args[0].fatal():
+                raise KafkaException(str(exc))
+            bounded(lambda: self._producer.abort_transaction(self.txn_timeout), self.txn_timeout + 2, "abort_transaction")
+        except (KafkaException, TransactionStuck):
+            # replaced, not closed: closing a producer stuck in a call could block as well
+            _abandoned.append(self._producer)
+            self._producer = client.producer(self._txn_settings, **{"transactional.id": self._txn_id, "linger.ms": 1})
+            self._producer.init_transactions(60)
+        self._rewind = True
+
+    def _rewind_if_needed(self, consumer: Any) -> bool:
+        """True when the consumer is at its committed offsets (rewound if needed)."""
+        if not self._rewind:
+            return True
+        try:
+            parts = consumer.assignment()
+            for tp in consumer.committed(parts, timeout=10):
+                consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        except KafkaException as exc:
+            log.warning("rewinding after a failed transaction: %s (will retry)", exc)
+            return False
+        self._rewind = False
+        return True
 
 
 def read_compacted(settings: ClusterSettings, topic: str, timeout: float = 30.0) -> dict[bytes, bytes | None]:
@@ -67,7 +125,7 @@ def read_compacted(settings: ClusterSettings, topic: str, timeout: float = 30.0)
         while waiting:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic} took over {timeout} s")
-            msgs: list[Any] = c.consume(1000, 0.2)
+            msgs: list[Any] = c.consume(1000, 0.05)
             for m in msgs:
                 err = m.error()
                 if err is not None:
@@ -93,12 +151,12 @@ def read_sagas(settings: ClusterSettings, state_topic: str) -> dict[str, sm.Saga
     return out
 
 
-class SagaOrchestrator:
+class SagaOrchestrator(_Transactional):
     """Runs the instances of one saga definition (one active orchestrator per definition: a
     second one with the same app id fences the first through the transactional id)."""
 
     def __init__(self, settings: ClusterSettings, definition: sm.SagaDefinition, app_id: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, txn_timeout: float | None = None) -> None:
         self.settings, self.definition, self.clock = settings, definition, clock
         self.app_id = app_id or definition.name
         self.state_topic = f"{definition.name}.saga-state"
@@ -107,8 +165,7 @@ class SagaOrchestrator:
         for step in definition.steps:
             topics.setdefault(step.topic, (1, {}))
         client.ensure_topics(client.admin(settings), topics)
-        self._producer = client.producer(settings, **{"transactional.id": f"{self.app_id}.saga-orchestrator", "linger.ms": 1})
-        self._producer.init_transactions(60)
+        self._init_txn(settings, f"{self.app_id}.saga-orchestrator", txn_timeout)
         self.sagas = read_sagas(settings, self.state_topic)
         self._consumer = client.consumer(settings, f"{self.app_id}.saga-orchestrator", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20})
         self._consumer.subscribe([self.reply_topic])
@@ -138,24 +195,19 @@ class SagaOrchestrator:
     def _commit(self, changes: list[tuple[sm.SagaState, list[sm.Outgoing]]], offsets: list[TopicPartition] | None) -> None:
         p = self._producer
         p.begin_transaction()
-        try:
-            for s, out in changes:
-                p.produce(self.state_topic, key=s.saga_id.encode(), value=s.to_json())
-                for o in out:
-                    p.produce(o.topic, key=o.key.encode(), value=json.dumps(o.value, separators=(",", ":")).encode())
-            if offsets:
-                p.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
-            p.commit_transaction(60)
-        except KafkaException:
-            try:
-                p.abort_transaction(30)
-            finally:
-                raise
+        for s, out in changes:
+            p.produce(self.state_topic, key=s.saga_id.encode(), value=s.to_json())
+            for o in out:
+                p.produce(o.topic, key=o.key.encode(), value=json.dumps(o.value, separators=(",", ":")).encode())
+        self._send_offsets_and_commit(offsets or [], self._consumer)
         for s, _ in changes:
             self.sagas[s.saga_id] = s
 
     def poll(self, timeout: float = 0.5) -> int:
         """Handles replies and expired deadlines; returns the number of transitions."""
+        if not self._rewind_if_needed(self._consumer):
+            time.sleep(min(timeout, 0.5))
+            return 0
         with self._lock:
             changes, self._pending = self._pending, []
         msgs: list[Any] = self._consumer.consume(200, timeout)
@@ -193,11 +245,8 @@ class SagaOrchestrator:
         tps = [TopicPartition(self.reply_topic, p, o) for p, o in offsets.items()]
         try:
             self._commit(list(touched.values()), tps)
-        except KafkaException as exc:
-            log.warning("saga %s: transaction aborted (%s); the replies will be read again", self.definition.name, exc)
-            for p, _ in offsets.items():
-                committed = self._consumer.committed([TopicPartition(self.reply_topic, p)], timeout=30)
-                self._consumer.seek(TopicPartition(self.reply_topic, p, max(committed[0].offset, 0)))
+        except (KafkaException, TransactionStuck) as exc:
+            self._recover(exc, f"saga {self.definition.name}")
             with self._lock:
                 self._pending = changes + self._pending
             return 0
@@ -215,27 +264,31 @@ class SagaOrchestrator:
 
     def close(self) -> None:
         self._consumer.close()
+        self._producer.flush(5)
+        self._producer.close()
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
-class SagaParticipant:
+class SagaParticipant(_Transactional):
     """A service's side of a saga: ``handlers`` maps command names to functions of the saga
     data that return data to add (or None), raise StepFailed to fail, NoReply to stay silent."""
 
-    def __init__(self, settings: ClusterSettings, topic: str, handlers: Mapping[str, Handler], app_id: str) -> None:
+    def __init__(self, settings: ClusterSettings, topic: str, handlers: Mapping[str, Handler], app_id: str, txn_timeout: float | None = None) -> None:
         self.settings, self.topic, self.handlers = settings, topic, dict(handlers)
         self.processed_topic = f"{topic}.processed"
         client.ensure_topics(client.admin(settings), {topic: (1, {}), self.processed_topic: (1, {"cleanup.policy": "compact"})})
-        self._producer = client.producer(settings, **{"transactional.id": f"{app_id}.participant.{topic}", "linger.ms": 1})
-        self._producer.init_transactions(60)
+        self._init_txn(settings, f"{app_id}.participant.{topic}", txn_timeout)
         self.processed: dict[str, bytes] = {k.decode(): v for k, v in read_compacted(settings, self.processed_topic).items() if v is not None}
         self._consumer = client.consumer(settings, f"{app_id}.participant.{topic}", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20})
         self._consumer.subscribe([topic])
         self.handled = 0  # handler runs (a repeated command does not run it again)
 
     def poll(self, timeout: float = 0.5) -> int:
+        if not self._rewind_if_needed(self._consumer):
+            time.sleep(min(timeout, 0.5))
+            return 0
         msgs: list[Any] = self._consumer.consume(100, timeout)
         good = [m for m in msgs if m.error() is None]
         if not good:
@@ -263,11 +316,13 @@ class SagaParticipant:
             last: dict[int, int] = {}
             for m in good:
                 last[m.partition()] = m.offset() + 1
-            p.send_offsets_to_transaction([TopicPartition(self.topic, q, o) for q, o in last.items()], self._consumer.consumer_group_metadata(), 30)
-            p.commit_transaction(60)
-        except KafkaException:
-            p.abort_transaction(30)
-            raise
+            self._send_offsets_and_commit([TopicPartition(self.topic, q, o) for q, o in last.items()], self._consumer)
+        except (KafkaException, TransactionStuck) as exc:
+            # the handlers ran in this process: remember their replies, so that reading the
+            # batch again re-sends them instead of running the handlers a second time
+            self.processed.update(staged)
+            self._recover(exc, f"participant {self.topic}")
+            return 0
         self.processed.update(staged)
         return len(good)
 
@@ -277,7 +332,7 @@ class SagaParticipant:
         if fn is None:
             return {**base, "ok": False, "reason": f"unknown command {cmd.get('command')!r}"}
         try:
-            data = fn(dict(cmd.get("data") or {}))
+            data = fn({**(cmd.get("data") or {}), "idempotencyKey": cmd.get("idempotencyKey")})
         except NoReply:
             return None
         except StepFailed as exc:
@@ -290,24 +345,28 @@ class SagaParticipant:
 
     def close(self) -> None:
         self._consumer.close()
+        self._producer.flush(5)
+        self._producer.close()
 
 
 Emit = tuple[str, Envelope]
 
 
-class Reactor:
+class Reactor(_Transactional):
     """Choreography: react to events of ``topics`` with ``handler(envelope) -> [(topic, event)]``;
     the emitted events and the consumed offsets are committed in one transaction (a crash
     neither loses nor repeats a reaction)."""
 
-    def __init__(self, settings: ClusterSettings, topics: list[str], handler: Callable[[Envelope], Iterable[Emit]], app_id: str) -> None:
+    def __init__(self, settings: ClusterSettings, topics: list[str], handler: Callable[[Envelope], Iterable[Emit]], app_id: str, txn_timeout: float | None = None) -> None:
         self.handler = handler
-        self._producer = client.producer(settings, **{"transactional.id": f"{app_id}.reactor", "linger.ms": 1})
-        self._producer.init_transactions(60)
+        self._init_txn(settings, f"{app_id}.reactor", txn_timeout)
         self._consumer = client.consumer(settings, f"{app_id}.reactor", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20})
         self._consumer.subscribe(topics)
 
     def poll(self, timeout: float = 0.5) -> int:
+        if not self._rewind_if_needed(self._consumer):
+            time.sleep(min(timeout, 0.5))
+            return 0
         msgs: list[Any] = [m for m in self._consumer.consume(200, timeout) if m.error() is None]
         if not msgs:
             return 0
@@ -325,12 +384,13 @@ class Reactor:
                 for topic, out in self.handler(env):
                     headers: Any = out.headers()
                     p.produce(topic, key=out.aggregate_id.encode(), value=out.encode(), headers=headers)
-            p.send_offsets_to_transaction([TopicPartition(t, q, o) for (t, q), o in last.items()], self._consumer.consumer_group_metadata(), 30)
-            p.commit_transaction(60)
-        except KafkaException:
-            p.abort_transaction(30)
-            raise
+            self._send_offsets_and_commit([TopicPartition(t, q, o) for (t, q), o in last.items()], self._consumer)
+        except (KafkaException, TransactionStuck) as exc:
+            self._recover(exc, "reactor")
+            return 0
         return len(msgs)
 
     def close(self) -> None:
         self._consumer.close()
+        self._producer.flush(5)
+        self._producer.close()

@@ -170,7 +170,7 @@ class KafkaSnapshotStore:
         waiting = {p for p in self._parts if ends[p] > max(pos.get(p, 0), 0)}
         deadline = time.monotonic() + timeout
         while waiting and time.monotonic() < deadline:
-            msgs: list[Any] = self._consumer.consume(1000, 0.2)
+            msgs: list[Any] = self._consumer.consume(1000, 0.05)
             for m in msgs:
                 err = m.error()
                 if err is not None:
@@ -218,6 +218,8 @@ class KafkaSnapshotStore:
             self._cache[key] = None
 
     def close(self) -> None:
+        self._producer.flush(5)
+        self._producer.close()
         self._consumer.close()
 
 

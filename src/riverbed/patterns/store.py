@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,22 +78,25 @@ class PartitionReader:
             **{"enable.partition.eof": True, "isolation.level": "read_committed", "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10},
         )
 
-    def read(self, partition: int, start: int = 0, timeout: float = 60.0) -> Iterator[Envelope]:
-        """Every committed event of ``partition`` from ``start`` to the end as it is now.
-        A record that is not an envelope is logged and skipped."""
+    def read(self, partition: int, start: int = 0, timeout: float = 60.0, key: str | None = None) -> list[Envelope]:
+        """Every committed event of ``partition`` from ``start`` to the end as it is now (only
+        those of aggregate ``key`` if given). A record that is not an envelope is logged and
+        skipped."""
         with self._lock:
             tp = TopicPartition(self.store.events_topic, partition)
             low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout)
             start = max(start, low)
             if start >= high:
-                return
+                return []
+            want = None if key is None else key.encode()
+            out: list[Envelope] = []
             self._consumer.assign([TopicPartition(self.store.events_topic, partition, start)])
             try:
                 deadline = time.monotonic() + timeout
                 while True:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"reading {self.store.events_topic}[{partition}] took over {timeout} s")
-                    msgs: list[Any] = self._consumer.consume(1000, 0.5)
+                    msgs: list[Any] = self._consumer.consume(1000, 0.05)
                     done = False
                     for m in msgs:
                         err = m.error()
@@ -103,19 +105,20 @@ class PartitionReader:
                                 done = True
                                 continue
                             raise KafkaException(err)
+                        if want is not None and m.key() != want:
+                            continue
                         try:
-                            yield Envelope.decode(m.value(), m.partition(), m.offset())
+                            out.append(Envelope.decode(m.value(), m.partition(), m.offset(), self.store.events_topic))
                         except InvalidEnvelope as exc:
                             log.warning("skipping %s[%d]@%d: %s", self.store.events_topic, m.partition(), m.offset(), exc)
                     if done:
-                        return
+                        return out
             finally:
                 self._consumer.unassign()
 
-    def read_aggregate(self, aggregate_id: str, start: int = 0) -> Iterator[Envelope]:
-        for env in self.read(self.store.partition_for(aggregate_id), start):
-            if env.aggregate_id == aggregate_id:
-                yield env
+    def read_aggregate(self, aggregate_id: str, start: int = 0) -> list[Envelope]:
+        """The aggregate's committed events from offset ``start`` of its partition."""
+        return [e for e in self.read(self.store.partition_for(aggregate_id), start, key=aggregate_id) if e.aggregate_id == aggregate_id]
 
     def close(self) -> None:
         self._consumer.close()
