@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic
@@ -154,7 +155,8 @@ class AggregateOwner(Generic[A]):
     def _drop(self, p: int, why: str) -> None:
         owned = self.owned.pop(p, None)
         if owned is not None:
-            _close_producer(owned.producer)
+            if why in ("revoked", "closing"):
+                _close_producer(owned.producer)
             log.info("%s gives up partition %d of %s (%s)", self.app_id, p, self.store.events_topic, why)
 
     def wait_owned(self, partitions: int | None = None, timeout: float = 30.0) -> set[int]:
@@ -339,10 +341,14 @@ class AggregateOwner(Generic[A]):
 
 
 def _close_producer(producer: Producer) -> None:
+    """Flush and close; a fenced or failed producer (its close would try to abort) is left to
+    the garbage collector."""
     try:
-        producer.flush(5)
-        producer.close()
-    except (KafkaException, RuntimeError, AttributeError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            producer.flush(5)
+            producer.close()
+    except Exception as exc:  # closing is best effort: the partition is given up either way
         log.debug("closing a producer: %s", exc)
 
 
