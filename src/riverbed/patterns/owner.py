@@ -34,6 +34,7 @@ from .errors import CommandRejected, Fenced, InvalidEnvelope, NotOwner, UnknownE
 from .repository import apply_envelope
 from .snapshots import EveryNEvents, SnapshotStore, make_snapshot
 from .store import EventStore, PartitionReader
+from .txn import TransactionStuck, bounded
 
 log = logging.getLogger("riverbed.patterns.owner")
 
@@ -113,6 +114,7 @@ class AggregateOwner(Generic[A]):
         self.store, self.cls, self.types, self.app_id, self.source = store, cls, types, app_id, source
         self.snapshots, self.policy, self.batch = snapshots, snapshot_policy, batch
         self.owned: dict[int, _Owned[A]] = {}
+        self.txn_timeout = 30.0  # seconds a transactional call may take before the producer is replaced
         self.on_results: Callable[[list[CommandResult]], None] | None = None
         self._reader = PartitionReader(store)
         self._consumer = client.consumer(store.settings, f"{app_id}.owners", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20})
@@ -159,6 +161,29 @@ class AggregateOwner(Generic[A]):
                 _close_producer(owned.producer)
             log.info("%s gives up partition %d of %s (%s)", self.app_id, p, self.store.events_topic, why)
 
+    def _retake(self, p: int) -> None:
+        """A new producer for partition ``p`` (fencing the old one and aborting its transaction
+        if it was not committed), and the partition's state replayed from the log."""
+        self._drop(p, "new producer")
+        try:
+            self._take(p)
+        except Exception:
+            log.exception("could not take partition %d of %s again", p, self.store.events_topic)
+
+    def _rewind(self, p: int, fallback: int) -> None:
+        try:
+            committed = self._consumer.committed([TopicPartition(self.store.commands_topic, p)], timeout=10)[0].offset
+        except KafkaException as exc:
+            log.warning("committed offset of %s[%d] unknown (%s)", self.store.commands_topic, p, exc)
+            committed = -1
+        self._consumer.seek(TopicPartition(self.store.commands_topic, p, committed if committed >= 0 else fallback))
+
+    def _pause(self, p: int) -> None:
+        try:
+            self._consumer.pause([TopicPartition(self.store.commands_topic, p)])
+        except KafkaException as exc:
+            log.debug("pausing %s[%d]: %s", self.store.commands_topic, p, exc)
+
     def wait_owned(self, partitions: int | None = None, timeout: float = 30.0) -> set[int]:
         """Polls until this owner holds ``partitions`` partitions (default: all of them)."""
         want = self.store.partitions if partitions is None else partitions
@@ -192,8 +217,8 @@ class AggregateOwner(Generic[A]):
                 done = self._transact(owned, commands, offsets)
             except Fenced:
                 continue
-            if done is None:  # aborted: read the batch again
-                self._consumer.seek(TopicPartition(self.store.commands_topic, p, batch[0].offset()))
+            if done is None:  # aborted (or unknown): read again from the committed offset
+                self._rewind(p, batch[0].offset())
                 continue
             results.extend(done)
         if results and self.on_results is not None:
@@ -208,7 +233,7 @@ class AggregateOwner(Generic[A]):
             raise NotOwner(aggregate_id, p)
         done = self._transact(owned, [_Command(command_id or str(uuid.uuid4()), aggregate_id, command, expected_version)], None)
         if done is None:
-            raise CommandRejected(f"command on {aggregate_id} not appended: the transaction was aborted (retry)")
+            raise CommandRejected(f"command on {aggregate_id} not confirmed: its transaction was aborted or did not finish (re-read the aggregate, then retry)")
         return done[0]
 
     def aggregate(self, aggregate_id: str) -> A:
@@ -269,21 +294,28 @@ class AggregateOwner(Generic[A]):
                     producer.produce(self.store.results_topic, key=c.command_id.encode(), value=json.dumps(result.to_json()).encode(), partition=p)
                 results.append(result)
             if offsets is not None:
-                producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(60)
+                meta = self._consumer.consumer_group_metadata()
+                bounded(lambda: producer.send_offsets_to_transaction(offsets, meta, self.txn_timeout), self.txn_timeout + 2, "send_offsets_to_transaction")
+            bounded(lambda: producer.commit_transaction(self.txn_timeout), self.txn_timeout + 2, "commit_transaction")
+        except TransactionStuck as exc:
+            log.warning("partition %d of %s: %s; taking the partition again with a new producer", p, self.store.events_topic, exc)
+            self._retake(p)
+            return None
         except KafkaException as exc:
             err = exc.args[0]
-            if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
+            if err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH):
                 log.warning("%s was fenced on partition %d of %s (%s): a newer owner took over", self.app_id, p, self.store.events_topic, err)
                 self._drop(p, "fenced")
+                self._pause(p)
                 raise Fenced(f"partition {p} of {self.store.events_topic}: {err}") from exc
             log.warning("transaction on partition %d of %s aborted: %s", p, self.store.events_topic, err)
             try:
-                producer.abort_transaction(30)
-            except KafkaException as exc2:
-                log.warning("abort failed (%s); dropping partition %d", exc2, p)
-                self._drop(p, "abort failed")
-                raise Fenced(str(exc2)) from exc2
+                if err.fatal():
+                    raise exc
+                bounded(lambda: producer.abort_transaction(self.txn_timeout), self.txn_timeout + 2, "abort_transaction")
+            except (KafkaException, TransactionStuck) as exc2:
+                log.warning("abort failed (%s); taking partition %d again with a new producer", exc2, p)
+                self._retake(p)
             return None
         for agg_id, offset, at in delivered:
             if offset > written.get(agg_id, (-1, None))[0]:

@@ -43,7 +43,10 @@ class _Projector:
         self.applied = 0
         self.ignored = 0  # events at or below the model's version of their aggregate
         self.skipped = 0  # records that are not event envelopes
-        self._consumer = client.consumer(settings, f"riverbed-projector-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_committed", "fetch.wait.max.ms": 20, "auto.offset.reset": "earliest"})
+        self._consumer = client.consumer(settings, f"riverbed-projector-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_committed", "fetch.wait.max.ms": 20, "auto.offset.reset": "earliest", "enable.partition.eof": True})
+        # where the consumer last hit the end of each partition: past transaction markers,
+        # which are offsets too but never reach the model
+        self._eof: dict[tuple[str, int], int] = {}
         self.partitions: list[TopicPartition] = []
         for topic in topics:
             md = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
@@ -62,6 +65,7 @@ class _Projector:
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(err)
+                self._eof[(m.topic(), m.partition())] = m.offset()
                 continue
             try:
                 env = Envelope.decode(m.value(), m.partition(), m.offset(), m.topic())
@@ -85,13 +89,22 @@ class _Projector:
     def lag(self) -> dict[str, int]:
         """Records not yet in the model, per ``topic[partition]`` and in ``total``."""
         ends = self.ends()
-        done = self.stored_offsets()
+        done = self._done()
         out = {f"{t}[{p}]": max(0, end - done.get((t, p), 0)) for (t, p), end in ends.items()}
         out["total"] = sum(out.values())
         return out
 
     def stored_offsets(self) -> dict[tuple[str, int], int]:
         raise NotImplementedError
+
+    def _done(self) -> dict[tuple[str, int], int]:
+        """How far the model is, per partition (the stored offsets, or the end the consumer
+        reached past trailing transaction markers when that is further)."""
+        done = self.stored_offsets()
+        for k, v in self._eof.items():
+            if v > done.get(k, 0):
+                done[k] = v
+        return done
 
     def poll(self, timeout: float = 0.5) -> int:
         raise NotImplementedError
@@ -101,7 +114,7 @@ class _Projector:
         ends = self.ends()
         deadline = time.monotonic() + timeout
         while True:
-            done = self.stored_offsets()
+            done = self._done()
             if all(done.get(k, 0) >= v for k, v in ends.items()):
                 return
             if time.monotonic() > deadline:
