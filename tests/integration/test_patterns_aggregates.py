@@ -238,3 +238,31 @@ def test_replay_upcasts_v1_events_and_rejects_unknown(settings: ClusterSettings)
         repo.load("legacy")
     repo.close()
     _ = json
+
+
+def test_asyncio_api(settings: ClusterSettings) -> None:
+    import asyncio
+
+    from riverbed.patterns.aio import AsyncCommandBus, AsyncOwner, AsyncRepository
+
+    store = _store(settings, partitions=2)
+
+    async def main() -> None:
+        owner = AsyncOwner(AggregateOwner(store, Counter, types, "app"))
+        assert await owner.start() == {0, 1}
+        results = await asyncio.gather(*(owner.execute("k", Increment(1)) for _ in range(20)))
+        assert sorted(r.version for r in results) == list(range(1, 21))
+        bus = AsyncCommandBus(CommandBus(store, types))
+        forwarded = await bus.execute("k", Increment(5), expected_version=20)
+        assert forwarded.accepted and forwarded.version == 21
+        refused = await bus.execute("k", Increment(5), expected_version=20)
+        assert not refused.accepted and "wrong expected version" in refused.reason
+        repo = AsyncRepository(Repository(store, Counter, types))
+        agg = await repo.load("k")
+        assert (agg.version, agg.total) == (21, 25)
+        assert (await repo.load("k", as_of_version=3)).total == 3
+        await bus.close()
+        await repo.close()
+        await owner.close()
+
+    asyncio.run(main())
