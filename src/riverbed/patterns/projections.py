@@ -4,7 +4,7 @@
   consumed offsets are committed in ONE database transaction; on start the consumer resumes at
   the stored offsets. A crash at any point leaves the model and the offsets in step: exactly
   once.
-- ``RedisProjector``: documents (hashes) carry the aggregate version they include (``_version``);
+- ``RedisProjector``: JSON documents carry the aggregate version they include (``_version``);
   an event at or below it is ignored (idempotent by version), and the offsets are written in
   the same MULTI/EXEC as the documents.
 
@@ -15,6 +15,7 @@ beginning of the topics with an atomic switch, and ``lag()``.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -230,8 +231,10 @@ class RedisProjection(Protocol):
 
 
 class RedisProjector(_Projector):
-    """A read model of one hash per aggregate, ``<prefix>:<generation>:<aggregate id>``, with
-    ``_version``; ``<prefix>:current`` names the live generation (switched by ``rebuild``)."""
+    """A read model of one JSON document per aggregate at ``<prefix>:<generation>:<aggregate
+    id>``, with ``_version``; ``<prefix>:current`` names the live generation (switched by
+    ``rebuild``). A batch reads its documents with one MGET and writes them, with the offsets,
+    in one MULTI/EXEC."""
 
     def __init__(self, settings: ClusterSettings, topics: list[str], redis_url: str, prefix: str, projection: RedisProjection,
                  types: TypeRegistry | None = None, batch: int = 2000, generation: str | None = None) -> None:
@@ -262,25 +265,25 @@ class RedisProjector(_Projector):
     def get(self, aggregate_id: str) -> dict[str, str] | None:
         """The live model's document of an aggregate (readers resolve the generation)."""
         gen = self._r.get(f"{self.prefix}:current") or self.generation
-        doc = self._r.hgetall(self._key(aggregate_id, str(gen)))
-        return dict(doc) if doc else None
+        raw = self._r.get(self._key(aggregate_id, str(gen)))
+        return None if raw is None else dict(json.loads(raw))
 
     def poll(self, timeout: float = 0.5) -> int:
         events = self._fetch(timeout)
         if not events:
             return 0
         ids = list(dict.fromkeys(e.aggregate_id for e in events if e.event_type))
-        read = self._r.pipeline(transaction=False)
-        for i in ids:
-            read.hgetall(self._key(i))
-        docs: dict[str, dict[str, str]] = dict(zip(ids, read.execute(), strict=True))
+        docs: dict[str, dict[str, str]] = {}
+        if ids:  # one MGET for the batch's documents
+            for i, raw in zip(ids, self._r.mget([self._key(i) for i in ids]), strict=True):
+                docs[i] = {} if raw is None else json.loads(raw)
         changed: set[str] = set()
         offsets: dict[str, int] = {}
         for e in events:
             offsets[f"{e.topic}:{e.partition}"] = e.offset + 1
             if not e.event_type:
                 continue
-            doc = docs.get(e.aggregate_id) or {}
+            doc = docs[e.aggregate_id]
             if e.aggregate_version <= int(doc.get("_version", 0)):
                 self.ignored += 1
                 continue
@@ -288,11 +291,13 @@ class RedisProjector(_Projector):
             docs[e.aggregate_id] = {} if new is None else {**new, "_version": str(e.aggregate_version)}
             changed.add(e.aggregate_id)
             self.applied += 1
-        write = self._r.pipeline(transaction=True)
-        for i in changed:
-            write.delete(self._key(i))
-            if docs[i]:
-                write.hset(self._key(i), mapping=docs[i])
+        write = self._r.pipeline(transaction=True)  # documents and offsets in one MULTI/EXEC
+        present = {self._key(i): json.dumps(docs[i], separators=(",", ":")) for i in changed if docs[i]}
+        gone = [self._key(i) for i in changed if not docs[i]]
+        if present:
+            write.mset(present)
+        if gone:
+            write.delete(*gone)
         write.hset(f"{self.prefix}:{self.generation}:__offsets", mapping=offsets)
         write.execute()
         return len(events)
