@@ -155,3 +155,21 @@ def test_redis_projection_idempotent_rebuild_and_lag(settings: ClusterSettings) 
         assert proj.generation == "g2"
         assert {a: int((proj.get(a) or {})["total"]) for a in totals} == totals
         proj.close()
+
+
+def test_postgres_snapshot_store(pg: PostgresServer) -> None:
+    from datetime import UTC, datetime
+
+    from riverbed.patterns import PostgresSnapshotStore
+    from riverbed.patterns.snapshots import make_snapshot
+
+    store = PostgresSnapshotStore(pg.dsn)
+    snap = make_snapshot("account", "acc", 20, 1, 99, 1, {"balance": 20000}, datetime(2025, 1, 1, tzinfo=UTC))
+    assert store.get("account", "acc") is None
+    store.put(snap)
+    store.put(make_snapshot("account", "acc", 30, 1, 120, 1, {"balance": 1}, datetime(2025, 1, 2, tzinfo=UTC)))
+    got = store.get("account", "acc")
+    assert got is not None and (got.version, got.offset, got.state) == (30, 120, '{"balance":1}')
+    store.delete("account", "acc")
+    assert store.get("account", "acc") is None
+    store.close()
