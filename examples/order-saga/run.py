@@ -31,7 +31,7 @@ from riverbed.patterns.sagas import NoReply, SagaOrchestrator, SagaParticipant, 
 
 ORDER_SAGA = sm.SagaDefinition("order", (
     sm.Step("payment", "payments.commands", "ChargePayment", "RefundPayment", timeout=10),
-    sm.Step("inventory", "inventory.commands", "ReserveStock", "ReleaseStock", timeout=3),
+    sm.Step("inventory", "inventory.commands", "ReserveStock", "ReleaseStock", timeout=2),
 ))
 STOCK = {"book": 5, "lamp": 0}
 
@@ -70,7 +70,7 @@ class Services:
 def run(bootstrap: str, restart_broker: Any = None) -> int:
     settings = ClusterSettings(bootstrap=bootstrap)
     svc = Services()
-    orch = SagaOrchestrator(settings, ORDER_SAGA, txn_timeout=3)
+    orch = SagaOrchestrator(settings, ORDER_SAGA, txn_timeout=1.5)
     orders = {"A": {"order": "A", "amount": 30, "sku": "book"}, "B": {"order": "B", "amount": 20, "sku": "lamp"}, "C": {"order": "C", "amount": 15, "sku": "radio"}}
     for oid, data in orders.items():
         orch.start(data, saga_id=oid)
@@ -78,10 +78,10 @@ def run(bootstrap: str, restart_broker: Any = None) -> int:
     if restart_broker is not None:
         orch.close()
         print("injected: the orchestrator crashed after starting the sagas")
-        orch = SagaOrchestrator(settings, ORDER_SAGA, txn_timeout=3)
+        orch = SagaOrchestrator(settings, ORDER_SAGA, txn_timeout=1.5)
         print(f"a new orchestrator resumed {sum(not s.finished for s in orch.sagas.values())} unfinished sagas from order.saga-state")
-    pay = SagaParticipant(settings, "payments.commands", {"ChargePayment": svc.charge, "RefundPayment": svc.refund}, "payments", txn_timeout=3)
-    inv = SagaParticipant(settings, "inventory.commands", {"ReserveStock": svc.reserve, "ReleaseStock": svc.release}, "inventory", txn_timeout=3)
+    pay = SagaParticipant(settings, "payments.commands", {"ChargePayment": svc.charge, "RefundPayment": svc.refund}, "payments", txn_timeout=1.5)
+    inv = SagaParticipant(settings, "inventory.commands", {"ReserveStock": svc.reserve, "ReleaseStock": svc.release}, "inventory", txn_timeout=1.5)
     restarted = restart_broker is None
     deadline = time.monotonic() + 120
     while not all((s := orch.state(o)) is not None and s.finished for o in orders):
