@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ from riverbed.testing import EmbeddedBroker
 from .patterns_domain import Counter, Increment, types
 
 pytestmark = pytest.mark.integration
+OWNER_PROC = str(Path(__file__).parent / "patterns_owner_proc.py")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ class _OwnerThread(threading.Thread):
 
     def __init__(self, store: EventStore) -> None:
         super().__init__(daemon=True)
-        self.owner = AggregateOwner(store, Counter, types, "app")
+        self.owner = AggregateOwner(store, Counter, types, "app", consumer_config={"session.timeout.ms": 6000})
         self.handled = 0
         self.max_owned = 0
         self.halt = threading.Event()
@@ -87,11 +90,16 @@ def _wait(cond: Any, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_many_writers_same_aggregates_no_version_twice(settings: ClusterSettings) -> None:
+def test_many_writers_same_aggregates_no_version_twice(settings: ClusterSettings, tmp_path: Path) -> None:
+    """Eight writers on six aggregates; the first owner is a process, a second owner joins, then
+    the first is killed with -9 (mid-transaction or not) and the second takes every partition."""
     store = _store(settings, partitions=4)
     ids = [f"c{n}" for n in range(6)]
-    first = _OwnerThread(store)
-    first.start()
+    log_path = tmp_path / "owner.log"
+    with open(log_path, "wb") as log:
+        first = subprocess.Popen([sys.executable, OWNER_PROC, settings.bootstrap, store.prefix, str(store.partitions)], stdout=log, stderr=subprocess.STDOUT)
+    checker = CommandBus(store, types)
+    checker._results.assign([TopicPartition(store.results_topic, p, 0) for p in range(store.partitions)])
     sent: list[str] = []
     lock = threading.Lock()
     stop_writing = threading.Event()
@@ -112,26 +120,28 @@ def test_many_writers_same_aggregates_no_version_twice(settings: ClusterSettings
     writers = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     for w in writers:
         w.start()
-    _wait(lambda: first.handled >= 50)
+    def first_handled() -> int:
+        lines = [x for x in log_path.read_text().splitlines() if x.startswith("handled ")]
+        return int(lines[-1].split()[1]) if lines else 0
+
+    _wait(lambda: first_handled() >= 50)
     second = _OwnerThread(store)  # joins: the partitions are split between the two
     second.start()
-    _wait(lambda: second.max_owned > 0)
-    first.halt.set()  # leaves: the second owner takes every partition
-    first.join()
+    _wait(lambda: second.max_owned > 0 and second.handled > 0)
+    first.kill()  # kill -9: its partitions move to the second owner after the session timeout
+    first.wait(10)
     _wait(lambda: second.max_owned == store.partitions)
     handled = second.handled
     _wait(lambda: second.handled >= handled + 50)
     stop_writing.set()
     for w in writers:
         w.join()
-    checker = CommandBus(store, types)
-    checker._results.assign([TopicPartition(store.results_topic, p, 0) for p in range(store.partitions)])
     checker.wait(sent, timeout=60)
     second.halt.set()
     second.join()
     checker.close()
     assert checker.duplicates == 0  # one result per command
-    assert first.handled > 0 and second.handled > 0
+    assert first_handled() > 0 and second.handled > 0
     accepted = {cid for cid, r in checker.seen.items() if r.accepted}
     assert accepted and len(accepted) < len(sent)  # stale expected versions were refused
     events = [Envelope.decode(m.value()) for m in _read_topic(settings, store.events_topic, store.partitions)]

@@ -110,14 +110,16 @@ class AggregateOwner(Generic[A]):
     """Owns the partitions the consumer group assigns it and appends their events."""
 
     def __init__(self, store: EventStore, cls: type[A], types: TypeRegistry, app_id: str, *, source: str = "riverbed",
-                 snapshots: SnapshotStore | None = None, snapshot_policy: EveryNEvents | None = None, batch: int = 500) -> None:
+                 snapshots: SnapshotStore | None = None, snapshot_policy: EveryNEvents | None = None, batch: int = 500,
+                 consumer_config: dict[str, Any] | None = None) -> None:
         self.store, self.cls, self.types, self.app_id, self.source = store, cls, types, app_id, source
         self.snapshots, self.policy, self.batch = snapshots, snapshot_policy, batch
         self.owned: dict[int, _Owned[A]] = {}
         self.txn_timeout = 30.0  # seconds a transactional call may take before the producer is replaced
         self.on_results: Callable[[list[CommandResult]], None] | None = None
         self._reader = PartitionReader(store)
-        self._consumer = client.consumer(store.settings, f"{app_id}.owners", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20})
+        # consumer_config: e.g. session.timeout.ms (how soon a dead owner's partitions move)
+        self._consumer = client.consumer(store.settings, f"{app_id}.owners", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20, **(consumer_config or {})})
         self._consumer.subscribe([store.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._stop = threading.Event()
 
