@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from riverbed.client import ClusterSettings  # noqa: E402
-from riverbed.patterns import AggregateOwner, EventStore  # noqa: E402
-from tests.integration.patterns_domain import Counter, types  # noqa: E402
+from riverbed.client import ClusterSettings
+from riverbed.patterns import AggregateOwner, EventStore
+from tests.integration.patterns_domain import Counter, types
 
 
 def main() -> None:
