@@ -276,3 +276,26 @@ def test_asyncio_api(settings: ClusterSettings) -> None:
         await owner.close()
 
     asyncio.run(main())
+
+
+def test_compacted_topic_snapshot_store(settings: ClusterSettings, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime
+
+    from riverbed.patterns import KafkaSnapshotStore
+    from riverbed.patterns.snapshots import make_snapshot
+
+    topic = f"snaps-{uuid.uuid4().hex[:6]}"
+    store = KafkaSnapshotStore(settings, topic)
+    assert store.get("counter", "a") is None
+    store.put(make_snapshot("counter", "a", 10, 0, 41, 1, {"total": 10}, datetime(2025, 1, 1, tzinfo=UTC)))
+    other = KafkaSnapshotStore(settings, topic)  # a second process reads it from the topic
+    got = other.get("counter", "a")
+    assert got is not None and (got.version, got.offset, got.state) == (10, 41, '{"total":10}')
+    store.put_raw("counter", "a", b"\x00garbage")
+    with caplog.at_level("WARNING"):
+        assert other.get("counter", "a") is None
+    assert "is corrupt" in caplog.text
+    store.delete("counter", "a")
+    assert other.get("counter", "a") is None
+    store.close()
+    other.close()
