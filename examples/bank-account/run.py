@@ -144,7 +144,14 @@ def run(bootstrap: str) -> None:
     print(f"tellers at version {v}: teller 1 {'accepted' if first.accepted else 'refused'}, teller 2 {'accepted' if second.accepted else 'refused'} ({second.reason})")
     owner.close()
 
-    # a reboot: a fresh repository loads from the snapshot and replays only the later events
+    # a reboot of the write side: the new owner starts from last night's checkpoint
+    rebooted = AggregateOwner(store, Account, types, "bank", source="bank/core", snapshots=snapshots)
+    rebooted.wait_owned()
+    p = store.partition_for(acc)
+    print(f"owner reboot: partition {p} restored from the nightly checkpoint, {rebooted.restored[p][1]} events replayed; balance {money(rebooted.aggregate(acc).balance_cents)}")
+    rebooted.close()
+
+    # a reboot of the read side: a fresh repository loads from the snapshot and replays only the later events
     repo = Repository(store, Account, types, snapshots=snapshots)
     now = repo.load(acc)
     print(f"after reboot: {acc} at version {now.version}, balance {money(now.balance_cents)}: snapshot at version {snap.version} + {repo.last_replayed} events replayed")

@@ -25,6 +25,7 @@ def test_bank_account_snapshot_and_five_transactions() -> None:
     assert sum(line.startswith("today: ") and " -> version " in line for line in lines) == 5
     assert any(line.startswith("today: withdraw $50,000.00 refused: insufficient funds") for line in lines)
     assert any(line.startswith("tellers at version 16: teller 1 accepted, teller 2 refused (wrong expected version") for line in lines)
+    assert any(line.startswith("owner reboot: partition ") and line.endswith("restored from the nightly checkpoint, 6 events replayed; balance $20,484.51") for line in lines)
     assert "after reboot: acc-1001 at version 17, balance $20,484.51: snapshot at version 11 + 6 events replayed" in lines
     assert "without the snapshot: 17 events replayed, balance $20,484.51" in lines
     assert "time travel: as of last night $20,000.00; as of version 13 $21,154.50" in lines

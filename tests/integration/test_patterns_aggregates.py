@@ -223,7 +223,26 @@ def test_snapshots_time_travel_and_corrupt_snapshot(settings: ClusterSettings, t
     with caplog.at_level("WARNING"):
         assert repo.load("acc").total == full.total
     assert "discarding it" in caplog.text
+    # the owner's restore: a checkpoint (take_snapshots) + the events after it
+    snaps.delete("counter", "acc")
+    owner.execute("other", Increment(1))
+    assert owner.take_snapshots() == 2
+    owner.execute("acc", Increment(1))
     owner.close()
+    again_owner = AggregateOwner(store, Counter, types, "app", snapshots=snaps)
+    again_owner.wait_owned()
+    p = store.partition_for("acc")
+    start, replayed = again_owner.restored[p]
+    assert start > 0 and replayed == 1
+    assert again_owner.aggregate("acc").total == full.total + 1 and again_owner.aggregate("acc").version == 27
+    assert again_owner.aggregate("other").total == 1
+    again_owner.close()
+    # a checkpointed aggregate without a usable snapshot: the whole partition is replayed
+    snaps.put(replace(snaps.get("counter", "acc"), state="{broken"))  # type: ignore[arg-type]
+    third = AggregateOwner(store, Counter, types, "app", snapshots=snaps)
+    third.wait_owned()
+    assert third.restored[p][0] == 0 and third.aggregate("acc").version == 27
+    third.close()
     repo.close()
 
 

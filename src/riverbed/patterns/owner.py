@@ -31,7 +31,7 @@ from riverbed import client
 from .aggregate import A, TypeRegistry
 from .envelope import Envelope, utc_now
 from .errors import CommandRejected, Fenced, InvalidEnvelope, NotOwner, UnknownEventType
-from .repository import apply_envelope
+from .repository import apply_envelope, from_snapshot
 from .snapshots import EveryNEvents, SnapshotStore, make_snapshot
 from .store import EventStore, PartitionReader
 from .txn import TransactionStuck, bounded
@@ -79,6 +79,10 @@ class _Owned(Generic[A]):
     snapshotted: dict[str, int] = field(default_factory=dict)  # id -> version of its last snapshot by this owner
 
 
+def _checkpoint_id(partition: int) -> str:
+    return f"__partition__/{partition}"
+
+
 def encode_command(types: TypeRegistry, command_id: str, aggregate_id: str, command: Any, expected_version: int | None) -> bytes:
     return json.dumps({"commandId": command_id, "commandType": types.command_name(command), "aggregateId": aggregate_id,
                        "expectedVersion": expected_version, "data": types.event_data(command)}, separators=(",", ":")).encode()
@@ -115,6 +119,7 @@ class AggregateOwner(Generic[A]):
         self.store, self.cls, self.types, self.app_id, self.source = store, cls, types, app_id, source
         self.snapshots, self.policy, self.batch = snapshots, snapshot_policy, batch
         self.owned: dict[int, _Owned[A]] = {}
+        self.restored: dict[int, tuple[int, int]] = {}  # partition -> (replay start offset, events replayed) at its last take-over
         self.txn_timeout = 30.0  # seconds a transactional call may take before the producer is replaced
         self.on_results: Callable[[list[CommandResult]], None] | None = None
         self._reader = PartitionReader(store)
@@ -142,7 +147,9 @@ class AggregateOwner(Generic[A]):
         producer = client.producer(self.store.settings, **{"transactional.id": self.transactional_id(p), "linger.ms": 1, "transaction.timeout.ms": 60000})
         producer.init_transactions(60)  # fences the previous owner and aborts its open transaction
         owned: _Owned[A] = _Owned(p, producer)
-        for env in self._reader.read(p, 0, timeout=300):
+        start = self._restore_snapshots(owned) if self.snapshots is not None else 0
+        replayed = 0
+        for env in self._reader.read(p, start, timeout=300):
             agg = owned.aggregates.get(env.aggregate_id)
             if agg is None:
                 agg = owned.aggregates[env.aggregate_id] = self._initial(env.aggregate_id)
@@ -150,8 +157,47 @@ class AggregateOwner(Generic[A]):
                 continue
             apply_envelope(agg, env, self.types)
             owned.last[env.aggregate_id] = (env.offset, env.time)
+            replayed += 1
         self.owned[p] = owned
-        log.info("%s owns partition %d of %s (%d aggregates)", self.app_id, p, self.store.events_topic, len(owned.aggregates))
+        self.restored[p] = (start, replayed)
+        log.info("%s owns partition %d of %s (%d aggregates; replayed %d events from offset %d)", self.app_id, p, self.store.events_topic, len(owned.aggregates), replayed, start)
+
+    def _restore_snapshots(self, owned: _Owned[A]) -> int:
+        """Aggregates from the partition's snapshots when a partition checkpoint (written by
+        ``take_snapshots()``) says every aggregate up to its offset has one; returns the offset
+        the replay starts at (0 when the snapshots cannot be trusted to be complete)."""
+        assert self.snapshots is not None
+        p = owned.partition
+        try:
+            snaps = self.snapshots.for_partition(self.cls.aggregate_type, p)
+        except Exception as exc:
+            log.warning("snapshots of partition %d unreadable (%s); replaying it all", p, exc)
+            return 0
+        marker = next((s for s in snaps if s.aggregate_id == _checkpoint_id(p)), None)
+        if marker is None:
+            return 0
+        try:
+            covered = set(json.loads(marker.state)["aggregates"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("partition %d checkpoint is corrupt (%s); replaying it all", p, exc)
+            return 0
+        restored: dict[str, A] = {}
+        last: dict[str, tuple[int, Any]] = {}
+        for snap in snaps:  # snapshots newer than the checkpoint are fine: older events are skipped by version
+            if snap.aggregate_id == _checkpoint_id(p):
+                continue
+            agg = from_snapshot(self.cls, snap, self.types)
+            if agg is not None:
+                restored[snap.aggregate_id] = agg
+                last[snap.aggregate_id] = (snap.offset, snap.event_time)
+        missing = covered - set(restored)
+        if missing:  # deleted, corrupt or of an old shape: the checkpoint is incomplete
+            log.warning("partition %d checkpoint: %d of its %d aggregates have no usable snapshot; replaying it all", p, len(missing), len(covered))
+            return 0
+        owned.aggregates.update(restored)
+        owned.last.update(last)
+        owned.snapshotted.update({k: a.version for k, a in restored.items()})
+        return marker.offset + 1
 
     def _initial(self, aggregate_id: str) -> A:
         return self.cls.create(aggregate_id)
@@ -263,6 +309,10 @@ class AggregateOwner(Generic[A]):
                 self.snapshots.put(make_snapshot(self.cls.aggregate_type, agg_id, agg.version, owned.partition, last[0], self.cls.snapshot_version, agg.state(), last[1]))
                 owned.snapshotted[agg_id] = agg.version
                 n += 1
+            if aggregate_ids is None and owned.last:  # every aggregate has one: a partition checkpoint
+                offset, at = max(owned.last.values(), key=lambda x: x[0])
+                covered = {"aggregates": sorted(owned.aggregates)}
+                self.snapshots.put(make_snapshot(self.cls.aggregate_type, _checkpoint_id(owned.partition), len(owned.aggregates), owned.partition, offset, 0, covered, at))
         return n
 
     def _transact(self, owned: _Owned[A], commands: list[_Command], offsets: list[TopicPartition] | None) -> list[CommandResult] | None:

@@ -61,6 +61,10 @@ class SnapshotStore(Protocol):
 
     def delete(self, aggregate_type: str, aggregate_id: str) -> None: ...
 
+    def for_partition(self, aggregate_type: str, partition: int) -> list[Snapshot]:
+        """Every snapshot of the aggregates in an event partition (for an owner's restore)."""
+        ...
+
 
 @dataclass(frozen=True)
 class EveryNEvents:
@@ -111,6 +115,11 @@ class SqliteSnapshotStore:
         with self._lock:
             self._db.execute(f"DELETE FROM {self.table} WHERE aggregate_type=? AND aggregate_id=?", (aggregate_type, aggregate_id))
 
+    def for_partition(self, aggregate_type: str, partition: int) -> list[Snapshot]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLS} FROM {self.table} WHERE aggregate_type=? AND part=?", (aggregate_type, partition)).fetchall()
+        return [_from_row(r) for r in rows]
+
     def close(self) -> None:
         self._db.close()
 
@@ -141,6 +150,11 @@ class PostgresSnapshotStore:
     def delete(self, aggregate_type: str, aggregate_id: str) -> None:
         with self._lock:
             self._db.execute(f"DELETE FROM {self.table} WHERE aggregate_type=%s AND aggregate_id=%s", (aggregate_type, aggregate_id))
+
+    def for_partition(self, aggregate_type: str, partition: int) -> list[Snapshot]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLS} FROM {self.table} WHERE aggregate_type=%s AND part=%s", (aggregate_type, partition)).fetchall()
+        return [_from_row(r) for r in rows]
 
     def close(self) -> None:
         self._db.close()
@@ -209,6 +223,21 @@ class KafkaSnapshotStore:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("snapshot %s in %s is corrupt (%s); ignoring it", key, self.topic, exc)
             return None
+
+    def for_partition(self, aggregate_type: str, partition: int) -> list[Snapshot]:
+        with self._lock:
+            self._catch_up()
+            items = [(k, v) for k, v in self._cache.items() if v is not None and k.startswith(f"{aggregate_type}:")]
+        out = []
+        for key, raw in items:
+            try:
+                snap = Snapshot.from_json(json.loads(raw))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("snapshot %s in %s is corrupt (%s); ignoring it", key, self.topic, exc)
+                continue
+            if snap.partition == partition:
+                out.append(snap)
+        return out
 
     def delete(self, aggregate_type: str, aggregate_id: str) -> None:
         key = f"{aggregate_type}:{aggregate_id}"
