@@ -127,6 +127,7 @@ class AggregateOwner(Generic[A]):
         self._consumer = client.consumer(store.settings, f"{app_id}.owners", **{"auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 20, **(consumer_config or {})})
         self._consumer.subscribe([store.commands_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
         self._stop = threading.Event()
+        self._untaken: set[int] = set()
 
     # --- ownership -------------------------------------------------------------------------
     def transactional_id(self, partition: int) -> str:
@@ -137,11 +138,25 @@ class AggregateOwner(Generic[A]):
             try:
                 self._take(tp.partition)
             except Exception:
-                log.exception("could not take partition %d of %s", tp.partition, self.store.events_topic)
+                log.exception("could not take partition %d of %s (will retry)", tp.partition, self.store.events_topic)
+                self._untaken.add(tp.partition)
 
     def _on_revoke(self, consumer: Any, parts: list[TopicPartition]) -> None:
         for tp in parts:
+            self._untaken.discard(tp.partition)
             self._drop(tp.partition, "revoked")
+
+    def _retry_untaken(self) -> None:
+        """Assigned partitions whose take-over failed (broker unavailable, say): try again and
+        read their commands from the committed offset."""
+        for p in sorted(self._untaken):
+            try:
+                self._take(p)
+            except Exception as exc:
+                log.warning("partition %d of %s still not taken: %s", p, self.store.events_topic, exc)
+                continue
+            self._untaken.discard(p)
+            self._rewind(p, 0)
 
     def _take(self, p: int) -> None:
         producer = client.producer(self.store.settings, **{"transactional.id": self.transactional_id(p), "linger.ms": 1, "transaction.timeout.ms": 60000})
@@ -216,7 +231,8 @@ class AggregateOwner(Generic[A]):
         try:
             self._take(p)
         except Exception:
-            log.exception("could not take partition %d of %s again", p, self.store.events_topic)
+            log.exception("could not take partition %d of %s again (will retry)", p, self.store.events_topic)
+            self._untaken.add(p)
 
     def _rewind(self, p: int, fallback: int) -> None:
         try:
@@ -245,6 +261,8 @@ class AggregateOwner(Generic[A]):
     # --- commands --------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0) -> list[CommandResult]:
         """Handles one batch of commands from the command topic (one transaction per partition)."""
+        if self._untaken:
+            self._retry_untaken()
         msgs: list[Any] = self._consumer.consume(self.batch, timeout)
         by_part: dict[int, list[Any]] = {}
         for m in msgs:
