@@ -173,3 +173,23 @@ def test_postgres_snapshot_store(pg: PostgresServer) -> None:
     store.delete("account", "acc")
     assert store.get("account", "acc") is None
     store.close()
+
+
+def test_async_projector(settings: ClusterSettings) -> None:
+    pytest.importorskip("redis")
+    import asyncio
+
+    from riverbed.patterns.aio import AsyncProjector
+
+    topic, totals = _events(settings, 500, 20, seed=4)
+    with RedisServer() as server:
+
+        async def main() -> None:
+            proj = AsyncProjector(RedisProjector(settings, [topic], server.url, "async", CounterDoc(), types=types))
+            await proj.start()
+            await proj.wait_caught_up(30)
+            assert (await proj.lag())["total"] == 0
+            assert {a: int((proj.projector.get(a) or {})["total"]) for a in totals} == totals
+            await proj.close()
+
+        asyncio.run(main())

@@ -143,3 +143,31 @@ def test_choreography_inventory_failed_refunds(settings: ClusterSettings) -> Non
     assert Envelope.decode(got[b"A"]).event_type == "PaymentCharged"
     pay.close()
     inv.close()
+
+
+def test_async_saga_orchestrator(settings: ClusterSettings) -> None:
+    import asyncio
+    import threading
+
+    from riverbed.patterns.aio import AsyncSagaOrchestrator
+
+    name = f"async{uuid.uuid4().hex[:6]}"
+    d = sm.SagaDefinition(name, (sm.Step("ship", f"{name}.shipping", "Ship", None, timeout=10),))
+    part = SagaParticipant(settings, f"{name}.shipping", {"Ship": lambda data: {"tracking": f"T-{data['order']}"}}, name)
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: [part.poll(0.05) for _ in iter(stop.is_set, True)], daemon=True)
+    t.start()
+
+    async def main() -> None:
+        orch = AsyncSagaOrchestrator(SagaOrchestrator(settings, d))
+        sid = await orch.start_saga({"order": "Z"}, "Z")
+        state = await orch.finished(sid, 30)
+        assert state.status == "completed" and state.data["tracking"] == "T-Z"
+        await orch.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        stop.set()
+        t.join()
+        part.close()
