@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from riverbed.messaging.events import CloudEvent
+
 from .errors import InvalidEnvelope
 
 H_TYPE = "riverbed.event.type"
@@ -78,6 +80,16 @@ class Envelope:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [(H_TYPE, self.event_type.encode()), (H_VERSION, str(self.event_version).encode())]
+
+    def to_cloudevent(self) -> CloudEvent:
+        """The event as a CloudEvent (riverbed.messaging), for consumers outside the event
+        store: type ``<eventType>.v<version>``, subject = aggregate id, extensions
+        ``aggregatetype``, ``aggregateversion`` and ``partitionkey`` (the record key)."""
+        return CloudEvent(
+            type=f"{self.event_type}.v{self.event_version}", source=self.source or "riverbed", data=self.data, id=self.event_id,
+            time=format_time(self.time), datacontenttype="application/json", subject=self.aggregate_id,
+            extensions={"aggregatetype": self.aggregate_type, "aggregateversion": str(self.aggregate_version), "partitionkey": self.aggregate_id},
+        )
 
     def with_data(self, version: int, data: dict[str, Any]) -> Envelope:
         return replace(self, event_version=version, data=data)

@@ -177,3 +177,14 @@ def test_saga_compensation_retries_then_fails() -> None:
     sm.on_timeout(s, D, 40.0, "r")
     assert s.status == sm.FAILED and "needs attention" in s.reason
     assert sm.SagaState.from_json(s.to_json()) == s
+
+
+def test_envelope_as_cloudevent() -> None:
+    from riverbed.messaging import from_binary, to_binary
+
+    env = Envelope("Deposited", 2, "account", "acc-1", 7, {"cents": 5}, source="bank/core")
+    key, value, headers = to_binary(env.to_cloudevent())
+    assert key == b"acc-1"
+    back = from_binary(key, value, headers)
+    assert (back.type, back.source, back.id, back.subject, back.data) == ("Deposited.v2", "bank/core", env.event_id, "acc-1", {"cents": 5})
+    assert back.extensions["aggregateversion"] == "7" and back.extensions["aggregatetype"] == "account"
