@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from riverbed.client import ClusterSettings
 from riverbed.patterns.sagas import read_sagas
@@ -32,7 +35,11 @@ def _when(t: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     topic = args.state_topic or f"{args.saga}.saga-state"
-    sagas = read_sagas(ClusterSettings(bootstrap=args.bootstrap), topic)
+    try:
+        sagas = read_sagas(ClusterSettings(bootstrap=args.bootstrap), topic)
+    except (KafkaException, TimeoutError) as exc:
+        print(f"riverbed: cannot read {topic} from {args.bootstrap}: {exc}", file=sys.stderr)
+        return 1
     if args.action == "list":
         rows = [s for s in sagas.values() if not args.status or s.status in args.status]
         if args.format == "json":
