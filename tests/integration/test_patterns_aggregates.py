@@ -4,7 +4,6 @@ zombie owner, load by replay, snapshots and time travel."""
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -266,7 +265,6 @@ def test_replay_upcasts_v1_events_and_rejects_unknown(settings: ClusterSettings)
     with pytest.raises(UnknownEventType, match="unknown event type 'Teleported'"):
         repo.load("legacy")
     repo.close()
-    _ = json
 
 
 def test_asyncio_api(settings: ClusterSettings) -> None:
