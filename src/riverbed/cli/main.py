@@ -159,6 +159,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_share_parser(sub, client)
 
+    from .saga_commands import add_saga_parser  # riverbed.patterns sagas
+
+    add_saga_parser(sub, client)
+
     rg = sub.add_parser("registry", help="run the schema registry (Confluent's REST API) against a cluster")
     client(rg)
     rg.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT for HTTP (default 127.0.0.1:8081)")
@@ -226,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         except (schema_commands.SchemaCommandError, OSError) as exc:
             print(f"riverbed: {exc}", file=sys.stderr)
             return 1
+    if args.command == "saga":  # riverbed.patterns sagas
+        from . import saga_commands
+
+        return saga_commands.run(args)
     logging.basicConfig(level=logging.WARNING)
     from . import client_commands
 
