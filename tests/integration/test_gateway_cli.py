@@ -81,3 +81,37 @@ def test_run_serves_and_stops_on_sigterm_with_open_streams(tmp_path: Path) -> No
                 proc.stdout.close()
         assert "s3cret" not in out
         assert "graceful shutdown exceeded" not in out and "Traceback" not in out, out
+
+
+def test_serve_runs_the_gateway_beside_the_broker(tmp_path: Path) -> None:
+    """`riverbed serve --gateway gateway.toml` starts the gateway as a child against the broker's
+    PLAINTEXT listener, and stops it with the broker."""
+    import os
+
+    from riverbed.testing import BrokerProcess
+
+    port = free_port()
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(TOML.format(port=port))
+    os.environ["GH_SECRET"] = "s3cret"  # inherited by the broker and its child
+    try:
+        proc = BrokerProcess(tmp_path / "data", extra=["--gateway", str(cfg)]).start()
+    finally:
+        del os.environ["GH_SECRET"]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(url + "/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=30, what="the gateway beside the broker")
+        body = b'{"zen":"Design for failure."}'
+        r = httpx.post(url + "/hooks/github", content=body, headers={"X-Hub-Signature-256": sign_github(body, "s3cret"), "X-GitHub-Delivery": "d9"})
+        assert r.status_code == 202
+        assert read_topic(proc.bootstrap, "gh", 1)[0].value() == body
+    finally:
+        assert proc.terminate() == 0
+    assert "edge gateway from" in proc.log_path.read_text()
+    wait_for(lambda: not up(), timeout=15, what="the gateway to stop with the broker")

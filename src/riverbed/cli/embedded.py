@@ -39,6 +39,13 @@ class ConsoleSettings:
     listen: str = "127.0.0.1:8080"
 
 
+@dataclass
+class GatewaySettings:
+    """The edge gateway (docs/gateway.md) beside the broker: off unless given a gateway.toml."""
+
+    config: str | None = None
+
+
 class ChildService:
     def __init__(self, name: str, argv: list[str]) -> None:
         self.name = name
@@ -80,3 +87,12 @@ def console_child(settings: ConsoleSettings, plaintext_bootstrap: str | None, re
     if registry.enabled:
         argv += ["--registry-url", f"http://{registry.listen}"]
     return ChildService("web console", argv)
+
+
+def gateway_child(settings: GatewaySettings, plaintext_bootstrap: str | None) -> ChildService | None:
+    if settings.config is None:
+        return None
+    if plaintext_bootstrap is None:
+        log.warning("the embedded gateway needs a PLAINTEXT listener to reach the broker; not started (run `riverbed gateway run` with [cluster] settings for secured listeners)")
+        return None
+    return ChildService("edge gateway", ["gateway", "run", settings.config, "--bootstrap", plaintext_bootstrap])

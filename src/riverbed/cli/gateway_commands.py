@@ -21,7 +21,7 @@ def add_gateway_parser(sub: Any) -> None:
     check = gsub.add_parser("check", help="read a gateway.toml and list its routes (no cluster needed)")
     for parser in (run, check):
         parser.add_argument("config", type=Path, help="gateway.toml (docs/gateway.md)")
-    run.add_argument("--listen", help="HOST:PORT (default: [gateway] listen, or 127.0.0.1:8088)")
+    run.add_argument("--listen", help="HOST:PORT (default: [gateway] listen, or 127.0.0.1:8082)")
     run.add_argument("-b", "--bootstrap", help="bootstrap servers (overrides [cluster] and RIVERBED_BOOTSTRAP)")
     run.add_argument("--log-level", default="INFO")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .config import ConfigError, load_config
-from .embedded import ConsoleSettings, RegistrySettings
+from .embedded import ConsoleSettings, GatewaySettings, RegistrySettings
 
 if TYPE_CHECKING:
     from riverbed.app.metrics_http import MetricsSettings
@@ -87,6 +87,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--no-metrics", action="store_true", help="do not serve /metrics (env RIVERBED_METRICS=false)")
     s.add_argument("--console-listen", help="HOST:PORT of the embedded web console (default 127.0.0.1:8080; env RIVERBED_CONSOLE_LISTEN)")
     s.add_argument("--no-console", action="store_true", help="do not start the embedded web console (env RIVERBED_CONSOLE=false)")
+    s.add_argument("--gateway", metavar="GATEWAY_TOML", help="also run the edge gateway with this gateway.toml (docs/gateway.md; env RIVERBED_GATEWAY_CONFIG)")
 
     if only == "serve":
         return p
@@ -205,9 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"riverbed: {exc}", file=sys.stderr)
             return 2
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        import os
+
         from .serve import run
 
-        return run(config, _registry_settings(args), _metrics_settings(args), _service_settings(args, ConsoleSettings(), "console"))
+        gateway = GatewaySettings(args.gateway or os.environ.get("RIVERBED_GATEWAY_CONFIG") or None)
+        return run(config, _registry_settings(args), _metrics_settings(args), _service_settings(args, ConsoleSettings(), "console"), gateway)
     if args.command == "registry":
         return _registry(args)
     if args.command == "console":

@@ -14,22 +14,29 @@ from riverbed.broker import BrokerConfig
 from riverbed.security.credentials import CorruptCredentialStoreError
 from riverbed.server.tls import TlsConfigError
 
-from .embedded import ConsoleSettings, RegistrySettings, console_child, registry_child
+from .embedded import (
+    ConsoleSettings,
+    GatewaySettings,
+    RegistrySettings,
+    console_child,
+    gateway_child,
+    registry_child,
+)
 
 log = logging.getLogger("riverbed")
 
 
-def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None, console: ConsoleSettings | None = None) -> int:
+def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None, console: ConsoleSettings | None = None, gateway: GatewaySettings | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - optional
         pass
-    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False), console or ConsoleSettings(enabled=False)))
+    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False), console or ConsoleSettings(enabled=False), gateway or GatewaySettings()))
 
 
-async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings) -> int:
+async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings, gateway: GatewaySettings) -> int:
     try:
         app = RiverbedApp(config)
         await app.start()
@@ -70,9 +77,15 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_setti
     if console_proc is not None:
         console_proc.start()
         print(f"web console on http://{console.listen}", file=sys.stderr, flush=True)
+    gateway_proc = gateway_child(gateway, plaintext)
+    if gateway_proc is not None:
+        gateway_proc.start()
+        print(f"edge gateway from {gateway.config}", file=sys.stderr, flush=True)
     if metrics is not None:
         print(f"metrics on http://{metrics_settings.listen}/metrics", file=sys.stderr, flush=True)
     await stop.wait()
+    if gateway_proc is not None:
+        await loop.run_in_executor(None, gateway_proc.stop)
     if console_proc is not None:
         await loop.run_in_executor(None, console_proc.stop)
     if child is not None:

@@ -258,7 +258,7 @@ class JwtSettings:
 @dataclass(frozen=True)
 class GatewayConfig:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
-    listen: str = "127.0.0.1:8088"
+    listen: str = "127.0.0.1:8082"
     max_body: int = 1024 * 1024
     delivery_timeout_ms: int = 10_000
     retry_after: int = 5  # seconds, in 503 answers
@@ -294,7 +294,7 @@ class GatewayConfig:
             raise ConfigError("[auth]: routes with auth = 'jwt' need key, key_env or key_file")
         return cls(
             cluster=ClusterSettings.from_mapping(doc.get("cluster", {}), env),
-            listen=str(gw.get("listen", "127.0.0.1:8088")), max_body=int(gw.get("max_body", 1024 * 1024)),
+            listen=str(gw.get("listen", "127.0.0.1:8082")), max_body=int(gw.get("max_body", 1024 * 1024)),
             delivery_timeout_ms=int(gw.get("delivery_timeout_ms", 10_000)), retry_after=int(gw.get("retry_after", 5)),
             inbound=inbound, push=push, outbound=outbound, jwt=jwt, rest=bool(rest.get("enabled", False)),
             create_topics=bool(gw.get("create_topics", True)),
