@@ -29,7 +29,7 @@ from riverbed.messaging import (
     to_binary,
     to_structured,
 )
-from riverbed.web import JsonError, json_response
+from riverbed.web import JsonError, json_response, read_body
 
 from .config import InboundRoute, json_path
 from .limits import RateLimiter, SeenWindow
@@ -50,20 +50,6 @@ log = logging.getLogger("riverbed.gateway")
 ID_HEADER = "riverbed.gateway.id"  # the provider's event id, on every record a route produces
 USER_HEADER = "riverbed.gateway.user"  # the bearer token's user id (routes with auth = "jwt")
 DEFAULT_ID_PATH = {"stripe": "id"}
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise JsonError(413, 413, f"Request body of {declared} bytes is larger than the limit of {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise JsonError(413, 413, f"Request body is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def client_address(request: Request) -> str:

@@ -32,8 +32,8 @@ def json_response(data: Any, status: int = 200, media_type: str = "application/j
     return JSONResponse(data, status_code=status, media_type=media_type)
 
 
-async def json_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY) -> Any:
-    """The request's JSON body; 413 past `max_bytes` (read no further), 400 if not JSON."""
+async def read_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY) -> bytes:
+    """The request's body; 413 past `max_bytes` (declared or streamed: read no further)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise JsonError(413, 413, f"Request body of {declared} bytes is larger than the limit of {max_bytes} bytes")
@@ -44,7 +44,12 @@ async def json_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY) -> Any:
         if size > max_bytes:
             raise JsonError(413, 413, f"Request body is larger than the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY) -> Any:
+    """The request's JSON body; 413 past `max_bytes` (read no further), 400 if not JSON."""
+    raw = await read_body(request, max_bytes)
     if not raw:
         raise JsonError(400, 400, "Request body is empty; a JSON object was expected")
     try:
