@@ -7,6 +7,7 @@ rewriting TCP proxy) gets "not available"."""
 from __future__ import annotations
 
 import html
+import os
 import re
 import socket
 import struct
@@ -14,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +35,8 @@ from .share_helpers import create_topic, produce, set_group_configs
 pytestmark = pytest.mark.integration
 
 DEADLINE = 15.0
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +217,58 @@ def test_a_cluster_without_share_groups_says_not_available(broker: EmbeddedBroke
                 assert "Apache Kafka 4.1 or later" in resp.text
     finally:
         proxy.close()
+
+
+def test_share_group_pages_in_chromium(broker: EmbeddedBroker, http: httpx.Client) -> None:
+    """Debian's chromium (Playwright): the nav link, the list, the group's page with its member
+    and lag 0 once everything is acknowledged; no script error or CSP violation on the way.
+    With RIVERBED_CONSOLE_SCREENSHOTS=1 the group's page is saved to docs/console-share-group.png."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (scripts/setup dev installs it)")
+    bs = broker.bootstrap
+    topic, group = f"resize-{uuid.uuid4().hex[:8]}", f"resizers-{uuid.uuid4().hex[:6]}"
+    create_topic(bs, topic)
+    set_group_configs(bs, group, {"share.auto.offset.reset": "earliest"})
+    produce(bs, topic, 8)
+    consumer = ShareConsumer({"bootstrap.servers": bs, "group.id": group, "client.id": "resizer-1", "share.acknowledgement.mode": "explicit"})
+    consumer.subscribe([topic])
+    try:
+        done = 0
+        end = time.monotonic() + DEADLINE
+        while done < 8 and time.monotonic() < end:
+            batch = [m for m in consumer.poll(0.5) if not m.error()]
+            for m in batch:
+                consumer.acknowledge(m, AcknowledgeType.ACCEPT)
+            if batch:
+                consumer.commit_sync()
+            done += len(batch)
+        assert done == 8
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_context(viewport={"width": 1280, "height": 700}, base_url=str(http.base_url)).new_page()
+                page.set_default_timeout(int(DEADLINE * 1000))
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+                page.goto("/")
+                page.get_by_role("link", name="Share groups").click()
+                sync_api.expect(page.locator("h1")).to_contain_text("Share groups")
+                page.locator("#share-groups").get_by_role("link", name=group).click()
+                sync_api.expect(page.locator("#group-id")).to_have_text(group)
+                sync_api.expect(page.locator("#share-members")).to_contain_text("resizer-1")
+                sync_api.expect(page.locator("#share-members")).to_contain_text(f"{topic}-0")
+                end = time.monotonic() + DEADLINE
+                while page.locator("#group-lag").inner_text() != "0":
+                    assert time.monotonic() < end, "the lag did not reach 0"
+                    time.sleep(0.2)
+                    page.reload()
+                sync_api.expect(page.locator("#share-offsets")).to_contain_text(topic)
+                if os.environ.get("RIVERBED_CONSOLE_SCREENSHOTS") == "1":
+                    page.screenshot(path=str(DOCS / "console-share-group.png"))
+                assert errors == [], errors
+            finally:
+                browser.close()
+    finally:
+        consumer.close()
