@@ -705,26 +705,27 @@ class Console:
     def _read_share_groups(self) -> list[dict[str, Any]]:
         sec, timeout = self.settings.client, self.view.timeout
         listed = wire.list_share_groups(self._brokers(), sec, timeout)
-        ids = [gid for gid, _ in listed]
-        described = wire.describe_share_groups(self.settings.bootstrap, ids, sec, timeout)
-        offsets = wire.share_group_offsets(self.settings.bootstrap, ids, sec, timeout)
-        keys = {(o.topic, o.partition) for offs in offsets.values() if isinstance(offs, list) for o in offs}
+        views = wire.describe_share_groups(self.settings.bootstrap, [gid for gid, _ in listed], sec, timeout)
+        keys = {(o.topic, o.partition) for v in views.values() if isinstance(v.offsets, list) for o in v.offsets}
         ends = {tp: high for tp, (_, high) in watermarks(self.view.admin, sorted(keys), timeout).items()}
         rows = []
         for gid, state in listed:
-            desc, offs = described.get(gid), offsets.get(gid)
+            view = views.get(gid)
             topics: set[str] = set()
             members = 0
-            if isinstance(desc, wire.ShareGroup):
-                state, members = desc.state, len(desc.members)
-                topics.update(t for m in desc.members for t in m.subscribed)
             lag: int | None = None
-            if isinstance(offs, list):
-                topics.update(o.topic for o in offs)
-                lags = [_share_lag(o.start_offset, ends.get((o.topic, o.partition), -1)) for o in offs]
-                lag = sum(x for x in lags if x is not None) if any(x is not None for x in lags) else None
-            rows.append({"group_id": gid, "state": state, "members": members, "topics": sorted(topics), "lag": lag,
-                         "error": str(desc) if isinstance(desc, wire.GroupError) else None})
+            error: str | None = None
+            if view is not None:
+                if isinstance(view.group, wire.ShareGroup):
+                    state, members = view.group.state, len(view.group.members)
+                    topics.update(t for m in view.group.members for t in m.subscribed)
+                else:
+                    error = str(view.group)
+                if isinstance(view.offsets, list):
+                    topics.update(o.topic for o in view.offsets)
+                    lags = [x for x in (_share_lag(o.start_offset, ends.get((o.topic, o.partition), -1)) for o in view.offsets) if x is not None]
+                    lag = sum(lags) if lags else None
+            rows.append({"group_id": gid, "state": state, "members": members, "topics": sorted(topics), "lag": lag, "error": error})
         return rows
 
     async def share_groups(self, request: Request) -> Response:
@@ -742,10 +743,12 @@ class Console:
 
     def _read_share_group(self, gid: str) -> dict[str, Any]:
         sec, timeout = self.settings.client, self.view.timeout
-        desc = wire.describe_share_groups(self.settings.bootstrap, [gid], sec, timeout)[gid]
+        view = wire.describe_share_groups(self.settings.bootstrap, [gid], sec, timeout).get(gid)
+        if view is None:
+            raise wire.GroupError(gid, ErrorCode.GROUP_ID_NOT_FOUND, "the coordinator did not answer for it")
+        desc, offs = view.group, view.offsets
         if isinstance(desc, wire.GroupError):
             raise desc
-        offs = wire.share_group_offsets(self.settings.bootstrap, [gid], sec, timeout)[gid]
         if isinstance(offs, wire.GroupError):
             raise offs
         owners: dict[tuple[str, int], list[str]] = {}

@@ -1,9 +1,10 @@
 """The Kafka APIs the console needs that confluent-kafka's AdminClient does not offer:
 DescribeLogDirs (partition sizes on disk), ListTransactions and the share-group APIs of
-KIP-932 (ListGroups with the types filter, ShareGroupDescribe, DescribeShareGroupOffsets). A small blocking client on
-riverbed's sans-io codec (`riverbed.protocol`), one request per connection, to any broker that
-speaks them (Apache Kafka too). PLAINTEXT, SSL and SASL/PLAIN listeners; a SCRAM listener
-answers these pages with "not available" (see docs/console.md, Not yet)."""
+KIP-932 (ListGroups with the types filter, FindCoordinator, ShareGroupDescribe,
+DescribeShareGroupOffsets). A small blocking client on riverbed's sans-io codec
+(`riverbed.protocol`), a connection per page view and broker, one request at a time, to any
+broker that speaks them (Apache Kafka too). PLAINTEXT, SSL and SASL/PLAIN listeners; a SCRAM
+listener answers these pages with "not available" (see docs/console.md, Not yet)."""
 
 from __future__ import annotations
 
@@ -320,50 +321,54 @@ def _by_coordinator(bootstrap: str, group_ids: list[str], security: Mapping[str,
     return out
 
 
-def describe_share_groups(bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[str, ShareGroup | GroupError]:
-    """ShareGroupDescribe v1 of each group at its coordinator; a group the broker refuses
-    (GROUP_ID_NOT_FOUND, GROUP_AUTHORIZATION_FAILED, ...) maps to its GroupError."""
-    out: dict[str, ShareGroup | GroupError] = {}
+@dataclass(frozen=True)
+class ShareGroupView:
+    """What the console shows of one share group: its description and its share-partitions'
+    offsets, each the broker's answer or the Kafka error it gave instead."""
+
+    group: ShareGroup | GroupError
+    offsets: list[ShareOffset] | GroupError
+
+
+def describe_share_groups(bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[str, ShareGroupView]:
+    """Each group at its coordinator, one connection per coordinator: ShareGroupDescribe v1
+    (members and assignments) and DescribeShareGroupOffsets (v1, else v0) with a null topic
+    list (every share-partition's start offset and, from v1, the broker's lag). A group the
+    broker refuses (GROUP_ID_NOT_FOUND, GROUP_AUTHORIZATION_FAILED, ...) gets its GroupError."""
+    out: dict[str, ShareGroupView] = {}
     if not group_ids:
         return out
+    Offsets = DescribeShareGroupOffsetsRequest
     for coordinator, ids in _by_coordinator(bootstrap, group_ids, security, timeout).items():
         with WireClient(coordinator, security, timeout) as client:
             _check_shares(client)
-            resp = client.request(ShareGroupDescribeRequest(group_ids=ids), 1)
-        assert isinstance(resp, ShareGroupDescribeResponse)
-        for g in resp.groups:
+            if Offsets.API_KEY not in client.versions:
+                raise SharesUnavailable(f"the broker does not support DescribeShareGroupOffsets: {SHARE_UNAVAILABLE}")
+            described = client.request(ShareGroupDescribeRequest(group_ids=ids), 1)
+            offsets = client.request(Offsets(groups=[Offsets.DescribeShareGroupOffsetsRequestGroup(group_id=gid, topics=None) for gid in ids]), 1)
+        assert isinstance(described, ShareGroupDescribeResponse) and isinstance(offsets, DescribeShareGroupOffsetsResponse)
+        groups: dict[str, ShareGroup | GroupError] = {}
+        for g in described.groups:
             if g.error_code:
-                out[g.group_id] = GroupError(g.group_id, g.error_code, g.error_message)
+                groups[g.group_id] = GroupError(g.group_id, g.error_code, g.error_message)
                 continue
             members = [
                 ShareMember(m.member_id, m.client_id, m.client_host, m.member_epoch, sorted(m.subscribed_topic_names),
                             sorted((tp.topic_name, p) for tp in m.assignment.topic_partitions for p in tp.partitions))
                 for m in g.members
             ]
-            out[g.group_id] = ShareGroup(g.group_id, g.group_state, g.group_epoch, g.assignor_name, sorted(members, key=lambda m: (m.client_id, m.member_id)))
-    return out
-
-
-def share_group_offsets(bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[str, list[ShareOffset] | GroupError]:
-    """The start offset (and, from v1, the broker's lag) of every share-partition of each
-    group: DescribeShareGroupOffsets with a null topic list (all topics) at its coordinator."""
-    R = DescribeShareGroupOffsetsRequest
-    out: dict[str, list[ShareOffset] | GroupError] = {}
-    if not group_ids:
-        return out
-    for coordinator, ids in _by_coordinator(bootstrap, group_ids, security, timeout).items():
-        with WireClient(coordinator, security, timeout) as client:
-            if not client.supports(R.API_KEY, 0):
-                raise SharesUnavailable(f"the broker does not support DescribeShareGroupOffsets: {SHARE_UNAVAILABLE}")
-            resp = client.request(R(groups=[R.DescribeShareGroupOffsetsRequestGroup(group_id=gid, topics=None) for gid in ids]), 1)
-        assert isinstance(resp, DescribeShareGroupOffsetsResponse)
-        for g in resp.groups:
-            if g.error_code:
-                out[g.group_id] = GroupError(g.group_id, g.error_code, g.error_message)
-                continue
-            out[g.group_id] = sorted(
-                (ShareOffset(t.topic_name, p.partition_index, p.start_offset, p.lag, GroupError(g.group_id, p.error_code, p.error_message).args[0] if p.error_code else None)
-                 for t in g.topics for p in t.partitions),
-                key=lambda o: (o.topic, o.partition),
-            )
+            groups[g.group_id] = ShareGroup(g.group_id, g.group_state, g.group_epoch, g.assignor_name, sorted(members, key=lambda m: (m.client_id, m.member_id)))
+        for og in offsets.groups:
+            offs: list[ShareOffset] | GroupError
+            if og.error_code:
+                offs = GroupError(og.group_id, og.error_code, og.error_message)
+            else:
+                offs = sorted(
+                    (ShareOffset(t.topic_name, p.partition_index, p.start_offset, p.lag, str(GroupError(og.group_id, p.error_code, p.error_message)) if p.error_code else None)
+                     for t in og.topics for p in t.partitions),
+                    key=lambda o: (o.topic, o.partition),
+                )
+            group = groups.get(og.group_id)
+            if group is not None:
+                out[og.group_id] = ShareGroupView(group, offs)
     return out
