@@ -169,17 +169,33 @@ class OldKafkaProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     @staticmethod
-    def _frame(sock: socket.socket) -> bytes | None:
+    def _exact(sock: socket.socket, n: int) -> bytes | None:
         buf = b""
-        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
-            chunk = sock.recv(65536)
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
             if not chunk:
                 return None
             buf += chunk
         return buf
 
+    def _frame(self, sock: socket.socket) -> bytes | None:
+        """One whole frame (size prefix included), never a byte of the next one."""
+        head = self._exact(sock, 4)
+        if head is None:
+            return None
+        body = self._exact(sock, struct.unpack(">i", head)[0])
+        return None if body is None else head + body
+
     def _serve(self, client: socket.socket) -> None:
-        with client, socket.create_connection(self.upstream) as up:
+        try:
+            self._relay(client)
+        except OSError:  # either side went away (the broker stops at the module's end): drop it
+            pass
+        finally:
+            client.close()
+
+    def _relay(self, client: socket.socket) -> None:
+        with socket.create_connection(self.upstream) as up:
             while True:
                 req = self._frame(client)
                 if req is None:
