@@ -21,7 +21,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from confluent_kafka import AcknowledgeType, ShareConsumer
+from confluent_kafka import (
+    AcknowledgeType,
+    ConsumerGroupTopicPartitions,
+    ShareConsumer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from markupsafe import escape
 
 from riverbed.client import ClusterSettings
@@ -136,11 +142,22 @@ def test_share_group_pages_show_the_member_and_the_lag_dropping(broker: Embedded
         consumer.close()
 
 
-def test_unknown_share_group_is_404_and_a_bad_id_is_refused(http: httpx.Client) -> None:
+def test_unknown_share_group_is_404_and_a_bad_id_is_refused(broker: EmbeddedBroker, http: httpx.Client) -> None:
     resp = http.get("/share-groups/no-such-group")
     assert resp.status_code == 404
     assert "GROUP_ID_NOT_FOUND" in resp.text
     assert http.get("/share-groups/%01x").status_code == 404  # control characters: not a group id
+    # a consumer group's id (offsets only): the broker's GROUP_ID_NOT_FOUND, and it is not in
+    # the share groups' list
+    topic, gid = f"t-{uuid.uuid4().hex[:8]}", f"cg-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for fut in admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(gid, [TopicPartition(topic, 0, 0)])]).values():
+        fut.result(10)
+    resp = http.get(f"/share-groups/{gid}")
+    assert resp.status_code == 404
+    assert f"no such share group: {gid} (GROUP_ID_NOT_FOUND" in resp.text
+    assert gid not in http.get("/share-groups").text
 
 
 class OldKafkaProxy:
