@@ -50,6 +50,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from riverbed.client import ClusterSettings, producer
+from riverbed.protocol.errors import ErrorCode
 from riverbed.web import HttpMetrics
 
 from . import browse, wire
@@ -696,6 +697,93 @@ class Console:
             errors.append(f"The group is {info['state']} with {len(info['members'])} member(s): stop its consumers before resetting (Kafka refuses offset changes of an active group).")
         return self.render(request, "group.html", gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=steps, form=form, errors=errors, can_execute=not active)
 
+    # -- share groups (KIP-932), read-only --------------------------------------------------
+    def _brokers(self) -> list[str]:
+        snap = self.view.snapshot
+        return [self.settings.bootstrap.split(",")[0].strip(), *(f"{host}:{port}" for _, host, port in snap.brokers)]
+
+    def _read_share_groups(self) -> list[dict[str, Any]]:
+        sec, timeout = self.settings.client, self.view.timeout
+        listed = wire.list_share_groups(self._brokers(), sec, timeout)
+        views = wire.describe_share_groups(self.settings.bootstrap, [gid for gid, _ in listed], sec, timeout)
+        keys = {(o.topic, o.partition) for v in views.values() if isinstance(v.offsets, list) for o in v.offsets}
+        ends = {tp: high for tp, (_, high) in watermarks(self.view.admin, sorted(keys), timeout).items()}
+        rows = []
+        for gid, state in listed:
+            view = views.get(gid)
+            topics: set[str] = set()
+            members = 0
+            lag: int | None = None
+            error: str | None = None
+            if view is not None:
+                if isinstance(view.group, wire.ShareGroup):
+                    state, members = view.group.state, len(view.group.members)
+                    topics.update(t for m in view.group.members for t in m.subscribed)
+                else:
+                    error = str(view.group)
+                if isinstance(view.offsets, list):
+                    topics.update(o.topic for o in view.offsets)
+                    lags = [x for x in (_share_lag(o.start_offset, ends.get((o.topic, o.partition), -1)) for o in view.offsets) if x is not None]
+                    lag = sum(lags) if lags else None
+            rows.append({"group_id": gid, "state": state, "members": members, "topics": sorted(topics), "lag": lag, "error": error})
+        return rows
+
+    async def share_groups(self, request: Request) -> Response:
+        needle = request.query_params.get("q", "")
+        try:
+            rows, error, status = await run_in_threadpool(self._read_share_groups), None, 200
+        except wire.SharesUnavailable as exc:
+            rows, error, status = [], str(exc), 200
+        except (wire.WireError, OSError, KafkaException, TimeoutError) as exc:
+            rows, error, status = [], _share_error(exc), 503
+        if error:
+            log.info("console: share groups not available: %s", error)
+        rows = [r for r in rows if needle.lower() in r["group_id"].lower()]
+        return self.render(request, "share_groups.html", status, rows=rows, needle=needle, error=error)
+
+    def _read_share_group(self, gid: str) -> dict[str, Any]:
+        sec, timeout = self.settings.client, self.view.timeout
+        view = wire.describe_share_groups(self.settings.bootstrap, [gid], sec, timeout).get(gid)
+        if view is None:
+            raise wire.GroupError(gid, ErrorCode.GROUP_ID_NOT_FOUND, "the coordinator did not answer for it")
+        desc, offs = view.group, view.offsets
+        if isinstance(desc, wire.GroupError):
+            raise desc
+        if isinstance(offs, wire.GroupError):
+            raise offs
+        owners: dict[tuple[str, int], list[str]] = {}
+        for m in desc.members:
+            for tp in m.assignment:
+                owners.setdefault(tp, []).append(m.client_id or m.member_id)
+        by_tp = {(o.topic, o.partition): o for o in offs}
+        keys = sorted(set(by_tp) | set(owners))
+        marks = watermarks(self.view.admin, keys, timeout)
+        rows: list[dict[str, Any]] = []
+        for tp in keys:
+            o = by_tp.get(tp)
+            start = o.start_offset if o is not None else -1
+            end = marks.get(tp, (-1, -1))[1]
+            rows.append({"topic": tp[0], "partition": tp[1], "start": start if start >= 0 else None, "end": end if end >= 0 else None,
+                         "lag": _share_lag(start, end), "broker_lag": o.lag if o is not None and o.lag >= 0 else None,
+                         "error": o.error if o is not None else None, "owners": owners.get(tp, [])})
+        total = sum(r["lag"] for r in rows if r["lag"] is not None)
+        return {"group": desc, "rows": rows, "total": total}
+
+    async def share_group(self, request: Request) -> Response:
+        gid = self._group_id(request)
+        try:
+            info = await run_in_threadpool(self._read_share_group, gid)
+        except wire.SharesUnavailable as exc:
+            log.info("console: share groups not available: %s", exc)
+            return self.render(request, "share_group.html", gid=gid, info=None, error=str(exc))
+        except wire.GroupError as exc:
+            if exc.code == ErrorCode.GROUP_ID_NOT_FOUND:
+                return self.error(request, 404, f"no such share group: {gid} ({exc})")
+            return self.error(request, 403 if "AUTHORIZATION" in str(exc) else 503, f"Cannot describe share group {gid}: {exc}")
+        except (wire.WireError, OSError, KafkaException, TimeoutError) as exc:
+            return self.error(request, 503, f"Cannot describe share group {gid}: {_share_error(exc)}")
+        return self.render(request, "share_group.html", gid=gid, info=info, error=None)
+
     # -- schemas -----------------------------------------------------------------------------
     async def _registry(self, method: str, path: str, **kw: Any) -> httpx.Response:
         if self.registry.url is None:
@@ -867,6 +955,8 @@ class Console:
             Route("/groups", page(self.groups)),
             Route("/groups/{group}", page(self.group)),
             Route("/groups/{group}/reset", page(self.group_reset), methods=["POST"]),
+            Route("/share-groups", page(self.share_groups)),
+            Route("/share-groups/{group}", page(self.share_group)),
             Route("/schemas", page(self.schemas)),
             Route("/schemas/{subject}", page(lambda r: self.subject(r))),
             Route("/schemas/{subject}", page(self.subject_post), methods=["POST"]),
@@ -904,6 +994,18 @@ def _form_int(form: dict[str, str], name: str, lo: int, hi: int, errors: list[st
     if not lo <= value <= hi:
         errors.append(f"{name} must be between {lo} and {hi}.")
     return value
+
+
+def _share_lag(start: int, end: int) -> int | None:
+    """A share-partition's lag as the console shows it: end offset - start offset (records
+    after the start offset not yet acknowledged, plus any acknowledged out of order)."""
+    if start < 0 or end < 0:
+        return None
+    return max(0, end - start)
+
+
+def _share_error(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, wire.WireError | OSError) else _kafka_error(exc)
 
 
 def _parse_configs(text: str, errors: list[str]) -> dict[str, str]:
