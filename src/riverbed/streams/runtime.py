@@ -241,6 +241,27 @@ class Runtime:
                 return task.kv_store(store).get(key)
         raise NotLocalError(store, p, self._owner_of(sub.sources, p))
 
+    def scan(self, store: str) -> list[tuple[Any, Any]]:
+        """Every entry of ``store`` in this instance's tasks: ``(key, value)`` for key-value
+        stores, ``(Windowed(key, Window(start, end)), value)`` for window stores (a snapshot,
+        taken under the processing lock)."""
+        from .windows import Window, Windowed
+
+        spec = self.topology.store_specs.get(store)
+        if spec is None or spec.session:
+            raise StreamsError(f"{store!r} is not a key-value or window store of this application")
+        out: list[tuple[Any, Any]] = []
+        with self._lock:
+            for task in self.tasks.values():
+                if store not in task.engines:
+                    continue
+                if spec.window_size_ms is None:
+                    out.extend(task.kv_store(store).all())
+                else:
+                    size = spec.window_size_ms
+                    out.extend((Windowed(k, Window(start, start + size)), v) for k, start, v in task.window_store(store).all())
+        return out
+
     def _owner_of(self, topics: Any, partition: int) -> str | None:
         try:
             desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(10)
