@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_streams_parser(sub, client)
 
+    from .sql_commands import add_sql_parser  # riverbed sql (SQL over streams)
+
+    add_sql_parser(sub)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")
@@ -185,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(config, _registry_settings(args), _metrics_settings(args))
     if args.command == "registry":
         return _registry(args)
+    if args.command == "sql":  # riverbed sql (SQL over streams)
+        from .sql_commands import sql_command
+
+        return sql_command(args)
     if args.command == "schema":
         from . import schema_commands
 

@@ -7,7 +7,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
+from lark import (
+    Lark,
+    Token,
+    Transformer,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    v_args,
+)
 from lark.tree import Meta
 
 from . import ast as A
@@ -369,7 +378,7 @@ class _Build(Transformer[Token, Any]):
         return ("grace", _plain(c)[0])
 
     def _window(self, kind: str, size: int, advance: int | None, opts: list[Any]) -> A.WindowSpec:
-        o = dict(x for x in opts if isinstance(x, tuple))
+        o: dict[str, int] = dict(x for x in opts if isinstance(x, tuple))
         return A.WindowSpec(kind, size, advance, o.get("grace"), o.get("retention"))
 
     def tumbling(self, c: list[Any]) -> A.WindowSpec:
@@ -413,7 +422,7 @@ class _Build(Transformer[Token, Any]):
         p = _plain(c)
         items = [x for x in p if isinstance(x, A.SelectItem)]
         rel = next(x for x in p if isinstance(x, tuple) and isinstance(x[0], A.Source))
-        clauses = dict(x for x in p if isinstance(x, tuple) and isinstance(x[0], str))
+        clauses: dict[str, Any] = dict(x for x in p if isinstance(x, tuple) and isinstance(x[0], str))
         q = A.Query(items, rel[0], rel[1], clauses.get("window"), clauses.get("where"), clauses.get("group_by", []),
                     clauses.get("partition_by", []), clauses.get("having"), clauses.get("emit"), clauses.get("limit"),
                     pos=_pos(meta))
@@ -562,7 +571,8 @@ def _describe(exc: UnexpectedInput, text: str) -> str:
     if isinstance(exc, UnexpectedEOF):
         return "Syntax error: the statement ended early (unexpected end of input)"
     if isinstance(exc, UnexpectedCharacters):
-        return f"Syntax error: unexpected character {text[exc.pos_in_stream]!r}"
+        pos = exc.pos_in_stream or 0
+        return f"Syntax error: unexpected character {text[pos:pos + 1]!r}"
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
         got = "end of input" if tok.type == "$END" else f"'{tok}'"
