@@ -138,6 +138,47 @@ def schema_text(cols: list[OutputColumn]) -> str:
     return ", ".join(f"`{c.name}` {type_text(c.type)}" + (" KEY" if c.key else "") for c in cols)
 
 
+def source_from_ddl(st: A.CreateSource) -> SourceInfo:
+    """The catalog entry of a CREATE STREAM / TABLE (checked: formats, keys, names)."""
+    props = st.props
+    topic = props.get("KAFKA_TOPIC")
+    if not topic:
+        raise SqlError("Missing required property \"KAFKA_TOPIC\" which has no default value.", *st.pos)
+    fmt = props.get("FORMAT")
+    vf = check_format(str(props.get("VALUE_FORMAT") or fmt or "JSON"), "VALUE_FORMAT")
+    kf = check_format(str(props.get("KEY_FORMAT") or fmt or "KAFKA"), "KEY_FORMAT")
+    keys: list[tuple[str, T.SqlType]] = []
+    values: list[tuple[str, T.SqlType]] = []
+    seen: set[str] = set()
+    for c in st.columns:
+        if c.name in seen:
+            raise SqlError(f"Duplicate column names: {c.name}", *c.pos)
+        seen.add(c.name)
+        if c.name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"):
+            raise SqlError(f"'{c.name}' is a reserved column name.", *c.pos)
+        if c.constraint == "KEY" and st.kind == "TABLE":
+            raise SqlError(f"Column `{c.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.", *c.pos)
+        if c.constraint == "PRIMARY KEY" and st.kind == "STREAM":
+            raise SqlError(f"Column `{c.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.", *c.pos)
+        if c.constraint in ("HEADERS", "HEADER"):
+            raise SqlError("HEADER columns are not supported yet", *c.pos)
+        (keys if c.constraint else values).append((c.name, c.type))
+    if st.kind == "TABLE" and not keys:
+        raise SqlError(f"Tables require a PRIMARY KEY. Please define the PRIMARY KEY. Table: {st.name}", *st.pos)
+    ts = props.get("TIMESTAMP")
+    if ts is not None:
+        ts = str(ts).upper()
+        if ts not in seen:
+            raise SqlError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts}'", *st.pos)
+    info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
+                      int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
+                      props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
+                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false")
+    info.key_serde()  # checks the formats fit the columns
+    info.value_serde()
+    return info
+
+
 class Engine:
     def __init__(self, settings: ClusterSettings, service_id: str = "default_", state_dir: str | Path | None = None,
                  command_topic: str | None = None, properties: dict[str, str] | None = None,
@@ -290,45 +331,6 @@ class Engine:
         return off
 
     # CREATE STREAM / TABLE
-    def _source_from_ddl(self, st: A.CreateSource) -> SourceInfo:
-        props = st.props
-        topic = props.get("KAFKA_TOPIC")
-        if not topic:
-            raise SqlError("Missing required property \"KAFKA_TOPIC\" which has no default value.", *st.pos)
-        fmt = props.get("FORMAT")
-        vf = check_format(str(props.get("VALUE_FORMAT") or fmt or "JSON"), "VALUE_FORMAT")
-        kf = check_format(str(props.get("KEY_FORMAT") or fmt or "KAFKA"), "KEY_FORMAT")
-        keys: list[tuple[str, T.SqlType]] = []
-        values: list[tuple[str, T.SqlType]] = []
-        seen: set[str] = set()
-        for c in st.columns:
-            if c.name in seen:
-                raise SqlError(f"Duplicate column names: {c.name}", *c.pos)
-            seen.add(c.name)
-            if c.name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"):
-                raise SqlError(f"'{c.name}' is a reserved column name.", *c.pos)
-            if c.constraint == "KEY" and st.kind == "TABLE":
-                raise SqlError(f"Column `{c.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.", *c.pos)
-            if c.constraint == "PRIMARY KEY" and st.kind == "STREAM":
-                raise SqlError(f"Column `{c.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.", *c.pos)
-            if c.constraint in ("HEADERS", "HEADER"):
-                raise SqlError("HEADER columns are not supported yet", *c.pos)
-            (keys if c.constraint else values).append((c.name, c.type))
-        if st.kind == "TABLE" and not keys:
-            raise SqlError(f"Tables require a PRIMARY KEY. Please define the PRIMARY KEY. Table: {st.name}", *st.pos)
-        ts = props.get("TIMESTAMP")
-        if ts is not None:
-            ts = str(ts).upper()
-            if ts not in seen:
-                raise SqlError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts}'", *st.pos)
-        info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
-                          int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
-                          props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
-                          wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false")
-        info.key_serde()  # checks the formats fit the columns
-        info.value_serde()
-        return info
-
     def _check_new_name(self, name: str, kind: str, or_replace: bool, if_not_exists: bool, pos: A.Pos) -> bool:
         """False when IF NOT EXISTS says to do nothing."""
         old = self.catalog.get(name)
@@ -356,7 +358,7 @@ class Engine:
         ensure_topics(self._admin, {topic: (partitions or 1, {})})
 
     def _create_source(self, st: A.CreateSource, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
-        info = self._source_from_ddl(st)
+        info = source_from_ddl(st)
         if not self._check_new_name(st.name, st.kind, st.or_replace, st.if_not_exists, st.pos):
             return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Cannot add {st.kind.lower()} `{st.name}`: already exists (IF NOT EXISTS).", self.command_seq)
         self._ensure_topic(info.topic, info.partitions, st.pos, create=info.partitions is not None or replay)
