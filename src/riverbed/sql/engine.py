@@ -371,8 +371,27 @@ class Engine:
         guarantee = str(props.get("processing.guarantee", "at_least_once"))
         return {"state_dir": str(self.state_dir / qid), "processing_guarantee": guarantee,
                 "commit_interval_ms": int(props.get("commit.interval.ms", self.commit_interval_ms if guarantee == "at_least_once" else 100)),
-                "consumer_config": {"auto.offset.reset": str(props.get("auto.offset.reset", "earliest")),
-                                    **self.settings.client}, "producer_config": dict(self.settings.client)}
+                "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client},
+                "producer_config": dict(self.settings.client)}
+
+    def _start_at_end(self, topology: Any) -> None:
+        """``auto.offset.reset=latest`` without a race: commit the source topics' current end
+        offsets for the query's group before it starts (its consumer then reads from there; its
+        internal topics, new and empty, from the beginning)."""
+        internal = set(topology.repartition_topics)
+        topics = sorted({t for sub in topology.subtopologies for t in sub.sources} - internal)
+        c = consumer(self.settings, topology.app_id)
+        try:
+            offsets = []
+            md = c.list_topics(timeout=10)
+            for t in topics:
+                for p in md.topics[t].partitions if t in md.topics else []:
+                    _lo, hi = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                    offsets.append(TopicPartition(t, p, hi))
+            if offsets:
+                c.commit(offsets=offsets, asynchronous=False)
+        finally:
+            c.close()
 
     def _plan_persistent(self, q: A.Query, name: str, sink: SinkSpec, qid: str, props: dict[str, Any]) -> Plan:
         if q.emit is None:
@@ -451,7 +470,10 @@ class Engine:
 
     def _start_query(self, qid: str, text: str, sink: SourceInfo, plan: Plan, props: dict[str, Any],
                      wait: bool = True) -> None:
-        rt = Runtime(plan.app.topology(), self.settings.bootstrap, **self._app_config(props, qid))
+        topology = plan.app.topology()
+        if wait and str(props.get("auto.offset.reset", "latest")) == "latest":
+            self._start_at_end(topology)  # a new query (not one resumed from the command topic)
+        rt = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
         pq = PersistentQuery(qid, text, sink.name, sink.topic, plan.sources, plan, rt)
         for s in plan.sources:
             self.catalog[s].readers.add(qid)
@@ -708,9 +730,11 @@ class Engine:
 
         with self._lock:
             plan = Planner(self.catalog, app_id, self.settings.bootstrap).plan(q, emit=emit)
-        rt = Runtime(plan.app.topology(), self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000,
-                     consumer_config={"auto.offset.reset": str(props.get("auto.offset.reset", "latest")),
-                                      **self.settings.client},
+        topology = plan.app.topology()
+        if str(props.get("auto.offset.reset", "latest")) == "latest":
+            self._start_at_end(topology)
+        rt = Runtime(topology, self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000,
+                     consumer_config={"auto.offset.reset": "earliest", **self.settings.client},
                      producer_config=dict(self.settings.client))
         pq = PushQuery(qid, plan.columns, q.limit, rt, on_close=self._push_closed)
         holder.append(pq)
