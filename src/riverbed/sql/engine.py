@@ -58,8 +58,11 @@ class PersistentQuery:
     state: str = "RUNNING"
     error: str | None = None
     kind: str = "PERSISTENT"
+    restarts: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, timeout: float = 30.0) -> None:
+        self.stopped.set()
         if self.runtime is not None:
             self.runtime.stop()
         if self.thread is not None:
@@ -371,8 +374,9 @@ class Engine:
         guarantee = str(props.get("processing.guarantee", "at_least_once"))
         return {"state_dir": str(self.state_dir / qid), "processing_guarantee": guarantee,
                 "commit_interval_ms": int(props.get("commit.interval.ms", self.commit_interval_ms if guarantee == "at_least_once" else 100)),
-                "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client},
-                "producer_config": dict(self.settings.client)}
+                "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client,
+                                    **_prefixed(props, "ksql.streams.consumer.")},
+                "producer_config": {**self.settings.client, **_prefixed(props, "ksql.streams.producer.")}}
 
     def _start_at_end(self, topology: Any) -> None:
         """``auto.offset.reset=latest`` without a race: commit the source topics' current end
@@ -484,11 +488,24 @@ class Engine:
             sink.materialized = Materialization(qid, plan.store, plan.stored_row)
 
         def run() -> None:
-            try:
-                rt.run()
-            except Exception as e:
-                pq.state, pq.error = "ERROR", str(e)
-                log.error("persistent query %s failed: %s", qid, e)
+            """Run the query; when it fails (the cluster went away, a transaction was fenced),
+            restart it from its last commit after a pause (1 s, doubling to 30 s), as ksqlDB
+            restarts failed persistent queries. SHOW QUERIES says ERROR meanwhile."""
+            backoff = 1.0
+            while not pq.stopped.is_set():
+                try:
+                    assert pq.runtime is not None
+                    pq.runtime.run()
+                    return
+                except Exception as e:
+                    pq.state, pq.error = "ERROR", str(e)
+                    log.error("persistent query %s failed (restarting in %.0f s): %s", qid, backoff, e)
+                if pq.stopped.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 30.0)
+                pq.restarts += 1
+                pq.runtime = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
+                pq.state = "RUNNING"
 
         pq.thread = threading.Thread(target=run, name=f"query-{qid}", daemon=True)
         self.queries[qid] = pq
@@ -814,7 +831,7 @@ class Engine:
             out_cols.append(OutputColumn(name, c.type, isinstance(it.expr, A.Column) and it.expr.name in key_names))
             getters.append(c.fn)
         rows: list[list[Any]] = []
-        for r in self._rows_of(info):
+        for r in self._rows_of(info, self._key_of(q.where, info)):
             if pred is not None and not pred(r):
                 continue
             rows.append([to_json_value(g(r)) for g in getters])
@@ -822,7 +839,24 @@ class Engine:
                 break
         return out_cols, rows
 
-    def _rows_of(self, info: SourceInfo) -> Iterator[dict[str, Any]]:
+    @staticmethod
+    def _key_of(where: A.Expr | None, info: SourceInfo) -> tuple[bool, Any]:
+        """(True, value) when the WHERE says ``key = literal`` (alone or AND-ed): a point lookup."""
+        if where is None or len(info.key_columns) != 1:
+            return False, None
+        key = info.key_columns[0][0]
+        if isinstance(where, A.Binary) and where.op == "AND":
+            found = Engine._key_of(where.left, info)
+            return found if found[0] else Engine._key_of(where.right, info)
+        if isinstance(where, A.Binary) and where.op == "=":
+            for a, b in ((where.left, where.right), (where.right, where.left)):
+                if isinstance(a, A.Column) and a.name == key and isinstance(b, A.Literal) and b.value is not None:
+                    from .compiler import cast_value
+
+                    return True, cast_value(b.value, info.key_columns[0][1])
+        return False, None
+
+    def _rows_of(self, info: SourceInfo, lookup: tuple[bool, Any] = (False, None)) -> Iterator[dict[str, Any]]:
         m = info.materialized
         if m is not None:
             pq = self.queries.get(m.query_id)
@@ -831,7 +865,7 @@ class Engine:
             if not pq.runtime.tasks:
                 raise SqlError(f"{info.name} is not available for pull queries yet: its query {pq.id} is starting "
                                "(joining its group, restoring its state)", code=SERVER_ERROR)
-            entries = pq.runtime.scan(m.store)
+            entries = pq.runtime.scan(m.store, lookup[1], by_key=lookup[0])
             out = []
             for k, v in entries:
                 r = m.row(k, v)
@@ -894,6 +928,11 @@ class Engine:
         for r in latest.values():
             if r is not None:
                 yield r
+
+
+def _prefixed(props: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Client settings passed as ksqlDB passes them: ``ksql.streams.consumer.session.timeout.ms``."""
+    return {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)}
 
 
 def _getter(name: str) -> Callable[[Any], Any]:
