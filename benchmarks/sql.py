@@ -7,7 +7,8 @@
     ``app.stream(...).filter(...).to(...)`` with JSON values;
 (b) tumbling count: ``CREATE TABLE c AS SELECT id, COUNT(*) FROM users WINDOW TUMBLING (SIZE 10
     SECONDS) GROUP BY id`` vs ``group_by_key().windowed_by(TimeWindows.of(10 s)).count()``;
-each from the first record to the last output on the output topic (records/s of input).
+each from the query's partition assignment to the last output on the output topic (records/s
+of input; the input is produced beforehand).
 (p) push query end-to-end latency at --rate records/s (produce time in the value -> the row
     read from POST /query-stream), p50/p99;
 (q) pull query latency by key over HTTP (POST /query-stream), p50/p99.
@@ -79,8 +80,10 @@ def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> f
 def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> float:
     rt = Runtime(app.topology(), bootstrap, state_dir=tempfile.mkdtemp(), commit_interval_ms=2000)
     t = threading.Thread(target=rt.run, daemon=True)
-    t0 = time.monotonic()
     t.start()
+    while not rt.tasks:  # from the assignment on, as for the SQL query (CREATE returns then)
+        time.sleep(0.005)
+    t0 = time.monotonic()
     t1 = wait_total(bootstrap, out, want)
     rt.stop()
     t.join(30)
@@ -88,8 +91,8 @@ def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> float:
 
 
 def run_sql(engine: Engine, ddl: str, out: str, bootstrap: str, want: int) -> float:
+    engine.execute(ddl, {"auto.offset.reset": "earliest"})  # returns once the query's partitions are assigned
     t0 = time.monotonic()
-    engine.execute(ddl, {"auto.offset.reset": "earliest"})
     t1 = wait_total(bootstrap, out, want)
     return t1 - t0
 
@@ -156,6 +159,22 @@ def main() -> int:
         create(bootstrap, live)
         engine.execute(f"CREATE STREAM live{run} (id STRING KEY, sent DOUBLE) WITH (kafka_topic='{live}', value_format='JSON');")
         lat = []
+        base: list[float] = []  # the same records read by a plain confluent-kafka consumer (the floor)
+        plain = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-plain-{run}", "auto.offset.reset": "latest"})
+        plain.subscribe([live])
+        while not plain.assignment():
+            plain.poll(0.1)
+
+        def read_plain() -> None:
+            want = int(args.rate * args.seconds)
+            deadline = time.monotonic() + args.seconds + 30
+            while len(base) < want and time.monotonic() < deadline:
+                for m in plain.consume(500, 0.1):
+                    if m.error() is None:
+                        base.append((time.time() - json.loads(m.value() or b"{}")["sent"]) * 1000)
+
+        reader = threading.Thread(target=read_plain, daemon=True)
+        reader.start()
         with http.stream("POST", f"{server.url}/query-stream", json={"sql": f"SELECT id, sent FROM live{run} EMIT CHANGES;"}) as r:
             lines = r.iter_lines()
             next(lines)
@@ -180,6 +199,10 @@ def main() -> int:
                         break
         out["push_ms"] = {"rate": args.rate, "rows": len(lat), "p50": round(statistics.median(lat), 2),
                           "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
+        reader.join(60)
+        plain.close()
+        if len(base) > 100:
+            out["plain_consumer_ms"] = {"p50": round(statistics.median(base), 2), "p99": round(statistics.quantiles(base, n=100)[98], 2)}
         http.close()
     finally:
         server.http.stop()

@@ -514,7 +514,7 @@ class Engine:
         if wait:  # until its partitions are assigned: records produced after CREATE returns are seen
             deadline = time.monotonic() + 15
             while not rt.tasks and pq.state == "RUNNING" and time.monotonic() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.005)
 
     # DROP / TERMINATE
     def _drop(self, st: A.Drop, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:

@@ -95,6 +95,23 @@ class RowSerde:
             raise SqlError("The 'KAFKA' format only supports a single field. Got: "
                            + ", ".join(f"`{n}` {t}" for n, t in columns))
         self._upper = {n.upper(): (n, t) for n, t in columns}
+        # the hot path: JSON objects with the same keys in the same order share a decoding plan
+        self._plans: dict[tuple[str, ...], list[tuple[str, str, type, T.SqlType]]] = {}
+        self._names = [n for n, _ in columns]
+        self._plain = {n for n, t in columns if t.name in ("STRING", "INTEGER", "BIGINT", "BOOLEAN", "DOUBLE", "TIMESTAMP",
+                                                           "DATE", "TIME")}
+        self._needs_json = [n for n, t in columns if n not in self._plain or _json_special(t)]
+
+    def _plan(self, obj: dict[str, Any]) -> list[tuple[str, str, type, T.SqlType]]:
+        """How the fields of objects with these keys (in this order) become columns."""
+        plan = []
+        for k in obj:
+            col = self._upper.get(k.upper())
+            if col is not None:
+                plan.append((k, col[0], _PYTYPES.get(col[1].name, type(None)), col[1]))
+        if len(self._plans) < 256:  # bounded: keys come from the data
+            self._plans[tuple(obj)] = plan
+        return plan
 
     def serialize(self, row: Any) -> bytes | None:
         if row is None:
@@ -102,7 +119,10 @@ class RowSerde:
         if self.fmt == "JSON":
             if not self.wrap and len(self.columns) == 1:
                 return json.dumps(to_json_value(row.get(self.columns[0][0])), separators=(",", ":")).encode()
-            return json.dumps({n: to_json_value(row.get(n)) for n, _ in self.columns}, separators=(",", ":")).encode()
+            out = {n: row.get(n) for n in self._names}
+            for n in self._needs_json:
+                out[n] = to_json_value(out[n])
+            return json.dumps(out, separators=(",", ":")).encode()
         if self.fmt == "KAFKA":
             if not self.columns:
                 return b""
@@ -116,21 +136,23 @@ class RowSerde:
         if data is None:
             return None
         if self.fmt == "JSON":
-            obj = json.loads(data)
+            obj = _JSON.decode(bytes(data).decode())
             if not self.wrap and len(self.columns) == 1:
                 n, t = self.columns[0]
                 return {n: coerce(obj, t)}
-            if not isinstance(obj, dict):
-                if len(self.columns) == 1:  # an unwrapped single value
-                    n, t = self.columns[0]
-                    return {n: coerce(obj, t)}
-                raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-            out: dict[str, Any] = dict.fromkeys(n for n, _ in self.columns)
-            for k, v in obj.items():
-                hit = self._upper.get(k.upper())
-                if hit is not None:
-                    out[hit[0]] = coerce(v, hit[1])
-            return out
+            if type(obj) is dict:
+                plan = self._plans.get(tuple(obj))
+                if plan is None:
+                    plan = self._plan(obj)
+                out = dict.fromkeys(self._names)
+                for jk, col, pytype, t in plan:
+                    v = obj[jk]
+                    out[col] = v if type(v) is pytype or v is None else coerce(v, t)
+                return out
+            if len(self.columns) == 1:  # an unwrapped single value
+                n, t = self.columns[0]
+                return {n: coerce(obj, t)}
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
         if self.fmt == "KAFKA":
             if not self.columns:
                 return {}
@@ -140,6 +162,15 @@ class RowSerde:
         if len(fields) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} delimited fields, got {len(fields)}")
         return {n: None if f == "" else coerce(f, t) for (n, t), f in zip(self.columns, fields, strict=True)}
+
+
+_JSON = json.JSONDecoder()
+_PYTYPES: dict[str, type] = {"STRING": str, "INTEGER": int, "BIGINT": int, "DOUBLE": float, "BOOLEAN": bool,
+                             "TIMESTAMP": int, "DATE": int, "TIME": int}
+
+
+def _json_special(t: T.SqlType) -> bool:
+    return t.name in ("DECIMAL", "BYTES", "ARRAY", "MAP", "STRUCT")
 
 
 def _delim(v: Any) -> str:
@@ -200,6 +231,7 @@ class KeySerde:
         if fmt == "KAFKA" and len(columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; use KEY_FORMAT='JSON' for several")
         self._row = RowSerde(fmt, columns, wrap_single=len(columns) > 1)
+        self._string = fmt == "KAFKA" and len(columns) == 1 and columns[0][1].name == "STRING"
 
     def serialize(self, key: Any) -> bytes | None:
         if key is None or not self.columns:
@@ -213,6 +245,8 @@ class KeySerde:
     def deserialize(self, data: bytes | None) -> Any:
         if data is None or not self.columns:
             return None
+        if self._string:
+            return bytes(data).decode()
         if len(self.columns) == 1:
             if self.fmt == "KAFKA":
                 return kafka_decode(data, self.columns[0][1])

@@ -120,6 +120,7 @@ class Planner:
         self.catalog = catalog
         self.app = StreamsApp(app_id, bootstrap, **(app_config or {}))
         self.description: list[str] = []
+        self._synth_key = False
 
     def source(self, s: A.Source) -> SourceInfo:
         info = self.catalog.get(s.name)
@@ -221,7 +222,18 @@ class Planner:
         self.description.append("project " + ", ".join(c.name for c in out_cols))
         plan = Plan(self.app, out_cols, kind, sources=[i.name for i in infos.values()])
         if stream is not None:
-            out = stream.map_values(project)
+            key_col = plan.key_columns[0][0] if plan.key_columns else None
+            if self._synth_key and key_col is not None:
+                def project_keyed(k: Any, v: Any) -> tuple[Any, Any]:
+                    row = project(v)
+                    if row is not None:
+                        row.pop("\x00key", None)
+                        row[key_col] = k
+                    return k, row
+                out = stream.map(project_keyed)
+            else:
+                out = stream.map_values(project)
+            self._synth_key = False  # done here; nothing left for _sink_stream to fill
             self._sink_stream(out, plan, emit, sink, q.limit)
         else:
             assert table is not None
@@ -279,6 +291,7 @@ class Planner:
             kname = key_name if key_name not in taken else f"{key_name}_KEY"
             cols.insert(0, OutputColumn(kname, key_type, True))
             getters.insert(0, ("\x00key", lambda _v: None))
+        self._synth_key = not key_found and key_name is not None
 
         def project(v: Any) -> Any:
             if v is None:
@@ -303,7 +316,8 @@ class Planner:
             if v is not None:
                 v.pop("\x00key", None)
             return k, v
-        out = out.map(fill_key)
+        if self._synth_key:  # the key column is not projected: fill it from the record's key
+            out = out.map(fill_key)
         if sink is not None:
             ks: Any = KeySerde(sink.key_format, key_cols)
             if plan.window is not None:
