@@ -118,11 +118,11 @@ class RowSerde:
             return None
         if self.fmt == "JSON":
             if not self.wrap and len(self.columns) == 1:
-                return json.dumps(to_json_value(row.get(self.columns[0][0])), separators=(",", ":")).encode()
+                return _ENC.encode(to_json_value(row.get(self.columns[0][0]))).encode()
             out = {n: row.get(n) for n in self._names}
             for n in self._needs_json:
                 out[n] = to_json_value(out[n])
-            return json.dumps(out, separators=(",", ":")).encode()
+            return _ENC.encode(out).encode()
         if self.fmt == "KAFKA":
             if not self.columns:
                 return b""
@@ -165,6 +165,7 @@ class RowSerde:
 
 
 _JSON = json.JSONDecoder()
+_ENC = json.JSONEncoder(separators=(",", ":"))
 _PYTYPES: dict[str, type] = {"STRING": str, "INTEGER": int, "BIGINT": int, "DOUBLE": float, "BOOLEAN": bool,
                              "TIMESTAMP": int, "DATE": int, "TIME": int}
 
@@ -287,19 +288,49 @@ class SessionKeySerde:
 
 
 class InternalSerde:
-    """Rows and aggregate states inside a query (stores, changelogs, repartition topics): JSON
-    with DECIMAL and BYTES values tagged so they come back as they were; tuples (multi-column
-    keys) come back as tuples."""
+    """Keys inside a query (stores, changelogs, repartition topics): JSON with DECIMAL and BYTES
+    values tagged so they come back as they were, and tuples (multi-column keys) as tuples."""
 
     def serialize(self, v: Any) -> bytes | None:
         if v is None:
             return None
-        return json.dumps(_tag(v), separators=(",", ":")).encode()
+        return _ENC.encode(_tag(v)).encode()
 
     def deserialize(self, data: bytes | None) -> Any:
         if data is None:
             return None
-        return _untag(json.loads(data))
+        return _untag(_JSON.decode(bytes(data).decode()))
+
+
+def _default(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return {"$d": str(v)}
+    if isinstance(v, bytes):
+        return {"$b": base64.b64encode(v).decode()}
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+def _hook(d: dict[str, Any]) -> Any:
+    if len(d) == 1:
+        if "$d" in d:
+            return Decimal(d["$d"])
+        if "$b" in d:
+            return base64.b64decode(d["$b"])
+    return d
+
+
+class InternalValueSerde:
+    """Rows and aggregate states inside a query: JSON, DECIMAL and BYTES values tagged (only
+    those are visited: the encoder's ``default`` and the decoder's object hook)."""
+
+    _enc = json.JSONEncoder(separators=(",", ":"), default=_default)
+    _dec = json.JSONDecoder(object_hook=_hook)
+
+    def serialize(self, v: Any) -> bytes | None:
+        return None if v is None else self._enc.encode(v).encode()
+
+    def deserialize(self, data: bytes | None) -> Any:
+        return None if data is None else self._dec.decode(bytes(data).decode())
 
 
 def _tag(v: Any) -> Any:
@@ -332,4 +363,5 @@ def _untag(v: Any) -> Any:
     return v
 
 
-INTERNAL = InternalSerde()
+INTERNAL = InternalSerde()  # keys
+INTERNAL_VALUES = InternalValueSerde()  # rows, aggregate states

@@ -30,7 +30,7 @@ from . import types as T
 from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
 from .compiler import Compiled, Compiler, Scope, columns_in, err, find_aggregates, show
 from .errors import SqlError
-from .formats import INTERNAL, Columns, KeySerde, RowSerde, SessionKeySerde
+from .formats import INTERNAL, INTERNAL_VALUES, Columns, KeySerde, RowSerde, SessionKeySerde
 
 log = logging.getLogger("riverbed.sql")
 
@@ -136,7 +136,7 @@ class Planner:
         self.description.append(f"source {info.kind} {info.name} <- topic {info.topic}")
         s = self.app.stream(info.topic, info.key_serde(), info.value_serde(), timestamp_extractor=_enricher(info),
                             on_error="skip")
-        s.value_serde = INTERNAL  # rows carry key and pseudo columns through repartition topics
+        s.value_serde = INTERNAL_VALUES  # rows carry key and pseudo columns through repartition topics
         return s
 
     def _table(self, info: SourceInfo, alias: str) -> KTable[Any, Any]:
@@ -144,7 +144,7 @@ class Planner:
             raise SqlError(f"Reading the windowed table {info.name} in a query is not supported yet")
         self.description.append(f"source TABLE {info.name} <- topic {info.topic} (materialized in store {alias}-source)")
         return self.app.table(info.topic, info.key_serde(), info.value_serde(), name=f"{alias.lower()}-source",
-                              timestamp_extractor=_enricher(info), store_value_serde=INTERNAL, on_error="skip")
+                              timestamp_extractor=_enricher(info), store_value_serde=INTERNAL_VALUES, on_error="skip")
 
     # -- the query --------------------------------------------------------------------------------
     def plan(self, q: A.Query, emit: Emit | None = None, sink: SinkSpec | None = None) -> Plan:
@@ -239,11 +239,11 @@ class Planner:
             assert table is not None
             if sink is not None and not q.joins:
                 store = f"{sink.name.lower()}-rows"
-                out_t = table.map_values(project, INTERNAL, name=store)
+                out_t = table.map_values(project, INTERNAL_VALUES, name=store)
                 plan.store = store
                 plan.stored_row = lambda _k, v: v
             else:
-                out_t = table.map_values(project, INTERNAL)
+                out_t = table.map_values(project, INTERNAL_VALUES)
             self._sink_stream(out_t.to_stream(), plan, emit, sink, q.limit)
         plan.description = self.description
         return plan
@@ -383,13 +383,13 @@ class Planner:
             windows = JoinWindows.of(before, grace=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS)
             name = f"join-{la.lower()}-{ra.lower()}"
             if how == "INNER":
-                out = ls.join(rs, joiner, name=name, value_serde=INTERNAL, windows=windows)
+                out = ls.join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
             elif how == "LEFT":
-                out = ls.left_join(rs, joiner, name=name, value_serde=INTERNAL, windows=windows)
+                out = ls.left_join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
             elif how == "RIGHT":
-                out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL, windows=windows)
+                out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=windows)
             else:
-                out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL)
+                out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL_VALUES)
             return out, None, key_name, lc.type
         if left.kind == "STREAM" and right.kind == "TABLE":
             if j.within_ms is not None:
@@ -406,9 +406,9 @@ class Planner:
                 ls = ls.select_key(lambda _k, v: lf(v), key_serde=right.key_serde())
             name = f"join-{la.lower()}-{ra.lower()}"
             if how == "INNER":
-                out = ls.join(rt, joiner, name=name, value_serde=INTERNAL)
+                out = ls.join(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
             else:
-                out = ls.left_join(rt, joiner, name=name, value_serde=INTERNAL)
+                out = ls.left_join(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
             return out, None, key_name, lc.type
         if left.kind == "TABLE" and right.kind == "TABLE":
             if not (is_key(left, lexpr) and is_key(right, rexpr)):
@@ -549,14 +549,14 @@ class Planner:
                              and self._is_source_key(next(iter(infos.values())), q.group_by[0]))
         if group_expr_is_key:
             info = next(iter(infos.values()))
-            grouped = stream.group_by_key(key_serde=info.key_serde(), value_serde=INTERNAL)
+            grouped = stream.group_by_key(key_serde=info.key_serde(), value_serde=INTERNAL_VALUES)
         else:
             if single:
                 kf = key_fns[0]
-                grouped = stream.group_by(lambda _k, v: kf(v), key_serde=INTERNAL, value_serde=INTERNAL)
+                grouped = stream.group_by(lambda _k, v: kf(v), key_serde=INTERNAL, value_serde=INTERNAL_VALUES)
             else:
                 grouped = stream.group_by(lambda _k, v: tuple(f(v) for f in key_fns), key_serde=INTERNAL,
-                                          value_serde=INTERNAL)
+                                          value_serde=INTERNAL_VALUES)
         self.description.append("aggregate GROUP BY " + ", ".join(show(e) for e in q.group_by) + ": "
                                 + ", ".join(show(a) for a in aggs))
         store = f"{(sink.name if sink else 'agg').lower()}-aggregate"
@@ -566,7 +566,7 @@ class Planner:
             raise err(q.items[0], "EMIT FINAL is only supported for windowed aggregations.")
         plan = Plan(self.app, cols, "TABLE", w, store, sources=[i.name for i in infos.values()])
         if w is None:
-            tbl = grouped.aggregate(init, add, INTERNAL, name=store)
+            tbl = grouped.aggregate(init, add, INTERNAL_VALUES, name=store)
             plan.stored_row = lambda k, s: row_of(k, s)
             out = tbl.to_stream().map(lambda k, s: (k, row_of(k, s)))
         else:
@@ -575,7 +575,7 @@ class Planner:
             if w.kind == "SESSION":
                 sw = grouped.windowed_by(SessionWindows.with_inactivity_gap(w.size_ms, grace=grace), emit=mode,
                                          retention=retention)
-                tbl = sw.aggregate(init, add, merge, INTERNAL, name=store)
+                tbl = sw.aggregate(init, add, merge, INTERNAL_VALUES, name=store)
                 plan.store = None  # session stores are not scanned by pull queries yet
             else:
                 tw = TimeWindows.of(w.size_ms, grace=grace)
@@ -584,7 +584,7 @@ class Planner:
                     if w.advance_ms > w.size_ms or w.advance_ms <= 0:
                         raise err(q.items[0], "ADVANCE BY must be positive and at most the window SIZE")
                     tw = tw.advance_by(w.advance_ms)
-                tbl = grouped.windowed_by(tw, emit=mode, retention=retention).aggregate(init, add, INTERNAL, name=store)
+                tbl = grouped.windowed_by(tw, emit=mode, retention=retention).aggregate(init, add, INTERNAL_VALUES, name=store)
             plan.stored_row = lambda wk, s: row_of(wk.key, s, wk.window)
             self.description.append(f"window {w.kind} size {w.size_ms} ms"
                                     + (f" advance {w.advance_ms} ms" if w.advance_ms else "") + f" grace {grace} ms, emit {mode}")
