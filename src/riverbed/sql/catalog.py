@@ -8,7 +8,7 @@ from typing import Any
 
 from . import ast as A
 from . import types as T
-from .formats import Columns, KeySerde, RowSerde
+from .formats import Columns, KeySerde, value_serde
 
 PSEUDO = [("ROWTIME", T.BIGINT), ("ROWPARTITION", T.INTEGER), ("ROWOFFSET", T.BIGINT)]
 WINDOW_COLUMNS = [("WINDOWSTART", T.BIGINT), ("WINDOWEND", T.BIGINT)]
@@ -41,6 +41,7 @@ class SourceInfo:
     statement: str = ""
     wrap_single: bool = True
     materialized: Materialization | None = None
+    registry: Any = None  # a schemas.RegistryClient for AVRO / JSON_SR values
     readers: set[str] = field(default_factory=set)  # query ids reading this source
     writers: set[str] = field(default_factory=set)  # query ids writing to it
 
@@ -58,8 +59,8 @@ class SourceInfo:
     def key_serde(self) -> KeySerde:
         return KeySerde(self.key_format, self.key_columns)
 
-    def value_serde(self) -> RowSerde:
-        return RowSerde(self.value_format, self.value_columns, self.wrap_single)
+    def value_serde(self) -> Any:
+        return value_serde(self.value_format, self.value_columns, self.wrap_single, self.registry, self.topic)
 
     def column_type(self, name: str) -> T.SqlType | None:
         return next((t for n, t in self.columns if n == name), None)

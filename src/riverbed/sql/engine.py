@@ -141,7 +141,7 @@ def schema_text(cols: list[OutputColumn]) -> str:
     return ", ".join(f"`{c.name}` {type_text(c.type)}" + (" KEY" if c.key else "") for c in cols)
 
 
-def source_from_ddl(st: A.CreateSource) -> SourceInfo:
+def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     """The catalog entry of a CREATE STREAM / TABLE (checked: formats, keys, names)."""
     props = st.props
     topic = props.get("KAFKA_TOPIC")
@@ -166,6 +166,17 @@ def source_from_ddl(st: A.CreateSource) -> SourceInfo:
         if c.constraint in ("HEADERS", "HEADER"):
             raise SqlError("HEADER columns are not supported yet", *c.pos)
         (keys if c.constraint else values).append((c.name, c.type))
+    if not values and vf in ("AVRO", "JSON_SR"):  # the value columns from the registry
+        if registry is None:
+            raise SqlError(f"VALUE_FORMAT {vf} needs a schema registry: start the server with --registry-url URL", *st.pos)
+        from .schemas import infer_columns
+
+        try:
+            values = [c for c in infer_columns(registry, str(topic), vf) if c[0] not in seen]
+        except SqlError as e:
+            raise SqlError(e.message, *st.pos) from None
+    if not keys and not values:
+        raise SqlError("The statement does not define any columns.", *st.pos)
     if st.kind == "TABLE" and not keys:
         raise SqlError(f"Tables require a PRIMARY KEY. Please define the PRIMARY KEY. Table: {st.name}", *st.pos)
     ts = props.get("TIMESTAMP")
@@ -176,7 +187,7 @@ def source_from_ddl(st: A.CreateSource) -> SourceInfo:
     info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
                       int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
                       props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
-                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false")
+                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry)
     info.key_serde()  # checks the formats fit the columns
     info.value_serde()
     return info
@@ -202,6 +213,11 @@ class Engine:
         self._producer = producer(settings, **{"partitioner": "murmur2_random", "linger.ms": 0})
         self.command_seq = -1
         self.started = False
+        self.registry: Any = None
+        if settings.registry_url:
+            from .schemas import RegistryClient
+
+            self.registry = RegistryClient(settings.registry_url)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -227,6 +243,8 @@ class Engine:
         for q in list(self.queries.values()):
             q.stop()
         self._producer.flush(5)
+        if self.registry is not None:
+            self.registry.http.close()
 
     def _read_commands(self) -> Iterator[tuple[int, dict[str, Any]]]:
         c = consumer(self.settings, f"_riverbed-sql-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
@@ -361,7 +379,7 @@ class Engine:
         ensure_topics(self._admin, {topic: (partitions or 1, {})})
 
     def _create_source(self, st: A.CreateSource, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
-        info = source_from_ddl(st)
+        info = source_from_ddl(st, self.registry)
         if not self._check_new_name(st.name, st.kind, st.or_replace, st.if_not_exists, st.pos):
             return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Cannot add {st.kind.lower()} `{st.name}`: already exists (IF NOT EXISTS).", self.command_seq)
         self._ensure_topic(info.topic, info.partitions, st.pos, create=info.partitions is not None or replay)
@@ -415,7 +433,7 @@ class Engine:
         topic = str(wp.get("KAFKA_TOPIC") or st.name)
         vf = check_format(str(wp.get("VALUE_FORMAT") or wp.get("FORMAT") or (src.value_format if src else "JSON")), "VALUE_FORMAT")
         kf = check_format(str(wp.get("KEY_FORMAT") or wp.get("FORMAT") or (src.key_format if src else "KAFKA")), "KEY_FORMAT")
-        sink = SinkSpec(st.name, topic, kf, vf)
+        sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
         prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
         # check it plans (names, types, GROUP BY) before recording the command
         probe = self._plan_persistent(st.query, st.name, sink, f"{prefix}_{st.name}_probe", props)
@@ -436,7 +454,7 @@ class Engine:
         qid = f"{prefix}_{st.name}_{seq}"
         plan = self._plan_persistent(st.query, st.name, sink, qid, props)
         info = SourceInfo(st.name, st.kind, topic, kf, vf, plan.key_columns, plan.value_columns, partitions,
-                          statement=st.text, window=plan.window)
+                          statement=st.text, window=plan.window, registry=self.registry)
         self.catalog[st.name] = info
         self._start_query(qid, st.text, info, plan, props, wait=not replay)
         return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Created query with ID {qid}", seq, qid)
@@ -460,7 +478,7 @@ class Engine:
             raise SqlError(f"{st.target} does not exist.", *st.pos)
         if target.kind != "STREAM":
             raise SqlError(f"INSERT INTO can only be used to insert into a stream. {st.target} is a table.", *st.pos)
-        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single)
+        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry)
         probe = self._plan_persistent(st.query, target.name, sink, "INSERTQUERY_probe", props)
         if [c for _, c in probe.value_columns] != [c for _, c in target.value_columns] and \
                 [n for n, _ in probe.value_columns] != [n for n, _ in target.value_columns]:

@@ -15,18 +15,33 @@ from . import types as T
 from .errors import SqlError
 
 FORMATS = ("JSON", "KAFKA", "DELIMITED")
-NOT_YET = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR", "NONE")
+REGISTRY_FORMATS = ("AVRO", "JSON_SR")  # values only, with a schema registry (riverbed.sql.schemas)
+NOT_YET = ("PROTOBUF", "PROTOBUF_NOSR", "NONE")
 
 Columns = list[tuple[str, T.SqlType]]
 
 
 def check_format(name: str, what: str) -> str:
     up = name.upper()
-    if up in NOT_YET:
-        raise SqlError(f"{what} {up} is not supported by riverbed sql yet (JSON, KAFKA and DELIMITED are)")
+    if up in REGISTRY_FORMATS and what == "VALUE_FORMAT":
+        return up
+    if up in NOT_YET or up in REGISTRY_FORMATS:
+        raise SqlError(f"{what} {up} is not supported by riverbed sql yet (JSON, KAFKA and DELIMITED are; "
+                       "AVRO and JSON_SR for values)")
     if up not in FORMATS:
         raise SqlError(f"Unknown format: {name}")
     return up
+
+
+def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str) -> Any:
+    """The serde of a topic's values: RowSerde, or a registry-backed one for AVRO / JSON_SR."""
+    if fmt in REGISTRY_FORMATS:
+        from .schemas import RegistryRowSerde
+
+        if registry is None:
+            raise SqlError(f"VALUE_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
+        return RegistryRowSerde(fmt, columns, registry, f"{topic}-value")
+    return RowSerde(fmt, columns, wrap_single)
 
 
 def coerce(v: Any, t: T.SqlType) -> Any:

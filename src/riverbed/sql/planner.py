@@ -30,7 +30,7 @@ from . import types as T
 from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
 from .compiler import Compiled, Compiler, Scope, columns_in, err, find_aggregates, show
 from .errors import SqlError
-from .formats import INTERNAL, INTERNAL_VALUES, Columns, KeySerde, RowSerde, SessionKeySerde
+from .formats import INTERNAL, INTERNAL_VALUES, Columns, KeySerde, SessionKeySerde, value_serde
 
 log = logging.getLogger("riverbed.sql")
 
@@ -322,7 +322,7 @@ class Planner:
             ks: Any = KeySerde(sink.key_format, key_cols)
             if plan.window is not None:
                 ks = SessionKeySerde(ks) if plan.window.kind == "SESSION" else WindowedSerde(ks, plan.window.size_ms)
-            out.to(sink.topic, ks, RowSerde(sink.value_format, plan.value_columns, sink.wrap_single))
+            out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic))
             self.description.append(f"sink -> topic {sink.topic} ({sink.key_format} keys, {sink.value_format} values)")
         if emit is not None:
             out.peek(lambda k, v: emit(k, v, 0))
@@ -605,3 +605,4 @@ class SinkSpec:
     key_format: str
     value_format: str
     wrap_single: bool = True
+    registry: Any = None

@@ -114,7 +114,7 @@ def test_comments_and_statement_texts() -> None:
     ("SHOW STREAMS;\nSELECT a,, b FROM x;", 2, 10, "','"),
     ("CREATE STREAM s (a INT) WITH (x=1", 1, 33, "end of input"),
     ("SELECT a FROM s WINDOW TUMBLING (SIZE 1 FORTNIGHT);", 1, 41, "Invalid time unit"),
-    ("CREATE STREAM s (a FOO);", 1, 20, "Unknown type: FOO"),
+    ("CREATE STREAM s (a FOO) WITH (kafka_topic='x');", 1, 20, "Unknown type: FOO"),
     ("select $ from x;", 1, 8, "unexpected character"),
 ])
 def test_syntax_errors_name_line_and_column(text: str, line: int, column: int, fragment: str) -> None:
