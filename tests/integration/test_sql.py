@@ -319,3 +319,10 @@ def test_shell_runs_a_file(server: Server, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "riverbed", "sql", "--server", server.url, "-e", "SHOW STREEMS;"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "line 1:6" in bad.stdout
+    # the interactive shell, statements piped in: multi-line statements, an error does not end it
+    session = subprocess.run([sys.executable, "-m", "riverbed", "sql", "--server", server.url],
+                             input="SELECT nope\n  FROM notes;\nSELECT id, body\n  FROM notes\n  WHERE id = 'n1';\nexit\n",
+                             capture_output=True, text=True, timeout=60)
+    assert session.returncode == 0, session.stderr
+    assert "line 1:8: Column 'NOPE' cannot be resolved." in session.stdout
+    assert "| ID | BODY  |\n+----+-------+\n| n1 | hello |" in session.stdout

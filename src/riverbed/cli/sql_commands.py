@@ -285,6 +285,13 @@ def _complete(text: str) -> bool:
 
 def _reader() -> Any:
     history = Path.home() / ".riverbed_sql_history"
+    if not sys.stdin.isatty():  # statements piped in: no line editing, no prompts
+        def read(_prompt: str) -> str:
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line.rstrip("\n")
+        return read
     try:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory

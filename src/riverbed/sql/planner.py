@@ -118,7 +118,9 @@ class Planner:
     def __init__(self, catalog: dict[str, SourceInfo], app_id: str, bootstrap: str,
                  app_config: dict[str, Any] | None = None) -> None:
         self.catalog = catalog
-        self.app = StreamsApp(app_id, bootstrap, **(app_config or {}))
+        # a row whose processing raises is logged, counted and skipped (ksqlDB's processing log),
+        # not a poison pill that stops the query
+        self.app = StreamsApp(app_id, bootstrap, on_processing_error="skip", **(app_config or {}))
         self.description: list[str] = []
         self._synth_key = False
 
