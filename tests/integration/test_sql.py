@@ -309,20 +309,19 @@ def test_shell_runs_a_file(server: Server, tmp_path: Path) -> None:
     script = tmp_path / "script.sql"
     script.write_text("-- a script\nCREATE STREAM notes (id STRING KEY, body STRING)\n"
                       "  WITH (kafka_topic='notes', value_format='JSON', partitions=1);\n"
-                      "INSERT INTO notes (id, body) VALUES ('n1', 'hello');\nSHOW STREAMS;\nSELECT * FROM notes;\n")
+                      "INSERT INTO notes (id, body) VALUES ('n1', 'hello');\nSHOW STREAMS;\nSELECT * FROM notes;\n"
+                      "SELECT nope FROM notes;\nSHOW TABLES;\n")
     r = subprocess.run([sys.executable, "-m", "riverbed", "sql", "--server", server.url, "-f", str(script)],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # stopped at the failing statement
     assert "Stream created" in r.stdout
     assert "| NOTES " in r.stdout
     assert "| ID | BODY  |\n+----+-------+\n| n1 | hello |" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "riverbed", "sql", "--server", server.url, "-e", "SHOW STREEMS;"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "line 1:6" in bad.stdout
+    assert r.stdout.rstrip().endswith("line 1:8: Column 'NOPE' cannot be resolved.")
     # the interactive shell, statements piped in: multi-line statements, an error does not end it
     session = subprocess.run([sys.executable, "-m", "riverbed", "sql", "--server", server.url],
-                             input="SELECT nope\n  FROM notes;\nSELECT id, body\n  FROM notes\n  WHERE id = 'n1';\nexit\n",
+                             input="SHOW STREEMS;\nSELECT id, body\n  FROM notes\n  WHERE id = 'n1';\nexit\n",
                              capture_output=True, text=True, timeout=60)
     assert session.returncode == 0, session.stderr
-    assert "line 1:8: Column 'NOPE' cannot be resolved." in session.stdout
+    assert "line 1:6: Syntax error at or near 'STREEMS'" in session.stdout
     assert "| ID | BODY  |\n+----+-------+\n| n1 | hello |" in session.stdout
