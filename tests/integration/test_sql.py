@@ -197,6 +197,9 @@ def test_conformance_end_to_end(server: Server, statement: str, records: list[tu
     sink = res[0]["statementText"].split()[2].upper()
     assert read(server.bootstrap, sink, len(expected)) == expected
     server.ksql(f"TERMINATE {qid};")
+    assert qid not in [q["id"] for q in server.ksql("SHOW QUERIES;")[0]["queries"]]
+    internal = [t["name"] for t in server.ksql("SHOW TOPICS EXTENDED;")[0]["topics"] if qid in t["name"]]
+    assert internal == []  # its repartition and changelog topics went with it
 
 
 def test_the_lecture_push_and_pull_queries(server: Server) -> None:

@@ -560,10 +560,17 @@ class Engine:
         return self._status(st, f"{st.kind.lower()}/`{st.name}`/drop", f"Source `{st.name}` (topic: {info.topic}) was dropped.", seq)
 
     def _stop_query(self, qid: str) -> None:
+        """TERMINATE (or the DROP of its sink): stop it, then delete its group, internal topics
+        and state directory, as ksqlDB cleans up a terminated query."""
         pq = self.queries.pop(qid, None)
         if pq is None:
             return
         pq.stop()
+        if pq.runtime is not None:
+            self._delete_internals(pq.runtime)
+        import shutil
+
+        shutil.rmtree(self.state_dir / qid, ignore_errors=True)
         for info in self.catalog.values():
             info.readers.discard(qid)
             info.writers.discard(qid)
@@ -799,21 +806,24 @@ class Engine:
         def cleanup() -> None:
             if pq.thread is not None:
                 pq.thread.join(30)
-            app_id = pq.runtime.app_id
-            try:
-                self._admin.delete_consumer_groups([app_id], request_timeout=10)[app_id].result(10)
-            except Exception as e:
-                log.debug("could not delete group %s: %s", app_id, e)
-            internal = [t for t in pq.runtime.topology.repartition_topics] + [
-                pq.runtime.topology.changelog_topic(s) for s in pq.runtime.topology.store_specs]
-            if internal:
-                try:
-                    for f in self._admin.delete_topics(internal, request_timeout=10).values():
-                        f.result(10)
-                except Exception as e:
-                    log.debug("could not delete %s: %s", internal, e)
+            self._delete_internals(pq.runtime)
 
         threading.Thread(target=cleanup, name=f"cleanup-{pq.id}", daemon=True).start()
+
+    def _delete_internals(self, rt: Runtime) -> None:
+        """A finished query's consumer group and internal topics (repartition, changelogs)."""
+        app_id = rt.app_id
+        try:
+            self._admin.delete_consumer_groups([app_id], request_timeout=10)[app_id].result(10)
+        except Exception as e:
+            log.debug("could not delete group %s: %s", app_id, e)
+        internal = list(rt.topology.repartition_topics) + [rt.topology.changelog_topic(s) for s in rt.topology.store_specs]
+        if internal:
+            try:
+                for f in self._admin.delete_topics(internal, request_timeout=10).values():
+                    f.result(10)
+            except Exception as e:
+                log.debug("could not delete %s: %s", internal, e)
 
     def close_query(self, qid: str) -> bool:
         pq = self.push_queries.get(qid)
