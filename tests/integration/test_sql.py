@@ -288,6 +288,13 @@ def test_show_describe_explain_insert_values(server: Server) -> None:
     assert plan["topology"].startswith("Sub-topology 0") and "repartition" in plan["topology"]
     topics = server.ksql("SHOW TOPICS;")[0]["topics"]
     assert {"name": "pets", "replicaInfo": [1]} in topics
+    r = server.http.post(f"{server.url}/query", json={"ksql": "PRINT 'pets' FROM BEGINNING LIMIT 2;"})
+    lines = r.text.strip().split("\n")
+    assert r.status_code == 200 and lines[:2] == ["Key format: KAFKA_STRING", "Value format: JSON or KAFKA_STRING"]
+    assert [x.split(", key: ")[1] for x in lines[2:]] == ['p1, value: {"KIND":"dog","AGE":3}, partition: 0',
+                                                          'p2, value: {"KIND":"cat","AGE":5}, partition: 0']
+    r = server.http.post(f"{server.url}/query", json={"ksql": "PRINT 'no-such-topic';"})
+    assert r.status_code == 400 and "Could not find topic 'no-such-topic'" in r.json()["message"]
 
 
 def test_queries_survive_a_restart_of_the_server(server: Server, broker: EmbeddedBroker, tmp_path: Path) -> None:

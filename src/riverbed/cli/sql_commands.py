@@ -137,6 +137,8 @@ class Shell:
             return True
         if isinstance(st, A.SelectStatement):
             return self._select(st.text)
+        if isinstance(st, A.Print):
+            return self._print(st.text)
         r = self.http.post(f"{self.server}/ksql", json={"ksql": st.text, "streamsProperties": self.properties})
         body = r.json()
         if r.status_code != 200:
@@ -144,6 +146,19 @@ class Shell:
             return False
         for entity in body:
             self._render(entity)
+        return True
+
+    def _print(self, text: str) -> bool:
+        with self.http.stream("POST", f"{self.server}/query", json={"ksql": text, "streamsProperties": self.properties}) as r:
+            if r.status_code != 200:
+                r.read()
+                self.print(r.json().get("message", r.text))
+                return False
+            try:
+                for line in r.iter_lines():
+                    self.print(line)
+            except KeyboardInterrupt:
+                self.print("Topic printing ceased")
         return True
 
     def _select(self, text: str) -> bool:

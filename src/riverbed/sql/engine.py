@@ -736,6 +736,8 @@ class Engine:
     def query(self, text: str, properties: dict[str, Any] | None = None) -> tuple[str, list[OutputColumn], Any]:
         """A SELECT: ``("push", columns, PushQuery)`` or ``("pull", columns, rows)``."""
         sts = parse(text)
+        if len(sts) == 1 and isinstance(sts[0], A.Print):
+            return "print", [], self.print_topic(sts[0])
         if len(sts) != 1 or not isinstance(sts[0], A.SelectStatement):
             raise SqlError("Expected exactly one SELECT statement")
         st = sts[0]
@@ -745,6 +747,48 @@ class Engine:
             return "push", pq.columns, pq
         cols, rows = self.pull(st.query)
         return "pull", cols, rows
+
+    def print_topic(self, st: A.Print, poll_s: float = 0.5) -> Iterator[str | None]:
+        """``PRINT 'topic' [FROM BEGINNING] [LIMIT n]``: the topic's records as text lines, as
+        ksqlDB prints them; ``None`` now and then while none arrive (the caller may stop)."""
+        c = consumer(self.settings, f"_riverbed-sql-print-{uuid.uuid4().hex}")
+        md = c.list_topics(st.topic, timeout=10)
+        t = md.topics.get(st.topic)
+        if t is None or t.error is not None:
+            c.close()
+            raise SqlError(f"Could not find topic '{st.topic}', or the KSQL user does not have permissions to list "
+                           "the topic. Topic names are case-sensitive.", *st.pos, code=BAD_STATEMENT)
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+        start = OFFSET_BEGINNING if st.from_beginning else OFFSET_END
+        c.assign([TopicPartition(st.topic, p, start) for p in t.partitions])
+
+        def text(raw: bytes | None) -> str:
+            if raw is None:
+                return "<null>"
+            try:
+                return bytes(raw).decode()
+            except UnicodeDecodeError:
+                return bytes(raw).hex()
+
+        def lines() -> Iterator[str | None]:
+            n = 0
+            try:
+                yield "Key format: KAFKA_STRING\nValue format: JSON or KAFKA_STRING"
+                while st.limit is None or n < st.limit:
+                    m = c.poll(poll_s)
+                    if m is None:
+                        yield None
+                        continue
+                    if m.error() is not None:
+                        continue
+                    ts = m.timestamp()[1]
+                    when = time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(ts / 1000)) + f".{ts % 1000:03d} Z"
+                    yield f"rowtime: {when}, key: {text(m.key())}, value: {text(m.value())}, partition: {m.partition()}"
+                    n += 1
+            finally:
+                c.close()
+        return lines()
 
     def push(self, q: A.Query, props: dict[str, Any]) -> PushQuery:
         qid = f"transient_{q.source.name}_{uuid.uuid4().int % 10**19}"

@@ -69,11 +69,27 @@ def make_app(engine: Engine) -> Any:
             if e.code == 40001 and "SELECT" not in text.upper():
                 e.code = QUERY_ENDPOINT
             return _err(400, e, text)
+        if kind == "print":
+            return StreamingResponse(_print_lines(request, result), media_type="text/plain")
         header = {"header": {"queryId": result.id if kind == "push" else "pull_query", "schema": schema_text(cols)}}
         if kind == "pull":
             rows = [header] + [{"row": {"columns": r}} for r in result]
             return json_response(rows, 200, KSQL_JSON)
         return StreamingResponse(_push_array(request, result, header), media_type=KSQL_JSON)
+
+    async def _print_lines(request: Request, lines: Any) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                line = await anyio.to_thread.run_sync(next, lines, StopIteration)
+                if line is StopIteration:
+                    return
+                if line is None:
+                    if await request.is_disconnected():
+                        return
+                    continue
+                yield (str(line) + "\n").encode()
+        finally:
+            await anyio.to_thread.run_sync(lines.close)
 
     async def _push_array(request: Request, pq: PushQuery, header: dict[str, Any]) -> AsyncIterator[bytes]:
         yield ("[" + json.dumps(header)).encode()
@@ -111,6 +127,10 @@ def make_app(engine: Engine) -> Any:
             kind, cols, result = await _start(text, _props(body, "properties", "streamsProperties"))
         except SqlError as e:
             return json_response({"@type": "generic_error", "error_code": e.code, "message": str(e)}, 400, "application/json")
+        if kind == "print":
+            result.close()
+            return json_response({"@type": "generic_error", "error_code": BAD_REQUEST,
+                                  "message": "PRINT is served by POST /query"}, 400, "application/json")
         meta = {"queryId": result.id if kind == "push" else None, "columnNames": [c.name for c in cols],
                 "columnTypes": [type_text(c.type) for c in cols]}
         as_array = "application/json" in request.headers.get("accept", "") and DELIMITED not in request.headers.get("accept", "")
