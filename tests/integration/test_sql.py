@@ -283,6 +283,14 @@ def test_show_describe_explain_insert_values(server: Server) -> None:
     assert [(f["name"], f["schema"]["type"], f.get("type")) for f in d["fields"]] == [
         ("ID", "STRING", "KEY"), ("KIND", "STRING", None), ("AGE", "INTEGER", None)]
     assert server.pull("SELECT id, age FROM pets WHERE kind = 'cat';") == [["p2", 5]]
+    assert server.server is not None
+    server.server.engine.max_pull_rows = 1  # answers are bounded (ksql.query.pull.max.rows)
+    try:
+        r = server.http.post(f"{server.url}/query-stream", json={"sql": "SELECT * FROM pets;"})
+        assert r.status_code == 400 and "more than 1 rows" in r.json()["message"]
+        assert server.pull("SELECT * FROM pets LIMIT 1;") == [["p1", "dog", 3]]
+    finally:
+        server.server.engine.max_pull_rows = 100_000
     plan = server.ksql("EXPLAIN SELECT kind, COUNT(*) FROM pets GROUP BY kind EMIT CHANGES;")[0]["queryDescription"]
     assert "aggregate GROUP BY KIND" in plan["executionPlan"]
     assert plan["topology"].startswith("Sub-topology 0") and "repartition" in plan["topology"]

@@ -213,6 +213,7 @@ class Engine:
         self._producer = producer(settings, **{"partitioner": "murmur2_random", "linger.ms": 0})
         self.command_seq = -1
         self.started = False
+        self.max_pull_rows = int(self.properties.get("ksql.query.pull.max.rows", 100_000))
         self.registry: Any = None
         if settings.registry_url:
             from .schemas import RegistryClient
@@ -911,6 +912,9 @@ class Engine:
             rows.append([to_json_value(g(r)) for g in getters])
             if q.limit is not None and len(rows) >= q.limit:
                 break
+            if len(rows) > self.max_pull_rows:  # an answer is held in memory: bounded
+                raise SqlError(f"The pull query's answer has more than {self.max_pull_rows} rows; add a LIMIT, or a "
+                               "WHERE clause that selects fewer rows (or use a push query)", *q.pos)
         return out_cols, rows
 
     @staticmethod
