@@ -151,8 +151,6 @@ class Planner:
     # -- the query --------------------------------------------------------------------------------
     def plan(self, q: A.Query, emit: Emit | None = None, sink: SinkSpec | None = None) -> Plan:
         left = self.source(q.source)
-        if len(q.joins) > 1:
-            raise err(q.joins[1].on, "Joining more than two sources in one query is not supported yet")
         infos = {q.source.ref: left}
         stream: KStream[Any, Any] | None = None
         table: KTable[Any, Any] | None = None
@@ -164,8 +162,16 @@ class Planner:
             if j.right.ref in infos:
                 raise err(j.on, f"Can not join '{j.right.ref}' to '{q.source.ref}': the same source name or alias twice")
             infos[j.right.ref] = right
-            scope = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
             stream, table, key_name, key_type = self._join(q, j, left, right)
+            for more in q.joins[1:]:  # N-way: each further source joins the rows so far
+                nxt = self.source(more.right)
+                if more.right.ref in infos:
+                    raise err(more.on, f"Can not join '{more.right.ref}': the same source name or alias twice")
+                if stream is None:
+                    raise err(more.on, "Joining the result of a table-table join again is not supported yet")
+                stream, key_name, key_type = self._join_more(stream, infos, more, nxt)
+                infos[more.right.ref] = nxt
+            scope = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
             kind = "TABLE" if table is not None else "STREAM"
         else:
             scope = Scope({q.source.ref: left.scope_columns()}, flat=True)
@@ -423,6 +429,74 @@ class Planner:
             return None, out_t, key_name, lc.type
         raise err(on, f"Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
                   f"{left.name} [{left.kind}] {how} JOIN {right.name} [{right.kind}].")
+
+    def _join_more(self, stream: KStream[Any, Any], infos: dict[str, SourceInfo], j: A.Join,
+                   right: SourceInfo) -> tuple[KStream[Any, Any], str | None, T.SqlType]:
+        """A further join of an N-way join: the joined rows so far (``{alias: row}``) with one
+        more stream (WITHIN) or table (on its primary key)."""
+        ra = j.right.ref
+        on = j.on
+        if not (isinstance(on, A.Binary) and on.op == "="):
+            raise err(on, "Unsupported join expression: only equality (ON a.x = b.y) joins are supported")
+        prior = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
+        mine = Scope({ra: right.scope_columns()})
+
+        def side(e: A.Expr) -> str:
+            refs = {c.source for c in columns_in(e)}
+            if refs == {ra} or (refs == {None} and all(right.column_type(c.name) for c in columns_in(e))
+                                and not any(i.column_type(c.name) for i in infos.values() for c in columns_in(e))):
+                return "R"
+            if refs and ra not in refs:
+                return "L"
+            raise err(e, f"Invalid comparison expression '{show(e)}' in join '{show(on)}'. Each side of the "
+                      "join comparison must contain references from exactly one side.")
+        sides = [side(on.left), side(on.right)]
+        if sides[0] == sides[1]:
+            raise err(on, f"Each side of the join comparison must reference a different source: '{show(on)}'")
+        lexpr, rexpr = (on.left, on.right) if sides[0] == "L" else (on.right, on.left)
+        lc, rc = Compiler(prior, clause="JOIN").compile(lexpr), Compiler(mine, clause="JOIN").compile(rexpr)
+        if not T.compatible(lc.type, rc.type):
+            raise err(on, f"Invalid join condition: types don't match. Got {show(lexpr)}{{{lc.type}}} = {show(rexpr)}{{{rc.type}}}.")
+        self._join_keys = [*getattr(self, "_join_keys", []), lexpr, rexpr]
+        lf, how = lc.fn, j.how
+        name = f"join-{'-'.join(a.lower() for a in infos)}-{ra.lower()}"
+        self.description.append(f"{how} JOIN {right.kind} {right.name} ON {show(on)}")
+
+        def joiner(lv: Any, rv: Any) -> Any:
+            return {**(lv or {}), ra: rv}
+        r_is_key = isinstance(rexpr, A.Column) and len(right.key_columns) == 1 and rexpr.name == right.key_columns[0][0]
+        key_name = lexpr.name if isinstance(lexpr, A.Column) else None
+        if right.kind == "TABLE":
+            if not r_is_key:
+                raise err(rexpr, f"Invalid join condition: stream-table joins require to join on the table's primary key. "
+                          f"Got {show(lexpr)} = {show(rexpr)}.")
+            if how not in ("INNER", "LEFT"):
+                raise err(on, f"{how} OUTER JOIN is not supported for stream-table joins; use INNER or LEFT")
+            rekeyed = stream.select_key(lambda _k, v: lf(v), key_serde=right.key_serde())
+            rt = self._table(right, ra)
+            out = (rekeyed.join if how == "INNER" else rekeyed.left_join)(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
+            return out, key_name, lc.type
+        if j.within_ms is None:
+            raise err(on, "Stream-Stream joins must have a WITHIN clause specified. None was provided.")
+        before, after = j.within_ms
+        if before != after:
+            raise err(on, "WITHIN (before, after) with different bounds is not supported yet")
+        rs = self._stream(right)
+        rf = rc.fn
+        common: Any = right.key_serde() if r_is_key else INTERNAL
+        ls = stream.select_key(lambda _k, v: lf(v), key_serde=common)
+        if not r_is_key:
+            rs = rs.select_key(lambda _k, v: rf(v), key_serde=common)
+        windows = JoinWindows.of(before, grace=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS)
+        if how == "INNER":
+            out = ls.join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
+        elif how == "LEFT":
+            out = ls.left_join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
+        elif how == "RIGHT":
+            out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=windows)
+        else:
+            out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL_VALUES)
+        return out, key_name, lc.type
 
     # -- aggregation --------------------------------------------------------------------------------------
     def _aggregate(self, q: A.Query, stream: KStream[Any, Any], scope: Scope, aggs: list[A.Call], kind_in: str,

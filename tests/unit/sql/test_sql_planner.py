@@ -153,6 +153,18 @@ CASES: list[tuple[str, str, list[Rec], list[tuple[Any, Any]]]] = [
      [("customers", "c1", {"name": "Ann"}, 1), ("addresses", "c1", {"city": "Oslo"}, 2),
       ("addresses", "c2", {"city": "Rome"}, 3)],
      [("c1", ["c1", "Ann", None]), ("c1", ["c1", "Ann", "Oslo"]), ("c2", [None, None, "Rome"])]),
+    ("three-way join: a stream with two tables",
+     "SELECT o.oid, c.name, a.city FROM orders o JOIN customers c ON o.cid = c.id "
+     "LEFT JOIN addresses a ON c.id = a.id EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ("addresses", "c1", {"city": "Oslo"}, 2),
+      ("customers", "c2", {"name": "Bob"}, 3), o("o1", 4, "c1", 5.0), o("o2", 5, "c2", 6.0), o("o3", 6, "c9", 7.0)],
+     [("c1", ["c1", "o1", "Ann", "Oslo"]), ("c2", ["c2", "o2", "Bob", None])]),
+    ("three-way join: a table, then a stream WITHIN, keyed by another column",
+     "SELECT o.oid, c.name, s.carrier FROM orders o JOIN customers c ON o.cid = c.id "
+     "JOIN shipments s WITHIN 1 HOUR ON o.oid = s.oid EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), o("o1", 1_000, "c1", 5.0),
+      ("shipments", "s1", {"oid": "o1", "carrier": "ups"}, 2_000), ("shipments", "s2", {"oid": "o2", "carrier": "dhl"}, 3_000)],
+     [("o1", ["o1", "Ann", "ups"])]),
     ("DELIMITED values and an INT key",
      "SELECT uid, page FROM clicks WHERE page <> 'home' EMIT CHANGES;",
      [("clicks", None, "home", 1), ("clicks", None, "cart", 2)],
