@@ -219,13 +219,17 @@ def test_the_lecture_push_and_pull_queries(server: Server) -> None:
 
     server.ksql("CREATE STREAM sales (id STRING KEY, shop STRING, amount DOUBLE) WITH (kafka_topic='sales', value_format='JSON', partitions=2);"
                 "CREATE TABLE revenue AS SELECT shop, SUM(amount) AS total, COUNT(*) AS n FROM sales "
-                "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY shop EMIT CHANGES;")
+                "WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY shop EMIT CHANGES;"
+                "CREATE TABLE visits AS SELECT shop, COUNT(*) AS n FROM sales WINDOW SESSION (5 SECONDS) GROUP BY shop EMIT CHANGES;")
     produce(server.bootstrap, "sales", [("s1", {"shop": "north", "amount": 10.0}, 5_000), ("s2", {"shop": "north", "amount": 5.0}, 59_000),
                                         ("s3", {"shop": "north", "amount": 1.0}, 61_000), ("s4", {"shop": "south", "amount": 2.0}, 1_000)])
     rows = server.pull_until("SELECT * FROM revenue WHERE shop = 'north';", lambda rs: len(rs) == 2 and rs[0][3] == 15.0)
     assert rows == [["north", 0, 60_000, 15.0, 2], ["north", 60_000, 120_000, 1.0, 1]]
     rows = server.pull("SELECT shop, total FROM revenue WHERE shop = 'north' AND WINDOWSTART >= 60000;")
     assert rows == [["north", 1.0]]
+    rows = server.pull_until("SELECT shop, n, WINDOWSTART, WINDOWEND FROM visits WHERE shop = 'north';",
+                             lambda rs: len(rs) == 2 and rs[1][1] == 2)
+    assert rows == [["north", 1, 5_000, 5_000], ["north", 2, 59_000, 61_000]]  # session windows
     # delimited /query-stream: a metadata line then one JSON array per line
     r = server.http.post(f"{server.url}/query-stream", json={"sql": "SELECT shop, n FROM revenue;"})
     lines = r.text.strip().split("\n")

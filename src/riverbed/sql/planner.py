@@ -652,7 +652,6 @@ class Planner:
                 sw = grouped.windowed_by(SessionWindows.with_inactivity_gap(w.size_ms, grace=grace), emit=mode,
                                          retention=retention)
                 tbl = sw.aggregate(init, add, merge, INTERNAL_VALUES, name=store)
-                plan.store = None  # session stores are not scanned by pull queries yet
             else:
                 tw = TimeWindows.of(w.size_ms, grace=grace)
                 if w.kind == "HOPPING":

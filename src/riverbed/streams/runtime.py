@@ -243,20 +243,22 @@ class Runtime:
 
     def scan(self, store: str, key: Any = None, by_key: bool = False) -> list[tuple[Any, Any]]:
         """Every entry of ``store`` in this instance's tasks: ``(key, value)`` for key-value
-        stores, ``(Windowed(key, Window(start, end)), value)`` for window stores (a snapshot,
+        stores, ``(Windowed(key, Window(start, end)), value)`` for window and session stores (a snapshot,
         taken under the processing lock). ``by_key=True``: only ``key``'s entries (a point
         lookup in each task's key-value store, whatever partitioner placed the key)."""
         from .windows import Window, Windowed
 
         spec = self.topology.store_specs.get(store)
-        if spec is None or spec.session:
-            raise StreamsError(f"{store!r} is not a key-value or window store of this application")
+        if spec is None:
+            raise StreamsError(f"{store!r} is not a store of this application")
         out: list[tuple[Any, Any]] = []
         with self._lock:
             for task in self.tasks.values():
                 if store not in task.engines:
                     continue
-                if spec.window_size_ms is None:
+                if spec.session:
+                    out.extend((Windowed(k, w), v) for k, w, v in task.session_store(store).all() if not by_key or k == key)
+                elif spec.window_size_ms is None:
                     if by_key:
                         v = task.kv_store(store).get(key)
                         if v is not None:
