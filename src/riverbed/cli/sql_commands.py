@@ -66,7 +66,12 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except Exception as e:  # the cluster is unreachable, the port is taken, ...
+        print(f"riverbed sql: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        server.http.sock.close()
+        return 1
     print(f"riverbed sql: serving ksqlDB's REST API on {server.url} (cluster {settings.bootstrap}, "
           f"command topic {engine.command_topic})", flush=True)
     stop.wait()

@@ -222,7 +222,12 @@ class Engine:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> Engine:
-        ensure_topics(self._admin, {self.command_topic: (1, {"retention.ms": "-1", "cleanup.policy": "delete"})})
+        try:
+            ensure_topics(self._admin, {self.command_topic: (1, {"retention.ms": "-1", "cleanup.policy": "delete"})},
+                          timeout=20)
+        except Exception as e:
+            raise SqlError(f"Could not create or find the command topic {self.command_topic} on the Kafka cluster at "
+                           f"{self.settings.bootstrap}: {type(e).__name__} {e}".rstrip(), code=SERVER_ERROR) from None
         replayed = 0
         for offset, cmd in self._read_commands():
             try:
