@@ -59,6 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
     from riverbed.sql.server import SqlServer
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack on stderr
     settings = ClusterSettings.from_args(args)
     host, _, port = args.listen.rpartition(":")
     engine = Engine(settings, service_id=args.service_id, state_dir=args.state_dir, properties=_kv(args.server_set))
