@@ -137,6 +137,10 @@ E2E: list[tuple[str, str, list[tuple[str, str | None, Any, int]], list[tuple[byt
      "CREATE TABLE {p}_spend AS SELECT cid, COUNT(*) AS n, SUM(amount) AS total FROM {p}_orders GROUP BY cid EMIT CHANGES;",
      [("orders", "o1", {"cid": "c1", "amount": 2.5}, 1), ("orders", "o2", {"cid": "c1", "amount": 1.5}, 2)],
      [(b"c1", {"N": 1, "TOTAL": 2.5}), (b"c1", {"N": 2, "TOTAL": 4.0})]),
+    ("table aggregate",
+     "CREATE TABLE {p}_names AS SELECT name, COUNT(*) AS n FROM {p}_customers GROUP BY name EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ("customers", "c2", {"name": "Ann"}, 2), ("customers", "c1", {"name": "Bob"}, 3)],
+     [(b"Ann", {"N": 1}), (b"Ann", {"N": 2}), (b"Ann", {"N": 1}), (b"Bob", {"N": 1})]),
     ("tumbling",
      "CREATE TABLE {p}_tumble AS SELECT cid, COUNT(*) AS n FROM {p}_orders "
      "WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 0 SECONDS) GROUP BY cid EMIT FINAL;",

@@ -62,6 +62,7 @@ class AggregateFunction:
     args: int = 1  # 0: COUNT(*)
     description: str = ""
     user: bool = False
+    undo: Callable[[Any, Any], Any] | None = None  # (state, value) -> state: aggregations over tables
 
 
 SCALARS: dict[str, ScalarFunction] = {}
@@ -103,12 +104,14 @@ def udf(name: str, returns: T.SqlType, null_safe: bool = False) -> Callable[[Cal
 
 def udaf(name: str, returns: T.SqlType, args: int = 1) -> Callable[[type], type]:
     """Register a class with ``init() -> state``, ``add(state, value) -> state``,
-    ``merge(a, b) -> state`` (session windows) and ``result(state) -> value``."""
+    ``merge(a, b) -> state`` (session windows), ``result(state) -> value`` and, to aggregate
+    tables, ``undo(state, value) -> state`` (a row leaving the group)."""
     def deco(cls: type) -> type:
         inst = cls()
         merge = getattr(inst, "merge", None) or (lambda a, _b: a)
         AGGREGATES[name.upper()] = AggregateFunction(name.upper(), inst.init, inst.add, merge, inst.result,
-                                                     _fixed(returns), args, (cls.__doc__ or "").strip(), user=True)
+                                                     _fixed(returns), args, (cls.__doc__ or "").strip(), user=True,
+                                                     undo=getattr(inst, "undo", None))
         return cls
     return deco
 
@@ -139,6 +142,9 @@ _agg("SUM", lambda: None, _nn(lambda s, v: v if s is None else s + v), _opt(lamb
      lambda s: s if s is not None else None, _sum_type, description="sum of the non-NULL values")
 _agg("AVG", lambda: [0, 0], _nn(lambda s, v: [s[0] + v, s[1] + 1]), lambda a, b: [a[0] + b[0], a[1] + b[1]],
      lambda s: s[0] / s[1] if s[1] else None, _fixed(T.DOUBLE), description="average of the non-NULL values")
+AGGREGATES["COUNT"].undo = lambda s, v: s - (0 if v is None else 1)
+AGGREGATES["SUM"].undo = lambda s, v: s if v is None or s is None else s - v
+AGGREGATES["AVG"].undo = lambda s, v: s if v is None else [s[0] - v, s[1] - 1]
 _agg("MIN", lambda: None, _nn(lambda s, v: v if s is None or v < s else s), _opt(min), lambda s: s, _first)
 _agg("MAX", lambda: None, _nn(lambda s, v: v if s is None or v > s else s), _opt(max), lambda s: s, _first)
 _agg("LATEST_BY_OFFSET", lambda: None, _nn(lambda _s, v: v), _opt(lambda _a, b: b), lambda s: s, _first,
@@ -146,6 +152,7 @@ _agg("LATEST_BY_OFFSET", lambda: None, _nn(lambda _s, v: v), _opt(lambda _a, b: 
 _agg("EARLIEST_BY_OFFSET", lambda: None, _nn(lambda s, v: v if s is None else s), _opt(lambda a, _b: a), lambda s: s,
      _first, description="the value of the earliest record (NULLs ignored)")
 _agg("COLLECT_LIST", lambda: [], lambda s, v: [*s, v], lambda a, b: a + b, lambda s: s, lambda a: T.array(_first(a)))
+AGGREGATES["COLLECT_LIST"].undo = lambda s, v: (s[:s.index(v)] + s[s.index(v) + 1:]) if v in s else s
 _agg("COLLECT_SET", lambda: [], lambda s, v: s if v in s else [*s, v], lambda a, b: a + [x for x in b if x not in a],
      lambda s: s, lambda a: T.array(_first(a)))
 _agg("COUNT_DISTINCT", lambda: [], _nn(lambda s, v: s if v in s else [*s, v]), lambda a, b: a + [x for x in b if x not in a],

@@ -18,6 +18,9 @@ from riverbed.streams import (
     JoinWindows,
     KStream,
     KTable,
+    Processor,
+    ProcessorContext,
+    Record,
     SessionWindows,
     StreamsApp,
     TimeWindows,
@@ -178,15 +181,21 @@ class Planner:
             kind = left.kind
             if len(left.key_columns) == 1:
                 key_name, key_type = left.key_columns[0]
-            if left.kind == "STREAM":
-                stream = self._stream(left)
-            else:
-                table = self._table(left, q.source.ref)
         compiler = Compiler(scope, clause="WHERE")
         aggs = [a for it in q.items if it.expr is not None for a in find_aggregates(it.expr)] + find_aggregates(q.having)
         grouped = bool(q.group_by) or bool(aggs)
+        table_changes = False
+        if not q.joins:
+            if left.kind == "STREAM":
+                stream = self._stream(left)
+            elif grouped:  # an aggregation over a table: its changes, each row's old and new value
+                where = compiler.predicate(q.where) if q.where is not None else None
+                stream = self._table_changes(left, q.source.ref, where)
+                table_changes = True
+            else:
+                table = self._table(left, q.source.ref)
 
-        if q.where is not None:
+        if q.where is not None and not table_changes:
             if find_aggregates(q.where):
                 raise err(q.where, "WHERE clause can not contain aggregate functions; use HAVING")
             pred = compiler.predicate(q.where)
@@ -222,8 +231,9 @@ class Planner:
         if grouped:
             if stream is None:
                 raise err(q.group_by[0] if q.group_by else q.items[0],
-                          "Aggregating a TABLE (GROUP BY over a table) is not supported yet")
-            return self._aggregate(q, stream, scope, aggs, kind_in=kind, emit=emit, sink=sink, infos=infos)
+                          "Aggregating the result of a table-table join is not supported yet")
+            return self._aggregate(q, stream, scope, aggs, kind_in=kind, emit=emit, sink=sink, infos=infos,
+                                   table_changes=table_changes)
 
         # projection
         out_cols, project = self._projection(q, scope, infos, key_name, key_type, partition_expr)
@@ -499,10 +509,45 @@ class Planner:
         return out, key_name, lc.type
 
     # -- aggregation --------------------------------------------------------------------------------------
+    def _table_changes(self, info: SourceInfo, alias: str, where: Callable[[Any], bool] | None) -> KStream[Any, Any]:
+        """A table's updates as ``{"old": row | None, "new": row | None}`` per key (the row it
+        replaces is kept in a store), for aggregations over tables; a row failing WHERE counts as
+        absent."""
+        if info.window is not None:
+            raise SqlError(f"Reading the windowed table {info.name} in a query is not supported yet")
+        prev_store = f"{alias.lower()}-previous"
+        self.app.add_state_store(prev_store, info.key_serde(), INTERNAL_VALUES)
+
+        class Changes(Processor):
+            def init(self, ctx: ProcessorContext) -> None:
+                self.ctx = ctx
+                self.prev = ctx.get_store(prev_store)
+
+            def process(self, record: Record) -> None:
+                new = record.value
+                if new is not None and where is not None and not where(new):
+                    new = None
+                old = self.prev.get(record.key)
+                if old is None and new is None:
+                    return
+                if new is None:
+                    self.prev.delete(record.key)
+                else:
+                    self.prev.put(record.key, new)
+                self.ctx.forward(record.key, {"old": old, "new": new}, record.timestamp)
+
+        self.description.append(f"source TABLE {info.name} <- topic {info.topic} (its changes, for aggregation)")
+        s = self.app.stream(info.topic, info.key_serde(), info.value_serde(), timestamp_extractor=_enricher(info),
+                            on_error="skip")
+        return s.process(Changes, stores=[prev_store], key_serde=info.key_serde(), value_serde=INTERNAL_VALUES)
+
     def _aggregate(self, q: A.Query, stream: KStream[Any, Any], scope: Scope, aggs: list[A.Call], kind_in: str,
-                   emit: Emit | None, sink: SinkSpec | None, infos: dict[str, SourceInfo]) -> Plan:
+                   emit: Emit | None, sink: SinkSpec | None, infos: dict[str, SourceInfo],
+                   table_changes: bool = False) -> Plan:
         if not q.group_by:
             raise err(q.items[0], "Aggregate functions without GROUP BY are not supported yet (ksqlDB needs one too)")
+        if table_changes and q.window is not None:
+            raise err(q.items[0], "Windowed aggregations over a TABLE are not supported (ksqlDB does not either)")
         comp = Compiler(scope, clause="GROUP BY")
         keys = [comp.compile(e) for e in q.group_by]
         for e in q.group_by:
@@ -553,6 +598,19 @@ class Planner:
 
         def add(_k: Any, v: Any, state: Any) -> Any:
             return [f.add(state[i], argfs[i](v)) for i, f in enumerate(fs)]
+
+        if table_changes:
+            for call, f in zip(aggs, fs, strict=True):
+                if f.undo is None:
+                    raise err(call, f"{call.name} is not supported in an aggregation over a TABLE: a row that leaves "
+                              "its group cannot be taken out of it (COUNT, SUM, AVG, COLLECT_LIST can)")
+            undos = [f.undo for f in fs]
+
+            def add(_k: Any, v: Any, state: Any) -> Any:  # tables: ("+" | "-", row)
+                op, row = v
+                if op == "-":
+                    return [undos[i](state[i], argfs[i](row)) for i in range(len(fs))]  # type: ignore[misc]
+                return [f.add(state[i], argfs[i](row)) for i, f in enumerate(fs)]
 
         def merge(_k: Any, a: Any, b: Any) -> Any:
             return [f.merge(a[i], b[i]) for i, f in enumerate(fs)]
@@ -623,7 +681,17 @@ class Planner:
         # group
         group_expr_is_key = (single and isinstance(q.group_by[0], A.Column) and len(infos) == 1
                              and self._is_source_key(next(iter(infos.values())), q.group_by[0]))
-        if group_expr_is_key:
+        if table_changes:  # each change: out of the old row's group, into the new row's
+            def regroup(_k: Any, v: Any) -> list[tuple[Any, Any]]:
+                out = []
+                for op, row in (("-", v["old"]), ("+", v["new"])):
+                    if row is not None:
+                        gk = key_fns[0](row) if single else tuple(f(row) for f in key_fns)
+                        out.append((gk, [op, row]))
+                return out
+            grouped = stream.flat_map(regroup, key_serde=INTERNAL, value_serde=INTERNAL_VALUES)\
+                .group_by_key(key_serde=INTERNAL, value_serde=INTERNAL_VALUES)
+        elif group_expr_is_key:
             info = next(iter(infos.values()))
             grouped = stream.group_by_key(key_serde=info.key_serde(), value_serde=INTERNAL_VALUES)
         else:
