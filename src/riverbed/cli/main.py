@@ -112,6 +112,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     add_gateway_parser(sub)
 
+    from .sql_commands import add_sql_parser  # riverbed sql (SQL over streams)
+
+    add_sql_parser(sub)
+
     t = sub.add_parser("topic", help="create, list, describe, delete or alter topics")
     tsub = t.add_subparsers(dest="action", required=True)
     tc = tsub.add_parser("create")
@@ -226,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         from .gateway_commands import gateway_command
 
         return gateway_command(args)
+    if args.command == "sql":  # riverbed sql (SQL over streams)
+        from .sql_commands import sql_command
+
+        return sql_command(args)
     if args.command == "schema":
         from . import schema_commands
 

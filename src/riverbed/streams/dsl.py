@@ -489,15 +489,19 @@ class StreamsApp:
         return KStream(self._b, src, key_serde, value_serde)
 
     def table(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
-              name: str | None = None) -> KTable[Any, Any]:
-        """``topic`` as a table (latest value per key, ``None`` deletes), materialized in a store."""
-        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, None, "fail")
+              name: str | None = None, timestamp_extractor: TimestampExtractor | None = None,
+              store_value_serde: Serde[Any] | None = None, on_error: str = "fail") -> KTable[Any, Any]:
+        """``topic`` as a table (latest value per key, ``None`` deletes), materialized in a store.
+        ``timestamp_extractor`` as for streams; ``store_value_serde`` stores (and changelogs) the
+        values in another format than the topic's (default: ``value_serde``); ``on_error`` as for
+        streams (records that do not deserialize)."""
+        src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, timestamp_extractor, on_error)
         self._b.sources.append(src)
         store = name or f"{topic}-table"
-        self._b.add_store(StoreSpec(store, key_serde, value_serde))
+        self._b.add_store(StoreSpec(store, key_serde, store_value_serde or value_serde))
         node = TableSourceNode(self._b.name("table"), store)
         src.children.append(node)
-        return KTable(self._b, node, key_serde, value_serde, store)
+        return KTable(self._b, node, key_serde, store_value_serde or value_serde, store)
 
     def add_state_store(self, name: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES) -> None:
         """A key-value store (with its changelog ``<app>-<name>-changelog``) for processors."""

@@ -241,6 +241,36 @@ class Runtime:
                 return task.kv_store(store).get(key)
         raise NotLocalError(store, p, self._owner_of(sub.sources, p))
 
+    def scan(self, store: str, key: Any = None, by_key: bool = False) -> list[tuple[Any, Any]]:
+        """Every entry of ``store`` in this instance's tasks: ``(key, value)`` for key-value
+        stores, ``(Windowed(key, Window(start, end)), value)`` for window and session stores (a snapshot,
+        taken under the processing lock). ``by_key=True``: only ``key``'s entries (a point
+        lookup in each task's key-value store, whatever partitioner placed the key)."""
+        from .windows import Window, Windowed
+
+        spec = self.topology.store_specs.get(store)
+        if spec is None:
+            raise StreamsError(f"{store!r} is not a store of this application")
+        out: list[tuple[Any, Any]] = []
+        with self._lock:
+            for task in self.tasks.values():
+                if store not in task.engines:
+                    continue
+                if spec.session:
+                    out.extend((Windowed(k, w), v) for k, w, v in task.session_store(store).all() if not by_key or k == key)
+                elif spec.window_size_ms is None:
+                    if by_key:
+                        v = task.kv_store(store).get(key)
+                        if v is not None:
+                            out.append((key, v))
+                    else:
+                        out.extend(task.kv_store(store).all())
+                else:
+                    size = spec.window_size_ms
+                    out.extend((Windowed(k, Window(start, start + size)), v) for k, start, v in task.window_store(store).all()
+                               if not by_key or k == key)
+        return out
+
     def _owner_of(self, topics: Any, partition: int) -> str | None:
         try:
             desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(10)

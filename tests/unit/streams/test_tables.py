@@ -3,6 +3,8 @@ deletion), materialized on request so the result can be joined."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from riverbed.streams import JSON, LONG, STRING, StreamsApp, TestDriver
 
 
@@ -30,3 +32,23 @@ def test_filtered_table_can_be_joined_when_materialized() -> None:
         d.pipe("spend", "a", 50, 3)
         d.pipe("spend", "b", 50, 4)   # b's limit was filtered out: no match
         assert d.read("ok", STRING, JSON) == [("a", True)]
+
+
+def test_table_with_timestamp_extractor_and_its_own_store_format() -> None:
+    """app.table(timestamp_extractor=..., store_value_serde=...): the extractor sees each record
+    (riverbed.sql adds the key to the row there) and the store keeps values in its own format."""
+    app = StreamsApp("t")
+
+    def extract(rec: Any, _partition_time: int) -> int:
+        if rec.value is not None:
+            rec.value = {"id": rec.key, "v": rec.value}
+        return int(rec.timestamp) + 1
+
+    app.table("raw", STRING, LONG, name="rows", timestamp_extractor=extract, store_value_serde=JSON)\
+        .to_stream().to("rows-out", STRING, JSON)
+    with TestDriver(app) as d:
+        d.pipe("raw", "a", 7, 10)
+        d.pipe("raw", "a", None, 20)
+        assert d.read("rows-out", STRING, JSON, with_timestamp=True) == [("a", {"id": "a", "v": 7}, 11), ("a", None, 21)]
+        d.pipe("raw", "b", 8, 30)
+        assert d.store("rows").get("b") == {"id": "b", "v": 8}

@@ -1,0 +1,217 @@
+"""riverbed.sql against the same pipelines written with riverbed.streams, on one broker.
+
+    python benchmarks/sql.py                       # starts an embedded broker; 20,000 records
+    python benchmarks/sql.py --records 100000 --bootstrap HOST:PORT
+
+(a) filter: ``CREATE STREAM vip AS SELECT * FROM users WHERE status = 'VIP'`` vs
+    ``app.stream(...).filter(...).to(...)`` with JSON values;
+(b) tumbling count: ``CREATE TABLE c AS SELECT id, COUNT(*) FROM users WINDOW TUMBLING (SIZE 10
+    SECONDS) GROUP BY id`` vs ``group_by_key().windowed_by(TimeWindows.of(10 s)).count()``;
+each from the query's partition assignment to the last output on the output topic (records/s
+of input; the input is produced beforehand).
+(p) push query end-to-end latency at --rate records/s (produce time in the value -> the row
+    read from POST /query-stream), p50/p99;
+(q) pull query latency by key over HTTP (POST /query-stream), p50/p99.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from riverbed.client import ClusterSettings
+from riverbed.sql.engine import Engine
+from riverbed.sql.server import SqlServer
+from riverbed.streams import JSON, LONG, STRING, StreamsApp, TimeWindows, WindowedSerde
+from riverbed.streams.runtime import Runtime
+
+
+def create(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result(30)
+
+
+def fill(bootstrap: str, topic: str, n: int, keys: int) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"})
+    base = 1_700_000_000_000
+    for i in range(n):
+        v = json.dumps({"status": "VIP" if i % 4 == 0 else "regular", "n": i}).encode()
+        while True:
+            try:
+                p.produce(topic, v, f"u{i % keys}".encode(), timestamp=base + i * 10)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(60)
+
+
+def total(bootstrap: str, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.topics[topic].partitions)
+    finally:
+        c.close()
+
+
+def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if total(bootstrap, topic) >= want:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise SystemExit(f"{topic}: {total(bootstrap, topic)} of {want} records after {timeout} s")
+
+
+def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> float:
+    rt = Runtime(app.topology(), bootstrap, state_dir=tempfile.mkdtemp(), commit_interval_ms=2000)
+    t = threading.Thread(target=rt.run, daemon=True)
+    t.start()
+    while not rt.tasks:  # from the assignment on, as for the SQL query (CREATE returns then)
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    t1 = wait_total(bootstrap, out, want)
+    rt.stop()
+    t.join(30)
+    return t1 - t0
+
+
+def run_sql(engine: Engine, ddl: str, out: str, bootstrap: str, want: int) -> float:
+    engine.execute(ddl, {"auto.offset.reset": "earliest"})  # returns once the query's partitions are assigned
+    t0 = time.monotonic()
+    t1 = wait_total(bootstrap, out, want)
+    return t1 - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--records", type=int, default=20_000)
+    ap.add_argument("--keys", type=int, default=1_000)
+    ap.add_argument("--rate", type=int, default=1_000, help="records/s for the push-latency run")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of the push-latency run")
+    ap.add_argument("--pulls", type=int, default=1_000)
+    args = ap.parse_args()
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from riverbed.testing import FIXTURE_DEFAULTS, EmbeddedBroker
+
+        broker = EmbeddedBroker(**FIXTURE_DEFAULTS).start()
+        bootstrap = broker.bootstrap
+    run = uuid.uuid4().hex[:6]
+    n = args.records
+    src = f"bench-users-{run}"
+    create(bootstrap, src)
+    fill(bootstrap, src, n, args.keys)
+    vip = (n + 3) // 4
+    out: dict[str, Any] = {"records": n, "keys": args.keys}
+    engine = Engine(ClusterSettings(bootstrap), service_id=f"bench{run}_", state_dir=tempfile.mkdtemp()).start()
+    server = SqlServer(engine, "127.0.0.1", 0)
+    server.http.start_in_thread()
+    try:
+        # (a) filter
+        app = StreamsApp(f"bench-filter-{run}", bootstrap)
+        app.stream(src, STRING, JSON).filter(lambda _k, v: v["status"] == "VIP").to(f"streams-vip-{run}", STRING, JSON)
+        create(bootstrap, f"streams-vip-{run}")
+        s = run_streams(bootstrap, app, f"streams-vip-{run}", vip)
+        engine.execute(f"CREATE STREAM users{run} (id STRING KEY, status STRING, n BIGINT) WITH (kafka_topic='{src}', value_format='JSON');")
+        q = run_sql(engine, f"CREATE STREAM vip{run} AS SELECT * FROM users{run} WHERE status = 'VIP' EMIT CHANGES;",
+                    f"VIP{run}".upper(), bootstrap, vip)
+        out["filter"] = {"streams_rps": round(n / s), "sql_rps": round(n / q), "sql_vs_streams": round(s / q, 3)}
+        # (b) tumbling count per key
+        app = StreamsApp(f"bench-count-{run}", bootstrap)
+        (app.stream(src, STRING, JSON).group_by_key().windowed_by(TimeWindows.of(10_000))
+            .count(name="c").to_stream().to(f"streams-count-{run}", WindowedSerde(STRING, 10_000), LONG))
+        create(bootstrap, f"streams-count-{run}")
+        s = run_streams(bootstrap, app, f"streams-count-{run}", n)
+        q = run_sql(engine, f"CREATE TABLE counts{run} AS SELECT id, COUNT(*) AS n FROM users{run} "
+                            "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id EMIT CHANGES;", f"COUNTS{run}".upper(), bootstrap, n)
+        out["tumbling_count"] = {"streams_rps": round(n / s), "sql_rps": round(n / q), "sql_vs_streams": round(s / q, 3)}
+        # (q) pull queries by key over HTTP, on a non-windowed table
+        engine.execute(f"CREATE TABLE totals{run} AS SELECT id, COUNT(*) AS n FROM users{run} GROUP BY id EMIT CHANGES;",
+                       {"auto.offset.reset": "earliest"})
+        wait_total(bootstrap, f"TOTALS{run}".upper(), n)
+        http = httpx.Client(timeout=30)
+        lat = []
+        for i in range(args.pulls):
+            t0 = time.perf_counter()
+            r = http.post(f"{server.url}/query-stream", json={"sql": f"SELECT * FROM totals{run} WHERE id = 'u{i % args.keys}';"})
+            lat.append((time.perf_counter() - t0) * 1000)
+            assert r.status_code == 200, r.text
+        out["pull_ms"] = {"p50": round(statistics.median(lat), 2), "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
+        # (p) push query latency at a steady rate
+        live = f"bench-live-{run}"
+        create(bootstrap, live)
+        engine.execute(f"CREATE STREAM live{run} (id STRING KEY, sent DOUBLE) WITH (kafka_topic='{live}', value_format='JSON');")
+        lat = []
+        base: list[float] = []  # the same records read by a plain confluent-kafka consumer (the floor)
+        plain = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-plain-{run}", "auto.offset.reset": "latest"})
+        plain.subscribe([live])
+        while not plain.assignment():
+            plain.poll(0.1)
+
+        def read_plain() -> None:
+            want = int(args.rate * args.seconds)
+            deadline = time.monotonic() + args.seconds + 30
+            while len(base) < want and time.monotonic() < deadline:
+                m = plain.poll(0.1)
+                if m is not None and m.error() is None:
+                    base.append((time.time() - json.loads(m.value() or b"{}")["sent"]) * 1000)
+
+        reader = threading.Thread(target=read_plain, daemon=True)
+        reader.start()
+        with http.stream("POST", f"{server.url}/query-stream", json={"sql": f"SELECT id, sent FROM live{run} EMIT CHANGES;"}) as r:
+            lines = r.iter_lines()
+            next(lines)
+            want = int(args.rate * args.seconds)
+
+            def produce() -> None:
+                p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+                start = time.monotonic()
+                for i in range(want):
+                    delay = start + i / args.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    p.produce(live, json.dumps({"sent": time.time()}).encode(), f"k{i}".encode())
+                    p.poll(0)
+                p.flush(10)
+
+            threading.Thread(target=produce, daemon=True).start()
+            for line in lines:
+                if line.strip():
+                    lat.append((time.time() - json.loads(line)[1]) * 1000)
+                    if len(lat) >= want:
+                        break
+        out["push_ms"] = {"rate": args.rate, "rows": len(lat), "p50": round(statistics.median(lat), 2),
+                          "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
+        reader.join(60)
+        plain.close()
+        if len(base) > 100:
+            out["plain_consumer_ms"] = {"p50": round(statistics.median(base), 2), "p99": round(statistics.quantiles(base, n=100)[98], 2)}
+        http.close()
+    finally:
+        server.http.stop()
+        engine.close()
+        if broker is not None:
+            broker.stop()
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

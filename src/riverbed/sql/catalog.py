@@ -1,0 +1,66 @@
+"""The metastore: streams and tables (their columns, topic and formats) and the queries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast as A
+from . import types as T
+from .formats import Columns, KeySerde, value_serde
+
+PSEUDO = [("ROWTIME", T.BIGINT), ("ROWPARTITION", T.INTEGER), ("ROWOFFSET", T.BIGINT)]
+WINDOW_COLUMNS = [("WINDOWSTART", T.BIGINT), ("WINDOWEND", T.BIGINT)]
+
+
+@dataclass
+class Materialization:
+    """Where a table's rows can be read for pull queries: a store of a persistent query, and how
+    a stored entry becomes the table's row (``row(key, stored) -> dict | None``)."""
+
+    query_id: str
+    store: str
+    row: Callable[[Any, Any], dict[str, Any] | None]
+
+
+@dataclass
+class SourceInfo:
+    name: str
+    kind: str  # STREAM, TABLE
+    topic: str
+    key_format: str
+    value_format: str
+    key_columns: Columns
+    value_columns: Columns
+    partitions: int | None = None
+    timestamp: str | None = None
+    timestamp_format: str | None = None
+    window: A.WindowSpec | None = None
+    source: bool = False
+    statement: str = ""
+    wrap_single: bool = True
+    materialized: Materialization | None = None
+    registry: Any = None  # a schemas.RegistryClient for AVRO / JSON_SR values
+    readers: set[str] = field(default_factory=set)  # query ids reading this source
+    writers: set[str] = field(default_factory=set)  # query ids writing to it
+
+    @property
+    def columns(self) -> Columns:
+        return [*self.key_columns, *self.value_columns]
+
+    def scope_columns(self) -> Columns:
+        """What a query over this source can name: key, value and pseudo columns."""
+        cols = [*self.columns, *PSEUDO]
+        if self.window is not None:
+            cols += WINDOW_COLUMNS
+        return cols
+
+    def key_serde(self) -> KeySerde:
+        return KeySerde(self.key_format, self.key_columns)
+
+    def value_serde(self) -> Any:
+        return value_serde(self.value_format, self.value_columns, self.wrap_single, self.registry, self.topic)
+
+    def column_type(self, name: str) -> T.SqlType | None:
+        return next((t for n, t in self.columns if n == name), None)

@@ -1,0 +1,1028 @@
+"""The engine: statements executed against a cluster, persistent queries recorded in a command
+topic (and started again from it after a restart), push queries, pull queries.
+
+The command topic (``_confluent-ksql-<service id>_command_topic``, one partition, kept forever)
+holds every statement that changes the metastore: CREATE, CREATE ... AS SELECT, INSERT INTO ...
+SELECT, DROP, TERMINATE. A statement is checked first (parsed and planned without running),
+then written to the topic, then executed; at start the engine replays the topic from the
+beginning, so streams, tables and persistent queries come back as they were. A persistent
+query's id is made from the offset of its command (``CSAS_VIP_USERS_3``), so a replay gives the
+same ids, and so the same consumer groups (``_confluent-ksql-<service id>query_<id>``): a
+restarted query resumes from its committed offsets and restores its state from its changelogs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from riverbed.client import ClusterSettings, admin, consumer, ensure_topics, producer
+from riverbed.streams.runtime import Runtime
+
+from . import ast as A
+from . import types as T
+from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
+from .compiler import Compiler, Scope, show
+from .errors import BAD_STATEMENT, NOT_FOUND, SERVER_ERROR, SqlError
+from .formats import check_format, to_json_value
+from .parser import parse
+from .planner import OutputColumn, Plan, Planner, SinkSpec, column_name
+
+log = logging.getLogger("riverbed.sql")
+
+VERSION = "0.29.0-riverbed"  # the ksqlDB version whose REST API this follows
+DEFAULT_PROPERTIES = {"auto.offset.reset": "latest", "processing.guarantee": "at_least_once"}
+
+
+@dataclass
+class PersistentQuery:
+    id: str
+    statement: str
+    sink: str
+    sink_topic: str
+    sources: list[str]
+    plan: Plan
+    runtime: Runtime | None = None
+    thread: threading.Thread | None = None
+    state: str = "RUNNING"
+    error: str | None = None
+    kind: str = "PERSISTENT"
+    restarts: int = 0
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopped.set()
+        if self.runtime is not None:
+            self.runtime.stop()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+@dataclass
+class PushQuery:
+    """A transient ``SELECT ... EMIT CHANGES``: rows arrive in ``rows`` until closed or LIMIT."""
+
+    id: str
+    columns: list[OutputColumn]
+    limit: int | None
+    runtime: Runtime
+    rows: queue.Queue[list[Any] | None] = field(default_factory=lambda: queue.Queue(maxsize=10_000))
+    closed: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    sent: int = 0
+    error: str | None = None
+    on_close: Callable[[PushQuery], None] | None = None
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.runtime.stop()
+        with contextlib.suppress(queue.Full):
+            self.rows.put_nowait(None)
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def iter_rows(self, poll: float = 0.5) -> Iterator[list[Any] | None]:
+        """Rows as they come; ``None`` now and then while none do (so a caller can check its
+        client is still there); ends when the query is closed or reached its LIMIT."""
+        while True:
+            try:
+                row = self.rows.get(timeout=poll)
+            except queue.Empty:
+                if self.closed.is_set():
+                    return
+                yield None
+                continue
+            if row is None:
+                return
+            yield row
+
+
+def _schema_json(t: T.SqlType) -> dict[str, Any]:
+    name = {"STRING": "STRING", "INTEGER": "INTEGER"}.get(t.name, t.name)
+    out: dict[str, Any] = {"type": name, "fields": None, "memberSchema": None}
+    if t.name == "ARRAY" or t.name == "MAP":
+        out["memberSchema"] = _schema_json(t.element or T.STRING)
+    if t.name == "STRUCT":
+        out["fields"] = [{"name": n, "schema": _schema_json(ft)} for n, ft in t.fields]
+    if t.name == "DECIMAL":
+        out["parameters"] = {"precision": t.precision, "scale": t.scale}
+    return out
+
+
+def type_text(t: T.SqlType) -> str:
+    """As ksqlDB prints a type in a query's schema header (``STRING``, ``ARRAY<INTEGER>``)."""
+    if t.name == "ARRAY":
+        return f"ARRAY<{type_text(t.element or T.STRING)}>"
+    if t.name == "MAP":
+        return f"MAP<{type_text(t.key or T.STRING)}, {type_text(t.element or T.STRING)}>"
+    if t.name == "STRUCT":
+        return "STRUCT<" + ", ".join(f"`{n}` {type_text(ft)}" for n, ft in t.fields) + ">"
+    if t.name == "DECIMAL":
+        return f"DECIMAL({t.precision}, {t.scale})"
+    if t.name in ("NULL", "ANY"):
+        return "STRING"
+    return t.name
+
+
+def schema_text(cols: list[OutputColumn]) -> str:
+    return ", ".join(f"`{c.name}` {type_text(c.type)}" + (" KEY" if c.key else "") for c in cols)
+
+
+def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
+    """The catalog entry of a CREATE STREAM / TABLE (checked: formats, keys, names)."""
+    props = st.props
+    topic = props.get("KAFKA_TOPIC")
+    if not topic:
+        raise SqlError("Missing required property \"KAFKA_TOPIC\" which has no default value.", *st.pos)
+    fmt = props.get("FORMAT")
+    vf = check_format(str(props.get("VALUE_FORMAT") or fmt or "JSON"), "VALUE_FORMAT")
+    kf = check_format(str(props.get("KEY_FORMAT") or fmt or "KAFKA"), "KEY_FORMAT")
+    keys: list[tuple[str, T.SqlType]] = []
+    values: list[tuple[str, T.SqlType]] = []
+    seen: set[str] = set()
+    for c in st.columns:
+        if c.name in seen:
+            raise SqlError(f"Duplicate column names: {c.name}", *c.pos)
+        seen.add(c.name)
+        if c.name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"):
+            raise SqlError(f"'{c.name}' is a reserved column name.", *c.pos)
+        if c.constraint == "KEY" and st.kind == "TABLE":
+            raise SqlError(f"Column `{c.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.", *c.pos)
+        if c.constraint == "PRIMARY KEY" and st.kind == "STREAM":
+            raise SqlError(f"Column `{c.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.", *c.pos)
+        if c.constraint in ("HEADERS", "HEADER"):
+            raise SqlError("HEADER columns are not supported yet", *c.pos)
+        (keys if c.constraint else values).append((c.name, c.type))
+    if not values and vf in ("AVRO", "JSON_SR"):  # the value columns from the registry
+        if registry is None:
+            raise SqlError(f"VALUE_FORMAT {vf} needs a schema registry: start the server with --registry-url URL", *st.pos)
+        from .schemas import infer_columns
+
+        try:
+            values = [c for c in infer_columns(registry, str(topic), vf) if c[0] not in seen]
+        except SqlError as e:
+            raise SqlError(e.message, *st.pos) from None
+    if not keys and not values:
+        raise SqlError("The statement does not define any columns.", *st.pos)
+    if st.kind == "TABLE" and not keys:
+        raise SqlError(f"Tables require a PRIMARY KEY. Please define the PRIMARY KEY. Table: {st.name}", *st.pos)
+    ts = props.get("TIMESTAMP")
+    if ts is not None:
+        ts = str(ts).upper()
+        if ts not in seen:
+            raise SqlError(f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts}'", *st.pos)
+    info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
+                      int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
+                      props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
+                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry)
+    info.key_serde()  # checks the formats fit the columns
+    info.value_serde()
+    return info
+
+
+class Engine:
+    def __init__(self, settings: ClusterSettings, service_id: str = "default_", state_dir: str | Path | None = None,
+                 command_topic: str | None = None, properties: dict[str, str] | None = None,
+                 commit_interval_ms: int = 2000) -> None:
+        self.settings = settings
+        self.service_id = service_id
+        self.command_topic = command_topic or f"_confluent-ksql-{service_id}_command_topic"
+        import tempfile
+
+        self.state_dir = Path(state_dir) if state_dir else Path(tempfile.gettempdir()) / "riverbed-sql" / service_id
+        self.properties = {**DEFAULT_PROPERTIES, **(properties or {})}
+        self.commit_interval_ms = commit_interval_ms
+        self.catalog: dict[str, SourceInfo] = {}
+        self.queries: dict[str, PersistentQuery] = {}
+        self.push_queries: dict[str, PushQuery] = {}
+        self._lock = threading.RLock()
+        self._admin = admin(settings)
+        self._producer = producer(settings, **{"partitioner": "murmur2_random", "linger.ms": 0})
+        self.command_seq = -1
+        self.started = False
+        self.max_pull_rows = int(self.properties.get("ksql.query.pull.max.rows", 100_000))
+        self.registry: Any = None
+        if settings.registry_url:
+            from .schemas import RegistryClient
+
+            self.registry = RegistryClient(settings.registry_url)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> Engine:
+        try:
+            ensure_topics(self._admin, {self.command_topic: (1, {"retention.ms": "-1", "cleanup.policy": "delete"})},
+                          timeout=20)
+        except Exception as e:
+            raise SqlError(f"Could not create or find the command topic {self.command_topic} on the Kafka cluster at "
+                           f"{self.settings.bootstrap}: {type(e).__name__} {e}".rstrip(), code=SERVER_ERROR) from None
+        replayed = 0
+        for offset, cmd in self._read_commands():
+            try:
+                self._execute(parse(cmd["statement"])[0], cmd.get("streamsProperties") or {}, offset, replay=True)
+                replayed += 1
+            except SqlError as e:
+                log.warning("command %d could not be replayed (%s): %s", offset, e, cmd["statement"])
+            except Exception:
+                log.exception("command %d could not be replayed: %s", offset, cmd["statement"])
+            self.command_seq = offset
+        log.info("replayed %d commands from %s; %d persistent queries running", replayed, self.command_topic,
+                 len(self.queries))
+        self.started = True
+        return self
+
+    def close(self) -> None:
+        for pq in list(self.push_queries.values()):
+            pq.close()
+        for q in list(self.queries.values()):
+            q.stop()
+        self._producer.flush(5)
+        if self.registry is not None:
+            self.registry.http.close()
+
+    def _read_commands(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        c = consumer(self.settings, f"_riverbed-sql-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
+        try:
+            lo, hi = c.get_watermark_offsets(TopicPartition(self.command_topic, 0), timeout=10)
+            if hi <= lo:
+                return
+            c.assign([TopicPartition(self.command_topic, 0, lo)])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                m = c.poll(1.0)
+                if m is None:
+                    continue
+                merr = m.error()
+                if merr is not None:
+                    if merr.code() == KafkaError._PARTITION_EOF:
+                        return
+                    raise SqlError(f"cannot read the command topic: {merr}", code=SERVER_ERROR)
+                off = int(m.offset() or 0)
+                try:
+                    cmd = json.loads(m.value() or b"")
+                except ValueError:
+                    log.warning("command topic offset %d is not JSON; skipped", off)
+                    continue
+                yield off, cmd
+                if off + 1 >= hi:
+                    return
+        finally:
+            c.close()
+
+    def _write_command(self, st: A.Statement, props: dict[str, Any], key: str) -> int:
+        value = json.dumps({"statement": st.text, "streamsProperties": props, "originalProperties": {}})
+        result: dict[str, Any] = {}
+
+        def done(err: Any, msg: Any) -> None:
+            result["err"], result["offset"] = err, None if err else msg.offset()
+
+        self._producer.produce(self.command_topic, value.encode(), key.encode(), on_delivery=done)
+        self._producer.flush(30)
+        if result.get("err") is not None or result.get("offset") is None:
+            raise SqlError(f"Could not write the statement to the command topic: {result.get('err')}", code=SERVER_ERROR)
+        return int(result["offset"])
+
+    # -- statements -------------------------------------------------------------------------------------
+    def execute(self, text: str, properties: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a script (``POST /ksql``): one entity per statement. Stops at the first error,
+        raising SqlError with the failing statement's text in ``statement``."""
+        props = {**self.properties, **(properties or {})}
+        out: list[dict[str, Any]] = []
+        for st in parse(text):
+            try:
+                if isinstance(st, A.SetProperty):
+                    props[st.name] = st.value
+                    continue
+                if isinstance(st, A.UnsetProperty):
+                    props.pop(st.name, None)
+                    continue
+                if isinstance(st, A.SelectStatement):
+                    raise SqlError("The following statement types should be issued to the websocket endpoint "
+                                   "'/query': SELECT (use POST /query or /query-stream)", *st.pos)
+                out.append(self._execute(st, props, None, replay=False))
+            except SqlError as e:
+                e.statement = st.text  # type: ignore[attr-defined]
+                e.entities = out  # type: ignore[attr-defined]
+                raise
+        return out
+
+    def _execute(self, st: A.Statement, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        with self._lock:
+            if isinstance(st, A.CreateSource):
+                return self._create_source(st, props, offset, replay)
+            if isinstance(st, A.CreateAs):
+                return self._create_as(st, props, offset, replay)
+            if isinstance(st, A.InsertSelect):
+                return self._insert_select(st, props, offset, replay)
+            if isinstance(st, A.Drop):
+                return self._drop(st, props, offset, replay)
+            if isinstance(st, A.Terminate):
+                return self._terminate(st, props, offset, replay)
+            if isinstance(st, A.InsertValues):
+                return self._insert_values(st)
+            if isinstance(st, A.Show):
+                return self._show(st)
+            if isinstance(st, A.DescribeList):
+                return self._describe_list(st)
+            if isinstance(st, A.Describe):
+                return self._describe(st)
+            if isinstance(st, A.DescribeFunction):
+                return self._describe_function(st)
+            if isinstance(st, A.Explain):
+                return self._explain(st, props)
+            raise SqlError(f"Statement not supported here: {type(st).__name__}", *st.pos)
+
+    def _status(self, st: A.Statement, command_id: str, message: str, seq: int, query_id: str | None = None) -> dict[str, Any]:
+        return {"@type": "currentStatus", "statementText": st.text, "commandId": command_id,
+                "commandStatus": {"status": "SUCCESS", "message": message, "queryId": query_id},
+                "commandSequenceNumber": seq, "warnings": []}
+
+    def _record(self, st: A.Statement, props: dict[str, Any], offset: int | None, replay: bool, key: str) -> int:
+        if replay:
+            assert offset is not None
+            return offset
+        off = self._write_command(st, props, key)
+        self.command_seq = off
+        return off
+
+    # CREATE STREAM / TABLE
+    def _check_new_name(self, name: str, kind: str, or_replace: bool, if_not_exists: bool, pos: A.Pos) -> bool:
+        """False when IF NOT EXISTS says to do nothing."""
+        old = self.catalog.get(name)
+        if old is None:
+            return True
+        if if_not_exists:
+            return False
+        if not or_replace:
+            what = "stream" if old.kind == "STREAM" else "table"
+            raise SqlError(f"Cannot add {kind.lower()} '{name}': A {what} with the same name already exists", *pos)
+        return True
+
+    def _ensure_topic(self, topic: str, partitions: int | None, pos: A.Pos, create: bool) -> None:
+        md = self._admin.list_topics(timeout=10)
+        exists = topic in md.topics and md.topics[topic].error is None
+        if exists:
+            have = len(md.topics[topic].partitions)
+            if partitions is not None and have != partitions:
+                raise SqlError(f"A Kafka topic with the name '{topic}' already exists, with different partition/"
+                               f"replica configuration than required. KSQL expects {partitions} partitions "
+                               f"(topic has {have}).", *pos)
+            return
+        if not create:
+            raise SqlError(f"Kafka topic does not exist: {topic}", *pos)
+        ensure_topics(self._admin, {topic: (partitions or 1, {})})
+
+    def _create_source(self, st: A.CreateSource, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        info = source_from_ddl(st, self.registry)
+        if not self._check_new_name(st.name, st.kind, st.or_replace, st.if_not_exists, st.pos):
+            return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Cannot add {st.kind.lower()} `{st.name}`: already exists (IF NOT EXISTS).", self.command_seq)
+        self._ensure_topic(info.topic, info.partitions, st.pos, create=info.partitions is not None or replay)
+        seq = self._record(st, props, offset, replay, f"{st.kind.lower()}/`{st.name}`/create")
+        self.catalog[st.name] = info
+        return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"{st.kind.title()} created", seq)
+
+    # CREATE ... AS SELECT / INSERT INTO ... SELECT
+    def _app_config(self, props: dict[str, Any], qid: str) -> dict[str, Any]:
+        guarantee = str(props.get("processing.guarantee", "at_least_once"))
+        return {"state_dir": str(self.state_dir / qid), "processing_guarantee": guarantee,
+                "commit_interval_ms": int(props.get("commit.interval.ms", self.commit_interval_ms if guarantee == "at_least_once" else 100)),
+                "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client,
+                                    **_prefixed(props, "ksql.streams.consumer.")},
+                "producer_config": {**self.settings.client, **_prefixed(props, "ksql.streams.producer.")}}
+
+    def _start_at_end(self, topology: Any) -> None:
+        """``auto.offset.reset=latest`` without a race: commit the source topics' current end
+        offsets for the query's group before it starts (its consumer then reads from there; its
+        internal topics, new and empty, from the beginning)."""
+        internal = set(topology.repartition_topics)
+        topics = sorted({t for sub in topology.subtopologies for t in sub.sources} - internal)
+        c = consumer(self.settings, topology.app_id)
+        try:
+            offsets = []
+            md = c.list_topics(timeout=10)
+            for t in topics:
+                for p in md.topics[t].partitions if t in md.topics else []:
+                    _lo, hi = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+                    offsets.append(TopicPartition(t, p, hi))
+            if offsets:
+                c.commit(offsets=offsets, asynchronous=False)
+        finally:
+            c.close()
+
+    def _plan_persistent(self, q: A.Query, name: str, sink: SinkSpec, qid: str, props: dict[str, Any]) -> Plan:
+        if q.emit is None:
+            raise SqlError("A persistent query needs EMIT CHANGES (or EMIT FINAL) here", *q.pos)
+        if q.limit is not None:
+            raise SqlError("LIMIT is not supported for persistent queries", *q.pos)
+        planner = Planner(self.catalog, f"_confluent-ksql-{self.service_id}query_{qid}", self.settings.bootstrap)
+        return planner.plan(q, sink=sink)
+
+    def _create_as(self, st: A.CreateAs, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        if not self._check_new_name(st.name, st.kind, st.or_replace, st.if_not_exists, st.pos):
+            return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", "already exists (IF NOT EXISTS)", self.command_seq)
+        if st.or_replace and st.name in self.catalog:
+            raise SqlError("CREATE OR REPLACE of a query's sink is not supported yet", *st.pos)
+        wp = st.props
+        src = self.catalog.get(st.query.source.name)
+        topic = str(wp.get("KAFKA_TOPIC") or st.name)
+        vf = check_format(str(wp.get("VALUE_FORMAT") or wp.get("FORMAT") or (src.value_format if src else "JSON")), "VALUE_FORMAT")
+        kf = check_format(str(wp.get("KEY_FORMAT") or wp.get("FORMAT") or (src.key_format if src else "KAFKA")), "KEY_FORMAT")
+        sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
+        prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
+        # check it plans (names, types, GROUP BY) before recording the command
+        probe = self._plan_persistent(st.query, st.name, sink, f"{prefix}_{st.name}_probe", props)
+        if probe.kind != st.kind:
+            if st.kind == "STREAM":
+                raise SqlError("Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT "
+                               "statement instead.", *st.pos)
+            raise SqlError("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT "
+                           "statement instead.", *st.pos)
+        if kf == "KAFKA" and len(probe.key_columns) > 1:
+            raise SqlError("Key format KAFKA supports only one key column; add KEY_FORMAT='JSON' to the WITH clause", *st.pos)
+        partitions = int(wp["PARTITIONS"]) if "PARTITIONS" in wp else self._partitions_of(probe.sources)
+        if self._topic_exists(topic):
+            self._ensure_topic(topic, partitions if "PARTITIONS" in wp else None, st.pos, create=False)
+        else:
+            ensure_topics(self._admin, {topic: (partitions, {"cleanup.policy": "compact"} if st.kind == "TABLE" else {})})
+        seq = self._record(st, props, offset, replay, f"{st.kind.lower()}/`{st.name}`/create")
+        qid = f"{prefix}_{st.name}_{seq}"
+        plan = self._plan_persistent(st.query, st.name, sink, qid, props)
+        info = SourceInfo(st.name, st.kind, topic, kf, vf, plan.key_columns, plan.value_columns, partitions,
+                          statement=st.text, window=plan.window, registry=self.registry)
+        self.catalog[st.name] = info
+        self._start_query(qid, st.text, info, plan, props, wait=not replay)
+        return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Created query with ID {qid}", seq, qid)
+
+    def _topic_exists(self, topic: str) -> bool:
+        md = self._admin.list_topics(timeout=10)
+        return topic in md.topics and md.topics[topic].error is None
+
+    def _partitions_of(self, sources: list[str]) -> int:
+        md = self._admin.list_topics(timeout=10)
+        n = 1
+        for s in sources:
+            info = self.catalog.get(s)
+            if info is not None and info.topic in md.topics:
+                n = max(n, len(md.topics[info.topic].partitions))
+        return n
+
+    def _insert_select(self, st: A.InsertSelect, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        target = self.catalog.get(st.target)
+        if target is None:
+            raise SqlError(f"{st.target} does not exist.", *st.pos)
+        if target.kind != "STREAM":
+            raise SqlError(f"INSERT INTO can only be used to insert into a stream. {st.target} is a table.", *st.pos)
+        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry)
+        probe = self._plan_persistent(st.query, target.name, sink, "INSERTQUERY_probe", props)
+        if [c for _, c in probe.value_columns] != [c for _, c in target.value_columns] and \
+                [n for n, _ in probe.value_columns] != [n for n, _ in target.value_columns]:
+            raise SqlError(f"Incompatible schema between results and sink. Result schema is {schema_text(probe.columns)}, "
+                           f"but the sink schema is {', '.join(f'`{n}` {type_text(t)}' for n, t in target.columns)}.", *st.pos)
+        seq = self._record(st, props, offset, replay, f"stream/`{st.target}`/insert")
+        qid = f"INSERTQUERY_{seq}"
+        plan = self._plan_persistent(st.query, target.name, sink, qid, props)
+        self._start_query(qid, st.text, target, plan, props, wait=not replay)
+        return self._status(st, f"stream/`{st.target}`/insert", f"Created query with ID {qid}", seq, qid)
+
+    def _start_query(self, qid: str, text: str, sink: SourceInfo, plan: Plan, props: dict[str, Any],
+                     wait: bool = True) -> None:
+        topology = plan.app.topology()
+        if wait and str(props.get("auto.offset.reset", "latest")) == "latest":
+            self._start_at_end(topology)  # a new query (not one resumed from the command topic)
+        rt = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
+        pq = PersistentQuery(qid, text, sink.name, sink.topic, plan.sources, plan, rt)
+        for s in plan.sources:
+            self.catalog[s].readers.add(qid)
+        sink.writers.add(qid)
+        if plan.store is not None and plan.stored_row is not None and sink.kind == "TABLE":
+            from .catalog import Materialization
+
+            sink.materialized = Materialization(qid, plan.store, plan.stored_row)
+
+        def run() -> None:
+            """Run the query; when it fails (the cluster went away, a transaction was fenced),
+            restart it from its last commit after a pause (1 s, doubling to 30 s), as ksqlDB
+            restarts failed persistent queries. SHOW QUERIES says ERROR meanwhile."""
+            backoff = 1.0
+            while not pq.stopped.is_set():
+                try:
+                    assert pq.runtime is not None
+                    pq.runtime.run()
+                    return
+                except Exception as e:
+                    pq.state, pq.error = "ERROR", str(e)
+                    log.error("persistent query %s failed (restarting in %.0f s): %s", qid, backoff, e)
+                if pq.stopped.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 30.0)
+                pq.restarts += 1
+                pq.runtime = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
+                pq.state = "RUNNING"
+
+        pq.thread = threading.Thread(target=run, name=f"query-{qid}", daemon=True)
+        self.queries[qid] = pq
+        pq.thread.start()
+        log.info("started persistent query %s: %s", qid, text)
+        if wait:  # until its partitions are assigned: records produced after CREATE returns are seen
+            deadline = time.monotonic() + 15
+            while not rt.tasks and pq.state == "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    # DROP / TERMINATE
+    def _drop(self, st: A.Drop, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        info = self.catalog.get(st.name)
+        if info is None:
+            if st.if_exists:
+                return self._status(st, f"{st.kind.lower()}/`{st.name}`/drop", f"Source `{st.name}` does not exist.", self.command_seq)
+            raise SqlError(f"{st.kind.title()} {st.name} does not exist.", *st.pos)
+        if info.kind != st.kind:
+            raise SqlError(f"Incompatible data source type is {info.kind}, but statement was DROP {st.kind}", *st.pos)
+        readers = sorted(q for q in info.readers if q in self.queries)
+        writers = sorted(q for q in info.writers if q in self.queries)
+        if readers and not replay:
+            raise SqlError(f"Cannot drop {st.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
+                           "You need to terminate them before dropping " + st.name + ".", *st.pos)
+        seq = self._record(st, props, offset, replay, f"{st.kind.lower()}/`{st.name}`/drop")
+        for q in writers:  # ksqlDB terminates the query that writes a dropped source
+            self._stop_query(q)
+        del self.catalog[st.name]
+        if st.delete_topic and not replay:
+            try:
+                self._admin.delete_topics([info.topic], request_timeout=30)[info.topic].result(30)
+            except KafkaException as e:
+                log.warning("could not delete topic %s: %s", info.topic, e)
+        return self._status(st, f"{st.kind.lower()}/`{st.name}`/drop", f"Source `{st.name}` (topic: {info.topic}) was dropped.", seq)
+
+    def _stop_query(self, qid: str) -> None:
+        """TERMINATE (or the DROP of its sink): stop it, then delete its group, internal topics
+        and state directory, as ksqlDB cleans up a terminated query."""
+        pq = self.queries.pop(qid, None)
+        if pq is None:
+            return
+        pq.stop()
+        if pq.runtime is not None:
+            self._delete_internals(pq.runtime)
+        import shutil
+
+        shutil.rmtree(self.state_dir / qid, ignore_errors=True)
+        for info in self.catalog.values():
+            info.readers.discard(qid)
+            info.writers.discard(qid)
+            if info.materialized is not None and info.materialized.query_id == qid:
+                info.materialized = None
+
+    def _terminate(self, st: A.Terminate, props: dict[str, Any], offset: int | None, replay: bool) -> dict[str, Any]:
+        if st.query_id is not None:
+            if st.query_id in self.push_queries:
+                self.push_queries[st.query_id].close()
+                return self._status(st, "terminate/`" + st.query_id + "`/execute", "Query terminated.", self.command_seq)
+            if st.query_id not in self.queries and not replay:
+                raise SqlError(f"Unknown queryId: {st.query_id}", *st.pos, code=BAD_STATEMENT)
+        seq = self._record(st, props, offset, replay, f"terminate/`{st.query_id or 'ALL'}`/execute")
+        for qid in [st.query_id] if st.query_id else list(self.queries):
+            self._stop_query(qid)
+        return self._status(st, f"terminate/`{st.query_id or 'ALL'}`/execute", "Query terminated.", seq)
+
+    # INSERT INTO ... VALUES
+    def _insert_values(self, st: A.InsertValues) -> dict[str, Any]:
+        info = self.catalog.get(st.target)
+        if info is None:
+            raise SqlError(f"Cannot insert values into an unknown stream/table: {st.target}", *st.pos)
+        if info.window is not None or (info.kind == "TABLE" and info.writers):
+                raise SqlError(f"Cannot insert values into read-only table: {st.target}", *st.pos)
+        names = st.columns or [n for n, _ in info.columns]
+        if len(names) != len(st.values):
+            raise SqlError(f"Expected a value for each column. Expected Columns: {names}. Got {len(st.values)} values", *st.pos)
+        comp = Compiler(Scope({}), clause="VALUES")
+        row: dict[str, Any] = {}
+        ts = int(time.time() * 1000)
+        for n, e in zip(names, st.values, strict=True):
+            c = comp.compile(e)
+            if n == "ROWTIME":
+                ts = int(c.fn({}))
+                continue
+            t = info.column_type(n)
+            if t is None:
+                raise SqlError(f"Column name {n} does not exist.", *e.pos)
+            if not T.compatible(t, c.type):
+                raise SqlError(f"Expected type {type_text(t)} for field {n} but got {show(e)}({type_text(c.type)})", *e.pos)
+            from .compiler import cast_value
+
+            v = c.fn({})
+            row[n] = cast_value(v, t) if t.name in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING") else v
+        ks = info.key_serde()
+        key = None
+        if len(info.key_columns) == 1:
+            key = row.get(info.key_columns[0][0])
+        elif info.key_columns:
+            key = tuple(row.get(n) for n, _ in info.key_columns)
+        self._produce(info.topic, ks.serialize(key), info.value_serde().serialize(row), ts)
+        return {"@type": "currentStatus", "statementText": st.text, "commandId": None,
+                "commandStatus": {"status": "SUCCESS", "message": "Inserted 1 row", "queryId": None},
+                "commandSequenceNumber": -1, "warnings": []}
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, ts: int) -> None:
+        result: dict[str, Any] = {}
+
+        def done(err: Any, _msg: Any) -> None:
+            result["err"] = err
+
+        self._producer.produce(topic, value, key, timestamp=ts, on_delivery=done)
+        self._producer.flush(30)
+        if result.get("err") is not None:
+            raise SqlError(f"Failed to insert values into '{topic}': {result['err']}", code=SERVER_ERROR)
+
+    # SHOW / DESCRIBE / EXPLAIN
+    def _source_summary(self, info: SourceInfo) -> dict[str, Any]:
+        return {"type": info.kind, "name": info.name, "topic": info.topic, "keyFormat": info.key_format,
+                "valueFormat": info.value_format, "isWindowed": info.window is not None}
+
+    def _query_summary(self, q: PersistentQuery) -> dict[str, Any]:
+        state = q.state if q.state == "ERROR" or q.runtime is None or q.thread is None or q.thread.is_alive() else "NOT_RUNNING"
+        return {"queryString": q.statement, "sinks": [q.sink], "sinkKafkaTopics": [q.sink_topic], "id": q.id,
+                "statusCount": {state: 1}, "queryType": q.kind, "state": state}
+
+    def _show(self, st: A.Show) -> dict[str, Any]:
+        base = {"statementText": st.text, "warnings": []}
+        w = st.what
+        if w in ("STREAMS", "TABLES"):
+            kind = w[:-1]
+            items = [self._source_summary(i) for i in sorted(self.catalog.values(), key=lambda i: i.name) if i.kind == kind]
+            if st.extended:
+                return {"@type": "source_descriptions", **base,
+                        "sourceDescriptions": [self._description(i, True) for i in self.catalog.values() if i.kind == kind]}
+            return {"@type": w.lower(), **base, w.lower(): items}
+        if w == "QUERIES":
+            qs = [self._query_summary(q) for q in self.queries.values()]
+            qs += [{"queryString": "", "sinks": [], "sinkKafkaTopics": [], "id": p.id, "statusCount": {"RUNNING": 1},
+                    "queryType": "PUSH", "state": "RUNNING"} for p in self.push_queries.values()]
+            return {"@type": "queries", **base, "queries": qs}
+        if w == "TOPICS":
+            md = self._admin.list_topics(timeout=10)
+            topics = [{"name": n, "replicaInfo": [len(p.replicas) for p in t.partitions.values()]}
+                      for n, t in sorted(md.topics.items()) if st.extended or not n.startswith(("_", "__"))]
+            return {"@type": "kafka_topics", **base, "topics": topics}
+        if w == "PROPERTIES":
+            return {"@type": "properties", **base, "properties": [
+                {"name": k, "scope": "KSQL", "value": str(v)} for k, v in sorted(self.properties.items())],
+                "overwrittenProperties": [], "defaultProperties": sorted(self.properties)}
+        if w == "FUNCTIONS":
+            from . import functions as F
+
+            fns = [{"name": n, "category": "AGGREGATE" if n in F.AGGREGATES else "SCALAR",
+                    "type": "AGGREGATE" if n in F.AGGREGATES else "SCALAR"} for n in sorted({*F.SCALARS, *F.AGGREGATES})]
+            return {"@type": "function_names", **base, "functions": fns}
+        raise SqlError(f"SHOW {w} is not supported yet", *st.pos)
+
+    def _description(self, info: SourceInfo, extended: bool) -> dict[str, Any]:
+        fields = [{"name": n, "schema": _schema_json(t), "type": "KEY"} for n, t in info.key_columns]
+        fields += [{"name": n, "schema": _schema_json(t)} for n, t in info.value_columns]
+        reads = [self._query_summary(self.queries[q]) for q in sorted(info.readers) if q in self.queries]
+        writes = [self._query_summary(self.queries[q]) for q in sorted(info.writers) if q in self.queries]
+        return {"name": info.name, "windowType": info.window.kind if info.window else None, "readQueries": reads,
+                "writeQueries": writes, "fields": fields, "type": info.kind,
+                "timestamp": info.timestamp or "", "statistics": "", "errorStats": "", "extended": extended,
+                "keyFormat": info.key_format, "valueFormat": info.value_format, "topic": info.topic,
+                "partitions": info.partitions or 0, "replication": 1, "statement": info.statement,
+                "queryOffsetSummaries": [], "sourceConstraints": []}
+
+    def _describe(self, st: A.Describe) -> dict[str, Any]:
+        info = self.catalog.get(st.name)
+        if info is None:
+            raise SqlError(f"Could not find STREAM/TABLE '{st.name}' in the Metastore", *st.pos, code=BAD_STATEMENT)
+        return {"@type": "sourceDescription", "statementText": st.text, "warnings": [],
+                "sourceDescription": self._description(info, st.extended)}
+
+    def _describe_list(self, st: A.DescribeList) -> dict[str, Any]:
+        kind = st.what[:-1]
+        return {"@type": "source_descriptions", "statementText": st.text, "warnings": [],
+                "sourceDescriptions": [self._description(i, st.extended) for i in self.catalog.values() if i.kind == kind]}
+
+    def _describe_function(self, st: A.DescribeFunction) -> dict[str, Any]:
+        from . import functions as F
+
+        s, a = F.lookup_scalar(st.name), F.lookup_aggregate(st.name)
+        if s is None and a is None:
+            raise SqlError(f"Can't find any functions with the name '{st.name}'", *st.pos)
+        desc = (s.description if s else a.description if a else "") or ""
+        return {"@type": "describe_function", "statementText": st.text, "warnings": [], "name": st.name,
+                "description": desc, "author": "riverbed", "version": VERSION, "path": "internal",
+                "type": "AGGREGATE" if a else "SCALAR", "functions": []}
+
+    def _explain(self, st: A.Explain, props: dict[str, Any]) -> dict[str, Any]:
+        if st.query_id is not None:
+            pq = self.queries.get(st.query_id)
+            if pq is None:
+                raise SqlError(f"Query with id:{st.query_id} does not exist, use SHOW QUERIES to view the full set of queries.", *st.pos)
+            plan, text, qid, sinks = pq.plan, pq.statement, pq.id, [pq.sink]
+        else:
+            assert st.query is not None
+            plan = Planner(self.catalog, "explain", self.settings.bootstrap).plan(st.query, emit=lambda *_: None)
+            text, qid, sinks = st.text, "", []
+        return {"@type": "queryDescription", "statementText": st.text, "warnings": [], "queryDescription": {
+            "id": qid, "statementText": text, "windowType": plan.window.kind if plan.window else None,
+            "fields": [{"name": c.name, "schema": _schema_json(c.type), **({"type": "KEY"} if c.key else {})} for c in plan.columns],
+            "sources": plan.sources, "sinks": sinks, "topology": plan.app.topology().describe(),
+            "executionPlan": "\n".join(plan.description), "overriddenProperties": {}, "state": "RUNNING" if qid else None,
+            "queryType": "PERSISTENT" if qid else "PUSH"}}
+
+    # -- queries ---------------------------------------------------------------------------------------
+    def query(self, text: str, properties: dict[str, Any] | None = None) -> tuple[str, list[OutputColumn], Any]:
+        """A SELECT: ``("push", columns, PushQuery)`` or ``("pull", columns, rows)``."""
+        sts = parse(text)
+        if len(sts) == 1 and isinstance(sts[0], A.Print):
+            return "print", [], self.print_topic(sts[0])
+        if len(sts) != 1 or not isinstance(sts[0], A.SelectStatement):
+            raise SqlError("Expected exactly one SELECT statement")
+        st = sts[0]
+        props = {**self.properties, **(properties or {})}
+        if st.query.emit is not None:
+            pq = self.push(st.query, props)
+            return "push", pq.columns, pq
+        cols, rows = self.pull(st.query)
+        return "pull", cols, rows
+
+    def print_topic(self, st: A.Print, poll_s: float = 0.5) -> Iterator[str | None]:
+        """``PRINT 'topic' [FROM BEGINNING] [LIMIT n]``: the topic's records as text lines, as
+        ksqlDB prints them; ``None`` now and then while none arrive (the caller may stop)."""
+        c = consumer(self.settings, f"_riverbed-sql-print-{uuid.uuid4().hex}")
+        md = c.list_topics(st.topic, timeout=10)
+        t = md.topics.get(st.topic)
+        if t is None or t.error is not None:
+            c.close()
+            raise SqlError(f"Could not find topic '{st.topic}', or the KSQL user does not have permissions to list "
+                           "the topic. Topic names are case-sensitive.", *st.pos, code=BAD_STATEMENT)
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+        start = OFFSET_BEGINNING if st.from_beginning else OFFSET_END
+        c.assign([TopicPartition(st.topic, p, start) for p in t.partitions])
+
+        def text(raw: bytes | None) -> str:
+            if raw is None:
+                return "<null>"
+            try:
+                return bytes(raw).decode()
+            except UnicodeDecodeError:
+                return bytes(raw).hex()
+
+        def lines() -> Iterator[str | None]:
+            n = 0
+            try:
+                yield "Key format: KAFKA_STRING\nValue format: JSON or KAFKA_STRING"
+                while st.limit is None or n < st.limit:
+                    m = c.poll(poll_s)
+                    if m is None:
+                        yield None
+                        continue
+                    if m.error() is not None:
+                        continue
+                    ts = m.timestamp()[1]
+                    when = time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(ts / 1000)) + f".{ts % 1000:03d} Z"
+                    yield f"rowtime: {when}, key: {text(m.key())}, value: {text(m.value())}, partition: {m.partition()}"
+                    n += 1
+            finally:
+                c.close()
+        return lines()
+
+    def push(self, q: A.Query, props: dict[str, Any]) -> PushQuery:
+        qid = f"transient_{q.source.name}_{uuid.uuid4().int % 10**19}"
+        app_id = f"_confluent-ksql-{self.service_id}{qid}"
+        holder: list[PushQuery] = []
+
+        def emit(k: Any, v: Any, _ts: int) -> None:
+            if not holder:
+                return
+            pq = holder[0]
+            if v is None and plan.kind == "STREAM":
+                return
+            row = None if v is None else [to_json_value(v.get(c.name)) for c in plan.columns]
+            if row is None:
+                return  # a table row's deletion (ksqlDB shows tombstones only with EMIT CHANGES on tables' changelogs)
+            while not pq.closed.is_set():
+                try:
+                    pq.rows.put(row, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue  # the client reads slower than rows arrive: hold the query (bounded memory)
+            pq.sent += 1
+            if pq.limit is not None and pq.sent >= pq.limit:
+                pq.close()
+
+        with self._lock:
+            plan = Planner(self.catalog, app_id, self.settings.bootstrap).plan(q, emit=emit)
+        topology = plan.app.topology()
+        if str(props.get("auto.offset.reset", "latest")) == "latest":
+            self._start_at_end(topology)
+        # batch_size 1: librdkafka's consume(n, timeout) waits for n records or the timeout, which
+        # at 1,000 records/s would hold each row back by up to 100 ms
+        rt = Runtime(topology, self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000, batch_size=1,
+                     consumer_config={"auto.offset.reset": "earliest", **self.settings.client},
+                     producer_config=dict(self.settings.client))
+        pq = PushQuery(qid, plan.columns, q.limit, rt, on_close=self._push_closed)
+        holder.append(pq)
+
+        def run() -> None:
+            try:
+                rt.run()
+            except Exception as e:
+                pq.error = str(e)
+                log.error("push query %s failed: %s", qid, e)
+            finally:
+                pq.close()
+
+        pq.thread = threading.Thread(target=run, name=f"push-{qid}", daemon=True)
+        self.push_queries[qid] = pq
+        pq.thread.start()
+        deadline = time.monotonic() + 15
+        while not rt.tasks and not pq.closed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)  # wait for the assignment, so rows produced from now on are seen
+        return pq
+
+    def _push_closed(self, pq: PushQuery) -> None:
+        self.push_queries.pop(pq.id, None)
+
+        def cleanup() -> None:
+            if pq.thread is not None:
+                pq.thread.join(30)
+            self._delete_internals(pq.runtime)
+
+        threading.Thread(target=cleanup, name=f"cleanup-{pq.id}", daemon=True).start()
+
+    def _delete_internals(self, rt: Runtime) -> None:
+        """A finished query's consumer group and internal topics (repartition, changelogs)."""
+        app_id = rt.app_id
+        try:
+            self._admin.delete_consumer_groups([app_id], request_timeout=10)[app_id].result(10)
+        except Exception as e:
+            log.debug("could not delete group %s: %s", app_id, e)
+        internal = list(rt.topology.repartition_topics) + [rt.topology.changelog_topic(s) for s in rt.topology.store_specs]
+        if internal:
+            try:
+                for f in self._admin.delete_topics(internal, request_timeout=10).values():
+                    f.result(10)
+            except Exception as e:
+                log.debug("could not delete %s: %s", internal, e)
+
+    def close_query(self, qid: str) -> bool:
+        pq = self.push_queries.get(qid)
+        if pq is None:
+            return False
+        pq.close()
+        return True
+
+    def pull(self, q: A.Query) -> tuple[list[OutputColumn], list[list[Any]]]:
+        """A pull query: the table's current rows from its query's store, or a scan of the
+        topic (streams, and tables no query materializes), filtered and projected."""
+        if q.joins or q.group_by or q.window or q.partition_by or q.having:
+            raise SqlError("Pull queries don't support JOIN, GROUP BY, WINDOW, PARTITION BY or HAVING clauses.", *q.pos)
+        info = self.catalog.get(q.source.name)
+        if info is None:
+            raise SqlError(f"{q.source.name} does not exist.", *q.source.pos)
+        cols_in = [*info.columns, *(WINDOW_COLUMNS if info.window else []), *PSEUDO]
+        scope = Scope({q.source.ref: cols_in})
+        comp = Compiler(scope, clause="WHERE")
+        pred = comp.predicate(q.where) if q.where is not None else None
+        out_cols: list[OutputColumn] = []
+        getters: list[Callable[[Any], Any]] = []
+        taken: set[str] = set()
+        key_names = {n for n, _ in info.key_columns}
+        for i, it in enumerate(q.items):
+            if it.expr is None:
+                star = [*info.key_columns, *(WINDOW_COLUMNS if info.window else []), *info.value_columns]
+                for n, t in star:
+                    taken.add(n)
+                    out_cols.append(OutputColumn(n, t, n in key_names))
+                    getters.append(_getter(n))
+                continue
+            c = Compiler(scope, clause="SELECT").compile(it.expr)
+            name = column_name(it, i, taken)
+            out_cols.append(OutputColumn(name, c.type, isinstance(it.expr, A.Column) and it.expr.name in key_names))
+            getters.append(c.fn)
+        rows: list[list[Any]] = []
+        for r in self._rows_of(info, self._key_of(q.where, info)):
+            if pred is not None and not pred(r):
+                continue
+            rows.append([to_json_value(g(r)) for g in getters])
+            if q.limit is not None and len(rows) >= q.limit:
+                break
+            if len(rows) > self.max_pull_rows:  # an answer is held in memory: bounded
+                raise SqlError(f"The pull query's answer has more than {self.max_pull_rows} rows; add a LIMIT, or a "
+                               "WHERE clause that selects fewer rows (or use a push query)", *q.pos)
+        return out_cols, rows
+
+    @staticmethod
+    def _key_of(where: A.Expr | None, info: SourceInfo) -> tuple[bool, Any]:
+        """(True, value) when the WHERE says ``key = literal`` (alone or AND-ed): a point lookup."""
+        if where is None or len(info.key_columns) != 1:
+            return False, None
+        key = info.key_columns[0][0]
+        if isinstance(where, A.Binary) and where.op == "AND":
+            found = Engine._key_of(where.left, info)
+            return found if found[0] else Engine._key_of(where.right, info)
+        if isinstance(where, A.Binary) and where.op == "=":
+            for a, b in ((where.left, where.right), (where.right, where.left)):
+                if isinstance(a, A.Column) and a.name == key and isinstance(b, A.Literal) and b.value is not None:
+                    from .compiler import cast_value
+
+                    return True, cast_value(b.value, info.key_columns[0][1])
+        return False, None
+
+    def _rows_of(self, info: SourceInfo, lookup: tuple[bool, Any] = (False, None)) -> Iterator[dict[str, Any]]:
+        m = info.materialized
+        if m is not None:
+            pq = self.queries.get(m.query_id)
+            if pq is None or pq.runtime is None:
+                raise SqlError(f"The query materializing {info.name} is not running", code=SERVER_ERROR)
+            if not pq.runtime.tasks:
+                raise SqlError(f"{info.name} is not available for pull queries yet: its query {pq.id} is starting "
+                               "(joining its group, restoring its state)", code=SERVER_ERROR)
+            entries = pq.runtime.scan(m.store, lookup[1], by_key=lookup[0])
+            out = []
+            for k, v in entries:
+                r = m.row(k, v)
+                if r is not None:
+                    if info.window is not None:
+                        r = {**r, "WINDOWSTART": k.window.start, "WINDOWEND": k.window.end}
+                    out.append(r)
+            out.sort(key=lambda r: json.dumps([to_json_value(r.get(n)) for n, _ in info.key_columns], default=str)
+                     + str(r.get("WINDOWSTART", "")))
+            yield from out
+            return
+        if info.window is not None:
+            raise SqlError(f"The windowed table {info.name} is not materialized by a running query", code=NOT_FOUND)
+        yield from self._scan_topic(info)
+
+    def _scan_topic(self, info: SourceInfo) -> Iterator[dict[str, Any]]:
+        c = consumer(self.settings, f"_riverbed-sql-pull-{uuid.uuid4().hex}")
+        ks, vs = info.key_serde(), info.value_serde()
+        latest: dict[str, dict[str, Any] | None] = {}
+        try:
+            md = c.list_topics(info.topic, timeout=10)
+            t = md.topics.get(info.topic)
+            if t is None or t.error is not None:
+                raise SqlError(f"Kafka topic does not exist: {info.topic}", code=NOT_FOUND)
+            ends = {}
+            assign = []
+            for p in t.partitions:
+                lo, hi = c.get_watermark_offsets(TopicPartition(info.topic, p), timeout=10)
+                if hi > lo:
+                    ends[p] = hi
+                    assign.append(TopicPartition(info.topic, p, lo))
+            if not assign:
+                return
+            c.assign(assign)
+            deadline = time.monotonic() + 30
+            while ends and time.monotonic() < deadline:
+                for m in c.consume(500, 0.5):
+                    if m.error():
+                        continue
+                    p = int(m.partition() or 0)
+                    moff = int(m.offset() or 0)
+                    if moff + 1 >= ends.get(p, 0):
+                        ends.pop(p, None)
+                    try:
+                        k = ks.deserialize(m.key())
+                        v = vs.deserialize(m.value())
+                    except Exception as e:
+                        log.warning("pull query: record %s-%d@%d does not decode: %s", info.topic, p, moff, e)
+                        continue
+                    row = None
+                    if v is not None:
+                        row = {**v, **ks.to_columns(k), "ROWTIME": m.timestamp()[1], "ROWPARTITION": p, "ROWOFFSET": moff}
+                    if info.kind == "STREAM":
+                        if row is not None:
+                            yield row
+                    else:
+                        latest[json.dumps(to_json_value(k), default=str)] = row
+        finally:
+            c.close()
+        for r in latest.values():
+            if r is not None:
+                yield r
+
+
+def _prefixed(props: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Client settings passed as ksqlDB passes them: ``ksql.streams.consumer.session.timeout.ms``."""
+    return {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)}
+
+
+def _getter(name: str) -> Callable[[Any], Any]:
+    return lambda r: r.get(name)
+
+
+def error_body(e: SqlError, statement: str | None = None) -> dict[str, Any]:
+    """ksqlDB's error entity."""
+    return {"@type": "statement_error" if statement is not None else "generic_error", "error_code": e.code,
+            "message": str(e), "statementText": statement, "entities": []}
