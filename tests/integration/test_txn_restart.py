@@ -12,6 +12,7 @@ process and is expected to hang until librdkafka is fixed (strict: it fails once
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import subprocess
 import sys
@@ -232,7 +233,8 @@ def test_default_client_settings_after_kill9_restart(broker: BrokerProcess, tmp_
             lines.put(line.strip())
         lines.put(None)
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
 
     def expect(word: str, timeout: float, hung: bool = False) -> None:
         try:
@@ -260,3 +262,8 @@ def test_default_client_settings_after_kill9_restart(broker: BrokerProcess, tmp_
     finally:
         child.kill()
         child.wait(10)
+        reader.join(10)
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()
