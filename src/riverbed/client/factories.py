@@ -10,10 +10,20 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from .settings import ClusterSettings
 
+# librdkafka 2.16 re-bootstraps when every broker it knows is down and then waits forever on
+# the group coordinator it had cached, so a transactional producer that lived through a broker
+# restart hangs in send_offsets_to_transaction (confluentinc/librdkafka#5511;
+# docs/notes/txn-restart-hang.md). Without re-bootstrapping it carries on.
+TRANSACTIONAL_DEFAULTS = {"metadata.recovery.strategy": "none"}
+
 
 def producer(settings: ClusterSettings, **overrides: Any) -> Producer:
-    """A producer with Kafka's safe defaults (acks=all, idempotence) unless overridden."""
-    return Producer(settings.client_config(**{"acks": "all", "enable.idempotence": True, **overrides}))
+    """A producer with Kafka's safe defaults (acks=all, idempotence) unless overridden; a
+    transactional one also gets TRANSACTIONAL_DEFAULTS."""
+    conf = {"acks": "all", "enable.idempotence": True, **overrides}
+    if "transactional.id" in conf:
+        conf = {**TRANSACTIONAL_DEFAULTS, **conf}
+    return Producer(settings.client_config(**conf))
 
 
 def consumer(settings: ClusterSettings, group_id: str, **overrides: Any) -> Consumer:

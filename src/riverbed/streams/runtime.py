@@ -30,6 +30,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
+
 from . import internal_topics
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
@@ -118,7 +120,7 @@ class Runtime:
             self._restore_cfg["isolation.level"] = "read_committed"
             # Kafka Streams' EOS defaults: a 10 s transaction timeout, one id per process
             self._producer_cfg.update({"transactional.id": f"{self.app_id}-{uuid.uuid4()}",
-                                       "transaction.timeout.ms": 10_000})
+                                       "transaction.timeout.ms": 10_000, **TRANSACTIONAL_DEFAULTS})
         self._producer_cfg.update(producer_config or {})
         self._stop = threading.Event()
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
