@@ -5,6 +5,7 @@ Kafka-compatible cluster."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ def run(config: RegistryConfig) -> int:
     """Run in the foreground until SIGINT/SIGTERM."""
     service = RegistryService(config)
     service.store.start()
+    # what start-up built (modules, the replayed state) lives as long as the process: moved out
+    # of the cyclic collector's generations, so that its full collections stay short
+    gc.collect()
+    gc.freeze()
     log.warning("schema registry listening on %s (cluster %s, topic %s)", service.url, config.bootstrap, config.topic)
 
     async def main() -> None:
