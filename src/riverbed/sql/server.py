@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from riverbed.web import HttpServer, JsonError, create_app, json_body, json_response
+from riverbed.web import HttpMetrics, HttpServer, JsonError, create_app, json_body, json_response
 
 from .engine import VERSION, Engine, PushQuery, error_body, schema_text, type_text
 from .errors import BAD_REQUEST, QUERY_ENDPOINT, SERVER_ERROR, SqlError
@@ -182,7 +182,30 @@ def make_app(engine: Engine) -> Any:
         Route("/close-query", close_query, methods=["POST"]),
         Route("/info", info, methods=["GET"]),
         Route("/healthcheck", healthcheck, methods=["GET"]),
-    ], media_type=KSQL_JSON)
+    ], media_type=KSQL_JSON, metrics=_metrics(engine))
+
+
+def _metrics(engine: Engine) -> HttpMetrics:
+    """GET /metrics: the HTTP figures every service has, and the engine's queries by state."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Queries:
+        def describe(self) -> list[Any]:
+            return []
+
+        def collect(self) -> Any:
+            persistent = GaugeMetricFamily("riverbed_sql_persistent_queries", "Persistent queries, by state", labels=["state"])
+            by_state: dict[str, int] = {}
+            for q in list(engine.queries.values()):
+                by_state[q.state] = by_state.get(q.state, 0) + 1
+            for state, n in sorted(by_state.items()):
+                persistent.add_metric([state], n)
+            yield persistent
+            yield GaugeMetricFamily("riverbed_sql_push_queries", "Push queries being streamed to clients", value=len(engine.push_queries))
+
+    metrics = HttpMetrics("sql")
+    metrics.registry.register(Queries())
+    return metrics
 
 
 class SqlServer:
