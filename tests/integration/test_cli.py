@@ -71,6 +71,17 @@ def test_topic_commands(broker: EmbeddedBroker, topic_name: str) -> None:
     assert topic_name not in cli("topic", "list", "-b", b).stdout.split()
 
 
+def test_a_mistyped_topic_is_an_error_not_a_new_topic(broker: EmbeddedBroker, topic_name: str) -> None:
+    """On a broker that auto-creates topics, asking Metadata for one topic by name creates it:
+    the commands that look a topic up must not do that."""
+    b = broker.bootstrap
+    for args in (("topic", "describe", f"{topic_name}-a"), ("group", "reset-offsets", "g", "--topic", f"{topic_name}-b", "--to-earliest"),
+                 ("consume", f"{topic_name}-c", "--timeout", "1")):
+        r = cli(*args, "-b", b, check=False)
+        assert r.returncode != 0 and ("not found" in r.stderr.lower() or "unknown topic" in r.stderr.lower()), (args, r.stderr)
+    assert not [t for t in cli("topic", "list", "-b", b).stdout.split() if t.startswith(topic_name)]
+
+
 def test_produce_and_consume(broker: EmbeddedBroker, topic_name: str) -> None:
     b = broker.bootstrap
     cli("topic", "create", topic_name, "-p", "2", "-b", b)

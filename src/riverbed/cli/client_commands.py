@@ -174,7 +174,7 @@ def topic_command(args: argparse.Namespace) -> int:
                 continue
             print(name)
     elif args.action == "describe":
-        md = admin.list_topics(args.name, timeout=30)
+        md = admin.list_topics(timeout=30)  # every topic: asking for one by name auto-creates it
         t = md.topics.get(args.name)
         if t is None or t.error is not None:
             raise CommandError(f"topic {args.name}: {t.error.str() if t is not None and t.error else 'not found'}")

@@ -75,7 +75,7 @@ def group_command(args: argparse.Namespace) -> int:
 
 
 def reset_offsets(admin: AdminClient, args: argparse.Namespace) -> int:
-    md = admin.list_topics(args.topic, timeout=30)
+    md = admin.list_topics(timeout=30)  # every topic: asking for one by name auto-creates it
     topic = md.topics.get(args.topic)
     if topic is None or topic.error is not None:
         raise CommandError(f"topic {args.topic} not found")
