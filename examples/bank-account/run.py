@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from riverbed.client import ClusterSettings
@@ -166,13 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="an existing cluster (default: start a riverbed broker)")
     args = ap.parse_args(argv)
-    if args.bootstrap:
-        run(args.bootstrap)
-        return 0
-    from riverbed.testing import BrokerProcess
+    from riverbed.testing import example_cluster
 
-    with tempfile.TemporaryDirectory(prefix="bank-account-") as tmp, BrokerProcess(Path(tmp) / "data", extra=["--log-level", "WARNING", "--set", "group.initial.rebalance.delay.ms=0"]) as broker:
-        run(broker.bootstrap)
+    with example_cluster(args.bootstrap, "bank-account") as bootstrap:
+        run(bootstrap)
     return 0
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -163,14 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from contextlib import ExitStack
 
-    from riverbed.testing import BrokerProcess
+    from riverbed.testing import example_cluster
     from riverbed.testing.servers import PostgresServer, RedisServer
 
     with ExitStack() as stack:
-        bootstrap, redis_url, dsn = args.bootstrap, args.redis_url, args.postgres_dsn
-        if not bootstrap:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cqrs-"))
-            bootstrap = stack.enter_context(BrokerProcess(Path(tmp) / "data", extra=["--log-level", "WARNING", "--set", "group.initial.rebalance.delay.ms=0"])).bootstrap
+        redis_url, dsn = args.redis_url, args.postgres_dsn
+        bootstrap = stack.enter_context(example_cluster(args.bootstrap, "cqrs"))
         if not redis_url:
             redis_url = stack.enter_context(RedisServer()).url
         if not dsn:

@@ -13,16 +13,8 @@ dead letters with the error details carried in their headers.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -41,35 +33,7 @@ from riverbed.messaging.deadletter import (
     header,
 )
 from riverbed.messaging.dedup import MemoryStore, idempotent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def own_broker() -> Iterator[str]:
-    """`riverbed serve --no-registry` as a child process on a free port, in a temp dir."""
-    tmp = Path(tempfile.mkdtemp(prefix="dead-letters-"))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--no-console", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the broker did not come up") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
+from riverbed.testing import example_cluster
 
 
 class MailServerRefused(Exception):
@@ -132,11 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--bootstrap", help="a running cluster (default: start riverbed serve)")
     args = ap.parse_args()
-    if args.bootstrap:
-        scenario(args.bootstrap)
-    else:
-        with own_broker() as bootstrap:
-            scenario(bootstrap)
+    with example_cluster(args.bootstrap, "dead-letters") as bootstrap:
+        scenario(bootstrap)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -115,13 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="an existing cluster (default: start a riverbed broker)")
     args = ap.parse_args(argv)
-    if args.bootstrap:
-        run(args.bootstrap)
-        return 0
-    from riverbed.testing import BrokerProcess
+    from riverbed.testing import example_cluster
 
-    with tempfile.TemporaryDirectory(prefix="order-upcast-") as tmp, BrokerProcess(Path(tmp) / "data", extra=["--log-level", "WARNING", "--set", "group.initial.rebalance.delay.ms=0"]) as broker:
-        run(broker.bootstrap)
+    with example_cluster(args.bootstrap, "order-upcast") as bootstrap:
+        run(bootstrap)
     return 0
 
 

@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -94,18 +93,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="a running cluster; default: start `riverbed serve` on a free port")
     args = ap.parse_args()
-    if args.bootstrap:
-        rows = scenario(args.bootstrap)
-    else:
-        from riverbed.testing import BrokerProcess
+    from riverbed.testing import example_cluster
 
-        data = Path(tempfile.mkdtemp(prefix="rolling-average-")) / "data"
-        data.mkdir()
-        broker = BrokerProcess(data).start()
-        try:
-            rows = scenario(broker.bootstrap)
-        finally:
-            broker.terminate()
+    with example_cluster(args.bootstrap, "rolling-average") as bootstrap:
+        rows = scenario(bootstrap)
     for row in rows:
         print(json.dumps(row))
     sys.stdout.flush()

@@ -14,18 +14,13 @@ Needs opentelemetry-sdk (installed by `scripts/setup dev`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from riverbed.messaging import CloudEvent, from_message, to_binary, tracing
+from riverbed.testing import example_cluster
 
 
 def free_port() -> int:
@@ -60,21 +56,6 @@ def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:
             if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
                 raise SystemExit(f"nothing came up on port {port}") from None
             time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def own_broker() -> Iterator[str]:
-    """`riverbed serve --no-registry` as a child process on a free port, in a temp dir."""
-    tmp = Path(tempfile.mkdtemp(prefix="traced-checkout-"))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--no-console", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"])
-    try:
-        wait_port(port, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def scenario(bootstrap: str) -> None:
@@ -167,11 +148,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--bootstrap", help="a running cluster (default: start riverbed serve)")
     args = ap.parse_args()
-    if args.bootstrap:
-        scenario(args.bootstrap)
-    else:
-        with own_broker() as bootstrap:
-            scenario(bootstrap)
+    with example_cluster(args.bootstrap, "traced-checkout") as bootstrap:
+        scenario(bootstrap)
 
 
 if __name__ == "__main__":

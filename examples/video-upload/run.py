@@ -13,17 +13,12 @@ second event's reference, and the transcoder gets a clear BlobMissing error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -31,35 +26,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from riverbed.messaging import from_message
 from riverbed.messaging.claimcheck import BlobMissing, ClaimCheck, DirectoryStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def own_broker() -> Iterator[str]:
-    """`riverbed serve --no-registry` as a child process on a free port, in a temp dir."""
-    tmp = Path(tempfile.mkdtemp(prefix="video-upload-"))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve", "--no-registry", "--no-metrics", "--no-console", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--log-level", "WARNING"])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the broker did not come up") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
+from riverbed.testing import example_cluster
 
 
 def scenario(bootstrap: str, store_dir: Path) -> None:
@@ -115,11 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     store = args.store or Path(tempfile.mkdtemp(prefix="video-blobs-"))
     try:
-        if args.bootstrap:
-            scenario(args.bootstrap, store)
-        else:
-            with own_broker() as bootstrap:
-                scenario(bootstrap, store)
+        with example_cluster(args.bootstrap, "video-upload") as bootstrap:
+            scenario(bootstrap, store)
     finally:
         if args.store is None:
             shutil.rmtree(store, ignore_errors=True)

@@ -14,6 +14,7 @@ Outside pytest, ``with EmbeddedBroker() as broker: ...`` does the same, and
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 from riverbed.app import BrokerThread
 from riverbed.broker import BrokerConfig
 
-__all__ = ["FIXTURE_DEFAULTS", "BrokerProcess", "EmbeddedBroker", "free_port"]
+__all__ = ["EXAMPLE_BROKER_FLAGS", "FIXTURE_DEFAULTS", "BrokerProcess", "EmbeddedBroker", "example_cluster", "free_port"]
 
 # What the pytest fixtures change from a plain broker, as Kafka's test images do: no 3 s wait
 # for more members before a new group's first rebalance, and topics asked for with a
@@ -149,3 +151,29 @@ class BrokerProcess:
             self.kill()
 
 
+
+
+# What the examples' own broker changes from `riverbed serve`'s defaults: quiet logs and no wait
+# for more members before a new group's first rebalance.
+EXAMPLE_BROKER_FLAGS = ["--log-level", "WARNING", "--set", "group.initial.rebalance.delay.ms=0"]
+
+
+@contextlib.contextmanager
+def example_cluster(bootstrap: str | None, name: str, extra: list[str] | None = None) -> Iterator[str]:
+    """The cluster an example runs on: ``bootstrap`` when one was given (``--bootstrap``), else a
+    ``riverbed serve`` child process on a free port with its data in a temp dir, stopped and
+    removed on exit. Yields the bootstrap address."""
+    if bootstrap:
+        yield bootstrap
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    broker = BrokerProcess(tmp / "data", extra=[*EXAMPLE_BROKER_FLAGS, *(extra or [])])
+    try:
+        broker.start(timeout=60.0)
+        yield broker.bootstrap
+    finally:
+        try:
+            broker.terminate()
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
