@@ -40,7 +40,14 @@ from riverbed.coordinator.txn_log import (
     txn_key,
     txn_value,
 )
-from riverbed.coordinator.txn_types import TxnConfig, TxnEvent, TxnLogWrite, WriteMarkers
+from riverbed.coordinator.txn_types import (
+    PREPARING,
+    TxnConfig,
+    TxnEvent,
+    TxnLogWrite,
+    TxnState,
+    WriteMarkers,
+)
 from riverbed.coordinator.write_errors import txn_write_error
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.records.records import build_batch
@@ -84,6 +91,9 @@ class TxnService:
         self._new_tasks: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Future[None]] = set()
         self._failed: dict[str, int] = {}  # transactional id -> the mapped error of its failed write
+        #: transactional id -> its last state record written without the answer waiting for it
+        #: (AddPartitionsToTxn); a transactional produce waits for it
+        self._unsynced: dict[str, tuple[PartitionLog, int]] = {}
         self._stopped = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -95,7 +105,39 @@ class TxnService:
         self.coordinator.finish_load()
         self._drain()
         self._pending, self._new_tasks = [], []
+        self._abort_orphans()
         self.reschedule()
+
+    def _abort_orphans(self) -> None:
+        """Abort the transactions that partitions hold open but the coordinator does not know
+        (a hanging transaction: a power cut kept a transaction's records but lost the state
+        record that added the partition, which the produce's answer waited for, so the client
+        was never told they were stored). Without a marker they would hold back the last
+        stable offset, and every read_committed consumer with it, for ever."""
+        open_in: dict[int, set[tuple[str, int]]] = {}
+        for tid in self.coordinator.transactional_ids():
+            cur = self.coordinator.snapshot(tid)
+            if cur is not None and (cur.state == TxnState.ONGOING or cur.state in PREPARING):
+                open_in.setdefault(cur.producer_id, set()).update(cur.partitions)
+        for topic in list(self.broker.topics):
+            for p in range(topic.partitions):
+                plog = self.broker.partition(topic.name, p)
+                if plog is None:
+                    continue
+                for view in plog.producer_states():
+                    if view.current_txn_start_offset < 0 or (topic.name, p) in open_in.get(view.producer_id, ()):
+                        continue
+                    log.warning(
+                        "%s-%d: transaction of producer %d (epoch %d) open since offset %d is unknown to the coordinator: aborting it",
+                        topic.name, p, view.producer_id, view.producer_epoch, view.current_txn_start_offset,
+                    )
+                    try:
+                        plog.append_marker(view.producer_id, view.producer_epoch, False, self.coordinator.coordinator_epoch, now_ms=self.broker.now_ms())
+                    except KafkaError as exc:
+                        log.error("%s-%d: could not abort the transaction of producer %d: %s", topic.name, p, view.producer_id, exc)
+                        continue
+                    if topic.name == OFFSETS_TOPIC:
+                        self.broker.groups.complete_txn(p, view.producer_id, False)
 
     def stop(self) -> None:
         self._stopped = True
@@ -223,10 +265,30 @@ class TxnService:
                 self.broker.groups.complete_txn(partition, event.producer_id, event.commit)
         self.coordinator.markers_written(event.transactional_id, event.producer_id, event.producer_epoch)
         self._drain()
-        pending, self._pending = self._pending, []
+        # the Complete record is not waited for: the answer to EndTxn needs the markers only.
+        # A Complete lost in a power cut leaves the Prepare record, and the restart writes the
+        # markers again (idempotent); any later state record of the id lands after it in the
+        # same log, so nothing durable can ever come after a lost Complete.
+        self._pending = []
         self._failed.clear()
         self.reschedule()
-        await self.durable(pending)
+
+    def state_written(self, transactional_id: str, record: tuple[PartitionLog, int]) -> None:
+        """``record`` (the id's newest state record) was answered before it is durable."""
+        self._unsynced[transactional_id] = record
+        if len(self._unsynced) > 1024:  # forget the durable ones now and then
+            self._unsynced = {tid: r for tid, r in self._unsynced.items() if r[0].high_watermark <= r[1]}
+
+    def unsynced_state(self, transactional_id: str) -> tuple[PartitionLog, int] | None:
+        """The id's state record that a transactional produce must also wait for, if it is
+        not durable yet."""
+        record = self._unsynced.get(transactional_id)
+        if record is None:
+            return None
+        if record[0].high_watermark > record[1]:
+            del self._unsynced[transactional_id]
+            return None
+        return record
 
     async def durable(self, pending: Pending) -> None:
         """Wait until every (log, offset) in ``pending`` is below its high watermark."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from riverbed.coordinator.txn_log import TRANSACTION_STATE_TOPIC
 from riverbed.coordinator.txn_types import TxnState
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
@@ -176,6 +177,14 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
                 )
             )
             waits.append((plog, info.last_offset))
+            if header.is_transactional and req.transactional_id is not None:
+                # AddPartitionsToTxn answers before its Ongoing record is durable; the
+                # records of the transaction are acknowledged only once it is, so no
+                # acknowledged record ever belongs to a transaction the coordinator could
+                # forget in a power cut (docs/transactions.md, "Durability")
+                state = broker.txns.unsynced_state(req.transactional_id)
+                if state is not None:
+                    waits.append(state)
     broker.notify()  # wake fetchers (visible at once when not waiting for fsync)
     if acks == 0:
         if any(pr.error_code for t in responses for pr in t.partition_responses):
@@ -201,10 +210,14 @@ async def _finish(fut: asyncio.Future[None], resp: ProduceResponse, pending: lis
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(fut, max(timeout_ms, 1) / 1000)
     late = {(p.topic, p.partition): p.failed for p, last in pending if p.high_watermark <= last}
+    # a transaction's state record that is not durable fails every partition of the request
+    state = [failed for (topic, _), failed in late.items() if topic == TRANSACTION_STATE_TOPIC]
     for t in resp.responses:
         for pr in t.partition_responses:
-            if (t.name, pr.index) in late:
-                failed = late[(t.name, pr.index)]
+            if pr.error_code:
+                continue
+            if (t.name, pr.index) in late or state:
+                failed = late[(t.name, pr.index)] if (t.name, pr.index) in late else state[0]
                 if failed is None:
                     pr.error_code = ErrorCode.REQUEST_TIMED_OUT
                 else:

@@ -116,6 +116,11 @@ def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: 
         code, outcome = broker.txns.call(tid, lambda: broker.txns.coordinator.add_partitions(tid, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted))
         code = outcome.error or _fenced(code, version, 2)
         errors = {key: code for key in wanted}
+        if not code and not outcome.tasks and outcome.pending:
+            # answered before the Ongoing record is durable: the transaction's records wait
+            # for it instead (handle_produce), so the client's produce overlaps its fsync
+            broker.txns.state_written(tid, outcome.pending[-1])
+            outcome = Outcome([], [], ErrorCode.NONE)
     by_topic: dict[str, list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]] = {}
     for (name, p), code in errors.items():
         by_topic.setdefault(name, []).append(R.AddPartitionsToTxnPartitionResult(partition_index=p, partition_error_code=code))
