@@ -95,9 +95,7 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
 
 
-_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
-    "riverbed_console_session", default=None
-)
+_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("riverbed_console_session", default=None)
 PUBLIC = ("/login", "/health")
 
 
@@ -144,10 +142,7 @@ def _sparkline(points: list[tuple[float, int]], width: int = 240, height: int = 
     t0, t1 = points[0][0], points[-1][0]
     top = max(v for _, v in points) or 1
     span = (t1 - t0) or 1
-    return " ".join(
-        f"{(t - t0) / span * width:.1f},{height - v / top * (height - 2) - 1:.1f}"
-        for t, v in points
-    )
+    return " ".join(f"{(t - t0) / span * width:.1f},{height - v / top * (height - 2) - 1:.1f}" for t, v in points)
 
 
 def _kafka_error(exc: BaseException) -> str:
@@ -157,25 +152,15 @@ def _kafka_error(exc: BaseException) -> str:
 class Console:
     def __init__(self, config: ConsoleConfig, view: ClusterView | None = None) -> None:
         self.config = config
-        if config.login and not str(
-            config.cluster.client.get("security.protocol", "")
-        ).upper().startswith("SASL"):
-            raise ValueError(
-                "login needs a SASL listener: set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism in the client settings"
-            )
+        if config.login and not str(config.cluster.client.get("security.protocol", "")).upper().startswith("SASL"):
+            raise ValueError("login needs a SASL listener: set security.protocol=SASL_PLAINTEXT or SASL_SSL and sasl.mechanism in the client settings")
         self._view = view or ClusterView(config.cluster, config.refresh_s, config.request_timeout_s)
         self.sessions: dict[str, Session] = {}
         self._sessions_lock = threading.Lock()
         self.registry = SchemaRegistry(config.cluster.registry_url)
         self.tails = 0
-        self.env = Environment(
-            loader=FileSystemLoader(HERE / "templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            auto_reload=False,
-        )
-        self.env.filters.update(
-            bytes=_fmt_bytes, ms=_fmt_ms, time=_fmt_time, q=lambda s: quote(str(s), safe="")
-        )
+        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
+        self.env.filters.update(bytes=_fmt_bytes, ms=_fmt_ms, time=_fmt_time, q=lambda s: quote(str(s), safe=""))
         self.env.globals.update(urlencode=urlencode)
         self._producer: Any = None
 
@@ -208,37 +193,22 @@ class Console:
     def producer(self) -> Any:
         sess = _session.get()
         if sess is not None:  # as the logged-in principal
-            return producer(
-                sess.settings,
-                **{"linger.ms": 0, "message.timeout.ms": 10_000, "enable.idempotence": False},
-            )
+            return producer(sess.settings, **{"linger.ms": 0, "message.timeout.ms": 10_000, "enable.idempotence": False})
         if self._producer is None:
-            self._producer = producer(
-                self.settings, **{"linger.ms": 0, "message.timeout.ms": 10_000}
-            )
+            self._producer = producer(self.settings, **{"linger.ms": 0, "message.timeout.ms": 10_000})
         return self._producer
 
     def read_only_for(self, sess: Session | None) -> bool:
         return self.config.read_only or (sess is not None and sess.role != "admin")
 
-    def render(
-        self, request: Request, template: str, status: int = 200, **ctx: Any
-    ) -> HTMLResponse:
+    def render(self, request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         token, new = csrf_token(request)
         snap = self.view.snapshot
         html = self.env.get_template(template).render(
-            request=request,
-            snap=snap,
-            csrf_field=CSRF_FIELD,
-            csrf=token,
-            bootstrap=self.settings.bootstrap,
-            registry_url=self.settings.registry_url,
-            refresh_s=self.view.refresh_s,
-            read_only=self.read_only_for(_session.get()),
-            user=_session.get(),
-            login=self.config.login,
-            now=time.time(),
-            **ctx,
+            request=request, snap=snap, csrf_field=CSRF_FIELD, csrf=token, bootstrap=self.settings.bootstrap,
+            registry_url=self.settings.registry_url, refresh_s=self.view.refresh_s, read_only=self.read_only_for(_session.get()),
+            user=_session.get(), login=self.config.login,
+            now=time.time(), **ctx,
         )
         resp = HTMLResponse(html, status)
         if new:
@@ -285,23 +255,13 @@ class Console:
         form = await read_form(request)
         user, password = form.get("username", "").strip(), form.get("password", "")
         if not user or not password or len(user) > 256 or len(password) > 1024:
-            return self.render(
-                request,
-                "login.html",
-                400,
-                error="User name and password are required.",
-                username=user[:256],
-            )
+            return self.render(request, "login.html", 400, error="User name and password are required.", username=user[:256])
         base = self.config.cluster
-        settings = replace(
-            base, client={**base.client, "sasl.username": user, "sasl.password": password}
-        )
+        settings = replace(base, client={**base.client, "sasl.username": user, "sasl.password": password})
 
         def verify() -> None:  # the cluster checks the password: connect as that user
             refused: list[Any] = []
-            conf = settings.client_config(
-                **{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000}
-            )
+            conf = settings.client_config(**{"socket.timeout.ms": 5000, "reconnect.backoff.max.ms": 2000})
             conf["error_cb"] = refused.append  # (client_config would spell it error.cb)
             client = AdminClient(conf)
             deadline = time.monotonic() + self.config.request_timeout_s
@@ -320,32 +280,11 @@ class Console:
         try:
             await run_in_threadpool(verify)
         except (KafkaException, TimeoutError) as exc:
-            refused = (
-                isinstance(exc, KafkaException)
-                and bool(exc.args)
-                and getattr(exc.args[0], "code", lambda: None)() == KafkaError._AUTHENTICATION
-            )
-            log.warning(
-                "console: login of %r %s: %s",
-                user,
-                "refused" if refused else "failed",
-                _kafka_error(exc),
-            )
+            refused = isinstance(exc, KafkaException) and bool(exc.args) and getattr(exc.args[0], "code", lambda: None)() == KafkaError._AUTHENTICATION
+            log.warning("console: login of %r %s: %s", user, "refused" if refused else "failed", _kafka_error(exc))
             if refused:
-                return self.render(
-                    request,
-                    "login.html",
-                    401,
-                    error="Login failed: the cluster refused these credentials.",
-                    username=user,
-                )
-            return self.render(
-                request,
-                "login.html",
-                503,
-                error=f"Cannot log in: the cluster at {base.bootstrap} did not answer ({_kafka_error(exc)}).",
-                username=user,
-            )
+                return self.render(request, "login.html", 401, error="Login failed: the cluster refused these credentials.", username=user)
+            return self.render(request, "login.html", 503, error=f"Cannot log in: the cluster at {base.bootstrap} did not answer ({_kafka_error(exc)}).", username=user)
         role = "admin" if user in self.config.admins else "read-only"
         view = ClusterView(settings, self.config.refresh_s, self.config.request_timeout_s)
         await run_in_threadpool(view.start)
@@ -354,14 +293,7 @@ class Console:
             self.sessions[sid] = Session(user, role, settings, view)
         log.info("console: %s logged in (%s)", user, role)
         resp = RedirectResponse("/", 303)
-        resp.set_cookie(
-            SESSION_COOKIE,
-            sid,
-            httponly=True,
-            samesite="strict",
-            path="/",
-            max_age=int(self.config.session_idle_s),
-        )
+        resp.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", path="/", max_age=int(self.config.session_idle_s))
         return resp
 
     async def logout(self, request: Request) -> Response:
@@ -381,34 +313,19 @@ class Console:
         snap = self.view.snapshot
         topics = [t for t in snap.topics.values() if not t.internal]
         sizes = [t.size for t in topics]
-        return self.render(
-            request,
-            "overview.html",
-            topics=topics,
-            partitions=sum(len(t.partitions) for t in topics),
-            total_size=None if any(s is None for s in sizes) else sum(s or 0 for s in sizes),
-            records=sum(t.records for t in topics),
-            lagging=sum(1 for g in snap.groups.values() if g.lag > 0),
-        )
+        return self.render(request, "overview.html", topics=topics, partitions=sum(len(t.partitions) for t in topics),
+                           total_size=None if any(s is None for s in sizes) else sum(s or 0 for s in sizes),
+                           records=sum(t.records for t in topics), lagging=sum(1 for g in snap.groups.values() if g.lag > 0))
 
     async def topics(self, request: Request) -> Response:
         snap = self.view.snapshot
         needle = request.query_params.get("q", "")
         internal = request.query_params.get("internal") == "1"
-        rows = [
-            t
-            for name, t in sorted(snap.topics.items())
-            if (internal or not t.internal) and needle.lower() in name.lower()
-        ]
+        rows = [t for name, t in sorted(snap.topics.items()) if (internal or not t.internal) and needle.lower() in name.lower()]
         return self.render(request, "topics.html", rows=rows, needle=needle, internal=internal)
 
     async def topic_new(self, request: Request) -> Response:
-        return self.render(
-            request,
-            "topic_new.html",
-            form={"partitions": "1", "replication": "-1", "configs": ""},
-            errors=[],
-        )
+        return self.render(request, "topic_new.html", form={"partitions": "1", "replication": "-1", "configs": ""}, errors=[])
 
     async def topic_create(self, request: Request) -> Response:
         self.guard_write()
@@ -416,9 +333,7 @@ class Console:
         errors: list[str] = []
         name = form.get("name", "").strip()
         if not TOPIC_NAME.match(name) or name in (".", ".."):
-            errors.append(
-                "Topic names are 1-249 characters of letters, digits, '.', '_' and '-' (not '.' or '..')."
-            )
+            errors.append("Topic names are 1-249 characters of letters, digits, '.', '_' and '-' (not '.' or '..').")
         partitions = _form_int(form, "partitions", 1, MAX_PARTITIONS, errors)
         replication = _form_int(form, "replication", -1, 1000, errors)
         if replication == 0:
@@ -428,30 +343,14 @@ class Console:
             return self.render(request, "topic_new.html", 400, form=form, errors=errors)
 
         def create() -> None:
-            futs = self.view.admin.create_topics(
-                [
-                    NewTopic(
-                        name,
-                        num_partitions=partitions,
-                        replication_factor=replication,
-                        config=configs,
-                    )
-                ],
-                request_timeout=self.view.timeout,
-            )
+            futs = self.view.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication, config=configs)], request_timeout=self.view.timeout)
             for fut in futs.values():
                 fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(create)
         except (KafkaException, TimeoutError) as exc:
-            return self.render(
-                request,
-                "topic_new.html",
-                400,
-                form=form,
-                errors=[f"The broker refused: {_kafka_error(exc)}"],
-            )
+            return self.render(request, "topic_new.html", 400, form=form, errors=[f"The broker refused: {_kafka_error(exc)}"])
         log.info("console: created topic %s (%d partitions)", name, partitions)
         await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse(f"/topics/{quote(name, safe='')}", 303)
@@ -460,21 +359,13 @@ class Console:
         name = self.topic_name(request)
 
         def read() -> tuple[Any, dict[str, Any], dict[tuple[str, int], tuple[int, int]]]:
-            md = self.view.admin.list_topics(
-                timeout=self.view.timeout
-            )  # never by name: that auto-creates it
+            md = self.view.admin.list_topics(timeout=self.view.timeout)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
-            futs = self.view.admin.describe_configs(
-                [ConfigResource(ResourceType.TOPIC, name)], request_timeout=self.view.timeout
-            )
+            futs = self.view.admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)], request_timeout=self.view.timeout)
             configs = next(iter(futs.values())).result(self.view.timeout)
-            return (
-                t,
-                configs,
-                watermarks(self.view.admin, [(name, p) for p in t.partitions], self.view.timeout),
-            )
+            return t, configs, watermarks(self.view.admin, [(name, p) for p in t.partitions], self.view.timeout)
 
         try:
             t, configs, marks = await run_in_threadpool(read)
@@ -482,30 +373,10 @@ class Console:
             return self.error(request, 503, f"Cannot read topic {name}: {_kafka_error(exc)}")
         info = self.view.snapshot.topics.get(name)
         sizes = {p.partition: p.size for p in info.partitions} if info else {}
-        parts = [
-            {
-                "id": p.id,
-                "leader": p.leader,
-                "replicas": p.replicas,
-                "isr": p.isrs,
-                "low": marks[(name, p.id)][0],
-                "high": marks[(name, p.id)][1],
-                "size": sizes.get(p.id),
-            }
-            for p in sorted(t.partitions.values(), key=lambda p: p.id)
-        ]
+        parts = [{"id": p.id, "leader": p.leader, "replicas": p.replicas, "isr": p.isrs, "low": marks[(name, p.id)][0], "high": marks[(name, p.id)][1], "size": sizes.get(p.id)} for p in sorted(t.partitions.values(), key=lambda p: p.id)]
         entries = sorted(configs.values(), key=lambda e: e.name)
         overrides = [e for e in entries if not e.is_default]
-        return self.render(
-            request,
-            "topic.html",
-            name=name,
-            parts=parts,
-            entries=entries,
-            overrides=overrides,
-            groups=info.group_lag if info else {},
-            errors=[],
-        )
+        return self.render(request, "topic.html", name=name, parts=parts, entries=entries, overrides=overrides, groups=info.group_lag if info else {}, errors=[])
 
     async def topic_alter(self, request: Request) -> Response:
         self.guard_write()
@@ -514,91 +385,50 @@ class Console:
         errors: list[str] = []
         sets = _parse_configs(form.get("set", ""), errors)
         deletes = [k.strip() for k in form.get("delete", "").replace(",", " ").split() if k.strip()]
-        partitions = (
-            _form_int(form, "partitions", 1, MAX_PARTITIONS, errors)
-            if form.get("partitions", "").strip()
-            else None
-        )
+        partitions = _form_int(form, "partitions", 1, MAX_PARTITIONS, errors) if form.get("partitions", "").strip() else None
         if errors:
             return self.error(request, 400, " ".join(errors))
 
         def alter() -> None:
             if sets or deletes:
-                entries = [
-                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                    for k, v in sets.items()
-                ]
-                entries += [
-                    ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
-                    for k in deletes
-                ]
+                entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sets.items()]
+                entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in deletes]
                 res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
-                for fut in self.view.admin.incremental_alter_configs(
-                    [res], request_timeout=self.view.timeout
-                ).values():
+                for fut in self.view.admin.incremental_alter_configs([res], request_timeout=self.view.timeout).values():
                     fut.result(self.view.timeout * 2)
             if partitions is not None:
-                for fut in self.view.admin.create_partitions(
-                    [NewPartitions(name, partitions)], request_timeout=self.view.timeout
-                ).values():
+                for fut in self.view.admin.create_partitions([NewPartitions(name, partitions)], request_timeout=self.view.timeout).values():
                     fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(alter)
         except (KafkaException, TimeoutError) as exc:
-            return self.error(
-                request, 400, f"The broker refused the change to {name}: {_kafka_error(exc)}"
-            )
-        log.info(
-            "console: altered topic %s (set %s, deleted %s, partitions %s)",
-            name,
-            sorted(sets),
-            deletes,
-            partitions,
-        )
+            return self.error(request, 400, f"The broker refused the change to {name}: {_kafka_error(exc)}")
+        log.info("console: altered topic %s (set %s, deleted %s, partitions %s)", name, sorted(sets), deletes, partitions)
         await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse(f"/topics/{quote(name, safe='')}", 303)
 
     async def topic_delete_confirm(self, request: Request) -> Response:
         name = self.topic_name(request)
-        return self.render(
-            request,
-            "confirm.html",
-            title=f"Delete topic {name}",
-            action=f"/topics/{quote(name, safe='')}/delete",
-            message=f"Deleting topic {name} removes all of its records. Type the topic's name to confirm.",
-            expect=name,
-            fields={},
-        )
+        return self.render(request, "confirm.html", title=f"Delete topic {name}", action=f"/topics/{quote(name, safe='')}/delete",
+                           message=f"Deleting topic {name} removes all of its records. Type the topic's name to confirm.", expect=name, fields={})
 
     async def topic_delete(self, request: Request) -> Response:
         self.guard_write()
         name = self.topic_name(request)
         form = await read_form(request)
         if form.get("confirm") != name:
-            return self.render(
-                request,
-                "confirm.html",
-                400,
-                title=f"Delete topic {name}",
-                action=f"/topics/{quote(name, safe='')}/delete",
-                message="The name typed does not match: nothing was deleted.",
-                expect=name,
-                fields={},
-            )
+            return self.render(request, "confirm.html", 400, title=f"Delete topic {name}", action=f"/topics/{quote(name, safe='')}/delete",
+                               message="The name typed does not match: nothing was deleted.", expect=name, fields={})
 
         def delete() -> None:
-            for fut in self.view.admin.delete_topics(
-                [name], request_timeout=self.view.timeout
-            ).values():
+            for fut in self.view.admin.delete_topics([name], request_timeout=self.view.timeout).values():
                 fut.result(self.view.timeout * 2)
 
         try:
             await run_in_threadpool(delete)
         except (KafkaException, TimeoutError) as exc:
-            return self.error(
-                request, 400, f"The broker refused to delete {name}: {_kafka_error(exc)}"
-            )
+            return self.error(request, 400, f"The broker refused to delete {name}: {_kafka_error(exc)}")
         log.info("console: deleted topic %s", name)
         await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
         return RedirectResponse("/topics", 303)
@@ -606,9 +436,7 @@ class Console:
     # -- messages ----------------------------------------------------------------------------
     async def _partitions(self, name: str) -> list[int]:
         def read() -> list[int]:
-            md = self.view.admin.list_topics(
-                timeout=self.view.timeout
-            )  # never by name: that auto-creates it
+            md = self.view.admin.list_topics(timeout=self.view.timeout)  # never by name: that auto-creates it
             t = md.topics.get(name)
             if t is None or t.error is not None:
                 raise NotFound(f"no such topic: {name}")
@@ -622,70 +450,32 @@ class Console:
         try:
             q = browse.Query.parse(params)
         except browse.BadQuery as exc:
-            return self.render(
-                request,
-                "messages.html",
-                400,
-                name=name,
-                q=browse.Query(),
-                params=params,
-                page=None,
-                error=str(exc),
-                partitions=[],
-            )
+            return self.render(request, "messages.html", 400, name=name, q=browse.Query(), params=params, page=None, error=str(exc), partitions=[])
         try:
             partitions = await self._partitions(name)
-            page = await run_in_threadpool(
-                browse.browse,
-                self.settings,
-                self.registry,
-                name,
-                partitions,
-                q,
-                self.config.max_value_bytes,
-            )
+            page = await run_in_threadpool(browse.browse, self.settings, self.registry, name, partitions, q, self.config.max_value_bytes)
         except (KafkaException, TimeoutError) as exc:
             return self.error(request, 503, f"Cannot read topic {name}: {_kafka_error(exc)}")
         if params.get("format") == "json":
-            return JSONResponse(
-                {"records": [r.as_json() for r in page.records], "scanned": page.scanned}
-            )
-        return self.render(
-            request,
-            "messages.html",
-            name=name,
-            q=q,
-            params=params,
-            page=page,
-            error=None,
-            partitions=partitions,
-        )
+            return JSONResponse({"records": [r.as_json() for r in page.records], "scanned": page.scanned})
+        return self.render(request, "messages.html", name=name, q=q, params=params, page=page, error=None, partitions=partitions)
 
     async def download(self, request: Request) -> Response:
         name = self.topic_name(request)
         try:
-            partition, offset = (
-                int(request.path_params["partition"]),
-                int(request.path_params["offset"]),
-            )
+            partition, offset = int(request.path_params["partition"]), int(request.path_params["offset"])
         except ValueError:
             raise NotFound("no such record") from None
         part = request.query_params.get("part", "value")
         try:
             msg = await run_in_threadpool(browse.read_one, self.settings, name, partition, offset)
         except (KafkaException, TimeoutError) as exc:
-            return self.error(
-                request, 503, f"Cannot read {name}/{partition}@{offset}: {_kafka_error(exc)}"
-            )
+            return self.error(request, 503, f"Cannot read {name}/{partition}@{offset}: {_kafka_error(exc)}")
         if msg is None:
             raise NotFound(f"no record at offset {offset} of {name}/{partition}")
         data = (msg.key() if part == "key" else msg.value()) or b""
         filename = f"{name}-{partition}-{offset}.{'key' if part == 'key' else 'value'}.bin"
-        return Response(
-            data,
-            media_type="application/octet-stream",
-            headers={"content-disposition": f'attachment; filename="{filename}"'},
-        )
+        return Response(data, media_type="application/octet-stream", headers={"content-disposition": f'attachment; filename="{filename}"'})
 
     async def produce_form(self, request: Request) -> Response:
         name = self.topic_name(request)
@@ -696,11 +486,7 @@ class Console:
         name = self.topic_name(request)
         form = await read_form(request)
         errors: list[str] = []
-        partition = (
-            _form_int(form, "partition", 0, 1 << 31, errors)
-            if form.get("partition", "").strip()
-            else None
-        )
+        partition = _form_int(form, "partition", 0, 1 << 31, errors) if form.get("partition", "").strip() else None
         headers: list[tuple[str, bytes]] = []
         for line in form.get("headers", "").splitlines():
             if not line.strip():
@@ -711,9 +497,7 @@ class Console:
                 continue
             headers.append((hname.strip(), hvalue.strip().encode()))
         if errors:
-            return self.render(
-                request, "produce.html", 400, name=name, form=form, errors=errors, done=None
-            )
+            return self.render(request, "produce.html", 400, name=name, form=form, errors=errors, done=None)
         key = form.get("key", "")
         value = form.get("value", "")
         done: dict[str, Any] = {}
@@ -723,16 +507,9 @@ class Console:
 
             def report(err: Any, msg: Any) -> None:
                 done["error"] = err
-                done["partition"], done["offset"] = (
-                    (msg.partition(), msg.offset()) if err is None else (None, None)
-                )
+                done["partition"], done["offset"] = (msg.partition(), msg.offset()) if err is None else (None, None)
 
-            kwargs: dict[str, Any] = {
-                "key": key.encode() if key else None,
-                "value": value.encode(),
-                "headers": headers,
-                "on_delivery": report,
-            }
+            kwargs: dict[str, Any] = {"key": key.encode() if key else None, "value": value.encode(), "headers": headers, "on_delivery": report}
             if partition is not None:
                 kwargs["partition"] = partition
             p.produce(name, **kwargs)
@@ -741,25 +518,9 @@ class Console:
         try:
             await run_in_threadpool(send)
         except (KafkaException, BufferError, TimeoutError) as exc:
-            return self.render(
-                request,
-                "produce.html",
-                400,
-                name=name,
-                form=form,
-                errors=[f"Not produced: {_kafka_error(exc)}"],
-                done=None,
-            )
+            return self.render(request, "produce.html", 400, name=name, form=form, errors=[f"Not produced: {_kafka_error(exc)}"], done=None)
         if done.get("error") is not None or "offset" not in done:
-            return self.render(
-                request,
-                "produce.html",
-                400,
-                name=name,
-                form=form,
-                errors=[f"Not produced: {done.get('error') or 'no delivery report in time'}"],
-                done=None,
-            )
+            return self.render(request, "produce.html", 400, name=name, form=form, errors=[f"Not produced: {done.get('error') or 'no delivery report in time'}"], done=None)
         log.info("console: produced to %s/%s@%s", name, done["partition"], done["offset"])
         return self.render(request, "produce.html", name=name, form={}, errors=[], done=done)
 
@@ -770,9 +531,7 @@ class Console:
     async def tail_stream(self, request: Request) -> Response:
         name = self.topic_name(request)
         if self.tails >= MAX_TAILS:
-            return JSONResponse(
-                {"error_code": 429, "message": f"at most {MAX_TAILS} live tails at once"}, 429
-            )
+            return JSONResponse({"error_code": 429, "message": f"at most {MAX_TAILS} live tails at once"}, 429)
         try:
             partitions = await self._partitions(name)
         except (KafkaException, TimeoutError) as exc:
@@ -784,19 +543,9 @@ class Console:
             c = browse.reader(settings)
             try:
 
-                def assign_at_end() -> (
-                    None
-                ):  # the end offsets now, so that nothing produced after "ready" is missed
-                    ends = [
-                        c.get_watermark_offsets(TopicPartition(name, p), self.view.timeout)[1]
-                        for p in partitions
-                    ]
-                    c.assign(
-                        [
-                            TopicPartition(name, p, end)
-                            for p, end in zip(partitions, ends, strict=True)
-                        ]
-                    )
+                def assign_at_end() -> None:  # the end offsets now, so that nothing produced after "ready" is missed
+                    ends = [c.get_watermark_offsets(TopicPartition(name, p), self.view.timeout)[1] for p in partitions]
+                    c.assign([TopicPartition(name, p, end) for p, end in zip(partitions, ends, strict=True)])
 
                 await run_in_threadpool(assign_at_end)
                 yield "event: ready\ndata: {}\n\n"
@@ -815,9 +564,7 @@ class Console:
                 self.tails -= 1
                 await run_in_threadpool(c.close)
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
-        )
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-store"})
 
     # -- consumer groups ---------------------------------------------------------------------
     async def groups(self, request: Request) -> Response:
@@ -834,28 +581,15 @@ class Console:
 
     def _read_group(self, gid: str) -> dict[str, Any]:
         admin = self.view.admin
-        desc = next(
-            iter(admin.describe_consumer_groups([gid], request_timeout=self.view.timeout).values())
-        ).result(self.view.timeout)
+        desc = next(iter(admin.describe_consumer_groups([gid], request_timeout=self.view.timeout).values())).result(self.view.timeout)
         offsets = committed_offsets(admin, [gid], self.view.timeout).get(gid, {})
         assigned: dict[tuple[str, int], str] = {}
         members = []
         for m in desc.members:
-            tps = sorted(
-                (tp.topic, tp.partition)
-                for tp in (m.assignment.topic_partitions if m.assignment else [])
-            )
+            tps = sorted((tp.topic, tp.partition) for tp in (m.assignment.topic_partitions if m.assignment else []))
             for tp in tps:
                 assigned[tp] = m.client_id or m.member_id
-            members.append(
-                {
-                    "member_id": m.member_id,
-                    "client_id": m.client_id,
-                    "host": m.host,
-                    "instance": m.group_instance_id,
-                    "assignment": tps,
-                }
-            )
+            members.append({"member_id": m.member_id, "client_id": m.client_id, "host": m.host, "instance": m.group_instance_id, "assignment": tps})
         keys = sorted(set(offsets) | set(assigned))
         marks = watermarks(admin, keys, self.view.timeout)
         rows = []
@@ -863,27 +597,10 @@ class Console:
             low, high = marks.get(tp, (-1, -1))
             committed = offsets.get(tp)
             lag = max(0, high - committed) if committed is not None and high >= 0 else None
-            rows.append(
-                {
-                    "topic": tp[0],
-                    "partition": tp[1],
-                    "committed": committed,
-                    "low": low,
-                    "high": high,
-                    "lag": lag,
-                    "owner": assigned.get(tp),
-                }
-            )
+            rows.append({"topic": tp[0], "partition": tp[1], "committed": committed, "low": low, "high": high, "lag": lag, "owner": assigned.get(tp)})
         state = getattr(desc.state, "name", str(desc.state)).title().replace("_", "")
-        return {
-            "state": state,
-            "assignor": desc.partition_assignor,
-            "coordinator": desc.coordinator,
-            "members": members,
-            "rows": rows,
-            "topics": sorted({r["topic"] for r in rows}),
-            "simple": desc.is_simple_consumer_group,
-        }
+        return {"state": state, "assignor": desc.partition_assignor, "coordinator": desc.coordinator, "members": members, "rows": rows,
+                "topics": sorted({r["topic"] for r in rows}), "simple": desc.is_simple_consumer_group}
 
     async def group(self, request: Request) -> Response:
         gid = self._group_id(request)
@@ -900,18 +617,7 @@ class Console:
         for r in info["rows"]:
             points = list(series.get((r["topic"], r["partition"]), ()))
             r["spark"] = _sparkline(points, 120, 18)
-        return self.render(
-            request,
-            "group.html",
-            gid=gid,
-            info=info,
-            total=total,
-            history=history,
-            spark=_sparkline(history),
-            plan=None,
-            form={},
-            errors=[],
-        )
+        return self.render(request, "group.html", gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=None, form={}, errors=[])
 
     async def group_reset(self, request: Request) -> Response:
         """Dry run first: the plan (current -> new offset per partition) with an Execute button
@@ -944,31 +650,13 @@ class Console:
         history = list(self.view.history.get(gid, ()))
         total = sum(r["lag"] or 0 for r in info["rows"])
         if errors:
-            return self.render(
-                request,
-                "group.html",
-                400,
-                gid=gid,
-                info=info,
-                total=total,
-                history=history,
-                spark=_sparkline(history),
-                plan=None,
-                form=form,
-                errors=errors,
-            )
+            return self.render(request, "group.html", 400, gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=None, form=form, errors=errors)
 
         def plan() -> list[dict[str, Any]]:
             tps = [(r["topic"], r["partition"]) for r in rows]
             if strategy == "datetime":
-                futs = self.view.admin.list_offsets(
-                    {TopicPartition(t, p): OffsetSpec.for_timestamp(target) for t, p in tps},
-                    request_timeout=self.view.timeout,
-                )
-                found = {
-                    (tp.topic, tp.partition): fut.result(self.view.timeout).offset
-                    for tp, fut in futs.items()
-                }
+                futs = self.view.admin.list_offsets({TopicPartition(t, p): OffsetSpec.for_timestamp(target) for t, p in tps}, request_timeout=self.view.timeout)
+                found = {(tp.topic, tp.partition): fut.result(self.view.timeout).offset for tp, fut in futs.items()}
             out = []
             for r in rows:
                 if strategy == "earliest":
@@ -990,68 +678,33 @@ class Console:
             return self.error(request, 503, f"Cannot plan the reset: {_kafka_error(exc)}")
         active = info["state"] not in ("Empty", "Dead")
         if form.get("execute") == "1" and not active:
-
             def apply() -> None:
-                req = ConsumerGroupTopicPartitions(
-                    gid, [TopicPartition(s["topic"], s["partition"], s["new"]) for s in steps]
-                )
-                for fut in self.view.admin.alter_consumer_group_offsets(
-                    [req], request_timeout=self.view.timeout
-                ).values():
+                req = ConsumerGroupTopicPartitions(gid, [TopicPartition(s["topic"], s["partition"], s["new"]) for s in steps])
+                for fut in self.view.admin.alter_consumer_group_offsets([req], request_timeout=self.view.timeout).values():
                     fut.result(self.view.timeout * 2)
 
             try:
                 await run_in_threadpool(apply)
             except (KafkaException, TimeoutError) as exc:
-                return self.error(
-                    request, 400, f"The broker refused the reset of {gid}: {_kafka_error(exc)}"
-                )
-            log.info(
-                "console: reset offsets of group %s (%s, %d partitions)", gid, strategy, len(steps)
-            )
+                return self.error(request, 400, f"The broker refused the reset of {gid}: {_kafka_error(exc)}")
+            log.info("console: reset offsets of group %s (%s, %d partitions)", gid, strategy, len(steps))
             await run_in_threadpool(self.view.refresh_soon, self.view.timeout)
             return RedirectResponse(f"/groups/{quote(gid, safe='')}?reset=done", 303)
         if active:
-            errors.append(
-                f"The group is {info['state']} with {len(info['members'])} member(s): stop its consumers before resetting (Kafka refuses offset changes of an active group)."
-            )
-        return self.render(
-            request,
-            "group.html",
-            gid=gid,
-            info=info,
-            total=total,
-            history=history,
-            spark=_sparkline(history),
-            plan=steps,
-            form=form,
-            errors=errors,
-            can_execute=not active,
-        )
+            errors.append(f"The group is {info['state']} with {len(info['members'])} member(s): stop its consumers before resetting (Kafka refuses offset changes of an active group).")
+        return self.render(request, "group.html", gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=steps, form=form, errors=errors, can_execute=not active)
 
     # -- share groups (KIP-932); reset and delete: admin.py ----------------------------------
     def _brokers(self) -> list[str]:
         snap = self.view.snapshot
-        return [
-            self.settings.bootstrap.split(",")[0].strip(),
-            *(f"{host}:{port}" for _, host, port in snap.brokers),
-        ]
+        return [self.settings.bootstrap.split(",")[0].strip(), *(f"{host}:{port}" for _, host, port in snap.brokers)]
 
     def _read_share_groups(self) -> list[dict[str, Any]]:
         sec, timeout = self.settings.client, self.view.timeout
         listed = wire.list_share_groups(self._brokers(), sec, timeout)
-        views = wire.describe_share_groups(
-            self.settings.bootstrap, [gid for gid, _ in listed], sec, timeout
-        )
-        keys = {
-            (o.topic, o.partition)
-            for v in views.values()
-            if isinstance(v.offsets, list)
-            for o in v.offsets
-        }
-        ends = {
-            tp: high for tp, (_, high) in watermarks(self.view.admin, sorted(keys), timeout).items()
-        }
+        views = wire.describe_share_groups(self.settings.bootstrap, [gid for gid, _ in listed], sec, timeout)
+        keys = {(o.topic, o.partition) for v in views.values() if isinstance(v.offsets, list) for o in v.offsets}
+        ends = {tp: high for tp, (_, high) in watermarks(self.view.admin, sorted(keys), timeout).items()}
         rows = []
         for gid, state in listed:
             view = views.get(gid)
@@ -1067,25 +720,9 @@ class Console:
                     error = str(view.group)
                 if isinstance(view.offsets, list):
                     topics.update(o.topic for o in view.offsets)
-                    lags = [
-                        x
-                        for x in (
-                            _share_lag(o.start_offset, ends.get((o.topic, o.partition), -1))
-                            for o in view.offsets
-                        )
-                        if x is not None
-                    ]
+                    lags = [x for x in (_share_lag(o.start_offset, ends.get((o.topic, o.partition), -1)) for o in view.offsets) if x is not None]
                     lag = sum(lags) if lags else None
-            rows.append(
-                {
-                    "group_id": gid,
-                    "state": state,
-                    "members": members,
-                    "topics": sorted(topics),
-                    "lag": lag,
-                    "error": error,
-                }
-            )
+            rows.append({"group_id": gid, "state": state, "members": members, "topics": sorted(topics), "lag": lag, "error": error})
         return rows
 
     async def share_groups(self, request: Request) -> Response:
@@ -1099,17 +736,13 @@ class Console:
         if error:
             log.info("console: share groups not available: %s", error)
         rows = [r for r in rows if needle.lower() in r["group_id"].lower()]
-        return self.render(
-            request, "share_groups.html", status, rows=rows, needle=needle, error=error
-        )
+        return self.render(request, "share_groups.html", status, rows=rows, needle=needle, error=error)
 
     def _read_share_group(self, gid: str) -> dict[str, Any]:
         sec, timeout = self.settings.client, self.view.timeout
         view = wire.describe_share_groups(self.settings.bootstrap, [gid], sec, timeout).get(gid)
         if view is None:
-            raise wire.GroupError(
-                gid, ErrorCode.GROUP_ID_NOT_FOUND, "the coordinator did not answer for it"
-            )
+            raise wire.GroupError(gid, ErrorCode.GROUP_ID_NOT_FOUND, "the coordinator did not answer for it")
         desc, offs = view.group, view.offsets
         if isinstance(desc, wire.GroupError):
             raise desc
@@ -1127,18 +760,9 @@ class Console:
             o = by_tp.get(tp)
             start = o.start_offset if o is not None else -1
             end = marks.get(tp, (-1, -1))[1]
-            rows.append(
-                {
-                    "topic": tp[0],
-                    "partition": tp[1],
-                    "start": start if start >= 0 else None,
-                    "end": end if end >= 0 else None,
-                    "lag": _share_lag(start, end),
-                    "broker_lag": o.lag if o is not None and o.lag >= 0 else None,
-                    "error": o.error if o is not None else None,
-                    "owners": owners.get(tp, []),
-                }
-            )
+            rows.append({"topic": tp[0], "partition": tp[1], "start": start if start >= 0 else None, "end": end if end >= 0 else None,
+                         "lag": _share_lag(start, end), "broker_lag": o.lag if o is not None and o.lag >= 0 else None,
+                         "error": o.error if o is not None else None, "owners": owners.get(tp, [])})
         total = sum(r["lag"] for r in rows if r["lag"] is not None)
         return {"group": desc, "rows": rows, "total": total}
 
@@ -1152,33 +776,15 @@ class Console:
         except wire.GroupError as exc:
             if exc.code == ErrorCode.GROUP_ID_NOT_FOUND:
                 return self.error(request, 404, f"no such share group: {gid} ({exc})")
-            return self.error(
-                request,
-                403 if "AUTHORIZATION" in str(exc) else 503,
-                f"Cannot describe share group {gid}: {exc}",
-            )
+            return self.error(request, 403 if "AUTHORIZATION" in str(exc) else 503, f"Cannot describe share group {gid}: {exc}")
         except (wire.WireError, OSError, KafkaException, TimeoutError) as exc:
-            return self.error(
-                request, 503, f"Cannot describe share group {gid}: {_share_error(exc)}"
-            )
-        return self.render(
-            request,
-            "share_group.html",
-            gid=gid,
-            info=info,
-            error=None,
-            plan=None,
-            form={},
-            errors=[],
-            topics=share_topics(info),
-        )
+            return self.error(request, 503, f"Cannot describe share group {gid}: {_share_error(exc)}")
+        return self.render(request, "share_group.html", gid=gid, info=info, error=None, plan=None, form={}, errors=[], topics=share_topics(info))
 
     # -- schemas -----------------------------------------------------------------------------
     async def _registry(self, method: str, path: str, **kw: Any) -> httpx.Response:
         if self.registry.url is None:
-            raise FormError(
-                404, "no schema registry configured (riverbed console --registry-url URL)"
-            )
+            raise FormError(404, "no schema registry configured (riverbed console --registry-url URL)")
         return await run_in_threadpool(lambda: self.registry.http.request(method, path, **kw))
 
     async def schemas(self, request: Request) -> Response:
@@ -1186,28 +792,12 @@ class Console:
         if wanted:
             return RedirectResponse(f"/schemas/{quote(wanted, safe='')}", 303)
         if self.registry.url is None:
-            return self.render(
-                request,
-                "schemas.html",
-                subjects=None,
-                error="No schema registry configured (riverbed console --registry-url URL).",
-            )
+            return self.render(request, "schemas.html", subjects=None, error="No schema registry configured (riverbed console --registry-url URL).")
         try:
             resp = await self._registry("GET", "/subjects")
         except httpx.HTTPError as exc:
-            return self.render(
-                request,
-                "schemas.html",
-                503,
-                subjects=None,
-                error=f"Cannot reach the schema registry at {self.registry.url}: {exc}",
-            )
-        return self.render(
-            request,
-            "schemas.html",
-            subjects=sorted(resp.json()) if resp.status_code == 200 else [],
-            error=None if resp.status_code == 200 else resp.text,
-        )
+            return self.render(request, "schemas.html", 503, subjects=None, error=f"Cannot reach the schema registry at {self.registry.url}: {exc}")
+        return self.render(request, "schemas.html", subjects=sorted(resp.json()) if resp.status_code == 200 else [], error=None if resp.status_code == 200 else resp.text)
 
     def _subject(self, request: Request) -> str:
         subject = str(request.path_params["subject"])
@@ -1215,13 +805,7 @@ class Console:
             raise NotFound("no such subject")
         return subject
 
-    async def subject(
-        self,
-        request: Request,
-        check: dict[str, Any] | None = None,
-        status: int = 200,
-        form: dict[str, str] | None = None,
-    ) -> Response:
+    async def subject(self, request: Request, check: dict[str, Any] | None = None, status: int = 200, form: dict[str, str] | None = None) -> Response:
         subject = self._subject(request)
         qs = quote(subject, safe="")
         try:
@@ -1240,37 +824,14 @@ class Console:
                 ra = await self._registry("GET", f"/subjects/{qs}/versions/{a}")
                 rb = await self._registry("GET", f"/subjects/{qs}/versions/{b}")
                 if ra.status_code == 200 and rb.status_code == 200:
-                    diff = list(
-                        difflib.unified_diff(
-                            _pretty(ra.json()["schema"]).splitlines(),
-                            _pretty(rb.json()["schema"]).splitlines(),
-                            f"version {a}",
-                            f"version {b}",
-                            lineterm="",
-                        )
-                    )
+                    diff = list(difflib.unified_diff(_pretty(ra.json()["schema"]).splitlines(), _pretty(rb.json()["schema"]).splitlines(), f"version {a}", f"version {b}", lineterm=""))
             cfg = await self._registry("GET", f"/config/{qs}", params={"defaultToGlobal": "true"})
         except httpx.HTTPError as exc:
-            return self.error(
-                request, 503, f"Cannot reach the schema registry at {self.registry.url}: {exc}"
-            )
+            return self.error(request, 503, f"Cannot reach the schema registry at {self.registry.url}: {exc}")
         compat = cfg.json().get("compatibilityLevel") if cfg.status_code == 200 else None
         if shown is not None:
             shown["pretty"] = _pretty(shown.get("schema", ""))
-        return self.render(
-            request,
-            "subject.html",
-            status,
-            subject=subject,
-            versions=numbers,
-            shown=shown,
-            diff=diff,
-            a=a,
-            b=b,
-            compat=compat,
-            check=check,
-            form=form or {},
-        )
+        return self.render(request, "subject.html", status, subject=subject, versions=numbers, shown=shown, diff=diff, a=a, b=b, compat=compat, check=check, form=form or {})
 
     async def subject_post(self, request: Request) -> Response:
         subject = self._subject(request)
@@ -1288,58 +849,22 @@ class Console:
                 self.guard_write()
                 resp = await self._registry("POST", f"/subjects/{qs}/versions", json=body)
                 if resp.status_code == 200:
-                    log.info(
-                        "console: registered a schema under %s (id %s)",
-                        subject,
-                        resp.json().get("id"),
-                    )
+                    log.info("console: registered a schema under %s (id %s)", subject, resp.json().get("id"))
                     return RedirectResponse(f"/schemas/{qs}", 303)
-                return await self.subject(
-                    request,
-                    {
-                        "ok": False,
-                        "message": f"Not registered: {resp.json().get('message', resp.text)}",
-                    },
-                    400,
-                    form,
-                )
-            resp = await self._registry(
-                "POST",
-                f"/compatibility/subjects/{qs}/versions/latest",
-                params={"verbose": "true"},
-                json=body,
-            )
+                return await self.subject(request, {"ok": False, "message": f"Not registered: {resp.json().get('message', resp.text)}"}, 400, form)
+            resp = await self._registry("POST", f"/compatibility/subjects/{qs}/versions/latest", params={"verbose": "true"}, json=body)
         except httpx.HTTPError as exc:
-            return self.error(
-                request, 503, f"Cannot reach the schema registry at {self.registry.url}: {exc}"
-            )
+            return self.error(request, 503, f"Cannot reach the schema registry at {self.registry.url}: {exc}")
         data = resp.json()
         if resp.status_code != 200:
-            return await self.subject(
-                request, {"ok": False, "message": data.get("message", resp.text)}, 400, form
-            )
+            return await self.subject(request, {"ok": False, "message": data.get("message", resp.text)}, 400, form)
         ok = bool(data.get("is_compatible"))
-        return await self.subject(
-            request,
-            {
-                "ok": ok,
-                "message": "Compatible with the latest version."
-                if ok
-                else "Not compatible: " + "; ".join(data.get("messages", [])),
-            },
-            200,
-            form,
-        )
+        return await self.subject(request, {"ok": ok, "message": "Compatible with the latest version." if ok else "Not compatible: " + "; ".join(data.get("messages", []))}, 200, form)
 
-    # -- transactions (ACLs and users: admin.py) --------------------------------------------
+    # -- transactions (ACLs and users: admin.py) ---------------------------------------------
     async def transactions(self, request: Request) -> Response:
         try:
-            rows, error = (
-                await run_in_threadpool(
-                    wire.list_transactions, self.settings.bootstrap, self.settings.client
-                ),
-                None,
-            )
+            rows, error = await run_in_threadpool(wire.list_transactions, self.settings.bootstrap, self.settings.client), None
         except (wire.WireError, OSError) as exc:
             rows, error = [], str(exc)
         return self.render(request, "transactions.html", rows=rows, error=error)
@@ -1348,18 +873,11 @@ class Console:
         if self.config.login:  # no cluster view of its own: each session has one
             return JSONResponse({"cluster": None, "login": True, "sessions": len(self.sessions)})
         snap = self.view.snapshot
-        return JSONResponse(
-            {
-                "cluster": "up" if snap.ok else "down",
-                "error": snap.error,
-                "snapshot_age_s": round(time.time() - snap.taken_at, 1) if snap.taken_at else None,
-            }
-        )
+        return JSONResponse({"cluster": "up" if snap.ok else "down", "error": snap.error, "snapshot_age_s": round(time.time() - snap.taken_at, 1) if snap.taken_at else None})
 
     # -- the application ---------------------------------------------------------------------
     def app(self, lifespan: bool = False) -> Starlette:
         """The ASGI app; with `lifespan`, serving it starts and stops the refresher."""
-
         def page(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
             async def wrapped(request: Request) -> Response:
                 token = None
@@ -1421,9 +939,7 @@ class Console:
 
         async def not_found(request: Request, exc: Exception) -> Response:
             status = getattr(exc, "status_code", 404)
-            return self.error(
-                request, status, "Page not found" if status == 404 else f"HTTP {status}"
-            )
+            return self.error(request, status, "Page not found" if status == 404 else f"HTTP {status}")
 
         @contextlib.asynccontextmanager
         async def run(app: Starlette) -> AsyncIterator[None]:
@@ -1433,11 +949,7 @@ class Console:
             finally:
                 await run_in_threadpool(self.stop)
 
-        app = Starlette(
-            routes=routes,
-            exception_handlers={404: not_found, 405: not_found},
-            lifespan=run if lifespan else None,
-        )
+        app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=run if lifespan else None)
         app.add_middleware(SecurityHeaders)
         HttpMetrics("console").install(app)  # GET /metrics, as every HTTP service has
         return app

@@ -115,18 +115,14 @@ class Transaction:
 
 
 class WireClient:
-    def __init__(
-        self, host_port: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0
-    ) -> None:
+    def __init__(self, host_port: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> None:
         host, _, port = host_port.split(",")[0].strip().rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         sec = {k: str(v) for k, v in (security or {}).items()}
         protocol = sec.get("security.protocol", "PLAINTEXT").upper()
         mechanism = (sec.get("sasl.mechanism") or sec.get("sasl.mechanisms") or "PLAIN").upper()
         if protocol.startswith("SASL") and mechanism != "PLAIN":
-            raise WireError(
-                f"SASL mechanism {mechanism} is not supported by the console's own requests"
-            )
+            raise WireError(f"SASL mechanism {mechanism} is not supported by the console's own requests")
         try:
             sock = socket.create_connection((host, int(port)), timeout=timeout)
             if protocol in ("SSL", "SASL_SSL"):
@@ -134,11 +130,7 @@ class WireClient:
                 if sec.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
                     ctx.check_hostname = False
                 if sec.get("ssl.certificate.location"):
-                    ctx.load_cert_chain(
-                        sec["ssl.certificate.location"],
-                        sec.get("ssl.key.location") or None,
-                        password=sec.get("ssl.key.password") or None,
-                    )
+                    ctx.load_cert_chain(sec["ssl.certificate.location"], sec.get("ssl.key.location") or None, password=sec.get("ssl.key.password") or None)
                 sock = ctx.wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError) as exc:
             raise WireError(f"cannot connect to {host_port}: {exc}") from exc
@@ -233,9 +225,7 @@ class WireClient:
         return bytes(buf)
 
 
-def partition_sizes(
-    brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0
-) -> dict[tuple[str, int], int]:
+def partition_sizes(brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[tuple[str, int], int]:
     """Bytes on disk of every partition replica, summed over `brokers` (HOST:PORT each) and their
     log dirs (DescribeLogDirs with a null topic list: all topics)."""
     sizes: dict[tuple[str, int], int] = {}
@@ -253,9 +243,7 @@ def partition_sizes(
     return sizes
 
 
-def storage(
-    brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0
-) -> dict[tuple[str, int], tuple[int, int | None]]:
+def storage(brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[tuple[str, int], tuple[int, int | None]]:
     """Local and tiered (remote) bytes of every partition, from riverbed's DescribeLogStats
     extension; remote is None for a partition that is not tiered. Raises WireError against
     brokers that do not answer it."""
@@ -267,28 +255,17 @@ def storage(
         for topic in resp.topics:
             for p in topic.partitions:
                 if not p.error_code and p.local_bytes >= 0:
-                    out[(topic.name, p.partition)] = (
-                        p.local_bytes,
-                        p.remote_bytes if p.remote_segments >= 0 else None,
-                    )
+                    out[(topic.name, p.partition)] = (p.local_bytes, p.remote_bytes if p.remote_segments >= 0 else None)
     return out
 
 
-def list_transactions(
-    bootstrap: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0
-) -> list[Transaction]:
+def list_transactions(bootstrap: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> list[Transaction]:
     with WireClient(bootstrap, security, timeout) as client:
         resp = client.request(ListTransactionsRequest(), 1)
     assert isinstance(resp, ListTransactionsResponse)
     if resp.error_code:
         raise WireError(f"ListTransactions failed with error code {resp.error_code}")
-    return sorted(
-        (
-            Transaction(t.transactional_id, t.producer_id, t.transaction_state)
-            for t in resp.transaction_states
-        ),
-        key=lambda t: t.transactional_id,
-    )
+    return sorted((Transaction(t.transactional_id, t.producer_id, t.transaction_state) for t in resp.transaction_states), key=lambda t: t.transactional_id)
 
 
 # -- share groups (KIP-932) ------------------------------------------------------------------
@@ -297,18 +274,12 @@ SHARE_UNAVAILABLE = "share groups need Apache Kafka 4.1 or later (or riverbed)"
 
 def _check_shares(client: WireClient) -> None:
     if not client.supports(ShareGroupDescribeRequest.API_KEY, 1):
-        raise SharesUnavailable(
-            f"the broker does not support ShareGroupDescribe v1: {SHARE_UNAVAILABLE}"
-        )
+        raise SharesUnavailable(f"the broker does not support ShareGroupDescribe v1: {SHARE_UNAVAILABLE}")
     if not client.supports(ListGroupsRequest.API_KEY, 5):
-        raise SharesUnavailable(
-            f"the broker does not support ListGroups v5 (group types): {SHARE_UNAVAILABLE}"
-        )
+        raise SharesUnavailable(f"the broker does not support ListGroups v5 (group types): {SHARE_UNAVAILABLE}")
 
 
-def list_share_groups(
-    brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0
-) -> list[tuple[str, str]]:
+def list_share_groups(brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> list[tuple[str, str]]:
     """(group id, state) of every share group: ListGroups v5 with the types filter ["share"]
     to each broker (HOST:PORT), as each lists the groups it coordinates. Put the bootstrap
     first: a cluster without share groups then answers SharesUnavailable at once."""
@@ -345,9 +316,7 @@ def _coordinators(client: WireClient, group_ids: list[str]) -> dict[str, str]:
     return out
 
 
-def _by_coordinator(
-    bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None, timeout: float
-) -> dict[str, list[str]]:
+def _by_coordinator(bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None, timeout: float) -> dict[str, list[str]]:
     with WireClient(bootstrap, security, timeout) as client:
         _check_shares(client)
         where = _coordinators(client, group_ids)
@@ -366,12 +335,7 @@ class ShareGroupView:
     offsets: list[ShareOffset] | GroupError
 
 
-def describe_share_groups(
-    bootstrap: str,
-    group_ids: list[str],
-    security: Mapping[str, Any] | None = None,
-    timeout: float = 5.0,
-) -> dict[str, ShareGroupView]:
+def describe_share_groups(bootstrap: str, group_ids: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[str, ShareGroupView]:
     """Each group at its coordinator, one connection per coordinator: ShareGroupDescribe v1
     (members and assignments) and DescribeShareGroupOffsets (v1, else v0) with a null topic
     list (every share-partition's start offset and, from v1, the broker's lag). A group the
@@ -384,68 +348,29 @@ def describe_share_groups(
         with WireClient(coordinator, security, timeout) as client:
             _check_shares(client)
             if Offsets.API_KEY not in client.versions:
-                raise SharesUnavailable(
-                    f"the broker does not support DescribeShareGroupOffsets: {SHARE_UNAVAILABLE}"
-                )
+                raise SharesUnavailable(f"the broker does not support DescribeShareGroupOffsets: {SHARE_UNAVAILABLE}")
             described = client.request(ShareGroupDescribeRequest(group_ids=ids), 1)
-            offsets = client.request(
-                Offsets(
-                    groups=[
-                        Offsets.DescribeShareGroupOffsetsRequestGroup(group_id=gid, topics=None)
-                        for gid in ids
-                    ]
-                ),
-                1,
-            )
-        assert isinstance(described, ShareGroupDescribeResponse) and isinstance(
-            offsets, DescribeShareGroupOffsetsResponse
-        )
+            offsets = client.request(Offsets(groups=[Offsets.DescribeShareGroupOffsetsRequestGroup(group_id=gid, topics=None) for gid in ids]), 1)
+        assert isinstance(described, ShareGroupDescribeResponse) and isinstance(offsets, DescribeShareGroupOffsetsResponse)
         groups: dict[str, ShareGroup | GroupError] = {}
         for g in described.groups:
             if g.error_code:
                 groups[g.group_id] = GroupError(g.group_id, g.error_code, g.error_message)
                 continue
             members = [
-                ShareMember(
-                    m.member_id,
-                    m.client_id,
-                    m.client_host,
-                    m.member_epoch,
-                    sorted(m.subscribed_topic_names),
-                    sorted(
-                        (tp.topic_name, p)
-                        for tp in m.assignment.topic_partitions
-                        for p in tp.partitions
-                    ),
-                )
+                ShareMember(m.member_id, m.client_id, m.client_host, m.member_epoch, sorted(m.subscribed_topic_names),
+                            sorted((tp.topic_name, p) for tp in m.assignment.topic_partitions for p in tp.partitions))
                 for m in g.members
             ]
-            groups[g.group_id] = ShareGroup(
-                g.group_id,
-                g.group_state,
-                g.group_epoch,
-                g.assignor_name,
-                sorted(members, key=lambda m: (m.client_id, m.member_id)),
-            )
+            groups[g.group_id] = ShareGroup(g.group_id, g.group_state, g.group_epoch, g.assignor_name, sorted(members, key=lambda m: (m.client_id, m.member_id)))
         for og in offsets.groups:
             offs: list[ShareOffset] | GroupError
             if og.error_code:
                 offs = GroupError(og.group_id, og.error_code, og.error_message)
             else:
                 offs = sorted(
-                    (
-                        ShareOffset(
-                            t.topic_name,
-                            p.partition_index,
-                            p.start_offset,
-                            p.lag,
-                            str(GroupError(og.group_id, p.error_code, p.error_message))
-                            if p.error_code
-                            else None,
-                        )
-                        for t in og.topics
-                        for p in t.partitions
-                    ),
+                    (ShareOffset(t.topic_name, p.partition_index, p.start_offset, p.lag, str(GroupError(og.group_id, p.error_code, p.error_message)) if p.error_code else None)
+                     for t in og.topics for p in t.partitions),
                     key=lambda o: (o.topic, o.partition),
                 )
             group = groups.get(og.group_id)
@@ -454,55 +379,31 @@ def describe_share_groups(
     return out
 
 
-def alter_share_group_offsets(
-    bootstrap: str,
-    group_id: str,
-    offsets: Mapping[tuple[str, int], int],
-    security: Mapping[str, Any] | None = None,
-    timeout: float = 5.0,
-) -> dict[tuple[str, int], str | None]:
+def alter_share_group_offsets(bootstrap: str, group_id: str, offsets: Mapping[tuple[str, int], int], security: Mapping[str, Any] | None = None,
+                              timeout: float = 5.0) -> dict[tuple[str, int], str | None]:
     """Set a share group's start offsets (AlterShareGroupOffsets v0 at its coordinator; Kafka
     refuses it for a group with members: NON_EMPTY_GROUP). Per partition None (done) or the
     broker's error; a whole-request error raises GroupError."""
     A = AlterShareGroupOffsetsRequest
-    by_topic: dict[
-        str, list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition]
-    ] = {}
+    by_topic: dict[str, list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition]] = {}
     for (topic, partition), offset in sorted(offsets.items()):
-        by_topic.setdefault(topic, []).append(
-            A.AlterShareGroupOffsetsRequestPartition(partition_index=partition, start_offset=offset)
-        )
+        by_topic.setdefault(topic, []).append(A.AlterShareGroupOffsetsRequestPartition(partition_index=partition, start_offset=offset))
     coordinator = next(iter(_by_coordinator(bootstrap, [group_id], security, timeout)))
     with WireClient(coordinator, security, timeout) as client:
         if A.API_KEY not in client.versions:
-            raise SharesUnavailable(
-                f"the broker does not support AlterShareGroupOffsets: {SHARE_UNAVAILABLE}"
-            )
-        resp = client.request(
-            A(
-                group_id=group_id,
-                topics=[
-                    A.AlterShareGroupOffsetsRequestTopic(topic_name=t, partitions=ps)
-                    for t, ps in by_topic.items()
-                ],
-            ),
-            0,
-        )
+            raise SharesUnavailable(f"the broker does not support AlterShareGroupOffsets: {SHARE_UNAVAILABLE}")
+        resp = client.request(A(group_id=group_id, topics=[A.AlterShareGroupOffsetsRequestTopic(topic_name=t, partitions=ps) for t, ps in by_topic.items()]), 0)
     assert isinstance(resp, AlterShareGroupOffsetsResponse)
     if resp.error_code:
         raise GroupError(group_id, resp.error_code, resp.error_message)
     out: dict[tuple[str, int], str | None] = dict.fromkeys(offsets)
     for t in resp.responses:
         for p in t.partitions:
-            out[(t.topic_name, p.partition_index)] = (
-                str(GroupError(group_id, p.error_code, p.error_message)) if p.error_code else None
-            )
+            out[(t.topic_name, p.partition_index)] = str(GroupError(group_id, p.error_code, p.error_message)) if p.error_code else None
     return out
 
 
-def delete_share_group(
-    bootstrap: str, group_id: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0
-) -> None:
+def delete_share_group(bootstrap: str, group_id: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> None:
     """Delete an empty share group and its share state: DeleteGroups at its coordinator, as
     Kafka's Admin.deleteShareGroups does (NON_EMPTY_GROUP while it has members)."""
     coordinator = next(iter(_by_coordinator(bootstrap, [group_id], security, timeout)))
