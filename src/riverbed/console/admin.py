@@ -25,6 +25,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
@@ -232,6 +233,10 @@ def filter_fields(binding: Any) -> dict[str, str]:
     }
 
 
+class NotAuthorized(Exception):
+    """The principal may not make this request (known before asking the broker)."""
+
+
 @dataclass(frozen=True)
 class UserChange:
     user: str
@@ -289,8 +294,24 @@ class AdminPages:
         self.c = console
 
     # -- ACLs -------------------------------------------------------------------------------
+    def _require_describe(self, what: str) -> None:
+        """Ask whether the principal may DESCRIBE the cluster (DescribeCluster's authorized
+        operations) before a request that needs it, since librdkafka (2.x) mishandles the
+        refusal: a DescribeAcls refused as a whole comes back as an empty list (no error), and a
+        refused DescribeUserScramCredentials frees a string it does not own, which aborts the
+        console's process."""
+        view = self.c.view
+        cluster: Any = view.admin.describe_cluster(
+            include_authorized_operations=True, request_timeout=view.timeout
+        )
+        if AclOperation.DESCRIBE not in (cluster.result(view.timeout).authorized_operations or []):
+            raise NotAuthorized(
+                f"CLUSTER_AUTHORIZATION_FAILED: {what} needs DESCRIBE on the cluster"
+            )
+
     def _describe(self, flt: Any) -> list[Any]:
         view = self.c.view
+        self._require_describe("listing ACLs")
         rows = list(
             view.admin.describe_acls(flt, request_timeout=view.timeout).result(view.timeout)
         )
@@ -317,6 +338,8 @@ class AdminPages:
         everything, _ = parse_acl_filter({})
         try:
             rows, error = await run_in_threadpool(self._describe, everything), None
+        except NotAuthorized as exc:
+            rows, error = [], str(exc)
         except (KafkaException, TimeoutError) as exc:
             rows, error = [], describe_error(exc)
         listed = [
@@ -383,6 +406,8 @@ class AdminPages:
             return self.c.error(request, 400, " ".join(errors))
         try:
             rows = await run_in_threadpool(self._describe, flt)
+        except NotAuthorized as exc:
+            return self.c.error(request, 403, f"Cannot read the ACLs: {exc}")
         except (KafkaException, TimeoutError) as exc:
             return self.c.error(request, 503, f"Cannot read the ACLs: {describe_error(exc)}")
         listed = [{"acl": a, "restype": resource_type_name(a.restype)} for a in rows]
@@ -411,7 +436,7 @@ class AdminPages:
             log.info("console: DeleteAcls refused: %s", describe_error(exc))
             try:
                 rows = await run_in_threadpool(self._describe, flt)
-            except (KafkaException, TimeoutError):
+            except (NotAuthorized, KafkaException, TimeoutError):
                 rows = []
             listed = [{"acl": a, "restype": resource_type_name(a.restype)} for a in rows]
             return self.c.render(
@@ -428,6 +453,7 @@ class AdminPages:
     # -- SCRAM users ------------------------------------------------------------------------
     def _users(self) -> dict[str, Any]:
         view = self.c.view
+        self._require_describe("listing SCRAM users")
         fut: Any = view.admin.describe_user_scram_credentials(request_timeout=view.timeout)
         return dict(fut.result(view.timeout))
 
@@ -440,6 +466,8 @@ class AdminPages:
     ) -> Response:
         try:
             users, error = await run_in_threadpool(self._users), None
+        except NotAuthorized as exc:
+            users, error = {}, str(exc)
         except (KafkaException, TimeoutError) as exc:
             users, error = {}, describe_error(exc)
         rows = [
@@ -556,7 +584,7 @@ class AdminPages:
             desc = self._users().get(user)
             if desc is None:
                 return 0
-            dels = [
+            dels: list[UserScramCredentialAlteration] = [
                 UserScramCredentialDeletion(user, i.mechanism) for i in desc.scram_credential_infos
             ]
             _result(
@@ -567,6 +595,8 @@ class AdminPages:
 
         try:
             n = await run_in_threadpool(delete)
+        except NotAuthorized as exc:
+            return self.c.error(request, 403, f"Cannot delete user {user}: {exc}")
         except (KafkaException, TimeoutError) as exc:
             log.info(
                 "console: AlterUserScramCredentials (delete %s) refused: %s",
