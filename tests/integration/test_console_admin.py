@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +41,7 @@ from .share_helpers import create_topic, produce, set_group_configs
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 USERS = {"alice": "alice-secret", "reader": "reader-secret", "mallory": "mallory-secret"}
 DEADLINE = 20.0
 
@@ -277,6 +279,11 @@ def page(console: ConsoleService) -> Iterator[Any]:
         assert errors == [], errors  # no script errors and no CSP violations
 
 
+def shot(page: Any, name: str) -> None:
+    if os.environ.get("RIVERBED_CONSOLE_SCREENSHOTS") == "1":
+        page.screenshot(path=str(DOCS / f"console-{name}.png"), full_page=True)
+
+
 def login(page: Any, user: str, password: str) -> None:
     page.goto("/login")
     page.fill("input[name=username]", user)
@@ -311,6 +318,7 @@ def test_acls_and_users_from_the_browser(page: Any, broker: EmbeddedBroker) -> N
     expect(row.locator("td")).to_have_text(
         [f"User:{who}", "*", "TOPIC", "orders-", "PREFIXED", "WRITE", "DENY", "Delete…"]
     )
+    shot(page, "acls")
     bindings = cluster_acls(broker, f"User:{who}")
     assert [
         (b.name, b.resource_pattern_type, b.operation, b.permission_type) for b in bindings
