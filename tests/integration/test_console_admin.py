@@ -229,6 +229,17 @@ def test_bad_forms_csrf_and_the_brokers_refusals(
         assert r.status_code == 404 and "no such user: nobody" in r.text
         r = post(c, "/users/alice/delete", confirm="alic")  # a typo: nothing deleted
         assert r.status_code == 400 and "does not match" in r.text
+        # hostile names come back escaped; the exact filter of that binding deletes it alone
+        hostile = {**ACL, "name": '<img src=x onerror="alert(1)">', "principal": "User:<b>eve</b>"}
+        assert post(c, "/acls", **hostile).status_code == 303
+        page = c.get("/acls").text
+        assert "<img src=x" not in page and "<b>eve" not in page
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page
+        confirm = c.get("/acls/delete", params=hostile)
+        assert confirm.status_code == 200 and len(table(confirm.text, "acl-matches")) == 1
+        r = post(c, "/acls/delete", **hostile)
+        assert r.status_code == 303 and r.headers["location"] == "/acls?deleted=1"
+        assert cluster_acls(broker, "User:<b>eve</b>") == []
     with session(console, "mallory") as c:  # admin in the console, but no ALTER on the cluster
         r = post(c, "/acls", **ACL)
         assert (

@@ -280,11 +280,7 @@ def parse_user(form: Mapping[str, str]) -> tuple[UserChange | None, list[str]]:
 
 
 def _result(futures: Mapping[Any, Any], timeout: float) -> list[Any]:
-    return (
-        [fut.result(timeout) for fut in futures.values()]
-        if isinstance(futures, Mapping)
-        else [futures.result(timeout)]
-    )
+    return [fut.result(timeout) for fut in futures.values()]
 
 
 class AdminPages:
@@ -346,7 +342,10 @@ class AdminPages:
             {
                 "acl": a,
                 "restype": resource_type_name(a.restype),
-                "delete": "/acls/delete?" + urlencode(filter_fields(a)),
+                # a binding the AdminClient cannot name (a USER resource, ...) has no exact filter
+                "delete": None
+                if "UNKNOWN" in (a.restype.name, a.operation.name)
+                else "/acls/delete?" + urlencode(filter_fields(a)),
             }
             for a in rows
         ]
@@ -365,10 +364,8 @@ class AdminPages:
         )
 
     async def acls(self, request: Request) -> Response:
-        done = {"created": "ACL binding created.", "deleted": None}.get(
-            request.query_params.get("done", "")
-        )
         n = request.query_params.get("deleted", "")
+        done = "ACL binding created." if request.query_params.get("done") == "created" else None
         if n.isdigit():
             done = f"Deleted {n} ACL binding(s)."
         return await self._acls_page(request, done=done)
