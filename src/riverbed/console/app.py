@@ -22,9 +22,6 @@ from urllib.parse import quote, urlencode
 import httpx
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -32,7 +29,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewPartitions,
     NewTopic,
     OffsetSpec,
-    ResourcePatternType,
     ResourceType,
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -54,6 +50,7 @@ from riverbed.protocol.errors import ErrorCode
 from riverbed.web import HttpMetrics
 
 from . import browse, wire
+from .admin import AdminPages, share_topics
 from .cluster import REQUEST_TIMEOUT_S, ClusterView, committed_offsets, describe_error, watermarks
 from .decode import SchemaRegistry
 from .security import (
@@ -697,7 +694,7 @@ class Console:
             errors.append(f"The group is {info['state']} with {len(info['members'])} member(s): stop its consumers before resetting (Kafka refuses offset changes of an active group).")
         return self.render(request, "group.html", gid=gid, info=info, total=total, history=history, spark=_sparkline(history), plan=steps, form=form, errors=errors, can_execute=not active)
 
-    # -- share groups (KIP-932), read-only --------------------------------------------------
+    # -- share groups (KIP-932); reset and delete: admin.py ----------------------------------
     def _brokers(self) -> list[str]:
         snap = self.view.snapshot
         return [self.settings.bootstrap.split(",")[0].strip(), *(f"{host}:{port}" for _, host, port in snap.brokers)]
@@ -782,7 +779,7 @@ class Console:
             return self.error(request, 403 if "AUTHORIZATION" in str(exc) else 503, f"Cannot describe share group {gid}: {exc}")
         except (wire.WireError, OSError, KafkaException, TimeoutError) as exc:
             return self.error(request, 503, f"Cannot describe share group {gid}: {_share_error(exc)}")
-        return self.render(request, "share_group.html", gid=gid, info=info, error=None)
+        return self.render(request, "share_group.html", gid=gid, info=info, error=None, plan=None, form={}, errors=[], topics=share_topics(info))
 
     # -- schemas -----------------------------------------------------------------------------
     async def _registry(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -864,32 +861,7 @@ class Console:
         ok = bool(data.get("is_compatible"))
         return await self.subject(request, {"ok": ok, "message": "Compatible with the latest version." if ok else "Not compatible: " + "; ".join(data.get("messages", []))}, 200, form)
 
-    # -- ACLs, users, transactions ---------------------------------------------------------
-    async def acls(self, request: Request) -> Response:
-        def read() -> list[Any]:
-            any_filter: Any = AclBindingFilter
-            flt = any_filter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
-            return list(self.view.admin.describe_acls(flt, request_timeout=self.view.timeout).result(self.view.timeout))
-
-        try:
-            rows, error = await run_in_threadpool(read), None
-        except (KafkaException, TimeoutError) as exc:
-            rows, error = [], _kafka_error(exc)
-        rows.sort(key=lambda a: (a.principal, a.restype.name, a.name, a.operation.name))
-        return self.render(request, "acls.html", rows=rows, error=error)
-
-    async def users(self, request: Request) -> Response:
-        def read() -> dict[str, Any]:
-            fut: Any = self.view.admin.describe_user_scram_credentials(request_timeout=self.view.timeout)
-            return dict(fut.result(self.view.timeout))
-
-        try:
-            users, error = await run_in_threadpool(read), None
-        except (KafkaException, TimeoutError) as exc:
-            users, error = {}, _kafka_error(exc)
-        rows = [(name, [f"{i.mechanism.name} ({i.iterations} iterations)" for i in desc.scram_credential_infos]) for name, desc in sorted(users.items())]
-        return self.render(request, "users.html", rows=rows, error=error)
-
+    # -- transactions (ACLs and users: admin.py) ---------------------------------------------
     async def transactions(self, request: Request) -> Response:
         try:
             rows, error = await run_in_threadpool(wire.list_transactions, self.settings.bootstrap, self.settings.client), None
@@ -960,8 +932,7 @@ class Console:
             Route("/schemas", page(self.schemas)),
             Route("/schemas/{subject}", page(lambda r: self.subject(r))),
             Route("/schemas/{subject}", page(self.subject_post), methods=["POST"]),
-            Route("/acls", page(self.acls)),
-            Route("/users", page(self.users)),
+            *AdminPages(self).routes(page),  # /acls, /users, share-group reset and delete
             Route("/transactions", page(self.transactions)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]

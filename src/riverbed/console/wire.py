@@ -1,7 +1,7 @@
 """The Kafka APIs the console needs that confluent-kafka's AdminClient does not offer:
 DescribeLogDirs (partition sizes on disk), ListTransactions and the share-group APIs of
 KIP-932 (ListGroups with the types filter, FindCoordinator, ShareGroupDescribe,
-DescribeShareGroupOffsets). A small blocking client on riverbed's sans-io codec
+DescribeShareGroupOffsets, AlterShareGroupOffsets, DeleteGroups of a share group). A small blocking client on riverbed's sans-io codec
 (`riverbed.protocol`), a connection per page view and broker, one request at a time, to any
 broker that speaks them (Apache Kafka too). PLAINTEXT, SSL and SASL/PLAIN listeners; a SCRAM
 listener answers these pages with "not available" (see docs/console.md, Not yet)."""
@@ -18,7 +18,12 @@ from typing import Any
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.extensions import DescribeLogStatsRequest, DescribeLogStatsResponse
 from riverbed.protocol.messages import request_class, response_class
+from riverbed.protocol.messages.alter_share_group_offsets import (
+    AlterShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsResponse,
+)
 from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from riverbed.protocol.messages.describe_log_dirs import (
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
@@ -372,3 +377,39 @@ def describe_share_groups(bootstrap: str, group_ids: list[str], security: Mappin
             if group is not None:
                 out[og.group_id] = ShareGroupView(group, offs)
     return out
+
+
+def alter_share_group_offsets(bootstrap: str, group_id: str, offsets: Mapping[tuple[str, int], int], security: Mapping[str, Any] | None = None,
+                              timeout: float = 5.0) -> dict[tuple[str, int], str | None]:
+    """Set a share group's start offsets (AlterShareGroupOffsets v0 at its coordinator; Kafka
+    refuses it for a group with members: NON_EMPTY_GROUP). Per partition None (done) or the
+    broker's error; a whole-request error raises GroupError."""
+    A = AlterShareGroupOffsetsRequest
+    by_topic: dict[str, list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition]] = {}
+    for (topic, partition), offset in sorted(offsets.items()):
+        by_topic.setdefault(topic, []).append(A.AlterShareGroupOffsetsRequestPartition(partition_index=partition, start_offset=offset))
+    coordinator = next(iter(_by_coordinator(bootstrap, [group_id], security, timeout)))
+    with WireClient(coordinator, security, timeout) as client:
+        if A.API_KEY not in client.versions:
+            raise SharesUnavailable(f"the broker does not support AlterShareGroupOffsets: {SHARE_UNAVAILABLE}")
+        resp = client.request(A(group_id=group_id, topics=[A.AlterShareGroupOffsetsRequestTopic(topic_name=t, partitions=ps) for t, ps in by_topic.items()]), 0)
+    assert isinstance(resp, AlterShareGroupOffsetsResponse)
+    if resp.error_code:
+        raise GroupError(group_id, resp.error_code, resp.error_message)
+    out: dict[tuple[str, int], str | None] = dict.fromkeys(offsets)
+    for t in resp.responses:
+        for p in t.partitions:
+            out[(t.topic_name, p.partition_index)] = str(GroupError(group_id, p.error_code, p.error_message)) if p.error_code else None
+    return out
+
+
+def delete_share_group(bootstrap: str, group_id: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> None:
+    """Delete an empty share group and its share state: DeleteGroups at its coordinator, as
+    Kafka's Admin.deleteShareGroups does (NON_EMPTY_GROUP while it has members)."""
+    coordinator = next(iter(_by_coordinator(bootstrap, [group_id], security, timeout)))
+    with WireClient(coordinator, security, timeout) as client:
+        resp = client.request(DeleteGroupsRequest(groups_names=[group_id]), 2)
+    assert isinstance(resp, DeleteGroupsResponse)
+    for r in resp.results:
+        if r.error_code:
+            raise GroupError(group_id, r.error_code)
