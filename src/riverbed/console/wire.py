@@ -2,27 +2,23 @@
 DescribeLogDirs (partition sizes on disk), ListTransactions and the share-group APIs of
 KIP-932 (ListGroups with the types filter, FindCoordinator, ShareGroupDescribe,
 DescribeShareGroupOffsets, AlterShareGroupOffsets, DeleteGroups of a share group). A small blocking client on riverbed's sans-io codec
-(`riverbed.protocol`), a connection per page view and broker, one request at a time, to any
-broker that speaks them (Apache Kafka too). PLAINTEXT, SSL and SASL/PLAIN listeners; a SCRAM
-listener answers these pages with "not available" (see docs/console.md, Not yet)."""
+(`riverbed.client.wire`), a connection per page view and broker, one request at a time, to any
+broker that speaks them (Apache Kafka too), over PLAINTEXT, SSL, SASL/PLAIN and SASL/SCRAM."""
 
 from __future__ import annotations
 
-import socket
-import ssl
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from riverbed.client import wire
+from riverbed.client.wire import WireError as WireError
 from riverbed.protocol.errors import ErrorCode
 from riverbed.protocol.extensions import DescribeLogStatsRequest, DescribeLogStatsResponse
-from riverbed.protocol.messages import request_class, response_class
 from riverbed.protocol.messages.alter_share_group_offsets import (
     AlterShareGroupOffsetsRequest,
     AlterShareGroupOffsetsResponse,
 )
-from riverbed.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from riverbed.protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from riverbed.protocol.messages.describe_log_dirs import (
     DescribeLogDirsRequest,
@@ -41,22 +37,11 @@ from riverbed.protocol.messages.list_transactions import (
     ListTransactionsRequest,
     ListTransactionsResponse,
 )
-from riverbed.protocol.messages.sasl_authenticate import (
-    SaslAuthenticateRequest,
-    SaslAuthenticateResponse,
-)
-from riverbed.protocol.messages.sasl_handshake import SaslHandshakeRequest, SaslHandshakeResponse
 from riverbed.protocol.messages.share_group_describe import (
     ShareGroupDescribeRequest,
     ShareGroupDescribeResponse,
 )
-from riverbed.protocol.primitives import Message, Reader, Writer
-
-MAX_FRAME = 64 * 1024 * 1024
-
-
-class WireError(Exception):
-    """The request could not be made (connection, authentication, unsupported API)."""
+from riverbed.protocol.primitives import Message
 
 
 class Unsupported(WireError):
@@ -114,115 +99,19 @@ class Transaction:
     state: str
 
 
-class WireClient:
+class WireClient(wire.WireClient):
     def __init__(self, host_port: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> None:
-        host, _, port = host_port.split(",")[0].strip().rpartition(":")
-        host = host.strip("[]") or "127.0.0.1"
-        sec = {k: str(v) for k, v in (security or {}).items()}
-        protocol = sec.get("security.protocol", "PLAINTEXT").upper()
-        mechanism = (sec.get("sasl.mechanism") or sec.get("sasl.mechanisms") or "PLAIN").upper()
-        if protocol.startswith("SASL") and mechanism != "PLAIN":
-            raise WireError(f"SASL mechanism {mechanism} is not supported by the console's own requests")
+        super().__init__(host_port, security, timeout, client_id="riverbed-console")
+
+    def request_extension(self, msg: Message, response: type[Message] | None = None) -> Message:
+        """One of riverbed's own requests; a broker that does not know it (Apache Kafka)
+        closes the connection: :class:`Unsupported`."""
         try:
-            sock = socket.create_connection((host, int(port)), timeout=timeout)
-            if protocol in ("SSL", "SASL_SSL"):
-                ctx = ssl.create_default_context(cafile=sec.get("ssl.ca.location") or None)
-                if sec.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
-                    ctx.check_hostname = False
-                if sec.get("ssl.certificate.location"):
-                    ctx.load_cert_chain(sec["ssl.certificate.location"], sec.get("ssl.key.location") or None, password=sec.get("ssl.key.password") or None)
-                sock = ctx.wrap_socket(sock, server_hostname=host)
-        except (OSError, ValueError) as exc:
-            raise WireError(f"cannot connect to {host_port}: {exc}") from exc
-        self.sock = sock
-        self.corr = 0
-        try:
-            resp = self._call(ApiVersionsRequest(), 0)
-            assert isinstance(resp, ApiVersionsResponse)
-            self.versions = {k.api_key: (k.min_version, k.max_version) for k in resp.api_keys}
-            if protocol.startswith("SASL"):
-                self._plain(sec.get("sasl.username", ""), sec.get("sasl.password", ""))
-        except BaseException:
-            sock.close()
-            raise
-
-    def _plain(self, user: str, password: str) -> None:
-        hs = self._call(SaslHandshakeRequest(mechanism="PLAIN"), 1)
-        assert isinstance(hs, SaslHandshakeResponse)
-        if hs.error_code:
-            raise WireError("the broker does not accept SASL/PLAIN")
-        resp = self._call(SaslAuthenticateRequest(auth_bytes=f"\0{user}\0{password}".encode()), 1)
-        assert isinstance(resp, SaslAuthenticateResponse)
-        if resp.error_code:
-            raise WireError(f"authentication failed: {resp.error_message}")
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> WireClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def supports(self, api_key: int, version: int) -> bool:
-        span = self.versions.get(api_key)
-        return span is not None and span[0] <= version <= span[1]
-
-    def request(self, msg: Message, max_version: int) -> Message:
-        cls = request_class(msg.API_KEY)
-        span = self.versions.get(msg.API_KEY)
-        if span is None:
-            raise WireError(f"the broker does not support {cls.__name__.removesuffix('Request')}")
-        version = min(max_version, span[1], cls.MAX_VERSION)
-        if version < span[0]:
-            raise WireError(f"no common version of {cls.__name__.removesuffix('Request')}")
-        return self._call(msg, version)
-
-    def request_extension(self, msg: Message, response: type[Message]) -> Message:
-        """One of riverbed's own requests (not in ApiVersions, version 0); a broker that does not
-        know it (Apache Kafka) closes the connection: WireError."""
-        try:
-            return self._call(msg, 0, response)
+            return super().request_extension(msg, response)
         except WireError as exc:
             if "closed by the broker" in str(exc):
                 raise Unsupported(str(exc)) from None
             raise
-
-    def _call(self, msg: Message, version: int, response: type[Message] | None = None) -> Message:
-        self.corr += 1
-        flexible = version >= type(msg).FLEXIBLE_VERSION
-        w = Writer()
-        w.int16(msg.API_KEY)
-        w.int16(version)
-        w.int32(self.corr)
-        w.nullable_string("riverbed-console", False)
-        if flexible:
-            w.uvarint(0)
-        payload = w.getvalue() + msg.encode(version)
-        try:
-            self.sock.sendall(struct.pack(">i", len(payload)) + payload)
-            size = struct.unpack(">i", self._exact(4))[0]
-            if not 0 <= size <= MAX_FRAME:
-                raise WireError(f"response frame of {size} bytes")
-            frame = self._exact(size)
-        except OSError as exc:
-            raise WireError(f"broker connection failed: {exc}") from exc
-        r = Reader(frame)
-        if r.int32() != self.corr:
-            raise WireError("response out of order")
-        if flexible and msg.API_KEY != ApiVersionsRequest.API_KEY:
-            r.skip_tags()
-        return (response or response_class(msg.API_KEY)).read(r, version)
-
-    def _exact(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise WireError("connection closed by the broker")
-            buf += chunk
-        return bytes(buf)
 
 
 def partition_sizes(brokers: list[str], security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> dict[tuple[str, int], int]:
