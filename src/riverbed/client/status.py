@@ -130,6 +130,7 @@ class StatusReporter:
             self._warn("status report failed: %s", e)
         if self._producer is not None:
             self._producer.flush(timeout)
+            self._producer = None  # (librdkafka's client goes with the last reference)
 
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
