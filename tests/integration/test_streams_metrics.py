@@ -5,6 +5,8 @@ app stays there as ERROR."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import urllib.request
 import uuid
@@ -32,6 +34,46 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = r.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-streams-dashboard.json"
+
+
+def check_dashboard(url: str) -> None:
+    """Every expression of docs/grafana-streams-dashboard.json names metrics a streams app
+    exposes, with labels they carry (families without samples yet, such as late records, are
+    checked by name only)."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        families = list(text_string_to_metric_families(r.read().decode()))
+    labels: dict[str, set[str] | None] = {}
+    for fam in families:
+        suffixes = {"counter": ["_total"], "summary": ["_sum", "_count"], "histogram": ["_sum", "_count", "_bucket"]}.get(fam.type, [""])
+        for suffix in suffixes:
+            labels.setdefault(fam.name + suffix, None)
+        for sample in fam.samples:
+            known = labels.get(sample.name) or set()
+            labels[sample.name] = known | set(sample.labels)
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    assert len(exprs) >= 20
+    seen: set[str] = set()
+    for expr in exprs:
+        names = set(re.findall(r"\b((?:riverbed|process)_[a-z_]+)\b", expr))
+        assert names, f"no metric in {expr!r}"
+        for name in names:
+            assert name in labels, f"{name} (in {expr!r}) is not exposed"
+        known = [labels[n] for n in names if labels[n] is not None]
+        if known:
+            allowed = set().union(*known) | {"instance", "job"}
+            used = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|!~|=)\s*\"", expr))
+            for group in re.findall(r"\bby \(([^)]*)\)", expr):
+                used |= {label.strip() for label in group.split(",")}
+            assert used <= allowed, f"labels {used - allowed} of {expr!r} are not on {names}"
+        seen |= names
+    streams = {n for n in labels if n.startswith("riverbed_streams_")}
+    families_shown = {re.sub(r"_(total|sum|count|bucket)$", "", n) for n in seen}
+    assert {re.sub(r"_(total|sum|count|bucket)$", "", n) for n in streams} <= families_shown, "a streams metric has no panel"
 
 
 def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float | None:
@@ -98,6 +140,7 @@ def test_metrics_and_status_of_a_running_app(riverbed_broker: EmbeddedBroker, tm
             assert (value(s, "riverbed_streams_store_size_bytes", app=app_id, store="counts") or 0) > 0
             assert value(s, "riverbed_streams_restore_remaining_records", app=app_id, store="counts") == 0
             assert value(s, "riverbed_http_requests_total", service="streams", endpoint="endpoint") is not None
+            check_dashboard(url)
             # the status record: state, figures, the metrics URL
             wait_until(lambda: (e := entry(directory, "streams", app_id)) is not None and e.figures.get("consumed") == 9
                        and e.state == "RUNNING", "status record with 9 consumed")
