@@ -103,6 +103,7 @@ class StatusReporter:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> StatusReporter:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="status-reporter", daemon=True)
         self._thread.start()
         return self

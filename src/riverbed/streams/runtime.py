@@ -439,7 +439,8 @@ class Runtime:
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("revoked %s", [(p.topic, p.partition) for p in parts])
-        self._set_state("REBALANCING")
+        if not self._stop.is_set():  # (closing the consumer on stop revokes too)
+            self._set_state("REBALANCING")
         keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
         if keys:
             self.commit(None if self.eos else keys)  # one transaction covers every task
