@@ -41,9 +41,10 @@ DEFAULT_INTERVAL_S = 10.0
 # compacted, and old segments deleted after a week: crashed services' last records age out
 TOPIC_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
 VERSION = 1
-MAX_VALUE_BYTES = (
-    64 * 1024
-)  # a reader ignores larger values (figures are meant to be a few numbers)
+# a reader ignores larger values (figures are meant to be a few numbers); with MAX_ENTRIES,
+# what a reader keeps stays under 80 MB whatever is written to the topic
+MAX_VALUE_BYTES = 16 * 1024
+MAX_ENTRIES = 5_000
 
 
 def default_instance() -> str:
@@ -291,7 +292,7 @@ class ServiceDirectory:
         config: dict[str, Any],
         topic: str = TOPIC,
         forget_s: float = 24 * 3600,
-        max_entries: int = 10_000,
+        max_entries: int = MAX_ENTRIES,
     ) -> None:
         self.config = dict(config)
         self.topic = topic

@@ -55,3 +55,19 @@ def test_reporter_keys_and_interval() -> None:
         StatusReporter({"bootstrap.servers": "127.0.0.1:1"}, list, interval_s=0)
     r = StatusReporter({"bootstrap.servers": "127.0.0.1:1"}, lambda: [Status("sql", "Q1", "RUNNING")], instance="i")
     assert list(r._read()) == ["sql/Q1/i"]
+
+
+def test_a_directory_forgets_old_and_keeps_at_most_max_entries() -> None:
+    from riverbed.client.status import ServiceDirectory
+
+    d = ServiceDirectory({"bootstrap.servers": "127.0.0.1:1"}, forget_s=3600, max_entries=3)
+    now = int(time.time() * 1000)
+    for i in range(5):
+        e = parse_entry(f"k{i}".encode(), record(name=f"s{i}", heartbeat_at=now - i * 1000))
+        assert e is not None
+        d.entries[e.key] = e
+    old = parse_entry(b"old", record(name="old", heartbeat_at=now - 7200_000))
+    assert old is not None
+    d.entries["old"] = old
+    d._prune()
+    assert sorted(d.entries) == ["k0", "k1", "k2"]  # the freshest heartbeats
