@@ -833,7 +833,7 @@ class Engine:
         # at 1,000 records/s would hold each row back by up to 100 ms
         rt = Runtime(topology, self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000, batch_size=1,
                      consumer_config={"auto.offset.reset": "earliest", **self.settings.client},
-                     producer_config=dict(self.settings.client))
+                     producer_config=dict(self.settings.client), report_status=False)  # (transient: not a service)
         pq = PushQuery(qid, plan.columns, q.limit, rt, on_close=self._push_closed)
         holder.append(pq)
 
