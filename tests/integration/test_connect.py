@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from confluent_kafka import KafkaException
 
 from riverbed.client import ClusterSettings
 from riverbed.connect.catalog import Catalog
@@ -363,6 +364,19 @@ def test_polling_relay(db: str, kafka: EmbeddedBroker) -> None:
         assert c.execute("SELECT count(*) FROM event_outbox").fetchone() == (0,)
 
 
+def reported(bootstrap: str, kind: str) -> list[Any]:
+    """The services of `kind` that report in, read from the status topic."""
+    from riverbed.client.status import ServiceDirectory
+
+    d = ServiceDirectory({"bootstrap.servers": bootstrap})
+    try:
+        return [e for e in d.update(1).values() if e.kind == kind]
+    except KafkaException:  # no status topic yet
+        return []
+    finally:
+        d.close()
+
+
 def test_cli_two_connectors_in_one_process_status_offsets_reset(db: str, kafka: EmbeddedBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from riverbed.cli.main import main
 
@@ -386,10 +400,17 @@ def test_cli_two_connectors_in_one_process_status_offsets_reset(db: str, kafka: 
             assert wait_for(lambda topic=topic: [e.op for e in events(kafka.bootstrap, topic)] or None, 30, f"snapshot of {topic}") == ["r"]
         caught_up(db, slot)
         caught_up(db, slot2)
+        # both connectors report in (docs/adr/0015-services-report-in.md)
+        wait_for(lambda: sorted((e.name, e.state, e.metrics_url, e.figures.get("snapshot_rows")) for e in reported(kafka.bootstrap, "connect")
+                                if e.name.startswith(f"cli{n}")) == [(f"cli{n}", "streaming", f"http://127.0.0.1:{port}/metrics", 1),
+                                                                      (f"cli{n}b", "streaming", f"http://127.0.0.1:{port}/metrics", 1)] or None,
+                 30, "both connectors streaming in their status records")
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b"s3cret" not in err and b"********" in err  # the password is masked in the start-up log
+    # a clean stop: tombstones, the connectors leave the list
+    assert [e for e in reported(kafka.bootstrap, "connect") if e.name.startswith(f"cli{n}")] == []
     execute(db, "INSERT INTO s VALUES (2)")  # lag while the connector is down
     os.environ["CONNECT_TEST_PG_PASSWORD"] = "s3cret-never-logged"
     try:

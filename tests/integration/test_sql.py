@@ -223,9 +223,15 @@ def test_the_lecture_push_and_pull_queries(server: Server) -> None:
     # the server's /metrics counts the running persistent query and the requests answered
     from prometheus_client.parser import text_string_to_metric_families
 
-    samples = {(m.name, tuple(sorted(m.labels.items()))): m.value for f in text_string_to_metric_families(server.http.get(f"{server.url}/metrics").text) for m in f.samples}
+    answered = ("riverbed_http_requests_total", (("endpoint", "query"), ("method", "POST"), ("service", "sql"), ("status", "200")))
+    deadline = time.monotonic() + 10
+    while True:  # (a streamed answer is counted once the server has finished it, a moment after the client read it)
+        samples = {(m.name, tuple(sorted(m.labels.items()))): m.value for f in text_string_to_metric_families(server.http.get(f"{server.url}/metrics").text) for m in f.samples}
+        if answered in samples or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert samples[("riverbed_sql_persistent_queries", (("state", "RUNNING"),))] >= 1
-    assert samples[("riverbed_http_requests_total", (("endpoint", "query"), ("method", "POST"), ("service", "sql"), ("status", "200")))] >= 1
+    assert samples[answered] >= 1
 
     server.ksql("CREATE STREAM sales (id STRING KEY, shop STRING, amount DOUBLE) WITH (kafka_topic='sales', value_format='JSON', partitions=2);"
                 "CREATE TABLE revenue AS SELECT shop, SUM(amount) AS total, COUNT(*) AS n FROM sales "

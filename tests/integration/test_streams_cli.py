@@ -3,6 +3,7 @@ a running application, and a Graphviz picture of the topology."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,11 @@ def test_streams_describe(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> No
         # committed offsets trail the outputs by at most one commit interval
         wait_until(lambda: "lines: committed 1, end 1, lag 0" in riverbed("streams", "describe", str(appfile), "-b", bs).stdout,
                    "committed offsets")
+        # the running instance as it reports in (state, tasks, restores under way)
+        described = riverbed("streams", "describe", str(appfile), "-b", bs).stdout
+        assert re.search(r"instances:\n  \S+: RUNNING, tasks 2, lag \d+\n    restores: none under way", described), described
     online = riverbed("streams", "describe", str(appfile), "-b", bs)
+    assert "instances: none report in" in online.stdout  # a clean stop left the list
     assert online.returncode == 0, online.stderr
     assert "task 0_0" in online.stdout and "task 1_0" in online.stdout
     assert "wc-cli-counts-repartition: committed 3, end 3, lag 0" in online.stdout

@@ -105,14 +105,34 @@ def run(cluster: Any, configs: list[Any], level: str, listen: str | None = None)
         http = HttpServer(connect_app(connectors), host or "127.0.0.1", int(port)).start_in_thread()
         log.info("serving /metrics and /connectors on %s", http.url)
     threads = [threading.Thread(target=body, args=(c,), name=f"connect-{c.cfg.name}", daemon=True) for c in connectors]
+    reporter = connector_reporter(cluster, connectors, f"{http.url}/metrics" if http is not None else None).start()
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(0.2)
+    # stopped by a signal: the connectors leave the list; failed ones stay, as failed
+    reporter.stop(clean=not failures)
     if http is not None:
         http.stop()
     return 1 if failures else 0
+
+
+def connector_reporter(cluster: Any, connectors: list[Any], metrics_url: str | None) -> Any:
+    """Each connector reports in (docs/adr/0015-services-report-in.md): state and figures."""
+    from riverbed.client.status import Status, StatusReporter
+
+    def source() -> list[Status]:
+        out = []
+        for c in connectors:
+            st = c.stats
+            figures = {"changes": st.changes, "records": st.records, "transactions": st.transactions,
+                       "snapshot_rows": st.snapshot_rows, "lag_bytes": st.lag_bytes, "lag_seconds": st.lag_seconds,
+                       "paused": c.paused.is_set()}
+            out.append(Status("connect", c.cfg.name, st.state, figures, metrics_url))
+        return out
+
+    return StatusReporter(cluster.client_config(), source)
 
 
 def _status_of(cluster: Any, cfg: Any, stored: dict[bytes, Any]) -> dict[str, Any]:

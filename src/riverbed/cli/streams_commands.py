@@ -1,6 +1,7 @@
 """``riverbed streams describe APP``: a riverbed.streams application's topology (text or
-Graphviz DOT), its internal topics, and per task the committed offset and lag of each input
-partition and the size of each store's changelog partition (what a restore would replay)."""
+Graphviz DOT), its internal topics, per task the committed offset and lag of each input
+partition and the size of each store's changelog partition (what a restore would replay), and
+the running instances as they report in (state, restores under way with their progress)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,42 @@ def streams_command(args: argparse.Namespace) -> int:
                         print(f"    store {spec.name}: changelog {cl}-{p} holds offsets [{low}, {high})")
                     else:
                         print(f"    store {spec.name}: no changelog topic yet")
+        _print_instances(args, app.application_id, md)
     finally:
         c.close()
     return 0
+
+
+def _print_instances(args: argparse.Namespace, app_id: str, md: Any) -> None:
+    """The app's running instances as they report in (docs/adr/0015-services-report-in.md):
+    state, heartbeat, and the progress of restores under way."""
+    from riverbed.client.status import TOPIC, ServiceDirectory
+
+    meta = md.topics.get(TOPIC)
+    if meta is None or meta.error is not None:
+        print("instances: none report in (no status topic)")
+        return
+    directory = ServiceDirectory({"bootstrap.servers": args.bootstrap})
+    try:
+        found = [e for e in directory.update(len(meta.partitions), 10).values() if e.kind == "streams" and e.name == app_id]
+    finally:
+        directory.close()
+    if not found:
+        print("instances: none report in")
+        return
+    print("instances:")
+    for e in sorted(found, key=lambda e: e.instance):
+        stale = f" (stale: no heartbeat for {e.age_s():.0f} s)" if e.stale() else ""
+        f = e.figures
+        print(f"  {e.instance}: {e.state}{stale}, tasks {f.get('tasks', '-')}, lag {f.get('lag', '-')}"
+              + (f", metrics {e.metrics_url}" if e.metrics_url else ""))
+        restoring = f.get("restoring") or {}
+        if not restoring:
+            print("    restores: none under way")
+        for key, pair in sorted(restoring.items()):
+            try:
+                done, total = int(pair[0]), int(pair[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+            pct = 100.0 * done / total if total else 100.0
+            print(f"    restoring {key}: {done} of {total} changelog offsets ({pct:.0f}%)")

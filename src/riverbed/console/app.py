@@ -84,6 +84,7 @@ class ConsoleConfig:
     login: bool = False
     admins: frozenset[str] = frozenset()
     session_idle_s: float = 8 * 3600
+    stale_after: float = 3.0  # a service is stale after this many of its heartbeat intervals without one
 
 
 @dataclass
@@ -129,6 +130,34 @@ def _fmt_ms(value: str | None) -> str:
     return f"{ms} ms"
 
 
+SERVICE_KINDS = (("connect", "Connectors"), ("streams", "Streams apps"), ("sql", "SQL queries"))
+
+
+def _figures(figures: dict[str, Any], limit: int = 12) -> list[tuple[str, str]]:
+    """A status record's figures as short (name, text) pairs (nested ones flattened, long text cut)."""
+    out: list[tuple[str, str]] = []
+    for name, value in figures.items():
+        if len(out) >= limit:
+            out.append(("…", f"{len(figures) - limit} more"))
+            break
+        if isinstance(value, dict):
+            text = ", ".join(f"{k}: {v}" for k, v in list(value.items())[:5]) + (" …" if len(value) > 5 else "")
+        elif value is None:
+            text = "-"
+        else:
+            text = str(value)
+        out.append((str(name)[:60], text if len(text) <= 120 else text[:119] + "…"))
+    return out
+
+
+def _fmt_age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _fmt_time(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -160,7 +189,7 @@ class Console:
         self.registry = SchemaRegistry(config.cluster.registry_url)
         self.tails = 0
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
-        self.env.filters.update(bytes=_fmt_bytes, ms=_fmt_ms, time=_fmt_time, q=lambda s: quote(str(s), safe=""))
+        self.env.filters.update(bytes=_fmt_bytes, ms=_fmt_ms, time=_fmt_time, age=_fmt_age, q=lambda s: quote(str(s), safe=""))
         self.env.globals.update(urlencode=urlencode)
         self._producer: Any = None
 
@@ -869,6 +898,22 @@ class Console:
             rows, error = [], str(exc)
         return self.render(request, "transactions.html", rows=rows, error=error)
 
+    async def services(self, request: Request) -> Response:
+        """The connectors, streams apps and SQL queries that report in (docs/adr/0015)."""
+        snap = self.view.snapshot
+        kind = request.query_params.get("kind", "")
+        now_ms = int(time.time() * 1000)
+        rows: list[dict[str, Any]] = [{"e": e, "age": e.age_s(now_ms), "stale": e.stale(self.config.stale_after, now_ms),
+                 "figures": _figures(e.figures)}
+                for _, e in sorted(snap.services.items()) if not kind or e.kind == kind]
+        sections = [(k, title, [r for r in rows if r["e"].kind == k]) for k, title in SERVICE_KINDS]
+        known = {k for k, _ in SERVICE_KINDS}
+        other = [r for r in rows if r["e"].kind not in known]
+        if other:
+            sections.append(("other", "Other services", other))
+        return self.render(request, "services.html", sections=sections, kind=kind, topic=self.view.services_topic,
+                           topic_exists=self.view.services_topic in snap.topics, stale_after=self.config.stale_after)
+
     async def health(self, request: Request) -> Response:
         if self.config.login:  # no cluster view of its own: each session has one
             return JSONResponse({"cluster": None, "login": True, "sessions": len(self.sessions)})
@@ -934,6 +979,7 @@ class Console:
             Route("/schemas/{subject}", page(self.subject_post), methods=["POST"]),
             *AdminPages(self).routes(page),  # /acls, /users, share-group reset and delete
             Route("/transactions", page(self.transactions)),
+            Route("/services", page(self.services)),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
 

@@ -28,6 +28,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from riverbed.client import ClusterSettings, admin
+from riverbed.client.status import TOPIC as SERVICES_TOPIC
+from riverbed.client.status import ServiceDirectory, ServiceEntry
 
 from . import wire
 
@@ -97,6 +99,8 @@ class Snapshot:
     topics: dict[str, TopicInfo] = field(default_factory=dict)
     groups: dict[str, GroupInfo] = field(default_factory=dict)
     sizes_error: str | None = None
+    services: dict[str, ServiceEntry] = field(default_factory=dict)  # services that report in, by key
+    services_error: str | None = None
     error: str | None = None  # the last refresh failed: the cluster is unreachable or refused
     error_since: float | None = None
 
@@ -159,6 +163,8 @@ class ClusterView:
         # per-partition lag over time, for the groups whose page was viewed lately
         self.watched: dict[str, float] = {}
         self.partition_history: dict[str, dict[tuple[str, int], deque[tuple[float, int]]]] = {}
+        self.services_topic = SERVICES_TOPIC
+        self._services: ServiceDirectory | None = None
 
     @property
     def admin(self) -> AdminClient:
@@ -188,6 +194,8 @@ class ClusterView:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(REQUEST_TIMEOUT_S * 3)
+        if self._services is not None:
+            self._services.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -270,7 +278,22 @@ class ClusterView:
                     for p in t.partitions:
                         p.remote = stats.get((t.name, p.partition), (0, None))[1]
         self._read_groups(snap, marks)
+        self._read_services(snap)
         return snap
+
+    def _read_services(self, snap: Snapshot) -> None:
+        """The services that report in (docs/adr/0015-services-report-in.md): the status topic
+        read on from where the last refresh stopped."""
+        topic = snap.topics.get(self.services_topic)
+        if topic is None:
+            return
+        if self._services is None:
+            self._services = ServiceDirectory(self.settings.client_config(**{"socket.timeout.ms": 5000}), self.services_topic)
+        try:
+            snap.services = self._services.update(len(topic.partitions), self.timeout)
+        except KafkaException as exc:
+            snap.services = dict(self._services.entries)
+            snap.services_error = describe_error(exc)
 
     def _read_configs(self, snap: Snapshot) -> None:
         names = list(snap.topics)

@@ -199,6 +199,7 @@ class Engine:
                  commit_interval_ms: int = 2000) -> None:
         self.settings = settings
         self.service_id = service_id
+        self.metrics_url: str | None = None  # the server's /metrics (in the queries' status records)
         self.command_topic = command_topic or f"_confluent-ksql-{service_id}_command_topic"
         import tempfile
 
@@ -501,7 +502,9 @@ class Engine:
         topology = plan.app.topology()
         if wait and str(props.get("auto.offset.reset", "latest")) == "latest":
             self._start_at_end(topology)  # a new query (not one resumed from the command topic)
-        rt = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
+        status: dict[str, Any] = {"status_kind": "sql", "status_name": qid, "status_figures": {"service_id": self.service_id, "sink": sink.name, "statement": text[:200]}}
+        rt = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid), **status)
+        rt.metrics_url = self.metrics_url
         pq = PersistentQuery(qid, text, sink.name, sink.topic, plan.sources, plan, rt)
         for s in plan.sources:
             self.catalog[s].readers.add(qid)
@@ -528,7 +531,8 @@ class Engine:
                     return
                 backoff = min(backoff * 2, 30.0)
                 pq.restarts += 1
-                pq.runtime = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid))
+                pq.runtime = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid), **status)
+                pq.runtime.metrics_url = self.metrics_url
                 pq.state = "RUNNING"
 
         pq.thread = threading.Thread(target=run, name=f"query-{qid}", daemon=True)
@@ -829,7 +833,7 @@ class Engine:
         # at 1,000 records/s would hold each row back by up to 100 ms
         rt = Runtime(topology, self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000, batch_size=1,
                      consumer_config={"auto.offset.reset": "earliest", **self.settings.client},
-                     producer_config=dict(self.settings.client))
+                     producer_config=dict(self.settings.client), report_status=False)  # (transient: not a service)
         pq = PushQuery(qid, plan.columns, q.limit, rt, on_close=self._push_closed)
         holder.append(pq)
 

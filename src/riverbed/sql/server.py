@@ -220,6 +220,7 @@ class SqlServer:
         return self.http.url
 
     def start(self) -> SqlServer:
+        self.engine.metrics_url = f"{self.http.url}/metrics"
         self.engine.start()
         self.http.start_in_thread()
         return self

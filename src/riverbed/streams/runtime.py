@@ -31,8 +31,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
+from riverbed.client.status import DEFAULT_INTERVAL_S, StatusReporter
 
 from . import internal_topics
+from . import metrics as streams_metrics
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
 from .restore import restore_task
@@ -53,6 +55,7 @@ class _Collector:
         self.changelogs: set[str] = set()
         self.error: str | None = None
         self.sent = 0  # records handed to the producer (to skip commits with nothing to commit)
+        self.produced: dict[str, int] = {}  # topic -> records (metrics)
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
@@ -68,6 +71,7 @@ class _Collector:
     def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
              headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
         self.sent += 1
+        self.produced[topic] = self.produced.get(topic, 0) + 1
         kw: dict[str, Any] = {"on_delivery": self._delivered}
         if partition is not None:
             kw["partition"] = partition
@@ -83,13 +87,22 @@ class _Collector:
                 self.producer.poll(0.05)  # queue full: let deliveries drain
 
 
+# consumer settings that are not the cluster's (what the status reporter's clients leave out)
+_NOT_CLIENT_WIDE = {"group.id", "enable.auto.commit", "auto.offset.reset", "partition.assignment.strategy",
+                    "isolation.level", "client.id", "group.instance.id", "session.timeout.ms", "max.poll.interval.ms",
+                    "fetch.min.bytes", "fetch.wait.max.ms", "group.protocol", "enable.partition.eof"}
+
+
 class Runtime:
     def __init__(self, topology: Topology, bootstrap: str, *, state_dir: str | Path | None = None,
                  in_memory_stores: bool = False, commit_interval_ms: int | None = None,
                  punctuate_interval_ms: int = 1000, batch_size: int = 500,
                  consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
                  replication_factor: int = -1, processing_guarantee: str = "at_least_once",
-                 application_server: str | None = None) -> None:
+                 application_server: str | None = None, metrics_port: int | None = None,
+                 metrics_host: str = "127.0.0.1", report_status: bool = True,
+                 status_interval_s: float = DEFAULT_INTERVAL_S, status_kind: str = "streams",
+                 status_name: str | None = None, status_figures: dict[str, Any] | None = None) -> None:
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -132,16 +145,51 @@ class Runtime:
         self.restored: dict[str, int] = {}  # store/task -> records restored
         # store/task -> (changelog offsets restored, offsets to restore), updated during restores
         self.restore_progress: dict[str, tuple[int, int]] = {}
+        # observability (riverbed.streams.metrics; docs/metrics.md): counters, /metrics, status
+        self.stats = streams_metrics.StreamsStats()
+        self.metrics_port, self.metrics_host = metrics_port, metrics_host
+        self.metrics_url: str | None = None
+        self.status_kind, self.status_name = status_kind, status_name or self.app_id
+        self.status_figures = status_figures or {}
+        self.reporter: StatusReporter | None = None
+        if report_status:
+            cfg = {k: v for k, v in self._consumer_cfg.items() if k not in _NOT_CLIENT_WIDE}
+            self.reporter = StatusReporter(cfg, lambda: [streams_metrics.status_of(self)], interval_s=status_interval_s)
 
     # -- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
 
+    def _set_state(self, state: str) -> None:
+        if state != self.stats.state:
+            log.info("application %s: state %s -> %s", self.app_id, self.stats.state, state)
+            self.stats.state = state
+            if self.reporter is not None:
+                self.reporter.wake()
+
     def run(self) -> None:
         lock = None if self.in_memory else StateDirLock(self.state_dir / self.app_id).acquire()
+        http = None
+        clean = False
         try:
+            if self.metrics_port is not None:
+                http = streams_metrics.serve_metrics(self, self.metrics_host, self.metrics_port)
+                self.metrics_url = f"{http.url}/metrics"
+                log.info("application %s: metrics on %s", self.app_id, self.metrics_url)
+            if self.reporter is not None:
+                self.reporter.start()
             self._run()
+            clean = True
+        except BaseException:
+            self._set_state("ERROR")
+            raise
         finally:
+            if clean:
+                self._set_state("NOT_RUNNING")
+            if self.reporter is not None:  # a clean stop leaves the list; a failed app stays, as ERROR
+                self.reporter.stop(clean=clean)
+            if http is not None:
+                http.stop()
             if lock is not None:
                 lock.release()
 
@@ -163,6 +211,8 @@ class Runtime:
         self.producer = Producer(self._producer_cfg)
         self.collector = _Collector(self.producer)
         self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
+        self.collector.produced = self.stats.produced
+        self._set_state("REBALANCING")
         if self.eos:
             self.producer.init_transactions(30)
             self.producer.begin_transaction()
@@ -171,6 +221,7 @@ class Runtime:
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             self._loop()
+            self._set_state("PENDING_SHUTDOWN")
             self.commit()
         except BaseException:
             if self.eos:
@@ -186,9 +237,12 @@ class Runtime:
 
     def _loop(self) -> None:
         last_commit = last_punct = time.monotonic()
+        stats = self.stats
+        consumed = stats.consumed
         while not self._stop.is_set():
             msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
             self.running.set()
+            started = time.perf_counter()
             for m in msgs:
                 err = m.error()
                 if err is not None:
@@ -208,6 +262,10 @@ class Runtime:
                     task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
                 self._positions[(topic, part)] = m.offset() + 1
                 self._consumed += 1
+                consumed[(topic, part)] = consumed.get((topic, part), 0) + 1
+            if msgs:
+                stats.process_seconds += time.perf_counter() - started
+                stats.process_records += len(msgs)
             self.producer.poll(0)
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
@@ -216,11 +274,32 @@ class Runtime:
                 wall = int(time.time() * 1000)
                 for t in self.tasks.values():
                     t.punctuate(wall)
+                stats.punctuations += 1
+                stats.punctuate_seconds += time.monotonic() - now
+                self._update_lag()
                 last_punct = now
             if now - last_commit >= self.commit_interval:
                 if self._consumed != self._committed_at[0] or self.collector.sent != self._committed_at[1]:
                     self.commit()  # (nothing consumed or produced since the last one: nothing to do)
                 last_commit = time.monotonic()
+
+    def _update_lag(self) -> None:
+        """Per input partition: the high watermark librdkafka last saw minus the next offset to
+        process (no request: the cached watermarks of fetch responses)."""
+        lag: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue
+            pos = self._positions.get((tp.topic, tp.partition))
+            if pos is None:
+                pos = next((p.offset for p in self.consumer.position([tp]) if p.offset >= 0), None)
+            if pos is not None:
+                lag[(tp.topic, tp.partition)] = max(high - pos, 0)
+        self.stats.lag = lag
 
     # -- interactive queries ------------------------------------------------------------------
     def query(self, store: str, key: Any) -> Any:
@@ -289,6 +368,7 @@ class Runtime:
     def commit(self, tasks: list[tuple[int, int]] | None = None) -> None:
         """Flush outputs and changelogs, commit stores with their checkpoints, commit offsets
         (at-least-once); or commit one transaction, then the stores (exactly-once)."""
+        started = time.perf_counter()
         keys = list(self.tasks) if tasks is None else tasks
         if tasks is None:  # everything up to here is in this commit
             self._committed_at = (self._consumed, self.collector.sent)
@@ -315,6 +395,7 @@ class Runtime:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
                 raise StreamsError(f"offset commit failed: {e}") from e
+        self.stats.committed(time.perf_counter() - started)
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
         try:
@@ -337,6 +418,8 @@ class Runtime:
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("assigned %s", [(p.topic, p.partition) for p in parts])
+        self.stats.rebalances += 1
+        self._set_state("REBALANCING")
         for tp in parts:
             sub = self.topology.sub_for_topic[tp.topic]
             key = (sub.id, tp.partition)
@@ -349,18 +432,22 @@ class Runtime:
                     self.restored[f"{store}/{task.task_id}"] = n
                 task.start()
                 self.tasks[key] = task
+        self._set_state("RUNNING")
 
     def _progress(self, store: str, task_id: str, done: int, total: int) -> None:
         self.restore_progress[f"{store}/{task_id}"] = (done, total)
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("revoked %s", [(p.topic, p.partition) for p in parts])
+        if not self._stop.is_set():  # (closing the consumer on stop revokes too)
+            self._set_state("REBALANCING")
         keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
         if keys:
             self.commit(None if self.eos else keys)  # one transaction covers every task
             self._close_tasks(keys)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
+            self.stats.lag.pop((tp.topic, tp.partition), None)
 
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
