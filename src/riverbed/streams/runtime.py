@@ -33,6 +33,8 @@ from confluent_kafka.admin import AdminClient
 from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
 
 from . import internal_topics
+from .global_state import GlobalState
+from .global_table import GlobalStoreSpec
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
 from .restore import restore_task
@@ -166,6 +168,12 @@ class Runtime:
         if self.eos:
             self.producer.init_transactions(30)
             self.producer.begin_transaction()
+        self.globals = GlobalState(self.topology.global_stores, self._restore_cfg, self._global_engine, self.batch_size)
+        try:
+            self.globals.bootstrap()  # global tables are complete before any record is processed
+        except BaseException:
+            self.globals.close()
+            raise
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -183,10 +191,15 @@ class Runtime:
             self._close_tasks(list(self.tasks))
             self.consumer.close()
             self.producer.flush(10)
+            with self._lock:
+                self.globals.close()
 
     def _loop(self) -> None:
         last_commit = last_punct = time.monotonic()
         while not self._stop.is_set():
+            if self.globals.specs:
+                with self._lock:
+                    self.globals.poll()  # keep global tables up to date
             msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
             self.running.set()
             for m in msgs:
@@ -226,6 +239,9 @@ class Runtime:
     def query(self, store: str, key: Any) -> Any:
         """The current value of ``key`` in key-value store ``store`` (None: no value), if this
         instance owns the key's partition; else :class:`NotLocalError` naming the owner."""
+        if store in self.topology.global_stores:  # every instance holds all of a global table
+            with self._lock:
+                return self.globals.stores[store].get(key)
         spec = self.topology.store_specs.get(store)
         if spec is None or spec.window_size_ms is not None or spec.session:
             raise StreamsError(f"{store!r} is not a key-value store of this application")
@@ -250,6 +266,13 @@ class Runtime:
         lookup in each task's key-value store, whatever partitioner placed the key)."""
         from .windows import Window, Windowed
 
+        if store in self.topology.global_stores:
+            with self._lock:
+                st = self.globals.stores[store]
+                if by_key:
+                    v = st.get(key)
+                    return [] if v is None else [(key, v)]
+                return list(st.all())
         spec = self.topology.store_specs.get(store)
         if spec is None:
             raise StreamsError(f"{store!r} is not a store of this application")
@@ -335,6 +358,11 @@ class Runtime:
             return MemoryEngine()
         return SqliteEngine(self.state_dir / self.app_id / task_id / f"{spec.name}.sqlite")
 
+    def _global_engine(self, spec: GlobalStoreSpec) -> Engine:
+        if self.in_memory:
+            return MemoryEngine()
+        return SqliteEngine(self.state_dir / self.app_id / "global" / f"{spec.name}.sqlite")
+
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("assigned %s", [(p.topic, p.partition) for p in parts])
         for tp in parts:
@@ -342,7 +370,7 @@ class Runtime:
             key = (sub.id, tp.partition)
             if key not in self.tasks:
                 task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
-                            errors=self.topology.errors)
+                            errors=self.topology.errors, global_stores=self.globals.stores)
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
                                              progress=self._progress).items():
