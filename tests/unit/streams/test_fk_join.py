@@ -1,0 +1,146 @@
+"""Foreign-key table-table joins through the test driver, with Kafka Streams' semantics
+(KTable#join(KTable, Function, ValueJoiner) and leftJoin): the result is keyed by the left
+key; a change on either side re-emits; a foreign-key change retracts the old result (an inner
+join emits a tombstone when the new key has no match); a None foreign key matches nothing;
+answers for a left value that has changed since are discarded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from riverbed.streams import JSON, STRING, StreamsApp, StreamsError, TestDriver
+from riverbed.streams.fk_join import encode_response, value_hash
+from riverbed.streams.internal_topics import plan
+
+
+def _app(left: bool) -> StreamsApp:
+    app = StreamsApp("shop")
+    orders = app.table("orders", STRING, JSON, name="orders")
+    products = app.table("products", STRING, JSON, name="products")
+    join = orders.left_join if left else orders.join
+
+    def joiner(o: dict[str, Any], p: dict[str, Any] | None) -> str:
+        return f"{o['qty']}x{p['name'] if p else '-'}"
+
+    join(products, lambda o: o["product"], joiner, name="order-product", value_serde=STRING) \
+        .to_stream().to("order-details", STRING, STRING)
+    return app
+
+
+# (topic, key, value) -> (inner join output, left join output)
+STEPS: list[tuple[str, str, Any, list[tuple[str, str | None]], list[tuple[str, str | None]]]] = [
+    ("orders", "o1", {"product": "p1", "qty": 2}, [], [("o1", "2x-")]),             # no product yet
+    ("products", "p1", {"name": "pen"}, [("o1", "2xpen")], [("o1", "2xpen")]),      # right insert
+    ("orders", "o1", {"product": "p1", "qty": 3}, [("o1", "3xpen")], [("o1", "3xpen")]),  # left update
+    ("orders", "o1", {"product": "p2", "qty": 3}, [("o1", None)], [("o1", "3x-")]),  # FK change, no match
+    ("products", "p1", {"name": "pencil"}, [], []),                                  # o1 left p1
+    ("products", "p2", {"name": "ink"}, [("o1", "3xink")], [("o1", "3xink")]),
+    ("orders", "o2", {"product": "p2", "qty": 1}, [("o2", "1xink")], [("o2", "1xink")]),
+    ("products", "p2", None, [("o1", None), ("o2", None)], [("o1", "3x-"), ("o2", "1x-")]),  # right delete
+    ("products", "p2", {"name": "ink2"}, [("o1", "3xink2"), ("o2", "1xink2")], [("o1", "3xink2"), ("o2", "1xink2")]),
+    ("orders", "o1", {"product": None, "qty": 3}, [("o1", None)], [("o1", "3x-")]),  # None FK: no match
+    ("products", "p2", {"name": "ink3"}, [("o2", "1xink3")], [("o2", "1xink3")]),   # o1 unsubscribed
+    ("orders", "o1", {"product": "p1", "qty": 4}, [("o1", "4xpencil")], [("o1", "4xpencil")]),
+    ("orders", "o1", None, [("o1", None)], [("o1", None)]),                          # left delete
+    ("products", "p1", {"name": "quill"}, [], []),                                   # nobody subscribed
+    ("orders", "o3", {"product": "p9", "qty": 1}, [], [("o3", "1x-")]),
+    ("orders", "o3", {"product": "p1", "qty": 1}, [("o3", "1xquill")], [("o3", "1xquill")]),  # FK change, match
+]
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["inner", "left"])
+def test_fk_join_semantics(left: bool) -> None:
+    with TestDriver(_app(left)) as d:
+        for i, (topic, key, value, inner_out, left_out) in enumerate(STEPS):
+            d.pipe(topic, key, value, timestamp=100 + i)
+            assert d.read("order-details", STRING, STRING) == (left_out if left else inner_out), f"step {i}: {topic} {key}={value}"
+        # the subscription store holds one entry per left row with a foreign key: o2->p2, o3->p1
+        assert len(d.store("order-product-subscription-store")) == 2
+
+
+def test_fk_join_output_timestamps_are_the_triggering_records() -> None:
+    with TestDriver(_app(False)) as d:
+        d.pipe("products", "p1", {"name": "pen"}, timestamp=10)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 1}, timestamp=20)
+        d.pipe("products", "p1", {"name": "ink"}, timestamp=30)
+        assert d.read("order-details", STRING, STRING, with_timestamp=True) == [("o1", "1xpen", 20), ("o1", "1xink", 30)]
+
+
+def test_stale_response_is_discarded() -> None:
+    """An answer carries the hash of the left value it was asked for; if the row has changed
+    since, the answer is dropped (a newer one is on its way), as Kafka compares value hashes."""
+    with TestDriver(_app(False)) as d:
+        d.pipe("products", "p1", {"name": "pen"}, 1)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 1}, 2)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 5}, 3)
+        assert d.read("order-details", STRING, STRING) == [("o1", "1xpen"), ("o1", "5xpen")]
+        old = value_hash(JSON.serialize({"product": "p1", "qty": 1}))
+        current = value_hash(JSON.serialize({"product": "p1", "qty": 5}))
+        topic = "shop-order-product-subscription-response-topic"
+        d.pipe_raw(topic, b"o1", encode_response(old, JSON.serialize({"name": "stale"})), 4)
+        assert d.read("order-details", STRING, STRING) == []
+        assert d.metrics()["fk_join_stale_responses"] == 1
+        d.pipe_raw(topic, b"o1", encode_response(current, JSON.serialize({"name": "fresh"})), 5)
+        assert d.read("order-details", STRING, STRING) == [("o1", "5xfresh")]
+
+
+def test_fk_join_changelogs_its_subscription_store() -> None:
+    with TestDriver(_app(False)) as d:
+        d.pipe("orders", "o1", {"product": "p1", "qty": 1}, 1)
+        d.pipe("orders", "o1", {"product": "p2", "qty": 1}, 2)
+        log = d.outputs["shop-order-product-subscription-store-changelog"]
+        assert [r.value is None for r in log] == [False, True, False]  # subscribe p1, unsubscribe p1, subscribe p2
+
+
+def test_internal_topics_are_sized_by_the_table_they_serve() -> None:
+    """The subscription topic is co-partitioned with the right table, the response topic with
+    the left one: the two tables need not be co-partitioned."""
+    topo = _app(False).topology()
+    assert sorted(topo.repartition_topics) == ["shop-order-product-subscription-registration-topic",
+                                               "shop-order-product-subscription-response-topic"]
+    wanted = plan(topo, {"orders": 3, "products": 2})
+    assert wanted["shop-order-product-subscription-registration-topic"][0] == 2
+    assert wanted["shop-order-product-subscription-response-topic"][0] == 3
+    assert wanted["shop-order-product-subscription-store-changelog"] == (2, {"cleanup.policy": "compact"})
+    assert wanted["shop-orders-changelog"][0] == 3
+    assert wanted["shop-products-changelog"][0] == 2
+
+
+def test_fk_join_of_a_materialized_filtered_table() -> None:
+    app = StreamsApp("shop")
+    orders = app.table("orders", STRING, JSON, name="orders").filter(lambda _k, o: o["qty"] > 0, name="live-orders")
+    products = app.table("products", STRING, STRING, name="products")
+    orders.join(products, lambda o: o["product"], lambda o, p: f"{o['qty']}x{p}", name="j",
+                value_serde=STRING).to_stream().to("out", STRING, STRING)
+    with TestDriver(app) as d:
+        d.pipe("products", "p1", "pen", 1)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 2}, 2)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 0}, 3)  # filtered out: a deletion
+        assert d.read("out", STRING, STRING) == [("o1", "2xpen"), ("o1", None)]
+
+
+def test_fk_join_needs_tables_with_stores() -> None:
+    app = StreamsApp("shop")
+    orders = app.table("orders", STRING, JSON, name="orders")
+    products = app.table("products", STRING, STRING, name="products")
+    with pytest.raises(StreamsError, match="foreign-key joins need"):
+        orders.map_values(lambda o: o).join(products, lambda o: o["product"], lambda o, p: p)
+    counts = app.stream("clicks", STRING, STRING).group_by_key().count(name="counts")
+    with pytest.raises(StreamsError, match="foreign-key joins need"):
+        counts.join(products, lambda n: str(n), lambda n, p: p)
+
+
+def test_extractor_error_follows_the_processing_error_policy() -> None:
+    app = StreamsApp("shop", on_processing_error="skip")
+    orders = app.table("orders", STRING, JSON, name="orders")
+    products = app.table("products", STRING, STRING, name="products")
+    orders.join(products, lambda o: o["product"], lambda o, p: p, name="j", value_serde=STRING) \
+        .to_stream().to("out", STRING, STRING)
+    with TestDriver(app) as d:
+        d.pipe("products", "p1", "pen", 1)
+        d.pipe("orders", "o1", {"no-product": 1}, 2)
+        d.pipe("orders", "o2", {"product": "p1"}, 3)
+        assert d.read("out", STRING, STRING) == [("o2", "pen")]
+        assert d.metrics()["processing_errors"] == 1
