@@ -7,6 +7,7 @@ to the left row's partition, whatever placed it). Then the state directory is de
 subscription stores come back from their changelogs, so right-side updates still reach the
 subscribed left rows. Global tables: two instances each hold every partition of the topic,
 bootstrapped before the first stream record is processed and kept up to date while running.
+Last, asymmetric join windows (JoinWindows#after) for a stream-stream join.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def test_fk_join_end_to_end_with_restore(riverbed_broker: EmbeddedBroker, tmp_pa
     state = tmp_path / "state"
 
     def runtime() -> Runtime:
-        return Runtime(topo, bs, state_dir=state, commit_interval_ms=100)
+        # (short fetch waits: each step crosses two internal topics)
+        return Runtime(topo, bs, state_dir=state, commit_interval_ms=100, consumer_config={"fetch.wait.max.ms": 20})
 
     outs = {"inner": Reader(bs, "inner-out"), "left": Reader(bs, "left-out")}
     want: dict[str, dict[str, list[str | None]]] = {"inner": defaultdict(list), "left": defaultdict(list)}
@@ -170,4 +172,31 @@ def test_global_table_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Path
         assert p.flush(30) == 0
         wait_until(lambda: len(out.poll()) == 32, "purchases after the updates")
         assert sorted(JSON.deserialize(v) for _k, v, _ in out.records[30:]) == [7, 100]
+    out.close()
+
+
+def test_asymmetric_stream_stream_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """JoinWindows.of(0, grace).after(10): an impression at t joins the clicks in [t, t + 10]
+    (the driver's first asymmetric case, tests/unit/streams/test_stream_join.py); with
+    this grace nothing is late or expired, so the order the two topics are read in does not
+    matter."""
+    from riverbed.streams import JoinWindows
+
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("impressions", 1, 1), NewTopic("clicks", 1, 1))
+    app = StreamsApp("asym")
+    (app.stream("impressions", STRING, STRING)
+        .join(app.stream("clicks", STRING, STRING), lambda a, b: f"{a}+{b}",
+              windows=JoinWindows.of(0, grace=100).after(10), name="ic", value_serde=STRING)
+        .to("impression-clicks", STRING, STRING))
+    p = Producer({"bootstrap.servers": bs})
+    for topic, value, ts in [("impressions", "a", 100), ("clicks", "x", 95), ("clicks", "y", 105), ("clicks", "z", 111),
+                             ("impressions", "b", 112), ("clicks", "w", 115), ("impressions", "c", 90)]:
+        p.produce(topic, value.encode(), b"k", timestamp=ts)
+    assert p.flush(30) == 0
+    out = Reader(bs, "impression-clicks")
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=100)):
+        wait_until(lambda: len(out.poll()) >= 3, "joined records")
+    got = sorted((v.decode(), ts) for _k, v, ts in out.poll() if v is not None)
+    assert got == [("a+y", 105), ("b+w", 115), ("c+x", 95)]
     out.close()
