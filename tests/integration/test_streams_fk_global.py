@@ -6,7 +6,8 @@ co-partitioning), the left one written with librdkafka's default partitioner (an
 to the left row's partition, whatever placed it). Then the state directory is deleted: the
 subscription stores come back from their changelogs, so right-side updates still reach the
 subscribed left rows. Global tables: two instances each hold every partition of the topic,
-bootstrapped before the first stream record is processed and kept up to date while running.
+bootstrapped before the first stream record is processed and kept up to date while running; a
+restart reads only what is new, unless the store file is gone.
 Last, asymmetric join windows (JoinWindows#after) for a stream-stream join.
 """
 
@@ -173,6 +174,23 @@ def test_global_table_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Path
         wait_until(lambda: len(out.poll()) == 32, "purchases after the updates")
         assert sorted(JSON.deserialize(v) for _k, v, _ in out.records[30:]) == [7, 100]
     out.close()
+    final = {**items, "i5": {"price": 100}, "i8": {"price": 800}}
+    del final["i6"]
+
+    # a restart reads only what the topic got since (the store's offsets file)
+    p.produce("catalog", JSON.serialize({"price": 800}), b"i8")
+    assert p.flush(30) == 0
+    with running(Runtime(topo, bs, state_dir=tmp_path / "s0", commit_interval_ms=100)) as rt:
+        wait_until(lambda: rt.running.is_set(), "the restarted instance")
+        assert rt.restored["catalog/global"] == 1
+        assert dict(rt.scan("catalog")) == final
+    # the store file is gone (the offsets file is not): the topic is read from the beginning
+    for f in (tmp_path / "s0" / "gtj" / "global").glob("catalog.sqlite*"):
+        f.unlink()
+    with running(Runtime(topo, bs, state_dir=tmp_path / "s0", commit_interval_ms=100)) as rt:
+        wait_until(lambda: rt.running.is_set(), "the instance without its store")
+        assert rt.restored["catalog/global"] == 33
+        assert dict(rt.scan("catalog")) == final
 
 
 def test_asymmetric_stream_stream_join(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:

@@ -124,6 +124,7 @@ class Runtime:
             self._producer_cfg.update({"transactional.id": f"{self.app_id}-{uuid.uuid4()}",
                                        "transaction.timeout.ms": 10_000, **TRANSACTIONAL_DEFAULTS})
         self._producer_cfg.update(producer_config or {})
+        self.globals = GlobalState({}, {}, self._global_engine)  # (replaced when the app runs)
         self._stop = threading.Event()
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
         self.tasks: dict[tuple[int, int], Task] = {}
@@ -168,12 +169,15 @@ class Runtime:
         if self.eos:
             self.producer.init_transactions(30)
             self.producer.begin_transaction()
-        self.globals = GlobalState(self.topology.global_stores, self._restore_cfg, self._global_engine, self.batch_size)
+        self.globals = GlobalState(self.topology.global_stores, self._restore_cfg, self._global_engine, self.batch_size,
+                                   None if self.in_memory else self.state_dir / self.app_id / "global")
         try:
             self.globals.bootstrap()  # global tables are complete before any record is processed
         except BaseException:
             self.globals.close()
             raise
+        for name, n in self.globals.restored.items():
+            self.restored[f"{name}/global"] = n
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -241,6 +245,8 @@ class Runtime:
         instance owns the key's partition; else :class:`NotLocalError` naming the owner."""
         if store in self.topology.global_stores:  # every instance holds all of a global table
             with self._lock:
+                if store not in self.globals.stores:
+                    raise StreamsError("the application has not started")
                 return self.globals.stores[store].get(key)
         spec = self.topology.store_specs.get(store)
         if spec is None or spec.window_size_ms is not None or spec.session:
@@ -268,6 +274,8 @@ class Runtime:
 
         if store in self.topology.global_stores:
             with self._lock:
+                if store not in self.globals.stores:
+                    raise StreamsError("the application has not started")
                 st = self.globals.stores[store]
                 if by_key:
                     v = st.get(key)
@@ -338,6 +346,9 @@ class Runtime:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
                 raise StreamsError(f"offset commit failed: {e}") from e
+        if tasks is None and self.globals.specs:
+            with self._lock:
+                self.globals.commit()
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
         try:
