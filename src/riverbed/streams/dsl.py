@@ -473,24 +473,27 @@ class KTable(Generic[K, V]):
 
     @overload
     def join(self, other: KTable[Any, Any], joiner: Callable[[V], Any], how: Callable[[V, Any], Any], *,
-             name: str | None = None, value_serde: Serde[Any] | None = None) -> KTable[K, Any]: ...
+             name: str | None = None, value_serde: Serde[Any] | None = None,
+             materialized: str | None = None) -> KTable[K, Any]: ...
 
     @overload
-    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner") -> KTable[K, Any]: ...
+    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner", *,
+             value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]: ...
 
     def join(self, other: KTable[Any, Any], joiner: Any, how: Any = "inner", *, name: str | None = None,
-             value_serde: Serde[Any] | None = None) -> KTable[K, Any]:
+             value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
         """Table-table join on the key: ``joiner(this_value, other_value)`` whenever either table
         changes. ``how``: ``"inner"``, ``"left"`` or ``"outer"`` (missing sides are ``None``); a
-        deletion that removes the result emits ``None``. Both tables must be co-partitioned; the
-        result is not materialized (``to_stream()`` it; it cannot be joined again yet).
+        deletion that removes the result emits ``None``. Both tables must be co-partitioned. The
+        result is materialized in the store ``materialized`` if given (queryable, and joinable
+        again), else not (``to_stream()`` it).
 
         ``join(other, foreign_key_extractor, joiner, name=...)``: a foreign-key join (Kafka's
         ``KTable#join(KTable, Function, ValueJoiner)``): each row of this table joins the row of
         ``other`` whose key is ``foreign_key_extractor(value)``; the result is keyed by this
         table's key. See :mod:`riverbed.streams.fk_join`."""
         if callable(how):
-            return self._fk_join(other, joiner, how, False, name, value_serde)
+            return self._fk_join(other, joiner, how, False, name, value_serde, materialized)
         if how not in ("inner", "left", "outer"):
             raise StreamsError(f"how must be 'inner', 'left' or 'outer', not {how!r}")
         for t in (self, other):
@@ -502,18 +505,29 @@ class KTable(Generic[K, V]):
             node = TableTableJoinNode(self._b.name(f"table_{how}_join_{side}"), side, other_store, joiner, how)
             table._node.children.append(node)
             node.children.append(merged)
-        return KTable(self._b, merged, self.key_serde, JSON, None)
+        return self._result(merged, value_serde or JSON, materialized)
+
+    def _result(self, node: Node, value_serde: Serde[Any], materialized: str | None) -> KTable[K, Any]:
+        """A join's result table, materialized in a store (changelogged) when named."""
+        if materialized is None:
+            return KTable(self._b, node, self.key_serde, value_serde, None)
+        self._b.add_store(StoreSpec(materialized, self.key_serde, value_serde))
+        mat = TableSourceNode(self._b.name("table_materialize"), materialized)
+        node.children.append(mat)
+        return KTable(self._b, mat, self.key_serde, value_serde, materialized)
 
     def left_join(self, other: KTable[Any, Any], joiner: Callable[..., Any], fk_joiner: Callable[[V, Any], Any] | None = None,
-                  *, name: str | None = None, value_serde: Serde[Any] | None = None) -> KTable[K, Any]:
+                  *, name: str | None = None, value_serde: Serde[Any] | None = None,
+                  materialized: str | None = None) -> KTable[K, Any]:
         """Table-table left join on the key; ``left_join(other, foreign_key_extractor, joiner)``:
         a foreign-key left join (rows without a match join ``None``)."""
         if fk_joiner is not None:
-            return self._fk_join(other, joiner, fk_joiner, True, name, value_serde)
-        return self.join(other, joiner, "left")
+            return self._fk_join(other, joiner, fk_joiner, True, name, value_serde, materialized)
+        return self.join(other, joiner, "left", value_serde=value_serde, materialized=materialized)
 
     def _fk_join(self, other: KTable[Any, Any], extractor: Callable[[V], Any], joiner: Callable[[V, Any], Any],
-                 left_join: bool, name: str | None, value_serde: Serde[Any] | None) -> KTable[K, Any]:
+                 left_join: bool, name: str | None, value_serde: Serde[Any] | None,
+                 materialized: str | None = None) -> KTable[K, Any]:
         for t in (self, other):
             if t._windowed is not None or t.store_name is None or not isinstance(t._node, TableSourceNode):
                 raise StreamsError("foreign-key joins need two tables read from topics (app.table) or materialized "
@@ -554,10 +568,11 @@ class KTable(Generic[K, V]):
                                   joiner, left_join)
         resp_src.children.append(response)
         response.children.append(result)
-        return KTable(b, result, self.key_serde, value_serde or JSON, None)
+        return self._result(result, value_serde or JSON, materialized)
 
-    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any]) -> KTable[K, Any]:
-        return self.join(other, joiner, "outer")
+    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any], *,
+                   value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
+        return self.join(other, joiner, "outer", value_serde=value_serde, materialized=materialized)
 
     def late_records(self) -> KStream[Any, LateRecord]:
         """The side output of a windowed aggregation: records that arrived after their window

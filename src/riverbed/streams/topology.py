@@ -173,6 +173,8 @@ class Topology:
                     lines.append(f'    "{n.name}" -> "{c.name}";')
                 for store in n.stores():
                     lines.append(f'    "{n.name}" -> "store:{store}" [style=dashed, dir=both];')
+                for store in getattr(n, "global_stores", list)():
+                    lines.append(f'    "global:{store}" -> "{n.name}" [style=dashed];')
             lines.append("  }")
             for spec in sub.stores:
                 lines.append(f'  "store:{spec.name}" [shape=cylinder, label="{spec.name}"];')
@@ -183,6 +185,10 @@ class Topology:
                 if isinstance(n, SinkNode):
                     topics.add(n.topic)
                     lines.append(f'  "{n.name}" -> "topic:{n.topic}";')
+        for g in self.global_stores.values():
+            lines.append(f'  "global:{g.name}" [shape=cylinder, label="{g.name} (global)"];')
+            lines.append(f'  "topic:{g.topic}" -> "global:{g.name}";')
+            topics.add(g.topic)
         for t in sorted(topics):
             lines.append(f'  "topic:{t}" [shape=ellipse, label="{t}"];')
         lines.append("}")

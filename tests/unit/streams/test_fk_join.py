@@ -144,3 +144,28 @@ def test_extractor_error_follows_the_processing_error_policy() -> None:
         d.pipe("orders", "o2", {"product": "p1"}, 3)
         assert d.read("out", STRING, STRING) == [("o2", "pen")]
         assert d.metrics()["processing_errors"] == 1
+
+
+def test_materialized_join_results_can_be_queried_and_joined_again() -> None:
+    """``materialized=`` keeps a join's result in a store: queryable, and a table to join."""
+    app = StreamsApp("shop")
+    orders = app.table("orders", STRING, JSON, name="orders")
+    products = app.table("products", STRING, STRING, name="products")
+    shipments = app.table("shipments", STRING, STRING, name="shipments")
+    details = orders.join(products, lambda o: o["product"], lambda o, p: {"qty": o["qty"], "name": p},
+                          name="op", materialized="order-details")
+    details.left_join(shipments, lambda d, s: f"{d['qty']}x{d['name']} {s or 'pending'}", value_serde=STRING,
+                      materialized="order-status").to_stream().to("status", STRING, STRING)
+    with TestDriver(app) as d:
+        d.pipe("products", "p1", "pen", 1)
+        d.pipe("orders", "o1", {"product": "p1", "qty": 2}, 2)
+        d.pipe("shipments", "o1", "shipped", 3)
+        d.pipe("products", "p1", "ink", 4)
+        d.pipe("orders", "o1", {"product": "p2", "qty": 2}, 5)  # no p2: the inner result goes away
+        assert d.read("status", STRING, STRING) == [
+            ("o1", "2xpen pending"), ("o1", "2xpen shipped"), ("o1", "2xink shipped"), ("o1", None)]
+        assert d.store("order-details").get("o1") is None
+        d.pipe("products", "p2", "nib", 6)
+        assert d.store("order-details").get("o1") == {"qty": 2, "name": "nib"}
+        assert d.store("order-status").get("o1") == "2xnib shipped"
+        assert "shop-order-details-changelog" in d.outputs

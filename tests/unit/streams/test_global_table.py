@@ -80,6 +80,7 @@ def test_rekeyed_stream_joins_without_repartition_and_no_changelog() -> None:
     assert topo.repartition_topics == []
     assert [s.stores for s in topo.subtopologies] == [[]]
     assert "Global store users-global <- users" in topo.describe()
+    assert '"topic:users" -> "global:users-global"' in topo.describe_dot()
     # no internal topics: the global table's topic is its changelog; it must exist
     assert plan(topo, {"clicks": 4, "users": 1}) == {}
     with pytest.raises(StreamsError, match="users"):
