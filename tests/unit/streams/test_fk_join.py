@@ -169,3 +169,18 @@ def test_materialized_join_results_can_be_queried_and_joined_again() -> None:
         assert d.store("order-details").get("o1") == {"qty": 2, "name": "nib"}
         assert d.store("order-status").get("o1") == "2xnib shipped"
         assert "shop-order-details-changelog" in d.outputs
+
+
+def test_self_join() -> None:
+    """A table joined with itself (employee -> manager): one sub-topology, both roles."""
+    app = StreamsApp("emp")
+    e = app.table("employees", STRING, JSON, name="employees")
+    e.left_join(e, lambda v: v.get("manager"), lambda v, m: f"{v['name']}<-{m['name'] if m else '-'}", name="mgr",
+                value_serde=STRING).to_stream().to("out", STRING, STRING)
+    assert len(app.topology().subtopologies) == 1
+    with TestDriver(app) as d:
+        d.pipe("employees", "e1", {"name": "ann", "manager": "e2"}, 1)
+        d.pipe("employees", "e2", {"name": "bob"}, 2)
+        d.pipe("employees", "e2", {"name": "bobby"}, 3)
+        assert d.read("out", STRING, STRING) == [
+            ("e1", "ann<--"), ("e2", "bob<--"), ("e1", "ann<-bob"), ("e2", "bobby<--"), ("e1", "ann<-bobby")]
