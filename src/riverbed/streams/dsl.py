@@ -529,11 +529,12 @@ class KTable(Generic[K, V]):
                  left_join: bool, name: str | None, value_serde: Serde[Any] | None,
                  materialized: str | None = None) -> KTable[K, Any]:
         for t in (self, other):
-            if t._windowed is not None or t.store_name is None or not isinstance(t._node, TableSourceNode):
-                raise StreamsError("foreign-key joins need two tables read from topics (app.table) or materialized "
-                                   "with name=... (filter, map_values)")
+            if t._windowed is not None or t.store_name is None or not isinstance(t._node, (TableSourceNode, AggregateNode)):
+                raise StreamsError("foreign-key joins need two tables with stores: read from topics (app.table), "
+                                   "aggregated (count, reduce, aggregate), or materialized with name=... / materialized=...")
+            if isinstance(t._node, TableSourceNode):
+                t._node.send_old = True  # (aggregations always forward the previous value)
         assert self.store_name is not None and other.store_name is not None
-        assert isinstance(self._node, TableSourceNode) and isinstance(other._node, TableSourceNode)
         b = self._b
         name = name or b.name("fk-join").lower()
         sub_topic = f"{b.app_id}-{name}-subscription-registration-topic"
@@ -541,7 +542,6 @@ class KTable(Generic[K, V]):
         sub_store = f"{name}-subscription-store"
         b.add_store(StoreSpec(sub_store, BYTES, BYTES))
         # left side: subscriptions out, keyed by foreign key
-        self._node.send_old = True
         send = FkSubscribeNode(b.name("fk_join_subscribe"), extractor, self.key_serde, self.value_serde,
                                other.key_serde, joiner, left_join)
         self._node.children.append(send)
@@ -556,7 +556,6 @@ class KTable(Generic[K, V]):
         subscription = FkSubscriptionNode(b.name("fk_join_subscription"), sub_store, other.store_name)
         sub_src.children.append(subscription)
         subscription.children.append(resp_sink)
-        other._node.send_old = True
         update = FkRightUpdateNode(b.name("fk_join_right_update"), sub_store, other.key_serde, other.value_serde)
         other._node.children.append(update)
         update.children.append(resp_sink)

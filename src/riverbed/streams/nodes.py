@@ -185,7 +185,9 @@ class AggregateNode(Node):
         old = st.get(rec.key)
         new = self.agg(rec.key, rec.value, self.init() if old is None else old)
         st.put(rec.key, new)
-        self.forward(task, rec.with_kv(rec.key, new))
+        out = rec.with_kv(rec.key, new)
+        out.old = old  # (foreign-key joins need the previous value)
+        self.forward(task, out)
 
 
 class TableSourceNode(Node):

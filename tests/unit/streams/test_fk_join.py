@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from riverbed.streams import JSON, STRING, StreamsApp, StreamsError, TestDriver
+from riverbed.streams import JSON, STRING, StreamsApp, StreamsError, TestDriver, TimeWindows
 from riverbed.streams.fk_join import encode_response, value_hash
 from riverbed.streams.internal_topics import plan
 
@@ -127,9 +127,27 @@ def test_fk_join_needs_tables_with_stores() -> None:
     products = app.table("products", STRING, STRING, name="products")
     with pytest.raises(StreamsError, match="foreign-key joins need"):
         orders.map_values(lambda o: o).join(products, lambda o: o["product"], lambda o, p: p)
-    counts = app.stream("clicks", STRING, STRING).group_by_key().count(name="counts")
+    windowed = app.stream("clicks", STRING, STRING).group_by_key().windowed_by(TimeWindows.of(10)).count(name="w")
     with pytest.raises(StreamsError, match="foreign-key joins need"):
-        counts.join(products, lambda n: str(n), lambda n, p: p)
+        windowed.join(products, lambda n: str(n), lambda n, p: p)
+
+
+def test_fk_join_of_aggregated_tables() -> None:
+    """Aggregations forward their previous value, so either side may be one: here each
+    user's latest order (a reduce) joins its product, and products are counted per name."""
+    app = StreamsApp("shop")
+    latest = app.stream("orders", STRING, JSON).group_by_key().reduce(lambda _a, b: b, name="latest-order")
+    products = app.stream("products", STRING, STRING).group_by_key().reduce(lambda _a, b: b, name="products")
+    latest.join(products, lambda o: o["product"], lambda o, p: f"{o['qty']}x{p}", name="j",
+                value_serde=STRING).to_stream().to("out", STRING, STRING)
+    with TestDriver(app) as d:
+        d.pipe("products", "p1", "pen", 1)
+        d.pipe("products", "p2", "ink", 2)
+        d.pipe("orders", "u1", {"product": "p1", "qty": 1}, 3)
+        d.pipe("orders", "u1", {"product": "p2", "qty": 2}, 4)   # foreign key moves: p1 is unsubscribed
+        d.pipe("products", "p1", "nib", 5)                       # nobody's latest order
+        d.pipe("products", "p2", "quill", 6)
+        assert d.read("out", STRING, STRING) == [("u1", "1xpen"), ("u1", "2xink"), ("u1", "2xquill")]
 
 
 def test_extractor_error_follows_the_processing_error_policy() -> None:
