@@ -638,16 +638,20 @@ class StreamsApp:
         return KTable(self._b, node, key_serde, store_value_serde or value_serde, store)
 
     def global_table(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
-                     name: str | None = None) -> GlobalKTable[Any, Any]:
+                     name: str | None = None, on_error: str = "fail") -> GlobalKTable[Any, Any]:
         """``topic`` as a global table: every instance reads all its partitions into the store
         ``name`` (default ``<topic>-global``) before processing starts and keeps it up to date.
-        The topic is the store's changelog (no ``-changelog`` topic is made)."""
+        The topic is the store's changelog (no ``-changelog`` topic is made). ``on_error``:
+        ``"fail"`` (stop the app, Kafka's default) or ``"skip"`` (log and count) for records
+        that do not deserialize."""
+        if on_error not in ("fail", "skip"):
+            raise StreamsError(f"a global table's on_error must be 'fail' or 'skip', not {on_error!r}")
         store = name or f"{topic}-global"
         if store in self._b.stores or store in self._b.global_stores:
             raise StreamsError(f"store name {store!r} is used twice")
         if any(g.topic == topic for g in self._b.global_stores.values()):
             raise StreamsError(f"topic {topic!r} is a global table twice; reuse the GlobalKTable")
-        spec = GlobalStoreSpec(store, topic, key_serde, value_serde)
+        spec = GlobalStoreSpec(store, topic, key_serde, value_serde, on_error)
         self._b.global_stores[store] = spec
         return GlobalKTable(spec)
 

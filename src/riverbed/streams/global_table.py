@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .nodes import Node
-from .records import Record
+from .records import Record, StreamsError
 from .serdes import Serde
 from .stores import KeyValueStore
 
@@ -30,6 +30,7 @@ class GlobalStoreSpec:
     topic: str
     key_serde: Serde[Any]
     value_serde: Serde[Any]
+    on_error: str = "fail"  # a record that does not deserialize: "fail" (Kafka's default) or "skip"
 
 
 def apply_update(
@@ -41,9 +42,9 @@ def apply_update(
     metrics: dict[str, int],
 ) -> None:
     """Apply one record of the global topic to its store: the latest value per key, ``None``
-    deletes. Records without a key, or that do not deserialize, are skipped with a WARNING line
-    and counted (Kafka's default deserialization handler for global stores fails instead; a
-    global topic is not ours to repair, so riverbed logs and carries on)."""
+    deletes. A record without a key is skipped with a WARNING line and counted (as Kafka's
+    global stores do); one that does not deserialize stops the app with a ``StreamsError``
+    (Kafka's default LogAndFail handler) or, with ``on_error="skip"``, is logged and counted."""
     if key is None:
         metrics["skipped_records"] = metrics.get("skipped_records", 0) + 1
         log.warning("global table %s: skipped record %s without a key", spec.name, where)
@@ -53,10 +54,10 @@ def apply_update(
         if value is not None:
             spec.value_serde.deserialize(value)
     except Exception as e:
+        if spec.on_error != "skip":
+            raise StreamsError(f"global table {spec.name}: record {where} does not deserialize: {e!r}") from e
         metrics["deserialization_errors"] = metrics.get("deserialization_errors", 0) + 1
-        log.warning(
-            "global table %s: skipped record %s that does not deserialize: %r", spec.name, where, e
-        )
+        log.warning("global table %s: skipped record %s that does not deserialize: %r", spec.name, where, e)
         return
     store.engine.put(key, value)
 

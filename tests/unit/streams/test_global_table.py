@@ -47,8 +47,18 @@ def test_stream_global_table_join(left: bool) -> None:
             assert d.read("out", STRING, STRING) == (left_out if left else inner_out), f"step {i}"
 
 
+def test_undecodable_global_record_fails_by_default() -> None:
+    with TestDriver(_app(False)) as d, pytest.raises(StreamsError, match=r"products: record products-0@0 does not"):
+        d.pipe_raw("products", b"p3", b"{not json", 3)
+    app = StreamsApp("g")
+    with pytest.raises(StreamsError, match="on_error"):
+        app.global_table("products", STRING, JSON, on_error="dead_letter")
+
+
 def test_global_table_is_queryable_and_skips_bad_records() -> None:
-    with TestDriver(_app(False)) as d:
+    app = StreamsApp("g")
+    app.global_table("products", STRING, JSON, name="products", on_error="skip")
+    with TestDriver(app) as d:
         d.pipe("products", "p1", {"name": "pen"}, 1)
         d.pipe("products", "p2", {"name": "ink"}, 2)
         d.pipe_raw("products", b"p3", b"{not json", 3)   # logged and counted, never stored
