@@ -26,7 +26,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from riverbed.streams import JSON, STRING, StreamsApp
+from riverbed.streams import JSON, STRING, StreamsApp, StreamsError
 from riverbed.streams.runtime import Runtime
 from riverbed.testing import EmbeddedBroker, free_port
 
@@ -261,3 +261,18 @@ def test_fk_join_exactly_once(riverbed_broker: EmbeddedBroker, tmp_path: Path) -
         want["o99"] = ["99xgadget"]
         wait_until(lambda: _by_key(out.poll()) == want, "a new order after the restart")
     out.close()
+
+
+def test_undecodable_global_record_stops_the_bootstrap(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bs = riverbed_broker.bootstrap
+    create_topics(bs, NewTopic("bad-catalog", 1, 1), NewTopic("bad-purchases", 1, 1))
+    p = Producer({"bootstrap.servers": bs})
+    p.produce("bad-catalog", b'{"price": 1}', b"i1")
+    p.produce("bad-catalog", b"{oops", b"i2")
+    assert p.flush(30) == 0
+    app = StreamsApp("gtbad")
+    catalog = app.global_table("bad-catalog", STRING, JSON, name="bad-catalog")
+    app.stream("bad-purchases", STRING, JSON).join(catalog, lambda _k, v: v, lambda v, c: c).to("bad-out")
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path)
+    with pytest.raises(StreamsError, match=r"bad-catalog: record bad-catalog-0@1 does not deserialize"):
+        rt.run()
