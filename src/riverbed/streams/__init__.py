@@ -6,6 +6,7 @@ developed against ``riverbed serve`` runs unchanged on Apache Kafka. See docs/st
 
 from .driver import TestDriver
 from .dsl import (
+    GlobalKTable,
     KGroupedStream,
     KStream,
     KTable,
@@ -39,6 +40,7 @@ __all__ = [
     "STRING",
     "BytesSerde",
     "FloatSerde",
+    "GlobalKTable",
     "JoinWindows",
     "JsonSerde",
     "KGroupedStream",

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .global_table import apply_update
 from .records import StreamsError
 from .serdes import Serde
-from .stores import Engine, MemoryEngine
+from .stores import Engine, KeyValueStore, MemoryEngine
 from .task import Task
 from .topology import StoreSpec, Topology
 
@@ -50,7 +51,12 @@ class TestDriver:
         self._offsets: dict[str, int] = {}
         internal = set(self.topology.repartition_topics)
         self._internal = internal
-        self.tasks = [Task(sub, 0, self, self._engine, self.topology.changelog_topic, errors=self.topology.errors)
+        self.global_metrics: dict[str, int] = {}
+        self.global_stores = {name: KeyValueStore(name, MemoryEngine(), spec.key_serde, spec.value_serde, None)
+                              for name, spec in self.topology.global_stores.items()}
+        self._global_by_topic = {spec.topic: spec for spec in self.topology.global_stores.values()}
+        self.tasks = [Task(sub, 0, self, self._engine, self.topology.changelog_topic, errors=self.topology.errors,
+                           global_stores=self.global_stores)
                       for sub in self.topology.subtopologies]
         for t in self.tasks:
             t.wall_ms = wall_clock_ms
@@ -75,10 +81,15 @@ class TestDriver:
 
     def _deliver(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
                  headers: list[tuple[str, bytes]] | None) -> None:
+        off = self._offsets.get(topic, 0)
+        spec = self._global_by_topic.get(topic)
+        if spec is not None:  # a global table's topic: straight into its store
+            self._offsets[topic] = off + 1
+            apply_update(spec, self.global_stores[spec.name], key, value, f"{topic}-0@{off}", self.global_metrics)
+            return
         sub = self.topology.sub_for_topic.get(topic)
         if sub is None:
             raise StreamsError(f"topic {topic!r} is not a source of this topology")
-        off = self._offsets.get(topic, 0)
         self._offsets[topic] = off + 1
         self.tasks[sub.id].process(topic, key, value, ts, headers, off)
 
@@ -91,6 +102,10 @@ class TestDriver:
     def pipe(self, topic: str, key: Any, value: Any, timestamp: int = 0,
              headers: list[tuple[str, bytes]] | None = None) -> None:
         """Pipe one record, serialized with the source's own serdes."""
+        spec = self._global_by_topic.get(topic)
+        if spec is not None:
+            self.pipe_raw(topic, spec.key_serde.serialize(key), spec.value_serde.serialize(value), timestamp, headers)
+            return
         sub = self.topology.sub_for_topic.get(topic)
         if sub is None:
             raise StreamsError(f"topic {topic!r} is not a source of this topology")
@@ -116,14 +131,17 @@ class TestDriver:
         return out
 
     def store(self, name: str) -> Any:
-        """The store's typed view (KeyValueStore, WindowStore or SessionStore)."""
+        """The store's typed view (KeyValueStore, WindowStore or SessionStore); global
+        tables' stores too."""
+        if name in self.global_stores:
+            return self.global_stores[name]
         for t in self.tasks:
             if name in t.engines:
                 return t.store(name)
         raise KeyError(name)
 
     def metrics(self) -> dict[str, int]:
-        total: dict[str, int] = {}
+        total: dict[str, int] = dict(self.global_metrics)
         for t in self.tasks:
             for k, v in t.metrics.items():
                 total[k] = total.get(k, 0) + v

@@ -19,6 +19,14 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
+from .fk_join import (
+    FkResponseNode,
+    FkResponseSinkNode,
+    FkRightUpdateNode,
+    FkSubscribeNode,
+    FkSubscriptionNode,
+)
+from .global_table import GlobalJoinNode, GlobalStoreSpec
 from .nodes import (
     AggregateNode,
     BranchNode,
@@ -59,13 +67,14 @@ class _Builder:
         self.app_id = app_id
         self.sources: list[SourceNode] = []
         self.stores: dict[str, StoreSpec] = {}
+        self.global_stores: dict[str, GlobalStoreSpec] = {}
         self._n = itertools.count()
 
     def name(self, kind: str) -> str:
         return f"{kind.upper()}-{next(self._n):010d}"
 
     def add_store(self, spec: StoreSpec) -> None:
-        if spec.name in self.stores:
+        if spec.name in self.stores or spec.name in self.global_stores:
             raise StreamsError(f"store name {spec.name!r} is used twice")
         self.stores[spec.name] = spec
 
@@ -129,8 +138,16 @@ class KStream(Generic[K, V]):
     def to(self, topic: str, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> None:
         self._node.children.append(SinkNode(self._b.name("sink"), topic, key_serde or self.key_serde, value_serde or self.value_serde))
 
+    @overload
+    def join(self, table: GlobalKTable[Any, Any], joiner: Callable[[K, V], Any], name: Callable[[V, Any], V2],
+             value_serde: Serde[Any] | None = None) -> KStream[K, V2]: ...
+
+    @overload
     def join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
-             value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
+             value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]: ...
+
+    def join(self, table: Any, joiner: Any, name: Any = None, value_serde: Serde[Any] | None = None,
+             windows: JoinWindows | None = None) -> KStream[Any, Any]:
         """Stream-table inner join: each record with the table's current value for its key.
 
         The stream and the table's topic must be co-partitioned (same partition count, same
@@ -138,18 +155,45 @@ class KStream(Generic[K, V]):
         goes through the repartition topic ``<app>-<name>-repartition`` first.
 
         With another stream and ``windows=JoinWindows.of(...)``: a stream-stream join (see
-        :mod:`riverbed.streams.stream_join`)."""
+        :mod:`riverbed.streams.stream_join`).
+
+        With a global table: ``join(global_table, key_mapper, joiner)``, Kafka's
+        ``KStream#join(GlobalKTable, KeyValueMapper, ValueJoiner)``: ``joiner(value,
+        global_value)`` for the global table's value of ``key_mapper(key, value)``; no
+        co-partitioning needed."""
+        if isinstance(table, GlobalKTable):
+            return self._global_join(table, joiner, name, False, value_serde)
         if isinstance(table, KStream):
             return self._stream_join(table, joiner, "inner", windows, name, value_serde)
         return self._join(table, joiner, False, name, value_serde)
 
+    @overload
+    def left_join(self, table: GlobalKTable[Any, Any], joiner: Callable[[K, V], Any], name: Callable[[V, Any], V2],
+                  value_serde: Serde[Any] | None = None) -> KStream[K, V2]: ...
+
+    @overload
     def left_join(self, table: KTable[K, Any] | KStream[K, Any], joiner: Callable[[V, Any], V2], name: str | None = None,
-                  value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]:
+                  value_serde: Serde[Any] | None = None, windows: JoinWindows | None = None) -> KStream[K, V2]: ...
+
+    def left_join(self, table: Any, joiner: Any, name: Any = None, value_serde: Serde[Any] | None = None,
+                  windows: JoinWindows | None = None) -> KStream[Any, Any]:
         """Stream-table left join: records without a match are joined with ``None``. With a
-        stream and ``windows``: a windowed stream-stream left join."""
+        stream and ``windows``: a windowed stream-stream left join. With a global table:
+        ``left_join(global_table, key_mapper, joiner)``."""
+        if isinstance(table, GlobalKTable):
+            return self._global_join(table, joiner, name, True, value_serde)
         if isinstance(table, KStream):
             return self._stream_join(table, joiner, "left", windows, name, value_serde)
         return self._join(table, joiner, True, name, value_serde)
+
+    def _global_join(self, table: GlobalKTable[Any, Any], key_mapper: Any, joiner: Any, left: bool,
+                     value_serde: Serde[Any] | None) -> KStream[Any, Any]:
+        if not callable(key_mapper) or not callable(joiner):
+            raise StreamsError("a global-table join is join(global_table, key_mapper, joiner)")
+        node = GlobalJoinNode(self._b.name("global_left_join" if left else "global_join"), table.store_name,
+                              key_mapper, joiner, left)
+        self._node.children.append(node)
+        return KStream(self._b, node, self.key_serde, value_serde or JSON, self._key_changed)
 
     def outer_join(self, other: KStream[K, Any], joiner: Callable[[Any, Any], V2], windows: JoinWindows,
                    name: str | None = None, value_serde: Serde[Any] | None = None) -> KStream[K, V2]:
@@ -427,11 +471,29 @@ class KTable(Generic[K, V]):
         node = MapValuesNode(self._b.name("table_map_values"), lambda v: None if v is None else fn(v))
         return self._derive(node, value_serde or JSON, name)
 
-    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner") -> KTable[K, Any]:
+    @overload
+    def join(self, other: KTable[Any, Any], joiner: Callable[[V], Any], how: Callable[[V, Any], Any], *,
+             name: str | None = None, value_serde: Serde[Any] | None = None,
+             materialized: str | None = None) -> KTable[K, Any]: ...
+
+    @overload
+    def join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any], how: str = "inner", *,
+             value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]: ...
+
+    def join(self, other: KTable[Any, Any], joiner: Any, how: Any = "inner", *, name: str | None = None,
+             value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
         """Table-table join on the key: ``joiner(this_value, other_value)`` whenever either table
         changes. ``how``: ``"inner"``, ``"left"`` or ``"outer"`` (missing sides are ``None``); a
-        deletion that removes the result emits ``None``. Both tables must be co-partitioned; the
-        result is not materialized (``to_stream()`` it; it cannot be joined again yet)."""
+        deletion that removes the result emits ``None``. Both tables must be co-partitioned. The
+        result is materialized in the store ``materialized`` if given (queryable, and joinable
+        again), else not (``to_stream()`` it).
+
+        ``join(other, foreign_key_extractor, joiner, name=...)``: a foreign-key join (Kafka's
+        ``KTable#join(KTable, Function, ValueJoiner)``): each row of this table joins the row of
+        ``other`` whose key is ``foreign_key_extractor(value)``; the result is keyed by this
+        table's key. See :mod:`riverbed.streams.fk_join`."""
+        if callable(how):
+            return self._fk_join(other, joiner, how, False, name, value_serde, materialized)
         if how not in ("inner", "left", "outer"):
             raise StreamsError(f"how must be 'inner', 'left' or 'outer', not {how!r}")
         for t in (self, other):
@@ -443,13 +505,73 @@ class KTable(Generic[K, V]):
             node = TableTableJoinNode(self._b.name(f"table_{how}_join_{side}"), side, other_store, joiner, how)
             table._node.children.append(node)
             node.children.append(merged)
-        return KTable(self._b, merged, self.key_serde, JSON, None)
+        return self._result(merged, value_serde or JSON, materialized)
 
-    def left_join(self, other: KTable[K, Any], joiner: Callable[[V, Any], Any]) -> KTable[K, Any]:
-        return self.join(other, joiner, "left")
+    def _result(self, node: Node, value_serde: Serde[Any], materialized: str | None) -> KTable[K, Any]:
+        """A join's result table, materialized in a store (changelogged) when named."""
+        if materialized is None:
+            return KTable(self._b, node, self.key_serde, value_serde, None)
+        self._b.add_store(StoreSpec(materialized, self.key_serde, value_serde))
+        mat = TableSourceNode(self._b.name("table_materialize"), materialized)
+        node.children.append(mat)
+        return KTable(self._b, mat, self.key_serde, value_serde, materialized)
 
-    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any]) -> KTable[K, Any]:
-        return self.join(other, joiner, "outer")
+    def left_join(self, other: KTable[Any, Any], joiner: Callable[..., Any], fk_joiner: Callable[[V, Any], Any] | None = None,
+                  *, name: str | None = None, value_serde: Serde[Any] | None = None,
+                  materialized: str | None = None) -> KTable[K, Any]:
+        """Table-table left join on the key; ``left_join(other, foreign_key_extractor, joiner)``:
+        a foreign-key left join (rows without a match join ``None``)."""
+        if fk_joiner is not None:
+            return self._fk_join(other, joiner, fk_joiner, True, name, value_serde, materialized)
+        return self.join(other, joiner, "left", value_serde=value_serde, materialized=materialized)
+
+    def _fk_join(self, other: KTable[Any, Any], extractor: Callable[[V], Any], joiner: Callable[[V, Any], Any],
+                 left_join: bool, name: str | None, value_serde: Serde[Any] | None,
+                 materialized: str | None = None) -> KTable[K, Any]:
+        for t in (self, other):
+            if t._windowed is not None or t.store_name is None or not isinstance(t._node, (TableSourceNode, AggregateNode)):
+                raise StreamsError("foreign-key joins need two tables with stores: read from topics (app.table), "
+                                   "aggregated (count, reduce, aggregate), or materialized with name=... / materialized=...")
+            if isinstance(t._node, TableSourceNode):
+                t._node.send_old = True  # (aggregations always forward the previous value)
+        assert self.store_name is not None and other.store_name is not None
+        b = self._b
+        name = name or b.name("fk-join").lower()
+        sub_topic = f"{b.app_id}-{name}-subscription-registration-topic"
+        resp_topic = f"{b.app_id}-{name}-subscription-response-topic"
+        sub_store = f"{name}-subscription-store"
+        b.add_store(StoreSpec(sub_store, BYTES, BYTES))
+        # left side: subscriptions out, keyed by foreign key
+        send = FkSubscribeNode(b.name("fk_join_subscribe"), extractor, self.key_serde, self.value_serde,
+                               other.key_serde, joiner, left_join)
+        self._node.children.append(send)
+        send.sink = SinkNode(b.name("fk_subscription_sink"), sub_topic, BYTES, BYTES, internal=True)
+        result = Node(b.name("fk_join_result"))
+        send.result = result
+        # right side: the subscription store, answers to the left rows' partitions
+        sub_src = SourceNode(b.name("fk_subscription_source"), sub_topic, BYTES, BYTES, None, "fail",
+                             internal=True, sized_by_reader=True)
+        b.sources.append(sub_src)
+        resp_sink = FkResponseSinkNode(b.name("fk_response_sink"), resp_topic)
+        subscription = FkSubscriptionNode(b.name("fk_join_subscription"), sub_store, other.store_name)
+        sub_src.children.append(subscription)
+        subscription.children.append(resp_sink)
+        update = FkRightUpdateNode(b.name("fk_join_right_update"), sub_store, other.key_serde, other.value_serde)
+        other._node.children.append(update)
+        update.children.append(resp_sink)
+        # left side again: answers joined with the current left row
+        resp_src = SourceNode(b.name("fk_response_source"), resp_topic, BYTES, BYTES, None, "fail",
+                              internal=True, sized_by_reader=True)
+        b.sources.append(resp_src)
+        response = FkResponseNode(b.name("fk_join_response"), self.store_name, self.key_serde, other.value_serde,
+                                  joiner, left_join)
+        resp_src.children.append(response)
+        response.children.append(result)
+        return self._result(result, value_serde or JSON, materialized)
+
+    def outer_join(self, other: KTable[K, Any], joiner: Callable[[Any, Any], Any], *,
+                   value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
+        return self.join(other, joiner, "outer", value_serde=value_serde, materialized=materialized)
 
     def late_records(self) -> KStream[Any, LateRecord]:
         """The side output of a windowed aggregation: records that arrived after their window
@@ -457,6 +579,18 @@ class KTable(Generic[K, V]):
         if self._windowed is None:
             raise StreamsError("late_records() is only for windowed aggregations")
         return KStream(self._b, self._windowed.late, self.key_serde, JSON)
+
+
+class GlobalKTable(Generic[K, V]):
+    """A table of every partition of a topic, on every instance (Kafka's ``GlobalKTable``);
+    streams join it with a key mapper (``stream.join(global_table, key_mapper, joiner)``)."""
+
+    def __init__(self, spec: GlobalStoreSpec) -> None:
+        self.spec = spec
+        self.store_name = spec.name
+        self.topic = spec.topic
+        self.key_serde = spec.key_serde
+        self.value_serde = spec.value_serde
 
 
 class StreamsApp:
@@ -503,12 +637,31 @@ class StreamsApp:
         src.children.append(node)
         return KTable(self._b, node, key_serde, store_value_serde or value_serde, store)
 
+    def global_table(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
+                     name: str | None = None, on_error: str = "fail") -> GlobalKTable[Any, Any]:
+        """``topic`` as a global table: every instance reads all its partitions into the store
+        ``name`` (default ``<topic>-global``) before processing starts and keeps it up to date.
+        The topic is the store's changelog (no ``-changelog`` topic is made). ``on_error``:
+        ``"fail"`` (stop the app, Kafka's default) or ``"skip"`` (log and count) for records
+        that do not deserialize."""
+        if on_error not in ("fail", "skip"):
+            raise StreamsError(f"a global table's on_error must be 'fail' or 'skip', not {on_error!r}")
+        store = name or f"{topic}-global"
+        if store in self._b.stores or store in self._b.global_stores:
+            raise StreamsError(f"store name {store!r} is used twice")
+        if any(g.topic == topic for g in self._b.global_stores.values()):
+            raise StreamsError(f"topic {topic!r} is a global table twice; reuse the GlobalKTable")
+        spec = GlobalStoreSpec(store, topic, key_serde, value_serde, on_error)
+        self._b.global_stores[store] = spec
+        return GlobalKTable(spec)
+
     def add_state_store(self, name: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES) -> None:
         """A key-value store (with its changelog ``<app>-<name>-changelog``) for processors."""
         self._b.add_store(StoreSpec(name, key_serde, value_serde))
 
     def topology(self) -> Topology:
-        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors)
+        return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors,
+                        dict(self._b.global_stores))
 
     def run(self, **kwargs: Any) -> None:
         """Process until :meth:`stop` is called (from a signal handler or another thread)."""

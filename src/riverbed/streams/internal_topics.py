@@ -19,7 +19,7 @@ CHANGELOG_EXTRA_RETENTION_MS = 24 * 3600 * 1000
 
 def plan(topology: Topology, partitions_of: dict[str, int]) -> dict[str, tuple[int, dict[str, str]]]:
     """Internal topic -> (partitions, configs), given the existing topics' partition counts."""
-    missing = [t for t in topology.source_topics if t not in partitions_of]
+    missing = [t for t in [*topology.source_topics, *topology.global_topics] if t not in partitions_of]
     if missing:
         raise StreamsError(f"source topic(s) {', '.join(sorted(missing))} do not exist; create them first")
     counts: dict[str, int] = {t: partitions_of[t] for t in topology.source_topics}
@@ -28,9 +28,13 @@ def plan(topology: Topology, partitions_of: dict[str, int]) -> dict[str, tuple[i
     pending = list(topology.repartition_topics)
     for _ in range(len(pending) + 1):
         for topic in list(pending):
-            sub = topology.producer_of(topic)
-            assert sub is not None
-            ins = [counts.get(t) for t in sub.sources]
+            reader = topology.sub_for_topic[topic]
+            if reader.sources[topic].sized_by_reader:
+                ins = [counts.get(t) for t, s in reader.sources.items() if not s.sized_by_reader]
+            else:
+                sub = topology.producer_of(topic)
+                assert sub is not None
+                ins = [counts.get(t) for t in sub.sources]
             if all(n is not None for n in ins):
                 counts[topic] = max(n for n in ins if n is not None)
                 pending.remove(topic)

@@ -49,9 +49,13 @@ class SourceNode(Node):
     kind = "source"
 
     def __init__(self, name: str, topic: str, key_serde: Serde[Any], value_serde: Serde[Any],
-                 extractor: TimestampExtractor | None, on_error: str, internal: bool = False) -> None:
+                 extractor: TimestampExtractor | None, on_error: str, internal: bool = False,
+                 sized_by_reader: bool = False) -> None:
         super().__init__(name)
         self.topic = topic
+        # an internal topic with as many partitions as the other sources of the sub-topology
+        # reading it (foreign-key join topics), not as the sub-topology writing it
+        self.sized_by_reader = sized_by_reader
         self.key_serde = key_serde
         self.value_serde = value_serde
         self.extractor = extractor
@@ -181,7 +185,9 @@ class AggregateNode(Node):
         old = st.get(rec.key)
         new = self.agg(rec.key, rec.value, self.init() if old is None else old)
         st.put(rec.key, new)
-        self.forward(task, rec.with_kv(rec.key, new))
+        out = rec.with_kv(rec.key, new)
+        out.old = old  # (foreign-key joins need the previous value)
+        self.forward(task, out)
 
 
 class TableSourceNode(Node):
@@ -192,6 +198,7 @@ class TableSourceNode(Node):
     def __init__(self, name: str, store: str) -> None:
         super().__init__(name)
         self.store = store
+        self.send_old = False  # forward the previous value too (``Record.old``; foreign-key joins)
 
     def stores(self) -> list[str]:
         return [self.store]
@@ -200,7 +207,11 @@ class TableSourceNode(Node):
         if rec.key is None:
             task.skip(rec, f"{self.name}: a table record needs a key")
             return
-        task.kv_store(self.store).put(rec.key, rec.value)
+        st = task.kv_store(self.store)
+        if self.send_old:
+            rec = rec.with_kv(rec.key, rec.value)
+            rec.old = st.get(rec.key)
+        st.put(rec.key, rec.value)
         self.forward(task, rec)
 
 

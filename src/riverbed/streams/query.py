@@ -92,12 +92,13 @@ class QueryServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 parts = self.path.split("?")[0].strip("/").split("/")
-                if len(parts) != 3 or parts[0] != "stores" or parts[1] not in rt.topology.store_specs:
+                specs: dict[str, Any] = {**rt.topology.store_specs, **rt.topology.global_stores}
+                if len(parts) != 3 or parts[0] != "stores" or parts[1] not in specs:
                     self._send(404, {"error": "use /stores/<store>/<key> with a key-value store of this app"})
                     return
                 store, text = parts[1], unquote(parts[2])
                 try:
-                    key = key_from_text(rt.topology.store_specs[store].key_serde, text)
+                    key = key_from_text(specs[store].key_serde, text)
                     value = rt.query(store, key)
                 except NotLocalError as e:
                     if e.owner is None:

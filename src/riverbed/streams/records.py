@@ -19,6 +19,7 @@ class Record:
     topic: str | None = None
     partition: int = -1
     offset: int = -1
+    old: Any = None  # a table's previous value for the key (set by tables that need it)
 
     def with_kv(self, key: Any, value: Any) -> Record:
         return Record(key, value, self.timestamp, self.headers, self.topic, self.partition, self.offset)

@@ -35,6 +35,8 @@ from riverbed.client.status import DEFAULT_INTERVAL_S, StatusReporter
 
 from . import internal_topics
 from . import metrics as streams_metrics
+from .global_state import GlobalState
+from .global_table import GlobalStoreSpec
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
 from .restore import restore_task
@@ -135,6 +137,7 @@ class Runtime:
             self._producer_cfg.update({"transactional.id": f"{self.app_id}-{uuid.uuid4()}",
                                        "transaction.timeout.ms": 10_000, **TRANSACTIONAL_DEFAULTS})
         self._producer_cfg.update(producer_config or {})
+        self.globals = GlobalState({}, {}, self._global_engine)  # (replaced when the app runs)
         self._stop = threading.Event()
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
         self.tasks: dict[tuple[int, int], Task] = {}
@@ -216,6 +219,15 @@ class Runtime:
         if self.eos:
             self.producer.init_transactions(30)
             self.producer.begin_transaction()
+        self.globals = GlobalState(self.topology.global_stores, self._restore_cfg, self._global_engine, self.batch_size,
+                                   None if self.in_memory else self.state_dir / self.app_id / "global")
+        try:
+            self.globals.bootstrap()  # global tables are complete before any record is processed
+        except BaseException:
+            self.globals.close()
+            raise
+        for name, n in self.globals.restored.items():
+            self.restored[f"{name}/global"] = n
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -234,12 +246,17 @@ class Runtime:
             self._close_tasks(list(self.tasks))
             self.consumer.close()
             self.producer.flush(10)
+            with self._lock:
+                self.globals.close()
 
     def _loop(self) -> None:
         last_commit = last_punct = time.monotonic()
         stats = self.stats
         consumed = stats.consumed
         while not self._stop.is_set():
+            if self.globals.specs:
+                with self._lock:
+                    self.globals.poll()  # keep global tables up to date
             msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
             self.running.set()
             started = time.perf_counter()
@@ -305,6 +322,11 @@ class Runtime:
     def query(self, store: str, key: Any) -> Any:
         """The current value of ``key`` in key-value store ``store`` (None: no value), if this
         instance owns the key's partition; else :class:`NotLocalError` naming the owner."""
+        if store in self.topology.global_stores:  # every instance holds all of a global table
+            with self._lock:
+                if store not in self.globals.stores:
+                    raise StreamsError("the application has not started")
+                return self.globals.stores[store].get(key)
         spec = self.topology.store_specs.get(store)
         if spec is None or spec.window_size_ms is not None or spec.session:
             raise StreamsError(f"{store!r} is not a key-value store of this application")
@@ -329,6 +351,15 @@ class Runtime:
         lookup in each task's key-value store, whatever partitioner placed the key)."""
         from .windows import Window, Windowed
 
+        if store in self.topology.global_stores:
+            with self._lock:
+                if store not in self.globals.stores:
+                    raise StreamsError("the application has not started")
+                st = self.globals.stores[store]
+                if by_key:
+                    v = st.get(key)
+                    return [] if v is None else [(key, v)]
+                return list(st.all())
         spec = self.topology.store_specs.get(store)
         if spec is None:
             raise StreamsError(f"{store!r} is not a store of this application")
@@ -395,6 +426,9 @@ class Runtime:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
                 raise StreamsError(f"offset commit failed: {e}") from e
+        if tasks is None and self.globals.specs:
+            with self._lock:
+                self.globals.commit()
         self.stats.committed(time.perf_counter() - started)
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
@@ -416,6 +450,11 @@ class Runtime:
             return MemoryEngine()
         return SqliteEngine(self.state_dir / self.app_id / task_id / f"{spec.name}.sqlite")
 
+    def _global_engine(self, spec: GlobalStoreSpec) -> Engine:
+        if self.in_memory:
+            return MemoryEngine()
+        return SqliteEngine(self.state_dir / self.app_id / "global" / f"{spec.name}.sqlite")
+
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("assigned %s", [(p.topic, p.partition) for p in parts])
         self.stats.rebalances += 1
@@ -425,7 +464,7 @@ class Runtime:
             key = (sub.id, tp.partition)
             if key not in self.tasks:
                 task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
-                            errors=self.topology.errors)
+                            errors=self.topology.errors, global_stores=self.globals.stores)
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
                                              progress=self._progress).items():

@@ -30,8 +30,10 @@ class Collector(Protocol):
 class Task:
     def __init__(self, sub: SubTopology, partition: int, collector: Collector,
                  engine_for: Callable[[StoreSpec, str], Engine], changelog_topic: Callable[[str], str],
-                 logging_enabled: bool = True, errors: ErrorPolicy | None = None) -> None:
+                 logging_enabled: bool = True, errors: ErrorPolicy | None = None,
+                 global_stores: dict[str, KeyValueStore] | None = None) -> None:
         self.sub = sub
+        self.globals = global_stores or {}
         self.errors = errors or ErrorPolicy()
         self.partition = partition
         self.task_id = f"{sub.id}_{partition}"
@@ -96,6 +98,14 @@ class Task:
     def send(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
              headers: list[tuple[str, bytes]] | None) -> None:
         self.collector.send(topic, key, value, ts, headers, None)
+
+    def send_to(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
+                headers: list[tuple[str, bytes]] | None, partition: int) -> None:
+        """Send to an explicit partition (foreign-key join responses go back to the left row's)."""
+        self.collector.send(topic, key, value, ts, headers, partition)
+
+    def global_store(self, name: str) -> KeyValueStore:
+        return self.globals[name]
 
     def skip(self, rec: Record, why: str) -> None:
         self.metrics["skipped_records"] = self.metrics.get("skipped_records", 0) + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .global_table import GlobalStoreSpec
 from .nodes import Node, SinkNode, SourceNode
 from .records import StreamsError
 from .serdes import Serde
@@ -44,8 +45,13 @@ class SubTopology:
 
 class Topology:
     def __init__(self, app_id: str, sources: list[SourceNode], stores: dict[str, StoreSpec],
-                 errors: ErrorPolicy | None = None) -> None:
+                 errors: ErrorPolicy | None = None, global_stores: dict[str, GlobalStoreSpec] | None = None) -> None:
         self.app_id = app_id
+        self.global_stores = global_stores or {}
+        self.global_topics = [g.topic for g in self.global_stores.values()]
+        for s in sources:
+            if s.topic in self.global_topics:
+                raise StreamsError(f"topic {s.topic!r} is a global table's topic and a source; read it once")
         self.errors = errors = errors or ErrorPolicy()
         for where, policy in [("on_processing_error", errors.on_processing_error), *((s.topic, s.on_error) for s in sources)]:
             if policy not in ERROR_POLICIES:
@@ -149,6 +155,8 @@ class Topology:
             for n in sub.nodes:
                 kids = ", ".join(c.name for c in n.successors())
                 lines.append(f"  {n.describe()}" + (f" --> {kids}" if kids else ""))
+        for g in self.global_stores.values():
+            lines.append(f"Global store {g.name} <- {g.topic}")
         return "\n".join(lines)
 
     def describe_dot(self) -> str:
@@ -165,6 +173,8 @@ class Topology:
                     lines.append(f'    "{n.name}" -> "{c.name}";')
                 for store in n.stores():
                     lines.append(f'    "{n.name}" -> "store:{store}" [style=dashed, dir=both];')
+                for store in getattr(n, "global_stores", list)():
+                    lines.append(f'    "global:{store}" -> "{n.name}" [style=dashed];')
             lines.append("  }")
             for spec in sub.stores:
                 lines.append(f'  "store:{spec.name}" [shape=cylinder, label="{spec.name}"];')
@@ -175,6 +185,10 @@ class Topology:
                 if isinstance(n, SinkNode):
                     topics.add(n.topic)
                     lines.append(f'  "{n.name}" -> "topic:{n.topic}";')
+        for g in self.global_stores.values():
+            lines.append(f'  "global:{g.name}" [shape=cylinder, label="{g.name} (global)"];')
+            lines.append(f'  "topic:{g.topic}" -> "global:{g.name}";')
+            topics.add(g.topic)
         for t in sorted(topics):
             lines.append(f'  "topic:{t}" [shape=ellipse, label="{t}"];')
         lines.append("}")

@@ -143,3 +143,18 @@ class JoinWindows:
         if d < 0 or g < 0:
             raise ValueError("the time difference and grace must not be negative")
         return JoinWindows(d, d, g)
+
+    def before(self, time_difference: int | timedelta) -> JoinWindows:
+        """Kafka's ``JoinWindows#before``: a left record at ``t`` joins right records from
+        ``t - time_difference`` (may be negative); the end bound is kept."""
+        return self._with(to_ms(time_difference), self.after_ms)
+
+    def after(self, time_difference: int | timedelta) -> JoinWindows:
+        """Kafka's ``JoinWindows#after``: a left record at ``t`` joins right records up to
+        ``t + time_difference`` (may be negative); the start bound is kept."""
+        return self._with(self.before_ms, to_ms(time_difference))
+
+    def _with(self, before: int, after: int) -> JoinWindows:
+        if before + after < 0:
+            raise ValueError(f"the window interval (before + after = {before} + {after}) must not be negative")
+        return JoinWindows(before, after, self.grace_ms)

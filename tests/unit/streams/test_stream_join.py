@@ -82,3 +82,47 @@ def test_stream_join_needs_windows() -> None:
     topo = app.topology()
     assert topo.sub_for_topic["a"] is topo.sub_for_topic["b"]
     assert sorted(s.name for s in topo.sub_for_topic["a"].stores) == ["join-0000000002-left-buffer", "join-0000000002-right-buffer"]
+
+
+# asymmetric windows (Kafka's JoinWindows#before / #after): a left record at t joins right
+# records in [t - before, t + after]; a right record at t' joins left ones in [t' - after, t' + before]
+AFTER_10 = JoinWindows.of(0, grace=100).after(10)
+
+
+@pytest.mark.parametrize(("windows", "steps", "expected"), [
+    (AFTER_10,
+     [("left", "a", 100), ("right", "x", 95), ("right", "y", 105), ("right", "z", 111), ("left", "b", 112),
+      ("right", "w", 115), ("left", "c", 90)],
+     [("k", "a+y", 105), ("k", "b+w", 115), ("k", "c+x", 95)]),
+    (AFTER_10.before(-5),  # right records 5 to 10 ms after the left one
+     [("left", "a", 100), ("right", "x", 104), ("right", "y", 105), ("right", "z", 110), ("right", "u", 111)],
+     [("k", "a+y", 105), ("k", "a+z", 110)]),
+    (JoinWindows.of(10, grace=100).before(0),  # the same as after(10) alone
+     [("left", "a", 100), ("right", "x", 95), ("right", "y", 105), ("right", "z", 111)],
+     [("k", "a+y", 105)]),
+])
+def test_asymmetric_windows(windows: JoinWindows, steps: list[tuple[str, str, int]], expected: list[object]) -> None:
+    got, _ = run("inner", steps, windows)
+    assert got == expected
+
+
+def test_asymmetric_windows_close_and_lateness_per_side() -> None:
+    """With before 0 and after 10, a right record is late once t' + 0 + grace < stream time,
+    a left one once t + 10 + grace < stream time; a left join emits an unmatched left record
+    when t + 10 + grace < stream time."""
+    w = JoinWindows.of(0).after(10)
+    got, metrics = run("inner", [("left", "a", 100), ("right", "r", 99), ("left", "b", 91), ("right", "s", 100)], w)
+    assert got == [("k", "b+s", 100), ("k", "a+s", 100)]
+    assert metrics["late_records"] == 1  # r
+    got, _ = run("left", [("left", "a", 100), ("right", "y", 110), ("right", "z", 111)], w)
+    assert got == [("k", "a+y", 110)]
+    got, _ = run("left", [("left", "a", 100), ("right", "y", 120)], w)
+    assert got == [("k", "a+-", 100)]
+
+
+def test_negative_window_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        JoinWindows.of(0).before(-1)
+    with pytest.raises(ValueError, match="must not be negative"):
+        JoinWindows.of(5).after(-6)
+    assert JoinWindows.of(5).after(-5) == JoinWindows(5, -5, 0)
