@@ -18,7 +18,7 @@ from riverbed.web import HttpServer
 
 @contextmanager
 def running_gateway(doc: Mapping[str, Any], bootstrap: str, env: Mapping[str, str] | None = None) -> Iterator[tuple[Gateway, str]]:
-    doc = {**doc, "cluster": {"bootstrap.servers": bootstrap}}
+    doc = {**doc, "cluster": {**doc.get("cluster", {}), "bootstrap.servers": bootstrap}}
     gw = Gateway(GatewayConfig.from_mapping(doc, env or {}))
     server = HttpServer(gw.app).start_in_thread()
     try:

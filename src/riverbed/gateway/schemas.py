@@ -1,0 +1,371 @@
+"""The REST proxy's schema-registry formats: AVRO, PROTOBUF and JSONSCHEMA records written in
+Confluent's wire format (magic byte 0, the 4-byte big-endian schema id, then the Avro binary
+datum, the Protobuf message indexes and message, or the JSON document) and read back to JSON.
+
+Schemas come from a Confluent-compatible registry (``[cluster] schema.registry.url`` or
+``RIVERBED_REGISTRY_URL``) over HTTP: by id, by subject and version, the subject's latest, or
+given raw and registered (or found) under the subject. Data is JSON as Confluent's REST Proxy
+takes it: Avro in Avro's JSON encoding (a union value is ``{"type": value}``), Protobuf in
+protobuf's JSON mapping, JSON Schema as the document itself (validated against the schema).
+
+Every failure is a :class:`SchemaError` with the HTTP status and the proxy's v2 error code;
+the v3 handler answers it with the status alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+FORMATS = ("AVRO", "PROTOBUF", "JSONSCHEMA")
+STRATEGIES = ("TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME")
+MAGIC = b"\x00"
+
+# Confluent REST Proxy's error codes (io.confluent.kafkarest.Errors)
+KEY_SCHEMA_MISSING = 42201
+VALUE_SCHEMA_MISSING = 42202
+JSON_CONVERSION = 42203
+INVALID_SCHEMA = 42205
+
+
+class SchemaError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Codec:
+    """One registered schema, ready to encode JSON data and decode payloads."""
+
+    id: int
+    kind: str  # AVRO | PROTOBUF | JSONSCHEMA
+    text: str
+    parsed: Any  # fastavro's parsed schema | a jsonschema validator | (ProtobufSchema, pool)
+
+    @property
+    def record_name(self) -> str | None:
+        """The fully-qualified name RecordNameStrategy uses (None if the schema has none)."""
+        if self.kind == "AVRO":
+            return self.parsed.get("name") if isinstance(self.parsed, dict) else None
+        if self.kind == "PROTOBUF":
+            names = self.parsed[0].names()
+            return names[0] if names else None
+        title = self.parsed.schema.get("title") if isinstance(self.parsed.schema, dict) else None
+        return str(title) if title else None
+
+    def encode(self, data: Any) -> bytes:
+        head = MAGIC + struct.pack(">I", self.id)
+        try:
+            if self.kind == "AVRO":
+                import fastavro
+
+                datum = next(iter(fastavro.json_reader(io.StringIO(json.dumps(data)), self.parsed)))
+                out = io.BytesIO()
+                fastavro.schemaless_writer(out, self.parsed, datum)
+                return head + out.getvalue()
+            if self.kind == "JSONSCHEMA":
+                errors = sorted(self.parsed.iter_errors(data), key=lambda e: list(e.path))
+                if errors:
+                    where = "/".join(str(p) for p in errors[0].path) or "(root)"
+                    raise ValueError(f"{where}: {errors[0].message}")
+                return head + json.dumps(data, separators=(",", ":")).encode()
+            from google.protobuf import json_format
+
+            message = self._proto_class(self.parsed[0].names()[0])()
+            json_format.ParseDict(data, message)
+            payload: bytes = message.SerializeToString()
+            return head + b"\x00" + payload  # message index [0]: one 0 byte
+        except SchemaError:
+            raise
+        except Exception as exc:  # fastavro/jsonschema/protobuf raise many kinds
+            raise SchemaError(
+                422,
+                JSON_CONVERSION,
+                f"Conversion of JSON to Object failed: {type(exc).__name__}: {exc}",
+            ) from None
+
+    def decode(self, payload: bytes) -> Any:
+        """The JSON form of a payload written with this schema (the 5-byte head stripped)."""
+        if self.kind == "AVRO":
+            import fastavro
+
+            datum = fastavro.schemaless_reader(io.BytesIO(payload), self.parsed, None)
+            out = io.StringIO()
+            fastavro.json_writer(out, self.parsed, [datum])
+            return json.loads(out.getvalue())
+        if self.kind == "JSONSCHEMA":
+            return json.loads(payload)
+        from google.protobuf import json_format
+
+        indexes, pos = _read_indexes(payload)
+        message = self._proto_class(self._message_name(indexes))()
+        message.ParseFromString(payload[pos:])
+        return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+    def _proto_class(self, full_name: str) -> Any:
+        from google.protobuf import message_factory
+
+        return message_factory.GetMessageClass(self.parsed[1].FindMessageTypeByName(full_name))
+
+    def _message_name(self, indexes: list[int]) -> str:
+        file = self.parsed[0].file
+        scope, messages = file.package, list(file.message_type)
+        name = ""
+        for i in indexes:
+            if not 0 <= i < len(messages):
+                raise ValueError(f"message index {indexes} is not in schema {self.id}")
+            m = messages[i]
+            name = f"{scope}.{m.name}" if scope else m.name
+            scope, messages = name, list(m.nested_type)
+        return name
+
+
+def _zigzag(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated Protobuf message indexes")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return (value >> 1) ^ -(value & 1), pos
+
+
+def _read_indexes(payload: bytes) -> tuple[list[int], int]:
+    count, pos = _zigzag(payload, 0)
+    if count == 0:
+        return [0], pos
+    if not 0 < count < 100:
+        raise ValueError(f"bad Protobuf message index count {count}")
+    out = []
+    for _ in range(count):
+        i, pos = _zigzag(payload, pos)
+        out.append(i)
+    return out, pos
+
+
+def _parse(kind: str, text: str) -> Any:
+    """The schema's parsed form; SchemaError(422, 42205) when it is not a valid schema."""
+    try:
+        if kind == "AVRO":
+            import fastavro
+
+            return fastavro.parse_schema(json.loads(text))
+        if kind == "JSONSCHEMA":
+            import jsonschema
+
+            doc = json.loads(text)
+            cls = jsonschema.validators.validator_for(doc)
+            cls.check_schema(doc)
+            return cls(doc)
+        from google.protobuf import descriptor_pool
+
+        from riverbed.registry.formats.protobuf import parse
+
+        schema = parse(text)
+        pool = descriptor_pool.DescriptorPool()
+        for dep in schema.deps.values():
+            pool.Add(dep)
+        pool.Add(schema.file)
+        return schema, pool
+    except Exception as exc:
+        raise SchemaError(
+            422, INVALID_SCHEMA, f"Invalid schema: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+class SchemaFormats:
+    """Resolves schema specs against the registry and caches the codecs by id."""
+
+    def __init__(self, url: str | None, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/") if url else None
+        self._http: httpx.AsyncClient | None = None
+        self._timeout = timeout
+        self._by_id: dict[int, Codec] = {}
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        if self.url is None:
+            raise SchemaError(
+                400,
+                400,
+                "This proxy has no schema registry for AVRO, PROTOBUF and JSONSCHEMA: set [cluster] schema.registry.url (or RIVERBED_REGISTRY_URL)",
+            )
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+        try:
+            r = await self._http.request(
+                method,
+                path,
+                json=body,
+                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"}
+                if body is not None
+                else None,
+            )
+        except httpx.HTTPError as exc:
+            raise SchemaError(
+                503, 50301, f"The schema registry cannot be reached: {type(exc).__name__}: {exc}"
+            ) from None
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = {"message": r.text[:200]}
+        if r.status_code >= 400:
+            code = (
+                answer.get("error_code", r.status_code)
+                if isinstance(answer, dict)
+                else r.status_code
+            )
+            message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
+            if r.status_code == 404:
+                raise SchemaError(
+                    404, 40403 if code == 40403 else int(code), f"Schema registry: {message}"
+                )
+            if r.status_code == 409:
+                raise SchemaError(409, int(code), f"Schema registry: {message}")
+            if r.status_code == 422:
+                raise SchemaError(422, INVALID_SCHEMA, f"Invalid schema: {message}")
+            raise SchemaError(500, 50002, f"Schema registry error {r.status_code}: {message}")
+        return answer
+
+    async def by_id(self, schema_id: int) -> Codec:
+        codec = self._by_id.get(schema_id)
+        if codec is None:
+            doc = await self._call("GET", f"/schemas/ids/{schema_id}")
+            codec = self._codec(schema_id, doc)
+        return codec
+
+    def _codec(self, schema_id: int, doc: dict[str, Any]) -> Codec:
+        if doc.get("references"):
+            raise SchemaError(
+                422,
+                INVALID_SCHEMA,
+                f"Invalid schema: schema {schema_id} has references, which this proxy does not resolve yet",
+            )
+        kind = str(doc.get("schemaType") or "AVRO").upper()
+        if kind not in FORMATS:
+            raise SchemaError(
+                422, INVALID_SCHEMA, f"Invalid schema: schema {schema_id} is of type {kind}"
+            )
+        codec = self._by_id[schema_id] = Codec(
+            schema_id, kind, doc["schema"], _parse(kind, doc["schema"])
+        )
+        return codec
+
+    async def version(self, subject: str, version: int | str) -> tuple[Codec, int]:
+        doc = await self._call("GET", f"/subjects/{quote(subject, safe='')}/versions/{version}")
+        codec = self._by_id.get(doc["id"]) or self._codec(int(doc["id"]), doc)
+        return codec, int(doc["version"])
+
+    async def register(self, subject: str, kind: str, text: str) -> tuple[Codec, int | None]:
+        """The id of `text` under `subject`, registering it when the subject does not have it."""
+        parsed = _parse(kind, text)  # a clear 42205 before asking the registry
+        body: dict[str, Any] = {"schema": text}
+        if kind != "AVRO":
+            body["schemaType"] = kind
+        path = f"/subjects/{quote(subject, safe='')}"
+        try:
+            found = await self._call("POST", path, body)
+            schema_id, version = int(found["id"]), found.get("version")
+        except SchemaError as exc:
+            if exc.status != 404:
+                raise
+            registered = await self._call("POST", path + "/versions", body)
+            schema_id, version = int(registered["id"]), None
+        codec = self._by_id.get(schema_id)
+        if codec is None:
+            codec = self._by_id[schema_id] = Codec(schema_id, kind, text, parsed)
+        return codec, version
+
+    async def decode(self, data: bytes | None) -> Any:
+        """A record's key or value in the wire format -> JSON (ValueError if it is not)."""
+        if data is None:
+            return None
+        if len(data) < 5 or data[0] != 0:
+            raise ValueError("Unknown magic byte!")
+        codec = await self.by_id(struct.unpack(">I", data[1:5])[0])
+        return codec.decode(data[5:])
+
+
+def subject_for(strategy: str, topic: str, is_key: bool, record_name: str | None) -> str:
+    """Confluent's subject name strategies."""
+    if strategy == "TOPIC_NAME":
+        return f"{topic}-{'key' if is_key else 'value'}"
+    if record_name is None:
+        raise SchemaError(
+            400, 400, f"subject_name_strategy {strategy} needs a schema with a record name"
+        )
+    return record_name if strategy == "RECORD_NAME" else f"{topic}-{record_name}"
+
+
+async def resolve_v3(
+    formats: SchemaFormats, topic: str, is_key: bool, part: dict[str, Any]
+) -> tuple[Codec, str | None, int | None]:
+    """A v3 key or value object's schema: (codec, subject, version). ``schema_id`` names it
+    outright; else the subject (``subject`` or the strategy's) with ``schema`` (found or
+    registered), ``schema_version``, or its latest version."""
+    kind = part.get("type")
+    kind = str(kind).upper() if kind is not None else None
+    strategy = str(part.get("subject_name_strategy") or "TOPIC_NAME").upper()
+    if strategy not in STRATEGIES:
+        raise SchemaError(
+            400, 400, f"subject_name_strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"
+        )
+    schema_id, version, subject, raw = (
+        part.get("schema_id"),
+        part.get("schema_version"),
+        part.get("subject"),
+        part.get("schema"),
+    )
+    if sum(x is not None for x in (schema_id, version, raw)) > 1:
+        raise SchemaError(400, 400, "Give at most one of schema_id, schema_version and schema")
+    if subject is not None and not isinstance(subject, str):
+        raise SchemaError(400, 400, "subject must be a string")
+    if schema_id is not None:
+        if not isinstance(schema_id, int) or isinstance(schema_id, bool) or schema_id < 0:
+            raise SchemaError(400, 400, "schema_id must be a non-negative integer")
+        codec = await formats.by_id(schema_id)
+        if kind is not None and kind != codec.kind:
+            raise SchemaError(400, 400, f"Schema {schema_id} is {codec.kind}, not {kind}")
+        return codec, subject, None
+    if raw is not None:
+        if kind is None:
+            raise SchemaError(
+                400, 400, "A raw schema needs its type (AVRO, PROTOBUF or JSONSCHEMA)"
+            )
+        if not isinstance(raw, str):
+            raise SchemaError(400, 400, "schema must be a string")
+        record = (
+            Codec(-1, kind, raw, _parse(kind, raw)).record_name
+            if subject is None and strategy != "TOPIC_NAME"
+            else None
+        )
+        subject = subject or subject_for(strategy, topic, is_key, record)
+        codec, v = await formats.register(subject, kind, raw)
+        return codec, subject, v
+    if subject is None:
+        if strategy != "TOPIC_NAME":
+            raise SchemaError(
+                400, 400, f"subject_name_strategy {strategy} needs schema_id, schema or subject"
+            )
+        subject = subject_for(strategy, topic, is_key, None)
+    if version is not None and (
+        not isinstance(version, int) or isinstance(version, bool) or version < 1
+    ):
+        raise SchemaError(400, 400, "schema_version must be a positive integer")
+    codec, v = await formats.version(subject, "latest" if version is None else version)
+    if kind is not None and kind != codec.kind:
+        raise SchemaError(400, 400, f"Subject {subject} version {v} is {codec.kind}, not {kind}")
+    return codec, subject, v
