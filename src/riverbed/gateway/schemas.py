@@ -255,6 +255,7 @@ class SchemaFormats:
                 f"Invalid schema: schema {schema_id} has references, which this proxy does not resolve yet",
             )
         kind = str(doc.get("schemaType") or "AVRO").upper()
+        kind = "JSONSCHEMA" if kind == "JSON" else kind
         if kind not in FORMATS:
             raise SchemaError(
                 422, INVALID_SCHEMA, f"Invalid schema: schema {schema_id} is of type {kind}"
@@ -274,7 +275,7 @@ class SchemaFormats:
         parsed = _parse(kind, text)  # a clear 42205 before asking the registry
         body: dict[str, Any] = {"schema": text}
         if kind != "AVRO":
-            body["schemaType"] = kind
+            body["schemaType"] = "JSON" if kind == "JSONSCHEMA" else kind  # the registry's name
         path = f"/subjects/{quote(subject, safe='')}"
         try:
             found = await self._call("POST", path, body)
@@ -282,8 +283,9 @@ class SchemaFormats:
         except SchemaError as exc:
             if exc.status != 404:
                 raise
-            registered = await self._call("POST", path + "/versions", body)
-            schema_id, version = int(registered["id"]), None
+            await self._call("POST", path + "/versions", body)
+            found = await self._call("POST", path, body)  # its version too
+            schema_id, version = int(found["id"]), found.get("version")
         codec = self._by_id.get(schema_id)
         if codec is None:
             codec = self._by_id[schema_id] = Codec(schema_id, kind, text, parsed)
