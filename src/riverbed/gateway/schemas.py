@@ -26,6 +26,7 @@ import httpx
 FORMATS = ("AVRO", "PROTOBUF", "JSONSCHEMA")
 STRATEGIES = ("TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME")
 MAGIC = b"\x00"
+CACHE = 10_000  # schemas (and subject lookups) kept in memory
 
 # Confluent REST Proxy's error codes (io.confluent.kafkarest.Errors)
 KEY_SCHEMA_MISSING = 42201
@@ -191,6 +192,9 @@ class SchemaFormats:
         self._http: httpx.AsyncClient | None = None
         self._timeout = timeout
         self._by_id: dict[int, Codec] = {}
+        # (subject, kind, text) or (subject, version) -> what the registry answered: both never
+        # change once registered. Bounded: emptied past CACHE entries.
+        self._found: dict[tuple[str, ...], tuple[Codec, int | None]] = {}
 
     async def close(self) -> None:
         if self._http is not None:
@@ -265,13 +269,28 @@ class SchemaFormats:
         )
         return codec
 
+    def _remember(self, key: tuple[str, ...], found: tuple[Codec, int | None]) -> None:
+        if len(self._found) >= CACHE:
+            self._found.clear()
+        self._found[key] = found
+
     async def version(self, subject: str, version: int | str) -> tuple[Codec, int]:
+        """A version of a subject ("latest" is asked for every time: it moves)."""
+        key = (subject, str(version))
+        hit = self._found.get(key) if version != "latest" else None
+        if hit is not None and hit[1] is not None:
+            return hit[0], hit[1]
         doc = await self._call("GET", f"/subjects/{quote(subject, safe='')}/versions/{version}")
         codec = self._by_id.get(doc["id"]) or self._codec(int(doc["id"]), doc)
+        if version != "latest":
+            self._remember(key, (codec, int(doc["version"])))
         return codec, int(doc["version"])
 
     async def register(self, subject: str, kind: str, text: str) -> tuple[Codec, int | None]:
         """The id of `text` under `subject`, registering it when the subject does not have it."""
+        hit = self._found.get((subject, kind, text))
+        if hit is not None:
+            return hit
         parsed = _parse(kind, text)  # a clear 42205 before asking the registry
         body: dict[str, Any] = {"schema": text}
         if kind != "AVRO":
@@ -289,6 +308,7 @@ class SchemaFormats:
         codec = self._by_id.get(schema_id)
         if codec is None:
             codec = self._by_id[schema_id] = Codec(schema_id, kind, text, parsed)
+        self._remember((subject, kind, text), (codec, version))
         return codec, version
 
     async def decode(self, data: bytes | None) -> Any:
