@@ -57,7 +57,7 @@ def gateway_command(args: argparse.Namespace) -> int:
     from riverbed.web import HttpServer
 
     gateway = Gateway(config)
-    server = HttpServer(gateway.app, host.strip("[]"), int(port), log_level="warning")
+    server = HttpServer(gateway.app, host.strip("[]"), int(port), log_level="warning", **config.server_options())
     exit_server = server.server.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
