@@ -164,44 +164,87 @@ def test_v3_avro_by_raw_schema_id_version_and_latest(env: dict[str, Any]) -> Non
 
 def test_v3_avro_errors(env: dict[str, Any]) -> None:
     url = env["v3"] + "/avro/records"
-    httpx.post(
-        url, json={"value": {"type": "AVRO", "schema": ORDER, "data": {"user": "x", "cents": 1}}}
-    ).raise_for_status()
+    first = {
+        "key": {"type": "AVRO", "schema": KEY, "data": "k"},
+        "value": {"type": "AVRO", "schema": ORDER, "data": {"user": "x", "cents": 1, "note": None}},
+    }
+    httpx.post(url, json=first).raise_for_status()
+    key_id = env["client"].get_latest_version("avro-key").schema_id
+    # Confluent REST Proxy's answers (its SchemaManager): (status, error_code, words)
     cases = [
         (
             {"type": "AVRO", "data": {"user": "x"}},
-            400,
+            422,
+            42203,
             "Conversion of JSON to Object failed",
         ),  # cents missing
         (
             {"type": "AVRO", "data": {"user": "x", "cents": 1, "note": "not wrapped"}},
-            400,
+            422,
+            42203,
             "Conversion of JSON to Object failed",
         ),
-        ({"type": "AVRO", "schema": "{not avro", "data": 1}, 400, "Invalid schema"),
-        ({"type": "AVRO", "schema_id": 99999, "data": 1}, 404, "Schema registry"),
-        ({"type": "AVRO", "schema_version": 42, "data": 1}, 404, "Schema registry"),
-        ({"type": "AVRO", "subject": "nope-value", "data": 1}, 404, "Schema registry"),
-        ({"type": "AVRO", "schema_id": 1, "schema_version": 1, "data": 1}, 400, "at most one"),
-        ({"type": "AVRO", "subject_name_strategy": "RECORD_NAME", "data": 1}, 400, "RECORD_NAME"),
+        (
+            {"type": "AVRO", "schema": "{not avro", "data": 1},
+            422,
+            42205,
+            "Invalid schema: Error when parsing raw schema",
+        ),
+        (
+            {"schema_id": 99999, "data": 1},
+            422,
+            42207,
+            "Error when fetching schema by id. schemaId = 99999",
+        ),
+        (
+            {"schema_id": key_id, "data": "k"},
+            422,
+            42207,
+            "Error when fetching schema version. subject = avro-value",
+        ),  # not under avro-value
+        (
+            {"schema_version": 42, "data": 1},
+            400,
+            400,
+            "Schema does not exist for subject: avro-value, version: 42",
+        ),
+        (
+            {"type": "AVRO", "subject": "nope-value", "data": 1},
+            422,
+            42207,
+            "Error when fetching latest schema version. subject = nope-value",
+        ),
+        (
+            {"type": "JSONSCHEMA", "schema_id": key_id, "subject": "avro-key", "data": 1},
+            422,
+            42207,
+            "wrong type",
+        ),
+        ({"schema_id": 1, "schema_version": 1, "data": 1}, 400, 400, "at most one"),
+        (
+            {"type": "AVRO", "subject_name_strategy": "RECORD_NAME", "data": 1},
+            400,
+            400,
+            "Cannot use schema_subject_strategy=RECORD_NAME",
+        ),
         (
             {"type": "AVRO", "subject_name_strategy": "NOPE", "data": 1},
             400,
+            400,
             "subject_name_strategy",
         ),
-        ({"type": "JSON", "schema_id": 1, "data": 1}, 400, "a schema goes with type"),
+        ({"type": "JSON", "schema_id": 1, "data": 1}, 400, 400, "a schema goes with type"),
     ]
-    for value, status, words in cases:
+    for value, status, code, words in cases:
         r = httpx.post(url, json={"value": value})
         assert (
             r.status_code == status
-            and r.json()["error_code"] == status
+            and r.json()["error_code"] == code
             and words in r.json()["message"]
         ), (value, r.text)
-    # the schema is of another type than the one asked for
-    sid = env["client"].get_latest_version("avro-value").schema_id
-    r = httpx.post(url, json={"value": {"type": "JSONSCHEMA", "schema_id": sid, "data": {}}})
-    assert r.status_code == 400 and "is AVRO" in r.json()["message"]
+    # by id under another subject named outright: fine
+    r = httpx.post(url, json={"value": {"schema_id": key_id, "subject": "avro-key", "data": "k"}})
+    assert r.status_code == 200 and r.json()["value"]["subject"] == "avro-key", r.text
 
 
 def test_v3_record_name_strategies(env: dict[str, Any]) -> None:
@@ -259,7 +302,9 @@ def test_v3_jsonschema_and_protobuf(env: dict[str, Any]) -> None:
         env["v3"] + "/jsons/records",
         json={"value": {"type": "JSONSCHEMA", "data": {"user": "ann", "cents": "five"}}},
     )
-    assert r.status_code == 400 and "cents" in r.json()["message"]
+    assert (
+        r.status_code == 422 and r.json()["error_code"] == 42203 and "cents" in r.json()["message"]
+    )
 
     r = httpx.post(
         env["v3"] + "/proto/records",
@@ -282,12 +327,14 @@ def test_v3_jsonschema_and_protobuf(env: dict[str, Any]) -> None:
         env["v3"] + "/proto/records",
         json={"value": {"type": "PROTOBUF", "data": {"user": "ann", "nope": 1}}},
     )
-    assert r.status_code == 400 and "nope" in r.json()["message"]
+    assert (
+        r.status_code == 422 and r.json()["error_code"] == 42203 and "nope" in r.json()["message"]
+    )
     r = httpx.post(
         env["v3"] + "/proto/records",
         json={"value": {"type": "PROTOBUF", "schema": "message {", "data": {}}},
     )
-    assert r.status_code == 400 and "Invalid schema" in r.json()["message"]
+    assert r.status_code == 422 and r.json()["error_code"] == 42205
 
 
 def v2_consume(
@@ -409,7 +456,11 @@ def test_v2_avro_produce_and_consume(env: dict[str, Any]) -> None:
         content=json.dumps({"value_schema": incompatible, "records": [{"value": {"user": 1}}]}),
         headers={"Content-Type": avro},
     )
-    assert r.status_code == 409 and r.json()["error_code"] == 409
+    assert (
+        r.status_code == 422
+        and r.json()["error_code"] == 42207
+        and "Error when registering schema" in r.json()["message"]
+    )
 
 
 def test_v2_jsonschema_and_protobuf_roundtrip(env: dict[str, Any]) -> None:

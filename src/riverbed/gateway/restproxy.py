@@ -49,9 +49,13 @@ MAX_IN_FLIGHT = 1000  # records of one stream awaiting acknowledgement
 
 
 class RecordError(Exception):
+    """A record's error: `code` is the error_code (an HTTP status, or Confluent's 5-digit code
+    whose first three digits are the status)."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+        self.status = code if code < 1000 else code // 100
 
 
 def _data(part: Any, what: str) -> tuple[bytes | None, str | None]:
@@ -206,15 +210,13 @@ class RestProxy:
             data = part.get("data")
             encoded = None if data is None else codec.encode(data)
         except SchemaError as exc:
-            raise RecordError(
-                400 if exc.status == 422 else exc.status, f"{what}: {exc.message}"
-            ) from None
-        info: dict[str, Any] = {"type": codec.kind}
-        if subject is not None:
-            info["subject"] = subject
-        info["schema_id"] = codec.id
-        if version is not None:
-            info["schema_version"] = version
+            raise RecordError(exc.code, f"{what}: {exc.message}") from None
+        info = {
+            "type": codec.kind,
+            "subject": subject,
+            "schema_id": codec.id,
+            "schema_version": version,
+        }
         return encoded, info
 
     async def records(self, request: Request) -> Response:
@@ -225,7 +227,7 @@ class RestProxy:
             try:
                 return json_response(await self._produce(cluster_id, topic, body))
             except RecordError as exc:
-                raise JsonError(exc.code, exc.code, exc.message) from None
+                raise JsonError(exc.status, exc.code, exc.message) from None
         return ReportStream(self._stream(request, cluster_id, topic))
 
     async def _stream(self, request: Request, cluster_id: str, topic: str) -> AsyncIterator[bytes]:

@@ -45,7 +45,14 @@ from riverbed.client import admin, consumer
 from riverbed.web import JsonError, json_body, json_response
 
 from .producer import NotStored
-from .schemas import INVALID_SCHEMA, KEY_SCHEMA_MISSING, VALUE_SCHEMA_MISSING, Codec, SchemaError
+from .schemas import (
+    INVALID_SCHEMA,
+    KEY_SCHEMA_MISSING,
+    VALUE_SCHEMA_MISSING,
+    Codec,
+    SchemaError,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -268,27 +275,24 @@ class RestProxyV2:
                     f"Request includes {what}s but does not include {what} schema",
                 )
             return None
-        formats = self.gateway.schemas
+        if schema_id is not None and (
+            not isinstance(schema_id, int) or isinstance(schema_id, bool)
+        ):
+            raise JsonError(422, 422, f"{what}_schema_id must be an integer")
+        if schema_id is None and not isinstance(raw, str):
+            raise JsonError(422, INVALID_SCHEMA, f"Invalid schema: {what}_schema must be a string")
         try:
-            if schema_id is not None:
-                if not isinstance(schema_id, int) or isinstance(schema_id, bool):
-                    raise JsonError(422, 422, f"{what}_schema_id must be an integer")
-                codec: Codec = await formats.by_id(schema_id)
-                if codec.kind != kind:
-                    raise JsonError(
-                        422,
-                        INVALID_SCHEMA,
-                        f"Invalid schema: schema {schema_id} is {codec.kind}, not {kind}",
-                    )
-                return codec
-            if not isinstance(raw, str):
-                raise JsonError(
-                    422, INVALID_SCHEMA, f"Invalid schema: {what}_schema must be a string"
-                )
-            codec, _ = await formats.register(f"{topic}-{what}", kind, raw)
-            return codec
+            codec, _, _ = await resolve(
+                self.gateway.schemas,
+                topic,
+                what == "key",
+                kind,
+                schema_id=schema_id,
+                raw=raw if schema_id is None else None,
+            )
         except SchemaError as exc:
             raise JsonError(exc.status, exc.code, exc.message) from None
+        return codec
 
     @staticmethod
     def _encode(data: Any, fmt: str, what: str, codec: Codec | None = None) -> bytes | None:

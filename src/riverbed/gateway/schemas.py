@@ -33,6 +33,7 @@ KEY_SCHEMA_MISSING = 42201
 VALUE_SCHEMA_MISSING = 42202
 JSON_CONVERSION = 42203
 INVALID_SCHEMA = 42205
+SERIALIZATION = 42207
 
 
 class SchemaError(Exception):
@@ -184,23 +185,42 @@ def _parse(kind: str, text: str) -> Any:
         ) from None
 
 
+class RegistryError(Exception):
+    """The registry answered with an error (its status, error_code and message)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(f"{message}; error code: {code}")
+        self.status, self.code = status, code
+
+
+def _serialization(message: str, cause: Exception | None = None) -> SchemaError:
+    """Confluent's 42207 (Errors.messageSerializationException), the registry's answer after a
+    newline as in its messages."""
+    tail = f"\n{cause}" if cause is not None else ""
+    return SchemaError(422, SERIALIZATION, f"Error serializing message. {message}{tail}")
+
+
 class SchemaFormats:
-    """Resolves schema specs against the registry and caches the codecs by id."""
+    """Resolves schema specs against the registry as Confluent's REST Proxy does (its
+    SchemaManager) and caches the answers: schemas by id, versions of (subject, schema)."""
 
     def __init__(self, url: str | None, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/") if url else None
         self._http: httpx.AsyncClient | None = None
         self._timeout = timeout
         self._by_id: dict[int, Codec] = {}
-        # (subject, kind, text) or (subject, version) -> what the registry answered: both never
+        # (subject, kind, text) -> (codec, version) and (subject, schema id) -> version: never
         # change once registered. Bounded: emptied past CACHE entries.
-        self._found: dict[tuple[str, ...], tuple[Codec, int | None]] = {}
+        self._found: dict[tuple[str, ...], tuple[Codec, int]] = {}
+        self._versions: dict[tuple[str, int], int] = {}
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """The registry's JSON answer; RegistryError for its errors, SchemaError(503) when it
+        cannot be reached (retriable: Confluent's proxy folds this into 42207 too)."""
         if self.url is None:
             raise SchemaError(
                 400,
@@ -209,15 +229,11 @@ class SchemaFormats:
             )
         if self._http is None:
             self._http = httpx.AsyncClient(base_url=self.url, timeout=self._timeout)
+        headers = (
+            {"Content-Type": "application/vnd.schemaregistry.v1+json"} if body is not None else None
+        )
         try:
-            r = await self._http.request(
-                method,
-                path,
-                json=body,
-                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"}
-                if body is not None
-                else None,
-            )
+            r = await self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise SchemaError(
                 503, 50301, f"The schema registry cannot be reached: {type(exc).__name__}: {exc}"
@@ -227,27 +243,28 @@ class SchemaFormats:
         except ValueError:
             answer = {"message": r.text[:200]}
         if r.status_code >= 400:
-            code = (
-                answer.get("error_code", r.status_code)
-                if isinstance(answer, dict)
-                else r.status_code
+            doc = answer if isinstance(answer, dict) else {}
+            raise RegistryError(
+                r.status_code,
+                int(doc.get("error_code", r.status_code)),
+                str(doc.get("message", r.reason_phrase)),
             )
-            message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
-            if r.status_code == 404:
-                raise SchemaError(
-                    404, 40403 if code == 40403 else int(code), f"Schema registry: {message}"
-                )
-            if r.status_code == 409:
-                raise SchemaError(409, int(code), f"Schema registry: {message}")
-            if r.status_code == 422:
-                raise SchemaError(422, INVALID_SCHEMA, f"Invalid schema: {message}")
-            raise SchemaError(500, 50002, f"Schema registry error {r.status_code}: {message}")
         return answer
+
+    def _keep(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(table) >= CACHE:
+            table.clear()
+        table[key] = value
 
     async def by_id(self, schema_id: int) -> Codec:
         codec = self._by_id.get(schema_id)
         if codec is None:
-            doc = await self._call("GET", f"/schemas/ids/{schema_id}")
+            try:
+                doc = await self._call("GET", f"/schemas/ids/{schema_id}")
+            except RegistryError as exc:
+                raise _serialization(
+                    f"Error when fetching schema by id. schemaId = {schema_id}", exc
+                ) from None
             codec = self._codec(schema_id, doc)
         return codec
 
@@ -264,52 +281,87 @@ class SchemaFormats:
             raise SchemaError(
                 422, INVALID_SCHEMA, f"Invalid schema: schema {schema_id} is of type {kind}"
             )
-        codec = self._by_id[schema_id] = Codec(
-            schema_id, kind, doc["schema"], _parse(kind, doc["schema"])
-        )
+        codec = Codec(schema_id, kind, doc["schema"], _parse(kind, doc["schema"]))
+        self._keep(self._by_id, schema_id, codec)
         return codec
 
-    def _remember(self, key: tuple[str, ...], found: tuple[Codec, int | None]) -> None:
-        if len(self._found) >= CACHE:
-            self._found.clear()
-        self._found[key] = found
-
-    async def version(self, subject: str, version: int | str) -> tuple[Codec, int]:
-        """A version of a subject ("latest" is asked for every time: it moves)."""
-        key = (subject, str(version))
-        hit = self._found.get(key) if version != "latest" else None
-        if hit is not None and hit[1] is not None:
-            return hit[0], hit[1]
-        doc = await self._call("GET", f"/subjects/{quote(subject, safe='')}/versions/{version}")
-        codec = self._by_id.get(doc["id"]) or self._codec(int(doc["id"]), doc)
-        if version != "latest":
-            self._remember(key, (codec, int(doc["version"])))
-        return codec, int(doc["version"])
-
-    async def register(self, subject: str, kind: str, text: str) -> tuple[Codec, int | None]:
-        """The id of `text` under `subject`, registering it when the subject does not have it."""
-        hit = self._found.get((subject, kind, text))
-        if hit is not None:
-            return hit
-        parsed = _parse(kind, text)  # a clear 42205 before asking the registry
+    @staticmethod
+    def _body(kind: str, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {"schema": text}
         if kind != "AVRO":
             body["schemaType"] = "JSON" if kind == "JSONSCHEMA" else kind  # the registry's name
-        path = f"/subjects/{quote(subject, safe='')}"
+        return body
+
+    async def version_of(self, subject: str, codec: Codec) -> int:
+        """The version `codec`'s schema has under `subject` (42207 when it is not there)."""
+        version = self._versions.get((subject, codec.id))
+        if version is None:
+            try:
+                found = await self._call(
+                    "POST",
+                    f"/subjects/{quote(subject, safe='')}",
+                    self._body(codec.kind, codec.text),
+                )
+            except RegistryError as exc:
+                raise _serialization(
+                    f"Error when fetching schema version. subject = {subject}, schema = {codec.text}",
+                    exc,
+                ) from None
+            version = int(found["version"])
+            self._keep(self._versions, (subject, codec.id), version)
+        return version
+
+    async def version(self, subject: str, version: int | None) -> tuple[Codec, int]:
+        """A version of a subject, or its latest (None; asked for every time: it moves)."""
         try:
-            found = await self._call("POST", path, body)
-            schema_id, version = int(found["id"]), found.get("version")
+            doc = await self._call(
+                "GET",
+                f"/subjects/{quote(subject, safe='')}/versions/{'latest' if version is None else version}",
+            )
+        except RegistryError as exc:
+            if version is None:
+                raise _serialization(
+                    f"Error when fetching latest schema version. subject = {subject}", exc
+                ) from None
+            raise SchemaError(
+                400, 400, f"Schema does not exist for subject: {subject}, version: {version}"
+            ) from None
+        codec = self._by_id.get(int(doc["id"])) or self._codec(int(doc["id"]), doc)
+        return codec, int(doc["version"])
+
+    async def register(self, subject: str, kind: str, text: str) -> tuple[Codec, int]:
+        """`text` under `subject`: found there, or registered (Confluent's getId, then register)."""
+        hit = self._found.get((subject, kind, text))
+        if hit is not None:
+            return hit
+        try:
+            parsed = _parse(kind, text)
         except SchemaError as exc:
-            if exc.status != 404:
-                raise
-            await self._call("POST", path + "/versions", body)
-            found = await self._call("POST", path, body)  # its version too
-            schema_id, version = int(found["id"]), found.get("version")
+            raise SchemaError(
+                422,
+                INVALID_SCHEMA,
+                f"Invalid schema: Error when parsing raw schema. format = {kind}, schema = {text}: {exc.message}",
+            ) from None
+        path, body = f"/subjects/{quote(subject, safe='')}", self._body(kind, text)
+        try:
+            try:
+                found = await self._call("POST", path, body)
+            except RegistryError:
+                await self._call("POST", path + "/versions", body)
+                found = await self._call("POST", path, body)  # its id and version
+        except RegistryError as exc:
+            raise _serialization(
+                f"Error when registering schema. format = {kind}, subject = {subject}, schema = {text}",
+                exc,
+            ) from None
+        schema_id = int(found["id"])
         codec = self._by_id.get(schema_id)
         if codec is None:
-            codec = self._by_id[schema_id] = Codec(schema_id, kind, text, parsed)
-        self._remember((subject, kind, text), (codec, version))
-        return codec, version
+            codec = Codec(schema_id, kind, text, parsed)
+            self._keep(self._by_id, schema_id, codec)
+        result = (codec, int(found["version"]))
+        self._keep(self._found, (subject, kind, text), result)
+        return result
 
     async def decode(self, data: bytes | None) -> Any:
         """A record's key or value in the wire format -> JSON (ValueError if it is not)."""
@@ -332,25 +384,26 @@ def subject_for(strategy: str, topic: str, is_key: bool, record_name: str | None
     return record_name if strategy == "RECORD_NAME" else f"{topic}-{record_name}"
 
 
-async def resolve_v3(
-    formats: SchemaFormats, topic: str, is_key: bool, part: dict[str, Any]
-) -> tuple[Codec, str | None, int | None]:
-    """A v3 key or value object's schema: (codec, subject, version). ``schema_id`` names it
-    outright; else the subject (``subject`` or the strategy's) with ``schema`` (found or
-    registered), ``schema_version``, or its latest version."""
-    kind = part.get("type")
-    kind = str(kind).upper() if kind is not None else None
-    strategy = str(part.get("subject_name_strategy") or "TOPIC_NAME").upper()
+async def resolve(
+    formats: SchemaFormats,
+    topic: str,
+    is_key: bool,
+    kind: str | None,
+    schema_id: Any = None,
+    version: Any = None,
+    raw: Any = None,
+    subject: Any = None,
+    strategy: str = "TOPIC_NAME",
+) -> tuple[Codec, str, int]:
+    """A key's or value's schema, as Confluent's REST Proxy finds it: -> (codec, subject,
+    version). ``schema_id`` names it (it must be registered under the subject); ``raw`` is
+    found under the subject or registered there (``kind`` required); ``version`` is that version
+    of the subject; none of them: the subject's latest. The subject is ``subject`` if given,
+    else the strategy's."""
     if strategy not in STRATEGIES:
         raise SchemaError(
             400, 400, f"subject_name_strategy {strategy!r} is not one of {', '.join(STRATEGIES)}"
         )
-    schema_id, version, subject, raw = (
-        part.get("schema_id"),
-        part.get("schema_version"),
-        part.get("subject"),
-        part.get("schema"),
-    )
     if sum(x is not None for x in (schema_id, version, raw)) > 1:
         raise SchemaError(400, 400, "Give at most one of schema_id, schema_version and schema")
     if subject is not None and not isinstance(subject, str):
@@ -360,8 +413,11 @@ async def resolve_v3(
             raise SchemaError(400, 400, "schema_id must be a non-negative integer")
         codec = await formats.by_id(schema_id)
         if kind is not None and kind != codec.kind:
-            raise SchemaError(400, 400, f"Schema {schema_id} is {codec.kind}, not {kind}")
-        return codec, subject, None
+            raise _serialization(
+                f"Fetched schema has the wrong type. Expected `{kind}' but got `{codec.kind}'."
+            )
+        subject = subject or subject_for(strategy, topic, is_key, codec.record_name)
+        return codec, subject, await formats.version_of(subject, codec)
     if raw is not None:
         if kind is None:
             raise SchemaError(
@@ -369,25 +425,54 @@ async def resolve_v3(
             )
         if not isinstance(raw, str):
             raise SchemaError(400, 400, "schema must be a string")
-        record = (
-            Codec(-1, kind, raw, _parse(kind, raw)).record_name
-            if subject is None and strategy != "TOPIC_NAME"
-            else None
-        )
-        subject = subject or subject_for(strategy, topic, is_key, record)
+        if subject is None:
+            record = None
+            if strategy != "TOPIC_NAME":
+                try:
+                    record = Codec(-1, kind, raw, _parse(kind, raw)).record_name
+                except SchemaError as exc:
+                    raise SchemaError(
+                        422,
+                        INVALID_SCHEMA,
+                        f"Invalid schema: Error when parsing raw schema. format = {kind}, schema = {raw}: {exc.message}",
+                    ) from None
+            subject = subject_for(strategy, topic, is_key, record)
         codec, v = await formats.register(subject, kind, raw)
         return codec, subject, v
     if subject is None:
         if strategy != "TOPIC_NAME":
             raise SchemaError(
-                400, 400, f"subject_name_strategy {strategy} needs schema_id, schema or subject"
+                400,
+                400,
+                f"Cannot use schema_subject_strategy={strategy} without schema_id or schema.",
             )
         subject = subject_for(strategy, topic, is_key, None)
     if version is not None and (
         not isinstance(version, int) or isinstance(version, bool) or version < 1
     ):
         raise SchemaError(400, 400, "schema_version must be a positive integer")
-    codec, v = await formats.version(subject, "latest" if version is None else version)
+    codec, v = await formats.version(subject, version)
     if kind is not None and kind != codec.kind:
-        raise SchemaError(400, 400, f"Subject {subject} version {v} is {codec.kind}, not {kind}")
+        raise _serialization(
+            f"Fetched schema has the wrong type. Expected `{kind}' but got `{codec.kind}'."
+        )
     return codec, subject, v
+
+
+async def resolve_v3(
+    formats: SchemaFormats, topic: str, is_key: bool, part: dict[str, Any]
+) -> tuple[Codec, str, int]:
+    """A v3 key or value object's schema (``type``, ``schema_id``, ``schema_version``,
+    ``schema``, ``subject``, ``subject_name_strategy``)."""
+    kind = part.get("type")
+    return await resolve(
+        formats,
+        topic,
+        is_key,
+        str(kind).upper() if kind is not None else None,
+        part.get("schema_id"),
+        part.get("schema_version"),
+        part.get("schema"),
+        part.get("subject"),
+        str(part.get("subject_name_strategy") or "TOPIC_NAME").upper(),
+    )
