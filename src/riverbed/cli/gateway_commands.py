@@ -45,6 +45,10 @@ def gateway_command(args: argparse.Namespace) -> int:
             print(f"{s.topic} -> POST {s.url} (subscription {s.name}, dead letters to {s.dead_letter_topic})")
         if config.rest:
             print("POST /v3/clusters/{cluster_id}/topics/{topic}/records[:batch] (REST Proxy v3 produce)")
+            print("POST /topics/{topic}[/partitions/{p}], /consumers/{group}/... (REST Proxy v2 produce and consume)")
+            print("GET /topics[/{topic}[/partitions[/{p}[/offsets]]]], /brokers (REST Proxy v2 metadata)")
+            registry = config.cluster.registry_url
+            print(f"AVRO, PROTOBUF, JSONSCHEMA through {registry}" if registry else "AVRO, PROTOBUF, JSONSCHEMA: off (no schema.registry.url)")
         return 0
     if args.bootstrap:
         config = replace(config, cluster=replace(config.cluster, bootstrap=args.bootstrap))
