@@ -13,7 +13,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
@@ -58,7 +58,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with EmbeddedBroker(tmp_path_factory.mktemp("gw-schemas"), **FIXTURE_DEFAULTS) as broker:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         ensure_topics(
-            admin, {t: (1, {}) for t in ("avro", "jsons", "proto", "avro2", "jsons2", "proto2")}
+            admin,
+            {t: (1, {}) for t in ("avro", "jsons", "proto", "avro2", "jsons2", "proto2", "refs")},
         )
         cluster_id = admin.list_topics(timeout=10).cluster_id
         with RegistryService(
@@ -504,4 +505,99 @@ def test_v2_jsonschema_and_protobuf_roundtrip(env: dict[str, Any]) -> None:
         {"user": "bob", "cents": "9"},
         {"user": "cy", "cents": "0"},
     ]
+    httpx.delete(inst)
+
+
+MONEY = json.dumps(
+    {
+        "type": "record",
+        "name": "Money",
+        "namespace": "shop",
+        "fields": [{"name": "cents", "type": "long"}],
+    }
+)
+PRICED = json.dumps(
+    {
+        "type": "record",
+        "name": "Priced",
+        "namespace": "shop",
+        "fields": [{"name": "item", "type": "string"}, {"name": "price", "type": "shop.Money"}],
+    }
+)
+MONEY_PROTO = 'syntax = "proto3";\npackage shop;\n\nmessage Money {\n  int64 cents = 1;\n}\n'
+PRICED_PROTO = 'syntax = "proto3";\npackage shop;\n\nimport "money.proto";\n\nmessage Priced {\n  string item = 1;\n  Money price = 2;\n}\n'
+
+
+def test_schemas_with_references(env: dict[str, Any]) -> None:
+    """Schemas importing other subjects' schemas (registered with confluent-kafka's client):
+    written by id and by latest version, read back by confluent-kafka and by a v2 consumer."""
+    client = env["client"]
+    money = client.register_schema("money", Schema(MONEY, "AVRO"))
+    client.register_schema(
+        "refs-value", Schema(PRICED, "AVRO", [SchemaReference("shop.Money", "money", 1)])
+    )
+    priced_id = client.get_latest_version("refs-value").schema_id
+    assert priced_id != money
+    url = env["v3"] + "/refs/records"
+    for part in ({"schema_id": priced_id}, {}):
+        r = httpx.post(
+            url,
+            json={
+                "value": {"type": "AVRO", **part, "data": {"item": "tea", "price": {"cents": 250}}}
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert (
+            r.json()["value"]["schema_id"] == priced_id and r.json()["value"]["schema_version"] == 1
+        )
+    msgs = records_at(env["bootstrap"], "refs", r.json()["offset"] - 1, 2)
+    assert [AvroDeserializer(client)(m.value(), ctx("refs")) for m in msgs] == [
+        {"item": "tea", "price": {"cents": 250}}
+    ] * 2
+
+    client.register_schema("money-proto", Schema(MONEY_PROTO, "PROTOBUF"))
+    client.register_schema(
+        "priced-proto",
+        Schema(PRICED_PROTO, "PROTOBUF", [SchemaReference("money.proto", "money-proto", 1)]),
+    )
+    proto_id = client.get_latest_version("priced-proto").schema_id
+    r = httpx.post(
+        url,
+        json={
+            "value": {
+                "schema_id": proto_id,
+                "subject": "priced-proto",
+                "data": {"item": "cup", "price": {"cents": "7"}},
+            }
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["value"]["type"] == "PROTOBUF"
+    inst, got = v2_consume(env["url"], "refs-readers", "avro", "refs", 2)
+    assert [g["value"] for g in got] == [{"item": "tea", "price": {"cents": 250}}] * 2
+    r = httpx.get(inst + "/records", headers={"Accept": "application/vnd.kafka.avro.v2+json"})
+    assert (
+        r.status_code == 500 and "is PROTOBUF, not AVRO" in r.json()["message"]
+    )  # an avro consumer
+    httpx.delete(inst)
+    inst = httpx.post(
+        env["url"] + "/consumers/refs-proto", json={"name": "p", "format": "protobuf"}
+    ).json()["base_uri"]
+    httpx.post(
+        inst + "/assignments", json={"partitions": [{"topic": "refs", "partition": 0}]}
+    ).raise_for_status()
+    httpx.post(
+        inst + "/positions",
+        json={"offsets": [{"topic": "refs", "partition": 0, "offset": msgs[1].offset() + 1}]},
+    ).raise_for_status()
+    deadline = time.monotonic() + 20
+    got = []
+    while not got and time.monotonic() < deadline:
+        r = httpx.get(
+            inst + "/records?timeout=300",
+            headers={"Accept": "application/vnd.kafka.protobuf.v2+json"},
+        )
+        assert r.status_code == 200, r.text
+        got = r.json()
+    assert [g["value"] for g in got] == [{"item": "cup", "price": {"cents": "7"}}]
     httpx.delete(inst)

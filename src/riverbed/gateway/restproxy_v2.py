@@ -594,7 +594,7 @@ class RestProxyV2:
             for i, m in enumerate(msgs):
                 if inst.format in SCHEMA_FORMATS:
                     try:
-                        rec = await self._render_schema(m)
+                        rec = await self._render_schema(m, SCHEMA_FORMATS[inst.format])
                     except (SchemaError, ValueError, KeyError, IndexError, TypeError) as exc:
                         # answer what came before; the bad record waits (seek past it with positions)
                         inst.pending = msgs[i:]
@@ -633,9 +633,9 @@ class RestProxyV2:
                 log.warning("rest consumer: %s", err)
         return out
 
-    async def _render_schema(self, m: Any) -> dict[str, Any]:
+    async def _render_schema(self, m: Any, kind: str) -> dict[str, Any]:
         formats = self.gateway.schemas
-        key, value = await formats.decode(m.key()), await formats.decode(m.value())
+        key, value = await formats.decode(m.key(), kind), await formats.decode(m.value(), kind)
         return {
             "topic": m.topic(),
             "key": key,

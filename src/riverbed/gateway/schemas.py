@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +27,7 @@ FORMATS = ("AVRO", "PROTOBUF", "JSONSCHEMA")
 STRATEGIES = ("TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME")
 MAGIC = b"\x00"
 CACHE = 10_000  # schemas (and subject lookups) kept in memory
+MAX_REF_DEPTH = 32  # schema references within references
 
 # Confluent REST Proxy's error codes (io.confluent.kafkarest.Errors)
 KEY_SCHEMA_MISSING = 42201
@@ -50,6 +51,7 @@ class Codec:
     kind: str  # AVRO | PROTOBUF | JSONSCHEMA
     text: str
     parsed: Any  # fastavro's parsed schema | a jsonschema validator | (ProtobufSchema, pool)
+    references: list[Any] = field(default_factory=list)  # the registry's, for lookups by text
 
     @property
     def record_name(self) -> str | None:
@@ -155,25 +157,62 @@ def _read_indexes(payload: bytes) -> tuple[list[int], int]:
     return out, pos
 
 
-def _parse(kind: str, text: str) -> Any:
-    """The schema's parsed form; SchemaError(422, 42205) when it is not a valid schema."""
+@dataclass
+class Ref:
+    """A schema reference resolved: the name it is imported by, its text and its own references."""
+
+    name: str
+    text: str
+    refs: list[Ref]
+
+
+def _parse(kind: str, text: str, refs: list[Ref] | None = None) -> Any:
+    """The schema's parsed form, with its references; SchemaError(422, 42205) when it is not a
+    valid schema."""
+    refs = refs or []
     try:
         if kind == "AVRO":
             import fastavro
 
-            return fastavro.parse_schema(json.loads(text))
+            named: dict[str, Any] = {}
+
+            def avro(ref: Ref) -> None:  # referenced named types first, depth first
+                for child in ref.refs:
+                    avro(child)
+                fastavro.parse_schema(json.loads(ref.text), named_schemas=named)
+
+            for ref in refs:
+                avro(ref)
+            return fastavro.parse_schema(json.loads(text), named_schemas=named)
         if kind == "JSONSCHEMA":
             import jsonschema
+            import referencing
+            import referencing.jsonschema
 
+            resources: list[tuple[str, Any]] = []
+
+            def add(ref: Ref) -> None:
+                resource = referencing.Resource.from_contents(
+                    json.loads(ref.text), default_specification=referencing.jsonschema.DRAFT7
+                )
+                resources.append((ref.name, resource))
+                for child in ref.refs:
+                    add(child)
+
+            for ref in refs:
+                add(ref)
             doc = json.loads(text)
             cls = jsonschema.validators.validator_for(doc)
             cls.check_schema(doc)
-            return cls(doc)
+            return cls(doc, registry=referencing.Registry().with_resources(resources))
         from google.protobuf import descriptor_pool
 
-        from riverbed.registry.formats.protobuf import parse
+        from riverbed.registry.formats.protobuf import ProtobufSchema, parse
 
-        schema = parse(text)
+        def proto(ref: Ref) -> ProtobufSchema:
+            return parse(ref.text, {child.name: proto(child) for child in ref.refs})
+
+        schema = parse(text, {ref.name: proto(ref) for ref in refs})
         pool = descriptor_pool.DescriptorPool()
         for dep in schema.deps.values():
             pool.Add(dep)
@@ -265,31 +304,62 @@ class SchemaFormats:
                 raise _serialization(
                     f"Error when fetching schema by id. schemaId = {schema_id}", exc
                 ) from None
-            codec = self._codec(schema_id, doc)
+            codec = await self._codec(schema_id, doc)
         return codec
 
-    def _codec(self, schema_id: int, doc: dict[str, Any]) -> Codec:
-        if doc.get("references"):
-            raise SchemaError(
-                422,
-                INVALID_SCHEMA,
-                f"Invalid schema: schema {schema_id} has references, which this proxy does not resolve yet",
-            )
+    async def _codec(self, schema_id: int, doc: dict[str, Any]) -> Codec:
         kind = str(doc.get("schemaType") or "AVRO").upper()
         kind = "JSONSCHEMA" if kind == "JSON" else kind
         if kind not in FORMATS:
             raise SchemaError(
                 422, INVALID_SCHEMA, f"Invalid schema: schema {schema_id} is of type {kind}"
             )
-        codec = Codec(schema_id, kind, doc["schema"], _parse(kind, doc["schema"]))
+        refs = await self._refs(doc.get("references") or [], 0)
+        codec = Codec(
+            schema_id,
+            kind,
+            doc["schema"],
+            _parse(kind, doc["schema"], refs),
+            list(doc.get("references") or []),
+        )
         self._keep(self._by_id, schema_id, codec)
         return codec
 
+    async def _refs(self, references: list[Any], depth: int) -> list[Ref]:
+        """The referenced schemas (``{"name", "subject", "version"}``), fetched recursively."""
+        if depth > MAX_REF_DEPTH:
+            raise SchemaError(
+                422,
+                INVALID_SCHEMA,
+                f"Invalid schema: references nested deeper than {MAX_REF_DEPTH}",
+            )
+        out = []
+        for r in references:
+            try:
+                name, subject, version = str(r["name"]), str(r["subject"]), int(r["version"])
+                doc = await self._call(
+                    "GET", f"/subjects/{quote(subject, safe='')}/versions/{version}"
+                )
+            except RegistryError as exc:
+                raise _serialization(
+                    f"Error when fetching referenced schema {r.get('name')!r}", exc
+                ) from None
+            except (KeyError, TypeError, ValueError):
+                raise SchemaError(
+                    422, INVALID_SCHEMA, f"Invalid schema: bad reference {r!r}"
+                ) from None
+            out.append(
+                Ref(name, doc["schema"], await self._refs(doc.get("references") or [], depth + 1))
+            )
+        return out
+
     @staticmethod
-    def _body(kind: str, text: str) -> dict[str, Any]:
+    def _body(kind: str, text: str, references: list[Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"schema": text}
         if kind != "AVRO":
             body["schemaType"] = "JSON" if kind == "JSONSCHEMA" else kind  # the registry's name
+        if references:
+            body["references"] = references
         return body
 
     async def version_of(self, subject: str, codec: Codec) -> int:
@@ -300,7 +370,7 @@ class SchemaFormats:
                 found = await self._call(
                     "POST",
                     f"/subjects/{quote(subject, safe='')}",
-                    self._body(codec.kind, codec.text),
+                    self._body(codec.kind, codec.text, codec.references),
                 )
             except RegistryError as exc:
                 raise _serialization(
@@ -326,7 +396,7 @@ class SchemaFormats:
             raise SchemaError(
                 400, 400, f"Schema does not exist for subject: {subject}, version: {version}"
             ) from None
-        codec = self._by_id.get(int(doc["id"])) or self._codec(int(doc["id"]), doc)
+        codec = self._by_id.get(int(doc["id"])) or await self._codec(int(doc["id"]), doc)
         return codec, int(doc["version"])
 
     async def register(self, subject: str, kind: str, text: str) -> tuple[Codec, int]:
@@ -363,13 +433,16 @@ class SchemaFormats:
         self._keep(self._found, (subject, kind, text), result)
         return result
 
-    async def decode(self, data: bytes | None) -> Any:
-        """A record's key or value in the wire format -> JSON (ValueError if it is not)."""
+    async def decode(self, data: bytes | None, kind: str) -> Any:
+        """A record's key or value in the wire format, written with a `kind` schema -> JSON
+        (ValueError if it is not)."""
         if data is None:
             return None
         if len(data) < 5 or data[0] != 0:
             raise ValueError("Unknown magic byte!")
         codec = await self.by_id(struct.unpack(">I", data[1:5])[0])
+        if codec.kind != kind:
+            raise ValueError(f"schema {codec.id} is {codec.kind}, not {kind}")
         return codec.decode(data[5:])
 
 
