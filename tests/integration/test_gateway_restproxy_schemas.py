@@ -601,3 +601,47 @@ def test_schemas_with_references(env: dict[str, Any]) -> None:
         got = r.json()
     assert [g["value"] for g in got] == [{"item": "cup", "price": {"cents": "7"}}]
     httpx.delete(inst)
+
+
+def test_json_schema_with_a_reference(env: dict[str, Any]) -> None:
+    client = env["client"]
+    address = json.dumps(
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    )
+    client.register_schema("address", Schema(address, "JSON"))
+    person = json.dumps(
+        {
+            "title": "Person",
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "home": {"$ref": "address.json"}},
+            "required": ["home"],
+        }
+    )
+    client.register_schema(
+        "people-value", Schema(person, "JSON", [SchemaReference("address.json", "address", 1)])
+    )
+    url = env["v3"] + "/refs/records"
+    r = httpx.post(
+        url,
+        json={
+            "value": {
+                "type": "JSONSCHEMA",
+                "subject": "people-value",
+                "data": {"name": "ann", "home": {"city": "Oslo"}},
+            }
+        },
+    )
+    assert r.status_code == 200, r.text
+    r = httpx.post(
+        url,
+        json={
+            "value": {
+                "type": "JSONSCHEMA",
+                "subject": "people-value",
+                "data": {"name": "ann", "home": {"town": "Oslo"}},
+            }
+        },
+    )
+    assert (
+        r.status_code == 422 and r.json()["error_code"] == 42203 and "city" in r.json()["message"]
+    ), r.text
