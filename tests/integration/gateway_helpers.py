@@ -17,10 +17,12 @@ from riverbed.web import HttpServer
 
 
 @contextmanager
-def running_gateway(doc: Mapping[str, Any], bootstrap: str, env: Mapping[str, str] | None = None) -> Iterator[tuple[Gateway, str]]:
-    doc = {**doc, "cluster": {"bootstrap.servers": bootstrap}}
+def running_gateway(
+    doc: Mapping[str, Any], bootstrap: str, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[Gateway, str]]:
+    doc = {**doc, "cluster": {**doc.get("cluster", {}), "bootstrap.servers": bootstrap}}
     gw = Gateway(GatewayConfig.from_mapping(doc, env or {}))
-    server = HttpServer(gw.app).start_in_thread()
+    server = HttpServer(gw.app, **gw.config.server_options()).start_in_thread()
     try:
         yield gw, server.url
     finally:
@@ -28,10 +30,19 @@ def running_gateway(doc: Mapping[str, Any], bootstrap: str, env: Mapping[str, st
         server.stop()
 
 
-def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20.0, settle: float = 0.0) -> list[Any]:
+def read_topic(
+    bootstrap: str, topic: str, expect: int, timeout: float = 20.0, settle: float = 0.0
+) -> list[Any]:
     """Every record of `topic` (partition 0) once at least `expect` are there, then `settle`
     more seconds of reading (to see extra records that should not be there)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False, "enable.partition.eof": True})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"t-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
         c.assign([TopicPartition(topic, 0, 0)])
         out: list[Any] = []
@@ -70,7 +81,9 @@ class SseReader:
         self.sock.settimeout(None)
         target = u.path + ("?" + u.query if u.query else "")
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
+        self.sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nAccept: text/event-stream\r\n{extra}\r\n".encode()
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -169,7 +182,9 @@ class NeverReads:
         self.sock.connect((u.hostname, u.port))
         key = base64.b64encode(os.urandom(16)).decode()
         target = u.path + ("?" + u.query if u.query else "")
-        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += self.sock.recv(1)  # byte by byte: read nothing past the handshake

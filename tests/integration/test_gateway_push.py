@@ -26,11 +26,43 @@ KEY = "test-signing-key-of-at-least-32-bytes!"
 DOC: dict[str, Any] = {
     "auth": {"key": KEY, "algorithms": ["HS256"]},
     "push": [
-        {"path": "/push/orders", "topic": "orders.completed", "filter": "field", "field": "userId", "queue": 1000, "replay": 100},
-        {"path": "/push/by-key", "topic": "by.key", "filter": "key", "scope": "orders:read", "queue": 32, "overflow": "drop"},
-        {"path": "/push/all", "topic": "all.events", "auth": "none", "queue": 4, "overflow": "skip"},
-        {"path": "/push/few", "topic": "all.events", "filter": "key", "max_per_user": 2, "max_clients": 3},
-        {"path": "/push/short", "topic": "short.buffer", "filter": "key", "replay": 3, "queue": 100},
+        {
+            "path": "/push/orders",
+            "topic": "orders.completed",
+            "filter": "field",
+            "field": "userId",
+            "queue": 1000,
+            "replay": 100,
+        },
+        {
+            "path": "/push/by-key",
+            "topic": "by.key",
+            "filter": "key",
+            "scope": "orders:read",
+            "queue": 32,
+            "overflow": "drop",
+        },
+        {
+            "path": "/push/all",
+            "topic": "all.events",
+            "auth": "none",
+            "queue": 4,
+            "overflow": "skip",
+        },
+        {
+            "path": "/push/few",
+            "topic": "all.events",
+            "filter": "key",
+            "max_per_user": 2,
+            "max_clients": 3,
+        },
+        {
+            "path": "/push/short",
+            "topic": "short.buffer",
+            "filter": "key",
+            "replay": 3,
+            "queue": 100,
+        },
     ],
 }
 
@@ -40,11 +72,37 @@ def token(sub: str, **claims: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str, Producer]]:
-    with EmbeddedBroker(tmp_path_factory.mktemp("gw-push"), **FIXTURE_DEFAULTS) as broker, running_gateway(DOC, broker.bootstrap) as (gw, url):
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(tmp_path_factory.mktemp("gw-push"), **FIXTURE_DEFAULTS) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def env(broker: EmbeddedBroker) -> Iterator[tuple[Gateway, str, Producer]]:
+    with running_gateway(DOC, broker.bootstrap) as (gw, url):
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
         yield gw, url, p
         p.flush(5)
+
+
+@pytest.fixture(scope="module")
+def wsproto_env(broker: EmbeddedBroker) -> Iterator[tuple[Gateway, str, Producer]]:
+    """The same routes served with uvicorn's wsproto WebSocket implementation."""
+    with running_gateway({**DOC, "gateway": {"websocket": "wsproto"}}, broker.bootstrap) as (
+        gw,
+        url,
+    ):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+        yield gw, url, p
+        p.flush(5)
+
+
+@pytest.fixture(params=["websockets", "wsproto"])
+def ws_env(request: pytest.FixtureRequest) -> tuple[Gateway, str, Producer]:
+    env: tuple[Gateway, str, Producer] = request.getfixturevalue(
+        "env" if request.param == "websockets" else "wsproto_env"
+    )
+    return env
 
 
 def send(p: Producer, topic: str, docs: list[dict[str, Any]], key: str | None = None) -> None:
@@ -58,15 +116,26 @@ def test_sse_user_sees_only_own_events_and_resumes(env: tuple[Gateway, str, Prod
     alice = SseReader(url + "/push/orders", {"Authorization": f"Bearer {token('alice')}"})
     bob = SseReader(url + f"/push/orders?access_token={token('bob')}")
     wait_for(lambda: len(gw.hubs["/push/orders"].clients()) == 2, what="two subscribers")
-    send(p, "orders.completed", [{"userId": u, "n": i} for i, u in enumerate(["alice", "bob", "alice", "carol", "alice"])])
+    send(
+        p,
+        "orders.completed",
+        [{"userId": u, "n": i} for i, u in enumerate(["alice", "bob", "alice", "carol", "alice"])],
+    )
     assert [r["value"]["n"] for r in alice.wait(3)] == [0, 2, 4]
     assert [r["value"]["n"] for r in bob.wait(1)] == [1]
     last_id = alice.events[-1][1]
     alice.close()
     wait_for(lambda: len(gw.hubs["/push/orders"].clients()) == 1, what="alice gone")
-    send(p, "orders.completed", [{"userId": "alice", "n": 5}, {"userId": "bob", "n": 6}, {"userId": "alice", "n": 7}])
+    send(
+        p,
+        "orders.completed",
+        [{"userId": "alice", "n": 5}, {"userId": "bob", "n": 6}, {"userId": "alice", "n": 7}],
+    )
     # the browser's EventSource sends Last-Event-ID when it reconnects
-    again = SseReader(url + "/push/orders", {"Authorization": f"Bearer {token('alice')}", "Last-Event-ID": last_id or ""})
+    again = SseReader(
+        url + "/push/orders",
+        {"Authorization": f"Bearer {token('alice')}", "Last-Event-ID": last_id or ""},
+    )
     assert [r["value"]["n"] for r in again.wait(2)] == [5, 7]
     time.sleep(0.3)  # nothing more may come (bob's and carol's records stay out)
     assert [r["value"]["n"] for r in again.records()] == [5, 7]
@@ -84,32 +153,51 @@ def test_auth_is_required_and_checked(env: tuple[Gateway, str, Producer]) -> Non
     assert r.status_code == 401 and "expired" in r.json()["message"]
     forged = jwt.encode({"sub": "a"}, "another-key-another-key-another-key!", algorithm="HS256")
     assert httpx.get(url + f"/push/orders?access_token={forged}").status_code == 401
-    assert httpx.get(url + f"/push/by-key?access_token={token('a')}").status_code == 403  # lacks the scope
-    assert httpx.get(url + "/push/orders?position=zz", headers={"Authorization": f"Bearer {token('a')}"}).status_code == 400
+    assert (
+        httpx.get(url + f"/push/by-key?access_token={token('a')}").status_code == 403
+    )  # lacks the scope
+    assert (
+        httpx.get(
+            url + "/push/orders?position=zz", headers={"Authorization": f"Bearer {token('a')}"}
+        ).status_code
+        == 400
+    )
     with pytest.raises(InvalidStatus):
         connect(url.replace("http", "ws") + "/push/orders", open_timeout=5).close()
 
 
-def test_websocket_stream_and_resume_by_position(env: tuple[Gateway, str, Producer]) -> None:
-    gw, url, p = env
-    ws_url = url.replace("http", "ws") + f"/push/by-key?access_token={token('dora', scope='orders:read')}"
+def test_websocket_stream_and_resume_by_position(ws_env: tuple[Gateway, str, Producer]) -> None:
+    gw, url, p = ws_env
+    ws_url = (
+        url.replace("http", "ws")
+        + f"/push/by-key?access_token={token('dora', scope='orders:read')}"
+    )
     with connect(ws_url, open_timeout=5) as ws:
+        # the client offered permessage-deflate (as browsers do); the gateway declines by default
+        assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
         wait_for(lambda: "dora" in gw.hubs["/push/by-key"].by_user, what="subscriber")
         send(p, "by.key", [{"n": 1}], key="dora")
         send(p, "by.key", [{"n": 2}], key="eve")
         send(p, "by.key", [{"n": 3}], key="dora")
         frames = [json.loads(ws.recv(5)) for _ in range(2)]
-        assert [f["value"]["n"] for f in frames] == [1, 3] and all(f["key"] == "dora" for f in frames)
+        assert [f["value"]["n"] for f in frames] == [1, 3] and all(
+            f["key"] == "dora" for f in frames
+        )
         ws.send("garbage that is not part of the protocol")  # ignored, the stream goes on
         position = frames[0]["position"]
     with connect(ws_url + f"&position={position}", open_timeout=5) as ws:
         assert json.loads(ws.recv(5))["value"]["n"] == 3
 
 
-def test_a_client_that_never_reads_is_dropped_and_others_keep_going(env: tuple[Gateway, str, Producer]) -> None:
-    gw, url, p = env
+def test_a_client_that_never_reads_is_dropped_and_others_keep_going(
+    ws_env: tuple[Gateway, str, Producer],
+) -> None:
+    gw, url, p = ws_env
     hub = gw.hubs["/push/by-key"]
-    ws_url = url.replace("http", "ws") + f"/push/by-key?access_token={token('slow', scope='orders:read')}"
+    ws_url = (
+        url.replace("http", "ws")
+        + f"/push/by-key?access_token={token('slow', scope='orders:read')}"
+    )
     fast = SseReader(url + f"/push/by-key?access_token={token('fast', scope='orders:read')}")
     never_reads = NeverReads(ws_url)
     try:
@@ -124,7 +212,11 @@ def test_a_client_that_never_reads_is_dropped_and_others_keep_going(env: tuple[G
                 break
         wait_for(lambda: "slow" not in hub.by_user, timeout=30, what="the slow websocket dropped")
         # the gateway's memory for it is gone with it; the reading client got everything
-        assert [r["value"]["n"] for r in fast.wait(sent)] == list(range(sent)), (fast.error, fast.ended, fast.events[-3:])
+        assert [r["value"]["n"] for r in fast.wait(sent)] == list(range(sent)), (
+            fast.error,
+            fast.ended,
+            fast.events[-3:],
+        )
         assert "fast" in hub.by_user
     finally:
         never_reads.close()
@@ -161,13 +253,17 @@ def test_connection_limits_per_user_and_per_route(env: tuple[Gateway, str, Produ
     full = SseReader(url + f"/push/few?access_token={token('cid')}")
     assert full.wait_status() == 503
     with pytest.raises(InvalidStatus):
-        connect(url.replace("http", "ws") + f"/push/few?access_token={token('dan')}", open_timeout=5).close()
+        connect(
+            url.replace("http", "ws") + f"/push/few?access_token={token('dan')}", open_timeout=5
+        ).close()
     for r in [*a, third, b, full]:
         r.close()
     wait_for(lambda: hub.count == 0, what="all gone")
 
 
-def test_resume_from_before_the_replay_buffer_reads_the_log(env: tuple[Gateway, str, Producer]) -> None:
+def test_resume_from_before_the_replay_buffer_reads_the_log(
+    env: tuple[Gateway, str, Producer],
+) -> None:
     gw, url, p = env
     hub = gw.hubs["/push/short"]
     first = SseReader(url + f"/push/short?access_token={token('eve')}")
@@ -179,7 +275,10 @@ def test_resume_from_before_the_replay_buffer_reads_the_log(env: tuple[Gateway, 
     for i in range(1, 21):  # far more than the 3 records the buffer keeps
         send(p, "short.buffer", [{"n": i}], key="eve" if i % 2 else "fay")
     wait_for(lambda: hub.next_offset[0] >= rec["offset"] + 21, what="the hub to read them")
-    again = SseReader(url + "/push/short", {"Authorization": f"Bearer {token('eve')}", "Last-Event-ID": position or ""})
+    again = SseReader(
+        url + "/push/short",
+        {"Authorization": f"Bearer {token('eve')}", "Last-Event-ID": position or ""},
+    )
     assert [r["value"]["n"] for r in again.wait(10)] == list(range(1, 21, 2))
     assert not any(e == "reset" for e, _, _ in again.events)
     send(p, "short.buffer", [{"n": 21}], key="eve")
@@ -198,7 +297,10 @@ def test_partitions_added_later_are_followed(env: tuple[Gateway, str, Producer])
     admin = AdminClient({"bootstrap.servers": gw.config.cluster.bootstrap})
     admin.create_partitions([NewPartitions("all.events", 2)])["all.events"].result(10)
     wait_for(lambda: 1 in hub.ring, what="the new partition")
-    wait_for(lambda: len(p.list_topics("all.events", timeout=5).topics["all.events"].partitions) == 2, what="the producer to see it")
+    wait_for(
+        lambda: len(p.list_topics("all.events", timeout=5).topics["all.events"].partitions) == 2,
+        what="the producer to see it",
+    )
     p.produce("all.events", b'{"n": "p1"}', partition=1)
     p.flush(10)
     assert next(r for r in reader.wait(1) if r["partition"] == 1)["value"] == {"n": "p1"}
@@ -206,14 +308,20 @@ def test_partitions_added_later_are_followed(env: tuple[Gateway, str, Producer])
     reader.close()
 
 
-def test_a_malformed_websocket_frame_closes_that_socket_only(env: tuple[Gateway, str, Producer]) -> None:
-    gw, url, p = env
+def test_a_malformed_websocket_frame_closes_that_socket_only(
+    ws_env: tuple[Gateway, str, Producer],
+) -> None:
+    gw, url, p = ws_env
     hub = gw.hubs["/push/by-key"]
-    ws_url = url.replace("http", "ws") + f"/push/by-key?access_token={token('mal', scope='orders:read')}"
+    ws_url = (
+        url.replace("http", "ws") + f"/push/by-key?access_token={token('mal', scope='orders:read')}"
+    )
     good = SseReader(url + f"/push/by-key?access_token={token('mal', scope='orders:read')}")
     bad = NeverReads(ws_url)
     wait_for(lambda: len(hub.by_user.get("mal", ())) == 2, what="two subscribers")
-    bad.sock.sendall(b"\x8f\xff" + b"\x00" * 8 + b"not a websocket frame")  # reserved opcode, unmasked, absurd length
+    bad.sock.sendall(
+        b"\x8f\xff" + b"\x00" * 8 + b"not a websocket frame"
+    )  # reserved opcode, unmasked, absurd length
     wait_for(lambda: len(hub.by_user.get("mal", ())) == 1, what="the bad socket closed")
     bad.close()
     send(p, "by.key", [{"n": "still"}], key="mal")

@@ -89,10 +89,28 @@ def console_child(settings: ConsoleSettings, plaintext_bootstrap: str | None, re
     return ChildService("web console", argv)
 
 
-def gateway_child(settings: GatewaySettings, plaintext_bootstrap: str | None) -> ChildService | None:
+def gateway_child(settings: GatewaySettings, plaintext_bootstrap: str | None, registry: RegistrySettings | None = None) -> ChildService | None:
+    """The gateway against the broker; its REST proxy uses the embedded registry (`registry`,
+    when running) unless gateway.toml's [cluster] or RIVERBED_REGISTRY_URL names one."""
     if settings.config is None:
         return None
     if plaintext_bootstrap is None:
         log.warning("the embedded gateway needs a PLAINTEXT listener to reach the broker; not started (run `riverbed gateway run` with [cluster] settings for secured listeners)")
         return None
-    return ChildService("edge gateway", ["gateway", "run", settings.config, "--bootstrap", plaintext_bootstrap])
+    argv = ["gateway", "run", settings.config, "--bootstrap", plaintext_bootstrap]
+    if registry is not None and registry.enabled and not _names_registry(settings.config):
+        argv += ["--registry-url", f"http://{registry.listen}"]
+    return ChildService("edge gateway", argv)
+
+
+def _names_registry(path: str) -> bool:
+    import tomllib
+    from pathlib import Path
+
+    from riverbed.client import ClusterSettings
+
+    try:
+        table = tomllib.loads(Path(path).read_text()).get("cluster", {})
+        return ClusterSettings.from_mapping(table).registry_url is not None
+    except (OSError, ValueError):  # the child reports a bad file itself
+        return False

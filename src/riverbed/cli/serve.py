@@ -77,7 +77,7 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_setti
     if console_proc is not None:
         console_proc.start()
         print(f"web console on http://{console.listen}", file=sys.stderr, flush=True)
-    gateway_proc = gateway_child(gateway, plaintext)
+    gateway_proc = gateway_child(gateway, plaintext, registry if child is not None else None)
     if gateway_proc is not None:
         gateway_proc.start()
         print(f"edge gateway from {gateway.config}", file=sys.stderr, flush=True)

@@ -41,7 +41,10 @@ class Gateway:
         self.rest: Any = None
         from .metrics import metrics_endpoint
 
-        routes: list[BaseRoute] = [Route("/health", self._health, methods=["GET"]), Route("/metrics", metrics_endpoint(self), methods=["GET"])]
+        routes: list[BaseRoute] = [
+            Route("/health", self._health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(self), methods=["GET"]),
+        ]
         for r in config.inbound:
             routes.append(Route(r.path, self._inbound(r.path), methods=["POST"]))
         self.auth = auth = Authenticator(config.jwt)
@@ -52,10 +55,13 @@ class Gateway:
             routes.append(Route(p.path, ep.sse, methods=["GET"]))
             routes.append(WebSocketRoute(p.path, ep.websocket))
         self.rest_v2: Any = None
+        self.schemas: Any = None
         if config.rest:
             from .restproxy import RestProxy
             from .restproxy_v2 import RestProxyV2
+            from .schemas import SchemaFormats
 
+            self.schemas = SchemaFormats(config.cluster.registry_url)
             self.rest = RestProxy(self)
             self.rest_v2 = RestProxyV2(self)
             routes.extend(self.rest.routes())
@@ -71,16 +77,28 @@ class Gateway:
         return handle
 
     async def _health(self, request: Request) -> Response:
-        return json_response({
-            "status": "up",
-            "inbound": {p: {"accepted": h.accepted, "duplicates": h.duplicates} for p, h in self.inbound.items()},
-            "push": {p: {"clients": h.count, "delivered": h.delivered} for p, h in self.hubs.items()},
-            "outbound": {w.sub.name: w.stats() for w in self.outbound},
-        })
+        return json_response(
+            {
+                "status": "up",
+                "inbound": {
+                    p: {"accepted": h.accepted, "duplicates": h.duplicates}
+                    for p, h in self.inbound.items()
+                },
+                "push": {
+                    p: {"clients": h.count, "delivered": h.delivered} for p, h in self.hubs.items()
+                },
+                "outbound": {w.sub.name: w.stats() for w in self.outbound},
+            }
+        )
 
     def topics(self) -> dict[str, tuple[int, dict[str, str]]]:
         c = self.config
-        names = [r.topic for r in c.inbound] + [p.topic for p in c.push] + [s.topic for s in c.outbound] + [s.dead_letter_topic for s in c.outbound]
+        names = (
+            [r.topic for r in c.inbound]
+            + [p.topic for p in c.push]
+            + [s.topic for s in c.outbound]
+            + [s.dead_letter_topic for s in c.outbound]
+        )
         topics: dict[str, tuple[int, dict[str, str]]] = {n: (1, {}) for n in dict.fromkeys(names)}
         for sub in c.outbound:
             topics[sub.retry_topic] = (1, {"cleanup.policy": "compact"})
@@ -92,8 +110,17 @@ class Gateway:
             ensure_topics(admin(c.cluster), self.topics())
         self.producer = AsyncProducer(c.cluster, c.delivery_timeout_ms)
         for r in c.inbound:
-            self.inbound[r.path] = InboundHandler(r, self.producer, c.max_body, c.retry_after, c.delivery_timeout_ms / 1000 + 1, self.auth)
-        await asyncio.gather(*(self._load_seen(h) for h in self.inbound.values() if h.route.dedup_window > 0))
+            self.inbound[r.path] = InboundHandler(
+                r,
+                self.producer,
+                c.max_body,
+                c.retry_after,
+                c.delivery_timeout_ms / 1000 + 1,
+                self.auth,
+            )
+        await asyncio.gather(
+            *(self._load_seen(h) for h in self.inbound.values() if h.route.dedup_window > 0)
+        )
         for hub in self.hubs.values():
             await hub.start()
         if self.rest_v2 is not None:
@@ -121,6 +148,8 @@ class Gateway:
     async def stop(self) -> None:
         if self.rest_v2 is not None:
             await self.rest_v2.stop()
+        if self.schemas is not None:
+            await self.schemas.close()
         await asyncio.gather(*(w.stop() for w in self.outbound))
         for hub in self.hubs.values():
             hub.stop()

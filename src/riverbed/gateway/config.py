@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -27,7 +28,11 @@ def json_path(doc: Any, path: str) -> Any:
             continue
         if isinstance(cur, dict):
             cur = cur.get(part)
-        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+        elif (
+            isinstance(cur, list)
+            and part.lstrip("-").isdigit()
+            and -len(cur) <= int(part) < len(cur)
+        ):
             cur = cur[int(part)]
         else:
             return None
@@ -78,7 +83,32 @@ class InboundRoute:
     scope: str | None = None
     user_claim: str = "sub"
 
-    _KEYS = {"dedup_redis", "dedup_ttl", "auth", "scope", "user_claim", "path", "topic", "verify", "secret", "secret_env", "key", "id", "tolerance", "headers", "signature_header", "signature_prefix", "signature_encoding", "cloudevents", "ce_type", "ce_source", "rate_limit", "burst", "dedup_window", "require_json"}
+    _KEYS = {
+        "dedup_redis",
+        "dedup_ttl",
+        "auth",
+        "scope",
+        "user_claim",
+        "path",
+        "topic",
+        "verify",
+        "secret",
+        "secret_env",
+        "key",
+        "id",
+        "tolerance",
+        "headers",
+        "signature_header",
+        "signature_prefix",
+        "signature_encoding",
+        "cloudevents",
+        "ce_type",
+        "ce_source",
+        "rate_limit",
+        "burst",
+        "dedup_window",
+        "require_json",
+    }
 
     @classmethod
     def parse(cls, t: Mapping[str, Any], env: Mapping[str, str]) -> InboundRoute:
@@ -106,16 +136,29 @@ class InboundRoute:
         if auth not in ("jwt", "none"):
             raise ConfigError(f"{what}: auth must be 'jwt' or 'none'")
         return cls(
-            auth=auth, scope=t.get("scope"), user_claim=str(t.get("user_claim", "sub")),
-            dedup_redis=t.get("dedup_redis"), dedup_ttl=float(t.get("dedup_ttl", 3 * 24 * 3600)),
-            path=str(t["path"]), topic=str(t["topic"]), verify=verify, secret=secret,
-            key=t.get("key"), id=t.get("id"), tolerance=float(t.get("tolerance", 300)),
+            auth=auth,
+            scope=t.get("scope"),
+            user_claim=str(t.get("user_claim", "sub")),
+            dedup_redis=t.get("dedup_redis"),
+            dedup_ttl=float(t.get("dedup_ttl", 3 * 24 * 3600)),
+            path=str(t["path"]),
+            topic=str(t["topic"]),
+            verify=verify,
+            secret=secret,
+            key=t.get("key"),
+            id=t.get("id"),
+            tolerance=float(t.get("tolerance", 300)),
             headers=tuple(str(h) for h in t.get("headers", ())),
             signature_header=str(t.get("signature_header", "X-Signature")),
-            signature_prefix=str(t.get("signature_prefix", "")), signature_encoding=enc,
-            cloudevents=ce, ce_type=t.get("ce_type"), ce_source=t.get("ce_source"),
-            rate_limit=rate, burst=int(t.get("burst", max(1, int(rate)))),
-            dedup_window=int(t.get("dedup_window", 100_000)), require_json=bool(t.get("require_json", True)),
+            signature_prefix=str(t.get("signature_prefix", "")),
+            signature_encoding=enc,
+            cloudevents=ce,
+            ce_type=t.get("ce_type"),
+            ce_source=t.get("ce_source"),
+            rate_limit=rate,
+            burst=int(t.get("burst", max(1, int(rate)))),
+            dedup_window=int(t.get("dedup_window", 100_000)),
+            require_json=bool(t.get("require_json", True)),
         )
 
 
@@ -135,7 +178,21 @@ class PushRoute:
     max_clients: int = 20_000  # connections at once (more get 503 / WebSocket close 1013)
     max_per_user: int = 16  # connections of one user at once (filtered routes; 429 / close 1008)
 
-    _KEYS = {"path", "topic", "auth", "filter", "field", "user_claim", "scope", "queue", "overflow", "replay", "replay_bytes", "max_clients", "max_per_user"}
+    _KEYS = {
+        "path",
+        "topic",
+        "auth",
+        "filter",
+        "field",
+        "user_claim",
+        "scope",
+        "queue",
+        "overflow",
+        "replay",
+        "replay_bytes",
+        "max_clients",
+        "max_per_user",
+    }
 
     @classmethod
     def parse(cls, t: Mapping[str, Any]) -> PushRoute:
@@ -145,10 +202,18 @@ class PushRoute:
             if not t.get(need):
                 raise ConfigError(f"{what}: '{need}' is required")
         r = cls(
-            path=str(t["path"]), topic=str(t["topic"]), auth=str(t.get("auth", "jwt")), filter=t.get("filter"),
-            field=t.get("field"), user_claim=str(t.get("user_claim", "sub")), scope=t.get("scope"),
-            queue=int(t.get("queue", 256)), overflow=str(t.get("overflow", "drop")), replay=int(t.get("replay", 10_000)),
-            max_clients=int(t.get("max_clients", 20_000)), max_per_user=int(t.get("max_per_user", 16)),
+            path=str(t["path"]),
+            topic=str(t["topic"]),
+            auth=str(t.get("auth", "jwt")),
+            filter=t.get("filter"),
+            field=t.get("field"),
+            user_claim=str(t.get("user_claim", "sub")),
+            scope=t.get("scope"),
+            queue=int(t.get("queue", 256)),
+            overflow=str(t.get("overflow", "drop")),
+            replay=int(t.get("replay", 10_000)),
+            max_clients=int(t.get("max_clients", 20_000)),
+            max_per_user=int(t.get("max_per_user", 16)),
             replay_bytes=int(t.get("replay_bytes", 64 * 1024 * 1024)),
         )
         if r.auth not in ("jwt", "none"):
@@ -184,7 +249,24 @@ class OutboundSubscription:
     rate_limit: float = 0.0  # requests per second to this endpoint (0: none)
     batch: int = 500
 
-    _KEYS = {"name", "topic", "url", "secret", "secret_env", "filter_field", "filter_equals", "max_attempts", "backoff_ms", "backoff_max_ms", "timeout_ms", "dlq_topic", "lanes", "group", "rate_limit", "batch"}
+    _KEYS = {
+        "name",
+        "topic",
+        "url",
+        "secret",
+        "secret_env",
+        "filter_field",
+        "filter_equals",
+        "max_attempts",
+        "backoff_ms",
+        "backoff_max_ms",
+        "timeout_ms",
+        "dlq_topic",
+        "lanes",
+        "group",
+        "rate_limit",
+        "batch",
+    }
 
     @classmethod
     def parse(cls, t: Mapping[str, Any], env: Mapping[str, str]) -> OutboundSubscription:
@@ -195,7 +277,9 @@ class OutboundSubscription:
                 raise ConfigError(f"{what}: '{need}' is required")
         secret = _secret(t, what, env)
         if not secret:
-            raise ConfigError(f"{what}: secret or secret_env is required (Standard Webhooks signatures)")
+            raise ConfigError(
+                f"{what}: secret or secret_env is required (Standard Webhooks signatures)"
+            )
         from .signatures import standard_key
 
         try:
@@ -203,12 +287,21 @@ class OutboundSubscription:
         except ValueError as exc:
             raise ConfigError(f"{what}: {exc}") from None
         r = cls(
-            name=str(t["name"]), topic=str(t["topic"]), url=str(t["url"]), secret=secret,
-            filter_field=t.get("filter_field"), filter_equals=t.get("filter_equals"),
-            max_attempts=int(t.get("max_attempts", 20)), backoff_ms=int(t.get("backoff_ms", 1000)),
-            backoff_max_ms=int(t.get("backoff_max_ms", 3_600_000)), timeout_ms=int(t.get("timeout_ms", 10_000)),
-            dlq_topic=t.get("dlq_topic"), lanes=int(t.get("lanes", 8)), group=t.get("group"),
-            rate_limit=float(t.get("rate_limit", 0)), batch=int(t.get("batch", 500)),
+            name=str(t["name"]),
+            topic=str(t["topic"]),
+            url=str(t["url"]),
+            secret=secret,
+            filter_field=t.get("filter_field"),
+            filter_equals=t.get("filter_equals"),
+            max_attempts=int(t.get("max_attempts", 20)),
+            backoff_ms=int(t.get("backoff_ms", 1000)),
+            backoff_max_ms=int(t.get("backoff_max_ms", 3_600_000)),
+            timeout_ms=int(t.get("timeout_ms", 10_000)),
+            dlq_topic=t.get("dlq_topic"),
+            lanes=int(t.get("lanes", 8)),
+            group=t.get("group"),
+            rate_limit=float(t.get("rate_limit", 0)),
+            batch=int(t.get("batch", 500)),
         )
         if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1:
             raise ConfigError(f"{what}: max_attempts, lanes and batch must be >= 1")
@@ -238,18 +331,29 @@ class JwtSettings:
 
     @classmethod
     def parse(cls, t: Mapping[str, Any], env: Mapping[str, str], base: Path) -> JwtSettings:
-        _known(t, "[auth]", {"key", "key_env", "key_file", "algorithms", "audience", "issuer", "leeway"})
+        _known(
+            t,
+            "[auth]",
+            {"key", "key_env", "key_file", "algorithms", "audience", "issuer", "leeway"},
+        )
         key: str | None = None
         if "key_env" in t:
             key = env.get(str(t["key_env"]))
             if key is None:
-                raise ConfigError(f"[auth]: environment variable {t['key_env']} (key_env) is not set")
+                raise ConfigError(
+                    f"[auth]: environment variable {t['key_env']} (key_env) is not set"
+                )
         elif "key_file" in t:
             key = (base / str(t["key_file"])).read_text()
         elif "key" in t:
             key = str(t["key"])
         algs = tuple(str(a) for a in t.get("algorithms", ("HS256",)))
-        bad = [a for a in algs if a not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA")]
+        bad = [
+            a
+            for a in algs
+            if a
+            not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA")
+        ]
         if bad or not algs:
             raise ConfigError(f"[auth]: unsupported algorithms {bad or '(none)'}")
         return cls(key, algs, t.get("audience"), t.get("issuer"), float(t.get("leeway", 30)))
@@ -268,13 +372,52 @@ class GatewayConfig:
     jwt: JwtSettings = field(default_factory=JwtSettings)
     rest: bool = False  # Confluent REST Proxy v3 produce API under /v3
     create_topics: bool = True  # create missing route topics at start (1 partition... see docs)
+    websocket: str = (
+        "websockets-sansio"  # uvicorn's WebSocket protocol: websockets-sansio | wsproto
+    )
+    ws_max_size: int = 16 * 1024 * 1024  # bytes of one message from a client (uvicorn's default)
+    ws_per_message_deflate: bool = (
+        False  # permessage-deflate: ~37 KiB more per connection (docs/gateway.md)
+    )
+
+    def server_options(self) -> dict[str, Any]:
+        """uvicorn's settings for the WebSocket protocol (riverbed.web.HttpServer passes them on)."""
+        return {
+            "ws": self.websocket,
+            "ws_max_size": self.ws_max_size,
+            "ws_per_message_deflate": self.ws_per_message_deflate,
+        }
 
     @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], env: Mapping[str, str] | None = None, base: Path | None = None) -> GatewayConfig:
+    def from_mapping(
+        cls, doc: Mapping[str, Any], env: Mapping[str, str] | None = None, base: Path | None = None
+    ) -> GatewayConfig:
         env = os.environ if env is None else env
         _known(doc, "gateway.toml", {"cluster", "gateway", "auth", "webhooks", "push", "rest"})
         gw = doc.get("gateway", {})
-        _known(gw, "[gateway]", {"listen", "max_body", "delivery_timeout_ms", "retry_after", "create_topics"})
+        _known(
+            gw,
+            "[gateway]",
+            {
+                "listen",
+                "max_body",
+                "delivery_timeout_ms",
+                "retry_after",
+                "create_topics",
+                "websocket",
+                "ws_max_size",
+                "ws_per_message_deflate",
+            },
+        )
+        websocket = str(gw.get("websocket", cls.websocket))
+        if websocket not in ("websockets-sansio", "wsproto"):
+            raise ConfigError(
+                f"[gateway] websocket must be websockets-sansio or wsproto, not {websocket!r}"
+            )
+        if websocket == "wsproto" and importlib.util.find_spec("wsproto") is None:
+            raise ConfigError(
+                "[gateway] websocket = 'wsproto' needs the wsproto package: pip install wsproto"
+            )
         hooks = doc.get("webhooks", {})
         _known(hooks, "[webhooks]", {"in", "out"})
         rest = doc.get("rest", {})
@@ -290,14 +433,27 @@ class GatewayConfig:
         if len(set(names)) != len(names):
             raise ConfigError("[[webhooks.out]] names must be unique")
         jwt = JwtSettings.parse(doc.get("auth", {}), env, base or Path.cwd())
-        if (any(r.auth == "jwt" for r in push) or any(r.auth == "jwt" for r in inbound)) and not jwt.key:
+        if (
+            any(r.auth == "jwt" for r in push) or any(r.auth == "jwt" for r in inbound)
+        ) and not jwt.key:
             raise ConfigError("[auth]: routes with auth = 'jwt' need key, key_env or key_file")
         return cls(
             cluster=ClusterSettings.from_mapping(doc.get("cluster", {}), env),
-            listen=str(gw.get("listen", "127.0.0.1:8082")), max_body=int(gw.get("max_body", 1024 * 1024)),
-            delivery_timeout_ms=int(gw.get("delivery_timeout_ms", 10_000)), retry_after=int(gw.get("retry_after", 5)),
-            inbound=inbound, push=push, outbound=outbound, jwt=jwt, rest=bool(rest.get("enabled", False)),
+            listen=str(gw.get("listen", "127.0.0.1:8082")),
+            max_body=int(gw.get("max_body", 1024 * 1024)),
+            delivery_timeout_ms=int(gw.get("delivery_timeout_ms", 10_000)),
+            retry_after=int(gw.get("retry_after", 5)),
+            inbound=inbound,
+            push=push,
+            outbound=outbound,
+            jwt=jwt,
+            rest=bool(rest.get("enabled", False)),
             create_topics=bool(gw.get("create_topics", True)),
+            websocket=websocket,
+            ws_max_size=int(gw.get("ws_max_size", cls.ws_max_size)),
+            ws_per_message_deflate=bool(
+                gw.get("ws_per_message_deflate", cls.ws_per_message_deflate)
+            ),
         )
 
     @classmethod

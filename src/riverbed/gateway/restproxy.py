@@ -7,9 +7,10 @@
   <record>}, ...]}`` answered ``207 Multi-Status`` with ``successes`` and ``failures``.
 
 A record is ``{"partition_id", "headers": [{"name", "value": base64}], "key": {"type", "data"},
-"value": {"type", "data"}, "timestamp"}`` with BINARY (base64), JSON or STRING data. Every
-report has its own ``error_code`` (200 when stored with acks=all). The schema-registry formats
-(AVRO, PROTOBUF, JSONSCHEMA) are refused with 400 for now.
+"value": {"type", "data"}, "timestamp"}`` with BINARY (base64), JSON or STRING data, or
+AVRO, PROTOBUF or JSONSCHEMA data with ``schema_id`` | ``schema_version`` | ``schema`` and
+``subject`` | ``subject_name_strategy``, written in the registry's wire format (schemas.py).
+Every report has its own ``error_code`` (200 when stored with acks=all).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from starlette.routing import BaseRoute, Route
 from riverbed.web import JsonError, json_body, json_response
 
 from .producer import NotStored
+from .schemas import FORMATS as SCHEMA_FORMATS
+from .schemas import SchemaError, resolve_v3
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -38,29 +41,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("riverbed.gateway.rest")
 
 FORMATS = ("BINARY", "JSON", "STRING")
-MAX_BATCH = 10  # entries per :batch request (Confluent's default api.v3.produce.batch.maximum.entries)
+SCHEMA_FIELDS = ("schema", "schema_id", "schema_version", "subject", "subject_name_strategy")
+MAX_BATCH = (
+    10  # entries per :batch request (Confluent's default api.v3.produce.batch.maximum.entries)
+)
 MAX_IN_FLIGHT = 1000  # records of one stream awaiting acknowledgement
 
 
 class RecordError(Exception):
+    """A record's error: `code` is the error_code (an HTTP status, or Confluent's 5-digit code
+    whose first three digits are the status)."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+        self.status = code if code < 1000 else code // 100
 
 
 def _data(part: Any, what: str) -> tuple[bytes | None, str | None]:
-    """-> (bytes, type) of a key or value object."""
+    """-> (bytes, type) of a key or value object of a plain format (BINARY, JSON, STRING)."""
     if part is None:
         return None, None
     if not isinstance(part, dict):
         raise RecordError(400, f"{what} must be an object with type and data")
     kind = str(part.get("type", "BINARY")).upper()
     if kind not in FORMATS:
-        if kind in ("AVRO", "PROTOBUF", "JSONSCHEMA"):
-            raise RecordError(400, f"{what} type {kind} (schema registry formats) is not supported by this proxy yet")
-        raise RecordError(400, f"{what} type {kind!r} is not one of {', '.join(FORMATS)}")
-    if any(k in part for k in ("schema", "schema_id", "schema_version", "subject")):
-        raise RecordError(400, f"{what}: schemas are not supported by this proxy yet")
+        raise RecordError(
+            400, f"{what} type {kind!r} is not one of {', '.join(FORMATS + SCHEMA_FORMATS)}"
+        )
+    if any(k in part for k in SCHEMA_FIELDS):
+        raise RecordError(
+            400, f"{what}: a schema goes with type AVRO, PROTOBUF or JSONSCHEMA, not {kind}"
+        )
     data = part.get("data")
     if data is None:
         return None, kind
@@ -78,6 +90,14 @@ def _data(part: Any, what: str) -> tuple[bytes | None, str | None]:
     return json.dumps(data, separators=(",", ":")).encode(), kind
 
 
+def _uses_schema(part: Any) -> bool:
+    if not isinstance(part, dict):
+        return False
+    return str(part.get("type", "")).upper() in SCHEMA_FORMATS or (
+        "type" not in part and any(k in part for k in SCHEMA_FIELDS)
+    )
+
+
 def _timestamp(value: Any) -> int | None:
     if value is None:
         return None
@@ -88,7 +108,11 @@ def _timestamp(value: Any) -> int | None:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class RestProxy:
@@ -99,8 +123,14 @@ class RestProxy:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/v3/clusters/{cluster_id}/topics/{topic}/records:batch", self.batch, methods=["POST"]),
-            Route("/v3/clusters/{cluster_id}/topics/{topic}/records", self.records, methods=["POST"]),
+            Route(
+                "/v3/clusters/{cluster_id}/topics/{topic}/records:batch",
+                self.batch,
+                methods=["POST"],
+            ),
+            Route(
+                "/v3/clusters/{cluster_id}/topics/{topic}/records", self.records, methods=["POST"]
+            ),
         ]
 
     async def _check(self, cluster_id: str, topic: str) -> None:
@@ -112,7 +142,9 @@ class RestProxy:
             except Exception as exc:
                 raise JsonError(503, 503, f"The cluster cannot be reached: {exc}") from None
             self._cluster_id = md.cluster_id
-            self._partitions = {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+            self._partitions = {
+                name: len(t.partitions) for name, t in md.topics.items() if t.error is None
+            }
         if cluster_id != self._cluster_id:
             raise JsonError(404, 404, f"Cluster {cluster_id} cannot be found.")
         if topic not in self._partitions:
@@ -122,10 +154,12 @@ class RestProxy:
         """One record -> its delivery report (RecordError for bad records or failures)."""
         if not isinstance(rec, dict):
             raise RecordError(400, "A record must be a JSON object")
-        key, key_type = _data(rec.get("key"), "key")
-        value, value_type = _data(rec.get("value"), "value")
+        key, key_report = await self._part(topic, rec.get("key"), "key")
+        value, value_report = await self._part(topic, rec.get("value"), "value")
         partition = rec.get("partition_id")
-        if partition is not None and (not isinstance(partition, int) or not 0 <= partition < self._partitions.get(topic, 0)):
+        if partition is not None and (
+            not isinstance(partition, int) or not 0 <= partition < self._partitions.get(topic, 0)
+        ):
             raise RecordError(404, f"Partition {partition} of topic {topic} cannot be found.")
         headers = []
         for h in rec.get("headers") or []:
@@ -133,24 +167,57 @@ class RestProxy:
                 raise RecordError(400, "headers must be objects with a name and a base64 value")
             raw = h.get("value")
             try:
-                headers.append((h["name"], base64.b64decode(raw, validate=True) if raw is not None else b""))
+                headers.append(
+                    (h["name"], base64.b64decode(raw, validate=True) if raw is not None else b"")
+                )
             except (binascii.Error, ValueError, TypeError):
                 raise RecordError(400, f"header {h['name']!r} value is not base64") from None
         producer = self.gateway.producer
         assert producer is not None
         try:
-            msg = await producer.send(topic, value, key, headers, partition, _timestamp(rec.get("timestamp")))
+            msg = await producer.send(
+                topic, value, key, headers, partition, _timestamp(rec.get("timestamp"))
+            )
         except NotStored as exc:
-            raise RecordError(503 if exc.retriable else 500, f"The record was not stored: {exc}") from None
+            raise RecordError(
+                503 if exc.retriable else 500, f"The record was not stored: {exc}"
+            ) from None
         report: dict[str, Any] = {
-            "error_code": 200, "cluster_id": cluster_id, "topic_name": topic,
-            "partition_id": msg.partition(), "offset": msg.offset(), "timestamp": _iso(msg.timestamp()[1]),
+            "error_code": 200,
+            "cluster_id": cluster_id,
+            "topic_name": topic,
+            "partition_id": msg.partition(),
+            "offset": msg.offset(),
+            "timestamp": _iso(msg.timestamp()[1]),
         }
-        if key_type is not None:
-            report["key"] = {"type": key_type, "size": len(key or b"")}
-        if value_type is not None:
-            report["value"] = {"type": value_type, "size": len(value or b"")}
+        if key_report is not None:
+            report["key"] = {**key_report, "size": len(key or b"")}
+        if value_report is not None:
+            report["value"] = {**value_report, "size": len(value or b"")}
         return report
+
+    async def _part(
+        self, topic: str, part: Any, what: str
+    ) -> tuple[bytes | None, dict[str, Any] | None]:
+        """A key or value object -> (bytes, the report's description of it)."""
+        if not _uses_schema(part):
+            data, kind = _data(part, what)
+            return data, None if kind is None else {"type": kind}
+        try:
+            codec, subject, version = await resolve_v3(
+                self.gateway.schemas, topic, what == "key", part
+            )
+            data = part.get("data")
+            encoded = None if data is None else codec.encode(data)
+        except SchemaError as exc:
+            raise RecordError(exc.code, f"{what}: {exc.message}") from None
+        info = {
+            "type": codec.kind,
+            "subject": subject,
+            "schema_id": codec.id,
+            "schema_version": version,
+        }
+        return encoded, info
 
     async def records(self, request: Request) -> Response:
         cluster_id, topic = request.path_params["cluster_id"], request.path_params["topic"]
@@ -160,12 +227,14 @@ class RestProxy:
             try:
                 return json_response(await self._produce(cluster_id, topic, body))
             except RecordError as exc:
-                raise JsonError(exc.code, exc.code, exc.message) from None
+                raise JsonError(exc.status, exc.code, exc.message) from None
         return ReportStream(self._stream(request, cluster_id, topic))
 
     async def _stream(self, request: Request, cluster_id: str, topic: str) -> AsyncIterator[bytes]:
         """Read concatenated JSON records as they arrive; answer each one in order once settled."""
-        pending: asyncio.Queue[asyncio.Task[dict[str, Any]] | RecordError | None] = asyncio.Queue(MAX_IN_FLIGHT)
+        pending: asyncio.Queue[asyncio.Task[dict[str, Any]] | RecordError | None] = asyncio.Queue(
+            MAX_IN_FLIGHT
+        )
         decoder = json.JSONDecoder()
         limit = self.gateway.config.max_body
 
@@ -189,20 +258,30 @@ class RestProxy:
                             rec, end = decoder.raw_decode(buf)
                         except ValueError:
                             if len(buf) > limit:
-                                await pending.put(RecordError(413, f"A record is larger than the limit of {limit} bytes"))
+                                await pending.put(
+                                    RecordError(
+                                        413, f"A record is larger than the limit of {limit} bytes"
+                                    )
+                                )
                                 return
                             break  # incomplete: wait for more bytes
                         buf = buf[end:]
                         await pending.put(asyncio.create_task(report(rec)))
                 if buf.strip():
-                    await pending.put(RecordError(400, "The stream ended inside a record (not valid JSON)"))
+                    await pending.put(
+                        RecordError(400, "The stream ended inside a record (not valid JSON)")
+                    )
             finally:
                 await pending.put(None)
 
         task = asyncio.create_task(reader())
         try:
             while (item := await pending.get()) is not None:
-                result = {"error_code": item.code, "message": item.message} if isinstance(item, RecordError) else await item
+                result = (
+                    {"error_code": item.code, "message": item.message}
+                    if isinstance(item, RecordError)
+                    else await item
+                )
                 yield json.dumps(result, separators=(",", ":")).encode() + b"\n"
         finally:
             task.cancel()
@@ -229,7 +308,13 @@ class RestProxy:
                 return False, {"id": entry["id"], "error_code": exc.code, "message": exc.message}
 
         results = await asyncio.gather(*(one(e) for e in entries))
-        return json_response({"successes": [r for ok, r in results if ok], "failures": [r for ok, r in results if not ok]}, 207)
+        return json_response(
+            {
+                "successes": [r for ok, r in results if ok],
+                "failures": [r for ok, r in results if not ok],
+            },
+            207,
+        )
 
 
 class ReportStream(Response):
@@ -243,7 +328,9 @@ class ReportStream(Response):
         self.chunks = chunks
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         async for chunk in self.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -27,7 +27,8 @@ def run_loop(coro: Any) -> Any:
 class HttpServer:
     """uvicorn on HOST:PORT (port 0: a free port, read `port` after start)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", **uvicorn_options: Any) -> None:
+        """`uvicorn_options` go to uvicorn.Config as they are (``ws="wsproto"``, ``ws_max_size``...)."""
         self.host = host
         # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP
         # (with proto 0 every response waited ~40 ms for a delayed ACK)
@@ -36,7 +37,8 @@ class HttpServer:
         self.sock.bind((host, port))
         self.port: int = self.sock.getsockname()[1]
         # httptools' parser where installed (it is a dependency): less CPU per request than h11
-        self.config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5, http="auto")
+        options: dict[str, Any] = {"access_log": False, "lifespan": "on", "timeout_graceful_shutdown": 5, "http": "auto", **uvicorn_options}
+        self.config = uvicorn.Config(app, log_level=log_level, **options)
         self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
 

@@ -51,21 +51,56 @@ def test_example_config(tmp_path: Path) -> None:
     assert cfg.push[0].filter == "field" and cfg.jwt.key == "k"
     assert cfg.outbound[0].dead_letter_topic == "orders.completed.billing.DLQ"
     assert cfg.outbound[0].group_id == "riverbed-gateway-out-billing"
+    # permessage-deflate off by default: about half the memory per WebSocket (docs/gateway.md)
+    assert cfg.server_options() == {
+        "ws": "websockets-sansio",
+        "ws_max_size": 16 * 1024 * 1024,
+        "ws_per_message_deflate": False,
+    }
+    tuned = GatewayConfig.from_mapping(
+        {"gateway": {"websocket": "wsproto", "ws_max_size": 65536, "ws_per_message_deflate": True}},
+        {},
+    )
+    assert tuned.server_options() == {
+        "ws": "wsproto",
+        "ws_max_size": 65536,
+        "ws_per_message_deflate": True,
+    }
 
 
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
         ({"webhooks": {"in": [{"path": "/a", "topic": "t", "verify": "stripe"}]}}, "needs secret"),
-        ({"webhooks": {"in": [{"path": "/a", "topic": "t", "verify": "md5", "secret": "s"}]}}, "verify must be"),
+        (
+            {"webhooks": {"in": [{"path": "/a", "topic": "t", "verify": "md5", "secret": "s"}]}},
+            "verify must be",
+        ),
         ({"webhooks": {"in": [{"path": "/a", "topic": "t", "secret_env": "NOPE"}]}}, "NOPE"),
-        ({"webhooks": {"in": [{"path": "/a", "topic": "t", "colour": "red"}]}}, "unknown keys colour"),
+        (
+            {"webhooks": {"in": [{"path": "/a", "topic": "t", "colour": "red"}]}},
+            "unknown keys colour",
+        ),
         ({"push": [{"path": "/p", "topic": "t"}]}, "need key"),
         ({"push": [{"path": "/p", "topic": "t", "auth": "none", "filter": "key"}]}, "needs auth"),
         ({"push": [{"path": "/p", "topic": "t", "auth": "none", "overflow": "grow"}]}, "overflow"),
-        ({"webhooks": {"out": [{"name": "n", "topic": "t", "url": "http://x", "secret": "not base64!"}]}}, "whsec_"),
-        ({"webhooks": {"in": [{"path": "/a", "topic": "t"}]}, "push": [{"path": "/a", "topic": "t", "auth": "none"}]}, "used twice"),
+        (
+            {
+                "webhooks": {
+                    "out": [{"name": "n", "topic": "t", "url": "http://x", "secret": "not base64!"}]
+                }
+            },
+            "whsec_",
+        ),
+        (
+            {
+                "webhooks": {"in": [{"path": "/a", "topic": "t"}]},
+                "push": [{"path": "/a", "topic": "t", "auth": "none"}],
+            },
+            "used twice",
+        ),
         ({"gateway": {"port": 1}}, "unknown keys port"),
+        ({"gateway": {"websocket": "websockets"}}, "websockets-sansio or wsproto"),
     ],
 )
 def test_bad_config_is_refused_clearly(doc: dict[str, object], message: str) -> None:
@@ -115,7 +150,10 @@ def test_positions_and_rendering() -> None:
     for bad in ("x", "0:", "0:-1", "a:1"):
         with pytest.raises(ValueError):
             parse_position(bad)
-    assert render("t", 0, 5, b"k", b'{"a":1}', 9) == '"topic":"t","partition":0,"offset":5,"timestamp":9,"key":"k","value":{"a":1}'
+    assert (
+        render("t", 0, 5, b"k", b'{"a":1}', 9)
+        == '"topic":"t","partition":0,"offset":5,"timestamp":9,"key":"k","value":{"a":1}'
+    )
     assert render("t", 0, 5, None, b"plain", 9).endswith('"key":null,"value":"plain"')
     assert render("t", 0, 5, None, b"\xff\x00", 9).endswith('"value_base64":"/wA="')
 
@@ -142,7 +180,9 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     from riverbed.gateway.config import OutboundSubscription
     from riverbed.gateway.webhooks_out import backoff
 
-    sub = OutboundSubscription("s", "t", "http://x", "whsec_AAAA", backoff_ms=100, backoff_max_ms=1000)
+    sub = OutboundSubscription(
+        "s", "t", "http://x", "whsec_AAAA", backoff_ms=100, backoff_max_ms=1000
+    )
     rng = random.Random(7)
     for attempt, full in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (20, 1.0)]:
         delays = [backoff(sub, attempt, rng) for _ in range(50)]
@@ -156,7 +196,9 @@ def test_replay_buffer_is_bounded_by_records_and_bytes() -> None:
     from riverbed.gateway.push import TopicHub
 
     async def run() -> None:
-        hub = TopicHub(PushRoute("/p", "t", auth="none", replay=100, replay_bytes=2000), ClusterSettings())
+        hub = TopicHub(
+            PushRoute("/p", "t", auth="none", replay=100, replay_bytes=2000), ClusterSettings()
+        )
         for i in range(300):
             hub._keep(Rec(i % 2, i, None, "x" * 50))
         for p in (0, 1):
