@@ -41,7 +41,7 @@ class SourceInfo:
     statement: str = ""
     wrap_single: bool = True
     materialized: Materialization | None = None
-    registry: Any = None  # a schemas.RegistryClient for AVRO / JSON_SR values
+    registry: Any = None  # a schemas.RegistryClient for the schema formats (AVRO, JSON_SR, PROTOBUF)
     readers: set[str] = field(default_factory=set)  # query ids reading this source
     writers: set[str] = field(default_factory=set)  # query ids writing to it
 
@@ -57,7 +57,7 @@ class SourceInfo:
         return cols
 
     def key_serde(self) -> KeySerde:
-        return KeySerde(self.key_format, self.key_columns)
+        return KeySerde(self.key_format, self.key_columns, self.registry, self.topic)
 
     def value_serde(self) -> Any:
         return value_serde(self.value_format, self.value_columns, self.wrap_single, self.registry, self.topic)

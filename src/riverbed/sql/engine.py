@@ -35,7 +35,7 @@ from . import types as T
 from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
 from .compiler import Compiler, Scope, show
 from .errors import BAD_STATEMENT, NOT_FOUND, SERVER_ERROR, SqlError
-from .formats import check_format, to_json_value
+from .formats import REGISTRY_FORMATS, check_format, to_json_value
 from .parser import parse
 from .planner import OutputColumn, Plan, Planner, SinkSpec, column_name
 
@@ -166,7 +166,7 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
         if c.constraint in ("HEADERS", "HEADER"):
             raise SqlError("HEADER columns are not supported yet", *c.pos)
         (keys if c.constraint else values).append((c.name, c.type))
-    if not values and vf in ("AVRO", "JSON_SR"):  # the value columns from the registry
+    if not values and vf in REGISTRY_FORMATS:  # the value columns from the registry
         if registry is None:
             raise SqlError(f"VALUE_FORMAT {vf} needs a schema registry: start the server with --registry-url URL", *st.pos)
         from .schemas import infer_columns
@@ -175,6 +175,16 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
             values = [c for c in infer_columns(registry, str(topic), vf) if c[0] not in seen]
         except SqlError as e:
             raise SqlError(e.message, *st.pos) from None
+    if not keys and kf in REGISTRY_FORMATS:  # the key columns from the registry (`<topic>-key`)
+        if registry is None:
+            raise SqlError(f"KEY_FORMAT {kf} needs a schema registry: start the server with --registry-url URL", *st.pos)
+        from .schemas import infer_subject
+
+        try:
+            keys = [c for c in infer_subject(registry, str(topic), kf, "key") if c[0] not in seen]
+        except SqlError as e:
+            raise SqlError(e.message, *st.pos) from None
+        values = [c for c in values if c[0] not in {n for n, _ in keys}]
     if not keys and not values:
         raise SqlError("The statement does not define any columns.", *st.pos)
     if st.kind == "TABLE" and not keys:
@@ -439,7 +449,9 @@ class Engine:
         topic = str(wp.get("KAFKA_TOPIC") or st.name)
         vf = check_format(str(wp.get("VALUE_FORMAT") or wp.get("FORMAT") or (src.value_format if src else "JSON")), "VALUE_FORMAT")
         kf = check_format(str(wp.get("KEY_FORMAT") or wp.get("FORMAT") or (src.key_format if src else "KAFKA")), "KEY_FORMAT")
-        sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
+        # a source without a key (NONE) whose result has key columns: ksqlDB's default key format
+        none_inherited = kf == "NONE" and not (wp.get("KEY_FORMAT") or wp.get("FORMAT"))
+        sink = SinkSpec(st.name, topic, "KAFKA" if none_inherited else kf, vf, registry=self.registry)
         prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
         # check it plans (names, types, GROUP BY) before recording the command
         probe = self._plan_persistent(st.query, st.name, sink, f"{prefix}_{st.name}_probe", props)
@@ -449,6 +461,9 @@ class Engine:
                                "statement instead.", *st.pos)
             raise SqlError("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT "
                            "statement instead.", *st.pos)
+        if none_inherited:
+            kf = "KAFKA" if probe.key_columns else "NONE"
+            sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
         if kf == "KAFKA" and len(probe.key_columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; add KEY_FORMAT='JSON' to the WITH clause", *st.pos)
         partitions = int(wp["PARTITIONS"]) if "PARTITIONS" in wp else self._partitions_of(probe.sources)

@@ -15,30 +15,31 @@ from . import types as T
 from .errors import SqlError
 
 FORMATS = ("JSON", "KAFKA", "DELIMITED")
-REGISTRY_FORMATS = ("AVRO", "JSON_SR")  # values only, with a schema registry (riverbed.sql.schemas)
-NOT_YET = ("PROTOBUF", "PROTOBUF_NOSR", "NONE")
+REGISTRY_FORMATS = ("AVRO", "JSON_SR", "PROTOBUF")  # with a schema registry (riverbed.sql.schemas)
+SCHEMA_FORMATS = (*REGISTRY_FORMATS, "PROTOBUF_NOSR")  # served by schemas.RegistryRowSerde
+ALL_FORMATS = (*FORMATS, *SCHEMA_FORMATS)
 
 Columns = list[tuple[str, T.SqlType]]
 
 
 def check_format(name: str, what: str) -> str:
     up = name.upper()
-    if up in REGISTRY_FORMATS and what == "VALUE_FORMAT":
-        return up
-    if up in NOT_YET or up in REGISTRY_FORMATS:
-        raise SqlError(f"{what} {up} is not supported by riverbed sql yet (JSON, KAFKA and DELIMITED are; "
-                       "AVRO and JSON_SR for values)")
-    if up not in FORMATS:
+    if up == "NONE":
+        if what == "KEY_FORMAT":
+            return up
+        raise SqlError("The 'NONE' format can only be used as a KEY_FORMAT")
+    if up not in ALL_FORMATS:
         raise SqlError(f"Unknown format: {name}")
     return up
 
 
 def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str) -> Any:
-    """The serde of a topic's values: RowSerde, or a registry-backed one for AVRO / JSON_SR."""
-    if fmt in REGISTRY_FORMATS:
+    """The serde of a topic's values: RowSerde, or a schema-backed one (AVRO, JSON_SR, PROTOBUF,
+    PROTOBUF_NOSR)."""
+    if fmt in SCHEMA_FORMATS:
         from .schemas import RegistryRowSerde
 
-        if registry is None:
+        if registry is None and fmt != "PROTOBUF_NOSR":
             raise SqlError(f"VALUE_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
         return RegistryRowSerde(fmt, columns, registry, f"{topic}-value")
     return RowSerde(fmt, columns, wrap_single)
@@ -238,15 +239,28 @@ def kafka_decode(data: bytes, t: T.SqlType) -> Any:
 
 class KeySerde:
     """A key of ``columns`` in a format. One column: the value itself (KAFKA's primitive
-    serializers, or a bare JSON value); several (JSON, DELIMITED): an object / a delimited line,
-    held in the topology as a tuple. No column: no key (always None)."""
+    serializers, or a bare JSON / AVRO / JSON_SR value; PROTOBUF always wraps it in a message, as
+    ksqlDB does); several (JSON, DELIMITED, AVRO, JSON_SR, PROTOBUF): an object / a delimited
+    line / a record, held in the topology as a tuple. No column, or ``NONE``: no key (always
+    None). The schema formats register their schema under ``<topic>-key``."""
 
-    def __init__(self, fmt: str, columns: Columns) -> None:
+    def __init__(self, fmt: str, columns: Columns, registry: Any = None, topic: str | None = None) -> None:
         self.fmt = fmt
         self.columns = columns
         if fmt == "KAFKA" and len(columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; use KEY_FORMAT='JSON' for several")
-        self._row = RowSerde(fmt, columns, wrap_single=len(columns) > 1)
+        if fmt == "NONE" and columns:
+            raise SqlError("The 'NONE' format can only be used when no columns are defined. Got: "
+                           + ", ".join(f"`{n}` {t}" for n, t in columns))
+        self._row: Any
+        if fmt in SCHEMA_FORMATS:
+            from .schemas import RegistryRowSerde
+
+            if registry is None and fmt != "PROTOBUF_NOSR" and columns:
+                raise SqlError(f"KEY_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
+            self._row = RegistryRowSerde(fmt, columns, registry, f"{topic}-key", unwrapped=True)
+        else:
+            self._row = RowSerde("JSON" if fmt == "NONE" else fmt, columns, wrap_single=len(columns) > 1)
         self._string = fmt == "KAFKA" and len(columns) == 1 and columns[0][1].name == "STRING"
 
     def serialize(self, key: Any) -> bytes | None:
@@ -255,8 +269,10 @@ class KeySerde:
         if len(self.columns) == 1:
             if self.fmt == "KAFKA":
                 return kafka_encode(key, self.columns[0][1])
-            return self._row.serialize({self.columns[0][0]: key})
-        return self._row.serialize(dict(zip((n for n, _ in self.columns), key, strict=True)))
+            out: bytes | None = self._row.serialize({self.columns[0][0]: key})
+            return out
+        out = self._row.serialize(dict(zip((n for n, _ in self.columns), key, strict=True)))
+        return out
 
     def deserialize(self, data: bytes | None) -> Any:
         if data is None or not self.columns:

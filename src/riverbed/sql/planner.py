@@ -337,7 +337,7 @@ class Planner:
         if self._synth_key:  # the key column is not projected: fill it from the record's key
             out = out.map(fill_key)
         if sink is not None:
-            ks: Any = KeySerde(sink.key_format, key_cols)
+            ks: Any = KeySerde(sink.key_format, key_cols, sink.registry, sink.topic)
             if plan.window is not None:
                 ks = SessionKeySerde(ks) if plan.window.kind == "SESSION" else WindowedSerde(ks, plan.window.size_ms)
             out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic))

@@ -128,3 +128,36 @@ def test_json_fields_match_columns_case_insensitively_and_coerce() -> None:
     with pytest.raises(ValueError):
         serde.deserialize(b"[1, 2]")
     assert RowSerde("JSON", [("V", T.INTEGER)], wrap_single=False).deserialize(b"5") == {"V": 5}
+
+
+def test_protobuf_columns_round_trip_and_infer() -> None:
+    from decimal import Decimal
+
+    from riverbed.sql import protobuf as P
+    from riverbed.sql.errors import SqlError
+    from riverbed.sql.schemas import RegistryRowSerde
+
+    cols = [("ID", T.STRING), ("N", T.INTEGER), ("D", T.SqlType("DECIMAL", precision=6, scale=2)), ("TS", T.TIMESTAMP),
+            ("DT", T.DATE), ("TM", T.TIME), ("A", T.array(T.STRING)), ("M", T.map_of(T.STRING, T.DOUBLE)),
+            ("S", T.struct([("X", T.INTEGER), ("Y", T.array(T.struct([("Z", T.STRING)])))])), ("OK", T.BOOLEAN)]
+    text = P.proto_text(cols)
+    assert "message ConnectDefault1 {" in text and "confluent.type.Decimal D = 3" in text
+    assert P.infer(text) == cols  # DECIMAL's precision and scale come back from the field's meta params
+    serde = RegistryRowSerde("PROTOBUF_NOSR", cols, None, "t-value")
+    row = {"ID": "a", "N": -3, "D": Decimal("-12.50"), "TS": 1700000000123, "DT": 19000, "TM": 3723004, "A": ["x"],
+           "M": {"k": 1.5}, "S": {"X": 1, "Y": [{"Z": "q"}]}, "OK": True}
+    assert serde.deserialize(serde.serialize(row)) == row
+    # NULL primitives are the type's default, as ksqlDB writes proto3; NULL messages stay NULL
+    empty = serde.deserialize(serde.serialize(dict.fromkeys(row)))
+    assert empty == {"ID": "", "N": 0, "D": None, "TS": None, "DT": None, "TM": None, "A": [], "M": {}, "S": None, "OK": False}
+    with pytest.raises(SqlError, match="array or map inside an array or map"):
+        P.proto_text([("AA", T.array(T.array(T.INTEGER)))])
+
+
+def test_protobuf_message_indexes() -> None:
+    from riverbed.sql.protobuf import read_indexes
+
+    assert read_indexes(b"\x00\x00\x00\x00\x01\x00rest", 5) == ([0], 6)
+    assert read_indexes(b"\x04\x02\x06", 0) == ([1, 3], 3)  # zig-zag: count 2, then 1 and 3
+    with pytest.raises(ValueError, match="truncated"):
+        read_indexes(b"\x04\x02", 0)
