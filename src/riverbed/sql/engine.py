@@ -937,22 +937,64 @@ class Engine:
                                "WHERE clause that selects fewer rows (or use a push query)", *q.pos)
         return out_cols, rows
 
+    MAX_LOOKUP_KEYS = 1000
+
     @staticmethod
     def _key_of(where: A.Expr | None, info: SourceInfo) -> tuple[bool, Any]:
-        """(True, value) when the WHERE says ``key = literal`` (alone or AND-ed): a point lookup."""
-        if where is None or len(info.key_columns) != 1:
+        """(True, [key, ...]) when the WHERE pins every key column to literals (``k = x``,
+        ``k IN (x, y)``, alone or AND-ed with other conditions; several key columns: each
+        pinned, the keys are their combinations): the pull query reads those keys from the
+        store instead of scanning it. (False, None) otherwise (a scan; the WHERE filters)."""
+        if where is None or not info.key_columns:
             return False, None
-        key = info.key_columns[0][0]
-        if isinstance(where, A.Binary) and where.op == "AND":
-            found = Engine._key_of(where.left, info)
-            return found if found[0] else Engine._key_of(where.right, info)
-        if isinstance(where, A.Binary) and where.op == "=":
-            for a, b in ((where.left, where.right), (where.right, where.left)):
-                if isinstance(a, A.Column) and a.name == key and isinstance(b, A.Literal) and b.value is not None:
-                    from .compiler import cast_value
+        from .compiler import cast_value
 
-                    return True, cast_value(b.value, info.key_columns[0][1])
-        return False, None
+        types = dict(info.key_columns)
+        pinned: dict[str, list[Any]] = {}
+
+        def literal(e: A.Expr, col: str) -> tuple[bool, Any]:
+            if isinstance(e, A.Literal) and e.value is not None and e.kind not in ("NULL", "INTERVAL"):
+                try:
+                    return True, cast_value(e.value, types[col])
+                except Exception:
+                    return False, None
+            return False, None
+
+        def visit(e: A.Expr) -> None:
+            if isinstance(e, A.Binary) and e.op == "AND":
+                visit(e.left)
+                visit(e.right)
+                return
+            values: list[Any] | None = None
+            col: str | None = None
+            if isinstance(e, A.Binary) and e.op == "=":
+                for a, b in ((e.left, e.right), (e.right, e.left)):
+                    if isinstance(a, A.Column) and a.name in types:
+                        ok, v = literal(b, a.name)
+                        if ok:
+                            col, values = a.name, [v]
+                            break
+            elif isinstance(e, A.InList) and not e.negate and isinstance(e.operand, A.Column) and e.operand.name in types:
+                got = [literal(x, e.operand.name) for x in e.items]
+                if all(ok for ok, _ in got):
+                    col, values = e.operand.name, [v for _, v in got]
+            if col is None or values is None:
+                return
+            if col in pinned:  # k = 1 AND k IN (1, 2): both hold
+                values = [v for v in pinned[col] if v in values]
+            pinned[col] = values
+
+        visit(where)
+        if set(pinned) != set(types):
+            return False, None
+        names = [n for n, _ in info.key_columns]
+        combos: list[tuple[Any, ...]] = [()]
+        for n in names:
+            combos = [(*c, v) for c in combos for v in dict.fromkeys(pinned[n])]
+            if len(combos) > Engine.MAX_LOOKUP_KEYS:
+                return False, None
+        keys = [c[0] for c in combos] if len(names) == 1 else combos
+        return True, keys
 
     def _rows_of(self, info: SourceInfo, lookup: tuple[bool, Any] = (False, None)) -> Iterator[dict[str, Any]]:
         m = info.materialized
@@ -963,7 +1005,7 @@ class Engine:
             if not pq.runtime.tasks:
                 raise SqlError(f"{info.name} is not available for pull queries yet: its query {pq.id} is starting "
                                "(joining its group, restoring its state)", code=SERVER_ERROR)
-            entries = pq.runtime.scan(m.store, lookup[1], by_key=lookup[0])
+            entries = pq.runtime.scan(m.store, keys=lookup[1] if lookup[0] else None)
             out = []
             for k, v in entries:
                 r = m.row(k, v)
