@@ -42,12 +42,13 @@ class SourceInfo:
     wrap_single: bool = True
     materialized: Materialization | None = None
     registry: Any = None  # a schemas.RegistryClient for the schema formats (AVRO, JSON_SR, PROTOBUF)
+    header_columns: list[tuple[str, T.SqlType, str | None]] = field(default_factory=list)  # HEADERS (None) / HEADER('k')
     readers: set[str] = field(default_factory=set)  # query ids reading this source
     writers: set[str] = field(default_factory=set)  # query ids writing to it
 
     @property
     def columns(self) -> Columns:
-        return [*self.key_columns, *self.value_columns]
+        return [*self.key_columns, *self.value_columns, *((n, t) for n, t, _ in self.header_columns)]
 
     def scope_columns(self) -> Columns:
         """What a query over this source can name: key, value and pseudo columns."""
@@ -64,3 +65,22 @@ class SourceInfo:
 
     def column_type(self, name: str) -> T.SqlType | None:
         return next((t for n, t in self.columns if n == name), None)
+
+
+HEADERS_TYPE = T.array(T.struct([("KEY", T.STRING), ("VALUE", T.BYTES)]))
+
+
+def header_values(headers: Any, wanted: list[tuple[str, T.SqlType, str | None]]) -> dict[str, Any]:
+    """A record's headers as its source's header columns: ``HEADERS`` every header as
+    ``{KEY, VALUE}`` in order; ``HEADER('k')`` the last value of header ``k`` (NULL if none)."""
+    out: dict[str, Any] = {}
+    for name, _t, key in wanted:
+        if key is None:
+            out[name] = [{"KEY": k, "VALUE": None if v is None else bytes(v)} for k, v in headers or []]
+        else:
+            found = None
+            for k, v in headers or []:
+                if k == key:
+                    found = None if v is None else bytes(v)
+            out[name] = found
+    return out

@@ -32,7 +32,7 @@ from riverbed.streams.runtime import Runtime
 
 from . import ast as A
 from . import types as T
-from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
+from .catalog import HEADERS_TYPE, PSEUDO, WINDOW_COLUMNS, SourceInfo, header_values
 from .compiler import Compiler, Scope, show
 from .errors import BAD_STATEMENT, NOT_FOUND, SERVER_ERROR, SqlError
 from .formats import REGISTRY_FORMATS, check_format, to_json_value
@@ -152,6 +152,7 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     kf = check_format(str(props.get("KEY_FORMAT") or fmt or "KAFKA"), "KEY_FORMAT")
     keys: list[tuple[str, T.SqlType]] = []
     values: list[tuple[str, T.SqlType]] = []
+    headers: list[tuple[str, T.SqlType, str | None]] = []
     seen: set[str] = set()
     for c in st.columns:
         if c.name in seen:
@@ -163,8 +164,20 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
             raise SqlError(f"Column `{c.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.", *c.pos)
         if c.constraint == "PRIMARY KEY" and st.kind == "STREAM":
             raise SqlError(f"Column `{c.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.", *c.pos)
-        if c.constraint in ("HEADERS", "HEADER"):
-            raise SqlError("HEADER columns are not supported yet", *c.pos)
+        if c.constraint == "HEADERS":
+            if any(h[2] is None for h in headers):
+                raise SqlError("Schema already contains a HEADERS column.", *c.pos)
+            if c.type != HEADERS_TYPE:
+                raise SqlError(f"Invalid type for HEADERS column: expected {type_text(HEADERS_TYPE)}, got {type_text(c.type)}", *c.pos)
+            headers.append((c.name, c.type, None))
+            continue
+        if c.constraint == "HEADER":
+            if any(h[2] == c.header for h in headers):
+                raise SqlError(f"Schema already contains a HEADER('{c.header}') column.", *c.pos)
+            if c.type.name != "BYTES":
+                raise SqlError(f"Invalid type for HEADER('{c.header}') column: expected BYTES, got {type_text(c.type)}", *c.pos)
+            headers.append((c.name, c.type, c.header))
+            continue
         (keys if c.constraint else values).append((c.name, c.type))
     if not values and vf in REGISTRY_FORMATS:  # the value columns from the registry
         if registry is None:
@@ -197,7 +210,8 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
                       int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
                       props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
-                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry)
+                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry,
+                      header_columns=headers)
     info.key_serde()  # checks the formats fit the columns
     info.value_serde()
     return info
@@ -617,7 +631,10 @@ class Engine:
             raise SqlError(f"Cannot insert values into an unknown stream/table: {st.target}", *st.pos)
         if info.window is not None or (info.kind == "TABLE" and info.writers):
                 raise SqlError(f"Cannot insert values into read-only table: {st.target}", *st.pos)
-        names = st.columns or [n for n, _ in info.columns]
+        header_names = {n for n, _, _ in info.header_columns}
+        if header_names & set(st.columns or []):
+            raise SqlError(f"Cannot insert into HEADER columns: {', '.join(sorted(header_names & set(st.columns or [])))}", *st.pos)
+        names = st.columns or [n for n, _ in info.columns if n not in header_names]
         if len(names) != len(st.values):
             raise SqlError(f"Expected a value for each column. Expected Columns: {names}. Got {len(st.values)} values", *st.pos)
         comp = Compiler(Scope({}), clause="VALUES")
@@ -704,6 +721,8 @@ class Engine:
     def _description(self, info: SourceInfo, extended: bool) -> dict[str, Any]:
         fields = [{"name": n, "schema": _schema_json(t), "type": "KEY"} for n, t in info.key_columns]
         fields += [{"name": n, "schema": _schema_json(t)} for n, t in info.value_columns]
+        fields += [{"name": n, "schema": _schema_json(t), "type": "HEADERS" if h is None else f"HEADER('{h}')"}
+                   for n, t, h in info.header_columns]
         reads = [self._query_summary(self.queries[q]) for q in sorted(info.readers) if q in self.queries]
         writes = [self._query_summary(self.queries[q]) for q in sorted(info.writers) if q in self.queries]
         return {"name": info.name, "windowType": info.window.kind if info.window else None, "readQueries": reads,
@@ -915,7 +934,8 @@ class Engine:
         key_names = {n for n, _ in info.key_columns}
         for i, it in enumerate(q.items):
             if it.expr is None:
-                star = [*info.key_columns, *(WINDOW_COLUMNS if info.window else []), *info.value_columns]
+                star = [*info.key_columns, *(WINDOW_COLUMNS if info.window else []), *info.value_columns,
+                        *((n, t) for n, t, _ in info.header_columns)]
                 for n, t in star:
                     taken.add(n)
                     out_cols.append(OutputColumn(n, t, n in key_names))
@@ -1058,6 +1078,8 @@ class Engine:
                     row = None
                     if v is not None:
                         row = {**v, **ks.to_columns(k), "ROWTIME": m.timestamp()[1], "ROWPARTITION": p, "ROWOFFSET": moff}
+                        if info.header_columns:
+                            row.update(header_values(m.headers(), info.header_columns))
                     if info.kind == "STREAM":
                         if row is not None:
                             yield row

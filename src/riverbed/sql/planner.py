@@ -30,7 +30,7 @@ from riverbed.streams import (
 from . import ast as A
 from . import functions as F
 from . import types as T
-from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
+from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo, header_values
 from .compiler import Compiled, Compiler, Scope, columns_in, err, find_aggregates, show
 from .errors import SqlError
 from .formats import INTERNAL, INTERNAL_VALUES, Columns, KeySerde, SessionKeySerde, value_serde
@@ -78,6 +78,7 @@ def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
     key_names = [n for n, _ in src.key_columns]
     ts_col = src.timestamp
     ts_fmt = src.timestamp_format
+    header_cols = src.header_columns
 
     def extract(rec: Any, _partition_time: int) -> int:
         v = rec.value
@@ -96,6 +97,8 @@ def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
         v["ROWTIME"] = ts
         v["ROWPARTITION"] = rec.partition
         v["ROWOFFSET"] = rec.offset
+        if header_cols:
+            v.update(header_values(rec.headers, header_cols))
         return ts
     return extract
 
