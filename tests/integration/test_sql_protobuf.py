@@ -6,6 +6,7 @@ AvroDeserializer."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -248,3 +249,101 @@ def test_none_key_format(env: tuple[EmbeddedBroker, RegistryService, Engine]) ->
     assert engine.catalog["NK_BY_ID"].key_format == "KAFKA"
     (m,) = read(broker.bootstrap, "NK_BY_ID", 1)
     assert m.key() == b"a"
+
+
+def test_schema_full_names(env: tuple[EmbeddedBroker, RegistryService, Engine]) -> None:
+    _broker, reg, engine = env
+    sr = SchemaRegistryClient({"url": reg.url})
+    cls = order_class()
+    ser = ProtobufSerializer(cls, sr, {"use.deprecated.format": False})
+    ser(
+        cls(order_id="x"), SerializationContext("pb_named", MessageField.VALUE)
+    )  # registers pb_named-value
+    engine.execute(
+        "CREATE STREAM pb_other WITH (kafka_topic='pb_named', value_format='PROTOBUF', "
+        "value_schema_full_name='shop.Other', partitions=1);"
+    )
+    fields = engine.execute("DESCRIBE pb_other;")[0]["sourceDescription"]["fields"]
+    assert [f["name"] for f in fields] == ["X"]
+    with pytest.raises(SqlError, match=r"Schema does not contain the message 'shop\.Nope'"):
+        engine.execute(
+            "CREATE STREAM pb_nope WITH (kafka_topic='pb_named', value_format='PROTOBUF', "
+            "value_schema_full_name='shop.Nope');"
+        )
+    engine.execute(
+        "CREATE STREAM named_out WITH (value_format='PROTOBUF', value_schema_full_name='out.Big') AS "
+        "SELECT * FROM pb_other EMIT CHANGES;"
+        "CREATE STREAM named_avro WITH (value_format='AVRO', value_schema_full_name='out.BigAvro') AS "
+        "SELECT * FROM pb_other EMIT CHANGES;"
+        "INSERT INTO pb_other (x) VALUES ('y');"
+    )
+    deadline = time.monotonic() + 20
+    subjects: list[str] = []
+    while (
+        not {"NAMED_OUT-value", "NAMED_AVRO-value"} <= set(subjects) and time.monotonic() < deadline
+    ):
+        subjects = sr.get_subjects()  # registered with the first record each query writes
+        time.sleep(0.1)
+    text = sr.get_latest_version("NAMED_OUT-value").schema.schema_str
+    assert "package out;" in text and "message Big {" in text, text
+    avro = json.loads(sr.get_latest_version("NAMED_AVRO-value").schema.schema_str)
+    assert (avro["name"], avro.get("namespace")) in (("BigAvro", "out"), ("out.BigAvro", None)), (
+        avro
+    )
+    # INSERT INTO a source whose columns came from the registry writes with that schema's message
+    other_cls = message_factory.GetMessageClass(
+        cls.DESCRIPTOR.file.pool.FindMessageTypeByName("shop.Other")
+    )
+    (m,) = [
+        m for m in read(_broker.bootstrap, "pb_named", 1) if m.value() and m.value()[5:6] != b"\x00"
+    ]
+    assert (
+        ProtobufDeserializer(other_cls, {"use.deprecated.format": False})(
+            m.value(), SerializationContext("pb_named", MessageField.VALUE)
+        ).x
+        == "y"
+    )
+    with pytest.raises(SqlError, match="Invalid VALUE_SCHEMA_FULL_NAME"):
+        engine.execute(
+            "CREATE STREAM bad_name WITH (value_schema_full_name='a b') AS SELECT * FROM pb_other EMIT CHANGES;"
+        )
+    sr.close()
+
+
+def test_value_schema_id_and_writing_with_an_inferred_avro_schema(
+    env: tuple[EmbeddedBroker, RegistryService, Engine],
+) -> None:
+    broker, reg, engine = env
+    sr = SchemaRegistryClient({"url": reg.url})
+    schema = {
+        "type": "record",
+        "name": "Order",
+        "namespace": "shop",
+        "fields": [{"name": "orderId", "type": "string"}, {"name": "amount", "type": "double"}],
+    }
+    sid = sr.register_schema("avro_ins-value", Schema(json.dumps(schema), "AVRO"))
+    with pytest.raises(
+        SqlError, match="Table elements and VALUE_SCHEMA_ID cannot both exist for create statement"
+    ):
+        engine.execute(
+            f"CREATE STREAM avro_ins (k STRING KEY, a INT) WITH (kafka_topic='avro_ins', value_format='AVRO', "
+            f"value_schema_id={sid}, partitions=1);"
+        )
+    with pytest.raises(SqlError, match=f"Schema id {sid} is AVRO, not a PROTOBUF schema"):
+        engine.execute(
+            f"CREATE STREAM avro_ins (k STRING KEY) WITH (kafka_topic='avro_ins', value_format='PROTOBUF', "
+            f"value_schema_id={sid}, partitions=1);"
+        )
+    engine.execute(
+        f"CREATE STREAM avro_ins (k STRING KEY) WITH (kafka_topic='avro_ins', value_format='AVRO', "
+        f"value_schema_id={sid}, partitions=1);"
+        "INSERT INTO avro_ins (k, orderid, amount) VALUES ('k1', 'o1', 2.5);"
+    )
+    (m,) = read(broker.bootstrap, "avro_ins", 1)
+    assert (
+        int.from_bytes((m.value() or b"")[1:5], "big") == sid
+    )  # written with the registered schema, field names and all
+    assert AvroDeserializer(sr)(
+        m.value(), SerializationContext("avro_ins", MessageField.VALUE)
+    ) == {"orderId": "o1", "amount": 2.5}
+    sr.close()

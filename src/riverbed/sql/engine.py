@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -141,6 +142,23 @@ def schema_text(cols: list[OutputColumn]) -> str:
     return ", ".join(f"`{c.name}` {type_text(c.type)}" + (" KEY" if c.key else "") for c in cols)
 
 
+def _schema_names(props: dict[str, Any], pos: tuple[int, int]) -> dict[str, Any]:
+    """KEY_ / VALUE_SCHEMA_FULL_NAME: the record (Avro) or message (Protobuf) a writer names its
+    schema, and the message a Protobuf source's columns are inferred from; KEY_ / VALUE_SCHEMA_ID:
+    the registered schema to infer the columns from and to write with."""
+    out: dict[str, Any] = {}
+    for part in ("key", "value"):
+        v = props.get(f"{part.upper()}_SCHEMA_FULL_NAME")
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", str(v)):
+            raise SqlError(f"Invalid {part.upper()}_SCHEMA_FULL_NAME: '{v}' (a name such as 'shop.Order')", *pos)
+        out[f"{part}_schema_name"] = None if v is None else str(v)
+        sid = props.get(f"{part.upper()}_SCHEMA_ID")
+        if sid is not None and not str(sid).isdigit():
+            raise SqlError(f"Invalid {part.upper()}_SCHEMA_ID: '{sid}' (a schema id, an integer)", *pos)
+        out[f"{part}_schema_id"] = None if sid is None else int(sid)
+    return out
+
+
 def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     """The catalog entry of a CREATE STREAM / TABLE (checked: formats, keys, names)."""
     props = st.props
@@ -153,6 +171,7 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     keys: list[tuple[str, T.SqlType]] = []
     values: list[tuple[str, T.SqlType]] = []
     headers: list[tuple[str, T.SqlType, str | None]] = []
+    names = _schema_names(props, st.pos)
     seen: set[str] = set()
     for c in st.columns:
         if c.name in seen:
@@ -179,13 +198,18 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
             headers.append((c.name, c.type, c.header))
             continue
         (keys if c.constraint else values).append((c.name, c.type))
+    for part, declared in (("VALUE", values), ("KEY", keys)):
+        if declared and names[f"{part.lower()}_schema_id"] is not None:
+            raise SqlError(f"Table elements and {part}_SCHEMA_ID cannot both exist for create statement.", *st.pos)
     if not values and vf in REGISTRY_FORMATS:  # the value columns from the registry
         if registry is None:
             raise SqlError(f"VALUE_FORMAT {vf} needs a schema registry: start the server with --registry-url URL", *st.pos)
-        from .schemas import infer_columns
+        from .schemas import infer_subject
 
         try:
-            values = [c for c in infer_columns(registry, str(topic), vf) if c[0] not in seen]
+            inferred, names["value_schema_id"] = infer_subject(registry, str(topic), vf, "value", names["value_schema_name"],
+                                                               names["value_schema_id"])
+            values = [c for c in inferred if c[0] not in seen]
         except SqlError as e:
             raise SqlError(e.message, *st.pos) from None
     if not keys and kf in REGISTRY_FORMATS:  # the key columns from the registry (`<topic>-key`)
@@ -194,7 +218,9 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
         from .schemas import infer_subject
 
         try:
-            keys = [c for c in infer_subject(registry, str(topic), kf, "key") if c[0] not in seen]
+            inferred, names["key_schema_id"] = infer_subject(registry, str(topic), kf, "key", names["key_schema_name"],
+                                                             names["key_schema_id"])
+            keys = [c for c in inferred if c[0] not in seen]
         except SqlError as e:
             raise SqlError(e.message, *st.pos) from None
         values = [c for c in values if c[0] not in {n for n, _ in keys}]
@@ -211,7 +237,7 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
                       int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
                       props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
                       wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry,
-                      header_columns=headers)
+                      header_columns=headers, **names)
     info.key_serde()  # checks the formats fit the columns
     info.value_serde()
     return info
@@ -465,7 +491,8 @@ class Engine:
         kf = check_format(str(wp.get("KEY_FORMAT") or wp.get("FORMAT") or (src.key_format if src else "KAFKA")), "KEY_FORMAT")
         # a source without a key (NONE) whose result has key columns: ksqlDB's default key format
         none_inherited = kf == "NONE" and not (wp.get("KEY_FORMAT") or wp.get("FORMAT"))
-        sink = SinkSpec(st.name, topic, "KAFKA" if none_inherited else kf, vf, registry=self.registry)
+        names = _schema_names(wp, st.pos)
+        sink = SinkSpec(st.name, topic, "KAFKA" if none_inherited else kf, vf, registry=self.registry, **names)
         prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
         # check it plans (names, types, GROUP BY) before recording the command
         probe = self._plan_persistent(st.query, st.name, sink, f"{prefix}_{st.name}_probe", props)
@@ -477,7 +504,7 @@ class Engine:
                            "statement instead.", *st.pos)
         if none_inherited:
             kf = "KAFKA" if probe.key_columns else "NONE"
-            sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
+            sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry, **names)
         if kf == "KAFKA" and len(probe.key_columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; add KEY_FORMAT='JSON' to the WITH clause", *st.pos)
         partitions = int(wp["PARTITIONS"]) if "PARTITIONS" in wp else self._partitions_of(probe.sources)
@@ -489,7 +516,7 @@ class Engine:
         qid = f"{prefix}_{st.name}_{seq}"
         plan = self._plan_persistent(st.query, st.name, sink, qid, props)
         info = SourceInfo(st.name, st.kind, topic, kf, vf, plan.key_columns, plan.value_columns, partitions,
-                          statement=st.text, window=plan.window, registry=self.registry)
+                          statement=st.text, window=plan.window, registry=self.registry, **names)
         self.catalog[st.name] = info
         self._start_query(qid, st.text, info, plan, props, wait=not replay)
         return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Created query with ID {qid}", seq, qid)
@@ -513,7 +540,8 @@ class Engine:
             raise SqlError(f"{st.target} does not exist.", *st.pos)
         if target.kind != "STREAM":
             raise SqlError(f"INSERT INTO can only be used to insert into a stream. {st.target} is a table.", *st.pos)
-        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry)
+        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry,
+                        target.key_schema_name, target.value_schema_name)
         probe = self._plan_persistent(st.query, target.name, sink, "INSERTQUERY_probe", props)
         if [c for _, c in probe.value_columns] != [c for _, c in target.value_columns] and \
                 [n for n, _ in probe.value_columns] != [n for n, _ in target.value_columns]:

@@ -340,10 +340,11 @@ class Planner:
         if self._synth_key:  # the key column is not projected: fill it from the record's key
             out = out.map(fill_key)
         if sink is not None:
-            ks: Any = KeySerde(sink.key_format, key_cols, sink.registry, sink.topic)
+            ks: Any = KeySerde(sink.key_format, key_cols, sink.registry, sink.topic, sink.key_schema_name, sink.key_schema_id)
             if plan.window is not None:
                 ks = SessionKeySerde(ks) if plan.window.kind == "SESSION" else WindowedSerde(ks, plan.window.size_ms)
-            out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic))
+            out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic,
+                                               sink.value_schema_name, sink.value_schema_id))
             self.description.append(f"sink -> topic {sink.topic} ({sink.key_format} keys, {sink.value_format} values)")
         if emit is not None:
             out.peek(lambda k, v: emit(k, v, 0))
@@ -752,3 +753,7 @@ class SinkSpec:
     value_format: str
     wrap_single: bool = True
     registry: Any = None
+    key_schema_name: str | None = None
+    value_schema_name: str | None = None
+    key_schema_id: int | None = None
+    value_schema_id: int | None = None

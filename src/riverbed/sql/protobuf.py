@@ -120,11 +120,15 @@ class _Writer:
         raise SqlError(f"Type {t} has no Protobuf form")
 
 
-def proto_text(columns: Columns) -> str:
-    """The ``.proto`` of a row of ``columns`` (one message, ``ConnectDefault1``)."""
+def proto_text(columns: Columns, full_name: str | None = None) -> str:
+    """The ``.proto`` of a row of ``columns``: one message, ``ConnectDefault1``, or named by
+    ``full_name`` (``package.Message``, as ksqlDB's VALUE_SCHEMA_FULL_NAME)."""
     w = _Writer()
-    body = w.message(ROOT_NAME, columns, 0)
+    package, _, name = (full_name or "").rpartition(".")
+    body = w.message(name or ROOT_NAME, columns, 0)
     head = ['syntax = "proto3";', ""]
+    if package:
+        head += [f"package {package};", ""]
     head += [f'import "{p}";' for p in sorted(w.imports)]
     if w.imports:
         head.append("")
@@ -239,10 +243,18 @@ def _single_type(f: FieldDescriptor) -> T.SqlType:
     return T.struct([(sf.name.upper(), field_sql_type(sf)) for sf in m.fields])
 
 
-def infer(text: str, references: dict[str, pb.ProtobufSchema] | None = None) -> Columns:
-    """The columns of the first message of a ``.proto`` (ksqlDB reads the first one)."""
+def infer(text: str, references: dict[str, pb.ProtobufSchema] | None = None, full_name: str | None = None) -> Columns:
+    """The columns of the first message of a ``.proto`` (ksqlDB reads the first one), or of the
+    message ``full_name``."""
     schema, pool = build(text, references)
-    desc = message_at(schema, pool, [0])
+    if full_name:
+        try:
+            desc = pool.FindMessageTypeByName(full_name)
+        except KeyError:
+            names = ", ".join(schema.names())
+            raise SqlError(f"Schema does not contain the message '{full_name}' (its messages: {names})") from None
+    else:
+        desc = message_at(schema, pool, [0])
     return [(f.name.upper(), field_sql_type(f)) for f in desc.fields]
 
 
@@ -305,13 +317,23 @@ def _write(msg: Any, f: FieldDescriptor, v: Any, t: T.SqlType) -> None:
             if f.type == FieldDescriptor.TYPE_MESSAGE:
                 _fill(target.add(), f, x, et)
             else:
-                target.append(_scalar(x, et))
+                target.append(_enum(f, _scalar(x, et)))
         return
     if f.type == FieldDescriptor.TYPE_MESSAGE:
         _fill(getattr(msg, f.name), f, v, t)
         getattr(msg, f.name).SetInParent()
         return
-    setattr(msg, f.name, _scalar(v, t))
+    setattr(msg, f.name, _enum(f, _scalar(v, t)))
+
+
+def _enum(f: FieldDescriptor, v: Any) -> Any:
+    """A STRING written into an enum field: the number of the value of that name."""
+    if f.type == FieldDescriptor.TYPE_ENUM and isinstance(v, str):
+        ev = f.enum_type.values_by_name.get(v)
+        if ev is None:
+            raise ValueError(f"{v!r} is not a value of enum {f.enum_type.full_name}")
+        return ev.number
+    return v
 
 
 def _scalar(v: Any, t: T.SqlType) -> Any:
@@ -354,21 +376,55 @@ def _fill(target: Any, f: FieldDescriptor, v: Any, t: T.SqlType) -> None:
     elif full in _WRAPPERS:
         target.value = _scalar(v, _WRAPPERS[full])
     else:
-        fields = dict(t.fields)
+        fields = {n.upper(): ft for n, ft in t.fields}
         upper = {k.upper(): x for k, x in v.items()}
         for sf in f.message_type.fields:
-            _write(target, sf, upper.get(sf.name.upper()), fields.get(sf.name, T.STRING))
+            _write(target, sf, upper.get(sf.name.upper()), fields.get(sf.name.upper(), T.STRING))
         target.SetInParent()
 
 
 def from_row(cls: Any, row: dict[str, Any], columns: Columns) -> Any:
+    """A message of ``cls`` from a row; columns match fields case-insensitively (a schema from
+    the registry may name them ``order_id`` where the column is ``ORDER_ID``)."""
     msg = cls()
-    fields = msg.DESCRIPTOR.fields_by_name
+    fields = {f.name.upper(): f for f in msg.DESCRIPTOR.fields}
     for n, t in columns:
-        f = fields.get(n)
+        f = fields.get(n.upper())
         if f is not None:
             _write(msg, f, row.get(n), t)
     return msg
+
+
+def indexes_of(desc: Descriptor) -> list[int]:
+    """The message indexes of ``desc`` in its file (the path of positions)."""
+    path: list[int] = []
+    d: Any = desc
+    while d.containing_type is not None:
+        parent = d.containing_type
+        path.append(list(parent.nested_types).index(d))
+        d = parent
+    path.append(list(d.file.message_types_by_name.values()).index(d))
+    return path[::-1]
+
+
+def write_indexes(indexes: list[int]) -> bytes:
+    """Message indexes as confluent-kafka writes them: ``[0]`` as the single byte 0."""
+    if indexes == [0]:
+        return b"\x00"
+    return b"".join(_zigzag_bytes(i) for i in [len(indexes), *indexes])
+
+
+def _zigzag_bytes(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = z & 0x7F
+        z >>= 7
+        if z:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
 
 # -- message indexes ----------------------------------------------------------------------------------
