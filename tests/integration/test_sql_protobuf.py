@@ -347,3 +347,26 @@ def test_value_schema_id_and_writing_with_an_inferred_avro_schema(
         m.value(), SerializationContext("avro_ins", MessageField.VALUE)
     ) == {"orderId": "o1", "amount": 2.5}
     sr.close()
+
+
+def test_records_that_do_not_decode_are_skipped(
+    env: tuple[EmbeddedBroker, RegistryService, Engine], caplog: pytest.LogCaptureFixture
+) -> None:
+    broker, _reg, engine = env
+    engine.execute(
+        "CREATE STREAM pb_bad (id STRING KEY, n INT) WITH (kafka_topic='pb_bad', value_format='PROTOBUF', partitions=1);"
+        "CREATE STREAM pb_bad_copy AS SELECT * FROM pb_bad EMIT CHANGES;"
+        "INSERT INTO pb_bad (id, n) VALUES ('a', 1);",
+        {"auto.offset.reset": "earliest"},
+    )
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("pb_bad", b"not in the wire format", b"x")
+    p.produce("pb_bad", b"\x00\x00\x00\x7f\x7f\x00", b"y")  # an unknown schema id
+    p.produce("pb_bad", b"\x00\x00\x00\x00\x01\x7e\x7e\x7e", b"z")  # bad message indexes
+    assert p.flush(10) == 0
+    engine.execute("INSERT INTO pb_bad (id, n) VALUES ('b', 2);")
+    _cols, rows = engine.pull(parse_one("SELECT * FROM pb_bad;").query)  # type: ignore[attr-defined]
+    assert rows == [["a", 1], ["b", 2]]
+    assert sum("does not decode" in r.getMessage() for r in caplog.records) == 3
+    got = read(broker.bootstrap, "PB_BAD_COPY", 2)  # the persistent query skipped them and went on
+    assert [m.key() for m in got] == [b"a", b"b"]
