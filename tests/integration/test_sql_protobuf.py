@@ -370,3 +370,29 @@ def test_records_that_do_not_decode_are_skipped(
     assert sum("does not decode" in r.getMessage() for r in caplog.records) == 3
     got = read(broker.bootstrap, "PB_BAD_COPY", 2)  # the persistent query skipped them and went on
     assert [m.key() for m in got] == [b"a", b"b"]
+
+
+def test_protobuf_nullable_representation(
+    env: tuple[EmbeddedBroker, RegistryService, Engine],
+) -> None:
+    _broker, reg, engine = env
+    with pytest.raises(
+        SqlError,
+        match="VALUE_PROTOBUF_NULLABLE_REPRESENTATION can only be used with VALUE_FORMAT PROTOBUF",
+    ):
+        engine.execute(
+            "CREATE STREAM pn_bad (id STRING KEY, n INT) WITH (kafka_topic='pn', value_format='JSON', "
+            "value_protobuf_nullable_representation='WRAPPER', partitions=1);"
+        )
+    engine.execute(
+        "CREATE STREAM pn (id STRING KEY, n INT) WITH (kafka_topic='pn', value_format='PROTOBUF', "
+        "value_protobuf_nullable_representation='WRAPPER', partitions=1);"
+        "INSERT INTO pn (id, n) VALUES ('a', 0); INSERT INTO pn (id, n) VALUES ('b', NULL);"
+    )
+    _cols, rows = engine.pull(parse_one("SELECT * FROM pn;").query)  # type: ignore[attr-defined]
+    assert rows == [["a", 0], ["b", None]]
+    sr = SchemaRegistryClient({"url": reg.url})
+    assert (
+        "google.protobuf.Int32Value N = 1;" in sr.get_latest_version("pn-value").schema.schema_str
+    )
+    sr.close()

@@ -46,6 +46,8 @@ class SourceInfo:
     value_schema_name: str | None = None  # VALUE_SCHEMA_FULL_NAME
     key_schema_id: int | None = None  # KEY_SCHEMA_ID, or the id of the schema the key columns were inferred from
     value_schema_id: int | None = None  # the same for values: writers use that schema
+    key_proto_nullable: str | None = None  # KEY_PROTOBUF_NULLABLE_REPRESENTATION
+    value_proto_nullable: str | None = None  # VALUE_PROTOBUF_NULLABLE_REPRESENTATION
     header_columns: list[tuple[str, T.SqlType, str | None]] = field(default_factory=list)  # HEADERS (None) / HEADER('k')
     readers: set[str] = field(default_factory=set)  # query ids reading this source
     writers: set[str] = field(default_factory=set)  # query ids writing to it
@@ -62,11 +64,12 @@ class SourceInfo:
         return cols
 
     def key_serde(self) -> KeySerde:
-        return KeySerde(self.key_format, self.key_columns, self.registry, self.topic, self.key_schema_name, self.key_schema_id)
+        return KeySerde(self.key_format, self.key_columns, self.registry, self.topic, self.key_schema_name, self.key_schema_id,
+                        self.key_proto_nullable)
 
     def value_serde(self) -> Any:
         return value_serde(self.value_format, self.value_columns, self.wrap_single, self.registry, self.topic,
-                           self.value_schema_name, self.value_schema_id)
+                           self.value_schema_name, self.value_schema_id, self.value_proto_nullable)
 
     def column_type(self, name: str) -> T.SqlType | None:
         return next((t for n, t in self.columns if n == name), None)

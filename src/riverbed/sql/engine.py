@@ -156,7 +156,18 @@ def _schema_names(props: dict[str, Any], pos: tuple[int, int]) -> dict[str, Any]
         if sid is not None and not str(sid).isdigit():
             raise SqlError(f"Invalid {part.upper()}_SCHEMA_ID: '{sid}' (a schema id, an integer)", *pos)
         out[f"{part}_schema_id"] = None if sid is None else int(sid)
+        rep = props.get(f"{part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION")
+        if rep is not None and str(rep).upper() not in ("WRAPPER", "OPTIONAL"):
+            raise SqlError(f"Invalid {part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION: '{rep}' (WRAPPER or OPTIONAL)", *pos)
+        out[f"{part}_proto_nullable"] = None if rep is None else str(rep).upper()
     return out
+
+
+def _check_nullable(names: dict[str, Any], kf: str, vf: str, pos: tuple[int, int]) -> None:
+    for part, fmt in (("key", kf), ("value", vf)):
+        if names[f"{part}_proto_nullable"] is not None and fmt not in ("PROTOBUF", "PROTOBUF_NOSR"):
+            raise SqlError(f"{part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION can only be used with {part.upper()}_FORMAT "
+                           f"PROTOBUF or PROTOBUF_NOSR (it is {fmt})", *pos)
 
 
 def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
@@ -172,6 +183,7 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     values: list[tuple[str, T.SqlType]] = []
     headers: list[tuple[str, T.SqlType, str | None]] = []
     names = _schema_names(props, st.pos)
+    _check_nullable(names, kf, vf, st.pos)
     seen: set[str] = set()
     for c in st.columns:
         if c.name in seen:
@@ -492,6 +504,7 @@ class Engine:
         # a source without a key (NONE) whose result has key columns: ksqlDB's default key format
         none_inherited = kf == "NONE" and not (wp.get("KEY_FORMAT") or wp.get("FORMAT"))
         names = _schema_names(wp, st.pos)
+        _check_nullable(names, kf, vf, st.pos)
         sink = SinkSpec(st.name, topic, "KAFKA" if none_inherited else kf, vf, registry=self.registry, **names)
         prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
         # check it plans (names, types, GROUP BY) before recording the command

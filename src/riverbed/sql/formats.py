@@ -34,7 +34,7 @@ def check_format(name: str, what: str) -> str:
 
 
 def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str, schema_name: str | None = None,
-                schema_id: int | None = None) -> Any:
+                schema_id: int | None = None, nullable: str | None = None) -> Any:
     """The serde of a topic's values: RowSerde, or a schema-backed one (AVRO, JSON_SR, PROTOBUF,
     PROTOBUF_NOSR)."""
     if fmt in SCHEMA_FORMATS:
@@ -42,7 +42,8 @@ def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, to
 
         if registry is None and fmt != "PROTOBUF_NOSR":
             raise SqlError(f"VALUE_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
-        return RegistryRowSerde(fmt, columns, registry, f"{topic}-value", full_name=schema_name, schema_id=schema_id)
+        return RegistryRowSerde(fmt, columns, registry, f"{topic}-value", full_name=schema_name, schema_id=schema_id,
+                                nullable=nullable)
     return RowSerde(fmt, columns, wrap_single)
 
 
@@ -246,7 +247,7 @@ class KeySerde:
     None). The schema formats register their schema under ``<topic>-key``."""
 
     def __init__(self, fmt: str, columns: Columns, registry: Any = None, topic: str | None = None,
-                 schema_name: str | None = None, schema_id: int | None = None) -> None:
+                 schema_name: str | None = None, schema_id: int | None = None, nullable: str | None = None) -> None:
         self.fmt = fmt
         self.columns = columns
         if fmt == "KAFKA" and len(columns) > 1:
@@ -261,7 +262,7 @@ class KeySerde:
             if registry is None and fmt != "PROTOBUF_NOSR" and columns:
                 raise SqlError(f"KEY_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
             self._row = RegistryRowSerde(fmt, columns, registry, f"{topic}-key", unwrapped=True, full_name=schema_name,
-                                         schema_id=schema_id)
+                                         schema_id=schema_id, nullable=nullable)
         else:
             self._row = RowSerde("JSON" if fmt == "NONE" else fmt, columns, wrap_single=len(columns) > 1)
         self._string = fmt == "KAFKA" and len(columns) == 1 and columns[0][1].name == "STRING"

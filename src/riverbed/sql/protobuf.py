@@ -68,10 +68,17 @@ _WRAPPERS = {
 
 
 # -- the schema of columns ----------------------------------------------------------------------------
+_WRAPPER_OF = {"INTEGER": "google.protobuf.Int32Value", "BIGINT": "google.protobuf.Int64Value",
+               "DOUBLE": "google.protobuf.DoubleValue", "BOOLEAN": "google.protobuf.BoolValue",
+               "STRING": "google.protobuf.StringValue", "BYTES": "google.protobuf.BytesValue"}
+NULLABLE = ("WRAPPER", "OPTIONAL")  # ksqlDB's *_PROTOBUF_NULLABLE_REPRESENTATION
+
+
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, nullable: str | None = None) -> None:
         self.imports: set[str] = set()
         self.counter = 1
+        self.nullable = nullable
 
     def message(self, name: str, columns: Columns, depth: int) -> list[str]:
         pad = "  " * depth
@@ -91,6 +98,11 @@ class _Writer:
     ) -> tuple[str, str]:
         n = t.name
         if n in _SCALARS:
+            if not in_container and self.nullable == "OPTIONAL":
+                return f"optional {_SCALARS[n]}", ""
+            if not in_container and self.nullable == "WRAPPER":
+                self.imports.add("google/protobuf/wrappers.proto")
+                return _WRAPPER_OF[n], ""
             return _SCALARS[n], ""
         if n in _WELL_KNOWN:
             full, path = _WELL_KNOWN[n]
@@ -120,10 +132,12 @@ class _Writer:
         raise SqlError(f"Type {t} has no Protobuf form")
 
 
-def proto_text(columns: Columns, full_name: str | None = None) -> str:
+def proto_text(columns: Columns, full_name: str | None = None, nullable: str | None = None) -> str:
     """The ``.proto`` of a row of ``columns``: one message, ``ConnectDefault1``, or named by
-    ``full_name`` (``package.Message``, as ksqlDB's VALUE_SCHEMA_FULL_NAME)."""
-    w = _Writer()
+    ``full_name`` (``package.Message``, as ksqlDB's VALUE_SCHEMA_FULL_NAME). ``nullable``
+    (``WRAPPER`` / ``OPTIONAL``): primitives as ``google.protobuf.*Value`` wrappers or proto3
+    ``optional`` fields, so that NULL and the type's default stay apart."""
+    w = _Writer(nullable)
     package, _, name = (full_name or "").rpartition(".")
     body = w.message(name or ROOT_NAME, columns, 0)
     head = ['syntax = "proto3";', ""]

@@ -317,7 +317,8 @@ class RegistryRowSerde:
     the column's type and the payload its bare value."""
 
     def __init__(self, fmt: str, columns: Columns, registry: RegistryClient | None, subject: str,
-                 unwrapped: bool = False, full_name: str | None = None, schema_id: int | None = None) -> None:
+                 unwrapped: bool = False, full_name: str | None = None, schema_id: int | None = None,
+                 nullable: str | None = None) -> None:
         self.fmt = fmt
         self.columns = columns
         self.registry = registry
@@ -335,7 +336,7 @@ class RegistryRowSerde:
         if fmt in ("PROTOBUF", "PROTOBUF_NOSR"):
             from . import protobuf as P
 
-            self._proto_text = P.proto_text(columns, full_name)  # checks every column has a Protobuf form
+            self._proto_text = P.proto_text(columns, full_name, nullable)  # checks every column has a Protobuf form
             schema, pool = P.build(self._proto_text)
             self._writer = P.message_class(P.message_at(schema, pool, [0]))
 

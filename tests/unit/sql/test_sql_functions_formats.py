@@ -161,3 +161,18 @@ def test_protobuf_message_indexes() -> None:
     assert read_indexes(b"\x04\x02\x06", 0) == ([1, 3], 3)  # zig-zag: count 2, then 1 and 3
     with pytest.raises(ValueError, match="truncated"):
         read_indexes(b"\x04\x02", 0)
+
+
+@pytest.mark.parametrize("nullable", ["WRAPPER", "OPTIONAL"])
+def test_protobuf_nullable_representations_keep_null_apart_from_defaults(nullable: str) -> None:
+    from riverbed.sql import protobuf as P
+    from riverbed.sql.schemas import RegistryRowSerde
+
+    cols = [("N", T.INTEGER), ("S", T.STRING), ("A", T.array(T.INTEGER)), ("ST", T.struct([("X", T.BIGINT)]))]
+    text = P.proto_text(cols, nullable=nullable)
+    assert ("google.protobuf.Int32Value N = 1;" if nullable == "WRAPPER" else "optional int32 N = 1;") in text
+    assert "repeated int32 A = 3;" in text  # array elements cannot be NULL in Protobuf: plain
+    assert P.infer(text) == cols
+    serde = RegistryRowSerde("PROTOBUF_NOSR", cols, None, "t-value", nullable=nullable)
+    for row in ({"N": None, "S": None, "A": [], "ST": {"X": None}}, {"N": 0, "S": "", "A": [0], "ST": {"X": 0}}):
+        assert serde.deserialize(serde.serialize(row)) == row
