@@ -48,6 +48,8 @@ class SourceInfo:
     value_schema_id: int | None = None  # the same for values: writers use that schema
     key_proto_nullable: str | None = None  # KEY_PROTOBUF_NULLABLE_REPRESENTATION
     value_proto_nullable: str | None = None  # VALUE_PROTOBUF_NULLABLE_REPRESENTATION
+    key_delimiter: str = ","  # KEY_DELIMITER (DELIMITED)
+    value_delimiter: str = ","  # VALUE_DELIMITER (DELIMITED)
     header_columns: list[tuple[str, T.SqlType, str | None]] = field(default_factory=list)  # HEADERS (None) / HEADER('k')
     readers: set[str] = field(default_factory=set)  # query ids reading this source
     writers: set[str] = field(default_factory=set)  # query ids writing to it
@@ -65,11 +67,11 @@ class SourceInfo:
 
     def key_serde(self) -> KeySerde:
         return KeySerde(self.key_format, self.key_columns, self.registry, self.topic, self.key_schema_name, self.key_schema_id,
-                        self.key_proto_nullable)
+                        self.key_proto_nullable, self.key_delimiter)
 
     def value_serde(self) -> Any:
         return value_serde(self.value_format, self.value_columns, self.wrap_single, self.registry, self.topic,
-                           self.value_schema_name, self.value_schema_id, self.value_proto_nullable)
+                           self.value_schema_name, self.value_schema_id, self.value_proto_nullable, self.value_delimiter)
 
     def column_type(self, name: str) -> T.SqlType | None:
         return next((t for n, t in self.columns if n == name), None)

@@ -160,11 +160,20 @@ def _schema_names(props: dict[str, Any], pos: tuple[int, int]) -> dict[str, Any]
         if rep is not None and str(rep).upper() not in ("WRAPPER", "OPTIONAL"):
             raise SqlError(f"Invalid {part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION: '{rep}' (WRAPPER or OPTIONAL)", *pos)
         out[f"{part}_proto_nullable"] = None if rep is None else str(rep).upper()
+        delim = props.get(f"{part.upper()}_DELIMITER")
+        if delim is not None:
+            d = {"TAB": "\t", "SPACE": " "}.get(str(delim).upper(), str(delim))
+            if len(d) != 1:
+                raise SqlError(f"Invalid delimiter value: '{delim}'. Delimiter must be a single character or TAB or SPACE", *pos)
+            out[f"{part}_delimiter"] = d
     return out
 
 
 def _check_nullable(names: dict[str, Any], kf: str, vf: str, pos: tuple[int, int]) -> None:
+    """The format-specific properties fit the formats."""
     for part, fmt in (("key", kf), ("value", vf)):
+        if f"{part}_delimiter" in names and fmt != "DELIMITED":
+            raise SqlError(f"{part.upper()}_DELIMITER can only be used with {part.upper()}_FORMAT='DELIMITED' (it is {fmt})", *pos)
         if names[f"{part}_proto_nullable"] is not None and fmt not in ("PROTOBUF", "PROTOBUF_NOSR"):
             raise SqlError(f"{part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION can only be used with {part.upper()}_FORMAT "
                            f"PROTOBUF or PROTOBUF_NOSR (it is {fmt})", *pos)

@@ -34,7 +34,7 @@ def check_format(name: str, what: str) -> str:
 
 
 def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str, schema_name: str | None = None,
-                schema_id: int | None = None, nullable: str | None = None) -> Any:
+                schema_id: int | None = None, nullable: str | None = None, delimiter: str = ",") -> Any:
     """The serde of a topic's values: RowSerde, or a schema-backed one (AVRO, JSON_SR, PROTOBUF,
     PROTOBUF_NOSR)."""
     if fmt in SCHEMA_FORMATS:
@@ -44,7 +44,7 @@ def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, to
             raise SqlError(f"VALUE_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
         return RegistryRowSerde(fmt, columns, registry, f"{topic}-value", full_name=schema_name, schema_id=schema_id,
                                 nullable=nullable)
-    return RowSerde(fmt, columns, wrap_single)
+    return RowSerde(fmt, columns, wrap_single, delimiter)
 
 
 def coerce(v: Any, t: T.SqlType) -> Any:
@@ -105,7 +105,8 @@ class RowSerde:
     """A row (dict column -> value) of ``columns`` in a format. JSON objects are matched to
     columns case-insensitively; unknown fields are ignored, missing ones are NULL."""
 
-    def __init__(self, fmt: str, columns: Columns, wrap_single: bool = True) -> None:
+    def __init__(self, fmt: str, columns: Columns, wrap_single: bool = True, delimiter: str = ",") -> None:
+        self.delimiter = delimiter  # DELIMITED: VALUE_DELIMITER / KEY_DELIMITER
         self.fmt = fmt
         self.columns = columns
         self.wrap = wrap_single and fmt != "KAFKA"
@@ -147,7 +148,7 @@ class RowSerde:
             n, t = self.columns[0]
             return kafka_encode(row.get(n), t)
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(["" if row.get(n) is None else _delim(row.get(n)) for n, _ in self.columns])
+        csv.writer(buf, delimiter=self.delimiter, lineterminator="").writerow(["" if row.get(n) is None else _delim(row.get(n)) for n, _ in self.columns])
         return buf.getvalue().encode()
 
     def deserialize(self, data: bytes | None) -> Any:
@@ -176,7 +177,7 @@ class RowSerde:
                 return {}
             n, t = self.columns[0]
             return {n: kafka_decode(data, t)}
-        fields = next(csv.reader([bytes(data).decode()]))
+        fields = next(csv.reader([bytes(data).decode()], delimiter=self.delimiter))
         if len(fields) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} delimited fields, got {len(fields)}")
         return {n: None if f == "" else coerce(f, t) for (n, t), f in zip(self.columns, fields, strict=True)}
@@ -247,7 +248,8 @@ class KeySerde:
     None). The schema formats register their schema under ``<topic>-key``."""
 
     def __init__(self, fmt: str, columns: Columns, registry: Any = None, topic: str | None = None,
-                 schema_name: str | None = None, schema_id: int | None = None, nullable: str | None = None) -> None:
+                 schema_name: str | None = None, schema_id: int | None = None, nullable: str | None = None,
+                 delimiter: str = ",") -> None:
         self.fmt = fmt
         self.columns = columns
         if fmt == "KAFKA" and len(columns) > 1:
@@ -264,7 +266,7 @@ class KeySerde:
             self._row = RegistryRowSerde(fmt, columns, registry, f"{topic}-key", unwrapped=True, full_name=schema_name,
                                          schema_id=schema_id, nullable=nullable)
         else:
-            self._row = RowSerde("JSON" if fmt == "NONE" else fmt, columns, wrap_single=len(columns) > 1)
+            self._row = RowSerde("JSON" if fmt == "NONE" else fmt, columns, wrap_single=len(columns) > 1, delimiter=delimiter)
         self._string = fmt == "KAFKA" and len(columns) == 1 and columns[0][1].name == "STRING"
 
     def serialize(self, key: Any) -> bytes | None:

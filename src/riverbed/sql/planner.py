@@ -341,11 +341,12 @@ class Planner:
             out = out.map(fill_key)
         if sink is not None:
             ks: Any = KeySerde(sink.key_format, key_cols, sink.registry, sink.topic, sink.key_schema_name, sink.key_schema_id,
-                               sink.key_proto_nullable)
+                               sink.key_proto_nullable, sink.key_delimiter)
             if plan.window is not None:
                 ks = SessionKeySerde(ks) if plan.window.kind == "SESSION" else WindowedSerde(ks, plan.window.size_ms)
             out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic,
-                                               sink.value_schema_name, sink.value_schema_id, sink.value_proto_nullable))
+                                               sink.value_schema_name, sink.value_schema_id, sink.value_proto_nullable,
+                                               sink.value_delimiter))
             self.description.append(f"sink -> topic {sink.topic} ({sink.key_format} keys, {sink.value_format} values)")
         if emit is not None:
             out.peek(lambda k, v: emit(k, v, 0))
@@ -760,3 +761,5 @@ class SinkSpec:
     value_schema_id: int | None = None
     key_proto_nullable: str | None = None
     value_proto_nullable: str | None = None
+    key_delimiter: str = ","
+    value_delimiter: str = ","

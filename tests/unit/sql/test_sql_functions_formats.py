@@ -176,3 +176,20 @@ def test_protobuf_nullable_representations_keep_null_apart_from_defaults(nullabl
     serde = RegistryRowSerde("PROTOBUF_NOSR", cols, None, "t-value", nullable=nullable)
     for row in ({"N": None, "S": None, "A": [], "ST": {"X": None}}, {"N": 0, "S": "", "A": [0], "ST": {"X": 0}}):
         assert serde.deserialize(serde.serialize(row)) == row
+
+
+def test_delimited_value_delimiter() -> None:
+    from riverbed.sql.engine import source_from_ddl
+    from riverbed.sql.errors import SqlError
+
+    def info(props: str) -> Any:
+        return source_from_ddl(parse_one(f"CREATE STREAM s (id STRING KEY, a INT, b STRING) WITH (kafka_topic='s', {props});"))
+
+    serde = info("value_format='DELIMITED', value_delimiter='|'").value_serde()
+    assert serde.serialize({"A": 1, "B": "x,y"}) == b"1|x,y"
+    assert serde.deserialize(b"2|z") == {"A": 2, "B": "z"}
+    assert info("value_format='DELIMITED', value_delimiter='TAB'").value_serde().serialize({"A": 1, "B": "x"}) == b"1\tx"
+    with pytest.raises(SqlError, match="Delimiter must be a single character"):
+        info("value_format='DELIMITED', value_delimiter='||'")
+    with pytest.raises(SqlError, match="VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"):
+        info("value_format='JSON', value_delimiter='|'")
