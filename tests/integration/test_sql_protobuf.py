@@ -339,13 +339,24 @@ def test_value_schema_id_and_writing_with_an_inferred_avro_schema(
         f"value_schema_id={sid}, partitions=1);"
         "INSERT INTO avro_ins (k, orderid, amount) VALUES ('k1', 'o1', 2.5);"
     )
-    (m,) = read(broker.bootstrap, "avro_ins", 1)
-    assert (
-        int.from_bytes((m.value() or b"")[1:5], "big") == sid
-    )  # written with the registered schema, field names and all
-    assert AvroDeserializer(sr)(
-        m.value(), SerializationContext("avro_ins", MessageField.VALUE)
-    ) == {"orderId": "o1", "amount": 2.5}
+    # INSERT INTO ... SELECT writes the same way
+    engine.execute(
+        "CREATE STREAM avro_src (k STRING KEY, orderid STRING, amount DOUBLE) WITH (kafka_topic='avro_src', "
+        "value_format='JSON', partitions=1);"
+        "INSERT INTO avro_ins SELECT * FROM avro_src EMIT CHANGES;",
+        {"auto.offset.reset": "earliest"},
+    )
+    engine.execute("INSERT INTO avro_src (k, orderid, amount) VALUES ('k2', 'o2', 4.0);")
+    got = read(broker.bootstrap, "avro_ins", 2)
+    de = AvroDeserializer(sr)
+    assert [int.from_bytes((m.value() or b"")[1:5], "big") for m in got] == [
+        sid,
+        sid,
+    ]  # the registered schema
+    assert [de(m.value(), SerializationContext("avro_ins", MessageField.VALUE)) for m in got] == [
+        {"orderId": "o1", "amount": 2.5},
+        {"orderId": "o2", "amount": 4.0},
+    ]
     sr.close()
 
 

@@ -563,7 +563,8 @@ class Engine:
         if target.kind != "STREAM":
             raise SqlError(f"INSERT INTO can only be used to insert into a stream. {st.target} is a table.", *st.pos)
         sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry,
-                        target.key_schema_name, target.value_schema_name)
+                        target.key_schema_name, target.value_schema_name, target.key_schema_id, target.value_schema_id,
+                        target.key_proto_nullable, target.value_proto_nullable, target.key_delimiter, target.value_delimiter)
         probe = self._plan_persistent(st.query, target.name, sink, "INSERTQUERY_probe", props)
         if [c for _, c in probe.value_columns] != [c for _, c in target.value_columns] and \
                 [n for n, _ in probe.value_columns] != [n for n, _ in target.value_columns]:
