@@ -35,6 +35,8 @@ from riverbed.protocol.errors import KafkaError
 
 ENV_PREFIX = "RIVERBED_"
 SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level", "flush_syncfs"}
+# tables of the services `riverbed serve` runs beside the broker (read by cli.main._service_settings)
+SERVICE_TABLES = {"registry", "console", "metrics", "sql"}
 
 
 # tiered-storage settings that are optional strings on BrokerConfig
@@ -183,6 +185,8 @@ def load_config(
                 kafka.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()})
             elif key in SIMPLE_KEYS:
                 settings[key] = value
+            elif key in SERVICE_TABLES and isinstance(value, dict):
+                continue
             else:
                 raise ConfigError(f"unknown setting {key!r} in {file}")
     env = os.environ if env is None else env

@@ -46,6 +46,15 @@ class GatewaySettings:
     config: str | None = None
 
 
+@dataclass
+class SqlSettings:
+    """The SQL server (docs/sql.md) beside the broker: off unless asked for (`--with-sql`, or
+    `[sql] enabled = true`), at ksqlDB's port."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8088"
+
+
 class ChildService:
     def __init__(self, name: str, argv: list[str]) -> None:
         self.name = name
@@ -61,11 +70,13 @@ class ChildService:
             return
         self.proc.terminate()
         try:
-            self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop in %.0f s: killed", self.name, timeout)
             self.proc.kill()
             self.proc.wait(5)
+            return
+        log.info("%s stopped (exit code %d)", self.name, code)
 
 
 def registry_child(settings: RegistrySettings, plaintext_bootstrap: str | None) -> ChildService | None:
@@ -114,3 +125,17 @@ def _names_registry(path: str) -> bool:
         return ClusterSettings.from_mapping(table).registry_url is not None
     except (OSError, ValueError):  # the child reports a bad file itself
         return False
+
+
+def sql_child(settings: SqlSettings, plaintext_bootstrap: str | None, registry: RegistrySettings, data_dir: str) -> ChildService | None:
+    """`riverbed sql serve` against the broker; its persistent queries keep their state stores
+    under the broker's data directory (`<data dir>/sql-state`)."""
+    if not settings.enabled:
+        return None
+    if plaintext_bootstrap is None:
+        log.warning("the embedded SQL server needs a PLAINTEXT listener to reach the broker; not started (run `riverbed sql serve --bootstrap ... --client-config ...` for secured listeners)")
+        return None
+    argv = ["sql", "serve", "--bootstrap", plaintext_bootstrap, "--listen", settings.listen, "--state-dir", f"{data_dir}/sql-state"]
+    if registry.enabled:
+        argv += ["--registry-url", f"http://{registry.listen}"]
+    return ChildService("SQL server", argv)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .config import ConfigError, load_config
-from .embedded import ConsoleSettings, GatewaySettings, RegistrySettings
+from .embedded import ConsoleSettings, GatewaySettings, RegistrySettings, SqlSettings
 
 if TYPE_CHECKING:
     from riverbed.app.metrics_http import MetricsSettings
@@ -88,6 +88,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--console-listen", help="HOST:PORT of the embedded web console (default 127.0.0.1:8080; env RIVERBED_CONSOLE_LISTEN)")
     s.add_argument("--no-console", action="store_true", help="do not start the embedded web console (env RIVERBED_CONSOLE=false)")
     s.add_argument("--gateway", metavar="GATEWAY_TOML", help="also run the edge gateway with this gateway.toml (docs/gateway.md; env RIVERBED_GATEWAY_CONFIG)")
+    s.add_argument("--with-sql", action="store_true", help="also run the SQL server, ksqlDB's REST API (docs/sql.md; env RIVERBED_SQL=true)")
+    s.add_argument("--sql-listen", help="HOST:PORT of the SQL server (default 127.0.0.1:8088; env RIVERBED_SQL_LISTEN)")
 
     if only == "serve":
         return p
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import run
 
         gateway = GatewaySettings(args.gateway or os.environ.get("RIVERBED_GATEWAY_CONFIG") or None)
-        return run(config, _registry_settings(args), _metrics_settings(args), _service_settings(args, ConsoleSettings(), "console"), gateway)
+        return run(config, _registry_settings(args), _metrics_settings(args), _service_settings(args, ConsoleSettings(), "console"), gateway, _sql_settings(args))
     if args.command == "registry":
         return _registry(args)
     if args.command == "console":
@@ -294,6 +296,21 @@ def _service_settings(args: argparse.Namespace, settings: _S, name: str) -> _S:
         settings.listen = getattr(args, f"{name}_listen")
     if getattr(args, f"no_{name}"):
         settings.enabled = False
+    return settings
+
+
+def _sql_settings(args: argparse.Namespace) -> SqlSettings:
+    """The SQL server is off by default: on with `[sql] enabled = true`, RIVERBED_SQL=true or
+    --with-sql; its address from `[sql] listen`, RIVERBED_SQL_LISTEN, --sql-listen."""
+    import os
+
+    settings = SqlSettings()
+    args.no_sql = False
+    settings = _service_settings(args, settings, "sql")
+    if os.environ.get("RIVERBED_SQL", "").lower() in ("true", "1", "yes", "on"):
+        settings.enabled = True
+    if args.with_sql:
+        settings.enabled = True
     return settings
 
 

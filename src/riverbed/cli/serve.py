@@ -18,25 +18,27 @@ from .embedded import (
     ConsoleSettings,
     GatewaySettings,
     RegistrySettings,
+    SqlSettings,
     console_child,
     gateway_child,
     registry_child,
+    sql_child,
 )
 
 log = logging.getLogger("riverbed")
 
 
-def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None, console: ConsoleSettings | None = None, gateway: GatewaySettings | None = None) -> int:
+def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics: MetricsSettings | None = None, console: ConsoleSettings | None = None, gateway: GatewaySettings | None = None, sql: SqlSettings | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - optional
         pass
-    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False), console or ConsoleSettings(enabled=False), gateway or GatewaySettings()))
+    return asyncio.run(_serve(config, registry or RegistrySettings(enabled=False), metrics or MetricsSettings(enabled=False), console or ConsoleSettings(enabled=False), gateway or GatewaySettings(), sql or SqlSettings()))
 
 
-async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings, gateway: GatewaySettings) -> int:
+async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings, gateway: GatewaySettings, sql: SqlSettings) -> int:
     try:
         app = RiverbedApp(config)
         await app.start()
@@ -81,9 +83,15 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_setti
     if gateway_proc is not None:
         gateway_proc.start()
         print(f"edge gateway from {gateway.config}", file=sys.stderr, flush=True)
+    sql_proc = sql_child(sql, plaintext, registry if child is not None else RegistrySettings(enabled=False), str(config.data_dir))
+    if sql_proc is not None:
+        sql_proc.start()
+        print(f"SQL server on http://{sql.listen}", file=sys.stderr, flush=True)
     if metrics is not None:
         print(f"metrics on http://{metrics_settings.listen}/metrics", file=sys.stderr, flush=True)
     await stop.wait()
+    if sql_proc is not None:
+        await loop.run_in_executor(None, sql_proc.stop)
     if gateway_proc is not None:
         await loop.run_in_executor(None, gateway_proc.stop)
     if console_proc is not None:

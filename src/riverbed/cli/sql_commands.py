@@ -29,7 +29,7 @@ def add_sql_parser(sub: Any) -> None:
     sv = ssub.add_parser("serve", help="run the SQL engine and its REST API (ksqlDB's) on 127.0.0.1:8088")
     sv.add_argument("-b", "--bootstrap", default=None, help="bootstrap servers (default 127.0.0.1:9092, or RIVERBED_BOOTSTRAP)")
     sv.add_argument("--client-config", action="append", metavar="NAME=VALUE", help="a Kafka client setting (security.protocol, sasl.*, ssl.*); repeatable")
-    sv.add_argument("--registry-url", default=None, help="the schema registry, for VALUE_FORMAT AVRO and JSON_SR (or RIVERBED_REGISTRY_URL)")
+    sv.add_argument("--registry-url", default=None, help="the schema registry, for the AVRO, JSON_SR and PROTOBUF formats (or RIVERBED_REGISTRY_URL)")
     sv.add_argument("--listen", default="127.0.0.1:8088", help="HOST:PORT of the REST API (default 127.0.0.1:8088)")
     sv.add_argument("--service-id", default="default_", help="ksql.service.id: names the command topic and the queries' consumer groups (default default_)")
     sv.add_argument("--state-dir", default=None, help="where persistent queries keep their state stores (default $TMPDIR/riverbed-sql/<service id>)")

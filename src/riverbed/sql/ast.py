@@ -190,6 +190,7 @@ class ColumnDef:
     type: SqlType
     constraint: str | None = None  # KEY, PRIMARY KEY, HEADERS, HEADER
     pos: Pos = (0, 0)
+    header: str | None = None  # HEADER('k'): the header's key
 
 
 @dataclass

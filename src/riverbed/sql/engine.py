@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -32,10 +33,10 @@ from riverbed.streams.runtime import Runtime
 
 from . import ast as A
 from . import types as T
-from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
+from .catalog import HEADERS_TYPE, PSEUDO, WINDOW_COLUMNS, SourceInfo, header_values
 from .compiler import Compiler, Scope, show
 from .errors import BAD_STATEMENT, NOT_FOUND, SERVER_ERROR, SqlError
-from .formats import check_format, to_json_value
+from .formats import REGISTRY_FORMATS, check_format, to_json_value
 from .parser import parse
 from .planner import OutputColumn, Plan, Planner, SinkSpec, column_name
 
@@ -141,6 +142,43 @@ def schema_text(cols: list[OutputColumn]) -> str:
     return ", ".join(f"`{c.name}` {type_text(c.type)}" + (" KEY" if c.key else "") for c in cols)
 
 
+def _schema_names(props: dict[str, Any], pos: tuple[int, int]) -> dict[str, Any]:
+    """KEY_ / VALUE_SCHEMA_FULL_NAME: the record (Avro) or message (Protobuf) a writer names its
+    schema, and the message a Protobuf source's columns are inferred from; KEY_ / VALUE_SCHEMA_ID:
+    the registered schema to infer the columns from and to write with."""
+    out: dict[str, Any] = {}
+    for part in ("key", "value"):
+        v = props.get(f"{part.upper()}_SCHEMA_FULL_NAME")
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", str(v)):
+            raise SqlError(f"Invalid {part.upper()}_SCHEMA_FULL_NAME: '{v}' (a name such as 'shop.Order')", *pos)
+        out[f"{part}_schema_name"] = None if v is None else str(v)
+        sid = props.get(f"{part.upper()}_SCHEMA_ID")
+        if sid is not None and not str(sid).isdigit():
+            raise SqlError(f"Invalid {part.upper()}_SCHEMA_ID: '{sid}' (a schema id, an integer)", *pos)
+        out[f"{part}_schema_id"] = None if sid is None else int(sid)
+        rep = props.get(f"{part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION")
+        if rep is not None and str(rep).upper() not in ("WRAPPER", "OPTIONAL"):
+            raise SqlError(f"Invalid {part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION: '{rep}' (WRAPPER or OPTIONAL)", *pos)
+        out[f"{part}_proto_nullable"] = None if rep is None else str(rep).upper()
+        delim = props.get(f"{part.upper()}_DELIMITER")
+        if delim is not None:
+            d = {"TAB": "\t", "SPACE": " "}.get(str(delim).upper(), str(delim))
+            if len(d) != 1:
+                raise SqlError(f"Invalid delimiter value: '{delim}'. Delimiter must be a single character or TAB or SPACE", *pos)
+            out[f"{part}_delimiter"] = d
+    return out
+
+
+def _check_nullable(names: dict[str, Any], kf: str, vf: str, pos: tuple[int, int]) -> None:
+    """The format-specific properties fit the formats."""
+    for part, fmt in (("key", kf), ("value", vf)):
+        if f"{part}_delimiter" in names and fmt != "DELIMITED":
+            raise SqlError(f"{part.upper()}_DELIMITER can only be used with {part.upper()}_FORMAT='DELIMITED' (it is {fmt})", *pos)
+        if names[f"{part}_proto_nullable"] is not None and fmt not in ("PROTOBUF", "PROTOBUF_NOSR"):
+            raise SqlError(f"{part.upper()}_PROTOBUF_NULLABLE_REPRESENTATION can only be used with {part.upper()}_FORMAT "
+                           f"PROTOBUF or PROTOBUF_NOSR (it is {fmt})", *pos)
+
+
 def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     """The catalog entry of a CREATE STREAM / TABLE (checked: formats, keys, names)."""
     props = st.props
@@ -152,6 +190,9 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     kf = check_format(str(props.get("KEY_FORMAT") or fmt or "KAFKA"), "KEY_FORMAT")
     keys: list[tuple[str, T.SqlType]] = []
     values: list[tuple[str, T.SqlType]] = []
+    headers: list[tuple[str, T.SqlType, str | None]] = []
+    names = _schema_names(props, st.pos)
+    _check_nullable(names, kf, vf, st.pos)
     seen: set[str] = set()
     for c in st.columns:
         if c.name in seen:
@@ -163,18 +204,47 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
             raise SqlError(f"Column `{c.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.", *c.pos)
         if c.constraint == "PRIMARY KEY" and st.kind == "STREAM":
             raise SqlError(f"Column `{c.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.", *c.pos)
-        if c.constraint in ("HEADERS", "HEADER"):
-            raise SqlError("HEADER columns are not supported yet", *c.pos)
+        if c.constraint == "HEADERS":
+            if any(h[2] is None for h in headers):
+                raise SqlError("Schema already contains a HEADERS column.", *c.pos)
+            if c.type != HEADERS_TYPE:
+                raise SqlError(f"Invalid type for HEADERS column: expected {type_text(HEADERS_TYPE)}, got {type_text(c.type)}", *c.pos)
+            headers.append((c.name, c.type, None))
+            continue
+        if c.constraint == "HEADER":
+            if any(h[2] == c.header for h in headers):
+                raise SqlError(f"Schema already contains a HEADER('{c.header}') column.", *c.pos)
+            if c.type.name != "BYTES":
+                raise SqlError(f"Invalid type for HEADER('{c.header}') column: expected BYTES, got {type_text(c.type)}", *c.pos)
+            headers.append((c.name, c.type, c.header))
+            continue
         (keys if c.constraint else values).append((c.name, c.type))
-    if not values and vf in ("AVRO", "JSON_SR"):  # the value columns from the registry
+    for part, declared in (("VALUE", values), ("KEY", keys)):
+        if declared and names[f"{part.lower()}_schema_id"] is not None:
+            raise SqlError(f"Table elements and {part}_SCHEMA_ID cannot both exist for create statement.", *st.pos)
+    if not values and vf in REGISTRY_FORMATS:  # the value columns from the registry
         if registry is None:
             raise SqlError(f"VALUE_FORMAT {vf} needs a schema registry: start the server with --registry-url URL", *st.pos)
-        from .schemas import infer_columns
+        from .schemas import infer_subject
 
         try:
-            values = [c for c in infer_columns(registry, str(topic), vf) if c[0] not in seen]
+            inferred, names["value_schema_id"] = infer_subject(registry, str(topic), vf, "value", names["value_schema_name"],
+                                                               names["value_schema_id"])
+            values = [c for c in inferred if c[0] not in seen]
         except SqlError as e:
             raise SqlError(e.message, *st.pos) from None
+    if not keys and kf in REGISTRY_FORMATS:  # the key columns from the registry (`<topic>-key`)
+        if registry is None:
+            raise SqlError(f"KEY_FORMAT {kf} needs a schema registry: start the server with --registry-url URL", *st.pos)
+        from .schemas import infer_subject
+
+        try:
+            inferred, names["key_schema_id"] = infer_subject(registry, str(topic), kf, "key", names["key_schema_name"],
+                                                             names["key_schema_id"])
+            keys = [c for c in inferred if c[0] not in seen]
+        except SqlError as e:
+            raise SqlError(e.message, *st.pos) from None
+        values = [c for c in values if c[0] not in {n for n, _ in keys}]
     if not keys and not values:
         raise SqlError("The statement does not define any columns.", *st.pos)
     if st.kind == "TABLE" and not keys:
@@ -187,7 +257,8 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     info = SourceInfo(st.name, st.kind, str(topic), kf, vf, keys, values,
                       int(props["PARTITIONS"]) if "PARTITIONS" in props else None, ts,
                       props.get("TIMESTAMP_FORMAT"), source=st.source, statement=st.text,
-                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry)
+                      wrap_single=str(props.get("WRAP_SINGLE_VALUE", "true")).lower() != "false", registry=registry,
+                      header_columns=headers, **names)
     info.key_serde()  # checks the formats fit the columns
     info.value_serde()
     return info
@@ -440,7 +511,11 @@ class Engine:
         topic = str(wp.get("KAFKA_TOPIC") or st.name)
         vf = check_format(str(wp.get("VALUE_FORMAT") or wp.get("FORMAT") or (src.value_format if src else "JSON")), "VALUE_FORMAT")
         kf = check_format(str(wp.get("KEY_FORMAT") or wp.get("FORMAT") or (src.key_format if src else "KAFKA")), "KEY_FORMAT")
-        sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry)
+        # a source without a key (NONE) whose result has key columns: ksqlDB's default key format
+        none_inherited = kf == "NONE" and not (wp.get("KEY_FORMAT") or wp.get("FORMAT"))
+        names = _schema_names(wp, st.pos)
+        _check_nullable(names, kf, vf, st.pos)
+        sink = SinkSpec(st.name, topic, "KAFKA" if none_inherited else kf, vf, registry=self.registry, **names)
         prefix = "CSAS" if st.kind == "STREAM" else "CTAS"
         # check it plans (names, types, GROUP BY) before recording the command
         probe = self._plan_persistent(st.query, st.name, sink, f"{prefix}_{st.name}_probe", props)
@@ -450,6 +525,9 @@ class Engine:
                                "statement instead.", *st.pos)
             raise SqlError("Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT "
                            "statement instead.", *st.pos)
+        if none_inherited:
+            kf = "KAFKA" if probe.key_columns else "NONE"
+            sink = SinkSpec(st.name, topic, kf, vf, registry=self.registry, **names)
         if kf == "KAFKA" and len(probe.key_columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; add KEY_FORMAT='JSON' to the WITH clause", *st.pos)
         partitions = int(wp["PARTITIONS"]) if "PARTITIONS" in wp else self._partitions_of(probe.sources)
@@ -461,7 +539,7 @@ class Engine:
         qid = f"{prefix}_{st.name}_{seq}"
         plan = self._plan_persistent(st.query, st.name, sink, qid, props)
         info = SourceInfo(st.name, st.kind, topic, kf, vf, plan.key_columns, plan.value_columns, partitions,
-                          statement=st.text, window=plan.window, registry=self.registry)
+                          statement=st.text, window=plan.window, registry=self.registry, **names)
         self.catalog[st.name] = info
         self._start_query(qid, st.text, info, plan, props, wait=not replay)
         return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Created query with ID {qid}", seq, qid)
@@ -485,7 +563,9 @@ class Engine:
             raise SqlError(f"{st.target} does not exist.", *st.pos)
         if target.kind != "STREAM":
             raise SqlError(f"INSERT INTO can only be used to insert into a stream. {st.target} is a table.", *st.pos)
-        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry)
+        sink = SinkSpec(target.name, target.topic, target.key_format, target.value_format, target.wrap_single, self.registry,
+                        target.key_schema_name, target.value_schema_name, target.key_schema_id, target.value_schema_id,
+                        target.key_proto_nullable, target.value_proto_nullable, target.key_delimiter, target.value_delimiter)
         probe = self._plan_persistent(st.query, target.name, sink, "INSERTQUERY_probe", props)
         if [c for _, c in probe.value_columns] != [c for _, c in target.value_columns] and \
                 [n for n, _ in probe.value_columns] != [n for n, _ in target.value_columns]:
@@ -606,7 +686,10 @@ class Engine:
             raise SqlError(f"Cannot insert values into an unknown stream/table: {st.target}", *st.pos)
         if info.window is not None or (info.kind == "TABLE" and info.writers):
                 raise SqlError(f"Cannot insert values into read-only table: {st.target}", *st.pos)
-        names = st.columns or [n for n, _ in info.columns]
+        header_names = {n for n, _, _ in info.header_columns}
+        if header_names & set(st.columns or []):
+            raise SqlError(f"Cannot insert into HEADER columns: {', '.join(sorted(header_names & set(st.columns or [])))}", *st.pos)
+        names = st.columns or [n for n, _ in info.columns if n not in header_names]
         if len(names) != len(st.values):
             raise SqlError(f"Expected a value for each column. Expected Columns: {names}. Got {len(st.values)} values", *st.pos)
         comp = Compiler(Scope({}), clause="VALUES")
@@ -693,6 +776,8 @@ class Engine:
     def _description(self, info: SourceInfo, extended: bool) -> dict[str, Any]:
         fields = [{"name": n, "schema": _schema_json(t), "type": "KEY"} for n, t in info.key_columns]
         fields += [{"name": n, "schema": _schema_json(t)} for n, t in info.value_columns]
+        fields += [{"name": n, "schema": _schema_json(t), "type": "HEADERS" if h is None else f"HEADER('{h}')"}
+                   for n, t, h in info.header_columns]
         reads = [self._query_summary(self.queries[q]) for q in sorted(info.readers) if q in self.queries]
         writes = [self._query_summary(self.queries[q]) for q in sorted(info.writers) if q in self.queries]
         return {"name": info.name, "windowType": info.window.kind if info.window else None, "readQueries": reads,
@@ -904,7 +989,8 @@ class Engine:
         key_names = {n for n, _ in info.key_columns}
         for i, it in enumerate(q.items):
             if it.expr is None:
-                star = [*info.key_columns, *(WINDOW_COLUMNS if info.window else []), *info.value_columns]
+                star = [*info.key_columns, *(WINDOW_COLUMNS if info.window else []), *info.value_columns,
+                        *((n, t) for n, t, _ in info.header_columns)]
                 for n, t in star:
                     taken.add(n)
                     out_cols.append(OutputColumn(n, t, n in key_names))
@@ -926,22 +1012,64 @@ class Engine:
                                "WHERE clause that selects fewer rows (or use a push query)", *q.pos)
         return out_cols, rows
 
+    MAX_LOOKUP_KEYS = 1000
+
     @staticmethod
     def _key_of(where: A.Expr | None, info: SourceInfo) -> tuple[bool, Any]:
-        """(True, value) when the WHERE says ``key = literal`` (alone or AND-ed): a point lookup."""
-        if where is None or len(info.key_columns) != 1:
+        """(True, [key, ...]) when the WHERE pins every key column to literals (``k = x``,
+        ``k IN (x, y)``, alone or AND-ed with other conditions; several key columns: each
+        pinned, the keys are their combinations): the pull query reads those keys from the
+        store instead of scanning it. (False, None) otherwise (a scan; the WHERE filters)."""
+        if where is None or not info.key_columns:
             return False, None
-        key = info.key_columns[0][0]
-        if isinstance(where, A.Binary) and where.op == "AND":
-            found = Engine._key_of(where.left, info)
-            return found if found[0] else Engine._key_of(where.right, info)
-        if isinstance(where, A.Binary) and where.op == "=":
-            for a, b in ((where.left, where.right), (where.right, where.left)):
-                if isinstance(a, A.Column) and a.name == key and isinstance(b, A.Literal) and b.value is not None:
-                    from .compiler import cast_value
+        from .compiler import cast_value
 
-                    return True, cast_value(b.value, info.key_columns[0][1])
-        return False, None
+        types = dict(info.key_columns)
+        pinned: dict[str, list[Any]] = {}
+
+        def literal(e: A.Expr, col: str) -> tuple[bool, Any]:
+            if isinstance(e, A.Literal) and e.value is not None and e.kind not in ("NULL", "INTERVAL"):
+                try:
+                    return True, cast_value(e.value, types[col])
+                except Exception:
+                    return False, None
+            return False, None
+
+        def visit(e: A.Expr) -> None:
+            if isinstance(e, A.Binary) and e.op == "AND":
+                visit(e.left)
+                visit(e.right)
+                return
+            values: list[Any] | None = None
+            col: str | None = None
+            if isinstance(e, A.Binary) and e.op == "=":
+                for a, b in ((e.left, e.right), (e.right, e.left)):
+                    if isinstance(a, A.Column) and a.name in types:
+                        ok, v = literal(b, a.name)
+                        if ok:
+                            col, values = a.name, [v]
+                            break
+            elif isinstance(e, A.InList) and not e.negate and isinstance(e.operand, A.Column) and e.operand.name in types:
+                got = [literal(x, e.operand.name) for x in e.items]
+                if all(ok for ok, _ in got):
+                    col, values = e.operand.name, [v for _, v in got]
+            if col is None or values is None:
+                return
+            if col in pinned:  # k = 1 AND k IN (1, 2): both hold
+                values = [v for v in pinned[col] if v in values]
+            pinned[col] = values
+
+        visit(where)
+        if set(pinned) != set(types):
+            return False, None
+        names = [n for n, _ in info.key_columns]
+        combos: list[tuple[Any, ...]] = [()]
+        for n in names:
+            combos = [(*c, v) for c in combos for v in dict.fromkeys(pinned[n])]
+            if len(combos) > Engine.MAX_LOOKUP_KEYS:
+                return False, None
+        keys = [c[0] for c in combos] if len(names) == 1 else combos
+        return True, keys
 
     def _rows_of(self, info: SourceInfo, lookup: tuple[bool, Any] = (False, None)) -> Iterator[dict[str, Any]]:
         m = info.materialized
@@ -952,7 +1080,7 @@ class Engine:
             if not pq.runtime.tasks:
                 raise SqlError(f"{info.name} is not available for pull queries yet: its query {pq.id} is starting "
                                "(joining its group, restoring its state)", code=SERVER_ERROR)
-            entries = pq.runtime.scan(m.store, lookup[1], by_key=lookup[0])
+            entries = pq.runtime.scan(m.store, keys=lookup[1] if lookup[0] else None)
             out = []
             for k, v in entries:
                 r = m.row(k, v)
@@ -1005,6 +1133,8 @@ class Engine:
                     row = None
                     if v is not None:
                         row = {**v, **ks.to_columns(k), "ROWTIME": m.timestamp()[1], "ROWPARTITION": p, "ROWOFFSET": moff}
+                        if info.header_columns:
+                            row.update(header_values(m.headers(), info.header_columns))
                     if info.kind == "STREAM":
                         if row is not None:
                             yield row

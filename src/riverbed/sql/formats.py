@@ -15,33 +15,36 @@ from . import types as T
 from .errors import SqlError
 
 FORMATS = ("JSON", "KAFKA", "DELIMITED")
-REGISTRY_FORMATS = ("AVRO", "JSON_SR")  # values only, with a schema registry (riverbed.sql.schemas)
-NOT_YET = ("PROTOBUF", "PROTOBUF_NOSR", "NONE")
+REGISTRY_FORMATS = ("AVRO", "JSON_SR", "PROTOBUF")  # with a schema registry (riverbed.sql.schemas)
+SCHEMA_FORMATS = (*REGISTRY_FORMATS, "PROTOBUF_NOSR")  # served by schemas.RegistryRowSerde
+ALL_FORMATS = (*FORMATS, *SCHEMA_FORMATS)
 
 Columns = list[tuple[str, T.SqlType]]
 
 
 def check_format(name: str, what: str) -> str:
     up = name.upper()
-    if up in REGISTRY_FORMATS and what == "VALUE_FORMAT":
-        return up
-    if up in NOT_YET or up in REGISTRY_FORMATS:
-        raise SqlError(f"{what} {up} is not supported by riverbed sql yet (JSON, KAFKA and DELIMITED are; "
-                       "AVRO and JSON_SR for values)")
-    if up not in FORMATS:
+    if up == "NONE":
+        if what == "KEY_FORMAT":
+            return up
+        raise SqlError("The 'NONE' format can only be used as a KEY_FORMAT")
+    if up not in ALL_FORMATS:
         raise SqlError(f"Unknown format: {name}")
     return up
 
 
-def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str) -> Any:
-    """The serde of a topic's values: RowSerde, or a registry-backed one for AVRO / JSON_SR."""
-    if fmt in REGISTRY_FORMATS:
+def value_serde(fmt: str, columns: Columns, wrap_single: bool, registry: Any, topic: str, schema_name: str | None = None,
+                schema_id: int | None = None, nullable: str | None = None, delimiter: str = ",") -> Any:
+    """The serde of a topic's values: RowSerde, or a schema-backed one (AVRO, JSON_SR, PROTOBUF,
+    PROTOBUF_NOSR)."""
+    if fmt in SCHEMA_FORMATS:
         from .schemas import RegistryRowSerde
 
-        if registry is None:
+        if registry is None and fmt != "PROTOBUF_NOSR":
             raise SqlError(f"VALUE_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
-        return RegistryRowSerde(fmt, columns, registry, f"{topic}-value")
-    return RowSerde(fmt, columns, wrap_single)
+        return RegistryRowSerde(fmt, columns, registry, f"{topic}-value", full_name=schema_name, schema_id=schema_id,
+                                nullable=nullable)
+    return RowSerde(fmt, columns, wrap_single, delimiter)
 
 
 def coerce(v: Any, t: T.SqlType) -> Any:
@@ -102,7 +105,8 @@ class RowSerde:
     """A row (dict column -> value) of ``columns`` in a format. JSON objects are matched to
     columns case-insensitively; unknown fields are ignored, missing ones are NULL."""
 
-    def __init__(self, fmt: str, columns: Columns, wrap_single: bool = True) -> None:
+    def __init__(self, fmt: str, columns: Columns, wrap_single: bool = True, delimiter: str = ",") -> None:
+        self.delimiter = delimiter  # DELIMITED: VALUE_DELIMITER / KEY_DELIMITER
         self.fmt = fmt
         self.columns = columns
         self.wrap = wrap_single and fmt != "KAFKA"
@@ -144,7 +148,7 @@ class RowSerde:
             n, t = self.columns[0]
             return kafka_encode(row.get(n), t)
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow(["" if row.get(n) is None else _delim(row.get(n)) for n, _ in self.columns])
+        csv.writer(buf, delimiter=self.delimiter, lineterminator="").writerow(["" if row.get(n) is None else _delim(row.get(n)) for n, _ in self.columns])
         return buf.getvalue().encode()
 
     def deserialize(self, data: bytes | None) -> Any:
@@ -173,7 +177,7 @@ class RowSerde:
                 return {}
             n, t = self.columns[0]
             return {n: kafka_decode(data, t)}
-        fields = next(csv.reader([bytes(data).decode()]))
+        fields = next(csv.reader([bytes(data).decode()], delimiter=self.delimiter))
         if len(fields) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} delimited fields, got {len(fields)}")
         return {n: None if f == "" else coerce(f, t) for (n, t), f in zip(self.columns, fields, strict=True)}
@@ -238,15 +242,31 @@ def kafka_decode(data: bytes, t: T.SqlType) -> Any:
 
 class KeySerde:
     """A key of ``columns`` in a format. One column: the value itself (KAFKA's primitive
-    serializers, or a bare JSON value); several (JSON, DELIMITED): an object / a delimited line,
-    held in the topology as a tuple. No column: no key (always None)."""
+    serializers, or a bare JSON / AVRO / JSON_SR value; PROTOBUF always wraps it in a message, as
+    ksqlDB does); several (JSON, DELIMITED, AVRO, JSON_SR, PROTOBUF): an object / a delimited
+    line / a record, held in the topology as a tuple. No column, or ``NONE``: no key (always
+    None). The schema formats register their schema under ``<topic>-key``."""
 
-    def __init__(self, fmt: str, columns: Columns) -> None:
+    def __init__(self, fmt: str, columns: Columns, registry: Any = None, topic: str | None = None,
+                 schema_name: str | None = None, schema_id: int | None = None, nullable: str | None = None,
+                 delimiter: str = ",") -> None:
         self.fmt = fmt
         self.columns = columns
         if fmt == "KAFKA" and len(columns) > 1:
             raise SqlError("Key format KAFKA supports only one key column; use KEY_FORMAT='JSON' for several")
-        self._row = RowSerde(fmt, columns, wrap_single=len(columns) > 1)
+        if fmt == "NONE" and columns:
+            raise SqlError("The 'NONE' format can only be used when no columns are defined. Got: "
+                           + ", ".join(f"`{n}` {t}" for n, t in columns))
+        self._row: Any
+        if fmt in SCHEMA_FORMATS:
+            from .schemas import RegistryRowSerde
+
+            if registry is None and fmt != "PROTOBUF_NOSR" and columns:
+                raise SqlError(f"KEY_FORMAT {fmt} needs a schema registry: start the server with --registry-url URL")
+            self._row = RegistryRowSerde(fmt, columns, registry, f"{topic}-key", unwrapped=True, full_name=schema_name,
+                                         schema_id=schema_id, nullable=nullable)
+        else:
+            self._row = RowSerde("JSON" if fmt == "NONE" else fmt, columns, wrap_single=len(columns) > 1, delimiter=delimiter)
         self._string = fmt == "KAFKA" and len(columns) == 1 and columns[0][1].name == "STRING"
 
     def serialize(self, key: Any) -> bytes | None:
@@ -255,8 +275,10 @@ class KeySerde:
         if len(self.columns) == 1:
             if self.fmt == "KAFKA":
                 return kafka_encode(key, self.columns[0][1])
-            return self._row.serialize({self.columns[0][0]: key})
-        return self._row.serialize(dict(zip((n for n, _ in self.columns), key, strict=True)))
+            out: bytes | None = self._row.serialize({self.columns[0][0]: key})
+            return out
+        out = self._row.serialize(dict(zip((n for n, _ in self.columns), key, strict=True)))
+        return out
 
     def deserialize(self, data: bytes | None) -> Any:
         if data is None or not self.columns:

@@ -250,6 +250,14 @@ def _encode(s: str, frm: str, to: str) -> str:
     return encoders[to](decoders[frm](s))
 
 
+_BYTES_TO: dict[str, Callable[[bytes], str]] = {"hex": bytes.hex, "utf8": bytes.decode, "ascii": lambda b: b.decode("ascii"),
+                                                "base64": lambda b: base64.b64encode(b).decode()}
+_TO_BYTES: dict[str, Callable[[str], bytes]] = {"hex": bytes.fromhex, "utf8": str.encode,
+                                                "ascii": lambda s: s.encode("ascii"), "base64": base64.b64decode}
+_scalar("FROM_BYTES", T.STRING, 2)(lambda b, enc: _BYTES_TO[enc.lower()](bytes(b)))  # e.g. a HEADER('k') column
+_scalar("TO_BYTES", T.BYTES, 2)(lambda s, enc: _TO_BYTES[enc.lower()](s))
+
+
 # null handling
 _scalar("COALESCE", _first, 1, None, null_safe=True)(lambda *xs: next((x for x in xs if x is not None), None))
 _scalar("IFNULL", _first, 2, null_safe=True)(lambda a, b: b if a is None else a)

@@ -448,12 +448,15 @@ class _Build(Transformer[Token, Any]):
     def headers_col(self, c: list[Any]) -> str:
         return "HEADERS"
 
-    def header_col(self, c: list[Any]) -> str:
-        return "HEADER"
+    def header_col(self, c: list[Any]) -> tuple[str, str]:
+        return ("HEADER", next(unquote_string(x) for x in c if isinstance(x, Token) and x.type == "STRING"))
 
     @v_args(meta=True)
     def column_def(self, meta: Meta, c: list[Any]) -> A.ColumnDef:
-        return A.ColumnDef(c[0], c[1], c[2] if len(c) > 2 else None, pos=_pos(meta))
+        constraint = c[2] if len(c) > 2 else None
+        if isinstance(constraint, tuple):
+            return A.ColumnDef(c[0], c[1], constraint[0], pos=_pos(meta), header=constraint[1])
+        return A.ColumnDef(c[0], c[1], constraint, pos=_pos(meta))
 
     def or_replace(self, c: list[Any]) -> str:
         return "or_replace"

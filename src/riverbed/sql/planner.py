@@ -30,7 +30,7 @@ from riverbed.streams import (
 from . import ast as A
 from . import functions as F
 from . import types as T
-from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo
+from .catalog import PSEUDO, WINDOW_COLUMNS, SourceInfo, header_values
 from .compiler import Compiled, Compiler, Scope, columns_in, err, find_aggregates, show
 from .errors import SqlError
 from .formats import INTERNAL, INTERNAL_VALUES, Columns, KeySerde, SessionKeySerde, value_serde
@@ -78,6 +78,7 @@ def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
     key_names = [n for n, _ in src.key_columns]
     ts_col = src.timestamp
     ts_fmt = src.timestamp_format
+    header_cols = src.header_columns
 
     def extract(rec: Any, _partition_time: int) -> int:
         v = rec.value
@@ -96,6 +97,8 @@ def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
         v["ROWTIME"] = ts
         v["ROWPARTITION"] = rec.partition
         v["ROWOFFSET"] = rec.offset
+        if header_cols:
+            v.update(header_values(rec.headers, header_cols))
         return ts
     return extract
 
@@ -337,10 +340,13 @@ class Planner:
         if self._synth_key:  # the key column is not projected: fill it from the record's key
             out = out.map(fill_key)
         if sink is not None:
-            ks: Any = KeySerde(sink.key_format, key_cols)
+            ks: Any = KeySerde(sink.key_format, key_cols, sink.registry, sink.topic, sink.key_schema_name, sink.key_schema_id,
+                               sink.key_proto_nullable, sink.key_delimiter)
             if plan.window is not None:
                 ks = SessionKeySerde(ks) if plan.window.kind == "SESSION" else WindowedSerde(ks, plan.window.size_ms)
-            out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic))
+            out.to(sink.topic, ks, value_serde(sink.value_format, plan.value_columns, sink.wrap_single, sink.registry, sink.topic,
+                                               sink.value_schema_name, sink.value_schema_id, sink.value_proto_nullable,
+                                               sink.value_delimiter))
             self.description.append(f"sink -> topic {sink.topic} ({sink.key_format} keys, {sink.value_format} values)")
         if emit is not None:
             out.peek(lambda k, v: emit(k, v, 0))
@@ -749,3 +755,11 @@ class SinkSpec:
     value_format: str
     wrap_single: bool = True
     registry: Any = None
+    key_schema_name: str | None = None
+    value_schema_name: str | None = None
+    key_schema_id: int | None = None
+    value_schema_id: int | None = None
+    key_proto_nullable: str | None = None
+    value_proto_nullable: str | None = None
+    key_delimiter: str = ","
+    value_delimiter: str = ","

@@ -344,11 +344,14 @@ class Runtime:
                 return task.kv_store(store).get(key)
         raise NotLocalError(store, p, self._owner_of(sub.sources, p))
 
-    def scan(self, store: str, key: Any = None, by_key: bool = False) -> list[tuple[Any, Any]]:
+    def scan(self, store: str, key: Any = None, by_key: bool = False, keys: list[Any] | None = None) -> list[tuple[Any, Any]]:
         """Every entry of ``store`` in this instance's tasks: ``(key, value)`` for key-value
         stores, ``(Windowed(key, Window(start, end)), value)`` for window and session stores (a snapshot,
-        taken under the processing lock). ``by_key=True``: only ``key``'s entries (a point
-        lookup in each task's key-value store, whatever partitioner placed the key)."""
+        taken under the processing lock). ``by_key=True``: only ``key``'s entries; ``keys``: only
+        these keys' entries. Key lookups read each task's store by key (a point read in a
+        key-value store, a prefix range in a session store; a window store, ordered by window
+        start, is walked comparing key bytes, deserializing only the matching entries), whatever
+        partitioner placed the key."""
         from .windows import Window, Windowed
 
         if store in self.topology.global_stores:
@@ -363,24 +366,40 @@ class Runtime:
         spec = self.topology.store_specs.get(store)
         if spec is None:
             raise StreamsError(f"{store!r} is not a store of this application")
+        wanted = list(keys) if keys is not None else [key] if by_key else None
         out: list[tuple[Any, Any]] = []
         with self._lock:
             for task in self.tasks.values():
                 if store not in task.engines:
                     continue
                 if spec.session:
-                    out.extend((Windowed(k, w), v) for k, w, v in task.session_store(store).all() if not by_key or k == key)
+                    ss = task.session_store(store)
+                    if wanted is None:
+                        out.extend((Windowed(k, w), v) for k, w, v in ss.all())
+                        continue
+                    for k in wanted:
+                        for start, end, raw in ss.find(ss.key_bytes(k), 0, (1 << 63) - 1):
+                            out.append((Windowed(k, Window(start, end)), ss.value_serde.deserialize(raw)))
                 elif spec.window_size_ms is None:
-                    if by_key:
-                        v = task.kv_store(store).get(key)
+                    kv = task.kv_store(store)
+                    if wanted is None:
+                        out.extend(kv.all())
+                        continue
+                    for k in wanted:
+                        v = kv.get(k)
                         if v is not None:
-                            out.append((key, v))
-                    else:
-                        out.extend(task.kv_store(store).all())
+                            out.append((k, v))
                 else:
                     size = spec.window_size_ms
-                    out.extend((Windowed(k, Window(start, start + size)), v) for k, start, v in task.window_store(store).all()
-                               if not by_key or k == key)
+                    ws = task.window_store(store)
+                    if wanted is None:
+                        out.extend((Windowed(k, Window(start, start + size)), v) for k, start, v in ws.all())
+                        continue
+                    by_bytes = {ws.key_bytes(k): k for k in wanted}
+                    for start, kb, raw in ws.starting_between(0, (1 << 63) - 1):
+                        k = by_bytes.get(kb, by_bytes)
+                        if k is not by_bytes:
+                            out.append((Windowed(k, Window(start, start + size)), ws.value_serde.deserialize(raw)))
         return out
 
     def _owner_of(self, topics: Any, partition: int) -> str | None:

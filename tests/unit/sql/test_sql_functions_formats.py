@@ -128,3 +128,68 @@ def test_json_fields_match_columns_case_insensitively_and_coerce() -> None:
     with pytest.raises(ValueError):
         serde.deserialize(b"[1, 2]")
     assert RowSerde("JSON", [("V", T.INTEGER)], wrap_single=False).deserialize(b"5") == {"V": 5}
+
+
+def test_protobuf_columns_round_trip_and_infer() -> None:
+    from decimal import Decimal
+
+    from riverbed.sql import protobuf as P
+    from riverbed.sql.errors import SqlError
+    from riverbed.sql.schemas import RegistryRowSerde
+
+    cols = [("ID", T.STRING), ("N", T.INTEGER), ("D", T.SqlType("DECIMAL", precision=6, scale=2)), ("TS", T.TIMESTAMP),
+            ("DT", T.DATE), ("TM", T.TIME), ("A", T.array(T.STRING)), ("M", T.map_of(T.STRING, T.DOUBLE)),
+            ("S", T.struct([("X", T.INTEGER), ("Y", T.array(T.struct([("Z", T.STRING)])))])), ("OK", T.BOOLEAN)]
+    text = P.proto_text(cols)
+    assert "message ConnectDefault1 {" in text and "confluent.type.Decimal D = 3" in text
+    assert P.infer(text) == cols  # DECIMAL's precision and scale come back from the field's meta params
+    serde = RegistryRowSerde("PROTOBUF_NOSR", cols, None, "t-value")
+    row = {"ID": "a", "N": -3, "D": Decimal("-12.50"), "TS": 1700000000123, "DT": 19000, "TM": 3723004, "A": ["x"],
+           "M": {"k": 1.5}, "S": {"X": 1, "Y": [{"Z": "q"}]}, "OK": True}
+    assert serde.deserialize(serde.serialize(row)) == row
+    # NULL primitives are the type's default, as ksqlDB writes proto3; NULL messages stay NULL
+    empty = serde.deserialize(serde.serialize(dict.fromkeys(row)))
+    assert empty == {"ID": "", "N": 0, "D": None, "TS": None, "DT": None, "TM": None, "A": [], "M": {}, "S": None, "OK": False}
+    with pytest.raises(SqlError, match="array or map inside an array or map"):
+        P.proto_text([("AA", T.array(T.array(T.INTEGER)))])
+
+
+def test_protobuf_message_indexes() -> None:
+    from riverbed.sql.protobuf import read_indexes
+
+    assert read_indexes(b"\x00\x00\x00\x00\x01\x00rest", 5) == ([0], 6)
+    assert read_indexes(b"\x04\x02\x06", 0) == ([1, 3], 3)  # zig-zag: count 2, then 1 and 3
+    with pytest.raises(ValueError, match="truncated"):
+        read_indexes(b"\x04\x02", 0)
+
+
+@pytest.mark.parametrize("nullable", ["WRAPPER", "OPTIONAL"])
+def test_protobuf_nullable_representations_keep_null_apart_from_defaults(nullable: str) -> None:
+    from riverbed.sql import protobuf as P
+    from riverbed.sql.schemas import RegistryRowSerde
+
+    cols = [("N", T.INTEGER), ("S", T.STRING), ("A", T.array(T.INTEGER)), ("ST", T.struct([("X", T.BIGINT)]))]
+    text = P.proto_text(cols, nullable=nullable)
+    assert ("google.protobuf.Int32Value N = 1;" if nullable == "WRAPPER" else "optional int32 N = 1;") in text
+    assert "repeated int32 A = 3;" in text  # array elements cannot be NULL in Protobuf: plain
+    assert P.infer(text) == cols
+    serde = RegistryRowSerde("PROTOBUF_NOSR", cols, None, "t-value", nullable=nullable)
+    for row in ({"N": None, "S": None, "A": [], "ST": {"X": None}}, {"N": 0, "S": "", "A": [0], "ST": {"X": 0}}):
+        assert serde.deserialize(serde.serialize(row)) == row
+
+
+def test_delimited_value_delimiter() -> None:
+    from riverbed.sql.engine import source_from_ddl
+    from riverbed.sql.errors import SqlError
+
+    def info(props: str) -> Any:
+        return source_from_ddl(parse_one(f"CREATE STREAM s (id STRING KEY, a INT, b STRING) WITH (kafka_topic='s', {props});"))
+
+    serde = info("value_format='DELIMITED', value_delimiter='|'").value_serde()
+    assert serde.serialize({"A": 1, "B": "x,y"}) == b"1|x,y"
+    assert serde.deserialize(b"2|z") == {"A": 2, "B": "z"}
+    assert info("value_format='DELIMITED', value_delimiter='TAB'").value_serde().serialize({"A": 1, "B": "x"}) == b"1\tx"
+    with pytest.raises(SqlError, match="Delimiter must be a single character"):
+        info("value_format='DELIMITED', value_delimiter='||'")
+    with pytest.raises(SqlError, match="VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"):
+        info("value_format='JSON', value_delimiter='|'")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from riverbed.sql import ast as A
+from riverbed.sql import types as T
 from riverbed.sql.catalog import SourceInfo
 from riverbed.sql.engine import source_from_ddl
 from riverbed.sql.errors import SqlError
@@ -251,3 +252,35 @@ def test_udf_and_udaf() -> None:
     assert run("SELECT SHOUT(status, 2) AS s FROM users EMIT CHANGES;", [u("a", 1, status="hi")]) == [("a", ["a", "HI!!"])]
     assert run("SELECT cid, PRODUCT(amount) AS p FROM orders GROUP BY cid EMIT CHANGES;",
                [o("o1", 1, "c1", 2.0), o("o2", 2, "c1", 3.5)]) == [("c1", ["c1", 2.0]), ("c1", ["c1", 7.0])]
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    ("id = 'a'", (True, ["a"])),
+    ("'a' = id AND n > 1", (True, ["a"])),
+    ("id IN ('b', 'a', 'b')", (True, ["b", "a"])),
+    ("id IN ('a', 'b') AND id = 'b'", (True, ["b"])),
+    ("id = 'a' OR id = 'b'", (False, None)),
+    ("id > 'a'", (False, None)),
+    ("id NOT IN ('a')", (False, None)),
+    ("n = 1", (False, None)),
+])
+def test_pull_query_key_lookups(where: str, expected: tuple[bool, Any]) -> None:
+    from riverbed.sql.engine import Engine
+
+    info = SourceInfo("T", "TABLE", "t", "KAFKA", "JSON", [("ID", T.STRING)], [("N", T.INTEGER)])
+    q = parse_one(f"SELECT * FROM t WHERE {where};").query  # type: ignore[attr-defined]
+    assert Engine._key_of(q.where, info) == expected
+
+
+def test_pull_query_multi_column_key_lookups() -> None:
+    from riverbed.sql.engine import Engine
+
+    info = SourceInfo("T", "TABLE", "t", "JSON", "JSON", [("A", T.STRING), ("B", T.INTEGER)], [("N", T.INTEGER)])
+
+    def key_of(where: str) -> tuple[bool, Any]:
+        return Engine._key_of(parse_one(f"SELECT * FROM t WHERE {where};").query.where, info)  # type: ignore[attr-defined]
+
+    assert key_of("a = 'x' AND b IN (1, 2)") == (True, [("x", 1), ("x", 2)])
+    assert key_of("a = 'x'") == (False, None)  # B is not pinned: a scan
+    many = ", ".join(str(i) for i in range(40))
+    assert key_of(f"a IN ({', '.join(repr(str(i)) for i in range(40))}) AND b IN ({many})") == (False, None)  # 1,600 keys: a scan
