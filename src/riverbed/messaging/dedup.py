@@ -44,7 +44,12 @@ class DedupStore(Protocol):
 class MemoryStore:
     """At most ``max_entries`` ids, each remembered for ``window`` seconds."""
 
-    def __init__(self, max_entries: int = 100_000, window: float = 24 * 3600, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        window: float = 24 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
@@ -90,25 +95,45 @@ class MemoryStore:
 class SQLiteStore:
     """Ids in a table of a SQLite database (``path`` or an open connection)."""
 
-    def __init__(self, db: str | sqlite3.Connection, window: float = 7 * 24 * 3600, table: str = "processed_events", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: str | sqlite3.Connection,
+        window: float = 7 * 24 * 3600,
+        table: str = "processed_events",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not table.isidentifier():
             raise ValueError(f"bad table name {table!r}")
-        self.conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self.conn = (
+            db
+            if isinstance(db, sqlite3.Connection)
+            else sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        )
         if self.conn.isolation_level is not None:
-            raise ValueError("the connection must be in autocommit mode (isolation_level=None): the store issues BEGIN/COMMIT")
+            raise ValueError(
+                "the connection must be in autocommit mode (isolation_level=None): the store issues BEGIN/COMMIT"
+            )
         self.window = window
         self.table = table
         self.clock = clock
         self._claims = 0
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)"
+        )
 
     def _claim_in(self, conn: sqlite3.Connection, event_id: str) -> bool:
         now = self.clock()
         self._claims += 1
         if self._claims % 1000 == 1:  # keep the table bounded by the window
             conn.execute(f"DELETE FROM {self.table} WHERE seen_at < ?", (now - self.window,))
-        conn.execute(f"DELETE FROM {self.table} WHERE event_id = ? AND seen_at < ?", (event_id, now - self.window))
-        cur = conn.execute(f"INSERT INTO {self.table} (event_id, seen_at) VALUES (?, ?) ON CONFLICT(event_id) DO NOTHING", (event_id, now))
+        conn.execute(
+            f"DELETE FROM {self.table} WHERE event_id = ? AND seen_at < ?",
+            (event_id, now - self.window),
+        )
+        cur = conn.execute(
+            f"INSERT INTO {self.table} (event_id, seen_at) VALUES (?, ?) ON CONFLICT(event_id) DO NOTHING",
+            (event_id, now),
+        )
         return cur.rowcount == 1
 
     def claim(self, event_id: str) -> bool:
@@ -116,7 +141,9 @@ class SQLiteStore:
             return self._claim_in(conn, event_id)
 
     def seen(self, event_id: str) -> bool:
-        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = ?", (event_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT seen_at FROM {self.table} WHERE event_id = ?", (event_id,)
+        ).fetchone()
         return row is not None and row[0] >= self.clock() - self.window
 
     def mark(self, event_id: str) -> None:
@@ -148,17 +175,27 @@ class PostgresStore:
     """Ids in a table of a PostgreSQL database, through a psycopg 3 connection (autocommit
     mode); ``once()`` shares a transaction with the handler's own writes."""
 
-    def __init__(self, conn: Any, window: float = 7 * 24 * 3600, table: str = "processed_events", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        window: float = 7 * 24 * 3600,
+        table: str = "processed_events",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not table.isidentifier():
             raise ValueError(f"bad table name {table!r}")
         if not getattr(conn, "autocommit", False):
-            raise ValueError("the connection must be in autocommit mode (psycopg.connect(..., autocommit=True))")
+            raise ValueError(
+                "the connection must be in autocommit mode (psycopg.connect(..., autocommit=True))"
+            )
         self.conn = conn
         self.window = window
         self.table = table
         self.clock = clock
         self._claims = 0
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)"
+        )
 
     def _claim_in(self, conn: Any, event_id: str) -> bool:
         now = self.clock()
@@ -178,7 +215,9 @@ class PostgresStore:
             return self._claim_in(self.conn, event_id)
 
     def seen(self, event_id: str) -> bool:
-        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = %s", (event_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT seen_at FROM {self.table} WHERE event_id = %s", (event_id,)
+        ).fetchone()
         return row is not None and row[0] >= self.clock() - self.window
 
     def mark(self, event_id: str) -> None:
@@ -207,7 +246,13 @@ class RedisStore:
     other processes see a mark only once it is sent.
     """
 
-    def __init__(self, client: Any, window: float = 24 * 3600, prefix: str = "riverbed:dedup:", deferred_marks: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        window: float = 24 * 3600,
+        prefix: str = "riverbed:dedup:",
+        deferred_marks: bool = False,
+    ) -> None:
         self.client = client
         self.window_ms = max(1, int(window * 1000))
         self.prefix = prefix
@@ -260,7 +305,14 @@ def event_id(msg: Any) -> str | None:
             except UnicodeDecodeError:
                 return None
     value = msg.value()
-    if value and value[:1] == b"{" and any(n.lower() == "content-type" and v and v.startswith(b"application/cloudevents") for n, v in headers):
+    if (
+        value
+        and value[:1] == b"{"
+        and any(
+            n.lower() == "content-type" and v and v.startswith(b"application/cloudevents")
+            for n, v in headers
+        )
+    ):
         try:
             doc = json.loads(value)
         except (ValueError, RecursionError):
@@ -269,17 +321,30 @@ def event_id(msg: Any) -> str | None:
     return None
 
 
-def idempotent(handler: Callable[[Any], Any], store: DedupStore, key: Callable[[Any], str | None] = event_id) -> Callable[[Any], Any]:
+def idempotent(
+    handler: Callable[[Any], Any], store: DedupStore, key: Callable[[Any], str | None] = event_id
+) -> Callable[[Any], Any]:
     """``handler(msg)`` at most once per event id (within the store's window). Records without
     an id are handled (with a log line): dedup cannot apply to them."""
 
     def run(msg: Any) -> Any:
         eid = key(msg)
         if eid is None:
-            log.warning("%s[%s]@%s has no event id; handled without dedup", msg.topic(), msg.partition(), msg.offset())
+            log.warning(
+                "%s[%s]@%s has no event id; handled without dedup",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
             return handler(msg)
         if store.seen(eid):
-            log.info("dropped duplicate event %s (%s[%s]@%s)", eid, msg.topic(), msg.partition(), msg.offset())
+            log.info(
+                "dropped duplicate event %s (%s[%s]@%s)",
+                eid,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
             return None
         result = handler(msg)
         store.mark(eid)
@@ -293,7 +358,11 @@ class OutOfOrder(Exception):
     topics park it)."""
 
 
-def version_guard(handler: Callable[[Any], Any], version_of: Callable[[Any], tuple[str, int]], current: Callable[[str], int]) -> Callable[[Any], Any]:
+def version_guard(
+    handler: Callable[[Any], Any],
+    version_of: Callable[[Any], tuple[str, int]],
+    current: Callable[[str], int],
+) -> Callable[[Any], Any]:
     """Handles an entity's events in version order: ``version_of(msg)`` -> (entity, version),
     ``current(entity)`` -> the version the store is at. The next version is handled; a version
     further ahead raises :class:`OutOfOrder` (parked and retried by the error policy); a stale

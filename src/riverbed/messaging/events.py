@@ -91,9 +91,13 @@ class CloudEvent:
             if name in _CORE or name in ("data", "data_base64"):
                 raise InvalidEvent(f"extension {name!r} shadows a core attribute")
             if not _NAME.match(name):
-                raise InvalidEvent(f"attribute name {name!r} is not 1-20 lower-case letters or digits")
+                raise InvalidEvent(
+                    f"attribute name {name!r} is not 1-20 lower-case letters or digits"
+                )
             if not isinstance(value, str):
-                raise InvalidEvent(f"extension {name!r} must be a string, not {type(value).__name__}")
+                raise InvalidEvent(
+                    f"extension {name!r} must be a string, not {type(value).__name__}"
+                )
         return self
 
     # --- data encoding -------------------------------------------------------------------
@@ -106,7 +110,9 @@ class CloudEvent:
             return json.dumps(self.data, separators=(",", ":")).encode()
         if isinstance(self.data, str):
             return self.data.encode()
-        raise InvalidEvent(f"data of type {type(self.data).__name__} needs a JSON content type or bytes")
+        raise InvalidEvent(
+            f"data of type {type(self.data).__name__} needs a JSON content type or bytes"
+        )
 
     # --- the lecture's envelope ------------------------------------------------------------
     @classmethod
@@ -126,7 +132,13 @@ class CloudEvent:
         ).validate()
 
     def to_envelope(self) -> dict[str, Any]:
-        return {"eventId": self.id, "eventType": self.type, "timestamp": self.time, "source": self.source, "data": self.data}
+        return {
+            "eventId": self.id,
+            "eventType": self.type,
+            "timestamp": self.time,
+            "source": self.source,
+            "data": self.data,
+        }
 
 
 # --- binary content mode ----------------------------------------------------------------------
@@ -161,7 +173,9 @@ def content_mode(headers: Headers | None) -> str | None:
     return None
 
 
-def from_binary(key: bytes | None, value: bytes | None, headers: Headers | None, *, decode_json: bool = True) -> CloudEvent:
+def from_binary(
+    key: bytes | None, value: bytes | None, headers: Headers | None, *, decode_json: bool = True
+) -> CloudEvent:
     attrs: dict[str, str] = {}
     for name, raw in headers or ():
         lname = name.lower()
@@ -213,7 +227,11 @@ def to_structured(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
             if doc["data"] is None:
                 raise InvalidEvent("non-JSON data must be bytes or str in structured mode")
     key = event.partitionkey.encode() if event.partitionkey is not None else None
-    return key, json.dumps(doc, separators=(",", ":")).encode(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+    return (
+        key,
+        json.dumps(doc, separators=(",", ":")).encode(),
+        [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
+    )
 
 
 def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
@@ -248,7 +266,9 @@ def from_record(key: bytes | None, value: bytes | None, headers: Headers | None)
     if value is not None and value[:1] == b"{" and b'"specversion"' in value:
         # structured mode written with the event's own content type (the Python SDK does so)
         return from_structured(key, value)
-    raise InvalidEvent("record carries no CloudEvent (no ce_specversion header, no cloudevents content-type)")
+    raise InvalidEvent(
+        "record carries no CloudEvent (no ce_specversion header, no cloudevents content-type)"
+    )
 
 
 def from_message(msg: Any) -> CloudEvent:

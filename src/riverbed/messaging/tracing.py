@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -59,8 +59,31 @@ GETTER = _HeaderGetter()
 SETTER = _HeaderSetter()
 
 
+_cached: tuple[Any, Tracer] | None = None
+
+
 def _tracer(tracer: Tracer | None) -> Tracer:
-    return tracer if tracer is not None else trace.get_tracer(_TRACER_NAME)
+    """The given tracer, or the global provider's (cached per provider: ``get_tracer`` builds
+    a new tracer object on every call)."""
+    global _cached
+    if tracer is not None:
+        return tracer
+    provider = trace.get_tracer_provider()
+    cached = _cached
+    if cached is None or cached[0] is not provider:
+        cached = _cached = (provider, provider.get_tracer(_TRACER_NAME))
+    return cached[1]
+
+
+def recording(tracer: Tracer | None = None) -> bool:
+    """False when spans would be thrown away: no SDK installed (OpenTelemetry's proxy or no-op
+    provider) or an explicit ``NoOpTracer``. Then the helpers skip span creation and only carry
+    the context on."""
+    if tracer is not None:
+        return not isinstance(tracer, trace.NoOpTracer)
+    return not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
 
 
 def inject(headers: Headers | None = None, ctx: otel_context.Context | None = None) -> Headers:
@@ -71,50 +94,119 @@ def inject(headers: Headers | None = None, ctx: otel_context.Context | None = No
     return out
 
 
+def inject_if_active(headers: Headers | None) -> Headers | None:
+    """:func:`inject` when a context is current (a span, or one extracted from an input
+    record); the headers unchanged otherwise (no copy)."""
+    if not otel_context.get_current():
+        return headers
+    return inject(headers)
+
+
 def extract(headers: Headers | None) -> otel_context.Context:
     """The context carried in ``headers``; an empty one when absent or malformed."""
     try:
         return propagate.extract(list(headers or ()), getter=GETTER)
     except Exception:  # a propagator must not break consumption
-        logging.getLogger("riverbed.messaging.tracing").debug("ignoring unparsable trace headers", exc_info=True)
+        logging.getLogger("riverbed.messaging.tracing").debug(
+            "ignoring unparsable trace headers", exc_info=True
+        )
         return otel_context.Context()
 
 
-def produce(producer: Any, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Headers | None = None, *, tracer: Tracer | None = None, **kwargs: Any) -> None:
+def produce(
+    producer: Any,
+    topic: str,
+    value: bytes | None = None,
+    key: bytes | None = None,
+    headers: Headers | None = None,
+    *,
+    tracer: Tracer | None = None,
+    **kwargs: Any,
+) -> None:
     """``producer.produce`` inside a PRODUCER span ``send <topic>`` whose context goes into
-    the record's headers."""
-    attributes: dict[str, Any] = {SYSTEM: "kafka", DESTINATION: topic, OPERATION_TYPE: "send", OPERATION_NAME: "send"}
+    the record's headers (no span without an SDK: the current context is injected as it is)."""
+    if not recording(tracer):
+        producer.produce(topic, value=value, key=key, headers=inject(headers), **kwargs)
+        return
+    attributes: dict[str, Any] = {
+        SYSTEM: "kafka",
+        DESTINATION: topic,
+        OPERATION_TYPE: "send",
+        OPERATION_NAME: "send",
+    }
     if key is not None:
-        attributes[MESSAGE_KEY] = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-    with _tracer(tracer).start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes):
+        attributes[MESSAGE_KEY] = (
+            key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        )
+    with _tracer(tracer).start_as_current_span(
+        f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
         producer.produce(topic, value=value, key=key, headers=inject(headers), **kwargs)
 
 
+def _key_text(key: Any) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes | bytearray) else str(key)
+
+
 @contextmanager
-def process_span(msg: Any, group: str | None = None, *, tracer: Tracer | None = None) -> Iterator[Span]:
-    """A CONSUMER span ``process <topic>`` for a confluent-kafka message: a child of the
-    producer's context (so one trace spans producer and consumers) and linked to it."""
-    parent = extract(msg.headers())
+def record_span(
+    topic: str | None,
+    partition: int,
+    offset: int,
+    key: Any,
+    headers: Headers | None,
+    group: str | None = None,
+    *,
+    tracer: Tracer | None = None,
+) -> Iterator[Span]:
+    """A CONSUMER span ``process <topic>`` for a record's coordinates and headers: a child of
+    the context in ``headers`` and linked to it. Without an SDK no span is made: the extracted
+    context is made current, so what the handler produces carries it on."""
+    parent = extract(headers)
+    if not recording(tracer):
+        token = otel_context.attach(parent)
+        try:
+            yield trace.get_current_span(parent)
+        finally:
+            otel_context.detach(token)
+        return
     sender = trace.get_current_span(parent).get_span_context()
     attributes: dict[str, Any] = {
         SYSTEM: "kafka",
-        DESTINATION: msg.topic(),
-        PARTITION: str(msg.partition()),
-        OFFSET: msg.offset(),
+        DESTINATION: topic or "",
+        PARTITION: str(partition),
+        OFFSET: offset,
         OPERATION_TYPE: "process",
         OPERATION_NAME: "process",
     }
     if group:
         attributes[GROUP] = group
-    key = msg.key()
     if key is not None:
-        attributes[MESSAGE_KEY] = key.decode("utf-8", "replace")
+        attributes[MESSAGE_KEY] = _key_text(key)
     links = [Link(sender)] if sender.is_valid else []
-    with _tracer(tracer).start_as_current_span(f"process {msg.topic()}", context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes) as span:
+    with _tracer(tracer).start_as_current_span(
+        f"process {topic}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes=attributes,
+    ) as span:
         yield span
 
 
-def traced(handler: Callable[[Any], Any], group: str | None = None, *, tracer: Tracer | None = None) -> Callable[[Any], Any]:
+def process_span(
+    msg: Any, group: str | None = None, *, tracer: Tracer | None = None
+) -> AbstractContextManager[Span]:
+    """A CONSUMER span ``process <topic>`` for a confluent-kafka message: a child of the
+    producer's context (so one trace spans producer and consumers) and linked to it."""
+    return record_span(
+        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.headers(), group, tracer=tracer
+    )
+
+
+def traced(
+    handler: Callable[[Any], Any], group: str | None = None, *, tracer: Tracer | None = None
+) -> Callable[[Any], Any]:
     """``handler(msg)`` run inside :func:`process_span` (for example under a
     ``DeadLetterConsumer``); an exception marks the span as an error and propagates."""
 

@@ -14,7 +14,7 @@ from .dsl import (
     TimeWindowedKStream,
 )
 from .processor import Processor, ProcessorContext
-from .records import LateRecord, Record, StreamsError
+from .records import LateRecord, Record, RecordInterceptor, StreamsError
 from .serdes import (
     BYTES,
     FLOAT,
@@ -29,6 +29,7 @@ from .serdes import (
     StringSerde,
     WindowedSerde,
 )
+from .topology import DeadLetterContext
 from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "LONG",
     "STRING",
     "BytesSerde",
+    "DeadLetterContext",
     "FloatSerde",
     "JoinWindows",
     "JsonSerde",
@@ -49,6 +51,7 @@ __all__ = [
     "Processor",
     "ProcessorContext",
     "Record",
+    "RecordInterceptor",
     "Serde",
     "SessionWindowedKStream",
     "SessionWindows",
