@@ -21,9 +21,14 @@ from typing import Any
 
 SPECVERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json; charset=UTF-8"
 JSON_CONTENT_TYPE = "application/json"
 
 Headers = list[tuple[str, bytes]]
+Extension = str | bool | int | bytes | datetime
+"""An extension attribute's value: the spec's String, Boolean, Integer, Binary and Timestamp
+(URI and URI-reference are strings)."""
+_INT32 = (-(2**31), 2**31 - 1)
 
 _CORE = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 _REQUIRED = ("specversion", "id", "source", "type")
@@ -38,6 +43,45 @@ class InvalidEvent(ValueError):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_time(value: datetime) -> str:
+    """A timezone-aware datetime as an RFC 3339 timestamp (``Z`` for UTC)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidEvent("a timestamp needs a timezone (an aware datetime)")
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp as an aware datetime (fractions beyond microseconds are cut)."""
+    if not _RFC3339.match(text):
+        raise InvalidEvent(f"not an RFC 3339 timestamp: {text!r}")
+    head, sep, rest = text.partition(".")
+    if sep:  # fromisoformat takes at most 6 fraction digits
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text.replace("t", "T", 1))
+
+
+def _ext_text(value: Extension) -> str:
+    """An extension value's canonical string form (the binary mode's header value)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return format_time(value)
+
+
+def _ext_json(value: Extension) -> Any:
+    """An extension value in the JSON format: Boolean and Integer as JSON values, the rest as strings."""
+    return value if isinstance(value, bool | int | str) else _ext_text(value)
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -58,21 +102,36 @@ class CloudEvent:
     data: Any = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: str | None = field(default_factory=_now)
+    """RFC 3339 text (a timezone-aware ``datetime`` given here is formatted); see ``timestamp``."""
     datacontenttype: str | None = None
     dataschema: str | None = None
     subject: str | None = None
     specversion: str = SPECVERSION
-    extensions: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    """Extension attributes: strings, or typed values (bool, int in 32 bits, bytes, aware
+    datetime) written in the spec's canonical string form in headers and as JSON values in
+    the structured format. Read back from binary mode they are strings (headers carry no type)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.time, datetime):
+            self.time = format_time(self.time)
+
+    @property
+    def timestamp(self) -> datetime | None:
+        """``time`` as an aware datetime (None when unset)."""
+        return None if self.time is None else parse_time(self.time)
 
     def attributes(self) -> dict[str, str]:
         """Every context attribute that is set, core and extension, as strings."""
         out = {name: getattr(self, name) for name in _CORE if getattr(self, name) is not None}
-        out.update(self.extensions)
+        for name, value in self.extensions.items():
+            out[name] = _ext_text(value)
         return out
 
     @property
     def partitionkey(self) -> str | None:
-        return self.extensions.get("partitionkey")
+        value = self.extensions.get("partitionkey")
+        return None if value is None else _ext_text(value)
 
     def validate(self) -> CloudEvent:
         for name in _REQUIRED:
@@ -94,9 +153,18 @@ class CloudEvent:
                 raise InvalidEvent(
                     f"attribute name {name!r} is not 1-20 lower-case letters or digits"
                 )
-            if not isinstance(value, str):
+            if isinstance(value, bool | str | bytes):
+                continue
+            if isinstance(value, int):
+                if not _INT32[0] <= value <= _INT32[1]:
+                    raise InvalidEvent(
+                        f"extension {name!r}: {value} is outside the spec's 32-bit Integer"
+                    )
+            elif isinstance(value, datetime):
+                format_time(value)
+            else:
                 raise InvalidEvent(
-                    f"extension {name!r} must be a string, not {type(value).__name__}"
+                    f"extension {name!r} must be a string, bool, int, bytes or datetime, not {type(value).__name__}"
                 )
         return self
 
@@ -163,9 +231,12 @@ def _header_dict(headers: Headers | None) -> dict[str, bytes]:
 
 
 def content_mode(headers: Headers | None) -> str | None:
-    """``"structured"``, ``"binary"`` or None (not a CloudEvent) for a record's headers."""
+    """``"structured"``, ``"binary"``, ``"batch"`` (not a Kafka binding mode) or None (not a
+    CloudEvent) for a record's headers."""
     h = _header_dict(headers)
     ctype = h.get("content-type", b"").decode("utf-8", "replace").lower()
+    if ctype.startswith("application/cloudevents-batch"):
+        return "batch"
     if ctype.startswith("application/cloudevents"):
         return "structured"
     if "ce_specversion" in h:
@@ -209,14 +280,34 @@ def _build(attrs: dict[str, Any], data: Any) -> CloudEvent:
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
     core = {name: attrs.pop(name) for name in _CORE if name in attrs}
     core.setdefault("time", None)
-    ext = {name: (v if isinstance(v, str) else json.dumps(v)) for name, v in attrs.items()}
+    ext: dict[str, Extension] = {}
+    for name, v in attrs.items():
+        if isinstance(v, bool | str) or (isinstance(v, int) and _INT32[0] <= v <= _INT32[1]):
+            ext[name] = v  # JSON's Boolean and Integer keep their type
+        else:
+            ext[name] = json.dumps(v)
     return CloudEvent(data=data, extensions=ext, **core).validate()
 
 
 # --- structured content mode --------------------------------------------------------------------
 def to_structured(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
     event.validate()
-    doc: dict[str, Any] = dict(event.attributes())
+    doc = _json_doc(event)
+    key = event.partitionkey.encode() if event.partitionkey is not None else None
+    return (
+        key,
+        json.dumps(doc, separators=(",", ":")).encode(),
+        [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
+    )
+
+
+def _json_doc(event: CloudEvent) -> dict[str, Any]:
+    """The event in the JSON event format, as a dict."""
+    doc: dict[str, Any] = {
+        name: getattr(event, name) for name in _CORE if getattr(event, name) is not None
+    }
+    for name, value in event.extensions.items():
+        doc[name] = _ext_json(value)
     if event.data is not None:
         if isinstance(event.data, bytes | bytearray | memoryview):
             doc["data_base64"] = base64.b64encode(bytes(event.data)).decode()
@@ -226,12 +317,7 @@ def to_structured(event: CloudEvent) -> tuple[bytes | None, bytes, Headers]:
             doc["data"] = event.data if isinstance(event.data, str) else None
             if doc["data"] is None:
                 raise InvalidEvent("non-JSON data must be bytes or str in structured mode")
-    key = event.partitionkey.encode() if event.partitionkey is not None else None
-    return (
-        key,
-        json.dumps(doc, separators=(",", ":")).encode(),
-        [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
-    )
+    return doc
 
 
 def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
@@ -241,6 +327,10 @@ def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
         doc = json.loads(value)
     except (ValueError, RecursionError) as exc:
         raise InvalidEvent(f"structured event is not JSON: {exc}") from exc
+    return _from_doc(doc, key)
+
+
+def _from_doc(doc: Any, key: bytes | None) -> CloudEvent:
     if not isinstance(doc, dict):
         raise InvalidEvent("structured event is not a JSON object")
     data: Any = None
@@ -259,6 +349,10 @@ def from_structured(key: bytes | None, value: bytes | None) -> CloudEvent:
 def from_record(key: bytes | None, value: bytes | None, headers: Headers | None) -> CloudEvent:
     """Either content mode, told apart by the headers; InvalidEvent when neither."""
     mode = content_mode(headers)
+    if mode == "batch":
+        raise InvalidEvent(
+            "a CloudEvents batch: the Kafka protocol binding has no batch mode (decode the value with from_batch)"
+        )
     if mode == "structured":
         return from_structured(key, value)
     if mode == "binary":
@@ -274,3 +368,46 @@ def from_record(key: bytes | None, value: bytes | None, headers: Headers | None)
 def from_message(msg: Any) -> CloudEvent:
     """A confluent-kafka ``Message`` -> CloudEvent."""
     return from_record(msg.key(), msg.value(), msg.headers())
+
+
+# --- batch format (JSON format section 4; HTTP binding's batched content mode) ---------------------
+def to_batch(events: list[CloudEvent]) -> tuple[str, bytes]:
+    """``(content type, body)`` of a JSON batch (``application/cloudevents-batch+json``): an
+    array of events in the JSON format, for the HTTP binding's batched content mode. The
+    Kafka protocol binding defines no batch mode: produce each event as its own record."""
+    docs = [_json_doc(e.validate()) for e in events]
+    return BATCH_CONTENT_TYPE, json.dumps(docs, separators=(",", ":")).encode()
+
+
+def from_batch(body: bytes | str, content_type: str | None = None) -> list[CloudEvent]:
+    """The events of a JSON batch body (an empty array is an empty batch). ``content_type``,
+    when given, must be ``application/cloudevents-batch+json``. Any invalid member makes the
+    whole batch invalid (InvalidEvent names its index)."""
+    if (
+        content_type is not None
+        and not content_type.split(";", 1)[0].strip().lower()
+        == "application/cloudevents-batch+json"
+    ):
+        raise InvalidEvent(f"not a CloudEvents batch content type: {content_type!r}")
+    try:
+        docs = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"batch is not JSON: {exc}") from exc
+    if not isinstance(docs, list):
+        raise InvalidEvent("a CloudEvents batch is a JSON array")
+    out = []
+    for i, doc in enumerate(docs):
+        try:
+            out.append(_from_doc(doc, None))
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"batch member {i}: {exc}") from exc
+    return out
+
+
+def batch_to_records(
+    body: bytes | str, content_type: str | None = None, *, structured: bool = False
+) -> list[tuple[bytes | None, bytes | None, Headers]]:
+    """An HTTP batch body as Kafka records, one per event (binary mode, or structured), each
+    ``(key, value, headers)`` for ``Producer.produce``: how a batch crosses into Kafka."""
+    convert = to_structured if structured else to_binary
+    return [convert(e) for e in from_batch(body, content_type)]
