@@ -274,6 +274,30 @@ class RedisStore:
         self._pending.clear()
         return bool(results[-1])
 
+    def seen_many(self, event_ids: list[str]) -> list[bool]:
+        """``seen`` for each id, in one round trip (with any deferred marks)."""
+        if not event_ids and not self._pending:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for pending in self._pending:
+            pipe.set(self.prefix + pending, b"1", px=self.window_ms)
+        for eid in event_ids:
+            pipe.exists(self.prefix + eid)
+        results = pipe.execute()
+        self._pending.clear()
+        return [bool(r) for r in results[len(results) - len(event_ids) :]]
+
+    def mark_many(self, event_ids: list[str]) -> None:
+        """``mark`` for each id, in one round trip (deferred with ``deferred_marks``)."""
+        if self.deferred_marks:
+            self._pending.extend(event_ids)
+            return
+        if event_ids:
+            pipe = self.client.pipeline(transaction=False)
+            for eid in event_ids:
+                pipe.set(self.prefix + eid, b"1", px=self.window_ms)
+            pipe.execute()
+
     def mark(self, event_id: str) -> None:
         if self.deferred_marks:
             self._pending.append(event_id)
@@ -351,6 +375,68 @@ def idempotent(
         return result
 
     return run
+
+
+def seen_many(store: DedupStore, event_ids: list[str]) -> list[bool]:
+    """``store.seen`` for each id: one round trip where the store has ``seen_many`` (Redis)."""
+    many = getattr(store, "seen_many", None)
+    return list(many(event_ids)) if many is not None else [store.seen(e) for e in event_ids]
+
+
+def mark_many(store: DedupStore, event_ids: list[str]) -> None:
+    """``store.mark`` for each id: one round trip where the store has ``mark_many`` (Redis)."""
+    many = getattr(store, "mark_many", None)
+    if many is not None:
+        many(event_ids)
+    else:
+        for e in event_ids:
+            store.mark(e)
+
+
+class DedupFilter:
+    """Batch deduplication for ``consume(n)`` loops: ``filter_batch(msgs)`` drops the records
+    whose event id was handled before (one round trip to Redis for the whole batch) or occurs
+    earlier in the same batch; ``mark_batch(msgs)`` marks the handled ones (one more round
+    trip). Mark only what the handler finished: a record that failed must stay unmarked so its
+    retry runs. ``DeadLetterConsumer.poll_batch(dedup=...)`` does both."""
+
+    def __init__(self, store: DedupStore, key: Callable[[Any], str | None] = event_id) -> None:
+        self.store = store
+        self.key = key
+        self.dropped = 0
+
+    def filter_batch(self, msgs: list[Any]) -> list[Any]:
+        ids = [self.key(m) for m in msgs]
+        known = seen_many(self.store, [e for e in ids if e is not None])
+        seen_before = iter(known)
+        in_batch: set[str] = set()
+        out = []
+        for m, eid in zip(msgs, ids, strict=True):
+            if eid is None:
+                log.warning(
+                    "%s[%s]@%s has no event id; handled without dedup",
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+                out.append(m)
+                continue
+            if next(seen_before) or eid in in_batch:
+                self.dropped += 1
+                log.info(
+                    "dropped duplicate event %s (%s[%s]@%s)",
+                    eid,
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+                continue
+            in_batch.add(eid)
+            out.append(m)
+        return out
+
+    def mark_batch(self, msgs: list[Any]) -> None:
+        mark_many(self.store, [e for e in (self.key(m) for m in msgs) if e is not None])
 
 
 class OutOfOrder(Exception):

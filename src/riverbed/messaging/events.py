@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
-import uuid
+import time as _time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,9 @@ Extension = str | bool | int | bytes | datetime
 """An extension attribute's value: the spec's String, Boolean, Integer, Binary and Timestamp
 (URI and URI-reference are strings)."""
 _INT32 = (-(2**31), 2**31 - 1)
+_GOOD_NAMES: set[str] = set()  # extension names already checked (bounded)
+_CE_HEADER: dict[str, str] = {}  # attribute name -> header name (bounded)
+_HEADER_TARGET: dict[str, str] = {}  # header name -> attribute name, "" for other headers (bounded)
 
 _CORE = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 _REQUIRED = ("specversion", "id", "source", "type")
@@ -41,8 +45,25 @@ class InvalidEvent(ValueError):
     """A record or object is not a valid CloudEvent (missing or malformed attribute)."""
 
 
+_now_cache: tuple[int, str] = (-1, "")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current time as RFC 3339 text with milliseconds (formatted once per millisecond)."""
+    global _now_cache
+    ms = int(_time.time() * 1000)
+    cached = _now_cache
+    if cached[0] != ms:
+        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        cached = _now_cache = (ms, text[:-6] + "Z")
+    return cached[1]
+
+
+def new_id() -> str:
+    """A random (version 4) UUID as text, without ``uuid.uuid4``'s system call per id: the
+    bits come from ``random``, seeded from the OS and re-seeded in a forked child."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def format_time(value: datetime) -> str:
@@ -100,7 +121,7 @@ class CloudEvent:
     type: str
     source: str
     data: Any = None
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: new_id())
     time: str | None = field(default_factory=_now)
     """RFC 3339 text (a timezone-aware ``datetime`` given here is formatted); see ``timestamp``."""
     datacontenttype: str | None = None
@@ -134,26 +155,42 @@ class CloudEvent:
         return None if value is None else _ext_text(value)
 
     def validate(self) -> CloudEvent:
-        for name in _REQUIRED:
-            value = getattr(self, name)
-            if not value or not isinstance(value, str):
-                raise InvalidEvent(f"required attribute {name!r} is missing or empty")
+        id_, source, type_ = self.id, self.source, self.type
+        if not (
+            id_
+            and source
+            and type_
+            and id_.__class__ is str
+            and source.__class__ is str
+            and type_.__class__ is str
+        ):
+            for name in _REQUIRED:
+                value = getattr(self, name)
+                if not value or not isinstance(value, str):
+                    raise InvalidEvent(f"required attribute {name!r} is missing or empty")
         if self.specversion != SPECVERSION:
             raise InvalidEvent(f"unsupported specversion {self.specversion!r} (only {SPECVERSION})")
-        for name in ("time", "datacontenttype", "dataschema", "subject"):
+        t = self.time
+        if t is not None and t is not _now_cache[1]:  # a time _now() just made is valid
+            if not isinstance(t, str):
+                raise InvalidEvent("attribute 'time' must be a string")
+            if not _RFC3339.match(t):
+                raise InvalidEvent(f"attribute 'time' is not an RFC 3339 timestamp: {t!r}")
+        for name in ("datacontenttype", "dataschema", "subject"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise InvalidEvent(f"attribute {name!r} must be a string")
-        if self.time is not None and not _RFC3339.match(self.time):
-            raise InvalidEvent(f"attribute 'time' is not an RFC 3339 timestamp: {self.time!r}")
         for name, value in self.extensions.items():
-            if name in _CORE or name in ("data", "data_base64"):
-                raise InvalidEvent(f"extension {name!r} shadows a core attribute")
-            if not _NAME.match(name):
-                raise InvalidEvent(
-                    f"attribute name {name!r} is not 1-20 lower-case letters or digits"
-                )
-            if isinstance(value, bool | str | bytes):
+            if name not in _GOOD_NAMES:
+                if name in _CORE or name in ("data", "data_base64"):
+                    raise InvalidEvent(f"extension {name!r} shadows a core attribute")
+                if not _NAME.match(name):
+                    raise InvalidEvent(
+                        f"attribute name {name!r} is not 1-20 lower-case letters or digits"
+                    )
+                if len(_GOOD_NAMES) < 4096:
+                    _GOOD_NAMES.add(name)
+            if value.__class__ is str or isinstance(value, bool | str | bytes):
                 continue
             if isinstance(value, int):
                 if not _INT32[0] <= value <= _INT32[1]:
@@ -210,16 +247,29 @@ class CloudEvent:
 
 
 # --- binary content mode ----------------------------------------------------------------------
+def _ce_header(name: str) -> str:
+    header = _CE_HEADER.get(name)
+    if header is None:
+        header = "content-type" if name == "datacontenttype" else "ce_" + name
+        if len(_CE_HEADER) < 4096:
+            _CE_HEADER[name] = header
+    return header
+
+
 def to_binary(event: CloudEvent) -> tuple[bytes | None, bytes | None, Headers]:
     """-> (key, value, headers) for ``Producer.produce(topic, value, key, headers=...)``."""
     event.validate()
     headers: Headers = []
-    for name, value in event.attributes().items():
-        if name == "datacontenttype":
-            headers.append(("content-type", value.encode()))
-        elif name != "partitionkey":  # it travels as the record key
-            headers.append((f"ce_{name}", value.encode()))
-    key = event.partitionkey.encode() if event.partitionkey is not None else None
+    for name in _CORE:
+        value = getattr(event, name)
+        if value is not None:
+            headers.append((_ce_header(name), value.encode()))
+    key = None
+    for name, ext in event.extensions.items():
+        if name == "partitionkey":  # it travels as the record key
+            key = _ext_text(ext).encode()
+        else:
+            headers.append((_ce_header(name), _ext_text(ext).encode()))
     return key, event.data_bytes(), headers
 
 
@@ -249,12 +299,19 @@ def from_binary(
 ) -> CloudEvent:
     attrs: dict[str, str] = {}
     for name, raw in headers or ():
-        lname = name.lower()
-        if lname == "content-type":
-            target = "datacontenttype"
-        elif lname.startswith("ce_"):
-            target = lname[3:]
-        else:
+        target = _HEADER_TARGET.get(name)
+        if target is None:
+            lname = name.lower()
+            target = (
+                "datacontenttype"
+                if lname == "content-type"
+                else lname[3:]
+                if lname.startswith("ce_")
+                else ""
+            )
+            if len(_HEADER_TARGET) < 4096:
+                _HEADER_TARGET[name] = target
+        if not target:
             continue
         try:
             attrs[target] = bytes(raw).decode("utf-8") if raw is not None else ""

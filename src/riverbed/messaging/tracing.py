@@ -49,10 +49,34 @@ class _HeaderGetter(Getter[Headers]):
         return [name for name, _ in carrier or ()]
 
 
+class _DictGetter(Getter[dict[str, list[str]]]):
+    """Reads the lower-cased name -> values map :func:`extract` builds in one pass."""
+
+    def get(self, carrier: dict[str, list[str]], key: str) -> list[str] | None:
+        return carrier.get(key)
+
+    def keys(self, carrier: dict[str, list[str]]) -> list[str]:
+        return list(carrier)
+
+
 class _HeaderSetter(Setter[Headers]):
     def set(self, carrier: Headers, key: str, value: str) -> None:
         carrier[:] = [(k, v) for k, v in carrier if k.lower() != key]
         carrier.append((key, value.encode("ascii")))
+
+
+_DICT_GETTER = _DictGetter()
+_fields: tuple[Any, frozenset[str]] | None = None
+
+
+def _propagator_fields() -> frozenset[str]:
+    """The header names the global propagator reads (cached per propagator)."""
+    global _fields
+    propagator = propagate.get_global_textmap()
+    cached = _fields
+    if cached is None or cached[0] is not propagator:
+        cached = _fields = (propagator, frozenset(f.lower() for f in propagator.fields))
+    return cached[1]
 
 
 GETTER = _HeaderGetter()
@@ -90,6 +114,10 @@ def inject(headers: Headers | None = None, ctx: otel_context.Context | None = No
     """Headers with the current (or given) context injected by the global propagator (W3C
     ``traceparent``/``tracestate`` and baggage by default); a new list, the input is kept."""
     out = list(headers or ())
+    if ctx is None:
+        ctx = otel_context.get_current()
+        if not ctx:  # nothing current: the propagators would write nothing
+            return out
     propagate.inject(out, context=ctx, setter=SETTER)
     return out
 
@@ -103,9 +131,25 @@ def inject_if_active(headers: Headers | None) -> Headers | None:
 
 
 def extract(headers: Headers | None) -> otel_context.Context:
-    """The context carried in ``headers``; an empty one when absent or malformed."""
+    """The context carried in ``headers``; an empty one when absent or malformed. Records
+    without any header the propagator reads skip the propagator altogether."""
+    if not headers:
+        return otel_context.Context()
+    fields = _propagator_fields()
+    carrier: dict[str, list[str]] = {}
+    for name, value in headers:
+        lname = name.lower()
+        if lname not in fields or not isinstance(value, bytes | bytearray):
+            continue
+        try:
+            text = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            continue  # a garbled header is no context
+        carrier.setdefault(lname, []).append(text)
+    if not carrier:
+        return otel_context.Context()
     try:
-        return propagate.extract(list(headers or ()), getter=GETTER)
+        return propagate.extract(carrier, getter=_DICT_GETTER)
     except Exception:  # a propagator must not break consumption
         logging.getLogger("riverbed.messaging.tracing").debug(
             "ignoring unparsable trace headers", exc_info=True
@@ -164,6 +208,9 @@ def record_span(
     context is made current, so what the handler produces carries it on."""
     parent = extract(headers)
     if not recording(tracer):
+        if not parent:  # no context came with the record: nothing to carry on
+            yield trace.INVALID_SPAN
+            return
         token = otel_context.attach(parent)
         try:
             yield trace.get_current_span(parent)
