@@ -237,6 +237,11 @@ class PostgresStore:
             yield self.conn if self._claim_in(self.conn, event_id) else None
 
 
+_MARK_SCRIPT = (
+    "for i, k in ipairs(KEYS) do redis.call('SET', k, '1', 'PX', ARGV[1]) end return #KEYS"
+)
+
+
 class RedisStore:
     """Ids as ``<prefix><id>`` keys in Redis with a TTL of ``window`` seconds.
 
@@ -275,28 +280,36 @@ class RedisStore:
         return bool(results[-1])
 
     def seen_many(self, event_ids: list[str]) -> list[bool]:
-        """``seen`` for each id, in one round trip (with any deferred marks)."""
-        if not event_ids and not self._pending:
+        """``seen`` for each id, in one round trip (with any deferred marks): one ``MGET``
+        (one command for the whole batch, not one ``EXISTS`` each)."""
+        if not event_ids:
+            self.flush()
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for pending in self._pending:
-            pipe.set(self.prefix + pending, b"1", px=self.window_ms)
-        for eid in event_ids:
-            pipe.exists(self.prefix + eid)
-        results = pipe.execute()
-        self._pending.clear()
-        return [bool(r) for r in results[len(results) - len(event_ids) :]]
+        keys = [self.prefix + e for e in event_ids]
+        if not self._pending:
+            values = self.client.mget(keys)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self._queue_marks(pipe, self._pending)
+            pipe.mget(keys)
+            values = pipe.execute()[-1]
+            self._pending.clear()
+        return [v is not None for v in values]
 
     def mark_many(self, event_ids: list[str]) -> None:
-        """``mark`` for each id, in one round trip (deferred with ``deferred_marks``)."""
+        """``mark`` for each id, in one round trip and one command (a script setting each key
+        with the window as its expiry); deferred with ``deferred_marks``."""
         if self.deferred_marks:
             self._pending.extend(event_ids)
             return
         if event_ids:
-            pipe = self.client.pipeline(transaction=False)
-            for eid in event_ids:
-                pipe.set(self.prefix + eid, b"1", px=self.window_ms)
-            pipe.execute()
+            self._queue_marks(self.client, event_ids)
+
+    def _queue_marks(self, target: Any, event_ids: list[str]) -> Any:
+        keys = [self.prefix + e for e in event_ids]
+        if len(keys) == 1:
+            return target.set(keys[0], b"1", px=self.window_ms)
+        return target.eval(_MARK_SCRIPT, len(keys), *keys, self.window_ms)
 
     def mark(self, event_id: str) -> None:
         if self.deferred_marks:
@@ -307,10 +320,7 @@ class RedisStore:
     def flush(self) -> None:
         """Sends the deferred marks."""
         if self._pending:
-            pipe = self.client.pipeline(transaction=False)
-            for pending in self._pending:
-                pipe.set(self.prefix + pending, b"1", px=self.window_ms)
-            pipe.execute()
+            self._queue_marks(self.client, self._pending)
             self._pending.clear()
 
     def release(self, event_id: str) -> None:

@@ -17,7 +17,7 @@ import random
 import re
 import time as _time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 SPECVERSION = "1.0"
@@ -36,6 +36,7 @@ _HEADER_TARGET: dict[str, str] = {}  # header name -> attribute name, "" for oth
 
 _CORE = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 _REQUIRED = ("specversion", "id", "source", "type")
+_CORE_SET = frozenset(_CORE)
 _NAME = re.compile(r"^[a-z0-9]{1,20}$")
 # RFC 3339 date-time (the spec's Timestamp type)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -54,8 +55,9 @@ def _now() -> str:
     ms = int(_time.time() * 1000)
     cached = _now_cache
     if cached[0] != ms:
-        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-        cached = _now_cache = (ms, text[:-6] + "Z")
+        secs, frac = divmod(ms, 1000)
+        text = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs)) + f".{frac:03d}Z"
+        cached = _now_cache = (ms, text)
     return cached[1]
 
 
@@ -294,52 +296,73 @@ def content_mode(headers: Headers | None) -> str | None:
     return None
 
 
+def _target(name: str) -> str:
+    """The attribute a header carries in binary mode ("" for other headers), cached."""
+    target = _HEADER_TARGET.get(name)
+    if target is None:
+        lname = name.lower()
+        target = (
+            "datacontenttype"
+            if lname == "content-type"
+            else lname[3:]
+            if lname.startswith("ce_")
+            else ""
+        )
+        if len(_HEADER_TARGET) < 4096:
+            _HEADER_TARGET[name] = target
+    return target
+
+
+def _scan(headers: Headers | None) -> dict[str, Any]:
+    """attribute -> raw header value, one pass over the headers."""
+    raw: dict[str, Any] = {}
+    for name, value in headers or ():
+        target = _target(name)
+        if target:
+            raw[target] = value
+    return raw
+
+
 def from_binary(
     key: bytes | None, value: bytes | None, headers: Headers | None, *, decode_json: bool = True
 ) -> CloudEvent:
+    return _from_scanned(key, value, _scan(headers), decode_json)
+
+
+def _from_scanned(
+    key: bytes | None, value: bytes | None, raw: dict[str, Any], decode_json: bool = True
+) -> CloudEvent:
     attrs: dict[str, str] = {}
-    for name, raw in headers or ():
-        target = _HEADER_TARGET.get(name)
-        if target is None:
-            lname = name.lower()
-            target = (
-                "datacontenttype"
-                if lname == "content-type"
-                else lname[3:]
-                if lname.startswith("ce_")
-                else ""
-            )
-            if len(_HEADER_TARGET) < 4096:
-                _HEADER_TARGET[name] = target
-        if not target:
-            continue
+    for target, data in raw.items():
         try:
-            attrs[target] = bytes(raw).decode("utf-8") if raw is not None else ""
+            attrs[target] = bytes(data).decode("utf-8") if data is not None else ""
         except UnicodeDecodeError as exc:
-            raise InvalidEvent(f"header {name!r} is not UTF-8") from exc
+            header = "content-type" if target == "datacontenttype" else "ce_" + target
+            raise InvalidEvent(f"header {header!r} is not UTF-8") from exc
     if key is not None and "partitionkey" not in attrs:
         attrs["partitionkey"] = key.decode("utf-8", "replace")
     for name in _REQUIRED:
         if not attrs.get(name):
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
-    data: Any = value
+    data_: Any = value
     if value is not None and decode_json and is_json_content_type(attrs.get("datacontenttype")):
         try:
-            data = json.loads(value)
+            data_ = json.loads(value)
         except (ValueError, RecursionError) as exc:
             raise InvalidEvent(f"data is declared JSON but does not parse: {exc}") from exc
-    return _build(attrs, data)
+    return _build(attrs, data_)
 
 
 def _build(attrs: dict[str, Any], data: Any) -> CloudEvent:
     for name in _REQUIRED:
         if not attrs.get(name) or not isinstance(attrs[name], str):
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
-    core = {name: attrs.pop(name) for name in _CORE if name in attrs}
-    core.setdefault("time", None)
+    core: dict[str, Any] = {"time": None}
     ext: dict[str, Extension] = {}
     for name, v in attrs.items():
-        if isinstance(v, bool | str) or (isinstance(v, int) and _INT32[0] <= v <= _INT32[1]):
+        if name in _CORE_SET:
+            core[name] = v
+        elif isinstance(v, bool | str) or (isinstance(v, int) and _INT32[0] <= v <= _INT32[1]):
             ext[name] = v  # JSON's Boolean and Integer keep their type
         else:
             ext[name] = json.dumps(v)
@@ -405,15 +428,18 @@ def _from_doc(doc: Any, key: bytes | None) -> CloudEvent:
 
 def from_record(key: bytes | None, value: bytes | None, headers: Headers | None) -> CloudEvent:
     """Either content mode, told apart by the headers; InvalidEvent when neither."""
-    mode = content_mode(headers)
-    if mode == "batch":
-        raise InvalidEvent(
-            "a CloudEvents batch: the Kafka protocol binding has no batch mode (decode the value with from_batch)"
-        )
-    if mode == "structured":
-        return from_structured(key, value)
-    if mode == "binary":
-        return from_binary(key, value, headers)
+    raw = _scan(headers)
+    ctype = raw.get("datacontenttype")
+    if ctype is not None:
+        media = bytes(ctype[:30]).lower()
+        if media.startswith(b"application/cloudevents-batch"):
+            raise InvalidEvent(
+                "a CloudEvents batch: the Kafka protocol binding has no batch mode (decode the value with from_batch)"
+            )
+        if media.startswith(b"application/cloudevents"):
+            return from_structured(key, value)
+    if "specversion" in raw:
+        return _from_scanned(key, value, raw)
     if value is not None and value[:1] == b"{" and b'"specversion"' in value:
         # structured mode written with the event's own content type (the Python SDK does so)
         return from_structured(key, value)

@@ -9,6 +9,7 @@ span is recorded. Malformed or missing headers are ignored (a new trace starts),
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -66,6 +67,7 @@ class _HeaderSetter(Setter[Headers]):
 
 
 _DICT_GETTER = _DictGetter()
+_extracted: dict[tuple[Any, ...], otel_context.Context] = {}
 _fields: tuple[Any, frozenset[str]] | None = None
 
 
@@ -99,15 +101,29 @@ def _tracer(tracer: Tracer | None) -> Tracer:
     return cached[1]
 
 
+_sdk_seen = False
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def recording(tracer: Tracer | None = None) -> bool:
     """False when spans would be thrown away: no SDK installed (OpenTelemetry's proxy or no-op
     provider) or an explicit ``NoOpTracer``. Then the helpers skip span creation and only carry
     the context on."""
+    global _sdk_seen
     if tracer is not None:
         return not isinstance(tracer, trace.NoOpTracer)
-    return not isinstance(
-        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
-    )
+    if _sdk_seen:  # the global provider can be set only once
+        return True
+    # the module's own global, read without get_tracer_provider()'s environment lookup
+    provider = getattr(trace, "_TRACER_PROVIDER", None)
+    if provider is None:
+        if not _PROVIDER_FROM_ENV:
+            return False
+        provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return False
+    _sdk_seen = True
+    return True
 
 
 def inject(headers: Headers | None = None, ctx: otel_context.Context | None = None) -> Headers:
@@ -148,13 +164,28 @@ def extract(headers: Headers | None) -> otel_context.Context:
         carrier.setdefault(lname, []).append(text)
     if not carrier:
         return otel_context.Context()
+    propagator = propagate.get_global_textmap()
+    # with nothing current, extraction depends on the headers only: remember recent results
+    # (a batch often carries one trace; a Context is immutable)
+    key = (
+        None if otel_context.get_current() else (propagator, *((k, *v) for k, v in carrier.items()))
+    )
+    if key is not None:
+        found = _extracted.get(key)
+        if found is not None:
+            return found
     try:
-        return propagate.extract(carrier, getter=_DICT_GETTER)
+        ctx = propagator.extract(carrier, getter=_DICT_GETTER)
     except Exception:  # a propagator must not break consumption
         logging.getLogger("riverbed.messaging.tracing").debug(
             "ignoring unparsable trace headers", exc_info=True
         )
         return otel_context.Context()
+    if key is not None:
+        if len(_extracted) >= 256:
+            _extracted.clear()
+        _extracted[key] = ctx
+    return ctx
 
 
 def produce(
