@@ -3,10 +3,12 @@ profiling and before/after comparisons on a loaded machine), against the cost of
 client calls measured in the same run.
 
     .venv/bin/python benchmarks/messaging_micro.py [--records 5000] [--reps 5] [--no-broker] [--out r.json]
-    RIVERBED_SRC=/path/to/other/checkout/src .venv/bin/python benchmarks/messaging_micro.py   # another version
+    .venv/bin/python benchmarks/messaging_micro.py --compare /path/to/other/checkout/src       # before/after
 
 Every variant runs ``--reps`` times, interleaved; the fastest repetition counts (the least
-disturbed by other processes). Figures are µs per record.
+disturbed by other processes). Figures are µs per record. ``--compare`` times another
+checkout's ``riverbed.messaging`` in the same loops (marked ``[other]``), so a before/after
+ratio comes from one run on a loaded machine.
 
 In process, on pre-built confluent-kafka ``Message`` objects (1 KiB values):
 - produce: ``Producer.produce`` of a 1 KiB record into librdkafka's queue (no broker
@@ -45,9 +47,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from riverbed.messaging import (
     CloudEvent,
-    from_message,
     to_binary,
-    tracing,
 )
 
 VALUE = os.urandom(1024)
@@ -60,7 +60,26 @@ def _timed(fn: Callable[[int], None], n: int) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def in_process(n: int, reps: int) -> dict[str, float]:
+def _load_messaging(src: str) -> Any:
+    """Another checkout's ``riverbed/messaging`` as a separate package (its imports are
+    relative), to time it interleaved with this one."""
+    import importlib.util
+
+    path = Path(src) / "riverbed" / "messaging" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "messaging_other", path, submodule_search_locations=[str(path.parent)]
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["messaging_other"] = mod
+    spec.loader.exec_module(mod)
+    import importlib
+
+    mod.tracing = importlib.import_module("messaging_other.tracing")
+    return mod
+
+
+def in_process(n: int, reps: int, other: Any = None) -> dict[str, float]:
     p = Producer(
         {
             "bootstrap.servers": "127.0.0.1:1",
@@ -113,6 +132,52 @@ def in_process(n: int, reps: int) -> dict[str, float]:
         for _ in range(k):
             p.produce("t", VALUE, b"k")
 
+    def loop_only(k: int) -> None:
+        for m in plain[:k]:
+            m.value()
+
+    import riverbed.messaging as current
+    import riverbed.messaging.tracing  # noqa: F401  (sets current.tracing)
+
+    plain_variants: dict[str, Callable[[int], None]] = {
+        "produce: Producer.produce": produce_plain,
+        "consume: loop over messages": loop_only,
+    }
+    sdk_variants: dict[str, Callable[[int], None]] = {}
+    for suffix, mod in (("", current), (" [other]", other)):
+        if mod is None:
+            continue
+        pv, sv = _variants(mod, p, ce_msgs, plain, with_tp, distinct_tp)
+        plain_variants.update({k + suffix: v for k, v in pv.items()})
+        sdk_variants.update({k + suffix: v for k, v in sv.items()})
+    best: dict[str, float] = {}
+    for phase in (plain_variants, sdk_variants):
+        if phase is sdk_variants:
+            _install_sdk()
+        for _ in range(reps):
+            for name, fn in phase.items():
+                us = _timed(fn, n)
+                best[name] = min(us, best.get(name, us))
+                p.purge(in_queue=True)
+                p.poll(0)
+    return best
+
+
+def _variants(
+    mod: Any,
+    p: Any,
+    ce_msgs: list[Any],
+    plain: list[Any],
+    with_tp: list[Any],
+    distinct_tp: list[Any],
+) -> tuple[dict[str, Callable[[int], None]], dict[str, Callable[[int], None]]]:
+    CloudEvent, to_binary, from_message, tracing = (
+        mod.CloudEvent,
+        mod.to_binary,
+        mod.from_message,
+        mod.tracing,
+    )
+
     def produce_ce(k: int) -> None:
         for i in range(k):
             ck, cv, ch = to_binary(
@@ -142,15 +207,9 @@ def in_process(n: int, reps: int) -> dict[str, float]:
 
         return run
 
-    def loop_only(k: int) -> None:
-        for m in plain[:k]:
-            m.value()
-
     plain_variants: dict[str, Callable[[int], None]] = {
-        "produce: Producer.produce": produce_plain,
         "produce: + CloudEvent + to_binary": produce_ce,
         "produce: tracing.produce, no SDK": produce_traced,
-        "consume: loop over messages": loop_only,
         "consume: from_message (binary CloudEvent)": consume_ce,
         "consume: process_span, no SDK, no traceparent": spans(plain),
         "consume: process_span, no SDK, one traceparent": spans(with_tp),
@@ -161,17 +220,7 @@ def in_process(n: int, reps: int) -> dict[str, float]:
         "consume: process_span, SDK no-op exporter": spans(with_tp),
         "consume: process_span, SDK no-op exporter, a trace per record": spans(distinct_tp),
     }
-    best: dict[str, float] = {}
-    for phase in (plain_variants, sdk_variants):
-        if phase is sdk_variants:
-            _install_sdk()
-        for _ in range(reps):
-            for name, fn in phase.items():
-                us = _timed(fn, n)
-                best[name] = min(us, best.get(name, us))
-                p.purge(in_queue=True)
-                p.poll(0)
-    return best
+    return plain_variants, sdk_variants
 
 
 def _install_sdk() -> None:
@@ -312,9 +361,15 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-broker", action="store_true")
+    ap.add_argument(
+        "--compare",
+        help="another checkout's src directory: its messaging package is timed too, interleaved ([other])",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    results = in_process(args.records, args.reps)
+    results = in_process(
+        args.records, args.reps, _load_messaging(args.compare) if args.compare else None
+    )
     if not args.no_broker:
         results.update(with_broker(args.records, max(1, args.reps // 2)))
     produce_base = results["produce: Producer.produce"]
