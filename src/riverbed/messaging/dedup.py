@@ -414,9 +414,11 @@ class DedupFilter:
         self.store = store
         self.key = key
         self.dropped = 0
+        self._ids: dict[int, str | None] = {}  # the last batch's ids, by message identity
 
     def filter_batch(self, msgs: list[Any]) -> list[Any]:
         ids = [self.key(m) for m in msgs]
+        self._ids = {id(m): e for m, e in zip(msgs, ids, strict=True)}
         known = seen_many(self.store, [e for e in ids if e is not None])
         seen_before = iter(known)
         in_batch: set[str] = set()
@@ -446,7 +448,10 @@ class DedupFilter:
         return out
 
     def mark_batch(self, msgs: list[Any]) -> None:
-        mark_many(self.store, [e for e in (self.key(m) for m in msgs) if e is not None])
+        known = self._ids
+        ids = (known[id(m)] if id(m) in known else self.key(m) for m in msgs)
+        mark_many(self.store, [e for e in ids if e is not None])
+        self._ids = {}
 
 
 class OutOfOrder(Exception):
