@@ -30,6 +30,7 @@ Extension = str | bool | int | bytes | datetime
 """An extension attribute's value: the spec's String, Boolean, Integer, Binary and Timestamp
 (URI and URI-reference are strings)."""
 _INT32 = (-(2**31), 2**31 - 1)
+_JSON_TYPES: dict[str, bool] = {}  # content type -> is JSON (bounded)
 _GOOD_NAMES: set[str] = set()  # extension names already checked (bounded)
 _CE_HEADER: dict[str, str] = {}  # attribute name -> header name (bounded)
 _HEADER_TARGET: dict[str, str] = {}  # header name -> attribute name, "" for other headers (bounded)
@@ -37,6 +38,7 @@ _HEADER_TARGET: dict[str, str] = {}  # header name -> attribute name, "" for oth
 _CORE = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
 _REQUIRED = ("specversion", "id", "source", "type")
 _CORE_SET = frozenset(_CORE)
+_CORE_HEADERS = tuple((n, "content-type" if n == "datacontenttype" else "ce_" + n) for n in _CORE)
 _NAME = re.compile(r"^[a-z0-9]{1,20}$")
 # RFC 3339 date-time (the spec's Timestamp type)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -111,8 +113,13 @@ def is_json_content_type(content_type: str | None) -> bool:
     """JSON data per the spec: no content type, ``application/json``, ``text/json`` or ``*+json``."""
     if content_type is None:
         return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in ("application/json", "text/json") or media.endswith("+json")
+    known = _JSON_TYPES.get(content_type)
+    if known is None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        known = media in ("application/json", "text/json") or media.endswith("+json")
+        if len(_JSON_TYPES) < 1024:
+            _JSON_TYPES[content_type] = known
+    return known
 
 
 @dataclass
@@ -262,10 +269,10 @@ def to_binary(event: CloudEvent) -> tuple[bytes | None, bytes | None, Headers]:
     """-> (key, value, headers) for ``Producer.produce(topic, value, key, headers=...)``."""
     event.validate()
     headers: Headers = []
-    for name in _CORE:
+    for name, header_name in _CORE_HEADERS:
         value = getattr(event, name)
         if value is not None:
-            headers.append((_ce_header(name), value.encode()))
+            headers.append((header_name, value.encode()))
     key = None
     for name, ext in event.extensions.items():
         if name == "partitionkey":  # it travels as the record key
@@ -332,25 +339,30 @@ def from_binary(
 def _from_scanned(
     key: bytes | None, value: bytes | None, raw: dict[str, Any], decode_json: bool = True
 ) -> CloudEvent:
-    attrs: dict[str, str] = {}
+    core: dict[str, Any] = {"time": None}
+    ext: dict[str, Extension] = {}
     for target, data in raw.items():
         try:
-            attrs[target] = bytes(data).decode("utf-8") if data is not None else ""
+            text = bytes(data).decode("utf-8") if data is not None else ""
         except UnicodeDecodeError as exc:
             header = "content-type" if target == "datacontenttype" else "ce_" + target
             raise InvalidEvent(f"header {header!r} is not UTF-8") from exc
-    if key is not None and "partitionkey" not in attrs:
-        attrs["partitionkey"] = key.decode("utf-8", "replace")
+        if target in _CORE_SET:
+            core[target] = text
+        else:
+            ext[target] = text
+    if key is not None and "partitionkey" not in ext:
+        ext["partitionkey"] = key.decode("utf-8", "replace")
     for name in _REQUIRED:
-        if not attrs.get(name):
+        if not core.get(name):
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
     data_: Any = value
-    if value is not None and decode_json and is_json_content_type(attrs.get("datacontenttype")):
+    if value is not None and decode_json and is_json_content_type(core.get("datacontenttype")):
         try:
             data_ = json.loads(value)
         except (ValueError, RecursionError) as exc:
             raise InvalidEvent(f"data is declared JSON but does not parse: {exc}") from exc
-    return _build(attrs, data_)
+    return CloudEvent(data=data_, extensions=ext, **core).validate()
 
 
 def _build(attrs: dict[str, Any], data: Any) -> CloudEvent:
