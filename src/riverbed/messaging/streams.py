@@ -103,8 +103,8 @@ class CloudEventSerde:
     def deserialize_with_headers(
         self, data: bytes | None, headers: Headers | None
     ) -> CloudEvent | None:
-        if data is None and not headers:
-            return None
+        if data is None and not any(_is_ce_header(k) for k, _ in headers or ()):
+            return None  # a tombstone
         if self.decode_json:
             return from_record(None, data, headers)
         from .events import content_mode, from_binary

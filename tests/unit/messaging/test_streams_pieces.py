@@ -115,6 +115,13 @@ def test_undecodable_cloudevent_follows_the_source_error_policy() -> None:
 
 def test_cloudevent_serde_without_headers_is_the_structured_form() -> None:
     serde = CloudEventSerde()
+    assert (
+        serde.deserialize_with_headers(None, [("traceparent", TP.encode())]) is None
+    )  # a tombstone
+    empty = serde.deserialize_with_headers(
+        None, to_binary(_event(4, data=None))[2]
+    )  # an event without data
+    assert empty is not None and empty.id == "e4" and empty.data is None
     raw = serde.serialize(_event(3, subject="s"))
     back = serde.deserialize(raw)
     assert back is not None and (back.id, back.subject, back.data) == ("e3", "s", {"orderId": "A3"})
