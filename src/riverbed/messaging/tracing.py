@@ -213,9 +213,10 @@ def produce(
         attributes[MESSAGE_KEY] = (
             key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
         )
-    with _tracer(tracer).start_as_current_span(
+    span = _tracer(tracer).start_span(
         f"send {topic}", kind=SpanKind.PRODUCER, attributes=attributes
-    ):
+    )
+    with trace.use_span(span, end_on_exit=True):
         producer.produce(topic, value=value, key=key, headers=inject(headers), **kwargs)
 
 
@@ -262,13 +263,16 @@ def record_span(
     if key is not None:
         attributes[MESSAGE_KEY] = _key_text(key)
     links = [Link(sender)] if sender.is_valid else []
-    with _tracer(tracer).start_as_current_span(
+    span = _tracer(tracer).start_span(
         f"process {topic}",
         context=parent,
         kind=SpanKind.CONSUMER,
         links=links,
         attributes=attributes,
-    ) as span:
+    )
+    with trace.use_span(
+        span, end_on_exit=True
+    ):  # one context manager less than start_as_current_span
         yield span
 
 
