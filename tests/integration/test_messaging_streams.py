@@ -172,3 +172,55 @@ def test_cloudevents_dedup_dlq_and_tracing_through_a_streams_app(
         and s.attributes.get("messaging.kafka.offset") == 3
     ]
     assert len(poisoned) == 1 and not poisoned[0].status.is_ok
+
+
+def test_store_dedup_under_exactly_once(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The dedup marks live in the app's changelogged store: under exactly_once a restarted app
+    (state directory deleted, so the marks come back from the changelog) still drops repeats."""
+    from riverbed.messaging.streams import store_deduplicate
+    from riverbed.streams import LONG
+
+    bs = riverbed_broker.bootstrap
+    for topic in ("payments", "charges"):
+        create(bs, topic)
+
+    def app() -> StreamsApp:
+        a = StreamsApp("charger", bs)
+        a.add_state_store("seen", STRING, LONG)
+        a.stream("payments", STRING, CloudEventSerde()).process(
+            store_deduplicate("seen", 3_600_000), stores=["seen"]
+        ).to("charges", STRING, CloudEventSerde())
+        return a
+
+    events = [CloudEvent(type="payment.v1", source="/pay", data={"n": i}) for i in range(4)]
+    p = producer(bs)
+
+    def send(batch: list[CloudEvent]) -> None:
+        for e in batch:
+            _key, value, headers = to_binary(e)
+            p.produce("payments", value=value, key=b"acct", headers=headers)
+        assert p.flush(30) == 0
+
+    send([*events, events[0]])
+    state = tmp_path / "state"
+
+    def runtime() -> Runtime:
+        return Runtime(
+            app().topology(),
+            bs,
+            state_dir=state,
+            commit_interval_ms=100,
+            processing_guarantee="exactly_once",
+        )
+
+    with running(runtime()):
+        first = read_topic(bs, "charges", 4)
+    assert sorted(from_message(m).id for m in first) == sorted(e.id for e in events)
+    import shutil
+
+    shutil.rmtree(state)  # the marks must come back from the changelog
+    send([events[1], events[2], CloudEvent(type="payment.v1", source="/pay", id="late", data={})])
+    with running(runtime()):
+        after = read_topic(bs, "charges", 5)  # in partition order: the resent two came before
+    assert [from_message(m).id for m in after][4:] == ["late"]
+    assert len(read_topic(bs, "charges", 6, timeout=2)) == 5  # the resent ones were dropped

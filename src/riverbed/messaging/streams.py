@@ -22,7 +22,10 @@ app = StreamsApp("email", bs, on_processing_error="dead_letter", dead_letter_top
   (and repartition topics) receive.
 - :func:`dead_letter_headers` gives the app's dead letters ``riverbed.errors.*`` headers, so
   ``riverbed dlq show|replay`` reads them like the consumer-side policy's.
-- :func:`deduplicate` is a processor that forwards an event the first time its id is seen.
+- :func:`deduplicate` is a processor that forwards an event the first time its id is seen
+  (marks in a ``dedup`` store: Redis, SQL, memory); :func:`store_deduplicate` keeps the marks
+  in the app's own changelogged store (exactly-once with the outputs under
+  ``processing_guarantee="exactly_once"``).
 """
 
 from __future__ import annotations
@@ -264,5 +267,82 @@ def deduplicate(
 
     def factory() -> Deduplicate:
         return Deduplicate(store, key)
+
+    return factory
+
+
+class StoreDeduplicate(Processor):
+    """Deduplication in the app's own key-value store (event id -> record timestamp), so the
+    marks are changelogged with the app's state: under ``processing_guarantee="exactly_once"``
+    a mark commits in the same transaction as the outputs and input offsets, and a crash can
+    neither lose an output nor drop a record that was not handled. The window is event time:
+    a repeat whose timestamp is less than ``window_ms`` after the first copy's is dropped;
+    marks older than ``window_ms`` behind stream time are purged every ``purge_every_ms`` of
+    stream time (a scan of the task's store). Records without an id are forwarded."""
+
+    def __init__(
+        self,
+        store_name: str,
+        window_ms: int,
+        key: Callable[[Record], str | None] = record_event_id,
+        purge_every_ms: int | None = None,
+    ) -> None:
+        if window_ms <= 0:
+            raise ValueError("window_ms must be positive")
+        self.store_name = store_name
+        self.window_ms = window_ms
+        self.key = key
+        self.purge_every_ms = purge_every_ms or window_ms
+        self.dropped = 0
+        self._ctx: ProcessorContext | None = None
+        self._store: Any = None
+
+    def init(self, ctx: ProcessorContext) -> None:
+        self._ctx = ctx
+        self._store = ctx.get_store(self.store_name)
+        ctx.schedule(self.purge_every_ms, "stream_time", self._purge)
+
+    def process(self, record: Record) -> None:
+        assert self._ctx is not None
+        eid = self.key(record)
+        if eid is not None:
+            first = self._store.get(eid)
+            if first is not None and 0 <= record.timestamp - first < self.window_ms:
+                self.dropped += 1
+                log.info(
+                    "dropped duplicate event %s (%s[%d]@%d)",
+                    eid,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+                return
+        else:
+            log.warning(
+                "%s[%d]@%d has no event id; forwarded without dedup",
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+        self._ctx.forward(record.key, record.value, record.timestamp, record.headers)
+        if eid is not None:
+            self._store.put(eid, record.timestamp)
+
+    def _purge(self, stream_time: int) -> None:
+        horizon = stream_time - self.window_ms
+        for eid, at in list(self._store.all()):
+            if at < horizon:
+                self._store.delete(eid)
+
+
+def store_deduplicate(
+    store_name: str, window_ms: int, key: Callable[[Record], str | None] = record_event_id
+) -> Callable[[], StoreDeduplicate]:
+    """A factory for ``KStream.process`` with the store the app declared:
+    ``app.add_state_store("dedup", STRING, LONG)`` then
+    ``stream.process(store_deduplicate("dedup", 3_600_000), stores=["dedup"])``."""
+
+    def factory() -> StoreDeduplicate:
+        return StoreDeduplicate(store_name, window_ms, key)
 
     return factory

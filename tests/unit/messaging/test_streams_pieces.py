@@ -375,3 +375,54 @@ def test_bad_configuration_is_refused() -> None:
     app.stream("in").to("out")
     with pytest.raises(StreamsError, match="dead_letter_topic"):
         app.topology()
+
+
+def test_store_deduplicate_in_event_time_and_purges_old_marks() -> None:
+    from riverbed.messaging.streams import store_deduplicate
+    from riverbed.streams import LONG
+
+    app = StreamsApp("sd")
+    app.add_state_store("dedup", STRING, LONG)
+    app.stream("in", STRING, CloudEventSerde()).process(
+        store_deduplicate("dedup", 1_000), stores=["dedup"]
+    ).to("out", STRING, CloudEventSerde())
+    with TestDriver(app) as d:
+        d.pipe("in", "k", _event(1), timestamp=100)
+        d.pipe("in", "k", _event(1), timestamp=900)  # within the window: dropped
+        d.pipe("in", "k", _event(2), timestamp=950)
+        d.pipe(
+            "in", "k", _event(1), timestamp=1_200
+        )  # the window (from 100) has passed: handled again
+        assert [e.id for _k, e in d.read("out", STRING, CloudEventSerde())] == ["e1", "e2", "e1"]
+        store = d.store("dedup")
+        assert store.get("e1") == 1_200 and store.get("e2") == 950
+        d.pipe("in", "k", _event(3), timestamp=3_000)  # stream time moves: marks before 2,000 go
+        assert store.get("e1") is None and store.get("e2") is None and store.get("e3") == 3_000
+        # marks are changelogged with the app's state
+        changelog = [(r.key, r.value) for r in d.outputs["sd-dedup-changelog"]]
+        assert (b"e1", None) in changelog and (b"e3", LONG.serialize(3_000)) in changelog
+
+
+def test_store_deduplicate_leaves_failed_records_unmarked() -> None:
+    from riverbed.messaging.streams import store_deduplicate
+    from riverbed.streams import LONG
+
+    failures = [1]
+
+    def flaky(e: CloudEvent) -> CloudEvent:
+        if failures:
+            failures.pop()
+            raise RuntimeError("down")
+        return e
+
+    app = StreamsApp("sd2", on_processing_error="skip")
+    app.add_state_store("dedup", STRING, LONG)
+    app.stream("in", STRING, CloudEventSerde()).process(
+        store_deduplicate("dedup", 60_000), stores=["dedup"]
+    ).map_values(flaky).to("out", STRING, CloudEventSerde())
+    with TestDriver(app) as d:
+        for ts in (1, 2, 3):
+            d.pipe("in", "k", _event(1), timestamp=ts)
+        assert len(d.outputs["out"]) == 1
+        with pytest.raises(ValueError):
+            store_deduplicate("dedup", 0)()
