@@ -5,6 +5,9 @@ consumer of its output (SDK in-memory exporter)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,6 +149,40 @@ def test_cloudevents_dedup_dlq_and_tracing_through_a_streams_app(
     assert header(d.headers(), H_TOPIC) == "orders" and header(d.headers(), H_OFFSET) == "3"
     assert header(d.headers(), H_GROUP) == "email-app"
     assert header(d.headers(), H_EXC_CLASS) == f"{__name__}.PoisonOrder"
+    # the dlq CLI reads the streams app's dead letters and re-drives them to the original topic
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "riverbed",
+            "dlq",
+            "show",
+            "orders.DLQ",
+            "-b",
+            bs,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    (doc,) = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert (doc["original"], doc["exception"], doc["attempts"]) == (
+        "orders[0]@3",
+        f"{__name__}.PoisonOrder",
+        "1",
+    )
+    replay = subprocess.run(
+        [sys.executable, "-m", "riverbed", "dlq", "replay", "orders.DLQ", "-b", bs],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0 and "replayed 1 record(s)" in replay.stdout, replay.stderr
+    *_, again = read_topic(bs, "orders", 9)
+    assert from_message(again).id == events[3].id and header(again.headers(), H_TOPIC) is None
 
     # a consumer of the app's output continues the same trace
     for m in emails:
