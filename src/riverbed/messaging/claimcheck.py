@@ -104,7 +104,9 @@ class DirectoryStore:
                     Path(tmp).unlink(missing_ok=True)
                     raise
             except OSError as exc:
-                raise ClaimCheckError(f"could not store blob {digest} under {self.root}: {exc}") from exc
+                raise ClaimCheckError(
+                    f"could not store blob {digest} under {self.root}: {exc}"
+                ) from exc
         return path.as_uri()
 
     def put_file(self, digest: str, path: Path) -> str:
@@ -124,7 +126,9 @@ class DirectoryStore:
                     Path(tmp).unlink(missing_ok=True)
                     raise
             except OSError as exc:
-                raise ClaimCheckError(f"could not store blob {digest} under {self.root}: {exc}") from exc
+                raise ClaimCheckError(
+                    f"could not store blob {digest} under {self.root}: {exc}"
+                ) from exc
         return target.as_uri()
 
     def get_file(self, url: str, dest: Path) -> None:
@@ -164,7 +168,9 @@ class DirectoryStore:
 class S3Store:
     """Blobs in an S3 bucket through boto3 (multipart above 8 MiB), under ``prefix``."""
 
-    def __init__(self, bucket: str, prefix: str = "claim-check/", client: Any = None, **client_kwargs: Any) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "claim-check/", client: Any = None, **client_kwargs: Any
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
         if client is None:
@@ -188,7 +194,9 @@ class S3Store:
         try:
             self.client.upload_fileobj(io.BytesIO(data), self.bucket, key)
         except (BotoCoreError, ClientError) as exc:
-            raise ClaimCheckError(f"could not store blob {digest} in s3://{self.bucket}: {exc}") from exc
+            raise ClaimCheckError(
+                f"could not store blob {digest} in s3://{self.bucket}: {exc}"
+            ) from exc
         return f"s3://{self.bucket}/{key}"
 
     def put_file(self, digest: str, path: Path) -> str:
@@ -199,7 +207,9 @@ class S3Store:
         try:
             self.client.upload_file(str(path), self.bucket, key)  # multipart above 8 MiB
         except (BotoCoreError, ClientError, OSError) as exc:
-            raise ClaimCheckError(f"could not store blob {digest} in s3://{self.bucket}: {exc}") from exc
+            raise ClaimCheckError(
+                f"could not store blob {digest} in s3://{self.bucket}: {exc}"
+            ) from exc
         return f"s3://{self.bucket}/{key}"
 
     def get_file(self, url: str, dest: Path) -> None:
@@ -235,10 +245,18 @@ class S3Store:
     def sweep(self, older_than: float, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - older_than
         removed = 0
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-            old = [{"Key": o["Key"]} for o in page.get("Contents", ()) if o["LastModified"].timestamp() < cutoff]
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        ):
+            old = [
+                {"Key": o["Key"]}
+                for o in page.get("Contents", ())
+                if o["LastModified"].timestamp() < cutoff
+            ]
             if old:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": old, "Quiet": True})
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": old, "Quiet": True}
+                )
                 removed += len(old)
         return removed
 
@@ -246,12 +264,16 @@ class S3Store:
 class ClaimCheck:
     """``wrap``/``unwrap`` a record value (with its headers) around an object store."""
 
-    def __init__(self, store: BlobStore, threshold: int = 512 * 1024, url_field: str = "url") -> None:
+    def __init__(
+        self, store: BlobStore, threshold: int = 512 * 1024, url_field: str = "url"
+    ) -> None:
         self.store = store
         self.threshold = threshold
         self.url_field = url_field
 
-    def wrap(self, value: bytes | None, headers: Headers | None = None) -> tuple[bytes | None, Headers]:
+    def wrap(
+        self, value: bytes | None, headers: Headers | None = None
+    ) -> tuple[bytes | None, Headers]:
         """The value to produce and its headers: unchanged at or below the threshold, else a
         reference to the stored blob. Raises ClaimCheckError when the store fails."""
         headers = [(k, v) for k, v in headers or () if k != HEADER]
@@ -262,7 +284,9 @@ class ClaimCheck:
         ref = {self.url_field: url, "size": len(value), "sha256": digest}
         return json.dumps(ref, separators=(",", ":")).encode(), [*headers, (HEADER, b"sha256")]
 
-    def wrap_file(self, path: str | os.PathLike[str], headers: Headers | None = None) -> tuple[bytes, Headers]:
+    def wrap_file(
+        self, path: str | os.PathLike[str], headers: Headers | None = None
+    ) -> tuple[bytes, Headers]:
         """A reference to the file's content, stored without reading it into memory (any
         size: the lecture's 4 GB video); the value and headers to produce."""
         src = Path(path)
@@ -272,7 +296,15 @@ class ClaimCheck:
         kept = [(k, v) for k, v in headers or () if k != HEADER]
         return json.dumps(ref, separators=(",", ":")).encode(), [*kept, (HEADER, b"sha256")]
 
-    def produce_file(self, producer: Any, topic: str, path: str | os.PathLike[str], key: bytes | None = None, headers: Headers | None = None, **kwargs: Any) -> None:
+    def produce_file(
+        self,
+        producer: Any,
+        topic: str,
+        path: str | os.PathLike[str],
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        **kwargs: Any,
+    ) -> None:
         value, headers = self.wrap_file(path, headers)
         producer.produce(topic, value=value, key=key, headers=headers, **kwargs)
 
@@ -289,7 +321,9 @@ class ClaimCheck:
         got_digest, got_size = file_digest(out)
         if got_size != size or got_digest != digest:
             out.unlink(missing_ok=True)
-            raise BlobCorrupt(f"blob {url} does not match its reference (size {got_size} vs {size})")
+            raise BlobCorrupt(
+                f"blob {url} does not match its reference (size {got_size} vs {size})"
+            )
         return out
 
     def _reference(self, value: bytes | None) -> tuple[str, int, str]:
@@ -297,7 +331,9 @@ class ClaimCheck:
             ref = json.loads(value or b"")
             return str(ref[self.url_field]), int(ref["size"]), str(ref["sha256"])
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise ClaimCheckError(f"malformed claim-check reference: {value[:200] if value else value!r}") from exc
+            raise ClaimCheckError(
+                f"malformed claim-check reference: {value[:200] if value else value!r}"
+            ) from exc
 
     def unwrap(self, value: bytes | None, headers: Headers | None) -> bytes | None:
         """The payload: the value itself, or the blob its reference names, verified."""
@@ -306,10 +342,20 @@ class ClaimCheck:
         url, size, digest = self._reference(value)
         data = self.store.get(url)
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            raise BlobCorrupt(f"blob {url} does not match its reference (size {len(data)} vs {size})")
+            raise BlobCorrupt(
+                f"blob {url} does not match its reference (size {len(data)} vs {size})"
+            )
         return data
 
-    def produce(self, producer: Any, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Headers | None = None, **kwargs: Any) -> None:
+    def produce(
+        self,
+        producer: Any,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        **kwargs: Any,
+    ) -> None:
         value, headers = self.wrap(value, headers)
         producer.produce(topic, value=value, key=key, headers=headers, **kwargs)
 

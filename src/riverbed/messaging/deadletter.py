@@ -40,7 +40,21 @@ H_EXC_STACK = PREFIX + "exception.stacktrace"
 H_ATTEMPTS = PREFIX + "attempts"
 H_DUE = "riverbed.retry.due"
 H_HOP = "riverbed.retry.hop"
-_OURS = frozenset({H_TOPIC, H_PARTITION, H_OFFSET, H_TIMESTAMP, H_GROUP, H_EXC_CLASS, H_EXC_MESSAGE, H_EXC_STACK, H_ATTEMPTS, H_DUE, H_HOP})
+_OURS = frozenset(
+    {
+        H_TOPIC,
+        H_PARTITION,
+        H_OFFSET,
+        H_TIMESTAMP,
+        H_GROUP,
+        H_EXC_CLASS,
+        H_EXC_MESSAGE,
+        H_EXC_STACK,
+        H_ATTEMPTS,
+        H_DUE,
+        H_HOP,
+    }
+)
 MAX_TEXT = 8192  # bytes of exception message / stack trace kept in a header
 
 Handler = Callable[[Any], None]
@@ -88,7 +102,11 @@ class RetryPolicy:
 
     def topics(self, topic: str) -> list[str]:
         """The topic, its retry topics (non-blocking mode) and its DLQ."""
-        retries = [] if self.blocking else [self.retry_topic(topic, i) for i in range(len(self.retry_delays))]
+        retries = (
+            []
+            if self.blocking
+            else [self.retry_topic(topic, i) for i in range(len(self.retry_delays))]
+        )
         return [topic, *retries, self.dlq_topic(topic)]
 
 
@@ -118,6 +136,44 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+_FIRST_HOP = (H_TOPIC, H_PARTITION, H_OFFSET, H_TIMESTAMP, H_GROUP)
+
+
+def error_headers(
+    headers: Iterable[tuple[str, bytes]] | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    group: str,
+    error: BaseException,
+    attempts: int,
+) -> list[tuple[str, bytes]]:
+    """A failed record's headers for its next hop: its own headers without earlier
+    ``riverbed.errors.*``/``riverbed.retry.*`` ones, then the original topic, partition, offset,
+    timestamp and group (kept from the first hop if there was one) and this error's class,
+    message, stack trace and the attempt count (the shape ``riverbed dlq`` reads)."""
+    headers = list(headers or ())
+    first_hop = header(headers, H_TOPIC) is None
+    kept = [(k, v) for k, v in headers if k not in _OURS or (not first_hop and k in _FIRST_HOP)]
+    if first_hop:
+        kept += [
+            (H_TOPIC, topic.encode()),
+            (H_PARTITION, str(partition).encode()),
+            (H_OFFSET, str(offset).encode()),
+            (H_TIMESTAMP, str(timestamp).encode()),
+            (H_GROUP, group.encode()),
+        ]
+    stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    kept += [
+        (H_EXC_CLASS, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        (H_EXC_MESSAGE, _text(str(error))),
+        (H_EXC_STACK, _text(stack)),
+        (H_ATTEMPTS, str(attempts).encode()),
+    ]
+    return kept
+
+
 @dataclass
 class _Pending:
     offset: int
@@ -143,7 +199,9 @@ class DeadLetterConsumer:
     _uncommitted: dict[tuple[str, int], int] = field(default_factory=dict)
     _handled_since_commit: int = 0
     _paused: dict[tuple[str, int], _Pending] = field(default_factory=dict)
-    _blocking: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)  # -> (rounds, attempts)
+    _blocking: dict[tuple[str, int, int], tuple[int, int]] = field(
+        default_factory=dict
+    )  # -> (rounds, attempts)
     _bases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -179,7 +237,9 @@ class DeadLetterConsumer:
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            log.warning("commit of %s refused: %s (those records will be delivered again)", offsets, exc)
+            log.warning(
+                "commit of %s refused: %s (those records will be delivered again)", offsets, exc
+            )
             return False
         return True
 
@@ -198,24 +258,62 @@ class DeadLetterConsumer:
         self.process(msg)
         return True
 
+    def poll_batch(self, max_records: int = 500, timeout: float = 1.0, dedup: Any = None) -> int:
+        """Consumes up to ``max_records`` at once (``Consumer.consume``) and processes each
+        under the policy, as :meth:`poll` does one; returns how many were processed. With
+        ``dedup`` (a :class:`~riverbed.messaging.dedup.DedupFilter`) the batch's duplicates are
+        found in one round trip and committed without calling the handler, and the records the
+        handler finished are marked in one more. Pair with ``commit_every`` for fewer commits."""
+        self._resume_due()
+        due = self.next_due()
+        msgs = self.consumer.consume(max_records, timeout if due is None else min(timeout, due))
+        good = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", err)
+                continue
+            good.append(m)
+        if not good:
+            return 0
+        fresh = None
+        if dedup is not None:
+            fresh = {id(m) for m in dedup.filter_batch(good)}
+        handled = []
+        n = 0
+        for m in good:
+            if (m.topic(), m.partition()) in self._paused:
+                continue  # parked earlier in this batch: re-fetched from the parked offset later
+            n += 1
+            if fresh is not None and id(m) not in fresh:
+                self._commit(m.topic(), m.partition(), m.offset(), now=False)  # a duplicate
+                continue
+            if self.process(m):
+                handled.append(m)
+        if dedup is not None and handled:
+            dedup.mark_batch(handled)
+        return n
+
     def run(self, should_stop: Callable[[], bool], timeout: float = 0.5) -> None:
         while not should_stop():
             self.poll(timeout)
 
-    def process(self, msg: Any) -> None:
+    def process(self, msg: Any) -> bool:
+        """Runs the handler for one record under the policy; True when it succeeded (False:
+        sent on to a retry topic or the DLQ, or parked until a retry is due)."""
         topic = msg.topic()
         if not self._blocking and self._bases.get(topic, topic) == topic:
             # the common case: a record of the topic itself, nothing being retried
             try:
                 self.handler(msg)
             except Exception as exc:
-                self._process(msg, exc)
-                return
+                return self._process(msg, exc)
             self._commit(topic, msg.partition(), msg.offset(), now=False)
-            return
-        self._process(msg, None)
+            return True
+        return self._process(msg, None)
 
-    def _process(self, msg: Any, first_error: BaseException | None) -> None:
+    def _process(self, msg: Any, first_error: BaseException | None) -> bool:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         headers = list(msg.headers() or ())
         base = self._bases.get(topic, topic)
@@ -224,7 +322,7 @@ class DeadLetterConsumer:
             due_ms = _int(header(headers, H_DUE), 0)
             if due_ms / 1000.0 > self.clock():
                 self._park(topic, partition, offset, due_ms / 1000.0)
-                return
+                return False
         key = (topic, partition, offset)
         rounds, previous = self._blocking.get(key, (0, 0))
         if hop >= 0:
@@ -247,7 +345,7 @@ class DeadLetterConsumer:
         if error is None:
             self._blocking.pop(key, None)
             self._commit(topic, partition, offset, now=False)
-            return
+            return True
         total = previous + attempts
         fatal = isinstance(error, self.policy.non_retryable)
         next_hop = -1
@@ -256,37 +354,40 @@ class DeadLetterConsumer:
             if not fatal and rounds < len(self.policy.retry_delays):
                 self._blocking[key] = (rounds + 1, total)
                 delay = self.policy.retry_delays[rounds]
-                log.info("blocking retry of %s[%d]@%d in %ss after %s: %s", topic, partition, offset, delay, type(error).__name__, error)
+                log.info(
+                    "blocking retry of %s[%d]@%d in %ss after %s: %s",
+                    topic,
+                    partition,
+                    offset,
+                    delay,
+                    type(error).__name__,
+                    error,
+                )
                 self._park(topic, partition, offset, self.clock() + delay)
-                return
+                return False
         elif not fatal and hop + 1 < len(self.policy.retry_delays):
             next_hop = hop + 1
             target = self.policy.retry_topic(base, next_hop)
         self._forward(msg, target, error, total, next_hop)
         self._blocking.pop(key, None)
         self._commit(topic, partition, offset)
+        return False
 
     # --- moving a record on --------------------------------------------------------------
-    def _forward(self, msg: Any, target: str, error: BaseException, attempts: int, hop: int) -> None:
-        headers = list(msg.headers() or ())
-        first_hop = header(headers, H_TOPIC) is None
-        kept = [(k, v) for k, v in headers if k not in _OURS or (not first_hop and k in (H_TOPIC, H_PARTITION, H_OFFSET, H_TIMESTAMP, H_GROUP))]
-        if first_hop:
-            ts_type, ts = msg.timestamp()
-            kept += [
-                (H_TOPIC, msg.topic().encode()),
-                (H_PARTITION, str(msg.partition()).encode()),
-                (H_OFFSET, str(msg.offset()).encode()),
-                (H_TIMESTAMP, str(ts).encode()),
-                (H_GROUP, self.group.encode()),
-            ]
-        stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        kept += [
-            (H_EXC_CLASS, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
-            (H_EXC_MESSAGE, _text(str(error))),
-            (H_EXC_STACK, _text(stack)),
-            (H_ATTEMPTS, str(attempts).encode()),
-        ]
+    def _forward(
+        self, msg: Any, target: str, error: BaseException, attempts: int, hop: int
+    ) -> None:
+        ts_type, ts = msg.timestamp()
+        kept = error_headers(
+            msg.headers(),
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            ts,
+            self.group,
+            error,
+            attempts,
+        )
         if hop >= 0:
             due = self.clock() + self.policy.retry_delays[hop]
             kept += [(H_HOP, str(hop).encode()), (H_DUE, str(int(due * 1000)).encode())]
@@ -295,23 +396,37 @@ class DeadLetterConsumer:
         def delivered(err: Any, _m: Any) -> None:
             outcome.append(err)
 
-        ts_type, ts = msg.timestamp()
-        kwargs: dict[str, Any] = {"key": msg.key(), "value": msg.value(), "headers": kept, "on_delivery": delivered}
+        kwargs: dict[str, Any] = {
+            "key": msg.key(),
+            "value": msg.value(),
+            "headers": kept,
+            "on_delivery": delivered,
+        }
         if ts_type != 0 and ts > 0:  # TIMESTAMP_NOT_AVAILABLE == 0
             kwargs["timestamp"] = ts
         try:
             self.producer.produce(target, **kwargs)
         except (KafkaException, BufferError) as exc:
-            raise RoutingError(f"could not send {msg.topic()}[{msg.partition()}]@{msg.offset()} to {target}: {exc}") from exc
+            raise RoutingError(
+                f"could not send {msg.topic()}[{msg.partition()}]@{msg.offset()} to {target}: {exc}"
+            ) from exc
         deadline = time.monotonic() + self.policy.delivery_timeout
         while not outcome and time.monotonic() < deadline:
             self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         if not outcome or outcome[0] is not None:
             why = outcome[0] if outcome else "no acknowledgement in time"
-            raise RoutingError(f"could not send {msg.topic()}[{msg.partition()}]@{msg.offset()} to {target}: {why}")
+            raise RoutingError(
+                f"could not send {msg.topic()}[{msg.partition()}]@{msg.offset()} to {target}: {why}"
+            )
         log.warning(
             "%s[%d]@%d failed %d time(s) (%s: %s); sent to %s",
-            msg.topic(), msg.partition(), msg.offset(), attempts, type(error).__name__, error, target,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            attempts,
+            type(error).__name__,
+            error,
+            target,
         )
 
     def _commit(self, topic: str, partition: int, offset: int, now: bool = True) -> None:
@@ -334,7 +449,9 @@ class DeadLetterConsumer:
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         for key, pending in list(self._paused.items()):
             if key not in assigned:
-                del self._paused[key]  # revoked: whoever owns it now starts from the committed offset
+                del self._paused[
+                    key
+                ]  # revoked: whoever owns it now starts from the committed offset
                 for k in [k for k in self._blocking if k[:2] == key]:
                     del self._blocking[k]
                 continue
@@ -349,13 +466,21 @@ class DeadLetterConsumer:
         return max(0.0, min(p.resume_at for p in self._paused.values()) - self.clock())
 
 
-def create_topics(admin: Any, topics: list[str], policy: RetryPolicy, num_partitions: int = 1, timeout: float = 30.0) -> None:
+def create_topics(
+    admin: Any,
+    topics: list[str],
+    policy: RetryPolicy,
+    num_partitions: int = 1,
+    timeout: float = 30.0,
+) -> None:
     """Creates each topic's retry topics and DLQ (and the topic) with confluent-kafka's
     ``AdminClient``; topics that exist already are left as they are."""
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     names = [name for t in topics for name in policy.topics(t)]
-    futures = admin.create_topics([NewTopic(n, num_partitions=num_partitions) for n in names], request_timeout=timeout)
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=num_partitions) for n in names], request_timeout=timeout
+    )
     for name, fut in futures.items():
         try:
             fut.result(timeout)

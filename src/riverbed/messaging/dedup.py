@@ -44,7 +44,12 @@ class DedupStore(Protocol):
 class MemoryStore:
     """At most ``max_entries`` ids, each remembered for ``window`` seconds."""
 
-    def __init__(self, max_entries: int = 100_000, window: float = 24 * 3600, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        window: float = 24 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
@@ -90,25 +95,45 @@ class MemoryStore:
 class SQLiteStore:
     """Ids in a table of a SQLite database (``path`` or an open connection)."""
 
-    def __init__(self, db: str | sqlite3.Connection, window: float = 7 * 24 * 3600, table: str = "processed_events", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: str | sqlite3.Connection,
+        window: float = 7 * 24 * 3600,
+        table: str = "processed_events",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not table.isidentifier():
             raise ValueError(f"bad table name {table!r}")
-        self.conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        self.conn = (
+            db
+            if isinstance(db, sqlite3.Connection)
+            else sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        )
         if self.conn.isolation_level is not None:
-            raise ValueError("the connection must be in autocommit mode (isolation_level=None): the store issues BEGIN/COMMIT")
+            raise ValueError(
+                "the connection must be in autocommit mode (isolation_level=None): the store issues BEGIN/COMMIT"
+            )
         self.window = window
         self.table = table
         self.clock = clock
         self._claims = 0
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)"
+        )
 
     def _claim_in(self, conn: sqlite3.Connection, event_id: str) -> bool:
         now = self.clock()
         self._claims += 1
         if self._claims % 1000 == 1:  # keep the table bounded by the window
             conn.execute(f"DELETE FROM {self.table} WHERE seen_at < ?", (now - self.window,))
-        conn.execute(f"DELETE FROM {self.table} WHERE event_id = ? AND seen_at < ?", (event_id, now - self.window))
-        cur = conn.execute(f"INSERT INTO {self.table} (event_id, seen_at) VALUES (?, ?) ON CONFLICT(event_id) DO NOTHING", (event_id, now))
+        conn.execute(
+            f"DELETE FROM {self.table} WHERE event_id = ? AND seen_at < ?",
+            (event_id, now - self.window),
+        )
+        cur = conn.execute(
+            f"INSERT INTO {self.table} (event_id, seen_at) VALUES (?, ?) ON CONFLICT(event_id) DO NOTHING",
+            (event_id, now),
+        )
         return cur.rowcount == 1
 
     def claim(self, event_id: str) -> bool:
@@ -116,7 +141,9 @@ class SQLiteStore:
             return self._claim_in(conn, event_id)
 
     def seen(self, event_id: str) -> bool:
-        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = ?", (event_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT seen_at FROM {self.table} WHERE event_id = ?", (event_id,)
+        ).fetchone()
         return row is not None and row[0] >= self.clock() - self.window
 
     def mark(self, event_id: str) -> None:
@@ -148,17 +175,27 @@ class PostgresStore:
     """Ids in a table of a PostgreSQL database, through a psycopg 3 connection (autocommit
     mode); ``once()`` shares a transaction with the handler's own writes."""
 
-    def __init__(self, conn: Any, window: float = 7 * 24 * 3600, table: str = "processed_events", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        window: float = 7 * 24 * 3600,
+        table: str = "processed_events",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not table.isidentifier():
             raise ValueError(f"bad table name {table!r}")
         if not getattr(conn, "autocommit", False):
-            raise ValueError("the connection must be in autocommit mode (psycopg.connect(..., autocommit=True))")
+            raise ValueError(
+                "the connection must be in autocommit mode (psycopg.connect(..., autocommit=True))"
+            )
         self.conn = conn
         self.window = window
         self.table = table
         self.clock = clock
         self._claims = 0
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (event_id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)"
+        )
 
     def _claim_in(self, conn: Any, event_id: str) -> bool:
         now = self.clock()
@@ -178,7 +215,9 @@ class PostgresStore:
             return self._claim_in(self.conn, event_id)
 
     def seen(self, event_id: str) -> bool:
-        row = self.conn.execute(f"SELECT seen_at FROM {self.table} WHERE event_id = %s", (event_id,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT seen_at FROM {self.table} WHERE event_id = %s", (event_id,)
+        ).fetchone()
         return row is not None and row[0] >= self.clock() - self.window
 
     def mark(self, event_id: str) -> None:
@@ -198,6 +237,11 @@ class PostgresStore:
             yield self.conn if self._claim_in(self.conn, event_id) else None
 
 
+_MARK_SCRIPT = (
+    "for i, k in ipairs(KEYS) do redis.call('SET', k, '1', 'PX', ARGV[1]) end return #KEYS"
+)
+
+
 class RedisStore:
     """Ids as ``<prefix><id>`` keys in Redis with a TTL of ``window`` seconds.
 
@@ -207,7 +251,13 @@ class RedisStore:
     other processes see a mark only once it is sent.
     """
 
-    def __init__(self, client: Any, window: float = 24 * 3600, prefix: str = "riverbed:dedup:", deferred_marks: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        window: float = 24 * 3600,
+        prefix: str = "riverbed:dedup:",
+        deferred_marks: bool = False,
+    ) -> None:
         self.client = client
         self.window_ms = max(1, int(window * 1000))
         self.prefix = prefix
@@ -229,6 +279,38 @@ class RedisStore:
         self._pending.clear()
         return bool(results[-1])
 
+    def seen_many(self, event_ids: list[str]) -> list[bool]:
+        """``seen`` for each id, in one round trip (with any deferred marks): one ``MGET``
+        (one command for the whole batch, not one ``EXISTS`` each)."""
+        if not event_ids:
+            self.flush()
+            return []
+        keys = [self.prefix + e for e in event_ids]
+        if not self._pending:
+            values = self.client.mget(keys)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            self._queue_marks(pipe, self._pending)
+            pipe.mget(keys)
+            values = pipe.execute()[-1]
+            self._pending.clear()
+        return [v is not None for v in values]
+
+    def mark_many(self, event_ids: list[str]) -> None:
+        """``mark`` for each id, in one round trip and one command (a script setting each key
+        with the window as its expiry); deferred with ``deferred_marks``."""
+        if self.deferred_marks:
+            self._pending.extend(event_ids)
+            return
+        if event_ids:
+            self._queue_marks(self.client, event_ids)
+
+    def _queue_marks(self, target: Any, event_ids: list[str]) -> Any:
+        keys = [self.prefix + e for e in event_ids]
+        if len(keys) == 1:
+            return target.set(keys[0], b"1", px=self.window_ms)
+        return target.eval(_MARK_SCRIPT, len(keys), *keys, self.window_ms)
+
     def mark(self, event_id: str) -> None:
         if self.deferred_marks:
             self._pending.append(event_id)
@@ -238,10 +320,7 @@ class RedisStore:
     def flush(self) -> None:
         """Sends the deferred marks."""
         if self._pending:
-            pipe = self.client.pipeline(transaction=False)
-            for pending in self._pending:
-                pipe.set(self.prefix + pending, b"1", px=self.window_ms)
-            pipe.execute()
+            self._queue_marks(self.client, self._pending)
             self._pending.clear()
 
     def release(self, event_id: str) -> None:
@@ -260,7 +339,14 @@ def event_id(msg: Any) -> str | None:
             except UnicodeDecodeError:
                 return None
     value = msg.value()
-    if value and value[:1] == b"{" and any(n.lower() == "content-type" and v and v.startswith(b"application/cloudevents") for n, v in headers):
+    if (
+        value
+        and value[:1] == b"{"
+        and any(
+            n.lower() == "content-type" and v and v.startswith(b"application/cloudevents")
+            for n, v in headers
+        )
+    ):
         try:
             doc = json.loads(value)
         except (ValueError, RecursionError):
@@ -269,17 +355,30 @@ def event_id(msg: Any) -> str | None:
     return None
 
 
-def idempotent(handler: Callable[[Any], Any], store: DedupStore, key: Callable[[Any], str | None] = event_id) -> Callable[[Any], Any]:
+def idempotent(
+    handler: Callable[[Any], Any], store: DedupStore, key: Callable[[Any], str | None] = event_id
+) -> Callable[[Any], Any]:
     """``handler(msg)`` at most once per event id (within the store's window). Records without
     an id are handled (with a log line): dedup cannot apply to them."""
 
     def run(msg: Any) -> Any:
         eid = key(msg)
         if eid is None:
-            log.warning("%s[%s]@%s has no event id; handled without dedup", msg.topic(), msg.partition(), msg.offset())
+            log.warning(
+                "%s[%s]@%s has no event id; handled without dedup",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
             return handler(msg)
         if store.seen(eid):
-            log.info("dropped duplicate event %s (%s[%s]@%s)", eid, msg.topic(), msg.partition(), msg.offset())
+            log.info(
+                "dropped duplicate event %s (%s[%s]@%s)",
+                eid,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+            )
             return None
         result = handler(msg)
         store.mark(eid)
@@ -288,12 +387,83 @@ def idempotent(handler: Callable[[Any], Any], store: DedupStore, key: Callable[[
     return run
 
 
+def seen_many(store: DedupStore, event_ids: list[str]) -> list[bool]:
+    """``store.seen`` for each id: one round trip where the store has ``seen_many`` (Redis)."""
+    many = getattr(store, "seen_many", None)
+    return list(many(event_ids)) if many is not None else [store.seen(e) for e in event_ids]
+
+
+def mark_many(store: DedupStore, event_ids: list[str]) -> None:
+    """``store.mark`` for each id: one round trip where the store has ``mark_many`` (Redis)."""
+    many = getattr(store, "mark_many", None)
+    if many is not None:
+        many(event_ids)
+    else:
+        for e in event_ids:
+            store.mark(e)
+
+
+class DedupFilter:
+    """Batch deduplication for ``consume(n)`` loops: ``filter_batch(msgs)`` drops the records
+    whose event id was handled before (one round trip to Redis for the whole batch) or occurs
+    earlier in the same batch; ``mark_batch(msgs)`` marks the handled ones (one more round
+    trip). Mark only what the handler finished: a record that failed must stay unmarked so its
+    retry runs. ``DeadLetterConsumer.poll_batch(dedup=...)`` does both."""
+
+    def __init__(self, store: DedupStore, key: Callable[[Any], str | None] = event_id) -> None:
+        self.store = store
+        self.key = key
+        self.dropped = 0
+        self._ids: dict[int, str | None] = {}  # the last batch's ids, by message identity
+
+    def filter_batch(self, msgs: list[Any]) -> list[Any]:
+        ids = [self.key(m) for m in msgs]
+        self._ids = {id(m): e for m, e in zip(msgs, ids, strict=True)}
+        known = seen_many(self.store, [e for e in ids if e is not None])
+        seen_before = iter(known)
+        in_batch: set[str] = set()
+        out = []
+        for m, eid in zip(msgs, ids, strict=True):
+            if eid is None:
+                log.warning(
+                    "%s[%s]@%s has no event id; handled without dedup",
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+                out.append(m)
+                continue
+            if next(seen_before) or eid in in_batch:
+                self.dropped += 1
+                log.info(
+                    "dropped duplicate event %s (%s[%s]@%s)",
+                    eid,
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+                continue
+            in_batch.add(eid)
+            out.append(m)
+        return out
+
+    def mark_batch(self, msgs: list[Any]) -> None:
+        known = self._ids
+        ids = (known[id(m)] if id(m) in known else self.key(m) for m in msgs)
+        mark_many(self.store, [e for e in ids if e is not None])
+        self._ids = {}
+
+
 class OutOfOrder(Exception):
     """An event arrived ahead of its predecessor; retry it later (the DLQ policy's retry
     topics park it)."""
 
 
-def version_guard(handler: Callable[[Any], Any], version_of: Callable[[Any], tuple[str, int]], current: Callable[[str], int]) -> Callable[[Any], Any]:
+def version_guard(
+    handler: Callable[[Any], Any],
+    version_of: Callable[[Any], tuple[str, int]],
+    current: Callable[[str], int],
+) -> Callable[[Any], Any]:
     """Handles an entity's events in version order: ``version_of(msg)`` -> (entity, version),
     ``current(entity)`` -> the version the store is at. The next version is handled; a version
     further ahead raises :class:`OutOfOrder` (parked and retried by the error policy); a stale

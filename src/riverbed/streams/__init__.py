@@ -15,7 +15,7 @@ from .dsl import (
     TimeWindowedKStream,
 )
 from .processor import Processor, ProcessorContext
-from .records import LateRecord, Record, StreamsError
+from .records import LateRecord, Record, RecordInterceptor, StreamsError
 from .serdes import (
     BYTES,
     FLOAT,
@@ -30,6 +30,7 @@ from .serdes import (
     StringSerde,
     WindowedSerde,
 )
+from .topology import DeadLetterContext
 from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LONG",
     "STRING",
     "BytesSerde",
+    "DeadLetterContext",
     "FloatSerde",
     "GlobalKTable",
     "JoinWindows",
@@ -51,6 +53,7 @@ __all__ = [
     "Processor",
     "ProcessorContext",
     "Record",
+    "RecordInterceptor",
     "Serde",
     "SessionWindowedKStream",
     "SessionWindows",

@@ -110,7 +110,13 @@ class TestDriver:
         if sub is None:
             raise StreamsError(f"topic {topic!r} is not a source of this topology")
         src = sub.sources[topic]
-        self.pipe_raw(topic, src.key_serde.serialize(key), src.value_serde.serialize(value), timestamp, headers)
+        with_headers = getattr(src.value_serde, "serialize_with_headers", None)
+        if with_headers is not None:
+            headers = list(headers or ())
+            raw = with_headers(value, headers)
+        else:
+            raw = src.value_serde.serialize(value)
+        self.pipe_raw(topic, src.key_serde.serialize(key), raw, timestamp, headers)
 
     def advance_wall_clock(self, ms: int) -> None:
         """Move the wall clock and run wall-clock punctuation."""
@@ -125,8 +131,10 @@ class TestDriver:
         start = self._read_pos.get(topic, 0)
         self._read_pos[topic] = len(recs)
         out: list[Any] = []
+        with_headers = getattr(value_serde, "deserialize_with_headers", None)
         for r in recs[start:]:
-            k, v = key_serde.deserialize(r.key), value_serde.deserialize(r.value)
+            k = key_serde.deserialize(r.key)
+            v = value_serde.deserialize(r.value) if with_headers is None else with_headers(r.value, r.headers)
             out.append((k, v, r.timestamp) if with_timestamp else (k, v))
         return out
 

@@ -46,12 +46,12 @@ from .nodes import (
     check_emit,
 )
 from .processor import ProcessNode, Processor
-from .records import LateRecord, StreamsError
+from .records import LateRecord, RecordInterceptor, StreamsError
 from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
 from .sliding import SlidingAggregateNode
 from .stream_join import StreamJoinSideNode
-from .topology import ErrorPolicy, StoreSpec, Topology
+from .topology import DeadLetterHeaders, ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
 from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
 
@@ -600,13 +600,18 @@ class StreamsApp:
     """
 
     def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
-                 dead_letter_topic: str | None = None, **config: Any) -> None:
+                 dead_letter_topic: str | None = None, dead_letter_headers: DeadLetterHeaders | None = None,
+                 interceptors: Iterable[RecordInterceptor] = (), **config: Any) -> None:
         """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
         ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
         error in ``__streams.errors.*`` headers) when a function of the topology raises.
+        ``dead_letter_headers(ctx)`` builds the dead letter's headers instead (for example
+        ``riverbed.messaging.streams.dead_letter_headers``). ``interceptors``: hooks around each
+        record and each output (``RecordInterceptor``; tracing uses them).
         ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
         self.application_id = application_id
-        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic)
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, dead_letter_headers)
+        self.interceptors = tuple(interceptors)
         self.bootstrap = bootstrap
         self.config = config
         self._b = _Builder(application_id)
@@ -661,7 +666,7 @@ class StreamsApp:
 
     def topology(self) -> Topology:
         return Topology(self.application_id, list(self._b.sources), dict(self._b.stores), self.errors,
-                        dict(self._b.global_stores))
+                        dict(self._b.global_stores), self.interceptors)
 
     def run(self, **kwargs: Any) -> None:
         """Process until :meth:`stop` is called (from a signal handler or another thread)."""

@@ -61,6 +61,8 @@ class SourceNode(Node):
         self.extractor = extractor
         self.on_error = on_error
         self.internal = internal
+        # a value serde that reads headers (see serdes)
+        self.value_deserialize_with_headers = getattr(value_serde, "deserialize_with_headers", None)
 
     def describe(self) -> str:
         return f"source {self.name} <- {self.topic}"
@@ -75,9 +77,15 @@ class SinkNode(Node):
         self.key_serde = key_serde
         self.value_serde = value_serde
         self.internal = internal
+        self._with_headers = getattr(value_serde, "serialize_with_headers", None)
 
     def process(self, task: Task, rec: Record) -> None:
         k = self.key_serde.serialize(rec.key)
+        if self._with_headers is not None:
+            headers = list(rec.headers or ())
+            v = self._with_headers(rec.value, headers)
+            task.send(self.topic, k, v, rec.timestamp, headers)
+            return
         v = self.value_serde.serialize(rec.value)
         task.send(self.topic, k, v, rec.timestamp, rec.headers)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class StreamsError(Exception):
@@ -32,3 +33,18 @@ class LateRecord:
     record: Record
     missed_windows: list[Any] = field(default_factory=list)
     stream_time: int = 0
+
+
+class RecordInterceptor(Protocol):
+    """A hook around each input record's walk through the topology and each record it sends
+    (``StreamsApp(interceptors=[...])``): trace propagation uses it (a span per record,
+    context injected into what ``to()`` and repartition topics receive).
+
+    ``around(record, task_id)`` returns a context manager entered after the record is
+    deserialized and left when the topology is done with it (an exception raised inside
+    passes through it before the error policy sees it); ``on_send(topic, headers)`` returns
+    the headers of an output record (changelog writes are not intercepted)."""
+
+    def around(self, record: Record, task_id: str) -> AbstractContextManager[Any]: ...
+
+    def on_send(self, topic: str, headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None: ...

@@ -3,6 +3,12 @@
 A serde is any object with ``serialize(value) -> bytes | None`` and
 ``deserialize(data) -> value``. ``None`` stays ``None`` both ways (a record without a key, or a
 tombstone), as in Kafka's serdes.
+
+A value serde that needs the record's headers (CloudEvents binary mode, claim check) also has
+``serialize_with_headers(value, headers) -> bytes | None``, which may edit the ``headers``
+list it is given (a copy of the record's), and ``deserialize_with_headers(data, headers)``:
+sources, sinks and the test driver call those when they are there (Kafka's
+``Serializer.serialize(topic, headers, data)``).
 """
 
 from __future__ import annotations

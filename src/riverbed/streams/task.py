@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, Protocol
 
 from .nodes import Node, SourceNode
@@ -17,7 +18,7 @@ from .processor import ProcessNode, Schedule, fire
 from .records import Record, StreamsError
 from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
-from .topology import ErrorPolicy, StoreSpec, SubTopology
+from .topology import DeadLetterContext, ErrorPolicy, StoreSpec, SubTopology
 
 log = logging.getLogger("riverbed.streams")
 
@@ -60,6 +61,7 @@ class Task:
                 self._win[spec.name] = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn)
         self.schedules: list[Schedule] = []
         self._processors = [n for n in sub.nodes if isinstance(n, ProcessNode)]
+        self._interceptors = tuple(getattr(sub, "interceptors", ()))
 
     def start(self) -> Task:
         """Initialize the user processors (after the stores are restored)."""
@@ -97,6 +99,8 @@ class Task:
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
              headers: list[tuple[str, bytes]] | None) -> None:
+        for ic in self._interceptors:
+            headers = ic.on_send(topic, headers)
         self.collector.send(topic, key, value, ts, headers, None)
 
     def send_to(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
@@ -117,7 +121,8 @@ class Task:
         src: SourceNode = self.sub.sources[topic]
         try:
             k = src.key_serde.deserialize(key)
-            v = src.value_serde.deserialize(value)
+            dh = src.value_deserialize_with_headers
+            v = src.value_serde.deserialize(value) if dh is None else dh(value, headers)
         except Exception as e:
             self._failed("deserialization", src.on_error, e, topic, key, value, timestamp, headers, offset)
             return
@@ -131,7 +136,13 @@ class Task:
             if rec.timestamp > self.stream_time:
                 self.stream_time = rec.timestamp
             self._current_ts = rec.timestamp
-            src.forward(self, rec)
+            if self._interceptors:
+                with ExitStack() as scope:
+                    for ic in self._interceptors:
+                        scope.enter_context(ic.around(rec, self.task_id))
+                    src.forward(self, rec)
+            else:
+                src.forward(self, rec)
             if self.schedules:
                 fire(self.schedules, "stream_time", self.stream_time)
         except Exception as e:
@@ -148,6 +159,11 @@ class Task:
         if policy == "dead_letter":
             dlq = self.errors.dead_letter_topic
             assert dlq is not None  # checked when the topology is built
+            if self.errors.dead_letter_headers is not None:
+                ctx = DeadLetterContext(stage, e, topic, self.partition, offset, timestamp, headers)
+                self.collector.send(dlq, key, value, timestamp, self.errors.dead_letter_headers(ctx), None)
+                log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
+                return
             err_headers = [
                 ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
                 ("__streams.errors.message", str(e).encode()),

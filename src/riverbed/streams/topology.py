@@ -3,6 +3,7 @@ topics and state stores, and the internal topics the application needs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,24 @@ class ErrorPolicy:
 
     on_processing_error: str = "fail"
     dead_letter_topic: str | None = None
+    dead_letter_headers: DeadLetterHeaders | None = None
+    """Builds the dead letter's headers instead of Kafka Streams' ``__streams.errors.*`` ones."""
+
+
+DeadLetterHeaders = Callable[["DeadLetterContext"], list[tuple[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class DeadLetterContext:
+    """What a dead-letter header builder is told about the failed input record."""
+
+    stage: str  # "deserialization" or "processing"
+    error: Exception
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    headers: list[tuple[str, bytes]] | None
 
 
 @dataclass
@@ -41,12 +60,16 @@ class SubTopology:
     stores: list[StoreSpec] = field(default_factory=list)
     stateful: list[Node] = field(default_factory=list)
     sink_topics: list[str] = field(default_factory=list)
+    interceptors: tuple[Any, ...] = ()
+    """Record interceptors (see :class:`riverbed.streams.records.RecordInterceptor`)."""
 
 
 class Topology:
     def __init__(self, app_id: str, sources: list[SourceNode], stores: dict[str, StoreSpec],
-                 errors: ErrorPolicy | None = None, global_stores: dict[str, GlobalStoreSpec] | None = None) -> None:
+                 errors: ErrorPolicy | None = None, global_stores: dict[str, GlobalStoreSpec] | None = None,
+                 interceptors: tuple[Any, ...] = ()) -> None:
         self.app_id = app_id
+        self.interceptors = tuple(interceptors)
         self.global_stores = global_stores or {}
         self.global_topics = [g.topic for g in self.global_stores.values()]
         for s in sources:
@@ -107,7 +130,7 @@ class Topology:
         for s in sources:
             groups.setdefault(find(id(s)), []).append(s)
         for i, members in enumerate(groups.values()):
-            sub = SubTopology(i)
+            sub = SubTopology(i, interceptors=self.interceptors)
             nodes: dict[int, Node] = {}
             for s in members:
                 sub.sources[s.topic] = s

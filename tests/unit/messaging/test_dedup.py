@@ -24,7 +24,9 @@ class Clock:
 class Msg:
     """The read side of a confluent-kafka Message (topic, partition, offset, key, value, headers)."""
 
-    def __init__(self, value: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def __init__(
+        self, value: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         self._value, self._headers = value, headers
 
     def value(self) -> bytes | None:
@@ -144,3 +146,31 @@ def test_idempotent_marks_only_after_the_handler_returned() -> None:
 def test_event_id_of_a_deeply_nested_value_is_none() -> None:
     deep = b'{"a":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     assert event_id(Msg(deep, [("content-type", b"application/cloudevents+json")])) is None
+
+
+def test_dedup_filter_batches() -> None:
+    from confluent_kafka import Message
+
+    from riverbed.messaging.dedup import DedupFilter, MemoryStore
+
+    def msg(off: int, eid: str | None) -> Message:
+        return Message(
+            topic="t",
+            partition=0,
+            offset=off,
+            value=b"v",
+            headers=[("ce_id", eid.encode())] if eid else [],
+        )
+
+    store = MemoryStore()
+    store.mark("a")
+    f = DedupFilter(store)
+    batch = [msg(0, "a"), msg(1, "b"), msg(2, "b"), msg(3, None), msg(4, "c")]
+    fresh = f.filter_batch(batch)
+    assert [m.offset() for m in fresh] == [1, 3, 4]  # "a" known, the second "b" in the batch
+    assert f.dropped == 2
+    assert not store.seen("b")  # filtering marks nothing
+    f.mark_batch(fresh)
+    assert store.seen("b") and store.seen("c")
+    assert f.filter_batch([msg(5, "b"), msg(6, "d")])[0].offset() == 6
+    assert f.filter_batch([]) == []
