@@ -317,7 +317,8 @@ class Planner:
                             continue
                         taken.add(out)
                         c = scope.resolve(A.Column(n, ref if len(infos) > 1 else None))
-                        is_key = len(infos) == 1 and n == key_name and partition_expr is None
+                        is_key = (not key_found and n == key_name and partition_expr is None
+                                  and (len(infos) == 1 or self._join_key_exprs_has(A.Column(n, ref))))
                         key_found = key_found or is_key
                         cols.append(OutputColumn(out, t, is_key))
                         getters.append((out, c.fn))

@@ -334,3 +334,14 @@ def test_pull_query_multi_column_key_lookups() -> None:
     assert key_of("a = 'x'") == (False, None)  # B is not pinned: a scan
     many = ", ".join(str(i) for i in range(40))
     assert key_of(f"a IN ({', '.join(repr(str(i)) for i in range(40))}) AND b IN ({many})") == (False, None)  # 1,600 keys: a scan
+
+
+def test_join_select_star_keys_the_result_by_the_join_key_column() -> None:
+    """As in ksqlDB: ``SELECT *`` over a join names columns ``ALIAS_COL``; the key column is the
+    join key's (the left table's primary key for a foreign-key join)."""
+    st = parse_one("CREATE TABLE t AS SELECT * FROM orders_t o JOIN customers c ON o.cid = c.id EMIT CHANGES;")
+    assert isinstance(st, A.CreateAs)
+    plan = Planner(catalog(), "t", "unused").plan(st.query, sink=SinkSpec("T", "out", "KAFKA", "JSON"))
+    assert [(c.name, c.key) for c in plan.columns][:4] == [("O_OID", True), ("O_CID", False), ("O_AMOUNT", False),
+                                                           ("C_ID", False)]
+    assert sum(c.key for c in plan.columns) == 1
