@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,6 +139,36 @@ def test_table_table_joins_end_to_end(server: Server, statement: str, steps: lis
     finally:
         sink.close()
     server.ksql(f"TERMINATE {qid};")
+    internal = [t["name"] for t in server.ksql("SHOW TOPICS EXTENDED;")[0]["topics"] if qid in t["name"]]
+    assert internal == []  # its subscription, response and changelog topics went with it
+
+
+def test_foreign_key_join_goes_on_after_a_restart_of_the_server(server: Server, tmp_path: Path) -> None:
+    """The join's stores (the left table, the subscriptions) come back from their changelogs:
+    after a restart a customer's change still reaches her orders, once each."""
+    s = Server(server.bootstrap, tmp_path / "state", f"r{uuid.uuid4().hex[:6]}_").start()
+    p = f"j{uuid.uuid4().hex[:6]}"
+    try:
+        s.ksql(DDL.format(p=p))
+        s.ksql(f"CREATE TABLE {p}_enriched AS SELECT o.oid, c.name FROM {p}_orders o JOIN {p}_customers c "
+               "ON o.cid = c.id EMIT CHANGES;", **{"auto.offset.reset": "earliest"})
+        sink = Sink(server.bootstrap, f"{p.upper()}_ENRICHED")
+        try:
+            produce(server.bootstrap, f"{p}_orders", [("o1", {"cid": "c1"}, 1), ("o2", {"cid": "c1"}, 2),
+                                                      ("o3", {"cid": "c2"}, 3)])
+            produce(server.bootstrap, f"{p}_customers", [("c1", {"name": "Ann"}, 4), ("c2", {"name": "Bob"}, 5)])
+            assert sorted(sink.take(3), key=str) == [("o1", {"NAME": "Ann"}), ("o2", {"NAME": "Ann"}), ("o3", {"NAME": "Bob"})]
+            s.stop()
+            s.start()  # the same service id and state directory: the command topic is replayed
+            produce(server.bootstrap, f"{p}_customers", [("c1", {"name": "Annie"}, 6)])
+            assert sorted(sink.take(2), key=str) == [("o1", {"NAME": "Annie"}), ("o2", {"NAME": "Annie"})]
+            assert sink.nothing_more() == []
+            rows = s.pull_until(f"SELECT * FROM {p}_enriched;", lambda rs: len(rs) == 3)
+            assert sorted(rows) == [["o1", "Annie"], ["o2", "Annie"], ["o3", "Bob"]]
+        finally:
+            sink.close()
+    finally:
+        s.close()
 
 
 def test_foreign_key_join_errors_are_ksqldbs(server: Server) -> None:
