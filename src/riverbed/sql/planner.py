@@ -107,6 +107,10 @@ _JOIN_WORDS = {"INNER": "[INNER] JOIN", "LEFT": "LEFT [OUTER] JOIN", "RIGHT": "R
                "FULL": "[FULL] OUTER JOIN"}  # as ksqlDB prints join types in its messages
 
 
+_TABLE_WITHIN = ("A window definition was provided for a Table-Table join. These joins are not windowed. Please drop "
+                 "the window definition (ie. the WITHIN clause) and try to execute your join again.")
+
+
 def _qualified(e: A.Expr, alias: str) -> A.Expr:
     """A join expression as ksqlDB prints it in messages: a bare column gets its source's alias."""
     if isinstance(e, A.Column) and e.source is None:
@@ -464,7 +468,7 @@ class Planner:
             return out, None, key_name, lc.type
         if left.kind == "TABLE" and right.kind == "TABLE":
             if j.within_ms is not None:
-                raise err(on, "Table-Table joins do not take a WITHIN clause")
+                raise err(on, _TABLE_WITHIN)
             got = f"Got {show(_qualified(on.left, la if sides[0] == 'L' else ra))} = " \
                   f"{show(_qualified(on.right, la if sides[1] == 'L' else ra))}."
             if not is_key(right, rexpr):
@@ -579,7 +583,7 @@ class Planner:
             raise err(on, f"Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
                       f"{first.name} {_JOIN_WORDS[j.how]} {right.name}.")
         if j.within_ms is not None:
-            raise err(on, "Table-Table joins do not take a WITHIN clause")
+            raise err(on, _TABLE_WITHIN)
         prior = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
         mine = Scope({ra: right.scope_columns()})
 

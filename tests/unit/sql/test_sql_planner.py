@@ -268,6 +268,8 @@ def test_sink_writes_key_and_value_formats() -> None:
      "Invalid join condition: foreign-key table-table joins are not supported as part of n-way joins. "
      "Got C.NAME = T.ID."),
     ("SELECT o.oid FROM orders_t o JOIN customers c ON o.amount = c.id EMIT CHANGES;", 1, 50, "types don't match"),
+    ("SELECT o.oid FROM orders_t o JOIN customers c WITHIN 1 HOUR ON o.cid = c.id EMIT CHANGES;", 1, 64,
+     "A window definition was provided for a Table-Table join."),
 ])
 def test_semantic_errors_have_line_and_column(query: str, line: int, column: int, fragment: str) -> None:
     st = parse_one(query)
