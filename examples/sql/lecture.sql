@@ -21,3 +21,13 @@ CREATE STREAM orders_enriched AS
   SELECT o.order_id, o.customer_id, c.name AS customer, c.country, o.amount
   FROM orders o LEFT JOIN customers c ON o.customer_id = c.id
   EMIT CHANGES;
+
+-- 4. The orders' statuses (a table: the latest status of each order) joined with their customers
+--    by foreign key: the result has one row per order, and a customer's change shows on every
+--    order of hers (a table-table join on a column that is not the left table's key)
+CREATE TABLE order_status (order_id STRING PRIMARY KEY, customer_id STRING, status STRING)
+  WITH (kafka_topic = 'order_status', value_format = 'JSON', partitions = 2);
+CREATE TABLE order_status_customers AS
+  SELECT s.order_id, s.status, c.name AS customer, c.country
+  FROM order_status s JOIN customers c ON s.customer_id = c.id
+  EMIT CHANGES;

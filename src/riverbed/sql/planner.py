@@ -103,6 +103,21 @@ def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
     return extract
 
 
+_JOIN_WORDS = {"INNER": "[INNER] JOIN", "LEFT": "LEFT [OUTER] JOIN", "RIGHT": "RIGHT [OUTER] JOIN",
+               "FULL": "[FULL] OUTER JOIN"}  # as ksqlDB prints join types in its messages
+
+
+_TABLE_WITHIN = ("A window definition was provided for a Table-Table join. These joins are not windowed. Please drop "
+                 "the window definition (ie. the WITHIN clause) and try to execute your join again.")
+
+
+def _qualified(e: A.Expr, alias: str) -> A.Expr:
+    """A join expression as ksqlDB prints it in messages: a bare column gets its source's alias."""
+    if isinstance(e, A.Column) and e.source is None:
+        return A.Column(e.name, alias, pos=e.pos)
+    return e
+
+
 def column_name(item: A.SelectItem, index: int, taken: set[str]) -> str:
     if item.alias:
         name = item.alias
@@ -168,14 +183,16 @@ class Planner:
             if j.right.ref in infos:
                 raise err(j.on, f"Can not join '{j.right.ref}' to '{q.source.ref}': the same source name or alias twice")
             infos[j.right.ref] = right
-            stream, table, key_name, key_type = self._join(q, j, left, right)
-            for more in q.joins[1:]:  # N-way: each further source joins the rows so far
+            stream, table, key_name, key_type = self._join(q, j, left, right, more_joins=len(q.joins) > 1)
+            for i, more in enumerate(q.joins[1:], start=2):  # N-way: each further source joins the rows so far
                 nxt = self.source(more.right)
                 if more.right.ref in infos:
                     raise err(more.on, f"Can not join '{more.right.ref}': the same source name or alias twice")
                 if stream is None:
-                    raise err(more.on, "Joining the result of a table-table join again is not supported yet")
-                stream, key_name, key_type = self._join_more(stream, infos, more, nxt)
+                    assert table is not None
+                    table = self._join_more_table(table, infos, more, nxt, materialize=i < len(q.joins))
+                else:
+                    stream, key_name, key_type = self._join_more(stream, infos, more, nxt)
                 infos[more.right.ref] = nxt
             scope = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
             kind = "TABLE" if table is not None else "STREAM"
@@ -198,6 +215,14 @@ class Planner:
             else:
                 table = self._table(left, q.source.ref)
 
+        if q.joins and table is not None and grouped:
+            # an aggregation over a table-table join's result: its changes, each row's old and new value
+            if q.where is not None and find_aggregates(q.where):
+                raise err(q.where, "WHERE clause can not contain aggregate functions; use HAVING")
+            where = compiler.predicate(q.where) if q.where is not None else None
+            stream = self._changes(table.to_stream(), table.key_serde, "join", where)
+            table = None
+            table_changes = True
         if q.where is not None and not table_changes:
             if find_aggregates(q.where):
                 raise err(q.where, "WHERE clause can not contain aggregate functions; use HAVING")
@@ -232,9 +257,7 @@ class Planner:
             partition_expr = None
 
         if grouped:
-            if stream is None:
-                raise err(q.group_by[0] if q.group_by else q.items[0],
-                          "Aggregating the result of a table-table join is not supported yet")
+            assert stream is not None
             return self._aggregate(q, stream, scope, aggs, kind_in=kind, emit=emit, sink=sink, infos=infos,
                                    table_changes=table_changes)
 
@@ -258,11 +281,20 @@ class Planner:
             self._sink_stream(out, plan, emit, sink, q.limit)
         else:
             assert table is not None
-            if sink is not None and not q.joins:
+            if sink is not None:  # materialized: pull queries read the store
                 store = f"{sink.name.lower()}-rows"
                 out_t = table.map_values(project, INTERNAL_VALUES, name=store)
                 plan.store = store
-                plan.stored_row = lambda _k, v: v
+                key_col = plan.key_columns[0][0] if plan.key_columns else None
+
+                def stored_row(k: Any, v: Any) -> Row | None:
+                    if v is None or "\x00key" not in v:
+                        return v
+                    r = {n: x for n, x in v.items() if n != "\x00key"}
+                    if key_col is not None and r.get(key_col) is None:
+                        r[key_col] = k
+                    return r
+                plan.stored_row = stored_row
             else:
                 out_t = table.map_values(project, INTERNAL_VALUES)
             self._sink_stream(out_t.to_stream(), plan, emit, sink, q.limit)
@@ -289,7 +321,8 @@ class Planner:
                             continue
                         taken.add(out)
                         c = scope.resolve(A.Column(n, ref if len(infos) > 1 else None))
-                        is_key = len(infos) == 1 and n == key_name and partition_expr is None
+                        is_key = (not key_found and n == key_name and partition_expr is None
+                                  and (len(infos) == 1 or self._join_key_exprs_has(A.Column(n, ref))))
                         key_found = key_found or is_key
                         cols.append(OutputColumn(out, t, is_key))
                         getters.append((out, c.fn))
@@ -352,7 +385,7 @@ class Planner:
             out.peek(lambda k, v: emit(k, v, 0))
 
     # -- joins -------------------------------------------------------------------------------------------
-    def _join(self, q: A.Query, j: A.Join, left: SourceInfo, right: SourceInfo) -> tuple[
+    def _join(self, q: A.Query, j: A.Join, left: SourceInfo, right: SourceInfo, more_joins: bool = False) -> tuple[
             KStream[Any, Any] | None, KTable[Any, Any] | None, str | None, T.SqlType]:
         la, ra = q.source.ref, j.right.ref
         on = j.on
@@ -378,7 +411,7 @@ class Planner:
         lc, rc = Compiler(lscope, clause="JOIN").compile(lexpr), Compiler(rscope, clause="JOIN").compile(rexpr)
         if not T.compatible(lc.type, rc.type):
             raise err(on, f"Invalid join condition: types don't match. Got {show(lexpr)}{{{lc.type}}} = {show(rexpr)}{{{rc.type}}}.")
-        self._join_keys = [lexpr, rexpr]
+        self._join_keys = [_qualified(lexpr, la), _qualified(rexpr, ra)]
         key_name = lexpr.name if isinstance(lexpr, A.Column) else None
 
         def is_key(info: SourceInfo, e: A.Expr) -> bool:
@@ -388,6 +421,7 @@ class Planner:
             return {la: lv, ra: rv}
 
         how = j.how
+        name = f"join-{la.lower()}-{ra.lower()}"
         self.description.append(f"{how} JOIN {left.kind} {left.name} with {right.kind} {right.name} ON {show(on)}")
         if left.kind == "STREAM" and right.kind == "STREAM":
             if j.within_ms is None:
@@ -405,7 +439,6 @@ class Planner:
             if not rkey:
                 rs = rs.select_key(lambda _k, v: rf(v), key_serde=common)
             windows = JoinWindows.of(before, grace=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS)
-            name = f"join-{la.lower()}-{ra.lower()}"
             if how == "INNER":
                 out = ls.join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
             elif how == "LEFT":
@@ -428,20 +461,42 @@ class Planner:
             lf = lc.fn
             if not is_key(left, lexpr):
                 ls = ls.select_key(lambda _k, v: lf(v), key_serde=right.key_serde())
-            name = f"join-{la.lower()}-{ra.lower()}"
             if how == "INNER":
                 out = ls.join(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
             else:
                 out = ls.left_join(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
             return out, None, key_name, lc.type
         if left.kind == "TABLE" and right.kind == "TABLE":
-            if not (is_key(left, lexpr) and is_key(right, rexpr)):
-                raise err(on, "Foreign-key table-table joins are not supported yet: join on both tables' primary keys")
+            if j.within_ms is not None:
+                raise err(on, _TABLE_WITHIN)
+            got = f"Got {show(_qualified(on.left, la if sides[0] == 'L' else ra))} = " \
+                  f"{show(_qualified(on.right, la if sides[1] == 'L' else ra))}."
+            if not is_key(right, rexpr):
+                raise err(rexpr, "Invalid join condition: table-table joins require to join on the primary key of the "
+                          f"right input table. {got}")
+            materialize = f"{name}-result" if more_joins else None
             lt, rt = self._table(left, la), self._table(right, ra)
+            if not is_key(left, lexpr):  # a foreign-key join: the left row's column against the right's key
+                if how in ("FULL", "RIGHT"):
+                    kind = "full-outer" if how == "FULL" else "right-outer"
+                    raise err(on, f"Invalid join type: {kind} join not supported for foreign-key table-table join. "
+                              f"Got {left.name} {_JOIN_WORDS[how]} {right.name}.")
+                if len(left.key_columns) != 1:
+                    raise err(on, "Foreign-key joins of a table with a multi-column key are not supported yet")
+                lkey_name, lkey_type = left.key_columns[0]
+                self._join_keys = [A.Column(lkey_name, la)]
+                self.description[-1] += " (foreign-key join: each left row joins the right row its key names)"
+                fk = lc.fn
+                fk_join = lt.join if how == "INNER" else lt.left_join
+                out_t = fk_join(rt, lambda v: fk(v), joiner, name=f"fk-{la.lower()}-{ra.lower()}",
+                                value_serde=INTERNAL_VALUES, materialized=materialize)
+                return None, out_t, lkey_name, lkey_type
             if how == "RIGHT":
-                out_t = rt.join(lt, lambda rv, lv: joiner(lv, rv), how="left")
+                out_t = rt.join(lt, lambda rv, lv: joiner(lv, rv), how="left", value_serde=INTERNAL_VALUES,
+                                materialized=materialize)
             else:
-                out_t = lt.join(rt, joiner, how={"INNER": "inner", "LEFT": "left", "FULL": "outer"}[how])
+                out_t = lt.join(rt, joiner, how={"INNER": "inner", "LEFT": "left", "FULL": "outer"}[how],
+                                value_serde=INTERNAL_VALUES, materialized=materialize)
             return None, out_t, key_name, lc.type
         raise err(on, f"Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
                   f"{left.name} [{left.kind}] {how} JOIN {right.name} [{right.kind}].")
@@ -514,6 +569,69 @@ class Planner:
             out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL_VALUES)
         return out, key_name, lc.type
 
+    def _join_more_table(self, table: KTable[Any, Any], infos: dict[str, SourceInfo], j: A.Join, right: SourceInfo,
+                         materialize: bool) -> KTable[Any, Any]:
+        """A further join of an N-way table join: the (materialized) result so far, keyed by its
+        first join's key, with one more table on that key (a primary-key join). As in ksqlDB a
+        foreign-key join may only be the first step of an N-way join."""
+        ra = j.right.ref
+        on = j.on
+        if not (isinstance(on, A.Binary) and on.op == "="):
+            raise err(on, "Unsupported join expression: only equality (ON a.x = b.y) joins are supported")
+        first = next(iter(infos.values()))
+        if right.kind == "STREAM":
+            raise err(on, f"Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
+                      f"{first.name} {_JOIN_WORDS[j.how]} {right.name}.")
+        if j.within_ms is not None:
+            raise err(on, _TABLE_WITHIN)
+        prior = Scope({a: i.scope_columns() for a, i in infos.items()}, flat=False)
+        mine = Scope({ra: right.scope_columns()})
+
+        def side(e: A.Expr) -> str:
+            refs = {c.source for c in columns_in(e)}
+            if refs == {ra} or (refs == {None} and all(right.column_type(c.name) for c in columns_in(e))
+                                and not any(i.column_type(c.name) for i in infos.values() for c in columns_in(e))):
+                return "R"
+            if refs and ra not in refs:
+                return "L"
+            raise err(e, f"Invalid comparison expression '{show(e)}' in join '{show(on)}'. Each side of the "
+                      "join comparison must contain references from exactly one side.")
+        sides = [side(on.left), side(on.right)]
+        if sides[0] == sides[1]:
+            raise err(on, f"Each side of the join comparison must reference a different source: '{show(on)}'")
+        lexpr, rexpr = (on.left, on.right) if sides[0] == "L" else (on.right, on.left)
+        lc, rc = Compiler(prior, clause="JOIN").compile(lexpr), Compiler(mine, clause="JOIN").compile(rexpr)
+
+        def owner(e: A.Expr) -> str:
+            if isinstance(e, A.Column) and e.source is None:
+                hits = [a for a, i in infos.items() if i.column_type(e.name)]
+                return hits[0] if len(hits) == 1 else ra
+            return e.source if isinstance(e, A.Column) and e.source else ra
+        got = (f"Got {show(_qualified(on.left, owner(on.left) if sides[0] == 'L' else ra))} = "
+               f"{show(_qualified(on.right, owner(on.right) if sides[1] == 'L' else ra))}.")
+        r_is_key = isinstance(rexpr, A.Column) and len(right.key_columns) == 1 and rexpr.name == right.key_columns[0][0]
+        if not r_is_key:
+            raise err(rexpr, "Invalid join condition: table-table joins require to join on the primary key of the "
+                      f"right input table. {got}")
+        if not (isinstance(lexpr, A.Column) and self._join_key_exprs_has(lexpr)):
+            raise err(on, f"Invalid join condition: foreign-key table-table joins are not supported as part of n-way "
+                      f"joins. {got}")
+        if not T.compatible(lc.type, rc.type):
+            raise err(on, f"Invalid join condition: types don't match. Got {show(lexpr)}{{{lc.type}}} = {show(rexpr)}{{{rc.type}}}.")
+        self._join_keys = [*getattr(self, "_join_keys", []), _qualified(rexpr, ra)]
+        how = j.how
+        name = f"join-{'-'.join(a.lower() for a in infos)}-{ra.lower()}"
+        self.description.append(f"{how} JOIN {right.kind} {right.name} ON {show(on)} (the join result so far, on its key)")
+
+        def joiner(lv: Any, rv: Any) -> Any:
+            return {**(lv or {}), ra: rv}
+        rt = self._table(right, ra)
+        mat = f"{name}-result" if materialize else None
+        if how == "RIGHT":
+            return rt.join(table, lambda rv, lv: joiner(lv, rv), how="left", value_serde=INTERNAL_VALUES, materialized=mat)
+        return table.join(rt, joiner, how={"INNER": "inner", "LEFT": "left", "FULL": "outer"}[how],
+                          value_serde=INTERNAL_VALUES, materialized=mat)
+
     # -- aggregation --------------------------------------------------------------------------------------
     def _table_changes(self, info: SourceInfo, alias: str, where: Callable[[Any], bool] | None) -> KStream[Any, Any]:
         """A table's updates as ``{"old": row | None, "new": row | None}`` per key (the row it
@@ -521,8 +639,17 @@ class Planner:
         absent."""
         if info.window is not None:
             raise SqlError(f"Reading the windowed table {info.name} in a query is not supported yet")
+        self.description.append(f"source TABLE {info.name} <- topic {info.topic} (its changes, for aggregation)")
+        s = self.app.stream(info.topic, info.key_serde(), info.value_serde(), timestamp_extractor=_enricher(info),
+                            on_error="skip")
+        return self._changes(s, info.key_serde(), alias, where)
+
+    def _changes(self, s: KStream[Any, Any], key_serde: Any, alias: str,
+                 where: Callable[[Any], bool] | None) -> KStream[Any, Any]:
+        """A table's update stream as ``{"old": row | None, "new": row | None}`` per key (the row
+        each update replaces is kept in a store); a row failing ``where`` counts as absent."""
         prev_store = f"{alias.lower()}-previous"
-        self.app.add_state_store(prev_store, info.key_serde(), INTERNAL_VALUES)
+        self.app.add_state_store(prev_store, key_serde, INTERNAL_VALUES)
 
         class Changes(Processor):
             def init(self, ctx: ProcessorContext) -> None:
@@ -542,10 +669,7 @@ class Planner:
                     self.prev.put(record.key, new)
                 self.ctx.forward(record.key, {"old": old, "new": new}, record.timestamp)
 
-        self.description.append(f"source TABLE {info.name} <- topic {info.topic} (its changes, for aggregation)")
-        s = self.app.stream(info.topic, info.key_serde(), info.value_serde(), timestamp_extractor=_enricher(info),
-                            on_error="skip")
-        return s.process(Changes, stores=[prev_store], key_serde=info.key_serde(), value_serde=INTERNAL_VALUES)
+        return s.process(Changes, stores=[prev_store], key_serde=key_serde, value_serde=INTERNAL_VALUES)
 
     def _aggregate(self, q: A.Query, stream: KStream[Any, Any], scope: Scope, aggs: list[A.Call], kind_in: str,
                    emit: Emit | None, sink: SinkSpec | None, infos: dict[str, SourceInfo],

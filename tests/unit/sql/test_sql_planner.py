@@ -29,6 +29,9 @@ CREATE TABLE customers (id STRING PRIMARY KEY, name STRING, tier STRING)
 CREATE TABLE addresses (id STRING PRIMARY KEY, city STRING)
   WITH (kafka_topic='addresses', value_format='JSON');
 CREATE STREAM clicks (uid INT KEY, page STRING) WITH (kafka_topic='clicks', value_format='DELIMITED');
+CREATE TABLE orders_t (oid STRING PRIMARY KEY, cid STRING, amount DOUBLE)
+  WITH (kafka_topic='orders_t', value_format='JSON');
+CREATE TABLE tiers (id STRING PRIMARY KEY, level INT) WITH (kafka_topic='tiers', value_format='JSON');
 """
 
 
@@ -70,6 +73,10 @@ def u(key: str, ts: int, **v: Any) -> Rec:
 
 def o(key: str, ts: int, cid: str, amount: float, item: str = "x") -> Rec:
     return ("orders", key, {"cid": cid, "amount": amount, "item": item}, ts)
+
+
+def ot(key: str, ts: int, cid: str | None, amount: float) -> Rec:
+    return ("orders_t", key, {"cid": cid, "amount": amount}, ts)
 
 
 CASES: list[tuple[str, str, list[Rec], list[tuple[Any, Any]]]] = [
@@ -173,6 +180,36 @@ CASES: list[tuple[str, str, list[Rec], list[tuple[Any, Any]]]] = [
      [("customers", "c1", {"name": "Ann"}, 1), o("o1", 1_000, "c1", 5.0),
       ("shipments", "s1", {"oid": "o1", "carrier": "ups"}, 2_000), ("shipments", "s2", {"oid": "o2", "carrier": "dhl"}, 3_000)],
      [("o1", ["o1", "Ann", "ups"])]),
+    ("table-table foreign-key INNER JOIN: keyed by the left key; a changed foreign key moves the row",
+     "SELECT o.oid, o.amount, c.name FROM orders_t o JOIN customers c ON o.cid = c.id EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ot("o1", 2, "c1", 5.0), ("customers", "c1", {"name": "Annie"}, 3),
+      ot("o1", 4, "c2", 5.0), ("customers", "c2", {"name": "Bob"}, 5), ot("o1", 6, None, 5.0),
+      ot("o2", 7, "c1", 1.0), ("orders_t", "o2", None, 8)],
+     [("o1", ["o1", 5.0, "Ann"]), ("o1", ["o1", 5.0, "Annie"]), ("o1", None), ("o1", ["o1", 5.0, "Bob"]),
+      ("o1", None), ("o2", ["o2", 1.0, "Annie"]), ("o2", None)]),
+    ("table-table foreign-key LEFT JOIN: rows without a match join NULLs; a right deletion too",
+     "SELECT o.oid, c.name FROM orders_t o LEFT JOIN customers c ON o.cid = c.id EMIT CHANGES;",
+     [ot("o1", 1, "c9", 2.0), ("customers", "c9", {"name": "Zed"}, 2), ("customers", "c9", None, 3),
+      ot("o1", 4, None, 2.0)],
+     [("o1", ["o1", None]), ("o1", ["o1", "Zed"]), ("o1", ["o1", None]), ("o1", ["o1", None])]),
+    ("a foreign-key join first, then a join on the left table's key (ksqlDB's N-way rule)",
+     "SELECT o.oid, c.name, t.level FROM orders_t o JOIN customers c ON o.cid = c.id "
+     "LEFT JOIN tiers t ON o.oid = t.id EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ot("o1", 2, "c1", 5.0), ("tiers", "o1", {"level": 3}, 3),
+      ("customers", "c1", {"name": "Annie"}, 4)],
+     [("o1", ["o1", "Ann", None]), ("o1", ["o1", "Ann", 3]), ("o1", ["o1", "Annie", 3])]),
+    ("three tables joined on their primary keys",
+     "SELECT c.id, c.name, a.city, t.level FROM customers c JOIN addresses a ON c.id = a.id "
+     "LEFT JOIN tiers t ON c.id = t.id EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ("tiers", "c1", {"level": 2}, 2), ("addresses", "c1", {"city": "Oslo"}, 3),
+      ("tiers", "c1", {"level": 5}, 4), ("addresses", "c1", None, 5)],
+     [("c1", ["c1", "Ann", "Oslo", 2]), ("c1", ["c1", "Ann", "Oslo", 5]), ("c1", None)]),
+    ("an aggregation over a foreign-key join's result: an order moving to another customer moves its amount",
+     "SELECT c.name, COUNT(*) AS n, SUM(o.amount) AS total FROM orders_t o JOIN customers c ON o.cid = c.id "
+     "GROUP BY c.name EMIT CHANGES;",
+     [("customers", "c1", {"name": "Ann"}, 1), ("customers", "c2", {"name": "Bob"}, 2), ot("o1", 3, "c1", 5.0),
+      ot("o2", 4, "c1", 1.0), ot("o1", 5, "c2", 5.0)],
+     [("Ann", ["Ann", 1, 5.0]), ("Ann", ["Ann", 2, 6.0]), ("Ann", ["Ann", 1, 1.0]), ("Bob", ["Bob", 1, 5.0])]),
     ("DELIMITED values and an INT key",
      "SELECT uid, page FROM clicks WHERE page <> 'home' EMIT CHANGES;",
      [("clicks", None, "home", 1), ("clicks", None, "cart", 2)],
@@ -218,6 +255,21 @@ def test_sink_writes_key_and_value_formats() -> None:
     ("SELECT NO_SUCH_FN(id) FROM users EMIT CHANGES;", 1, 8, "NO_SUCH_FN"),
     ("SELECT tier, MIN(name) FROM customers GROUP BY tier EMIT CHANGES;", 1, 14, "not supported in an aggregation over a TABLE"),
     ("SELECT address->zip FROM users EMIT CHANGES;", 1, 8, "ZIP"),
+    ("SELECT o.oid FROM orders_t o FULL OUTER JOIN customers c ON o.cid = c.id EMIT CHANGES;", 1, 61,
+     "Invalid join type: full-outer join not supported for foreign-key table-table join. "
+     "Got ORDERS_T [FULL] OUTER JOIN CUSTOMERS."),
+    ("SELECT o.oid FROM orders_t o RIGHT JOIN customers c ON o.cid = c.id EMIT CHANGES;", 1, 56,
+     "Invalid join type: right-outer join not supported for foreign-key table-table join. "
+     "Got ORDERS_T RIGHT [OUTER] JOIN CUSTOMERS."),
+    ("SELECT o.oid FROM orders_t o JOIN customers c ON o.oid = c.name EMIT CHANGES;", 1, 58,
+     "Invalid join condition: table-table joins require to join on the primary key of the right input table. "
+     "Got O.OID = C.NAME."),
+    ("SELECT c.id FROM customers c JOIN addresses a ON c.id = a.id\nJOIN tiers t ON name = t.id EMIT CHANGES;", 2, 17,
+     "Invalid join condition: foreign-key table-table joins are not supported as part of n-way joins. "
+     "Got C.NAME = T.ID."),
+    ("SELECT o.oid FROM orders_t o JOIN customers c ON o.amount = c.id EMIT CHANGES;", 1, 50, "types don't match"),
+    ("SELECT o.oid FROM orders_t o JOIN customers c WITHIN 1 HOUR ON o.cid = c.id EMIT CHANGES;", 1, 64,
+     "A window definition was provided for a Table-Table join."),
 ])
 def test_semantic_errors_have_line_and_column(query: str, line: int, column: int, fragment: str) -> None:
     st = parse_one(query)
@@ -284,3 +336,14 @@ def test_pull_query_multi_column_key_lookups() -> None:
     assert key_of("a = 'x'") == (False, None)  # B is not pinned: a scan
     many = ", ".join(str(i) for i in range(40))
     assert key_of(f"a IN ({', '.join(repr(str(i)) for i in range(40))}) AND b IN ({many})") == (False, None)  # 1,600 keys: a scan
+
+
+def test_join_select_star_keys_the_result_by_the_join_key_column() -> None:
+    """As in ksqlDB: ``SELECT *`` over a join names columns ``ALIAS_COL``; the key column is the
+    join key's (the left table's primary key for a foreign-key join)."""
+    st = parse_one("CREATE TABLE t AS SELECT * FROM orders_t o JOIN customers c ON o.cid = c.id EMIT CHANGES;")
+    assert isinstance(st, A.CreateAs)
+    plan = Planner(catalog(), "t", "unused").plan(st.query, sink=SinkSpec("T", "out", "KAFKA", "JSON"))
+    assert [(c.name, c.key) for c in plan.columns][:4] == [("O_OID", True), ("O_CID", False), ("O_AMOUNT", False),
+                                                           ("C_ID", False)]
+    assert sum(c.key for c in plan.columns) == 1
