@@ -391,8 +391,13 @@ class WindowStore:
             yield self.key_serde.deserialize(key), start, self.value_serde.deserialize(self._split(v)[1])
 
     def get_meta(self, name: str) -> int | None:
-        raw = self.engine.get(_META + name.encode())
+        raw = self._get_stored(_META + name.encode())
         return None if raw is None else int(_START.unpack(raw)[0])
 
     def put_meta(self, name: str, value: int) -> None:
         self._write(_META + name.encode(), _START.pack(value))
+
+    @staticmethod
+    def meta_entry(name: str, value: int) -> tuple[bytes, bytes]:
+        """The engine key and value of a bookkeeping entry (to write it through the cache)."""
+        return _META + name.encode(), _START.pack(value)

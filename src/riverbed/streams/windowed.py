@@ -65,7 +65,11 @@ class WindowAggregateNode(Node):
             observed = -1 if observed is None else observed
         if rec.timestamp > observed:
             observed = rec.timestamp
-            st.put_meta(_OBSERVED, observed)
+            if task.cache is not None:  # (one changelog write per commit, not per record)
+                mk, mv = st.meta_entry(_OBSERVED, observed)
+                task.cache.put(task, self.store, mk, mv, st.write, _SILENT, Record(None, None, observed))
+            else:
+                st.put_meta(_OBSERVED, observed)
         ns[_OBSERVED] = observed
         ns["idle_base"] = (observed, task.wall_ms)
         w = self.windows
