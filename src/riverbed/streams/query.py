@@ -130,9 +130,9 @@ class StoreQueries:
             raise StreamsError(f"{store!r} is not a {kind} store of this application")
         return spec
 
-    def _owning_task(self, store: str, spec: StoreSpec, key: Any) -> Task:
-        """The local task holding ``key``'s partition of ``store`` (call under the lock), or
-        NotLocalError."""
+    def _on_owner(self, store: str, spec: StoreSpec, key: Any, fn: Any) -> Any:
+        """``fn(task)`` under the processing lock on the local task holding ``key``'s partition
+        of ``store``, or NotLocalError naming the owner (looked up outside the lock)."""
         sub = next(s for s in self.topology.subtopologies if any(x.name == store for x in s.stores))
         n = max(self._partitions.get(t, 0) for t in sub.sources)
         if n <= 0:
@@ -141,10 +141,11 @@ class StoreQueries:
         if raw is None:
             raise StreamsError("a key is needed")
         p = partition_for(raw, n)
-        task = self.tasks.get((sub.id, p))
-        if task is None:
-            raise NotLocalError(store, p, self._owner_of(sub.sources, p))
-        return task
+        with self._lock:
+            task = self.tasks.get((sub.id, p))
+            if task is not None:
+                return fn(task)
+        raise NotLocalError(store, p, self._owner_of(sub.sources, p))
 
     def _local_tasks(self, store: str) -> list[Task]:
         return sorted((t for t in self.tasks.values() if store in t.engines), key=lambda t: t.partition)
@@ -159,8 +160,9 @@ class StoreQueries:
         time-window store ``store`` whose start is in ``[time_from, time_to]``, oldest first, as
         ``(Window(start, end), value)``."""
         spec = self._spec(store, "window")
-        with self._lock:
-            return self._owning_task(store, spec, key).window_store(store).fetch(key, time_from, time_to)
+        result: list[tuple[Window, Any]] = self._on_owner(
+            store, spec, key, lambda task: task.window_store(store).fetch(key, time_from, time_to))
+        return result
 
     def fetch_all(self, store: str, time_from: int = 0, time_to: int = _MAX_TIME) -> list[tuple[Windowed[Any], Any]]:
         """Kafka's ReadOnlyWindowStore#fetchAll(timeFrom, timeTo) over this instance's
@@ -175,9 +177,13 @@ class StoreQueries:
         """Kafka's ReadOnlySessionStore#fetch(key): ``key``'s sessions, by end, as
         ``(Window(start, end), aggregate)`` (both ends inclusive)."""
         spec = self._spec(store, "session")
-        with self._lock:
-            ss = self._owning_task(store, spec, key).session_store(store)
+
+        def sessions(task: Task) -> list[tuple[Window, Any]]:
+            ss = task.session_store(store)
             return [(Window(s, e), ss.value_serde.deserialize(v)) for s, e, v in ss.find(ss.key_bytes(key), 0, _MAX_TIME)]
+
+        result: list[tuple[Window, Any]] = self._on_owner(store, spec, key, sessions)
+        return result
 
     def query_range(self, store: str, from_key: Any = None, to_key: Any = None) -> list[tuple[Any, Any]]:
         """Kafka's ReadOnlyKeyValueStore#range(from, to) over this instance's partitions: keys
