@@ -359,11 +359,12 @@ class WindowStore:
             yield start, key, self.value_serde.deserialize(self._split(v)[1])
 
     def starting_between(self, lo: int, hi: int) -> Iterator[tuple[int, bytes, bytes]]:
-        """Windows with ``lo <= start < hi``: (start, key bytes, value bytes), by start then key."""
+        """Windows with ``lo <= start < hi``: (start, key bytes, value bytes), by start then key
+        (dirty cache entries included)."""
         lo = max(lo, 0)
         if hi <= lo:
             return
-        for raw, v in self.engine.range(window_key(lo, b""), window_key(hi, b"")):
+        for raw, v in cached_range(self, window_key(lo, b""), window_key(hi, b"")):
             start, key = split_window_key(raw)
             yield start, key, self._split(v)[1]
 
