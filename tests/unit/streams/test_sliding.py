@@ -89,8 +89,6 @@ def test_sliding_windows_are_checked() -> None:
 
 
 def test_final_sliding_results_carry_the_largest_record_timestamp() -> None:
-    from riverbed.streams import LONG, STRING, SlidingWindows, StreamsApp, TestDriver
-
     app = StreamsApp("s-ts")
     (app.stream("in", STRING, STRING).group_by_key()
         .windowed_by(SlidingWindows.of(10), emit="on_window_close").count(name="c")
