@@ -50,6 +50,7 @@ class RecordCache:
             raise StreamsError(f"cache_max_bytes must not be negative, not {max_bytes}")
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[str, str, bytes], CacheEntry] = OrderedDict()
+        self._per_store: dict[tuple[str, str], int] = {}  # dirty entries per (task, store)
         self.bytes = 0
         self.evictions = 0
         self.flushed = 0  # entries written and forwarded
@@ -62,6 +63,8 @@ class RecordCache:
         return self._entries.get((task_id, store, key))
 
     def entries_of(self, task_id: str, store: str) -> Iterator[tuple[bytes, CacheEntry]]:
+        if not self._per_store.get((task_id, store)):
+            return
         for (t, s, k), e in list(self._entries.items()):
             if t == task_id and s == store:
                 yield k, e
@@ -70,7 +73,9 @@ class RecordCache:
             node: Node, record: Record) -> None:
         ck = (task.task_id, store, key)
         old = self._entries.pop(ck, None)
-        if old is not None:
+        if old is None:
+            self._per_store[ck[:2]] = self._per_store.get(ck[:2], 0) + 1
+        else:
             self.bytes -= old.size
             self.absorbed += 1
             record.old = old.record.old  # the value before this flush period (Kafka's Change.oldValue)
@@ -87,6 +92,8 @@ class RecordCache:
         added meanwhile (a forwarded record updating another cached store) stay for the next
         flush, unless they belong to what is being flushed."""
         while True:
+            if task_id is not None and store is not None and not self._per_store.get((task_id, store)):
+                return
             keys = [ck for ck in self._entries if (task_id is None or ck[0] == task_id) and (store is None or ck[1] == store)
                     and (below is None or ck[2] < below)]
             if not keys:
@@ -99,11 +106,13 @@ class RecordCache:
         its offsets were not committed either, so the records are processed again)."""
         for ck in [ck for ck in self._entries if ck[0] == task_id]:
             self.bytes -= self._entries.pop(ck).size
+            self._per_store[ck[:2]] -= 1
 
     def _flush_one(self, ck: tuple[str, str, bytes]) -> None:
         e = self._entries.pop(ck, None)
         if e is None:
             return
         self.bytes -= e.size
+        self._per_store[ck[:2]] -= 1
         self.flushed += 1
         e.task.forward_flushed(e.node, e.record, lambda: e.write(ck[2], e.value))

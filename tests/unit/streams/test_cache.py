@@ -73,6 +73,17 @@ def test_a_full_cache_evicts_the_least_recently_dirtied_entries() -> None:
         d.commit()
         assert d.read("out", STRING, LONG) == [("a", 2), ("d", 1), ("e", 1)]
         assert dict(d.store("counts").all()) == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1}
+        assert (len(d.cache), d.cache.bytes, d.cache.evictions) == (0, 0, 2)
+
+
+def test_closing_without_a_commit_drops_the_cached_updates() -> None:
+    d = TestDriver(_count_app(), cache_max_bytes=MiB)
+    d.pipe("in", "a", "x")
+    d.pipe("in", "a", "x")
+    assert (len(d.cache), d.cache.absorbed) == (1, 1)
+    d.close()  # as a crash: the offsets were not committed either, the records come again
+    assert (len(d.cache), d.cache.bytes) == (0, 0)
+    assert d.read("out", STRING, LONG) == []
 
 
 def test_windowed_updates_are_cached_and_final_results_stay_exact() -> None:
