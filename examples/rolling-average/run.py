@@ -32,7 +32,9 @@ TRANSACTIONS = [(0, "acc-1", 10.0), (12, "acc-2", 20.0), (31, "acc-1", 30.0), (5
 
 
 def build(app_id: str, bootstrap: str, state_dir: str) -> StreamsApp:
-    app = StreamsApp(app_id, bootstrap, state_dir=state_dir, commit_interval_ms=500)
+    # cache_max_bytes=0: every update of the average is emitted (with Kafka's default record
+    # cache, updates within a commit interval would be folded into one)
+    app = StreamsApp(app_id, bootstrap, state_dir=state_dir, commit_interval_ms=500, cache_max_bytes=0)
     (app.stream("transactions", STRING, JSON)
         .group_by(lambda _account, _tx: "all", key_serde=STRING)   # one rolling average over all accounts
         .windowed_by(WINDOWS)

@@ -111,7 +111,7 @@ def test_metrics_and_status_of_a_running_app(riverbed_broker: EmbeddedBroker, tm
     topo = word_count(app_id, lines, out).topology()
     port = free_port()
     rt = Runtime(topo, bs, state_dir=tmp_path / "s", commit_interval_ms=200, punctuate_interval_ms=100,
-                 metrics_port=port, status_interval_s=0.5)
+                 metrics_port=port, status_interval_s=0.5, cache_max_bytes=0)  # (counts every update)
     url = f"http://127.0.0.1:{port}/metrics"
     reader = Reader(bs, out)
     directory = ServiceDirectory({"bootstrap.servers": bs})

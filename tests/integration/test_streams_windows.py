@@ -73,7 +73,8 @@ def test_window_tables_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Pat
     def got(name: str) -> list[tuple[str, int | None]]:
         return [(k.decode(), LONG.deserialize(v)) for k, v, _ in readers[name].poll() if k is not None]
 
-    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)):
+    with running(Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200,
+                         cache_max_bytes=0)):  # every update, as the driver tables (no record cache)
         for name, _w, _e, _i, expected in cases:
             wait_until(lambda name=name, expected=expected: len(got(name)) >= len(expected), f"outputs of {name}: {got(name)}")  # type: ignore[misc]
     for name, _w, _e, _i, expected in cases:

@@ -472,7 +472,10 @@ class Engine:
                 "commit_interval_ms": int(props.get("commit.interval.ms", self.commit_interval_ms if guarantee == "at_least_once" else 100)),
                 "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client,
                                     **_prefixed(props, "ksql.streams.consumer.")},
-                "producer_config": {**self.settings.client, **_prefixed(props, "ksql.streams.producer.")}}
+                "producer_config": {**self.settings.client, **_prefixed(props, "ksql.streams.producer.")},
+                # riverbed.streams' record cache (Kafka's 10 MiB default there) stays off for SQL
+                # queries unless asked for: every change is emitted, as before
+                "cache_max_bytes": int(props.get("ksql.streams.cache.max.bytes.buffering", 0))}
 
     def _start_at_end(self, topology: Any) -> None:
         """``auto.offset.reset=latest`` without a race: commit the source topics' current end
@@ -918,7 +921,8 @@ class Engine:
         # at 1,000 records/s would hold each row back by up to 100 ms
         rt = Runtime(topology, self.settings.bootstrap, in_memory_stores=True, commit_interval_ms=1000, batch_size=1,
                      consumer_config={"auto.offset.reset": "earliest", **self.settings.client},
-                     producer_config=dict(self.settings.client), report_status=False)  # (transient: not a service)
+                     producer_config=dict(self.settings.client), report_status=False,  # (transient: not a service)
+                     cache_max_bytes=0)
         pq = PushQuery(qid, plan.columns, q.limit, rt, on_close=self._push_closed)
         holder.append(pq)
 

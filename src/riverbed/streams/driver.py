@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .cache import RecordCache
 from .global_table import apply_update
 from .records import StreamsError
 from .serdes import Serde
@@ -42,8 +43,12 @@ class OutputRecord:
 class TestDriver:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: StreamsApp | Topology, wall_clock_ms: int = 0) -> None:
+    def __init__(self, app: StreamsApp | Topology, wall_clock_ms: int = 0, cache_max_bytes: int = 0) -> None:
+        """``cache_max_bytes``: the record cache (riverbed.streams.cache); 0 (the default here,
+        unlike the runtime's 10 MiB) forwards every update at once, as tests of Kafka's
+        TopologyTestDriver usually configure; with a cache, ``commit()`` flushes it."""
         self.topology = app if isinstance(app, Topology) else app.topology()
+        self.cache = RecordCache(cache_max_bytes)
         self.wall_ms = wall_clock_ms
         self.outputs: dict[str, list[OutputRecord]] = {}
         self._read_pos: dict[str, int] = {}
@@ -56,7 +61,7 @@ class TestDriver:
                               for name, spec in self.topology.global_stores.items()}
         self._global_by_topic = {spec.topic: spec for spec in self.topology.global_stores.values()}
         self.tasks = [Task(sub, 0, self, self._engine, self.topology.changelog_topic, errors=self.topology.errors,
-                           global_stores=self.global_stores)
+                           global_stores=self.global_stores, cache=self.cache)
                       for sub in self.topology.subtopologies]
         for t in self.tasks:
             t.wall_ms = wall_clock_ms
@@ -123,6 +128,12 @@ class TestDriver:
         self.wall_ms += ms
         for t in self.tasks:
             t.punctuate(self.wall_ms)
+        self._drain()
+
+    def commit(self) -> None:
+        """A task commit: write and forward what the record cache holds (a no-op without one)."""
+        for t in self.tasks:
+            t.flush_cache()
         self._drain()
 
     def read(self, topic: str, key_serde: Serde[Any], value_serde: Serde[Any], with_timestamp: bool = False) -> list[Any]:

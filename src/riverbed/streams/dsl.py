@@ -364,7 +364,7 @@ class TimeWindowedKStream(Generic[K, V]):
         up = g._upstream(name)
         retention = self.retention_ms or 0
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, self.windows.size_ms,
-                                 max(retention, self.windows.size_ms + self.windows.grace_ms)))
+                                 max(retention, self.windows.size_ms + self.windows.grace_ms), timestamped=True))
         node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
                                    retention, self.close_after_idle_ms)
         up.children.append(node)

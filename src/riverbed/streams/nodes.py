@@ -190,11 +190,17 @@ class AggregateNode(Node):
             task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
             return
         st = task.kv_store(self.store)
-        old = st.get(rec.key)
+        kb = st._k(rec.key)
+        raw = st.get_bytes(kb)
+        old = None if raw is None else st.value_serde.deserialize(raw)
         new = self.agg(rec.key, rec.value, self.init() if old is None else old)
-        st.put(rec.key, new)
+        vb = st.value_serde.serialize(new)
         out = rec.with_kv(rec.key, new)
         out.old = old  # (foreign-key joins need the previous value)
+        if task.cache is not None:  # written and forwarded when the cache flushes or evicts it
+            task.cache.put(task, self.store, kb, vb, st.write, self, out)
+            return
+        st.write(kb, vb)
         self.forward(task, out)
 
 

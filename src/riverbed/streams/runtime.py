@@ -35,9 +35,10 @@ from riverbed.client.status import DEFAULT_INTERVAL_S, StatusReporter
 
 from . import internal_topics
 from . import metrics as streams_metrics
+from .cache import DEFAULT_CACHE_MAX_BYTES, RecordCache
 from .global_state import GlobalState
 from .global_table import GlobalStoreSpec
-from .query import NotLocalError, QueryServer, partition_for
+from .query import NotLocalError, QueryServer, StoreQueries, partition_for
 from .records import StreamsError
 from .restore import restore_task
 from .statedir import StateDirLock
@@ -95,7 +96,7 @@ _NOT_CLIENT_WIDE = {"group.id", "enable.auto.commit", "auto.offset.reset", "part
                     "fetch.min.bytes", "fetch.wait.max.ms", "group.protocol", "enable.partition.eof"}
 
 
-class Runtime:
+class Runtime(StoreQueries):
     def __init__(self, topology: Topology, bootstrap: str, *, state_dir: str | Path | None = None,
                  in_memory_stores: bool = False, commit_interval_ms: int | None = None,
                  punctuate_interval_ms: int = 1000, batch_size: int = 500,
@@ -104,10 +105,12 @@ class Runtime:
                  application_server: str | None = None, metrics_port: int | None = None,
                  metrics_host: str = "127.0.0.1", report_status: bool = True,
                  status_interval_s: float = DEFAULT_INTERVAL_S, status_kind: str = "streams",
-                 status_name: str | None = None, status_figures: dict[str, Any] | None = None) -> None:
+                 status_name: str | None = None, status_figures: dict[str, Any] | None = None,
+                 cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES) -> None:
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
+        self.cache = RecordCache(cache_max_bytes)  # aggregations' updates, deduplicated until a commit
         self.topology = topology
         self.app_id = topology.app_id
         self.bootstrap = bootstrap
@@ -424,6 +427,9 @@ class Runtime:
             self._committed_at = (self._consumed, self.collector.sent)
         offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
                    if (self.topology.sub_for_topic[t].id, p) in keys]
+        with self._lock:  # the record cache's updates go out (outputs, changelogs) with this commit
+            for key in keys:
+                self.tasks[key].flush_cache()
         if self.eos:
             self._commit_transaction(offsets)
         else:
@@ -483,7 +489,7 @@ class Runtime:
             key = (sub.id, tp.partition)
             if key not in self.tasks:
                 task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
-                            errors=self.topology.errors, global_stores=self.globals.stores)
+                            errors=self.topology.errors, global_stores=self.globals.stores, cache=self.cache)
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
                                              progress=self._progress).items():

@@ -150,7 +150,10 @@ class SlidingAggregateNode(Node):
             if closed_below > emitted:
                 for start, kb, vb in list(st.starting_between(emitted, closed_below)):
                     key = st.key_serde.deserialize(kb)
-                    self.forward(task, Record(Windowed(key, Window(start, start + d)), st.value_serde.deserialize(vb), start + d))
+                    # the largest timestamp of the window's records (Kafka's), not its end
+                    inside = self._records(st, kb, start, start + d)
+                    ts = max((t for t, _v in inside), default=start + d)
+                    self.forward(task, Record(Windowed(key, Window(start, start + d)), st.value_serde.deserialize(vb), ts))
                 st.put_meta("emitted", closed_below)
                 ns["emitted"] = closed_below
         # closed windows can no longer change; records older than any open window's reach go

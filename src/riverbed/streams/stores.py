@@ -21,9 +21,13 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .serdes import Serde
+from .windows import Window
+
+if TYPE_CHECKING:
+    from .cache import RecordCache
 
 LogFn = Callable[[bytes, bytes | None], None]
 
@@ -178,6 +182,24 @@ class SqliteEngine(Engine):
         return int(self._db.execute("SELECT COUNT(*) FROM kv").fetchone()[0])
 
 
+def cached_range(store: Any, lo: bytes, hi: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The engine's entries in ``[lo, hi)`` with the store's dirty cache entries laid over them."""
+    items = list(store.engine.range(lo, hi))
+    cache = store.cache
+    if cache is None:
+        return items
+    dirty = [(k, e.value) for k, e in cache.entries_of(store.task_id, store.name) if k >= lo and (hi is None or k < hi)]
+    if not dirty:
+        return items
+    merged = dict(items)
+    for k, v in dirty:
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    return sorted(merged.items())
+
+
 class KeyValueStore:
     """A typed view of an engine, logging every write to the changelog."""
 
@@ -187,6 +209,8 @@ class KeyValueStore:
         self.key_serde = key_serde
         self.value_serde = value_serde
         self._log = log
+        self.cache: RecordCache | None = None  # the task's record cache (aggregations write through it)
+        self.task_id = ""
 
     def _k(self, key: Any) -> bytes:
         raw = self.key_serde.serialize(key)
@@ -194,22 +218,45 @@ class KeyValueStore:
             raise ValueError(f"store {self.name}: a key is needed (got None)")
         return raw
 
+    def get_bytes(self, k: bytes) -> bytes | None:
+        """The value bytes of ``k``: a dirty cache entry first, else the engine's."""
+        if self.cache is not None:
+            e = self.cache.get(self.task_id, self.name, k)
+            if e is not None:
+                return e.value
+        return self.engine.get(k)
+
     def get(self, key: Any) -> Any:
-        raw = self.engine.get(self._k(key))
+        raw = self.get_bytes(self._k(key))
         return None if raw is None else self.value_serde.deserialize(raw)
 
-    def put(self, key: Any, value: Any) -> None:
-        k = self._k(key)
-        v = None if value is None else self.value_serde.serialize(value)
+    def write(self, k: bytes, v: bytes | None) -> None:
+        """Write to the engine and the changelog (bypassing the cache)."""
         self.engine.put(k, v)
         if self._log is not None:
             self._log(k, v)
+
+    def put(self, key: Any, value: Any) -> None:
+        self.write(self._k(key), None if value is None else self.value_serde.serialize(value))
 
     def delete(self, key: Any) -> None:
         self.put(key, None)
 
     def all(self) -> Iterator[tuple[Any, Any]]:
-        for k, v in self.engine.range(b"", None):
+        """Every entry in key-byte order (Kafka's ReadOnlyKeyValueStore#all), dirty cache
+        entries included."""
+        for k, v in cached_range(self, b"", None):
+            yield self.key_serde.deserialize(k), self.value_serde.deserialize(v)
+
+    def range(self, lo: Any = None, hi: Any = None) -> Iterator[tuple[Any, Any]]:
+        """Entries with ``lo <= key <= hi`` by serialized key bytes, both ends inclusive, ``None``
+        unbounded (Kafka's ReadOnlyKeyValueStore#range: ordered by the serialized key, so a
+        range over, e.g., JSON or LONG keys follows their bytes, not their values)."""
+        lo_b = b"" if lo is None else self._k(lo)
+        hi_b = None if hi is None else self._k(hi) + b"\x00"  # the first key after hi
+        if hi_b is not None and hi_b <= lo_b:
+            return
+        for k, v in cached_range(self, lo_b, hi_b):
             yield self.key_serde.deserialize(k), self.value_serde.deserialize(v)
 
     def __len__(self) -> int:
@@ -225,15 +272,32 @@ def split_window_key(raw: bytes) -> tuple[int, bytes]:
 
 
 class WindowStore:
-    """Aggregates per (key, window start), ordered by window start."""
+    """Aggregates per (key, window start), ordered by window start.
 
-    def __init__(self, name: str, engine: Engine, size_ms: int, key_serde: Serde[Any], value_serde: Serde[Any], log: LogFn | None) -> None:
+    A *timestamped* store (time-window aggregations, Kafka's TimestampedWindowStore) keeps the
+    largest timestamp of the records in each window with its aggregate: engine (and changelog)
+    values are ``timestamp (8 bytes) | value``; ``get_raw``/``starting_between``/``all`` strip it,
+    ``get_ts``/``starting_between_ts`` return it."""
+
+    def __init__(self, name: str, engine: Engine, size_ms: int, key_serde: Serde[Any], value_serde: Serde[Any],
+                 log: LogFn | None, timestamped: bool = False) -> None:
         self.name = name
         self.engine = engine
         self.size_ms = size_ms
         self.key_serde = key_serde
         self.value_serde = value_serde
         self._log = log
+        self.timestamped = timestamped
+        self.cache: RecordCache | None = None
+        self.task_id = ""
+
+    def _split(self, v: bytes) -> tuple[int, bytes]:
+        if self.timestamped:
+            return int(_START.unpack_from(v)[0]), v[8:]
+        return -1, v
+
+    def write(self, raw: bytes, value: bytes | None) -> None:
+        self._write(raw, value)
 
     def _write(self, raw: bytes, value: bytes | None) -> None:
         self.engine.put(raw, value)
@@ -246,24 +310,73 @@ class WindowStore:
             raise ValueError(f"store {self.name}: a key is needed (got None)")
         return raw
 
-    def get_raw(self, key: bytes, start: int) -> bytes | None:
-        return self.engine.get(window_key(start, key))
+    def _get_stored(self, raw: bytes) -> bytes | None:
+        if self.cache is not None:
+            e = self.cache.get(self.task_id, self.name, raw)
+            if e is not None:
+                return e.value
+        return self.engine.get(raw)
 
-    def put_raw(self, key: bytes, start: int, value: bytes | None) -> None:
-        self._write(window_key(start, key), value)
+    def get_ts(self, key: bytes, start: int) -> tuple[bytes, int] | None:
+        """(value bytes, largest record timestamp) of a window (timestamp -1: not timestamped)."""
+        v = self._get_stored(window_key(start, key))
+        if v is None:
+            return None
+        ts, vb = self._split(v)
+        return vb, ts
+
+    def get_raw(self, key: bytes, start: int) -> bytes | None:
+        v = self._get_stored(window_key(start, key))
+        return None if v is None else self._split(v)[1]
+
+    def encode(self, value: bytes, ts: int) -> bytes:
+        return _START.pack(ts) + value if self.timestamped else value
+
+    def put_raw(self, key: bytes, start: int, value: bytes | None, ts: int = 0) -> None:
+        self._write(window_key(start, key), None if value is None else self.encode(value, ts))
 
     def get(self, key: Any, start: int) -> Any:
         raw = self.get_raw(self.key_bytes(key), start)
         return None if raw is None else self.value_serde.deserialize(raw)
 
+    def fetch(self, key: Any, time_from: int, time_to: int) -> list[tuple[Window, Any]]:
+        """Kafka's ReadOnlyWindowStore#fetch(key, timeFrom, timeTo): ``key``'s windows whose
+        start is in ``[time_from, time_to]``, oldest first (dirty cache entries included)."""
+        kb = self.key_bytes(key)
+        return [(Window(s, s + self.size_ms), v) for s, k, v in self._query(time_from, time_to) if k == kb]
+
+    def fetch_all(self, time_from: int, time_to: int) -> list[tuple[Any, Window, Any]]:
+        """Kafka's ReadOnlyWindowStore#fetchAll(timeFrom, timeTo): every key's windows whose
+        start is in ``[time_from, time_to]``, by start then key bytes."""
+        return [(self.key_serde.deserialize(k), Window(s, s + self.size_ms), v) for s, k, v in self._query(time_from, time_to)]
+
+    def _query(self, time_from: int, time_to: int) -> Iterator[tuple[int, bytes, Any]]:
+        lo, hi = max(time_from, 0), min(time_to, (1 << 63) - 2) + 1
+        if hi <= lo:
+            return
+        for raw, v in cached_range(self, window_key(lo, b""), window_key(hi, b"")):
+            start, key = split_window_key(raw)
+            yield start, key, self.value_serde.deserialize(self._split(v)[1])
+
     def starting_between(self, lo: int, hi: int) -> Iterator[tuple[int, bytes, bytes]]:
-        """Windows with ``lo <= start < hi``: (start, key bytes, value bytes), by start then key."""
+        """Windows with ``lo <= start < hi``: (start, key bytes, value bytes), by start then key
+        (dirty cache entries included)."""
+        lo = max(lo, 0)
+        if hi <= lo:
+            return
+        for raw, v in cached_range(self, window_key(lo, b""), window_key(hi, b"")):
+            start, key = split_window_key(raw)
+            yield start, key, self._split(v)[1]
+
+    def starting_between_ts(self, lo: int, hi: int) -> Iterator[tuple[int, bytes, bytes, int]]:
+        """As ``starting_between``, with each window's largest record timestamp."""
         lo = max(lo, 0)
         if hi <= lo:
             return
         for raw, v in self.engine.range(window_key(lo, b""), window_key(hi, b"")):
             start, key = split_window_key(raw)
-            yield start, key, v
+            ts, vb = self._split(v)
+            yield start, key, vb, ts
 
     def expire_before(self, start: int) -> int:
         """Drop windows that start before ``start`` (retention); returns how many."""
@@ -274,13 +387,18 @@ class WindowStore:
 
     def all(self) -> Iterator[tuple[Any, int, Any]]:
         """(key, window start, value) for every window, by start then key."""
-        for raw, v in self.engine.range(_WINDOW, _META):
+        for raw, v in cached_range(self, _WINDOW, _META):
             start, key = split_window_key(raw)
-            yield self.key_serde.deserialize(key), start, self.value_serde.deserialize(v)
+            yield self.key_serde.deserialize(key), start, self.value_serde.deserialize(self._split(v)[1])
 
     def get_meta(self, name: str) -> int | None:
-        raw = self.engine.get(_META + name.encode())
+        raw = self._get_stored(_META + name.encode())
         return None if raw is None else int(_START.unpack(raw)[0])
 
     def put_meta(self, name: str, value: int) -> None:
         self._write(_META + name.encode(), _START.pack(value))
+
+    @staticmethod
+    def meta_entry(name: str, value: int) -> tuple[bytes, bytes]:
+        """The engine key and value of a bookkeeping entry (to write it through the cache)."""
+        return _META + name.encode(), _START.pack(value)

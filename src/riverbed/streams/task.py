@@ -13,6 +13,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, Protocol
 
+from .cache import RecordCache
 from .nodes import Node, SourceNode
 from .processor import ProcessNode, Schedule, fire
 from .records import Record, StreamsError
@@ -32,8 +33,10 @@ class Task:
     def __init__(self, sub: SubTopology, partition: int, collector: Collector,
                  engine_for: Callable[[StoreSpec, str], Engine], changelog_topic: Callable[[str], str],
                  logging_enabled: bool = True, errors: ErrorPolicy | None = None,
-                 global_stores: dict[str, KeyValueStore] | None = None) -> None:
+                 global_stores: dict[str, KeyValueStore] | None = None, cache: RecordCache | None = None) -> None:
         self.sub = sub
+        # the record cache (None: off); aggregations write through it (riverbed.streams.cache)
+        self.cache = cache if cache is not None and cache.max_bytes > 0 else None
         self.globals = global_stores or {}
         self.errors = errors or ErrorPolicy()
         self.partition = partition
@@ -57,8 +60,12 @@ class Task:
                 self._ses[spec.name] = SessionStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
             elif spec.window_size_ms is None:
                 self._kv[spec.name] = KeyValueStore(spec.name, engine, spec.key_serde, spec.value_serde, logfn)
+                self._kv[spec.name].cache, self._kv[spec.name].task_id = self.cache, self.task_id
             else:
-                self._win[spec.name] = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn)
+                ws = WindowStore(spec.name, engine, spec.window_size_ms, spec.key_serde, spec.value_serde, logfn,
+                                 timestamped=spec.timestamped)
+                ws.cache, ws.task_id = self.cache, self.task_id
+                self._win[spec.name] = ws
         self.schedules: list[Schedule] = []
         self._processors = [n for n in sub.nodes if isinstance(n, ProcessNode)]
         self._interceptors = tuple(getattr(sub, "interceptors", ()))
@@ -177,6 +184,29 @@ class Task:
         else:
             log.warning("task %s: %s of %s failed, skipped: %r", self.task_id, stage, where, e)
 
+    def forward_flushed(self, node: Node, rec: Record, write: Callable[[], None]) -> None:
+        """A record cache entry leaves the cache: write it to its store and changelog, then
+        forward it downstream of ``node`` (the error policy applies to what downstream raises;
+        the input record is long gone, so ``dead_letter`` logs and counts as ``skip`` does)."""
+        saved, self._current_ts = self._current_ts, rec.timestamp
+        try:
+            write()
+            node.forward(self, rec)
+        except Exception as e:
+            policy = self.errors.on_processing_error
+            where = f"{rec.topic}-{self.partition}@{rec.offset}"
+            if policy == "fail":
+                raise StreamsError(f"processing of {where} (a cached update of {node.name}) failed: {e!r}") from e
+            self.metrics["processing_errors"] = self.metrics.get("processing_errors", 0) + 1
+            log.warning("task %s: processing of %s (a cached update of %s) failed, skipped: %r", self.task_id, where, node.name, e)
+        finally:
+            self._current_ts = saved
+
+    def flush_cache(self) -> None:
+        """Write and forward this task's cached updates (before a commit)."""
+        if self.cache is not None:
+            self.cache.flush(self.task_id)
+
     def punctuate(self, wall_ms: int) -> None:
         self.wall_ms = wall_ms
         self._current_ts = max(self.stream_time, 0)
@@ -190,6 +220,8 @@ class Task:
             engine.commit(checkpoints.get(name))
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.drop(self.task_id)
         for n in self._processors:
             n.close_task(self)
         for engine in self.engines.values():

@@ -21,6 +21,7 @@ class StoreSpec:
     window_size_ms: int | None = None  # None: a key-value (or session) store
     retention_ms: int | None = None
     session: bool = False
+    timestamped: bool = False  # a window store keeping each window's largest record timestamp
 
 
 ERROR_POLICIES = ("fail", "skip", "dead_letter")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .nodes import Node, log
 from .records import LateRecord, Record
+from .stores import window_key
 from .windows import TimeWindows, Window, Windowed
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _OBSERVED = "observed"
 _EMITTED = "emitted"  # windows starting before this bound have been emitted (on_window_close)
+_SILENT = Node("no-forward")  # the cache's flush target for updates that forward nothing
 
 
 class WindowAggregateNode(Node):
@@ -63,7 +65,11 @@ class WindowAggregateNode(Node):
             observed = -1 if observed is None else observed
         if rec.timestamp > observed:
             observed = rec.timestamp
-            st.put_meta(_OBSERVED, observed)
+            if task.cache is not None:  # (one changelog write per commit, not per record)
+                mk, mv = st.meta_entry(_OBSERVED, observed)
+                task.cache.put(task, self.store, mk, mv, st.write, _SILENT, Record(None, None, observed))
+            else:
+                st.put_meta(_OBSERVED, observed)
         ns[_OBSERVED] = observed
         ns["idle_base"] = (observed, task.wall_ms)
         w = self.windows
@@ -74,12 +80,24 @@ class WindowAggregateNode(Node):
             if win.end <= close_time:
                 missed.append(win)
                 continue
-            raw = st.get_raw(kb, win.start)
-            old = self.init() if raw is None else st.value_serde.deserialize(raw)
+            got = st.get_ts(kb, win.start)
+            old = self.init() if got is None else st.value_serde.deserialize(got[0])
             new = self.agg(rec.key, rec.value, old)
-            st.put_raw(kb, win.start, st.value_serde.serialize(new))
+            # the result's timestamp: the largest of the window's records (Kafka's)
+            ts = rec.timestamp if got is None else max(got[1], rec.timestamp)
+            vb = st.value_serde.serialize(new)
+            stored = None if vb is None else st.encode(vb, ts)
+            out = rec.with_kv(Windowed(rec.key, win), new)
+            out.timestamp = ts
+            if task.cache is not None:
+                # (on_window_close: nothing is forwarded per update; the cache spares store and
+                # changelog writes, and is flushed before windows close)
+                task.cache.put(task, self.store, window_key(win.start, kb), stored, st.write,
+                               self if self.emit == "on_update" else _SILENT, out)
+                continue
+            st.write(window_key(win.start, kb), stored)
             if self.emit == "on_update":
-                self.forward(task, rec.with_kv(Windowed(rec.key, win), new))
+                self.forward(task, out)
         if missed:
             self._late(task, rec, missed, observed)
         self._advance(task, st, observed)
@@ -105,17 +123,33 @@ class WindowAggregateNode(Node):
                 emitted = st.get_meta(_EMITTED)
                 emitted = 0 if emitted is None else emitted
             if closed_below > emitted:
-                for start, kb, vb in list(st.starting_between(emitted, closed_below)):
+                self._flush_below(task, closed_below)
+                # each final result carries its window's largest record timestamp (Kafka's)
+                for start, kb, vb, ts in list(st.starting_between_ts(emitted, closed_below)):
                     key = st.key_serde.deserialize(kb)
                     win = Window(start, start + w.size_ms)
-                    out = Record(Windowed(key, win), st.value_serde.deserialize(vb), win.end - 1)
+                    out = Record(Windowed(key, win), st.value_serde.deserialize(vb), ts if ts >= 0 else win.end - 1)
                     self.forward(task, out)
                 st.put_meta(_EMITTED, closed_below)
                 ns[_EMITTED] = closed_below
         expire_below = observed - self.retention_ms + 1  # Kafka keeps starts >= observed - retention + 1
         if expire_below > ns.get("expired", 0):
+            self._flush_below(task, expire_below)
             st.expire_before(expire_below)
             ns["expired"] = expire_below
+
+    def _flush_below(self, task: Task, bound: int) -> None:
+        """Write (and forward) the cached updates of windows starting before ``bound``: they are
+        about to be emitted or expired. Starts are multiples of the advance, so this only has
+        work to do when the bound passes one."""
+        if task.cache is None:
+            return
+        ns = task.node_state(self)
+        last = (bound - 1) // self.windows.advance_ms  # the last window start below the bound / advance
+        if last <= ns.get("flushed_upto", -1):
+            return
+        ns["flushed_upto"] = last
+        task.cache.flush(task.task_id, self.store, below=window_key(max(bound, 0), b""))
 
     def punctuate(self, task: Task) -> None:
         if self.close_after_idle_ms is None:

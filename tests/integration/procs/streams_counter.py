@@ -20,7 +20,8 @@ def main() -> int:
     bootstrap, app_id, state_dir, guarantee = sys.argv[1:5]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
     app = StreamsApp(app_id, bootstrap, state_dir=state_dir, processing_guarantee=guarantee,
-                     consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+                     consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                     cache_max_bytes=0)  # (the test checks every count 1, 2, ..., n: no record cache)
     app.stream("events", STRING, STRING).group_by_key().count(name="counts").to_stream().to("counts", STRING, LONG)
     signal.signal(signal.SIGTERM, lambda *_: app.stop())
     app.run()

@@ -86,3 +86,16 @@ def test_sliding_windows_are_checked() -> None:
     g = app.stream("in", STRING, STRING).group_by_key()
     with pytest.raises(StreamsError, match="not offered for sliding"):
         g.windowed_by(SlidingWindows.of(10), close_after_idle=5)  # type: ignore[call-overload]
+
+
+def test_final_sliding_results_carry_the_largest_record_timestamp() -> None:
+    app = StreamsApp("s-ts")
+    (app.stream("in", STRING, STRING).group_by_key()
+        .windowed_by(SlidingWindows.of(10), emit="on_window_close").count(name="c")
+        .to_stream().map(lambda wk, n: (f"{wk.key}@{wk.window.start}-{wk.window.end}", n)).to("out", STRING, LONG))
+    with TestDriver(app) as d:
+        for t in [20, 24, 27, 50]:
+            d.pipe("in", "a", "x", timestamp=t)
+        # right windows [21, 31] and [25, 35] hold records up to 27: that is their timestamp, not their end
+        assert d.read("out", STRING, LONG, with_timestamp=True) == [
+            ("a@10-20", 1, 20), ("a@14-24", 2, 24), ("a@17-27", 3, 27), ("a@21-31", 2, 27), ("a@25-35", 1, 27)]

@@ -65,13 +65,37 @@ def test_windowed_count(name: str, windows: TimeWindows, emit: str, inputs: list
         assert d.read("out", STRING, LONG) == expected
 
 
-def test_final_results_carry_the_window_end_and_are_emitted_once() -> None:
-    with TestDriver(_app(TimeWindows.of(10), "on_window_close")) as d:
+def test_final_results_carry_the_largest_record_timestamp_and_are_emitted_once() -> None:
+    # Kafka: an aggregation's result carries the largest timestamp of the records that made it,
+    # for final results (suppress / onWindowClose) too, not the window's end
+    with TestDriver(_app(TimeWindows.of(10, grace=5), "on_window_close")) as d:
         d.pipe("clicks", "a", "x", 5)
+        d.pipe("clicks", "a", "x", 7)
+        d.pipe("clicks", "a", "x", 3)  # out of order: the largest stays 7
         d.pipe("clicks", "a", "x", 10)
+        d.pipe("clicks", "b", "x", 12)
         d.pipe("clicks", "a", "x", 25)
-        d.pipe("clicks", "a", "x", 26)
-        assert d.read("out", STRING, LONG, with_timestamp=True) == [("a@0-10", 1, 9), ("a@10-20", 1, 19)]
+        d.pipe("clicks", "a", "x", 36)
+        assert d.read("out", STRING, LONG, with_timestamp=True) == [("a@0-10", 3, 7), ("a@10-20", 1, 10),
+                                                                    ("b@10-20", 1, 12), ("a@20-30", 1, 25)]
+
+
+def test_on_update_results_carry_the_largest_timestamp_so_far() -> None:
+    with TestDriver(_app(TimeWindows.of(10), "on_update")) as d:
+        d.pipe("clicks", "a", "x", 8)
+        d.pipe("clicks", "a", "x", 2)  # out of order in the same window
+        d.pipe("clicks", "a", "x", 9)
+        assert d.read("out", STRING, LONG, with_timestamp=True) == [("a@0-10", 1, 8), ("a@0-10", 2, 8), ("a@0-10", 3, 9)]
+
+
+def test_hopping_final_results_carry_each_windows_own_largest_timestamp() -> None:
+    with TestDriver(_app(TimeWindows.of(10).advance_by(5), "on_window_close")) as d:
+        d.pipe("clicks", "a", "x", 3)
+        d.pipe("clicks", "a", "x", 7)  # in [0,10) and [5,15)
+        d.pipe("clicks", "a", "x", 13)  # in [5,15) and [10,20)
+        d.pipe("clicks", "a", "x", 40)
+        assert d.read("out", STRING, LONG, with_timestamp=True) == [
+            ("a@0-10", 2, 7), ("a@5-15", 2, 13), ("a@10-20", 1, 13)]
 
 
 def test_late_records_go_to_the_side_output() -> None:
