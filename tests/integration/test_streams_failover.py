@@ -34,10 +34,10 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 class Worker:
-    def __init__(self, bootstrap: str, state: Path, log: Path, guarantee: str) -> None:
+    def __init__(self, bootstrap: str, state: Path, log: Path, guarantee: str, standbys: int = 0) -> None:
         self.log = log
         with open(log, "ab") as f:
-            self.proc = subprocess.Popen([sys.executable, WORKER, bootstrap, "counter", str(state), guarantee],
+            self.proc = subprocess.Popen([sys.executable, WORKER, bootstrap, "counter", str(state), guarantee, str(standbys)],
                                          stdout=f, stderr=f)
 
     def kill(self) -> None:

@@ -1,8 +1,22 @@
 """The runtime: runs a topology against a Kafka cluster through confluent-kafka.
 
-One consumer in the group ``application.id`` (range assignment, so partition *p* of every
-source topic of a sub-topology lands on the same instance), one task per (sub-topology,
-partition), one producer for outputs, repartition records and changelog writes.
+One consumer in the group ``application.id``, one task per (sub-topology, partition), one
+producer for outputs, repartition records and changelog writes, and one assign-mode consumer
+(:class:`~.restore.ChangelogReader`) for restores and standby replicas.
+
+Rebalancing is cooperative (``cooperative-sticky``) when every sub-topology reads one source
+topic: a rebalance revokes only the partitions that move, so the tasks that stay keep running
+(no close, no re-open). A sub-topology with several source topics (joins, a table with a stream)
+needs partition *p* of each on the same instance, which only the eager ``range`` assignor gives
+with confluent-kafka (no custom assignors): such topologies rebalance eagerly. See
+docs/adr/0015-streams-rebalancing-and-standbys.md.
+
+A newly assigned task does not restore inside the assignment callback: its input partitions are
+paused, its stores are restored a chunk at a time from the poll loop (the group consumer keeps
+polling, so a long restore cannot exceed ``max.poll.interval.ms``), then it starts and its
+partitions are resumed. ``num_standby_replicas=N`` keeps warm copies of other instances' stores
+(see :meth:`Runtime._plan_standbys`); a task that moves to an instance holding its standby
+restores only the changelog's tail.
 
 At-least-once: records are consumed in batches and processed; every ``commit_interval_ms`` the
 producer is flushed (every output and changelog write acknowledged), then each store commits
@@ -35,7 +49,7 @@ from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
 from . import internal_topics
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
-from .restore import restore_task
+from .restore import ChangelogPartition, ChangelogReader
 from .statedir import StateDirLock
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
@@ -89,7 +103,12 @@ class Runtime:
                  punctuate_interval_ms: int = 1000, batch_size: int = 500,
                  consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
                  replication_factor: int = -1, processing_guarantee: str = "at_least_once",
-                 application_server: str | None = None) -> None:
+                 application_server: str | None = None, num_standby_replicas: int = 0,
+                 rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000) -> None:
+        """``rebalance_protocol``: ``"auto"`` (cooperative unless a sub-topology has several
+        source topics), ``"cooperative"`` or ``"eager"``. ``num_standby_replicas``: warm copies
+        of each stateful task's stores kept by other instances; ``standby_refresh_ms``: how often
+        an instance re-reads the group's assignment to decide which standbys it keeps."""
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -106,11 +125,25 @@ class Runtime:
         self.replication_factor = replication_factor
         self.application_server = application_server
         self._partitions: dict[str, int] = {}
+        if rebalance_protocol not in ("auto", "cooperative", "eager"):
+            raise StreamsError(f"rebalance_protocol must be auto, cooperative or eager, not {rebalance_protocol!r}")
+        if num_standby_replicas < 0:
+            raise StreamsError("num_standby_replicas must be 0 or more")
+        self.num_standby_replicas = num_standby_replicas
+        self.standby_refresh = standby_refresh_ms / 1000
+        copartitioned = any(len(sub.sources) > 1 for sub in topology.subtopologies)
+        if rebalance_protocol == "auto":
+            rebalance_protocol = "eager" if copartitioned else "cooperative"
+        elif rebalance_protocol == "cooperative" and copartitioned:
+            raise StreamsError("a sub-topology reads several co-partitioned topics: cooperative-sticky assignment "
+                               "could split partition p of them over instances; use rebalance_protocol='eager'")
         common = {"bootstrap.servers": bootstrap}
         self._consumer_cfg = {
             **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range", **(consumer_config or {}),
+            "partition.assignment.strategy": "cooperative-sticky" if rebalance_protocol == "cooperative" else "range",
+            **(consumer_config or {}),
         }
+        self.cooperative = "cooperative" in str(self._consumer_cfg["partition.assignment.strategy"])
         if application_server:  # how other instances find this one (interactive queries)
             self._consumer_cfg["client.id"] = f"{self.app_id}@{application_server}"
         self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
@@ -124,12 +157,17 @@ class Runtime:
         self._producer_cfg.update(producer_config or {})
         self._stop = threading.Event()
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
-        self.tasks: dict[tuple[int, int], Task] = {}
+        self.tasks: dict[tuple[int, int], Task] = {}  # active, running tasks
+        # assigned tasks whose stores are being restored (input partitions paused)
+        self.restoring: dict[tuple[int, int], _Restoring] = {}
+        self.standbys: dict[tuple[int, int], dict[str, ChangelogPartition]] = {}  # task -> store -> reader state
+        self._standby_dirty = True
+        self._standby_at = 0.0
         self._positions: dict[tuple[str, int], int] = {}
         self._consumed = 0
         self._committed_at = (-1, -1)
         self.running = threading.Event()
-        self.restored: dict[str, int] = {}  # store/task -> records restored
+        self.restored: dict[str, int] = {}  # store/task -> records restored (the last restore of each)
         # store/task -> (changelog offsets restored, offsets to restore), updated during restores
         self.restore_progress: dict[str, tuple[int, int]] = {}
 
@@ -166,9 +204,10 @@ class Runtime:
         if self.eos:
             self.producer.init_transactions(30)
             self.producer.begin_transaction()
+        self.reader = ChangelogReader(self._restore_cfg, self.batch_size, progress=self._progress)
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         try:
             self._loop()
             self.commit()
@@ -181,14 +220,21 @@ class Runtime:
             raise
         finally:
             self._close_tasks(list(self.tasks))
+            for key in list(self.restoring):
+                self._drop_restoring(key)
+            for key in list(self.standbys):
+                self._drop_standby(key)
             self.consumer.close()
+            self.reader.close()
             self.producer.flush(10)
 
     def _loop(self) -> None:
         last_commit = last_punct = time.monotonic()
         while not self._stop.is_set():
-            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
+            busy = bool(self.restoring)
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.01 if busy else 0.1)
             self.running.set()
+            rewind: dict[tuple[str, int], int] = {}
             for m in msgs:
                 err = m.error()
                 if err is not None:
@@ -201,16 +247,23 @@ class Runtime:
                 topic, part = m.topic(), m.partition()
                 sub = self.topology.sub_for_topic[topic]
                 task = self.tasks.get((sub.id, part))
-                if task is None:  # revoked between fetch and now
-                    continue
+                if task is None:
+                    if (sub.id, part) in self.restoring and (topic, part) not in rewind:
+                        rewind[(topic, part)] = m.offset()  # fetched before the pause: read it again later
+                    continue  # (else revoked between fetch and now)
                 _ts_type, ts = m.timestamp()
                 with self._lock:
                     task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
                 self._positions[(topic, part)] = m.offset() + 1
                 self._consumed += 1
+            for (topic, part), off in rewind.items():
+                self.consumer.seek(TopicPartition(topic, part, off))
             self.producer.poll(0)
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
+            self._advance_restores()
+            if self.num_standby_replicas and (self._standby_dirty or time.monotonic() - self._standby_at >= self.standby_refresh):
+                self._plan_standbys()
             now = time.monotonic()
             if now - last_punct >= self.punctuate_interval:
                 wall = int(time.time() * 1000)
@@ -220,6 +273,9 @@ class Runtime:
             if now - last_commit >= self.commit_interval:
                 if self._consumed != self._committed_at[0] or self.collector.sent != self._committed_at[1]:
                     self.commit()  # (nothing consumed or produced since the last one: nothing to do)
+                for sb in self.standbys.values():
+                    for cp in sb.values():
+                        cp.checkpoint()
                 last_commit = time.monotonic()
 
     # -- interactive queries ------------------------------------------------------------------
@@ -336,31 +392,106 @@ class Runtime:
         return SqliteEngine(self.state_dir / self.app_id / task_id / f"{spec.name}.sqlite")
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        log.info("assigned %s", [(p.topic, p.partition) for p in parts])
+        """New partitions: their tasks are created (taking over this instance's standby stores
+        for them) and paused; the poll loop restores them (:meth:`_advance_restores`)."""
+        log.info("assigned %s%s", [(p.topic, p.partition) for p in parts], " (incremental)" if self.cooperative else "")
+        if self.cooperative:
+            consumer.incremental_assign(parts)
+        else:
+            consumer.assign(parts)
+        paused: list[TopicPartition] = []
         for tp in parts:
             sub = self.topology.sub_for_topic[tp.topic]
             key = (sub.id, tp.partition)
-            if key not in self.tasks:
-                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
+            if key in self.tasks:
+                continue
+            r = self.restoring.get(key)
+            if r is None:
+                handed = self._promote_standby(key)
+
+                def engine_for(spec: StoreSpec, task_id: str, handed: dict[str, Engine] = handed) -> Engine:
+                    engine = handed.pop(spec.name, None)
+                    return engine if engine is not None else self._engine(spec, task_id)
+
+                task = Task(sub, tp.partition, self.collector, engine_for, self.topology.changelog_topic,
                             errors=self.topology.errors)
                 task.wall_ms = int(time.time() * 1000)
-                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
-                                             progress=self._progress).items():
-                    self.restored[f"{store}/{task.task_id}"] = n
-                task.start()
-                self.tasks[key] = task
+                r = self.restoring[key] = _Restoring(task)
+            r.inputs.append(TopicPartition(tp.topic, tp.partition))
+            paused.append(TopicPartition(tp.topic, tp.partition))
+        if paused:
+            consumer.pause(paused)
+        self._standby_dirty = True
+
+    def _advance_restores(self) -> None:
+        """Start the reading of new restores, apply a chunk of changelog records (restores and
+        standbys), start the tasks whose stores are all restored and resume their partitions."""
+        ready: list[tuple[int, int]] = []
+        for key, r in self.restoring.items():
+            if r.parts is None:
+                r.parts = {}
+                for name, engine in r.task.engines.items():
+                    cp = ChangelogPartition(name, r.task.task_id, engine, self.topology.changelog_topic(name),
+                                            r.task.partition, standby=False)
+                    r.parts[name] = cp
+                    self.reader.add(cp)
+            if all(cp.done for cp in r.parts.values()):
+                ready.append(key)
+        if self.reader.parts:
+            self.reader.poll(0.2, 0.05 if self.reader.restoring else 0.0)
+            ready.extend(key for key, r in self.restoring.items()
+                         if key not in ready and r.parts is not None and all(cp.done for cp in r.parts.values()))
+        for key in ready:
+            r = self.restoring.pop(key)
+            assert r.parts is not None
+            for name, cp in r.parts.items():
+                self.restored[f"{name}/{r.task.task_id}"] = cp.applied
+            with self._lock:
+                self.tasks[key] = r.task.start()
+            self.consumer.resume(r.inputs)
+            log.info("task %s: running (%d changelog records restored)", r.task.task_id,
+                     sum(cp.applied for cp in r.parts.values()))
 
     def _progress(self, store: str, task_id: str, done: int, total: int) -> None:
         self.restore_progress[f"{store}/{task_id}"] = (done, total)
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        log.info("revoked %s", [(p.topic, p.partition) for p in parts])
-        keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
-        if keys:
-            self.commit(None if self.eos else keys)  # one transaction covers every task
-            self._close_tasks(keys)
+        """Partitions moving away: commit (with exactly-once, the one open transaction, before
+        the revocation completes), then close only their tasks."""
+        log.info("revoked %s%s", [(p.topic, p.partition) for p in parts], " (incremental)" if self.cooperative else "")
+        keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
+        active = sorted(keys & set(self.tasks))
+        if active:
+            self.commit(None if self.eos else active)  # one transaction covers every task
+            self._close_tasks(active)
+        for key in sorted(keys & set(self.restoring)):
+            self._drop_restoring(key)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
+        self._standby_dirty = True
+
+    def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        """Partitions lost (this member was dropped from the group: another may own them now):
+        nothing of theirs may be committed."""
+        log.warning("lost %s", [(p.topic, p.partition) for p in parts])
+        if self.eos and self.tasks:
+            # the open transaction holds every task's uncommitted work, and aborting it would need
+            # every task to rewind; stop instead (a restart resumes from the last commit)
+            raise StreamsError(f"partitions lost (session timed out?): {[(p.topic, p.partition) for p in parts]}")
+        keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
+        self._close_tasks(sorted(keys & set(self.tasks)))  # uncommitted store writes roll back
+        for key in sorted(keys & set(self.restoring)):
+            self._drop_restoring(key)
+        for tp in parts:
+            self._positions.pop((tp.topic, tp.partition), None)
+        self._standby_dirty = True
+
+    def _drop_restoring(self, key: tuple[int, int]) -> None:
+        r = self.restoring.pop(key)
+        for cp in (r.parts or {}).values():
+            self.reader.remove(cp)
+            cp.checkpoint()  # what was restored so far is a valid prefix: keep it
+        r.task.close()
 
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
@@ -368,3 +499,91 @@ class Runtime:
                 task = self.tasks.pop(key, None)
                 if task is not None:
                     task.close()
+
+    # -- standby replicas ----------------------------------------------------------------------
+    def _stateful_tasks(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for sub in self.topology.subtopologies:
+            if sub.stores:
+                n = max(self._partitions.get(t, 0) for t in sub.sources)
+                out.extend((sub.id, p) for p in range(n))
+        return out
+
+    def _plan_standbys(self) -> None:
+        """Decide which standby tasks this instance keeps, from the group's current assignment
+        (AdminClient describe_consumer_groups): the members sorted by member id form a ring, and
+        the standbys of a task owned by member *i* are the next ``num_standby_replicas`` members
+        after *i*. Every instance computes the same answer from the same description; while the
+        group is rebalancing the current standbys are kept."""
+        self._standby_at = time.monotonic()
+        me = self.consumer.memberid()
+        if not me:
+            return
+        try:
+            desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(5)
+        except Exception as e:
+            log.warning("standbys: cannot describe group %s: %s", self.app_id, e)
+            return
+        if str(getattr(desc.state, "name", desc.state)).upper() != "STABLE":
+            return  # try again on the next loop
+        self._standby_dirty = False
+        members = sorted(m.member_id for m in desc.members)
+        if me not in members:
+            return
+        owner: dict[tuple[int, int], str] = {}
+        for m in desc.members:
+            for tp in m.assignment.topic_partitions:
+                sub = self.topology.sub_for_topic.get(tp.topic)
+                if sub is not None:
+                    owner[(sub.id, tp.partition)] = m.member_id
+        want: set[tuple[int, int]] = set()
+        for key in self._stateful_tasks():
+            o = owner.get(key)
+            if o is None or o == me or key in self.tasks or key in self.restoring:
+                continue
+            i = members.index(o)
+            ring = [members[(i + j) % len(members)] for j in range(1, len(members))]
+            if me in ring[:self.num_standby_replicas]:
+                want.add(key)
+        for key in sorted(set(self.standbys) - want):
+            self._drop_standby(key)
+        for key in sorted(want - set(self.standbys)):
+            sub = next(x for x in self.topology.subtopologies if x.id == key[0])
+            task_id = f"{sub.id}_{key[1]}"
+            parts: dict[str, ChangelogPartition] = {}
+            for spec in sub.stores:
+                cp = ChangelogPartition(spec.name, task_id, self._engine(spec, task_id),
+                                        self.topology.changelog_topic(spec.name), key[1], standby=True)
+                parts[spec.name] = cp
+                self.reader.add(cp)
+            self.standbys[key] = parts
+            log.info("standby task %s: keeping %s warm", task_id, sorted(parts))
+
+    def _drop_standby(self, key: tuple[int, int]) -> None:
+        for cp in self.standbys.pop(key).values():
+            self.reader.remove(cp)
+            cp.checkpoint()
+            cp.engine.close()
+        log.info("standby task %d_%d: dropped", *key)
+
+    def _promote_standby(self, key: tuple[int, int]) -> dict[str, Engine]:
+        """The standby stores of a task just assigned here, checkpointed at the position they
+        reached (the restore then reads only the changelog's tail); empty without a standby."""
+        sb = self.standbys.pop(key, None)
+        if sb is None:
+            return {}
+        for cp in sb.values():
+            self.reader.remove(cp)
+            cp.checkpoint()
+        log.info("task %d_%d: taking over its standby stores at changelog offsets %s", *key,
+                 {n: cp.position for n, cp in sb.items()})
+        return {n: cp.engine for n, cp in sb.items()}
+
+
+class _Restoring:
+    """An assigned task whose stores are being restored; its input partitions are paused."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.inputs: list[TopicPartition] = []
+        self.parts: dict[str, ChangelogPartition] | None = None  # None: reading not started yet
