@@ -9,7 +9,7 @@ topic: a rebalance revokes only the partitions that move, so the tasks that stay
 (no close, no re-open). A sub-topology with several source topics (joins, a table with a stream)
 needs partition *p* of each on the same instance, which only the eager ``range`` assignor gives
 with confluent-kafka (no custom assignors): such topologies rebalance eagerly. See
-docs/adr/0015-streams-rebalancing-and-standbys.md.
+docs/adr/0016-streams-rebalancing-and-standbys.md.
 
 A newly assigned task does not restore inside the assignment callback: its input partitions are
 paused, its stores are restored a chunk at a time from the poll loop (the group consumer keeps
