@@ -206,3 +206,55 @@ def test_standby_replica_takes_over_with_the_tail_only(broker: EmbeddedBroker, t
         if b is not None and b.thread.is_alive():
             b.stop()
         counts.close()
+
+
+def test_restore_runs_in_chunks_from_the_poll_loop(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A store restored from a 20,000-record changelog: the restore is spread over many turns of
+    the poll loop (a consume of the group consumer between each), and its progress is reported."""
+    bs = broker.bootstrap
+    create_topics(bs, NewTopic("events", 2, 1), NewTopic("counts", 2, 1),
+                  NewTopic("rs-counts-changelog", 2, 1, config={"cleanup.policy": "compact"}))
+    p = Producer({"bootstrap.servers": bs, "linger.ms": 20})
+    for i in range(20_000):  # the changelog of an earlier run, whose state directory is gone
+        p.produce("rs-counts-changelog", LONG.serialize(1), f"k-{i}".encode(), partition=0)
+    p.produce("events", b"x", b"k-5", partition=0)  # restored 1, so counts 2
+    p.produce("events", b"x", b"other", partition=1)
+    assert p.flush(30) == 0
+
+    app = counter("rs")
+    app.bootstrap = bs
+    app.config.update(state_dir=str(tmp_path / "s"), batch_size=100, commit_interval_ms=100)
+    assert app.restore_progress() == {}
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            app.run()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=main, daemon=True)
+    t.start()
+    out = Consumer({"bootstrap.servers": bs, "group.id": "out", "auto.offset.reset": "earliest"})
+    out.subscribe(["counts"])
+    got: dict[str, int] = {}
+    try:
+        def poll() -> dict[str, int]:
+            assert not errors, errors
+            for m in out.consume(100, 0.2):
+                if m.error() is None:
+                    got[m.key().decode()] = LONG.deserialize(m.value()) or 0
+            return got
+
+        wait_until(lambda: poll() == {"k-5": 2, "other": 1}, "counts after the restore", 90)
+        rt = app._runtime
+        assert rt.restored == {"counts/0_0": 20_000, "counts/0_1": 0}
+        # at most 20 consumes of 100 records per turn of the loop: at least 10 turns
+        assert rt.restore_chunks["counts/0_0"] >= 10, rt.restore_chunks
+        assert app.restore_progress() == {"counts/0_0": {"restored": 20_000, "total": 20_000},
+                                          "counts/0_1": {"restored": 0, "total": 0}}
+    finally:
+        app.stop()
+        t.join(60)
+        out.close()
+    assert not t.is_alive() and not errors, errors

@@ -109,6 +109,7 @@ class ChangelogPartition:
         self.position = 0  # next changelog offset to apply; the store's checkpoint once committed
         self.end = 0  # restore target: the partition's end offset when the restore started
         self.applied = 0  # records written to the store
+        self.chunks = 0  # poll-loop turns that applied records to it
         self.done = False
         self._checkpointed = -1
 
@@ -169,15 +170,19 @@ class ChangelogReader:
             del self.parts[(cp.topic, cp.partition)]
             self.consumer.incremental_unassign([TopicPartition(cp.topic, cp.partition)])
 
-    def poll(self, budget: float, wait: float = 0.0) -> list[ChangelogPartition]:
-        """Apply what arrives within about ``budget`` seconds (waiting up to ``wait`` for the first
-        records); returns the restores that reached their end (removed from the reader)."""
+    def poll(self, budget: float, wait: float = 0.0, max_batches: int = 20) -> list[ChangelogPartition]:
+        """Apply what arrives within about ``budget`` seconds and at most ``max_batches`` consumes
+        of ``batch_size`` records (waiting up to ``wait`` for the first records); returns the
+        restores that reached their end (removed from the reader)."""
         finished: list[ChangelogPartition] = []
         if not self.parts:
             return finished
         deadline = time.monotonic() + budget
         timeout = wait
-        while self.parts:
+        touched: set[ChangelogPartition] = set()
+        for _ in range(max_batches):
+            if not self.parts:
+                break
             msgs: list[Any] = self.consumer.consume(self.batch_size, timeout)
             timeout = 0.0
             if not msgs:
@@ -205,6 +210,7 @@ class ChangelogReader:
                 cp = self.parts[tp]
                 cp.engine.put_many(items)
                 cp.applied += len(items)
+                touched.add(cp)
             for tp in {*writes, *ended}:
                 cp = self.parts[tp]
                 if cp.standby:
@@ -223,6 +229,8 @@ class ChangelogReader:
                                  cp.task_id, cp.applied, cp.start, cp.end, cp.position)
             if time.monotonic() >= deadline:
                 break
+        for cp in touched:
+            cp.chunks += 1
         return finished
 
     def _report(self, cp: ChangelogPartition) -> None:

@@ -168,6 +168,7 @@ class Runtime:
         self._committed_at = (-1, -1)
         self.running = threading.Event()
         self.restored: dict[str, int] = {}  # store/task -> records restored (the last restore of each)
+        self.restore_chunks: dict[str, int] = {}  # store/task -> poll-loop turns the last restore took
         # store/task -> (changelog offsets restored, offsets to restore), updated during restores
         self.restore_progress: dict[str, tuple[int, int]] = {}
 
@@ -446,6 +447,7 @@ class Runtime:
             assert r.parts is not None
             for name, cp in r.parts.items():
                 self.restored[f"{name}/{r.task.task_id}"] = cp.applied
+                self.restore_chunks[f"{name}/{r.task.task_id}"] = cp.chunks
             with self._lock:
                 self.tasks[key] = r.task.start()
             self.consumer.resume(r.inputs)
