@@ -258,3 +258,52 @@ def test_restore_runs_in_chunks_from_the_poll_loop(broker: EmbeddedBroker, tmp_p
         t.join(60)
         out.close()
     assert not t.is_alive() and not errors, errors
+
+
+def test_inputs_of_a_join_are_processed_in_timestamp_order(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Timestamp synchronization (max.task.idle.ms): the clicks are in their topic before the
+    table's records, yet each click joins the table value current at its timestamp; once the
+    table's partitions are caught up, a new click is processed without waiting for more."""
+    bs = broker.bootstrap
+    create_topics(bs, NewTopic("users", 2, 1, config={"cleanup.policy": "compact"}), NewTopic("clicks", 2, 1),
+                  NewTopic("enriched", 2, 1))
+    app = StreamsApp("sync")
+    users = app.table("users", STRING, STRING, name="users")
+    (app.stream("clicks", STRING, STRING)
+        .left_join(users, lambda page, name: f"{page}:{name or '-'}", value_serde=STRING)
+        .to("enriched", STRING, STRING))
+    uids = [f"u{i}" for i in range(20)]
+    p = Producer({"bootstrap.servers": bs, "partitioner": "murmur2_random", "linger.ms": 5})
+    # the stream first (each partition in timestamp order: the task merges its inputs by the
+    # timestamp of their next records, within a partition offsets decide, as in Kafka Streams)
+    for page, ts in ((b"a", 2000), (b"b", 4000)):
+        for uid in uids:
+            p.produce("clicks", page, uid.encode(), timestamp=ts)
+    assert p.flush(30) == 0
+    for name, ts in ((b"v1", 1000), (b"v2", 3000)):
+        for uid in uids:
+            p.produce("users", name, uid.encode(), timestamp=ts)
+    assert p.flush(30) == 0
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)
+    assert not rt.cooperative  # a stream with a table: co-partitioned, eager range assignment
+    out = Consumer({"bootstrap.servers": bs, "group.id": "out", "auto.offset.reset": "earliest"})
+    out.subscribe(["enriched"])
+    got: list[tuple[str, str]] = []
+    r = Running(rt)
+    try:
+        def poll() -> int:
+            r.check()
+            for m in out.consume(100, 0.2):
+                if m.error() is None:
+                    got.append((m.key().decode(), m.value().decode()))
+            return len(got)
+
+        wait_until(lambda: poll() >= 2 * len(uids), "joined clicks", 90)
+        assert sorted(got) == sorted([(u, "a:v1") for u in uids] + [(u, "b:v2") for u in uids]), sorted(got)
+        p.produce("clicks", b"c", b"u0", timestamp=5000)  # no table record follows: not held back
+        assert p.flush(30) == 0
+        wait_until(lambda: poll() > 2 * len(uids), "a click after the table went quiet", 30)
+        assert got[-1] == ("u0", "c:v2")
+    finally:
+        r.stop()
+        out.close()

@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,16 @@ class Runtime:
                  consumer_config: dict[str, Any] | None = None, producer_config: dict[str, Any] | None = None,
                  replication_factor: int = -1, processing_guarantee: str = "at_least_once",
                  application_server: str | None = None, num_standby_replicas: int = 0,
-                 rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000) -> None:
+                 rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000,
+                 max_task_idle_ms: int = 0) -> None:
         """``rebalance_protocol``: ``"auto"`` (cooperative unless a sub-topology has several
         source topics), ``"cooperative"`` or ``"eager"``. ``num_standby_replicas``: warm copies
         of each stateful task's stores kept by other instances; ``standby_refresh_ms``: how often
-        an instance re-reads the group's assignment to decide which standbys it keeps."""
+        an instance re-reads the group's assignment to decide which standbys it keeps.
+        ``max_task_idle_ms`` (Kafka's ``max.task.idle.ms``): a task reading several topics
+        processes the record with the smallest timestamp among its inputs' next records; when an
+        input has nothing buffered the task waits for it unless it is caught up (0, the default),
+        and then also up to this long for new records (> 0); -1 never waits."""
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -144,6 +150,16 @@ class Runtime:
             **(consumer_config or {}),
         }
         self.cooperative = "cooperative" in str(self._consumer_cfg["partition.assignment.strategy"])
+        if max_task_idle_ms < -1:
+            raise StreamsError("max_task_idle_ms must be -1 (never wait), 0 or more")
+        self.max_task_idle = max_task_idle_ms / 1000 if max_task_idle_ms >= 0 else -1.0
+        # sub-topologies whose tasks read several topics: their records are buffered per input and
+        # processed in timestamp order (Kafka Streams' timestamp synchronization)
+        self._synced = {sub.id for sub in topology.subtopologies if len(sub.sources) > 1}
+        self._buffers: dict[tuple[int, int], _InputBuffer] = {}
+        self._caught_up: set[tuple[str, int]] = set()  # partitions whose last fetch reached the end
+        if self._synced:  # end-of-partition events say an input is caught up
+            self._consumer_cfg.setdefault("enable.partition.eof", True)
         if application_server:  # how other instances find this one (interactive queries)
             self._consumer_cfg["client.id"] = f"{self.app_id}@{application_server}"
         self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
@@ -240,6 +256,7 @@ class Runtime:
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        self._caught_up.add((m.topic(), m.partition()))
                         continue
                     if err.fatal():
                         raise StreamsError(f"consumer failed: {err}")
@@ -252,13 +269,18 @@ class Runtime:
                     if (sub.id, part) in self.restoring and (topic, part) not in rewind:
                         rewind[(topic, part)] = m.offset()  # fetched before the pause: read it again later
                     continue  # (else revoked between fetch and now)
-                _ts_type, ts = m.timestamp()
-                with self._lock:
-                    task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
-                self._positions[(topic, part)] = m.offset() + 1
-                self._consumed += 1
+                if sub.id in self._synced:
+                    self._caught_up.discard((topic, part))
+                    buf = self._buffers.get((sub.id, part))
+                    if buf is None:
+                        buf = self._buffers[(sub.id, part)] = _InputBuffer(list(sub.sources))
+                    buf.queues[topic].append(m)
+                    continue
+                self._process(task, m)
             for (topic, part), off in rewind.items():
                 self.consumer.seek(TopicPartition(topic, part, off))
+            if self._buffers:
+                self._drain_buffers()
             self.producer.poll(0)
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
@@ -278,6 +300,45 @@ class Runtime:
                     for cp in sb.values():
                         cp.checkpoint()
                 last_commit = time.monotonic()
+
+    def _process(self, task: Task, m: Any) -> None:
+        topic = m.topic()
+        _ts_type, ts = m.timestamp()
+        with self._lock:
+            task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
+        self._positions[(topic, task.partition)] = m.offset() + 1
+        self._consumed += 1
+
+    def _drain_buffers(self) -> None:
+        """Process the buffered records of tasks reading several topics, smallest timestamp
+        first across their inputs (Kafka Streams' choice of the next record). An input with
+        nothing buffered holds the task back until it is known to be caught up (an end-of-
+        partition event since its last record), then for up to ``max_task_idle_ms`` more; with
+        -1 the task never waits."""
+        now = time.monotonic()
+        for key, buf in list(self._buffers.items()):
+            task = self.tasks.get(key)
+            if task is None:
+                del self._buffers[key]
+                continue
+            while True:
+                heads = [(q[0].timestamp()[1], topic) for topic, q in buf.queues.items() if q]
+                if not heads:
+                    break
+                if len(heads) < len(buf.queues):
+                    if self.max_task_idle >= 0:
+                        empty = [t for t, q in buf.queues.items() if not q]
+                        if not all((t, task.partition) in self._caught_up for t in empty):
+                            break  # an input's next records may be on their way: wait for them
+                        if self.max_task_idle > 0:
+                            if buf.idle_since is None:
+                                buf.idle_since = now
+                            if now - buf.idle_since < self.max_task_idle:
+                                break
+                else:
+                    buf.idle_since = None
+                _ts, topic = min(heads)
+                self._process(task, buf.queues[topic].popleft())
 
     # -- interactive queries ------------------------------------------------------------------
     def query(self, store: str, key: Any) -> Any:
@@ -470,6 +531,7 @@ class Runtime:
             self._drop_restoring(key)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
+            self._caught_up.discard((tp.topic, tp.partition))
         self._standby_dirty = True
 
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
@@ -486,6 +548,7 @@ class Runtime:
             self._drop_restoring(key)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
+            self._caught_up.discard((tp.topic, tp.partition))
         self._standby_dirty = True
 
     def _drop_restoring(self, key: tuple[int, int]) -> None:
@@ -498,6 +561,7 @@ class Runtime:
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
             for key in keys:
+                self._buffers.pop(key, None)  # not processed, so not committed: read again by the next owner
                 task = self.tasks.pop(key, None)
                 if task is not None:
                     task.close()
@@ -580,6 +644,14 @@ class Runtime:
         log.info("task %d_%d: taking over its standby stores at changelog offsets %s", *key,
                  {n: cp.position for n, cp in sb.items()})
         return {n: cp.engine for n, cp in sb.items()}
+
+
+class _InputBuffer:
+    """The fetched, not yet processed records of a task reading several topics, per topic."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.queues: dict[str, deque[Any]] = {t: deque() for t in topics}
+        self.idle_since: float | None = None  # since when an input has had nothing buffered
 
 
 class _Restoring:
