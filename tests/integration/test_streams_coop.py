@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,3 +308,42 @@ def test_inputs_of_a_join_are_processed_in_timestamp_order(broker: EmbeddedBroke
     finally:
         r.stop()
         out.close()
+
+
+def test_stalled_member_loses_its_partitions_and_goes_on_exactly_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A processing call that outlasts max.poll.interval.ms gets the member dropped from the
+    group: its commit is refused or its partitions are reported lost, the open transaction is
+    aborted, the tasks restart from the last commit, and every count is still output exactly
+    once."""
+    bs = broker.bootstrap
+    create_topics(bs, NewTopic("events", 2, 1), NewTopic("counts", 2, 1))
+    stalled = threading.Event()
+
+    def maybe_stall(v: str) -> str:
+        if v == "slow" and not stalled.is_set():
+            stalled.set()
+            time.sleep(8)  # > max.poll.interval.ms
+        return v
+
+    app = StreamsApp("stall")
+    (app.stream("events", STRING, STRING).map_values(maybe_stall).group_by_key().count(name="counts")
+        .to_stream().to("counts", STRING, LONG))
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path / "s", commit_interval_ms=100,
+                 processing_guarantee="exactly_once", producer_config={"transaction.timeout.ms": 60_000},
+                 consumer_config={**FAST, "max.poll.interval.ms": 6000})
+    counts = Counts(bs, 7)
+    r = Running(rt)
+    try:
+        counts.produce(100)
+        counts.wait_all("counts before the stall")
+        counts.expected["user-1"] = counts.expected.get("user-1", 0) + 1
+        counts.producer.produce("events", b"slow", b"user-1")
+        counts.produce(100)
+        wait_until(lambda: stalled.is_set(), "the stall")
+        counts.produce(100)
+        counts.wait_all("counts after the stall")
+        counts.check_exact()
+        r.check()
+    finally:
+        r.stop()
+        counts.close()

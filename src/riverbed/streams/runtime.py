@@ -42,7 +42,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
@@ -71,6 +78,8 @@ class _Collector:
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
+            if err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+                return  # part of a transaction the runtime aborted (partitions lost)
             if self.error is None:
                 self.error = f"{msg.topic()}: {err}"
             return
@@ -413,7 +422,9 @@ class Runtime:
         offsets = [TopicPartition(t, p, off) for (t, p), off in self._positions.items()
                    if (self.topology.sub_for_topic[t].id, p) in keys]
         if self.eos:
-            self._commit_transaction(offsets)
+            if not self._commit_transaction(offsets):
+                self._revive_all("transaction commit fenced")
+                return
         else:
             while self.producer.flush(1.0) > 0:
                 pass
@@ -432,20 +443,34 @@ class Runtime:
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
+                if e.args and isinstance(e.args[0], KafkaError) and e.args[0].code() in _MIGRATED:
+                    self._revive_all(f"offset commit failed: {e}")
+                    return
                 raise StreamsError(f"offset commit failed: {e}") from e
 
-    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> bool:
+        """Commit the open transaction with ``offsets``; False when the group fenced this member
+        (the transaction is then aborted and a new one begun)."""
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
         except KafkaException as e:
-            # abortable or fatal alike: stop; a restart resumes from the last committed
-            # transaction (the store files roll back with it)
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is not None and err.code() in _MIGRATED and err.txn_requires_abort():
+                try:
+                    self.producer.abort_transaction(30)
+                except KafkaException as e2:
+                    raise StreamsError(f"transaction commit failed ({e}), and its abort ({e2})") from e2
+                self.producer.begin_transaction()
+                return False
+            # fatal, or abortable for another reason: stop; a restart resumes from the last
+            # committed transaction (the store files roll back with it)
             raise StreamsError(f"transaction commit failed: {e}") from e
         if self.collector.error is not None:
             raise StreamsError(f"producing failed: {self.collector.error}")
         self.producer.begin_transaction()
+        return True
 
     # -- rebalance ---------------------------------------------------------------------------
     def _engine(self, spec: StoreSpec, task_id: str) -> Engine:
@@ -469,21 +494,45 @@ class Runtime:
                 continue
             r = self.restoring.get(key)
             if r is None:
-                handed = self._promote_standby(key)
-
-                def engine_for(spec: StoreSpec, task_id: str, handed: dict[str, Engine] = handed) -> Engine:
-                    engine = handed.pop(spec.name, None)
-                    return engine if engine is not None else self._engine(spec, task_id)
-
-                task = Task(sub, tp.partition, self.collector, engine_for, self.topology.changelog_topic,
-                            errors=self.topology.errors)
-                task.wall_ms = int(time.time() * 1000)
-                r = self.restoring[key] = _Restoring(task)
+                r = self._new_restoring(key)
             r.inputs.append(TopicPartition(tp.topic, tp.partition))
             paused.append(TopicPartition(tp.topic, tp.partition))
         if paused:
             consumer.pause(paused)
         self._standby_dirty = True
+
+    def _new_restoring(self, key: tuple[int, int]) -> _Restoring:
+        sub = next(x for x in self.topology.subtopologies if x.id == key[0])
+        handed = self._promote_standby(key)
+
+        def engine_for(spec: StoreSpec, task_id: str) -> Engine:
+            engine = handed.pop(spec.name, None)
+            return engine if engine is not None else self._engine(spec, task_id)
+
+        task = Task(sub, key[1], self.collector, engine_for, self.topology.changelog_topic, errors=self.topology.errors)
+        task.wall_ms = int(time.time() * 1000)
+        r = self.restoring[key] = _Restoring(task)
+        return r
+
+    def _revive_all(self, why: str) -> None:
+        """The group moved on without this member's last commit (fenced, generation changed): close
+        every running task without committing (its stores roll back to their last commit) and
+        start it again like a new assignment, its partitions paused, restored, then read from the
+        committed offsets. A task that is not this member's any more is dropped when the consumer
+        reports its revocation or loss."""
+        keys = sorted(self.tasks)
+        log.warning("%s: closing %d tasks without committing; they restart from the last commit", why, len(keys))
+        self._close_tasks(keys)
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for key in keys:
+            r = self._new_restoring(key)
+            r.inputs = [TopicPartition(t, key[1]) for t in r.task.sub.sources if (t, key[1]) in assigned]
+            r.rewind = True
+            for tp in r.inputs:
+                self._positions.pop((tp.topic, tp.partition), None)
+                self._caught_up.discard((tp.topic, tp.partition))
+            if r.inputs:
+                self.consumer.pause(r.inputs)
 
     def _advance_restores(self) -> None:
         """Start the reading of new restores, apply a chunk of changelog records (restores and
@@ -509,6 +558,9 @@ class Runtime:
             for name, cp in r.parts.items():
                 self.restored[f"{name}/{r.task.task_id}"] = cp.applied
                 self.restore_chunks[f"{name}/{r.task.task_id}"] = cp.chunks
+            if r.rewind and r.inputs:  # read again from the committed offsets
+                for tp in self.consumer.committed(r.inputs, timeout=30):
+                    self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
             with self._lock:
                 self.tasks[key] = r.task.start()
             self.consumer.resume(r.inputs)
@@ -536,13 +588,21 @@ class Runtime:
 
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         """Partitions lost (this member was dropped from the group: another may own them now):
-        nothing of theirs may be committed."""
+        nothing of theirs may be committed. Their tasks close without committing (the stores roll
+        back to their last commit); with exactly-once the open transaction is aborted. The member
+        rejoins and restores whatever it is assigned again from the stores' checkpoints."""
         log.warning("lost %s", [(p.topic, p.partition) for p in parts])
-        if self.eos and self.tasks:
-            # the open transaction holds every task's uncommitted work, and aborting it would need
-            # every task to rewind; stop instead (a restart resumes from the last commit)
-            raise StreamsError(f"partitions lost (session timed out?): {[(p.topic, p.partition) for p in parts]}")
         keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
+        if self.eos and self.tasks:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as e:
+                raise StreamsError(f"partitions lost and the open transaction could not be aborted: {e}") from e
+            self.producer.begin_transaction()
+            log.warning("aborted the open transaction: the tasks' work since the last commit is discarded")
+            self._close_tasks(sorted(keys & set(self.tasks)))
+            if self.tasks:  # (librdkafka loses the whole assignment at once: not expected)
+                self._revive_all("the aborted transaction held their work too")
         self._close_tasks(sorted(keys & set(self.tasks)))  # uncommitted store writes roll back
         for key in sorted(keys & set(self.restoring)):
             self._drop_restoring(key)
@@ -646,6 +706,11 @@ class Runtime:
         return {n: cp.engine for n, cp in sb.items()}
 
 
+# commit errors saying the group moved on without this member (Kafka Streams' TaskMigratedException)
+_MIGRATED = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.FENCED_INSTANCE_ID,
+                       KafkaError.REBALANCE_IN_PROGRESS})
+
+
 class _InputBuffer:
     """The fetched, not yet processed records of a task reading several topics, per topic."""
 
@@ -660,4 +725,5 @@ class _Restoring:
     def __init__(self, task: Task) -> None:
         self.task = task
         self.inputs: list[TopicPartition] = []
+        self.rewind = False  # seek the inputs to their committed offsets before resuming
         self.parts: dict[str, ChangelogPartition] | None = None  # None: reading not started yet
