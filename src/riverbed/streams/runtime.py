@@ -16,7 +16,8 @@ paused, its stores are restored a chunk at a time from the poll loop (the group 
 polling, so a long restore cannot exceed ``max.poll.interval.ms``), then it starts and its
 partitions are resumed. ``num_standby_replicas=N`` keeps warm copies of other instances' stores
 (see :meth:`Runtime._plan_standbys`); a task that moves to an instance holding its standby
-restores only the changelog's tail.
+restores only the changelog's tail. A task reading several topics processes its inputs'
+records in timestamp order (:meth:`Runtime._drain_buffers`, Kafka's ``max.task.idle.ms``).
 
 At-least-once: records are consumed in batches and processed; every ``commit_interval_ms`` the
 producer is flushed (every output and changelog write acknowledged), then each store commits
