@@ -62,7 +62,10 @@ class ChangelogReader:
 
     def __init__(self, consumer_config: dict[str, Any], batch_size: int = 500,
                  progress: ProgressFn | None = None) -> None:
-        self.consumer = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True})
+        # an offset that fell below the log start (retention of a window store's changelog) goes
+        # on from the oldest record kept, never from the end
+        self.consumer = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True,
+                                  "auto.offset.reset": "earliest"})
         self.batch_size = batch_size
         self.progress = progress
         self.parts: dict[tuple[str, int], ChangelogPartition] = {}
