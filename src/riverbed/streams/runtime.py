@@ -116,7 +116,7 @@ class Runtime:
                  replication_factor: int = -1, processing_guarantee: str = "at_least_once",
                  application_server: str | None = None, num_standby_replicas: int = 0,
                  rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000,
-                 max_task_idle_ms: int = 0) -> None:
+                 max_task_idle_ms: int = 0, buffered_records_per_partition: int = 1000) -> None:
         """``rebalance_protocol``: ``"auto"`` (cooperative unless a sub-topology has several
         source topics), ``"cooperative"`` or ``"eager"``. ``num_standby_replicas``: warm copies
         of each stateful task's stores kept by other instances; ``standby_refresh_ms``: how often
@@ -124,7 +124,9 @@ class Runtime:
         ``max_task_idle_ms`` (Kafka's ``max.task.idle.ms``): a task reading several topics
         processes the record with the smallest timestamp among its inputs' next records; when an
         input has nothing buffered the task waits for it unless it is caught up (0, the default),
-        and then also up to this long for new records (> 0); -1 never waits."""
+        and then also up to this long for new records (> 0); -1 never waits. Such a task's input
+        whose buffer holds ``buffered_records_per_partition`` records is paused until it drains
+        (Kafka's ``buffered.records.per.partition``)."""
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -168,6 +170,8 @@ class Runtime:
         self._synced = {sub.id for sub in topology.subtopologies if len(sub.sources) > 1}
         self._buffers: dict[tuple[int, int], _InputBuffer] = {}
         self._caught_up: set[tuple[str, int]] = set()  # partitions whose last fetch reached the end
+        self._max_buffered = max(buffered_records_per_partition, 1)
+        self._full: set[tuple[str, int]] = set()  # inputs paused because their buffer is full
         if self._synced:  # end-of-partition events say an input is caught up
             self._consumer_cfg.setdefault("enable.partition.eof", True)
         if application_server:  # how other instances find this one (interactive queries)
@@ -284,7 +288,12 @@ class Runtime:
                     buf = self._buffers.get((sub.id, part))
                     if buf is None:
                         buf = self._buffers[(sub.id, part)] = _InputBuffer(list(sub.sources))
-                    buf.queues[topic].append(m)
+                    q = buf.queues[topic]
+                    q.append(m)
+                    if len(q) >= self._max_buffered and (topic, part) not in self._full:
+                        self._full.add((topic, part))
+                        self.consumer.pause([TopicPartition(topic, part)])
+                        log.debug("%s-%d: %d records buffered, paused until they drain", topic, part, len(q))
                     continue
                 self._process(task, m)
             for (topic, part), off in rewind.items():
@@ -349,6 +358,13 @@ class Runtime:
                     buf.idle_since = None
                 _ts, topic = min(heads)
                 self._process(task, buf.queues[topic].popleft())
+        if self._full:
+            for topic, part in list(self._full):
+                held = self._buffers.get((self.topology.sub_for_topic[topic].id, part))
+                if held is None or len(held.queues[topic]) <= self._max_buffered // 2:
+                    self._full.discard((topic, part))
+                    if held is not None:
+                        self.consumer.resume([TopicPartition(topic, part)])
 
     # -- interactive queries ------------------------------------------------------------------
     def query(self, store: str, key: Any) -> Any:
@@ -622,7 +638,8 @@ class Runtime:
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
             for key in keys:
-                self._buffers.pop(key, None)  # not processed, so not committed: read again by the next owner
+                if self._buffers.pop(key, None) is not None:  # not processed, so not committed: read again
+                    self._full -= {(t, p) for t, p in self._full if p == key[1] and self.topology.sub_for_topic[t].id == key[0]}
                 task = self.tasks.pop(key, None)
                 if task is not None:
                     task.close()
