@@ -270,13 +270,10 @@ def test_restore_runs_in_chunks_from_the_poll_loop(broker: EmbeddedBroker, tmp_p
     assert not t.is_alive() and not errors, errors
 
 
-@pytest.mark.parametrize("buffered", [1000, 3])
-def test_inputs_of_a_join_are_processed_in_timestamp_order(broker: EmbeddedBroker, tmp_path: Path,
-                                                           buffered: int) -> None:
+def test_inputs_of_a_join_are_processed_in_timestamp_order(broker: EmbeddedBroker, tmp_path: Path) -> None:
     """Timestamp synchronization (max.task.idle.ms): the clicks are in their topic before the
     table's records, yet each click joins the table value current at its timestamp; once the
-    table's partitions are caught up, a new click is processed without waiting for more. With 3
-    records buffered per partition at most, full inputs are paused and resumed on the way."""
+    table's partitions are caught up, a new click is processed without waiting for more."""
     bs = broker.bootstrap
     create_topics(bs, NewTopic("users", 2, 1, config={"cleanup.policy": "compact"}), NewTopic("clicks", 2, 1),
                   NewTopic("enriched", 2, 1))
@@ -297,8 +294,7 @@ def test_inputs_of_a_join_are_processed_in_timestamp_order(broker: EmbeddedBroke
         for uid in uids:
             p.produce("users", name, uid.encode(), timestamp=ts)
     assert p.flush(30) == 0
-    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200,
-                 buffered_records_per_partition=buffered)
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)
     assert not rt.cooperative  # a stream with a table: co-partitioned, eager range assignment
     out = Consumer({"bootstrap.servers": bs, "group.id": "out", "auto.offset.reset": "earliest"})
     out.subscribe(["enriched"])

@@ -124,9 +124,10 @@ class Runtime:
         ``max_task_idle_ms`` (Kafka's ``max.task.idle.ms``): a task reading several topics
         processes the record with the smallest timestamp among its inputs' next records; when an
         input has nothing buffered the task waits for it unless it is caught up (0, the default),
-        and then also up to this long for new records (> 0); -1 never waits. Such a task's input
-        whose buffer holds ``buffered_records_per_partition`` records is paused until it drains
-        (Kafka's ``buffered.records.per.partition``)."""
+        and then also up to this long for new records (> 0); -1 never waits. A task with an input
+        buffer holding ``buffered_records_per_partition`` records stops waiting and processes
+        what it has, so its buffers stay bounded (Kafka pauses such an input instead; see
+        docs/streams.md)."""
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -171,7 +172,6 @@ class Runtime:
         self._buffers: dict[tuple[int, int], _InputBuffer] = {}
         self._caught_up: set[tuple[str, int]] = set()  # partitions whose last fetch reached the end
         self._max_buffered = max(buffered_records_per_partition, 1)
-        self._full: set[tuple[str, int]] = set()  # inputs paused because their buffer is full
         if self._synced:  # end-of-partition events say an input is caught up
             self._consumer_cfg.setdefault("enable.partition.eof", True)
         if application_server:  # how other instances find this one (interactive queries)
@@ -288,15 +288,11 @@ class Runtime:
                     buf = self._buffers.get((sub.id, part))
                     if buf is None:
                         buf = self._buffers[(sub.id, part)] = _InputBuffer(list(sub.sources))
-                    q = buf.queues[topic]
-                    q.append(m)
-                    if len(q) >= self._max_buffered and (topic, part) not in self._full:
-                        self._full.add((topic, part))
-                        self.consumer.pause([TopicPartition(topic, part)])
-                        log.debug("%s-%d: %d records buffered, paused until they drain", topic, part, len(q))
+                    buf.queues[topic].append(m)
                     continue
                 self._process(task, m)
             for (topic, part), off in rewind.items():
+                log.debug("%s-%d: fetched while its task restores, read again from %d", topic, part, off)
                 self.consumer.seek(TopicPartition(topic, part, off))
             if self._buffers:
                 self._drain_buffers()
@@ -345,7 +341,7 @@ class Runtime:
                 if not heads:
                     break
                 if len(heads) < len(buf.queues):
-                    if self.max_task_idle >= 0:
+                    if self.max_task_idle >= 0 and max(len(q) for q in buf.queues.values()) < self._max_buffered:
                         empty = [t for t, q in buf.queues.items() if not q]
                         if not all((t, task.partition) in self._caught_up for t in empty):
                             break  # an input's next records may be on their way: wait for them
@@ -358,13 +354,6 @@ class Runtime:
                     buf.idle_since = None
                 _ts, topic = min(heads)
                 self._process(task, buf.queues[topic].popleft())
-        if self._full:
-            for topic, part in list(self._full):
-                held = self._buffers.get((self.topology.sub_for_topic[topic].id, part))
-                if held is None or len(held.queues[topic]) <= self._max_buffered // 2:
-                    self._full.discard((topic, part))
-                    if held is not None:
-                        self.consumer.resume([TopicPartition(topic, part)])
 
     # -- interactive queries ------------------------------------------------------------------
     def query(self, store: str, key: Any) -> Any:
@@ -638,8 +627,7 @@ class Runtime:
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
             for key in keys:
-                if self._buffers.pop(key, None) is not None:  # not processed, so not committed: read again
-                    self._full -= {(t, p) for t, p in self._full if p == key[1] and self.topology.sub_for_topic[t].id == key[0]}
+                self._buffers.pop(key, None)  # not processed, so not committed: read again by the next owner
                 task = self.tasks.pop(key, None)
                 if task is not None:
                     task.close()
