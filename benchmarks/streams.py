@@ -149,11 +149,8 @@ def restore_rate(bootstrap: str, keys: int) -> dict[str, Any]:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from riverbed.streams import BYTES
-    from riverbed.streams.restore import restore_task
+    from riverbed.streams.restore import ChangelogPartition, ChangelogReader
     from riverbed.streams.stores import SqliteEngine
-    from riverbed.streams.task import Task
-    from riverbed.streams.topology import StoreSpec, SubTopology
 
     app_id = f"bench-restore-{uuid.uuid4().hex[:6]}"
     topic = f"{app_id}-s-changelog"
@@ -172,13 +169,18 @@ def restore_rate(bootstrap: str, keys: int) -> dict[str, Any]:
         raise SystemExit("could not produce the changelog")
     tmp = Path(tempfile.mkdtemp(prefix="bench-restore-"))
     try:
-        sub = SubTopology(0, stores=[StoreSpec("s", BYTES, BYTES)])
-        task = Task(sub, 0, None, lambda spec, tid: SqliteEngine(tmp / "s.sqlite"), lambda n: f"{app_id}-{n}-changelog")  # type: ignore[arg-type]
+        # the runtime's path: a ChangelogReader polled a chunk at a time, as from the poll loop
+        engine = SqliteEngine(tmp / "s.sqlite")
+        reader = ChangelogReader({"bootstrap.servers": bootstrap, "group.id": app_id}, batch_size=5000)
+        cp = ChangelogPartition("s", "0_0", engine, topic, 0, standby=False)
         t0, cpu0 = time.perf_counter(), time.process_time()
-        n = restore_task(task, lambda name: f"{app_id}-{name}-changelog", {"bootstrap.servers": bootstrap, "group.id": app_id},
-                         batch_size=5000)["s"]
+        if not reader.add(cp):
+            while not cp.done:
+                reader.poll(0.2, 0.05)
+        n = cp.applied
         secs, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        task.close()
+        reader.close()
+        engine.close()
         return {"engine": "riverbed", "scenario": "r", "records": n, "seconds": round(secs, 3),
                 "records_per_s": round(n / secs), "cpu_us_per_record": round(cpu / max(n, 1) * 1e6, 1)}
     finally:

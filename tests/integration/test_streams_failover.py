@@ -34,10 +34,10 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 
 class Worker:
-    def __init__(self, bootstrap: str, state: Path, log: Path, guarantee: str) -> None:
+    def __init__(self, bootstrap: str, state: Path, log: Path, guarantee: str, standbys: int = 0) -> None:
         self.log = log
         with open(log, "ab") as f:
-            self.proc = subprocess.Popen([sys.executable, WORKER, bootstrap, "counter", str(state), guarantee],
+            self.proc = subprocess.Popen([sys.executable, WORKER, bootstrap, "counter", str(state), guarantee, str(standbys)],
                                          stdout=f, stderr=f)
 
     def kill(self) -> None:
@@ -48,7 +48,11 @@ class Worker:
         return self.proc.poll() is None
 
 
-def test_kill_nine_exactly_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("standbys", [0, 1])
+def test_kill_nine_exactly_once(broker: EmbeddedBroker, tmp_path: Path, standbys: int) -> None:
+    """With ``standbys=1`` each worker also keeps standby copies of the other's stores while it is
+    killed and replaced (the replacement usually gets the victim's partitions back before the
+    survivor takes them over; test_streams_coop.py tests a takeover from standbys)."""
     bs = broker.bootstrap
     create_topics(bs, NewTopic("events", 4, 1), NewTopic("counts", 4, 1))
     rnd = random.Random(11)
@@ -76,7 +80,8 @@ def test_kill_nine_exactly_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
                 n_seen += 1
         return n_seen
 
-    workers = [Worker(bs, tmp_path / f"state-{i}", tmp_path / f"worker-{i}.log", "exactly_once") for i in range(2)]
+    workers = [Worker(bs, tmp_path / f"state-{i}", tmp_path / f"worker-{i}.log", "exactly_once", standbys)
+               for i in range(2)]
     try:
         for round_ in range(5):
             produce(300)
@@ -90,7 +95,7 @@ def test_kill_nine_exactly_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
             workers[victim].kill()
             # the replacement reuses the victim's state directory (stale by now) every other round
             state = tmp_path / (f"state-{victim}" if round_ % 2 else f"state-{victim}-{round_}")
-            workers[victim] = Worker(bs, state, tmp_path / f"worker-{victim}.log", "exactly_once")
+            workers[victim] = Worker(bs, state, tmp_path / f"worker-{victim}.log", "exactly_once", standbys)
         produce(300)
         total = sum(expected.values())
         deadline = time.monotonic() + 180

@@ -678,3 +678,10 @@ class StreamsApp:
     def stop(self) -> None:
         if self._runtime is not None:
             self._runtime.stop()
+
+    def restore_progress(self) -> dict[str, dict[str, int]]:
+        """Per ``store/task`` of this instance's last restores: changelog offsets ``restored``
+        so far of ``total`` to restore (equal once the task runs); empty before :meth:`run`."""
+        if self._runtime is None:
+            return {}
+        return {name: {"restored": done, "total": total} for name, (done, total) in dict(self._runtime.restore_progress).items()}

@@ -1,4 +1,8 @@
-"""Restore a task's stores from their changelog partitions (on start and on assignment)."""
+"""Restore a task's stores from their changelog partitions, and keep standby stores warm.
+
+:class:`ChangelogReader` reads the changelogs of restoring and standby tasks a chunk at a time
+from the runtime's poll loop, so the group consumer keeps polling through a long restore.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from .records import StreamsError
-from .task import Task
+from .stores import Engine
 
 log = logging.getLogger("riverbed.streams")
 
@@ -18,68 +22,163 @@ log = logging.getLogger("riverbed.streams")
 ProgressFn = Callable[[str, str, int, int], None]
 
 
-def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, Any], batch_size: int = 500,
-                 timeout: float = 30.0, progress: ProgressFn | None = None) -> dict[str, int]:
-    """Bring each store of ``task`` up to the end of its changelog partition.
+# -- restores and standbys inside the poll loop ------------------------------------------------
 
-    Replays from the store's checkpoint; with none, or one outside ``[low, high]`` of the
-    changelog (deleted and re-created, truncated), wipes the store and replays from the start.
-    Returns the number of records applied per store. ``progress(store, task_id, offsets done,
-    offsets to do)`` is called at the start, after each batch and at the end; an INFO line is
-    logged every 5 seconds of a long restore.
-    """
-    rc = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True})
-    restored: dict[str, int] = {}
-    try:
-        for name, engine in task.engines.items():
-            topic = changelog_topic(name)
-            low, high = rc.get_watermark_offsets(TopicPartition(topic, task.partition), timeout=timeout)
-            cp = engine.checkpoint()
-            if cp is None or cp > high or cp < low:
-                if cp is not None:
-                    log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
-                                name, task.task_id, cp, low, high)
-                engine.wipe()
-                start = low
-            else:
-                start = cp
-            n = 0
-            total = max(high - start, 0)
-            if progress is not None:
-                progress(name, task.task_id, 0, total)
-            last_log = time.monotonic()
-            if start < high:
-                rc.assign([TopicPartition(topic, task.partition, start)])
-                done = False
-                while not done:
-                    batch: list[Any] = rc.consume(batch_size, 1.0)
-                    writes: list[tuple[bytes, bytes | None]] = []
-                    for m in batch:
-                        err = m.error()
-                        if err is not None:
-                            if err.code() == KafkaError._PARTITION_EOF:
-                                done = True  # (read_committed: the last stable offset)
-                                break
-                            raise StreamsError(f"restoring {topic}-{task.partition}: {err}")
-                        if m.key() is not None:
-                            writes.append((m.key(), m.value()))
-                        if m.offset() >= high - 1:
-                            done = True
-                    engine.put_many(writes)
-                    n += len(writes)
-                    if batch and progress is not None:
-                        progress(name, task.task_id, min(batch[-1].offset() + 1 - start, total), total)
-                    if time.monotonic() - last_log >= 5:
-                        last_log = time.monotonic()
-                        log.info("store %s task %s: restoring, %d records so far (offsets %d..%d)", name, task.task_id,
-                                 n, start, high)
-                rc.unassign()
-            engine.commit(high)
-            restored[name] = n
-            if progress is not None:
-                progress(name, task.task_id, total, total)
-            log.info("store %s task %s: restored %d records from %s-%d [%d, %d)", name, task.task_id, n, topic,
-                     task.partition, start, high)
-    finally:
-        rc.close()
-    return restored
+
+class ChangelogPartition:
+    """One store's changelog partition read by a :class:`ChangelogReader`: for a restoring active
+    task (until the end it had when the restore started) or for a standby task (for ever)."""
+
+    def __init__(self, store: str, task_id: str, engine: Engine, topic: str, partition: int, standby: bool) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.engine = engine
+        self.topic = topic
+        self.partition = partition
+        self.standby = standby
+        self.start = 0
+        self.position = 0  # next changelog offset to apply; the store's checkpoint once committed
+        self.end = 0  # restore target: the partition's end offset when the restore started
+        self.applied = 0  # records written to the store
+        self.chunks = 0  # poll-loop turns that applied records to it
+        self.done = False
+        self._checkpointed = -1
+
+    @property
+    def total(self) -> int:
+        return max(self.end - self.start, 0)
+
+    def checkpoint(self) -> None:
+        """Commit the store's writes with the position reached (a prefix of the changelog)."""
+        if self.position != self._checkpointed:
+            self.engine.commit(self.position)
+            self._checkpointed = self.position
+
+
+class ChangelogReader:
+    """One assign-mode consumer that restores stores and keeps standby stores warm, a chunk at a
+    time from the runtime's poll loop (never inside a rebalance callback, so a long restore does
+    not stop the group consumer from polling)."""
+
+    def __init__(self, consumer_config: dict[str, Any], batch_size: int = 500,
+                 progress: ProgressFn | None = None) -> None:
+        # an offset that fell below the log start (retention of a window store's changelog) goes
+        # on from the oldest record kept, never from the end
+        self.consumer = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True,
+                                  "auto.offset.reset": "earliest"})
+        self.batch_size = batch_size
+        self.progress = progress
+        self.parts: dict[tuple[str, int], ChangelogPartition] = {}
+        self._last_log = time.monotonic()
+
+    @property
+    def restoring(self) -> bool:
+        return any(not cp.standby for cp in self.parts.values())
+
+    def add(self, cp: ChangelogPartition, timeout: float = 30.0) -> bool:
+        """Start reading ``cp`` from its store's checkpoint (or from the start, after wiping the
+        store, when there is none or it lies outside the changelog). Returns True when a restore
+        has nothing to read (it is done already)."""
+        low, high = self.consumer.get_watermark_offsets(TopicPartition(cp.topic, cp.partition), timeout=timeout)
+        ck = cp.engine.checkpoint()
+        if ck is None or ck > high or ck < low:
+            if ck is not None:
+                log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
+                            cp.store, cp.task_id, ck, low, high)
+            cp.engine.wipe()
+            start = low
+        else:
+            start = ck
+        cp.start = cp.position = start
+        cp.end = high
+        if not cp.standby:
+            self._report(cp)
+            if start >= high:
+                return self._finish(cp)
+        self.consumer.incremental_assign([TopicPartition(cp.topic, cp.partition, start)])
+        self.parts[(cp.topic, cp.partition)] = cp
+        return False
+
+    def remove(self, cp: ChangelogPartition) -> None:
+        if self.parts.get((cp.topic, cp.partition)) is cp:
+            del self.parts[(cp.topic, cp.partition)]
+            self.consumer.incremental_unassign([TopicPartition(cp.topic, cp.partition)])
+
+    def poll(self, budget: float, wait: float = 0.0, max_batches: int = 20) -> list[ChangelogPartition]:
+        """Apply what arrives within about ``budget`` seconds and at most ``max_batches`` consumes
+        of ``batch_size`` records (waiting up to ``wait`` for the first records); returns the
+        restores that reached their end (removed from the reader)."""
+        finished: list[ChangelogPartition] = []
+        if not self.parts:
+            return finished
+        deadline = time.monotonic() + budget
+        timeout = wait
+        touched: set[ChangelogPartition] = set()
+        for _ in range(max_batches):
+            if not self.parts:
+                break
+            msgs: list[Any] = self.consumer.consume(self.batch_size, timeout)
+            timeout = 0.0
+            if not msgs:
+                break
+            writes: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+            ended: set[tuple[str, int]] = set()
+            for m in msgs:
+                tp = (m.topic(), m.partition())
+                cp = self.parts.get(tp)
+                if cp is None:
+                    continue  # removed since it was fetched
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        ended.add(tp)  # (read_committed: the last stable offset)
+                        cp.position = max(cp.position, m.offset())
+                        continue
+                    raise StreamsError(f"reading changelog {tp[0]}-{tp[1]}: {err}")
+                if m.offset() < cp.position:
+                    continue
+                if m.key() is not None:
+                    writes.setdefault(tp, []).append((m.key(), m.value()))
+                cp.position = m.offset() + 1
+            for tp, items in writes.items():
+                cp = self.parts[tp]
+                cp.engine.put_many(items)
+                cp.applied += len(items)
+                touched.add(cp)
+            for tp in {*writes, *ended}:
+                cp = self.parts[tp]
+                if cp.standby:
+                    continue
+                if tp in ended or cp.position >= cp.end:
+                    self.remove(cp)
+                    self._finish(cp)
+                    finished.append(cp)
+                else:
+                    self._report(cp)
+            if time.monotonic() - self._last_log >= 5:
+                self._last_log = time.monotonic()
+                for cp in self.parts.values():
+                    if not cp.standby:
+                        log.info("store %s task %s: restoring, %d records so far (offsets %d..%d, at %d)", cp.store,
+                                 cp.task_id, cp.applied, cp.start, cp.end, cp.position)
+            if time.monotonic() >= deadline:
+                break
+        for cp in touched:
+            cp.chunks += 1
+        return finished
+
+    def _report(self, cp: ChangelogPartition) -> None:
+        if self.progress is not None:
+            self.progress(cp.store, cp.task_id, min(max(cp.position - cp.start, 0), cp.total), cp.total)
+
+    def _finish(self, cp: ChangelogPartition) -> bool:
+        cp.checkpoint()
+        cp.done = True
+        if self.progress is not None:
+            self.progress(cp.store, cp.task_id, cp.total, cp.total)
+        log.info("store %s task %s: restored %d records from %s-%d [%d, %d)", cp.store, cp.task_id, cp.applied,
+                 cp.topic, cp.partition, cp.start, cp.position)
+        return True
+
+    def close(self) -> None:
+        self.consumer.close()

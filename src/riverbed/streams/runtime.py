@@ -1,8 +1,23 @@
 """The runtime: runs a topology against a Kafka cluster through confluent-kafka.
 
-One consumer in the group ``application.id`` (range assignment, so partition *p* of every
-source topic of a sub-topology lands on the same instance), one task per (sub-topology,
-partition), one producer for outputs, repartition records and changelog writes.
+One consumer in the group ``application.id``, one task per (sub-topology, partition), one
+producer for outputs, repartition records and changelog writes, and one assign-mode consumer
+(:class:`~.restore.ChangelogReader`) for restores and standby replicas.
+
+Rebalancing is cooperative (``cooperative-sticky``) when every sub-topology reads one source
+topic: a rebalance revokes only the partitions that move, so the tasks that stay keep running
+(no close, no re-open). A sub-topology with several source topics (joins, a table with a stream)
+needs partition *p* of each on the same instance, which only the eager ``range`` assignor gives
+with confluent-kafka (no custom assignors): such topologies rebalance eagerly. See
+docs/adr/0016-streams-rebalancing-and-standbys.md.
+
+A newly assigned task does not restore inside the assignment callback: its input partitions are
+paused, its stores are restored a chunk at a time from the poll loop (the group consumer keeps
+polling, so a long restore cannot exceed ``max.poll.interval.ms``), then it starts and its
+partitions are resumed. ``num_standby_replicas=N`` keeps warm copies of other instances' stores
+(see :meth:`Runtime._plan_standbys`); a task that moves to an instance holding its standby
+restores only the changelog's tail. A task reading several topics processes its inputs'
+records in timestamp order (:meth:`Runtime._drain_buffers`, Kafka's ``max.task.idle.ms``).
 
 At-least-once: records are consumed in batches and processed; every ``commit_interval_ms`` the
 producer is flushed (every output and changelog write acknowledged), then each store commits
@@ -24,10 +39,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from riverbed.client.factories import TRANSACTIONAL_DEFAULTS
@@ -40,7 +63,7 @@ from .global_state import GlobalState
 from .global_table import GlobalStoreSpec
 from .query import NotLocalError, QueryServer, StoreQueries, partition_for
 from .records import StreamsError
-from .restore import restore_task
+from .restore import ChangelogPartition, ChangelogReader
 from .statedir import StateDirLock
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
@@ -62,6 +85,8 @@ class _Collector:
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
+            if err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+                return  # part of a transaction the runtime aborted (partitions lost)
             if self.error is None:
                 self.error = f"{msg.topic()}: {err}"
             return
@@ -106,7 +131,20 @@ class Runtime(StoreQueries):
                  metrics_host: str = "127.0.0.1", report_status: bool = True,
                  status_interval_s: float = DEFAULT_INTERVAL_S, status_kind: str = "streams",
                  status_name: str | None = None, status_figures: dict[str, Any] | None = None,
-                 cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES) -> None:
+                 cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES, num_standby_replicas: int = 0,
+                 rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000,
+                 max_task_idle_ms: int = 0, buffered_records_per_partition: int = 1000) -> None:
+        """``rebalance_protocol``: ``"auto"`` (cooperative unless a sub-topology has several
+        source topics), ``"cooperative"`` or ``"eager"``. ``num_standby_replicas``: warm copies
+        of each stateful task's stores kept by other instances; ``standby_refresh_ms``: how often
+        an instance re-reads the group's assignment to decide which standbys it keeps.
+        ``max_task_idle_ms`` (Kafka's ``max.task.idle.ms``): a task reading several topics
+        processes the record with the smallest timestamp among its inputs' next records; when an
+        input has nothing buffered the task waits for it unless it is caught up (0, the default),
+        and then also up to this long for new records (> 0); -1 never waits. A task with an input
+        buffer holding ``buffered_records_per_partition`` records stops waiting and processes
+        what it has, so its buffers stay bounded (Kafka pauses such an input instead; see
+        docs/streams.md)."""
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -124,11 +162,36 @@ class Runtime(StoreQueries):
         self.replication_factor = replication_factor
         self.application_server = application_server
         self._partitions: dict[str, int] = {}
+        if rebalance_protocol not in ("auto", "cooperative", "eager"):
+            raise StreamsError(f"rebalance_protocol must be auto, cooperative or eager, not {rebalance_protocol!r}")
+        if num_standby_replicas < 0:
+            raise StreamsError("num_standby_replicas must be 0 or more")
+        self.num_standby_replicas = num_standby_replicas
+        self.standby_refresh = standby_refresh_ms / 1000
+        copartitioned = any(len(sub.sources) > 1 for sub in topology.subtopologies)
+        if rebalance_protocol == "auto":
+            rebalance_protocol = "eager" if copartitioned else "cooperative"
+        elif rebalance_protocol == "cooperative" and copartitioned:
+            raise StreamsError("a sub-topology reads several co-partitioned topics: cooperative-sticky assignment "
+                               "could split partition p of them over instances; use rebalance_protocol='eager'")
         common = {"bootstrap.servers": bootstrap}
         self._consumer_cfg = {
             **common, "group.id": self.app_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range", **(consumer_config or {}),
+            "partition.assignment.strategy": "cooperative-sticky" if rebalance_protocol == "cooperative" else "range",
+            **(consumer_config or {}),
         }
+        self.cooperative = "cooperative" in str(self._consumer_cfg["partition.assignment.strategy"])
+        if max_task_idle_ms < -1:
+            raise StreamsError("max_task_idle_ms must be -1 (never wait), 0 or more")
+        self.max_task_idle = max_task_idle_ms / 1000 if max_task_idle_ms >= 0 else -1.0
+        # sub-topologies whose tasks read several topics: their records are buffered per input and
+        # processed in timestamp order (Kafka Streams' timestamp synchronization)
+        self._synced = {sub.id for sub in topology.subtopologies if len(sub.sources) > 1}
+        self._buffers: dict[tuple[int, int], _InputBuffer] = {}
+        self._caught_up: set[tuple[str, int]] = set()  # partitions whose last fetch reached the end
+        self._max_buffered = max(buffered_records_per_partition, 1)
+        if self._synced:  # end-of-partition events say an input is caught up
+            self._consumer_cfg.setdefault("enable.partition.eof", True)
         if application_server:  # how other instances find this one (interactive queries)
             self._consumer_cfg["client.id"] = f"{self.app_id}@{application_server}"
         self._producer_cfg: dict[str, Any] = {**common, "linger.ms": 5, "acks": "all", "partitioner": "murmur2_random"}
@@ -143,12 +206,18 @@ class Runtime(StoreQueries):
         self.globals = GlobalState({}, {}, self._global_engine)  # (replaced when the app runs)
         self._stop = threading.Event()
         self._lock = threading.RLock()  # tasks and stores: the processing thread vs queries
-        self.tasks: dict[tuple[int, int], Task] = {}
+        self.tasks: dict[tuple[int, int], Task] = {}  # active, running tasks
+        # assigned tasks whose stores are being restored (input partitions paused)
+        self.restoring: dict[tuple[int, int], _Restoring] = {}
+        self.standbys: dict[tuple[int, int], dict[str, ChangelogPartition]] = {}  # task -> store -> reader state
+        self._standby_dirty = True
+        self._standby_at = 0.0
         self._positions: dict[tuple[str, int], int] = {}
         self._consumed = 0
         self._committed_at = (-1, -1)
         self.running = threading.Event()
-        self.restored: dict[str, int] = {}  # store/task -> records restored
+        self.restored: dict[str, int] = {}  # store/task -> records restored (the last restore of each)
+        self.restore_chunks: dict[str, int] = {}  # store/task -> poll-loop turns the last restore took
         # store/task -> (changelog offsets restored, offsets to restore), updated during restores
         self.restore_progress: dict[str, tuple[int, int]] = {}
         # observability (riverbed.streams.metrics; docs/metrics.md): counters, /metrics, status
@@ -231,9 +300,10 @@ class Runtime(StoreQueries):
             raise
         for name, n in self.globals.restored.items():
             self.restored[f"{name}/global"] = n
+        self.reader = ChangelogReader(self._restore_cfg, self.batch_size, progress=self._progress)
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         try:
             self._loop()
             self._set_state("PENDING_SHUTDOWN")
@@ -247,7 +317,12 @@ class Runtime(StoreQueries):
             raise
         finally:
             self._close_tasks(list(self.tasks))
+            for key in list(self.restoring):
+                self._drop_restoring(key)
+            for key in list(self.standbys):
+                self._drop_standby(key)
             self.consumer.close()
+            self.reader.close()
             self.producer.flush(10)
             with self._lock:
                 self.globals.close()
@@ -255,18 +330,20 @@ class Runtime(StoreQueries):
     def _loop(self) -> None:
         last_commit = last_punct = time.monotonic()
         stats = self.stats
-        consumed = stats.consumed
         while not self._stop.is_set():
             if self.globals.specs:
                 with self._lock:
                     self.globals.poll()  # keep global tables up to date
-            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.1)
+            busy = bool(self.restoring)
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.01 if busy else 0.1)
             self.running.set()
             started = time.perf_counter()
+            rewind: dict[tuple[str, int], int] = {}
             for m in msgs:
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
+                        self._caught_up.add((m.topic(), m.partition()))
                         continue
                     if err.fatal():
                         raise StreamsError(f"consumer failed: {err}")
@@ -275,20 +352,32 @@ class Runtime(StoreQueries):
                 topic, part = m.topic(), m.partition()
                 sub = self.topology.sub_for_topic[topic]
                 task = self.tasks.get((sub.id, part))
-                if task is None:  # revoked between fetch and now
+                if task is None:
+                    if (sub.id, part) in self.restoring and (topic, part) not in rewind:
+                        rewind[(topic, part)] = m.offset()  # fetched before the pause: read it again later
+                    continue  # (else revoked between fetch and now)
+                if sub.id in self._synced:
+                    self._caught_up.discard((topic, part))
+                    buf = self._buffers.get((sub.id, part))
+                    if buf is None:
+                        buf = self._buffers[(sub.id, part)] = _InputBuffer(list(sub.sources))
+                    buf.queues[topic].append(m)
                     continue
-                _ts_type, ts = m.timestamp()
-                with self._lock:
-                    task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
-                self._positions[(topic, part)] = m.offset() + 1
-                self._consumed += 1
-                consumed[(topic, part)] = consumed.get((topic, part), 0) + 1
+                self._process(task, m)
+            for (topic, part), off in rewind.items():
+                log.debug("%s-%d: fetched while its task restores, read again from %d", topic, part, off)
+                self.consumer.seek(TopicPartition(topic, part, off))
+            if self._buffers:
+                self._drain_buffers()
             if msgs:
                 stats.process_seconds += time.perf_counter() - started
                 stats.process_records += len(msgs)
             self.producer.poll(0)
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
+            self._advance_restores()
+            if self.num_standby_replicas and (self._standby_dirty or time.monotonic() - self._standby_at >= self.standby_refresh):
+                self._plan_standbys()
             now = time.monotonic()
             if now - last_punct >= self.punctuate_interval:
                 wall = int(time.time() * 1000)
@@ -301,6 +390,9 @@ class Runtime(StoreQueries):
             if now - last_commit >= self.commit_interval:
                 if self._consumed != self._committed_at[0] or self.collector.sent != self._committed_at[1]:
                     self.commit()  # (nothing consumed or produced since the last one: nothing to do)
+                for sb in self.standbys.values():
+                    for cp in sb.values():
+                        cp.checkpoint()
                 last_commit = time.monotonic()
 
     def _update_lag(self) -> None:
@@ -320,6 +412,47 @@ class Runtime(StoreQueries):
             if pos is not None:
                 lag[(tp.topic, tp.partition)] = max(high - pos, 0)
         self.stats.lag = lag
+
+    def _process(self, task: Task, m: Any) -> None:
+        topic = m.topic()
+        _ts_type, ts = m.timestamp()
+        with self._lock:
+            task.process(topic, m.key(), m.value(), ts, m.headers(), m.offset())
+        self._positions[(topic, task.partition)] = m.offset() + 1
+        self._consumed += 1
+        consumed = self.stats.consumed
+        consumed[(topic, task.partition)] = consumed.get((topic, task.partition), 0) + 1
+
+    def _drain_buffers(self) -> None:
+        """Process the buffered records of tasks reading several topics, smallest timestamp
+        first across their inputs (Kafka Streams' choice of the next record). An input with
+        nothing buffered holds the task back until it is known to be caught up (an end-of-
+        partition event since its last record), then for up to ``max_task_idle_ms`` more; with
+        -1 the task never waits."""
+        now = time.monotonic()
+        for key, buf in list(self._buffers.items()):
+            task = self.tasks.get(key)
+            if task is None:
+                del self._buffers[key]
+                continue
+            while True:
+                heads = [(q[0].timestamp()[1], topic) for topic, q in buf.queues.items() if q]
+                if not heads:
+                    break
+                if len(heads) < len(buf.queues):
+                    if self.max_task_idle >= 0 and max(len(q) for q in buf.queues.values()) < self._max_buffered:
+                        empty = [t for t, q in buf.queues.items() if not q]
+                        if not all((t, task.partition) in self._caught_up for t in empty):
+                            break  # an input's next records may be on their way: wait for them
+                        if self.max_task_idle > 0:
+                            if buf.idle_since is None:
+                                buf.idle_since = now
+                            if now - buf.idle_since < self.max_task_idle:
+                                break
+                else:
+                    buf.idle_since = None
+                _ts, topic = min(heads)
+                self._process(task, buf.queues[topic].popleft())
 
     # -- interactive queries ------------------------------------------------------------------
     def query(self, store: str, key: Any) -> Any:
@@ -431,7 +564,9 @@ class Runtime(StoreQueries):
             for key in keys:
                 self.tasks[key].flush_cache()
         if self.eos:
-            self._commit_transaction(offsets)
+            if not self._commit_transaction(offsets):
+                self._revive_all("transaction commit fenced")
+                return
         else:
             while self.producer.flush(1.0) > 0:
                 pass
@@ -450,24 +585,38 @@ class Runtime(StoreQueries):
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as e:
+                if e.args and isinstance(e.args[0], KafkaError) and e.args[0].code() in _MIGRATED:
+                    self._revive_all(f"offset commit failed: {e}")
+                    return
                 raise StreamsError(f"offset commit failed: {e}") from e
         if tasks is None and self.globals.specs:
             with self._lock:
                 self.globals.commit()
         self.stats.committed(time.perf_counter() - started)
 
-    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> bool:
+        """Commit the open transaction with ``offsets``; False when the group fenced this member
+        (the transaction is then aborted and a new one begun)."""
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
         except KafkaException as e:
-            # abortable or fatal alike: stop; a restart resumes from the last committed
-            # transaction (the store files roll back with it)
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is not None and err.code() in _MIGRATED and err.txn_requires_abort():
+                try:
+                    self.producer.abort_transaction(30)
+                except KafkaException as e2:
+                    raise StreamsError(f"transaction commit failed ({e}), and its abort ({e2})") from e2
+                self.producer.begin_transaction()
+                return False
+            # fatal, or abortable for another reason: stop; a restart resumes from the last
+            # committed transaction (the store files roll back with it)
             raise StreamsError(f"transaction commit failed: {e}") from e
         if self.collector.error is not None:
             raise StreamsError(f"producing failed: {self.collector.error}")
         self.producer.begin_transaction()
+        return True
 
     # -- rebalance ---------------------------------------------------------------------------
     def _engine(self, spec: StoreSpec, task_id: str) -> Engine:
@@ -481,41 +630,261 @@ class Runtime(StoreQueries):
         return SqliteEngine(self.state_dir / self.app_id / "global" / f"{spec.name}.sqlite")
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        log.info("assigned %s", [(p.topic, p.partition) for p in parts])
+        """New partitions: their tasks are created (taking over this instance's standby stores
+        for them) and paused; the poll loop restores them (:meth:`_advance_restores`)."""
+        log.info("assigned %s%s", [(p.topic, p.partition) for p in parts], " (incremental)" if self.cooperative else "")
+        if self.cooperative:
+            consumer.incremental_assign(parts)
+        else:
+            consumer.assign(parts)
         self.stats.rebalances += 1
         self._set_state("REBALANCING")
+        paused: list[TopicPartition] = []
         for tp in parts:
             sub = self.topology.sub_for_topic[tp.topic]
             key = (sub.id, tp.partition)
-            if key not in self.tasks:
-                task = Task(sub, tp.partition, self.collector, self._engine, self.topology.changelog_topic,
-                            errors=self.topology.errors, global_stores=self.globals.stores, cache=self.cache)
-                task.wall_ms = int(time.time() * 1000)
-                for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
-                                             progress=self._progress).items():
-                    self.restored[f"{store}/{task.task_id}"] = n
-                task.start()
-                self.tasks[key] = task
-        self._set_state("RUNNING")
+            if key in self.tasks:
+                continue
+            r = self.restoring.get(key)
+            if r is None:
+                r = self._new_restoring(key)
+            r.inputs.append(TopicPartition(tp.topic, tp.partition))
+            paused.append(TopicPartition(tp.topic, tp.partition))
+        if paused:
+            consumer.pause(paused)
+        self._standby_dirty = True
+        if not self.restoring:
+            self._set_state("RUNNING")
+
+    def _new_restoring(self, key: tuple[int, int]) -> _Restoring:
+        sub = next(x for x in self.topology.subtopologies if x.id == key[0])
+        handed = self._promote_standby(key)
+
+        def engine_for(spec: StoreSpec, task_id: str) -> Engine:
+            engine = handed.pop(spec.name, None)
+            return engine if engine is not None else self._engine(spec, task_id)
+
+        task = Task(sub, key[1], self.collector, engine_for, self.topology.changelog_topic, errors=self.topology.errors,
+                    global_stores=self.globals.stores, cache=self.cache)
+        task.wall_ms = int(time.time() * 1000)
+        r = self.restoring[key] = _Restoring(task)
+        return r
+
+    def _revive_all(self, why: str) -> None:
+        """The group moved on without this member's last commit (fenced, generation changed): close
+        every running task without committing (its stores roll back to their last commit) and
+        start it again like a new assignment, its partitions paused, restored, then read from the
+        committed offsets. A task that is not this member's any more is dropped when the consumer
+        reports its revocation or loss."""
+        keys = sorted(self.tasks)
+        log.warning("%s: closing %d tasks without committing; they restart from the last commit", why, len(keys))
+        self._close_tasks(keys)
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for key in keys:
+            r = self._new_restoring(key)
+            r.inputs = [TopicPartition(t, key[1]) for t in r.task.sub.sources if (t, key[1]) in assigned]
+            r.rewind = True
+            for tp in r.inputs:
+                self._positions.pop((tp.topic, tp.partition), None)
+                self._caught_up.discard((tp.topic, tp.partition))
+            if r.inputs:
+                self.consumer.pause(r.inputs)
+
+    def _advance_restores(self) -> None:
+        """Start the reading of new restores, apply a chunk of changelog records (restores and
+        standbys), start the tasks whose stores are all restored and resume their partitions."""
+        ready: list[tuple[int, int]] = []
+        for key, r in self.restoring.items():
+            if r.parts is None:
+                r.parts = {}
+                for name, engine in r.task.engines.items():
+                    cp = ChangelogPartition(name, r.task.task_id, engine, self.topology.changelog_topic(name),
+                                            r.task.partition, standby=False)
+                    r.parts[name] = cp
+                    self.reader.add(cp)
+            if all(cp.done for cp in r.parts.values()):
+                ready.append(key)
+        if self.reader.parts:
+            self.reader.poll(0.2, 0.05 if self.reader.restoring else 0.0)
+            ready.extend(key for key, r in self.restoring.items()
+                         if key not in ready and r.parts is not None and all(cp.done for cp in r.parts.values()))
+        for key in ready:
+            r = self.restoring.pop(key)
+            assert r.parts is not None
+            for name, cp in r.parts.items():
+                self.restored[f"{name}/{r.task.task_id}"] = cp.applied
+                self.restore_chunks[f"{name}/{r.task.task_id}"] = cp.chunks
+            if r.rewind and r.inputs:  # read again from the committed offsets
+                for tp in self.consumer.committed(r.inputs, timeout=30):
+                    self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+            with self._lock:
+                self.tasks[key] = r.task.start()
+            self.consumer.resume(r.inputs)
+            log.info("task %s: running (%d changelog records restored)", r.task.task_id,
+                     sum(cp.applied for cp in r.parts.values()))
+        if ready and not self.restoring:
+            self._set_state("RUNNING")
 
     def _progress(self, store: str, task_id: str, done: int, total: int) -> None:
         self.restore_progress[f"{store}/{task_id}"] = (done, total)
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
-        log.info("revoked %s", [(p.topic, p.partition) for p in parts])
+        """Partitions moving away: commit (with exactly-once, the one open transaction, before
+        the revocation completes), then close only their tasks."""
+        log.info("revoked %s%s", [(p.topic, p.partition) for p in parts], " (incremental)" if self.cooperative else "")
         if not self._stop.is_set():  # (closing the consumer on stop revokes too)
             self._set_state("REBALANCING")
-        keys = sorted({(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts} & set(self.tasks))
-        if keys:
-            self.commit(None if self.eos else keys)  # one transaction covers every task
-            self._close_tasks(keys)
+        keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
+        active = sorted(keys & set(self.tasks))
+        if active:
+            self.commit(None if self.eos else active)  # one transaction covers every task
+            self._close_tasks(active)
+        for key in sorted(keys & set(self.restoring)):
+            self._drop_restoring(key)
         for tp in parts:
             self._positions.pop((tp.topic, tp.partition), None)
+            self._caught_up.discard((tp.topic, tp.partition))
             self.stats.lag.pop((tp.topic, tp.partition), None)
+        self._standby_dirty = True
+
+    def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        """Partitions lost (this member was dropped from the group: another may own them now):
+        nothing of theirs may be committed. Their tasks close without committing (the stores roll
+        back to their last commit); with exactly-once the open transaction is aborted. The member
+        rejoins and restores whatever it is assigned again from the stores' checkpoints."""
+        log.warning("lost %s", [(p.topic, p.partition) for p in parts])
+        keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
+        if self.eos and self.tasks:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as e:
+                raise StreamsError(f"partitions lost and the open transaction could not be aborted: {e}") from e
+            self.producer.begin_transaction()
+            log.warning("aborted the open transaction: the tasks' work since the last commit is discarded")
+            self._close_tasks(sorted(keys & set(self.tasks)))
+            if self.tasks:  # (librdkafka loses the whole assignment at once: not expected)
+                self._revive_all("the aborted transaction held their work too")
+        self._close_tasks(sorted(keys & set(self.tasks)))  # uncommitted store writes roll back
+        for key in sorted(keys & set(self.restoring)):
+            self._drop_restoring(key)
+        for tp in parts:
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._caught_up.discard((tp.topic, tp.partition))
+        self._standby_dirty = True
+
+    def _drop_restoring(self, key: tuple[int, int]) -> None:
+        r = self.restoring.pop(key)
+        for cp in (r.parts or {}).values():
+            self.reader.remove(cp)
+            cp.checkpoint()  # what was restored so far is a valid prefix: keep it
+        r.task.close()
 
     def _close_tasks(self, keys: list[tuple[int, int]]) -> None:
         with self._lock:
             for key in keys:
+                self._buffers.pop(key, None)  # not processed, so not committed: read again by the next owner
                 task = self.tasks.pop(key, None)
                 if task is not None:
                     task.close()
+
+    # -- standby replicas ----------------------------------------------------------------------
+    def _stateful_tasks(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for sub in self.topology.subtopologies:
+            if sub.stores:
+                n = max(self._partitions.get(t, 0) for t in sub.sources)
+                out.extend((sub.id, p) for p in range(n))
+        return out
+
+    def _plan_standbys(self) -> None:
+        """Decide which standby tasks this instance keeps, from the group's current assignment
+        (AdminClient describe_consumer_groups): the members sorted by member id form a ring, and
+        the standbys of a task owned by member *i* are the next ``num_standby_replicas`` members
+        after *i*. Every instance computes the same answer from the same description; while the
+        group is rebalancing the current standbys are kept."""
+        self._standby_at = time.monotonic()
+        me = self.consumer.memberid()
+        if not me:
+            return
+        try:
+            desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(5)
+        except Exception as e:
+            log.warning("standbys: cannot describe group %s: %s", self.app_id, e)
+            return
+        if str(getattr(desc.state, "name", desc.state)).upper() != "STABLE":
+            return  # try again on the next loop
+        self._standby_dirty = False
+        members = sorted(m.member_id for m in desc.members)
+        if me not in members:
+            return
+        owner: dict[tuple[int, int], str] = {}
+        for m in desc.members:
+            for tp in m.assignment.topic_partitions:
+                sub = self.topology.sub_for_topic.get(tp.topic)
+                if sub is not None:
+                    owner[(sub.id, tp.partition)] = m.member_id
+        want: set[tuple[int, int]] = set()
+        for key in self._stateful_tasks():
+            o = owner.get(key)
+            if o is None or o == me or key in self.tasks or key in self.restoring:
+                continue
+            i = members.index(o)
+            ring = [members[(i + j) % len(members)] for j in range(1, len(members))]
+            if me in ring[:self.num_standby_replicas]:
+                want.add(key)
+        for key in sorted(set(self.standbys) - want):
+            self._drop_standby(key)
+        for key in sorted(want - set(self.standbys)):
+            sub = next(x for x in self.topology.subtopologies if x.id == key[0])
+            task_id = f"{sub.id}_{key[1]}"
+            parts: dict[str, ChangelogPartition] = {}
+            for spec in sub.stores:
+                cp = ChangelogPartition(spec.name, task_id, self._engine(spec, task_id),
+                                        self.topology.changelog_topic(spec.name), key[1], standby=True)
+                parts[spec.name] = cp
+                self.reader.add(cp)
+            self.standbys[key] = parts
+            log.info("standby task %s: keeping %s warm", task_id, sorted(parts))
+
+    def _drop_standby(self, key: tuple[int, int]) -> None:
+        for cp in self.standbys.pop(key).values():
+            self.reader.remove(cp)
+            cp.checkpoint()
+            cp.engine.close()
+        log.info("standby task %d_%d: dropped", *key)
+
+    def _promote_standby(self, key: tuple[int, int]) -> dict[str, Engine]:
+        """The standby stores of a task just assigned here, checkpointed at the position they
+        reached (the restore then reads only the changelog's tail); empty without a standby."""
+        sb = self.standbys.pop(key, None)
+        if sb is None:
+            return {}
+        for cp in sb.values():
+            self.reader.remove(cp)
+            cp.checkpoint()
+        log.info("task %d_%d: taking over its standby stores at changelog offsets %s", *key,
+                 {n: cp.position for n, cp in sb.items()})
+        return {n: cp.engine for n, cp in sb.items()}
+
+
+# commit errors saying the group moved on without this member (Kafka Streams' TaskMigratedException)
+_MIGRATED = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.FENCED_INSTANCE_ID,
+                       KafkaError.REBALANCE_IN_PROGRESS})
+
+
+class _InputBuffer:
+    """The fetched, not yet processed records of a task reading several topics, per topic."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.queues: dict[str, deque[Any]] = {t: deque() for t in topics}
+        self.idle_since: float | None = None  # since when an input has had nothing buffered
+
+
+class _Restoring:
+    """An assigned task whose stores are being restored; its input partitions are paused."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.inputs: list[TopicPartition] = []
+        self.rewind = False  # seek the inputs to their committed offsets before resuming
+        self.parts: dict[str, ChangelogPartition] | None = None  # None: reading not started yet
