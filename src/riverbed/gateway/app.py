@@ -101,7 +101,7 @@ class Gateway:
         )
         topics: dict[str, tuple[int, dict[str, str]]] = {n: (1, {}) for n in dict.fromkeys(names)}
         for sub in c.outbound:
-            topics[sub.retry_topic] = (1, {"cleanup.policy": "compact"})
+            topics[sub.retry_topic] = (1, {})
         return topics
 
     async def start(self) -> None:

@@ -313,8 +313,14 @@ class OutboundSubscription:
 
     @property
     def retry_topic(self) -> str:
-        """The compacted topic keeping each retried record's attempt count and next due time."""
-        return f"{self.topic}.{self.name}.retries"
+        """Where failing records are parked, with their attempt count and next due time in
+        headers (not compacted: one key's parked records are all kept, in order)."""
+        return f"{self.topic}.{self.name}.retry"
+
+    @property
+    def retry_group_id(self) -> str:
+        """The consumer group whose committed offsets mark how far the retry topic is settled."""
+        return f"{self.group_id}.retry"
 
     @property
     def group_id(self) -> str:
