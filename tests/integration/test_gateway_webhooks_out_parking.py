@@ -188,3 +188,19 @@ def test_kill_9_mid_retry_keeps_the_schedule_and_the_order(tmp_path: Path, broke
 def gw_parked_gone(port: int) -> bool:
     stats = httpx.get(f"http://127.0.0.1:{port}/health").json()
     return bool(stats["outbound"]["k9"]["parked"] == 0)
+
+
+def test_max_parked_bounds_what_is_held(broker: str, endpoint: Endpoint) -> None:
+    p = Producer({"bootstrap.servers": broker})
+    for i in range(9):  # six records of the failing key, then three of another
+        p.produce("capped", json.dumps({"n": i}).encode(), key=b"bad" if i < 6 else b"good")
+    p.flush(10)
+    endpoint.down.add("bad")
+    sub = {"name": "cap", "topic": "capped", "url": endpoint.server.url + "/hook", "secret": SECRET, "lanes": 1, "backoff_ms": 50, "backoff_max_ms": 100, "max_attempts": 1000, "max_parked": 3}
+    with running_gateway({"webhooks": {"out": [sub]}}, broker) as (gw, _):
+        w = gw.outbound[0]
+        wait_for(lambda: w.stats()["parked"] == 3 and endpoint.calls.get("msg_capped_0_0", 0) >= 3, timeout=20, what="three parked, retried")
+        assert w.stats()["parked"] == 3 and endpoint.got == []  # intake waits: the good key too
+        endpoint.down.clear()
+        wait_for(lambda: len(endpoint.got) == 9, timeout=20, what="all 9 records")
+    assert endpoint.per_key() == {"bad": list(range(6)), "good": [6, 7, 8]}

@@ -248,6 +248,7 @@ class OutboundSubscription:
     group: str | None = None  # consumer group (default riverbed-gateway-out-<name>)
     rate_limit: float = 0.0  # requests per second to this endpoint (0: none)
     batch: int = 500
+    max_parked: int = 10_000  # records held in the retry topic (and memory) before intake waits
 
     _KEYS = {
         "name",
@@ -266,6 +267,7 @@ class OutboundSubscription:
         "group",
         "rate_limit",
         "batch",
+        "max_parked",
     }
 
     @classmethod
@@ -302,9 +304,10 @@ class OutboundSubscription:
             group=t.get("group"),
             rate_limit=float(t.get("rate_limit", 0)),
             batch=int(t.get("batch", 500)),
+            max_parked=int(t.get("max_parked", 10_000)),
         )
-        if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1:
-            raise ConfigError(f"{what}: max_attempts, lanes and batch must be >= 1")
+        if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1 or r.max_parked < 1:
+            raise ConfigError(f"{what}: max_attempts, lanes, batch and max_parked must be >= 1")
         return r
 
     @property

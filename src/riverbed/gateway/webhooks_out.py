@@ -4,17 +4,25 @@ Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
 Each subscription is its own consumer group, task and HTTP client, so a slow or failing endpoint
 holds up only itself. Records are read in batches; inside a batch the records are spread over
 ``lanes`` by key (records of one key stay in one lane, in offset order) and the lanes deliver in
-parallel. A failed POST (non-2xx, timeout, connection error) is retried with exponential backoff
-and full jitter, honouring ``Retry-After``; after ``max_attempts`` the record goes to the
-dead-letter topic with the ``riverbed.errors.*`` headers of riverbed.messaging. Offsets are
-committed when the whole batch is settled (delivered or dead-lettered): after a restart the
-subscription resumes from there (at-least-once; the webhook-id of a record is the same on every
-attempt, ``msg_<topic>_<partition>_<offset>``, so receivers can drop repeats).
+parallel. Each record gets one attempt in its lane. A record that fails (non-2xx, timeout,
+connection error) is *parked*: written to the subscription's retry topic with its attempt count
+and next due time in ``riverbed.retry.*`` headers, and from then on every newer record of its
+key is parked behind it without an attempt, so one key's order holds while the other keys go
+on. A task per parked key retries the key's oldest parked record when due (exponential backoff
+with full jitter, honouring ``Retry-After``), writing a new copy with the new count and due
+time after each failure; once delivered or dead-lettered (after ``max_attempts``, with the
+``riverbed.errors.*`` headers of riverbed.messaging) a ``done`` marker follows in the retry
+topic and the key's next parked record is up.
 
-While a batch is in flight the consumer's partitions are paused and it keeps polling, so
-retries that last hours do not make it leave its group. A circuit breaker stops every lane from
-hammering an endpoint that failed ``BREAKER_THRESHOLD`` times in a row: attempts wait until the
-breaker's backoff has passed.
+Source offsets are committed when a batch is settled (delivered, parked or dead-lettered); the
+retry topic's offsets (group ``<group>.retry``) up to its first record still live. At start the
+retry topic is read from there to its end, which brings back every parked record with its
+schedule before new records are taken (at-least-once: the webhook-id of a record is the same on
+every attempt, ``msg_<topic>_<partition>_<offset>``, so receivers can drop repeats).
+
+While a batch is in flight the consumer's partitions are paused and it keeps polling. A circuit
+breaker stops every lane from hammering an endpoint that failed ``BREAKER_THRESHOLD`` times in
+a row; ``max_parked`` bounds the records parked (and held in memory): beyond it intake waits.
 """
 
 from __future__ import annotations
@@ -282,6 +290,7 @@ class Delivery:
             elif msg_id in self._parked_ids or msg_id in self._done_ids:
                 pass  # parked or settled before a restart, its offset not committed then
             elif park_key(m.key(), msg_id) in self._parked:
+                await self._room()
                 await self._park(Parked.of(m, 0, 0.0))  # behind the key's parked records
             else:
                 value = m.value()
@@ -293,6 +302,7 @@ class Delivery:
                 else:
                     delay = self._delay(exc, 1)
                     log.info("%s: %s attempt 1 failed (%s); parked, next in %.2f s", sub.name, msg_id, exc, delay)
+                    await self._room()
                     await self._park(Parked.of(m, 1, time.time() + delay))
             self._settled.add((topic, partition, offset))
 
@@ -328,6 +338,14 @@ class Delivery:
         return None
 
     # --- parked records ------------------------------------------------------------------
+    async def _room(self) -> None:
+        """Wait while `max_parked` records are parked: memory stays bounded, and intake waits
+        (as it did before parking) until retries settle some."""
+        if len(self._parked_ids) >= self.sub.max_parked:
+            log.warning("%s: %d records parked (max_parked); new records wait", self.sub.name, len(self._parked_ids))
+            while len(self._parked_ids) >= self.sub.max_parked:
+                await asyncio.sleep(0.2)
+
     def _adopt(self, e: Parked) -> None:
         """Queue a parked record behind its key's others; start the key's retry task."""
         pk = park_key(e.key, e.msg_id)
