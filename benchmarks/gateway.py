@@ -192,8 +192,9 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
         start = time.monotonic()
         while time.monotonic() - start < seconds:
             due = start + n / rate
-            if time.monotonic() < due:
-                time.sleep(min(0.001, due - time.monotonic()))
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(min(0.001, wait))
                 continue
             p.produce(topic, json.dumps({"t": time.time(), "n": n}).encode(), key=f"user-{n % connections}".encode() if per_user else None)
             p.poll(0)
