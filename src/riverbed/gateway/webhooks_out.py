@@ -159,6 +159,7 @@ class Delivery:
         self._written: dict[int, int] = {}  # retry partition -> next offset after our last write
         self._committed: dict[int, int] = {}
         self._commit_task: asyncio.Task[None] | None = None
+        self._commit_retries_ok = True  # False when the retry topic could not be read at start
 
     def stats(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed_attempts": self.failures, "dead_lettered": self.dead, "filtered": self.filtered, "parked": len(self._parked_ids), "parked_keys": len(self._parked), "breaker_open": self.open_until > time.monotonic()}
@@ -169,8 +170,8 @@ class Delivery:
         try:
             entries, self._done_ids, self._committed, self._written = await asyncio.to_thread(read_parked, self._retry_consumer, self.sub.retry_topic)
         except Exception as exc:  # delivery goes on; parked records come back after the next restart
-            log.warning("%s: parked records not read from %s: %s", self.sub.name, self.sub.retry_topic, exc)
-            entries = []
+            log.error("%s: parked records not read from %s (%s): they wait for the next restart, and the retry topic's offsets are not committed until then", self.sub.name, self.sub.retry_topic, exc)
+            entries, self._commit_retries_ok = [], False
         for e in entries:
             self._adopt(e)
             for part, off in e.positions:
@@ -442,7 +443,7 @@ class Delivery:
         return {p: o for p, o in out.items() if o > self._committed.get(p, -1)}
 
     def _commit_retry_offsets(self) -> None:
-        offsets = self._retry_offsets()
+        offsets = self._retry_offsets() if self._commit_retries_ok else {}
         if offsets:
             self._retry_consumer.commit(offsets=[TopicPartition(self.sub.retry_topic, p, o) for p, o in offsets.items()], asynchronous=False)
             self._committed.update(offsets)
