@@ -130,6 +130,7 @@ lanes = 2
 backoff_ms = 300
 backoff_max_ms = 300
 max_attempts = 1000
+session_timeout_ms = 6000   # the killed instance's partitions move on after 6 s
 """
 
 
@@ -204,3 +205,36 @@ def test_max_parked_bounds_what_is_held(broker: str, endpoint: Endpoint) -> None
         endpoint.down.clear()
         wait_for(lambda: len(endpoint.got) == 9, timeout=20, what="all 9 records")
     assert endpoint.per_key() == {"bad": list(range(6)), "good": [6, 7, 8]}
+
+
+def test_two_instances_each_retry_only_their_partitions_parked_records(broker: str, endpoint: Endpoint) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    adm = AdminClient({"bootstrap.servers": broker})
+    adm.create_topics([NewTopic("duo", 2, 1)])["duo"].result(10)
+    endpoint.down |= {"a0", "a1"}
+    sub = {"name": "duo", "topic": "duo", "url": endpoint.server.url + "/hook", "secret": SECRET, "backoff_ms": 100, "backoff_max_ms": 200, "max_attempts": 1000, "session_timeout_ms": 6000}
+    doc = {"webhooks": {"out": [sub]}}
+    with running_gateway(doc, broker) as (one, _), running_gateway(doc, broker) as (two, _):
+        a, b = one.outbound[0], two.outbound[0]
+        wait_for(lambda: sorted(a.stats()["partitions"] + b.stats()["partitions"]) == [0, 1] and a.stats()["partitions"] and b.stats()["partitions"], timeout=30, what="one partition each")
+        p = Producer({"bootstrap.servers": broker})
+        for i in range(20):  # keys a0, b0 on partition 0; a1, b1 on partition 1; 5 records each
+            part = i % 2
+            p.produce("duo", json.dumps({"n": i}).encode(), key=f"{'ab'[i // 2 % 2]}{part}".encode(), partition=part)
+        p.flush(10)
+        wait_for(lambda: len(endpoint.got) == 10 and a.stats()["parked"] == 5 and b.stats()["parked"] == 5, timeout=30, what="b-keys delivered, a-keys parked 5 per instance")
+        first = {f"msg_duo_{part}_0" for part in (0, 1)}
+        wait_for(lambda: all(endpoint.calls.get(m, 0) >= 3 for m in first), timeout=20, what="retries")
+    # both restart, the second one later: the first owns both partitions for a while, then
+    # hands one back; every parked record is retried by one instance at a time
+    with running_gateway(doc, broker) as (one, _):
+        wait_for(lambda: one.outbound[0].stats()["parked"] == 10, timeout=30, what="all 10 parked records read back")
+        with running_gateway(doc, broker) as (two, _):
+            a, b = one.outbound[0], two.outbound[0]
+            wait_for(lambda: a.stats()["parked"] == 5 and b.stats()["parked"] == 5, timeout=30, what="5 parked records each again")
+            endpoint.down.clear()
+            wait_for(lambda: len(endpoint.got) == 20, timeout=30, what="all 20 records")
+    keys = endpoint.per_key()
+    assert {k: sorted(v) == v for k, v in keys.items()} == {"a0": True, "a1": True, "b0": True, "b1": True}
+    assert sum(len(v) for v in keys.values()) == 20 and len({mid for _, _, mid in endpoint.got}) == 20

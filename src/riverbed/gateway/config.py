@@ -249,6 +249,7 @@ class OutboundSubscription:
     rate_limit: float = 0.0  # requests per second to this endpoint (0: none)
     batch: int = 500
     max_parked: int = 10_000  # records held in the retry topic (and memory) before intake waits
+    session_timeout_ms: int = 45_000  # a dead instance's partitions (and parked records) move after it
 
     _KEYS = {
         "name",
@@ -268,6 +269,7 @@ class OutboundSubscription:
         "rate_limit",
         "batch",
         "max_parked",
+        "session_timeout_ms",
     }
 
     @classmethod
@@ -305,6 +307,7 @@ class OutboundSubscription:
             rate_limit=float(t.get("rate_limit", 0)),
             batch=int(t.get("batch", 500)),
             max_parked=int(t.get("max_parked", 10_000)),
+            session_timeout_ms=int(t.get("session_timeout_ms", 45_000)),
         )
         if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1 or r.max_parked < 1:
             raise ConfigError(f"{what}: max_attempts, lanes, batch and max_parked must be >= 1")

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
-from riverbed.client import ClusterSettings, consumer
+from riverbed.client import ClusterSettings, admin, consumer, ensure_topics
 from riverbed.messaging.deadletter import (
     H_ATTEMPTS,
     H_EXC_CLASS,
@@ -134,8 +134,9 @@ def park_key(key: bytes | None, msg_id: str) -> bytes | str:
 
 
 class Delivery:
-    def __init__(self, sub: OutboundSubscription, settings: ClusterSettings, http: httpx.AsyncClient | None = None) -> None:
-        self.sub, self.settings = sub, settings
+    def __init__(self, sub: OutboundSubscription, settings: ClusterSettings, http: httpx.AsyncClient | None = None, create_topics: bool = True) -> None:
+        self.sub, self.settings, self.create_topics = sub, settings, create_topics
+        self._retry_partitions = 1  # of the retry topic: source partition p parks in p % this
         self.http = http or httpx.AsyncClient(timeout=sub.timeout_ms / 1000, limits=httpx.Limits(max_connections=sub.lanes))
         self.limiter = RateLimiter(sub.rate_limit, max(1, int(sub.rate_limit))) if sub.rate_limit > 0 else None
         self.delivered = self.failures = self.dead = self.filtered = 0
@@ -159,29 +160,105 @@ class Delivery:
         self._written: dict[int, int] = {}  # retry partition -> next offset after our last write
         self._committed: dict[int, int] = {}
         self._commit_task: asyncio.Task[None] | None = None
-        self._commit_retries_ok = True  # False when the retry topic could not be read at start
+        self._assigned: set[int] = set()  # source partitions this instance owns
+        self._uncommittable: set[int] = set()  # retry partitions whose parked records were not read
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def stats(self) -> dict[str, Any]:
-        return {"delivered": self.delivered, "failed_attempts": self.failures, "dead_lettered": self.dead, "filtered": self.filtered, "parked": len(self._parked_ids), "parked_keys": len(self._parked), "breaker_open": self.open_until > time.monotonic()}
+        return {"delivered": self.delivered, "failed_attempts": self.failures, "dead_lettered": self.dead, "filtered": self.filtered, "parked": len(self._parked_ids), "parked_keys": len(self._parked), "partitions": sorted(self._assigned), "breaker_open": self.open_until > time.monotonic()}
 
     async def start(self) -> None:
         self._producer = AsyncProducer(self.settings)
-        self._retry_consumer = consumer(self.settings, self.sub.retry_group_id, **{"enable.partition.eof": True})
+        self._retry_consumer = consumer(self.settings, self.sub.retry_group_id)  # commits only
         try:
-            entries, self._done_ids, self._committed, self._written = await asyncio.to_thread(read_parked, self._retry_consumer, self.sub.retry_topic)
-        except Exception as exc:  # delivery goes on; parked records come back after the next restart
-            log.error("%s: parked records not read from %s (%s): they wait for the next restart, and the retry topic's offsets are not committed until then", self.sub.name, self.sub.retry_topic, exc)
-            entries, self._commit_retries_ok = [], False
+            self._retry_partitions = await asyncio.to_thread(self._ensure_retry_topic)
+        except Exception as exc:
+            log.warning("%s: retry topic %s not checked: %s", self.sub.name, self.sub.retry_topic, exc)
+        self._loop = asyncio.get_running_loop()
+        self._consumer = consumer(self.settings, self.sub.group_id, **{"auto.offset.reset": "earliest", "max.poll.interval.ms": 300_000, "session.timeout.ms": self.sub.session_timeout_ms})
+        # parked records belong to the instance that owns their source partition: read back
+        # when it is assigned (before its records are taken), given up when it is revoked
+        self._consumer.subscribe([self.sub.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._commit_task = asyncio.create_task(self._commit_retries(), name=f"webhooks-out-{self.sub.name}-retry-commit")
+        self._task = asyncio.create_task(self._run(), name=f"webhooks-out-{self.sub.name}")
+
+    def _ensure_retry_topic(self) -> int:
+        """The retry topic's partition count; created (as many partitions as the source topic)
+        when missing and the gateway creates topics."""
+        c = self._retry_consumer
+        md = c.list_topics(timeout=10).topics
+        retry = md.get(self.sub.retry_topic)
+        if retry is not None and retry.error is None:
+            return max(1, len(retry.partitions))
+        source = md.get(self.sub.topic)
+        n = len(source.partitions) if source is not None and source.error is None and source.partitions else 1
+        if self.create_topics:
+            ensure_topics(admin(self.settings), {self.sub.retry_topic: (n, {})})
+        return n
+
+    def _retry_parts(self, source_parts: Iterable[int]) -> set[int]:
+        return {p % self._retry_partitions for p in source_parts}
+
+    def _on_assign(self, c: Any, parts: list[TopicPartition]) -> None:
+        """(In the consumer's poll, on a worker thread.) Read the parked records of the newly
+        assigned partitions; handed to the loop before the poll returns their records."""
+        mine = self._retry_parts(tp.partition for tp in parts)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._assigned.update, [tp.partition for tp in parts])
+        try:
+            found = read_parked(self.settings, self.sub.retry_group_id, self.sub.retry_topic, mine)
+        except Exception as exc:
+            log.error("%s: parked records of partitions %s not read from %s (%s): they wait for the next assignment, and those offsets of the retry topic are not committed until then", self.sub.name, sorted(mine), self.sub.retry_topic, exc)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._no_commits, mine)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._adopt_partitions, found)
+
+    def _on_revoke(self, c: Any, parts: list[TopicPartition]) -> None:
+        mine = self._retry_parts(tp.partition for tp in parts)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._assigned.difference_update, [tp.partition for tp in parts])
+        self._loop.call_soon_threadsafe(self._drop_partitions, mine)
+
+    def _no_commits(self, parts: set[int]) -> None:
+        self._uncommittable |= parts
+
+    def _adopt_partitions(self, found: tuple[list[Parked], set[str], dict[int, int], dict[int, int]]) -> None:
+        entries, done, committed, ends = found
+        self._done_ids |= done
+        self._committed.update(committed)
+        for part, end in ends.items():
+            self._written[part] = max(self._written.get(part, 0), end)
         for e in entries:
+            if e.msg_id in self._parked_ids:
+                continue
             self._adopt(e)
             for part, off in e.positions:
                 self._live.setdefault(part, {}).setdefault(e.msg_id, off)
         if entries:
-            log.info("%s: %d parked records of %d keys resume their retries", self.sub.name, len(entries), len(self._parked))
-        self._consumer = consumer(self.settings, self.sub.group_id, **{"auto.offset.reset": "earliest", "max.poll.interval.ms": 300_000})
-        self._consumer.subscribe([self.sub.topic])
-        self._commit_task = asyncio.create_task(self._commit_retries(), name=f"webhooks-out-{self.sub.name}-retry-commit")
-        self._task = asyncio.create_task(self._run(), name=f"webhooks-out-{self.sub.name}")
+            log.info("%s: %d parked records of %d keys resume their retries", self.sub.name, len(entries), len({park_key(e.key, e.msg_id) for e in entries}))
+
+    def _drop_partitions(self, parts: set[int]) -> None:
+        """Another instance takes these partitions over: stop retrying their parked records
+        (it reads them back from the retry topic; one in flight now may be POSTed twice)."""
+        for pk, q in list(self._parked.items()):
+            if q and q[0].partition % self._retry_partitions in parts:
+                task = self._key_tasks.pop(pk, None)
+                if task is not None:
+                    task.cancel()
+                del self._parked[pk]
+                for e in q:
+                    self._parked_ids.discard(e.msg_id)
+        offsets = {p: o for p, o in self._retry_offsets().items() if p in parts and p not in self._uncommittable}
+        if offsets and self._retry_consumer is not None:
+            with contextlib.suppress(KafkaException):
+                self._retry_consumer.commit(offsets=[TopicPartition(self.sub.retry_topic, p, o) for p, o in offsets.items()], asynchronous=True)
+        for part in parts:
+            self._live.pop(part, None)
+            self._written.pop(part, None)
+            self._committed.pop(part, None)
+            self._uncommittable.discard(part)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop delivering; commit what was settled (the rest is delivered after a restart)."""
@@ -197,11 +274,12 @@ class Delivery:
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
-        if self._consumer is not None:
-            await asyncio.to_thread(self._consumer.close)
         if self._retry_consumer is not None:
             with contextlib.suppress(KafkaException):
                 await asyncio.to_thread(self._commit_retry_offsets)
+        if self._consumer is not None:
+            await asyncio.to_thread(self._consumer.close)
+        if self._retry_consumer is not None:
             await asyncio.to_thread(self._retry_consumer.close)
         if self._producer is not None:
             self._producer.close()
@@ -370,7 +448,7 @@ class Delivery:
         delay = 0.5
         while True:
             try:
-                stored = await self._producer.send(self.sub.retry_topic, e.value, e.key, e.record_headers())
+                stored = await self._producer.send(self.sub.retry_topic, e.value, e.key, e.record_headers(), partition=e.partition % self._retry_partitions)
                 break
             except NotStored as err:
                 log.error("%s: %s not parked in %s (%s); retrying", self.sub.name, e.msg_id, self.sub.retry_topic, err)
@@ -424,7 +502,7 @@ class Delivery:
         assert self._producer is not None
         headers = [(H_RETRY_ID, e.msg_id.encode()), (H_RETRY_STATE, b"done")]
         try:
-            done = await self._producer.send(self.sub.retry_topic, None, e.key, headers)
+            done = await self._producer.send(self.sub.retry_topic, None, e.key, headers, partition=e.partition % self._retry_partitions)
             part, off = done.partition(), done.offset()
             if part is not None and off is not None:
                 self._written[part] = max(self._written.get(part, 0), off + 1)
@@ -443,7 +521,7 @@ class Delivery:
         return {p: o for p, o in out.items() if o > self._committed.get(p, -1)}
 
     def _commit_retry_offsets(self) -> None:
-        offsets = self._retry_offsets() if self._commit_retries_ok else {}
+        offsets = {p: o for p, o in self._retry_offsets().items() if p not in self._uncommittable}
         if offsets:
             self._retry_consumer.commit(offsets=[TopicPartition(self.sub.retry_topic, p, o) for p, o in offsets.items()], asynchronous=False)
             self._committed.update(offsets)
@@ -512,15 +590,25 @@ def content_type(headers: Iterable[tuple[str, Any]]) -> bytes:
     return b"application/json"
 
 
-def read_parked(c: Any, topic: str, timeout: float = 30.0) -> tuple[list[Parked], set[str], dict[int, int], dict[int, int]]:
-    """The retry topic from the retry group's committed offsets to its end: the records still
-    parked (newest state of each webhook-id, in source order), the ids settled since, the
-    committed offsets and the offsets past the last record read. `c` is a consumer of the
-    retry group, left assigned."""
+def read_parked(settings: ClusterSettings, group: str, topic: str, partitions: set[int], timeout: float = 30.0) -> tuple[list[Parked], set[str], dict[int, int], dict[int, int]]:
+    """`partitions` of the retry topic from the retry group's committed offsets to their end:
+    the records still parked (newest state of each webhook-id, in source order), the ids
+    settled since, the committed offsets and the offsets past the last record read."""
+    c = consumer(settings, group, **{"enable.partition.eof": True})
+    try:
+        return _read_parked(c, topic, partitions, timeout)
+    finally:
+        c.close()
+
+
+def _read_parked(c: Any, topic: str, partitions: set[int], timeout: float) -> tuple[list[Parked], set[str], dict[int, int], dict[int, int]]:
     md = c.list_topics(topic, timeout=timeout).topics.get(topic)
     if md is None or md.error is not None:
         return [], set(), {}, {}
-    committed = c.committed([TopicPartition(topic, p) for p in md.partitions], timeout=timeout)
+    wanted = [p for p in md.partitions if p in partitions]
+    if not wanted:
+        return [], set(), {}, {}
+    committed = c.committed([TopicPartition(topic, p) for p in wanted], timeout=timeout)
     start = {tp.partition: tp.offset for tp in committed}
     c.assign([TopicPartition(topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in start.items()])
     pending = set(start)
