@@ -15,9 +15,11 @@ time after each failure; once delivered or dead-lettered (after ``max_attempts``
 topic and the key's next parked record is up.
 
 Source offsets are committed when a batch is settled (delivered, parked or dead-lettered); the
-retry topic's offsets (group ``<group>.retry``) up to its first record still live. At start the
-retry topic is read from there to its end, which brings back every parked record with its
-schedule before new records are taken (at-least-once: the webhook-id of a record is the same on
+retry topic's offsets (group ``<group>.retry``) up to its first record still live. The retry
+topic is partitioned as the source topic and a record parked from source partition p goes to
+retry partition p: when the group assigns p to this instance, retry partition p is read from
+its committed offset to its end, which brings back p's parked records with their schedule
+before p's records are taken; when p is revoked they are given up to the new owner (at-least-once: the webhook-id of a record is the same on
 every attempt, ``msg_<topic>_<partition>_<offset>``, so receivers can drop repeats).
 
 While a batch is in flight the consumer's partitions are paused and it keeps polling. A circuit
