@@ -19,8 +19,9 @@ retry topic's offsets (group ``<group>.retry``) up to its first record still liv
 topic is partitioned as the source topic and a record parked from source partition p goes to
 retry partition p: when the group assigns p to this instance, retry partition p is read from
 its committed offset to its end, which brings back p's parked records with their schedule
-before p's records are taken; when p is revoked they are given up to the new owner (at-least-once: the webhook-id of a record is the same on
-every attempt, ``msg_<topic>_<partition>_<offset>``, so receivers can drop repeats).
+before p's records are taken; when p is revoked they are given up to the new owner
+(at-least-once: the webhook-id of a record is the same on every attempt,
+``msg_<topic>_<partition>_<offset>``, so receivers can drop repeats).
 
 While a batch is in flight the consumer's partitions are paused and it keeps polling. A circuit
 breaker stops every lane from hammering an endpoint that failed ``BREAKER_THRESHOLD`` times in
