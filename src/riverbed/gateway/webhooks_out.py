@@ -367,6 +367,8 @@ class Delivery:
         for m in msgs:
             topic, partition, offset = position(m)
             msg_id = f"msg_{topic}_{partition}_{offset}"
+            if partition not in self._assigned:
+                continue  # revoked meanwhile: not settled here, its new owner delivers it
             if not self._wanted(m):
                 self.filtered += 1
             elif msg_id in self._parked_ids or msg_id in self._done_ids:
