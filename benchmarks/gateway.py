@@ -145,7 +145,7 @@ def rest(url: str, cluster_id: str, records: int) -> dict[str, Any]:
     return {"records": records, "acknowledged": ok, "per_second": round(ok / elapsed)}
 
 
-async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds: float, gw_pid: int, per_user: bool) -> dict[str, Any]:
+async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds: float, gw_pid: int, per_user: bool, profile: Path | None = None) -> dict[str, Any]:
     """per_user: connection i is user-i on the filtered route and record n is keyed user-(n % N),
     so `rate` records/s are spread over the users (the lecture's case); otherwise every
     connection gets every record (broadcast)."""
@@ -181,6 +181,10 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
     tasks = [asyncio.create_task(reader(ws, i % sample_every == 0)) for i, ws in enumerate(sockets)]
     await asyncio.sleep(1 + connections / 2000)  # let the handshakes' work settle
     cpu_before = proc.cpu_times()
+    spy = None
+    if profile is not None:  # py-spy on the gateway while records flow (collapsed stacks)
+        py_spy = os.environ.get("PY_SPY", "py-spy")
+        spy = subprocess.Popen([py_spy, "record", "-p", str(gw_pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def produce() -> int:
         p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
@@ -188,8 +192,9 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
         start = time.monotonic()
         while time.monotonic() - start < seconds:
             due = start + n / rate
-            if time.monotonic() < due:
-                time.sleep(min(0.001, due - time.monotonic()))
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(min(0.001, wait))
                 continue
             p.produce(topic, json.dumps({"t": time.time(), "n": n}).encode(), key=f"user-{n % connections}".encode() if per_user else None)
             p.poll(0)
@@ -205,6 +210,8 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - started
     cpu_after = proc.cpu_times()
+    if spy is not None:
+        spy.wait(30)
     rss_peak = proc.memory_info().rss
     for t in tasks:
         t.cancel()
@@ -236,6 +243,7 @@ def main() -> None:
     ap.add_argument("--broadcast-rate", type=int, default=100)
     ap.add_argument("--only", choices=["inbound", "rest", "fanout", "broadcast"], action="append")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--profile", type=Path, help="py-spy (PY_SPY=path) the gateway during each fan-out: PROFILE.<mode>.txt, collapsed stacks")
     args = ap.parse_args()
     only = set(args.only or ["inbound", "rest", "fanout", "broadcast"])
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
@@ -252,10 +260,10 @@ def main() -> None:
                     results["rest"] = rest(url, str(cluster_id), args.rest_records)
                     print("rest v3 produce:", results["rest"], flush=True)
                 if "fanout" in only:
-                    results["fanout_per_user"] = asyncio.run(fanout(url, broker.bootstrap, args.connections, args.rate, args.seconds, gw.pid, True))
+                    results["fanout_per_user"] = asyncio.run(fanout(url, broker.bootstrap, args.connections, args.rate, args.seconds, gw.pid, True, args.profile and args.profile.with_suffix(".per-user.txt")))
                     print("fan-out, per user:", results["fanout_per_user"], flush=True)
                 if "broadcast" in only:
-                    results["fanout_broadcast"] = asyncio.run(fanout(url, broker.bootstrap, args.broadcast_connections, args.broadcast_rate, args.seconds, gw.pid, False))
+                    results["fanout_broadcast"] = asyncio.run(fanout(url, broker.bootstrap, args.broadcast_connections, args.broadcast_rate, args.seconds, gw.pid, False, args.profile and args.profile.with_suffix(".broadcast.txt")))
                     print("fan-out, broadcast:", results["fanout_broadcast"], flush=True)
             finally:
                 gw.terminate()

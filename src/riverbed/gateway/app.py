@@ -100,9 +100,7 @@ class Gateway:
             + [s.dead_letter_topic for s in c.outbound]
         )
         topics: dict[str, tuple[int, dict[str, str]]] = {n: (1, {}) for n in dict.fromkeys(names)}
-        for sub in c.outbound:
-            topics[sub.retry_topic] = (1, {"cleanup.policy": "compact"})
-        return topics
+        return topics  # retry topics: created by each subscription, partitioned as its topic
 
     async def start(self) -> None:
         c = self.config
@@ -128,7 +126,7 @@ class Gateway:
         if c.outbound:
             from .webhooks_out import Delivery
 
-            self.outbound = [Delivery(sub, c.cluster) for sub in c.outbound]
+            self.outbound = [Delivery(sub, c.cluster, create_topics=c.create_topics) for sub in c.outbound]
             await asyncio.gather(*(w.start() for w in self.outbound))
 
     async def _load_seen(self, handler: InboundHandler) -> None:

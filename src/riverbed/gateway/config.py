@@ -248,6 +248,8 @@ class OutboundSubscription:
     group: str | None = None  # consumer group (default riverbed-gateway-out-<name>)
     rate_limit: float = 0.0  # requests per second to this endpoint (0: none)
     batch: int = 500
+    max_parked: int = 10_000  # records held in the retry topic (and memory) before intake waits
+    session_timeout_ms: int = 45_000  # a dead instance's partitions (and parked records) move after it
 
     _KEYS = {
         "name",
@@ -266,6 +268,8 @@ class OutboundSubscription:
         "group",
         "rate_limit",
         "batch",
+        "max_parked",
+        "session_timeout_ms",
     }
 
     @classmethod
@@ -302,9 +306,11 @@ class OutboundSubscription:
             group=t.get("group"),
             rate_limit=float(t.get("rate_limit", 0)),
             batch=int(t.get("batch", 500)),
+            max_parked=int(t.get("max_parked", 10_000)),
+            session_timeout_ms=int(t.get("session_timeout_ms", 45_000)),
         )
-        if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1:
-            raise ConfigError(f"{what}: max_attempts, lanes and batch must be >= 1")
+        if r.max_attempts < 1 or r.lanes < 1 or r.batch < 1 or r.max_parked < 1:
+            raise ConfigError(f"{what}: max_attempts, lanes, batch and max_parked must be >= 1")
         return r
 
     @property
@@ -313,8 +319,14 @@ class OutboundSubscription:
 
     @property
     def retry_topic(self) -> str:
-        """The compacted topic keeping each retried record's attempt count and next due time."""
-        return f"{self.topic}.{self.name}.retries"
+        """Where failing records are parked, with their attempt count and next due time in
+        headers (not compacted: one key's parked records are all kept, in order)."""
+        return f"{self.topic}.{self.name}.retry"
+
+    @property
+    def retry_group_id(self) -> str:
+        """The consumer group whose committed offsets mark how far the retry topic is settled."""
+        return f"{self.group_id}.retry"
 
     @property
     def group_id(self) -> str:

@@ -50,6 +50,14 @@ class Rec:
     offset: int
     user: str | None  # the filter value (key or JSON field), None when the route has no filter
     body: str  # the record as JSON object members, without braces: shared by every client
+    _sse: bytes | None = None
+
+    @property
+    def sse_data(self) -> bytes:
+        """The SSE ``data:`` line and the blank line after it, encoded once for every client."""
+        if self._sse is None:
+            self._sse = f"data: {{{self.body}}}\n\n".encode()
+        return self._sse
 
 
 def render(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, timestamp: int) -> str:
@@ -85,6 +93,9 @@ def parse_position(text: str | None) -> dict[int, int] | None:
 
 
 def format_position(cursor: Mapping[int, int]) -> str:
+    if len(cursor) == 1:
+        for p, o in cursor.items():
+            return f"{p}:{o}"
     return ",".join(f"{p}:{o}" for p, o in sorted(cursor.items()))
 
 
@@ -122,6 +133,37 @@ class Client:
     def notice(self, text: str) -> None:
         self.queue.append(text)
         self.wake.set()
+
+    async def batch(self, timeout: float | None) -> list[Rec | str] | None:
+        """Everything queued, at once (a pending ``skipped:N`` notice first), after waiting for
+        something when nothing is: one wake-up of the writer for all the records fanned out
+        since its last write. None after `timeout` idle (None: wait as long as it takes);
+        ``["dropped"]`` once dropped. The cursor is not moved: :meth:`advance` it per record as
+        it is written."""
+        while not self.queue and not self.skipped:
+            if self.dropped:
+                return ["dropped"]
+            self.wake.clear()
+            if timeout is None:
+                await self.wake.wait()
+                continue
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
+            except TimeoutError:
+                return None
+        out: list[Rec | str] = []
+        if self.skipped:
+            out.append(f"skipped:{self.skipped}")
+            self.skipped = 0
+        out.extend(self.queue)
+        self.queue.clear()
+        return out
+
+    def advance(self, rec: Rec) -> str:
+        """Move the cursor past `rec`; the position text to send with it."""
+        self.cursor[rec.partition] = rec.offset + 1
+        return format_position(self.cursor)
 
     async def next(self, timeout: float) -> Rec | str | None:
         """The next item, a pending ``skipped:N`` notice first; None after `timeout` idle."""

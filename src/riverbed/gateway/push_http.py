@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from riverbed.web import JsonError
 
 from .config import JwtSettings
-from .push import HEARTBEAT, Client, Rec, TopicHub, format_position, parse_position
+from .push import HEARTBEAT, Client, Rec, TopicHub, parse_position
 
 log = logging.getLogger("riverbed.gateway")
 
@@ -63,17 +63,18 @@ class Authenticator:
         return str(user)
 
 
-def _item_sse(item: Rec | str, client: Client) -> str:
+def _item_sse(item: Rec | str, client: Client) -> bytes:
+    """An SSE event; a record's data line is encoded once for every client (Rec.sse_data)."""
     if isinstance(item, Rec):
-        return f"id: {format_position(client.cursor)}\ndata: {{{item.body}}}\n\n"
+        return b"id: " + client.advance(item).encode() + b"\n" + item.sse_data
     if item.startswith("skipped:"):
-        return f'event: skipped\ndata: {{"count":{item[8:]}}}\n\n'
-    return 'event: reset\ndata: {"reason":"position older than the replay buffer"}\n\n'
+        return f'event: skipped\ndata: {{"count":{item[8:]}}}\n\n'.encode()
+    return b'event: reset\ndata: {"reason":"position older than the replay buffer"}\n\n'
 
 
 def _item_ws(item: Rec | str, client: Client) -> str:
     if isinstance(item, Rec):
-        return f'{{"type":"record","position":"{format_position(client.cursor)}",{item.body}}}'
+        return f'{{"type":"record","position":"{client.advance(item)}",{item.body}}}'
     if item.startswith("skipped:"):
         return f'{{"type":"skipped","count":{item[8:]}}}'
     return '{"type":"reset","reason":"position older than the replay buffer"}'
@@ -126,14 +127,16 @@ class PushEndpoints:
                         return
 
         async def writer() -> None:
+            # one wake-up per batch of fanned-out records (not per record), no idle timer:
+            # uvicorn pings the socket itself (ws_ping_interval)
             while True:
-                item = await client.next(HEARTBEAT)
-                if item is None:
-                    continue
-                if item == "dropped":
-                    log.info("push %s: dropped a websocket client that did not keep up", self.hub.route.path)
-                    return
-                await ws.send_text(_item_ws(item, client))
+                items = await client.batch(None)
+                assert items is not None
+                for item in items:
+                    if item == "dropped":
+                        log.info("push %s: dropped a websocket client that did not keep up", self.hub.route.path)
+                        return
+                    await ws.send_text(_item_ws(item, client))
 
         tasks = [asyncio.create_task(reader()), asyncio.create_task(writer()), asyncio.create_task(client.gone.wait())]
         try:
@@ -171,14 +174,19 @@ class EventStream(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
             while True:
-                item = await client.next(HEARTBEAT)
-                if item == "dropped":
+                items = await client.batch(HEARTBEAT)
+                if items is None:
+                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                    continue
+                # every event queued since the last write in one body chunk (one write)
+                body = b"".join(_item_sse(item, client) for item in items if item != "dropped")
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if "dropped" in items:
                     log.info("push %s: dropped a client that did not keep up", self.hub.route.path)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     finished = True
                     return
-                text = ": keep-alive\n\n" if item is None else _item_sse(item, client)
-                await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -51,6 +51,9 @@ def test_example_config(tmp_path: Path) -> None:
     assert cfg.push[0].filter == "field" and cfg.jwt.key == "k"
     assert cfg.outbound[0].dead_letter_topic == "orders.completed.billing.DLQ"
     assert cfg.outbound[0].group_id == "riverbed-gateway-out-billing"
+    assert cfg.outbound[0].retry_topic == "orders.completed.billing.retry"
+    assert cfg.outbound[0].retry_group_id == "riverbed-gateway-out-billing.retry"
+    assert cfg.outbound[0].max_parked == 10_000
     # permessage-deflate off by default: about half the memory per WebSocket (docs/gateway.md)
     assert cfg.server_options() == {
         "ws": "websockets-sansio",
@@ -98,6 +101,22 @@ def test_example_config(tmp_path: Path) -> None:
                 "push": [{"path": "/a", "topic": "t", "auth": "none"}],
             },
             "used twice",
+        ),
+        (
+            {
+                "webhooks": {
+                    "out": [
+                        {
+                            "name": "n",
+                            "topic": "t",
+                            "url": "http://x",
+                            "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                            "max_parked": 0,
+                        }
+                    ]
+                }
+            },
+            "max_parked must be >= 1",
         ),
         ({"gateway": {"port": 1}}, "unknown keys port"),
         ({"gateway": {"websocket": "websockets"}}, "websockets-sansio or wsproto"),
@@ -209,5 +228,28 @@ def test_replay_buffer_is_bounded_by_records_and_bytes() -> None:
         for i in range(50):
             hub2._keep(Rec(0, i, None, "y"))
         assert [r.offset for r in hub2.ring[0]] == [45, 46, 47, 48, 49] and hub2.ring_bytes[0] == 5
+
+    asyncio.run(run())
+
+
+def test_client_batch_takes_everything_queued_with_one_wake_up() -> None:
+    from riverbed.gateway.push import Client, Rec
+
+    async def run() -> None:
+        c = Client(None, 3, "skip", {0: 0, 1: 4})
+        assert await c.batch(0.05) is None  # idle: the SSE heartbeat's turn
+        waiter = asyncio.create_task(c.batch(None))
+        await asyncio.sleep(0)
+        recs = [Rec(0, i, None, f'"n":{i}') for i in range(5)]  # 5 into a queue of 3: 3 skipped
+        for r in recs:
+            c.offer(r)
+        items = await waiter
+        assert items == ["skipped:3", recs[3], recs[4]] and not c.queue
+        assert c.cursor == {0: 0, 1: 4}  # moved only as each is written
+        assert c.advance(recs[3]) == "0:4,1:4" and c.advance(recs[4]) == "0:5,1:4"
+        assert recs[4].sse_data == b'data: {"n":4}\n\n' and recs[4].sse_data is recs[4].sse_data
+        c.drop()
+        assert await c.batch(None) == ["dropped"]
+        assert format_position({2: 9}) == "2:9"
 
     asyncio.run(run())
