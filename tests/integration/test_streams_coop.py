@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 KEYS = [f"user-{i}" for i in range(30)]
 FAST = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+NO_CACHE = 0  # the tests count every update of a key: no record cache
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_cooperative_rebalance_keeps_staying_tasks(broker: EmbeddedBroker, tmp_p
 
     def runtime(i: int) -> Runtime:
         return Runtime(topo, bs, state_dir=tmp_path / f"s{i}", commit_interval_ms=100,
-                       processing_guarantee=guarantee, consumer_config=FAST)
+                       processing_guarantee=guarantee, consumer_config=FAST, cache_max_bytes=NO_CACHE)
 
     counts = Counts(bs, 3)
     a = Running(runtime(0))
@@ -175,7 +176,7 @@ def test_standby_replica_takes_over_with_the_tail_only(broker: EmbeddedBroker, t
         counts.wait_all("counts from the first instance")
         b = Running(Runtime(counter("counter").topology(), bs, state_dir=tmp_path / "s1", commit_interval_ms=100,
                             processing_guarantee="exactly_once", consumer_config=FAST, num_standby_replicas=1,
-                            standby_refresh_ms=500))
+                            standby_refresh_ms=500, cache_max_bytes=NO_CACHE))
         rt = b.rt
         wait_until(lambda: len(rt.tasks) > 0 and len(rt.tasks) < 4 and len(rt.standbys) == 4 - len(rt.tasks)
                    and set(rt.standbys).isdisjoint(rt.tasks), "b owns some tasks and stands by for the others", 90)
@@ -339,7 +340,7 @@ def test_stalled_member_loses_its_partitions_and_goes_on_exactly_once(broker: Em
         .to_stream().to("counts", STRING, LONG))
     rt = Runtime(app.topology(), bs, state_dir=tmp_path / "s", commit_interval_ms=100,
                  processing_guarantee="exactly_once", producer_config={"transaction.timeout.ms": 60_000},
-                 consumer_config={**FAST, "max.poll.interval.ms": 6000})
+                 consumer_config={**FAST, "max.poll.interval.ms": 6000}, cache_max_bytes=NO_CACHE)
     counts = Counts(bs, 7)
     r = Running(rt)
     try:
