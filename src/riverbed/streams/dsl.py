@@ -51,6 +51,7 @@ from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
 from .sliding import SlidingAggregateNode
 from .stream_join import StreamJoinSideNode
+from .table_agg import ChangeSerde, TableAggregateNode, TableGroupByNode
 from .topology import ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
 from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
@@ -529,7 +530,8 @@ class KTable(Generic[K, V]):
                  left_join: bool, name: str | None, value_serde: Serde[Any] | None,
                  materialized: str | None = None) -> KTable[K, Any]:
         for t in (self, other):
-            if t._windowed is not None or t.store_name is None or not isinstance(t._node, (TableSourceNode, AggregateNode)):
+            if t._windowed is not None or t.store_name is None or not isinstance(
+                    t._node, (TableSourceNode, AggregateNode, TableAggregateNode)):
                 raise StreamsError("foreign-key joins need two tables with stores: read from topics (app.table), "
                                    "aggregated (count, reduce, aggregate), or materialized with name=... / materialized=...")
             if isinstance(t._node, TableSourceNode):
@@ -573,12 +575,74 @@ class KTable(Generic[K, V]):
                    value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
         return self.join(other, joiner, "outer", value_serde=value_serde, materialized=materialized)
 
+    def group_by(self, fn: Callable[[K, V], tuple[K2, V2]], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None, name: str | None = None) -> KGroupedTable[K2, V2]:
+        """Re-group the table (Kafka's ``KTable#groupBy``): ``fn(key, value) -> (group, value)``
+        for each row; then ``count`` / ``reduce(adder, subtractor)`` /
+        ``aggregate(init, adder, subtractor)`` keep one aggregate per group, the row's old value
+        subtracted from its old group and its new value added to its new group on every update.
+        Goes through the repartition topic ``<app>-<name>-repartition`` (``name``: the
+        aggregation's store name unless given). The table needs a store (read from a topic, an
+        aggregation, or materialized with ``name=``), so updates carry the row's old value."""
+        if self._windowed is not None:
+            raise StreamsError("group_by on a windowed table is not supported")
+        if self.store_name is None or not isinstance(self._node, (TableSourceNode, AggregateNode, TableAggregateNode)):
+            raise StreamsError("a table's group_by needs a table with a store: read from a topic (app.table), "
+                               "aggregated, or materialized with name=... / materialized=...")
+        if isinstance(self._node, TableSourceNode):
+            self._node.send_old = True  # (aggregations always forward the previous value)
+        node = TableGroupByNode(self._b.name("table_group_by"), fn)
+        self._node.children.append(node)
+        return KGroupedTable(self._b, node, key_serde or self.key_serde, value_serde or self.value_serde, name)
+
     def late_records(self) -> KStream[Any, LateRecord]:
         """The side output of a windowed aggregation: records that arrived after their window
         closed, as :class:`LateRecord` values (the record and the windows it missed)."""
         if self._windowed is None:
             raise StreamsError("late_records() is only for windowed aggregations")
         return KStream(self._b, self._windowed.late, self.key_serde, JSON)
+
+
+class KGroupedTable(Generic[K, V]):
+    """A re-grouped table (Kafka's ``KGroupedTable``): aggregations with an adder and a subtractor."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any],
+                 repartition_name: str | None) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._repartition_name = repartition_name
+
+    def count(self, name: str | None = None) -> KTable[K, int]:
+        """Rows per group (a group whose rows all left counts 0, as Kafka's)."""
+        return self._aggregate(lambda: 0, lambda _k, _v, a: a + 1, lambda _k, _v, a: a - 1, LONG,
+                               name or self._b.name("count-store").lower())
+
+    def reduce(self, adder: Callable[[V, V], V], subtractor: Callable[[V, V], V], name: str | None = None) -> KTable[K, V]:
+        """``adder(agg, new_value)`` and ``subtractor(agg, old_value)``; a group's first value is
+        its aggregate."""
+        return self._aggregate(None, lambda _k, v, a: adder(a, v), lambda _k, v, a: subtractor(a, v), self.value_serde,
+                               name or self._b.name("reduce-store").lower())
+
+    def aggregate(self, init: Callable[[], A], adder: Callable[[K, V, A], A], subtractor: Callable[[K, V, A], A],
+                  value_serde: Serde[Any] = JSON, name: str | None = None) -> KTable[K, A]:
+        """``adder(group, new_value, agg)`` and ``subtractor(group, old_value, agg)`` (Kafka's
+        argument order), starting from ``init()``."""
+        return self._aggregate(init, adder, subtractor, value_serde, name or self._b.name("aggregate-store").lower())
+
+    def _aggregate(self, init: Callable[[], Any] | None, adder: Callable[[Any, Any, Any], Any],
+                   subtractor: Callable[[Any, Any, Any], Any], value_serde: Serde[Any], name: str) -> KTable[Any, Any]:
+        b = self._b
+        topic = f"{b.app_id}-{self._repartition_name or name}-repartition"
+        change = ChangeSerde(self.value_serde)
+        self._node.children.append(SinkNode(b.name("repartition_sink"), topic, self.key_serde, change, internal=True))
+        src = SourceNode(b.name("repartition_source"), topic, self.key_serde, change, None, "fail", internal=True)
+        b.sources.append(src)
+        b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        node = TableAggregateNode(b.name("table_aggregate"), name, init, adder, subtractor)
+        src.children.append(node)
+        return KTable(b, node, self.key_serde, value_serde, name)
 
 
 class GlobalKTable(Generic[K, V]):

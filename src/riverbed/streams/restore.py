@@ -18,12 +18,20 @@ log = logging.getLogger("riverbed.streams")
 ProgressFn = Callable[[str, str, int, int], None]
 
 
+ON_CHANGELOG_LOST = ("fail", "reset")
+
+
 def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, Any], batch_size: int = 500,
-                 timeout: float = 30.0, progress: ProgressFn | None = None) -> dict[str, int]:
+                 timeout: float = 30.0, progress: ProgressFn | None = None,
+                 on_changelog_lost: str = "fail") -> dict[str, int]:
     """Bring each store of ``task`` up to the end of its changelog partition.
 
-    Replays from the store's checkpoint; with none, or one outside ``[low, high]`` of the
-    changelog (deleted and re-created, truncated), wipes the store and replays from the start.
+    Replays from the store's checkpoint; with none, or one before the changelog's start
+    (truncated by retention), wipes the store and replays from the start (Kafka Streams' task
+    corruption handling). A checkpoint *beyond* the changelog's end means the changelog was
+    deleted (and re-created empty) underneath the store: its state exists nowhere else, so
+    ``on_changelog_lost="fail"`` (default) raises :class:`StreamsError`; ``"reset"`` logs an
+    ERROR line, wipes the store and restores what the changelog holds (the state is lost).
     Returns the number of records applied per store. ``progress(store, task_id, offsets done,
     offsets to do)`` is called at the start, after each batch and at the end; an INFO line is
     logged every 5 seconds of a long restore.
@@ -35,9 +43,21 @@ def restore_task(task: Task, changelog_topic: Any, consumer_config: dict[str, An
             topic = changelog_topic(name)
             low, high = rc.get_watermark_offsets(TopicPartition(topic, task.partition), timeout=timeout)
             cp = engine.checkpoint()
-            if cp is None or cp > high or cp < low:
+            if cp is not None and cp > high:
+                what = (f"store {name} task {task.task_id}: its checkpoint (changelog offset {cp}) lies beyond the end "
+                        f"of changelog {topic}-{task.partition} [{low}, {high}]: the changelog was deleted or "
+                        f"truncated underneath the store")
+                if on_changelog_lost != "reset":
+                    raise StreamsError(f"{what}; the local state exists nowhere else. Re-create the changelog from a "
+                                       f"backup, or run with on_changelog_lost='reset' to wipe the store and start "
+                                       f"from what the changelog holds (the state is lost)")
+                log.error("%s; on_changelog_lost='reset': wiping the store and restoring what the changelog holds "
+                          "(the state is lost)", what)
+                engine.wipe()
+                start = low
+            elif cp is None or cp < low:
                 if cp is not None:
-                    log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
+                    log.warning("store %s task %s: checkpoint %d before the start of changelog [%d, %d]; wiping and restoring",
                                 name, task.task_id, cp, low, high)
                 engine.wipe()
                 start = low

@@ -39,7 +39,7 @@ from .global_state import GlobalState
 from .global_table import GlobalStoreSpec
 from .query import NotLocalError, QueryServer, partition_for
 from .records import StreamsError
-from .restore import restore_task
+from .restore import ON_CHANGELOG_LOST, restore_task
 from .statedir import StateDirLock
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
@@ -104,7 +104,11 @@ class Runtime:
                  application_server: str | None = None, metrics_port: int | None = None,
                  metrics_host: str = "127.0.0.1", report_status: bool = True,
                  status_interval_s: float = DEFAULT_INTERVAL_S, status_kind: str = "streams",
-                 status_name: str | None = None, status_figures: dict[str, Any] | None = None) -> None:
+                 status_name: str | None = None, status_figures: dict[str, Any] | None = None,
+                 on_changelog_lost: str = "fail") -> None:
+        if on_changelog_lost not in ON_CHANGELOG_LOST:
+            raise StreamsError(f"on_changelog_lost must be one of {ON_CHANGELOG_LOST}, not {on_changelog_lost!r}")
+        self.on_changelog_lost = on_changelog_lost
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -486,7 +490,8 @@ class Runtime:
                             errors=self.topology.errors, global_stores=self.globals.stores)
                 task.wall_ms = int(time.time() * 1000)
                 for store, n in restore_task(task, self.topology.changelog_topic, self._restore_cfg, self.batch_size,
-                                             progress=self._progress).items():
+                                             progress=self._progress,
+                                             on_changelog_lost=self.on_changelog_lost).items():
                     self.restored[f"{store}/{task.task_id}"] = n
                 task.start()
                 self.tasks[key] = task

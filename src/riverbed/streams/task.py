@@ -107,7 +107,7 @@ class Task:
     def global_store(self, name: str) -> KeyValueStore:
         return self.globals[name]
 
-    def skip(self, rec: Record, why: str) -> None:
+    def skip(self, rec: Record, why: str, node: Node | None = None) -> None:
         self.metrics["skipped_records"] = self.metrics.get("skipped_records", 0) + 1
         log.warning("task %s: skipped record %s-%d@%d: %s", self.task_id, rec.topic, rec.partition, rec.offset, why)
 
