@@ -258,19 +258,29 @@ class KStream(Generic[K, V]):
                 raise StreamsError(f"store {n!r} is not defined (app.add_state_store)")
         return self._then(ProcessNode(self._b.name("processor"), factory, names), True, key_serde, value_serde)
 
-    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
-        """Group by the current key; repartitions only if an upstream operation changed the key."""
-        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed)
+    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None,
+                     on_error: str = "skip") -> KGroupedStream[K, V]:
+        """Group by the current key; repartitions only if an upstream operation changed the key.
+        ``on_error``: what the aggregation does with records it drops (without a key or value,
+        late for their windows): ``"skip"`` (a WARNING line or the late side output, counted) or
+        ``"dead_letter"`` (also sent to the app's dead-letter topic)."""
+        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed,
+                              on_error)
 
     def group_by(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None,
-                 value_serde: Serde[Any] | None = None) -> KGroupedStream[K2, V]:
-        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``."""
+                 value_serde: Serde[Any] | None = None, on_error: str = "skip") -> KGroupedStream[K2, V]:
+        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``.
+        ``on_error`` as for :meth:`group_by_key`."""
         rekeyed = self.select_key(fn, key_serde)
-        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True)
+        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True, on_error)
 
 
 class KGroupedStream(Generic[K, V]):
-    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool) -> None:
+    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool,
+                 on_error: str = "skip") -> None:
+        if on_error not in ("skip", "dead_letter"):
+            raise StreamsError(f"an aggregation's on_error must be 'skip' or 'dead_letter', not {on_error!r}")
+        self.on_error = on_error
         self._s = stream
         self._b = stream._b
         self.key_serde = key_serde
@@ -304,6 +314,7 @@ class KGroupedStream(Generic[K, V]):
         up = self._upstream(name)
         self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
         node = AggregateNode(self._b.name("aggregate"), name, init, agg)
+        node.drop_policy = self.on_error
         up.children.append(node)
         return KTable(self._b, node, self.key_serde, value_serde, name)
 
@@ -368,6 +379,7 @@ class TimeWindowedKStream(Generic[K, V]):
                                  max(retention, self.windows.size_ms + self.windows.grace_ms)))
         node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
                                    retention, self.close_after_idle_ms)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -394,6 +406,7 @@ class SlidingWindowedKStream(Generic[K, V]):
         w = self.windows
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, w.time_difference_ms, 2 * w.time_difference_ms + w.grace_ms + 1))
         node = SlidingAggregateNode(g._b.name("sliding_aggregate"), name, w, init, agg, self.emit, g.value_serde)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -430,6 +443,7 @@ class SessionWindowedKStream(Generic[K, V]):
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, None, max(self.retention_ms, w.gap_ms + w.grace_ms), session=True))
         node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit,
                                     self.retention_ms, self.close_after_idle_ms)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -664,13 +678,15 @@ class StreamsApp:
     """
 
     def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
-                 dead_letter_topic: str | None = None, **config: Any) -> None:
+                 dead_letter_topic: str | None = None, production_error: str = "fail", **config: Any) -> None:
         """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
         ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
         error in ``__streams.errors.*`` headers) when a function of the topology raises.
+        ``production_error``: the same choice when an output record does not serialize or its
+        delivery fails (Kafka's ProductionExceptionHandler; internal topics always fail).
         ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
         self.application_id = application_id
-        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic)
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, production_error)
         self.bootstrap = bootstrap
         self.config = config
         self._b = _Builder(application_id)

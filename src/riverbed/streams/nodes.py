@@ -20,6 +20,9 @@ TimestampExtractor = Callable[[Record, int], int]
 
 class Node:
     kind = "node"
+    # records this node drops (no key, late): "skip" (log line or late side output, counted) or
+    # "dead_letter" (also sent to the app's dead-letter topic); set by the DSL's on_error=
+    drop_policy = "skip"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -77,9 +80,13 @@ class SinkNode(Node):
         self.internal = internal
 
     def process(self, task: Task, rec: Record) -> None:
-        k = self.key_serde.serialize(rec.key)
-        v = self.value_serde.serialize(rec.value)
-        task.send(self.topic, k, v, rec.timestamp, rec.headers)
+        try:
+            k = self.key_serde.serialize(rec.key)
+            v = self.value_serde.serialize(rec.value)
+        except Exception as e:  # Kafka's ProductionExceptionHandler#handleSerializationException
+            task.production_failed("serialization", self.topic, e)
+            return
+        task.send(self.topic, k, v, rec.timestamp, rec.headers, internal=self.internal)
 
     def describe(self) -> str:
         return f"sink {self.name} -> {self.topic}"
@@ -179,7 +186,7 @@ class AggregateNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated", self)
             return
         st = task.kv_store(self.store)
         old = st.get(rec.key)

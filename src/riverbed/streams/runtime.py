@@ -51,18 +51,35 @@ log = logging.getLogger("riverbed.streams")
 class _Collector:
     """Sends through the producer with callbacks; remembers changelog offsets and errors."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, policy: str = "fail", dead_letter_topic: str | None = None,
+                 internal: set[str] | None = None, eos: bool = False) -> None:
         self.producer = producer
         self.changelog_offsets: dict[tuple[str, int], int] = {}
         self.changelogs: set[str] = set()
         self.error: str | None = None
         self.sent = 0  # records handed to the producer (to skip commits with nothing to commit)
         self.produced: dict[str, int] = {}  # topic -> records (metrics)
+        # the production error policy for deliveries the broker refused (output topics only;
+        # internal topics, the dead-letter topic and exactly-once transactions always fail)
+        self.policy, self.dead_letter_topic, self.eos = policy, dead_letter_topic, eos
+        self.internal = internal or set()
+        self.production_errors = 0
+        self.dead_letters: list[tuple[str, int, Any, Any, int, Any, KafkaError]] = []
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
-            if self.error is None:
-                self.error = f"{msg.topic()}: {err}"
+            topic = msg.topic()
+            if (self.policy == "fail" or self.eos or topic in self.internal or topic in self.changelogs
+                    or topic == self.dead_letter_topic):
+                if self.error is None:
+                    self.error = f"{topic}: {err}"
+                return
+            self.production_errors += 1
+            if self.policy == "dead_letter":  # (sent from the loop, not from inside the callback)
+                self.dead_letters.append((topic, msg.partition(), msg.key(), msg.value(), msg.timestamp()[1],
+                                          msg.headers(), err))
+            else:
+                log.warning("producing a record to %s failed, skipped: %s", topic, err)
             return
         if msg.topic() in self.changelogs:
             key = (msg.topic(), msg.partition())
@@ -87,6 +104,25 @@ class _Collector:
                 return
             except BufferError:
                 self.producer.poll(0.05)  # queue full: let deliveries drain
+
+
+    def send_dead_letters(self) -> None:
+        """Send the records the broker refused to the dead-letter topic, with the KIP-1034 headers
+        (topic and partition: where the record was going; offset -1)."""
+        pending, self.dead_letters = self.dead_letters, []
+        for topic, partition, key, value, ts, headers, err in pending:
+            assert self.dead_letter_topic is not None
+            name = "KafkaException"
+            hs = [*(headers or []),
+                  ("__streams.errors.exception", f"confluent_kafka.{name}: {err.str()}".encode()),
+                  ("__streams.errors.message", f"{err.name()}: {err.str()}".encode()),
+                  ("__streams.errors.stacktrace", b""),
+                  ("__streams.errors.topic", topic.encode()),
+                  ("__streams.errors.partition", str(partition).encode()),
+                  ("__streams.errors.offset", b"-1")]
+            log.warning("producing a record to %s failed (%s), sent to dead-letter topic %s", topic, err,
+                        self.dead_letter_topic)
+            self.send(self.dead_letter_topic, key, value, ts, hs, None)
 
 
 # consumer settings that are not the cluster's (what the status reporter's clients leave out)
@@ -216,7 +252,9 @@ class Runtime:
 
     def _run_clients(self) -> None:
         self.producer = Producer(self._producer_cfg)
-        self.collector = _Collector(self.producer)
+        errors = self.topology.errors
+        self.collector = _Collector(self.producer, errors.production_error, errors.dead_letter_topic,
+                                    set(self.topology.repartition_topics), self.eos)
         self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
         self.collector.produced = self.stats.produced
         self._set_state("REBALANCING")
@@ -288,6 +326,8 @@ class Runtime:
                 stats.process_seconds += time.perf_counter() - started
                 stats.process_records += len(msgs)
             self.producer.poll(0)
+            if self.collector.dead_letters:
+                self.collector.send_dead_letters()
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
             now = time.monotonic()
@@ -431,8 +471,8 @@ class Runtime:
         if self.eos:
             self._commit_transaction(offsets)
         else:
-            while self.producer.flush(1.0) > 0:
-                pass
+            while self.producer.flush(1.0) > 0 or self.collector.dead_letters:
+                self.collector.send_dead_letters()
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
         for key in keys:

@@ -14,12 +14,16 @@ from typing import Any, Protocol
 
 from .nodes import Node, SourceNode
 from .processor import ProcessNode, Schedule, fire
-from .records import Record, StreamsError
+from .records import ProductionError, Record, StreamsError
 from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
 from .topology import ErrorPolicy, StoreSpec, SubTopology
 
 log = logging.getLogger("riverbed.streams")
+
+
+class DroppedRecord(Exception):
+    """Why the DSL dropped a record (the dead-letter record's ``__streams.errors.exception``)."""
 
 
 class Collector(Protocol):
@@ -44,6 +48,8 @@ class Task:
         self._node_state: dict[int, dict[str, Any]] = {}
         self._changelog_topic = changelog_topic
         self._current_ts = 0
+        # the input record being processed, as bytes (dead letters of later stages); None in punctuation
+        self._raw: tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, int] | None = None
         self.engines: dict[str, Engine] = {}
         self._kv: dict[str, KeyValueStore] = {}
         self._win: dict[str, WindowStore] = {}
@@ -96,8 +102,37 @@ class Task:
         return self._node_state.setdefault(id(node), {})
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
-             headers: list[tuple[str, bytes]] | None) -> None:
-        self.collector.send(topic, key, value, ts, headers, None)
+             headers: list[tuple[str, bytes]] | None, internal: bool = False) -> None:
+        """Send an output record; a send refused at once (the record is too large for the
+        client, the topic is unknown, ...) goes to the production error policy (internal
+        topics: always ``fail``)."""
+        try:
+            self.collector.send(topic, key, value, ts, headers, None)
+        except ProductionError:
+            raise
+        except Exception as e:
+            if internal:
+                raise ProductionError(f"producing to internal topic {topic} failed: {e!r}") from e
+            self.production_failed("production", topic, e)
+
+    def production_failed(self, stage: str, topic: str, e: Exception) -> None:
+        """Kafka's ProductionExceptionHandler: ``fail`` stops the app, ``skip`` logs and counts
+        (``production_errors``), ``dead_letter`` also sends the input record being processed (its
+        bytes, as the other handlers' dead letters) with the error in the KIP-1034 headers."""
+        policy = self.errors.production_error
+        what = f"{stage} of an output record to {topic}"
+        if policy == "fail":
+            raise ProductionError(f"task {self.task_id}: {what} failed: {e!r}") from e
+        self.metrics["production_errors"] = self.metrics.get("production_errors", 0) + 1
+        raw = self._raw
+        if policy == "dead_letter":
+            if raw is None:  # (a punctuation's output: no input record)
+                raw = (topic, None, None, self._current_ts, None, -1)
+            self._dead_letter(e, *raw)
+            log.warning("task %s: %s failed, input record sent to dead-letter topic %s: %r", self.task_id, what,
+                        self.errors.dead_letter_topic, e)
+        else:
+            log.warning("task %s: %s failed, skipped: %r", self.task_id, what, e)
 
     def send_to(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
                 headers: list[tuple[str, bytes]] | None, partition: int) -> None:
@@ -109,12 +144,28 @@ class Task:
 
     def skip(self, rec: Record, why: str, node: Node | None = None) -> None:
         self.metrics["skipped_records"] = self.metrics.get("skipped_records", 0) + 1
+        if node is not None and self.drop_to_dead_letter(node, why):
+            return
         log.warning("task %s: skipped record %s-%d@%d: %s", self.task_id, rec.topic, rec.partition, rec.offset, why)
+
+    def drop_to_dead_letter(self, node: Node, why: str) -> bool:
+        """A record the DSL drops (no key, late) goes to the dead-letter topic when its node's
+        ``on_error`` is ``dead_letter`` (the input record's bytes, a ``DroppedRecord`` error in
+        the KIP-1034 headers). Returns whether it went."""
+        if node.drop_policy != "dead_letter" or self._raw is None:
+            return False
+        self.metrics["dead_lettered_records"] = self.metrics.get("dead_lettered_records", 0) + 1
+        dlq = self._dead_letter(DroppedRecord(why), *self._raw)
+        topic, _k, _v, _ts, _h, offset = self._raw
+        log.warning("task %s: record %s-%d@%d dropped (%s), sent to dead-letter topic %s", self.task_id, topic,
+                    self.partition, offset, why, dlq)
+        return True
 
     # -- entry points ---------------------------------------------------------------------------
     def process(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                 headers: list[tuple[str, bytes]] | None = None, offset: int = -1) -> None:
         src: SourceNode = self.sub.sources[topic]
+        self._raw = (topic, key, value, timestamp, headers, offset)
         try:
             k = src.key_serde.deserialize(key)
             v = src.value_serde.deserialize(value)
@@ -134,6 +185,8 @@ class Task:
             src.forward(self, rec)
             if self.schedules:
                 fire(self.schedules, "stream_time", self.stream_time)
+        except ProductionError:
+            raise
         except Exception as e:
             self._failed("processing", self.errors.on_processing_error, e, topic, key, value, timestamp, headers, offset)
 
@@ -146,22 +199,29 @@ class Task:
             raise StreamsError(f"{stage} of {where} failed: {e!r}") from e
         self.metrics[f"{stage}_errors"] = self.metrics.get(f"{stage}_errors", 0) + 1
         if policy == "dead_letter":
-            dlq = self.errors.dead_letter_topic
-            assert dlq is not None  # checked when the topology is built
-            err_headers = [
-                ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
-                ("__streams.errors.message", str(e).encode()),
-                ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
-                ("__streams.errors.topic", topic.encode()),
-                ("__streams.errors.partition", str(self.partition).encode()),
-                ("__streams.errors.offset", str(offset).encode()),
-            ]
-            self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+            dlq = self._dead_letter(e, topic, key, value, timestamp, headers, offset)
             log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
         else:
             log.warning("task %s: %s of %s failed, skipped: %r", self.task_id, stage, where, e)
 
+    def _dead_letter(self, e: BaseException, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+                     headers: list[tuple[str, bytes]] | None, offset: int) -> str:
+        """Send a record to the dead-letter topic with Kafka Streams' KIP-1034 headers."""
+        dlq = self.errors.dead_letter_topic
+        assert dlq is not None  # checked when the topology is built
+        err_headers = [
+            ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
+            ("__streams.errors.message", str(e).encode()),
+            ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
+            ("__streams.errors.topic", topic.encode()),
+            ("__streams.errors.partition", str(self.partition).encode()),
+            ("__streams.errors.offset", str(offset).encode()),
+        ]
+        self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+        return dlq
+
     def punctuate(self, wall_ms: int) -> None:
+        self._raw = None
         self.wall_ms = wall_ms
         self._current_ts = max(self.stream_time, 0)
         for node in self.sub.stateful:
