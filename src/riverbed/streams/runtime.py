@@ -502,10 +502,14 @@ class Runtime:
         except KafkaException as e:
             # abortable or fatal alike: stop; a restart resumes from the last committed
             # transaction (the store files roll back with it)
-            raise StreamsError(f"transaction commit failed: {e}") from e
+            cause = f" (after producing failed: {self.collector.error})" if self.collector.error else ""
+            raise StreamsError(f"transaction commit failed: {e}{cause}") from e
         if self.collector.error is not None:
             raise StreamsError(f"producing failed: {self.collector.error}")
-        self.producer.begin_transaction()
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as e:
+            raise StreamsError(f"cannot begin a transaction: {e}") from e
 
     # -- rebalance ---------------------------------------------------------------------------
     def _engine(self, spec: StoreSpec, task_id: str) -> Engine:

@@ -128,7 +128,11 @@ class Task:
         if policy == "dead_letter":
             if raw is None:  # (a punctuation's output: no input record)
                 raw = (topic, None, None, self._current_ts, None, -1)
-            self._dead_letter(e, *raw)
+            try:
+                self._dead_letter(e, *raw)
+            except Exception as e2:
+                raise ProductionError(f"task {self.task_id}: {what} failed ({e!r}), and so did sending the input "
+                                      f"record to the dead-letter topic: {e2!r}") from e2
             log.warning("task %s: %s failed, input record sent to dead-letter topic %s: %r", self.task_id, what,
                         self.errors.dead_letter_topic, e)
         else:
