@@ -189,3 +189,26 @@ def test_table_group_by_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Pa
     md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=10)
     assert len(md.topics["regions-users-per-region-repartition"].partitions) == 2
     out.close()
+
+
+def test_output_topic_that_does_not_exist(riverbed_broker_factory: Any, tmp_path: Path) -> None:
+    """Auto-creation off: deliveries to a missing output topic fail (UNKNOWN_TOPIC_OR_PART once
+    the producer stops waiting for it) and go to the dead-letter topic; the app goes on."""
+    broker = riverbed_broker_factory(auto_create_topics=False)
+    bs = broker.bootstrap
+    create_topics(bs, NewTopic("orders", 1, 1), NewTopic("orders-dlq", 1, 1), NewTopic("kept", 1, 1))
+    app = StreamsApp("nowhere", production_error="dead_letter", dead_letter_topic="orders-dlq")
+    src = app.stream("orders", STRING, STRING)
+    src.to("no-such-topic")
+    src.to("kept")
+    produce(bs, "orders", [("a", "1", 1), ("b", "2", 2)])
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200,
+                 producer_config={"topic.metadata.propagation.max.ms": 500})
+    with running(rt):
+        dead = read_all(bs, "orders-dlq", 2)
+        kept = read_all(bs, "kept", 2)
+    assert sorted(m.key() for m in dead) == [b"a", b"b"] and len(kept) == 2
+    h = dict(dead[0].headers())
+    assert h["__streams.errors.topic"] == b"no-such-topic"
+    assert b"UNKNOWN_TOPIC" in h["__streams.errors.message"]
+    assert rt.collector.production_errors == 2
