@@ -164,7 +164,8 @@ def test_changelog_deleted_underneath(riverbed_broker: EmbeddedBroker, tmp_path:
         Runtime(topo, bs, on_changelog_lost="ignore")
 
 
-def test_table_group_by_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_table_group_by_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Path, guarantee: str) -> None:
     """Users moving between regions (the driver test's steps) over 2 partitions: the final
     count per region is exact, and the groups' aggregates are queryable."""
     bs = riverbed_broker.bootstrap
@@ -181,7 +182,7 @@ def test_table_group_by_end_to_end(riverbed_broker: EmbeddedBroker, tmp_path: Pa
         p.produce("users", None if region is None else region.encode(), user.encode(), timestamp=i + 1)
         p.flush(10)  # (in order per user)
     out = Reader(bs, "region-counts")
-    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200)
+    rt = Runtime(app.topology(), bs, state_dir=tmp_path, commit_interval_ms=200, processing_guarantee=guarantee)
     want = {"eu": 0, "us": 2, "asia": 0}
     with running(rt):
         wait_until(lambda: latest(out.poll()) == want, "final counts per region")
