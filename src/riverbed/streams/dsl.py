@@ -259,16 +259,17 @@ class KStream(Generic[K, V]):
         return self._then(ProcessNode(self._b.name("processor"), factory, names), True, key_serde, value_serde)
 
     def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None,
-                     on_error: str = "skip") -> KGroupedStream[K, V]:
+                     on_error: str | None = None) -> KGroupedStream[K, V]:
         """Group by the current key; repartitions only if an upstream operation changed the key.
         ``on_error``: what the aggregation does with records it drops (without a key or value,
         late for their windows): ``"skip"`` (a WARNING line or the late side output, counted) or
-        ``"dead_letter"`` (also sent to the app's dead-letter topic)."""
+        ``"dead_letter"`` (also sent to the app's dead-letter topic); default: the app's
+        ``dropped_records``."""
         return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed,
                               on_error)
 
     def group_by(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None,
-                 value_serde: Serde[Any] | None = None, on_error: str = "skip") -> KGroupedStream[K2, V]:
+                 value_serde: Serde[Any] | None = None, on_error: str | None = None) -> KGroupedStream[K2, V]:
         """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``.
         ``on_error`` as for :meth:`group_by_key`."""
         rekeyed = self.select_key(fn, key_serde)
@@ -277,8 +278,8 @@ class KStream(Generic[K, V]):
 
 class KGroupedStream(Generic[K, V]):
     def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool,
-                 on_error: str = "skip") -> None:
-        if on_error not in ("skip", "dead_letter"):
+                 on_error: str | None = None) -> None:
+        if on_error not in (None, "skip", "dead_letter"):
             raise StreamsError(f"an aggregation's on_error must be 'skip' or 'dead_letter', not {on_error!r}")
         self.on_error = on_error
         self._s = stream
@@ -678,15 +679,19 @@ class StreamsApp:
     """
 
     def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
-                 dead_letter_topic: str | None = None, production_error: str = "fail", **config: Any) -> None:
+                 dead_letter_topic: str | None = None, production_error: str = "fail", dropped_records: str = "skip",
+                 **config: Any) -> None:
         """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
         ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
         error in ``__streams.errors.*`` headers) when a function of the topology raises.
         ``production_error``: the same choice when an output record does not serialize or its
         delivery fails (Kafka's ProductionExceptionHandler; internal topics always fail).
+        ``dropped_records``: ``"skip"`` (default: a WARNING line, or the late side output) or
+        ``"dead_letter"`` for records the DSL drops (without a key where one is needed, late);
+        aggregations may say otherwise (``group_by_key(on_error=...)``).
         ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
         self.application_id = application_id
-        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, production_error)
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, production_error, dropped_records)
         self.bootstrap = bootstrap
         self.config = config
         self._b = _Builder(application_id)

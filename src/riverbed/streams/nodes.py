@@ -21,8 +21,9 @@ TimestampExtractor = Callable[[Record, int], int]
 class Node:
     kind = "node"
     # records this node drops (no key, late): "skip" (log line or late side output, counted) or
-    # "dead_letter" (also sent to the app's dead-letter topic); set by the DSL's on_error=
-    drop_policy = "skip"
+    # "dead_letter" (also sent to the app's dead-letter topic); set by the DSL's on_error=;
+    # None: the app's dropped_records setting
+    drop_policy: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -212,7 +213,7 @@ class TableSourceNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None:
-            task.skip(rec, f"{self.name}: a table record needs a key")
+            task.skip(rec, f"{self.name}: a table record needs a key", self)
             return
         st = task.kv_store(self.store)
         if self.send_old:
@@ -257,7 +258,7 @@ class StreamTableJoinNode(Node):
             if self.left and rec.key is None and rec.value is not None:  # KIP-962: joined with no match
                 self.forward(task, rec.with_kv(None, self.joiner(rec.value, None)))
                 return
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined", self)
             return
         other = task.kv_store(self.store).get(rec.key)
         if other is None and not self.left:

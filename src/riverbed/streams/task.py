@@ -156,7 +156,8 @@ class Task:
         """A record the DSL drops (no key, late) goes to the dead-letter topic when its node's
         ``on_error`` is ``dead_letter`` (the input record's bytes, a ``DroppedRecord`` error in
         the KIP-1034 headers). Returns whether it went."""
-        if node.drop_policy != "dead_letter" or self._raw is None:
+        policy = node.drop_policy or self.errors.dropped_records
+        if policy != "dead_letter" or self._raw is None:
             return False
         self.metrics["dead_lettered_records"] = self.metrics.get("dead_lettered_records", 0) + 1
         dlq = self._dead_letter(DroppedRecord(why), *self._raw)
@@ -181,7 +182,7 @@ class Task:
             if src.extractor is not None:
                 rec.timestamp = int(src.extractor(rec, self.stream_time))
             if rec.timestamp < 0:
-                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}")
+                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}", src)
                 return
             if rec.timestamp > self.stream_time:
                 self.stream_time = rec.timestamp

@@ -32,6 +32,7 @@ class ErrorPolicy:
     on_processing_error: str = "fail"
     dead_letter_topic: str | None = None
     production_error: str = "fail"  # Kafka's ProductionExceptionHandler (serialization and delivery)
+    dropped_records: str = "skip"  # records the DSL drops (no key, late): "skip" or "dead_letter"
 
 
 @dataclass
@@ -61,6 +62,10 @@ class Topology:
                 raise StreamsError(f"{where}: the error policy must be one of {ERROR_POLICIES}, not {policy!r}")
             if policy == "dead_letter" and not errors.dead_letter_topic:
                 raise StreamsError(f"{where}: 'dead_letter' needs StreamsApp(dead_letter_topic=...)")
+        if errors.dropped_records not in ("skip", "dead_letter"):
+            raise StreamsError(f"dropped_records must be 'skip' or 'dead_letter', not {errors.dropped_records!r}")
+        if errors.dropped_records == "dead_letter" and not errors.dead_letter_topic:
+            raise StreamsError("dropped_records='dead_letter' needs StreamsApp(dead_letter_topic=...)")
         for src in sources:  # records the DSL drops (on_error="dead_letter" on an aggregation)
             todo: list[Node] = [src]
             seen_ids: set[int] = set()

@@ -153,3 +153,27 @@ def test_on_error_is_checked() -> None:
     app.stream("in").group_by_key(on_error="dead_letter").count(name="c")
     with pytest.raises(StreamsError, match="dead_letter_topic"):
         app.topology()
+
+
+def test_app_wide_dead_letters_for_dropped_records() -> None:
+    """dropped_records="dead_letter": tables, joins and aggregations send what they drop to
+    the dead-letter topic; an aggregation's on_error="skip" keeps its drops to the log line."""
+    from riverbed.streams import JoinWindows
+
+    app = StreamsApp("d", dead_letter_topic="dlq", dropped_records="dead_letter")
+    table = app.table("t", STRING, STRING, name="t")
+    app.stream("s", STRING, STRING).join(table, lambda v, tv: f"{v}+{tv}").to("joined", STRING, STRING)
+    left = app.stream("l", STRING, STRING)
+    left.join(app.stream("r", STRING, STRING), lambda a, b: a + b, windows=JoinWindows.of(10)).to("ss", STRING, STRING)
+    app.stream("agg", STRING, STRING).group_by_key(on_error="skip").count(name="c")
+    with TestDriver(app) as d:
+        d.pipe("t", None, "keyless-row", timestamp=1)
+        d.pipe("s", None, "keyless-event", timestamp=1)
+        d.pipe("l", "k", "x", timestamp=100)
+        d.pipe("l", "k", "too-late", timestamp=50)
+        d.pipe("agg", None, "kept-to-the-log", timestamp=1)
+        assert [r.value for r in d.outputs["dlq"]] == [b"keyless-row", b"keyless-event", b"too-late"]
+        assert [_headers(r)["__streams.errors.topic"] for r in d.outputs["dlq"]] == [b"t", b"s", b"l"]
+        assert d.metrics()["skipped_records"] == 3
+    with pytest.raises(StreamsError, match="dropped_records"):
+        StreamsApp("d", dropped_records="dead_letter").topology()
