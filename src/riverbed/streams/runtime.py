@@ -287,7 +287,10 @@ class Runtime:
         finally:
             self._close_tasks(list(self.tasks))
             self.consumer.close()
-            self.producer.flush(10)
+            try:
+                self.producer.flush(10)
+            except KafkaException as e:  # (a fatal producer error after a failure: keep the first error)
+                log.warning("could not flush the producer: %s", e)
             with self._lock:
                 self.globals.close()
 
@@ -495,6 +498,12 @@ class Runtime:
         self.stats.committed(time.perf_counter() - started)
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        # deliveries first (commit_transaction would wait for them anyway): a record the broker
+        # refused makes the transaction abortable; say which, rather than the state error the
+        # offsets call would give
+        self.producer.flush(30)
+        if self.collector.error is not None:
+            raise StreamsError(f"producing failed: {self.collector.error}; the transaction is aborted")
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
@@ -502,6 +511,7 @@ class Runtime:
         except KafkaException as e:
             # abortable or fatal alike: stop; a restart resumes from the last committed
             # transaction (the store files roll back with it)
+            self.producer.poll(0)  # (delivery reports that explain it)
             cause = f" (after producing failed: {self.collector.error})" if self.collector.error else ""
             raise StreamsError(f"transaction commit failed: {e}{cause}") from e
         if self.collector.error is not None:
