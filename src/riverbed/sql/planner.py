@@ -140,8 +140,9 @@ class Planner:
                  app_config: dict[str, Any] | None = None) -> None:
         self.catalog = catalog
         # a row whose processing raises is logged, counted and skipped (ksqlDB's processing log),
-        # not a poison pill that stops the query
-        self.app = StreamsApp(app_id, bootstrap, on_processing_error="skip", **(app_config or {}))
+        # not a poison pill that stops the query; so is a row that does not serialize for its sink
+        self.app = StreamsApp(app_id, bootstrap, on_processing_error="skip", production_error="skip",
+                              **(app_config or {}))
         self.description: list[str] = []
         self._synth_key = False
 

@@ -8,6 +8,7 @@ from .driver import TestDriver
 from .dsl import (
     GlobalKTable,
     KGroupedStream,
+    KGroupedTable,
     KStream,
     KTable,
     SessionWindowedKStream,
@@ -46,6 +47,7 @@ __all__ = [
     "JoinWindows",
     "JsonSerde",
     "KGroupedStream",
+    "KGroupedTable",
     "KStream",
     "KTable",
     "LateRecord",

@@ -51,6 +51,7 @@ from .serdes import BYTES, JSON, LONG, Serde
 from .sessions import SessionAggregateNode
 from .sliding import SlidingAggregateNode
 from .stream_join import StreamJoinSideNode
+from .table_agg import ChangeSerde, TableAggregateNode, TableGroupByNode
 from .topology import DeadLetterHeaders, ErrorPolicy, StoreSpec, Topology
 from .windowed import WindowAggregateNode
 from .windows import JoinWindows, SessionWindows, SlidingWindows, TimeWindows, Windowed, to_ms
@@ -257,19 +258,30 @@ class KStream(Generic[K, V]):
                 raise StreamsError(f"store {n!r} is not defined (app.add_state_store)")
         return self._then(ProcessNode(self._b.name("processor"), factory, names), True, key_serde, value_serde)
 
-    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None) -> KGroupedStream[K, V]:
-        """Group by the current key; repartitions only if an upstream operation changed the key."""
-        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed)
+    def group_by_key(self, key_serde: Serde[Any] | None = None, value_serde: Serde[Any] | None = None,
+                     on_error: str | None = None) -> KGroupedStream[K, V]:
+        """Group by the current key; repartitions only if an upstream operation changed the key.
+        ``on_error``: what the aggregation does with records it drops (without a key or value,
+        late for their windows): ``"skip"`` (a WARNING line or the late side output, counted) or
+        ``"dead_letter"`` (also sent to the app's dead-letter topic); default: the app's
+        ``dropped_records``."""
+        return KGroupedStream(self, key_serde or self.key_serde, value_serde or self.value_serde, self._key_changed,
+                              on_error)
 
     def group_by(self, fn: Callable[[K, V], K2], key_serde: Serde[Any] | None = None,
-                 value_serde: Serde[Any] | None = None) -> KGroupedStream[K2, V]:
-        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``."""
+                 value_serde: Serde[Any] | None = None, on_error: str | None = None) -> KGroupedStream[K2, V]:
+        """Group by a new key: records go through the repartition topic ``<app>-<name>-repartition``.
+        ``on_error`` as for :meth:`group_by_key`."""
         rekeyed = self.select_key(fn, key_serde)
-        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True)
+        return KGroupedStream(rekeyed, key_serde or self.key_serde, value_serde or self.value_serde, True, on_error)
 
 
 class KGroupedStream(Generic[K, V]):
-    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool) -> None:
+    def __init__(self, stream: KStream[Any, Any], key_serde: Serde[Any], value_serde: Serde[Any], repartition: bool,
+                 on_error: str | None = None) -> None:
+        if on_error not in (None, "skip", "dead_letter"):
+            raise StreamsError(f"an aggregation's on_error must be 'skip' or 'dead_letter', not {on_error!r}")
+        self.on_error = on_error
         self._s = stream
         self._b = stream._b
         self.key_serde = key_serde
@@ -303,6 +315,7 @@ class KGroupedStream(Generic[K, V]):
         up = self._upstream(name)
         self._b.add_store(StoreSpec(name, self.key_serde, value_serde))
         node = AggregateNode(self._b.name("aggregate"), name, init, agg)
+        node.drop_policy = self.on_error
         up.children.append(node)
         return KTable(self._b, node, self.key_serde, value_serde, name)
 
@@ -367,6 +380,7 @@ class TimeWindowedKStream(Generic[K, V]):
                                  max(retention, self.windows.size_ms + self.windows.grace_ms), timestamped=True))
         node = WindowAggregateNode(g._b.name("window_aggregate"), name, self.windows, init, agg, self.emit,
                                    retention, self.close_after_idle_ms)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -393,6 +407,7 @@ class SlidingWindowedKStream(Generic[K, V]):
         w = self.windows
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, w.time_difference_ms, 2 * w.time_difference_ms + w.grace_ms + 1))
         node = SlidingAggregateNode(g._b.name("sliding_aggregate"), name, w, init, agg, self.emit, g.value_serde)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -429,6 +444,7 @@ class SessionWindowedKStream(Generic[K, V]):
         g._b.add_store(StoreSpec(name, g.key_serde, value_serde, None, max(self.retention_ms, w.gap_ms + w.grace_ms), session=True))
         node = SessionAggregateNode(g._b.name("session_aggregate"), name, w, init, agg, merger, self.emit,
                                     self.retention_ms, self.close_after_idle_ms)
+        node.drop_policy = g.on_error
         up.children.append(node)
         return KTable(g._b, node, g.key_serde, value_serde, name, windowed=node)
 
@@ -529,7 +545,8 @@ class KTable(Generic[K, V]):
                  left_join: bool, name: str | None, value_serde: Serde[Any] | None,
                  materialized: str | None = None) -> KTable[K, Any]:
         for t in (self, other):
-            if t._windowed is not None or t.store_name is None or not isinstance(t._node, (TableSourceNode, AggregateNode)):
+            if t._windowed is not None or t.store_name is None or not isinstance(
+                    t._node, (TableSourceNode, AggregateNode, TableAggregateNode)):
                 raise StreamsError("foreign-key joins need two tables with stores: read from topics (app.table), "
                                    "aggregated (count, reduce, aggregate), or materialized with name=... / materialized=...")
             if isinstance(t._node, TableSourceNode):
@@ -573,12 +590,74 @@ class KTable(Generic[K, V]):
                    value_serde: Serde[Any] | None = None, materialized: str | None = None) -> KTable[K, Any]:
         return self.join(other, joiner, "outer", value_serde=value_serde, materialized=materialized)
 
+    def group_by(self, fn: Callable[[K, V], tuple[K2, V2]], key_serde: Serde[Any] | None = None,
+                 value_serde: Serde[Any] | None = None, name: str | None = None) -> KGroupedTable[K2, V2]:
+        """Re-group the table (Kafka's ``KTable#groupBy``): ``fn(key, value) -> (group, value)``
+        for each row; then ``count`` / ``reduce(adder, subtractor)`` /
+        ``aggregate(init, adder, subtractor)`` keep one aggregate per group, the row's old value
+        subtracted from its old group and its new value added to its new group on every update.
+        Goes through the repartition topic ``<app>-<name>-repartition`` (``name``: the
+        aggregation's store name unless given). The table needs a store (read from a topic, an
+        aggregation, or materialized with ``name=``), so updates carry the row's old value."""
+        if self._windowed is not None:
+            raise StreamsError("group_by on a windowed table is not supported")
+        if self.store_name is None or not isinstance(self._node, (TableSourceNode, AggregateNode, TableAggregateNode)):
+            raise StreamsError("a table's group_by needs a table with a store: read from a topic (app.table), "
+                               "aggregated, or materialized with name=... / materialized=...")
+        if isinstance(self._node, TableSourceNode):
+            self._node.send_old = True  # (aggregations always forward the previous value)
+        node = TableGroupByNode(self._b.name("table_group_by"), fn)
+        self._node.children.append(node)
+        return KGroupedTable(self._b, node, key_serde or self.key_serde, value_serde or self.value_serde, name)
+
     def late_records(self) -> KStream[Any, LateRecord]:
         """The side output of a windowed aggregation: records that arrived after their window
         closed, as :class:`LateRecord` values (the record and the windows it missed)."""
         if self._windowed is None:
             raise StreamsError("late_records() is only for windowed aggregations")
         return KStream(self._b, self._windowed.late, self.key_serde, JSON)
+
+
+class KGroupedTable(Generic[K, V]):
+    """A re-grouped table (Kafka's ``KGroupedTable``): aggregations with an adder and a subtractor."""
+
+    def __init__(self, b: _Builder, node: Node, key_serde: Serde[Any], value_serde: Serde[Any],
+                 repartition_name: str | None) -> None:
+        self._b = b
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._repartition_name = repartition_name
+
+    def count(self, name: str | None = None) -> KTable[K, int]:
+        """Rows per group (a group whose rows all left counts 0, as Kafka's)."""
+        return self._aggregate(lambda: 0, lambda _k, _v, a: a + 1, lambda _k, _v, a: a - 1, LONG,
+                               name or self._b.name("count-store").lower())
+
+    def reduce(self, adder: Callable[[V, V], V], subtractor: Callable[[V, V], V], name: str | None = None) -> KTable[K, V]:
+        """``adder(agg, new_value)`` and ``subtractor(agg, old_value)``; a group's first value is
+        its aggregate."""
+        return self._aggregate(None, lambda _k, v, a: adder(a, v), lambda _k, v, a: subtractor(a, v), self.value_serde,
+                               name or self._b.name("reduce-store").lower())
+
+    def aggregate(self, init: Callable[[], A], adder: Callable[[K, V, A], A], subtractor: Callable[[K, V, A], A],
+                  value_serde: Serde[Any] = JSON, name: str | None = None) -> KTable[K, A]:
+        """``adder(group, new_value, agg)`` and ``subtractor(group, old_value, agg)`` (Kafka's
+        argument order), starting from ``init()``."""
+        return self._aggregate(init, adder, subtractor, value_serde, name or self._b.name("aggregate-store").lower())
+
+    def _aggregate(self, init: Callable[[], Any] | None, adder: Callable[[Any, Any, Any], Any],
+                   subtractor: Callable[[Any, Any, Any], Any], value_serde: Serde[Any], name: str) -> KTable[Any, Any]:
+        b = self._b
+        topic = f"{b.app_id}-{self._repartition_name or name}-repartition"
+        change = ChangeSerde(self.value_serde)
+        self._node.children.append(SinkNode(b.name("repartition_sink"), topic, self.key_serde, change, internal=True))
+        src = SourceNode(b.name("repartition_source"), topic, self.key_serde, change, None, "fail", internal=True)
+        b.sources.append(src)
+        b.add_store(StoreSpec(name, self.key_serde, value_serde))
+        node = TableAggregateNode(b.name("table_aggregate"), name, init, adder, subtractor)
+        src.children.append(node)
+        return KTable(b, node, self.key_serde, value_serde, name)
 
 
 class GlobalKTable(Generic[K, V]):
@@ -601,16 +680,23 @@ class StreamsApp:
 
     def __init__(self, application_id: str, bootstrap: str = "127.0.0.1:9092", *, on_processing_error: str = "fail",
                  dead_letter_topic: str | None = None, dead_letter_headers: DeadLetterHeaders | None = None,
-                 interceptors: Iterable[RecordInterceptor] = (), **config: Any) -> None:
+                 interceptors: Iterable[RecordInterceptor] = (), production_error: str = "fail",
+                 dropped_records: str = "skip", **config: Any) -> None:
         """``on_processing_error``: ``"fail"`` (default), ``"skip"`` (log and count) or
         ``"dead_letter"`` (log, count and send the input record to ``dead_letter_topic`` with the
         error in ``__streams.errors.*`` headers) when a function of the topology raises.
         ``dead_letter_headers(ctx)`` builds the dead letter's headers instead (for example
         ``riverbed.messaging.streams.dead_letter_headers``). ``interceptors``: hooks around each
         record and each output (``RecordInterceptor``; tracing uses them).
+        ``production_error``: the same choice when an output record does not serialize or its
+        delivery fails (Kafka's ProductionExceptionHandler; internal topics always fail).
+        ``dropped_records``: ``"skip"`` (default: a WARNING line, or the late side output) or
+        ``"dead_letter"`` for records the DSL drops (without a key where one is needed, late);
+        aggregations may say otherwise (``group_by_key(on_error=...)``).
         ``config``: runtime options (``state_dir``, ``processing_guarantee``, ...; see Runtime)."""
         self.application_id = application_id
-        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, dead_letter_headers)
+        self.errors = ErrorPolicy(on_processing_error, dead_letter_topic, dead_letter_headers=dead_letter_headers,
+                                  production_error=production_error, dropped_records=dropped_records)
         self.interceptors = tuple(interceptors)
         self.bootstrap = bootstrap
         self.config = config

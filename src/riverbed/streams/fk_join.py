@@ -210,7 +210,7 @@ class FkSubscriptionNode(Node):
     def process(self, task: Task, rec: Record) -> None:
         fk: bytes = rec.key
         if fk is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a subscription needs a foreign key and a value")
+            task.skip(rec, f"{self.name}: a subscription needs a foreign key and a value", self)
             return
         instruction, partition, h, left_key = decode_subscription(rec.value)
         subs = task.kv_store(self.subscription_store)
@@ -285,7 +285,7 @@ class FkResponseNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a subscription response needs a key and a value")
+            task.skip(rec, f"{self.name}: a subscription response needs a key and a value", self)
             return
         h, right_raw = decode_response(rec.value)
         current = task.engines[self.left_store].get(rec.key)

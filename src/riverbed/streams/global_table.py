@@ -92,7 +92,7 @@ class GlobalJoinNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a value cannot be joined")
+            task.skip(rec, f"{self.name}: a record without a value cannot be joined", self)
             return
         gk = self.key_mapper(rec.key, rec.value)
         other = None if gk is None else task.global_store(self.store).get(gk)

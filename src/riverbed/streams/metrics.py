@@ -183,6 +183,8 @@ class StreamsCollector:
         )
         for task in list(rt.tasks.values()):
             for reason, n in sorted(dict(task.metrics).items()):
+                if reason == "dead_lettered_records":  # (already counted as skipped or late)
+                    continue
                 if reason == "late_records":
                     late.add_metric([app, task.task_id], n)
                 reason = {
@@ -190,6 +192,7 @@ class StreamsCollector:
                     "skipped_records": "skipped",
                     "processing_errors": "processing_error",
                     "deserialization_errors": "deserialization_error",
+                    "production_errors": "production_error",
                 }.get(reason, reason)
                 dropped.add_metric([app, task.task_id, reason], n)
             for name, engine in list(task.engines.items()):

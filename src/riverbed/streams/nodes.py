@@ -20,6 +20,10 @@ TimestampExtractor = Callable[[Record, int], int]
 
 class Node:
     kind = "node"
+    # records this node drops (no key, late): "skip" (log line or late side output, counted) or
+    # "dead_letter" (also sent to the app's dead-letter topic); set by the DSL's on_error=;
+    # None: the app's dropped_records setting
+    drop_policy: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,14 +84,18 @@ class SinkNode(Node):
         self._with_headers = getattr(value_serde, "serialize_with_headers", None)
 
     def process(self, task: Task, rec: Record) -> None:
-        k = self.key_serde.serialize(rec.key)
-        if self._with_headers is not None:
-            headers = list(rec.headers or ())
-            v = self._with_headers(rec.value, headers)
-            task.send(self.topic, k, v, rec.timestamp, headers)
+        try:
+            k = self.key_serde.serialize(rec.key)
+            headers = rec.headers
+            if self._with_headers is not None:
+                headers = list(rec.headers or ())
+                v = self._with_headers(rec.value, headers)
+            else:
+                v = self.value_serde.serialize(rec.value)
+        except Exception as e:  # Kafka's ProductionExceptionHandler#handleSerializationException
+            task.production_failed("serialization", self.topic, e)
             return
-        v = self.value_serde.serialize(rec.value)
-        task.send(self.topic, k, v, rec.timestamp, rec.headers)
+        task.send(self.topic, k, v, rec.timestamp, headers, internal=self.internal)
 
     def describe(self) -> str:
         return f"sink {self.name} -> {self.topic}"
@@ -187,7 +195,7 @@ class AggregateNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated", self)
             return
         st = task.kv_store(self.store)
         kb = st._k(rec.key)
@@ -219,7 +227,7 @@ class TableSourceNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None:
-            task.skip(rec, f"{self.name}: a table record needs a key")
+            task.skip(rec, f"{self.name}: a table record needs a key", self)
             return
         st = task.kv_store(self.store)
         if self.send_old:
@@ -264,7 +272,7 @@ class StreamTableJoinNode(Node):
             if self.left and rec.key is None and rec.value is not None:  # KIP-962: joined with no match
                 self.forward(task, rec.with_kv(None, self.joiner(rec.value, None)))
                 return
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined", self)
             return
         other = task.kv_store(self.store).get(rec.key)
         if other is None and not self.left:

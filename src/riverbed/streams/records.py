@@ -11,6 +11,11 @@ class StreamsError(Exception):
     """A topology or runtime error with a message meant for the application's developer."""
 
 
+class ProductionError(StreamsError):
+    """An output record could not be serialized or sent, and the production error policy is
+    ``fail`` (Kafka's ProductionExceptionHandler answering FAIL): stops the application."""
+
+
 @dataclass(slots=True)
 class Record:
     key: Any

@@ -22,6 +22,9 @@ log = logging.getLogger("riverbed.streams")
 ProgressFn = Callable[[str, str, int, int], None]
 
 
+ON_CHANGELOG_LOST = ("fail", "reset")
+
+
 # -- restores and standbys inside the poll loop ------------------------------------------------
 
 
@@ -61,13 +64,20 @@ class ChangelogReader:
     not stop the group consumer from polling)."""
 
     def __init__(self, consumer_config: dict[str, Any], batch_size: int = 500,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, on_changelog_lost: str = "fail") -> None:
+        """``on_changelog_lost``: what to do with a store whose checkpoint lies *beyond* its
+        changelog's end (the changelog was deleted, and re-created empty, underneath the store: its
+        state exists nowhere else): ``"fail"`` (default) raises :class:`StreamsError`; ``"reset"``
+        logs an ERROR line, wipes the store and restores what the changelog holds (the state is
+        lost). A checkpoint *before* the changelog's start (retention) wipes and restores, as Kafka
+        Streams' task corruption handling does."""
         # an offset that fell below the log start (retention of a window store's changelog) goes
         # on from the oldest record kept, never from the end
         self.consumer = Consumer({**consumer_config, "enable.auto.commit": False, "enable.partition.eof": True,
                                   "auto.offset.reset": "earliest"})
         self.batch_size = batch_size
         self.progress = progress
+        self.on_changelog_lost = on_changelog_lost
         self.parts: dict[tuple[str, int], ChangelogPartition] = {}
         self._last_log = time.monotonic()
 
@@ -81,7 +91,19 @@ class ChangelogReader:
         has nothing to read (it is done already)."""
         low, high = self.consumer.get_watermark_offsets(TopicPartition(cp.topic, cp.partition), timeout=timeout)
         ck = cp.engine.checkpoint()
-        if ck is None or ck > high or ck < low:
+        if ck is not None and ck > high:
+            what = (f"store {cp.store} task {cp.task_id}: its checkpoint (changelog offset {ck}) lies beyond the end "
+                    f"of changelog {cp.topic}-{cp.partition} [{low}, {high}]: the changelog was deleted or "
+                    f"truncated underneath the store")
+            if self.on_changelog_lost != "reset":
+                raise StreamsError(f"{what}; the local state exists nowhere else. Re-create the changelog from a "
+                                   f"backup, or run with on_changelog_lost='reset' to wipe the store and start "
+                                   f"from what the changelog holds (the state is lost)")
+            log.error("%s; on_changelog_lost='reset': wiping the store and restoring what the changelog holds "
+                      "(the state is lost)", what)
+            cp.engine.wipe()
+            start = low
+        elif ck is None or ck < low:
             if ck is not None:
                 log.warning("store %s task %s: checkpoint %d outside changelog [%d, %d]; wiping and restoring",
                             cp.store, cp.task_id, ck, low, high)

@@ -63,7 +63,7 @@ from .global_state import GlobalState
 from .global_table import GlobalStoreSpec
 from .query import NotLocalError, QueryServer, StoreQueries, partition_for
 from .records import StreamsError
-from .restore import ChangelogPartition, ChangelogReader
+from .restore import ON_CHANGELOG_LOST, ChangelogPartition, ChangelogReader
 from .statedir import StateDirLock
 from .stores import Engine, MemoryEngine, SqliteEngine
 from .task import Task
@@ -75,20 +75,37 @@ log = logging.getLogger("riverbed.streams")
 class _Collector:
     """Sends through the producer with callbacks; remembers changelog offsets and errors."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, policy: str = "fail", dead_letter_topic: str | None = None,
+                 internal: set[str] | None = None, eos: bool = False) -> None:
         self.producer = producer
         self.changelog_offsets: dict[tuple[str, int], int] = {}
         self.changelogs: set[str] = set()
         self.error: str | None = None
         self.sent = 0  # records handed to the producer (to skip commits with nothing to commit)
         self.produced: dict[str, int] = {}  # topic -> records (metrics)
+        # the production error policy for deliveries the broker refused (output topics only;
+        # internal topics, the dead-letter topic and exactly-once transactions always fail)
+        self.policy, self.dead_letter_topic, self.eos = policy, dead_letter_topic, eos
+        self.internal = internal or set()
+        self.production_errors = 0
+        self.dead_letters: list[tuple[str, int, Any, Any, int, Any, KafkaError]] = []
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
             if err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
                 return  # part of a transaction the runtime aborted (partitions lost)
-            if self.error is None:
-                self.error = f"{msg.topic()}: {err}"
+            topic = msg.topic()
+            if (self.policy == "fail" or self.eos or topic in self.internal or topic in self.changelogs
+                    or topic == self.dead_letter_topic):
+                if self.error is None:
+                    self.error = f"{topic}: {err}"
+                return
+            self.production_errors += 1
+            if self.policy == "dead_letter":  # (sent from the loop, not from inside the callback)
+                self.dead_letters.append((topic, msg.partition(), msg.key(), msg.value(), msg.timestamp()[1],
+                                          msg.headers(), err))
+            else:
+                log.warning("producing a record to %s failed, skipped: %s", topic, err)
             return
         if msg.topic() in self.changelogs:
             key = (msg.topic(), msg.partition())
@@ -115,6 +132,25 @@ class _Collector:
                 self.producer.poll(0.05)  # queue full: let deliveries drain
 
 
+    def send_dead_letters(self) -> None:
+        """Send the records the broker refused to the dead-letter topic, with the KIP-1034 headers
+        (topic and partition: where the record was going; offset -1)."""
+        pending, self.dead_letters = self.dead_letters, []
+        for topic, partition, key, value, ts, headers, err in pending:
+            assert self.dead_letter_topic is not None
+            name = "KafkaException"
+            hs = [*(headers or []),
+                  ("__streams.errors.exception", f"confluent_kafka.{name}: {err.str()}".encode()),
+                  ("__streams.errors.message", f"{err.name()}: {err.str()}".encode()),
+                  ("__streams.errors.stacktrace", b""),
+                  ("__streams.errors.topic", topic.encode()),
+                  ("__streams.errors.partition", str(partition).encode()),
+                  ("__streams.errors.offset", b"-1")]
+            log.warning("producing a record to %s failed (%s), sent to dead-letter topic %s", topic, err,
+                        self.dead_letter_topic)
+            self.send(self.dead_letter_topic, key, value, ts, hs, None)
+
+
 # consumer settings that are not the cluster's (what the status reporter's clients leave out)
 _NOT_CLIENT_WIDE = {"group.id", "enable.auto.commit", "auto.offset.reset", "partition.assignment.strategy",
                     "isolation.level", "client.id", "group.instance.id", "session.timeout.ms", "max.poll.interval.ms",
@@ -133,7 +169,8 @@ class Runtime(StoreQueries):
                  status_name: str | None = None, status_figures: dict[str, Any] | None = None,
                  cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES, num_standby_replicas: int = 0,
                  rebalance_protocol: str = "auto", standby_refresh_ms: int = 5000,
-                 max_task_idle_ms: int = 0, buffered_records_per_partition: int = 1000) -> None:
+                 max_task_idle_ms: int = 0, buffered_records_per_partition: int = 1000,
+                 on_changelog_lost: str = "fail") -> None:
         """``rebalance_protocol``: ``"auto"`` (cooperative unless a sub-topology has several
         source topics), ``"cooperative"`` or ``"eager"``. ``num_standby_replicas``: warm copies
         of each stateful task's stores kept by other instances; ``standby_refresh_ms``: how often
@@ -144,7 +181,10 @@ class Runtime(StoreQueries):
         and then also up to this long for new records (> 0); -1 never waits. A task with an input
         buffer holding ``buffered_records_per_partition`` records stops waiting and processes
         what it has, so its buffers stay bounded (Kafka pauses such an input instead; see
-        docs/streams.md)."""
+        docs/streams.md). ``on_changelog_lost``: ``"fail"`` or ``"reset"`` (see ChangelogReader)."""
+        if on_changelog_lost not in ON_CHANGELOG_LOST:
+            raise StreamsError(f"on_changelog_lost must be one of {ON_CHANGELOG_LOST}, not {on_changelog_lost!r}")
+        self.on_changelog_lost = on_changelog_lost
         if processing_guarantee not in ("at_least_once", "exactly_once", "exactly_once_v2"):
             raise StreamsError(f"processing_guarantee must be at_least_once or exactly_once, not {processing_guarantee!r}")
         self.eos = processing_guarantee != "at_least_once"
@@ -284,7 +324,9 @@ class Runtime(StoreQueries):
 
     def _run_clients(self) -> None:
         self.producer = Producer(self._producer_cfg)
-        self.collector = _Collector(self.producer)
+        errors = self.topology.errors
+        self.collector = _Collector(self.producer, errors.production_error, errors.dead_letter_topic,
+                                    set(self.topology.repartition_topics), self.eos)
         self.collector.changelogs = {self.topology.changelog_topic(s) for s in self.topology.store_specs}
         self.collector.produced = self.stats.produced
         self._set_state("REBALANCING")
@@ -300,7 +342,8 @@ class Runtime(StoreQueries):
             raise
         for name, n in self.globals.restored.items():
             self.restored[f"{name}/global"] = n
-        self.reader = ChangelogReader(self._restore_cfg, self.batch_size, progress=self._progress)
+        self.reader = ChangelogReader(self._restore_cfg, self.batch_size, progress=self._progress,
+                                      on_changelog_lost=self.on_changelog_lost)
         self.consumer = Consumer(self._consumer_cfg)
         topics = [t for sub in self.topology.subtopologies for t in sub.sources]
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -323,7 +366,10 @@ class Runtime(StoreQueries):
                 self._drop_standby(key)
             self.consumer.close()
             self.reader.close()
-            self.producer.flush(10)
+            try:
+                self.producer.flush(10)
+            except KafkaException as e:  # (a fatal producer error after a failure: keep the first error)
+                log.warning("could not flush the producer: %s", e)
             with self._lock:
                 self.globals.close()
 
@@ -373,6 +419,8 @@ class Runtime(StoreQueries):
                 stats.process_seconds += time.perf_counter() - started
                 stats.process_records += len(msgs)
             self.producer.poll(0)
+            if self.collector.dead_letters:
+                self.collector.send_dead_letters()
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
             self._advance_restores()
@@ -568,8 +616,8 @@ class Runtime(StoreQueries):
                 self._revive_all("transaction commit fenced")
                 return
         else:
-            while self.producer.flush(1.0) > 0:
-                pass
+            while self.producer.flush(1.0) > 0 or self.collector.dead_letters:
+                self.collector.send_dead_letters()
             if self.collector.error is not None:
                 raise StreamsError(f"producing failed: {self.collector.error}")
         for key in keys:
@@ -597,13 +645,19 @@ class Runtime(StoreQueries):
     def _commit_transaction(self, offsets: list[TopicPartition]) -> bool:
         """Commit the open transaction with ``offsets``; False when the group fenced this member
         (the transaction is then aborted and a new one begun)."""
+        # deliveries first (commit_transaction would wait for them anyway): a record the broker
+        # refused makes the transaction abortable; say which, rather than the state error the
+        # offsets call would give
+        self.producer.flush(30)
+        if self.collector.error is not None:
+            raise StreamsError(f"producing failed: {self.collector.error}; the transaction is aborted")
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
         except KafkaException as e:
             err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-            if err is not None and err.code() in _MIGRATED and err.txn_requires_abort():
+            if err is not None and err.code() in _MIGRATED and err.txn_requires_abort() and self.collector.error is None:
                 try:
                     self.producer.abort_transaction(30)
                 except KafkaException as e2:
@@ -612,10 +666,15 @@ class Runtime(StoreQueries):
                 return False
             # fatal, or abortable for another reason: stop; a restart resumes from the last
             # committed transaction (the store files roll back with it)
-            raise StreamsError(f"transaction commit failed: {e}") from e
+            self.producer.poll(0)  # (delivery reports that explain it)
+            cause = f" (after producing failed: {self.collector.error})" if self.collector.error else ""
+            raise StreamsError(f"transaction commit failed: {e}{cause}") from e
         if self.collector.error is not None:
             raise StreamsError(f"producing failed: {self.collector.error}")
-        self.producer.begin_transaction()
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as e:
+            raise StreamsError(f"cannot begin a transaction: {e}") from e
         return True
 
     # -- rebalance ---------------------------------------------------------------------------

@@ -130,7 +130,7 @@ class SessionAggregateNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated", self)
             return
         st = task.session_store(self.store)
         ns = task.node_state(self)
@@ -155,9 +155,11 @@ class SessionAggregateNode(Node):
         if end < close:
             task.metrics["late_records"] = task.metrics.get("late_records", 0) + 1
             win = Window(start, end)
+            dead = task.drop_to_dead_letter(self, f"{self.name}: late record (timestamp {t}, stream time {observed}) "
+                                                  f"for closed session {(start, end)}")
             if self.late.children:
                 self.late.forward(task, rec.with_kv(rec.key, LateRecord(rec, [win], observed)))
-            else:
+            elif not dead:
                 log.warning("%s: late record (key %r, timestamp %d, stream time %d) for closed session %s",
                             self.name, rec.key, t, observed, (start, end))
         else:

@@ -84,7 +84,7 @@ class SlidingAggregateNode(Node):
     # -- processing ---------------------------------------------------------------------------
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be aggregated", self)
             return
         st = task.window_store(self.store)
         ns = task.node_state(self)
@@ -133,9 +133,11 @@ class SlidingAggregateNode(Node):
 
     def _late(self, task: Task, rec: Record, missed: list[Window], observed: int) -> None:
         task.metrics["late_records"] = task.metrics.get("late_records", 0) + 1
+        dead = task.drop_to_dead_letter(self, f"{self.name}: late record (timestamp {rec.timestamp}, stream time "
+                                              f"{observed}) missed windows {[(x.start, x.end) for x in missed]}")
         if self.late.children:
             self.late.forward(task, rec.with_kv(rec.key, LateRecord(rec, missed, observed)))
-        else:
+        elif not dead:
             log.warning("%s: late record (key %r, timestamp %d, stream time %d) missed sliding windows %s",
                         self.name, rec.key, rec.timestamp, observed, [(w.start, w.end) for w in missed])
 

@@ -105,7 +105,7 @@ class StreamJoinSideNode(Node):
 
     def process(self, task: Task, rec: Record) -> None:
         if rec.key is None or rec.value is None:
-            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined")
+            task.skip(rec, f"{self.name}: a record without a key or value cannot be joined", self)
             return
         w = self.windows
         shared = task.node_state(self.children[0] if self.children else self)  # one clock per join
@@ -116,8 +116,10 @@ class StreamJoinSideNode(Node):
         after, before = (w.after_ms, w.before_ms) if self.side == "left" else (w.before_ms, w.after_ms)
         if t + after + w.grace_ms < stream_time:
             task.metrics["late_records"] = task.metrics.get("late_records", 0) + 1
-            log.warning("%s: late record (key %r, timestamp %d, stream time %d) dropped from the join",
-                        self.name, rec.key, t, stream_time)
+            if not task.drop_to_dead_letter(self, f"{self.name}: late record (timestamp {t}, stream time "
+                                                  f"{stream_time}) dropped from the join"):
+                log.warning("%s: late record (key %r, timestamp %d, stream time %d) dropped from the join",
+                            self.name, rec.key, t, stream_time)
             return
         kb = this.key_serde.serialize(rec.key) or b""
         seq = shared["seq"] = shared.get("seq", 0) + 1

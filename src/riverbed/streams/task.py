@@ -16,12 +16,16 @@ from typing import Any, Protocol
 from .cache import RecordCache
 from .nodes import Node, SourceNode
 from .processor import ProcessNode, Schedule, fire
-from .records import Record, StreamsError
+from .records import ProductionError, Record, StreamsError
 from .sessions import SessionStore
 from .stores import Engine, KeyValueStore, WindowStore
 from .topology import DeadLetterContext, ErrorPolicy, StoreSpec, SubTopology
 
 log = logging.getLogger("riverbed.streams")
+
+
+class DroppedRecord(Exception):
+    """Why the DSL dropped a record (the dead-letter record's ``__streams.errors.exception``)."""
 
 
 class Collector(Protocol):
@@ -48,6 +52,8 @@ class Task:
         self._node_state: dict[int, dict[str, Any]] = {}
         self._changelog_topic = changelog_topic
         self._current_ts = 0
+        # the input record being processed, as bytes (dead letters of later stages); None in punctuation
+        self._raw: tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None, int] | None = None
         self.engines: dict[str, Engine] = {}
         self._kv: dict[str, KeyValueStore] = {}
         self._win: dict[str, WindowStore] = {}
@@ -105,10 +111,43 @@ class Task:
         return self._node_state.setdefault(id(node), {})
 
     def send(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
-             headers: list[tuple[str, bytes]] | None) -> None:
+             headers: list[tuple[str, bytes]] | None, internal: bool = False) -> None:
+        """Send an output record (through the interceptors); a send refused at once (the record
+        is too large for the client, the topic is unknown, ...) goes to the production error
+        policy (internal topics: always ``fail``)."""
         for ic in self._interceptors:
             headers = ic.on_send(topic, headers)
-        self.collector.send(topic, key, value, ts, headers, None)
+        try:
+            self.collector.send(topic, key, value, ts, headers, None)
+        except ProductionError:
+            raise
+        except Exception as e:
+            if internal:
+                raise ProductionError(f"producing to internal topic {topic} failed: {e!r}") from e
+            self.production_failed("production", topic, e)
+
+    def production_failed(self, stage: str, topic: str, e: Exception) -> None:
+        """Kafka's ProductionExceptionHandler: ``fail`` stops the app, ``skip`` logs and counts
+        (``production_errors``), ``dead_letter`` also sends the input record being processed (its
+        bytes, as the other handlers' dead letters) with the error in the KIP-1034 headers."""
+        policy = self.errors.production_error
+        what = f"{stage} of an output record to {topic}"
+        if policy == "fail":
+            raise ProductionError(f"task {self.task_id}: {what} failed: {e!r}") from e
+        self.metrics["production_errors"] = self.metrics.get("production_errors", 0) + 1
+        raw = self._raw
+        if policy == "dead_letter":
+            if raw is None:  # (a punctuation's output: no input record)
+                raw = (topic, None, None, self._current_ts, None, -1)
+            try:
+                self._dead_letter(e, *raw)
+            except Exception as e2:
+                raise ProductionError(f"task {self.task_id}: {what} failed ({e!r}), and so did sending the input "
+                                      f"record to the dead-letter topic: {e2!r}") from e2
+            log.warning("task %s: %s failed, input record sent to dead-letter topic %s: %r", self.task_id, what,
+                        self.errors.dead_letter_topic, e)
+        else:
+            log.warning("task %s: %s failed, skipped: %r", self.task_id, what, e)
 
     def send_to(self, topic: str, key: bytes | None, value: bytes | None, ts: int,
                 headers: list[tuple[str, bytes]] | None, partition: int) -> None:
@@ -118,14 +157,31 @@ class Task:
     def global_store(self, name: str) -> KeyValueStore:
         return self.globals[name]
 
-    def skip(self, rec: Record, why: str) -> None:
+    def skip(self, rec: Record, why: str, node: Node | None = None) -> None:
         self.metrics["skipped_records"] = self.metrics.get("skipped_records", 0) + 1
+        if node is not None and self.drop_to_dead_letter(node, why):
+            return
         log.warning("task %s: skipped record %s-%d@%d: %s", self.task_id, rec.topic, rec.partition, rec.offset, why)
+
+    def drop_to_dead_letter(self, node: Node, why: str) -> bool:
+        """A record the DSL drops (no key, late) goes to the dead-letter topic when its node's
+        ``on_error`` is ``dead_letter`` (the input record's bytes, a ``DroppedRecord`` error in
+        the KIP-1034 headers). Returns whether it went."""
+        policy = node.drop_policy or self.errors.dropped_records
+        if policy != "dead_letter" or self._raw is None:
+            return False
+        self.metrics["dead_lettered_records"] = self.metrics.get("dead_lettered_records", 0) + 1
+        dlq = self._dead_letter(DroppedRecord(why), *self._raw)
+        topic, _k, _v, _ts, _h, offset = self._raw
+        log.warning("task %s: record %s-%d@%d dropped (%s), sent to dead-letter topic %s", self.task_id, topic,
+                    self.partition, offset, why, dlq)
+        return True
 
     # -- entry points ---------------------------------------------------------------------------
     def process(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                 headers: list[tuple[str, bytes]] | None = None, offset: int = -1) -> None:
         src: SourceNode = self.sub.sources[topic]
+        self._raw = (topic, key, value, timestamp, headers, offset)
         try:
             k = src.key_serde.deserialize(key)
             dh = src.value_deserialize_with_headers
@@ -138,7 +194,7 @@ class Task:
             if src.extractor is not None:
                 rec.timestamp = int(src.extractor(rec, self.stream_time))
             if rec.timestamp < 0:
-                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}")
+                self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}", src)
                 return
             if rec.timestamp > self.stream_time:
                 self.stream_time = rec.timestamp
@@ -152,6 +208,8 @@ class Task:
                 src.forward(self, rec)
             if self.schedules:
                 fire(self.schedules, "stream_time", self.stream_time)
+        except ProductionError:
+            raise
         except Exception as e:
             self._failed("processing", self.errors.on_processing_error, e, topic, key, value, timestamp, headers, offset)
 
@@ -164,22 +222,7 @@ class Task:
             raise StreamsError(f"{stage} of {where} failed: {e!r}") from e
         self.metrics[f"{stage}_errors"] = self.metrics.get(f"{stage}_errors", 0) + 1
         if policy == "dead_letter":
-            dlq = self.errors.dead_letter_topic
-            assert dlq is not None  # checked when the topology is built
-            if self.errors.dead_letter_headers is not None:
-                ctx = DeadLetterContext(stage, e, topic, self.partition, offset, timestamp, headers)
-                self.collector.send(dlq, key, value, timestamp, self.errors.dead_letter_headers(ctx), None)
-                log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
-                return
-            err_headers = [
-                ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
-                ("__streams.errors.message", str(e).encode()),
-                ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
-                ("__streams.errors.topic", topic.encode()),
-                ("__streams.errors.partition", str(self.partition).encode()),
-                ("__streams.errors.offset", str(offset).encode()),
-            ]
-            self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+            dlq = self._dead_letter(e, topic, key, value, timestamp, headers, offset, stage)
             log.warning("task %s: %s of %s failed, sent to dead-letter topic %s: %r", self.task_id, stage, where, dlq, e)
         else:
             log.warning("task %s: %s of %s failed, skipped: %r", self.task_id, stage, where, e)
@@ -207,7 +250,29 @@ class Task:
         if self.cache is not None:
             self.cache.flush(self.task_id)
 
+    def _dead_letter(self, e: BaseException, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
+                     headers: list[tuple[str, bytes]] | None, offset: int, stage: str = "processing") -> str:
+        """Send a record to the dead-letter topic with Kafka Streams' KIP-1034 headers (or those
+        the app's ``dead_letter_headers`` builds)."""
+        dlq = self.errors.dead_letter_topic
+        assert dlq is not None  # checked when the topology is built
+        if self.errors.dead_letter_headers is not None:
+            ctx = DeadLetterContext(stage, e, topic, self.partition, offset, timestamp, headers)  # type: ignore[arg-type]
+            self.collector.send(dlq, key, value, timestamp, self.errors.dead_letter_headers(ctx), None)
+            return dlq
+        err_headers = [
+            ("__streams.errors.exception", f"{type(e).__module__}.{type(e).__qualname__}: {e}".encode()),
+            ("__streams.errors.message", str(e).encode()),
+            ("__streams.errors.stacktrace", "".join(traceback.format_exception(e)).encode()),
+            ("__streams.errors.topic", topic.encode()),
+            ("__streams.errors.partition", str(self.partition).encode()),
+            ("__streams.errors.offset", str(offset).encode()),
+        ]
+        self.collector.send(dlq, key, value, timestamp, [*(headers or []), *err_headers], None)
+        return dlq
+
     def punctuate(self, wall_ms: int) -> None:
+        self._raw = None
         self.wall_ms = wall_ms
         self._current_ts = max(self.stream_time, 0)
         for node in self.sub.stateful:

@@ -33,6 +33,8 @@ class ErrorPolicy:
 
     on_processing_error: str = "fail"
     dead_letter_topic: str | None = None
+    production_error: str = "fail"  # Kafka's ProductionExceptionHandler (serialization and delivery)
+    dropped_records: str = "skip"  # records the DSL drops (no key, late): "skip" or "dead_letter"
     dead_letter_headers: DeadLetterHeaders | None = None
     """Builds the dead letter's headers instead of Kafka Streams' ``__streams.errors.*`` ones."""
 
@@ -77,11 +79,28 @@ class Topology:
             if s.topic in self.global_topics:
                 raise StreamsError(f"topic {s.topic!r} is a global table's topic and a source; read it once")
         self.errors = errors = errors or ErrorPolicy()
-        for where, policy in [("on_processing_error", errors.on_processing_error), *((s.topic, s.on_error) for s in sources)]:
+        policies = [("on_processing_error", errors.on_processing_error), ("production_error", errors.production_error),
+                    *((s.topic, s.on_error) for s in sources)]
+        for where, policy in policies:
             if policy not in ERROR_POLICIES:
                 raise StreamsError(f"{where}: the error policy must be one of {ERROR_POLICIES}, not {policy!r}")
             if policy == "dead_letter" and not errors.dead_letter_topic:
                 raise StreamsError(f"{where}: 'dead_letter' needs StreamsApp(dead_letter_topic=...)")
+        if errors.dropped_records not in ("skip", "dead_letter"):
+            raise StreamsError(f"dropped_records must be 'skip' or 'dead_letter', not {errors.dropped_records!r}")
+        if errors.dropped_records == "dead_letter" and not errors.dead_letter_topic:
+            raise StreamsError("dropped_records='dead_letter' needs StreamsApp(dead_letter_topic=...)")
+        for src in sources:  # records the DSL drops (on_error="dead_letter" on an aggregation)
+            todo: list[Node] = [src]
+            seen_ids: set[int] = set()
+            while todo:
+                n = todo.pop()
+                if id(n) in seen_ids:
+                    continue
+                seen_ids.add(id(n))
+                if n.drop_policy == "dead_letter" and not errors.dead_letter_topic:
+                    raise StreamsError(f"{n.name}: on_error='dead_letter' needs StreamsApp(dead_letter_topic=...)")
+                todo.extend(n.successors())
         self.store_specs = stores
         self.subtopologies: list[SubTopology] = []
         by_topic: dict[str, SourceNode] = {}
