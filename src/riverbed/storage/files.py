@@ -64,6 +64,14 @@ def fsync_dir(path: Path, fsync: Fsync) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path, fsync: Fsync) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_dirs_durably(path: Path, fsync: Fsync) -> None:
     """``mkdir -p path``, then fsync the parent of every directory it created (a new
     directory's entry is durable only once its parent is fsynced; Kafka flushes the parent

@@ -72,14 +72,20 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         *,
         fsync: Fsync = os.fsync,
         clock: Callable[[], float] = time.time,
+        defer_sync: bool = False,
     ) -> SegmentLog:
-        """A new, empty log in a new directory."""
+        """A new, empty log in a new directory. ``defer_sync``: write the files without
+        fsyncing them; the first flush cycle makes the new directory durable before any
+        append can be (a syncfs of the file system covers it, or explicit fsyncs)."""
         directory.mkdir(parents=True)
-        write_partition_metadata(directory, topic, partition, 0, fsync)
+        sync: Fsync = _no_fsync if defer_sync else fsync
+        write_partition_metadata(directory, topic, partition, 0, sync)
         segment = Segment.create(directory, 0, config.index_interval_bytes, int(clock() * 1000))
-        fsync_dir(directory, fsync)
-        fsync_dir(directory.parent, fsync)
-        return cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
+        fsync_dir(directory, sync)
+        fsync_dir(directory.parent, sync)
+        log = cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
+        log._created_unsynced = defer_sync
+        return log
 
     @classmethod
     def load(
@@ -177,9 +183,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             size_bytes=self._size,
         )
 
-    def swap_cleaned(
-        self, old: list[Segment], new: Segment | None, manifest: SwapManifest
-    ) -> bool:
+    def swap_cleaned(self, old: list[Segment], new: Segment | None, manifest: SwapManifest) -> bool:
         """Replace the consecutive sealed segments ``old`` by ``new`` (written under
         ``.cleaned`` names, fsynced) following the protocol of :mod:`riverbed.storage.swap`.
         False, with nothing done, when ``old`` is no longer a run of finalized sealed
@@ -233,9 +237,12 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         if hooks is not None and hooks.config_changed is not None:
             hooks.config_changed(self)
 
-    def close(self, *, clean: bool = True) -> None:
+    def close(self, *, clean: bool = True, fsync: Fsync | None = None) -> None:
         """Close the files. ``clean``: first fsync everything and write every index file, so
-        the next open can trust them. ``clean=False`` is what a crash leaves behind."""
+        the next open can trust them. ``clean=False`` is what a crash leaves behind.
+        ``fsync`` replaces the log's own for this close (the manager passes a no-op and
+        syncfs(2)es the whole file system afterwards)."""
+        fsync = self._fsync if fsync is None else fsync
         with self._flush_lock:
             with self._lock:
                 if self._closed:
@@ -250,13 +257,13 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                     segments[-1].seal()
                     for segment in pending:
                         if segment.synced_size < segment.size:
-                            self._fsync(segment.fd)
+                            fsync(segment.fd)
                             segment.synced_size = segment.size
-                        segment.write_indexes(self._fsync)
+                        segment.write_indexes(fsync)
                     # the index files' names before the snapshot that vouches for them
-                    fsync_dir(self._dir, self._fsync)
+                    fsync_dir(self._dir, fsync)
                     snapshot = self.producers.to_bytes(self._leo)
-                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, self._fsync)
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, fsync)
                     self._unfinalized.clear()
                     self._durable = self._leo
             finally:
@@ -268,3 +275,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             f"SegmentLog({self._topic}-{self._partition}, start={self._log_start}, "
             f"hw={self._hw}, end={self._leo}, segments={len(self._segments)})"
         )
+
+
+def _no_fsync(fd: int) -> None:
+    """Stands in for fsync where a later syncfs(2) or fsync covers the write."""

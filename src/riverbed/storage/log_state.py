@@ -86,6 +86,9 @@ class LogState:
         self._size = sum(s.size for s in segments)
         self._unfinalized: list[Segment] = []  # rolled, not yet fsynced with their indexes
         self._dir_dirty = False
+        self._created_unsynced = False
+        """Created with deferred fsyncs (``SegmentLog.create(defer_sync=True)``): the next
+        flush cycle makes the directory and its entry in the data directory durable."""
         self._flush_requested = False
         self._flush_scheduled = False
         self._unflushed_messages = 0

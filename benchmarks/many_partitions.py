@@ -1,0 +1,232 @@
+"""Many partitions (issue 9, item 2), measured from outside: ``riverbed serve`` in a child process
+and real Kafka clients over TCP.
+
+    .venv/bin/python benchmarks/many_partitions.py [--topics 100] [--partitions 100] [--idle 10]
+        [--nofile 1024] [--src OLD/src] [--label NAME]
+
+Phases (each figure is wall time seen by the client, or the broker's own CPU-seconds / fds /
+RSS from /proc; the machine may be shared, so CPU is read from the process, not wall time):
+
+* ``create_s``: CreateTopics of ``--topics`` topics × ``--partitions`` partitions (one request
+  per topic, all in flight at once, as AdminClient sends them) until every future is done;
+* ``metadata_ms``: a Metadata request for every topic (librdkafka ``list_topics``), median of 5;
+* ``produce_cold_s`` / ``produce_warm_s``: one 100 B record to every partition (acks=all, one
+  confluent-kafka producer, linger 5 ms) until ``flush()`` returns; cold includes the
+  producer's first metadata requests, warm is a second round with the same producer;
+* ``fds`` and ``rss_mb`` of the broker after producing;
+* ``idle_fetch_cpu``: share of one core the broker spends while one consumer group member,
+  subscribed to every topic and caught up, sits idle for ``--idle`` seconds;
+* ``restart_s``: SIGTERM (clean shutdown), then process start -> first Metadata answer;
+  ``restart_unclean_s`` the same after SIGKILL; ``fds_after_restart``;
+* ``records_after_restart``: every record is still there (sum of high watermarks).
+
+``--nofile`` runs the broker under that RLIMIT_NOFILE (``ulimit -n``). ``--src`` runs an older
+riverbed (the "before" figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from riverbed.testing import free_port
+
+PREFIX = "mp"
+
+
+def start_broker(data_dir: Path, port: int, src: str | None, nofile: int | None) -> tuple[subprocess.Popen[bytes], float]:
+    """The broker process and the seconds from Popen to its first Metadata answer."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    cmd += ["--no-registry", "--no-metrics", "--no-console"]
+
+    def limit() -> None:
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    log = open(data_dir.parent / "broker.log", "ab")  # noqa: SIM115 - owned by the child
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, preexec_fn=limit)
+    log.close()
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+    deadline = started + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode} (see {data_dir.parent / 'broker.log'})")
+        try:
+            admin.list_topics(timeout=0.5)
+            return proc, time.monotonic() - started
+        except Exception:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("broker did not start")
+
+
+def cpu(pid: int) -> float:
+    """CPU-seconds (user + system, all threads) of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
+def topics(n: int) -> list[str]:
+    return [f"{PREFIX}-{i:03d}" for i in range(n)]
+
+
+def produce_round(producer: Producer, names: list[str], partitions: int) -> float:
+    errors: list[str] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    started = time.monotonic()
+    for name in names:
+        for p in range(partitions):
+            while True:
+                try:
+                    producer.produce(name, b"x" * 100, partition=p, on_delivery=report)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        producer.poll(0)
+    left = producer.flush(120)
+    elapsed = time.monotonic() - started
+    if left or errors:
+        raise RuntimeError(f"{left} undelivered, errors: {errors[:3]}")
+    return elapsed
+
+
+def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mp-check", "enable.auto.commit": False})
+    try:
+        total = 0
+        for name in names:
+            for p in range(partitions):
+                total += consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)[1]
+        return total
+    finally:
+        consumer.close()
+
+
+def idle_group_cpu(bootstrap: str, proc: subprocess.Popen[bytes], total: int, seconds: float) -> float:
+    """Share of a core the broker uses while a caught-up group member of every partition idles."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "mp-idle",
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": False,
+        }
+    )
+    assigned: list[int] = []
+    consumer.subscribe([f"^{PREFIX}-.*"], on_assign=lambda _c, parts: assigned.append(len(parts)))
+    try:
+        deadline = time.monotonic() + 120
+        while sum(assigned) < total and time.monotonic() < deadline:
+            consumer.poll(0.2)
+        if sum(assigned) < total:
+            raise RuntimeError(f"only {sum(assigned)} of {total} partitions assigned")
+        warm = time.monotonic() + 5  # offsets looked up, first fetches answered (not measured)
+        while time.monotonic() < warm:
+            consumer.poll(0.2)
+        c0 = cpu(proc.pid)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                raise RuntimeError("an idle consumer received a record")
+        return (cpu(proc.pid) - c0) / seconds
+    finally:
+        consumer.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--topics", type=int, default=100)
+    ap.add_argument("--partitions", type=int, default=100, help="partitions per topic")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle consumer-group CPU measurement (0: skip)")
+    ap.add_argument("--nofile", type=int, default=None, help="RLIMIT_NOFILE of the broker (ulimit -n)")
+    ap.add_argument("--src", default=None, help="run the broker from this src directory (an older riverbed)")
+    ap.add_argument("--label", default="")
+    args = ap.parse_args()
+    names = topics(args.topics)
+    total = args.topics * args.partitions
+    result: dict[str, Any] = {"label": args.label, "topics": args.topics, "partitions": total, "nofile": args.nofile}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        port = free_port()
+        bootstrap = f"127.0.0.1:{port}"
+        broker, result["start_empty_s"] = start_broker(data, port, args.src, args.nofile)
+        try:
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            started = time.monotonic()
+            futures = admin.create_topics(
+                [NewTopic(n, num_partitions=args.partitions, replication_factor=1) for n in names],
+                request_timeout=300,
+            )
+            for fut in futures.values():
+                fut.result(300)
+            result["create_s"] = round(time.monotonic() - started, 3)
+            times = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                md = admin.list_topics(timeout=30)
+                times.append(time.monotonic() - t0)
+            assert sum(len(md.topics[n].partitions) for n in names) == total
+            result["metadata_ms"] = round(statistics.median(times) * 1000, 1)
+            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+            result["produce_cold_s"] = round(produce_round(producer, names, args.partitions), 3)
+            result["produce_warm_s"] = round(produce_round(producer, names, args.partitions), 3)
+            result["fds"] = fds(broker.pid)
+            result["rss_mb"] = rss_mb(broker.pid)
+            if args.idle > 0:
+                result["idle_fetch_cpu"] = round(idle_group_cpu(bootstrap, broker, total, args.idle), 4)
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(120)
+            broker, elapsed = start_broker(data, port, args.src, args.nofile)
+            result["restart_s"] = round(elapsed, 3)
+            result["fds_after_restart"] = fds(broker.pid)
+            result["rss_mb_after_restart"] = rss_mb(broker.pid)
+            broker.kill()
+            broker.wait(30)
+            broker, elapsed = start_broker(data, port, args.src, args.nofile)
+            result["restart_unclean_s"] = round(elapsed, 3)
+            result["records_after_restart"] = high_watermarks(bootstrap, names, args.partitions)
+            if result["records_after_restart"] != 2 * total:
+                raise RuntimeError(f"{result['records_after_restart']} records after restart, expected {2 * total}")
+        finally:
+            if broker.poll() is None:
+                broker.terminate()
+                broker.wait(60)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
