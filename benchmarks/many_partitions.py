@@ -7,7 +7,7 @@ and real Kafka clients over TCP.
 Phases (each figure is wall time seen by the client, or the broker's own CPU-seconds / fds /
 RSS from /proc; the machine may be shared, so CPU is read from the process, not wall time):
 
-* ``create_s``: CreateTopics of ``--topics`` topics × ``--partitions`` partitions (one request
+* ``create_s``: CreateTopics of ``--topics`` topics x ``--partitions`` partitions (one request
   per topic, all in flight at once, as AdminClient sends them) until every future is done;
 * ``metadata_ms``: a Metadata request for every topic (librdkafka ``list_topics``), median of 5;
 * ``produce_cold_s`` / ``produce_warm_s``: one 100 B record to every partition (acks=all, one
@@ -47,12 +47,23 @@ from riverbed.testing import free_port
 PREFIX = "mp"
 
 
-def start_broker(data_dir: Path, port: int, src: str | None, nofile: int | None) -> tuple[subprocess.Popen[bytes], float]:
+def start_broker(
+    data_dir: Path, port: int, src: str | None, nofile: int | None
+) -> tuple[subprocess.Popen[bytes], float]:
     """The broker process and the seconds from Popen to its first Metadata answer."""
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "riverbed",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir),
+    ]
     cmd += ["--no-registry", "--no-metrics", "--no-console"]
 
     def limit() -> None:
@@ -67,7 +78,9 @@ def start_broker(data_dir: Path, port: int, src: str | None, nofile: int | None)
     deadline = started + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with {proc.returncode} (see {data_dir.parent / 'broker.log'})")
+            raise RuntimeError(
+                f"broker exited with {proc.returncode} (see {data_dir.parent / 'broker.log'})"
+            )
         try:
             admin.list_topics(timeout=0.5)
             return proc, time.monotonic() - started
@@ -123,7 +136,9 @@ def produce_round(producer: Producer, names: list[str], partitions: int) -> floa
 
 
 def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "mp-check", "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "mp-check", "enable.auto.commit": False}
+    )
     try:
         total = 0
         for name in names:
@@ -134,7 +149,9 @@ def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
         consumer.close()
 
 
-def idle_group_cpu(bootstrap: str, proc: subprocess.Popen[bytes], total: int, seconds: float) -> float:
+def idle_group_cpu(
+    bootstrap: str, proc: subprocess.Popen[bytes], total: int, seconds: float
+) -> float:
     """Share of a core the broker uses while a caught-up group member of every partition idles."""
     consumer = Consumer(
         {
@@ -170,14 +187,28 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--partitions", type=int, default=100, help="partitions per topic")
-    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle consumer-group CPU measurement (0: skip)")
-    ap.add_argument("--nofile", type=int, default=None, help="RLIMIT_NOFILE of the broker (ulimit -n)")
-    ap.add_argument("--src", default=None, help="run the broker from this src directory (an older riverbed)")
+    ap.add_argument(
+        "--idle",
+        type=float,
+        default=10.0,
+        help="seconds of idle consumer-group CPU measurement (0: skip)",
+    )
+    ap.add_argument(
+        "--nofile", type=int, default=None, help="RLIMIT_NOFILE of the broker (ulimit -n)"
+    )
+    ap.add_argument(
+        "--src", default=None, help="run the broker from this src directory (an older riverbed)"
+    )
     ap.add_argument("--label", default="")
     args = ap.parse_args()
     names = topics(args.topics)
     total = args.topics * args.partitions
-    result: dict[str, Any] = {"label": args.label, "topics": args.topics, "partitions": total, "nofile": args.nofile}
+    result: dict[str, Any] = {
+        "label": args.label,
+        "topics": args.topics,
+        "partitions": total,
+        "nofile": args.nofile,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
@@ -207,7 +238,9 @@ def main() -> None:
             result["fds"] = fds(broker.pid)
             result["rss_mb"] = rss_mb(broker.pid)
             if args.idle > 0:
-                result["idle_fetch_cpu"] = round(idle_group_cpu(bootstrap, broker, total, args.idle), 4)
+                result["idle_fetch_cpu"] = round(
+                    idle_group_cpu(bootstrap, broker, total, args.idle), 4
+                )
             broker.send_signal(signal.SIGTERM)
             broker.wait(120)
             broker, elapsed = start_broker(data, port, args.src, args.nofile)
@@ -220,7 +253,9 @@ def main() -> None:
             result["restart_unclean_s"] = round(elapsed, 3)
             result["records_after_restart"] = high_watermarks(bootstrap, names, args.partitions)
             if result["records_after_restart"] != 2 * total:
-                raise RuntimeError(f"{result['records_after_restart']} records after restart, expected {2 * total}")
+                raise RuntimeError(
+                    f"{result['records_after_restart']} records after restart, expected {2 * total}"
+                )
         finally:
             if broker.poll() is None:
                 broker.terminate()
