@@ -256,6 +256,10 @@ def main() -> None:
                 raise RuntimeError(
                     f"{result['records_after_restart']} records after restart, expected {2 * total}"
                 )
+        except Exception:
+            log = (data.parent / "broker.log").read_text(errors="replace").splitlines()
+            print("\n".join(["broker log (last lines):", *log[-15:]]), file=sys.stderr)
+            raise
         finally:
             if broker.poll() is None:
                 broker.terminate()

@@ -298,8 +298,14 @@ class Broker:
         self.check_tiering(validate_topic_configs(configs))
         topic = self.topics.create(name, partitions, configs)
         cfg = self.log_config(topic)
-        for p in range(partitions):
-            self.logs.create(name, p, cfg)
+        try:
+            for p in range(partitions):
+                self.logs.create(name, p, cfg)
+        except KafkaError:
+            # (too many open files, disk full): no topic with missing partitions stays behind
+            self.logs.delete_topic(name)  # (first: it frees the descriptors)
+            self.topics.delete(name)
+            raise
         log.info("created topic %s with %d partitions", name, partitions)
         self.groups.metadata_changed()
         return topic

@@ -23,6 +23,7 @@ that finalized rolled segments. See ``docs/adr/0005-tiered-storage.md``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -172,6 +173,7 @@ class LogManager:
         """Discover and recover every partition directory, then start the flusher."""
         if self._opened:
             return
+        raise_fd_limit()
         make_dirs_durably(self._data_dir, self._fsync)
         self._data_dev = os.stat(self._data_dir).st_dev
         marker = self._data_dir / CLEAN_SHUTDOWN
@@ -203,6 +205,7 @@ class LogManager:
         if clean:
             marker.unlink()  # from now on a crash must be noticed
             fsync_dir(self._data_dir, self._fsync)
+        _check_fd_headroom(len(self._logs))
         self._write_checkpoint()
         self.cleaner.load_checkpoint(list(self._logs.values()))
         self._opened = True
@@ -305,15 +308,28 @@ class LogManager:
             # with syncfs, the new files are made durable by the first flush cycle of the log
             # (before its first append is acknowledged), not by four fsyncs each: creating
             # 10,000 partitions then costs no journal commit per partition
-            log = SegmentLog.create(
-                path,
-                topic,
-                partition,
-                config,
-                fsync=self._fsync,
-                clock=self._clock,
-                defer_sync=self._syncfs_trusted,
-            )
+            try:
+                log = SegmentLog.create(
+                    path,
+                    topic,
+                    partition,
+                    config,
+                    fsync=self._fsync,
+                    clock=self._clock,
+                    defer_sync=self._syncfs_trusted,
+                )
+            except OSError as exc:
+                shutil.rmtree(path, ignore_errors=True)  # nothing half-made stays behind
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    soft, _ = raise_fd_limit()
+                    message = (
+                        f"cannot create {topic}-{partition}: too many open files "
+                        f"({len(self._logs)} partitions open, ulimit -n {soft}); raise the limit"
+                    )
+                    logger.error("%s", message)
+                    raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, message) from exc
+                logger.error("cannot create %s: %s", path, exc)
+                raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create {path.name}: {exc}") from exc
         log.hooks = self._hooks
         self._note_device(log)
         with self._registry_lock:
@@ -623,6 +639,46 @@ class LogManager:
     def _check_open(self) -> None:
         if not self._opened or self._closed:
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, "log manager is not open")
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files (``ulimit -n``) to the hard limit, as the JVM does
+    for Kafka (``-XX:+MaxFDLimit``, on by default): every partition keeps its active
+    segment open. Returns the (soft, hard) limits now in force; (-1, -1) where unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        return -1, -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            logger.debug("cannot raise the open-files limit from %d to %d", soft, target)
+    return soft, hard
+
+
+def _check_fd_headroom(partitions: int) -> None:
+    """After start-up: a log line when the open segments use most of the open-files limit
+    (new partitions, segments and connections would then fail with EMFILE, answered
+    KAFKA_STORAGE_ERROR)."""
+    soft, _ = raise_fd_limit()
+    if soft < 0:
+        return
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = partitions
+    if in_use > soft * 0.8:
+        logger.warning(
+            "%d of the %d open files allowed (ulimit -n) are in use after opening %d "
+            "partitions (each keeps its active segment open): raise the limit",
+            in_use,
+            soft,
+            partitions,
+        )
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
