@@ -121,7 +121,8 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock
         )
-        log._rebuild_producer_state()
+        with log._flush_lock, log._lock:  # (its segments' files may not be closed meanwhile)
+            log._rebuild_producer_state()
         return log
 
     # -- compaction (the log cleaner: storage/cleaner.py) -----------------------------------
@@ -197,7 +198,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                 with self._lock:
                     apply_swap(self._dir, manifest)
                     i = self._segments.index(old[0])
-                    replacement = [] if new is None else [new]
+                    replacement = [] if new is None else [self._own(new)]
                     self._segments[i : i + len(old)] = replacement
                     self._bases[i : i + len(old)] = [s.base_offset for s in replacement]
                     self._size += sum(s.size for s in replacement) - sum(s.size for s in old)

@@ -189,7 +189,9 @@ class WriteMixin(ProducerStateMixin):
         # once the flusher has written it, recovery after a crash replays only the batches
         # after this point
         self._take_snapshot_locked()
-        new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        new = self._own(
+            Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        )
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._unfinalized.append(old)

@@ -62,6 +62,7 @@ from .remote.copier import RemoteLogManager, RemoteLogManagerConfig
 from .remote.metadata import MetadataCorrupt
 from .remote.reader import RemoteLogReader
 from .remote.store import ObjectStore, ObjectStoreError
+from .segment import OPEN_SEGMENT_FILES
 from .space import DiskSpace
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class LogManager:
         remote_store: ObjectStore | None = None,
         remote_config: RemoteLogManagerConfig | None = None,
         remote_cache_bytes: int = 64 << 20,
+        max_open_segment_files: int | None = None,
     ) -> None:
         self._data_dir = Path(data_dir)
         # With several dirty logs, one syncfs(2) first writes them all back in a single
@@ -109,6 +111,7 @@ class LogManager:
         # back other processes' dirty data on the same file system: disable it there.
         self._syncfs = _load_syncfs() if syncfs and fsync is os.fsync else None
         self._data_fd: int | None = None
+        self._max_open = max_open_segment_files
         self._syncfs_trusted = self._syncfs is not None
         """A successful syncfs stands in for the fsyncs of the files it wrote back until
         the first failed one: that failure consumed a writeback error of the file system
@@ -173,7 +176,12 @@ class LogManager:
         """Discover and recover every partition directory, then start the flusher."""
         if self._opened:
             return
-        raise_fd_limit()
+        soft, _ = raise_fd_limit()
+        if self._max_open is not None:
+            # (one bound for the process: OPEN_SEGMENT_FILES is shared by every manager)
+            limit = self._max_open or (max(64, soft * 3 // 4 - 128) if soft > 0 else 0)
+            OPEN_SEGMENT_FILES.limit = limit
+            logger.info("at most %d segment files open at once", limit)
         make_dirs_durably(self._data_dir, self._fsync)
         self._data_dev = os.stat(self._data_dir).st_dev
         marker = self._data_dir / CLEAN_SHUTDOWN
@@ -488,6 +496,7 @@ class LogManager:
         for log in self.partitions():
             advanced |= log.flush_cycle()[0]
         self._write_checkpoint()
+        OPEN_SEGMENT_FILES.trim()
         if advanced and self._on_durable is not None:
             self._on_durable()
 
@@ -605,6 +614,7 @@ class LogManager:
         advanced = any(moved for moved, _ in results) or any(log.failed for log in logs)
         checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1
+        OPEN_SEGMENT_FILES.trim()
         if checkpoint and self.remote is not None:
             self.remote.wake()  # rolled segments are finalized: something to tier
         if checkpoint:

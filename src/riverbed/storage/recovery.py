@@ -25,7 +25,9 @@ from .files import (
     write_partition_metadata,
 )
 from .segment import Segment
-from .swap import finish_interrupted_swaps
+from .swap import CLEANED_SUFFIX, SWAP_SUFFIX, finish_interrupted_swaps
+
+REMOTE_STAGING = ".remote-staging"
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +55,16 @@ def recover_partition(
     ``remote_coverage``: [start, end) of the offsets held by the partition's remote
     segments (tiered storage). When they reach the first local segment, the log start
     stays below it (the partition's log start, persisted in ``partition.metadata``)."""
-    # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
-    changed = finish_interrupted_swaps(directory, fsync)
-    # hard links staged for an upload that a crash interrupted (storage/remote/copier.py):
-    # they would keep the data of deleted segments on disk for ever
-    shutil.rmtree(directory / ".remote-staging", ignore_errors=True)
     names = os.listdir(directory)
+    changed = False
+    if any(name.endswith((SWAP_SUFFIX, CLEANED_SUFFIX)) for name in names):
+        # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
+        changed = finish_interrupted_swaps(directory, fsync)
+        names = os.listdir(directory)
+    if REMOTE_STAGING in names:
+        # hard links staged for an upload that a crash interrupted (storage/remote/copier.py):
+        # they would keep the data of deleted segments on disk for ever
+        shutil.rmtree(directory / REMOTE_STAGING, ignore_errors=True)
     bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
     known = set(bases)
     for name in names:
@@ -140,7 +146,8 @@ def recover_partition(
         write_partition_metadata(directory, topic, partition, log_start, fsync)
     elif changed:
         fsync_dir(directory, fsync)
-    active.ensure_indexes()
+    # (the active segment's index files are read at its first lookup or append:
+    # Segment.ensure_indexes, from find_position and _note_batch)
     adopt_as_active(active, now_ms)
     return segments, log_start
 

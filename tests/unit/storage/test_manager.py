@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -297,3 +298,51 @@ def test_a_failed_syncfs_falls_back_to_fsyncs_and_is_not_trusted_again(tmp_path:
         manager.close()
     # close did not rely on syncfs either: every log fsynced its files, the marker is there
     assert (tmp_path / "data" / ".clean-shutdown").exists()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _open_segments(manager: LogManager) -> int:
+    """The manager's segments whose file is open now (the bound is per process; other
+    tests' segments may count towards it too)."""
+    return sum(s._fd >= 0 for log in manager.partitions() for s in log._segments)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_segment_files_stay_within_the_bound_and_reopen_on_use(tmp_path: Path) -> None:
+    from riverbed.storage.segment import OPEN_SEGMENT_FILES
+
+    before_limit = OPEN_SEGMENT_FILES.limit
+    baseline = _open_fds()
+    manager = LogManager(tmp_path / "data", max_open_segment_files=8)
+    manager.open()
+    try:
+        logs = [manager.create("fd", p, LogConfig(segment_bytes=400)) for p in range(40)]
+        for round_ in range(3):  # small segments: rolls too
+            for log in logs:
+                log.append(make_batch(2), now_ms=1000 + round_)
+        manager.flush_all()
+        # the flusher closes what its cycle kept busy once the cycle is over
+        deadline = time.monotonic() + 10
+        while _open_segments(manager) > 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _open_segments(manager) <= 8
+        # (the flusher's pool threads and the data directory take a few more)
+        assert _open_fds() - baseline <= 8 + 12
+        for log in logs:  # every log is read back through reopened files
+            assert log.high_watermark == 6
+            assert [h.base_offset for h in headers(read_all(log))] == [0, 2, 4]
+        assert OPEN_SEGMENT_FILES.evictions > 0
+    finally:
+        manager.close()
+        OPEN_SEGMENT_FILES.limit = before_limit
+    reopened = LogManager(tmp_path / "data", max_open_segment_files=8)
+    reopened.open()
+    try:
+        assert _open_segments(reopened) <= 8
+        assert all(log.log_end_offset == 6 for log in reopened.partitions())
+    finally:
+        reopened.close()
+        OPEN_SEGMENT_FILES.limit = before_limit
