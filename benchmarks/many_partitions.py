@@ -15,7 +15,9 @@ RSS from /proc; the machine may be shared, so CPU is read from the process, not 
   producer's first metadata requests, warm is a second round with the same producer;
 * ``fds`` and ``rss_mb`` of the broker after producing;
 * ``idle_fetch_cpu``: share of one core the broker spends while one consumer group member,
-  subscribed to every topic and caught up, sits idle for ``--idle`` seconds;
+  subscribed to every topic and caught up, sits idle for ``--idle`` seconds: a confluent-kafka
+  member (librdkafka sends full fetches); ``idle_fetch_cpu_sessions``: the same with a
+  kafka-python member (incremental fetch sessions, KIP-227, as the Java client);
 * ``restart_s``: SIGTERM (clean shutdown), then process start -> first Metadata answer;
   ``restart_unclean_s`` the same after SIGKILL; ``fds_after_restart``;
 * ``records_after_restart``: every record is still there (sum of high watermarks).
@@ -149,10 +151,44 @@ def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
         consumer.close()
 
 
+def idle_group_cpu_kafka_python(
+    bootstrap: str, proc: subprocess.Popen[bytes], total: int, seconds: float
+) -> float:
+    """As :func:`idle_group_cpu` with a kafka-python member (it uses incremental fetch
+    sessions, KIP-227, like the Java client; librdkafka does not)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id="mp-idle-kp",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    consumer.subscribe(pattern=f"^{PREFIX}-.*")
+    try:
+        deadline = time.monotonic() + 180
+        while len(consumer.assignment()) < total and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+        if len(consumer.assignment()) < total:
+            raise RuntimeError(f"only {len(consumer.assignment())} of {total} partitions assigned")
+        warm = time.monotonic() + 5
+        while time.monotonic() < warm:
+            consumer.poll(timeout_ms=200)
+        c0 = cpu(proc.pid)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if any(consumer.poll(timeout_ms=200).values()):
+                raise RuntimeError("an idle consumer received a record")
+        return (cpu(proc.pid) - c0) / seconds
+    finally:
+        consumer.close()
+
+
 def idle_group_cpu(
     bootstrap: str, proc: subprocess.Popen[bytes], total: int, seconds: float
 ) -> float:
-    """Share of a core the broker uses while a caught-up group member of every partition idles."""
+    """Share of a core the broker uses while a caught-up group member of every partition
+    idles (a confluent-kafka member: librdkafka sends full fetches, no fetch sessions)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -240,6 +276,9 @@ def main() -> None:
             if args.idle > 0:
                 result["idle_fetch_cpu"] = round(
                     idle_group_cpu(bootstrap, broker, total, args.idle), 4
+                )
+                result["idle_fetch_cpu_sessions"] = round(
+                    idle_group_cpu_kafka_python(bootstrap, broker, total, args.idle), 4
                 )
             broker.send_signal(signal.SIGTERM)
             broker.wait(120)
