@@ -12,7 +12,11 @@ RSS from /proc; the machine may be shared, so CPU is read from the process, not 
 * ``metadata_ms``: a Metadata request for every topic (librdkafka ``list_topics``), median of 5;
 * ``produce_cold_s`` / ``produce_warm_s``: one 100 B record to every partition (acks=all, one
   confluent-kafka producer, linger 5 ms) until ``flush()`` returns; cold includes the
-  producer's first metadata requests, warm is a second round with the same producer;
+  producer's first metadata requests, warm is a second round with the same producer (with
+  the broker's and this process's CPU-seconds during it: which side is the bottleneck);
+  ``produce_kafka_python_s``: a third round from a kafka-python producer, which (like the
+  Java client) sends the batches of many partitions in one ProduceRequest where librdkafka
+  sends one request per partition (metadata fetched first, not measured);
 * ``fds`` and ``rss_mb`` of the broker after producing;
 * ``idle_fetch_cpu``: share of one core the broker spends while one consumer group member,
   subscribed to every topic and caught up, sits idle for ``--idle`` seconds: a confluent-kafka
@@ -135,6 +139,33 @@ def produce_round(producer: Producer, names: list[str], partitions: int) -> floa
     if left or errors:
         raise RuntimeError(f"{left} undelivered, errors: {errors[:3]}")
     return elapsed
+
+
+def produce_round_kafka_python(
+    bootstrap: str, names: list[str], partitions: int
+) -> tuple[float, float]:
+    """One record to every partition with a kafka-python producer (like the Java client, it
+    puts the batches of many partitions in one ProduceRequest; librdkafka sends one request
+    per partition): (seconds of the round, this process's CPU-seconds in it)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for name in names:  # metadata of every topic first (not measured)
+            producer.partitions_for(name)
+        t0, c0 = time.monotonic(), time.process_time()
+        futures = [
+            producer.send(name, b"x" * 100, partition=p)
+            for name in names
+            for p in range(partitions)
+        ]
+        producer.flush(120)
+        elapsed, client = time.monotonic() - t0, time.process_time() - c0
+        for fut in futures:
+            fut.get(0)  # raises if a record was not acknowledged
+        return elapsed, client
+    finally:
+        producer.close()
 
 
 def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
@@ -270,7 +301,15 @@ def main() -> None:
             result["metadata_ms"] = round(statistics.median(times) * 1000, 1)
             producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
             result["produce_cold_s"] = round(produce_round(producer, names, args.partitions), 3)
+            c0, t0 = cpu(broker.pid), time.process_time()
             result["produce_warm_s"] = round(produce_round(producer, names, args.partitions), 3)
+            result["produce_warm_broker_cpu_s"] = round(cpu(broker.pid) - c0, 3)
+            result["produce_warm_client_cpu_s"] = round(time.process_time() - t0, 3)
+            c0 = cpu(broker.pid)
+            elapsed, client = produce_round_kafka_python(bootstrap, names, args.partitions)
+            result["produce_kafka_python_s"] = round(elapsed, 3)
+            result["produce_kafka_python_broker_cpu_s"] = round(cpu(broker.pid) - c0, 3)
+            result["produce_kafka_python_client_cpu_s"] = round(client, 3)
             result["fds"] = fds(broker.pid)
             result["rss_mb"] = rss_mb(broker.pid)
             if args.idle > 0:
@@ -291,9 +330,9 @@ def main() -> None:
             broker, elapsed = start_broker(data, port, args.src, args.nofile)
             result["restart_unclean_s"] = round(elapsed, 3)
             result["records_after_restart"] = high_watermarks(bootstrap, names, args.partitions)
-            if result["records_after_restart"] != 2 * total:
+            if result["records_after_restart"] != 3 * total:
                 raise RuntimeError(
-                    f"{result['records_after_restart']} records after restart, expected {2 * total}"
+                    f"{result['records_after_restart']} records after restart, expected {3 * total}"
                 )
         except Exception:
             log = (data.parent / "broker.log").read_text(errors="replace").splitlines()
