@@ -17,6 +17,9 @@ RSS from /proc; the machine may be shared, so CPU is read from the process, not 
   ``produce_kafka_python_s``: a third round from a kafka-python producer, which (like the
   Java client) sends the batches of many partitions in one ProduceRequest where librdkafka
   sends one request per partition (metadata fetched first, not measured);
+  ``produce_wire_s``: a fourth round sent as the Java client would (a few requests of at
+  most 1 MiB, each holding many partitions), built beforehand with riverbed's own codec so
+  that the load generator costs nothing while measured;
 * ``fds`` and ``rss_mb`` of the broker after producing;
 * ``idle_fetch_cpu``: share of one core the broker spends while one consumer group member,
   subscribed to every topic and caught up, sits idle for ``--idle`` seconds: a confluent-kafka
@@ -37,7 +40,9 @@ import json
 import os
 import resource
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -142,30 +147,94 @@ def produce_round(producer: Producer, names: list[str], partitions: int) -> floa
 
 
 def produce_round_kafka_python(
-    bootstrap: str, names: list[str], partitions: int
-) -> tuple[float, float]:
+    bootstrap: str, names: list[str], partitions: int, pid: int
+) -> tuple[float, float, float]:
     """One record to every partition with a kafka-python producer (like the Java client, it
     puts the batches of many partitions in one ProduceRequest; librdkafka sends one request
-    per partition): (seconds of the round, this process's CPU-seconds in it)."""
+    per partition): seconds of the round, the broker's and this process's CPU-seconds in it."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     try:
         for name in names:  # metadata of every topic first (not measured)
             producer.partitions_for(name)
-        t0, c0 = time.monotonic(), time.process_time()
+        t0, c0, b0 = time.monotonic(), time.process_time(), cpu(pid)
         futures = [
             producer.send(name, b"x" * 100, partition=p)
             for name in names
             for p in range(partitions)
         ]
         producer.flush(120)
-        elapsed, client = time.monotonic() - t0, time.process_time() - c0
+        elapsed, client, broker = time.monotonic() - t0, time.process_time() - c0, cpu(pid) - b0
         for fut in futures:
             fut.get(0)  # raises if a record was not acknowledged
-        return elapsed, client
+        return elapsed, broker, client
     finally:
         producer.close()
+
+
+def produce_round_wire(
+    bootstrap: str, names: list[str], partitions: int, pid: int
+) -> tuple[float, float]:
+    """One record to every partition in as few ProduceRequests (v7, acks=-1) as the Java
+    client would send (at most 1 MiB each, its max.request.size), built beforehand with
+    riverbed's codec and pipelined on one connection: a load generator that costs nothing
+    while measured. Seconds from the first byte sent to the last answer, broker CPU-seconds."""
+    from riverbed.protocol.messages.produce import ProduceRequest, ProduceResponse
+    from riverbed.protocol.primitives import Reader, Writer
+    from riverbed.protocol.records.records import build_batch
+
+    batch = bytes(build_batch([(None, b"x" * 100)]))
+    requests: list[ProduceRequest] = []
+    size = 1 << 20
+    for name in names:
+        if size + partitions * (len(batch) + 8) + len(name) > (1 << 20):
+            requests.append(ProduceRequest(acks=-1, timeout_ms=60_000, topic_data=[]))
+            size = 0
+        data = [
+            ProduceRequest.PartitionProduceData(index=p, records=batch) for p in range(partitions)
+        ]
+        requests[-1].topic_data.append(
+            ProduceRequest.TopicProduceData(name=name, partition_data=data)
+        )
+        size += partitions * (len(batch) + 8) + len(name)
+    frames = []
+    for i, req in enumerate(requests):
+        w = Writer()  # request header v1: api key, version, correlation id, client id
+        w.int16(ProduceRequest.API_KEY)
+        w.int16(7)
+        w.int32(i)
+        w.nullable_string("mp-wire", False)
+        payload = w.getvalue() + req.encode(7)
+        frames.append(struct.pack(">i", len(payload)) + payload)
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        b0, t0 = cpu(pid), time.monotonic()
+        for frame in frames:
+            sock.sendall(frame)
+        answers = []
+        for _ in frames:
+            (n,) = struct.unpack(">i", _exactly(sock, 4))
+            answers.append(_exactly(sock, n))
+        elapsed, broker = time.monotonic() - t0, cpu(pid) - b0
+    for answer in answers:
+        r = Reader(answer)
+        r.int32()  # correlation id
+        resp = ProduceResponse.read(r, 7)
+        bad = [p.error_code for t in resp.responses for p in t.partition_responses if p.error_code]
+        if bad:
+            raise RuntimeError(f"{len(bad)} partitions answered errors, e.g. {bad[0]}")
+    return elapsed, broker
+
+
+def _exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        buf += chunk
+    return bytes(buf)
 
 
 def high_watermarks(bootstrap: str, names: list[str], partitions: int) -> int:
@@ -305,11 +374,15 @@ def main() -> None:
             result["produce_warm_s"] = round(produce_round(producer, names, args.partitions), 3)
             result["produce_warm_broker_cpu_s"] = round(cpu(broker.pid) - c0, 3)
             result["produce_warm_client_cpu_s"] = round(time.process_time() - t0, 3)
-            c0 = cpu(broker.pid)
-            elapsed, client = produce_round_kafka_python(bootstrap, names, args.partitions)
+            elapsed, broker_cpu, client = produce_round_kafka_python(
+                bootstrap, names, args.partitions, broker.pid
+            )
             result["produce_kafka_python_s"] = round(elapsed, 3)
-            result["produce_kafka_python_broker_cpu_s"] = round(cpu(broker.pid) - c0, 3)
+            result["produce_kafka_python_broker_cpu_s"] = round(broker_cpu, 3)
             result["produce_kafka_python_client_cpu_s"] = round(client, 3)
+            elapsed, broker_cpu = produce_round_wire(bootstrap, names, args.partitions, broker.pid)
+            result["produce_wire_s"] = round(elapsed, 3)
+            result["produce_wire_broker_cpu_s"] = round(broker_cpu, 3)
             result["fds"] = fds(broker.pid)
             result["rss_mb"] = rss_mb(broker.pid)
             if args.idle > 0:
@@ -330,9 +403,9 @@ def main() -> None:
             broker, elapsed = start_broker(data, port, args.src, args.nofile)
             result["restart_unclean_s"] = round(elapsed, 3)
             result["records_after_restart"] = high_watermarks(bootstrap, names, args.partitions)
-            if result["records_after_restart"] != 3 * total:
+            if result["records_after_restart"] != 4 * total:
                 raise RuntimeError(
-                    f"{result['records_after_restart']} records after restart, expected {3 * total}"
+                    f"{result['records_after_restart']} records after restart, expected {4 * total}"
                 )
         except Exception:
             log = (data.parent / "broker.log").read_text(errors="replace").splitlines()
