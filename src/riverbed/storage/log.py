@@ -77,12 +77,21 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         """A new, empty log in a new directory. ``defer_sync``: write the files without
         fsyncing them; the first flush cycle makes the new directory durable before any
         append can be (a syncfs of the file system covers it, or explicit fsyncs)."""
-        directory.mkdir(parents=True)
-        sync: Fsync = _no_fsync if defer_sync else fsync
-        write_partition_metadata(directory, topic, partition, 0, sync)
-        segment = Segment.create(directory, 0, config.index_interval_bytes, int(clock() * 1000))
-        fsync_dir(directory, sync)
-        fsync_dir(directory.parent, sync)
+        now_ms = int(clock() * 1000)
+        if defer_sync:
+            # the fewest file-system operations (10,000 partitions at once): the directory
+            # is new, so there is nothing to replace atomically or to remove, and a torn
+            # partition.metadata (a crash before the first flush cycle) reads as missing,
+            # which recovery rewrites (log start 0, as here)
+            os.mkdir(directory)
+            write_partition_metadata(directory, topic, partition, 0, None)
+            segment = Segment.create(directory, 0, config.index_interval_bytes, now_ms, fresh=True)
+        else:
+            directory.mkdir(parents=True)
+            write_partition_metadata(directory, topic, partition, 0, fsync)
+            segment = Segment.create(directory, 0, config.index_interval_bytes, now_ms)
+            fsync_dir(directory, fsync)
+            fsync_dir(directory.parent, fsync)
         log = cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
         log._created_unsynced = defer_sync
         return log
@@ -276,7 +285,3 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             f"SegmentLog({self._topic}-{self._partition}, start={self._log_start}, "
             f"hw={self._hw}, end={self._leo}, segments={len(self._segments)})"
         )
-
-
-def _no_fsync(fd: int) -> None:
-    """Stands in for fsync where a later syncfs(2) or fsync covers the write."""

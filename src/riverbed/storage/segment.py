@@ -257,10 +257,21 @@ class Segment:
         return self.directory / segment_name(self.base_offset, suffix)
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, index_interval: int, now_ms: int) -> Segment:
-        remove_quietly(directory / segment_name(base_offset, INDEX_SUFFIX))
-        remove_quietly(directory / segment_name(base_offset, TIME_INDEX_SUFFIX))
-        remove_quietly(directory / segment_name(base_offset, TXN_INDEX_SUFFIX))
+    def create(
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval: int,
+        now_ms: int,
+        *,
+        fresh: bool = False,
+    ) -> Segment:
+        """A new, empty segment (``fresh``: in a directory just created, so with no index
+        files of an older segment of that name to remove)."""
+        if not fresh:
+            remove_quietly(directory / segment_name(base_offset, INDEX_SUFFIX))
+            remove_quietly(directory / segment_name(base_offset, TIME_INDEX_SUFFIX))
+            remove_quietly(directory / segment_name(base_offset, TXN_INDEX_SUFFIX))
         path = directory / segment_name(base_offset, LOG_SUFFIX)
         fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644)
         segment = cls(directory, base_offset, fd, index_interval)
@@ -319,9 +330,7 @@ class Segment:
         except FileNotFoundError:
             data = b""
         kept = [
-            e
-            for e in decode_entries(data)
-            if self.base_offset <= e.last_offset < self.next_offset
+            e for e in decode_entries(data) if self.base_offset <= e.last_offset < self.next_offset
         ]
         kept.sort(key=lambda e: e.last_offset)
         self.aborted = kept
