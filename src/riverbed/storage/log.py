@@ -125,7 +125,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             recovery_point=recovery_point,
             fsync=fsync,
             now_ms=int(clock() * 1000),
-            remote_coverage=remote_coverage(directory, topic, partition),
+            remote_coverage=lambda: remote_coverage(directory, topic, partition),
         )
         log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock

@@ -337,6 +337,12 @@ class Segment:
         self.txn_loaded = True
         self.txn_dirty = len(data) != TXN_ENTRY_SIZE * len(kept)
 
+    def no_txn_index(self) -> None:
+        """The segment has no ``.txnindex`` file: as :meth:`load_txn_index` would find."""
+        self.aborted = []
+        self.txn_loaded = True
+        self.txn_dirty = False
+
     def add_aborted(self, entry: AbortedTxn) -> None:
         """Record an aborted transaction whose marker is in this segment; an entry for the
         same marker (producer id and marker offset) is replaced, never duplicated."""
