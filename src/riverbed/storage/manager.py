@@ -337,7 +337,9 @@ class LogManager:
                     logger.error("%s", message)
                     raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, message) from exc
                 logger.error("cannot create %s: %s", path, exc)
-                raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create {path.name}: {exc}") from exc
+                raise KafkaError(
+                    ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create {path.name}: {exc}"
+                ) from exc
         log.hooks = self._hooks
         self._note_device(log)
         with self._registry_lock:
