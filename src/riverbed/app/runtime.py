@@ -81,6 +81,7 @@ class RiverbedApp:
                 config.data_dir,
                 on_durable=on_durable,
                 syncfs=config.flush_syncfs,
+                max_open_segment_files=config.max_open_segment_files,
                 cleaner=cleaner,
                 remote_store=remote_store,
                 remote_config=remote_config,

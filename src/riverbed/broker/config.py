@@ -158,7 +158,10 @@ class BrokerConfig:
     authorizer_enabled: bool = False  # authorizer.class.name (any value turns it on)
     super_users: tuple[str, ...] = ()  # super.users (User:a;User:b)
     allow_everyone_if_no_acl_found: bool = False  # allow.everyone.if.no.acl.found
-    flush_syncfs: bool = True  # one syncfs(2) per flush cycle before the per-file fsyncs
+    flush_syncfs: bool = True  # one syncfs(2) per flush cycle instead of the per-file fsyncs
+    # segment .log files kept open at most (the least recently used idle ones are closed and
+    # reopened on use); 0: three quarters of the open-files limit (ulimit -n), less 128
+    max_open_segment_files: int = 0
     # Tiered storage (docs/configuration.md): no object store unless one of these is set.
     remote_storage_path: str | None = None  # remote.storage.path: a local directory store
     remote_s3_bucket: str | None = None  # remote.storage.s3.bucket

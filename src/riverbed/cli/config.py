@@ -34,7 +34,7 @@ from riverbed.metadata.configs import BROKER_CONFIGS, BROKER_TO_TOPIC
 from riverbed.protocol.errors import KafkaError
 
 ENV_PREFIX = "RIVERBED_"
-SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level", "flush_syncfs"}
+SIMPLE_KEYS = {"listen", "advertised", "data_dir", "node_id", "auto_create_topics", "num_partitions", "log_level", "flush_syncfs", "max_open_segment_files"}
 # tables of the services `riverbed serve` runs beside the broker (read by cli.main._service_settings)
 SERVICE_TABLES = {"registry", "console", "metrics", "sql"}
 
@@ -211,6 +211,10 @@ def load_config(
             cfg.node_id = int(settings["node_id"])
         if "num_partitions" in settings:
             cfg.num_partitions = int(settings["num_partitions"])
+        if "max_open_segment_files" in settings:
+            cfg.max_open_segment_files = int(settings["max_open_segment_files"])
+            if cfg.max_open_segment_files < 0:
+                raise ValueError("max_open_segment_files must be 0 (automatic) or more")
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     if "auto_create_topics" in settings:

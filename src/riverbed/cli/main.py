@@ -78,6 +78,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--node-id", dest="node_id", type=int)
     s.add_argument("--num-partitions", dest="num_partitions", type=int, help="partitions of auto-created topics")
     s.add_argument("--no-auto-create-topics", dest="auto_create_topics", action="store_const", const=False)
+    s.add_argument("--max-open-segment-files", dest="max_open_segment_files", type=int, help="segment files kept open at most; idle ones are closed and reopened on use (env RIVERBED_MAX_OPEN_SEGMENT_FILES; default 0: 3/4 of ulimit -n, less 128)")
     s.add_argument("--no-flush-syncfs", dest="flush_syncfs", action="store_const", const=False, help="fsync each log only (no syncfs of the data dir's file system)")
     s.add_argument("--set", dest="kafka", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="a Kafka broker setting, e.g. log.retention.ms=3600000")
     s.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(only="serve" if argv[:1] == ["serve"] else None).parse_args(argv)
     if args.command == "serve":
-        flags = {k: getattr(args, k) for k in ("listen", "advertised", "data_dir", "node_id", "num_partitions", "auto_create_topics", "log_level", "flush_syncfs")}
+        flags = {k: getattr(args, k) for k in ("listen", "advertised", "data_dir", "node_id", "num_partitions", "auto_create_topics", "log_level", "flush_syncfs", "max_open_segment_files")}
         try:
             config, level = load_config(args.config, flags=flags, kafka_flags=dict(args.kafka))
         except ConfigError as exc:

@@ -342,7 +342,8 @@ def cleaner_info(view: CleanerView, state: CleanerState, now_ms: int) -> Cleaner
     total = clean + dirty
     now = False
     if first_dirty_segment >= 0 and config.max_compaction_lag_ms < (1 << 62):
-        ts = segments[first_dirty_segment].first_batch_timestamp()
+        fd = view.fds[first_dirty_segment] if view.fds else None
+        ts = segments[first_dirty_segment].first_batch_timestamp(fd)
         now = ts >= 0 and now_ms - ts > config.max_compaction_lag_ms
     horizon = state.next_delete_horizon_ms
     if horizon >= 0 and horizon <= now_ms and k > 0:

@@ -64,6 +64,14 @@ def fsync_dir(path: Path, fsync: Fsync) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path, fsync: Fsync) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_dirs_durably(path: Path, fsync: Fsync) -> None:
     """``mkdir -p path``, then fsync the parent of every directory it created (a new
     directory's entry is durable only once its parent is fsynced; Kafka flushes the parent
@@ -110,15 +118,20 @@ def atomic_write(path: Path, data: bytes, fsync: Fsync) -> None:
 
 
 def write_partition_metadata(
-    directory: Path, topic: str, partition: int, log_start_offset: int, fsync: Fsync
+    directory: Path, topic: str, partition: int, log_start_offset: int, fsync: Fsync | None
 ) -> None:
+    """Atomically, unless ``fsync`` is None: then written in place without fsync (a new
+    directory's first file; a torn one reads as missing)."""
     text = (
         "version: 0\n"
         f"topic: {topic}\n"
         f"partition: {partition}\n"
         f"log_start_offset: {log_start_offset}\n"
     )
-    atomic_write(directory / PARTITION_METADATA, text.encode("ascii"), fsync)
+    if fsync is None:
+        write_file(directory / PARTITION_METADATA, text.encode("ascii"), None)
+    else:
+        atomic_write(directory / PARTITION_METADATA, text.encode("ascii"), fsync)
 
 
 def read_partition_metadata(directory: Path) -> dict[str, str] | None:

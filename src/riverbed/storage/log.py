@@ -72,14 +72,29 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         *,
         fsync: Fsync = os.fsync,
         clock: Callable[[], float] = time.time,
+        defer_sync: bool = False,
     ) -> SegmentLog:
-        """A new, empty log in a new directory."""
-        directory.mkdir(parents=True)
-        write_partition_metadata(directory, topic, partition, 0, fsync)
-        segment = Segment.create(directory, 0, config.index_interval_bytes, int(clock() * 1000))
-        fsync_dir(directory, fsync)
-        fsync_dir(directory.parent, fsync)
-        return cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
+        """A new, empty log in a new directory. ``defer_sync``: write the files without
+        fsyncing them; the first flush cycle makes the new directory durable before any
+        append can be (a syncfs of the file system covers it, or explicit fsyncs)."""
+        now_ms = int(clock() * 1000)
+        if defer_sync:
+            # the fewest file-system operations (10,000 partitions at once): the directory
+            # is new, so there is nothing to replace atomically or to remove, and a torn
+            # partition.metadata (a crash before the first flush cycle) reads as missing,
+            # which recovery rewrites (log start 0, as here)
+            os.mkdir(directory)
+            write_partition_metadata(directory, topic, partition, 0, None)
+            segment = Segment.create(directory, 0, config.index_interval_bytes, now_ms, fresh=True)
+        else:
+            directory.mkdir(parents=True)
+            write_partition_metadata(directory, topic, partition, 0, fsync)
+            segment = Segment.create(directory, 0, config.index_interval_bytes, now_ms)
+            fsync_dir(directory, fsync)
+            fsync_dir(directory.parent, fsync)
+        log = cls(directory, topic, partition, config, [segment], 0, fsync=fsync, clock=clock)
+        log._created_unsynced = defer_sync
+        return log
 
     @classmethod
     def load(
@@ -110,12 +125,13 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             recovery_point=recovery_point,
             fsync=fsync,
             now_ms=int(clock() * 1000),
-            remote_coverage=remote_coverage(directory, topic, partition),
+            remote_coverage=lambda: remote_coverage(directory, topic, partition),
         )
         log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock
         )
-        log._rebuild_producer_state()
+        with log._flush_lock, log._lock:  # (its segments' files may not be closed meanwhile)
+            log._rebuild_producer_state()
         return log
 
     # -- compaction (the log cleaner: storage/cleaner.py) -----------------------------------
@@ -177,9 +193,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             size_bytes=self._size,
         )
 
-    def swap_cleaned(
-        self, old: list[Segment], new: Segment | None, manifest: SwapManifest
-    ) -> bool:
+    def swap_cleaned(self, old: list[Segment], new: Segment | None, manifest: SwapManifest) -> bool:
         """Replace the consecutive sealed segments ``old`` by ``new`` (written under
         ``.cleaned`` names, fsynced) following the protocol of :mod:`riverbed.storage.swap`.
         False, with nothing done, when ``old`` is no longer a run of finalized sealed
@@ -193,7 +207,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                 with self._lock:
                     apply_swap(self._dir, manifest)
                     i = self._segments.index(old[0])
-                    replacement = [] if new is None else [new]
+                    replacement = [] if new is None else [self._own(new)]
                     self._segments[i : i + len(old)] = replacement
                     self._bases[i : i + len(old)] = [s.base_offset for s in replacement]
                     self._size += sum(s.size for s in replacement) - sum(s.size for s in old)
@@ -233,9 +247,12 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         if hooks is not None and hooks.config_changed is not None:
             hooks.config_changed(self)
 
-    def close(self, *, clean: bool = True) -> None:
+    def close(self, *, clean: bool = True, fsync: Fsync | None = None) -> None:
         """Close the files. ``clean``: first fsync everything and write every index file, so
-        the next open can trust them. ``clean=False`` is what a crash leaves behind."""
+        the next open can trust them. ``clean=False`` is what a crash leaves behind.
+        ``fsync`` replaces the log's own for this close (the manager passes a no-op and
+        syncfs(2)es the whole file system afterwards)."""
+        fsync = self._fsync if fsync is None else fsync
         with self._flush_lock:
             with self._lock:
                 if self._closed:
@@ -250,13 +267,13 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                     segments[-1].seal()
                     for segment in pending:
                         if segment.synced_size < segment.size:
-                            self._fsync(segment.fd)
+                            fsync(segment.fd)
                             segment.synced_size = segment.size
-                        segment.write_indexes(self._fsync)
+                        segment.write_indexes(fsync)
                     # the index files' names before the snapshot that vouches for them
-                    fsync_dir(self._dir, self._fsync)
+                    fsync_dir(self._dir, fsync)
                     snapshot = self.producers.to_bytes(self._leo)
-                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, self._fsync)
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot, fsync)
                     self._unfinalized.clear()
                     self._durable = self._leo
             finally:

@@ -34,7 +34,8 @@ class ProducerStateMixin(LogState):
         the recovered log end (the tail was truncated) is ignored. After a clean shutdown
         the snapshot is at the log end and nothing is replayed."""
         for segment in self._segments:
-            segment.load_txn_index()
+            if not segment.txn_loaded:
+                segment.load_txn_index()
         start = self._log_start
         path = self._dir / PRODUCER_SNAPSHOT
         usable = False

@@ -193,7 +193,9 @@ class RetentionMixin(WriteMixin):
     def _truncate_fully_locked(self, offset: int, now_ms: int) -> None:
         for segment in self._drop_prefix_locked(len(self._segments)):
             segment.delete()  # before creating a segment that may share its name
-        fresh = Segment.create(self._dir, offset, self._config.index_interval_bytes, now_ms)
+        fresh = self._own(
+            Segment.create(self._dir, offset, self._config.index_interval_bytes, now_ms)
+        )
         self._segments, self._bases = [fresh], [offset]
         self._size = 0
         self._log_start = offset

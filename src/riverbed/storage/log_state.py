@@ -78,6 +78,8 @@ class LogState:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._segments = segments
+        for segment in segments:
+            self._own(segment)
         self._bases = [s.base_offset for s in segments]
         self._log_start = log_start_offset
         self._leo = segments[-1].next_offset
@@ -86,6 +88,9 @@ class LogState:
         self._size = sum(s.size for s in segments)
         self._unfinalized: list[Segment] = []  # rolled, not yet fsynced with their indexes
         self._dir_dirty = False
+        self._created_unsynced = False
+        """Created with deferred fsyncs (``SegmentLog.create(defer_sync=True)``): the next
+        flush cycle makes the directory and its entry in the data directory durable."""
         self._flush_requested = False
         self._flush_scheduled = False
         self._unflushed_messages = 0
@@ -208,6 +213,12 @@ class LogState:
             if segment in self._unfinalized:
                 self._unfinalized.remove(segment)
         return doomed
+
+    def _own(self, segment: Segment) -> Segment:
+        """Make ``segment`` one of this log's: from now on its file may be closed while idle
+        (``riverbed.storage.segment.OPEN_SEGMENT_FILES``), under this log's locks."""
+        segment.locks = (self._flush_lock, self._lock)
+        return segment
 
     def _check_open(self) -> None:
         if self._closed:

@@ -11,6 +11,8 @@ the high watermark).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import (
     BatchHeader,
@@ -20,7 +22,7 @@ from riverbed.protocol.records.batch import (
 from riverbed.protocol.records.records import build_control_batch
 
 from .api import AppendInfo
-from .files import atomic_write, fsync_dir
+from .files import PARTITION_METADATA, atomic_write, fsync_dir, fsync_file
 from .log_producers import ProducerStateMixin
 from .log_state import PRODUCER_SNAPSHOT, logger, storage_error
 from .producer_state import check_client_batch, check_marker_producer
@@ -28,6 +30,20 @@ from .segment import Segment
 from .space import is_no_space
 
 _INDEX_RETRY_S = 1.0
+
+
+class FlushMark(NamedTuple):
+    """What one flush cycle of a log makes durable (taken by :meth:`WriteMixin.flush_begin`)."""
+
+    target: int
+    """The log end offset when the mark was taken: the new durable offset."""
+    snapshot: tuple[int, bytes] | None
+    finalize: list[Segment]
+    to_sync: list[Segment]
+    sizes: list[int]
+    dir_dirty: bool
+    created: bool
+    """The log was created with deferred fsyncs and this is its first flush cycle."""
 
 
 class WriteMixin(ProducerStateMixin):
@@ -50,7 +66,9 @@ class WriteMixin(ProducerStateMixin):
         if header.producer_id >= 0:
             duplicate = self.producers.check_header(header, origin_coordinator=origin_coordinator)
             if duplicate is not None:
-                return AppendInfo(duplicate.first_offset, duplicate.last_offset, -1, self._log_start)
+                return AppendInfo(
+                    duplicate.first_offset, duplicate.last_offset, -1, self._log_start
+                )
         max_timestamp = int(header.max_timestamp)
         append_time = -1
         if log_append_time:
@@ -74,9 +92,7 @@ class WriteMixin(ProducerStateMixin):
             producer_id, producer_epoch, commit, coordinator_epoch, 0, now_ms
         )
         header = BatchHeader(batch)
-        base, _, log_start = self._store(
-            batch, header, now_ms, now_ms, (commit, coordinator_epoch)
-        )
+        base, _, log_start = self._store(batch, header, now_ms, now_ms, (commit, coordinator_epoch))
         return AppendInfo(base, base, -1, log_start)
 
     def _store(
@@ -173,7 +189,9 @@ class WriteMixin(ProducerStateMixin):
         # once the flusher has written it, recovery after a crash replays only the batches
         # after this point
         self._take_snapshot_locked()
-        new = Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        new = self._own(
+            Segment.create(self._dir, self._leo, self._config.index_interval_bytes, now_ms)
+        )
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._unfinalized.append(old)
@@ -192,82 +210,124 @@ class WriteMixin(ProducerStateMixin):
         it covers), write the indexes of rolled segments, then publish the new durable
         offset (and, with flush.messages = 1, the high watermark). Returns (durable offset
         advanced, recovery point advanced)."""
-        with self._flush_lock:
+        return self.flush_finish(self.flush_begin(), synced=False)
+
+    def flush_begin(self) -> FlushMark | None:
+        """First half of :meth:`flush_cycle`: take the log's flush lock and note what is to
+        be made durable (None, with the lock released, for a closed or failed log). The
+        caller must pass the mark to :meth:`flush_finish`, which releases the lock, on any
+        thread. Between the two, the manager may syncfs(2) the file system: every byte
+        noted here was written before it (appends hold the state lock)."""
+        self._flush_lock.acquire()
+        try:
             with self._lock:
                 # after a failed fsync nothing becomes durable: a retried fsync may "succeed"
                 # although the kernel has dropped the dirty pages it could not write
                 if self._closed or self._failed is not None:
-                    return False, False
+                    self._flush_lock.release()
+                    return None
                 self._flush_requested = self._flush_scheduled = False
                 self._unflushed_messages = 0
-                target = self._leo
-                snapshot, self._pending_snapshot = self._pending_snapshot, None
                 finalize = list(self._unfinalized)
                 to_sync = [s for s in (*finalize, self._segments[-1]) if s.synced_size < s.size]
-                sizes = [s.size for s in to_sync]
-                dir_dirty = self._dir_dirty
-                self._dir_dirty = False
-            fsync_failed = False
+                mark = FlushMark(
+                    self._leo,
+                    self._pending_snapshot,
+                    finalize,
+                    to_sync,
+                    [s.size for s in to_sync],
+                    self._dir_dirty,
+                    self._created_unsynced,
+                )
+                self._pending_snapshot = None
+                self._dir_dirty = self._created_unsynced = False
+        except BaseException:
+            self._flush_lock.release()
+            raise
+        return mark
 
-            def fsync(fd: int) -> None:
-                nonlocal fsync_failed
-                try:
-                    self._fsync(fd)
-                except OSError:
-                    fsync_failed = True
-                    raise
+    def flush_finish(self, mark: FlushMark | None, *, synced: bool) -> tuple[bool, bool]:
+        """Second half of :meth:`flush_cycle`: fsync the segments noted in ``mark`` (skipped
+        when ``synced``: a successful syncfs(2) of this log's file system, begun after
+        ``mark`` was taken, already made their bytes durable), write the indexes of rolled
+        segments and the pending producer snapshot, publish, release the flush lock."""
+        if mark is None:
+            return False, False
+        try:
+            return self._flush_finish_locked(mark, synced)
+        finally:
+            self._flush_lock.release()
 
-            no_space: OSError | None = None
+    def _flush_finish_locked(self, mark: FlushMark, synced: bool) -> tuple[bool, bool]:
+        target, snapshot, finalize = mark.target, mark.snapshot, mark.finalize
+        to_sync, sizes, dir_dirty = mark.to_sync, mark.sizes, mark.dir_dirty
+        fsync_failed = False
+
+        def fsync(fd: int) -> None:
+            nonlocal fsync_failed
             try:
+                self._fsync(fd)
+            except OSError:
+                fsync_failed = True
+                raise
+
+        no_space: OSError | None = None
+        try:
+            if not synced:
+                if mark.created:
+                    # the new log's files and names, before any of its appends is durable
+                    fsync_file(self._dir / PARTITION_METADATA, fsync)
+                    fsync_dir(self._dir, fsync)
+                    fsync_dir(self._dir.parent, fsync)
                 for segment in to_sync:
                     fsync(segment.fd)
-                try:
-                    for segment in finalize:
-                        segment.write_indexes(fsync)
-                    if dir_dirty or finalize:
-                        # before the snapshot: the names of a new segment and of the index files
-                        # just written must be durable before a snapshot that relies on them (a
-                        # .txnindex lost while a later snapshot survives forgets its aborts)
-                        fsync_dir(self._dir, fsync)
-                        dir_dirty = False
-                    if snapshot is not None:
-                        # every segment below it now has its index files on disk
-                        atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], fsync)
-                except OSError as exc:
-                    # no room for an index file or the producer snapshot: the batches are
-                    # already fsynced, and both files can be rebuilt from them, so this is
-                    # not a failed log; the rolled segments stay below the recovery point
-                    # (validated after a crash) and the writes are retried later
-                    if fsync_failed or not is_no_space(exc):
-                        raise
-                    no_space = exc
-                if dir_dirty:
-                    # the names of new segments are durable even when the index files or the
-                    # snapshot could not be written
-                    fsync_dir(self._dir, fsync)
-            except OSError as exc:
-                self._failed = f"fsync failed: {exc}"
-                logger.error("%s: %s", self._dir, self._failed)
-                raise storage_error(self._failed) from exc
-            if no_space is not None:
-                self._index_write_failed(no_space, snapshot)
-                finalize = []
-            with self._lock:
-                for segment, size in zip(to_sync, sizes, strict=True):
-                    segment.synced_size = max(segment.synced_size, size)
+            try:
                 for segment in finalize:
-                    if segment in self._unfinalized:
-                        self._unfinalized.remove(segment)
-                advanced = target > self._durable
-                self.flushed_records = target - self._durable if advanced else 0  # for metrics
-                if advanced:
-                    self._durable = target
-                if self._config.flush_messages == 1 and target > self._hw:
-                    self._hw = target
-                    # forget completed transactions the HW has passed, even on a log that
-                    # nobody reads (the LSO computation is what trims them otherwise)
-                    self.producers.first_unstable_offset(self._hw)
-            return advanced, bool(finalize)
+                    segment.write_indexes(fsync)
+                if dir_dirty or finalize:
+                    # before the snapshot: the names of a new segment and of the index files
+                    # just written must be durable before a snapshot that relies on them (a
+                    # .txnindex lost while a later snapshot survives forgets its aborts)
+                    fsync_dir(self._dir, fsync)
+                    dir_dirty = False
+                if snapshot is not None:
+                    # every segment below it now has its index files on disk
+                    atomic_write(self._dir / PRODUCER_SNAPSHOT, snapshot[1], fsync)
+            except OSError as exc:
+                # no room for an index file or the producer snapshot: the batches are
+                # already fsynced, and both files can be rebuilt from them, so this is
+                # not a failed log; the rolled segments stay below the recovery point
+                # (validated after a crash) and the writes are retried later
+                if fsync_failed or not is_no_space(exc):
+                    raise
+                no_space = exc
+            if dir_dirty:
+                # the names of new segments are durable even when the index files or the
+                # snapshot could not be written
+                fsync_dir(self._dir, fsync)
+        except OSError as exc:
+            self._failed = f"fsync failed: {exc}"
+            logger.error("%s: %s", self._dir, self._failed)
+            raise storage_error(self._failed) from exc
+        if no_space is not None:
+            self._index_write_failed(no_space, snapshot)
+            finalize = []
+        with self._lock:
+            for segment, size in zip(to_sync, sizes, strict=True):
+                segment.synced_size = max(segment.synced_size, size)
+            for segment in finalize:
+                if segment in self._unfinalized:
+                    self._unfinalized.remove(segment)
+            advanced = target > self._durable
+            self.flushed_records = target - self._durable if advanced else 0  # for metrics
+            if advanced:
+                self._durable = target
+            if self._config.flush_messages == 1 and target > self._hw:
+                self._hw = target
+                # forget completed transactions the HW has passed, even on a log that
+                # nobody reads (the LSO computation is what trims them otherwise)
+                self.producers.first_unstable_offset(self._hw)
+        return advanced, bool(finalize)
 
     def _index_write_failed(self, exc: OSError, snapshot: tuple[int, bytes] | None) -> None:
         """ENOSPC/EDQUOT writing index files or the producer snapshot in a flush cycle: keep

@@ -23,6 +23,7 @@ that finalized rolled segments. See ``docs/adr/0005-tiered-storage.md``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -55,11 +56,13 @@ from .files import (
     write_recovery_checkpoint,
 )
 from .log import LogHooks, SegmentLog
+from .log_write import FlushMark
 from .remote.api import TieringConfig
 from .remote.copier import RemoteLogManager, RemoteLogManagerConfig
 from .remote.metadata import MetadataCorrupt
 from .remote.reader import RemoteLogReader
 from .remote.store import ObjectStore, ObjectStoreError
+from .segment import OPEN_SEGMENT_FILES
 from .space import DiskSpace
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class LogManager:
         remote_store: ObjectStore | None = None,
         remote_config: RemoteLogManagerConfig | None = None,
         remote_cache_bytes: int = 64 << 20,
+        max_open_segment_files: int | None = None,
     ) -> None:
         self._data_dir = Path(data_dir)
         # With several dirty logs, one syncfs(2) first writes them all back in a single
@@ -107,11 +111,21 @@ class LogManager:
         # back other processes' dirty data on the same file system: disable it there.
         self._syncfs = _load_syncfs() if syncfs and fsync is os.fsync else None
         self._data_fd: int | None = None
+        self._max_open = max_open_segment_files
+        self._syncfs_trusted = self._syncfs is not None
+        """A successful syncfs stands in for the fsyncs of the files it wrote back until
+        the first failed one: that failure consumed a writeback error of the file system
+        that may concern a log outside its cycle, so from then on every log fsyncs its own
+        files (each file descriptor still reports its own errors)."""
         self._clock = clock
         self._on_durable = on_durable
         self._default_config = default_config or LogConfig()
         self._fsync = fsync
         self._logs: dict[tuple[str, int], SegmentLog] = {}
+        # logs whose directory is on another file system than the data directory (a mount
+        # point): the data directory's syncfs does not cover them
+        self._other_fs: set[SegmentLog] = set()
+        self._data_dev = -1
         self._registry_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
@@ -162,7 +176,14 @@ class LogManager:
         """Discover and recover every partition directory, then start the flusher."""
         if self._opened:
             return
+        soft, _ = raise_fd_limit()
+        if self._max_open is not None:
+            # (one bound for the process: OPEN_SEGMENT_FILES is shared by every manager)
+            limit = self._max_open or (max(64, soft * 3 // 4 - 128) if soft > 0 else 0)
+            OPEN_SEGMENT_FILES.limit = limit
+            logger.info("at most %d segment files open at once", limit)
         make_dirs_durably(self._data_dir, self._fsync)
+        self._data_dev = os.stat(self._data_dir).st_dev
         marker = self._data_dir / CLEAN_SHUTDOWN
         clean = marker.exists()
         points = read_recovery_checkpoint(self._data_dir)
@@ -188,9 +209,11 @@ class LogManager:
             )
             log.hooks = self._hooks
             self._logs[parsed] = log
+            self._note_device(log)
         if clean:
             marker.unlink()  # from now on a crash must be noticed
             fsync_dir(self._data_dir, self._fsync)
+        _check_fd_headroom(len(self._logs))
         self._write_checkpoint()
         self.cleaner.load_checkpoint(list(self._logs.values()))
         self._opened = True
@@ -215,12 +238,31 @@ class LogManager:
         with self._registry_lock:
             logs = list(self._logs.values())
         clean = True
+        # with syncfs: every log writes its files without fsyncs, then one syncfs makes them
+        # all durable before the clean-shutdown marker is written (one journal commit, not
+        # several per partition); logs on another file system fsync their own files
+        # (the descriptor opened at start-up: syncfs reports the writeback errors that
+        # happened since it was opened; a fresh one would miss earlier ones)
+        syncfs = self._syncfs if self._syncfs_trusted else None
+        data_fd, self._data_fd = self._data_fd, None
+        if data_fd is None:
+            syncfs = None
         for log in logs:
             try:
-                log.close()
+                deferred = syncfs is not None and log not in self._other_fs
+                log.close(fsync=_no_fsync if deferred else None)
             except (OSError, KafkaError):
                 logger.exception("%s: unclean close", log.directory)
                 clean = False
+        if syncfs is not None and data_fd is not None and syncfs(data_fd) != 0:
+            logger.error(
+                "syncfs of %s failed (errno %d): the next start recovers every log",
+                self._data_dir,
+                ctypes.get_errno(),
+            )
+            clean = False
+        if data_fd is not None:
+            os.close(data_fd)
         self._write_checkpoint(logs)
         if clean:
             write_file(self._data_dir / CLEAN_SHUTDOWN, b"", self._fsync)
@@ -237,6 +279,9 @@ class LogManager:
             logs = list(self._logs.values())
         for log in logs:
             log.close(clean=False)
+        if self._data_fd is not None:
+            os.close(self._data_fd)
+            self._data_fd = None
         self._closed = True
 
     def __enter__(self) -> LogManager:
@@ -268,14 +313,43 @@ class LogManager:
                 path, topic, partition, config, fsync=self._fsync, clock=self._clock
             )
         else:
-            log = SegmentLog.create(
-                path, topic, partition, config, fsync=self._fsync, clock=self._clock
-            )
+            # with syncfs, the new files are made durable by the first flush cycle of the log
+            # (before its first append is acknowledged), not by four fsyncs each: creating
+            # 10,000 partitions then costs no journal commit per partition
+            try:
+                log = SegmentLog.create(
+                    path,
+                    topic,
+                    partition,
+                    config,
+                    fsync=self._fsync,
+                    clock=self._clock,
+                    defer_sync=self._syncfs_trusted,
+                )
+            except OSError as exc:
+                shutil.rmtree(path, ignore_errors=True)  # nothing half-made stays behind
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    soft, _ = raise_fd_limit()
+                    message = (
+                        f"cannot create {topic}-{partition}: too many open files "
+                        f"({len(self._logs)} partitions open, ulimit -n {soft}); raise the limit"
+                    )
+                    logger.error("%s", message)
+                    raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, message) from exc
+                logger.error("cannot create %s: %s", path, exc)
+                raise KafkaError(
+                    ErrorCode.KAFKA_STORAGE_ERROR, f"cannot create {path.name}: {exc}"
+                ) from exc
         log.hooks = self._hooks
+        self._note_device(log)
         with self._registry_lock:
             self._logs[key] = log
         self._sync_remote(log)
         return log
+
+    def _note_device(self, log: SegmentLog) -> None:
+        if os.stat(log.directory).st_dev != self._data_dev:
+            self._other_fs.add(log)
 
     def get(self, topic: str, partition: int) -> SegmentLog | None:
         return self._logs.get((topic, partition))
@@ -294,6 +368,7 @@ class LogManager:
             log = self._logs.pop((topic, partition), None)
         if log is None:
             return False
+        self._other_fs.discard(log)
         with self._cond:
             self._requested.pop(log, None)
             self._scheduled.pop(log, None)
@@ -410,7 +485,9 @@ class LogManager:
         finished = metadata.finished()
         return sum(seg.size for seg in finished), len(finished)
 
-    def cleaner_info(self, topic: str, partition: int, now_ms: int | None = None) -> CleanerInfo | None:
+    def cleaner_info(
+        self, topic: str, partition: int, now_ms: int | None = None
+    ) -> CleanerInfo | None:
         """Dirty ratio, cleanable bytes, last clean time and statistics of one log."""
         log = self.get(topic, partition)
         return None if log is None else log.cleaner_info(now_ms)
@@ -421,6 +498,7 @@ class LogManager:
         for log in self.partitions():
             advanced |= log.flush_cycle()[0]
         self._write_checkpoint()
+        OPEN_SEGMENT_FILES.trim()
         if advanced and self._on_durable is not None:
             self._on_durable()
 
@@ -470,12 +548,60 @@ class LogManager:
             logger.exception("%s: flush failed", log.directory)
             return False, False
 
+    @staticmethod
+    def _finish_one(log: SegmentLog, mark: FlushMark | None, synced: bool) -> tuple[bool, bool]:
+        try:
+            return log.flush_finish(mark, synced=synced)
+        except KafkaError:
+            logger.exception("%s: flush failed", log.directory)
+            return False, False
+
+    def _cycle_syncfs(self, logs: list[SegmentLog], data_fd: int) -> list[tuple[bool, bool]]:
+        """One syncfs(2) for the whole cycle. Each log's flush lock is taken and what it has
+        appended noted first; the syncfs that follows makes all of it durable at once (the
+        kernel reports writeback errors of the file system to syncfs since Linux 5.8), so
+        no per-file fsync is needed: one cycle costs one journal commit and one cache flush,
+        not one per partition. When syncfs fails, every log falls back to its own fsyncs,
+        which report the error on the files it concerns."""
+        assert self._syncfs is not None
+        marks: list[FlushMark | None] = []
+        try:
+            for log in logs:
+                try:
+                    marks.append(log.flush_begin())
+                except KafkaError:  # pragma: no cover - flush_begin raises nothing today
+                    logger.exception("%s: flush failed", log.directory)
+                    marks.append(None)
+            synced = self._syncfs(data_fd) == 0
+            if not synced:
+                self._syncfs_trusted = False
+        except BaseException:
+            for log, mark in zip(logs, marks, strict=False):  # release every flush lock taken
+                self._finish_one(log, mark, False)
+            raise
+        if not synced:
+            logger.warning(
+                "syncfs of %s failed (errno %d): fsyncing each log",
+                self._data_dir,
+                ctypes.get_errno(),
+            )
+        other = self._other_fs
+        synced_logs = [synced and log not in other for log in logs]
+        pool = self._fsync_pool
+        if pool is not None and not all(synced_logs):
+            return list(pool.map(self._finish_one, logs, marks, synced_logs))
+        return [
+            self._finish_one(log, mark, ok)
+            for log, mark, ok in zip(logs, marks, synced_logs, strict=True)
+        ]
+
     def _cycle(self, logs: list[SegmentLog]) -> None:
         t0 = time.perf_counter()
-        if len(logs) > 1 and self._syncfs is not None and self._data_fd is not None:
-            self._syncfs(self._data_fd)  # errors surface through the fsyncs below
         pool = self._fsync_pool
-        if len(logs) > 1 and pool is not None:
+        data_fd = self._data_fd
+        if len(logs) > 1 and self._syncfs_trusted and data_fd is not None:
+            results = self._cycle_syncfs(logs, data_fd)
+        elif len(logs) > 1 and pool is not None:
             results = list(pool.map(self._flush_one, logs))
         else:
             results = [self._flush_one(log) for log in logs]
@@ -484,10 +610,13 @@ class LogManager:
         stats = self.flush_stats
         stats.seconds.observe(time.perf_counter() - t0)
         stats.logs.observe(len(logs))
-        stats.records.observe(sum(log.flushed_records for log, (moved, _) in zip(logs, results, strict=True) if moved))
+        stats.records.observe(
+            sum(log.flushed_records for log, (moved, _) in zip(logs, results, strict=True) if moved)
+        )
         advanced = any(moved for moved, _ in results) or any(log.failed for log in logs)
         checkpoint = any(sealed for _, sealed in results)
         self.flush_cycles += 1
+        OPEN_SEGMENT_FILES.trim()
         if checkpoint and self.remote is not None:
             self.remote.wake()  # rolled segments are finalized: something to tier
         if checkpoint:
@@ -511,9 +640,6 @@ class LogManager:
         if self._fsync_pool is not None:
             self._fsync_pool.shutdown(wait=True)
             self._fsync_pool = None
-        if self._data_fd is not None:
-            os.close(self._data_fd)
-            self._data_fd = None
 
     def _write_checkpoint(self, logs: list[SegmentLog] | None = None) -> None:
         with self._checkpoint_lock:
@@ -527,9 +653,51 @@ class LogManager:
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, "log manager is not open")
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files (``ulimit -n``) to the hard limit, as the JVM does
+    for Kafka (``-XX:+MaxFDLimit``, on by default): every partition keeps its active
+    segment open. Returns the (soft, hard) limits now in force; (-1, -1) where unknown."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        return -1, -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            logger.debug("cannot raise the open-files limit from %d to %d", soft, target)
+    return soft, hard
+
+
+def _check_fd_headroom(partitions: int) -> None:
+    """After start-up: a log line when the open segments use most of the open-files limit
+    (new partitions, segments and connections would then fail with EMFILE, answered
+    KAFKA_STORAGE_ERROR)."""
+    soft, _ = raise_fd_limit()
+    if soft < 0:
+        return
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = partitions
+    if in_use > soft * 0.8:
+        logger.warning(
+            "%d of the %d open files allowed (ulimit -n) are in use after opening %d "
+            "partitions (each keeps its active segment open): raise the limit",
+            in_use,
+            soft,
+            partitions,
+        )
+
+
 def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs(2) (Linux), or None where it is not available."""
-    if not sys.platform.startswith("linux"):
+    """libc's syncfs(2) (Linux 5.8 or later), or None where it is not available. Before
+    5.8, syncfs did not report writeback errors, so its success could not stand in for
+    the fsyncs of the files it wrote back."""
+    if not sys.platform.startswith("linux") or _kernel_version() < (5, 8):
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -539,3 +707,15 @@ def _load_syncfs() -> Callable[[int], int] | None:
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
     return cast(Callable[[int], int], fn)
+
+
+def _kernel_version() -> tuple[int, int]:
+    try:
+        major, minor = os.uname().release.split(".")[:2]
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    except ValueError:
+        return 0, 0
+
+
+def _no_fsync(fd: int) -> None:
+    """For writes that the syncfs(2) following them makes durable."""

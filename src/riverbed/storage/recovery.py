@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from .files import (
@@ -24,8 +25,12 @@ from .files import (
     segment_name,
     write_partition_metadata,
 )
+from .remote.metadata import METADATA_FILE
 from .segment import Segment
-from .swap import finish_interrupted_swaps
+from .swap import CLEANED_SUFFIX, SWAP_SUFFIX, finish_interrupted_swaps
+
+REMOTE_STAGING = ".remote-staging"
+REMOTE_METADATA_FILE = METADATA_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ def recover_partition(
     recovery_point: int | None,
     fsync: Fsync,
     now_ms: int,
-    remote_coverage: tuple[int, int] | None = None,
+    remote_coverage: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
 ) -> tuple[list[Segment], int]:
     """Open the segments of ``directory`` and return them with the log start offset.
 
@@ -52,13 +57,18 @@ def recover_partition(
 
     ``remote_coverage``: [start, end) of the offsets held by the partition's remote
     segments (tiered storage). When they reach the first local segment, the log start
-    stays below it (the partition's log start, persisted in ``partition.metadata``)."""
-    # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
-    changed = finish_interrupted_swaps(directory, fsync)
-    # hard links staged for an upload that a crash interrupted (storage/remote/copier.py):
-    # they would keep the data of deleted segments on disk for ever
-    shutil.rmtree(directory / ".remote-staging", ignore_errors=True)
+    stays below it (the partition's log start, persisted in ``partition.metadata``). A
+    callable is called only when the directory holds the remote-log metadata file."""
     names = os.listdir(directory)
+    changed = False
+    if any(name.endswith((SWAP_SUFFIX, CLEANED_SUFFIX)) for name in names):
+        # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
+        changed = finish_interrupted_swaps(directory, fsync)
+        names = os.listdir(directory)
+    if REMOTE_STAGING in names:
+        # hard links staged for an upload that a crash interrupted (storage/remote/copier.py):
+        # they would keep the data of deleted segments on disk for ever
+        shutil.rmtree(directory / REMOTE_STAGING, ignore_errors=True)
     bases = sorted(b for n in names if (b := parse_segment_name(n, LOG_SUFFIX)) is not None)
     known = set(bases)
     for name in names:
@@ -69,6 +79,8 @@ def recover_partition(
         if orphan or name.endswith((TMP_SUFFIX, DELETED_SUFFIX)):
             remove_quietly(directory / name)
             changed = True
+    if callable(remote_coverage):
+        remote_coverage = remote_coverage() if REMOTE_METADATA_FILE in names else None
     meta = read_partition_metadata(directory)
     meta_start = 0
     if meta is not None and meta.get("log_start_offset", "").isdigit():
@@ -77,6 +89,8 @@ def recover_partition(
     recovered: list[Segment] = []
     for i, base in enumerate(bases):
         segment = Segment.open_existing(directory, base, interval)
+        if segment_name(base, TXN_INDEX_SUFFIX) not in names:
+            segment.no_txn_index()  # (what reading a missing file gives, without trying)
         is_last = i == len(bases) - 1
         must_recover = not clean and (is_last or recovery_point is None or base >= recovery_point)
         if not must_recover and not segment.load_trusted():
@@ -140,7 +154,8 @@ def recover_partition(
         write_partition_metadata(directory, topic, partition, log_start, fsync)
     elif changed:
         fsync_dir(directory, fsync)
-    active.ensure_indexes()
+    # (the active segment's index files are read at its first lookup or append:
+    # Segment.ensure_indexes, from find_position and _note_batch)
     adopt_as_active(active, now_ms)
     return segments, log_start
 

@@ -17,8 +17,12 @@ the segment from being closed or truncated meanwhile).
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -57,6 +61,8 @@ _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
 _OPEN_FLAGS: Final = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
 
+logger = logging.getLogger(__name__)
+
 
 class SegmentCorrupt(KafkaError):
     """The bytes of a segment do not frame as batches where the indexes said they would."""
@@ -77,19 +83,122 @@ def whole_batches_length(data: bytes | memoryview) -> int:
     return pos
 
 
+class OpenSegmentFiles:
+    """The ``.log`` files kept open, least recently used first, and their bound.
+
+    Every segment opens its ``.log`` file lazily (its :attr:`Segment.fd`). With a limit
+    (``limit > 0``, set by the :class:`~riverbed.storage.manager.LogManager` from
+    ``max_open_segment_files``), opening one more file closes the least recently used ones
+    beyond the limit. A segment is closed here only when it belongs to a log
+    (:attr:`Segment.locks` set) and both of that log's locks could be taken without
+    waiting: nothing else uses a segment's descriptor without holding one of them (reads
+    and appends hold the state lock, fsyncs the flush lock), so it is never closed under
+    a reader or an fsync. A segment is reopened at its next use. Closing and reopening a
+    ``.log`` file loses nothing: fsync through the new descriptor covers the pages written
+    through the old one, and a writeback error nobody has seen yet is reported to a newly
+    opened descriptor too (Linux ``errseq``)."""
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[Segment, None] = OrderedDict()
+        self.evictions = 0
+        self.warned = False
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def touch(self, segment: Segment) -> None:
+        with self._lock:
+            if segment in self._lru:
+                self._lru.move_to_end(segment)
+
+    def opened(self, segment: Segment) -> None:
+        with self._lock:
+            self._lru[segment] = None
+            if self.limit > 0 and len(self._lru) > self.limit:
+                self._evict_locked(segment)
+
+    def reopen(self, segment: Segment) -> int:
+        with self._lock:
+            fd = segment._fd
+            if fd >= 0:
+                return fd
+            if segment.closed:
+                raise OSError(errno.EBADF, f"{segment.path(LOG_SUFFIX)} is closed")
+            fd = os.open(segment.path(LOG_SUFFIX), _OPEN_FLAGS)
+            segment._fd = fd
+            self._lru[segment] = None
+            if self.limit > 0 and len(self._lru) > self.limit:
+                self._evict_locked(segment)
+            return fd
+
+    def trim(self) -> None:
+        """Close idle files beyond the limit (the flusher calls this after each cycle: files
+        that were busy when the last one was opened are idle again), and say so once when
+        the limit cannot be kept."""
+        if self.limit > 0 and len(self._lru) > self.limit:
+            with self._lock:
+                self._evict_locked(None, warn=True)
+
+    def forget(self, segment: Segment) -> None:
+        with self._lock:
+            self._lru.pop(segment, None)
+            fd, segment._fd = segment._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _evict_locked(self, keep: Segment | None, *, warn: bool = False) -> None:
+        excess = len(self._lru) - self.limit
+        for victim in list(self._lru):
+            if excess <= 0:
+                return
+            locks = victim.locks
+            if victim is keep or locks is None:
+                continue
+            if not locks[0].acquire(blocking=False):
+                continue
+            try:
+                if not locks[1].acquire(blocking=False):
+                    continue
+                try:
+                    fd, victim._fd = victim._fd, -1
+                    del self._lru[victim]
+                    if fd >= 0:
+                        os.close(fd)
+                    self.evictions += 1
+                    excess -= 1
+                finally:
+                    locks[1].release()
+            finally:
+                locks[0].release()
+        if warn and excess > 0 and not self.warned:
+            self.warned = True
+            logger.warning(
+                "%d segment files open, above max.open.segment.files (%d): every other one is in use",
+                len(self._lru),
+                self.limit,
+            )
+
+
+OPEN_SEGMENT_FILES = OpenSegmentFiles()
+"""The process's open ``.log`` files (shared by every log of every manager)."""
+
+
 class Segment:
     __slots__ = (
+        "_fd",
         "aborted",
         "base_offset",
         "bytes_since_index",
         "closed",
         "directory",
-        "fd",
         "first_append_ms",
         "index",
         "index_interval",
         "indexes_loaded",
         "last_modified_ms",
+        "locks",
         "max_timestamp",
         "next_offset",
         "offset_of_max_timestamp",
@@ -103,7 +212,10 @@ class Segment:
     def __init__(self, directory: Path, base_offset: int, fd: int, index_interval: int) -> None:
         self.directory = directory
         self.base_offset = base_offset
-        self.fd = fd
+        self._fd = fd
+        self.locks: tuple[threading.Lock, threading.Lock] | None = None
+        """The owning log's (flush lock, state lock); set once the segment belongs to a log,
+        which lets :data:`OPEN_SEGMENT_FILES` close its file when it is idle."""
         self.index_interval = index_interval
         self.size = 0
         """Bytes of whole batches in the file (the append position)."""
@@ -126,6 +238,18 @@ class Segment:
         """False until :meth:`load_txn_index` read the ``.txnindex`` file of an existing segment."""
         self.txn_dirty = False
         """``aborted`` differs from the ``.txnindex`` file."""
+        if fd >= 0:
+            OPEN_SEGMENT_FILES.opened(self)
+
+    @property
+    def fd(self) -> int:
+        """The ``.log`` file's descriptor, opened again if it was closed while idle."""
+        fd = self._fd
+        if fd < 0:
+            return OPEN_SEGMENT_FILES.reopen(self)
+        if OPEN_SEGMENT_FILES.limit:
+            OPEN_SEGMENT_FILES.touch(self)
+        return fd
 
     # -- files ---------------------------------------------------------------------------
 
@@ -133,10 +257,21 @@ class Segment:
         return self.directory / segment_name(self.base_offset, suffix)
 
     @classmethod
-    def create(cls, directory: Path, base_offset: int, index_interval: int, now_ms: int) -> Segment:
-        remove_quietly(directory / segment_name(base_offset, INDEX_SUFFIX))
-        remove_quietly(directory / segment_name(base_offset, TIME_INDEX_SUFFIX))
-        remove_quietly(directory / segment_name(base_offset, TXN_INDEX_SUFFIX))
+    def create(
+        cls,
+        directory: Path,
+        base_offset: int,
+        index_interval: int,
+        now_ms: int,
+        *,
+        fresh: bool = False,
+    ) -> Segment:
+        """A new, empty segment (``fresh``: in a directory just created, so with no index
+        files of an older segment of that name to remove)."""
+        if not fresh:
+            remove_quietly(directory / segment_name(base_offset, INDEX_SUFFIX))
+            remove_quietly(directory / segment_name(base_offset, TIME_INDEX_SUFFIX))
+            remove_quietly(directory / segment_name(base_offset, TXN_INDEX_SUFFIX))
         path = directory / segment_name(base_offset, LOG_SUFFIX)
         fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644)
         segment = cls(directory, base_offset, fd, index_interval)
@@ -157,7 +292,7 @@ class Segment:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            os.close(self.fd)
+            OPEN_SEGMENT_FILES.forget(self)
 
     def delete(self) -> None:
         self.close()
@@ -195,14 +330,18 @@ class Segment:
         except FileNotFoundError:
             data = b""
         kept = [
-            e
-            for e in decode_entries(data)
-            if self.base_offset <= e.last_offset < self.next_offset
+            e for e in decode_entries(data) if self.base_offset <= e.last_offset < self.next_offset
         ]
         kept.sort(key=lambda e: e.last_offset)
         self.aborted = kept
         self.txn_loaded = True
         self.txn_dirty = len(data) != TXN_ENTRY_SIZE * len(kept)
+
+    def no_txn_index(self) -> None:
+        """The segment has no ``.txnindex`` file: as :meth:`load_txn_index` would find."""
+        self.aborted = []
+        self.txn_loaded = True
+        self.txn_dirty = False
 
     def add_aborted(self, entry: AbortedTxn) -> None:
         """Record an aborted transaction whose marker is in this segment; an entry for the
@@ -271,6 +410,8 @@ class Segment:
         self, position: int, base_offset: int, last_offset: int, max_timestamp: int, nbytes: int
     ) -> None:
         """Account for a batch now stored at ``position``: sparse index entries, max timestamp."""
+        if not self.indexes_loaded:  # an active segment opened lazily: its first append
+            self.ensure_indexes()
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = base_offset
@@ -581,6 +722,8 @@ class Segment:
             return True
         return False
 
-    def first_batch_timestamp(self) -> int:
-        head = os.pread(self.fd, HEADER_SIZE, 0)
+    def first_batch_timestamp(self, fd: int | None = None) -> int:
+        """``fd``: a duplicate of the file's descriptor (a caller holding none of the log's
+        locks must not use :attr:`fd`, which may be closed while idle)."""
+        head = os.pread(self.fd if fd is None else fd, HEADER_SIZE, 0)
         return int(BatchHeader(head).max_timestamp) if len(head) == HEADER_SIZE else -1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -228,3 +229,120 @@ def test_syncfs_cycle_makes_several_logs_durable(tmp_path: Path) -> None:
         assert all(log.high_watermark == 3 for log in logs)
     finally:
         manager.close()
+
+
+def _syncfs_manager(path: Path) -> tuple[LogManager, list[SegmentLog], CountingFsync]:
+    """A manager using the real syncfs(2), with 20 logs appended to and not yet flushed: their
+    flush requests are withheld (no hooks while appending) so a test runs the cycle itself;
+    each log's own fsyncs are counted (real ones)."""
+    from riverbed.storage.manager import _load_syncfs
+
+    if _load_syncfs() is None:
+        pytest.skip("syncfs(2) reporting writeback errors needs Linux 5.8 or later")
+    manager = LogManager(path, syncfs=True)
+    manager.open()
+    counting = CountingFsync()
+    logs = [manager.create("many", p, LogConfig()) for p in range(20)]
+    for log in logs:
+        hooks, log.hooks = log.hooks, None
+        log._fsync = counting  # type: ignore[attr-defined]
+        log.append(make_batch(2), now_ms=1000)
+        log.hooks = hooks
+        assert log.high_watermark == 0
+    return manager, logs, counting
+
+
+def test_one_syncfs_makes_a_cycle_of_many_logs_durable_without_per_log_fsyncs(
+    tmp_path: Path,
+) -> None:
+    manager, logs, counting = _syncfs_manager(tmp_path / "data")
+    try:
+        manager._cycle(logs)
+        assert [log.high_watermark for log in logs] == [2] * 20
+        assert counting.calls == 0  # neither the segments nor the new directories
+    finally:
+        manager.close()
+    assert (tmp_path / "data" / ".clean-shutdown").exists()
+    reopened = LogManager(tmp_path / "data")
+    reopened.open()
+    try:
+        assert all(log.log_end_offset == 2 for log in reopened.partitions())
+    finally:
+        reopened.close()
+
+
+def test_a_failed_syncfs_falls_back_to_fsyncs_and_is_not_trusted_again(tmp_path: Path) -> None:
+    manager, logs, counting = _syncfs_manager(tmp_path / "data")
+    calls: list[int] = []
+
+    def failing_syncfs(fd: int) -> int:
+        calls.append(fd)
+        return -1
+
+    manager._syncfs = failing_syncfs
+    try:
+        manager._cycle(logs)
+        assert [log.high_watermark for log in logs] == [2] * 20
+        # each new log: its metadata file, its directory, the data directory; then its segment
+        assert counting.calls == 20 * 4
+        assert len(calls) == 1
+        for log in logs:
+            hooks, log.hooks = log.hooks, None
+            log.append(make_batch(1), now_ms=1000)
+            log.hooks = hooks
+        manager._cycle(logs)
+        assert len(calls) == 1  # not asked again
+        assert counting.calls == 20 * 5
+        assert [log.high_watermark for log in logs] == [3] * 20
+    finally:
+        manager.close()
+    # close did not rely on syncfs either: every log fsynced its files, the marker is there
+    assert (tmp_path / "data" / ".clean-shutdown").exists()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _open_segments(manager: LogManager) -> int:
+    """The manager's segments whose file is open now (the bound is per process; other
+    tests' segments may count towards it too)."""
+    return sum(s._fd >= 0 for log in manager.partitions() for s in log._segments)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_segment_files_stay_within_the_bound_and_reopen_on_use(tmp_path: Path) -> None:
+    from riverbed.storage.segment import OPEN_SEGMENT_FILES
+
+    before_limit = OPEN_SEGMENT_FILES.limit
+    baseline = _open_fds()
+    manager = LogManager(tmp_path / "data", max_open_segment_files=8)
+    manager.open()
+    try:
+        logs = [manager.create("fd", p, LogConfig(segment_bytes=400)) for p in range(40)]
+        for round_ in range(3):  # small segments: rolls too
+            for log in logs:
+                log.append(make_batch(2), now_ms=1000 + round_)
+        manager.flush_all()
+        # the flusher closes what its cycle kept busy once the cycle is over
+        deadline = time.monotonic() + 10
+        while _open_segments(manager) > 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _open_segments(manager) <= 8
+        # (the flusher's pool threads and the data directory take a few more)
+        assert _open_fds() - baseline <= 8 + 12
+        for log in logs:  # every log is read back through reopened files
+            assert log.high_watermark == 6
+            assert [h.base_offset for h in headers(read_all(log))] == [0, 2, 4]
+        assert OPEN_SEGMENT_FILES.evictions > 0
+    finally:
+        manager.close()
+        OPEN_SEGMENT_FILES.limit = before_limit
+    reopened = LogManager(tmp_path / "data", max_open_segment_files=8)
+    reopened.open()
+    try:
+        assert _open_segments(reopened) <= 8
+        assert all(log.log_end_offset == 6 for log in reopened.partitions())
+    finally:
+        reopened.close()
+        OPEN_SEGMENT_FILES.limit = before_limit
