@@ -45,6 +45,7 @@ class ChangelogPartition:
         self.applied = 0  # records written to the store
         self.chunks = 0  # poll-loop turns that applied records to it
         self.done = False
+        self.started = False  # set once the reader has checked the checkpoint and chosen the start
         self._checkpointed = -1
 
     @property
@@ -52,8 +53,10 @@ class ChangelogPartition:
         return max(self.end - self.start, 0)
 
     def checkpoint(self) -> None:
-        """Commit the store's writes with the position reached (a prefix of the changelog)."""
-        if self.position != self._checkpointed:
+        """Commit the store's writes with the position reached (a prefix of the changelog).
+        Nothing before the reader started it: a refused start (a changelog lost underneath the
+        store) leaves the store and its checkpoint as they were."""
+        if self.started and self.position != self._checkpointed:
             self.engine.commit(self.position)
             self._checkpointed = self.position
 
@@ -113,6 +116,7 @@ class ChangelogReader:
             start = ck
         cp.start = cp.position = start
         cp.end = high
+        cp.started = True
         if not cp.standby:
             self._report(cp)
             if start >= high:
