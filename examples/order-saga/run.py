@@ -31,7 +31,9 @@ from riverbed.patterns.sagas import NoReply, SagaOrchestrator, SagaParticipant, 
 
 ORDER_SAGA = sm.SagaDefinition("order", (
     sm.Step("payment", "payments.commands", "ChargePayment", "RefundPayment", timeout=10),
-    sm.Step("inventory", "inventory.commands", "ReserveStock", "ReleaseStock", timeout=2),
+    # long enough for the broker's kill -9 and restart mid-saga: a step's timer runs from its
+    # command, so with 2 s a slow restart made saga A time out too (seen in CI)
+    sm.Step("inventory", "inventory.commands", "ReserveStock", "ReleaseStock", timeout=10),
 ))
 STOCK = {"book": 5, "lamp": 0}
 
