@@ -707,6 +707,11 @@ class Runtime(StoreQueries):
             r = self.restoring.get(key)
             if r is None:
                 r = self._new_restoring(key)
+            if not r.task.engines:  # nothing to restore (a stateless task): it runs at once
+                del self.restoring[key]
+                with self._lock:
+                    self.tasks[key] = r.task.start()
+                continue
             r.inputs.append(TopicPartition(tp.topic, tp.partition))
             paused.append(TopicPartition(tp.topic, tp.partition))
         if paused:
