@@ -78,7 +78,8 @@ def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> f
 
 
 def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> float:
-    rt = Runtime(app.topology(), bootstrap, state_dir=tempfile.mkdtemp(), commit_interval_ms=2000)
+    rt = Runtime(app.topology(), bootstrap, state_dir=tempfile.mkdtemp(), commit_interval_ms=2000,
+                 cache_max_bytes=0)  # as riverbed.sql runs its queries (every change emitted) unless told otherwise
     t = threading.Thread(target=rt.run, daemon=True)
     t.start()
     while not rt.tasks:  # from the assignment on, as for the SQL query (CREATE returns then)
