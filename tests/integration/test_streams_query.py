@@ -125,7 +125,10 @@ def test_window_session_and_range_queries_two_instances(riverbed_broker: Embedde
     want_counts = {u: 4 if u == "user-0" else 3 for u in users}
     topo = _windows_app("iqw").topology()
     servers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    # eager range assignment gives each instance one partition at once (cooperative-sticky may leave
+    # both with the first instance for a while: "counts on both instances" then timed out in CI)
     rts = [Runtime(topo, bs, state_dir=tmp_path / f"s{i}", commit_interval_ms=200, application_server=servers[i],
+                   rebalance_protocol="eager",
                    consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}) for i in range(2)]
     threads = [threading.Thread(target=rt.run, daemon=True) for rt in rts]
     for t in threads:
