@@ -10,16 +10,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from riverbed.client import schema_wire as wire
+
 log = logging.getLogger("riverbed.console")
 
-MAGIC = 0
 HEX_PREVIEW = 4096
 
 
@@ -86,35 +86,6 @@ def _hex(data: bytes, note: str | None = None) -> Decoded:
     return Decoded("hex", " ".join(preview[i:i + 16].hex(" ") for i in range(0, len(preview), 16)), len(data), note=note, truncated=len(data) > HEX_PREVIEW)
 
 
-def _zigzag_varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-    return (result >> 1) ^ -(result & 1), i
-
-
-def message_indexes(payload: bytes) -> tuple[list[int], int]:
-    """Confluent's Protobuf message-index list at the start of `payload` (a single 0 byte is
-    the first message); returns the indexes and where the message bytes begin."""
-    count, i = _zigzag_varint(payload, 0)
-    if count == 0:
-        return [0], i
-    if count < 0 or count > 100:
-        raise ValueError(f"bad message index count {count}")
-    out = []
-    for _ in range(count):
-        idx, i = _zigzag_varint(payload, i)
-        out.append(idx)
-    return out, i
-
-
 def _decode_avro(schema: dict[str, Any], payload: bytes) -> Any:
     import fastavro
 
@@ -135,16 +106,13 @@ def _decode_protobuf(schema: dict[str, Any], payload: bytes) -> Any:
 
     if schema.get("references"):
         raise ValueError("Protobuf schemas with references are not decoded yet")
-    indexes, start = message_indexes(payload)
+    indexes, start = wire.read_indexes(payload)
     built = pb.parse(schema["schema"])
     pool = descriptor_pool.DescriptorPool()
     for dep in built.deps.values():
         pool.Add(dep)
     fd = pool.Add(built.file)
-    desc = fd.message_types_by_name[built.file.message_type[indexes[0]].name]
-    for idx in indexes[1:]:
-        desc = desc.nested_types[idx]
-    msg = message_factory.GetMessageClass(desc)()
+    msg = message_factory.GetMessageClass(wire.message_at(fd, indexes))()
     msg.ParseFromString(payload[start:])
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
@@ -161,8 +129,8 @@ def decode(data: bytes | None, registry: SchemaRegistry | None, max_bytes: int) 
             pass
         d.size, d.truncated, d.note = len(data), True, f"{len(data)} bytes: too large to show whole"
         return d
-    if len(data) >= 5 and data[0] == MAGIC and registry is not None and registry.url is not None:
-        schema_id = struct.unpack(">I", data[1:5])[0]
+    schema_id = wire.schema_id(data)
+    if schema_id is not None and registry is not None and registry.url is not None:
         try:
             schema = registry.schema(schema_id)
             kind = str(schema.get("schemaType", "AVRO")).upper()

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from riverbed.client import schema_wire as wire
+
 FORMATS = ("AVRO", "PROTOBUF", "JSONSCHEMA")
 STRATEGIES = ("TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME")
-MAGIC = b"\x00"
 CACHE = 10_000  # schemas (and subject lookups) kept in memory
 MAX_REF_DEPTH = 32  # schema references within references
 
@@ -65,7 +65,7 @@ class Codec:
         return str(title) if title else None
 
     def encode(self, data: Any) -> bytes:
-        head = MAGIC + struct.pack(">I", self.id)
+        head = wire.frame(self.id)
         try:
             if self.kind == "AVRO":
                 import fastavro
@@ -85,7 +85,7 @@ class Codec:
             message = self._proto_class(self.parsed[0].names()[0])()
             json_format.ParseDict(data, message)
             payload: bytes = message.SerializeToString()
-            return head + b"\x00" + payload  # message index [0]: one 0 byte
+            return head + wire.write_indexes([0]) + payload
         except SchemaError:
             raise
         except Exception as exc:  # fastavro/jsonschema/protobuf raise many kinds
@@ -106,10 +106,10 @@ class Codec:
             return json.loads(out.getvalue())
         if self.kind == "JSONSCHEMA":
             return json.loads(payload)
-        from google.protobuf import json_format
+        from google.protobuf import json_format, message_factory
 
-        indexes, pos = _read_indexes(payload)
-        message = self._proto_class(self._message_name(indexes))()
+        indexes, pos = wire.read_indexes(payload)
+        message = message_factory.GetMessageClass(wire.message_at(self._proto_file(), indexes))()
         message.ParseFromString(payload[pos:])
         return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
@@ -118,43 +118,9 @@ class Codec:
 
         return message_factory.GetMessageClass(self.parsed[1].FindMessageTypeByName(full_name))
 
-    def _message_name(self, indexes: list[int]) -> str:
-        file = self.parsed[0].file
-        scope, messages = file.package, list(file.message_type)
-        name = ""
-        for i in indexes:
-            if not 0 <= i < len(messages):
-                raise ValueError(f"message index {indexes} is not in schema {self.id}")
-            m = messages[i]
-            name = f"{scope}.{m.name}" if scope else m.name
-            scope, messages = name, list(m.nested_type)
-        return name
-
-
-def _zigzag(data: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated Protobuf message indexes")
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return (value >> 1) ^ -(value & 1), pos
-
-
-def _read_indexes(payload: bytes) -> tuple[list[int], int]:
-    count, pos = _zigzag(payload, 0)
-    if count == 0:
-        return [0], pos
-    if not 0 < count < 100:
-        raise ValueError(f"bad Protobuf message index count {count}")
-    out = []
-    for _ in range(count):
-        i, pos = _zigzag(payload, pos)
-        out.append(i)
-    return out, pos
+    def _proto_file(self) -> Any:
+        """The schema's FileDescriptor in its pool."""
+        return self.parsed[1].FindFileByName(self.parsed[0].file.name)
 
 
 @dataclass
@@ -438,9 +404,10 @@ class SchemaFormats:
         (ValueError if it is not)."""
         if data is None:
             return None
-        if len(data) < 5 or data[0] != 0:
+        sid = wire.schema_id(data)
+        if sid is None:
             raise ValueError("Unknown magic byte!")
-        codec = await self.by_id(struct.unpack(">I", data[1:5])[0])
+        codec = await self.by_id(sid)
         if codec.kind != kind:
             raise ValueError(f"schema {codec.id} is {codec.kind}, not {kind}")
         return codec.decode(data[5:])

@@ -30,6 +30,7 @@ from typing import Any
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from riverbed.client import schema_wire as wire
 from riverbed.registry.formats import protobuf as pb
 
 from . import types as T
@@ -166,16 +167,7 @@ def build(
 
 def message_at(schema: pb.ProtobufSchema, pool: Any, indexes: list[int]) -> Descriptor:
     """The message at ``indexes`` (a path of positions: top-level message, then nested ones)."""
-    file = pool.FindFileByName(pb.ROOT)
-    if not indexes or not file.message_types_by_name:
-        raise ValueError("the schema has no message")
-    msgs = list(file.message_types_by_name.values())
-    try:
-        desc = msgs[indexes[0]]
-        for i in indexes[1:]:
-            desc = desc.nested_types[i]
-    except IndexError:
-        raise ValueError(f"no message at indexes {indexes} in the schema") from None
+    desc: Descriptor = wire.message_at(pool.FindFileByName(pb.ROOT), indexes)
     return desc
 
 
@@ -407,69 +399,6 @@ def from_row(cls: Any, row: dict[str, Any], columns: Columns) -> Any:
         if f is not None:
             _write(msg, f, row.get(n), t)
     return msg
-
-
-def indexes_of(desc: Descriptor) -> list[int]:
-    """The message indexes of ``desc`` in its file (the path of positions)."""
-    path: list[int] = []
-    d: Any = desc
-    while d.containing_type is not None:
-        parent = d.containing_type
-        path.append(list(parent.nested_types).index(d))
-        d = parent
-    path.append(list(d.file.message_types_by_name.values()).index(d))
-    return path[::-1]
-
-
-def write_indexes(indexes: list[int]) -> bytes:
-    """Message indexes as confluent-kafka writes them: ``[0]`` as the single byte 0."""
-    if indexes == [0]:
-        return b"\x00"
-    return b"".join(_zigzag_bytes(i) for i in [len(indexes), *indexes])
-
-
-def _zigzag_bytes(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-# -- message indexes ----------------------------------------------------------------------------------
-def read_indexes(data: bytes, pos: int) -> tuple[list[int], int]:
-    """The message indexes at ``data[pos:]`` (zig-zag varints) and where the message starts."""
-    count, pos = _zigzag(data, pos)
-    if count == 0:
-        return [0], pos
-    if count < 0 or count > 64:
-        raise ValueError(f"bad message index count {count}")
-    out = []
-    for _ in range(count):
-        i, pos = _zigzag(data, pos)
-        out.append(i)
-    return out, pos
-
-
-def _zigzag(data: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated message indexes")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint in message indexes")
-    return (result >> 1) ^ -(result & 1), pos
 
 
 def columns_of_row(row: dict[str, Any], columns: Columns) -> dict[str, Any]:

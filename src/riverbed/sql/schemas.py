@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import threading
 from decimal import Decimal
 from typing import Any
 
 import fastavro
 import httpx
+
+from riverbed.client import schema_wire as wire
 
 from . import types as T
 from .errors import SqlError
@@ -256,9 +257,6 @@ def _infer(latest: dict[str, Any], topic: str, fmt: str, part: str, full_name: s
 
 
 # -- serdes ---------------------------------------------------------------------------------------------
-_HEADER = struct.Struct(">bI")
-
-
 def _avro_in(v: Any, t: T.SqlType) -> Any:
     """A SQL value as fastavro writes it."""
     if v is None:
@@ -356,7 +354,7 @@ class RegistryRowSerde:
             schema, pool = P.build(row["schema"], self.registry.protobuf_references(row.get("references")))
             desc = pool.FindMessageTypeByName(self.full_name) if self.full_name else P.message_at(schema, pool, [0])
             self._writer = P.message_class(desc)
-            self._indexes = P.write_indexes(P.indexes_of(desc))
+            self._indexes = wire.write_indexes(wire.indexes_of(desc))
         else:
             props = json.loads(row["schema"]).get("properties")
             if isinstance(props, dict):
@@ -394,7 +392,7 @@ class RegistryRowSerde:
 
             return bytes(from_row(self._writer, row, self.columns).SerializeToString())
         sid, writer = self._schema()
-        head = _HEADER.pack(0, sid)
+        head = wire.frame(sid)
         if self.fmt == "PROTOBUF":
             from .protobuf import from_row
 
@@ -440,13 +438,13 @@ class RegistryRowSerde:
             msg = self._writer()
             msg.ParseFromString(bytes(data))
             return columns_of_row(to_row(msg), self.columns)
-        if len(data) < 5 or data[0] != 0:
+        sid = wire.schema_id(data)
+        if sid is None:
             raise ValueError("not in the schema registry's wire format (magic byte 0 and a schema id)")
-        sid = int.from_bytes(data[1:5], "big")
         if self.fmt == "PROTOBUF":
-            from .protobuf import columns_of_row, read_indexes, to_row
+            from .protobuf import columns_of_row, to_row
 
-            indexes, pos = read_indexes(bytes(data), 5)
+            indexes, pos = wire.read_indexes(bytes(data), 5)
             msg = self._protobuf_reader(sid, indexes)()
             msg.ParseFromString(bytes(data[pos:]))
             return columns_of_row(to_row(msg), self.columns)

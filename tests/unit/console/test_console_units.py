@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 
 from riverbed.console.browse import BadQuery, Query, Record, lookup, matches, parse_path
-from riverbed.console.decode import Decoded, cloudevent, decode, message_indexes
+from riverbed.console.decode import Decoded, cloudevent, decode
 from riverbed.console.security import CSRF_COOKIE, FormError, csrf_token, read_form
 
 
@@ -73,24 +73,6 @@ def test_decode_kinds() -> None:
     assert decode(b"\x00\x00\x00\x00\x01\x02", None, 100).kind == "hex"  # wire format, no registry: hex
     big = decode(b"x" * 5000, None, 100)
     assert big.truncated and big.size == 5000 and len(big.text) <= 4096
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=5))
-def test_message_indexes_round_trip(indexes: list[int]) -> None:
-    def zz(n: int) -> bytes:
-        n = (n << 1) ^ (n >> 63)
-        out = bytearray()
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
-        return bytes(out)
-
-    encoded = zz(len(indexes)) + b"".join(zz(i) for i in indexes) + b"rest"
-    got, start = message_indexes(encoded)
-    assert got == indexes and encoded[start:] == b"rest"
-    assert message_indexes(b"\x00rest") == ([0], 1)
 
 
 def test_cloudevents() -> None:

@@ -154,15 +154,6 @@ def test_protobuf_columns_round_trip_and_infer() -> None:
         P.proto_text([("AA", T.array(T.array(T.INTEGER)))])
 
 
-def test_protobuf_message_indexes() -> None:
-    from riverbed.sql.protobuf import read_indexes
-
-    assert read_indexes(b"\x00\x00\x00\x00\x01\x00rest", 5) == ([0], 6)
-    assert read_indexes(b"\x04\x02\x06", 0) == ([1, 3], 3)  # zig-zag: count 2, then 1 and 3
-    with pytest.raises(ValueError, match="truncated"):
-        read_indexes(b"\x04\x02", 0)
-
-
 @pytest.mark.parametrize("nullable", ["WRAPPER", "OPTIONAL"])
 def test_protobuf_nullable_representations_keep_null_apart_from_defaults(nullable: str) -> None:
     from riverbed.sql import protobuf as P
