@@ -111,6 +111,18 @@ _TABLE_WITHIN = ("A window definition was provided for a Table-Table join. These
                  "the window definition (ie. the WITHIN clause) and try to execute your join again.")
 
 
+def _join_windows(j: A.Join, on: A.Expr) -> tuple[JoinWindows, JoinWindows]:
+    """A stream-stream join's windows from its WITHIN clause, as ksqlDB builds them: with
+    ``WITHIN (before, after)`` a left record at ``t`` joins right records in ``[t - before,
+    t + after]``. The second windows are the same seen from the right side (for RIGHT joins,
+    planned as the right stream's LEFT join)."""
+    if j.within_ms is None:
+        raise err(on, "Stream-Stream joins must have a WITHIN clause specified. None was provided.")
+    before, after = j.within_ms
+    grace = j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS
+    return JoinWindows.of(before, grace=grace).after(after), JoinWindows.of(after, grace=grace).after(before)
+
+
 def _qualified(e: A.Expr, alias: str) -> A.Expr:
     """A join expression as ksqlDB prints it in messages: a bare column gets its source's alias."""
     if isinstance(e, A.Column) and e.source is None:
@@ -425,11 +437,7 @@ class Planner:
         name = f"join-{la.lower()}-{ra.lower()}"
         self.description.append(f"{how} JOIN {left.kind} {left.name} with {right.kind} {right.name} ON {show(on)}")
         if left.kind == "STREAM" and right.kind == "STREAM":
-            if j.within_ms is None:
-                raise err(on, "Stream-Stream joins must have a WITHIN clause specified. None was provided.")
-            before, after = j.within_ms
-            if before != after:
-                raise err(on, "WITHIN (before, after) with different bounds is not supported yet")
+            windows, swapped = _join_windows(j, on)
             ls, rs = self._stream(left), self._stream(right)
             lf, rf = lc.fn, rc.fn
             # a re-keyed side is written with the other side's key format (co-partitioned bytes)
@@ -439,13 +447,12 @@ class Planner:
                 ls = ls.select_key(lambda _k, v: lf(v), key_serde=common)
             if not rkey:
                 rs = rs.select_key(lambda _k, v: rf(v), key_serde=common)
-            windows = JoinWindows.of(before, grace=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS)
             if how == "INNER":
                 out = ls.join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
             elif how == "LEFT":
                 out = ls.left_join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
             elif how == "RIGHT":
-                out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=windows)
+                out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=swapped)
             else:
                 out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL_VALUES)
             return out, None, key_name, lc.type
@@ -548,24 +555,19 @@ class Planner:
             rt = self._table(right, ra)
             out = (rekeyed.join if how == "INNER" else rekeyed.left_join)(rt, joiner, name=name, value_serde=INTERNAL_VALUES)
             return out, key_name, lc.type
-        if j.within_ms is None:
-            raise err(on, "Stream-Stream joins must have a WITHIN clause specified. None was provided.")
-        before, after = j.within_ms
-        if before != after:
-            raise err(on, "WITHIN (before, after) with different bounds is not supported yet")
+        windows, swapped = _join_windows(j, on)
         rs = self._stream(right)
         rf = rc.fn
         common: Any = right.key_serde() if r_is_key else INTERNAL
         ls = stream.select_key(lambda _k, v: lf(v), key_serde=common)
         if not r_is_key:
             rs = rs.select_key(lambda _k, v: rf(v), key_serde=common)
-        windows = JoinWindows.of(before, grace=j.grace_ms if j.grace_ms is not None else DEFAULT_GRACE_MS)
         if how == "INNER":
             out = ls.join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
         elif how == "LEFT":
             out = ls.left_join(rs, joiner, name=name, value_serde=INTERNAL_VALUES, windows=windows)
         elif how == "RIGHT":
-            out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=windows)
+            out = rs.left_join(ls, lambda rv, lv: joiner(lv, rv), name=name, value_serde=INTERNAL_VALUES, windows=swapped)
         else:
             out = ls.outer_join(rs, joiner, windows, name=name, value_serde=INTERNAL_VALUES)
         return out, key_name, lc.type
