@@ -78,6 +78,7 @@ class Settings:
     e2e_warmup_seconds: float = 1.0
     disk_bytes: int = 1 << 30
     fsync_seconds: float = 3.0
+    loadgen: str | None = None  # the compiled load generator (benchmarks/loadgen.c), or None: Python
     loopback_seconds: float = 3.0
 
     @classmethod
@@ -283,6 +284,52 @@ def produce_throughput(
         "client_cpu_s": client_cpu,
         "total_records_in_topic": ok + PARTITIONS,
     }
+
+
+def _run_loadgen(args: list[str], timeout: float) -> Json:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"loadgen exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    out: Json = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def produce_throughput_c(
+    loadgen: str, bootstrap: str, topic: str, size: int, seconds: float, max_records: int, started: Event
+) -> Json:
+    """produce_throughput with the compiled load generator (one librdkafka producer in C)."""
+    started.set()
+    out = _run_loadgen([loadgen, "produce", bootstrap, topic, str(PARTITIONS), str(size), str(seconds),
+                        str(max_records)], seconds + 180)  # fmt: skip
+    if out["errors"] or out["undelivered"]:
+        raise RuntimeError(f"loadgen: {out['errors']} errors, {out['undelivered']} undelivered: {out['error_samples']}")
+    return {**out, "client": {"loadgen": "c"}}
+
+
+def consume_throughput_c(
+    loadgen: str, bootstrap: str, topic: str, size: int, expected: int, started: Event
+) -> Json:
+    """consume_throughput with the compiled load generator: one pass over the topic."""
+    started.set()
+    out = _run_loadgen([loadgen, "consume", bootstrap, topic, str(PARTITIONS), str(expected), "120"], 180)
+    return {**out, "passes": 1, "client_last_pass": {"loadgen": "c"}}
+
+
+def build_loadgen(directory: Path) -> str:
+    """Compile benchmarks/loadgen.c against librdkafka (Debian: librdkafka-dev)."""
+    out = directory / "loadgen"
+    src = REPO / "benchmarks" / "loadgen.c"
+    # Link the librdkafka that confluent-kafka's wheel bundles (2.1x), the same client as the
+    # Python load generator; Debian's (2.0.2) cannot talk to Tansu (its ApiVersions answer
+    # fails to parse there). The headers come from librdkafka-dev; the API used is older than both.
+    import confluent_kafka
+
+    libs = sorted((Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs").glob("librdkafka*.so*"))
+    link = [str(libs[0]), f"-Wl,-rpath,{libs[0].parent}"] if libs else ["-lrdkafka"]
+    proc = subprocess.run(["gcc", "-O2", "-o", str(out), str(src), *link], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"cannot build the load generator (apt-get install librdkafka-dev?):\n{proc.stderr}")
+    return str(out)
 
 
 def consume_throughput(
@@ -761,7 +808,10 @@ def bench_size(ctx: SpawnContext, broker: Broker, size: int, s: Settings) -> Jso
             broker,
             [(produce_throughput, {"bootstrap": bs, "topic": topic, "size": size,
                                    "seconds": s.produce_seconds,
-                                   "max_records": s.max_records})],
+                                   "max_records": s.max_records})
+             if s.loadgen is None else
+             (produce_throughput_c, {"loadgen": s.loadgen, "bootstrap": bs, "topic": topic, "size": size,
+                                     "seconds": s.produce_seconds, "max_records": s.max_records})],
             timeout=s.produce_seconds + 180,
         )  # fmt: skip
         out["produce"] = _rates(r)
@@ -783,7 +833,10 @@ def bench_size(ctx: SpawnContext, broker: Broker, size: int, s: Settings) -> Jso
             [(consume_throughput, {"bootstrap": bs, "topic": topic, "size": size,
                                    "expected": expected,
                                    "min_seconds": s.consume_min_seconds,
-                                   "max_passes": s.consume_max_passes})],
+                                   "max_passes": s.consume_max_passes})
+             if s.loadgen is None else
+             (consume_throughput_c, {"loadgen": s.loadgen, "bootstrap": bs, "topic": topic, "size": size,
+                                     "expected": expected})],
             timeout=300,
         )  # fmt: skip
         out["consume"] = _rates(r)
@@ -791,6 +844,8 @@ def bench_size(ctx: SpawnContext, broker: Broker, size: int, s: Settings) -> Jso
     except Exception as exc:
         out["consume"] = {"error": _err(exc)}
         _log(f"  {broker.name} {size} B consume FAILED: {_err(exc)[:300]}")
+    if s.e2e_seconds <= 0:
+        return out
     try:
         e2e_topic = f"bench-e2e-{size}"
         create_topic(bs, e2e_topic)
@@ -1060,6 +1115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", help="record sizes, comma-separated (default 1024,100)")
     ap.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--no-limits", action="store_true", help="skip the disk/loopback probes")
+    ap.add_argument("--loadgen", choices=("python", "c"), default="python",
+                    help="produce/consume with confluent-kafka in Python (default) or with benchmarks/loadgen.c, "
+                         "built with gcc against librdkafka-dev, so that the client is not the bottleneck")
+    ap.add_argument("--skip-e2e", action="store_true", help="leave out the end-to-end latency phase")
     ap.add_argument(
         "--runs",
         type=int,
@@ -1077,6 +1136,8 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings.quick() if args.quick else Settings()
     if args.sizes:
         s = Settings(**{**s.__dict__, "sizes": tuple(int(x) for x in args.sizes.split(","))})
+    if args.skip_e2e:
+        s = Settings(**{**s.__dict__, "e2e_seconds": 0.0})
     names = ["riverbed", "tansu"] if args.broker == "both" else args.broker.split(",")
     for n in names:
         if n not in ("riverbed", "riverbed-python", "tansu"):
@@ -1091,6 +1152,9 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     t0 = time.perf_counter()
     with temp_root(args.tmp) as root:
+        if args.loadgen == "c":
+            s = Settings(**{**s.__dict__, "loadgen": build_loadgen(root)})
+            results["settings"]["loadgen"] = "c"
         if not args.no_limits:
             limits: Json = {}
             try:

@@ -68,7 +68,7 @@ class _Slot:
         self.remote: float | None = None
 
 
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, server: KafkaServer) -> None:
         self.server = server
         self.handler = server.handler
@@ -141,7 +141,12 @@ class KafkaConnection(asyncio.Protocol):
         log.info("closing %s: idle for %.0f s (connections.max.idle.ms)", self.info.peer if self.info else "?", timeout)
         self.close()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # the transport reads into the decoder's buffers (no bytes object per read, no copy
+        # into a receive buffer: see FrameDecoder)
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
         self.last_activity = self.clock()
@@ -150,7 +155,11 @@ class KafkaConnection(asyncio.Protocol):
         if limit is not None and self.info is not None:
             authenticated = "principal" in self.info.state
             decoder.max_frame_size = self.server.config.max_request_size if authenticated else limit
-        decoder.receive_data(data)
+        decoder.buffer_updated(nbytes)
+        self._frames()
+
+    def _frames(self) -> None:
+        decoder = self.decoder
         try:
             while True:
                 frame = decoder.next_frame()
