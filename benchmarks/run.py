@@ -326,7 +326,12 @@ def build_loadgen(directory: Path) -> str:
 
     libs = sorted((Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs").glob("librdkafka*.so*"))
     link = [str(libs[0]), f"-Wl,-rpath,{libs[0].parent}"] if libs else ["-lrdkafka"]
-    proc = subprocess.run(["gcc", "-O2", "-o", str(out), str(src), *link], capture_output=True, text=True, check=False)
+    cmd = ["gcc", "-O2", "-o", str(out), str(src), *link]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "librdkafka/rdkafka.h" in proc.stderr and shutil.which("apt-get"):
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "librdkafka-dev"], capture_output=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"cannot build the load generator (apt-get install librdkafka-dev?):\n{proc.stderr}")
     return str(out)
