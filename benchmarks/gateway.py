@@ -2,11 +2,13 @@
 gateway itself in another child process (`riverbed gateway run`), so the load generator (this
 process) does not share its GIL.
 
-    .venv/bin/python benchmarks/gateway.py [--seconds 5] [--concurrency 64]
-        [--connections 1000] [--rate 1000] [--out r.json]
+    .venv/bin/python benchmarks/gateway.py [--seconds 5] [--concurrency 64] [--load-processes 1]
+        [--connections 1000] [--rate 1000] [--out r.json] [--profile p]
 
 - inbound: Stripe-signed webhooks (unique event ids, HMAC checked, replay window on, acks=all)
-  posted by `--concurrency` keep-alive connections for `--seconds`; accepted (202) per second.
+  posted by `--concurrency` keep-alive connections, spread over `--load-processes` processes,
+  for `--seconds`; every request is built and signed before the clock starts; accepted (202)
+  per second, p50/p99, and the gateway's CPU per accepted request.
 - rest: REST Proxy v3 produce in streamed mode, one chunked request of JSON records; records
   acknowledged per second.
 - fanout (per user): `--connections` WebSocket clients, each its own user (JWT) on a route
@@ -91,43 +93,138 @@ def start_gateway(bootstrap: str, tmp: Path) -> tuple[subprocess.Popen[bytes], s
     raise SystemExit("the gateway did not start: " + (tmp / "gateway.log").read_text()[-2000:])
 
 
-async def inbound(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    """A minimal keep-alive HTTP/1.1 client on asyncio streams (httpx would be the bottleneck)."""
-    host, port = url.removeprefix("http://").split(":")
-    now = int(time.time())
-    ok = bad = 0
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
+def _py_spy(pid: int, seconds: float, profile: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy on the gateway while the load runs (collapsed stacks in `profile`), or None."""
+    if profile is None:
+        return None
+    py_spy = os.environ.get("PY_SPY", "py-spy")
+    return subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    async def worker(n: int) -> None:
-        nonlocal ok, bad
-        reader, writer = await asyncio.open_connection(host, int(port))
-        i = 0
-        while time.monotonic() < stop:
-            body = json.dumps({"id": f"evt_{n}_{i}", "type": "payment_intent.succeeded", "data": {"object": {"customer": f"cus_{i % 100}", "amount": 4200}}}).encode()
-            head = (f"POST /hooks/stripe HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                    f"Stripe-Signature: {sign_stripe(body, SECRET, now)}\r\nContent-Length: {len(body)}\r\n\r\n")
-            t = time.perf_counter()
-            writer.write(head.encode() + body)
-            status = int((await reader.readline()).split()[1])
+
+def _requests(host: str, tag: str, count: int, now: int) -> list[bytes]:
+    """`count` complete, Stripe-signed POSTs with unique event ids, made before the clock starts
+    (signing and JSON on the load side would otherwise compete with the gateway for the CPU)."""
+    out = []
+    for i in range(count):
+        body = json.dumps({"id": f"evt_{tag}_{i}", "type": "payment_intent.succeeded", "data": {"object": {"customer": f"cus_{i % 100}", "amount": 4200}}}).encode()
+        out.append((f"POST /hooks/stripe HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                    f"Stripe-Signature: {sign_stripe(body, SECRET, now)}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    return out
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending pre-built requests one at a time (a minimal
+    client on asyncio's protocol layer: httpx or asyncio streams would be the bottleneck)."""
+
+    def __init__(self, requests: list[bytes], stop: float, done: asyncio.Future[None]) -> None:
+        self.requests, self.stop, self.done = requests, stop, done
+        self.buf = b""
+        self.i = 0
+        self.ok = self.bad = 0
+        self.latencies: list[float] = []
+        self.transport: Any = None
+        self.sent = 0.0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def send_next(self) -> None:
+        if self.i >= len(self.requests) or time.monotonic() >= self.stop:
+            self.transport.close()
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.sent = time.perf_counter()
+        self.transport.write(self.requests[self.i])
+        self.i += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end]
+            at = head.lower().find(b"content-length:")
             length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - t)
-            if status == 202:
-                ok += 1
+            if at >= 0:
+                eol = head.find(b"\r\n", at)
+                length = int(head[at + 15:eol if eol >= 0 else len(head)])
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            self.latencies.append(time.perf_counter() - self.sent)
+            if head[9:12] == b"202":
+                self.ok += 1
             else:
-                bad += 1
-            i += 1
-        writer.close()
+                self.bad += 1
+            self.send_next()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _inbound_load(host: str, port: int, tag: str, connections: int, per_connection: int, start_at: float, seconds: float) -> dict[str, Any]:
+    now = int(time.time())
+    requests = [_requests(host, f"{tag}_{n}", per_connection, now) for n in range(connections)]
+    loop = asyncio.get_running_loop()
+    conns: list[_Conn] = []
+    for n in range(connections):
+        done: asyncio.Future[None] = loop.create_future()
+        _, proto = await loop.create_connection(lambda n=n, done=done: _Conn(requests[n], 0.0, done), host, port)  # type: ignore[misc]
+        conns.append(proto)
+    gc.collect()
+    gc.freeze()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    stop = time.monotonic() + seconds
     started = time.monotonic()
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    for c in conns:
+        c.stop = stop
+        c.send_next()
+    await asyncio.gather(*(c.done for c in conns))
     elapsed = time.monotonic() - started
-    latencies.sort()
-    return {"concurrency": concurrency, "accepted": ok, "refused": bad, "per_second": round(ok / elapsed), "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1), "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+    return {"ok": sum(c.ok for c in conns), "bad": sum(c.bad for c in conns), "elapsed": elapsed,
+            "exhausted": sum(c.i >= len(c.requests) for c in conns), "latencies": [x for c in conns for x in c.latencies]}
+
+
+def _inbound_child(args: tuple[str, int, str, int, int, float, float]) -> dict[str, Any]:
+    return asyncio.run(_inbound_load(*args))
+
+
+def inbound(url: str, seconds: float, concurrency: int, procs: int, gw_pid: int, profile: Path | None = None, rate_hint: int = 12000) -> dict[str, Any]:
+    """`concurrency` keep-alive connections spread over `procs` load processes, each request
+    pre-built and pre-signed (unique ids: every one is produced); accepted (202) per second, and
+    the gateway's CPU seconds per 1,000 accepted requests (robust when the machine is loaded)."""
+    import multiprocessing
+
+    host, port = url.removeprefix("http://").split(":")
+    # enough requests per connection for `seconds` at `rate_hint`/s overall
+    per_connection = int(seconds * rate_hint / concurrency) + 50
+    shares = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    run = uuid.uuid4().hex[:6]
+    start_at = time.time() + 2.0 + concurrency * per_connection / 50_000  # after every process built its requests
+    jobs = [(host, int(port), f"{run}{i}", n, per_connection, start_at, seconds) for i, n in enumerate(shares) if n]
+    proc = psutil.Process(gw_pid)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(len(jobs)) as pool:
+        pending = pool.map_async(_inbound_child, jobs)
+        time.sleep(max(0.0, start_at - time.time()))
+        cpu_before = proc.cpu_times()
+        spy = _py_spy(gw_pid, seconds, profile)
+        parts = pending.get(seconds + 120)
+        cpu_after = proc.cpu_times()
+    if spy is not None:
+        spy.wait(30)
+    ok = sum(p["ok"] for p in parts)
+    bad = sum(p["bad"] for p in parts)
+    elapsed = max(p["elapsed"] for p in parts)
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    return {"concurrency": concurrency, "load_processes": len(jobs), "accepted": ok, "refused": bad, "per_second": round(ok / elapsed),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1), "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+            "gateway_cpu_s": round(cpu, 2), "gateway_cpu_ms_per_request": round(cpu * 1000 / max(1, ok), 3),
+            "connections_out_of_requests": sum(p["exhausted"] for p in parts)}
 
 
 def rest(url: str, cluster_id: str, records: int) -> dict[str, Any]:
@@ -181,10 +278,7 @@ async def fanout(url: str, bootstrap: str, connections: int, rate: int, seconds:
     tasks = [asyncio.create_task(reader(ws, i % sample_every == 0)) for i, ws in enumerate(sockets)]
     await asyncio.sleep(1 + connections / 2000)  # let the handshakes' work settle
     cpu_before = proc.cpu_times()
-    spy = None
-    if profile is not None:  # py-spy on the gateway while records flow (collapsed stacks)
-        py_spy = os.environ.get("PY_SPY", "py-spy")
-        spy = subprocess.Popen([py_spy, "record", "-p", str(gw_pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = _py_spy(gw_pid, seconds, profile)
 
     def produce() -> int:
         p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
@@ -236,6 +330,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--load-processes", type=int, default=1, help="inbound: processes the connections are spread over")
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--rest-records", type=int, default=20000)
@@ -243,7 +338,7 @@ def main() -> None:
     ap.add_argument("--broadcast-rate", type=int, default=100)
     ap.add_argument("--only", choices=["inbound", "rest", "fanout", "broadcast"], action="append")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--profile", type=Path, help="py-spy (PY_SPY=path) the gateway during each fan-out: PROFILE.<mode>.txt, collapsed stacks")
+    ap.add_argument("--profile", type=Path, help="py-spy (PY_SPY=path) the gateway during inbound and each fan-out: PROFILE.<mode>.txt, collapsed stacks")
     args = ap.parse_args()
     only = set(args.only or ["inbound", "rest", "fanout", "broadcast"])
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
@@ -253,7 +348,7 @@ def main() -> None:
             gw, url = start_gateway(broker.bootstrap, tmp)
             try:
                 if "inbound" in only:
-                    results["inbound"] = asyncio.run(inbound(url, args.seconds, args.concurrency))
+                    results["inbound"] = inbound(url, args.seconds, args.concurrency, args.load_processes, gw.pid, args.profile and args.profile.with_suffix(".inbound.txt"))
                     print("inbound webhooks:", results["inbound"], flush=True)
                 if "rest" in only:
                     cluster_id = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).cluster_id

@@ -233,3 +233,36 @@ def test_cloudevents_sdk_over_http_in_and_kafka_out(gateway: tuple[str, str]) ->
     assert [binary["id"], structured["id"]] == [e["id"] for e in events]
     assert binary.get_data() == {"i": 0} and structured.get_data() == {"i": 1}
     assert [m.key() for m in got] == [b"u-7", b"u-7"]  # partitionkey is the record key
+
+
+def test_chunked_bodies_are_read_whole_and_limited(gateway: tuple[str, str]) -> None:
+    """A body without Content-Length (chunked) is read across ASGI messages and still limited."""
+    bootstrap, url = gateway
+
+    def body(pads: int) -> Iterator[bytes]:  # a generator: httpx sends it chunked
+        yield b'{"user":"u-chunked","pad":"'
+        for _ in range(pads):
+            yield b"a" * 100
+        yield b'"}'
+
+    r = httpx.post(url + "/hooks/ce", content=body(30))
+    assert r.status_code == 202, r.text
+    assert r.headers["content-type"] == "application/json"
+    offset = r.json()["offset"]
+    r = httpx.post(url + "/hooks/ce", content=body(60))  # 6,000 bytes > max_body 4096
+    assert r.status_code == 413 and r.json()["error_code"] == 413
+    mine = [m for m in read_topic(bootstrap, "ce.events", offset + 1) if m.offset() == offset]
+    assert mine[0].key() == b"u-chunked" and json.loads(mine[0].value())["pad"] == "a" * 3000
+
+
+def test_carried_headers_match_names_in_any_case(gateway: tuple[str, str]) -> None:
+    """Configured header names (X-GitHub-Event) match whatever case the client sends; the
+    first of repeated headers wins."""
+    bootstrap, url = gateway
+    body = b'{"action":"opened"}'
+    headers = [("x-github-event", "pull_request"), ("X-GITHUB-EVENT", "ignored"), ("X-Hub-Signature-256", sign_github(body, "gh-secret"))]
+    r = httpx.post(url + "/hooks/github", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    offset = r.json()["offset"]
+    mine = [m for m in read_topic(bootstrap, "code.github", offset + 1) if m.offset() == offset]
+    assert dict(mine[0].headers())["x-github-event"] == b"pull_request"

@@ -103,7 +103,7 @@ def gateway_command(args: argparse.Namespace) -> int:
     logging.getLogger("riverbed.gateway").info(
         "gateway on http://%s (cluster %s)", listen, config.cluster.bootstrap
     )
-    import asyncio
+    from riverbed.web.serve import run_loop
 
-    asyncio.run(server.serve())
+    run_loop(server.serve())  # uvloop's event loop where installed (it is a dependency)
     return 0

@@ -26,6 +26,37 @@ from .webhooks_in import InboundHandler
 log = logging.getLogger("riverbed.gateway")
 
 
+class _InboundApp:
+    """A webhook route as an ASGI app: its handler, which exists once the gateway started."""
+
+    def __init__(self, handlers: dict[str, InboundHandler], path: str) -> None:
+        self.handlers, self.path = handlers, path
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        handler = self.handlers.get(self.path)
+        if handler is None:
+            await json_response({"error_code": 50301, "message": "The gateway is starting"}, 503)(scope, receive, send)
+            return
+        await handler(scope, receive, send)
+
+
+class GatewayApp:
+    """The gateway's ASGI app: a POST to a webhook route goes straight to its handler (a plain
+    ASGI app); everything else (and the lifespan) to the Starlette app. Per webhook this saves
+    the middleware stack, the router's matching and the Request and Response objects."""
+
+    def __init__(self, starlette: Starlette, fast: dict[str, _InboundApp]) -> None:
+        self.starlette, self.fast = starlette, fast
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            handle = self.fast.get(scope["path"])
+            if handle is not None:
+                await handle(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
 class Gateway:
     """Webhooks in and out, push to browsers and the REST proxy, from one GatewayConfig.
 
@@ -47,6 +78,8 @@ class Gateway:
         ]
         for r in config.inbound:
             routes.append(Route(r.path, self._inbound(r.path), methods=["POST"]))
+        # POSTs to a webhook route skip Starlette's middleware and router (see GatewayApp)
+        self._fast = {r.path: self._inbound(r.path) for r in config.inbound if "{" not in r.path}
         self.auth = auth = Authenticator(config.jwt)
         for p in config.push:
             hub = TopicHub(p, config.cluster)
@@ -67,14 +100,12 @@ class Gateway:
             routes.extend(self.rest.routes())
             routes.extend(self.rest_v2.routes())
         routes.extend(extra_routes)
-        self.app: Starlette = create_app(routes)
-        self.app.router.lifespan_context = self._lifespan
+        self.starlette: Starlette = create_app(routes)
+        self.starlette.router.lifespan_context = self._lifespan
+        self.app = GatewayApp(self.starlette, self._fast)
 
-    def _inbound(self, path: str) -> Any:
-        async def handle(request: Request) -> Response:
-            return await self.inbound[path](request)
-
-        return handle
+    def _inbound(self, path: str) -> _InboundApp:
+        return _InboundApp(self.inbound, path)
 
     async def _health(self, request: Request) -> Response:
         return json_response(

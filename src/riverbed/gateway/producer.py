@@ -2,6 +2,8 @@
 acknowledged the record (acks=all), through delivery callbacks bridged to futures.
 
 One background thread polls the producer (it runs the callbacks); the event loop only enqueues.
+The delivery reports of one poll are handed to the event loop together (one
+``call_soon_threadsafe`` per poll, not per record: each wakes the loop through its self-pipe).
 A full local queue or a failed delivery raises :class:`NotStored`, which HTTP handlers answer
 with 503 and Retry-After: nothing is acknowledged that the broker did not store.
 """
@@ -9,6 +11,8 @@ with 503 and Retry-After: nothing is acknowledged that the broker did not store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import threading
 from typing import Any
@@ -35,6 +39,8 @@ class AsyncProducer:
         conf: dict[str, Any] = {"linger.ms": 2, "message.timeout.ms": delivery_timeout_ms, **overrides}
         self._producer = producer(settings, **conf)
         self._closed = False
+        self._reports: list[tuple[asyncio.Future[Message], KafkaError | None, Message]] = []
+        self._reports_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
         self._thread.start()
@@ -42,26 +48,46 @@ class AsyncProducer:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            self._hand_over()
+
+    def _delivered(self, fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
+        """librdkafka's delivery report (on the thread that polls): kept for :meth:`_hand_over`."""
+        with self._reports_lock:
+            self._reports.append((fut, err, msg))
+
+    def _hand_over(self) -> None:
+        """Settle the futures of the reports collected so far, on their event loop, in one call."""
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        if not reports:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Message], KafkaError | None, Message]]] = {}
+        for report in reports:
+            by_loop.setdefault(report[0].get_loop(), []).append(report)
+        for loop, batch in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these
+                loop.call_soon_threadsafe(_settle, batch)
 
     async def send(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None, partition: int | None = None, timestamp: int | None = None) -> Message:
         """Produce and wait for the broker's acknowledgement; the delivered Message."""
+        return await self._submit(topic, value, key, headers, partition, timestamp)
+
+    async def send_within(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, timeout: float) -> Message:
+        """:meth:`send`, giving up after `timeout` seconds (NotStored); the record may still be
+        stored later. One timer per call, no task (``asyncio.wait_for`` would wrap each in one)."""
+        fut = self._submit(topic, value, key, headers, None, None)
+        timer = fut.get_loop().call_later(timeout, _expire, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _submit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, partition: int | None, timestamp: int | None) -> asyncio.Future[Message]:
+        """Produce; the future of the broker's acknowledgement (NotStored at once if refused)."""
         if self._closed:
             raise NotStored("the gateway is shutting down")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Message] = loop.create_future()
-
-        def settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
-            if fut.done():
-                return
-            if err is not None:
-                fut.set_exception(NotStored(f"{err.name()}: {err.str()}", err.retriable() or err.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)))
-            else:
-                fut.set_result(msg)
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(settle, fut, err, msg)
-
-        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers or None, "on_delivery": on_delivery}
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers or None, "on_delivery": functools.partial(self._delivered, fut)}
         if partition is not None:
             kwargs["partition"] = partition
         if timestamp is not None:
@@ -73,7 +99,7 @@ class AsyncProducer:
         except KafkaException as exc:
             err = exc.args[0]
             raise NotStored(f"{err.name()}: {err.str()}", err.retriable()) from None
-        return await fut
+        return fut
 
     def list_topics(self, timeout: float = 10.0) -> Any:
         if self._closed:
@@ -89,4 +115,20 @@ class AsyncProducer:
         self._producer.flush(timeout)
         self._stop.set()
         self._thread.join(5)
+        self._hand_over()  # reports served by flush() on this thread
         del self._producer
+
+
+def _settle(batch: list[tuple[asyncio.Future[Message], KafkaError | None, Message]]) -> None:
+    for fut, err, msg in batch:
+        if fut.done():  # the sender gave up waiting (timeout, cancelled)
+            continue
+        if err is not None:
+            fut.set_exception(NotStored(f"{err.name()}: {err.str()}", err.retriable() or err.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)))
+        else:
+            fut.set_result(msg)
+
+
+def _expire(fut: asyncio.Future[Message]) -> None:
+    if not fut.done():
+        fut.set_exception(NotStored("no acknowledgement in time"))

@@ -4,6 +4,10 @@ produces the body to a topic, answering ``202 Accepted`` only once the broker ac
 Order of checks: rate limit (429) -> body size (413) -> signature and timestamp (401) -> JSON
 (400) -> CloudEvent attributes (400) -> provider event id already seen (202, not produced again)
 -> produce with acks=all (503 with Retry-After if not stored) -> 202.
+
+A route is a plain ASGI app (the gateway calls it before Starlette's middleware and router):
+headers are read from the scope once, the body from ``receive``, and the JSON answer is
+written with two ``send`` calls, without Request and Response objects per webhook.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import uuid
 from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import HTTPConnection
 
 from riverbed.client import ClusterSettings, consumer
 from riverbed.messaging import (
@@ -29,7 +32,7 @@ from riverbed.messaging import (
     to_binary,
     to_structured,
 )
-from riverbed.web import JsonError, json_response, read_body
+from riverbed.web import JsonError
 
 from .config import InboundRoute, json_path
 from .limits import RateLimiter, SeenWindow
@@ -52,8 +55,28 @@ USER_HEADER = "riverbed.gateway.user"  # the bearer token's user id (routes with
 DEFAULT_ID_PATH = {"stripe": "id"}
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "?"
+Scope = dict[str, Any]
+Answer = tuple[int, dict[str, Any], int | None]  # status, JSON body, Retry-After seconds
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read: nothing to answer."""
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "?"
+
+
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (ASGI names are lower-case already); the first
+    of repeated headers wins, as with Starlette's ``Headers.get``."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
+def _dumps(data: Any) -> bytes:
+    """JSON as Starlette's JSONResponse renders it."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 def _text(value: Any) -> str | None:
@@ -72,8 +95,8 @@ class InboundHandler:
         self.accepted = 0
         self.duplicates = 0
 
-    def _verify(self, request: Request, body: bytes) -> Verified:
-        r, h = self.route, request.headers
+    def _verify(self, h: dict[str, str], body: bytes) -> Verified:
+        r = self.route
         assert r.secret is not None or r.verify == "none"
         if r.verify == "stripe":
             return verify_stripe(h, body, r.secret or "", r.tolerance)
@@ -85,24 +108,69 @@ class InboundHandler:
             return verify_hmac(h, body, r.secret or "", r.signature_header, r.signature_prefix, r.signature_encoding)
         return Verified()
 
-    async def __call__(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """ASGI: answer one POST (JSON body, with Retry-After on 429 and 503)."""
+        try:
+            status, payload, retry = await self._handle(scope, receive)
+        except _Disconnected:
+            return
+        except JsonError as exc:
+            (log.error if exc.status >= 500 else log.info)("%s %s -> %d %s", scope["method"], scope["path"], exc.status, exc.message)
+            status, payload, retry = exc.status, {"error_code": exc.code, "message": exc.message}, None
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            status, payload, retry = 500, {"error_code": 50001, "message": f"Internal error: {type(exc).__name__}"}, None
+        body = _dumps(payload)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if retry is not None:
+            headers.append((b"retry-after", str(retry).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _body(self, h: dict[str, str], receive: Any) -> bytes:
+        """The request's body; 413 past max_body (declared or streamed: read no further)."""
+        declared = h.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise JsonError(413, 413, f"Request body of {declared} bytes is larger than the limit of {self.max_body} bytes")
+        msg = await receive()
+        if msg["type"] != "http.request":
+            raise _Disconnected
+        body: bytes = msg.get("body", b"")
+        if not msg.get("more_body", False) and len(body) <= self.max_body:
+            return body  # the usual case: all of it in one message
+        chunks = [body]
+        size = len(body)
+        while True:
+            if size > self.max_body:
+                raise JsonError(413, 413, f"Request body is larger than the limit of {self.max_body} bytes")
+            if not msg.get("more_body", False):
+                return b"".join(chunks)
+            msg = await receive()
+            if msg["type"] != "http.request":
+                raise _Disconnected
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+
+    async def _handle(self, scope: Scope, receive: Any) -> Answer:
         r = self.route
         if self.limiter is not None:
-            wait = self.limiter.take(client_address(request))
+            wait = self.limiter.take(client_address(scope))
             if wait > 0:
-                log.warning("%s from %s: rate limit of %g/s exceeded", r.path, client_address(request), r.rate_limit)
-                return retry_after(json_response({"error_code": 429, "message": f"Too many requests: limit is {r.rate_limit:g}/s"}, 429), max(1, round(wait + 0.5)))
+                log.warning("%s from %s: rate limit of %g/s exceeded", r.path, client_address(scope), r.rate_limit)
+                return 429, {"error_code": 429, "message": f"Too many requests: limit is {r.rate_limit:g}/s"}, max(1, round(wait + 0.5))
         user = None
         if r.auth == "jwt":
             assert self.auth is not None
-            user = self.auth.user(request, r)
-        body = await read_body(request, self.max_body)
+            user = self.auth.user(HTTPConnection(scope), r)
+        h = scope_headers(scope)
+        body = await self._body(h, receive)
         try:
-            verified = self._verify(request, body)
+            verified = self._verify(h, body)
         except SignatureError as exc:
-            log.warning("%s from %s: signature refused: %s", r.path, client_address(request), exc)
+            log.warning("%s from %s: signature refused: %s", r.path, client_address(scope), exc)
             raise JsonError(401, 401, f"Signature verification failed: {exc}") from None
-        key, value, headers, event_id = self._record(request, body, verified)
+        key, value, headers, event_id = self._record(h, body, verified)
         if user is not None:
             headers.append((USER_HEADER, user.encode()))
             if key is None:
@@ -120,31 +188,30 @@ class InboundHandler:
                         raise JsonError(503, 50301, "An earlier delivery of this event is still unsettled") from None
                 else:
                     log.info("%s: event %s already accepted (provider retry), not produced again", r.path, event_id)
-                    return json_response({**result, "duplicate": True}, 202)
+                    return 202, {**result, "duplicate": True}, None
             if self.shared is not None:
                 try:
                     earlier = await self.shared.claim(event_id, self.ack_timeout)
                 except SharedUnavailable as exc:
                     self.seen.forget(event_id, NotStored(str(exc)))
                     log.error("%s: event %s not accepted: %s", r.path, event_id, exc)
-                    return retry_after(json_response({"error_code": 50301, "message": f"The event was not stored: {exc}"}, 503), self.retry_after)
+                    return 503, {"error_code": 50301, "message": f"The event was not stored: {exc}"}, self.retry_after
                 if earlier is not None:
                     self.seen.done(event_id, earlier)
                     self.duplicates += 1
                     log.info("%s: event %s already accepted by another instance, not produced again", r.path, event_id)
-                    return json_response({**earlier, "duplicate": True}, 202)
+                    return 202, {**earlier, "duplicate": True}, None
             headers.append((ID_HEADER, event_id.encode()))
         try:
-            msg = await asyncio.wait_for(self.producer.send(r.topic, value, key, headers), self.ack_timeout)
-        except (NotStored, TimeoutError) as exc:
-            err = exc if isinstance(exc, NotStored) else NotStored("no acknowledgement in time")
+            msg = await self.producer.send_within(r.topic, value, key, headers, self.ack_timeout)
+        except NotStored as err:
             if event_id is not None:
                 self.seen.forget(event_id, err)
                 if self.shared is not None:
                     with contextlib.suppress(SharedUnavailable):  # else the claim expires by itself
                         await self.shared.forget(event_id)
             log.error("%s: record not stored on %s: %s", r.path, r.topic, err)
-            return retry_after(json_response({"error_code": 50301, "message": f"The event was not stored: {err}"}, 503), self.retry_after)
+            return 503, {"error_code": 50301, "message": f"The event was not stored: {err}"}, self.retry_after
         result = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(), "id": event_id}
         if event_id is not None:
             self.seen.done(event_id, result)
@@ -154,13 +221,13 @@ class InboundHandler:
                 except SharedUnavailable as exc:  # stored: answer 202; the claim expires
                     log.warning("%s: event %s stored but not marked done in redis: %s", r.path, event_id, exc)
         self.accepted += 1
-        return json_response(result, 202)
+        return 202, result, None
 
-    def _record(self, request: Request, body: bytes, verified: Verified) -> tuple[bytes | None, bytes | None, Headers, str | None]:
+    def _record(self, h: dict[str, str], body: bytes, verified: Verified) -> tuple[bytes | None, bytes | None, Headers, str | None]:
         """-> (key, value, headers, provider event id) for the body, or JsonError 400."""
-        r, h = self.route, request.headers
+        r = self.route
         ctype = h.get("content-type", "")
-        carried: Headers = [(name.lower(), h[name].encode()) for name in r.headers if name in h]
+        carried: Headers = [(name.lower(), h[name.lower()].encode()) for name in r.headers if name.lower() in h]
         if "ce-specversion" in h:  # CloudEvents HTTP binary mode -> Kafka binary mode
             ce_headers: Headers = [("ce_" + name[3:], value.encode()) for name, value in h.items() if name.startswith("ce-")]
             if ctype:
@@ -250,7 +317,3 @@ def read_recent_ids(settings: ClusterSettings, topic: str, per_partition: int, t
 def _b(text: str | None) -> bytes | None:
     return None if text is None else text.encode()
 
-
-def retry_after(response: Response, seconds: int) -> Response:
-    response.headers["Retry-After"] = str(seconds)
-    return response
