@@ -8,7 +8,9 @@
 (b) tumbling count: ``CREATE TABLE c AS SELECT id, COUNT(*) FROM users WINDOW TUMBLING (SIZE 10
     SECONDS) GROUP BY id`` vs ``group_by_key().windowed_by(TimeWindows.of(10 s)).count()``;
 each from the query's partition assignment to the last output on the output topic (records/s
-of input; the input is produced beforehand).
+of input; the input is produced beforehand), and the CPU µs per record of the query's thread
+meanwhile (its poll loop: decoding, processing, stores, producing; steadier than records/s
+on a busy machine; cpu_streams_vs_sql is the CPU counterpart of sql_vs_streams).
 (p) push query end-to-end latency at --rate records/s (produce time in the value -> the row
     read from POST /query-stream), p50/p99;
 (q) pull query latency by key over HTTP (POST /query-stream), p50/p99.
@@ -18,7 +20,9 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -77,25 +81,47 @@ def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> f
     raise SystemExit(f"{topic}: {total(bootstrap, topic)} of {want} records after {timeout} s")
 
 
-def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> float:
+def thread_cpu(t: threading.Thread | None) -> float:
+    """CPU seconds a thread has used so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/self/task/{t.native_id if t else 0}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def run_streams(bootstrap: str, app: StreamsApp, out: str, want: int) -> tuple[float, float]:
+    """Seconds from the assignment to the last output, and the CPU seconds of the app's thread then."""
     rt = Runtime(app.topology(), bootstrap, state_dir=tempfile.mkdtemp(), commit_interval_ms=2000,
                  cache_max_bytes=0)  # as riverbed.sql runs its queries (every change emitted) unless told otherwise
     t = threading.Thread(target=rt.run, daemon=True)
     t.start()
     while not rt.tasks:  # from the assignment on, as for the SQL query (CREATE returns then)
         time.sleep(0.005)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), thread_cpu(t)
     t1 = wait_total(bootstrap, out, want)
+    c1 = thread_cpu(t)
     rt.stop()
     t.join(30)
-    return t1 - t0
+    return t1 - t0, c1 - c0
 
 
-def run_sql(engine: Engine, ddl: str, out: str, bootstrap: str, want: int) -> float:
+def run_sql(engine: Engine, ddl: str, out: str, bootstrap: str, want: int) -> tuple[float, float]:
     engine.execute(ddl, {"auto.offset.reset": "earliest"})  # returns once the query's partitions are assigned
-    t0 = time.monotonic()
+    thread = next((q.thread for q in engine.queries.values() if q.sink_topic == out), None)
+    t0, c0 = time.monotonic(), thread_cpu(thread)
     t1 = wait_total(bootstrap, out, want)
-    return t1 - t0
+    return t1 - t0, thread_cpu(thread) - c0
+
+
+def ratios(n: int, s: tuple[float, float], q: tuple[float, float]) -> dict[str, Any]:
+    """records/s of both, and the query threads' CPU µs per record (steadier on a busy machine)."""
+    out: dict[str, Any] = {"streams_rps": round(n / s[0]), "sql_rps": round(n / q[0]), "sql_vs_streams": round(s[0] / q[0], 3)}
+    if s[1] > 0 and q[1] > 0:
+        out.update(streams_cpu_us=round(s[1] / n * 1e6, 1), sql_cpu_us=round(q[1] / n * 1e6, 1),
+                   cpu_streams_vs_sql=round(s[1] / q[1], 3))
+    return out
 
 
 def main() -> int:
@@ -106,6 +132,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1_000, help="records/s for the push-latency run")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the push-latency run")
     ap.add_argument("--pulls", type=int, default=1_000)
+    ap.add_argument("--no-freeze", action="store_true", help="no gc.freeze() before the push-latency run")
     args = ap.parse_args()
     broker = None
     bootstrap = args.bootstrap
@@ -133,7 +160,7 @@ def main() -> int:
         engine.execute(f"CREATE STREAM users{run} (id STRING KEY, status STRING, n BIGINT) WITH (kafka_topic='{src}', value_format='JSON');")
         q = run_sql(engine, f"CREATE STREAM vip{run} AS SELECT * FROM users{run} WHERE status = 'VIP' EMIT CHANGES;",
                     f"VIP{run}".upper(), bootstrap, vip)
-        out["filter"] = {"streams_rps": round(n / s), "sql_rps": round(n / q), "sql_vs_streams": round(s / q, 3)}
+        out["filter"] = ratios(n, s, q)
         # (b) tumbling count per key
         app = StreamsApp(f"bench-count-{run}", bootstrap)
         (app.stream(src, STRING, JSON).group_by_key().windowed_by(TimeWindows.of(10_000))
@@ -142,7 +169,7 @@ def main() -> int:
         s = run_streams(bootstrap, app, f"streams-count-{run}", n)
         q = run_sql(engine, f"CREATE TABLE counts{run} AS SELECT id, COUNT(*) AS n FROM users{run} "
                             "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY id EMIT CHANGES;", f"COUNTS{run}".upper(), bootstrap, n)
-        out["tumbling_count"] = {"streams_rps": round(n / s), "sql_rps": round(n / q), "sql_vs_streams": round(s / q, 3)}
+        out["tumbling_count"] = ratios(n, s, q)
         # (q) pull queries by key over HTTP, on a non-windowed table
         engine.execute(f"CREATE TABLE totals{run} AS SELECT id, COUNT(*) AS n FROM users{run} GROUP BY id EMIT CHANGES;",
                        {"auto.offset.reset": "earliest"})
@@ -155,7 +182,13 @@ def main() -> int:
             lat.append((time.perf_counter() - t0) * 1000)
             assert r.status_code == 200, r.text
         out["pull_ms"] = {"p50": round(statistics.median(lat), 2), "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
-        # (p) push query latency at a steady rate
+        # (p) push query latency at a steady rate. First what `riverbed sql serve` does once it has
+        # replayed its command topic (the queries above): what start-up built is moved out of the
+        # cyclic collector's generations (gc.freeze), or full collections of this process (the
+        # embedded broker's objects included) stop every thread for 100-400 ms now and then
+        if not args.no_freeze:
+            gc.collect()
+            gc.freeze()
         live = f"bench-live-{run}"
         create(bootstrap, live)
         engine.execute(f"CREATE STREAM live{run} (id STRING KEY, sent DOUBLE) WITH (kafka_topic='{live}', value_format='JSON');")

@@ -84,6 +84,7 @@ class PushQuery:
     sent: int = 0
     error: str | None = None
     on_close: Callable[[PushQuery], None] | None = None
+    ended: bool = False  # the end marker was taken
 
     def close(self) -> None:
         if self.closed.is_set():
@@ -94,6 +95,30 @@ class PushQuery:
             self.rows.put_nowait(None)
         if self.on_close is not None:
             self.on_close(self)
+
+    def take(self, poll: float = 0.5, most: int = 1_000) -> list[list[Any]] | None:
+        """The rows that are there, at most ``most``, waiting up to ``poll`` for the first: a caller
+        (the HTTP server) hands them on together, one thread hop and one chunk for all of them
+        rather than per row, so a burst (or a pause of this thread) does not leave a queue behind
+        that per-row costs would keep from draining. ``[]`` when no row came; ``None`` once the
+        query is closed or reached its LIMIT and every row was taken."""
+        if self.ended:
+            return None
+        try:
+            row = self.rows.get(timeout=poll)
+        except queue.Empty:
+            return None if self.closed.is_set() else []
+        out: list[list[Any]] = []
+        while row is not None:
+            out.append(row)
+            if len(out) >= most:
+                return out
+            try:
+                row = self.rows.get_nowait()
+            except queue.Empty:
+                return out
+        self.ended = True
+        return out or None
 
     def iter_rows(self, poll: float = 0.5) -> Iterator[list[Any] | None]:
         """Rows as they come; ``None`` now and then while none do (so a caller can check its

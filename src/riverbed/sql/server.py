@@ -93,8 +93,8 @@ def make_app(engine: Engine) -> Any:
 
     async def _push_array(request: Request, pq: PushQuery, header: dict[str, Any]) -> AsyncIterator[bytes]:
         yield ("[" + json.dumps(header)).encode()
-        async for row in _rows(request, pq):
-            yield (",\n" + json.dumps({"row": {"columns": row}})).encode()
+        async for rows in _batches(request, pq):
+            yield "".join(",\n" + json.dumps({"row": {"columns": row}}) for row in rows).encode()
         if pq.limit is not None and pq.sent >= pq.limit:
             yield (",\n" + json.dumps({"finalMessage": "Limit Reached"})).encode()
         elif pq.error:
@@ -102,19 +102,19 @@ def make_app(engine: Engine) -> Any:
                                                         "message": pq.error}})).encode()
         yield b"]\n"
 
-    async def _rows(request: Request, pq: PushQuery) -> AsyncIterator[list[Any]]:
-        it = pq.iter_rows()
+    async def _batches(request: Request, pq: PushQuery) -> AsyncIterator[list[list[Any]]]:
+        """The push query's rows as they come, in batches of what is there (one chunk each)."""
         try:
             while True:
-                row = await anyio.to_thread.run_sync(next, it, StopIteration)
-                if row is StopIteration or not (row is None or isinstance(row, list)):
+                rows = await anyio.to_thread.run_sync(pq.take)
+                if rows is None:
                     return
-                if row is None:
+                if not rows:
                     if await request.is_disconnected():
                         log.info("client of push query %s went away; closing it", pq.id)
                         return
                     continue
-                yield row
+                yield rows
         finally:
             await anyio.to_thread.run_sync(pq.close)
 
@@ -142,13 +142,13 @@ def make_app(engine: Engine) -> Any:
 
         async def delimited() -> AsyncIterator[bytes]:
             yield (json.dumps(meta) + "\n").encode()
-            async for row in _rows(request, result):
-                yield (json.dumps(row) + "\n").encode()
+            async for rows in _batches(request, result):
+                yield "".join(json.dumps(row) + "\n" for row in rows).encode()
 
         async def array() -> AsyncIterator[bytes]:
             yield ("[" + json.dumps(meta)).encode()
-            async for row in _rows(request, result):
-                yield ("," + json.dumps(row)).encode()
+            async for rows in _batches(request, result):
+                yield "".join("," + json.dumps(row) for row in rows).encode()
             yield b"]"
 
         if as_array:

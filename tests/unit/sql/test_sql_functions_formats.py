@@ -184,3 +184,27 @@ def test_delimited_value_delimiter() -> None:
         info("value_format='DELIMITED', value_delimiter='||'")
     with pytest.raises(SqlError, match="VALUE_DELIMITER can only be used with VALUE_FORMAT='DELIMITED'"):
         info("value_format='JSON', value_delimiter='|'")
+
+
+def test_json_fast_paths_match_the_json_module() -> None:
+    """Values of plain columns are read with orjson, and what it refuses (NaN, Infinity) with
+    json as before; rows and states are written as json.JSONEncoder writes them."""
+    import json
+
+    cols = [("S", T.STRING), ("N", T.BIGINT), ("D", T.DOUBLE), ("B", T.BOOLEAN)]
+    s = RowSerde("JSON", cols)
+    assert s.deserialize(b'{"s": "\\u00e9x", "n": 12, "d": 1.5, "b": true}') == {"S": "éx", "N": 12, "D": 1.5, "B": True}
+    got = s.deserialize(b'{"S": "a", "D": NaN}')
+    assert got["S"] == "a" and got["D"] != got["D"] and got["N"] is None
+    with pytest.raises(ValueError):
+        s.deserialize(b'{"S": ')
+    # DECIMAL columns keep json's exact integers (orjson would read a big one as a float)
+    dec = RowSerde("JSON", [("X", T.SqlType("DECIMAL", precision=38, scale=0))])
+    assert dec.deserialize(b'{"X": 123456789012345678901234567890}') == {"X": Decimal("123456789012345678901234567890")}
+    enc = json.JSONEncoder(separators=(",", ":"))
+    row = {"S": "é\n\"", "N": 2**70, "D": float("nan"), "B": False}
+    assert s.serialize(row) == enc.encode(row).encode()
+    state = [3, {"k": [1.5, None, "x"]}, Decimal("1.50"), b"\x01"]
+    assert INTERNAL_VALUES.deserialize(INTERNAL_VALUES.serialize(state)) == state
+    assert INTERNAL.deserialize(INTERNAL.serialize(("a", 1))) == ("a", 1)
+    assert KeySerde("KAFKA", [("K", T.STRING)]).serialize("ké") == "ké".encode()
