@@ -439,11 +439,44 @@ class Broker:
             self.stats.answered(key, result, self._topic_name)
             chunks = self._frame(corr, version, result, flexible_header)
             return ReplyThenClose(chunks) if close else chunks
+        if isinstance(result, asyncio.Future):
+            return self._frame_when_done(corr, version, result, flexible_header, close, conn, key)
         return self._frame_later(corr, version, result, flexible_header, close, conn, key)
 
     def _topic_name(self, topic_id: Any) -> str | None:
         topic = self.topics.by_id(topic_id)
         return None if topic is None else topic.name
+
+    def _frame_when_done(
+        self, corr: int, version: int, pending: asyncio.Future[Message | None], flexible_header: bool, close: bool, conn: ConnectionInfo, key: int
+    ) -> asyncio.Future[list[Buffer] | None]:
+        """``_frame_later`` for a handler that answers with a future (produce): a callback,
+        not a task per request."""
+        out: asyncio.Future[list[Buffer] | None] = pending.get_loop().create_future()
+
+        def done(f: asyncio.Future[Message | None]) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+                return
+            try:
+                result = f.result()
+                closing = close or bool(conn.state.pop("close_after_reply", False))
+                if result is None:
+                    if closing:
+                        raise CloseConnection("closing after the reply")
+                    out.set_result(None)
+                    return
+                self.stats.answered(key, result, self._topic_name)
+                chunks = self._frame(corr, version, result, flexible_header)
+                out.set_result(ReplyThenClose(chunks) if closing else chunks)
+            except Exception as exc:  # the server closes the connection on it
+                out.set_exception(exc)
+
+        pending.add_done_callback(done)
+        out.add_done_callback(lambda o: pending.cancel() if o.cancelled() else None)
+        return out
 
     async def _frame_later(
         self, corr: int, version: int, pending: Awaitable[Message | None], flexible_header: bool, close: bool = False, conn: ConnectionInfo | None = None, key: int = -1

@@ -226,7 +226,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         slot = _Slot(key, t0, local)
         self.pending.append(slot)
-        task = asyncio.ensure_future(_as_coroutine(reply))
+        # a future (produce) is waited on as it is; a coroutine gets a task
+        task = reply if isinstance(reply, asyncio.Future) else asyncio.ensure_future(_as_coroutine(reply))
         self.tasks.add(task)
         task.add_done_callback(lambda t, s=slot: self._completed(t, s))  # type: ignore[misc]
 

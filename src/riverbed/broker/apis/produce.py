@@ -10,7 +10,6 @@ topic's flush.messages is 1, the default).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -201,15 +200,37 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
 
 
 def _await_durable(broker: Broker, resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> asyncio.Future[ProduceResponse | None]:
+    """The answer once every appended partition is durable (or failed), or at the request's
+    timeout. Callbacks on futures, not a task per request: this is the produce hot path."""
+    loop = broker.loop
+    assert loop is not None
+    out: asyncio.Future[ProduceResponse | None] = loop.create_future()
     # a log that fails (fsync) meanwhile ends the wait too: answered KAFKA_STORAGE_ERROR
-    fut = broker.wait_until(lambda: all(plog.high_watermark > last or plog.failed is not None for plog, last in pending))
-    return asyncio.ensure_future(_finish(fut, resp, pending, timeout_ms))
+    durable = broker.wait_until(lambda: all(plog.high_watermark > last or plog.failed is not None for plog, last in pending))
+    if durable.done():
+        out.set_result(_answer(resp, pending))
+        return out
+    timer = loop.call_later(max(timeout_ms, 1) / 1000, durable.cancel)  # the timeout ends the wait
+
+    def on_durable(f: asyncio.Future[None]) -> None:
+        timer.cancel()
+        if out.done():  # the connection went away
+            return
+        exc = None if f.cancelled() else f.exception()
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(_answer(resp, pending))
+
+    durable.add_done_callback(on_durable)
+    out.add_done_callback(lambda o: durable.cancel() if o.cancelled() else None)
+    return out
 
 
-async def _finish(fut: asyncio.Future[None], resp: ProduceResponse, pending: list[tuple[PartitionLog, int]], timeout_ms: int) -> ProduceResponse | None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(fut, max(timeout_ms, 1) / 1000)
+def _answer(resp: ProduceResponse, pending: list[tuple[PartitionLog, int]]) -> ProduceResponse:
     late = {(p.topic, p.partition): p.failed for p, last in pending if p.high_watermark <= last}
+    if not late:
+        return resp
     # a transaction's state record that is not durable fails every partition of the request
     state = [failed for (topic, _), failed in late.items() if topic == TRANSACTION_STATE_TOPIC]
     for t in resp.responses:
