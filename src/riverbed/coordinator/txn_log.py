@@ -20,6 +20,7 @@ An id lives in partition ``abs(java_string_hash(id)) % partitions`` (50 by defau
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import replace
 
@@ -43,6 +44,7 @@ KEY_VERSION = 0
 _VERSION = struct.Struct(">h")
 
 
+@functools.lru_cache(maxsize=8192)  # every state record of a transaction asks again
 def partition_for(transactional_id: str, partitions: int = DEFAULT_PARTITIONS) -> int:
     return offsets_log.partition_for(transactional_id, partitions)
 
@@ -54,6 +56,7 @@ def _encode(version: int, msg: Message) -> bytes:
     return w.getvalue()
 
 
+@functools.lru_cache(maxsize=8192)
 def txn_key(transactional_id: str) -> bytes:
     return _encode(KEY_VERSION, TransactionLogKey(transactional_id=transactional_id))
 

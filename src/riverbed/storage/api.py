@@ -231,6 +231,7 @@ class PartitionLog(Protocol):
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
+        flush_within_s: float | None = None,
     ) -> AppendInfo:
         """Append one validated v2 batch from a client: assign offsets by patching
         baseOffset in place (and, with ``log_append_time``, stamp ``now_ms`` as
@@ -249,7 +250,12 @@ class PartitionLog(Protocol):
         ``AppendOrigin.COORDINATOR``, e.g. the offsets of TxnOffsetCommit, which carry the
         producer id and epoch but no sequence numbers): the epoch is checked and the
         transaction bookkeeping applies, but sequences are not checked and the batch is
-        never taken for a duplicate."""
+        never taken for a duplicate.
+
+        ``flush_within_s``: with ``flush_messages == 1``, do not ask for an fsync at once but
+        within this many seconds (an earlier flush of the log, which the next append that
+        does not defer asks for, covers it): for a record that nobody waits for, such as
+        the coordinator's Complete state of a transaction. Storage without fsync ignores it."""
         ...
 
     def append_marker(
