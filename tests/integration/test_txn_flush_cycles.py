@@ -1,6 +1,6 @@
 """What a transaction costs the flusher: the Ongoing state record is fsynced together with the
 transaction's first batches, the Complete record with the next transaction's state record (or
-on its own within a moment), so a transaction of one partition takes about three flush
+by a timer within 0.1 s), so a transaction of one partition takes about three flush
 cycles (Ongoing + batches, Prepare, markers) instead of five."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_the_complete_record_becomes_durable_without_another_transaction(broker:
     assert plog is not None
     # Ongoing, PrepareCommit, CompleteCommit after InitProducerId's Empty record: the
     # Complete one is the last, appended once the markers were durable, fsynced by the
-    # flusher's timer since nothing else asks for it
+    # coordinator's timer since nothing else asks for it
     deadline = time.monotonic() + 10
     while plog.high_watermark < plog.log_end_offset and time.monotonic() < deadline:
         time.sleep(0.02)

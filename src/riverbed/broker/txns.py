@@ -101,6 +101,9 @@ class TxnService:
         self._unsynced: dict[str, tuple[PartitionLog, int, bool]] = {}
         self._stopped = False
         self._defer_flush = False  # state records appended now need no fsync of their own
+        #: logs holding such records, and the last one: flushed by a timer unless sooner
+        self._deferred: dict[PartitionLog, int] = {}
+        self._deferred_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -148,6 +151,9 @@ class TxnService:
     def stop(self) -> None:
         self._stopped = True
         self._timer.cancel()
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         for task in list(self._tasks):
             task.cancel()
 
@@ -176,7 +182,7 @@ class TxnService:
         and the error to answer if a state record could not be written (then the id's
         previous state is restored; the error is Kafka's mapping of the log's error,
         ``txn_write_error``: NOT_COORDINATOR for a full disk). ``defer_flush``: the state
-        records are not fsynced at once (within ``DEFERRED_FLUSH_S``); a caller that
+        records ask for no fsync of their own (a timer asks within ``DEFERRED_FLUSH_S``); a caller that
         waits for them must ask for the flush (:meth:`flush_now`)."""
         before = self.coordinator.snapshot(transactional_id)
         result = fn()
@@ -234,8 +240,24 @@ class TxnService:
         plog = self._state_log(event.transactional_id)
         value = None if event.snapshot is None else txn_value(event.snapshot)
         batch = build_batch([(txn_key(event.transactional_id), value, [], now)])
-        info = plog.append(batch, now_ms=now, flush_within_s=DEFERRED_FLUSH_S if self._defer_flush else None)
+        info = plog.append(batch, now_ms=now, flush=not self._defer_flush)
+        if self._defer_flush:
+            self._defer(plog, info.last_offset)
         self._pending.append((plog, info.last_offset))
+
+    def _defer(self, plog: PartitionLog, last: int) -> None:
+        """``last`` was appended without asking for a flush: ask within DEFERRED_FLUSH_S
+        unless another flush of the log covers it first (one loop timer at a time)."""
+        self._deferred[plog] = last
+        if self._deferred_timer is None and self.broker.loop is not None:
+            self._deferred_timer = self.broker.loop.call_later(DEFERRED_FLUSH_S, self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._deferred_timer = None
+        deferred, self._deferred = self._deferred, {}
+        for plog, last in deferred.items():
+            if plog.high_watermark <= last:
+                self.broker.logs.request_flush(plog)
 
     async def _complete(self, event: WriteMarkers, prepare: Pending) -> None:
         """Write the transaction's markers once its Prepare record is durable, then tell the

@@ -231,7 +231,7 @@ class PartitionLog(Protocol):
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
-        flush_within_s: float | None = None,
+        flush: bool = True,
     ) -> AppendInfo:
         """Append one validated v2 batch from a client: assign offsets by patching
         baseOffset in place (and, with ``log_append_time``, stamp ``now_ms`` as
@@ -252,10 +252,11 @@ class PartitionLog(Protocol):
         transaction bookkeeping applies, but sequences are not checked and the batch is
         never taken for a duplicate.
 
-        ``flush_within_s``: with ``flush_messages == 1``, do not ask for an fsync at once but
-        within this many seconds (an earlier flush of the log, which the next append that
-        does not defer asks for, covers it): for a record that nobody waits for, such as
-        the coordinator's Complete state of a transaction. Storage without fsync ignores it."""
+        ``flush=False``: with ``flush_messages == 1``, do not ask the flusher for an fsync:
+        the next flush of the log (asked for by a later append, or by the caller through
+        :meth:`LogStore.request_flush`) takes the batch along; until then it is neither
+        durable nor visible. For records nobody waits for, such as the transaction
+        coordinator's Complete state. Storage without fsync ignores it."""
         ...
 
     def append_marker(

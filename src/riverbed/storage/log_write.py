@@ -58,7 +58,7 @@ class WriteMixin(ProducerStateMixin):
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
-        flush_within_s: float | None = None,
+        flush: bool = True,
     ) -> AppendInfo:
         header = BatchHeader(batch)
         if header.size != len(batch):
@@ -75,7 +75,7 @@ class WriteMixin(ProducerStateMixin):
         if log_append_time:
             set_log_append_time(batch, now_ms)
             append_time = max_timestamp = now_ms
-        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None, flush_within_s)
+        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None, flush)
         return AppendInfo(base, last, append_time, log_start)
 
     def append_marker(
@@ -103,10 +103,10 @@ class WriteMixin(ProducerStateMixin):
         max_timestamp: int,
         now_ms: int,
         marker: tuple[bool, int] | None,
-        flush_within_s: float | None = None,
+        flush: bool = True,
     ) -> tuple[int, int, int]:
         """Write a checked batch at the log end and account for it (producer state, flush
-        requests): (base offset, last offset, log start offset). ``flush_within_s``: see
+        requests): (base offset, last offset, log start offset). ``flush``: see
         :meth:`append`."""
         nbytes = len(batch)
         delta = int(header.last_offset_delta)
@@ -155,12 +155,9 @@ class WriteMixin(ProducerStateMixin):
             self._leo = last + 1
             self._size += nbytes
             if config.flush_messages == 1:
-                if flush_within_s is None:
-                    if not self._flush_requested:
-                        self._flush_requested = soon = True
-                elif not self._flush_requested and not self._flush_scheduled:
-                    # nobody waits for it: the next flush asked for at once takes it along
-                    self._flush_scheduled = later = True
+                # flush=False: nobody waits for it, the caller asks for its flush
+                if flush and not self._flush_requested:
+                    self._flush_requested = soon = True
             else:
                 self._hw = self._leo
                 self._unflushed_messages += header.records_count
@@ -174,8 +171,7 @@ class WriteMixin(ProducerStateMixin):
             if soon:
                 hooks.flush_soon(self._as_log())
             elif later:
-                delay = config.flush_ms / 1000 if flush_within_s is None else flush_within_s
-                hooks.flush_later(self._as_log(), delay)
+                hooks.flush_later(self._as_log(), config.flush_ms / 1000)
         return base, last, log_start
 
     def roll(self, now_ms: int | None = None) -> bool:

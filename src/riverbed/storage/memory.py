@@ -108,7 +108,7 @@ class MemoryLog:
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
-        flush_within_s: float | None = None,
+        flush: bool = True,
     ) -> AppendInfo:
         header = BatchHeader(batch)
         if header.size != len(batch):
