@@ -49,7 +49,7 @@ from riverbed.coordinator.txn_types import (
 )
 from riverbed.coordinator.write_errors import txn_write_error
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
-from riverbed.protocol.records.records import build_batch
+from riverbed.protocol.records.records import build_single_record_batch
 from riverbed.storage.api import PartitionLog
 
 from .deadline_timer import DeadlineTimer
@@ -239,7 +239,7 @@ class TxnService:
         now = self.broker.now_ms()
         plog = self._state_log(event.transactional_id)
         value = None if event.snapshot is None else txn_value(event.snapshot)
-        batch = build_batch([(txn_key(event.transactional_id), value, [], now)])
+        batch = build_single_record_batch(txn_key(event.transactional_id), value, now)
         info = plog.append(batch, now_ms=now, flush=not self._defer_flush)
         if self._defer_flush:
             self._defer(plog, info.last_offset)

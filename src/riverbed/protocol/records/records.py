@@ -408,6 +408,22 @@ def build_batch(
     return out
 
 
+def build_single_record_batch(key: bytes | None, value: bytes | None, timestamp: int) -> bytearray:
+    """``build_batch([(key, value, (), timestamp)])`` without its generality (no producer,
+    no compression, no headers): what the coordinators write for every state change."""
+    block = bytearray()
+    _encode_record(block, 0, 0, key, value, ())
+    size = HEADER_SIZE + len(block)
+    out = bytearray(size)
+    _HEADER.pack_into(
+        out, 0, 0, size - LOG_OVERHEAD, -1, MAGIC_V2, 0, 0, 0, timestamp, timestamp,
+        NO_PRODUCER_ID, -1, NO_SEQUENCE, 1,
+    )  # fmt: skip
+    out[HEADER_SIZE:] = block
+    _UINT32.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return out
+
+
 # --------------------------------------------------------------------------- control records
 
 
