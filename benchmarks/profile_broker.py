@@ -9,7 +9,9 @@ run.py load generator in its own process while ``py-spy record --pid`` samples t
 
 * ``produce``: confluent-kafka Producer, acks=all, linger.ms=5, 6 partitions;
 * ``consume``: the topic is filled first (not sampled), then read with assign() from 0;
-* ``e2e``: 5,000 records/s with a consumer following (the latency scenario).
+* ``e2e``: 5,000 records/s with a consumer following (the latency scenario);
+* ``txn``: one transactional producer committing every 100 records (``--size`` B each), as
+  ``transactions.py``'s ``txn-100`` mode (not in the default ``--phases``).
 
 Each phase is sampled once per ``--modes`` entry: ``python`` (py-spy's default: Python
 frames of every thread that is on-CPU or blocked in I/O; threads waiting in epoll or on a
@@ -35,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from multiprocessing.context import SpawnContext
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import run
@@ -156,6 +159,31 @@ def print_summary(s: Json) -> None:
             print(f"  {pct:5.1f}%  {n:6d}  {name}")
 
 
+def txn_throughput(bootstrap: str, topic: str, size: int, seconds: float, per_txn: int, started: Event) -> Json:
+    """Transactions of ``per_txn`` records for ``seconds`` (one transactional producer)."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "transactional.id": f"profile-{topic}"})
+    p.init_transactions(30)
+    value = b"x" * size
+    started.set()
+    t0 = time.perf_counter()
+    txns = 0
+    while time.perf_counter() - t0 < seconds:
+        p.begin_transaction()
+        for _ in range(per_txn):
+            while True:
+                try:
+                    p.produce(topic, value=value)
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        p.commit_transaction(60)
+        txns += 1
+    elapsed = time.perf_counter() - t0
+    return {"txns": txns, "bytes": txns * per_txn * size, "elapsed_s": elapsed}
+
+
 def _workload(
     ctx: SpawnContext, broker: run.Broker, phase: str, topic: str, size: int, seconds: float
 ) -> list[tuple[Callable[..., Json], Json]]:
@@ -189,7 +217,11 @@ def _workload(
                 "count": count,
             }),
         ]  # fmt: skip
-    raise SystemExit(f"unknown phase {phase!r} (produce, consume, e2e)")
+    if phase == "txn":
+        return [(txn_throughput, {
+            "bootstrap": bs, "topic": topic, "size": size, "seconds": seconds + 2, "per_txn": 100,
+        })]  # fmt: skip
+    raise SystemExit(f"unknown phase {phase!r} (produce, consume, e2e, txn)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                     results = [w.result(300) for w in started]
                     if phase == "e2e":
                         what = f"p99 {results[0].get('p99_ms', 0):.1f} ms"
+                    elif phase == "txn":
+                        r = results[-1]
+                        what = f"{r['txns'] / r['elapsed_s']:.0f} txns/s"
                     else:
                         r = results[-1]
                         what = f"{r['bytes'] / run.MB / r['elapsed_s']:.1f} MB/s"

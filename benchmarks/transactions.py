@@ -11,7 +11,7 @@ Tansu with memory storage), one confluent-kafka producer writes N records of 100
 * ``txn-100`` / ``txn-1000``: transactional, commit_transaction() every 100 / 1,000 records.
 
 Reported: records/s, transactions/s (transactional modes), broker CPU-seconds per 10k
-records, and for the transactional modes a read_committed consumer's count of the records
+records (and split into user and system time), and for the transactional modes a read_committed consumer's count of the records
 (which must equal N: every transaction was committed). Each mode runs in a fresh topic.
 """
 
@@ -99,14 +99,17 @@ def bench(name: str, n: int, root: Path) -> dict[str, Any]:
         for mode in MODES:
             topic = f"t-{mode}"
             run.create_topic(broker.bootstrap, topic)
-            cpu0 = broker.cpu_s()
+            user0, sys0 = broker.cpu_split()
             try:
                 r = produce(broker.bootstrap, topic, mode, n)
             except Exception as exc:  # a broker that cannot do this mode
                 results[mode] = {"error": str(exc)}
                 print(f"{name} {mode}: {exc}", flush=True)
                 continue
-            r["broker_cpu_s_per_10k"] = round((broker.cpu_s() - cpu0) / n * 10_000, 3)
+            user1, sys1 = broker.cpu_split()
+            r["broker_cpu_s_per_10k"] = round((user1 - user0 + sys1 - sys0) / n * 10_000, 3)
+            # user (the broker's own work) and system (syscalls: socket I/O, fsync) apart
+            r["broker_user_sys_s_per_10k"] = [round((user1 - user0) / n * 10_000, 3), round((sys1 - sys0) / n * 10_000, 3)]
             if mode.startswith("txn-"):
                 r["read_committed_count"] = count_committed(broker.bootstrap, topic, n)
             results[mode] = r

@@ -29,6 +29,7 @@ from riverbed.protocol.records.records import (
     RecordInput,
     build_batch,
     build_control_batch,
+    build_single_record_batch,
     count_records,
     decode_records,
     parse_control_record,
@@ -325,6 +326,30 @@ def test_control_batch(commit: bool) -> None:
     assert record.key == struct.pack(">hh", 0, 1 if commit else 0)
     assert record.value == struct.pack(">hi", 0, 13)
     assert parse_control_record(record) == (commit, 13)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "ts"),
+    [(b"k", b"v", TS), (None, b"v" * 300, 0), (b"\x00\x00\x00\x02t1", None, -1), (b"", b"", TS + 7)],
+)
+def test_single_record_batch_is_the_batch_build_batch_makes(key: bytes | None, value: bytes | None, ts: int) -> None:
+    assert bytes(build_single_record_batch(key, value, ts)) == bytes(build_batch([(key, value, [], ts)]))
+
+
+@pytest.mark.parametrize(
+    ("pid", "epoch", "commit", "coord", "base", "ts", "ple"),
+    [(4000, 2, True, 13, 50, TS, -1), (1, 0, False, 0, 0, 0, 7), ((1 << 63) - 1, 32767, True, (1 << 31) - 1, 9, TS + 1, 0)],
+)
+def test_control_batch_is_the_batch_build_batch_makes(pid: int, epoch: int, commit: bool, coord: int, base: int, ts: int, ple: int) -> None:
+    """The marker's own builder (a cached record, one header) gives the very bytes of the
+    general builder."""
+    key = struct.pack(">hh", 0, 1 if commit else 0)
+    value = struct.pack(">hi", 0, coord)
+    general = build_batch(
+        [(key, value, (), ts)], base_offset=base, base_timestamp=ts, producer_id=pid, producer_epoch=epoch,
+        transactional=True, control=True, partition_leader_epoch=ple,
+    )  # fmt: skip
+    assert bytes(build_control_batch(pid, epoch, commit, coord, base, ts, partition_leader_epoch=ple)) == bytes(general)
 
 
 @pytest.mark.parametrize(

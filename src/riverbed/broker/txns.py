@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from riverbed.coordinator.txn_types import (
 )
 from riverbed.coordinator.write_errors import txn_write_error
 from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
-from riverbed.protocol.records.records import build_batch
+from riverbed.protocol.records.records import build_single_record_batch
 from riverbed.storage.api import PartitionLog
 
 from .deadline_timer import DeadlineTimer
@@ -65,6 +64,11 @@ TXN_TOPIC_PARTITIONS = 50  # transaction.state.log.num.partitions
 TXN_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}
 
 _R = TypeVar("_R")
+
+#: how soon a state record that no answer waits for (a Complete record; the Ongoing record
+#: of AddPartitionsToTxn, whose transaction's produce asks for its flush) is made durable at
+#: the latest when nothing else asks for a flush of its log first
+DEFERRED_FLUSH_S = 0.1
 
 #: (log, last offset appended) pairs an answer must wait for
 Pending = list[tuple[PartitionLog, int]]
@@ -92,9 +96,14 @@ class TxnService:
         self._tasks: set[asyncio.Future[None]] = set()
         self._failed: dict[str, int] = {}  # transactional id -> the mapped error of its failed write
         #: transactional id -> its last state record written without the answer waiting for it
-        #: (AddPartitionsToTxn); a transactional produce waits for it
-        self._unsynced: dict[str, tuple[PartitionLog, int]] = {}
+        #: (AddPartitionsToTxn), and whether its flush was asked for; a transactional
+        #: produce waits for it
+        self._unsynced: dict[str, tuple[PartitionLog, int, bool]] = {}
         self._stopped = False
+        self._defer_flush = False  # state records appended now need no fsync of their own
+        #: logs holding such records, and the last one: flushed by a timer unless sooner
+        self._deferred: dict[PartitionLog, int] = {}
+        self._deferred_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -142,6 +151,9 @@ class TxnService:
     def stop(self) -> None:
         self._stopped = True
         self._timer.cancel()
+        if self._deferred_timer is not None:
+            self._deferred_timer.cancel()
+            self._deferred_timer = None
         for task in list(self._tasks):
             task.cancel()
 
@@ -163,16 +175,22 @@ class TxnService:
         log.info("replayed %d records of %s", loaded, TRANSACTION_STATE_TOPIC)
 
     # ------------------------------------------------------------------ calls
-    def call(self, transactional_id: str, fn: Callable[[], _R]) -> tuple[_R, Outcome]:
+    def call(self, transactional_id: str, fn: Callable[[], _R], *, defer_flush: bool = False) -> tuple[_R, Outcome]:
         """Run one coordinator call for ``transactional_id`` and carry out its events.
 
         Returns the call's result and an :class:`Outcome`: what the answer must wait for,
         and the error to answer if a state record could not be written (then the id's
         previous state is restored; the error is Kafka's mapping of the log's error,
-        ``txn_write_error``: NOT_COORDINATOR for a full disk)."""
+        ``txn_write_error``: NOT_COORDINATOR for a full disk). ``defer_flush``: the state
+        records ask for no fsync of their own (a timer asks within ``DEFERRED_FLUSH_S``); a caller that
+        waits for them must ask for the flush (:meth:`flush_now`)."""
         before = self.coordinator.snapshot(transactional_id)
         result = fn()
-        self._drain()
+        self._defer_flush = defer_flush
+        try:
+            self._drain()
+        finally:
+            self._defer_flush = False
         pending, self._pending = self._pending, []
         tasks, self._new_tasks = self._new_tasks, []
         error = self._failed.pop(transactional_id, ErrorCode.NONE)
@@ -221,9 +239,25 @@ class TxnService:
         now = self.broker.now_ms()
         plog = self._state_log(event.transactional_id)
         value = None if event.snapshot is None else txn_value(event.snapshot)
-        batch = build_batch([(txn_key(event.transactional_id), value, [], now)])
-        info = plog.append(batch, now_ms=now)
+        batch = build_single_record_batch(txn_key(event.transactional_id), value, now)
+        info = plog.append(batch, now_ms=now, flush=not self._defer_flush)
+        if self._defer_flush:
+            self._defer(plog, info.last_offset)
         self._pending.append((plog, info.last_offset))
+
+    def _defer(self, plog: PartitionLog, last: int) -> None:
+        """``last`` was appended without asking for a flush: ask within DEFERRED_FLUSH_S
+        unless another flush of the log covers it first (one loop timer at a time)."""
+        self._deferred[plog] = last
+        if self._deferred_timer is None and self.broker.loop is not None:
+            self._deferred_timer = self.broker.loop.call_later(DEFERRED_FLUSH_S, self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._deferred_timer = None
+        deferred, self._deferred = self._deferred, {}
+        for plog, last in deferred.items():
+            if plog.high_watermark <= last:
+                self.broker.logs.request_flush(plog)
 
     async def _complete(self, event: WriteMarkers, prepare: Pending) -> None:
         """Write the transaction's markers once its Prepare record is durable, then tell the
@@ -264,7 +298,14 @@ class TxnService:
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.complete_txn(partition, event.producer_id, event.commit)
         self.coordinator.markers_written(event.transactional_id, event.producer_id, event.producer_epoch)
-        self._drain()
+        # nobody waits for the Complete record: it is not fsynced on its own, but with the
+        # next state record of its partition (the producer's next transaction) or within
+        # DEFERRED_FLUSH_S: one flush cycle per transaction fewer
+        self._defer_flush = True
+        try:
+            self._drain()
+        finally:
+            self._defer_flush = False
         # the Complete record is not waited for: the answer to EndTxn needs the markers only.
         # A Complete lost in a power cut leaves the Prepare record, and the restart writes the
         # markers again (idempotent); any later state record of the id lands after it in the
@@ -273,22 +314,33 @@ class TxnService:
         self._failed.clear()
         self.reschedule()
 
+    def flush_now(self, pending: Pending) -> None:
+        """Ask for the flush of records appended with ``defer_flush``: an answer waits."""
+        for plog in {plog for plog, _ in pending}:
+            self.broker.logs.request_flush(plog)
+
     def state_written(self, transactional_id: str, record: tuple[PartitionLog, int]) -> None:
-        """``record`` (the id's newest state record) was answered before it is durable."""
-        self._unsynced[transactional_id] = record
+        """``record`` (the id's newest state record) was answered before it is durable, and
+        appended without asking for a flush: the transaction's first produce asks for it,
+        so one flush cycle makes the record and the produce's batches durable together."""
+        self._unsynced[transactional_id] = (record[0], record[1], False)
         if len(self._unsynced) > 1024:  # forget the durable ones now and then
             self._unsynced = {tid: r for tid, r in self._unsynced.items() if r[0].high_watermark <= r[1]}
 
     def unsynced_state(self, transactional_id: str) -> tuple[PartitionLog, int] | None:
         """The id's state record that a transactional produce must also wait for, if it is
-        not durable yet."""
+        not durable yet; the first call asks for its flush."""
         record = self._unsynced.get(transactional_id)
         if record is None:
             return None
-        if record[0].high_watermark > record[1]:
+        plog, last, asked = record
+        if plog.high_watermark > last:
             del self._unsynced[transactional_id]
             return None
-        return record
+        if not asked:
+            self.broker.logs.request_flush(plog)
+            self._unsynced[transactional_id] = (plog, last, True)
+        return plog, last
 
     async def durable(self, pending: Pending) -> None:
         """Wait until every (log, offset) in ``pending`` is below its high watermark."""
@@ -302,8 +354,8 @@ class TxnService:
         Prepare record is durable, so a slow marker does not turn the answer into an error."""
         await self.durable(outcome.pending)
         if outcome.tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(asyncio.gather(*outcome.tasks)), markers_timeout_s)
+            # asyncio.wait neither cancels the tasks at the timeout nor raises
+            await asyncio.wait(outcome.tasks, timeout=markers_timeout_s)
 
     # ------------------------------------------------------------------ timers
     def reschedule(self) -> None:

@@ -231,6 +231,7 @@ class PartitionLog(Protocol):
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
+        flush: bool = True,
     ) -> AppendInfo:
         """Append one validated v2 batch from a client: assign offsets by patching
         baseOffset in place (and, with ``log_append_time``, stamp ``now_ms`` as
@@ -249,7 +250,13 @@ class PartitionLog(Protocol):
         ``AppendOrigin.COORDINATOR``, e.g. the offsets of TxnOffsetCommit, which carry the
         producer id and epoch but no sequence numbers): the epoch is checked and the
         transaction bookkeeping applies, but sequences are not checked and the batch is
-        never taken for a duplicate."""
+        never taken for a duplicate.
+
+        ``flush=False``: with ``flush_messages == 1``, do not ask the flusher for an fsync:
+        the next flush of the log (asked for by a later append, or by the caller through
+        :meth:`LogStore.request_flush`) takes the batch along; until then it is neither
+        durable nor visible. For records nobody waits for, such as the transaction
+        coordinator's Complete state. Storage without fsync ignores it."""
         ...
 
     def append_marker(

@@ -58,6 +58,7 @@ class WriteMixin(ProducerStateMixin):
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
+        flush: bool = True,
     ) -> AppendInfo:
         header = BatchHeader(batch)
         if header.size != len(batch):
@@ -74,7 +75,7 @@ class WriteMixin(ProducerStateMixin):
         if log_append_time:
             set_log_append_time(batch, now_ms)
             append_time = max_timestamp = now_ms
-        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None)
+        base, last, log_start = self._store(batch, header, max_timestamp, now_ms, None, flush)
         return AppendInfo(base, last, append_time, log_start)
 
     def append_marker(
@@ -102,9 +103,11 @@ class WriteMixin(ProducerStateMixin):
         max_timestamp: int,
         now_ms: int,
         marker: tuple[bool, int] | None,
+        flush: bool = True,
     ) -> tuple[int, int, int]:
         """Write a checked batch at the log end and account for it (producer state, flush
-        requests): (base offset, last offset, log start offset)."""
+        requests): (base offset, last offset, log start offset). ``flush``: see
+        :meth:`append`."""
         nbytes = len(batch)
         delta = int(header.last_offset_delta)
         config = self._config
@@ -152,7 +155,8 @@ class WriteMixin(ProducerStateMixin):
             self._leo = last + 1
             self._size += nbytes
             if config.flush_messages == 1:
-                if not self._flush_requested:
+                # flush=False: nobody waits for it, the caller asks for its flush
+                if flush and not self._flush_requested:
                     self._flush_requested = soon = True
             else:
                 self._hw = self._leo

@@ -108,6 +108,7 @@ class MemoryLog:
         now_ms: int,
         log_append_time: bool = False,
         origin_coordinator: bool = False,
+        flush: bool = True,
     ) -> AppendInfo:
         header = BatchHeader(batch)
         if header.size != len(batch):

@@ -21,6 +21,8 @@ from riverbed.coordinator.txn_log import (
 )
 from riverbed.coordinator.txn_types import TxnSnapshot, TxnState
 from riverbed.protocol.errors import DecodeError
+from riverbed.protocol.internal.transaction_log_value import TransactionLogValue
+from riverbed.protocol.primitives import Writer
 
 S = TxnState
 WRITABLE = [s for s in TxnState if s is not S.DEAD]
@@ -123,6 +125,26 @@ def test_dead_and_bad_versions_are_not_written() -> None:
 
 def test_tombstone() -> None:
     assert decode(txn_key("gone"), None) == ("gone", None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshots)
+def test_value_v0_by_hand_equals_the_generated_writer(snap: TxnSnapshot) -> None:
+    state = S.PREPARE_ABORT if snap.state is S.PREPARE_EPOCH_FENCE else snap.state
+    partitions = None
+    if state is not S.EMPTY:
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(snap.partitions):
+            by_topic.setdefault(topic, []).append(p)
+        partitions = [TransactionLogValue.PartitionsSchema(topic=t, partition_ids=ps) for t, ps in by_topic.items()]
+    w = Writer()
+    w.int16(0)
+    TransactionLogValue(
+        producer_id=snap.producer_id, producer_epoch=snap.producer_epoch, transaction_timeout_ms=snap.timeout_ms,
+        transaction_status=int(state), transaction_partitions=partitions,
+        transaction_last_update_timestamp_ms=snap.last_update_ms, transaction_start_timestamp_ms=snap.start_ms,
+    ).write(w, 0)  # fmt: skip
+    assert txn_value(snap, 0) == w.getvalue()
 
 
 @settings(max_examples=200, deadline=None)

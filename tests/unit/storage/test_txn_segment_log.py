@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,6 +98,36 @@ def test_marker_goes_through_group_commit(make_segment_log: Callable[..., Segmen
     assert (log.high_watermark, log.last_stable_offset) == (1, 0)
     log.flush()
     assert (log.high_watermark, log.last_stable_offset) == (2, 2)
+
+
+def test_an_append_without_flush_asks_for_none(make_segment_log: Callable[..., SegmentLog]) -> None:
+    """The coordinator's Complete record (flush=False): no fsync of its own; the next
+    append that asks for one, or the caller, has it made durable."""
+    log = make_segment_log()
+    soon: list[SegmentLog] = []
+    later: list[tuple[SegmentLog, float]] = []
+    log.hooks = LogHooks(soon.append, lambda lg, d: later.append((lg, d)), lambda _: None)
+    log.append(make_batch(1), now_ms=1_000, flush=False)
+    log.append(make_batch(1), now_ms=1_000, flush=False)
+    assert (soon, later) == ([], [])
+    assert log.high_watermark == 0  # not durable, so not visible (flush.messages = 1)
+    log.append(make_batch(1), now_ms=1_000)
+    assert soon == [log]
+    log.flush()
+    assert log.high_watermark == 3
+
+
+def test_an_append_without_flush_is_made_durable_on_request(manager_factory: Callable[..., LogManager]) -> None:
+    manager = manager_factory()
+    log = manager.create("t", 0, LogConfig())
+    log.append(make_batch(2), now_ms=1_000, flush=False)
+    time.sleep(0.2)
+    assert log.high_watermark == 0  # nothing asked for a flush
+    manager.request_flush(log)
+    deadline = time.monotonic() + 10
+    while log.high_watermark < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.high_watermark == 2
 
 
 def test_clean_restart_restores_everything_without_replay(

@@ -95,6 +95,10 @@ def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: Prod
     waits: list[tuple[PartitionLog, int]] = []
     now = broker.now_ms()
     txn_denied = req.transactional_id is not None and not broker.authorize(conn, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, req.transactional_id)
+    if req.transactional_id is not None and not txn_denied:
+        # before the batches are appended: the Ongoing state record of the transaction,
+        # if not durable yet, joins the flush cycle that their appends ask for
+        broker.txns.unsynced_state(req.transactional_id)
     for td in req.topic_data:
         parts: list[PartResp] = []
         if txn_denied:  # Kafka fails the whole request's partitions

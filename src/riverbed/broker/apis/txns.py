@@ -113,14 +113,17 @@ def handle_add_partitions_to_txn(broker: Broker, conn: ConnectionInfo, version: 
             errors.setdefault(key, ErrorCode.OPERATION_NOT_ATTEMPTED)
     else:
         tid = req.v3_and_below_transactional_id
-        code, outcome = broker.txns.call(tid, lambda: broker.txns.coordinator.add_partitions(tid, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted))
+        code, outcome = broker.txns.call(tid, lambda: broker.txns.coordinator.add_partitions(tid, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch, wanted), defer_flush=True)
         code = outcome.error or _fenced(code, version, 2)
         errors = {key: code for key in wanted}
         if not code and not outcome.tasks and outcome.pending:
-            # answered before the Ongoing record is durable: the transaction's records wait
-            # for it instead (handle_produce), so the client's produce overlaps its fsync
+            # answered before the Ongoing record is durable, nor flushed yet: the
+            # transaction's records wait for it instead and their produce asks for its
+            # flush (handle_produce), so one flush cycle covers the record and the batches
             broker.txns.state_written(tid, outcome.pending[-1])
             outcome = Outcome([], [], ErrorCode.NONE)
+        else:
+            broker.txns.flush_now(outcome.pending)
     by_topic: dict[str, list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult]] = {}
     for (name, p), code in errors.items():
         by_topic.setdefault(name, []).append(R.AddPartitionsToTxnPartitionResult(partition_index=p, partition_error_code=code))

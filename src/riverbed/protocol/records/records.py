@@ -15,6 +15,7 @@ decompress the block are ``corrupt=True`` (see ``compression.py``).
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from collections.abc import Sequence
@@ -407,6 +408,22 @@ def build_batch(
     return out
 
 
+def build_single_record_batch(key: bytes | None, value: bytes | None, timestamp: int) -> bytearray:
+    """``build_batch([(key, value, (), timestamp)])`` without its generality (no producer,
+    no compression, no headers): what the coordinators write for every state change."""
+    block = bytearray()
+    _encode_record(block, 0, 0, key, value, ())
+    size = HEADER_SIZE + len(block)
+    out = bytearray(size)
+    _HEADER.pack_into(
+        out, 0, 0, size - LOG_OVERHEAD, -1, MAGIC_V2, 0, 0, 0, timestamp, timestamp,
+        NO_PRODUCER_ID, -1, NO_SEQUENCE, 1,
+    )  # fmt: skip
+    out[HEADER_SIZE:] = block
+    _UINT32.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return out
+
+
 # --------------------------------------------------------------------------- control records
 
 
@@ -420,20 +437,42 @@ def build_control_batch(
     *,
     partition_leader_epoch: int = -1,
 ) -> bytearray:
-    """A transaction marker: a control + transactional batch holding one control record."""
+    """A transaction marker: a control + transactional batch holding one control record
+    (what ``build_batch`` builds for it, without its generality: one per partition of every
+    transaction)."""
+    payload = _control_record(commit, coordinator_epoch)
+    size = HEADER_SIZE + len(payload)
+    out = bytearray(size)
+    _HEADER.pack_into(
+        out,
+        0,
+        base_offset,
+        size - LOG_OVERHEAD,
+        partition_leader_epoch,
+        MAGIC_V2,
+        0,  # crc, filled in below
+        TRANSACTIONAL_MASK | CONTROL_MASK,
+        0,  # last offset delta
+        timestamp,
+        timestamp,
+        producer_id,
+        producer_epoch,
+        NO_SEQUENCE,
+        1,
+    )
+    out[HEADER_SIZE:] = payload
+    _UINT32.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _control_record(commit: bool, coordinator_epoch: int) -> bytes:
+    """The one record of a marker (offset and timestamp deltas 0)."""
     key = _CONTROL_KEY.pack(0, CONTROL_COMMIT if commit else CONTROL_ABORT)
     value = _CONTROL_VALUE.pack(0, coordinator_epoch)
-    return build_batch(
-        [(key, value, (), timestamp)],
-        base_offset=base_offset,
-        base_timestamp=timestamp,
-        producer_id=producer_id,
-        producer_epoch=producer_epoch,
-        base_sequence=NO_SEQUENCE,
-        transactional=True,
-        control=True,
-        partition_leader_epoch=partition_leader_epoch,
-    )
+    block = bytearray()
+    _encode_record(block, 0, 0, key, value, ())
+    return bytes(block)
 
 
 def parse_control_record(record: Record) -> tuple[bool, int]:
