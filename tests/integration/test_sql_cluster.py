@@ -202,11 +202,16 @@ def test_create_on_one_runs_on_both_and_terminate_on_the_other_stops_both(broker
     # pull queries on either server answer for both servers' partitions (forwarded)
     wait_for(lambda: pull_counts(s1.url, "c1_views") == want, 60, f"counts {want} on server 1")
     assert pull_counts(s2.url, "c1_views") == want
-    # a key lookup whose partition is the other server's
-    for k in KEYS:
-        r = httpx.post(f"{s2.url}/query-stream", json={"sql": f"SELECT n FROM c1_views WHERE page = '{k}';"},
-                       headers={"Accept": "application/json"}, timeout=30)
-        assert r.json()[1:] == [[want[k]]], r.text
+    # key lookups, on each server: a key's partition is computed and asked of its owner (this
+    # server, or the other one over HTTP); a wrong partition would answer no row
+    for s in (s1, s2):
+        for k in KEYS:
+            r = httpx.post(f"{s.url}/query-stream", json={"sql": f"SELECT n FROM c1_views WHERE page = '{k}';"},
+                           headers={"Accept": "application/json"}, timeout=30)
+            assert r.json()[1:] == [[want[k]]], r.text
+        r = httpx.post(f"{s.url}/query-stream", headers={"Accept": "application/json"}, timeout=30,
+                       json={"sql": "SELECT page, n FROM c1_views WHERE page IN ('home', 'cart', 'shop', 'help');"})
+        assert sorted(map(tuple, r.json()[1:])) == sorted(want.items()), r.text
     # the sink: each key's counts 1..n, each once (at-least-once, and nothing failed)
     assert sink_counts(broker.bootstrap, "C1_VIEWS", len(sent)) == {k: list(range(1, n + 1)) for k, n in want.items()}
     # TERMINATE on server 2 (after waiting for server 1's CREATE: commandSequenceNumber)

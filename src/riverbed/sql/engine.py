@@ -1190,6 +1190,10 @@ class Engine:
         if peers:
             pq = self.queries.get(info.materialized.query_id) if info.materialized else None
             local = pq is not None and pq.runtime is not None and bool(pq.runtime.tasks)
+            lookup = self._key_of(q.where, info)
+            owners = self._owners_of_keys(info, lookup[1]) if lookup[0] else None
+            if owners is not None:  # a key lookup: only the servers owning the keys' partitions
+                local, peers = owners
             rows = [] if not local else self.pull(q)[1]
             for url in peers:
                 rows.extend(self._forward_pull(url, text or ""))
@@ -1226,6 +1230,45 @@ class Engine:
             if url and url != self.advertised_url and m.assignment.topic_partitions and url not in urls:
                 urls.append(url)
         return urls
+
+    def _owners_of_keys(self, info: SourceInfo, keys: list[Any]) -> tuple[bool, list[str]] | None:
+        """For a key lookup: (whether this server holds one of the keys' partitions, the other
+        servers holding the rest), from each key's partition of the store's input topic (murmur2
+        of the key as the query serializes it: a repartition topic, which the query writes); None
+        when that cannot be told (then every server owning partitions is asked)."""
+        m = info.materialized
+        pq = self.queries.get(m.query_id) if m is not None else None
+        if m is None or pq is None or pq.runtime is None:
+            return None
+        rt = pq.runtime
+        try:
+            from riverbed.streams.query import partition_for
+
+            spec = rt.topology.store_specs[m.store]
+            sub = next(s for s in rt.topology.subtopologies if any(x.name == m.store for x in s.stores))
+            if not set(sub.sources) <= set(rt.topology.repartition_topics):
+                return None  # keys written by the query itself only (by the store's key serde)
+            n = max(rt._partitions.get(t, 0) for t in sub.sources)
+            if n <= 0:
+                return None
+            parts = set()
+            for k in keys:
+                raw = spec.key_serde.serialize(k)
+                if raw is None:
+                    return None
+                parts.add(partition_for(raw, n))
+            local = {p for sid, p in list(rt.tasks) if sid == sub.id}
+            urls: list[str] = []
+            for p in sorted(parts - local):
+                owner = rt._owner_of(sub.sources, p)
+                if owner is None:
+                    return None
+                if owner != self.advertised_url and owner not in urls:
+                    urls.append(owner)
+            return bool(parts & local), urls
+        except Exception as e:
+            log.warning("pull query: cannot tell the owners of %s's keys (asking every server): %s", info.name, e)
+            return None
 
     def _forward_pull(self, url: str, text: str) -> list[list[Any]]:
         import httpx
