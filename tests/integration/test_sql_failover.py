@@ -26,7 +26,8 @@ KEYS = ["home", "cart", "shop", "help"]
 
 
 class SqlProcess:
-    def __init__(self, bootstrap: str, state_dir: Path, log: Path) -> None:
+    def __init__(self, bootstrap: str, state_dir: Path, log: Path, instance_id: str | None = None) -> None:
+        self.instance_id = instance_id
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.bootstrap = bootstrap
@@ -38,7 +39,9 @@ class SqlProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", "sql", "serve", "--bootstrap", self.bootstrap,
                                       "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
-                                      "--service-id", "failover_", "--log-level", "INFO"], stdout=out, stderr=out)
+                                      "--service-id", "failover_", "--log-level", "INFO",
+                                      *(["--instance-id", self.instance_id] if self.instance_id else [])],
+                                     stdout=out, stderr=out)
         out.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -148,9 +151,9 @@ def check_exactly_once(broker: BrokerProcess, sql: SqlProcess, sent: list[tuple[
     assert seen == {k: list(range(1, n + 1)) for k, n in want.items()}
 
 
-def start_query(broker: BrokerProcess, tmp_path: Path, guarantee: str = "exactly_once_v2") -> tuple[
-        SqlProcess, Callable[[int], None], list[tuple[str, str]]]:
-    sql = SqlProcess(broker.bootstrap, tmp_path / "state", tmp_path / "sql.log").start()
+def start_query(broker: BrokerProcess, tmp_path: Path, guarantee: str = "exactly_once_v2",
+                instance_id: str | None = None) -> tuple[SqlProcess, Callable[[int], None], list[tuple[str, str]]]:
+    sql = SqlProcess(broker.bootstrap, tmp_path / "state", tmp_path / "sql.log", instance_id).start()
     r = httpx.post(f"{sql.url}/ksql", timeout=60, json={"ksql": CREATE.replace("exactly_once_v2", guarantee)})
     assert r.status_code == 200, r.text
     sent: list[tuple[str, str]] = []
@@ -162,8 +165,11 @@ def start_query(broker: BrokerProcess, tmp_path: Path, guarantee: str = "exactly
     return sql, batch, sent
 
 
-def test_exactly_once_through_kill_9_of_the_sql_server(broker: BrokerProcess, tmp_path: Path) -> None:
-    sql, batch, sent = start_query(broker, tmp_path)
+@pytest.mark.parametrize("instance_id", [None, "one"])
+def test_exactly_once_through_kill_9_of_the_sql_server(broker: BrokerProcess, tmp_path: Path, instance_id: str | None) -> None:
+    """Also as a static member (--instance-id): the restarted server's consumer takes its old
+    member's place at once, without waiting for its session timeout."""
+    sql, batch, sent = start_query(broker, tmp_path, instance_id=instance_id)
     try:
         batch(200)
         wait_some_output(sql.url)

@@ -34,6 +34,8 @@ def add_sql_parser(sub: Any) -> None:
     sv.add_argument("--listen", default="127.0.0.1:8088", help="HOST:PORT of the REST API (default 127.0.0.1:8088)")
     sv.add_argument("--service-id", default="default_", help="ksql.service.id: names the command topic and the queries' consumer groups (default default_)")
     sv.add_argument("--state-dir", default=None, help="where persistent queries keep their state stores (default $TMPDIR/riverbed-sql/<service id>)")
+    sv.add_argument("--instance-id", default=None, help="this server's name among those sharing the command topic: persistent queries' consumers become static group members (group.instance.id = <instance id>-<query id>), so a restarted server gets its partitions back without a rebalance")
+    sv.add_argument("--advertised-url", default=None, help="the URL other SQL servers reach this one's REST API at (pull queries forwarded here; default http://<listen>)")
     sv.add_argument("--set", dest="server_set", action="append", default=[], metavar="NAME=VALUE", help="a default query property, e.g. processing.guarantee=exactly_once_v2")
     sv.add_argument("--log-level", default="INFO")
 
@@ -65,7 +67,9 @@ def _serve(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack on stderr
     settings = ClusterSettings.from_args(args)
     host, _, port = args.listen.rpartition(":")
-    engine = Engine(settings, service_id=args.service_id, state_dir=args.state_dir, properties=_kv(args.server_set))
+    engine = Engine(settings, service_id=args.service_id, state_dir=args.state_dir, properties=_kv(args.server_set),
+                    instance_id=args.instance_id)
+    engine.advertised_url = args.advertised_url
     server = SqlServer(engine, host or "127.0.0.1", int(port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

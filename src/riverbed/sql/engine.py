@@ -9,6 +9,14 @@ beginning, so streams, tables and persistent queries come back as they were. A p
 query's id is made from the offset of its command (``CSAS_VIP_USERS_3``), so a replay gives the
 same ids, and so the same consumer groups (``_confluent-ksql-<service id>query_<id>``): a
 restarted query resumes from its committed offsets and restores its state from its changelogs.
+
+Several servers with the same service id share the command topic (ksqlDB's cluster): each keeps
+consuming it (the command runner thread), and every statement that changes the metastore is
+executed by the runner in the topic's order on every server, the server that received it
+included: it validates the statement against a metastore caught up to the topic's end, writes
+it, then answers with the outcome of its own runner (a statement that lost a race to a
+conflicting one written before it fails, on every server alike). Each server runs every
+persistent query; their consumers share the partitions through the query's consumer group.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from . import ast as A
 from . import types as T
 from .catalog import HEADERS_TYPE, PSEUDO, WINDOW_COLUMNS, SourceInfo, header_values
 from .compiler import Compiler, Scope, show
-from .errors import BAD_STATEMENT, NOT_FOUND, SERVER_ERROR, SqlError
+from .errors import BAD_STATEMENT, COMMAND_TIMEOUT, NOT_FOUND, SERVER_ERROR, SqlError
 from .formats import REGISTRY_FORMATS, check_format, to_json_value
 from .parser import parse
 from .planner import OutputColumn, Plan, Planner, SinkSpec, column_name
@@ -289,12 +297,33 @@ def source_from_ddl(st: A.CreateSource, registry: Any = None) -> SourceInfo:
     return info
 
 
+class _Submitted(Exception):
+    """A statement was validated and written to the command topic at ``offset``: its outcome is
+    the command runner's."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+SKIP_FORWARDING = "request.ksql.query.pull.skip.forwarding"  # (ksqlDB's name) a forwarded pull query
+
+
 class Engine:
     def __init__(self, settings: ClusterSettings, service_id: str = "default_", state_dir: str | Path | None = None,
                  command_topic: str | None = None, properties: dict[str, str] | None = None,
-                 commit_interval_ms: int = 2000) -> None:
+                 commit_interval_ms: int = 2000, instance_id: str | None = None,
+                 command_timeout_s: float = 60.0) -> None:
+        """``instance_id``: this server's name among the servers sharing the command topic; when
+        set, each persistent query's consumer is a static member of its group
+        (``group.instance.id = <instance id>-<query id>``), so a restarted server gets its
+        partitions back without a rebalance (within the session timeout)."""
         self.settings = settings
         self.service_id = service_id
+        self.instance_id = instance_id
+        self.server_id = uuid.uuid4().hex  # marks the commands this server wrote
+        self.advertised_url: str | None = None  # this server's REST API (pull queries forwarded to it)
+        self.command_timeout_s = command_timeout_s
         self.metrics_url: str | None = None  # the server's /metrics (in the queries' status records)
         self.command_topic = command_topic or f"_confluent-ksql-{service_id}_command_topic"
         import tempfile
@@ -308,7 +337,14 @@ class Engine:
         self._lock = threading.RLock()
         self._admin = admin(settings)
         self._producer = producer(settings, **{"partitioner": "murmur2_random", "linger.ms": 0})
-        self.command_seq = -1
+        self.command_seq = -1  # the offset of the last command executed (by the start's replay or the runner)
+        self._executed = threading.Condition()
+        self._outcomes: dict[int, dict[str, Any] | SqlError] = {}  # own commands' outcomes, by offset
+        self._live = False  # the runner is executing a command this server wrote (and is waiting for)
+        self._from_runner = False  # the runner is executing a command (not the start's replay)
+        self._runner: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._end_reader: Any = None  # a consumer for the command topic's end offset
         self.started = False
         self.max_pull_rows = int(self.properties.get("ksql.query.pull.max.rows", 100_000))
         self.registry: Any = None
@@ -337,10 +373,106 @@ class Engine:
             self.command_seq = offset
         log.info("replayed %d commands from %s; %d persistent queries running", replayed, self.command_topic,
                  len(self.queries))
+        self._end_reader = consumer(self.settings, f"_riverbed-sql-end-{uuid.uuid4().hex}")
+        self._runner = threading.Thread(target=self._run_commands, name="sql-command-runner", daemon=True)
+        self._runner.start()
         self.started = True
         return self
 
+    # -- the command runner ------------------------------------------------------------------------------
+    def _run_commands(self) -> None:
+        """Consume the command topic from after the replayed commands, for as long as the engine
+        runs, and execute each command in order (those of the other servers, and this one's)."""
+        c = consumer(self.settings, f"_riverbed-sql-runner-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 50})
+        try:
+            c.assign([TopicPartition(self.command_topic, 0, self.command_seq + 1)])
+            while not self._closing.is_set():
+                m = c.poll(0.2)
+                if m is None:
+                    continue
+                merr = m.error()
+                if merr is not None:
+                    if merr.code() != KafkaError._PARTITION_EOF:
+                        log.warning("command runner: %s", merr)
+                    continue
+                off = int(m.offset() or 0)
+                if off <= self.command_seq:
+                    continue
+                self._run_command(off, m.value())
+        except Exception:
+            log.exception("the command runner failed")
+        finally:
+            c.close()
+
+    def _run_command(self, off: int, raw: bytes | None) -> None:
+        outcome: dict[str, Any] | SqlError
+        own = False
+        try:
+            cmd = json.loads(raw or b"")
+            own = cmd.get("origin") == self.server_id
+            with self._lock:
+                self._live, self._from_runner = own, True
+                try:
+                    outcome = self._execute(parse(cmd["statement"])[0], cmd.get("streamsProperties") or {}, off,
+                                            replay=True)
+                finally:
+                    self._live = self._from_runner = False
+        except SqlError as e:
+            outcome = e
+            (log.info if own else log.warning)("command %d failed: %s", off, e)
+        except Exception as e:
+            log.exception("command %d failed", off)
+            outcome = SqlError(f"{type(e).__name__}: {e}", code=SERVER_ERROR)
+        with self._executed:
+            self.command_seq = off
+            if own:
+                self._outcomes[off] = outcome
+            self._executed.notify_all()
+
+    @property
+    def runner_alive(self) -> bool:
+        """The command runner is consuming the command topic (``/healthcheck``'s commandRunner)."""
+        return self._runner is not None and self._runner.is_alive()
+
+    def wait_for_command(self, seq: int, timeout: float | None = None) -> None:
+        """Until the command at offset ``seq`` was executed here (ksqlDB's
+        ``commandSequenceNumber`` in a request)."""
+        deadline = time.monotonic() + (self.command_timeout_s if timeout is None else timeout)
+        with self._executed:
+            while self.command_seq < seq:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing.is_set():
+                    raise SqlError("Timed out while waiting for a previous command to execute. command sequence "
+                                   f"number: {seq}", code=COMMAND_TIMEOUT)
+                self._executed.wait(min(left, 0.5))
+
+    def _catch_up(self) -> None:
+        """Execute every command written so far before validating a new statement, so that it is
+        checked against what the other servers did (ksqlDB waits for its command runner too)."""
+        if self._end_reader is None:
+            return
+        try:
+            _lo, hi = self._end_reader.get_watermark_offsets(TopicPartition(self.command_topic, 0), timeout=10)
+        except KafkaException as e:
+            raise SqlError(f"Could not read the command topic's end offset: {e}", code=SERVER_ERROR) from None
+        self.wait_for_command(hi - 1)
+
+    def _outcome(self, off: int) -> dict[str, Any]:
+        self.wait_for_command(off)
+        with self._executed:
+            outcome = self._outcomes.pop(off, None)
+        if outcome is None:
+            raise SqlError(f"The command at offset {off} was executed, but its outcome is unknown", code=SERVER_ERROR)
+        if isinstance(outcome, SqlError):
+            raise outcome
+        return outcome
+
     def close(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            self._runner.join(10)
+        if self._end_reader is not None:
+            self._end_reader.close()
         for pq in list(self.push_queries.values()):
             pq.close()
         for q in list(self.queries.values()):
@@ -379,7 +511,8 @@ class Engine:
             c.close()
 
     def _write_command(self, st: A.Statement, props: dict[str, Any], key: str) -> int:
-        value = json.dumps({"statement": st.text, "streamsProperties": props, "originalProperties": {}})
+        value = json.dumps({"statement": st.text, "streamsProperties": props, "originalProperties": {},
+                            "origin": self.server_id})
         result: dict[str, Any] = {}
 
         def done(err: Any, msg: Any) -> None:
@@ -408,7 +541,12 @@ class Engine:
                 if isinstance(st, A.SelectStatement):
                     raise SqlError("The following statement types should be issued to the websocket endpoint "
                                    "'/query': SELECT (use POST /query or /query-stream)", *st.pos)
-                out.append(self._execute(st, props, None, replay=False))
+                if self.started and isinstance(st, (A.CreateSource, A.CreateAs, A.InsertSelect, A.Drop, A.Terminate)):
+                    self._catch_up()
+                try:
+                    out.append(self._execute(st, props, None, replay=False))
+                except _Submitted as sub:  # written to the command topic: the runner executes it
+                    out.append(self._outcome(sub.offset))
             except SqlError as e:
                 e.statement = st.text  # type: ignore[attr-defined]
                 e.entities = out  # type: ignore[attr-defined]
@@ -451,8 +589,10 @@ class Engine:
             assert offset is not None
             return offset
         off = self._write_command(st, props, key)
-        self.command_seq = off
-        return off
+        if self._runner is None:  # (not started: no runner; executed here)
+            self.command_seq = off
+            return off
+        raise _Submitted(off)
 
     # CREATE STREAM / TABLE
     def _check_new_name(self, name: str, kind: str, or_replace: bool, if_not_exists: bool, pos: A.Pos) -> bool:
@@ -496,6 +636,11 @@ class Engine:
         return {"state_dir": str(self.state_dir / qid), "processing_guarantee": guarantee,
                 "commit_interval_ms": int(props.get("commit.interval.ms", self.commit_interval_ms if guarantee == "at_least_once" else 100)),
                 "consumer_config": {"auto.offset.reset": "earliest", **self.settings.client,
+                                    **({"group.instance.id": f"{self.instance_id}-{qid}"} if self.instance_id else {}),
+                                    # how the other servers find this one's partitions (pull queries
+                                    # forwarded here), as Kafka Streams' application.server
+                                    **({"client.id": f"_confluent-ksql-{self.service_id}query_{qid}@{self.advertised_url}"}
+                                       if self.advertised_url else {}),
                                     **_prefixed(props, "ksql.streams.consumer.")},
                 "producer_config": {**self.settings.client, **_prefixed(props, "ksql.streams.producer.")},
                 # riverbed.streams' record cache (Kafka's 10 MiB default there) stays off for SQL
@@ -518,6 +663,29 @@ class Engine:
                     offsets.append(TopicPartition(t, p, hi))
             if offsets:
                 c.commit(offsets=offsets, asynchronous=False)
+        finally:
+            c.close()
+
+    def _await_start_offsets(self, topology: Any, timeout: float = 10.0) -> None:
+        """Another server created the query with ``auto.offset.reset=latest`` and commits its
+        start offsets (the source topics' ends) just after writing the command: wait for them,
+        so this server's consumer does not start its partitions from the beginning."""
+        internal = set(topology.repartition_topics)
+        topics = sorted({t for sub in topology.subtopologies for t in sub.sources} - internal)
+        c = consumer(self.settings, topology.app_id)
+        try:
+            md = c.list_topics(timeout=10)
+            tps = [TopicPartition(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
+            deadline = time.monotonic() + timeout
+            while tps and time.monotonic() < deadline and not self._closing.is_set():
+                if all(tp.offset >= 0 for tp in c.committed(tps, timeout=10)):
+                    return
+                time.sleep(0.05)
+            if tps:
+                log.warning("query %s: its start offsets were not committed within %.0f s; starting anyway",
+                            topology.app_id, timeout)
+        except KafkaException as e:
+            log.warning("query %s: cannot read its start offsets: %s", topology.app_id, e)
         finally:
             c.close()
 
@@ -569,7 +737,7 @@ class Engine:
         info = SourceInfo(st.name, st.kind, topic, kf, vf, plan.key_columns, plan.value_columns, partitions,
                           statement=st.text, window=plan.window, registry=self.registry, **names)
         self.catalog[st.name] = info
-        self._start_query(qid, st.text, info, plan, props, wait=not replay)
+        self._start_query(qid, st.text, info, plan, props, wait=not replay or self._live, new=self._from_runner)
         return self._status(st, f"{st.kind.lower()}/`{st.name}`/create", f"Created query with ID {qid}", seq, qid)
 
     def _topic_exists(self, topic: str) -> bool:
@@ -602,14 +770,20 @@ class Engine:
         seq = self._record(st, props, offset, replay, f"stream/`{st.target}`/insert")
         qid = f"INSERTQUERY_{seq}"
         plan = self._plan_persistent(st.query, target.name, sink, qid, props)
-        self._start_query(qid, st.text, target, plan, props, wait=not replay)
+        self._start_query(qid, st.text, target, plan, props, wait=not replay or self._live, new=self._from_runner)
         return self._status(st, f"stream/`{st.target}`/insert", f"Created query with ID {qid}", seq, qid)
 
     def _start_query(self, qid: str, text: str, sink: SourceInfo, plan: Plan, props: dict[str, Any],
-                     wait: bool = True) -> None:
+                     wait: bool = True, new: bool = False) -> None:
+        """``wait``: this server started the query (it commits the start offsets of ``latest``,
+        and waits for the assignment); ``new``: another server started it just now (this one
+        waits for those start offsets before its consumer joins the group)."""
         topology = plan.app.topology()
-        if wait and str(props.get("auto.offset.reset", "latest")) == "latest":
+        latest = str(props.get("auto.offset.reset", "latest")) == "latest"
+        if wait and latest:
             self._start_at_end(topology)  # a new query (not one resumed from the command topic)
+        elif new and latest:
+            self._await_start_offsets(topology)
         status: dict[str, Any] = {"status_kind": "sql", "status_name": qid, "status_figures": {"service_id": self.service_id, "sink": sink.name, "statement": text[:200]}}
         rt = Runtime(topology, self.settings.bootstrap, **self._app_config(props, qid), **status)
         rt.metrics_url = self.metrics_url
@@ -663,14 +837,14 @@ class Engine:
             raise SqlError(f"Incompatible data source type is {info.kind}, but statement was DROP {st.kind}", *st.pos)
         readers = sorted(q for q in info.readers if q in self.queries)
         writers = sorted(q for q in info.writers if q in self.queries)
-        if readers and not replay:
+        if readers:
             raise SqlError(f"Cannot drop {st.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
                            "You need to terminate them before dropping " + st.name + ".", *st.pos)
         seq = self._record(st, props, offset, replay, f"{st.kind.lower()}/`{st.name}`/drop")
         for q in writers:  # ksqlDB terminates the query that writes a dropped source
             self._stop_query(q)
         del self.catalog[st.name]
-        if st.delete_topic and not replay:
+        if st.delete_topic and (not replay or self._live):
             try:
                 self._admin.delete_topics([info.topic], request_timeout=30)[info.topic].result(30)
             except KafkaException as e:
@@ -868,7 +1042,7 @@ class Engine:
         if st.query.emit is not None:
             pq = self.push(st.query, props)
             return "push", pq.columns, pq
-        cols, rows = self.pull(st.query)
+        cols, rows = self.pull(st.query, text=st.text, props=props)
         return "pull", cols, rows
 
     def print_topic(self, st: A.Print, poll_s: float = 0.5) -> Iterator[str | None]:
@@ -1000,9 +1174,13 @@ class Engine:
         pq.close()
         return True
 
-    def pull(self, q: A.Query) -> tuple[list[OutputColumn], list[list[Any]]]:
+    def pull(self, q: A.Query, text: str | None = None,
+             props: dict[str, Any] | None = None) -> tuple[list[OutputColumn], list[list[Any]]]:
         """A pull query: the table's current rows from its query's store, or a scan of the
-        topic (streams, and tables no query materializes), filtered and projected."""
+        topic (streams, and tables no query materializes), filtered and projected. A table
+        materialized by a query whose partitions other servers own too: those servers answer
+        for theirs (the statement ``text`` is forwarded to them over HTTP, marked not to be
+        forwarded again) and the rows are merged."""
         if q.joins or q.group_by or q.window or q.partition_by or q.having:
             raise SqlError("Pull queries don't support JOIN, GROUP BY, WINDOW, PARTITION BY or HAVING clauses.", *q.pos)
         info = self.catalog.get(q.source.name)
@@ -1030,6 +1208,23 @@ class Engine:
             out_cols.append(OutputColumn(name, c.type, isinstance(it.expr, A.Column) and it.expr.name in key_names))
             getters.append(c.fn)
         rows: list[list[Any]] = []
+        peers: list[str] = []
+        if text is not None and info.materialized is not None and \
+                str((props or {}).get(SKIP_FORWARDING, "false")).lower() != "true":
+            peers = self._peers_of(info.materialized.query_id)
+        if peers:
+            pq = self.queries.get(info.materialized.query_id) if info.materialized else None
+            local = pq is not None and pq.runtime is not None and bool(pq.runtime.tasks)
+            lookup = self._key_of(q.where, info)
+            owners = self._owners_of_keys(info, lookup[1]) if lookup[0] else None
+            if owners is not None:  # a key lookup: only the servers owning the keys' partitions
+                local, peers = owners
+            rows = [] if not local else self.pull(q)[1]
+            for url in peers:
+                rows.extend(self._forward_pull(url, text or ""))
+            if q.limit is not None:
+                rows = rows[:q.limit]
+            return out_cols, rows
         for r in self._rows_of(info, self._key_of(q.where, info)):
             if pred is not None and not pred(r):
                 continue
@@ -1040,6 +1235,82 @@ class Engine:
                 raise SqlError(f"The pull query's answer has more than {self.max_pull_rows} rows; add a LIMIT, or a "
                                "WHERE clause that selects fewer rows (or use a push query)", *q.pos)
         return out_cols, rows
+
+    def _peers_of(self, query_id: str) -> list[str]:
+        """The other servers owning partitions of a persistent query (its group's members whose
+        client id names their REST API: ``<app id>@<url>``)."""
+        pq = self.queries.get(query_id)
+        if pq is None or pq.runtime is None or self.advertised_url is None:
+            return []
+        app_id = pq.runtime.app_id
+        try:
+            desc = self._admin.describe_consumer_groups([app_id], request_timeout=10)[app_id].result(10)
+        except Exception as e:
+            log.warning("pull query: cannot describe group %s: %s", app_id, e)
+            return []
+        urls: list[str] = []
+        for m in desc.members:
+            cid = str(m.client_id or "")
+            url = cid.split("@", 1)[1] if "@" in cid else None
+            if url and url != self.advertised_url and m.assignment.topic_partitions and url not in urls:
+                urls.append(url)
+        return urls
+
+    def _owners_of_keys(self, info: SourceInfo, keys: list[Any]) -> tuple[bool, list[str]] | None:
+        """For a key lookup: (whether this server holds one of the keys' partitions, the other
+        servers holding the rest), from each key's partition of the store's input topic (murmur2
+        of the key as the query serializes it: a repartition topic, which the query writes); None
+        when that cannot be told (then every server owning partitions is asked)."""
+        m = info.materialized
+        pq = self.queries.get(m.query_id) if m is not None else None
+        if m is None or pq is None or pq.runtime is None:
+            return None
+        rt = pq.runtime
+        try:
+            from riverbed.streams.query import partition_for
+
+            spec = rt.topology.store_specs[m.store]
+            sub = next(s for s in rt.topology.subtopologies if any(x.name == m.store for x in s.stores))
+            if not set(sub.sources) <= set(rt.topology.repartition_topics):
+                return None  # keys written by the query itself only (by the store's key serde)
+            n = max(rt._partitions.get(t, 0) for t in sub.sources)
+            if n <= 0:
+                return None
+            parts = set()
+            for k in keys:
+                raw = spec.key_serde.serialize(k)
+                if raw is None:
+                    return None
+                parts.add(partition_for(raw, n))
+            local = {p for sid, p in list(rt.tasks) if sid == sub.id}
+            urls: list[str] = []
+            for p in sorted(parts - local):
+                owner = rt._owner_of(sub.sources, p)
+                if owner is None:
+                    return None
+                if owner != self.advertised_url and owner not in urls:
+                    urls.append(owner)
+            return bool(parts & local), urls
+        except Exception as e:
+            log.warning("pull query: cannot tell the owners of %s's keys (asking every server): %s", info.name, e)
+            return None
+
+    def _forward_pull(self, url: str, text: str) -> list[list[Any]]:
+        import httpx
+
+        try:
+            r = httpx.post(f"{url}/query-stream", json={"sql": text, "properties": {SKIP_FORWARDING: True}},
+                           headers={"Accept": "application/json"}, timeout=30)
+        except httpx.HTTPError as e:
+            raise SqlError(f"The pull query could not be forwarded to {url}, which owns partitions of the table: "
+                           f"{type(e).__name__} {e}", code=SERVER_ERROR) from None
+        if r.status_code != 200:
+            try:
+                msg = r.json().get("message")
+            except ValueError:
+                msg = r.text
+            raise SqlError(f"The pull query failed on {url}: {msg}", code=SERVER_ERROR)
+        return [list(row) for row in r.json()[1:]]
 
     MAX_LOOKUP_KEYS = 1000
 

@@ -8,6 +8,7 @@ QUERY_ENDPOINT = 40002
 BAD_REQUEST = 40000
 NOT_FOUND = 40400
 SERVER_ERROR = 50000
+COMMAND_TIMEOUT = 50301  # a previous command (commandSequenceNumber) was not executed in time
 
 
 class SqlError(Exception):

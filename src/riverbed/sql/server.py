@@ -40,12 +40,29 @@ def _props(body: dict[str, Any], *names: str) -> dict[str, Any]:
     return {}
 
 
+async def _wait_for_command(engine: Engine, body: dict[str, Any]) -> Response | None:
+    """ksqlDB's ``commandSequenceNumber`` in a request: the statement runs once this server has
+    executed that command (one answered by another server, say); 503 after the timeout."""
+    seq = body.get("commandSequenceNumber")
+    if seq is None:
+        return None
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise JsonError(400, BAD_REQUEST, "commandSequenceNumber must be an integer")
+    try:
+        await anyio.to_thread.run_sync(engine.wait_for_command, seq)
+    except SqlError as e:
+        return _err(503, e, body.get("ksql") or body.get("sql"))
+    return None
+
+
 def make_app(engine: Engine) -> Any:
     async def ksql(request: Request) -> Response:
         body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("ksql"), str):
             raise JsonError(400, BAD_REQUEST, "Request body needs a 'ksql' string")
         text = body["ksql"]
+        if (waited := await _wait_for_command(engine, body)) is not None:
+            return waited
         try:
             entities = await anyio.to_thread.run_sync(engine.execute, text, _props(body, "streamsProperties"))
         except SqlError as e:
@@ -63,6 +80,8 @@ def make_app(engine: Engine) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("ksql"), str):
             raise JsonError(400, BAD_REQUEST, "Request body needs a 'ksql' string")
         text = body["ksql"]
+        if (waited := await _wait_for_command(engine, body)) is not None:
+            return waited
         try:
             kind, cols, result = await _start(text, _props(body, "streamsProperties"))
         except SqlError as e:
@@ -123,6 +142,8 @@ def make_app(engine: Engine) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
             raise JsonError(400, BAD_REQUEST, "Request body needs a 'sql' string")
         text = body["sql"]
+        if (waited := await _wait_for_command(engine, body)) is not None:
+            return waited
         try:
             kind, cols, result = await _start(text, _props(body, "properties", "streamsProperties"))
         except SqlError as e:
@@ -172,7 +193,9 @@ def make_app(engine: Engine) -> Any:
 
     async def healthcheck(request: Request) -> Response:
         ok = engine.started
-        details = {"metastore": {"isHealthy": ok}, "kafka": {"isHealthy": ok}, "commandRunner": {"isHealthy": ok}}
+        runner = ok and engine.runner_alive
+        details = {"metastore": {"isHealthy": ok}, "kafka": {"isHealthy": ok}, "commandRunner": {"isHealthy": runner}}
+        ok = ok and runner
         return json_response({"isHealthy": ok, "details": details}, 200 if ok else 503, KSQL_JSON)
 
     return create_app([
@@ -221,6 +244,7 @@ class SqlServer:
 
     def start(self) -> SqlServer:
         self.engine.metrics_url = f"{self.http.url}/metrics"
+        self.engine.advertised_url = self.engine.advertised_url or self.http.url
         self.engine.start()
         self.http.start_in_thread()
         return self
