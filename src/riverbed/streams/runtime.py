@@ -393,7 +393,13 @@ class Runtime(StoreQueries):
                 with self._lock:
                     self.globals.poll()  # keep global tables up to date
             busy = bool(self.restoring)
-            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.01 if busy else 0.1)
+            # what is already fetched, at once; else wait for the first record only (consume()
+            # with a timeout waits for a whole batch, up to the timeout, at a low input rate)
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0)
+            if not msgs:
+                first = self.consumer.poll(0.01 if busy else 0.1)
+                if first is not None:
+                    msgs = [first, *self.consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
             self.running.set()
             started = time.perf_counter()
             rewind: dict[tuple[str, int], int] = {}
