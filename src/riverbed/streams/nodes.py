@@ -320,3 +320,88 @@ def check_emit(emit: str) -> str:
     if emit not in ("on_update", "on_window_close"):
         raise StreamsError(f"emit must be 'on_update' or 'on_window_close', not {emit!r}")
     return emit
+
+
+# A fused path: what runs for each input record of a source whose first nodes are stateless one-in
+# one-out steps (filter, filter_not, map, map_values, peek, merge) ending in a sink or in any other
+# node. One nested call per step on (key, value) instead of a Record per step and a ``forward``
+# loop per node; the node that ends the chain gets a Record as before. Same results, same order
+# and the same errors: an exception still reaches the task's processing error policy, a sink's
+# serialization error its production error policy.
+Fused = Callable[["Task", Any, Any, int, "list[tuple[str, bytes]] | None", str, int], None]
+
+
+def fuse(source: Node) -> Fused:
+    """The fused function for the nodes under ``source`` (see above)."""
+    return _fuse_children(source)
+
+
+def _fuse_children(node: Node) -> Fused:
+    children = node.children
+    if len(children) == 1:
+        step = _fuse_step(children[0])
+        if step is not None:
+            return step
+
+    def forward(task: Task, k: Any, v: Any, ts: int, h: list[tuple[str, bytes]] | None, tp: str, off: int) -> None:
+        node.forward(task, Record(k, v, ts, h, tp, task.partition, off))
+
+    return forward
+
+
+def _fuse_step(node: Node) -> Fused | None:
+    t = type(node)
+    if t is SinkNode:
+        return _fuse_sink(node)  # type: ignore[arg-type]
+    if t not in (FilterNode, MapNode, MapValuesNode, PeekNode, Node):
+        return None
+    nxt = _fuse_children(node)
+    if t is Node:  # a merge: passes records through
+        return nxt
+    f: Fused
+    if t is FilterNode:
+        pred = node.pred  # type: ignore[attr-defined]
+        if node.negate:  # type: ignore[attr-defined]
+            def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+                if not pred(k, v):
+                    nxt(task, k, v, ts, h, tp, off)
+        else:
+            def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+                if pred(k, v):
+                    nxt(task, k, v, ts, h, tp, off)
+    elif t is MapNode:
+        kv_fn = node.fn  # type: ignore[attr-defined]
+
+        def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+            k2, v2 = kv_fn(k, v)
+            nxt(task, k2, v2, ts, h, tp, off)
+    elif t is MapValuesNode:
+        v_fn = node.fn  # type: ignore[attr-defined]
+
+        def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+            nxt(task, k, v_fn(v), ts, h, tp, off)
+    else:  # PeekNode
+        peek_fn = node.fn  # type: ignore[attr-defined]
+
+        def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+            peek_fn(k, v)
+            nxt(task, k, v, ts, h, tp, off)
+    return f
+
+
+def _fuse_sink(sink: SinkNode) -> Fused | None:
+    if sink._with_headers is not None or sink.children:
+        return None
+    topic, internal = sink.topic, sink.internal
+    key_ser, value_ser = sink.key_serde.serialize, sink.value_serde.serialize
+
+    def f(task: Task, k: Any, v: Any, ts: int, h: Any, tp: str, off: int) -> None:
+        try:
+            kb = key_ser(k)
+            vb = value_ser(v)
+        except Exception as e:
+            task.production_failed("serialization", topic, e)
+            return
+        task.send(topic, kb, vb, ts, h, internal=internal)
+
+    return f

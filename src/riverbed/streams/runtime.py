@@ -113,11 +113,23 @@ class _Collector:
             if off > self.changelog_offsets.get(key, -1):
                 self.changelog_offsets[key] = off
 
+    def _delivered_output(self, err: KafkaError | None, msg: Any) -> None:
+        """The delivery report of a record that is not a changelog write: only errors matter."""
+        if err is not None:
+            self._delivered(err, msg)
+
     def send(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
              headers: list[tuple[str, bytes]] | None, partition: int | None) -> None:
         self.sent += 1
-        self.produced[topic] = self.produced.get(topic, 0) + 1
-        kw: dict[str, Any] = {"on_delivery": self._delivered}
+        produced = self.produced
+        produced[topic] = produced.get(topic, 0) + 1
+        if partition is None and not headers and timestamp >= 0 and topic not in self.changelogs:
+            try:  # (the common case: an output record, no keyword dict)
+                self.producer.produce(topic, value, key, timestamp=timestamp, on_delivery=self._delivered_output)
+                return
+            except BufferError:
+                pass
+        kw: dict[str, Any] = {"on_delivery": self._delivered if topic in self.changelogs else self._delivered_output}
         if partition is not None:
             kw["partition"] = partition
         if timestamp >= 0:
@@ -381,10 +393,20 @@ class Runtime(StoreQueries):
                 with self._lock:
                     self.globals.poll()  # keep global tables up to date
             busy = bool(self.restoring)
-            msgs: list[Any] = self.consumer.consume(self.batch_size, 0.01 if busy else 0.1)
+            # what is already fetched, at once; else wait for the first record only (consume()
+            # with a timeout waits for a whole batch, up to the timeout, at a low input rate)
+            msgs: list[Any] = self.consumer.consume(self.batch_size, 0)
+            if not msgs:
+                first = self.consumer.poll(0.01 if busy else 0.1)
+                if first is not None:
+                    msgs = [first, *self.consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
             self.running.set()
             started = time.perf_counter()
             rewind: dict[tuple[str, int], int] = {}
+            # runs of records of one partition go to their task together (Task.process_messages)
+            run: list[Any] = []
+            run_tp: tuple[str, int] | None = None
+            run_task: Task | None = None
             for m in msgs:
                 err = m.error()
                 if err is not None:
@@ -395,21 +417,34 @@ class Runtime(StoreQueries):
                         raise StreamsError(f"consumer failed: {err}")
                     log.warning("consumer error: %s", err)
                     continue
-                topic, part = m.topic(), m.partition()
+                tp = (m.topic(), m.partition())
+                if tp == run_tp:
+                    run.append(m)
+                    continue
+                if run:
+                    assert run_task is not None and run_tp is not None
+                    self._process_run(run_task, run_tp, run)
+                    run = []
+                run_tp = run_task = None
+                topic, part = tp
                 sub = self.topology.sub_for_topic[topic]
                 task = self.tasks.get((sub.id, part))
                 if task is None:
-                    if (sub.id, part) in self.restoring and (topic, part) not in rewind:
-                        rewind[(topic, part)] = m.offset()  # fetched before the pause: read it again later
+                    if (sub.id, part) in self.restoring and tp not in rewind:
+                        rewind[tp] = m.offset()  # fetched before the pause: read it again later
                     continue  # (else revoked between fetch and now)
                 if sub.id in self._synced:
-                    self._caught_up.discard((topic, part))
+                    self._caught_up.discard(tp)
                     buf = self._buffers.get((sub.id, part))
                     if buf is None:
                         buf = self._buffers[(sub.id, part)] = _InputBuffer(list(sub.sources))
                     buf.queues[topic].append(m)
                     continue
-                self._process(task, m)
+                run_tp, run_task = tp, task
+                run.append(m)
+            if run:
+                assert run_task is not None and run_tp is not None
+                self._process_run(run_task, run_tp, run)
             for (topic, part), off in rewind.items():
                 log.debug("%s-%d: fetched while its task restores, read again from %d", topic, part, off)
                 self.consumer.seek(TopicPartition(topic, part, off))
@@ -460,6 +495,15 @@ class Runtime(StoreQueries):
             if pos is not None:
                 lag[(tp.topic, tp.partition)] = max(high - pos, 0)
         self.stats.lag = lag
+
+    def _process_run(self, task: Task, tp: tuple[str, int], msgs: list[Any]) -> None:
+        """Process consecutive records of one input partition (counted once for them all)."""
+        with self._lock:
+            task.process_messages(tp[0], msgs)
+        self._positions[tp] = msgs[-1].offset() + 1
+        self._consumed += len(msgs)
+        consumed = self.stats.consumed
+        consumed[tp] = consumed.get(tp, 0) + len(msgs)
 
     def _process(self, task: Task, m: Any) -> None:
         topic = m.topic()
