@@ -54,6 +54,9 @@ class CleanerConfig:
     worker_process: bool = True
     """Run each clean's offset map and rewrite in a worker process
     (:mod:`.cleaner_worker`), off the broker's GIL; False: on the cleaner thread."""
+    worker_nice: int = 10
+    """Nice increment of the worker process: on a busy machine the broker's own threads
+    get the CPU first (0: the same priority as the broker)."""
 
     def __post_init__(self) -> None:
         if self.dedupe_buffer_bytes < 1:
@@ -86,7 +89,7 @@ class LogCleaner:
         self._throttle = Throttler(
             config.io_max_bytes_per_second, sleep=lambda s: self._stop.wait(s)
         )
-        self.runner: CleanRunner = ProcessRunner() if config.worker_process else IN_THREAD
+        self.runner: CleanRunner = ProcessRunner(nice=config.worker_nice) if config.worker_process else IN_THREAD
         """Where each clean's rewrite runs."""
         self.rounds = 0
         """Background rounds run so far (for tests and metrics)."""

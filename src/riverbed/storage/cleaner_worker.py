@@ -185,11 +185,14 @@ def _clean_one(job: CleanJob, fail: str | None) -> tuple[Any, ...]:
 
 
 def main(argv: list[str]) -> None:
-    """The worker process (``argv``: jobs fd, answers fd, broker pid): cleans the jobs it
-    reads, one at a time, until EOF."""
+    """The worker process (``argv``: jobs fd, answers fd, broker pid, nice increment):
+    cleans the jobs it reads, one at a time, until EOF."""
     jobs = multiprocessing.connection.Connection(int(argv[0]), writable=False)
     answers = multiprocessing.connection.Connection(int(argv[1]), readable=False)
     _die_with(int(argv[2]))
+    if len(argv) > 3 and int(argv[3]) > 0:
+        with contextlib.suppress(OSError):
+            os.nice(int(argv[3]))  # background work: the broker's threads go first
     while True:
         try:
             job, fail = jobs.recv()
@@ -208,12 +211,12 @@ _ENTRY = f"import sys; from {__name__} import main; main(sys.argv[1:])"
 class _Worker:
     """One worker process and its two pipes."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int) -> None:
         job_r, job_w = os.pipe()
         ans_r, ans_w = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _ENTRY, str(job_r), str(ans_w), str(os.getpid())],
+                [sys.executable, "-c", _ENTRY, str(job_r), str(ans_w), str(os.getpid()), str(nice)],
                 pass_fds=(job_r, ans_w),
                 stdin=subprocess.DEVNULL,
             )
@@ -234,7 +237,9 @@ class _Worker:
 class ProcessRunner(CleanRunner):
     """Runs each clean's rewrite in a worker process (see the module documentation)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, nice: int = 0) -> None:
+        self.nice = nice
+        """Added to the worker's nice value (``os.nice``): its CPU comes after the broker's."""
         self._worker: _Worker | None = None
         self._lock = threading.Lock()
         self.crashes = 0
@@ -257,7 +262,7 @@ class ProcessRunner(CleanRunner):
         """Start the worker process now (else the first clean does: ~0.1-0.5 s)."""
         with self._lock:
             if self._worker is None:
-                self._worker = _Worker()
+                self._worker = _Worker(self.nice)
                 self.starts += 1
 
     def close(self) -> None:
