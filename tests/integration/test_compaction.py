@@ -255,7 +255,7 @@ def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, to
             proc.kill()
             # the worker dies with the broker: it must not write into the directory of the
             # broker restarted below
-            assert wait_until(lambda: not cleaner_workers(broker_pid), 5), "the cleaner worker outlived the broker"
+            assert wait_until(lambda pid=broker_pid: not cleaner_workers(pid), 5), "the cleaner worker outlived the broker"  # type: ignore[misc]
             cleaned, swaps, first_base = cleaner_files(partition_dir)  # what the dead broker left
             # the dead broker's files show where the kill landed: writing the first group, or
             # a later one (so the groups before it had been swapped in by this clean)
