@@ -183,6 +183,23 @@ def cleaner_files(partition_dir: Path) -> tuple[list[int], list[int], int]:
     return cleaned, swaps, min(logs, default=0)
 
 
+def cleaner_workers(broker_pid: int) -> list[int]:
+    """Live cleaner worker processes of the broker ``broker_pid`` (storage/cleaner_worker.py:
+    its command line names the module and ends with the broker's pid and a nice value)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X") and any(b"riverbed.storage.cleaner_worker" in a for a in args) and str(broker_pid).encode() in args:
+            out.append(int(entry.name))
+    return out
+
+
 def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, topic_name: str) -> None:
     """The broker is killed with SIGKILL while its cleaner is in the middle of a clean, at
     two kinds of moment, and every restart reads the latest value of every key at the offset
@@ -232,7 +249,13 @@ def test_kill_9_while_cleaning_reads_the_same_before_or_after(tmp_path: Path, to
                 return any(base == first_base for base in cleaned) if target == "first" else any(base > first_base for base in cleaned)
 
             assert wait_until(at_target, 120), f"round {round_}: no clean reached the {target} group: {sorted(f.name for f in partition_dir.iterdir())}"
+            assert proc.proc is not None
+            broker_pid = proc.proc.pid
+            assert cleaner_workers(broker_pid), "the clean runs in a worker process"
             proc.kill()
+            # the worker dies with the broker: it must not write into the directory of the
+            # broker restarted below
+            assert wait_until(lambda pid=broker_pid: not cleaner_workers(pid), 5), "the cleaner worker outlived the broker"  # type: ignore[misc]
             cleaned, swaps, first_base = cleaner_files(partition_dir)  # what the dead broker left
             # the dead broker's files show where the kill landed: writing the first group, or
             # a later one (so the groups before it had been swapped in by this clean)

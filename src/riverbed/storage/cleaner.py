@@ -31,7 +31,6 @@ clean). Thread-safety: one clean per log at a time (``CleanerState.lock``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -57,12 +56,14 @@ from riverbed.protocol.records.batch import (
     TRANSACTIONAL_MASK,
     BatchHeader,
     InvalidBatch,
+    validate_batch,
 )
 from riverbed.protocol.records.compression import compress
-from riverbed.protocol.records.records import Record, decode_records
+from riverbed.protocol.records.records import Record, decode_records, records_block
 from riverbed.protocol.varint import encode_varint
 
 from .api import LogConfig
+from .cleaner_scan import SHORT_KEY, filter_records, map_keys
 from .files import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -70,6 +71,7 @@ from .files import (
     TXN_INDEX_SUFFIX,
     Fsync,
     fsync_dir,
+    segment_name,
     write_file,
 )
 from .producer_state import parse_marker
@@ -86,6 +88,7 @@ _BATCH_LENGTH = struct.Struct(">i")
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _UINT32 = struct.Struct(">I")
 _READ_CHUNK: Final = 1 << 20
+_YIELD_S: Final = 0.001
 _KEEP_ATTRIBUTES: Final = COMPRESSION_MASK | TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK | CONTROL_MASK
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 DEFAULT_DEDUPE_BUFFER_BYTES: Final = 128 * 1024 * 1024
@@ -106,50 +109,70 @@ class CleanAborted(Exception):
 class OffsetMap:
     """Key -> latest offset, bounded by a memory budget (Kafka's ``SkimpyOffsetMap``).
 
-    Keys are stored as their 16-byte BLAKE2b digest (a collision between two keys of one
-    log is as unlikely as with Kafka's MD5), so an entry costs about
-    :attr:`BYTES_PER_ENTRY` bytes of Python heap whatever the key size."""
+    Keys are kept as they are (a ``dict`` of ``bytes``: exact, so no two keys can ever be
+    taken for one another, and the C walk of :mod:`.cleaner_scan` can fill it without
+    hashing in Python). A key of up to 16 bytes costs :attr:`BYTES_PER_ENTRY` of the budget,
+    a longer one also its extra bytes."""
 
     BYTES_PER_ENTRY: Final = 160
-    """Estimated heap per entry: dict slot (~40) + 16-byte ``bytes`` (49) + ``int`` (32),
+    """Estimated heap per entry: dict slot (~40) + a short ``bytes`` (~49) + ``int`` (32),
     rounded up for the dict's spare capacity."""
 
-    __slots__ = ("_map", "capacity", "latest_offset")
+    __slots__ = ("_map", "budget", "capacity", "latest_offset", "used")
 
     def __init__(self, memory_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES) -> None:
-        self.capacity = max(1, memory_bytes // self.BYTES_PER_ENTRY)
+        self.budget = max(self.BYTES_PER_ENTRY, memory_bytes)
+        self.capacity = self.budget // self.BYTES_PER_ENTRY
+        """The most entries the map can hold (all keys short)."""
+        self.used = 0
         self._map: dict[bytes, int] = {}
         self.latest_offset = -1
         """The largest offset put so far (-1: none)."""
-
-    @staticmethod
-    def _digest(key: bytes) -> bytes:
-        return hashlib.blake2b(key, digest_size=16).digest()
 
     def __len__(self) -> int:
         return len(self._map)
 
     @property
     def full(self) -> bool:
-        return len(self._map) >= self.capacity
+        return self.used + self.BYTES_PER_ENTRY > self.budget
 
     def put(self, key: bytes, offset: int) -> bool:
         """Record ``offset`` as the latest of ``key``; False (and nothing changes) when the
-        key is new and the map is full."""
-        digest = self._digest(key)
-        if digest not in self._map and len(self._map) >= self.capacity:
-            return False
-        self._map[digest] = offset
+        key is new and does not fit."""
+        if key not in self._map:
+            cost = self.BYTES_PER_ENTRY + max(0, len(key) - SHORT_KEY)
+            if self.used + cost > self.budget:
+                return False
+            self.used += cost
+        self._map[key] = offset
         if offset > self.latest_offset:
             self.latest_offset = offset
         return True
 
+    def put_block(self, block: bytes, count: int, base_offset: int, first_dirty: int) -> int:
+        """Put every keyed record at or beyond ``first_dirty`` of a records block; returns
+        the offset of the first record whose key did not fit (-1: all did). Raises
+        ValueError for a malformed block."""
+        stop, used, latest = map_keys(
+            block, count, base_offset, first_dirty, self._map, self.budget - self.used, self.BYTES_PER_ENTRY
+        )
+        self.used += used
+        if latest > self.latest_offset:
+            self.latest_offset = latest
+        return int(stop)
+
+    @property
+    def keys(self) -> dict[bytes, int]:
+        """The map itself (read-only use: :func:`.cleaner_scan.filter_records`)."""
+        return self._map
+
     def get(self, key: bytes) -> int:
         """The latest offset of ``key``, -1 when the map does not know it."""
-        return self._map.get(self._digest(key), -1)
+        return self._map.get(key, -1)
 
     def clear(self) -> None:
         self._map.clear()
+        self.used = 0
         self.latest_offset = -1
 
 
@@ -219,6 +242,13 @@ class CleanStats:
     batches_rewritten: int = 0
     throttled_s: float = 0.0
     duration_s: float = 0.0
+    next_delete_horizon_ms: int = -1
+    """Earliest delete horizon of a tombstone or marker the clean kept (-1: none)."""
+    cpu_s: float = 0.0
+    """CPU seconds of the cleaning thread (plan, rewrite on that thread or the wait for the
+    worker, swaps)."""
+    worker_cpu_s: float = 0.0
+    """CPU seconds of the worker process (0 when the rewrite ran on the thread)."""
     aborted: bool = False
     """The clean stopped before its end (shutdown, or the log changed under it); the groups
     swapped before that stay cleaned."""
@@ -367,12 +397,13 @@ def cleaner_info(view: CleanerView, state: CleanerState, now_ms: int) -> Cleaner
 # -- reading -----------------------------------------------------------------------------
 
 
-def _iter_batches(fd: int, size: int, path: Path) -> Iterator[bytes]:
+def _iter_batches(fd: int, size: int, path: Path, yield_gil: bool = True) -> Iterator[bytes]:
     """The batches of a sealed segment file, read ``_READ_CHUNK`` bytes at a time (one
     larger read for a batch larger than that): bounded memory."""
     buf = b""
     buf_pos = 0
     pos = 0
+    yielded = time.perf_counter()
     while pos < size:
         off = pos - buf_pos
         if off + LOG_OVERHEAD > len(buf):
@@ -394,8 +425,12 @@ def _iter_batches(fd: int, size: int, path: Path) -> Iterator[bytes]:
         # keeps the GIL for whole switch intervals (5 ms) at a time, and the event loop and
         # the flusher, which take and drop the GIL around every socket and fsync call, wait
         # for it each time (produce p99 went from 3 ms to 600 ms while a clean ran). A
-        # zero sleep per batch hands the GIL over to whoever is waiting for it.
-        time.sleep(0)
+        # zero sleep every millisecond hands the GIL over to whoever is waiting for it (one
+        # per batch cost 2.5x the CPU of the clean on a loaded machine: each one gives the
+        # core away). A worker process has no one to hand it to.
+        if yield_gil and time.perf_counter() - yielded >= _YIELD_S:
+            time.sleep(0)
+            yielded = time.perf_counter()
 
 
 # -- transactions ------------------------------------------------------------------------
@@ -536,6 +571,36 @@ def rebuild_batch(header: BatchHeader, records: list[Record], horizon_ms: int | 
 # -- one clean ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class CleanJob:
+    """Everything the rewrite of one clean needs, as plain data: what the broker's process
+    plans under the log's lock and hands to :func:`rewrite` (on its own thread, or in a
+    worker process: :mod:`.cleaner_worker`)."""
+
+    directory: Path
+    read_paths: tuple[str, ...]
+    """Per segment ``[0, k)``: where the worker process opens it (``/proc/<pid>/fd/<n>`` of
+    the broker's duplicated descriptor where there is one, so a segment deleted meanwhile
+    still reads as it was planned)."""
+    bases: tuple[int, ...]
+    """Base offsets of segments ``[0, k]`` (the last one: the first uncleanable segment)."""
+    sizes: tuple[int, ...]
+    modified_ms: tuple[int, ...]
+    k: int
+    first_dirty: int
+    now_ms: int
+    delete_retention_ms: int
+    segment_bytes: int
+    index_interval_bytes: int
+    aborted: tuple[AbortedTxn, ...]
+    last_records: dict[int, tuple[int, int]]
+    dedupe_buffer_bytes: int
+    io_max_bytes_per_second: float = math.inf
+
+    def path(self, i: int) -> Path:
+        return self.directory / segment_name(self.bases[i], LOG_SUFFIX)
+
+
 @dataclass(slots=True)
 class _Pass:
     now_ms: int
@@ -548,6 +613,7 @@ class _Pass:
     throttle: Throttler | None
     stop: threading.Event | None
     next_horizon: int = -1
+    yield_gil: bool = True
 
     def check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
@@ -558,14 +624,24 @@ class _Pass:
             self.next_horizon = horizon
 
 
-def _build_offset_map(view: CleanerView, first: int, k: int, p: _Pass, first_dirty: int) -> int:
+def _block(data: bytes, header: BatchHeader, path: Path) -> bytes:
+    """The batch's records block, decompressed, after checking its framing and CRC."""
+    try:
+        validate_batch(data, 0, check_crc=True)
+        return records_block(data, header)
+    except InvalidBatch as exc:
+        raise CleanerError(f"{path}: unreadable batch: {exc}") from exc
+
+
+def _build_offset_map(job: CleanJob, fds: list[int], first: int, p: _Pass) -> int:
     """Fill the map from the dirty records of segments ``[first, k)``; returns the end
     offset (first offset not in the map's range)."""
     offset_map = p.offset_map
-    txn = TxnTracker(view.aborted)
-    for i in range(first, k):
-        segment = view.segments[i]
-        for data in _iter_batches(view.fds[i], view.sizes[i], segment.path(LOG_SUFFIX)):
+    first_dirty = job.first_dirty
+    txn = TxnTracker(job.aborted)
+    for i in range(first, job.k):
+        path = job.path(i)
+        for data in _iter_batches(fds[i], job.sizes[i], path, p.yield_gil):
             p.check_stop()
             header = BatchHeader(data)
             if p.throttle is not None:
@@ -574,20 +650,22 @@ def _build_offset_map(view: CleanerView, first: int, k: int, p: _Pass, first_dir
             discard, _ = txn.on_batch(header, data)
             if header.is_control or discard or header.last_offset < first_dirty:
                 continue
-            for record in _decode(data, segment):
-                if record.offset < first_dirty or record.key is None:
-                    continue
-                if not offset_map.put(record.key, record.offset):
-                    p.stats.map_full = True
-                    return record.offset
-    return view.segments[k].base_offset
+            block = _block(data, header, path)
+            try:
+                stop = offset_map.put_block(block, int(header.records_count), int(header.base_offset), first_dirty)
+            except ValueError as exc:
+                raise CleanerError(f"{path}: unreadable batch: {exc}") from exc
+            if stop >= 0:
+                p.stats.map_full = True
+                return stop
+    return job.bases[job.k]
 
 
-def _decode(data: bytes, segment: Segment) -> list[Record]:
+def _decode(data: bytes, path: Path) -> list[Record]:
     try:
         return decode_records(data, check_crc=True)
     except InvalidBatch as exc:
-        raise CleanerError(f"{segment.path(LOG_SUFFIX)}: unreadable batch: {exc}") from exc
+        raise CleanerError(f"{path}: unreadable batch: {exc}") from exc
 
 
 def _is_last_of_producer(header: BatchHeader, last_records: dict[int, tuple[int, int]]) -> bool:
@@ -602,7 +680,7 @@ def _is_last_of_producer(header: BatchHeader, last_records: dict[int, tuple[int,
     return header.is_control and int(header.producer_epoch) == last[1]
 
 
-def _clean_batch(data: bytes, segment: Segment, p: _Pass, entries: list[AbortedTxn]) -> bytes | None:
+def _clean_batch(data: bytes, path: Path, p: _Pass, entries: list[AbortedTxn]) -> bytes | None:
     """The batch as it must be written to the cleaned segment, or None when it goes."""
     header = BatchHeader(data)
     stats = p.stats
@@ -632,44 +710,106 @@ def _clean_batch(data: bytes, segment: Segment, p: _Pass, entries: list[AbortedT
             if discard and horizon is not None:
                 p.note_horizon(horizon)
             return data
-        kept = _decode(data, segment)
+        kept = _decode(data, path)
     elif header.base_offset >= p.end_offset:
         return data  # wholly beyond the offset map: untouched
     else:
-        records = _decode(data, segment)
-        kept = []
-        tombstones = False
-        for r in records:
-            if r.offset >= p.end_offset:
-                keep = True
-            elif r.key is None:
-                keep = False
-                stats.invalid_records_removed += 1
-            elif r.offset < p.offset_map.get(r.key):
-                keep = False  # superseded
-            elif r.value is None:
-                keep = horizon is None or p.now_ms < horizon
-                if not keep:
-                    stats.tombstones_removed += 1
-            else:
-                keep = True
-            if keep:
-                kept.append(r)
-                tombstones = tombstones or r.value is None
-        stats.records_removed += len(records) - len(kept)
+        # the records' keys and offsets only, without Record objects (cleaner_scan)
+        block = _block(data, header, path)
+        drop_tombstones = horizon is not None and p.now_ms >= horizon
+        try:
+            kept_block, n_kept, invalid, tombstones_removed, tombstones, max_ts_delta = filter_records(
+                block, count, int(header.base_offset), p.end_offset, p.offset_map.keys, drop_tombstones
+            )
+        except ValueError as exc:
+            raise CleanerError(f"{path}: unreadable batch: {exc}") from exc
+        stats.invalid_records_removed += invalid
+        stats.tombstones_removed += tombstones_removed
+        stats.records_removed += count - n_kept
         need_horizon = tombstones and horizon is None
-        if len(kept) == len(records) and not need_horizon:
+        if kept_block is None and not need_horizon:
             if tombstones and horizon is not None:
                 p.note_horizon(horizon)
             return data  # byte for byte
+        if n_kept == 0 and not _is_last_of_producer(header, p.last_records):
+            return None
+        stats.batches_rewritten += 1
+        if not need_horizon and n_kept > 0:
+            # the kept records' bytes stay as they are: base offset and base timestamp
+            # (the horizon, if set) do not change, so neither do their deltas
+            if horizon is not None:
+                p.note_horizon(horizon)
+            return _rebuild_raw(header, kept_block or b"", n_kept, max_ts_delta, horizon)
+        if n_kept == 0:
+            return rebuild_batch(header, [], None)
+        # tombstones kept in a batch without a delete horizon yet: the base timestamp
+        # becomes the horizon and every timestamp delta changes (once per batch)
+        records = _decode(data, path)
+        kept = _kept_records(records, p, horizon)
     if not kept and not _is_last_of_producer(header, p.last_records):
         return None
     if need_horizon:
         horizon = p.now_ms + p.delete_retention_ms
     if kept and horizon is not None:
         p.note_horizon(horizon)
-    stats.batches_rewritten += 1
+    if header.is_control or discard_records:
+        stats.batches_rewritten += 1
     return rebuild_batch(header, kept, horizon if kept else None)
+
+
+def _kept_records(records: list[Record], p: _Pass, horizon: int | None) -> list[Record]:
+    """The records of a data batch that stay (the rule :func:`.cleaner_scan.filter_records`
+    applies; here for the batches whose records must be encoded again)."""
+    kept = []
+    for r in records:
+        if r.offset >= p.end_offset:
+            keep = True
+        elif r.key is None:
+            keep = False
+        elif r.offset < p.offset_map.get(r.key):
+            keep = False  # superseded
+        elif r.value is None:
+            keep = horizon is None or p.now_ms < horizon
+        else:
+            keep = True
+        if keep:
+            kept.append(r)
+    return kept
+
+
+def _rebuild_raw(header: BatchHeader, block: bytes, count: int, max_ts_delta: int, horizon_ms: int | None) -> bytes:
+    """A batch of ``count`` records whose encoded bytes are ``block`` (a subset of the
+    batch ``header``'s, unchanged), with the same base offset, last offset delta, producer
+    fields, leader epoch, codec, timestamp type and base timestamp; CRC computed again."""
+    attributes = int(header.attributes) & _KEEP_ATTRIBUTES
+    if horizon_ms is not None:
+        attributes |= DELETE_HORIZON_MASK
+    base_ts = int(header.base_timestamp)
+    max_ts = int(header.max_timestamp) if header.is_log_append_time else base_ts + max_ts_delta
+    codec = header.compression
+    payload = compress(codec, block) if codec else block
+    size = HEADER_SIZE + len(payload)
+    out = bytearray(size)
+    _HEADER.pack_into(
+        out,
+        0,
+        int(header.base_offset),
+        size - LOG_OVERHEAD,
+        int(header.partition_leader_epoch),
+        MAGIC_V2,
+        0,
+        attributes,
+        int(header.last_offset_delta),
+        base_ts,
+        max_ts,
+        int(header.producer_id),
+        int(header.producer_epoch),
+        int(header.base_sequence),
+        count,
+    )
+    out[HEADER_SIZE:] = payload
+    _UINT32.pack_into(out, 17, crc32c(memoryview(out)[21:]))
+    return bytes(out)
 
 
 #: "never": the horizon of tombstones and markers in tiered logs
@@ -686,23 +826,23 @@ def _delete_retention_ms(config: LogConfig) -> int:
     return _FOREVER_MS if config.remote_storage_enable else config.delete_retention_ms
 
 
-def _groups(view: CleanerView, n: int) -> list[list[int]]:
+def _groups(job: CleanJob, n: int) -> list[list[int]]:
     """Consecutive runs of the first ``n`` segments whose sizes add up to at most
     segment.bytes (and whose offsets fit in int32 relative offsets)."""
-    limit = min(view.config.segment_bytes, MAX_SEGMENT_SIZE)
+    limit = min(job.segment_bytes, MAX_SEGMENT_SIZE)
     groups: list[list[int]] = []
     i = 0
     while i < n:
         group = [i]
-        size = view.sizes[i]
-        base = view.segments[i].base_offset
+        size = job.sizes[i]
+        base = job.bases[i]
         i += 1
         while (
             i < n
-            and size + view.sizes[i] <= limit
-            and view.segments[i + 1].base_offset - 1 - base <= MAX_RELATIVE_OFFSET
+            and size + job.sizes[i] <= limit
+            and job.bases[i + 1] - 1 - base <= MAX_RELATIVE_OFFSET
         ):
-            size += view.sizes[i]
+            size += job.sizes[i]
             group.append(i)
             i += 1
         groups.append(group)
@@ -710,22 +850,20 @@ def _groups(view: CleanerView, n: int) -> list[list[int]]:
 
 
 def _write_group(
-    view: CleanerView, group: list[int], p: _Pass, fsync: Fsync
+    job: CleanJob, fds: list[int], group: list[int], p: _Pass, fsync: Fsync
 ) -> tuple[Segment, list[AbortedTxn]]:
-    directory = view.directory
-    members = [view.segments[i] for i in group]
-    base = members[0].base_offset
-    config = view.config
+    directory = job.directory
+    base = job.bases[group[0]]
     fd = os.open(cleaned_path(directory, base, LOG_SUFFIX), _OPEN_FLAGS, 0o644)
-    new = Segment(directory, base, fd, config.index_interval_bytes)
+    new = Segment(directory, base, fd, job.index_interval_bytes)
     entries: list[AbortedTxn] = []
     try:
         for i in group:
-            segment = view.segments[i]
-            for data in _iter_batches(view.fds[i], view.sizes[i], segment.path(LOG_SUFFIX)):
+            path = job.path(i)
+            for data in _iter_batches(fds[i], job.sizes[i], path, p.yield_gil):
                 p.check_stop()
                 p.stats.bytes_read += len(data)
-                out = _clean_batch(data, segment, p, entries)
+                out = _clean_batch(data, path, p, entries)
                 nbytes = len(data)
                 if out is not None:
                     h = BatchHeader(out)
@@ -745,7 +883,7 @@ def _write_group(
         new.aborted = entries
         new.txn_loaded = True
         new.txn_dirty = False
-        modified = max(s.last_modified_ms for s in members)
+        modified = max(job.modified_ms[i] for i in group)
         new.last_modified_ms = modified
         os.utime(cleaned_path(directory, base, LOG_SUFFIX), ns=(modified * 1_000_000,) * 2)
         fsync_dir(directory, fsync)
@@ -756,6 +894,125 @@ def _write_group(
     return new, entries
 
 
+@dataclass(slots=True)
+class GroupResult:
+    """One group of segments cleaned into one (``.cleaned`` files, fsynced), or into nothing
+    (``segment`` None: the group simply goes)."""
+
+    group: list[int]
+    base_offset: int
+    segment: Segment | None
+    entries: list[AbortedTxn]
+
+
+def _first_segment(job: CleanJob) -> int:
+    first = 0
+    while first < job.k and job.bases[first + 1] <= job.first_dirty:
+        first += 1
+    return first
+
+
+def rewrite(
+    job: CleanJob,
+    fds: list[int],
+    stats: CleanStats,
+    *,
+    throttle: Throttler | None = None,
+    stop: threading.Event | None = None,
+    fsync: Fsync = os.fsync,
+    yield_gil: bool = True,
+) -> Generator[GroupResult, None, None]:
+    """Steps 2 and 3 of a clean (offset map, then the ``.cleaned`` files of each group,
+    yielded one group at a time so the caller may swap each in before the next is
+    written). Touches nothing but the files: ``fds`` are descriptors of the job's segments.
+    ``stats`` gets ``end_offset``, ``map_entries``, ``segments_before``,
+    ``next_delete_horizon_ms`` and the counts."""
+    p = _Pass(
+        job.now_ms,
+        job.delete_retention_ms,
+        job.first_dirty,
+        OffsetMap(job.dedupe_buffer_bytes),
+        TxnTracker(job.aborted),
+        job.last_records,
+        stats,
+        throttle,
+        stop,
+        yield_gil=yield_gil,
+    )
+    first = _first_segment(job)
+    if first < job.k:
+        p.end_offset = _build_offset_map(job, fds, first, p)
+    else:
+        p.end_offset = job.first_dirty  # nothing dirty: a pass for expired tombstones/markers
+    stats.end_offset = max(p.end_offset, job.first_dirty)
+    stats.map_entries = len(p.offset_map)
+    n = job.k
+    if stats.map_full:  # segments wholly beyond the map's range are left alone
+        n = sum(1 for i in range(job.k) if job.bases[i] < p.end_offset)
+    stats.segments_before = n
+    for group in _groups(job, n):
+        p.check_stop()
+        new, entries = _write_group(job, fds, group, p, fsync)
+        stats.next_delete_horizon_ms = p.next_horizon
+        if new.size == 0 and group[0] != 0:
+            # cleaned down to nothing: the group simply goes (the first segment stays,
+            # empty, to hold the log start offset)
+            new.close()
+            discard_cleaned(job.directory, new.base_offset)
+            yield GroupResult(group, new.base_offset, None, entries)
+        else:
+            yield GroupResult(group, new.base_offset, new, entries)
+    stats.next_delete_horizon_ms = p.next_horizon
+
+
+def make_job(view: CleanerView, state: CleanerState, now_ms: int, dedupe_buffer_bytes: int) -> CleanJob | None:
+    """Step 1 (the plan) as a :class:`CleanJob`; None when nothing is cleanable."""
+    first_dirty, k, _ = bounds(view, state, now_ms)
+    if k == 0:
+        return None
+    pid = os.getpid()
+    proc = Path(f"/proc/{pid}/fd")
+    read_paths = tuple(
+        str(proc / str(view.fds[i])) if view.fds and proc.is_dir() else str(view.segments[i].path(LOG_SUFFIX))
+        for i in range(k)
+    )
+    return CleanJob(
+        directory=view.directory,
+        read_paths=read_paths,
+        bases=tuple(s.base_offset for s in view.segments[: k + 1]),
+        sizes=tuple(view.sizes[:k]),
+        modified_ms=tuple(s.last_modified_ms for s in view.segments[:k]),
+        k=k,
+        first_dirty=first_dirty,
+        now_ms=now_ms,
+        delete_retention_ms=_delete_retention_ms(view.config),
+        segment_bytes=view.config.segment_bytes,
+        index_interval_bytes=view.config.index_interval_bytes,
+        aborted=tuple(view.aborted),
+        last_records=dict(view.last_records),
+        dedupe_buffer_bytes=dedupe_buffer_bytes,
+    )
+
+
+class CleanRunner:
+    """Where the rewrite of a clean runs: this base class runs it on the calling thread;
+    :class:`riverbed.storage.cleaner_worker.ProcessRunner` in a worker process."""
+
+    def run(
+        self,
+        job: CleanJob,
+        view: CleanerView,
+        stats: CleanStats,
+        throttle: Throttler | None,
+        stop: threading.Event | None,
+        fsync: Fsync,
+    ) -> Generator[GroupResult, None, None]:
+        return rewrite(job, view.fds, stats, throttle=throttle, stop=stop, fsync=fsync)
+
+
+IN_THREAD: Final = CleanRunner()
+
+
 def clean_log(
     log: SegmentLog,
     now_ms: int,
@@ -764,18 +1021,24 @@ def clean_log(
     throttle: Throttler | None = None,
     stop: threading.Event | None = None,
     fsync: Fsync = os.fsync,
+    runner: CleanRunner = IN_THREAD,
 ) -> CleanStats | None:
     """Clean ``log`` now (see the module documentation). None when the log is not compacted
     or has no sealed segment below its first uncleanable offset. Raises
-    :class:`CleanerError` when a batch cannot be read (nothing is swapped for that group)."""
+    :class:`CleanerError` when a batch cannot be read (nothing is swapped for that group).
+    ``runner``: where the offset map and the rewrite run (this thread by default)."""
     state = log.cleaner_state
     with state.lock:
         if not log.config.cleanup_compact or log.closed:
             return None
         started = time.monotonic()
+        cpu = time.thread_time()
         view = log.cleaner_view()
         try:
-            return _clean(log, view, state, now_ms, dedupe_buffer_bytes, throttle, stop, fsync, started)
+            stats = _clean(log, view, state, now_ms, dedupe_buffer_bytes, throttle, stop, fsync, started, runner)
+            if stats is not None:
+                stats.cpu_s = time.thread_time() - cpu
+            return stats
         finally:
             view.close()
 
@@ -790,56 +1053,27 @@ def _clean(
     stop: threading.Event | None,
     fsync: Fsync,
     started: float,
+    runner: CleanRunner,
 ) -> CleanStats | None:
-    first_dirty, k, upper = bounds(view, state, now_ms)
-    if k == 0:
+    job = make_job(view, state, now_ms, dedupe_buffer_bytes)
+    if job is None:
         return None
+    first_dirty = job.first_dirty
     stats = CleanStats(first_dirty_offset=first_dirty, log_bytes_before=view.size_bytes)
-    p = _Pass(
-        now_ms,
-        _delete_retention_ms(view.config),
-        first_dirty,
-        OffsetMap(dedupe_buffer_bytes),
-        TxnTracker(view.aborted),
-        view.last_records,
-        stats,
-        throttle,
-        stop,
-    )
-    first = 0
-    while first < k and view.segments[first + 1].base_offset <= first_dirty:
-        first += 1
-    if first < k:
-        p.end_offset = _build_offset_map(view, first, k, p, first_dirty)
-    else:
-        p.end_offset = first_dirty  # nothing dirty: a pass for expired tombstones/markers
-    stats.end_offset = max(p.end_offset, first_dirty)
-    stats.map_entries = len(p.offset_map)
-    n = k
-    if stats.map_full:  # segments wholly beyond the map's range are left alone
-        n = sum(1 for i in range(k) if view.segments[i].base_offset < p.end_offset)
-    stats.segments_before = n
+    results = runner.run(job, view, stats, throttle, stop, fsync)
     try:
-        for group in _groups(view, n):
-            p.check_stop()
-            new, entries = _write_group(view, group, p, fsync)
-            members = [view.segments[i] for i in group]
-            replacement: Segment | None = new
-            if new.size == 0 and group[0] != 0:
-                # cleaned down to nothing: the group simply goes (the first segment stays,
-                # empty, to hold the log start offset)
-                new.close()
-                discard_cleaned(view.directory, new.base_offset)
-                replacement = None
+        for result in results:
+            members = [view.segments[i] for i in result.group]
+            replacement = result.segment
             manifest = SwapManifest(
                 tuple(s.base_offset for s in members),
                 None if replacement is None else replacement.base_offset,
-                bool(entries),
+                bool(result.entries),
             )
             if not log.swap_cleaned(members, replacement, manifest):
                 if replacement is not None:
                     replacement.close()
-                    discard_cleaned(view.directory, replacement.base_offset)
+                discard_cleaned(view.directory, result.base_offset)
                 raise CleanAborted("the log changed during the clean")
             stats.segments_after += replacement is not None
     except CleanAborted as exc:
@@ -847,18 +1081,22 @@ def _clean(
         stats.aborted = True
     except OSError as exc:
         raise CleanerError(f"{view.directory}: clean failed: {exc}") from exc
+    finally:
+        # groups written but not handed out (a worker process writes them all first): the
+        # runner removes their files
+        results.close()
     stats.log_bytes_after = log.size_bytes
     stats.throttled_s = throttle.slept_s if throttle is not None else 0.0
     stats.duration_s = time.monotonic() - started
     if not stats.aborted:
         state.first_dirty_offset = stats.end_offset
-        state.next_delete_horizon_ms = p.next_horizon
+        state.next_delete_horizon_ms = stats.next_delete_horizon_ms
     state.last_clean_ms = now_ms
     state.last_stats = stats
     state.cleans += 1
     logger.info(
         "%s: cleaned offsets [%d, %d) below %d: %d -> %d segments, %d -> %d bytes, %d records removed",
-        view.directory, first_dirty, stats.end_offset, upper, stats.segments_before,
+        view.directory, first_dirty, stats.end_offset, job.bases[job.k], stats.segments_before,
         stats.segments_after, stats.log_bytes_before, stats.log_bytes_after, stats.records_removed,
     )
     return stats

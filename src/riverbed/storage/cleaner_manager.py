@@ -23,7 +23,16 @@ from pathlib import Path
 from riverbed.protocol.errors import KafkaError
 from riverbed.stats import LATENCY_BUCKETS, Histogram
 
-from .cleaner import DEFAULT_DEDUPE_BUFFER_BYTES, CleanerError, CleanStats, Throttler
+from .cleaner import (
+    DEFAULT_DEDUPE_BUFFER_BYTES,
+    IN_THREAD,
+    CleanerError,
+    CleanRunner,
+    CleanStats,
+    Throttler,
+    clean_log,
+)
+from .cleaner_worker import ProcessRunner
 from .files import CLEANER_CHECKPOINT, Fsync, read_offset_checkpoint, write_offset_checkpoint
 from .log import SegmentLog
 
@@ -42,6 +51,12 @@ class CleanerConfig:
     """log.cleaner.io.max.bytes.per.second: read + write throttle of the cleaner."""
     backoff_ms: int = 15_000
     """log.cleaner.backoff.ms: sleep when no log needs cleaning."""
+    worker_process: bool = True
+    """Run each clean's offset map and rewrite in a worker process
+    (:mod:`.cleaner_worker`), off the broker's GIL; False: on the cleaner thread."""
+    worker_nice: int = 10
+    """Nice increment of the worker process: on a busy machine the broker's own threads
+    get the CPU first (0: the same priority as the broker)."""
 
     def __post_init__(self) -> None:
         if self.dedupe_buffer_bytes < 1:
@@ -74,6 +89,8 @@ class LogCleaner:
         self._throttle = Throttler(
             config.io_max_bytes_per_second, sleep=lambda s: self._stop.wait(s)
         )
+        self.runner: CleanRunner = ProcessRunner(nice=config.worker_nice) if config.worker_process else IN_THREAD
+        """Where each clean's rewrite runs."""
         self.rounds = 0
         """Background rounds run so far (for tests and metrics)."""
         self.clean_seconds = Histogram(LATENCY_BUCKETS)
@@ -113,11 +130,14 @@ class LogCleaner:
         """Clean ``log`` on the calling thread, whatever its dirty ratio, and checkpoint."""
         now = self._now_ms() if now_ms is None else now_ms
         t0 = time.perf_counter()
-        stats = log.clean(
+        stats = clean_log(
+            log,
             now,
             dedupe_buffer_bytes=self.config.dedupe_buffer_bytes,
             throttle=self._throttle,
             stop=self._stop,
+            fsync=self._fsync,
+            runner=self.runner,
         )
         if stats is not None and not stats.aborted:
             self.clean_seconds.observe(time.perf_counter() - t0)
@@ -175,6 +195,8 @@ class LogCleaner:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if isinstance(self.runner, ProcessRunner):
+            self.runner.close()
 
     def wake(self) -> None:
         """Cut the current backoff short (e.g. after a config change)."""

@@ -1,11 +1,14 @@
 """The log cleaner: the offset map, the throttle, and what a clean keeps (latest value per
 key, offsets, tombstones and delete.retention.ms, min.compaction.lag.ms, the active
-segment, compressed batches, transactions), checkpoints and the background choice."""
+segment, compressed batches, transactions), checkpoints and the background choice. Every
+test runs twice: with the rewrite on the calling thread, and in a worker process
+(:mod:`riverbed.storage.cleaner_worker`, what the broker's background cleaner uses)."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +20,41 @@ from riverbed.protocol.records.batch import DELETE_HORIZON_MASK
 from riverbed.protocol.records.compression import Compression
 from riverbed.protocol.records.records import build_batch
 from riverbed.storage import CleanerConfig, LogConfig, LogManager, SegmentLog
-from riverbed.storage.cleaner import OffsetMap, Throttler
+from riverbed.storage import log as log_mod
+from riverbed.storage.cleaner import OffsetMap, Throttler, clean_log
+from riverbed.storage.cleaner_manager import LogCleaner
+from riverbed.storage.cleaner_worker import ProcessRunner
 from riverbed.storage.files import CLEANER_CHECKPOINT
 
 MakeLog = Callable[..., SegmentLog]
 NOW = 10_000_000
+RUNNER = ProcessRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_runner() -> Iterator[None]:
+    yield
+    RUNNER.close()
+
+
+@pytest.fixture(autouse=True, params=["thread", "process"])
+def runner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``SegmentLog.clean`` and the manager's cleans run their rewrite on the calling thread,
+    or in a worker process."""
+    if request.param == "process":
+        monkeypatch.setattr(log_mod, "clean_log", functools.partial(clean_log, runner=RUNNER))
+        real_init = LogCleaner.__init__
+
+        def init(self: LogCleaner, *args: object, **kwargs: object) -> None:
+            real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+            self.runner = RUNNER
+
+        monkeypatch.setattr(LogCleaner, "__init__", init)
+    else:
+        monkeypatch.setattr(CleanerConfig, "__init__", functools.partialmethod(CleanerConfig.__init__, worker_process=False))
+    crashes = RUNNER.crashes
+    yield request.param
+    assert RUNNER.crashes == crashes
 
 
 def fill(log: SegmentLog, pairs: list[tuple[str | None, str | None]], ts: int = 1_000) -> None:

@@ -1,0 +1,6 @@
+def map_keys(
+    block: bytes | bytearray | memoryview, count: int, base_offset: int, first_dirty: int, map: dict[bytes, int], budget: int, entry_bytes: int
+) -> tuple[int, int, int]: ...
+def filter_records(
+    block: bytes | bytearray | memoryview, count: int, base_offset: int, end_offset: int, map: dict[bytes, int], drop_tombstones: bool
+) -> tuple[bytes | None, int, int, int, bool, int]: ...
