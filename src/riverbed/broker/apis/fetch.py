@@ -8,6 +8,13 @@ Fetch sessions (KIP-227, v7+) are kept by ``fetch_session.py``: an incremental r
 read as the full list of its session's partitions, and the response keeps only those with
 news for the client.
 
+Nothing new (issue 9): a partition whose fetch offset is at the end of what the client may
+read is answered without a log read, with a shared, immutable :class:`_Quiet` answer (keyed
+by its values, encoded once per version); a long poll that ends with nothing changed returns
+the answer it built at its start instead of reading every partition again; a connection
+that repeats the bytes of its last Fetch (librdkafka's full fetches of an idle group) reuses
+that request's decoding.
+
 Tiered storage: a fetch offset below a partition's local log start (but not below its log
 start) is served from the object store, which blocks; such a request is built on the
 broker's remote-read pool instead of the event loop. Local reads stay on the loop.
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING
 from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
+from riverbed.protocol.primitives import Reader, Writer
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
@@ -49,6 +57,60 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
         preferred_read_replica=-1,
         records=b"",  # as Kafka (MemoryRecords.EMPTY): librdkafka rejects a null set
     )
+
+
+class _Quiet(Resp.PartitionData):
+    """The answer for a partition with nothing new: shared by every request that finds the
+    same values (never modified once made), its bytes encoded once per version."""
+
+    __slots__ = ("_encoded",)
+
+    def __init__(self, index: int, hw: int, lso: int, log_start: int, read_committed: bool) -> None:
+        super().__init__(
+            partition_index=index,
+            error_code=0,
+            high_watermark=hw,
+            last_stable_offset=lso,
+            log_start_offset=log_start,
+            aborted_transactions=[] if read_committed else None,
+            preferred_read_replica=-1,
+            records=b"",
+        )
+        self._encoded: tuple[int, bytes] | None = None
+
+    def write(self, w: Writer, version: int) -> None:
+        encoded = self._encoded
+        if encoded is None or encoded[0] != version:
+            t = Writer()
+            Resp.PartitionData.write(self, t, version)
+            encoded = self._encoded = (version, t.getvalue())
+        w.raw(encoded[1])
+
+
+_QUIET_MAX = 100_000  # answers kept; the cache starts again when full
+_quiet_answers: dict[tuple[int, int, int, int, bool], _Quiet] = {}
+
+
+def _quiet_answer(index: int, hw: int, lso: int, log_start: int, read_committed: bool) -> _Quiet:
+    key = (index, hw, lso, log_start, read_committed)
+    answer = _quiet_answers.get(key)
+    if answer is None:
+        if len(_quiet_answers) >= _QUIET_MAX:
+            _quiet_answers.clear()
+        answer = _quiet_answers[key] = _Quiet(index, hw, lso, log_start, read_committed)
+    return answer
+
+
+def decode_request(conn: ConnectionInfo, frame: bytearray, offset: int, version: int) -> FetchRequest:
+    """The Fetch request in ``frame`` from ``offset``; when the connection sent the same bytes
+    (same version) last time, the request decoded then (handlers never modify a request)."""
+    body = bytes(memoryview(frame)[offset:])
+    last = conn.state.get("fetch_request")
+    if last is not None and last[0] == version and last[1] == body:
+        return last[2]  # type: ignore[no-any-return]
+    req = FetchRequest.read(Reader(frame, offset), version)
+    conn.state["fetch_request"] = (version, body, req)
+    return req
 
 
 Read = tuple[FetchResponse, int, bool]
@@ -87,6 +149,14 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset
             if skip is not None and skip(ft, fp, plog):
                 continue
             offset = fp.fetch_offset
+            hw = plog.high_watermark
+            if offset <= hw:  # nothing new when the offset is the end of what may be read
+                lso = min(plog.last_stable_offset, hw)  # (hw read first: never above it)
+                if offset == (lso if read_committed else hw):
+                    log_start = plog.log_start_offset
+                    if log_start <= offset and plog.local_log_start_offset <= offset:
+                        parts.append(_quiet_answer(fp.partition, hw, lso, log_start, read_committed))
+                        continue
             if offset < plog.local_log_start_offset and offset >= plog.log_start_offset and not remote_ok:
                 return None  # tiered data: the caller redoes the request off the event loop
             limit = min(fp.partition_max_bytes, remaining)
@@ -206,13 +276,14 @@ def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchR
             req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
     skip = fetch_session.quiet(version, ctx, req.isolation_level == READ_COMMITTED)
+    changes = broker.changes  # before the read: a change after it is seen by the long poll
     read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
         return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied, skip)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
         return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
-    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip)))
+    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip, resp, changes)))
 
 
 async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, reading: Awaitable[FetchResponse]) -> FetchResponse:
@@ -220,13 +291,18 @@ async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, 
 
 
 async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+    changes = broker.changes
     resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return await _long_poll(broker, version, req, denied, skip)
+    return await _long_poll(broker, version, req, denied, skip, resp, changes)
 
 
-async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None, first: FetchResponse, changes: int) -> FetchResponse:
+    """Wait for data (or max_wait_ms). ``first`` is the answer read when the request came,
+    ``changes`` the broker's change count before that read: when nothing woke the broker
+    since and no topic or log start offset moved, ``first`` is still right and is returned
+    without reading every partition again (an idle consumer's fetch)."""
     interest = []
     for ft in req.topics:
         topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
@@ -249,6 +325,19 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             return plog.high_watermark
 
     seen = [visible(plog) for plog, _ in interest]
+    starts = [plog.log_start_offset for plog, _ in interest]
+    names = {ft.topic or ft.topic_id: broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id) for ft in req.topics}
+
+    def unchanged() -> bool:
+        """Nothing the first answer shows has moved (no append, durability or truncation
+        event, topics, log start offsets): that answer is still the right one."""
+        if broker.changes != changes:
+            return False
+        for key, topic in names.items():
+            now = broker.topics.get(key) if isinstance(key, str) else broker.topics.by_id(key)
+            if now is not topic:
+                return False
+        return all(plog.log_start_offset == start for (plog, _), start in zip(interest, starts, strict=True))
 
     def ready() -> bool:
         """New data (or a truncation) on any requested partition since the last read."""
@@ -267,9 +356,14 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
+        before = broker.changes
         resp, total, errors = await _read_async(broker, version, req, denied, skip)
         if errors or total >= need:
             return resp
+        first, changes = resp, before
         seen = [visible(plog) for plog, _ in interest]
+        starts = [plog.log_start_offset for plog, _ in interest]
+    if unchanged():
+        return first
     resp, _, _ = await _read_async(broker, version, req, denied, skip)
     return resp
