@@ -183,6 +183,7 @@ class Broker:
         self.logs.run_retention(now)
         for plog in self.logs.partitions():
             plog.expire_producers(now, self.dynamic.int_value("producer.id.expiration.ms"))
+        self.notify()  # log start offsets may have moved: long polls look again
 
     # ------------------------------------------------------------------ users and SASL
     def _open_credentials(self) -> None:
@@ -321,6 +322,7 @@ class Broker:
         log.info("deleted topic %s", name)
         self.groups.metadata_changed()
         self.shares.topic_deleted(topic.topic_id)  # its share-partitions' state goes too
+        self.notify()  # long polls on it answer its error
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:

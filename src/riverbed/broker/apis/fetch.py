@@ -39,6 +39,8 @@ from riverbed.storage.api import NeedsRemote, PartitionLog
 from . import fetch_session
 
 if TYPE_CHECKING:
+    from riverbed.metadata.topics import Topic
+
     from ..broker import Broker
 
 Resp = FetchResponse
@@ -300,21 +302,39 @@ async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied:
 
 async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None, first: FetchResponse, changes: int) -> FetchResponse:
     """Wait for data (or max_wait_ms). ``first`` is the answer read when the request came,
-    ``changes`` the broker's change count before that read: when nothing woke the broker
-    since and no topic or log start offset moved, ``first`` is still right and is returned
-    without reading every partition again (an idle consumer's fetch)."""
+    ``changes`` the broker's change count (``Broker.notify`` calls: appends, durability,
+    transaction markers, truncation, DeleteRecords, retention, topic deletion) before that
+    read. While nothing happens in the broker the wait costs nothing per partition, and
+    ``first`` is returned at the deadline without reading every partition again (an idle
+    consumer's fetch). After the first event the partitions are watched one by one against
+    what ``first`` showed, as before."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.max_wait_ms / 1000
+    topics = {ft.topic or ft.topic_id: _topic_of(broker, ft) for ft in req.topics}
+    try:
+        await asyncio.wait_for(broker.wait_until(lambda: broker.changes != changes), req.max_wait_ms / 1000)
+    except (TimeoutError, KafkaError):
+        if broker.changes == changes and all(_topic_of(broker, ft) is topics[ft.topic or ft.topic_id] for ft in req.topics):
+            return first
+        resp, _, _ = await _read_async(broker, version, req, denied, skip)
+        return resp
+    read_committed = req.isolation_level == READ_COMMITTED
+    told = {(tr.topic or tr.topic_id, pd.partition_index): pd.last_stable_offset if read_committed else pd.high_watermark for tr in first.responses for pd in tr.partitions}
     interest = []
+    seen: list[int] = []  # what the first answer showed (a partition it skipped: as it is now)
     for ft in req.topics:
-        topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
+        topic = _topic_of(broker, ft)
         if topic is None:
             continue
         for fp in ft.partitions:
             plog = broker.partition(topic.name, fp.partition)
             if plog is not None:
                 interest.append((plog, fp.fetch_offset))
+                end = told.get((ft.topic or ft.topic_id, fp.partition))
+                seen.append(end if end is not None else (plog.last_stable_offset if read_committed else plog.high_watermark))
     need = max(req.min_bytes, 1)
     # what makes data readable: the high watermark, or the last stable offset for read_committed
-    if req.isolation_level == READ_COMMITTED:
+    if read_committed:
 
         def visible(plog: PartitionLog) -> int:
             return plog.last_stable_offset
@@ -324,21 +344,6 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
         def visible(plog: PartitionLog) -> int:
             return plog.high_watermark
 
-    seen = [visible(plog) for plog, _ in interest]
-    starts = [plog.log_start_offset for plog, _ in interest]
-    names = {ft.topic or ft.topic_id: broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id) for ft in req.topics}
-
-    def unchanged() -> bool:
-        """Nothing the first answer shows has moved (no append, durability or truncation
-        event, topics, log start offsets): that answer is still the right one."""
-        if broker.changes != changes:
-            return False
-        for key, topic in names.items():
-            now = broker.topics.get(key) if isinstance(key, str) else broker.topics.by_id(key)
-            if now is not topic:
-                return False
-        return all(plog.log_start_offset == start for (plog, _), start in zip(interest, starts, strict=True))
-
     def ready() -> bool:
         """New data (or a truncation) on any requested partition since the last read."""
         for (plog, offset), end in zip(interest, seen, strict=True):
@@ -346,8 +351,6 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
                 return True
         return False
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + req.max_wait_ms / 1000
     while True:
         timeout = deadline - loop.time()
         if timeout <= 0:
@@ -356,14 +359,14 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
-        before = broker.changes
+        # (taken before the read: a change in between makes ready() true, one read more)
+        seen = [visible(plog) for plog, _ in interest]
         resp, total, errors = await _read_async(broker, version, req, denied, skip)
         if errors or total >= need:
             return resp
-        first, changes = resp, before
-        seen = [visible(plog) for plog, _ in interest]
-        starts = [plog.log_start_offset for plog, _ in interest]
-    if unchanged():
-        return first
     resp, _, _ = await _read_async(broker, version, req, denied, skip)
     return resp
+
+
+def _topic_of(broker: Broker, ft: FetchRequest.FetchTopic) -> Topic | None:
+    return broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
