@@ -87,9 +87,11 @@ class Waiter:
 class Broker:
     def __init__(self, config: BrokerConfig, store_factory: StoreFactory) -> None:
         from .apis import API_HANDLERS
+        from .apis.fetch import decode_request
 
         self.config = config
         self.handlers: dict[int, ApiHandler] = API_HANDLERS
+        self._decode_fetch = decode_request
         self.topics = TopicStore(config.data_dir)
         self.logs = store_factory(self._on_durable_threadsafe)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -108,6 +110,7 @@ class Broker:
         self.stats = BrokerStats()  # for the metrics endpoint (riverbed.app.metrics)
         self._waiters: set[Waiter] = set()
         self._wake_scheduled = False
+        self.changes = 0  # notify() calls so far: a long poll sees whether anything happened
         self._retention_task: asyncio.Task[None] | None = None
         self._remote_pool: ThreadPoolExecutor | None = None
         self.log_defaults = dict(config.log_defaults)  # in force: static, then dynamic
@@ -180,6 +183,7 @@ class Broker:
         self.logs.run_retention(now)
         for plog in self.logs.partitions():
             plog.expire_producers(now, self.dynamic.int_value("producer.id.expiration.ms"))
+        self.notify()  # log start offsets may have moved: long polls look again
 
     # ------------------------------------------------------------------ users and SASL
     def _open_credentials(self) -> None:
@@ -318,6 +322,7 @@ class Broker:
         log.info("deleted topic %s", name)
         self.groups.metadata_changed()
         self.shares.topic_deleted(topic.topic_id)  # its share-partitions' state goes too
+        self.notify()  # long polls on it answer its error
         return topic
 
     def add_partitions(self, name: str, total: int) -> None:
@@ -368,6 +373,7 @@ class Broker:
 
     def notify(self) -> None:
         """Something changed (append, fsync, truncation): re-check waiters once this tick."""
+        self.changes += 1
         if not self._wake_scheduled and self.loop is not None:
             self._wake_scheduled = True
             self.loop.call_soon(self._wake)
@@ -423,7 +429,11 @@ class Broker:
         flexible = version >= req_cls.FLEXIBLE_VERSION
         try:
             header = parse_request_header(frame, flexible)
-            request = req_cls.read(Reader(frame, header.body_offset), version)
+            request: Message
+            if key == 1:  # Fetch: an idle consumer repeats its request: decoded once
+                request = self._decode_fetch(conn, frame, header.body_offset, version)
+            else:
+                request = req_cls.read(Reader(frame, header.body_offset), version)
         except DecodeError as exc:
             raise CloseConnection(f"malformed request (api {key} v{version}) from {conn.peer}: {exc}") from exc
         conn.state["client_id"] = header.client_id

@@ -166,7 +166,8 @@ class FetchSessionCache:
         if epoch in (INITIAL_EPOCH, FINAL_EPOCH):  # full fetch
             if session_id != INVALID_SESSION_ID:
                 self._sessions.pop(session_id, None)  # a full fetch closes the session it names
-            fetches = list(fetch_data)
+            # a sessionless fetch keeps nothing: its partitions are not even listed
+            fetches = list(fetch_data) if epoch == INITIAL_EPOCH else []
             kind = ContextKind.FULL if epoch == INITIAL_EPOCH else ContextKind.SESSIONLESS
             return FetchContext(kind, fetches, uses_topic_ids=uses_topic_ids)
         session = self._sessions.get(session_id)

@@ -108,8 +108,10 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         recovery_point: int | None = None,
         fsync: Fsync = os.fsync,
         clock: Callable[[], float] = time.time,
+        sync_later: Callable[[Segment], None] | None = None,
     ) -> SegmentLog:
-        """Open an existing log directory and recover it.
+        """Open an existing log directory and recover it (``sync_later``: see
+        ``recover_partition``).
 
         After a clean shutdown every segment's indexes are trusted (after sanity checks).
         Otherwise every segment at or above ``recovery_point`` (None: all of them) and the
@@ -126,6 +128,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             fsync=fsync,
             now_ms=int(clock() * 1000),
             remote_coverage=lambda: remote_coverage(directory, topic, partition),
+            sync_later=sync_later,
         )
         log = cls(
             directory, topic, partition, config, segments, log_start, fsync=fsync, clock=clock

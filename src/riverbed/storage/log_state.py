@@ -170,6 +170,9 @@ class LogState:
 
     def _lso_locked(self) -> int:
         hw = self._hw
+        producers = self.producers
+        if not producers.ongoing and not producers.unreplicated:  # no transaction to wait for
+            return max(hw, self._log_start)
         first = self.producers.first_unstable_offset(hw)
         lso = hw if first is None else min(hw, first)
         return max(lso, self._log_start)

@@ -62,7 +62,7 @@ from .remote.copier import RemoteLogManager, RemoteLogManagerConfig
 from .remote.metadata import MetadataCorrupt
 from .remote.reader import RemoteLogReader
 from .remote.store import ObjectStore, ObjectStoreError
-from .segment import OPEN_SEGMENT_FILES
+from .segment import OPEN_SEGMENT_FILES, Segment
 from .space import DiskSpace
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,11 @@ class LogManager:
         points = read_recovery_checkpoint(self._data_dir)
         with os.scandir(self._data_dir) as entries:
             dirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        # after a crash, the validated segments of every partition are made durable by one
+        # syncfs below instead of an fsync each (which, for 10,000 partitions, took a second)
+        recovered: dict[SegmentLog, list[Segment]] = {}
+        pending: list[Segment] = []
+        sync_later = pending.append if self._syncfs is not None and not clean else None
         for name in dirs:
             path = self._data_dir / name
             if name.endswith(DELETED_SUFFIX):
@@ -206,10 +211,16 @@ class LogManager:
                 recovery_point=points.get(parsed),
                 fsync=self._fsync,
                 clock=self._clock,
+                sync_later=sync_later,
             )
             log.hooks = self._hooks
             self._logs[parsed] = log
             self._note_device(log)
+            if pending:
+                recovered[log] = pending[:]
+                pending.clear()
+        if recovered:
+            self._sync_recovered(recovered)
         if clean:
             marker.unlink()  # from now on a crash must be noticed
             fsync_dir(self._data_dir, self._fsync)
@@ -224,6 +235,28 @@ class LogManager:
         self._thread.start()
         if self.remote is not None:
             self.remote.start()
+
+    def _sync_recovered(self, recovered: dict[SegmentLog, list[Segment]]) -> None:
+        """Make the segments validated at start-up durable (before the recovery checkpoint
+        that trusts them is written): one syncfs for those on the data directory's file
+        system, an fsync each for the others, or for all of them if syncfs fails."""
+        assert self._syncfs is not None
+        every = [seg for segs in recovered.values() for seg in segs]
+        own = [seg for log, segs in recovered.items() if log not in self._other_fs for seg in segs]
+        if self._data_fd is None:
+            self._data_fd = os.open(self._data_dir, os.O_RDONLY)
+        if self._syncfs(self._data_fd) == 0:
+            for log, segs in recovered.items():
+                if log in self._other_fs:
+                    for seg in segs:
+                        self._fsync(seg.fd)
+            logger.info("%d recovered segments made durable by one syncfs", len(own))
+            return
+        err = ctypes.get_errno()
+        self._syncfs_trusted = False
+        logger.error("syncfs of %s failed (errno %d): fsyncing each recovered segment", self._data_dir, err)
+        for seg in every:
+            self._fsync(seg.fd)
 
     def close(self) -> None:
         """Stop the flusher, flush and close every log, write the recovery checkpoint and

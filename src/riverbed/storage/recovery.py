@@ -46,6 +46,7 @@ def recover_partition(
     fsync: Fsync,
     now_ms: int,
     remote_coverage: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
+    sync_later: Callable[[Segment], None] | None = None,
 ) -> tuple[list[Segment], int]:
     """Open the segments of ``directory`` and return them with the log start offset.
 
@@ -58,7 +59,11 @@ def recover_partition(
     ``remote_coverage``: [start, end) of the offsets held by the partition's remote
     segments (tiered storage). When they reach the first local segment, the log start
     stays below it (the partition's log start, persisted in ``partition.metadata``). A
-    callable is called only when the directory holds the remote-log metadata file."""
+    callable is called only when the directory holds the remote-log metadata file.
+
+    ``sync_later``: the validated segments' ``.log`` files are handed to it instead of being
+    fsynced here (the log manager makes them durable with one syncfs(2) for every partition,
+    before the broker serves anything)."""
     names = os.listdir(directory)
     changed = False
     if any(name.endswith((SWAP_SUFFIX, CLEANED_SUFFIX)) for name in names):
@@ -145,7 +150,10 @@ def recover_partition(
     for segment in recovered:
         if segment.closed:
             continue
-        fsync(segment.fd)
+        if sync_later is not None:
+            sync_later(segment)
+        else:
+            fsync(segment.fd)
         segment.synced_size = segment.size
         if segment is not active:
             segment.write_indexes(fsync)

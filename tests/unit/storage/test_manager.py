@@ -346,3 +346,62 @@ def test_segment_files_stay_within_the_bound_and_reopen_on_use(tmp_path: Path) -
     finally:
         reopened.close()
         OPEN_SEGMENT_FILES.limit = before_limit
+
+
+def _crashed_data_dir(path: Path, partitions: int) -> None:
+    """A data directory of ``partitions`` logs of 2 records each, as a crash leaves it (no
+    clean-shutdown marker: every last segment is validated at the next start)."""
+    manager = LogManager(path)
+    manager.open()
+    try:
+        for p in range(partitions):
+            log = manager.create("crash", p, LogConfig())
+            log.append(make_batch(2), now_ms=1000)
+            log.flush()
+    finally:
+        manager.close()
+    (path / ".clean-shutdown").unlink()
+
+
+@pytest.mark.parametrize("syncfs_result", ["works", "fails", "absent"])
+def test_recovery_after_a_crash_syncs_the_validated_segments_once(tmp_path: Path, syncfs_result: str) -> None:
+    from riverbed.storage.manager import _load_syncfs
+
+    if syncfs_result != "absent" and _load_syncfs() is None:
+        pytest.skip("syncfs(2) reporting writeback errors needs Linux 5.8 or later")
+    data = tmp_path / "data"
+    _crashed_data_dir(data, 12)
+    manager = LogManager(data)
+    counting = CountingFsync()
+    manager._fsync = counting
+    calls: list[int] = []
+    real = manager._syncfs
+    if syncfs_result == "absent":
+        manager._syncfs = None
+    elif syncfs_result == "fails":
+
+        def failing(fd: int) -> int:
+            calls.append(fd)
+            return -1
+
+        manager._syncfs = failing
+    else:
+        assert real is not None
+
+        def counted(fd: int) -> int:
+            calls.append(fd)
+            return real(fd)
+
+        manager._syncfs = counted
+    manager.open()
+    try:
+        assert sorted(log.log_end_offset for log in manager.partitions()) == [2] * 12
+        if syncfs_result == "works":
+            assert len(calls) == 1 and counting.calls < 12  # no fsync per partition (the checkpoint's only)
+        else:  # every validated segment fsynced on its own
+            assert counting.calls >= 12
+            assert len(calls) == (1 if syncfs_result == "fails" else 0)
+    finally:
+        manager.close()
+    if syncfs_result == "fails":
+        assert not manager._syncfs_trusted

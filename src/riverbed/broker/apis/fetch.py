@@ -8,6 +8,13 @@ Fetch sessions (KIP-227, v7+) are kept by ``fetch_session.py``: an incremental r
 read as the full list of its session's partitions, and the response keeps only those with
 news for the client.
 
+Nothing new (issue 9): a partition whose fetch offset is at the end of what the client may
+read is answered without a log read, with a shared, immutable :class:`_Quiet` answer (keyed
+by its values, encoded once per version); a long poll that ends with nothing changed returns
+the answer it built at its start instead of reading every partition again; a connection
+that repeats the bytes of its last Fetch (librdkafka's full fetches of an idle group) reuses
+that request's decoding.
+
 Tiered storage: a fetch offset below a partition's local log start (but not below its log
 start) is served from the object store, which blocks; such a request is built on the
 broker's remote-read pool instead of the event loop. Local reads stay on the loop.
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING
 from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
+from riverbed.protocol.primitives import Reader, Writer
 from riverbed.protocol.records.batch import iter_batches
 from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
@@ -31,6 +39,8 @@ from riverbed.storage.api import NeedsRemote, PartitionLog
 from . import fetch_session
 
 if TYPE_CHECKING:
+    from riverbed.metadata.topics import Topic
+
     from ..broker import Broker
 
 Resp = FetchResponse
@@ -49,6 +59,60 @@ def _partition_error(index: int, code: int) -> Resp.PartitionData:
         preferred_read_replica=-1,
         records=b"",  # as Kafka (MemoryRecords.EMPTY): librdkafka rejects a null set
     )
+
+
+class _Quiet(Resp.PartitionData):
+    """The answer for a partition with nothing new: shared by every request that finds the
+    same values (never modified once made), its bytes encoded once per version."""
+
+    __slots__ = ("_encoded",)
+
+    def __init__(self, index: int, hw: int, lso: int, log_start: int, read_committed: bool) -> None:
+        super().__init__(
+            partition_index=index,
+            error_code=0,
+            high_watermark=hw,
+            last_stable_offset=lso,
+            log_start_offset=log_start,
+            aborted_transactions=[] if read_committed else None,
+            preferred_read_replica=-1,
+            records=b"",
+        )
+        self._encoded: tuple[int, bytes] | None = None
+
+    def write(self, w: Writer, version: int) -> None:
+        encoded = self._encoded
+        if encoded is None or encoded[0] != version:
+            t = Writer()
+            Resp.PartitionData.write(self, t, version)
+            encoded = self._encoded = (version, t.getvalue())
+        w.raw(encoded[1])
+
+
+_QUIET_MAX = 100_000  # answers kept; the cache starts again when full
+_quiet_answers: dict[tuple[int, int, int, int, bool], _Quiet] = {}
+
+
+def _quiet_answer(index: int, hw: int, lso: int, log_start: int, read_committed: bool) -> _Quiet:
+    key = (index, hw, lso, log_start, read_committed)
+    answer = _quiet_answers.get(key)
+    if answer is None:
+        if len(_quiet_answers) >= _QUIET_MAX:
+            _quiet_answers.clear()
+        answer = _quiet_answers[key] = _Quiet(index, hw, lso, log_start, read_committed)
+    return answer
+
+
+def decode_request(conn: ConnectionInfo, frame: bytearray, offset: int, version: int) -> FetchRequest:
+    """The Fetch request in ``frame`` from ``offset``; when the connection sent the same bytes
+    (same version) last time, the request decoded then (handlers never modify a request)."""
+    body = bytes(memoryview(frame)[offset:])
+    last = conn.state.get("fetch_request")
+    if last is not None and last[0] == version and last[1] == body:
+        return last[2]  # type: ignore[no-any-return]
+    req = FetchRequest.read(Reader(frame, offset), version)
+    conn.state["fetch_request"] = (version, body, req)
+    return req
 
 
 Read = tuple[FetchResponse, int, bool]
@@ -87,6 +151,14 @@ def _read_all(broker: Broker, version: int, req: FetchRequest, denied: frozenset
             if skip is not None and skip(ft, fp, plog):
                 continue
             offset = fp.fetch_offset
+            hw = plog.high_watermark
+            if offset <= hw:  # nothing new when the offset is the end of what may be read
+                lso = min(plog.last_stable_offset, hw)  # (hw read first: never above it)
+                if offset == (lso if read_committed else hw):
+                    log_start = plog.log_start_offset
+                    if log_start <= offset and plog.local_log_start_offset <= offset:
+                        parts.append(_quiet_answer(fp.partition, hw, lso, log_start, read_committed))
+                        continue
             if offset < plog.local_log_start_offset and offset >= plog.log_start_offset and not remote_ok:
                 return None  # tiered data: the caller redoes the request off the event loop
             limit = min(fp.partition_max_bytes, remaining)
@@ -206,13 +278,14 @@ def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchR
             req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
     skip = fetch_session.quiet(version, ctx, req.isolation_level == READ_COMMITTED)
+    changes = broker.changes  # before the read: a change after it is seen by the long poll
     read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
         return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied, skip)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
         return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
-    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip)))
+    return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip, resp, changes)))
 
 
 async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, reading: Awaitable[FetchResponse]) -> FetchResponse:
@@ -220,25 +293,48 @@ async def _finish_later(broker: Broker, version: int, ctx: FetchContext | None, 
 
 
 async def _fetch_remote(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+    changes = broker.changes
     resp, total, errors = await broker.run_remote(_read_blocking, broker, version, req, denied, skip)
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0:
         return resp
-    return await _long_poll(broker, version, req, denied, skip)
+    return await _long_poll(broker, version, req, denied, skip, resp, changes)
 
 
-async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None) -> FetchResponse:
+async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: frozenset[str], skip: Skip | None, first: FetchResponse, changes: int) -> FetchResponse:
+    """Wait for data (or max_wait_ms). ``first`` is the answer read when the request came,
+    ``changes`` the broker's change count (``Broker.notify`` calls: appends, durability,
+    transaction markers, truncation, DeleteRecords, retention, topic deletion) before that
+    read. While nothing happens in the broker the wait costs nothing per partition, and
+    ``first`` is returned at the deadline without reading every partition again (an idle
+    consumer's fetch). After the first event the partitions are watched one by one against
+    what ``first`` showed, as before."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.max_wait_ms / 1000
+    topics = {ft.topic or ft.topic_id: _topic_of(broker, ft) for ft in req.topics}
+    try:
+        await asyncio.wait_for(broker.wait_until(lambda: broker.changes != changes), req.max_wait_ms / 1000)
+    except (TimeoutError, KafkaError):
+        if broker.changes == changes and all(_topic_of(broker, ft) is topics[ft.topic or ft.topic_id] for ft in req.topics):
+            return first
+        resp, _, _ = await _read_async(broker, version, req, denied, skip)
+        return resp
+    read_committed = req.isolation_level == READ_COMMITTED
+    told = {(tr.topic or tr.topic_id, pd.partition_index): pd.last_stable_offset if read_committed else pd.high_watermark for tr in first.responses for pd in tr.partitions}
     interest = []
+    seen: list[int] = []  # what the first answer showed (a partition it skipped: as it is now)
     for ft in req.topics:
-        topic = broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)
+        topic = _topic_of(broker, ft)
         if topic is None:
             continue
         for fp in ft.partitions:
             plog = broker.partition(topic.name, fp.partition)
             if plog is not None:
                 interest.append((plog, fp.fetch_offset))
+                end = told.get((ft.topic or ft.topic_id, fp.partition))
+                seen.append(end if end is not None else (plog.last_stable_offset if read_committed else plog.high_watermark))
     need = max(req.min_bytes, 1)
     # what makes data readable: the high watermark, or the last stable offset for read_committed
-    if req.isolation_level == READ_COMMITTED:
+    if read_committed:
 
         def visible(plog: PartitionLog) -> int:
             return plog.last_stable_offset
@@ -248,8 +344,6 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
         def visible(plog: PartitionLog) -> int:
             return plog.high_watermark
 
-    seen = [visible(plog) for plog, _ in interest]
-
     def ready() -> bool:
         """New data (or a truncation) on any requested partition since the last read."""
         for (plog, offset), end in zip(interest, seen, strict=True):
@@ -257,8 +351,6 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
                 return True
         return False
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + req.max_wait_ms / 1000
     while True:
         timeout = deadline - loop.time()
         if timeout <= 0:
@@ -267,9 +359,14 @@ async def _long_poll(broker: Broker, version: int, req: FetchRequest, denied: fr
             await asyncio.wait_for(broker.wait_until(ready), timeout)
         except (TimeoutError, KafkaError):
             break
+        # (taken before the read: a change in between makes ready() true, one read more)
+        seen = [visible(plog) for plog, _ in interest]
         resp, total, errors = await _read_async(broker, version, req, denied, skip)
         if errors or total >= need:
             return resp
-        seen = [visible(plog) for plog, _ in interest]
     resp, _, _ = await _read_async(broker, version, req, denied, skip)
     return resp
+
+
+def _topic_of(broker: Broker, ft: FetchRequest.FetchTopic) -> Topic | None:
+    return broker.topics.get(ft.topic) if ft.topic else broker.topics.by_id(ft.topic_id)

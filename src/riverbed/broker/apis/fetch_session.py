@@ -34,11 +34,11 @@ def open_context(broker: Broker, version: int, req: FetchRequest) -> FetchContex
     """The session context of a request (None before v7, which has no sessions)."""
     if version < 7:
         return None
-    fetch_data = [
+    fetch_data = (  # (a generator: a sessionless fetch never lists its partitions)
         ((_topic_key(version, ft.topic, ft.topic_id), fp.partition), fp.fetch_offset, fp.partition_max_bytes)
         for ft in req.topics
         for fp in ft.partitions
-    ]
+    )
     forgotten = [(_topic_key(version, ft.topic, ft.topic_id), p) for ft in req.forgotten_topics_data for p in ft.partitions]
     ctx = broker.fetch_sessions.new_context(req.session_id, req.session_epoch, version >= 13, fetch_data, forgotten, broker.now_ms())
     if ctx.kind is ContextKind.ERROR:
@@ -105,10 +105,13 @@ def quiet(version: int, ctx: FetchContext | None, read_committed: bool) -> Calla
     return is_quiet
 
 
+_FLAT = (bytes, bytearray, memoryview)
+
+
 def _size(records: RecordsValue | None) -> int:
     if records is None:
         return 0
-    if isinstance(records, bytes | bytearray | memoryview):
+    if isinstance(records, _FLAT):
         return len(records)
     return sum(len(b) for b in records)
 
@@ -117,6 +120,9 @@ def finish(broker: Broker, version: int, ctx: FetchContext | None, resp: FetchRe
     """Set the response's session id and, for an incremental fetch, keep only the partitions
     with something new for the client (Kafka's rules, see the coordinator module)."""
     if ctx is None:
+        return resp
+    if ctx.kind is ContextKind.SESSIONLESS:  # nothing to remember, everything is sent
+        resp.session_id = 0
         return resp
     states: dict[object, PartitionState] = {}
     for tr in resp.responses:
