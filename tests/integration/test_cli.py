@@ -32,20 +32,24 @@ def test_serve_with_no_arguments_is_ready_within_a_second(tmp_path: Path) -> Non
                 pytest.skip(f"port {port} is in use on this machine")
     proc = subprocess.Popen([sys.executable, "-m", "riverbed", "serve"], cwd=tmp_path, stderr=subprocess.DEVNULL)
     try:
-        # wait for the state (listening); how fast is the CPU-time check below
+        # "ready within a second": measured as the CPU time the process used until it listened
+        # (interpreter start and imports included), which a loaded CI machine does not inflate
+        # the way it does wall-clock time; the wall-clock start-up is in docs/benchmarks.md.
+        # The CPU time is read just before each connection attempt, and the reading before the
+        # first attempt that connects is the one checked: reading it after the connect would
+        # also count what the broker does after listening (its metrics endpoint, side services)
+        # for as long as a loaded machine keeps this test from running.
+        stat = Path(f"/proc/{proc.pid}/stat")
         deadline = time.monotonic() + 60
         while True:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
             try:
                 with socket.create_connection(("127.0.0.1", 9092), timeout=0.1):
                     break
             except OSError:
                 assert time.monotonic() < deadline, "not listening after 60 s"
                 time.sleep(0.01)
-        # "ready within a second": measured as the CPU time the process used until it listened
-        # (interpreter start and imports included), which a loaded CI machine does not inflate
-        # the way it does wall-clock time; the wall-clock start-up is in docs/benchmarks.md
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         assert cpu < 1.0, f"used {cpu:.2f}s of CPU before listening"
         out = cli("topic", "create", "cli-default", "-p", "2")
         assert "created topic" in out.stdout

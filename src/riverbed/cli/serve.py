@@ -40,6 +40,24 @@ def run(config: BrokerConfig, registry: RegistrySettings | None = None, metrics:
 
 
 async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_settings: MetricsSettings, console: ConsoleSettings, gateway: GatewaySettings, sql: SqlSettings) -> int:
+    # Signals are handled from the first moment: a SIGTERM while the broker is still starting
+    # (or starting its side services) shuts it down cleanly once it can, instead of killing it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("received %s: shutting down (flushing logs); send again to force", signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("forced exit")
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         app = RiverbedApp(config)
         await app.start()
@@ -59,37 +77,21 @@ async def _serve(config: BrokerConfig, registry: RegistrySettings, metrics_setti
             log.error("cannot start: metrics endpoint on %s: %s (--metrics-listen HOST:PORT, or --no-metrics)", metrics_settings.listen, exc)
             await app.stop()
             return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("received %s: shutting down (flushing logs); send again to force", signal.Signals(signum).name)
-            stop.set()
-        else:
-            log.warning("forced exit")
-            os._exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
     print(f"riverbed ready on {app.bootstrap} (data: {config.data_dir})", file=sys.stderr, flush=True)
     plaintext = next((app.bootstrap_for(listener.name) for listener in config.effective_listeners() if listener.protocol == "PLAINTEXT"), None)
-    child = registry_child(registry, plaintext)
+    child = registry_child(registry, plaintext) if not stop.is_set() else None
     if child is not None:
         child.start()
         print(f"schema registry on http://{registry.listen}", file=sys.stderr, flush=True)
-    console_proc = console_child(console, plaintext, registry if child is not None else RegistrySettings(enabled=False))
+    console_proc = console_child(console, plaintext, registry if child is not None else RegistrySettings(enabled=False)) if not stop.is_set() else None
     if console_proc is not None:
         console_proc.start()
         print(f"web console on http://{console.listen}", file=sys.stderr, flush=True)
-    gateway_proc = gateway_child(gateway, plaintext, registry if child is not None else None)
+    gateway_proc = gateway_child(gateway, plaintext, registry if child is not None else None) if not stop.is_set() else None
     if gateway_proc is not None:
         gateway_proc.start()
         print(f"edge gateway from {gateway.config}", file=sys.stderr, flush=True)
-    sql_proc = sql_child(sql, plaintext, registry if child is not None else RegistrySettings(enabled=False), str(config.data_dir))
+    sql_proc = sql_child(sql, plaintext, registry if child is not None else RegistrySettings(enabled=False), str(config.data_dir)) if not stop.is_set() else None
     if sql_proc is not None:
         sql_proc.start()
         print(f"SQL server on http://{sql.listen}", file=sys.stderr, flush=True)
