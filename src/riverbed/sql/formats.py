@@ -412,10 +412,22 @@ class InternalValueSerde:
     _dec = json.JSONDecoder(object_hook=_hook)
 
     def serialize(self, v: Any) -> bytes | None:
-        return None if v is None else self._enc(v)
+        if v is None:
+            return None
+        if type(v) is list and len(v) == 1 and type(v[0]) is int:  # COUNT's state: the same bytes, at once
+            return b"[%d]" % v[0]
+        return self._enc(v)
 
     def deserialize(self, data: bytes | None) -> Any:
-        return None if data is None else self._dec.decode(bytes(data).decode())
+        if data is None:
+            return None
+        # COUNT's state (one non-negative integer) at once; the rest through json (not orjson:
+        # it reads integers beyond 64 bits as floats)
+        if type(data) is bytes and len(data) <= 21 and data[:1] == b"[" and data[-1:] == b"]":
+            inner = data[1:-1]
+            if inner.isdigit() and (inner[:1] != b"0" or len(inner) == 1):
+                return [int(inner)]
+        return self._dec.decode(bytes(data).decode())
 
 
 def _tag(v: Any) -> Any:

@@ -235,3 +235,18 @@ def test_where_tests_of_a_column_and_a_literal_match_the_expression(where: str) 
     assert (c.compile(q.where).test is not None) == (" AND " not in where)
     for row in (ROW, {**ROW, "N": 9, "S": "x", "Z": "a", "D": 1.0}, {**ROW, "N": None, "S": None, "D": None}):
         assert test(row) is (fn(row) is True), row
+
+
+@pytest.mark.parametrize("v", [[0], [7], [10**19], [-12], [2**70], [True], [1.5], [float("nan")], [float("inf")],
+                               {"a": [1, None]}, ["\ud800"], [Decimal("1.50")], "s", 3])
+def test_internal_values_are_jsons_bytes_and_read_back_as_json_reads_them(v: Any) -> None:
+    """Rows and states keep their stored bytes (changelogs written before read the same) and
+    come back as the json decoder with the tagging hook gives them (COUNT's state at once)."""
+    import json
+
+    from riverbed.sql.formats import InternalValueSerde, _default
+
+    data = INTERNAL_VALUES.serialize(v)
+    assert data == json.dumps(v, separators=(",", ":"), default=_default).encode()
+    got, want = INTERNAL_VALUES.deserialize(data), InternalValueSerde._dec.decode(data.decode())
+    assert repr(got) == repr(want) and type(got) is type(want)
