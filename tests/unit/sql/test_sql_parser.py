@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -149,9 +150,7 @@ def test_selects_parsed_once_per_shape_are_parsed_as_they_are(texts: list[str]) 
 
 
 def test_a_select_parsed_from_its_template_is_a_copy() -> None:
-    from riverbed.sql.parser import parse_select
-
-    from riverbed.sql.parser import _TEMPLATES
+    from riverbed.sql.parser import _TEMPLATES, parse_select
 
     a = parse_select("SELECT * FROM t WHERE id = 'k1' AND n = 'zz';")[0]
     assert "SELECT * FROM t WHERE id = 'xx' AND n = 'xx';" in _TEMPLATES
