@@ -27,6 +27,12 @@ LAMBDA_KEY = "\x00lambda"
 class Compiled:
     fn: Fn
     type: T.SqlType
+    # what the hot paths specialize on: a flat row's column (``fn`` is ``row.get(column)``), a
+    # literal (``fn`` returns ``value``), a boolean's WHERE test (``fn(row) is True``, cheaper)
+    column: str | None = None
+    literal: bool = False
+    value: Any = None
+    test: Fn | None = None
 
 
 def err(node: A.Expr | A.SelectItem, message: str) -> SqlError:
@@ -85,7 +91,7 @@ class Scope:
                       + ", ".join(f"{s}.{n}" for s, n, _ in hits))
         src, n, t = hits[0]
         if self.flat:
-            return Compiled(lambda r: r.get(n), t)
+            return Compiled(lambda r: r.get(n), t, column=n)
 
         def get(r: Any) -> Any:
             sub = r.get(src)
@@ -137,6 +143,26 @@ def cast_value(v: Any, to: T.SqlType) -> Any:
     return v
 
 
+def _column_test(lc: Compiled, rc: Compiled, op: Callable[[Any, Any], Any]) -> Fn | None:
+    """``column <op> literal`` (either way round) as a WHERE test: what ``cmp(row) is True``
+    gives, in one call (the row's value is NULL: false)."""
+    if lc.column is not None and rc.literal and rc.value is not None:
+        n, v = lc.column, rc.value
+
+        def col_lit(r: Any) -> bool:
+            a = r.get(n)
+            return a is not None and op(a, v) is True
+        return col_lit
+    if rc.column is not None and lc.literal and lc.value is not None:
+        n, v = rc.column, lc.value
+
+        def lit_col(r: Any) -> bool:
+            b = r.get(n)
+            return b is not None and op(v, b) is True
+        return lit_col
+    return None
+
+
 class Compiler:
     """Compiles expressions in a scope. ``special(expr)`` may claim a sub-expression first (the
     planner uses it for GROUP BY keys and aggregate results after an aggregation)."""
@@ -160,6 +186,8 @@ class Compiler:
         c = self.compile(e)
         if c.type.name not in ("BOOLEAN", "NULL", "ANY"):
             raise err(e, f"Type error in {self.clause or 'expression'}: {show(e)} is {c.type}, not BOOLEAN")
+        if c.test is not None:
+            return c.test
         f = c.fn
         return lambda r: f(r) is True
 
@@ -171,7 +199,7 @@ class Compiler:
         if e.kind == "DECIMAL":  # ksqlDB reads 1.5 as DECIMAL; DOUBLE arithmetic is the common case in Python
             v = float(v)
             t = T.DOUBLE
-        return Compiled(lambda _r: v, t)
+        return Compiled(lambda _r: v, t, literal=True, value=v)
 
     def _column(self, e: A.Column) -> Compiled:
         return self.scope.resolve(e)
@@ -210,7 +238,7 @@ class Compiler:
             def cmp(r: Any) -> Any:
                 a, b = lf(r), rf(r)
                 return None if a is None or b is None else op(a, b)
-            return Compiled(cmp, T.BOOLEAN)
+            return Compiled(cmp, T.BOOLEAN, test=_column_test(lc, rc, op))
         if e.op == "||":
             def cat(r: Any) -> Any:
                 a, b = lf(r), rf(r)

@@ -45,7 +45,7 @@ from .catalog import HEADERS_TYPE, PSEUDO, WINDOW_COLUMNS, SourceInfo, header_va
 from .compiler import Compiler, Scope, show
 from .errors import BAD_STATEMENT, COMMAND_TIMEOUT, NOT_FOUND, SERVER_ERROR, SqlError
 from .formats import REGISTRY_FORMATS, check_format, to_json_value
-from .parser import parse
+from .parser import parse, parse_select
 from .planner import OutputColumn, Plan, Planner, SinkSpec, column_name
 
 log = logging.getLogger("riverbed.sql")
@@ -1032,7 +1032,7 @@ class Engine:
     # -- queries ---------------------------------------------------------------------------------------
     def query(self, text: str, properties: dict[str, Any] | None = None) -> tuple[str, list[OutputColumn], Any]:
         """A SELECT: ``("push", columns, PushQuery)`` or ``("pull", columns, rows)``."""
-        sts = parse(text)
+        sts = parse_select(text)  # (pull queries: parsed once per shape, riverbed.sql.parser)
         if len(sts) == 1 and isinstance(sts[0], A.Print):
             return "print", [], self.print_topic(sts[0])
         if len(sts) != 1 or not isinstance(sts[0], A.SelectStatement):

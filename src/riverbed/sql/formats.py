@@ -119,7 +119,9 @@ class RowSerde:
                            + ", ".join(f"`{n}` {t}" for n, t in columns))
         self._upper = {n.upper(): (n, t) for n, t in columns}
         # the hot path: JSON objects with the same keys in the same order share a decoding plan
-        self._plans: dict[tuple[str, ...], list[tuple[str, str, type, T.SqlType]]] = {}
+        # the hot path: JSON objects with the same keys in the same order share a decoding plan
+        # (a function made for those keys: ``_plan``)
+        self._plans: dict[tuple[str, ...], Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self._names = [n for n, _ in columns]
         self._plain = {n for n, t in columns if t.name in ("STRING", "INTEGER", "BIGINT", "BOOLEAN", "DOUBLE", "TIMESTAMP",
                                                            "DATE", "TIME")}
@@ -129,13 +131,27 @@ class RowSerde:
         # refuses (NaN, Infinity) goes through json as before
         self._fast_decode = fmt == "JSON" and all(n in self._plain for n in self._names)
 
-    def _plan(self, obj: dict[str, Any]) -> list[tuple[str, str, type, T.SqlType]]:
-        """How the fields of objects with these keys (in this order) become columns."""
-        plan = []
-        for k in obj:
+    def _plan(self, obj: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """How objects with these keys (in this order) become rows: a function made for them,
+        which reads each field that names a column (case-insensitively; a later field naming
+        the same column wins), coerces a value not of its column's Python type, and builds the
+        row in column order (columns without a field are NULL)."""
+        env: dict[str, Any] = {"coerce": coerce}
+        lines = ["def row_of(obj):"]
+        var: dict[str, str] = {}
+        for i, k in enumerate(obj):
             col = self._upper.get(k.upper())
-            if col is not None:
-                plan.append((k, col[0], _PYTYPES.get(col[1].name, type(None)), col[1]))
+            if col is None:
+                continue
+            name, t = col
+            env[f"P{i}"], env[f"T{i}"] = _PYTYPES.get(t.name, type(None)), t
+            lines += [f"    v{i} = obj[{k!r}]",
+                      f"    if v{i} is not None and type(v{i}) is not P{i}:",
+                      f"        v{i} = coerce(v{i}, T{i})"]
+            var[name] = f"v{i}"
+        lines.append("    return {" + ", ".join(f"{n!r}: {var.get(n, 'None')}" for n in self._names) + "}")
+        exec("\n".join(lines), env)  # (names and keys are written as repr() literals)
+        plan: Callable[[dict[str, Any]], dict[str, Any]] = env["row_of"]
         if len(self._plans) < 256:  # bounded: keys come from the data
             self._plans[tuple(obj)] = plan
         return plan
@@ -177,11 +193,7 @@ class RowSerde:
                 plan = self._plans.get(tuple(obj))
                 if plan is None:
                     plan = self._plan(obj)
-                out = dict.fromkeys(self._names)
-                for jk, col, pytype, t in plan:
-                    v = obj[jk]
-                    out[col] = v if type(v) is pytype or v is None else coerce(v, t)
-                return out
+                return plan(obj)
             if len(self.columns) == 1:  # an unwrapped single value
                 n, t = self.columns[0]
                 return {n: coerce(obj, t)}
@@ -400,10 +412,22 @@ class InternalValueSerde:
     _dec = json.JSONDecoder(object_hook=_hook)
 
     def serialize(self, v: Any) -> bytes | None:
-        return None if v is None else self._enc(v)
+        if v is None:
+            return None
+        if type(v) is list and len(v) == 1 and type(v[0]) is int:  # COUNT's state: the same bytes, at once
+            return b"[%d]" % v[0]
+        return self._enc(v)
 
     def deserialize(self, data: bytes | None) -> Any:
-        return None if data is None else self._dec.decode(bytes(data).decode())
+        if data is None:
+            return None
+        # COUNT's state (one non-negative integer) at once; the rest through json (not orjson:
+        # it reads integers beyond 64 bits as floats)
+        if type(data) is bytes and len(data) <= 21 and data[:1] == b"[" and data[-1:] == b"]":
+            inner = data[1:-1]
+            if inner.isdigit() and (inner[:1] != b"0" or len(inner) == 1):
+                return [int(inner)]
+        return self._dec.decode(bytes(data).decode())
 
 
 def _tag(v: Any) -> Any:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -624,3 +627,69 @@ def parse_one(text: str) -> A.Statement:
 def split_statements(text: str) -> list[str]:
     """The statements' texts (each ending with ';'), for running a script one at a time."""
     return [s.text for s in parse(text)]
+
+
+# -- queries that differ only in their string literals ---------------------------------------------
+# A pull query is mostly the same text with another key (``... WHERE id = 'u17';``), and parsing
+# is most of its cost. A SELECT whose string literals are replaced by fillers of the same length
+# (so every position stays) is parsed once; the same template later gets a copy of that tree with
+# the literals' values put back, found by their positions. Texts with comments or quoted
+# identifiers (`...`: where a quote need not start a literal) are parsed as they are, and so is a tree
+# whose string literals are not exactly the text's (a string that is no literal, e.g. ESCAPE).
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_TEMPLATES: dict[str, A.SelectStatement] = {}
+_TEMPLATES_MAX = 256
+_templates_lock = threading.Lock()
+
+
+def parse_select(text: str) -> list[A.Statement]:
+    """:func:`parse`, with the template cache above for a lone SELECT."""
+    if "'" not in text or '"' in text or "--" in text or "/*" in text or "`" in text:
+        return parse(text)
+    lits = list(_STRING.finditer(text))
+    template = _STRING.sub(lambda m: "'" + "x" * (len(m.group()) - 2) + "'", text)
+    with _templates_lock:
+        cached = _TEMPLATES.get(template)
+    if cached is None:
+        try:
+            sts = parse(template)
+        except SqlError:
+            return parse(text)  # (its own message)
+        if len(sts) != 1 or not isinstance(sts[0], A.SelectStatement):
+            return parse(text)
+        cached = sts[0]
+        with _templates_lock:
+            if len(_TEMPLATES) >= _TEMPLATES_MAX:
+                _TEMPLATES.clear()
+            _TEMPLATES[template] = cached
+    values: dict[A.Pos, tuple[str, str]] = {}
+    for m in lits:
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - text.rfind("\n", 0, m.start())
+        values[(line, col)] = ("x" * (len(m.group()) - 2), unquote_string(m.group()))
+    used: list[A.Pos] = []
+    st = _with_values(cached, values, used)
+    if sorted(used) != sorted(values):
+        return parse(text)
+    start = template.find(cached.text[:-1])
+    st.text = text[start:start + len(cached.text) - 1] + ";"
+    return [st]
+
+
+def _with_values(node: Any, values: dict[A.Pos, tuple[str, str]], used: list[A.Pos]) -> Any:
+    """A copy of a tree (dataclasses, lists, tuples) with the STRING literals at ``values``'
+    positions holding their values (``used`` gets the positions)."""
+    if isinstance(node, A.Literal):
+        got = values.get(node.pos) if node.kind == "STRING" else None
+        if got is not None and node.value == got[0]:
+            used.append(node.pos)
+            return A.Literal(got[1], "STRING", pos=node.pos)
+        return dataclasses.replace(node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return dataclasses.replace(node, **{f.name: _with_values(getattr(node, f.name), values, used)
+                                            for f in dataclasses.fields(node) if f.init})
+    if isinstance(node, list):
+        return [_with_values(x, values, used) for x in node]
+    if isinstance(node, tuple):
+        return tuple(_with_values(x, values, used) for x in node)
+    return node

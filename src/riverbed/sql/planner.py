@@ -2,7 +2,7 @@
 
 Rows inside a topology are dicts of column name -> value. A source's rows get its key columns
 and the pseudo columns ROWTIME, ROWPARTITION, ROWOFFSET added (in the timestamp extractor, which
-sees the whole record); a join's rows are ``{alias: row}``. An aggregation keeps one state per
+sees the whole record; riverbed.streams runs it on its fused, batch-wise path); a join's rows are ``{alias: row}``. An aggregation keeps one state per
 aggregate function in the store (JSON-like), and the SELECT list is evaluated over the group
 key, the aggregate results and, for windowed aggregations, WINDOWSTART / WINDOWEND.
 """
@@ -74,32 +74,37 @@ class Plan:
 
 def _enricher(src: SourceInfo) -> Callable[[Any, int], int]:
     """The timestamp extractor of a source: adds key and pseudo columns to the row (it sees the
-    whole record) and takes the event time from the TIMESTAMP column if there is one."""
+    whole record) and takes the event time from the TIMESTAMP column if there is one. Its
+    ``fields`` attribute is the same without a Record (riverbed.streams' fused path calls that)."""
     key_names = [n for n, _ in src.key_columns]
+    one_key = key_names[0] if len(key_names) == 1 else None
     ts_col = src.timestamp
     ts_fmt = src.timestamp_format
     header_cols = src.header_columns
 
-    def extract(rec: Any, _partition_time: int) -> int:
-        v = rec.value
+    def fields(key: Any, v: Any, ts: int, headers: Any, partition: int, offset: int, _partition_time: int) -> int:
         if v is None:
-            return int(rec.timestamp)
-        if len(key_names) == 1:
-            v[key_names[0]] = rec.key
+            return ts
+        if one_key is not None:
+            v[one_key] = key
         elif key_names:
-            for n, x in zip(key_names, rec.key if rec.key is not None else [None] * len(key_names), strict=True):
+            for n, x in zip(key_names, key if key is not None else [None] * len(key_names), strict=True):
                 v[n] = x
-        ts = int(rec.timestamp)
         if ts_col is not None:
             raw = v.get(ts_col)
             if raw is not None:
                 ts = F._parse_ts(raw, ts_fmt) if ts_fmt and isinstance(raw, str) else int(raw)
         v["ROWTIME"] = ts
-        v["ROWPARTITION"] = rec.partition
-        v["ROWOFFSET"] = rec.offset
+        v["ROWPARTITION"] = partition
+        v["ROWOFFSET"] = offset
         if header_cols:
-            v.update(header_values(rec.headers, header_cols))
+            v.update(header_values(headers, header_cols))
         return ts
+
+    def extract(rec: Any, partition_time: int) -> int:
+        return fields(rec.key, rec.value, int(rec.timestamp), rec.headers, rec.partition, rec.offset, partition_time)
+
+    extract.fields = fields  # type: ignore[attr-defined]
     return extract
 
 

@@ -706,7 +706,9 @@ class StreamsApp:
     def stream(self, topic: str, key_serde: Serde[Any] = BYTES, value_serde: Serde[Any] = BYTES,
                timestamp_extractor: TimestampExtractor | None = None, on_error: str = "fail") -> KStream[Any, Any]:
         """Records of ``topic``. ``timestamp_extractor(record, partition_time) -> ms`` overrides the
-        record timestamp; ``on_error`` is ``"fail"`` (raise), ``"skip"`` (log and count) or
+        record timestamp (an extractor may also have a ``fields(key, value, timestamp, headers,
+        partition, offset, partition_time) -> ms`` attribute, the same function without a Record,
+        which the batch-wise path calls instead); ``on_error`` is ``"fail"`` (raise), ``"skip"`` (log and count) or
         ``"dead_letter"`` (also send to the app's dead-letter topic) for records that do not
         deserialize."""
         src = SourceNode(self._b.name("source"), topic, key_serde, value_serde, timestamp_extractor, on_error)

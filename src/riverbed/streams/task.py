@@ -76,10 +76,11 @@ class Task:
         self._processors = [n for n in sub.nodes if isinstance(n, ProcessNode)]
         self._interceptors = tuple(getattr(sub, "interceptors", ()))
         # per source topic: the fused stateless steps under it (nodes.fuse), when the record needs
-        # no Record before them (no timestamp extractor, no interceptors)
+        # no Record around its walk (no interceptors); a source's timestamp extractor runs per
+        # record before them (``_extract``)
         self._fused: dict[str, Fused] = {}
         if not self._interceptors:
-            self._fused = {t: fuse(src) for t, src in sub.sources.items() if src.extractor is None}
+            self._fused = {t: fuse(src) for t, src in sub.sources.items()}
 
     def start(self) -> Task:
         """Initialize the user processors (after the stores are restored)."""
@@ -186,7 +187,8 @@ class Task:
     def process_messages(self, topic: str, msgs: list[Any]) -> None:
         """Process consumed records (confluent-kafka messages, all of ``topic`` and this task's
         partition) in order: what :meth:`process` does for each, with the per-record work cut to
-        the deserializers, the fused steps (``nodes.fuse``) and the output's serializers."""
+        the deserializers, the timestamp extractor (if any), the fused steps (``nodes.fuse``) and
+        the output's serializers."""
         fused = self._fused.get(topic)
         if fused is None:
             for m in msgs:
@@ -196,9 +198,14 @@ class Task:
         key_de = src.key_serde.deserialize
         value_de = src.value_serde.deserialize
         dh = src.value_deserialize_with_headers
+        extractor = src.extractor
+        # an extractor's record-less form (``fields(key, value, ts, headers, partition, offset,
+        # partition_time) -> ms``, same contract): no Record per input record
+        fields = getattr(extractor, "fields", None)
+        partition = self.partition
         for m in msgs:
             key, value, ts, headers, offset = m.key(), m.value(), m.timestamp()[1], m.headers(), m.offset()
-            if ts < 0:  # (the general path says why it is skipped)
+            if ts < 0 and extractor is None:  # (the general path says why it is skipped)
                 self.process(topic, key, value, ts, headers, offset)
                 continue
             self._raw = (topic, key, value, ts, headers, offset)
@@ -208,17 +215,66 @@ class Task:
             except Exception as e:
                 self._failed("deserialization", src.on_error, e, topic, key, value, ts, headers, offset)
                 continue
-            if ts > self.stream_time:
-                self.stream_time = ts
-            self._current_ts = ts
+            if fields is not None:
+                try:
+                    t = int(fields(k, v, ts, headers, partition, offset, self.stream_time))
+                except ProductionError:
+                    raise
+                except Exception as e:
+                    self._failed("processing", self.errors.on_processing_error, e, topic, key, value, ts, headers, offset)
+                    continue
+                if t < 0:
+                    self._skip_negative(src, Record(k, v, t, headers, topic, partition, offset))
+                    continue
+            elif extractor is not None:
+                rec = self._extract(src, extractor, k, v, ts, headers, topic, offset, key, value)
+                if rec is None:
+                    continue
+                k, v, t = rec.key, rec.value, rec.timestamp
+            else:
+                t = ts
+            if t > self.stream_time:
+                self.stream_time = t
+            self._current_ts = t
             try:
-                fused(self, k, v, ts, headers, topic, offset)
+                fused(self, k, v, t, headers, topic, offset)
                 if self.schedules:  # (a processor downstream may schedule while processing)
                     fire(self.schedules, "stream_time", self.stream_time)
             except ProductionError:
                 raise
             except Exception as e:
                 self._failed("processing", self.errors.on_processing_error, e, topic, key, value, ts, headers, offset)
+
+    def _extract(self, src: SourceNode, extractor: Callable[[Record, int], int], k: Any, v: Any, ts: int,
+                 headers: list[tuple[str, bytes]] | None, topic: str, offset: int, key: bytes | None,
+                 value: bytes | None) -> Record | None:
+        """Run a source's timestamp extractor on a deserialized record (the fused path): the
+        Record with its event time, or None when the record is skipped (a negative timestamp)
+        or the extractor raised (the processing error policy), as the general path does."""
+        rec = Record(k, v, ts, headers, topic, self.partition, offset)
+        try:
+            rec.timestamp = int(extractor(rec, self.stream_time))
+        except ProductionError:
+            raise
+        except Exception as e:
+            self._failed("processing", self.errors.on_processing_error, e, topic, key, value, ts, headers, offset)
+            return None
+        if rec.timestamp < 0:
+            self._skip_negative(src, rec)
+            return None
+        return rec
+
+    def _skip_negative(self, src: SourceNode, rec: Record) -> None:
+        """Skip a record whose (extracted) timestamp is negative (a dead letter, if the source says
+        so; an error doing that goes to the processing error policy, as in the general path)."""
+        try:
+            self.skip(rec, f"invalid (negative) timestamp {rec.timestamp}", src)
+        except ProductionError:
+            raise
+        except Exception as e:
+            raw = self._raw
+            assert raw is not None
+            self._failed("processing", self.errors.on_processing_error, e, *raw)
 
     def process(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int,
                 headers: list[tuple[str, bytes]] | None = None, offset: int = -1) -> None:
@@ -232,12 +288,18 @@ class Task:
             self._failed("deserialization", src.on_error, e, topic, key, value, timestamp, headers, offset)
             return
         fused = self._fused.get(topic)
-        if fused is not None and timestamp >= 0:
-            if timestamp > self.stream_time:
-                self.stream_time = timestamp
-            self._current_ts = timestamp
+        if fused is not None and (timestamp >= 0 or src.extractor is not None):
+            t = timestamp
+            if src.extractor is not None:
+                extracted = self._extract(src, src.extractor, k, v, timestamp, headers, topic, offset, key, value)
+                if extracted is None:
+                    return
+                k, v, t = extracted.key, extracted.value, extracted.timestamp
+            if t > self.stream_time:
+                self.stream_time = t
+            self._current_ts = t
             try:
-                fused(self, k, v, timestamp, headers, topic, offset)
+                fused(self, k, v, t, headers, topic, offset)
                 if self.schedules:
                     fire(self.schedules, "stream_time", self.stream_time)
             except ProductionError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,53 @@ def test_syntax_errors_name_line_and_column(text: str, line: int, column: int, f
     assert (ei.value.line, ei.value.column) == (line, column)
     assert fragment in ei.value.message
     assert str(ei.value).startswith(f"line {line}:{column}: ")
+
+
+@pytest.mark.parametrize("texts", [
+    ["SELECT * FROM t WHERE id = 'u1';", "SELECT * FROM t WHERE id = 'u7';", "SELECT * FROM t WHERE id = 'it''s';"],
+    ["SELECT a, 'ab' AS c FROM t\nWHERE id IN ('x', 'yz') AND b LIKE 'q%';", "SELECT a, 'cd' AS c FROM t\nWHERE id IN ('', 'a''') AND b LIKE '%%';"],
+    ["SELECT * FROM t WHERE s LIKE 'a!%' ESCAPE '!';", "SELECT * FROM t WHERE s LIKE 'b#%' ESCAPE '#';"],  # (ESCAPE is no literal)
+    ["SELECT * FROM t WHERE id = 'a'; SELECT 1 FROM t;"],
+    ["SELECT * FROM t -- it's\nWHERE id = 'a';", "SELECT `it's` FROM t WHERE id = 'b';", "SELECT * /* ' */ FROM t;"],
+    ["SELECT * FROM t WHERE ts > 'a' EMIT CHANGES;", "SELECT * FROM t WHERE ts > 'b' EMIT CHANGES LIMIT 3;"],
+])
+def test_selects_parsed_once_per_shape_are_parsed_as_they_are(texts: list[str]) -> None:
+    """parse_select gives what parse gives (values, positions, statement text), for texts that
+    share a template (same shape, literals of the same lengths) or not."""
+    from riverbed.sql.parser import parse_select
+
+    for _ in range(2):
+        for text in texts:
+            got, want = parse_select(text), parse(text)
+            assert got == want
+            assert [s.text for s in got] == [s.text for s in want]
+            assert [s.pos for s in got] == [s.pos for s in want]
+            lits = [e for e in _walk(got) if isinstance(e, A.Literal)]
+            assert [(e.value, e.pos) for e in lits] == [(e.value, e.pos) for e in _walk(want) if isinstance(e, A.Literal)]
+
+
+def test_a_select_parsed_from_its_template_is_a_copy() -> None:
+    from riverbed.sql.parser import _TEMPLATES, parse_select
+
+    a = parse_select("SELECT * FROM t WHERE id = 'k1' AND n = 'zz';")[0]
+    assert "SELECT * FROM t WHERE id = 'xx' AND n = 'xx';" in _TEMPLATES
+    assert isinstance(a, A.SelectStatement)
+    a.query.items.clear()
+    b = parse_select("SELECT * FROM t WHERE id = 'k2' AND n = 'yy';")[0]
+    assert isinstance(b, A.SelectStatement) and b.query.items and b.text == "SELECT * FROM t WHERE id = 'k2' AND n = 'yy';"
+    with pytest.raises(SqlError) as e:
+        parse_select("SELECT * FROM t WHERE id = 'k3' AND;")
+    assert (e.value.line, e.value.column) == (1, 36)
+
+
+def _walk(node: Any) -> list[Any]:
+    import dataclasses
+
+    out = [node]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            out += _walk(getattr(node, f.name))
+    elif isinstance(node, (list, tuple)):
+        for x in node:
+            out += _walk(x)
+    return out

@@ -149,3 +149,63 @@ def test_json_loads_matches_the_standard_library(data: Any) -> None:
 def test_json_serde_output_is_unchanged() -> None:
     value = {"b": [1, 2.5, None, True], "a": "é\n", "c": {"d": float("inf")}}
     assert JsonSerde().serialize(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+def _extracting(app: StreamsApp, with_fields: bool) -> None:
+    """A source with a timestamp extractor (event time from the value; negative for n == 5,
+    raising for n == 7; the value gets the partition and offset, as riverbed.sql's rows do)."""
+    def fields(k: Any, v: Any, ts: int, h: Any, partition: int, offset: int, partition_time: int) -> int:
+        if v["n"] == 7:
+            raise ValueError("no time")
+        v["where"] = [partition, offset, partition_time]
+        return -1 if v["n"] == 5 else 2000 + v["n"] * 10 - ts % 3
+
+    def extract(rec: Any, partition_time: int) -> int:
+        return fields(rec.key, rec.value, rec.timestamp, rec.headers, rec.partition, rec.offset, partition_time)
+
+    if with_fields:
+        extract.fields = fields  # type: ignore[attr-defined]
+    s = app.stream("in", STRING, JSON, timestamp_extractor=extract, on_error="skip")
+    s.filter(lambda _k, v: v["n"] % 2 == 0).map_values(lambda v: {**v, "tag": v["tag"] * 2}).to("out")
+    s.group_by_key().count(name="c").to_stream().to("counts", STRING, LONG)
+
+
+@pytest.mark.parametrize("with_fields", [False, True])
+def test_fused_path_with_a_timestamp_extractor_gives_the_node_path_results(with_fields: bool) -> None:
+    results = []
+    for fused in (True, False):
+        app = StreamsApp("t", on_processing_error="skip")
+        _extracting(app, with_fields)
+        task, sent = _task(app.topology(), fused)
+        assert bool(task._fused) == fused
+        msgs = _msgs()
+        if fused:
+            for i in range(0, len(msgs), 7):
+                task.process_messages("in", msgs[i:i + 7])
+        else:
+            for m in msgs:
+                task.process("in", m.key(), m.value(), m.timestamp()[1], m.headers(), m.offset())
+        results.append((sent.records, task.stream_time, dict(task.metrics)))
+    assert results[0] == results[1]
+    records, stream_time, metrics = results[0]
+    # the extracted time is the records' (out) and the stream time; the record with a negative
+    # record timestamp (-1) gets one from the extractor and is processed
+    assert stream_time == max(2000 + n * 10 - (1000 + (n * 7) % 23) % 3 for n in range(40) if n not in (5, 7))
+    assert metrics == {"deserialization_errors": 1, "skipped_records": 2, "processing_errors": 1}
+    out = [json.loads(r[2]) for r in records if r[0] == "out"]
+    assert out[0] == {"n": 0, "tag": "yy", "where": [0, 0, -1]}
+    counts = [r for r in records if r[0] == "counts"]
+    # offsets 0-39 but n = 5 (negative time) and n = 7 (raises), 41 (record timestamp -1: 2000 +
+    # 10 - (-1 % 3)); not 40 (does not decode) nor 42 (no key)
+    assert len(counts) == 39
+    assert (b"neg", 2008) in [(r[1], r[3]) for r in counts]
+
+
+def test_fused_path_processes_a_negative_record_timestamp_the_extractor_fixes() -> None:
+    app = StreamsApp("t")
+    app.stream("in", STRING, JSON, timestamp_extractor=lambda r, _pt: r.value["t"]).to("out")
+    task, sent = _task(app.topology(), True)
+    task.process_messages("in", [_Msg(b"k", b'{"t": 5}', -1, 0), _Msg(b"k", b'{"t": -3}', 10, 1)])
+    assert [(r[2], r[3]) for r in sent.records] == [(b'{"t":5}', 5)]
+    assert task.metrics == {"skipped_records": 1}
+    assert task.stream_time == 5
