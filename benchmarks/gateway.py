@@ -8,7 +8,8 @@ process) does not share its GIL.
 - inbound: Stripe-signed webhooks (unique event ids, HMAC checked, replay window on, acks=all)
   posted by `--concurrency` keep-alive connections, spread over `--load-processes` processes,
   for `--seconds`; every request is built and signed before the clock starts; accepted (202)
-  per second, p50/p99, and the gateway's CPU per accepted request.
+  per second, p50/p99, and the gateway's CPU per accepted request (also by thread: `main` is
+  the event loop, `rdk:broker` librdkafka's), the load generator's and the broker's CPU.
 - rest: REST Proxy v3 produce in streamed mode, one chunked request of JSON records; records
   acknowledged per second.
 - fanout (per user): `--connections` WebSocket clients, each its own user (JWT) on a route
