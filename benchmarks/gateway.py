@@ -8,7 +8,8 @@ process) does not share its GIL.
 - inbound: Stripe-signed webhooks (unique event ids, HMAC checked, replay window on, acks=all)
   posted by `--concurrency` keep-alive connections, spread over `--load-processes` processes,
   for `--seconds`; every request is built and signed before the clock starts; accepted (202)
-  per second, p50/p99, and the gateway's CPU per accepted request.
+  per second, p50/p99, and the gateway's CPU per accepted request (also by thread: `main` is
+  the event loop, `rdk:broker` librdkafka's), the load generator's and the broker's CPU.
 - rest: REST Proxy v3 produce in streamed mode, one chunked request of JSON records; records
   acknowledged per second.
 - fanout (per user): `--connections` WebSocket clients, each its own user (JWT) on a route
@@ -26,6 +27,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,23 @@ def _py_spy(pid: int, seconds: float, profile: Path | None) -> subprocess.Popen[
         return None
     py_spy = os.environ.get("PY_SPY", "py-spy")
     return subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each of the process's threads, summed by thread name
+    (librdkafka's threads are named rdk:main, rdk:broker<n>...; Python's other threads are
+    all "python"; the event loop's is "main")."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        name = "main" if task.name == str(pid) else re.sub(r"\d+$", "", name)  # rdk:broker1, rdk:broker2 -> rdk:broker
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def _requests(host: str, tag: str, count: int, now: int) -> list[bytes]:
@@ -179,12 +198,14 @@ async def _inbound_load(host: str, port: int, tag: str, connections: int, per_co
     await asyncio.sleep(max(0.0, start_at - time.time()))
     stop = time.monotonic() + seconds
     started = time.monotonic()
+    cpu0 = time.process_time()
     for c in conns:
         c.stop = stop
         c.send_next()
     await asyncio.gather(*(c.done for c in conns))
     elapsed = time.monotonic() - started
-    return {"ok": sum(c.ok for c in conns), "bad": sum(c.bad for c in conns), "elapsed": elapsed,
+    cpu = time.process_time() - cpu0
+    return {"cpu": cpu, "ok": sum(c.ok for c in conns), "bad": sum(c.bad for c in conns), "elapsed": elapsed,
             "exhausted": sum(c.i >= len(c.requests) for c in conns), "latencies": [x for c in conns for x in c.latencies]}
 
 
@@ -192,7 +213,7 @@ def _inbound_child(args: tuple[str, int, str, int, int, float, float]) -> dict[s
     return asyncio.run(_inbound_load(*args))
 
 
-def inbound(url: str, seconds: float, concurrency: int, procs: int, gw_pid: int, profile: Path | None = None, rate_hint: int = 12000) -> dict[str, Any]:
+def inbound(url: str, seconds: float, concurrency: int, procs: int, gw_pid: int, profile: Path | None = None, rate_hint: int = 12000, broker_pid: int | None = None) -> dict[str, Any]:
     """`concurrency` keep-alive connections spread over `procs` load processes, each request
     pre-built and pre-signed (unique ids: every one is produced); accepted (202) per second, and
     the gateway's CPU seconds per 1,000 accepted requests (robust when the machine is loaded)."""
@@ -210,10 +231,15 @@ def inbound(url: str, seconds: float, concurrency: int, procs: int, gw_pid: int,
     with ctx.Pool(len(jobs)) as pool:
         pending = pool.map_async(_inbound_child, jobs)
         time.sleep(max(0.0, start_at - time.time()))
+        broker = psutil.Process(broker_pid) if broker_pid else None
+        broker_before = broker.cpu_times() if broker else None
         cpu_before = proc.cpu_times()
+        threads_before = _thread_cpu(gw_pid)
         spy = _py_spy(gw_pid, seconds, profile)
         parts = pending.get(seconds + 120)
         cpu_after = proc.cpu_times()
+        threads_after = _thread_cpu(gw_pid)
+        broker_after = broker.cpu_times() if broker else None
     if spy is not None:
         spy.wait(30)
     ok = sum(p["ok"] for p in parts)
@@ -224,7 +250,10 @@ def inbound(url: str, seconds: float, concurrency: int, procs: int, gw_pid: int,
     return {"concurrency": concurrency, "load_processes": len(jobs), "accepted": ok, "refused": bad, "per_second": round(ok / elapsed),
             "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1), "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
             "gateway_cpu_s": round(cpu, 2), "gateway_cpu_ms_per_request": round(cpu * 1000 / max(1, ok), 3),
-            "connections_out_of_requests": sum(p["exhausted"] for p in parts)}
+            "connections_out_of_requests": sum(p["exhausted"] for p in parts),
+            "gateway_cpu_s_by_thread": {name: round(t - threads_before.get(name, 0.0), 2) for name, t in sorted(threads_after.items()) if t - threads_before.get(name, 0.0) >= 0.01},
+            "load_cpu_s": round(sum(p["cpu"] for p in parts), 2),
+            "broker_cpu_s": round((broker_after.user + broker_after.system) - (broker_before.user + broker_before.system), 2) if broker_after and broker_before else None}
 
 
 def rest(url: str, cluster_id: str, records: int) -> dict[str, Any]:
@@ -348,7 +377,7 @@ def main() -> None:
             gw, url = start_gateway(broker.bootstrap, tmp)
             try:
                 if "inbound" in only:
-                    results["inbound"] = inbound(url, args.seconds, args.concurrency, args.load_processes, gw.pid, args.profile and args.profile.with_suffix(".inbound.txt"))
+                    results["inbound"] = inbound(url, args.seconds, args.concurrency, args.load_processes, gw.pid, args.profile and args.profile.with_suffix(".inbound.txt"), broker_pid=broker.proc.pid)
                     print("inbound webhooks:", results["inbound"], flush=True)
                 if "rest" in only:
                     cluster_id = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).cluster_id

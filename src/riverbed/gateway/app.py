@@ -137,7 +137,7 @@ class Gateway:
         c = self.config
         if c.create_topics:
             ensure_topics(admin(c.cluster), self.topics())
-        self.producer = AsyncProducer(c.cluster, c.delivery_timeout_ms)
+        self.producer = AsyncProducer(c.cluster, c.delivery_timeout_ms, c.linger_ms)
         for r in c.inbound:
             self.inbound[r.path] = InboundHandler(
                 r,

@@ -377,6 +377,7 @@ class GatewayConfig:
     listen: str = "127.0.0.1:8082"
     max_body: int = 1024 * 1024
     delivery_timeout_ms: int = 10_000
+    linger_ms: int = 5  # the producer's batching wait (librdkafka linger.ms); docs/gateway.md
     retry_after: int = 5  # seconds, in 503 answers
     inbound: tuple[InboundRoute, ...] = ()
     push: tuple[PushRoute, ...] = ()
@@ -393,8 +394,11 @@ class GatewayConfig:
     )
 
     def server_options(self) -> dict[str, Any]:
-        """uvicorn's settings for the WebSocket protocol (riverbed.web.HttpServer passes them on)."""
+        """uvicorn's settings (riverbed.web.HttpServer passes them on): httptools with each
+        turn's writes in one send (a response's head and body: one syscall, not two), and the
+        WebSocket protocol's."""
         return {
+            "http": "riverbed.web.coalesce:CoalescingHttpToolsProtocol",
             "ws": self.websocket,
             "ws_max_size": self.ws_max_size,
             "ws_per_message_deflate": self.ws_per_message_deflate,
@@ -414,6 +418,7 @@ class GatewayConfig:
                 "listen",
                 "max_body",
                 "delivery_timeout_ms",
+                "linger_ms",
                 "retry_after",
                 "create_topics",
                 "websocket",
@@ -454,6 +459,7 @@ class GatewayConfig:
             listen=str(gw.get("listen", "127.0.0.1:8082")),
             max_body=int(gw.get("max_body", 1024 * 1024)),
             delivery_timeout_ms=int(gw.get("delivery_timeout_ms", 10_000)),
+            linger_ms=int(gw.get("linger_ms", cls.linger_ms)),
             retry_after=int(gw.get("retry_after", 5)),
             inbound=inbound,
             push=push,

@@ -11,6 +11,7 @@ with 503 and Retry-After: nothing is acknowledged that the broker did not store.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -24,6 +25,7 @@ from riverbed.client import ClusterSettings, producer
 log = logging.getLogger("riverbed.gateway")
 
 Headers = list[tuple[str, bytes]]
+_SWEEP = 0.1  # seconds between checks of send_within's deadlines
 
 
 class NotStored(Exception):
@@ -35,12 +37,15 @@ class NotStored(Exception):
 
 
 class AsyncProducer:
-    def __init__(self, settings: ClusterSettings, delivery_timeout_ms: int = 10_000, **overrides: Any) -> None:
-        conf: dict[str, Any] = {"linger.ms": 2, "message.timeout.ms": delivery_timeout_ms, **overrides}
+    def __init__(self, settings: ClusterSettings, delivery_timeout_ms: int = 10_000, linger_ms: int = 2, **overrides: Any) -> None:
+        conf: dict[str, Any] = {"linger.ms": linger_ms, "message.timeout.ms": delivery_timeout_ms, **overrides}
         self._producer = producer(settings, **conf)
         self._closed = False
         self._reports: list[tuple[asyncio.Future[Message], KafkaError | None, Message]] = []
         self._reports_lock = threading.Lock()
+        # send_within's futures by timeout, oldest first (one event loop: the gateway's)
+        self._deadlines: dict[float, collections.deque[tuple[float, asyncio.Future[Message]]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
         self._thread.start()
@@ -73,14 +78,36 @@ class AsyncProducer:
         return await self._submit(topic, value, key, headers, partition, timestamp)
 
     async def send_within(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, timeout: float) -> Message:
-        """:meth:`send`, giving up after `timeout` seconds (NotStored); the record may still be
-        stored later. One timer per call, no task (``asyncio.wait_for`` would wrap each in one)."""
+        """:meth:`send`, giving up after `timeout` seconds (NotStored, within a tenth of a
+        second); the record may still be stored later. No timer or task per call: the futures
+        wait in a deadline queue per timeout value (``deque``, in send order, so deadlines
+        ascend), which one sweep every 0.1 s expires while anything waits."""
         fut = self._submit(topic, value, key, headers, None, None)
-        timer = fut.get_loop().call_later(timeout, _expire, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        loop = fut.get_loop()
+        waiting = self._deadlines.get(timeout)
+        if waiting is None:
+            waiting = self._deadlines[timeout] = collections.deque()
+        waiting.append((loop.time() + timeout, fut))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(_SWEEP, self._sweep, loop)
+        return await fut
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire the futures past their deadline; drop the settled ones from the queues' heads."""
+        now = loop.time()
+        for timeout, waiting in list(self._deadlines.items()):
+            while waiting:
+                deadline, fut = waiting[0]
+                if fut.done():
+                    waiting.popleft()
+                elif deadline <= now:
+                    waiting.popleft()
+                    _expire(fut)
+                else:
+                    break
+            if not waiting:
+                del self._deadlines[timeout]
+        self._sweeper = loop.call_later(_SWEEP, self._sweep, loop) if self._deadlines else None
 
     def _submit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, partition: int | None, timestamp: int | None) -> asyncio.Future[Message]:
         """Produce; the future of the broker's acknowledgement (NotStored at once if refused)."""
@@ -116,6 +143,9 @@ class AsyncProducer:
         self._stop.set()
         self._thread.join(5)
         self._hand_over()  # reports served by flush() on this thread
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         del self._producer
 
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from confluent_kafka import KafkaError, TopicPartition
 from starlette.requests import HTTPConnection
 
@@ -55,6 +56,8 @@ USER_HEADER = "riverbed.gateway.user"  # the bearer token's user id (routes with
 DEFAULT_ID_PATH = {"stripe": "id"}
 
 
+_JSON_TYPE = (b"content-type", b"application/json")
+
 Scope = dict[str, Any]
 Answer = tuple[int, dict[str, Any], int | None]  # status, JSON body, Retry-After seconds
 
@@ -75,8 +78,18 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 
 
 def _dumps(data: Any) -> bytes:
-    """JSON as Starlette's JSONResponse renders it."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    """JSON as Starlette's JSONResponse renders it (compact, UTF-8; the answers hold strings,
+    integers and None only, which orjson renders byte for byte as json.dumps does)."""
+    return orjson.dumps(data)
+
+
+def _loads(body: bytes) -> Any:
+    """json.loads, through orjson (a sixth of the cost) for what orjson accepts; what it refuses
+    (integers past 64 bits, NaN, ...) goes to json.loads, so the same bodies are accepted."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _text(value: Any) -> str | None:
@@ -121,7 +134,7 @@ class InboundHandler:
             log.exception("%s %s failed", scope["method"], scope["path"])
             status, payload, retry = 500, {"error_code": 50001, "message": f"Internal error: {type(exc).__name__}"}, None
         body = _dumps(payload)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
         if retry is not None:
             headers.append((b"retry-after", str(retry).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -269,7 +282,7 @@ class InboundHandler:
         if not body:
             raise JsonError(400, 400, "Request body is empty; a JSON document was expected")
         try:
-            return json.loads(body)
+            return _loads(body)
         except (ValueError, RecursionError) as exc:
             raise JsonError(400, 400, f"Request body is not valid JSON: {exc}") from None
 

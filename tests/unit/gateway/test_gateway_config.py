@@ -56,6 +56,7 @@ def test_example_config(tmp_path: Path) -> None:
     assert cfg.outbound[0].max_parked == 10_000
     # permessage-deflate off by default: about half the memory per WebSocket (docs/gateway.md)
     assert cfg.server_options() == {
+        "http": "riverbed.web.coalesce:CoalescingHttpToolsProtocol",
         "ws": "websockets-sansio",
         "ws_max_size": 16 * 1024 * 1024,
         "ws_per_message_deflate": False,
@@ -65,6 +66,7 @@ def test_example_config(tmp_path: Path) -> None:
         {},
     )
     assert tuned.server_options() == {
+        "http": "riverbed.web.coalesce:CoalescingHttpToolsProtocol",
         "ws": "wsproto",
         "ws_max_size": 65536,
         "ws_per_message_deflate": True,
