@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupCurrentMemberAssignmentKey(Message):
+    """ConsumerGroupCurrentMemberAssignmentKey: versions 8-8."""
+
     MIN_VERSION: ClassVar[int] = 8
     MAX_VERSION: ClassVar[int] = 8
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupCurrentMemberAssignmentValue(Message):
+    """ConsumerGroupCurrentMemberAssignmentValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions: a struct of ConsumerGroupCurrentMemberAssignmentValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupMemberMetadataKey(Message):
+    """ConsumerGroupMemberMetadataKey: versions 5-5."""
+
     MIN_VERSION: ClassVar[int] = 5
     MAX_VERSION: ClassVar[int] = 5
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupMemberMetadataValue(Message):
+    """ConsumerGroupMemberMetadataValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class ClassicProtocol(Message):
+        """ConsumerGroupMemberMetadataValue.ClassicProtocol: a struct of ConsumerGroupMemberMetadataValue."""
+
         name: str = ''
         metadata: bytes = b""
 
@@ -40,6 +44,8 @@ class ConsumerGroupMemberMetadataValue(Message):
 
     @dataclass(slots=True)
     class ClassicMemberMetadata(Message):
+        """ConsumerGroupMemberMetadataValue.ClassicMemberMetadata: a struct of ConsumerGroupMemberMetadataValue."""
+
         session_timeout_ms: int = 0
         supported_protocols: list[ConsumerGroupMemberMetadataValue.ClassicProtocol] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupMetadataKey(Message):
+    """ConsumerGroupMetadataKey: versions 3-3."""
+
     MIN_VERSION: ClassVar[int] = 3
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_VERSION: ClassVar[int] = 32767

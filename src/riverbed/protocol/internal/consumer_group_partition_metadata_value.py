@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupPartitionMetadataValue(Message):
+    """ConsumerGroupPartitionMetadataValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class PartitionMetadata(Message):
+        """ConsumerGroupPartitionMetadataValue.PartitionMetadata: a struct of ConsumerGroupPartitionMetadataValue."""
+
         partition: int = 0
         racks: list[str] = field(default_factory=list)
 
@@ -46,6 +50,8 @@ class ConsumerGroupPartitionMetadataValue(Message):
 
     @dataclass(slots=True)
     class TopicMetadata(Message):
+        """ConsumerGroupPartitionMetadataValue.TopicMetadata: a struct of ConsumerGroupPartitionMetadataValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
         num_partitions: int = 0

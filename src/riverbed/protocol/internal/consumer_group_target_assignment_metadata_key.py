@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupTargetAssignmentMetadataKey(Message):
+    """ConsumerGroupTargetAssignmentMetadataKey: versions 6-6."""
+
     MIN_VERSION: ClassVar[int] = 6
     MAX_VERSION: ClassVar[int] = 6
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class GroupMetadataValue(Message):
+    """GroupMetadataValue: versions 0-4."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
     FLEXIBLE_VERSION: ClassVar[int] = 4
 
     @dataclass(slots=True)
     class MemberMetadata(Message):
+        """GroupMetadataValue.MemberMetadata: a struct of GroupMetadataValue."""
+
         member_id: str = ''
         group_instance_id: str | None = None
         client_id: str = ''

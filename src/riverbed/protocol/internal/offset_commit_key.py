@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class OffsetCommitKey(Message):
+    """OffsetCommitKey: versions 0-1."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupCurrentMemberAssignmentKey(Message):
+    """ShareGroupCurrentMemberAssignmentKey: versions 14-14."""
+
     MIN_VERSION: ClassVar[int] = 14
     MAX_VERSION: ClassVar[int] = 14
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupCurrentMemberAssignmentValue(Message):
+    """ShareGroupCurrentMemberAssignmentValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ShareGroupCurrentMemberAssignmentValue.TopicPartitions: a struct of ShareGroupCurrentMemberAssignmentValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupMemberMetadataKey(Message):
+    """ShareGroupMemberMetadataKey: versions 10-10."""
+
     MIN_VERSION: ClassVar[int] = 10
     MAX_VERSION: ClassVar[int] = 10
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupMetadataKey(Message):
+    """ShareGroupMetadataKey: versions 11-11."""
+
     MIN_VERSION: ClassVar[int] = 11
     MAX_VERSION: ClassVar[int] = 11
     FLEXIBLE_VERSION: ClassVar[int] = 32767

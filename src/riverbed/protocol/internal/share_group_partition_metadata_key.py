@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupPartitionMetadataKey(Message):
+    """ShareGroupPartitionMetadataKey: versions 9-9."""
+
     MIN_VERSION: ClassVar[int] = 9
     MAX_VERSION: ClassVar[int] = 9
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupPartitionMetadataValue(Message):
+    """ShareGroupPartitionMetadataValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class PartitionMetadata(Message):
+        """ShareGroupPartitionMetadataValue.PartitionMetadata: a struct of ShareGroupPartitionMetadataValue."""
+
         partition: int = 0
         racks: list[str] = field(default_factory=list)
 
@@ -46,6 +50,8 @@ class ShareGroupPartitionMetadataValue(Message):
 
     @dataclass(slots=True)
     class TopicMetadata(Message):
+        """ShareGroupPartitionMetadataValue.TopicMetadata: a struct of ShareGroupPartitionMetadataValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
         num_partitions: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupStatePartitionMetadataKey(Message):
+    """ShareGroupStatePartitionMetadataKey: versions 15-15."""
+
     MIN_VERSION: ClassVar[int] = 15
     MAX_VERSION: ClassVar[int] = 15
     FLEXIBLE_VERSION: ClassVar[int] = 32767

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupStatePartitionMetadataValue(Message):
+    """ShareGroupStatePartitionMetadataValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class TopicPartitionsInfo(Message):
+        """ShareGroupStatePartitionMetadataValue.TopicPartitionsInfo: a struct of ShareGroupStatePartitionMetadataValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
         partitions: list[int] = field(default_factory=list)
@@ -49,6 +53,8 @@ class ShareGroupStatePartitionMetadataValue(Message):
 
     @dataclass(slots=True)
     class TopicInfo(Message):
+        """ShareGroupStatePartitionMetadataValue.TopicInfo: a struct of ShareGroupStatePartitionMetadataValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupTargetAssignmentMemberKey(Message):
+    """ShareGroupTargetAssignmentMemberKey: versions 13-13."""
+
     MIN_VERSION: ClassVar[int] = 13
     MAX_VERSION: ClassVar[int] = 13
     FLEXIBLE_VERSION: ClassVar[int] = 32767

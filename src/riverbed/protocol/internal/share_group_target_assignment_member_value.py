@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupTargetAssignmentMemberValue(Message):
+    """ShareGroupTargetAssignmentMemberValue: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class TopicPartition(Message):
+        """ShareGroupTargetAssignmentMemberValue.TopicPartition: a struct of ShareGroupTargetAssignmentMemberValue."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 

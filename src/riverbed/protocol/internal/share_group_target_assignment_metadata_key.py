@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupTargetAssignmentMetadataKey(Message):
+    """ShareGroupTargetAssignmentMetadataKey: versions 12-12."""
+
     MIN_VERSION: ClassVar[int] = 12
     MAX_VERSION: ClassVar[int] = 12
     FLEXIBLE_VERSION: ClassVar[int] = 32767

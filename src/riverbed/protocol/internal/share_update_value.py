@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareUpdateValue(Message):
+    """ShareUpdateValue: API key 1, versions 0-0."""
+
     API_KEY: ClassVar[int] = 1
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class ShareUpdateValue(Message):
 
     @dataclass(slots=True)
     class StateBatch(Message):
+        """ShareUpdateValue.StateBatch: a struct of ShareUpdateValue."""
+
         first_offset: int = 0
         last_offset: int = 0
         delivery_state: int = 0

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class TransactionLogValue(Message):
+    """TransactionLogValue: versions 0-1."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_VERSION: ClassVar[int] = 1
 
     @dataclass(slots=True)
     class PartitionsSchema(Message):
+        """TransactionLogValue.PartitionsSchema: a struct of TransactionLogValue."""
+
         topic: str = ''
         partition_ids: list[int] = field(default_factory=list)
 

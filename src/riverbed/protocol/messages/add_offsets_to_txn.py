@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AddOffsetsToTxnRequest(Message):
+    """AddOffsetsToTxnRequest: API key 25, versions 0-4."""
+
     API_KEY: ClassVar[int] = 25
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -46,6 +48,8 @@ class AddOffsetsToTxnRequest(Message):
 
 @dataclass(slots=True)
 class AddOffsetsToTxnResponse(Message):
+    """AddOffsetsToTxnResponse: API key 25, versions 0-4."""
+
     API_KEY: ClassVar[int] = 25
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AddPartitionsToTxnRequest(Message):
+    """AddPartitionsToTxnRequest: API key 24, versions 0-5."""
+
     API_KEY: ClassVar[int] = 24
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -19,6 +21,8 @@ class AddPartitionsToTxnRequest(Message):
 
     @dataclass(slots=True)
     class AddPartitionsToTxnTopic(Message):
+        """AddPartitionsToTxnRequest.AddPartitionsToTxnTopic: a struct of AddPartitionsToTxnRequest."""
+
         name: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -47,6 +51,8 @@ class AddPartitionsToTxnRequest(Message):
 
     @dataclass(slots=True)
     class AddPartitionsToTxnTransaction(Message):
+        """AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction: a struct of AddPartitionsToTxnRequest."""
+
         transactional_id: str = ''
         producer_id: int = 0
         producer_epoch: int = 0
@@ -146,6 +152,8 @@ class AddPartitionsToTxnRequest(Message):
 
 @dataclass(slots=True)
 class AddPartitionsToTxnResponse(Message):
+    """AddPartitionsToTxnResponse: API key 24, versions 0-5."""
+
     API_KEY: ClassVar[int] = 24
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -153,6 +161,8 @@ class AddPartitionsToTxnResponse(Message):
 
     @dataclass(slots=True)
     class AddPartitionsToTxnPartitionResult(Message):
+        """AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult: a struct of AddPartitionsToTxnResponse."""
+
         partition_index: int = 0
         partition_error_code: int = 0
 
@@ -175,6 +185,8 @@ class AddPartitionsToTxnResponse(Message):
 
     @dataclass(slots=True)
     class AddPartitionsToTxnTopicResult(Message):
+        """AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult: a struct of AddPartitionsToTxnResponse."""
+
         name: str = ''
         results_by_partition: list[AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult] = field(default_factory=list)
 
@@ -203,6 +215,8 @@ class AddPartitionsToTxnResponse(Message):
 
     @dataclass(slots=True)
     class AddPartitionsToTxnResult(Message):
+        """AddPartitionsToTxnResponse.AddPartitionsToTxnResult: a struct of AddPartitionsToTxnResponse."""
+
         transactional_id: str = ''
         topic_results: list[AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = field(default_factory=list)
 

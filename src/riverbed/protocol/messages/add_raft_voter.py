@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AddRaftVoterRequest(Message):
+    """AddRaftVoterRequest: API key 80, versions 0-0."""
+
     API_KEY: ClassVar[int] = 80
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class AddRaftVoterRequest(Message):
 
     @dataclass(slots=True)
     class Listener(Message):
+        """AddRaftVoterRequest.Listener: a struct of AddRaftVoterRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -80,6 +84,8 @@ class AddRaftVoterRequest(Message):
 
 @dataclass(slots=True)
 class AddRaftVoterResponse(Message):
+    """AddRaftVoterResponse: API key 80, versions 0-0."""
+
     API_KEY: ClassVar[int] = 80
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AllocateProducerIdsRequest(Message):
+    """AllocateProducerIdsRequest: API key 67, versions 0-0."""
+
     API_KEY: ClassVar[int] = 67
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -40,6 +42,8 @@ class AllocateProducerIdsRequest(Message):
 
 @dataclass(slots=True)
 class AllocateProducerIdsResponse(Message):
+    """AllocateProducerIdsResponse: API key 67, versions 0-0."""
+
     API_KEY: ClassVar[int] = 67
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

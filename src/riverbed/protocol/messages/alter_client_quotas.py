@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterClientQuotasRequest(Message):
+    """AlterClientQuotasRequest: API key 49, versions 0-1."""
+
     API_KEY: ClassVar[int] = 49
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class AlterClientQuotasRequest(Message):
 
     @dataclass(slots=True)
     class EntityData(Message):
+        """AlterClientQuotasRequest.EntityData: a struct of AlterClientQuotasRequest."""
+
         entity_type: str = ''
         entity_name: str | None = ''
 
@@ -41,6 +45,8 @@ class AlterClientQuotasRequest(Message):
 
     @dataclass(slots=True)
     class OpData(Message):
+        """AlterClientQuotasRequest.OpData: a struct of AlterClientQuotasRequest."""
+
         key: str = ''
         value: float = 0.0
         remove: bool = False
@@ -66,6 +72,8 @@ class AlterClientQuotasRequest(Message):
 
     @dataclass(slots=True)
     class EntryData(Message):
+        """AlterClientQuotasRequest.EntryData: a struct of AlterClientQuotasRequest."""
+
         entity: list[AlterClientQuotasRequest.EntityData] = field(default_factory=list)
         ops: list[AlterClientQuotasRequest.OpData] = field(default_factory=list)
 
@@ -127,6 +135,8 @@ class AlterClientQuotasRequest(Message):
 
 @dataclass(slots=True)
 class AlterClientQuotasResponse(Message):
+    """AlterClientQuotasResponse: API key 49, versions 0-1."""
+
     API_KEY: ClassVar[int] = 49
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -134,6 +144,8 @@ class AlterClientQuotasResponse(Message):
 
     @dataclass(slots=True)
     class EntityData(Message):
+        """AlterClientQuotasResponse.EntityData: a struct of AlterClientQuotasResponse."""
+
         entity_type: str = ''
         entity_name: str | None = ''
 
@@ -156,6 +168,8 @@ class AlterClientQuotasResponse(Message):
 
     @dataclass(slots=True)
     class EntryData(Message):
+        """AlterClientQuotasResponse.EntryData: a struct of AlterClientQuotasResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         entity: list[AlterClientQuotasResponse.EntityData] = field(default_factory=list)

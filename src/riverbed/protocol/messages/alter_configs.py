@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterConfigsRequest(Message):
+    """AlterConfigsRequest: API key 33, versions 0-2."""
+
     API_KEY: ClassVar[int] = 33
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class AlterConfigsRequest(Message):
 
     @dataclass(slots=True)
     class AlterableConfig(Message):
+        """AlterConfigsRequest.AlterableConfig: a struct of AlterConfigsRequest."""
+
         name: str = ''
         value: str | None = ''
 
@@ -41,6 +45,8 @@ class AlterConfigsRequest(Message):
 
     @dataclass(slots=True)
     class AlterConfigsResource(Message):
+        """AlterConfigsRequest.AlterConfigsResource: a struct of AlterConfigsRequest."""
+
         resource_type: int = 0
         resource_name: str = ''
         configs: list[AlterConfigsRequest.AlterableConfig] = field(default_factory=list)
@@ -99,6 +105,8 @@ class AlterConfigsRequest(Message):
 
 @dataclass(slots=True)
 class AlterConfigsResponse(Message):
+    """AlterConfigsResponse: API key 33, versions 0-2."""
+
     API_KEY: ClassVar[int] = 33
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -106,6 +114,8 @@ class AlterConfigsResponse(Message):
 
     @dataclass(slots=True)
     class AlterConfigsResourceResponse(Message):
+        """AlterConfigsResponse.AlterConfigsResourceResponse: a struct of AlterConfigsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0

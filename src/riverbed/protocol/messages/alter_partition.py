@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterPartitionRequest(Message):
+    """AlterPartitionRequest: API key 56, versions 0-3."""
+
     API_KEY: ClassVar[int] = 56
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class AlterPartitionRequest(Message):
 
     @dataclass(slots=True)
     class BrokerState(Message):
+        """AlterPartitionRequest.BrokerState: a struct of AlterPartitionRequest."""
+
         broker_id: int = 0
         broker_epoch: int = -1
 
@@ -45,6 +49,8 @@ class AlterPartitionRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """AlterPartitionRequest.PartitionData: a struct of AlterPartitionRequest."""
+
         partition_index: int = 0
         leader_epoch: int = 0
         new_isr: list[int] = field(default_factory=list)
@@ -97,6 +103,8 @@ class AlterPartitionRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """AlterPartitionRequest.TopicData: a struct of AlterPartitionRequest."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[AlterPartitionRequest.PartitionData] = field(default_factory=list)
@@ -162,6 +170,8 @@ class AlterPartitionRequest(Message):
 
 @dataclass(slots=True)
 class AlterPartitionResponse(Message):
+    """AlterPartitionResponse: API key 56, versions 0-3."""
+
     API_KEY: ClassVar[int] = 56
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -169,6 +179,8 @@ class AlterPartitionResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """AlterPartitionResponse.PartitionData: a struct of AlterPartitionResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         leader_id: int = 0
@@ -214,6 +226,8 @@ class AlterPartitionResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """AlterPartitionResponse.TopicData: a struct of AlterPartitionResponse."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[AlterPartitionResponse.PartitionData] = field(default_factory=list)

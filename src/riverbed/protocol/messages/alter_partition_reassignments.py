@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterPartitionReassignmentsRequest(Message):
+    """AlterPartitionReassignmentsRequest: API key 45, versions 0-0."""
+
     API_KEY: ClassVar[int] = 45
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class AlterPartitionReassignmentsRequest(Message):
 
     @dataclass(slots=True)
     class ReassignablePartition(Message):
+        """AlterPartitionReassignmentsRequest.ReassignablePartition: a struct of AlterPartitionReassignmentsRequest."""
+
         partition_index: int = 0
         replicas: list[int] | None = None
 
@@ -48,6 +52,8 @@ class AlterPartitionReassignmentsRequest(Message):
 
     @dataclass(slots=True)
     class ReassignableTopic(Message):
+        """AlterPartitionReassignmentsRequest.ReassignableTopic: a struct of AlterPartitionReassignmentsRequest."""
+
         name: str = ''
         partitions: list[AlterPartitionReassignmentsRequest.ReassignablePartition] = field(default_factory=list)
 
@@ -103,6 +109,8 @@ class AlterPartitionReassignmentsRequest(Message):
 
 @dataclass(slots=True)
 class AlterPartitionReassignmentsResponse(Message):
+    """AlterPartitionReassignmentsResponse: API key 45, versions 0-0."""
+
     API_KEY: ClassVar[int] = 45
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -110,6 +118,8 @@ class AlterPartitionReassignmentsResponse(Message):
 
     @dataclass(slots=True)
     class ReassignablePartitionResponse(Message):
+        """AlterPartitionReassignmentsResponse.ReassignablePartitionResponse: a struct of AlterPartitionReassignmentsResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = ''
@@ -135,6 +145,8 @@ class AlterPartitionReassignmentsResponse(Message):
 
     @dataclass(slots=True)
     class ReassignableTopicResponse(Message):
+        """AlterPartitionReassignmentsResponse.ReassignableTopicResponse: a struct of AlterPartitionReassignmentsResponse."""
+
         name: str = ''
         partitions: list[AlterPartitionReassignmentsResponse.ReassignablePartitionResponse] = field(default_factory=list)
 

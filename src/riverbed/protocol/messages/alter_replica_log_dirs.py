@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterReplicaLogDirsRequest(Message):
+    """AlterReplicaLogDirsRequest: API key 34, versions 0-2."""
+
     API_KEY: ClassVar[int] = 34
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class AlterReplicaLogDirsRequest(Message):
 
     @dataclass(slots=True)
     class AlterReplicaLogDirTopic(Message):
+        """AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic: a struct of AlterReplicaLogDirsRequest."""
+
         name: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -47,6 +51,8 @@ class AlterReplicaLogDirsRequest(Message):
 
     @dataclass(slots=True)
     class AlterReplicaLogDir(Message):
+        """AlterReplicaLogDirsRequest.AlterReplicaLogDir: a struct of AlterReplicaLogDirsRequest."""
+
         path: str = ''
         topics: list[AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic] = field(default_factory=list)
 
@@ -99,6 +105,8 @@ class AlterReplicaLogDirsRequest(Message):
 
 @dataclass(slots=True)
 class AlterReplicaLogDirsResponse(Message):
+    """AlterReplicaLogDirsResponse: API key 34, versions 0-2."""
+
     API_KEY: ClassVar[int] = 34
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -106,6 +114,8 @@ class AlterReplicaLogDirsResponse(Message):
 
     @dataclass(slots=True)
     class AlterReplicaLogDirPartitionResult(Message):
+        """AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult: a struct of AlterReplicaLogDirsResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -128,6 +138,8 @@ class AlterReplicaLogDirsResponse(Message):
 
     @dataclass(slots=True)
     class AlterReplicaLogDirTopicResult(Message):
+        """AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult: a struct of AlterReplicaLogDirsResponse."""
+
         topic_name: str = ''
         partitions: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult] = field(default_factory=list)
 

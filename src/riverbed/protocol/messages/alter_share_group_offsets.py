@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterShareGroupOffsetsRequest(Message):
+    """AlterShareGroupOffsetsRequest: API key 91, versions 0-0."""
+
     API_KEY: ClassVar[int] = 91
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class AlterShareGroupOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class AlterShareGroupOffsetsRequestPartition(Message):
+        """AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition: a struct of AlterShareGroupOffsetsRequest."""
+
         partition_index: int = 0
         start_offset: int = 0
 
@@ -41,6 +45,8 @@ class AlterShareGroupOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class AlterShareGroupOffsetsRequestTopic(Message):
+        """AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic: a struct of AlterShareGroupOffsetsRequest."""
+
         topic_name: str = ''
         partitions: list[AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestPartition] = field(default_factory=list)
 
@@ -96,6 +102,8 @@ class AlterShareGroupOffsetsRequest(Message):
 
 @dataclass(slots=True)
 class AlterShareGroupOffsetsResponse(Message):
+    """AlterShareGroupOffsetsResponse: API key 91, versions 0-0."""
+
     API_KEY: ClassVar[int] = 91
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -103,6 +111,8 @@ class AlterShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class AlterShareGroupOffsetsResponsePartition(Message):
+        """AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition: a struct of AlterShareGroupOffsetsResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -128,6 +138,8 @@ class AlterShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class AlterShareGroupOffsetsResponseTopic(Message):
+        """AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponseTopic: a struct of AlterShareGroupOffsetsResponse."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[AlterShareGroupOffsetsResponse.AlterShareGroupOffsetsResponsePartition] = field(default_factory=list)

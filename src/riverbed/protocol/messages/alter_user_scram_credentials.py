@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AlterUserScramCredentialsRequest(Message):
+    """AlterUserScramCredentialsRequest: API key 51, versions 0-0."""
+
     API_KEY: ClassVar[int] = 51
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class AlterUserScramCredentialsRequest(Message):
 
     @dataclass(slots=True)
     class ScramCredentialDeletion(Message):
+        """AlterUserScramCredentialsRequest.ScramCredentialDeletion: a struct of AlterUserScramCredentialsRequest."""
+
         name: str = ''
         mechanism: int = 0
 
@@ -41,6 +45,8 @@ class AlterUserScramCredentialsRequest(Message):
 
     @dataclass(slots=True)
     class ScramCredentialUpsertion(Message):
+        """AlterUserScramCredentialsRequest.ScramCredentialUpsertion: a struct of AlterUserScramCredentialsRequest."""
+
         name: str = ''
         mechanism: int = 0
         iterations: int = 0
@@ -105,6 +111,8 @@ class AlterUserScramCredentialsRequest(Message):
 
 @dataclass(slots=True)
 class AlterUserScramCredentialsResponse(Message):
+    """AlterUserScramCredentialsResponse: API key 51, versions 0-0."""
+
     API_KEY: ClassVar[int] = 51
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -112,6 +120,8 @@ class AlterUserScramCredentialsResponse(Message):
 
     @dataclass(slots=True)
     class AlterUserScramCredentialsResult(Message):
+        """AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult: a struct of AlterUserScramCredentialsResponse."""
+
         user: str = ''
         error_code: int = 0
         error_message: str | None = ''

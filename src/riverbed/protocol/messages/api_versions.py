@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ApiVersionsRequest(Message):
+    """ApiVersionsRequest: API key 18, versions 0-5."""
+
     API_KEY: ClassVar[int] = 18
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -54,6 +56,8 @@ class ApiVersionsRequest(Message):
 
 @dataclass(slots=True)
 class ApiVersionsResponse(Message):
+    """ApiVersionsResponse: API key 18, versions 0-5."""
+
     API_KEY: ClassVar[int] = 18
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -61,6 +65,8 @@ class ApiVersionsResponse(Message):
 
     @dataclass(slots=True)
     class ApiVersion(Message):
+        """ApiVersionsResponse.ApiVersion: a struct of ApiVersionsResponse."""
+
         api_key: int = 0
         min_version: int = 0
         max_version: int = 0
@@ -86,6 +92,8 @@ class ApiVersionsResponse(Message):
 
     @dataclass(slots=True)
     class SupportedFeatureKey(Message):
+        """ApiVersionsResponse.SupportedFeatureKey: a struct of ApiVersionsResponse."""
+
         name: str = ''
         min_version: int = 0
         max_version: int = 0
@@ -117,6 +125,8 @@ class ApiVersionsResponse(Message):
 
     @dataclass(slots=True)
     class FinalizedFeatureKey(Message):
+        """ApiVersionsResponse.FinalizedFeatureKey: a struct of ApiVersionsResponse."""
+
         name: str = ''
         max_version_level: int = 0
         min_version_level: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class AssignReplicasToDirsRequest(Message):
+    """AssignReplicasToDirsRequest: API key 73, versions 0-0."""
+
     API_KEY: ClassVar[int] = 73
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class AssignReplicasToDirsRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """AssignReplicasToDirsRequest.PartitionData: a struct of AssignReplicasToDirsRequest."""
+
         partition_index: int = 0
 
         @classmethod
@@ -38,6 +42,8 @@ class AssignReplicasToDirsRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """AssignReplicasToDirsRequest.TopicData: a struct of AssignReplicasToDirsRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[AssignReplicasToDirsRequest.PartitionData] = field(default_factory=list)
 
@@ -66,6 +72,8 @@ class AssignReplicasToDirsRequest(Message):
 
     @dataclass(slots=True)
     class DirectoryData(Message):
+        """AssignReplicasToDirsRequest.DirectoryData: a struct of AssignReplicasToDirsRequest."""
+
         id: uuid.UUID = ZERO_UUID
         topics: list[AssignReplicasToDirsRequest.TopicData] = field(default_factory=list)
 
@@ -124,6 +132,8 @@ class AssignReplicasToDirsRequest(Message):
 
 @dataclass(slots=True)
 class AssignReplicasToDirsResponse(Message):
+    """AssignReplicasToDirsResponse: API key 73, versions 0-0."""
+
     API_KEY: ClassVar[int] = 73
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -131,6 +141,8 @@ class AssignReplicasToDirsResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """AssignReplicasToDirsResponse.PartitionData: a struct of AssignReplicasToDirsResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -153,6 +165,8 @@ class AssignReplicasToDirsResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """AssignReplicasToDirsResponse.TopicData: a struct of AssignReplicasToDirsResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[AssignReplicasToDirsResponse.PartitionData] = field(default_factory=list)
 
@@ -181,6 +195,8 @@ class AssignReplicasToDirsResponse(Message):
 
     @dataclass(slots=True)
     class DirectoryData(Message):
+        """AssignReplicasToDirsResponse.DirectoryData: a struct of AssignReplicasToDirsResponse."""
+
         id: uuid.UUID = ZERO_UUID
         topics: list[AssignReplicasToDirsResponse.TopicData] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class BeginQuorumEpochRequest(Message):
+    """BeginQuorumEpochRequest: API key 53, versions 0-1."""
+
     API_KEY: ClassVar[int] = 53
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class BeginQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """BeginQuorumEpochRequest.PartitionData: a struct of BeginQuorumEpochRequest."""
+
         partition_index: int = 0
         voter_directory_id: uuid.UUID = ZERO_UUID
         leader_id: int = 0
@@ -49,6 +53,8 @@ class BeginQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """BeginQuorumEpochRequest.TopicData: a struct of BeginQuorumEpochRequest."""
+
         topic_name: str = ''
         partitions: list[BeginQuorumEpochRequest.PartitionData] = field(default_factory=list)
 
@@ -77,6 +83,8 @@ class BeginQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class LeaderEndpoint(Message):
+        """BeginQuorumEpochRequest.LeaderEndpoint: a struct of BeginQuorumEpochRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -151,6 +159,8 @@ class BeginQuorumEpochRequest(Message):
 
 @dataclass(slots=True)
 class BeginQuorumEpochResponse(Message):
+    """BeginQuorumEpochResponse: API key 53, versions 0-1."""
+
     API_KEY: ClassVar[int] = 53
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -158,6 +168,8 @@ class BeginQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """BeginQuorumEpochResponse.PartitionData: a struct of BeginQuorumEpochResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         leader_id: int = 0
@@ -186,6 +198,8 @@ class BeginQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """BeginQuorumEpochResponse.TopicData: a struct of BeginQuorumEpochResponse."""
+
         topic_name: str = ''
         partitions: list[BeginQuorumEpochResponse.PartitionData] = field(default_factory=list)
 
@@ -214,6 +228,8 @@ class BeginQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """BeginQuorumEpochResponse.NodeEndpoint: a struct of BeginQuorumEpochResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class BrokerHeartbeatRequest(Message):
+    """BrokerHeartbeatRequest: API key 63, versions 0-1."""
+
     API_KEY: ClassVar[int] = 63
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -71,6 +73,8 @@ class BrokerHeartbeatRequest(Message):
 
 @dataclass(slots=True)
 class BrokerHeartbeatResponse(Message):
+    """BrokerHeartbeatResponse: API key 63, versions 0-1."""
+
     API_KEY: ClassVar[int] = 63
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class BrokerRegistrationRequest(Message):
+    """BrokerRegistrationRequest: API key 62, versions 0-4."""
+
     API_KEY: ClassVar[int] = 62
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class BrokerRegistrationRequest(Message):
 
     @dataclass(slots=True)
     class Listener(Message):
+        """BrokerRegistrationRequest.Listener: a struct of BrokerRegistrationRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -47,6 +51,8 @@ class BrokerRegistrationRequest(Message):
 
     @dataclass(slots=True)
     class Feature(Message):
+        """BrokerRegistrationRequest.Feature: a struct of BrokerRegistrationRequest."""
+
         name: str = ''
         min_supported_version: int = 0
         max_supported_version: int = 0
@@ -138,6 +144,8 @@ class BrokerRegistrationRequest(Message):
 
 @dataclass(slots=True)
 class BrokerRegistrationResponse(Message):
+    """BrokerRegistrationResponse: API key 62, versions 0-4."""
+
     API_KEY: ClassVar[int] = 62
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupDescribeRequest(Message):
+    """ConsumerGroupDescribeRequest: API key 69, versions 0-0."""
+
     API_KEY: ClassVar[int] = 69
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -46,6 +48,8 @@ class ConsumerGroupDescribeRequest(Message):
 
 @dataclass(slots=True)
 class ConsumerGroupDescribeResponse(Message):
+    """ConsumerGroupDescribeResponse: API key 69, versions 0-0."""
+
     API_KEY: ClassVar[int] = 69
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -53,6 +57,8 @@ class ConsumerGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ConsumerGroupDescribeResponse.TopicPartitions: a struct of ConsumerGroupDescribeResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
         partitions: list[int] = field(default_factory=list)
@@ -84,6 +90,8 @@ class ConsumerGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class Assignment(Message):
+        """ConsumerGroupDescribeResponse.Assignment: a struct of ConsumerGroupDescribeResponse."""
+
         topic_partitions: list[ConsumerGroupDescribeResponse.TopicPartitions] = field(default_factory=list)
 
         @classmethod
@@ -109,6 +117,8 @@ class ConsumerGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class Member(Message):
+        """ConsumerGroupDescribeResponse.Member: a struct of ConsumerGroupDescribeResponse."""
+
         member_id: str = ''
         instance_id: str | None = None
         rack_id: str | None = None
@@ -161,6 +171,8 @@ class ConsumerGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class DescribedGroup(Message):
+        """ConsumerGroupDescribeResponse.DescribedGroup: a struct of ConsumerGroupDescribeResponse."""
+
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerGroupHeartbeatRequest(Message):
+    """ConsumerGroupHeartbeatRequest: API key 68, versions 0-1."""
+
     API_KEY: ClassVar[int] = 68
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class ConsumerGroupHeartbeatRequest(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ConsumerGroupHeartbeatRequest.TopicPartitions: a struct of ConsumerGroupHeartbeatRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 
@@ -108,6 +112,8 @@ class ConsumerGroupHeartbeatRequest(Message):
 
 @dataclass(slots=True)
 class ConsumerGroupHeartbeatResponse(Message):
+    """ConsumerGroupHeartbeatResponse: API key 68, versions 0-1."""
+
     API_KEY: ClassVar[int] = 68
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -115,6 +121,8 @@ class ConsumerGroupHeartbeatResponse(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ConsumerGroupHeartbeatResponse.TopicPartitions: a struct of ConsumerGroupHeartbeatResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 
@@ -143,6 +151,8 @@ class ConsumerGroupHeartbeatResponse(Message):
 
     @dataclass(slots=True)
     class Assignment(Message):
+        """ConsumerGroupHeartbeatResponse.Assignment: a struct of ConsumerGroupHeartbeatResponse."""
+
         topic_partitions: list[ConsumerGroupHeartbeatResponse.TopicPartitions] = field(default_factory=list)
 
         @classmethod

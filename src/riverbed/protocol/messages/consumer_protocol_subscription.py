@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ConsumerProtocolSubscription(Message):
+    """ConsumerProtocolSubscription: versions 0-3."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
     FLEXIBLE_VERSION: ClassVar[int] = 32767
 
     @dataclass(slots=True)
     class TopicPartition(Message):
+        """ConsumerProtocolSubscription.TopicPartition: a struct of ConsumerProtocolSubscription."""
+
         topic: str = ''
         partitions: list[int] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ControlledShutdownRequest(Message):
+    """ControlledShutdownRequest: API key 7, versions 0-3."""
+
     API_KEY: ClassVar[int] = 7
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -42,6 +44,8 @@ class ControlledShutdownRequest(Message):
 
 @dataclass(slots=True)
 class ControlledShutdownResponse(Message):
+    """ControlledShutdownResponse: API key 7, versions 0-3."""
+
     API_KEY: ClassVar[int] = 7
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -49,6 +53,8 @@ class ControlledShutdownResponse(Message):
 
     @dataclass(slots=True)
     class RemainingPartition(Message):
+        """ControlledShutdownResponse.RemainingPartition: a struct of ControlledShutdownResponse."""
+
         topic_name: str = ''
         partition_index: int = 0
 

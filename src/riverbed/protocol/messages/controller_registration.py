@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ControllerRegistrationRequest(Message):
+    """ControllerRegistrationRequest: API key 70, versions 0-0."""
+
     API_KEY: ClassVar[int] = 70
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class ControllerRegistrationRequest(Message):
 
     @dataclass(slots=True)
     class Listener(Message):
+        """ControllerRegistrationRequest.Listener: a struct of ControllerRegistrationRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -47,6 +51,8 @@ class ControllerRegistrationRequest(Message):
 
     @dataclass(slots=True)
     class Feature(Message):
+        """ControllerRegistrationRequest.Feature: a struct of ControllerRegistrationRequest."""
+
         name: str = ''
         min_supported_version: int = 0
         max_supported_version: int = 0
@@ -114,6 +120,8 @@ class ControllerRegistrationRequest(Message):
 
 @dataclass(slots=True)
 class ControllerRegistrationResponse(Message):
+    """ControllerRegistrationResponse: API key 70, versions 0-0."""
+
     API_KEY: ClassVar[int] = 70
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

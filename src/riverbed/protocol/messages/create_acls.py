@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class CreateAclsRequest(Message):
+    """CreateAclsRequest: API key 30, versions 0-3."""
+
     API_KEY: ClassVar[int] = 30
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class CreateAclsRequest(Message):
 
     @dataclass(slots=True)
     class AclCreation(Message):
+        """CreateAclsRequest.AclCreation: a struct of CreateAclsRequest."""
+
         resource_type: int = 0
         resource_name: str = ''
         resource_pattern_type: int = 3
@@ -82,6 +86,8 @@ class CreateAclsRequest(Message):
 
 @dataclass(slots=True)
 class CreateAclsResponse(Message):
+    """CreateAclsResponse: API key 30, versions 0-3."""
+
     API_KEY: ClassVar[int] = 30
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -89,6 +95,8 @@ class CreateAclsResponse(Message):
 
     @dataclass(slots=True)
     class AclCreationResult(Message):
+        """CreateAclsResponse.AclCreationResult: a struct of CreateAclsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
 

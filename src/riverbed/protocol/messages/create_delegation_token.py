@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class CreateDelegationTokenRequest(Message):
+    """CreateDelegationTokenRequest: API key 38, versions 0-3."""
+
     API_KEY: ClassVar[int] = 38
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class CreateDelegationTokenRequest(Message):
 
     @dataclass(slots=True)
     class CreatableRenewers(Message):
+        """CreateDelegationTokenRequest.CreatableRenewers: a struct of CreateDelegationTokenRequest."""
+
         principal_type: str = ''
         principal_name: str = ''
 
@@ -78,6 +82,8 @@ class CreateDelegationTokenRequest(Message):
 
 @dataclass(slots=True)
 class CreateDelegationTokenResponse(Message):
+    """CreateDelegationTokenResponse: API key 38, versions 0-3."""
+
     API_KEY: ClassVar[int] = 38
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class CreatePartitionsRequest(Message):
+    """CreatePartitionsRequest: API key 37, versions 0-3."""
+
     API_KEY: ClassVar[int] = 37
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class CreatePartitionsRequest(Message):
 
     @dataclass(slots=True)
     class CreatePartitionsAssignment(Message):
+        """CreatePartitionsRequest.CreatePartitionsAssignment: a struct of CreatePartitionsRequest."""
+
         broker_ids: list[int] = field(default_factory=list)
 
         @classmethod
@@ -44,6 +48,8 @@ class CreatePartitionsRequest(Message):
 
     @dataclass(slots=True)
     class CreatePartitionsTopic(Message):
+        """CreatePartitionsRequest.CreatePartitionsTopic: a struct of CreatePartitionsRequest."""
+
         name: str = ''
         count: int = 0
         assignments: list[CreatePartitionsRequest.CreatePartitionsAssignment] | None = field(default_factory=list)
@@ -106,6 +112,8 @@ class CreatePartitionsRequest(Message):
 
 @dataclass(slots=True)
 class CreatePartitionsResponse(Message):
+    """CreatePartitionsResponse: API key 37, versions 0-3."""
+
     API_KEY: ClassVar[int] = 37
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -113,6 +121,8 @@ class CreatePartitionsResponse(Message):
 
     @dataclass(slots=True)
     class CreatePartitionsTopicResult(Message):
+        """CreatePartitionsResponse.CreatePartitionsTopicResult: a struct of CreatePartitionsResponse."""
+
         name: str = ''
         error_code: int = 0
         error_message: str | None = None

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class CreateTopicsRequest(Message):
+    """CreateTopicsRequest: API key 19, versions 0-7."""
+
     API_KEY: ClassVar[int] = 19
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
@@ -19,6 +21,8 @@ class CreateTopicsRequest(Message):
 
     @dataclass(slots=True)
     class CreatableReplicaAssignment(Message):
+        """CreateTopicsRequest.CreatableReplicaAssignment: a struct of CreateTopicsRequest."""
+
         partition_index: int = 0
         broker_ids: list[int] = field(default_factory=list)
 
@@ -47,6 +51,8 @@ class CreateTopicsRequest(Message):
 
     @dataclass(slots=True)
     class CreatableTopicConfig(Message):
+        """CreateTopicsRequest.CreatableTopicConfig: a struct of CreateTopicsRequest."""
+
         name: str = ''
         value: str | None = ''
 
@@ -69,6 +75,8 @@ class CreateTopicsRequest(Message):
 
     @dataclass(slots=True)
     class CreatableTopic(Message):
+        """CreateTopicsRequest.CreatableTopic: a struct of CreateTopicsRequest."""
+
         name: str = ''
         num_partitions: int = 0
         replication_factor: int = 0
@@ -144,6 +152,8 @@ class CreateTopicsRequest(Message):
 
 @dataclass(slots=True)
 class CreateTopicsResponse(Message):
+    """CreateTopicsResponse: API key 19, versions 0-7."""
+
     API_KEY: ClassVar[int] = 19
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
@@ -151,6 +161,8 @@ class CreateTopicsResponse(Message):
 
     @dataclass(slots=True)
     class CreatableTopicConfigs(Message):
+        """CreateTopicsResponse.CreatableTopicConfigs: a struct of CreateTopicsResponse."""
+
         name: str = ''
         value: str | None = ''
         read_only: bool = False
@@ -192,6 +204,8 @@ class CreateTopicsResponse(Message):
 
     @dataclass(slots=True)
     class CreatableTopicResult(Message):
+        """CreateTopicsResponse.CreatableTopicResult: a struct of CreateTopicsResponse."""
+
         name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         error_code: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteAclsRequest(Message):
+    """DeleteAclsRequest: API key 31, versions 0-3."""
+
     API_KEY: ClassVar[int] = 31
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class DeleteAclsRequest(Message):
 
     @dataclass(slots=True)
     class DeleteAclsFilter(Message):
+        """DeleteAclsRequest.DeleteAclsFilter: a struct of DeleteAclsRequest."""
+
         resource_type_filter: int = 0
         resource_name_filter: str | None = ''
         pattern_type_filter: int = 3
@@ -82,6 +86,8 @@ class DeleteAclsRequest(Message):
 
 @dataclass(slots=True)
 class DeleteAclsResponse(Message):
+    """DeleteAclsResponse: API key 31, versions 0-3."""
+
     API_KEY: ClassVar[int] = 31
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -89,6 +95,8 @@ class DeleteAclsResponse(Message):
 
     @dataclass(slots=True)
     class DeleteAclsMatchingAcl(Message):
+        """DeleteAclsResponse.DeleteAclsMatchingAcl: a struct of DeleteAclsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0
@@ -134,6 +142,8 @@ class DeleteAclsResponse(Message):
 
     @dataclass(slots=True)
     class DeleteAclsFilterResult(Message):
+        """DeleteAclsResponse.DeleteAclsFilterResult: a struct of DeleteAclsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         matching_acls: list[DeleteAclsResponse.DeleteAclsMatchingAcl] = field(default_factory=list)

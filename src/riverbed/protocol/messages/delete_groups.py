@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteGroupsRequest(Message):
+    """DeleteGroupsRequest: API key 42, versions 0-3."""
+
     API_KEY: ClassVar[int] = 42
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -43,6 +45,8 @@ class DeleteGroupsRequest(Message):
 
 @dataclass(slots=True)
 class DeleteGroupsResponse(Message):
+    """DeleteGroupsResponse: API key 42, versions 0-3."""
+
     API_KEY: ClassVar[int] = 42
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -50,6 +54,8 @@ class DeleteGroupsResponse(Message):
 
     @dataclass(slots=True)
     class DeletableGroupResult(Message):
+        """DeleteGroupsResponse.DeletableGroupResult: a struct of DeleteGroupsResponse."""
+
         group_id: str = ''
         error_code: int = 0
         error_message: str | None = None

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteRecordsRequest(Message):
+    """DeleteRecordsRequest: API key 21, versions 0-2."""
+
     API_KEY: ClassVar[int] = 21
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class DeleteRecordsRequest(Message):
 
     @dataclass(slots=True)
     class DeleteRecordsPartition(Message):
+        """DeleteRecordsRequest.DeleteRecordsPartition: a struct of DeleteRecordsRequest."""
+
         partition_index: int = 0
         offset: int = 0
 
@@ -41,6 +45,8 @@ class DeleteRecordsRequest(Message):
 
     @dataclass(slots=True)
     class DeleteRecordsTopic(Message):
+        """DeleteRecordsRequest.DeleteRecordsTopic: a struct of DeleteRecordsRequest."""
+
         name: str = ''
         partitions: list[DeleteRecordsRequest.DeleteRecordsPartition] = field(default_factory=list)
 
@@ -96,6 +102,8 @@ class DeleteRecordsRequest(Message):
 
 @dataclass(slots=True)
 class DeleteRecordsResponse(Message):
+    """DeleteRecordsResponse: API key 21, versions 0-2."""
+
     API_KEY: ClassVar[int] = 21
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -103,6 +111,8 @@ class DeleteRecordsResponse(Message):
 
     @dataclass(slots=True)
     class DeleteRecordsPartitionResult(Message):
+        """DeleteRecordsResponse.DeleteRecordsPartitionResult: a struct of DeleteRecordsResponse."""
+
         partition_index: int = 0
         low_watermark: int = 0
         error_code: int = 0
@@ -128,6 +138,8 @@ class DeleteRecordsResponse(Message):
 
     @dataclass(slots=True)
     class DeleteRecordsTopicResult(Message):
+        """DeleteRecordsResponse.DeleteRecordsTopicResult: a struct of DeleteRecordsResponse."""
+
         name: str = ''
         partitions: list[DeleteRecordsResponse.DeleteRecordsPartitionResult] = field(default_factory=list)
 

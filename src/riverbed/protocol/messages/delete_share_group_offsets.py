@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteShareGroupOffsetsRequest(Message):
+    """DeleteShareGroupOffsetsRequest: API key 92, versions 0-0."""
+
     API_KEY: ClassVar[int] = 92
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class DeleteShareGroupOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class DeleteShareGroupOffsetsRequestTopic(Message):
+        """DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic: a struct of DeleteShareGroupOffsetsRequest."""
+
         topic_name: str = ''
 
         @classmethod
@@ -65,6 +69,8 @@ class DeleteShareGroupOffsetsRequest(Message):
 
 @dataclass(slots=True)
 class DeleteShareGroupOffsetsResponse(Message):
+    """DeleteShareGroupOffsetsResponse: API key 92, versions 0-0."""
+
     API_KEY: ClassVar[int] = 92
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -72,6 +78,8 @@ class DeleteShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class DeleteShareGroupOffsetsResponseTopic(Message):
+        """DeleteShareGroupOffsetsResponse.DeleteShareGroupOffsetsResponseTopic: a struct of DeleteShareGroupOffsetsResponse."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         error_code: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteShareGroupStateRequest(Message):
+    """DeleteShareGroupStateRequest: API key 86, versions 0-0."""
+
     API_KEY: ClassVar[int] = 86
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class DeleteShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """DeleteShareGroupStateRequest.PartitionData: a struct of DeleteShareGroupStateRequest."""
+
         partition: int = 0
 
         @classmethod
@@ -38,6 +42,8 @@ class DeleteShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class DeleteStateData(Message):
+        """DeleteShareGroupStateRequest.DeleteStateData: a struct of DeleteShareGroupStateRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[DeleteShareGroupStateRequest.PartitionData] = field(default_factory=list)
 
@@ -93,6 +99,8 @@ class DeleteShareGroupStateRequest(Message):
 
 @dataclass(slots=True)
 class DeleteShareGroupStateResponse(Message):
+    """DeleteShareGroupStateResponse: API key 86, versions 0-0."""
+
     API_KEY: ClassVar[int] = 86
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -100,6 +108,8 @@ class DeleteShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """DeleteShareGroupStateResponse.PartitionResult: a struct of DeleteShareGroupStateResponse."""
+
         partition: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -125,6 +135,8 @@ class DeleteShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class DeleteStateResult(Message):
+        """DeleteShareGroupStateResponse.DeleteStateResult: a struct of DeleteShareGroupStateResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[DeleteShareGroupStateResponse.PartitionResult] = field(default_factory=list)
 

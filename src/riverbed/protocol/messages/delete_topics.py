@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DeleteTopicsRequest(Message):
+    """DeleteTopicsRequest: API key 20, versions 0-6."""
+
     API_KEY: ClassVar[int] = 20
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -19,6 +21,8 @@ class DeleteTopicsRequest(Message):
 
     @dataclass(slots=True)
     class DeleteTopicState(Message):
+        """DeleteTopicsRequest.DeleteTopicState: a struct of DeleteTopicsRequest."""
+
         name: str | None = None
         topic_id: uuid.UUID = ZERO_UUID
 
@@ -85,6 +89,8 @@ class DeleteTopicsRequest(Message):
 
 @dataclass(slots=True)
 class DeleteTopicsResponse(Message):
+    """DeleteTopicsResponse: API key 20, versions 0-6."""
+
     API_KEY: ClassVar[int] = 20
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -92,6 +98,8 @@ class DeleteTopicsResponse(Message):
 
     @dataclass(slots=True)
     class DeletableTopicResult(Message):
+        """DeleteTopicsResponse.DeletableTopicResult: a struct of DeleteTopicsResponse."""
+
         name: str | None = ''
         topic_id: uuid.UUID = ZERO_UUID
         error_code: int = 0

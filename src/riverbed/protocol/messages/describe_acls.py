@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeAclsRequest(Message):
+    """DescribeAclsRequest: API key 29, versions 0-3."""
+
     API_KEY: ClassVar[int] = 29
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -57,6 +59,8 @@ class DescribeAclsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeAclsResponse(Message):
+    """DescribeAclsResponse: API key 29, versions 0-3."""
+
     API_KEY: ClassVar[int] = 29
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -64,6 +68,8 @@ class DescribeAclsResponse(Message):
 
     @dataclass(slots=True)
     class AclDescription(Message):
+        """DescribeAclsResponse.AclDescription: a struct of DescribeAclsResponse."""
+
         principal: str = ''
         host: str = ''
         operation: int = 0
@@ -92,6 +98,8 @@ class DescribeAclsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeAclsResource(Message):
+        """DescribeAclsResponse.DescribeAclsResource: a struct of DescribeAclsResponse."""
+
         resource_type: int = 0
         resource_name: str = ''
         pattern_type: int = 3

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeClientQuotasRequest(Message):
+    """DescribeClientQuotasRequest: API key 48, versions 0-1."""
+
     API_KEY: ClassVar[int] = 48
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class DescribeClientQuotasRequest(Message):
 
     @dataclass(slots=True)
     class ComponentData(Message):
+        """DescribeClientQuotasRequest.ComponentData: a struct of DescribeClientQuotasRequest."""
+
         entity_type: str = ''
         match_type: int = 0
         match: str | None = ''
@@ -71,6 +75,8 @@ class DescribeClientQuotasRequest(Message):
 
 @dataclass(slots=True)
 class DescribeClientQuotasResponse(Message):
+    """DescribeClientQuotasResponse: API key 48, versions 0-1."""
+
     API_KEY: ClassVar[int] = 48
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -78,6 +84,8 @@ class DescribeClientQuotasResponse(Message):
 
     @dataclass(slots=True)
     class EntityData(Message):
+        """DescribeClientQuotasResponse.EntityData: a struct of DescribeClientQuotasResponse."""
+
         entity_type: str = ''
         entity_name: str | None = ''
 
@@ -100,6 +108,8 @@ class DescribeClientQuotasResponse(Message):
 
     @dataclass(slots=True)
     class ValueData(Message):
+        """DescribeClientQuotasResponse.ValueData: a struct of DescribeClientQuotasResponse."""
+
         key: str = ''
         value: float = 0.0
 
@@ -122,6 +132,8 @@ class DescribeClientQuotasResponse(Message):
 
     @dataclass(slots=True)
     class EntryData(Message):
+        """DescribeClientQuotasResponse.EntryData: a struct of DescribeClientQuotasResponse."""
+
         entity: list[DescribeClientQuotasResponse.EntityData] = field(default_factory=list)
         values: list[DescribeClientQuotasResponse.ValueData] = field(default_factory=list)
 

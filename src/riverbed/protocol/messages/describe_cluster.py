@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeClusterRequest(Message):
+    """DescribeClusterRequest: API key 60, versions 0-1."""
+
     API_KEY: ClassVar[int] = 60
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -42,6 +44,8 @@ class DescribeClusterRequest(Message):
 
 @dataclass(slots=True)
 class DescribeClusterResponse(Message):
+    """DescribeClusterResponse: API key 60, versions 0-1."""
+
     API_KEY: ClassVar[int] = 60
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -49,6 +53,8 @@ class DescribeClusterResponse(Message):
 
     @dataclass(slots=True)
     class DescribeClusterBroker(Message):
+        """DescribeClusterResponse.DescribeClusterBroker: a struct of DescribeClusterResponse."""
+
         broker_id: int = 0
         host: str = ''
         port: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeConfigsRequest(Message):
+    """DescribeConfigsRequest: API key 32, versions 0-4."""
+
     API_KEY: ClassVar[int] = 32
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class DescribeConfigsRequest(Message):
 
     @dataclass(slots=True)
     class DescribeConfigsResource(Message):
+        """DescribeConfigsRequest.DescribeConfigsResource: a struct of DescribeConfigsRequest."""
+
         resource_type: int = 0
         resource_name: str = ''
         configuration_keys: list[str] | None = field(default_factory=list)
@@ -85,6 +89,8 @@ class DescribeConfigsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeConfigsResponse(Message):
+    """DescribeConfigsResponse: API key 32, versions 0-4."""
+
     API_KEY: ClassVar[int] = 32
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -92,6 +98,8 @@ class DescribeConfigsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeConfigsSynonym(Message):
+        """DescribeConfigsResponse.DescribeConfigsSynonym: a struct of DescribeConfigsResponse."""
+
         name: str = ''
         value: str | None = ''
         source: int = 0
@@ -123,6 +131,8 @@ class DescribeConfigsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeConfigsResourceResult(Message):
+        """DescribeConfigsResponse.DescribeConfigsResourceResult: a struct of DescribeConfigsResponse."""
+
         name: str = ''
         value: str | None = ''
         read_only: bool = False
@@ -182,6 +192,8 @@ class DescribeConfigsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeConfigsResult(Message):
+        """DescribeConfigsResponse.DescribeConfigsResult: a struct of DescribeConfigsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0

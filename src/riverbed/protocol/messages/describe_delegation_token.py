@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeDelegationTokenRequest(Message):
+    """DescribeDelegationTokenRequest: API key 41, versions 0-3."""
+
     API_KEY: ClassVar[int] = 41
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -19,6 +21,8 @@ class DescribeDelegationTokenRequest(Message):
 
     @dataclass(slots=True)
     class DescribeDelegationTokenOwner(Message):
+        """DescribeDelegationTokenRequest.DescribeDelegationTokenOwner: a struct of DescribeDelegationTokenRequest."""
+
         principal_type: str = ''
         principal_name: str = ''
 
@@ -66,6 +70,8 @@ class DescribeDelegationTokenRequest(Message):
 
 @dataclass(slots=True)
 class DescribeDelegationTokenResponse(Message):
+    """DescribeDelegationTokenResponse: API key 41, versions 0-3."""
+
     API_KEY: ClassVar[int] = 41
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 3
@@ -73,6 +79,8 @@ class DescribeDelegationTokenResponse(Message):
 
     @dataclass(slots=True)
     class DescribedDelegationTokenRenewer(Message):
+        """DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer: a struct of DescribeDelegationTokenResponse."""
+
         principal_type: str = ''
         principal_name: str = ''
 
@@ -95,6 +103,8 @@ class DescribeDelegationTokenResponse(Message):
 
     @dataclass(slots=True)
     class DescribedDelegationToken(Message):
+        """DescribeDelegationTokenResponse.DescribedDelegationToken: a struct of DescribeDelegationTokenResponse."""
+
         principal_type: str = ''
         principal_name: str = ''
         token_requester_principal_type: str = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeGroupsRequest(Message):
+    """DescribeGroupsRequest: API key 15, versions 0-6."""
+
     API_KEY: ClassVar[int] = 15
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -48,6 +50,8 @@ class DescribeGroupsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeGroupsResponse(Message):
+    """DescribeGroupsResponse: API key 15, versions 0-6."""
+
     API_KEY: ClassVar[int] = 15
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -55,6 +59,8 @@ class DescribeGroupsResponse(Message):
 
     @dataclass(slots=True)
     class DescribedGroupMember(Message):
+        """DescribeGroupsResponse.DescribedGroupMember: a struct of DescribeGroupsResponse."""
+
         member_id: str = ''
         group_instance_id: str | None = None
         client_id: str = ''
@@ -91,6 +97,8 @@ class DescribeGroupsResponse(Message):
 
     @dataclass(slots=True)
     class DescribedGroup(Message):
+        """DescribeGroupsResponse.DescribedGroup: a struct of DescribeGroupsResponse."""
+
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''

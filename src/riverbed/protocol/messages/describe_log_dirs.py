@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeLogDirsRequest(Message):
+    """DescribeLogDirsRequest: API key 35, versions 0-4."""
+
     API_KEY: ClassVar[int] = 35
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class DescribeLogDirsRequest(Message):
 
     @dataclass(slots=True)
     class DescribableLogDirTopic(Message):
+        """DescribeLogDirsRequest.DescribableLogDirTopic: a struct of DescribeLogDirsRequest."""
+
         topic: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -72,6 +76,8 @@ class DescribeLogDirsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeLogDirsResponse(Message):
+    """DescribeLogDirsResponse: API key 35, versions 0-4."""
+
     API_KEY: ClassVar[int] = 35
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -79,6 +85,8 @@ class DescribeLogDirsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeLogDirsPartition(Message):
+        """DescribeLogDirsResponse.DescribeLogDirsPartition: a struct of DescribeLogDirsResponse."""
+
         partition_index: int = 0
         partition_size: int = 0
         offset_lag: int = 0
@@ -107,6 +115,8 @@ class DescribeLogDirsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeLogDirsTopic(Message):
+        """DescribeLogDirsResponse.DescribeLogDirsTopic: a struct of DescribeLogDirsResponse."""
+
         name: str = ''
         partitions: list[DescribeLogDirsResponse.DescribeLogDirsPartition] = field(default_factory=list)
 
@@ -135,6 +145,8 @@ class DescribeLogDirsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeLogDirsResult(Message):
+        """DescribeLogDirsResponse.DescribeLogDirsResult: a struct of DescribeLogDirsResponse."""
+
         error_code: int = 0
         log_dir: str = ''
         topics: list[DescribeLogDirsResponse.DescribeLogDirsTopic] = field(default_factory=list)

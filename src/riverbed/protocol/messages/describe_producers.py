@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeProducersRequest(Message):
+    """DescribeProducersRequest: API key 61, versions 0-0."""
+
     API_KEY: ClassVar[int] = 61
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class DescribeProducersRequest(Message):
 
     @dataclass(slots=True)
     class TopicRequest(Message):
+        """DescribeProducersRequest.TopicRequest: a struct of DescribeProducersRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -71,6 +75,8 @@ class DescribeProducersRequest(Message):
 
 @dataclass(slots=True)
 class DescribeProducersResponse(Message):
+    """DescribeProducersResponse: API key 61, versions 0-0."""
+
     API_KEY: ClassVar[int] = 61
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -78,6 +84,8 @@ class DescribeProducersResponse(Message):
 
     @dataclass(slots=True)
     class ProducerState(Message):
+        """DescribeProducersResponse.ProducerState: a struct of DescribeProducersResponse."""
+
         producer_id: int = 0
         producer_epoch: int = 0
         last_sequence: int = -1
@@ -112,6 +120,8 @@ class DescribeProducersResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResponse(Message):
+        """DescribeProducersResponse.PartitionResponse: a struct of DescribeProducersResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -146,6 +156,8 @@ class DescribeProducersResponse(Message):
 
     @dataclass(slots=True)
     class TopicResponse(Message):
+        """DescribeProducersResponse.TopicResponse: a struct of DescribeProducersResponse."""
+
         name: str = ''
         partitions: list[DescribeProducersResponse.PartitionResponse] = field(default_factory=list)
 

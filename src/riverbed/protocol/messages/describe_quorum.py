@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeQuorumRequest(Message):
+    """DescribeQuorumRequest: API key 55, versions 0-2."""
+
     API_KEY: ClassVar[int] = 55
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class DescribeQuorumRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """DescribeQuorumRequest.PartitionData: a struct of DescribeQuorumRequest."""
+
         partition_index: int = 0
 
         @classmethod
@@ -38,6 +42,8 @@ class DescribeQuorumRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """DescribeQuorumRequest.TopicData: a struct of DescribeQuorumRequest."""
+
         topic_name: str = ''
         partitions: list[DescribeQuorumRequest.PartitionData] = field(default_factory=list)
 
@@ -90,6 +96,8 @@ class DescribeQuorumRequest(Message):
 
 @dataclass(slots=True)
 class DescribeQuorumResponse(Message):
+    """DescribeQuorumResponse: API key 55, versions 0-2."""
+
     API_KEY: ClassVar[int] = 55
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -97,6 +105,8 @@ class DescribeQuorumResponse(Message):
 
     @dataclass(slots=True)
     class ReplicaState(Message):
+        """DescribeQuorumResponse.ReplicaState: a struct of DescribeQuorumResponse."""
+
         replica_id: int = 0
         replica_directory_id: uuid.UUID = ZERO_UUID
         log_end_offset: int = 0
@@ -134,6 +144,8 @@ class DescribeQuorumResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """DescribeQuorumResponse.PartitionData: a struct of DescribeQuorumResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = ''
@@ -188,6 +200,8 @@ class DescribeQuorumResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """DescribeQuorumResponse.TopicData: a struct of DescribeQuorumResponse."""
+
         topic_name: str = ''
         partitions: list[DescribeQuorumResponse.PartitionData] = field(default_factory=list)
 
@@ -216,6 +230,8 @@ class DescribeQuorumResponse(Message):
 
     @dataclass(slots=True)
     class Listener(Message):
+        """DescribeQuorumResponse.Listener: a struct of DescribeQuorumResponse."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -247,6 +263,8 @@ class DescribeQuorumResponse(Message):
 
     @dataclass(slots=True)
     class Node(Message):
+        """DescribeQuorumResponse.Node: a struct of DescribeQuorumResponse."""
+
         node_id: int = 0
         listeners: list[DescribeQuorumResponse.Listener] = field(default_factory=list)
 

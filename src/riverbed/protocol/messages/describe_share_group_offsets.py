@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeShareGroupOffsetsRequest(Message):
+    """DescribeShareGroupOffsetsRequest: API key 90, versions 0-1."""
+
     API_KEY: ClassVar[int] = 90
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class DescribeShareGroupOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class DescribeShareGroupOffsetsRequestTopic(Message):
+        """DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic: a struct of DescribeShareGroupOffsetsRequest."""
+
         topic_name: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -47,6 +51,8 @@ class DescribeShareGroupOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class DescribeShareGroupOffsetsRequestGroup(Message):
+        """DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup: a struct of DescribeShareGroupOffsetsRequest."""
+
         group_id: str = ''
         topics: list[DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestTopic] | None = field(default_factory=list)
 
@@ -100,6 +106,8 @@ class DescribeShareGroupOffsetsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeShareGroupOffsetsResponse(Message):
+    """DescribeShareGroupOffsetsResponse: API key 90, versions 0-1."""
+
     API_KEY: ClassVar[int] = 90
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -107,6 +115,8 @@ class DescribeShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeShareGroupOffsetsResponsePartition(Message):
+        """DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition: a struct of DescribeShareGroupOffsetsResponse."""
+
         partition_index: int = 0
         start_offset: int = 0
         leader_epoch: int = 0
@@ -143,6 +153,8 @@ class DescribeShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeShareGroupOffsetsResponseTopic(Message):
+        """DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic: a struct of DescribeShareGroupOffsetsResponse."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponsePartition] = field(default_factory=list)
@@ -174,6 +186,8 @@ class DescribeShareGroupOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeShareGroupOffsetsResponseGroup(Message):
+        """DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseGroup: a struct of DescribeShareGroupOffsetsResponse."""
+
         group_id: str = ''
         topics: list[DescribeShareGroupOffsetsResponse.DescribeShareGroupOffsetsResponseTopic] = field(default_factory=list)
         error_code: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeTopicPartitionsRequest(Message):
+    """DescribeTopicPartitionsRequest: API key 75, versions 0-0."""
+
     API_KEY: ClassVar[int] = 75
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class DescribeTopicPartitionsRequest(Message):
 
     @dataclass(slots=True)
     class TopicRequest(Message):
+        """DescribeTopicPartitionsRequest.TopicRequest: a struct of DescribeTopicPartitionsRequest."""
+
         name: str = ''
 
         @classmethod
@@ -38,6 +42,8 @@ class DescribeTopicPartitionsRequest(Message):
 
     @dataclass(slots=True)
     class Cursor(Message):
+        """DescribeTopicPartitionsRequest.Cursor: a struct of DescribeTopicPartitionsRequest."""
+
         topic_name: str = ''
         partition_index: int = 0
 
@@ -94,6 +100,8 @@ class DescribeTopicPartitionsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeTopicPartitionsResponse(Message):
+    """DescribeTopicPartitionsResponse: API key 75, versions 0-0."""
+
     API_KEY: ClassVar[int] = 75
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -101,6 +109,8 @@ class DescribeTopicPartitionsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeTopicPartitionsResponsePartition(Message):
+        """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition: a struct of DescribeTopicPartitionsResponse."""
+
         error_code: int = 0
         partition_index: int = 0
         leader_id: int = 0
@@ -176,6 +186,8 @@ class DescribeTopicPartitionsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeTopicPartitionsResponseTopic(Message):
+        """DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic: a struct of DescribeTopicPartitionsResponse."""
+
         error_code: int = 0
         name: str | None = ''
         topic_id: uuid.UUID = ZERO_UUID
@@ -216,6 +228,8 @@ class DescribeTopicPartitionsResponse(Message):
 
     @dataclass(slots=True)
     class Cursor(Message):
+        """DescribeTopicPartitionsResponse.Cursor: a struct of DescribeTopicPartitionsResponse."""
+
         topic_name: str = ''
         partition_index: int = 0
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeTransactionsRequest(Message):
+    """DescribeTransactionsRequest: API key 65, versions 0-0."""
+
     API_KEY: ClassVar[int] = 65
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -43,6 +45,8 @@ class DescribeTransactionsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeTransactionsResponse(Message):
+    """DescribeTransactionsResponse: API key 65, versions 0-0."""
+
     API_KEY: ClassVar[int] = 65
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -50,6 +54,8 @@ class DescribeTransactionsResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """DescribeTransactionsResponse.TopicData: a struct of DescribeTransactionsResponse."""
+
         topic: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -78,6 +84,8 @@ class DescribeTransactionsResponse(Message):
 
     @dataclass(slots=True)
     class TransactionState(Message):
+        """DescribeTransactionsResponse.TransactionState: a struct of DescribeTransactionsResponse."""
+
         error_code: int = 0
         transactional_id: str = ''
         transaction_state: str = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class DescribeUserScramCredentialsRequest(Message):
+    """DescribeUserScramCredentialsRequest: API key 50, versions 0-0."""
+
     API_KEY: ClassVar[int] = 50
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class DescribeUserScramCredentialsRequest(Message):
 
     @dataclass(slots=True)
     class UserName(Message):
+        """DescribeUserScramCredentialsRequest.UserName: a struct of DescribeUserScramCredentialsRequest."""
+
         name: str = ''
 
         @classmethod
@@ -63,6 +67,8 @@ class DescribeUserScramCredentialsRequest(Message):
 
 @dataclass(slots=True)
 class DescribeUserScramCredentialsResponse(Message):
+    """DescribeUserScramCredentialsResponse: API key 50, versions 0-0."""
+
     API_KEY: ClassVar[int] = 50
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -70,6 +76,8 @@ class DescribeUserScramCredentialsResponse(Message):
 
     @dataclass(slots=True)
     class CredentialInfo(Message):
+        """DescribeUserScramCredentialsResponse.CredentialInfo: a struct of DescribeUserScramCredentialsResponse."""
+
         mechanism: int = 0
         iterations: int = 0
 
@@ -92,6 +100,8 @@ class DescribeUserScramCredentialsResponse(Message):
 
     @dataclass(slots=True)
     class DescribeUserScramCredentialsResult(Message):
+        """DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult: a struct of DescribeUserScramCredentialsResponse."""
+
         user: str = ''
         error_code: int = 0
         error_message: str | None = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ElectLeadersRequest(Message):
+    """ElectLeadersRequest: API key 43, versions 0-2."""
+
     API_KEY: ClassVar[int] = 43
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class ElectLeadersRequest(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ElectLeadersRequest.TopicPartitions: a struct of ElectLeadersRequest."""
+
         topic: str = ''
         partitions: list[int] = field(default_factory=list)
 
@@ -80,6 +84,8 @@ class ElectLeadersRequest(Message):
 
 @dataclass(slots=True)
 class ElectLeadersResponse(Message):
+    """ElectLeadersResponse: API key 43, versions 0-2."""
+
     API_KEY: ClassVar[int] = 43
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -87,6 +93,8 @@ class ElectLeadersResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """ElectLeadersResponse.PartitionResult: a struct of ElectLeadersResponse."""
+
         partition_id: int = 0
         error_code: int = 0
         error_message: str | None = ''
@@ -112,6 +120,8 @@ class ElectLeadersResponse(Message):
 
     @dataclass(slots=True)
     class ReplicaElectionResult(Message):
+        """ElectLeadersResponse.ReplicaElectionResult: a struct of ElectLeadersResponse."""
+
         topic: str = ''
         partition_result: list[ElectLeadersResponse.PartitionResult] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class EndQuorumEpochRequest(Message):
+    """EndQuorumEpochRequest: API key 54, versions 0-1."""
+
     API_KEY: ClassVar[int] = 54
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class EndQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class ReplicaInfo(Message):
+        """EndQuorumEpochRequest.ReplicaInfo: a struct of EndQuorumEpochRequest."""
+
         candidate_id: int = 0
         candidate_directory_id: uuid.UUID = ZERO_UUID
 
@@ -45,6 +49,8 @@ class EndQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """EndQuorumEpochRequest.PartitionData: a struct of EndQuorumEpochRequest."""
+
         partition_index: int = 0
         leader_id: int = 0
         leader_epoch: int = 0
@@ -92,6 +98,8 @@ class EndQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """EndQuorumEpochRequest.TopicData: a struct of EndQuorumEpochRequest."""
+
         topic_name: str = ''
         partitions: list[EndQuorumEpochRequest.PartitionData] = field(default_factory=list)
 
@@ -120,6 +128,8 @@ class EndQuorumEpochRequest(Message):
 
     @dataclass(slots=True)
     class LeaderEndpoint(Message):
+        """EndQuorumEpochRequest.LeaderEndpoint: a struct of EndQuorumEpochRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -189,6 +199,8 @@ class EndQuorumEpochRequest(Message):
 
 @dataclass(slots=True)
 class EndQuorumEpochResponse(Message):
+    """EndQuorumEpochResponse: API key 54, versions 0-1."""
+
     API_KEY: ClassVar[int] = 54
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -196,6 +208,8 @@ class EndQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """EndQuorumEpochResponse.PartitionData: a struct of EndQuorumEpochResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         leader_id: int = 0
@@ -224,6 +238,8 @@ class EndQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """EndQuorumEpochResponse.TopicData: a struct of EndQuorumEpochResponse."""
+
         topic_name: str = ''
         partitions: list[EndQuorumEpochResponse.PartitionData] = field(default_factory=list)
 
@@ -252,6 +268,8 @@ class EndQuorumEpochResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """EndQuorumEpochResponse.NodeEndpoint: a struct of EndQuorumEpochResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class EndTxnRequest(Message):
+    """EndTxnRequest: API key 26, versions 0-5."""
+
     API_KEY: ClassVar[int] = 26
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -46,6 +48,8 @@ class EndTxnRequest(Message):
 
 @dataclass(slots=True)
 class EndTxnResponse(Message):
+    """EndTxnResponse: API key 26, versions 0-5."""
+
     API_KEY: ClassVar[int] = 26
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class EnvelopeRequest(Message):
+    """EnvelopeRequest: API key 58, versions 0-0."""
+
     API_KEY: ClassVar[int] = 58
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -43,6 +45,8 @@ class EnvelopeRequest(Message):
 
 @dataclass(slots=True)
 class EnvelopeResponse(Message):
+    """EnvelopeResponse: API key 58, versions 0-0."""
+
     API_KEY: ClassVar[int] = 58
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ExpireDelegationTokenRequest(Message):
+    """ExpireDelegationTokenRequest: API key 40, versions 0-2."""
+
     API_KEY: ClassVar[int] = 40
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -40,6 +42,8 @@ class ExpireDelegationTokenRequest(Message):
 
 @dataclass(slots=True)
 class ExpireDelegationTokenResponse(Message):
+    """ExpireDelegationTokenResponse: API key 40, versions 0-2."""
+
     API_KEY: ClassVar[int] = 40
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2

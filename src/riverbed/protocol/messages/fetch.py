@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class FetchRequest(Message):
+    """FetchRequest: API key 1, versions 0-17."""
+
     API_KEY: ClassVar[int] = 1
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 17
@@ -19,6 +21,8 @@ class FetchRequest(Message):
 
     @dataclass(slots=True)
     class ReplicaState(Message):
+        """FetchRequest.ReplicaState: a struct of FetchRequest."""
+
         replica_id: int = -1
         replica_epoch: int = -1
 
@@ -45,6 +49,8 @@ class FetchRequest(Message):
 
     @dataclass(slots=True)
     class FetchPartition(Message):
+        """FetchRequest.FetchPartition: a struct of FetchRequest."""
+
         partition: int = 0
         current_leader_epoch: int = -1
         fetch_offset: int = 0
@@ -101,6 +107,8 @@ class FetchRequest(Message):
 
     @dataclass(slots=True)
     class FetchTopic(Message):
+        """FetchRequest.FetchTopic: a struct of FetchRequest."""
+
         topic: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[FetchRequest.FetchPartition] = field(default_factory=list)
@@ -136,6 +144,8 @@ class FetchRequest(Message):
 
     @dataclass(slots=True)
     class ForgottenTopic(Message):
+        """FetchRequest.ForgottenTopic: a struct of FetchRequest."""
+
         topic: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
@@ -269,6 +279,8 @@ class FetchRequest(Message):
 
 @dataclass(slots=True)
 class FetchResponse(Message):
+    """FetchResponse: API key 1, versions 0-17."""
+
     API_KEY: ClassVar[int] = 1
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 17
@@ -276,6 +288,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class EpochEndOffset(Message):
+        """FetchResponse.EpochEndOffset: a struct of FetchResponse."""
+
         epoch: int = -1
         end_offset: int = -1
 
@@ -302,6 +316,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch(Message):
+        """FetchResponse.LeaderIdAndEpoch: a struct of FetchResponse."""
+
         leader_id: int = -1
         leader_epoch: int = -1
 
@@ -328,6 +344,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class SnapshotId(Message):
+        """FetchResponse.SnapshotId: a struct of FetchResponse."""
+
         end_offset: int = -1
         epoch: int = -1
 
@@ -350,6 +368,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class AbortedTransaction(Message):
+        """FetchResponse.AbortedTransaction: a struct of FetchResponse."""
+
         producer_id: int = 0
         first_offset: int = 0
 
@@ -376,6 +396,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """FetchResponse.PartitionData: a struct of FetchResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         high_watermark: int = 0
@@ -465,6 +487,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class FetchableTopicResponse(Message):
+        """FetchResponse.FetchableTopicResponse: a struct of FetchResponse."""
+
         topic: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[FetchResponse.PartitionData] = field(default_factory=list)
@@ -500,6 +524,8 @@ class FetchResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """FetchResponse.NodeEndpoint: a struct of FetchResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class FetchSnapshotRequest(Message):
+    """FetchSnapshotRequest: API key 59, versions 0-1."""
+
     API_KEY: ClassVar[int] = 59
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class FetchSnapshotRequest(Message):
 
     @dataclass(slots=True)
     class SnapshotId(Message):
+        """FetchSnapshotRequest.SnapshotId: a struct of FetchSnapshotRequest."""
+
         end_offset: int = 0
         epoch: int = 0
 
@@ -41,6 +45,8 @@ class FetchSnapshotRequest(Message):
 
     @dataclass(slots=True)
     class PartitionSnapshot(Message):
+        """FetchSnapshotRequest.PartitionSnapshot: a struct of FetchSnapshotRequest."""
+
         partition: int = 0
         current_leader_epoch: int = 0
         snapshot_id: FetchSnapshotRequest.SnapshotId = field(default_factory=lambda: FetchSnapshotRequest.SnapshotId())
@@ -85,6 +91,8 @@ class FetchSnapshotRequest(Message):
 
     @dataclass(slots=True)
     class TopicSnapshot(Message):
+        """FetchSnapshotRequest.TopicSnapshot: a struct of FetchSnapshotRequest."""
+
         name: str = ''
         partitions: list[FetchSnapshotRequest.PartitionSnapshot] = field(default_factory=list)
 
@@ -159,6 +167,8 @@ class FetchSnapshotRequest(Message):
 
 @dataclass(slots=True)
 class FetchSnapshotResponse(Message):
+    """FetchSnapshotResponse: API key 59, versions 0-1."""
+
     API_KEY: ClassVar[int] = 59
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -166,6 +176,8 @@ class FetchSnapshotResponse(Message):
 
     @dataclass(slots=True)
     class SnapshotId(Message):
+        """FetchSnapshotResponse.SnapshotId: a struct of FetchSnapshotResponse."""
+
         end_offset: int = 0
         epoch: int = 0
 
@@ -188,6 +200,8 @@ class FetchSnapshotResponse(Message):
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch(Message):
+        """FetchSnapshotResponse.LeaderIdAndEpoch: a struct of FetchSnapshotResponse."""
+
         leader_id: int = 0
         leader_epoch: int = 0
 
@@ -210,6 +224,8 @@ class FetchSnapshotResponse(Message):
 
     @dataclass(slots=True)
     class PartitionSnapshot(Message):
+        """FetchSnapshotResponse.PartitionSnapshot: a struct of FetchSnapshotResponse."""
+
         index: int = 0
         error_code: int = 0
         snapshot_id: FetchSnapshotResponse.SnapshotId = field(default_factory=lambda: FetchSnapshotResponse.SnapshotId())
@@ -260,6 +276,8 @@ class FetchSnapshotResponse(Message):
 
     @dataclass(slots=True)
     class TopicSnapshot(Message):
+        """FetchSnapshotResponse.TopicSnapshot: a struct of FetchSnapshotResponse."""
+
         name: str = ''
         partitions: list[FetchSnapshotResponse.PartitionSnapshot] = field(default_factory=list)
 
@@ -288,6 +306,8 @@ class FetchSnapshotResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """FetchSnapshotResponse.NodeEndpoint: a struct of FetchSnapshotResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

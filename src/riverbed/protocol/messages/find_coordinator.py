@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class FindCoordinatorRequest(Message):
+    """FindCoordinatorRequest: API key 10, versions 0-6."""
+
     API_KEY: ClassVar[int] = 10
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -55,6 +57,8 @@ class FindCoordinatorRequest(Message):
 
 @dataclass(slots=True)
 class FindCoordinatorResponse(Message):
+    """FindCoordinatorResponse: API key 10, versions 0-6."""
+
     API_KEY: ClassVar[int] = 10
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 6
@@ -62,6 +66,8 @@ class FindCoordinatorResponse(Message):
 
     @dataclass(slots=True)
     class Coordinator(Message):
+        """FindCoordinatorResponse.Coordinator: a struct of FindCoordinatorResponse."""
+
         key: str = ''
         node_id: int = 0
         host: str = ''

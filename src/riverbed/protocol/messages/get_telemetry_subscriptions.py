@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class GetTelemetrySubscriptionsRequest(Message):
+    """GetTelemetrySubscriptionsRequest: API key 71, versions 0-0."""
+
     API_KEY: ClassVar[int] = 71
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -37,6 +39,8 @@ class GetTelemetrySubscriptionsRequest(Message):
 
 @dataclass(slots=True)
 class GetTelemetrySubscriptionsResponse(Message):
+    """GetTelemetrySubscriptionsResponse: API key 71, versions 0-0."""
+
     API_KEY: ClassVar[int] = 71
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

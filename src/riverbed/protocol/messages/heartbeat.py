@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class HeartbeatRequest(Message):
+    """HeartbeatRequest: API key 12, versions 0-4."""
+
     API_KEY: ClassVar[int] = 12
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -48,6 +50,8 @@ class HeartbeatRequest(Message):
 
 @dataclass(slots=True)
 class HeartbeatResponse(Message):
+    """HeartbeatResponse: API key 12, versions 0-4."""
+
     API_KEY: ClassVar[int] = 12
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4

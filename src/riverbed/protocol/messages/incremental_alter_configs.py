@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class IncrementalAlterConfigsRequest(Message):
+    """IncrementalAlterConfigsRequest: API key 44, versions 0-1."""
+
     API_KEY: ClassVar[int] = 44
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class IncrementalAlterConfigsRequest(Message):
 
     @dataclass(slots=True)
     class AlterableConfig(Message):
+        """IncrementalAlterConfigsRequest.AlterableConfig: a struct of IncrementalAlterConfigsRequest."""
+
         name: str = ''
         config_operation: int = 0
         value: str | None = ''
@@ -44,6 +48,8 @@ class IncrementalAlterConfigsRequest(Message):
 
     @dataclass(slots=True)
     class AlterConfigsResource(Message):
+        """IncrementalAlterConfigsRequest.AlterConfigsResource: a struct of IncrementalAlterConfigsRequest."""
+
         resource_type: int = 0
         resource_name: str = ''
         configs: list[IncrementalAlterConfigsRequest.AlterableConfig] = field(default_factory=list)
@@ -102,6 +108,8 @@ class IncrementalAlterConfigsRequest(Message):
 
 @dataclass(slots=True)
 class IncrementalAlterConfigsResponse(Message):
+    """IncrementalAlterConfigsResponse: API key 44, versions 0-1."""
+
     API_KEY: ClassVar[int] = 44
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -109,6 +117,8 @@ class IncrementalAlterConfigsResponse(Message):
 
     @dataclass(slots=True)
     class AlterConfigsResourceResponse(Message):
+        """IncrementalAlterConfigsResponse.AlterConfigsResourceResponse: a struct of IncrementalAlterConfigsResponse."""
+
         error_code: int = 0
         error_message: str | None = ''
         resource_type: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class InitProducerIdRequest(Message):
+    """InitProducerIdRequest: API key 22, versions 0-5."""
+
     API_KEY: ClassVar[int] = 22
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -50,6 +52,8 @@ class InitProducerIdRequest(Message):
 
 @dataclass(slots=True)
 class InitProducerIdResponse(Message):
+    """InitProducerIdResponse: API key 22, versions 0-5."""
+
     API_KEY: ClassVar[int] = 22
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class InitializeShareGroupStateRequest(Message):
+    """InitializeShareGroupStateRequest: API key 83, versions 0-0."""
+
     API_KEY: ClassVar[int] = 83
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class InitializeShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """InitializeShareGroupStateRequest.PartitionData: a struct of InitializeShareGroupStateRequest."""
+
         partition: int = 0
         state_epoch: int = 0
         start_offset: int = 0
@@ -44,6 +48,8 @@ class InitializeShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class InitializeStateData(Message):
+        """InitializeShareGroupStateRequest.InitializeStateData: a struct of InitializeShareGroupStateRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[InitializeShareGroupStateRequest.PartitionData] = field(default_factory=list)
 
@@ -99,6 +105,8 @@ class InitializeShareGroupStateRequest(Message):
 
 @dataclass(slots=True)
 class InitializeShareGroupStateResponse(Message):
+    """InitializeShareGroupStateResponse: API key 83, versions 0-0."""
+
     API_KEY: ClassVar[int] = 83
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -106,6 +114,8 @@ class InitializeShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """InitializeShareGroupStateResponse.PartitionResult: a struct of InitializeShareGroupStateResponse."""
+
         partition: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -131,6 +141,8 @@ class InitializeShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class InitializeStateResult(Message):
+        """InitializeShareGroupStateResponse.InitializeStateResult: a struct of InitializeShareGroupStateResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[InitializeShareGroupStateResponse.PartitionResult] = field(default_factory=list)
 

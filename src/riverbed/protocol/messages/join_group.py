@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class JoinGroupRequest(Message):
+    """JoinGroupRequest: API key 11, versions 0-9."""
+
     API_KEY: ClassVar[int] = 11
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -19,6 +21,8 @@ class JoinGroupRequest(Message):
 
     @dataclass(slots=True)
     class JoinGroupRequestProtocol(Message):
+        """JoinGroupRequest.JoinGroupRequestProtocol: a struct of JoinGroupRequest."""
+
         name: str = ''
         metadata: bytes = b""
 
@@ -92,6 +96,8 @@ class JoinGroupRequest(Message):
 
 @dataclass(slots=True)
 class JoinGroupResponse(Message):
+    """JoinGroupResponse: API key 11, versions 0-9."""
+
     API_KEY: ClassVar[int] = 11
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -99,6 +105,8 @@ class JoinGroupResponse(Message):
 
     @dataclass(slots=True)
     class JoinGroupResponseMember(Message):
+        """JoinGroupResponse.JoinGroupResponseMember: a struct of JoinGroupResponse."""
+
         member_id: str = ''
         group_instance_id: str | None = None
         metadata: bytes = b""

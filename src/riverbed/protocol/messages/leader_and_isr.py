@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class LeaderAndIsrRequest(Message):
+    """LeaderAndIsrRequest: API key 4, versions 0-7."""
+
     API_KEY: ClassVar[int] = 4
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
@@ -19,6 +21,8 @@ class LeaderAndIsrRequest(Message):
 
     @dataclass(slots=True)
     class LeaderAndIsrPartitionState(Message):
+        """LeaderAndIsrRequest.LeaderAndIsrPartitionState: a struct of LeaderAndIsrRequest."""
+
         topic_name: str = ''
         partition_index: int = 0
         controller_epoch: int = 0
@@ -105,6 +109,8 @@ class LeaderAndIsrRequest(Message):
 
     @dataclass(slots=True)
     class LeaderAndIsrTopicState(Message):
+        """LeaderAndIsrRequest.LeaderAndIsrTopicState: a struct of LeaderAndIsrRequest."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partition_states: list[LeaderAndIsrRequest.LeaderAndIsrPartitionState] = field(default_factory=list)
@@ -142,6 +148,8 @@ class LeaderAndIsrRequest(Message):
 
     @dataclass(slots=True)
     class LeaderAndIsrLiveLeader(Message):
+        """LeaderAndIsrRequest.LeaderAndIsrLiveLeader: a struct of LeaderAndIsrRequest."""
+
         broker_id: int = 0
         host_name: str = ''
         port: int = 0
@@ -234,6 +242,8 @@ class LeaderAndIsrRequest(Message):
 
 @dataclass(slots=True)
 class LeaderAndIsrResponse(Message):
+    """LeaderAndIsrResponse: API key 4, versions 0-7."""
+
     API_KEY: ClassVar[int] = 4
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 7
@@ -241,6 +251,8 @@ class LeaderAndIsrResponse(Message):
 
     @dataclass(slots=True)
     class LeaderAndIsrPartitionError(Message):
+        """LeaderAndIsrResponse.LeaderAndIsrPartitionError: a struct of LeaderAndIsrResponse."""
+
         topic_name: str = ''
         partition_index: int = 0
         error_code: int = 0
@@ -268,6 +280,8 @@ class LeaderAndIsrResponse(Message):
 
     @dataclass(slots=True)
     class LeaderAndIsrTopicError(Message):
+        """LeaderAndIsrResponse.LeaderAndIsrTopicError: a struct of LeaderAndIsrResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(default_factory=list)
 

@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class LeaderChangeMessage(Message):
+    """LeaderChangeMessage: versions 0-1."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class Voter(Message):
+        """LeaderChangeMessage.Voter: a struct of LeaderChangeMessage."""
+
         voter_id: int = 0
         voter_directory_id: uuid.UUID = ZERO_UUID
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class LeaveGroupRequest(Message):
+    """LeaveGroupRequest: API key 13, versions 0-5."""
+
     API_KEY: ClassVar[int] = 13
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -19,6 +21,8 @@ class LeaveGroupRequest(Message):
 
     @dataclass(slots=True)
     class MemberIdentity(Message):
+        """LeaveGroupRequest.MemberIdentity: a struct of LeaveGroupRequest."""
+
         member_id: str = ''
         group_instance_id: str | None = None
         reason: str | None = None
@@ -84,6 +88,8 @@ class LeaveGroupRequest(Message):
 
 @dataclass(slots=True)
 class LeaveGroupResponse(Message):
+    """LeaveGroupResponse: API key 13, versions 0-5."""
+
     API_KEY: ClassVar[int] = 13
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -91,6 +97,8 @@ class LeaveGroupResponse(Message):
 
     @dataclass(slots=True)
     class MemberResponse(Message):
+        """LeaveGroupResponse.MemberResponse: a struct of LeaveGroupResponse."""
+
         member_id: str = ''
         group_instance_id: str | None = ''
         error_code: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ListClientMetricsResourcesRequest(Message):
+    """ListClientMetricsResourcesRequest: API key 74, versions 0-0."""
+
     API_KEY: ClassVar[int] = 74
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -35,6 +37,8 @@ class ListClientMetricsResourcesRequest(Message):
 
 @dataclass(slots=True)
 class ListClientMetricsResourcesResponse(Message):
+    """ListClientMetricsResourcesResponse: API key 74, versions 0-0."""
+
     API_KEY: ClassVar[int] = 74
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -42,6 +46,8 @@ class ListClientMetricsResourcesResponse(Message):
 
     @dataclass(slots=True)
     class ClientMetricsResource(Message):
+        """ListClientMetricsResourcesResponse.ClientMetricsResource: a struct of ListClientMetricsResourcesResponse."""
+
         name: str = ''
 
         @classmethod

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ListGroupsRequest(Message):
+    """ListGroupsRequest: API key 16, versions 0-5."""
+
     API_KEY: ClassVar[int] = 16
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -56,6 +58,8 @@ class ListGroupsRequest(Message):
 
 @dataclass(slots=True)
 class ListGroupsResponse(Message):
+    """ListGroupsResponse: API key 16, versions 0-5."""
+
     API_KEY: ClassVar[int] = 16
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -63,6 +67,8 @@ class ListGroupsResponse(Message):
 
     @dataclass(slots=True)
     class ListedGroup(Message):
+        """ListGroupsResponse.ListedGroup: a struct of ListGroupsResponse."""
+
         group_id: str = ''
         protocol_type: str = ''
         group_state: str = ''

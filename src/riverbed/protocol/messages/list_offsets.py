@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ListOffsetsRequest(Message):
+    """ListOffsetsRequest: API key 2, versions 0-10."""
+
     API_KEY: ClassVar[int] = 2
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 10
@@ -19,6 +21,8 @@ class ListOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class ListOffsetsPartition(Message):
+        """ListOffsetsRequest.ListOffsetsPartition: a struct of ListOffsetsRequest."""
+
         partition_index: int = 0
         current_leader_epoch: int = -1
         timestamp: int = 0
@@ -51,6 +55,8 @@ class ListOffsetsRequest(Message):
 
     @dataclass(slots=True)
     class ListOffsetsTopic(Message):
+        """ListOffsetsRequest.ListOffsetsTopic: a struct of ListOffsetsRequest."""
+
         name: str = ''
         partitions: list[ListOffsetsRequest.ListOffsetsPartition] = field(default_factory=list)
 
@@ -116,6 +122,8 @@ class ListOffsetsRequest(Message):
 
 @dataclass(slots=True)
 class ListOffsetsResponse(Message):
+    """ListOffsetsResponse: API key 2, versions 0-10."""
+
     API_KEY: ClassVar[int] = 2
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 10
@@ -123,6 +131,8 @@ class ListOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class ListOffsetsPartitionResponse(Message):
+        """ListOffsetsResponse.ListOffsetsPartitionResponse: a struct of ListOffsetsResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         old_style_offsets: list[int] = field(default_factory=list)
@@ -171,6 +181,8 @@ class ListOffsetsResponse(Message):
 
     @dataclass(slots=True)
     class ListOffsetsTopicResponse(Message):
+        """ListOffsetsResponse.ListOffsetsTopicResponse: a struct of ListOffsetsResponse."""
+
         name: str = ''
         partitions: list[ListOffsetsResponse.ListOffsetsPartitionResponse] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ListPartitionReassignmentsRequest(Message):
+    """ListPartitionReassignmentsRequest: API key 46, versions 0-0."""
+
     API_KEY: ClassVar[int] = 46
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class ListPartitionReassignmentsRequest(Message):
 
     @dataclass(slots=True)
     class ListPartitionReassignmentsTopics(Message):
+        """ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics: a struct of ListPartitionReassignmentsRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -75,6 +79,8 @@ class ListPartitionReassignmentsRequest(Message):
 
 @dataclass(slots=True)
 class ListPartitionReassignmentsResponse(Message):
+    """ListPartitionReassignmentsResponse: API key 46, versions 0-0."""
+
     API_KEY: ClassVar[int] = 46
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -82,6 +88,8 @@ class ListPartitionReassignmentsResponse(Message):
 
     @dataclass(slots=True)
     class OngoingPartitionReassignment(Message):
+        """ListPartitionReassignmentsResponse.OngoingPartitionReassignment: a struct of ListPartitionReassignmentsResponse."""
+
         partition_index: int = 0
         replicas: list[int] = field(default_factory=list)
         adding_replicas: list[int] = field(default_factory=list)
@@ -128,6 +136,8 @@ class ListPartitionReassignmentsResponse(Message):
 
     @dataclass(slots=True)
     class OngoingTopicReassignment(Message):
+        """ListPartitionReassignmentsResponse.OngoingTopicReassignment: a struct of ListPartitionReassignmentsResponse."""
+
         name: str = ''
         partitions: list[ListPartitionReassignmentsResponse.OngoingPartitionReassignment] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ListTransactionsRequest(Message):
+    """ListTransactionsRequest: API key 66, versions 0-1."""
+
     API_KEY: ClassVar[int] = 66
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -57,6 +59,8 @@ class ListTransactionsRequest(Message):
 
 @dataclass(slots=True)
 class ListTransactionsResponse(Message):
+    """ListTransactionsResponse: API key 66, versions 0-1."""
+
     API_KEY: ClassVar[int] = 66
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -64,6 +68,8 @@ class ListTransactionsResponse(Message):
 
     @dataclass(slots=True)
     class TransactionState(Message):
+        """ListTransactionsResponse.TransactionState: a struct of ListTransactionsResponse."""
+
         transactional_id: str = ''
         producer_id: int = 0
         transaction_state: str = ''

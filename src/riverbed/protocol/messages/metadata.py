@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class MetadataRequest(Message):
+    """MetadataRequest: API key 3, versions 0-13."""
+
     API_KEY: ClassVar[int] = 3
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 13
@@ -19,6 +21,8 @@ class MetadataRequest(Message):
 
     @dataclass(slots=True)
     class MetadataRequestTopic(Message):
+        """MetadataRequest.MetadataRequestTopic: a struct of MetadataRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         name: str | None = ''
 
@@ -85,6 +89,8 @@ class MetadataRequest(Message):
 
 @dataclass(slots=True)
 class MetadataResponse(Message):
+    """MetadataResponse: API key 3, versions 0-13."""
+
     API_KEY: ClassVar[int] = 3
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 13
@@ -92,6 +98,8 @@ class MetadataResponse(Message):
 
     @dataclass(slots=True)
     class MetadataResponseBroker(Message):
+        """MetadataResponse.MetadataResponseBroker: a struct of MetadataResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0
@@ -122,6 +130,8 @@ class MetadataResponse(Message):
 
     @dataclass(slots=True)
     class MetadataResponsePartition(Message):
+        """MetadataResponse.MetadataResponsePartition: a struct of MetadataResponse."""
+
         error_code: int = 0
         partition_index: int = 0
         leader_id: int = 0
@@ -181,6 +191,8 @@ class MetadataResponse(Message):
 
     @dataclass(slots=True)
     class MetadataResponseTopic(Message):
+        """MetadataResponse.MetadataResponseTopic: a struct of MetadataResponse."""
+
         error_code: int = 0
         name: str | None = ''
         topic_id: uuid.UUID = ZERO_UUID

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class OffsetCommitRequest(Message):
+    """OffsetCommitRequest: API key 8, versions 0-9."""
+
     API_KEY: ClassVar[int] = 8
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -19,6 +21,8 @@ class OffsetCommitRequest(Message):
 
     @dataclass(slots=True)
     class OffsetCommitRequestPartition(Message):
+        """OffsetCommitRequest.OffsetCommitRequestPartition: a struct of OffsetCommitRequest."""
+
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
@@ -54,6 +58,8 @@ class OffsetCommitRequest(Message):
 
     @dataclass(slots=True)
     class OffsetCommitRequestTopic(Message):
+        """OffsetCommitRequest.OffsetCommitRequestTopic: a struct of OffsetCommitRequest."""
+
         name: str = ''
         partitions: list[OffsetCommitRequest.OffsetCommitRequestPartition] = field(default_factory=list)
 
@@ -129,6 +135,8 @@ class OffsetCommitRequest(Message):
 
 @dataclass(slots=True)
 class OffsetCommitResponse(Message):
+    """OffsetCommitResponse: API key 8, versions 0-9."""
+
     API_KEY: ClassVar[int] = 8
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -136,6 +144,8 @@ class OffsetCommitResponse(Message):
 
     @dataclass(slots=True)
     class OffsetCommitResponsePartition(Message):
+        """OffsetCommitResponse.OffsetCommitResponsePartition: a struct of OffsetCommitResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -158,6 +168,8 @@ class OffsetCommitResponse(Message):
 
     @dataclass(slots=True)
     class OffsetCommitResponseTopic(Message):
+        """OffsetCommitResponse.OffsetCommitResponseTopic: a struct of OffsetCommitResponse."""
+
         name: str = ''
         partitions: list[OffsetCommitResponse.OffsetCommitResponsePartition] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class OffsetDeleteRequest(Message):
+    """OffsetDeleteRequest: API key 47, versions 0-0."""
+
     API_KEY: ClassVar[int] = 47
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class OffsetDeleteRequest(Message):
 
     @dataclass(slots=True)
     class OffsetDeleteRequestPartition(Message):
+        """OffsetDeleteRequest.OffsetDeleteRequestPartition: a struct of OffsetDeleteRequest."""
+
         partition_index: int = 0
 
         @classmethod
@@ -34,6 +38,8 @@ class OffsetDeleteRequest(Message):
 
     @dataclass(slots=True)
     class OffsetDeleteRequestTopic(Message):
+        """OffsetDeleteRequest.OffsetDeleteRequestTopic: a struct of OffsetDeleteRequest."""
+
         name: str = ''
         partitions: list[OffsetDeleteRequest.OffsetDeleteRequestPartition] = field(default_factory=list)
 
@@ -81,6 +87,8 @@ class OffsetDeleteRequest(Message):
 
 @dataclass(slots=True)
 class OffsetDeleteResponse(Message):
+    """OffsetDeleteResponse: API key 47, versions 0-0."""
+
     API_KEY: ClassVar[int] = 47
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -88,6 +96,8 @@ class OffsetDeleteResponse(Message):
 
     @dataclass(slots=True)
     class OffsetDeleteResponsePartition(Message):
+        """OffsetDeleteResponse.OffsetDeleteResponsePartition: a struct of OffsetDeleteResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -106,6 +116,8 @@ class OffsetDeleteResponse(Message):
 
     @dataclass(slots=True)
     class OffsetDeleteResponseTopic(Message):
+        """OffsetDeleteResponse.OffsetDeleteResponseTopic: a struct of OffsetDeleteResponse."""
+
         name: str = ''
         partitions: list[OffsetDeleteResponse.OffsetDeleteResponsePartition] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class OffsetFetchRequest(Message):
+    """OffsetFetchRequest: API key 9, versions 0-9."""
+
     API_KEY: ClassVar[int] = 9
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -19,6 +21,8 @@ class OffsetFetchRequest(Message):
 
     @dataclass(slots=True)
     class OffsetFetchRequestTopic(Message):
+        """OffsetFetchRequest.OffsetFetchRequestTopic: a struct of OffsetFetchRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -51,6 +55,8 @@ class OffsetFetchRequest(Message):
 
     @dataclass(slots=True)
     class OffsetFetchRequestTopics(Message):
+        """OffsetFetchRequest.OffsetFetchRequestTopics: a struct of OffsetFetchRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -83,6 +89,8 @@ class OffsetFetchRequest(Message):
 
     @dataclass(slots=True)
     class OffsetFetchRequestGroup(Message):
+        """OffsetFetchRequest.OffsetFetchRequestGroup: a struct of OffsetFetchRequest."""
+
         group_id: str = ''
         member_id: str | None = None
         member_epoch: int = -1
@@ -176,6 +184,8 @@ class OffsetFetchRequest(Message):
 
 @dataclass(slots=True)
 class OffsetFetchResponse(Message):
+    """OffsetFetchResponse: API key 9, versions 0-9."""
+
     API_KEY: ClassVar[int] = 9
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 9
@@ -183,6 +193,8 @@ class OffsetFetchResponse(Message):
 
     @dataclass(slots=True)
     class OffsetFetchResponsePartition(Message):
+        """OffsetFetchResponse.OffsetFetchResponsePartition: a struct of OffsetFetchResponse."""
+
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
@@ -224,6 +236,8 @@ class OffsetFetchResponse(Message):
 
     @dataclass(slots=True)
     class OffsetFetchResponseTopic(Message):
+        """OffsetFetchResponse.OffsetFetchResponseTopic: a struct of OffsetFetchResponse."""
+
         name: str = ''
         partitions: list[OffsetFetchResponse.OffsetFetchResponsePartition] = field(default_factory=list)
 
@@ -256,6 +270,8 @@ class OffsetFetchResponse(Message):
 
     @dataclass(slots=True)
     class OffsetFetchResponsePartitions(Message):
+        """OffsetFetchResponse.OffsetFetchResponsePartitions: a struct of OffsetFetchResponse."""
+
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
@@ -297,6 +313,8 @@ class OffsetFetchResponse(Message):
 
     @dataclass(slots=True)
     class OffsetFetchResponseTopics(Message):
+        """OffsetFetchResponse.OffsetFetchResponseTopics: a struct of OffsetFetchResponse."""
+
         name: str = ''
         partitions: list[OffsetFetchResponse.OffsetFetchResponsePartitions] = field(default_factory=list)
 
@@ -329,6 +347,8 @@ class OffsetFetchResponse(Message):
 
     @dataclass(slots=True)
     class OffsetFetchResponseGroup(Message):
+        """OffsetFetchResponse.OffsetFetchResponseGroup: a struct of OffsetFetchResponse."""
+
         group_id: str = ''
         topics: list[OffsetFetchResponse.OffsetFetchResponseTopics] = field(default_factory=list)
         error_code: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class OffsetForLeaderEpochRequest(Message):
+    """OffsetForLeaderEpochRequest: API key 23, versions 0-4."""
+
     API_KEY: ClassVar[int] = 23
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class OffsetForLeaderEpochRequest(Message):
 
     @dataclass(slots=True)
     class OffsetForLeaderPartition(Message):
+        """OffsetForLeaderEpochRequest.OffsetForLeaderPartition: a struct of OffsetForLeaderEpochRequest."""
+
         partition: int = 0
         current_leader_epoch: int = -1
         leader_epoch: int = 0
@@ -46,6 +50,8 @@ class OffsetForLeaderEpochRequest(Message):
 
     @dataclass(slots=True)
     class OffsetForLeaderTopic(Message):
+        """OffsetForLeaderEpochRequest.OffsetForLeaderTopic: a struct of OffsetForLeaderEpochRequest."""
+
         topic: str = ''
         partitions: list[OffsetForLeaderEpochRequest.OffsetForLeaderPartition] = field(default_factory=list)
 
@@ -103,6 +109,8 @@ class OffsetForLeaderEpochRequest(Message):
 
 @dataclass(slots=True)
 class OffsetForLeaderEpochResponse(Message):
+    """OffsetForLeaderEpochResponse: API key 23, versions 0-4."""
+
     API_KEY: ClassVar[int] = 23
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -110,6 +118,8 @@ class OffsetForLeaderEpochResponse(Message):
 
     @dataclass(slots=True)
     class EpochEndOffset(Message):
+        """OffsetForLeaderEpochResponse.EpochEndOffset: a struct of OffsetForLeaderEpochResponse."""
+
         error_code: int = 0
         partition: int = 0
         leader_epoch: int = -1
@@ -140,6 +150,8 @@ class OffsetForLeaderEpochResponse(Message):
 
     @dataclass(slots=True)
     class OffsetForLeaderTopicResult(Message):
+        """OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult: a struct of OffsetForLeaderEpochResponse."""
+
         topic: str = ''
         partitions: list[OffsetForLeaderEpochResponse.EpochEndOffset] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ProduceRequest(Message):
+    """ProduceRequest: API key 0, versions 0-11."""
+
     API_KEY: ClassVar[int] = 0
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 11
@@ -19,6 +21,8 @@ class ProduceRequest(Message):
 
     @dataclass(slots=True)
     class PartitionProduceData(Message):
+        """ProduceRequest.PartitionProduceData: a struct of ProduceRequest."""
+
         index: int = 0
         records: RecordsValue | None = None
 
@@ -41,6 +45,8 @@ class ProduceRequest(Message):
 
     @dataclass(slots=True)
     class TopicProduceData(Message):
+        """ProduceRequest.TopicProduceData: a struct of ProduceRequest."""
+
         name: str = ''
         partition_data: list[ProduceRequest.PartitionProduceData] = field(default_factory=list)
 
@@ -104,6 +110,8 @@ class ProduceRequest(Message):
 
 @dataclass(slots=True)
 class ProduceResponse(Message):
+    """ProduceResponse: API key 0, versions 0-11."""
+
     API_KEY: ClassVar[int] = 0
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 11
@@ -111,6 +119,8 @@ class ProduceResponse(Message):
 
     @dataclass(slots=True)
     class BatchIndexAndErrorMessage(Message):
+        """ProduceResponse.BatchIndexAndErrorMessage: a struct of ProduceResponse."""
+
         batch_index: int = 0
         batch_index_error_message: str | None = None
 
@@ -137,6 +147,8 @@ class ProduceResponse(Message):
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch(Message):
+        """ProduceResponse.LeaderIdAndEpoch: a struct of ProduceResponse."""
+
         leader_id: int = -1
         leader_epoch: int = -1
 
@@ -163,6 +175,8 @@ class ProduceResponse(Message):
 
     @dataclass(slots=True)
     class PartitionProduceResponse(Message):
+        """ProduceResponse.PartitionProduceResponse: a struct of ProduceResponse."""
+
         index: int = 0
         error_code: int = 0
         base_offset: int = 0
@@ -230,6 +244,8 @@ class ProduceResponse(Message):
 
     @dataclass(slots=True)
     class TopicProduceResponse(Message):
+        """ProduceResponse.TopicProduceResponse: a struct of ProduceResponse."""
+
         name: str = ''
         partition_responses: list[ProduceResponse.PartitionProduceResponse] = field(default_factory=list)
 
@@ -258,6 +274,8 @@ class ProduceResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """ProduceResponse.NodeEndpoint: a struct of ProduceResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

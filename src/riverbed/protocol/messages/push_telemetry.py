@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class PushTelemetryRequest(Message):
+    """PushTelemetryRequest: API key 72, versions 0-0."""
+
     API_KEY: ClassVar[int] = 72
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -49,6 +51,8 @@ class PushTelemetryRequest(Message):
 
 @dataclass(slots=True)
 class PushTelemetryResponse(Message):
+    """PushTelemetryResponse: API key 72, versions 0-0."""
+
     API_KEY: ClassVar[int] = 72
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ReadShareGroupStateRequest(Message):
+    """ReadShareGroupStateRequest: API key 84, versions 0-0."""
+
     API_KEY: ClassVar[int] = 84
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class ReadShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """ReadShareGroupStateRequest.PartitionData: a struct of ReadShareGroupStateRequest."""
+
         partition: int = 0
         leader_epoch: int = 0
 
@@ -41,6 +45,8 @@ class ReadShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class ReadStateData(Message):
+        """ReadShareGroupStateRequest.ReadStateData: a struct of ReadShareGroupStateRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ReadShareGroupStateRequest.PartitionData] = field(default_factory=list)
 
@@ -96,6 +102,8 @@ class ReadShareGroupStateRequest(Message):
 
 @dataclass(slots=True)
 class ReadShareGroupStateResponse(Message):
+    """ReadShareGroupStateResponse: API key 84, versions 0-0."""
+
     API_KEY: ClassVar[int] = 84
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -103,6 +111,8 @@ class ReadShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class StateBatch(Message):
+        """ReadShareGroupStateResponse.StateBatch: a struct of ReadShareGroupStateResponse."""
+
         first_offset: int = 0
         last_offset: int = 0
         delivery_state: int = 0
@@ -131,6 +141,8 @@ class ReadShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """ReadShareGroupStateResponse.PartitionResult: a struct of ReadShareGroupStateResponse."""
+
         partition: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -171,6 +183,8 @@ class ReadShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class ReadStateResult(Message):
+        """ReadShareGroupStateResponse.ReadStateResult: a struct of ReadShareGroupStateResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ReadShareGroupStateResponse.PartitionResult] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ReadShareGroupStateSummaryRequest(Message):
+    """ReadShareGroupStateSummaryRequest: API key 87, versions 0-0."""
+
     API_KEY: ClassVar[int] = 87
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class ReadShareGroupStateSummaryRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """ReadShareGroupStateSummaryRequest.PartitionData: a struct of ReadShareGroupStateSummaryRequest."""
+
         partition: int = 0
         leader_epoch: int = 0
 
@@ -41,6 +45,8 @@ class ReadShareGroupStateSummaryRequest(Message):
 
     @dataclass(slots=True)
     class ReadStateSummaryData(Message):
+        """ReadShareGroupStateSummaryRequest.ReadStateSummaryData: a struct of ReadShareGroupStateSummaryRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ReadShareGroupStateSummaryRequest.PartitionData] = field(default_factory=list)
 
@@ -96,6 +102,8 @@ class ReadShareGroupStateSummaryRequest(Message):
 
 @dataclass(slots=True)
 class ReadShareGroupStateSummaryResponse(Message):
+    """ReadShareGroupStateSummaryResponse: API key 87, versions 0-0."""
+
     API_KEY: ClassVar[int] = 87
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -103,6 +111,8 @@ class ReadShareGroupStateSummaryResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """ReadShareGroupStateSummaryResponse.PartitionResult: a struct of ReadShareGroupStateSummaryResponse."""
+
         partition: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -134,6 +144,8 @@ class ReadShareGroupStateSummaryResponse(Message):
 
     @dataclass(slots=True)
     class ReadStateSummaryResult(Message):
+        """ReadShareGroupStateSummaryResponse.ReadStateSummaryResult: a struct of ReadShareGroupStateSummaryResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ReadShareGroupStateSummaryResponse.PartitionResult] = field(default_factory=list)
 

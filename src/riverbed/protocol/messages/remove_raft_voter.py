@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class RemoveRaftVoterRequest(Message):
+    """RemoveRaftVoterRequest: API key 81, versions 0-0."""
+
     API_KEY: ClassVar[int] = 81
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -43,6 +45,8 @@ class RemoveRaftVoterRequest(Message):
 
 @dataclass(slots=True)
 class RemoveRaftVoterResponse(Message):
+    """RemoveRaftVoterResponse: API key 81, versions 0-0."""
+
     API_KEY: ClassVar[int] = 81
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class RenewDelegationTokenRequest(Message):
+    """RenewDelegationTokenRequest: API key 39, versions 0-2."""
+
     API_KEY: ClassVar[int] = 39
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -40,6 +42,8 @@ class RenewDelegationTokenRequest(Message):
 
 @dataclass(slots=True)
 class RenewDelegationTokenResponse(Message):
+    """RenewDelegationTokenResponse: API key 39, versions 0-2."""
+
     API_KEY: ClassVar[int] = 39
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class SaslAuthenticateRequest(Message):
+    """SaslAuthenticateRequest: API key 36, versions 0-2."""
+
     API_KEY: ClassVar[int] = 36
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -37,6 +39,8 @@ class SaslAuthenticateRequest(Message):
 
 @dataclass(slots=True)
 class SaslAuthenticateResponse(Message):
+    """SaslAuthenticateResponse: API key 36, versions 0-2."""
+
     API_KEY: ClassVar[int] = 36
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class SaslHandshakeRequest(Message):
+    """SaslHandshakeRequest: API key 17, versions 0-1."""
+
     API_KEY: ClassVar[int] = 17
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -33,6 +35,8 @@ class SaslHandshakeRequest(Message):
 
 @dataclass(slots=True)
 class SaslHandshakeResponse(Message):
+    """SaslHandshakeResponse: API key 17, versions 0-1."""
+
     API_KEY: ClassVar[int] = 17
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareAcknowledgeRequest(Message):
+    """ShareAcknowledgeRequest: API key 79, versions 1-2."""
+
     API_KEY: ClassVar[int] = 79
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class ShareAcknowledgeRequest(Message):
 
     @dataclass(slots=True)
     class AcknowledgementBatch(Message):
+        """ShareAcknowledgeRequest.AcknowledgementBatch: a struct of ShareAcknowledgeRequest."""
+
         first_offset: int = 0
         last_offset: int = 0
         acknowledge_types: list[int] = field(default_factory=list)
@@ -50,6 +54,8 @@ class ShareAcknowledgeRequest(Message):
 
     @dataclass(slots=True)
     class AcknowledgePartition(Message):
+        """ShareAcknowledgeRequest.AcknowledgePartition: a struct of ShareAcknowledgeRequest."""
+
         partition_index: int = 0
         acknowledgement_batches: list[ShareAcknowledgeRequest.AcknowledgementBatch] = field(default_factory=list)
 
@@ -78,6 +84,8 @@ class ShareAcknowledgeRequest(Message):
 
     @dataclass(slots=True)
     class AcknowledgeTopic(Message):
+        """ShareAcknowledgeRequest.AcknowledgeTopic: a struct of ShareAcknowledgeRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ShareAcknowledgeRequest.AcknowledgePartition] = field(default_factory=list)
 
@@ -144,6 +152,8 @@ class ShareAcknowledgeRequest(Message):
 
 @dataclass(slots=True)
 class ShareAcknowledgeResponse(Message):
+    """ShareAcknowledgeResponse: API key 79, versions 1-2."""
+
     API_KEY: ClassVar[int] = 79
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 2
@@ -151,6 +161,8 @@ class ShareAcknowledgeResponse(Message):
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch(Message):
+        """ShareAcknowledgeResponse.LeaderIdAndEpoch: a struct of ShareAcknowledgeResponse."""
+
         leader_id: int = 0
         leader_epoch: int = 0
 
@@ -173,6 +185,8 @@ class ShareAcknowledgeResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """ShareAcknowledgeResponse.PartitionData: a struct of ShareAcknowledgeResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -201,6 +215,8 @@ class ShareAcknowledgeResponse(Message):
 
     @dataclass(slots=True)
     class ShareAcknowledgeTopicResponse(Message):
+        """ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse: a struct of ShareAcknowledgeResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ShareAcknowledgeResponse.PartitionData] = field(default_factory=list)
 
@@ -229,6 +245,8 @@ class ShareAcknowledgeResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """ShareAcknowledgeResponse.NodeEndpoint: a struct of ShareAcknowledgeResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

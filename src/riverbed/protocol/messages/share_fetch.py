@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareFetchRequest(Message):
+    """ShareFetchRequest: API key 78, versions 1-2."""
+
     API_KEY: ClassVar[int] = 78
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class ShareFetchRequest(Message):
 
     @dataclass(slots=True)
     class AcknowledgementBatch(Message):
+        """ShareFetchRequest.AcknowledgementBatch: a struct of ShareFetchRequest."""
+
         first_offset: int = 0
         last_offset: int = 0
         acknowledge_types: list[int] = field(default_factory=list)
@@ -50,6 +54,8 @@ class ShareFetchRequest(Message):
 
     @dataclass(slots=True)
     class FetchPartition(Message):
+        """ShareFetchRequest.FetchPartition: a struct of ShareFetchRequest."""
+
         partition_index: int = 0
         partition_max_bytes: int = 0
         acknowledgement_batches: list[ShareFetchRequest.AcknowledgementBatch] = field(default_factory=list)
@@ -79,6 +85,8 @@ class ShareFetchRequest(Message):
 
     @dataclass(slots=True)
     class FetchTopic(Message):
+        """ShareFetchRequest.FetchTopic: a struct of ShareFetchRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ShareFetchRequest.FetchPartition] = field(default_factory=list)
 
@@ -107,6 +115,8 @@ class ShareFetchRequest(Message):
 
     @dataclass(slots=True)
     class ForgottenTopic(Message):
+        """ShareFetchRequest.ForgottenTopic: a struct of ShareFetchRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 
@@ -202,6 +212,8 @@ class ShareFetchRequest(Message):
 
 @dataclass(slots=True)
 class ShareFetchResponse(Message):
+    """ShareFetchResponse: API key 78, versions 1-2."""
+
     API_KEY: ClassVar[int] = 78
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 2
@@ -209,6 +221,8 @@ class ShareFetchResponse(Message):
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch(Message):
+        """ShareFetchResponse.LeaderIdAndEpoch: a struct of ShareFetchResponse."""
+
         leader_id: int = 0
         leader_epoch: int = 0
 
@@ -231,6 +245,8 @@ class ShareFetchResponse(Message):
 
     @dataclass(slots=True)
     class AcquiredRecords(Message):
+        """ShareFetchResponse.AcquiredRecords: a struct of ShareFetchResponse."""
+
         first_offset: int = 0
         last_offset: int = 0
         delivery_count: int = 0
@@ -256,6 +272,8 @@ class ShareFetchResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """ShareFetchResponse.PartitionData: a struct of ShareFetchResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -302,6 +320,8 @@ class ShareFetchResponse(Message):
 
     @dataclass(slots=True)
     class ShareFetchableTopicResponse(Message):
+        """ShareFetchResponse.ShareFetchableTopicResponse: a struct of ShareFetchResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[ShareFetchResponse.PartitionData] = field(default_factory=list)
 
@@ -330,6 +350,8 @@ class ShareFetchResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """ShareFetchResponse.NodeEndpoint: a struct of ShareFetchResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupDescribeRequest(Message):
+    """ShareGroupDescribeRequest: API key 77, versions 1-1."""
+
     API_KEY: ClassVar[int] = 77
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 1
@@ -46,6 +48,8 @@ class ShareGroupDescribeRequest(Message):
 
 @dataclass(slots=True)
 class ShareGroupDescribeResponse(Message):
+    """ShareGroupDescribeResponse: API key 77, versions 1-1."""
+
     API_KEY: ClassVar[int] = 77
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 1
@@ -53,6 +57,8 @@ class ShareGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ShareGroupDescribeResponse.TopicPartitions: a struct of ShareGroupDescribeResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         topic_name: str = ''
         partitions: list[int] = field(default_factory=list)
@@ -84,6 +90,8 @@ class ShareGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class Assignment(Message):
+        """ShareGroupDescribeResponse.Assignment: a struct of ShareGroupDescribeResponse."""
+
         topic_partitions: list[ShareGroupDescribeResponse.TopicPartitions] = field(default_factory=list)
 
         @classmethod
@@ -109,6 +117,8 @@ class ShareGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class Member(Message):
+        """ShareGroupDescribeResponse.Member: a struct of ShareGroupDescribeResponse."""
+
         member_id: str = ''
         rack_id: str | None = None
         member_epoch: int = 0
@@ -152,6 +162,8 @@ class ShareGroupDescribeResponse(Message):
 
     @dataclass(slots=True)
     class DescribedGroup(Message):
+        """ShareGroupDescribeResponse.DescribedGroup: a struct of ShareGroupDescribeResponse."""
+
         error_code: int = 0
         error_message: str | None = None
         group_id: str = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class ShareGroupHeartbeatRequest(Message):
+    """ShareGroupHeartbeatRequest: API key 76, versions 1-1."""
+
     API_KEY: ClassVar[int] = 76
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 1
@@ -56,6 +58,8 @@ class ShareGroupHeartbeatRequest(Message):
 
 @dataclass(slots=True)
 class ShareGroupHeartbeatResponse(Message):
+    """ShareGroupHeartbeatResponse: API key 76, versions 1-1."""
+
     API_KEY: ClassVar[int] = 76
     MIN_VERSION: ClassVar[int] = 1
     MAX_VERSION: ClassVar[int] = 1
@@ -63,6 +67,8 @@ class ShareGroupHeartbeatResponse(Message):
 
     @dataclass(slots=True)
     class TopicPartitions(Message):
+        """ShareGroupHeartbeatResponse.TopicPartitions: a struct of ShareGroupHeartbeatResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[int] = field(default_factory=list)
 
@@ -91,6 +97,8 @@ class ShareGroupHeartbeatResponse(Message):
 
     @dataclass(slots=True)
     class Assignment(Message):
+        """ShareGroupHeartbeatResponse.Assignment: a struct of ShareGroupHeartbeatResponse."""
+
         topic_partitions: list[ShareGroupHeartbeatResponse.TopicPartitions] = field(default_factory=list)
 
         @classmethod

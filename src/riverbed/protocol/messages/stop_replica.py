@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class StopReplicaRequest(Message):
+    """StopReplicaRequest: API key 5, versions 0-4."""
+
     API_KEY: ClassVar[int] = 5
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class StopReplicaRequest(Message):
 
     @dataclass(slots=True)
     class StopReplicaPartitionV0(Message):
+        """StopReplicaRequest.StopReplicaPartitionV0: a struct of StopReplicaRequest."""
+
         topic_name: str = ''
         partition_index: int = 0
 
@@ -45,6 +49,8 @@ class StopReplicaRequest(Message):
 
     @dataclass(slots=True)
     class StopReplicaTopicV1(Message):
+        """StopReplicaRequest.StopReplicaTopicV1: a struct of StopReplicaRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -77,6 +83,8 @@ class StopReplicaRequest(Message):
 
     @dataclass(slots=True)
     class StopReplicaPartitionState(Message):
+        """StopReplicaRequest.StopReplicaPartitionState: a struct of StopReplicaRequest."""
+
         partition_index: int = 0
         leader_epoch: int = -1
         delete_partition: bool = False
@@ -108,6 +116,8 @@ class StopReplicaRequest(Message):
 
     @dataclass(slots=True)
     class StopReplicaTopicState(Message):
+        """StopReplicaRequest.StopReplicaTopicState: a struct of StopReplicaRequest."""
+
         topic_name: str = ''
         partition_states: list[StopReplicaRequest.StopReplicaPartitionState] = field(default_factory=list)
 
@@ -209,6 +219,8 @@ class StopReplicaRequest(Message):
 
 @dataclass(slots=True)
 class StopReplicaResponse(Message):
+    """StopReplicaResponse: API key 5, versions 0-4."""
+
     API_KEY: ClassVar[int] = 5
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -216,6 +228,8 @@ class StopReplicaResponse(Message):
 
     @dataclass(slots=True)
     class StopReplicaPartitionError(Message):
+        """StopReplicaResponse.StopReplicaPartitionError: a struct of StopReplicaResponse."""
+
         topic_name: str = ''
         partition_index: int = 0
         error_code: int = 0

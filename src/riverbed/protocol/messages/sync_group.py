@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class SyncGroupRequest(Message):
+    """SyncGroupRequest: API key 14, versions 0-5."""
+
     API_KEY: ClassVar[int] = 14
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5
@@ -19,6 +21,8 @@ class SyncGroupRequest(Message):
 
     @dataclass(slots=True)
     class SyncGroupRequestAssignment(Message):
+        """SyncGroupRequest.SyncGroupRequestAssignment: a struct of SyncGroupRequest."""
+
         member_id: str = ''
         assignment: bytes = b""
 
@@ -89,6 +93,8 @@ class SyncGroupRequest(Message):
 
 @dataclass(slots=True)
 class SyncGroupResponse(Message):
+    """SyncGroupResponse: API key 14, versions 0-5."""
+
     API_KEY: ClassVar[int] = 14
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 5

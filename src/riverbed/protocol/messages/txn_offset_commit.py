@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class TxnOffsetCommitRequest(Message):
+    """TxnOffsetCommitRequest: API key 28, versions 0-4."""
+
     API_KEY: ClassVar[int] = 28
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -19,6 +21,8 @@ class TxnOffsetCommitRequest(Message):
 
     @dataclass(slots=True)
     class TxnOffsetCommitRequestPartition(Message):
+        """TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition: a struct of TxnOffsetCommitRequest."""
+
         partition_index: int = 0
         committed_offset: int = 0
         committed_leader_epoch: int = -1
@@ -49,6 +53,8 @@ class TxnOffsetCommitRequest(Message):
 
     @dataclass(slots=True)
     class TxnOffsetCommitRequestTopic(Message):
+        """TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic: a struct of TxnOffsetCommitRequest."""
+
         name: str = ''
         partitions: list[TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition] = field(default_factory=list)
 
@@ -128,6 +134,8 @@ class TxnOffsetCommitRequest(Message):
 
 @dataclass(slots=True)
 class TxnOffsetCommitResponse(Message):
+    """TxnOffsetCommitResponse: API key 28, versions 0-4."""
+
     API_KEY: ClassVar[int] = 28
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 4
@@ -135,6 +143,8 @@ class TxnOffsetCommitResponse(Message):
 
     @dataclass(slots=True)
     class TxnOffsetCommitResponsePartition(Message):
+        """TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition: a struct of TxnOffsetCommitResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -157,6 +167,8 @@ class TxnOffsetCommitResponse(Message):
 
     @dataclass(slots=True)
     class TxnOffsetCommitResponseTopic(Message):
+        """TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic: a struct of TxnOffsetCommitResponse."""
+
         name: str = ''
         partitions: list[TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition] = field(default_factory=list)
 

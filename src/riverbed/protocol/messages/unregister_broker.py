@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class UnregisterBrokerRequest(Message):
+    """UnregisterBrokerRequest: API key 64, versions 0-0."""
+
     API_KEY: ClassVar[int] = 64
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -37,6 +39,8 @@ class UnregisterBrokerRequest(Message):
 
 @dataclass(slots=True)
 class UnregisterBrokerResponse(Message):
+    """UnregisterBrokerResponse: API key 64, versions 0-0."""
+
     API_KEY: ClassVar[int] = 64
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0

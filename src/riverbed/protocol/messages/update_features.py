@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class UpdateFeaturesRequest(Message):
+    """UpdateFeaturesRequest: API key 57, versions 0-2."""
+
     API_KEY: ClassVar[int] = 57
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -19,6 +21,8 @@ class UpdateFeaturesRequest(Message):
 
     @dataclass(slots=True)
     class FeatureUpdateKey(Message):
+        """UpdateFeaturesRequest.FeatureUpdateKey: a struct of UpdateFeaturesRequest."""
+
         feature: str = ''
         max_version_level: int = 0
         allow_downgrade: bool = False
@@ -83,6 +87,8 @@ class UpdateFeaturesRequest(Message):
 
 @dataclass(slots=True)
 class UpdateFeaturesResponse(Message):
+    """UpdateFeaturesResponse: API key 57, versions 0-2."""
+
     API_KEY: ClassVar[int] = 57
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 2
@@ -90,6 +96,8 @@ class UpdateFeaturesResponse(Message):
 
     @dataclass(slots=True)
     class UpdatableFeatureResult(Message):
+        """UpdateFeaturesResponse.UpdatableFeatureResult: a struct of UpdateFeaturesResponse."""
+
         feature: str = ''
         error_code: int = 0
         error_message: str | None = ''

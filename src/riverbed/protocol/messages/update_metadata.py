@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class UpdateMetadataRequest(Message):
+    """UpdateMetadataRequest: API key 6, versions 0-8."""
+
     API_KEY: ClassVar[int] = 6
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 8
@@ -19,6 +21,8 @@ class UpdateMetadataRequest(Message):
 
     @dataclass(slots=True)
     class UpdateMetadataPartitionState(Message):
+        """UpdateMetadataRequest.UpdateMetadataPartitionState: a struct of UpdateMetadataRequest."""
+
         topic_name: str = ''
         partition_index: int = 0
         controller_epoch: int = 0
@@ -84,6 +88,8 @@ class UpdateMetadataRequest(Message):
 
     @dataclass(slots=True)
     class UpdateMetadataTopicState(Message):
+        """UpdateMetadataRequest.UpdateMetadataTopicState: a struct of UpdateMetadataRequest."""
+
         topic_name: str = ''
         topic_id: uuid.UUID = ZERO_UUID
         partition_states: list[UpdateMetadataRequest.UpdateMetadataPartitionState] = field(default_factory=list)
@@ -121,6 +127,8 @@ class UpdateMetadataRequest(Message):
 
     @dataclass(slots=True)
     class UpdateMetadataEndpoint(Message):
+        """UpdateMetadataRequest.UpdateMetadataEndpoint: a struct of UpdateMetadataRequest."""
+
         port: int = 0
         host: str = ''
         listener: str = ''
@@ -157,6 +165,8 @@ class UpdateMetadataRequest(Message):
 
     @dataclass(slots=True)
     class UpdateMetadataBroker(Message):
+        """UpdateMetadataRequest.UpdateMetadataBroker: a struct of UpdateMetadataRequest."""
+
         id: int = 0
         v0_host: str = ''
         v0_port: int = 0
@@ -280,6 +290,8 @@ class UpdateMetadataRequest(Message):
 
 @dataclass(slots=True)
 class UpdateMetadataResponse(Message):
+    """UpdateMetadataResponse: API key 6, versions 0-8."""
+
     API_KEY: ClassVar[int] = 6
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 8

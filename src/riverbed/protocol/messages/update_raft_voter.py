@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class UpdateRaftVoterRequest(Message):
+    """UpdateRaftVoterRequest: API key 82, versions 0-0."""
+
     API_KEY: ClassVar[int] = 82
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class UpdateRaftVoterRequest(Message):
 
     @dataclass(slots=True)
     class Listener(Message):
+        """UpdateRaftVoterRequest.Listener: a struct of UpdateRaftVoterRequest."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -44,6 +48,8 @@ class UpdateRaftVoterRequest(Message):
 
     @dataclass(slots=True)
     class KRaftVersionFeature(Message):
+        """UpdateRaftVoterRequest.KRaftVersionFeature: a struct of UpdateRaftVoterRequest."""
+
         min_supported_version: int = 0
         max_supported_version: int = 0
 
@@ -105,6 +111,8 @@ class UpdateRaftVoterRequest(Message):
 
 @dataclass(slots=True)
 class UpdateRaftVoterResponse(Message):
+    """UpdateRaftVoterResponse: API key 82, versions 0-0."""
+
     API_KEY: ClassVar[int] = 82
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -112,6 +120,8 @@ class UpdateRaftVoterResponse(Message):
 
     @dataclass(slots=True)
     class CurrentLeader(Message):
+        """UpdateRaftVoterResponse.CurrentLeader: a struct of UpdateRaftVoterResponse."""
+
         leader_id: int = -1
         leader_epoch: int = -1
         host: str = ''

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class VoteRequest(Message):
+    """VoteRequest: API key 52, versions 0-1."""
+
     API_KEY: ClassVar[int] = 52
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class VoteRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """VoteRequest.PartitionData: a struct of VoteRequest."""
+
         partition_index: int = 0
         candidate_epoch: int = 0
         candidate_id: int = 0
@@ -60,6 +64,8 @@ class VoteRequest(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """VoteRequest.TopicData: a struct of VoteRequest."""
+
         topic_name: str = ''
         partitions: list[VoteRequest.PartitionData] = field(default_factory=list)
 
@@ -120,6 +126,8 @@ class VoteRequest(Message):
 
 @dataclass(slots=True)
 class VoteResponse(Message):
+    """VoteResponse: API key 52, versions 0-1."""
+
     API_KEY: ClassVar[int] = 52
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -127,6 +135,8 @@ class VoteResponse(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """VoteResponse.PartitionData: a struct of VoteResponse."""
+
         partition_index: int = 0
         error_code: int = 0
         leader_id: int = 0
@@ -158,6 +168,8 @@ class VoteResponse(Message):
 
     @dataclass(slots=True)
     class TopicData(Message):
+        """VoteResponse.TopicData: a struct of VoteResponse."""
+
         topic_name: str = ''
         partitions: list[VoteResponse.PartitionData] = field(default_factory=list)
 
@@ -186,6 +198,8 @@ class VoteResponse(Message):
 
     @dataclass(slots=True)
     class NodeEndpoint(Message):
+        """VoteResponse.NodeEndpoint: a struct of VoteResponse."""
+
         node_id: int = 0
         host: str = ''
         port: int = 0

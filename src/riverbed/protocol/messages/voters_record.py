@@ -12,12 +12,16 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class VotersRecord(Message):
+    """VotersRecord: versions 0-0."""
+
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
     FLEXIBLE_VERSION: ClassVar[int] = 0
 
     @dataclass(slots=True)
     class Endpoint(Message):
+        """VotersRecord.Endpoint: a struct of VotersRecord."""
+
         name: str = ''
         host: str = ''
         port: int = 0
@@ -43,6 +47,8 @@ class VotersRecord(Message):
 
     @dataclass(slots=True)
     class KRaftVersionFeature(Message):
+        """VotersRecord.KRaftVersionFeature: a struct of VotersRecord."""
+
         min_supported_version: int = 0
         max_supported_version: int = 0
 
@@ -65,6 +71,8 @@ class VotersRecord(Message):
 
     @dataclass(slots=True)
     class Voter(Message):
+        """VotersRecord.Voter: a struct of VotersRecord."""
+
         voter_id: int = 0
         voter_directory_id: uuid.UUID = ZERO_UUID
         endpoints: list[VotersRecord.Endpoint] = field(default_factory=list)

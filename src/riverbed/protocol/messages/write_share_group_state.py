@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class WriteShareGroupStateRequest(Message):
+    """WriteShareGroupStateRequest: API key 85, versions 0-0."""
+
     API_KEY: ClassVar[int] = 85
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -19,6 +21,8 @@ class WriteShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class StateBatch(Message):
+        """WriteShareGroupStateRequest.StateBatch: a struct of WriteShareGroupStateRequest."""
+
         first_offset: int = 0
         last_offset: int = 0
         delivery_state: int = 0
@@ -47,6 +51,8 @@ class WriteShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class PartitionData(Message):
+        """WriteShareGroupStateRequest.PartitionData: a struct of WriteShareGroupStateRequest."""
+
         partition: int = 0
         state_epoch: int = 0
         leader_epoch: int = 0
@@ -84,6 +90,8 @@ class WriteShareGroupStateRequest(Message):
 
     @dataclass(slots=True)
     class WriteStateData(Message):
+        """WriteShareGroupStateRequest.WriteStateData: a struct of WriteShareGroupStateRequest."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[WriteShareGroupStateRequest.PartitionData] = field(default_factory=list)
 
@@ -139,6 +147,8 @@ class WriteShareGroupStateRequest(Message):
 
 @dataclass(slots=True)
 class WriteShareGroupStateResponse(Message):
+    """WriteShareGroupStateResponse: API key 85, versions 0-0."""
+
     API_KEY: ClassVar[int] = 85
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 0
@@ -146,6 +156,8 @@ class WriteShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class PartitionResult(Message):
+        """WriteShareGroupStateResponse.PartitionResult: a struct of WriteShareGroupStateResponse."""
+
         partition: int = 0
         error_code: int = 0
         error_message: str | None = None
@@ -171,6 +183,8 @@ class WriteShareGroupStateResponse(Message):
 
     @dataclass(slots=True)
     class WriteStateResult(Message):
+        """WriteShareGroupStateResponse.WriteStateResult: a struct of WriteShareGroupStateResponse."""
+
         topic_id: uuid.UUID = ZERO_UUID
         partitions: list[WriteShareGroupStateResponse.PartitionResult] = field(default_factory=list)
 

@@ -12,6 +12,8 @@ from riverbed.protocol.primitives import ZERO_UUID, Message, Reader, RecordsValu
 
 @dataclass(slots=True)
 class WriteTxnMarkersRequest(Message):
+    """WriteTxnMarkersRequest: API key 27, versions 0-1."""
+
     API_KEY: ClassVar[int] = 27
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -19,6 +21,8 @@ class WriteTxnMarkersRequest(Message):
 
     @dataclass(slots=True)
     class WritableTxnMarkerTopic(Message):
+        """WriteTxnMarkersRequest.WritableTxnMarkerTopic: a struct of WriteTxnMarkersRequest."""
+
         name: str = ''
         partition_indexes: list[int] = field(default_factory=list)
 
@@ -47,6 +51,8 @@ class WriteTxnMarkersRequest(Message):
 
     @dataclass(slots=True)
     class WritableTxnMarker(Message):
+        """WriteTxnMarkersRequest.WritableTxnMarker: a struct of WriteTxnMarkersRequest."""
+
         producer_id: int = 0
         producer_epoch: int = 0
         transaction_result: bool = False
@@ -108,6 +114,8 @@ class WriteTxnMarkersRequest(Message):
 
 @dataclass(slots=True)
 class WriteTxnMarkersResponse(Message):
+    """WriteTxnMarkersResponse: API key 27, versions 0-1."""
+
     API_KEY: ClassVar[int] = 27
     MIN_VERSION: ClassVar[int] = 0
     MAX_VERSION: ClassVar[int] = 1
@@ -115,6 +123,8 @@ class WriteTxnMarkersResponse(Message):
 
     @dataclass(slots=True)
     class WritableTxnMarkerPartitionResult(Message):
+        """WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult: a struct of WriteTxnMarkersResponse."""
+
         partition_index: int = 0
         error_code: int = 0
 
@@ -137,6 +147,8 @@ class WriteTxnMarkersResponse(Message):
 
     @dataclass(slots=True)
     class WritableTxnMarkerTopicResult(Message):
+        """WriteTxnMarkersResponse.WritableTxnMarkerTopicResult: a struct of WriteTxnMarkersResponse."""
+
         name: str = ''
         partitions: list[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult] = field(default_factory=list)
 
@@ -165,6 +177,8 @@ class WriteTxnMarkersResponse(Message):
 
     @dataclass(slots=True)
     class WritableTxnMarkerResult(Message):
+        """WriteTxnMarkersResponse.WritableTxnMarkerResult: a struct of WriteTxnMarkersResponse."""
+
         producer_id: int = 0
         topics: list[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult] = field(default_factory=list)
 
