@@ -272,20 +272,21 @@ class TxnService:
         while remaining and not self._stopped:
             retry: list[tuple[str, int]] = []
             now = self.broker.now_ms()
-            for topic, partition in remaining:
-                plog = self.broker.partition(topic, partition)
-                if plog is None:  # the topic was deleted meanwhile
-                    continue
-                try:
-                    info = plog.append_marker(event.producer_id, event.producer_epoch, event.commit, self.coordinator.coordinator_epoch, now_ms=now)
-                except KafkaError as exc:
-                    if exc.code in _HOPELESS:
-                        log.error("%s-%d: no %s marker for producer %d: %s", topic, partition, kind, event.producer_id, exc)
-                    else:
-                        log.warning("%s-%d: %s marker for producer %d failed, will retry: %s", topic, partition, kind, event.producer_id, exc)
-                        retry.append((topic, partition))
-                    continue
-                written.append((plog, info.last_offset, topic, partition))
+            with self.broker.logs.gather_flushes():  # every marker in one flush cycle
+                for topic, partition in remaining:
+                    plog = self.broker.partition(topic, partition)
+                    if plog is None:  # the topic was deleted meanwhile
+                        continue
+                    try:
+                        info = plog.append_marker(event.producer_id, event.producer_epoch, event.commit, self.coordinator.coordinator_epoch, now_ms=now)
+                    except KafkaError as exc:
+                        if exc.code in _HOPELESS:
+                            log.error("%s-%d: no %s marker for producer %d: %s", topic, partition, kind, event.producer_id, exc)
+                        else:
+                            log.warning("%s-%d: %s marker for producer %d failed, will retry: %s", topic, partition, kind, event.producer_id, exc)
+                            retry.append((topic, partition))
+                        continue
+                    written.append((plog, info.last_offset, topic, partition))
             self.broker.notify()
             remaining = retry
             if remaining:

@@ -29,6 +29,7 @@ files on disk) so that a fetch can tell read_committed consumers which records t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -360,6 +361,11 @@ class LogStore(Protocol):
     def delete_partition(self, topic: str, partition: int) -> bool: ...
     def delete_topic(self, topic: str) -> int: ...
     def request_flush(self, log: PartitionLog) -> None: ...
+    def gather_flushes(self) -> AbstractContextManager[None]:
+        """Inside the block, the flush requests of this thread (appends, :meth:`request_flush`)
+        reach the flusher together when it ends: one flush cycle covers them all, instead of a
+        flusher that wakes at the first request and needs a second cycle for the rest."""
+        ...
     def run_retention(self, now_ms: int) -> None: ...
     def start_cleaner(self) -> None:
         """Start background compaction of ``cleanup.policy=compact`` logs (if any)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 from riverbed.protocol.errors import ErrorCode, KafkaError
 from riverbed.protocol.records.batch import BatchHeader, set_base_offset, set_log_append_time
@@ -317,6 +318,9 @@ class MemoryLogStore:
 
     def request_flush(self, log: PartitionLog) -> None:
         pass
+
+    def gather_flushes(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def run_retention(self, now_ms: int) -> None:
         pass

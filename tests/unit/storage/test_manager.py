@@ -57,6 +57,32 @@ def test_group_commit_covers_many_appends_with_few_fsyncs(manager_factory: MakeM
     assert len(headers(read_all(log))) == 301
 
 
+def test_gathered_flush_requests_reach_the_flusher_together(manager_factory: MakeManager) -> None:
+    """Appends to two logs inside gather_flushes ask for nothing until the block ends, then
+    one flush cycle covers both (a transaction's state record and its batches)."""
+    durable = Durable()
+    manager = manager_factory(fsync=CountingFsync(), on_durable=durable)
+    a = manager.create("a", 0, LogConfig())
+    b = manager.create("b", 0, LogConfig())
+    a.append(make_batch(1), now_ms=0)
+    b.append(make_batch(1), now_ms=0)
+    durable.wait_until(lambda: a.high_watermark == 1 and b.high_watermark == 1)
+    cycles = manager.flush_cycles
+    with manager.gather_flushes():
+        a.append(make_batch(2), now_ms=0)
+        with manager.gather_flushes():  # nested: joins the outer block
+            manager.request_flush(a)
+        # held back, not handed to the flusher
+        assert manager._gathered == {a: None} and not manager._requested
+        b.append(make_batch(3), now_ms=0)
+    assert manager._gathered is None
+    durable.wait_until(lambda: a.high_watermark == 3 and b.high_watermark == 4)
+    assert manager.flush_cycles == cycles + 1
+    # after the block requests go straight to the flusher again
+    a.append(make_batch(1), now_ms=0)
+    durable.wait_until(lambda: a.high_watermark == 4)
+
+
 def test_high_watermark_moves_only_after_fsync(manager_factory: MakeManager) -> None:
     fsync = CountingFsync()
     durable = Durable()

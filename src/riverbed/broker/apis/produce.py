@@ -90,6 +90,16 @@ def _timestamp_bounds(broker: Broker, configs: dict[str, str]) -> tuple[int | No
 
 
 def handle_produce(broker: Broker, conn: ConnectionInfo, version: int, req: ProduceRequest) -> ProduceResponse | asyncio.Future[ProduceResponse | None] | None:
+    if req.transactional_id is None:
+        return _produce(broker, conn, version, req)
+    # the flush requests of the transaction's Ongoing state record and of the batches reach
+    # the flusher together: one cycle covers them (a flusher that woke at the first request
+    # took a second cycle for the rest about every other transaction)
+    with broker.logs.gather_flushes():
+        return _produce(broker, conn, version, req)
+
+
+def _produce(broker: Broker, conn: ConnectionInfo, version: int, req: ProduceRequest) -> ProduceResponse | asyncio.Future[ProduceResponse | None] | None:
     acks = req.acks
     responses: list[Resp.TopicProduceResponse] = []
     waits: list[tuple[PartitionLog, int]] = []
