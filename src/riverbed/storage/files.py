@@ -22,6 +22,12 @@ PARTITION_METADATA: Final = "partition.metadata"
 RECOVERY_CHECKPOINT: Final = "recovery-point-offset-checkpoint"
 CLEAN_SHUTDOWN: Final = ".clean-shutdown"
 CLEANER_CHECKPOINT: Final = "cleaner-offset-checkpoint"
+RECOVERY_POSITIONS: Final = "recovery-point-positions"
+"""Written with the recovery checkpoint: how many bytes of each partition's recovery-point
+segment were on disk then (after a crash, validation of that segment starts there)."""
+OPEN_TXNS_CHECKPOINT: Final = "open-transactions-checkpoint"
+"""Written by a clean shutdown: the partitions holding an open transaction (with the first
+offset of the oldest one). The next start loads them at once; the others lazily."""
 
 _TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _PARTITION_DIR_RE: Final = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d{1,9})$")
