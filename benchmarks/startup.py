@@ -6,11 +6,13 @@
 
 Builds a data directory once: ``riverbed serve`` creates the topics (CreateTopics), stops
 cleanly, then this process fills every partition through the storage layer directly
-(``LogManager``, 1 MiB batches, ``--segment-mb`` segments; one 100 B record each when
+(``LogManager``, 256 KiB batches, ``--segment-mb`` segments; one 100 B record each when
 ``--mb-per-partition`` is 0), which is much faster than a client. Then, for every source tree
 (``--src NAME=DIR``, and this tree as ``after``), alternately, ``--runs`` times:
 
-* ``clean_s``: SIGTERM (clean shutdown), then process start -> first Metadata answer;
+* ``clean_s``: SIGTERM (clean shutdown), then process start -> first Metadata answer (of
+  every topic, as librdkafka's ``list_topics``; connection attempts every 10 ms, a 10 s
+  timeout for the answer);
   ``clean_cpu_s`` the broker's CPU-seconds at that moment; ``clean_serve_s``: start -> a
   Fetch of one partition answered with its last record (a ListOffsets and a Fetch);
 * ``kill_s`` / ``kill_cpu_s`` / ``kill_serve_s``: the same after SIGKILL of a broker that had
@@ -68,7 +70,7 @@ def start(data: Path, port: int, src: str | None) -> tuple[subprocess.Popen[byte
         if proc.poll() is not None:
             raise RuntimeError(f"broker exited with {proc.returncode} (see {data.parent / 'broker.log'})")
         try:
-            admin.list_topics(timeout=0.5)
+            admin.list_topics(timeout=10)  # (every topic: 10,000 partitions take a while)
             elapsed, used = time.monotonic() - t0, cpu(proc.pid)
             del admin
             return proc, elapsed, used
@@ -121,11 +123,11 @@ def build(data: Path, topics: int, partitions: int, mb: float, segment_mb: float
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
     t0 = time.monotonic()
-    manager = LogManager(data)
+    manager = LogManager(data, max_open_segment_files=0)  # (bounded by ulimit -n)
     manager.open()
     now = int(time.time() * 1000)
     if mb > 0:
-        batch = build_batch(256, 4000, now)  # ~1 MiB
+        batch = build_batch(64, 4000, now)  # ~256 KiB
         per = max(1, round(mb * (1 << 20) / len(batch)))
     else:
         batch = build_batch(1, 100, now)

@@ -198,6 +198,36 @@ def read_offset_checkpoint(path: Path) -> Mapping[tuple[str, int], int]:
         return {}
 
 
+def write_recovery_positions(
+    data_dir: Path, entries: Iterable[tuple[str, int, int, int]], fsync: Fsync
+) -> None:
+    """``recovery-point-positions``: version, count, then ``topic partition base position``
+    lines (bytes of the segment at ``base`` that were on disk); written atomically."""
+    rows = sorted(entries)
+    lines = ["0", str(len(rows))]
+    lines.extend(f"{t} {p} {base} {pos}" for t, p, base, pos in rows)
+    atomic_write(data_dir / RECOVERY_POSITIONS, ("\n".join(lines) + "\n").encode("ascii"), fsync)
+
+
+def read_recovery_positions(data_dir: Path) -> Mapping[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (segment base offset, position)}; empty when missing or
+    malformed."""
+    try:
+        lines = (data_dir / RECOVERY_POSITIONS).read_text("ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    try:
+        if lines[0] != "0" or int(lines[1]) != len(lines) - 2:
+            return {}
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for line in lines[2:]:
+            topic, partition, base, position = line.split(" ")
+            out[(topic, int(partition))] = (int(base), int(position))
+        return out
+    except (IndexError, ValueError):
+        return {}
+
+
 def remove_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

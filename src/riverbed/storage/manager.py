@@ -47,7 +47,6 @@ from .files import (
     CLEANER_CHECKPOINT,
     DELETED_SUFFIX,
     OPEN_TXNS_CHECKPOINT,
-    RECOVERY_POSITIONS,
     Fsync,
     fsync_dir,
     is_legal_topic,
@@ -56,10 +55,12 @@ from .files import (
     partition_dir_name,
     read_offset_checkpoint,
     read_recovery_checkpoint,
+    read_recovery_positions,
     remove_quietly,
     write_file,
     write_offset_checkpoint,
     write_recovery_checkpoint,
+    write_recovery_positions,
 )
 from .log import LogHooks, SegmentLog
 from .log_write import FlushMark
@@ -216,7 +217,12 @@ class LogManager:
         marker = self._data_dir / CLEAN_SHUTDOWN
         clean = marker.exists()
         points = read_recovery_checkpoint(self._data_dir)
-        positions = read_offset_checkpoint(self._data_dir / RECOVERY_POSITIONS)
+        # (a position counts only for the segment it was written for: the recovery point's)
+        positions = {
+            key: pos
+            for key, (base, pos) in read_recovery_positions(self._data_dir).items()
+            if points.get(key) == base
+        }
         with os.scandir(self._data_dir) as entries:
             dirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
         # after a crash, the validated segments of every partition are made durable by one
@@ -536,8 +542,10 @@ class LogManager:
                 continue  # (logged; a request for it tries again)
             loaded += 1
             self.loaded_in_background += 1
-            if loaded % 16 == 0:
-                time.sleep(0.001)  # leave the event loop the GIL (a few ms of work at a time)
+            if loaded % 8 == 0:
+                # at most a quarter of a core, and the GIL free most of the time: requests
+                # (a Metadata of every partition is pure Python) keep their speed meanwhile
+                time.sleep(0.005)
         logger.info(
             "loaded %d partitions in the background in %.2f s",
             loaded,
@@ -857,12 +865,11 @@ class LogManager:
                 logs = self.loaded_partitions()
             for log in logs:
                 points[(log.topic, log.partition)] = log.recovery_point_and_position()
-            # the positions first: a crash between the two writes leaves positions that are
-            # not past what was on disk, whichever recovery points are read with them (a
-            # position applies only to the segment whose base is the recovery point)
-            write_offset_checkpoint(
-                self._data_dir / RECOVERY_POSITIONS,
-                [(t, p, pos) for (t, p), (_, pos) in points.items() if pos > 0],
+            # each position names its segment, so whichever of the two files a crash
+            # leaves older, a position is never applied to another segment than its own
+            write_recovery_positions(
+                self._data_dir,
+                [(t, p, base, pos) for (t, p), (base, pos) in points.items() if pos > 0],
                 self._fsync,
             )
             entries = [(t, p, point) for (t, p), (point, _) in points.items()]

@@ -18,6 +18,7 @@ from riverbed.storage.files import (
     RECOVERY_CHECKPOINT,
     RECOVERY_POSITIONS,
     read_offset_checkpoint,
+    read_recovery_positions,
 )
 
 BATCH = len(make_batch(2))
@@ -196,7 +197,9 @@ def test_a_partition_holding_an_open_transaction_is_loaded_at_start(tmp_path: Pa
 
 
 def _positions(data: Path) -> dict[tuple[str, int], int]:
-    return dict(read_offset_checkpoint(data / RECOVERY_POSITIONS))
+    positions = read_recovery_positions(data)
+    assert all(base == 0 for base, _ in positions.values())  # (one segment in these tests)
+    return {key: pos for key, (_, pos) in positions.items()}
 
 
 def test_recovery_after_a_crash_validates_from_the_durable_position(tmp_path: Path) -> None:
@@ -282,3 +285,29 @@ def test_a_truncation_lowers_the_durable_position(tmp_path: Path) -> None:
     # before the file is cut the position is forgotten; after, it is the new size
     assert seen == [{}, {("t", 0): 4 * BATCH}]
     manager.close()
+
+
+def test_a_position_written_for_another_segment_is_not_used(tmp_path: Path) -> None:
+    """A position names its segment: one left from before a roll (the other checkpoint file
+    newer) is ignored, and that segment is validated whole."""
+    data = tmp_path / "data"
+    manager = _open(data)
+    log = manager.create("t", 0, LogConfig())
+    for i in range(10):
+        log.append(make_batch(2, timestamp=1_000 + i), now_ms=1_000 + i)
+    log.flush()
+    manager.flush_all()
+    active = log.directory / f"{0:020d}.log"
+    manager.abandon()
+    text = (data / RECOVERY_POSITIONS).read_text().replace("t 0 0 ", "t 0 7 ")
+    (data / RECOVERY_POSITIONS).write_text(text)
+    flip = BATCH * 3 + BATCH - 2
+    with open(active, "r+b") as f:
+        f.seek(flip)
+        byte = f.read(1)
+        f.seek(flip)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    again = _open(data, background_load=False)
+    log = again.get("t", 0)
+    assert log is not None and log.log_end_offset == 6  # validated from the start: cut there
+    again.close()
