@@ -141,11 +141,10 @@ class Broker:
         for topic in self.topics:
             cfg = self.log_config(topic)  # (once per topic: 10,000 partitions start faster)
             for p in range(topic.partitions):
-                plog = self.logs.get(topic.name, p)
-                if plog is None:
+                # (without loading a partition found after a clean shutdown: it loads at its
+                # first use, or on the log manager's loader thread)
+                if not self.logs.configure(topic.name, p, cfg):
                     self.logs.create(topic.name, p, cfg)
-                else:
-                    plog.update_config(cfg)
         self._open_security()
         self.groups.start()
         self.txns.start()  # after the groups: markers settle their pending offsets

@@ -130,7 +130,10 @@ class TxnService:
                 open_in.setdefault(cur.producer_id, set()).update(cur.partitions)
         for topic in list(self.broker.topics):
             for p in range(topic.partitions):
-                plog = self.broker.partition(topic.name, p)
+                # only the loaded partitions: after a clean shutdown, the partitions that held
+                # an open transaction are loaded by the log manager's open(), the others at
+                # their first use (docs/storage-format.md, "Start-up"); after a crash all are
+                plog = self.broker.logs.get_loaded(topic.name, p)
                 if plog is None:
                     continue
                 for view in plog.producer_states():

@@ -79,6 +79,9 @@ class LogCleaner:
     ) -> None:
         self._path = data_dir / CLEANER_CHECKPOINT
         self._logs = logs
+        self.unloaded_points: Callable[[], list[tuple[str, int, int]]] = list
+        """Checkpoint entries of partitions the log manager has not loaded yet (kept as
+        they were read: their logs cannot have changed)."""
         self.config = config
         self._clock = clock
         self._fsync = fsync
@@ -117,11 +120,14 @@ class LogCleaner:
 
     def write_checkpoint(self) -> None:
         with self._checkpoint_lock:
-            entries = [
-                (log.topic, log.partition, log.cleaner_state.first_dirty_offset)
-                for log in self._logs()
-                if log.cleaner_state.first_dirty_offset >= 0
-            ]
+            # (unloaded first: a log loaded meanwhile then shows up in both, and its loaded
+            # entry wins, rather than in neither)
+            points = {(t, p): o for t, p, o in self.unloaded_points()}
+            for log in self._logs():
+                points.pop((log.topic, log.partition), None)
+                if log.cleaner_state.first_dirty_offset >= 0:
+                    points[(log.topic, log.partition)] = log.cleaner_state.first_dirty_offset
+            entries = [(t, p, o) for (t, p), o in points.items()]
             write_offset_checkpoint(self._path, entries, self._fsync)
 
     # -- cleaning --------------------------------------------------------------------------

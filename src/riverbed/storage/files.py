@@ -22,6 +22,12 @@ PARTITION_METADATA: Final = "partition.metadata"
 RECOVERY_CHECKPOINT: Final = "recovery-point-offset-checkpoint"
 CLEAN_SHUTDOWN: Final = ".clean-shutdown"
 CLEANER_CHECKPOINT: Final = "cleaner-offset-checkpoint"
+RECOVERY_POSITIONS: Final = "recovery-point-positions"
+"""Written with the recovery checkpoint: how many bytes of each partition's recovery-point
+segment were on disk then (after a crash, validation of that segment starts there)."""
+OPEN_TXNS_CHECKPOINT: Final = "open-transactions-checkpoint"
+"""Written by a clean shutdown: the partitions holding an open transaction (with the first
+offset of the oldest one). The next start loads them at once; the others lazily."""
 
 _TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _PARTITION_DIR_RE: Final = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d{1,9})$")
@@ -188,6 +194,36 @@ def read_offset_checkpoint(path: Path) -> Mapping[tuple[str, int], int]:
             topic, partition, offset = line.split(" ")
             points[(topic, int(partition))] = int(offset)
         return points
+    except (IndexError, ValueError):
+        return {}
+
+
+def write_recovery_positions(
+    data_dir: Path, entries: Iterable[tuple[str, int, int, int]], fsync: Fsync
+) -> None:
+    """``recovery-point-positions``: version, count, then ``topic partition base position``
+    lines (bytes of the segment at ``base`` that were on disk); written atomically."""
+    rows = sorted(entries)
+    lines = ["0", str(len(rows))]
+    lines.extend(f"{t} {p} {base} {pos}" for t, p, base, pos in rows)
+    atomic_write(data_dir / RECOVERY_POSITIONS, ("\n".join(lines) + "\n").encode("ascii"), fsync)
+
+
+def read_recovery_positions(data_dir: Path) -> Mapping[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (segment base offset, position)}; empty when missing or
+    malformed."""
+    try:
+        lines = (data_dir / RECOVERY_POSITIONS).read_text("ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    try:
+        if lines[0] != "0" or int(lines[1]) != len(lines) - 2:
+            return {}
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for line in lines[2:]:
+            topic, partition, base, position = line.split(" ")
+            out[(topic, int(partition))] = (int(base), int(position))
+        return out
     except (IndexError, ValueError):
         return {}
 

@@ -109,6 +109,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         fsync: Fsync = os.fsync,
         clock: Callable[[], float] = time.time,
         sync_later: Callable[[Segment], None] | None = None,
+        recovery_position: int | None = None,
     ) -> SegmentLog:
         """Open an existing log directory and recover it (``sync_later``: see
         ``recover_partition``).
@@ -125,6 +126,7 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
             config.index_interval_bytes,
             clean=clean,
             recovery_point=recovery_point,
+            recovery_position=recovery_position,
             fsync=fsync,
             now_ms=int(clock() * 1000),
             remote_coverage=lambda: remote_coverage(directory, topic, partition),
@@ -135,6 +137,10 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
         )
         with log._flush_lock, log._lock:  # (its segments' files may not be closed meanwhile)
             log._rebuild_producer_state()
+            if clean and not any(s.indexes_loaded for s in segments):
+                # every segment trusted as the last clean close left it: a clean close
+                # without a change since has nothing to write again
+                log._pristine_at = log._changes
         return log
 
     # -- compaction (the log cleaner: storage/cleaner.py) -----------------------------------
@@ -267,6 +273,8 @@ class SegmentLog(RetentionMixin, ReadMixin, TieringMixin):
                 if clean:
                     if self._failed is not None:
                         raise storage_error(self._failed)
+                    if self._pristine_at == self._changes and not self._unfinalized:
+                        return  # (the segments are closed below)
                     segments[-1].seal()
                     for segment in pending:
                         if segment.synced_size < segment.size:

@@ -160,4 +160,7 @@ class ProducerStateMixin(LogState):
 
     def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
         with self._lock:
-            return self.producers.expire(now_ms, expiration_ms)
+            expired = self.producers.expire(now_ms, expiration_ms)
+            if expired:
+                self._changes += 1
+            return expired

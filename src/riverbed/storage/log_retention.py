@@ -54,6 +54,7 @@ class RetentionMixin(WriteMixin):
         write_partition_metadata(self._dir, self._topic, self._partition, target, self._fsync)
         with self._lock:
             self._log_start = max(self._log_start, target)
+            self._changes += 1
             doomed = self._drop_prefix_locked(self._count_below_log_start_locked(0))
             log_start = self._log_start
         for segment in doomed:
@@ -83,6 +84,7 @@ class RetentionMixin(WriteMixin):
                 doomed = self._drop_prefix_locked(self._deletable_for_retention_locked(now_ms))
                 if doomed:
                     self._log_start = max(self._log_start, self._segments[0].base_offset)
+                    self._changes += 1
             for segment in doomed:
                 segment.delete()
         if soon and self.hooks is not None:
@@ -133,6 +135,22 @@ class RetentionMixin(WriteMixin):
         return self._count_below_log_start_locked(n)
 
     def truncate_to(self, offset: int) -> None:
+        hooks = self.hooks if 0 <= offset < self.log_end_offset else None
+        if hooks is not None:
+            # the recovery checkpoint first forgets how much of the active segment was on
+            # disk: bytes rewritten after the truncation must be validated after a crash
+            with self._lock:
+                self._position_trusted = False
+            hooks.recovery_point_lowered(self._as_log())
+        try:
+            self._truncate_to(offset)
+        finally:
+            with self._lock:
+                self._position_trusted = True
+        if hooks is not None:
+            hooks.recovery_point_lowered(self._as_log())
+
+    def _truncate_to(self, offset: int) -> None:
         with self._flush_lock:
             with self._lock:
                 self._check_open()
@@ -169,6 +187,7 @@ class RetentionMixin(WriteMixin):
                         adopt_as_active(active, now_ms)
                 active = self._segments[-1]
                 self._leo = active.next_offset
+                self._changes += 1
                 self._hw = min(self._hw, self._leo)
                 self._durable = min(self._durable, self._leo)
                 self._unflushed_messages = 0
@@ -187,8 +206,6 @@ class RetentionMixin(WriteMixin):
                 write_partition_metadata(
                     self._dir, self._topic, self._partition, new_start, self._fsync
                 )
-        if self.hooks is not None:
-            self.hooks.recovery_point_lowered(self._as_log())
 
     def _truncate_fully_locked(self, offset: int, now_ms: int) -> None:
         for segment in self._drop_prefix_locked(len(self._segments)):

@@ -87,6 +87,11 @@ class LogState:
         self._durable = self._leo
         self._size = sum(s.size for s in segments)
         self._unfinalized: list[Segment] = []  # rolled, not yet fsynced with their indexes
+        self._position_trusted = True  # (False while a truncation rewrites the active segment)
+        self._changes = 0  # appends, truncations, log start moves, producer expirations
+        self._pristine_at = -1
+        """``_changes`` when the files on disk were last known to be what a clean close would
+        write (a load after a clean shutdown that recovered nothing); -1: unknown."""
         self._dir_dirty = False
         self._created_unsynced = False
         """Created with deferred fsyncs (``SegmentLog.create(defer_sync=True)``): the next
@@ -194,6 +199,13 @@ class LogState:
             if self._unfinalized:
                 return self._unfinalized[0].base_offset
             return self._segments[-1].base_offset
+
+    def recovery_point_and_position(self) -> tuple[int, int]:
+        """The recovery point and how many bytes of its segment are on disk (fsynced, or
+        written back by a syncfs): recovery after a crash validates from there."""
+        with self._lock:
+            segment = self._unfinalized[0] if self._unfinalized else self._segments[-1]
+            return segment.base_offset, segment.synced_size if self._position_trusted else 0
 
     def segment_base_offsets(self) -> list[int]:
         with self._lock:

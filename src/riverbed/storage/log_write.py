@@ -153,6 +153,7 @@ class WriteMixin(ProducerStateMixin):
             elif header.producer_id >= 0:
                 self.producers.record_header(header, base, last)
             self._leo = last + 1
+            self._changes += 1
             self._size += nbytes
             if config.flush_messages == 1:
                 # flush=False: nobody waits for it, the caller asks for its flush

@@ -307,6 +307,15 @@ class MemoryLogStore:
     def get(self, topic: str, partition: int) -> MemoryLog | None:
         return self._logs.get((topic, partition))
 
+    get_loaded = get
+
+    def configure(self, topic: str, partition: int, config: LogConfig) -> bool:
+        log = self._logs.get((topic, partition))
+        if log is None:
+            return False
+        log.update_config(config)
+        return True
+
     def partitions(self) -> list[MemoryLog]:
         return list(self._logs.values())
 

@@ -44,6 +44,7 @@ def recover_partition(
     clean: bool,
     recovery_point: int | None,
     fsync: Fsync,
+    recovery_position: int | None = None,
     now_ms: int,
     remote_coverage: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
     sync_later: Callable[[Segment], None] | None = None,
@@ -61,12 +62,17 @@ def recover_partition(
     stays below it (the partition's log start, persisted in ``partition.metadata``). A
     callable is called only when the directory holds the remote-log metadata file.
 
+    ``recovery_position``: how many bytes of the segment at ``recovery_point`` were on disk
+    when the checkpoint was written; validation of that segment starts there.
+
     ``sync_later``: the validated segments' ``.log`` files are handed to it instead of being
     fsynced here (the log manager makes them durable with one syncfs(2) for every partition,
     before the broker serves anything)."""
     names = os.listdir(directory)
     changed = False
+    changed_names = False  # (an interrupted swap rewrote segments: trust no position)
     if any(name.endswith((SWAP_SUFFIX, CLEANED_SUFFIX)) for name in names):
+        changed_names = True
         # a clean interrupted by a crash: finish its swap or forget it (storage/swap.py)
         changed = finish_interrupted_swaps(directory, fsync)
         names = os.listdir(directory)
@@ -103,7 +109,8 @@ def recover_partition(
             must_recover = True
         truncated = False
         if must_recover:
-            truncated = segment.recover()
+            durable = recovery_position if base == recovery_point and not changed_names else None
+            truncated = segment.recover(durable or 0)
             recovered.append(segment)
             if truncated:
                 logger.warning(

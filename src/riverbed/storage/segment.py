@@ -56,6 +56,7 @@ MAX_RELATIVE_OFFSET: Final = (1 << 31) - 1
 MAX_SEGMENT_SIZE: Final = (1 << 31) - 1
 _SCAN_CHUNK: Final = 64 * 1024
 _RECOVERY_CHUNK: Final = 8 * 1024 * 1024
+_PREFIX_CHUNK: Final = 16 * 1024  # a header walk over large batches reads little else
 _BATCH_LENGTH = struct.Struct(">i")  # batchLength, at byte 8 of a batch
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
@@ -679,9 +680,14 @@ class Segment:
             header.magic == MAGIC_V2 and header.base_offset == self.base_offset + relative_offset
         )
 
-    def recover(self) -> bool:
+    def recover(self, durable: int = 0) -> bool:
         """Validate every batch (framing, magic, CRC-32C, increasing offsets), rebuild both
-        indexes in memory, and truncate the file at the first bad batch. True if truncated."""
+        indexes in memory, and truncate the file at the first bad batch. True if truncated.
+
+        ``durable``: the first bytes of the file were on disk when the recovery checkpoint
+        was written (see ``recovery-point-positions``): their batches are indexed from
+        their headers without reading their data, and validation starts there. When the
+        walk does not end exactly at ``durable`` the whole file is validated."""
         self.index = OffsetIndex()
         self.time_index = TimeIndex()
         self.indexes_loaded = True
@@ -693,6 +699,17 @@ class Segment:
         buf_pos = 0
         pos = 0
         expected = self.base_offset
+        if 0 < durable <= file_size:
+            pos = self._index_durable_prefix(durable)
+            if pos == durable:
+                expected = self.next_offset
+            else:
+                self.index = OffsetIndex()
+                self.time_index = TimeIndex()
+                self.max_timestamp = self.offset_of_max_timestamp = -1
+                self.bytes_since_index = 0
+                self.next_offset = self.base_offset
+                pos = 0
         while file_size - pos >= HEADER_SIZE:
             off = pos - buf_pos
             if off + HEADER_SIZE > len(buf):
@@ -721,6 +738,23 @@ class Segment:
             os.ftruncate(self.fd, pos)
             return True
         return False
+
+    def _index_durable_prefix(self, durable: int) -> int:
+        """Index the batches of ``[0, durable)`` from their headers (framing, magic and
+        increasing offsets checked, the CRC not); returns where the walk stopped."""
+        pos = 0
+        expected = self.base_offset
+        try:
+            for pos, header in self.iter_headers(0, durable, _PREFIX_CHUNK):
+                if header.base_offset < expected or header.last_offset_delta < 0:
+                    return pos
+                self._note_batch(
+                    pos, header.base_offset, header.last_offset, header.max_timestamp, header.size
+                )
+                expected = header.next_offset
+        except SegmentCorrupt:
+            return -1
+        return self.size
 
     def first_batch_timestamp(self, fd: int | None = None) -> int:
         """``fd``: a duplicate of the file's descriptor (a caller holding none of the log's
