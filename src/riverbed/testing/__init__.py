@@ -115,6 +115,7 @@ class BrokerProcess:
         no_console = [] if "--console-listen" in self.extra else ["--no-console"]
         cmd = [sys.executable, "-m", "riverbed", "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *no_registry, *no_metrics, *no_console, *self.extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        logged_before = log.tell()  # the log is appended to across restarts
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
@@ -123,9 +124,17 @@ class BrokerProcess:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.02)
+                continue
+            # listening is not yet started: the metrics endpoint (which can still fail and end
+            # the process) starts after the listener; "riverbed ready" is printed once it has
+            with open(self.log_path, "rb") as f:
+                f.seek(logged_before)
+                if b"riverbed ready on" in f.read():
+                    return self
+            time.sleep(0.02)
         raise TimeoutError(f"broker did not listen on {self.port}: {self.log_path.read_text()[-2000:]}")
 
     def kill(self) -> None:
