@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -10,3 +12,18 @@ def create_topics(bootstrap: str, *topics: NewTopic) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics(list(topics)).values():
         fut.result(10)
+
+
+def stored_log_bytes(store: Path) -> int:
+    """The bytes of the finished .log objects under a local object store. An upload in progress
+    is a hidden ``.tmp-`` file that is renamed or deleted at any moment: it is not counted, and a
+    file that goes away between the listing and its stat counts as nothing."""
+    total = 0
+    for f in store.rglob("*.log"):
+        if f.name.startswith(".tmp-"):
+            continue
+        try:
+            total += f.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from riverbed.testing import BrokerProcess, free_port
 
-from .helpers import create_topics
+from .helpers import create_topics, stored_log_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -328,7 +328,7 @@ def test_cleaner_and_tiering_progress(tmp_path: Path) -> None:
         assert value(samples, "riverbed_log_cleaner_uncleanable_partitions") == 0
 
         def remote_agrees(s: Samples) -> bool:
-            on_store = sum(f.stat().st_size for f in store.rglob("*.log"))
+            on_store = stored_log_bytes(store)
             return value(s, "riverbed_log_remote_size_bytes", **labels) == on_store > 0 and value(s, "riverbed_log_remote_segments", **labels) == value(s, "riverbed_remote_segments_copied_total", **labels)
 
         wait_for(port, remote_agrees, "remote bytes equal to the store's .log objects")

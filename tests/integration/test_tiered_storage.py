@@ -28,7 +28,7 @@ from confluent_kafka.admin import (
 from riverbed.storage import OffsetOutOfRange
 from riverbed.testing import EmbeddedBroker, free_port
 
-from .helpers import create_topics
+from .helpers import create_topics, stored_log_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +206,7 @@ def test_total_retention_deletes_remote_segments(tmp_path: Path) -> None:
         wait_for(lambda: all(s.last_offset >= low for s in metadata.finished()), what="remote deletions")
 
         def remote_bytes() -> int:
-            return sum(p.stat().st_size for p in store_dir.rglob("*.log"))
+            return stored_log_bytes(store_dir)
 
         # the objects left are (about) what retention.bytes allows: the log start moves
         # first, then the objects below it are deleted
