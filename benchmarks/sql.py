@@ -1,6 +1,6 @@
 """riverbed.sql against the same pipelines written with riverbed.streams, on one broker.
 
-    python benchmarks/sql.py                       # starts an embedded broker; 20,000 records
+    python benchmarks/sql.py                       # starts `riverbed serve` in a child process; 20,000 records
     python benchmarks/sql.py --records 100000 --bootstrap HOST:PORT
 
 (a) filter: ``CREATE STREAM vip AS SELECT * FROM users WHERE status = 'VIP'`` vs
@@ -15,6 +15,9 @@ on a busy machine; cpu_streams_vs_sql is the CPU counterpart of sql_vs_streams).
 (p) push query end-to-end latency at --rate records/s (produce time in the value -> the row
     read from POST /query-stream), p50/p99;
 (q) pull query latency by key over HTTP (POST /query-stream), p50/p99.
+(a) and (b) run in this process, both sides alike; (p) and (q) ask a `riverbed sql serve` child
+process (as users run it: this process's clients and queries do not share its interpreter),
+unless --server-in-process.
 Prints one JSON object.
 """
 
@@ -24,11 +27,13 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,15 +67,20 @@ def fill(bootstrap: str, topic: str, n: int, keys: int) -> None:
     p.flush(60)
 
 
+_probes: dict[str, Consumer] = {}
+
+
 def total(bootstrap: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
-    try:
-        md = c.list_topics(topic, timeout=10)
-        if topic not in md.topics or md.topics[topic].error is not None:
-            return 0
-        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.topics[topic].partitions)
-    finally:
-        c.close()
+    """The records on ``topic`` (the sum of its partitions' high watermarks), read by one
+    long-lived consumer per bootstrap (a new client per probe would cost milliseconds of this
+    process's CPU, and the probe's resolution, at every check)."""
+    c = _probes.get(bootstrap)
+    if c is None:
+        c = _probes[bootstrap] = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
+    md = c.list_topics(topic, timeout=10)
+    if topic not in md.topics or md.topics[topic].error is not None:
+        return 0
+    return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.topics[topic].partitions)
 
 
 def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> float:
@@ -78,7 +88,7 @@ def wait_total(bootstrap: str, topic: str, want: int, timeout: float = 600) -> f
     while time.monotonic() < deadline:
         if total(bootstrap, topic) >= want:
             return time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise SystemExit(f"{topic}: {total(bootstrap, topic)} of {want} records after {timeout} s")
 
 
@@ -125,9 +135,86 @@ def ratios(n: int, s: tuple[float, float], q: tuple[float, float]) -> dict[str, 
     return out
 
 
+def push_and_pull(bootstrap: str, server_url: str, src: str, run: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """(q) and (p), against a SQL server at ``server_url`` (REST only)."""
+    http = httpx.Client(timeout=60)
+
+    def ksql(text: str) -> None:
+        r = http.post(f"{server_url}/ksql", json={"ksql": text, "streamsProperties": {"auto.offset.reset": "earliest"}})
+        assert r.status_code == 200, r.text
+
+    n = args.records
+    ksql(f"CREATE STREAM pusers{run} (id STRING KEY, status STRING, n BIGINT) WITH (kafka_topic='{src}', value_format='JSON');")
+    # (q) pull queries by key over HTTP, on a non-windowed table
+    ksql(f"CREATE TABLE totals{run} AS SELECT id, COUNT(*) AS n FROM pusers{run} GROUP BY id EMIT CHANGES;")
+    wait_total(bootstrap, f"TOTALS{run}".upper(), n)
+    lat = []
+    for i in range(args.pulls):
+        t0 = time.perf_counter()
+        r = http.post(f"{server_url}/query-stream", json={"sql": f"SELECT * FROM totals{run} WHERE id = 'u{i % args.keys}';"})
+        lat.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200 and r.text.count("\n") == 2, r.text  # the header and the key's row
+    out["pull_ms"] = {"p50": round(statistics.median(lat), 2), "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
+    # (p) push query latency at a steady rate
+    live = f"bench-live-{run}"
+    create(bootstrap, live)
+    ksql(f"CREATE STREAM live{run} (id STRING KEY, sent DOUBLE) WITH (kafka_topic='{live}', value_format='JSON');")
+    lat = []
+    base: list[float] = []  # the same records read by a plain confluent-kafka consumer (the floor)
+    plain = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-plain-{run}", "auto.offset.reset": "latest"})
+    plain.subscribe([live])
+    while not plain.assignment():
+        plain.poll(0.1)
+
+    def read_plain() -> None:
+        want = int(args.rate * args.seconds)
+        deadline = time.monotonic() + args.seconds + 30
+        while len(base) < want and time.monotonic() < deadline:
+            m = plain.poll(0.1)
+            if m is not None and m.error() is None:
+                base.append((time.time() - json.loads(m.value() or b"{}")["sent"]) * 1000)
+
+    reader = threading.Thread(target=read_plain, daemon=True)
+    reader.start()
+    with http.stream("POST", f"{server_url}/query-stream", json={"sql": f"SELECT id, sent FROM live{run} EMIT CHANGES;"}) as r:
+        lines = r.iter_lines()
+        next(lines)
+        want = int(args.rate * args.seconds)
+
+        def produce() -> None:
+            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+            start = time.monotonic()
+            for i in range(want):
+                delay = start + i / args.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                p.produce(live, json.dumps({"sent": time.time()}).encode(), f"k{i}".encode())
+                p.poll(0)
+            p.flush(10)
+
+        threading.Thread(target=produce, daemon=True).start()
+        for line in lines:
+            if line.strip():
+                lat.append((time.time() - json.loads(line)[1]) * 1000)
+                if len(lat) >= want:
+                    break
+    out["push_ms"] = {"rate": args.rate, "rows": len(lat), "p50": round(statistics.median(lat), 2),
+                      "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
+    reader.join(60)
+    plain.close()
+    if len(base) > 100:
+        out["plain_consumer_ms"] = {"p50": round(statistics.median(base), 2), "p99": round(statistics.quantiles(base, n=100)[98], 2)}
+    http.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap")
+    ap.add_argument("--bootstrap", help="a running cluster (default: `riverbed serve` in a child process)")
+    ap.add_argument("--embedded", action="store_true",
+                    help="the broker in this process (as before 2026-12-08: its threads share this interpreter's GIL)")
+    ap.add_argument("--server-in-process", action="store_true",
+                    help="push and pull queries against a SQL server in this process (its GIL shared with the "
+                         "benchmark's clients and the other queries) instead of a `riverbed sql serve` child process")
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--keys", type=int, default=1_000)
     ap.add_argument("--rate", type=int, default=1_000, help="records/s for the push-latency run")
@@ -135,12 +222,17 @@ def main() -> int:
     ap.add_argument("--pulls", type=int, default=1_000)
     ap.add_argument("--no-freeze", action="store_true", help="no gc.freeze() before the push-latency run")
     args = ap.parse_args()
-    broker = None
+    broker: Any = None
     bootstrap = args.bootstrap
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sql-"))
     if bootstrap is None:
-        from riverbed.testing import FIXTURE_DEFAULTS, EmbeddedBroker
+        from riverbed.testing import FIXTURE_DEFAULTS, BrokerProcess, EmbeddedBroker
 
-        broker = EmbeddedBroker(**FIXTURE_DEFAULTS).start()
+        if args.embedded:
+            broker = EmbeddedBroker(**FIXTURE_DEFAULTS).start()
+        else:
+            broker = BrokerProcess(tmp / "data", extra=["--log-level", "WARNING", "--set",
+                                                        "group.initial.rebalance.delay.ms=0"]).start(timeout=60)
         bootstrap = broker.bootstrap
     run = uuid.uuid4().hex[:6]
     n = args.records
@@ -148,10 +240,12 @@ def main() -> int:
     create(bootstrap, src)
     fill(bootstrap, src, n, args.keys)
     vip = (n + 3) // 4
-    out: dict[str, Any] = {"records": n, "keys": args.keys}
-    engine = Engine(ClusterSettings(bootstrap), service_id=f"bench{run}_", state_dir=tempfile.mkdtemp()).start()
+    out: dict[str, Any] = {"records": n, "keys": args.keys, "broker": "embedded" if args.embedded else "given" if args.bootstrap else "process",
+                           "sql_server": "in-process" if args.server_in_process else "process"}
+    engine = Engine(ClusterSettings(bootstrap), service_id=f"bench{run}_", state_dir=str(tmp / "sql-state")).start()
     server = SqlServer(engine, "127.0.0.1", 0)
     server.http.start_in_thread()
+    child = None
     try:
         # (a) filter
         app = StreamsApp(f"bench-filter-{run}", bootstrap)
@@ -172,79 +266,30 @@ def main() -> int:
                             "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY id EMIT CHANGES;",
                     f"COUNTS{run}".upper(), bootstrap, n)
         out["tumbling_count"] = ratios(n, s, q)
-        # (q) pull queries by key over HTTP, on a non-windowed table
-        engine.execute(f"CREATE TABLE totals{run} AS SELECT id, COUNT(*) AS n FROM users{run} GROUP BY id EMIT CHANGES;",
-                       {"auto.offset.reset": "earliest"})
-        wait_total(bootstrap, f"TOTALS{run}".upper(), n)
-        http = httpx.Client(timeout=30)
-        lat = []
-        for i in range(args.pulls):
-            t0 = time.perf_counter()
-            r = http.post(f"{server.url}/query-stream", json={"sql": f"SELECT * FROM totals{run} WHERE id = 'u{i % args.keys}';"})
-            lat.append((time.perf_counter() - t0) * 1000)
-            assert r.status_code == 200, r.text
-        out["pull_ms"] = {"p50": round(statistics.median(lat), 2), "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
-        # (p) push query latency at a steady rate. First what `riverbed sql serve` does once it has
-        # replayed its command topic (the queries above): what start-up built is moved out of the
-        # cyclic collector's generations (gc.freeze), or full collections of this process (the
-        # embedded broker's objects included) stop every thread for 100-400 ms now and then
-        if not args.no_freeze:
-            gc.collect()
-            gc.freeze()
-        live = f"bench-live-{run}"
-        create(bootstrap, live)
-        engine.execute(f"CREATE STREAM live{run} (id STRING KEY, sent DOUBLE) WITH (kafka_topic='{live}', value_format='JSON');")
-        lat = []
-        base: list[float] = []  # the same records read by a plain confluent-kafka consumer (the floor)
-        plain = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-plain-{run}", "auto.offset.reset": "latest"})
-        plain.subscribe([live])
-        while not plain.assignment():
-            plain.poll(0.1)
+        if args.server_in_process:
+            # what `riverbed sql serve` does once it has replayed its command topic: what start-up
+            # built is moved out of the cyclic collector's generations (gc.freeze), or full
+            # collections of this process stop every thread for 100-400 ms now and then
+            if not args.no_freeze:
+                gc.collect()
+                gc.freeze()
+            url = server.url
+        else:  # the server as users run it; the queries above stay in this process
+            from riverbed.testing import SqlServerProcess
 
-        def read_plain() -> None:
-            want = int(args.rate * args.seconds)
-            deadline = time.monotonic() + args.seconds + 30
-            while len(base) < want and time.monotonic() < deadline:
-                m = plain.poll(0.1)
-                if m is not None and m.error() is None:
-                    base.append((time.time() - json.loads(m.value() or b"{}")["sent"]) * 1000)
-
-        reader = threading.Thread(target=read_plain, daemon=True)
-        reader.start()
-        with http.stream("POST", f"{server.url}/query-stream", json={"sql": f"SELECT id, sent FROM live{run} EMIT CHANGES;"}) as r:
-            lines = r.iter_lines()
-            next(lines)
-            want = int(args.rate * args.seconds)
-
-            def produce() -> None:
-                p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-                start = time.monotonic()
-                for i in range(want):
-                    delay = start + i / args.rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    p.produce(live, json.dumps({"sent": time.time()}).encode(), f"k{i}".encode())
-                    p.poll(0)
-                p.flush(10)
-
-            threading.Thread(target=produce, daemon=True).start()
-            for line in lines:
-                if line.strip():
-                    lat.append((time.time() - json.loads(line)[1]) * 1000)
-                    if len(lat) >= want:
-                        break
-        out["push_ms"] = {"rate": args.rate, "rows": len(lat), "p50": round(statistics.median(lat), 2),
-                          "p99": round(statistics.quantiles(lat, n=100)[98], 2)}
-        reader.join(60)
-        plain.close()
-        if len(base) > 100:
-            out["plain_consumer_ms"] = {"p50": round(statistics.median(base), 2), "p99": round(statistics.quantiles(base, n=100)[98], 2)}
-        http.close()
+            child = SqlServerProcess(bootstrap, tmp / "sql-child-state", tmp / "sql-child.log", service_id=f"benchc{run}_").start()
+            url = child.url
+        push_and_pull(bootstrap, url, src, run, args, out)
     finally:
+        if child is not None:
+            child.stop()
         server.http.stop()
         engine.close()
+        for c in _probes.values():
+            c.close()
         if broker is not None:
-            broker.stop()
+            broker.stop() if args.embedded else broker.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(out))
     return 0
 

@@ -8,8 +8,6 @@ partitions back without a rebalance."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,62 +20,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from riverbed.testing import BrokerProcess, EmbeddedBroker, free_port
+from riverbed.testing import BrokerProcess, EmbeddedBroker, SqlServerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
 KEYS = ["home", "cart", "shop", "help"]
 SERVICE = "cluster_"
-
-
-class SqlProcess:
-    def __init__(self, bootstrap: str, state_dir: Path, log: Path, instance_id: str | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.bootstrap = bootstrap
-        self.state_dir = state_dir
-        self.log = log
-        self.instance_id = instance_id
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SqlProcess:
-        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        extra = ["--instance-id", self.instance_id] if self.instance_id else []
-        self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", "sql", "serve", "--bootstrap", self.bootstrap,
-                                      "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
-                                      "--service-id", SERVICE, "--log-level", "INFO", *extra], stdout=out, stderr=out)
-        out.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"the SQL server did not start: {self.log.read_text()[-3000:]}")
-
-    def ksql(self, text: str, **extra: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}/ksql", json={"ksql": text, **extra}, timeout=90)
-
-    def queries(self) -> list[str]:
-        r = self.ksql("SHOW QUERIES;")
-        assert r.status_code == 200, r.text
-        return sorted(q["id"] for q in r.json()[0]["queries"] if q["queryType"] == "PERSISTENT")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str = "") -> Any:
@@ -98,11 +46,18 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     b.kill()
 
 
+
+def persistent_queries(server: SqlServerProcess) -> list[str]:
+    r = server.ksql("SHOW QUERIES;")
+    assert r.status_code == 200, r.text
+    return sorted(q["id"] for q in r.json()[0]["queries"] if q["queryType"] == "PERSISTENT")
+
+
 @pytest.fixture
-def servers(broker: BrokerProcess, tmp_path: Path) -> Iterator[list[SqlProcess]]:
-    started: list[SqlProcess] = []
+def servers(broker: BrokerProcess, tmp_path: Path) -> Iterator[list[SqlServerProcess]]:
+    started: list[SqlServerProcess] = []
     for i in (1, 2):
-        started.append(SqlProcess(broker.bootstrap, tmp_path / f"state{i}", tmp_path / f"sql{i}.log").start())
+        started.append(SqlServerProcess(broker.bootstrap, tmp_path / f"state{i}", tmp_path / f"sql{i}.log", SERVICE).start())
     yield started
     for s in started:
         s.stop()
@@ -164,7 +119,7 @@ def app_id(qid: str) -> str:
     return f"_confluent-ksql-{SERVICE}query_{qid}"
 
 
-def create(server: SqlProcess, prefix: str, guarantee: str = "at_least_once") -> str:
+def create(server: SqlServerProcess, prefix: str, guarantee: str = "at_least_once") -> str:
     text = (f"CREATE STREAM {prefix}_clicks (user STRING KEY, page STRING) WITH (kafka_topic='{prefix}_clicks', "
             "value_format='JSON', partitions=2);"
             f"SET 'processing.guarantee' = '{guarantee}';"
@@ -186,13 +141,13 @@ def batch_of(n: int, sent: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def test_create_on_one_runs_on_both_and_terminate_on_the_other_stops_both(broker: BrokerProcess,
-                                                                         servers: list[SqlProcess]) -> None:
+                                                                         servers: list[SqlServerProcess]) -> None:
     s1, s2 = servers
     qid = create(s1, "c1")
     # the other server ran it too: it is in its SHOW QUERIES, and the query's group has a member
     # from each server, each with some of the query's partitions (the source topic's and the
     # repartition topic's: 4)
-    wait_for(lambda: s2.queries() == [qid], 30, "the query on server 2")
+    wait_for(lambda: persistent_queries(s2) == [qid], 30, "the query on server 2")
     members = wait_for(lambda: (m := group_members(broker.bootstrap, app_id(qid))) and len(m) == 2
                        and all(m.values()) and len(set().union(*m.values())) == 4 and m, 60, "two members")
     assert {cid.split("@", 1)[1] for cid in members} == {s1.url, s2.url}
@@ -217,8 +172,8 @@ def test_create_on_one_runs_on_both_and_terminate_on_the_other_stops_both(broker
     # TERMINATE on server 2 (after waiting for server 1's CREATE: commandSequenceNumber)
     r = s2.ksql(f"TERMINATE {qid};", commandSequenceNumber=int(qid.rsplit("_", 1)[1]))
     assert r.status_code == 200, r.text
-    assert s2.queries() == []
-    wait_for(lambda: s1.queries() == [], 30, "the query gone from server 1")
+    assert persistent_queries(s2) == []
+    wait_for(lambda: persistent_queries(s1) == [], 30, "the query gone from server 1")
     wait_for(lambda: not group_members(broker.bootstrap, app_id(qid)), 30, "the group empty")
     # a DROP on server 1 is seen on server 2: the next statement there runs after it
     r = s1.ksql("DROP TABLE c1_views;")
@@ -228,14 +183,14 @@ def test_create_on_one_runs_on_both_and_terminate_on_the_other_stops_both(broker
     assert r.status_code == 200 and r.json()[0]["tables"] == [], r.text
 
 
-def test_conflicting_statements_are_resolved_in_command_topic_order(servers: list[SqlProcess]) -> None:
+def test_conflicting_statements_are_resolved_in_command_topic_order(servers: list[SqlServerProcess]) -> None:
     s1, s2 = servers
     r = s1.ksql("CREATE STREAM cf_src (id STRING KEY, v INT) WITH (kafka_topic='cf_src', value_format='JSON', partitions=1);")
     assert r.status_code == 200, r.text
     results: dict[str, httpx.Response] = {}
     go = threading.Barrier(2)
 
-    def run(name: str, s: SqlProcess) -> None:
+    def run(name: str, s: SqlServerProcess) -> None:
         go.wait()
         results[name] = s.ksql("CREATE STREAM cf_out AS SELECT * FROM cf_src EMIT CHANGES;")
 
@@ -251,14 +206,14 @@ def test_conflicting_statements_are_resolved_in_command_topic_order(servers: lis
     winner = next(r for r in results.values() if r.status_code == 200)
     qid = winner.json()[0]["commandStatus"]["queryId"]
     # both servers agree: one query, the winner's
-    assert s1.queries() == [qid]
-    wait_for(lambda: s2.queries() == [qid], 30, "server 2's queries")
+    assert persistent_queries(s1) == [qid]
+    wait_for(lambda: persistent_queries(s2) == [qid], 30, "server 2's queries")
     # a wait for a command that never comes times out as ksqlDB's does
     r = httpx.post(f"{s1.url}/ksql", json={"ksql": "SHOW STREAMS;", "commandSequenceNumber": 10_000}, timeout=120)
     assert r.status_code == 503 and "Timed out while waiting for a previous command" in r.json()["message"], r.text
 
 
-def test_kill_9_of_one_server_the_other_takes_over(broker: BrokerProcess, servers: list[SqlProcess]) -> None:
+def test_kill_9_of_one_server_the_other_takes_over(broker: BrokerProcess, servers: list[SqlServerProcess]) -> None:
     s1, s2 = servers
     qid = create(s1, "k9", guarantee="exactly_once_v2")
     wait_for(lambda: (m := group_members(broker.bootstrap, app_id(qid))) and len(m) == 2 and all(m.values()), 60,
@@ -295,8 +250,8 @@ def test_static_membership_restart_rejoins_without_a_rebalance(embedded: Embedde
     (its task reads two co-partitioned topics: eager assignment) instead of an aggregation
     (cooperative-sticky)."""
     bs = embedded.bootstrap
-    s1 = SqlProcess(bs, tmp_path / "state1", tmp_path / "sql1.log", "a" if static else None).start()
-    s2 = SqlProcess(bs, tmp_path / "state2", tmp_path / "sql2.log", "b" if static else None).start()
+    s1 = SqlServerProcess(bs, tmp_path / "state1", tmp_path / "sql1.log", SERVICE, "a" if static else None).start()
+    s2 = SqlServerProcess(bs, tmp_path / "state2", tmp_path / "sql2.log", SERVICE, "b" if static else None).start()
     try:
         r = s1.ksql("CREATE STREAM st_clicks (user STRING KEY, page STRING) WITH (kafka_topic='st_clicks', "
                     "value_format='JSON', partitions=2);"
@@ -346,3 +301,42 @@ def test_static_membership_restart_rejoins_without_a_rebalance(embedded: Embedde
     finally:
         s1.stop()
         s2.stop()
+
+
+def _describe_groups_answered(metrics_port: int) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "riverbed_requests_total" and s.labels.get("api") == "DescribeGroups":
+                return float(s.value)
+    return 0.0
+
+
+def test_pull_queries_do_not_describe_the_group_each_time(tmp_path: Path) -> None:
+    """A server that could forward pull queries (it has a REST URL) finds the other servers
+    from its query's consumer group: that description is kept for a second (and until a
+    rebalance), so a run of pull queries costs about one DescribeGroups request a second at the
+    broker, not one per query."""
+    metrics = free_port()
+    with BrokerProcess(tmp_path / "data", extra=["--metrics-listen", f"127.0.0.1:{metrics}", "--set",
+                                                 "group.initial.rebalance.delay.ms=0"]) as broker, \
+            SqlServerProcess(broker.bootstrap, tmp_path / "state", tmp_path / "sql.log", SERVICE) as s:
+        qid = create(s, "pc")
+        sent: list[tuple[str, str]] = []
+        produce(broker.bootstrap, "pc_clicks", batch_of(40, sent))
+        want = {k: sum(1 for _u, p in sent if p == k) for k in KEYS}
+        wait_for(lambda: pull_counts(s.url, "pc_views") == want, 60, "the counts")
+        assert group_members(broker.bootstrap, app_id(qid))
+        before, started = _describe_groups_answered(metrics), time.monotonic()
+        with httpx.Client(timeout=30) as http:
+            for i in range(60):
+                k = KEYS[i % len(KEYS)]
+                r = http.post(f"{s.url}/query-stream", json={"sql": f"SELECT n FROM pc_views WHERE page = '{k}';"})
+                assert r.status_code == 200 and json.loads(r.text.splitlines()[1]) == [want[k]], r.text
+        elapsed = time.monotonic() - started
+        asked = _describe_groups_answered(metrics) - before
+        # one description per second of pulls at most (plus one for a second begun); the
+        # test's own group_members() call above came before `before`
+        assert asked <= elapsed + 2, f"{asked} DescribeGroups for 60 pull queries in {elapsed:.1f} s"

@@ -6,8 +6,6 @@ its sink topic (read committed) end with every count exactly once."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,54 +16,11 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from riverbed.testing import BrokerProcess, free_port
+from riverbed.testing import BrokerProcess, SqlServerProcess
 
 pytestmark = pytest.mark.integration
 
 KEYS = ["home", "cart", "shop", "help"]
-
-
-class SqlProcess:
-    def __init__(self, bootstrap: str, state_dir: Path, log: Path, instance_id: str | None = None) -> None:
-        self.instance_id = instance_id
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.bootstrap = bootstrap
-        self.state_dir = state_dir
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SqlProcess:
-        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen([sys.executable, "-m", "riverbed", "sql", "serve", "--bootstrap", self.bootstrap,
-                                      "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
-                                      "--service-id", "failover_", "--log-level", "INFO",
-                                      *(["--instance-id", self.instance_id] if self.instance_id else [])],
-                                     stdout=out, stderr=out)
-        out.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"the SQL server did not start: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -124,7 +79,7 @@ CREATE = ("CREATE STREAM fo_clicks (user STRING KEY, page STRING) WITH (kafka_to
           "CREATE TABLE fo_views AS SELECT page, COUNT(*) AS n FROM fo_clicks GROUP BY page EMIT CHANGES;")
 
 
-def check_exactly_once(broker: BrokerProcess, sql: SqlProcess, sent: list[tuple[str, str]]) -> None:
+def check_exactly_once(broker: BrokerProcess, sql: SqlServerProcess, sent: list[tuple[str, str]]) -> None:
     """The pull query's counts are exact, and the sink topic (read committed) has each key's
     counts 1, 2, ..., n, each exactly once."""
     want = {k: sum(1 for _u, p in sent if p == k) for k in KEYS}
@@ -152,8 +107,8 @@ def check_exactly_once(broker: BrokerProcess, sql: SqlProcess, sent: list[tuple[
 
 
 def start_query(broker: BrokerProcess, tmp_path: Path, guarantee: str = "exactly_once_v2",
-                instance_id: str | None = None) -> tuple[SqlProcess, Callable[[int], None], list[tuple[str, str]]]:
-    sql = SqlProcess(broker.bootstrap, tmp_path / "state", tmp_path / "sql.log", instance_id).start()
+                instance_id: str | None = None) -> tuple[SqlServerProcess, Callable[[int], None], list[tuple[str, str]]]:
+    sql = SqlServerProcess(broker.bootstrap, tmp_path / "state", tmp_path / "sql.log", "failover_", instance_id).start()
     r = httpx.post(f"{sql.url}/ksql", timeout=60, json={"ksql": CREATE.replace("exactly_once_v2", guarantee)})
     assert r.status_code == 200, r.text
     sent: list[tuple[str, str]] = []

@@ -1221,7 +1221,12 @@ class Engine:
                 local, peers = owners
             rows = [] if not local else self.pull(q)[1]
             for url in peers:
-                rows.extend(self._forward_pull(url, text or ""))
+                try:
+                    rows.extend(self._forward_pull(url, text or ""))
+                except SqlError:
+                    if pq is not None and pq.runtime is not None:
+                        pq.runtime.forget_members()  # the next pull asks the group again
+                    raise
             if q.limit is not None:
                 rows = rows[:q.limit]
             return out_cols, rows
@@ -1244,7 +1249,7 @@ class Engine:
             return []
         app_id = pq.runtime.app_id
         try:
-            desc = self._admin.describe_consumer_groups([app_id], request_timeout=10)[app_id].result(10)
+            desc = pq.runtime.group_members()  # (cached for a second, and until a rebalance)
         except Exception as e:
             log.warning("pull query: cannot describe group %s: %s", app_id, e)
             return []

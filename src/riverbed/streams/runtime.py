@@ -267,6 +267,8 @@ class Runtime(StoreQueries):
         self._positions: dict[tuple[str, int], int] = {}
         self._consumed = 0
         self._committed_at = (-1, -1)
+        self._membership_epoch = 0  # counts this member's rebalance callbacks
+        self._members: tuple[int, float, Any] | None = None  # (epoch, when, description): group_members()
         self.running = threading.Event()
         self.restored: dict[str, int] = {}  # store/task -> records restored (the last restore of each)
         self.restore_chunks: dict[str, int] = {}  # store/task -> poll-loop turns the last restore took
@@ -630,9 +632,31 @@ class Runtime(StoreQueries):
                             out.append((Windowed(k, Window(start, start + size)), ws.value_serde.deserialize(raw)))
         return out
 
+    MEMBERS_MAX_AGE_S = 1.0
+
+    def group_members(self) -> Any:
+        """The application's consumer group as DescribeConsumerGroups tells it (members, their
+        client ids and assignments), for interactive queries that must find the instance owning
+        a key. Kept for at most :attr:`MEMBERS_MAX_AGE_S` and forgotten at each of this member's
+        rebalance callbacks (an assignment that moved is seen by a rebalance here first), so a
+        stream of pull queries costs one DescribeConsumerGroups a second, not one each. Raises
+        what the admin client raises."""
+        cached = self._members
+        now = time.monotonic()
+        if cached is not None and cached[0] == self._membership_epoch and now - cached[1] < self.MEMBERS_MAX_AGE_S:
+            return cached[2]
+        epoch = self._membership_epoch
+        desc = self._admin.describe_consumer_groups([self.app_id], request_timeout=10)[self.app_id].result(10)
+        self._members = (epoch, now, desc)
+        return desc
+
+    def forget_members(self) -> None:
+        """Drop the cached group description (an instance it named did not answer)."""
+        self._members = None
+
     def _owner_of(self, topics: Any, partition: int) -> str | None:
         try:
-            desc = self._admin.describe_consumer_groups([self.app_id])[self.app_id].result(10)
+            desc = self.group_members()
         except Exception as e:
             log.warning("cannot describe group %s: %s", self.app_id, e)
             return None
@@ -741,6 +765,7 @@ class Runtime(StoreQueries):
         else:
             consumer.assign(parts)
         self.stats.rebalances += 1
+        self._membership_epoch += 1
         self._set_state("REBALANCING")
         paused: list[TopicPartition] = []
         for tp in parts:
@@ -840,6 +865,7 @@ class Runtime(StoreQueries):
         """Partitions moving away: commit (with exactly-once, the one open transaction, before
         the revocation completes), then close only their tasks."""
         log.info("revoked %s%s", [(p.topic, p.partition) for p in parts], " (incremental)" if self.cooperative else "")
+        self._membership_epoch += 1
         if not self._stop.is_set():  # (closing the consumer on stop revokes too)
             self._set_state("REBALANCING")
         keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
@@ -861,6 +887,7 @@ class Runtime(StoreQueries):
         back to their last commit); with exactly-once the open transaction is aborted. The member
         rejoins and restores whatever it is assigned again from the stores' checkpoints."""
         log.warning("lost %s", [(p.topic, p.partition) for p in parts])
+        self._membership_epoch += 1
         keys = {(self.topology.sub_for_topic[tp.topic].id, tp.partition) for tp in parts}
         if self.eos and self.tasks:
             try:

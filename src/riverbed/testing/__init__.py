@@ -30,7 +30,8 @@ from typing import Any
 from riverbed.app import BrokerThread
 from riverbed.broker import BrokerConfig
 
-__all__ = ["EXAMPLE_BROKER_FLAGS", "FIXTURE_DEFAULTS", "BrokerProcess", "EmbeddedBroker", "example_cluster", "free_port"]
+__all__ = ["EXAMPLE_BROKER_FLAGS", "FIXTURE_DEFAULTS", "BrokerProcess", "EmbeddedBroker", "SqlServerProcess", "example_cluster",
+           "free_port"]
 
 # What the pytest fixtures change from a plain broker, as Kafka's test images do: no 3 s wait
 # for more members before a new group's first rebalance, and topics asked for with a
@@ -160,6 +161,72 @@ class BrokerProcess:
             self.kill()
 
 
+
+class SqlServerProcess:
+    """``riverbed sql serve`` in a child process on a free port: for tests that kill or restart
+    the SQL server, and for benchmarks whose clients must not share its interpreter."""
+
+    def __init__(self, bootstrap: str, state_dir: Path, log: Path, service_id: str = "default_",
+                 instance_id: str | None = None, extra: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.bootstrap = bootstrap
+        self.state_dir = state_dir
+        self.log = log
+        self.service_id = service_id
+        self.instance_id = instance_id
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> SqlServerProcess:
+        """Starts the server; returns once its /healthcheck answers 200 (its command topic replayed)."""
+        import httpx
+
+        out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+        cmd = [sys.executable, "-m", "riverbed", "sql", "serve", "--bootstrap", self.bootstrap,
+               "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
+               "--service-id", self.service_id, "--log-level", "INFO",
+               *(["--instance-id", self.instance_id] if self.instance_id else []), *self.extra]
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the SQL server exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"the SQL server did not start: {self.log.read_text()[-3000:]}")
+
+    def ksql(self, text: str, **extra: Any) -> Any:
+        """POST /ksql; the httpx response."""
+        import httpx
+
+        return httpx.post(f"{self.url}/ksql", json={"ksql": text, **extra}, timeout=90)
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> SqlServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # What the examples' own broker changes from `riverbed serve`'s defaults: quiet logs and no wait
