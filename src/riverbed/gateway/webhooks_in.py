@@ -111,6 +111,9 @@ class InboundHandler:
         self._carry = tuple(name.lower() for name in route.headers)
         self._id_path = route.id or DEFAULT_ID_PATH.get(route.verify)
         self._parse = bool(route.require_json or route.key or route.id or route.cloudevents)
+        # the loop the route is served on, looked up at its first request (Python 3.11's
+        # get_running_loop() is a getpid() syscall, twice per webhook otherwise)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _verify(self, h: dict[str, str], body: bytes) -> Verified:
         r = self.route
@@ -188,12 +191,15 @@ class InboundHandler:
             log.warning("%s from %s: signature refused: %s", r.path, client_address(scope), exc)
             raise JsonError(401, 401, f"Signature verification failed: {exc}") from None
         key, value, headers, event_id = self._record(h, body, verified)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
         if user is not None:
             headers.append((USER_HEADER, user.encode()))
             if key is None:
                 key = user.encode()
         if event_id is not None:
-            first = self.seen.claim(event_id)
+            first = self.seen.claim(event_id, loop)
             if first is not None:
                 self.duplicates += 1
                 try:
@@ -220,7 +226,7 @@ class InboundHandler:
                     return 202, {**earlier, "duplicate": True}, None
             headers.append((ID_HEADER, event_id.encode()))
         try:
-            msg = await self.producer.send_within(r.topic, value, key, headers, self.ack_timeout)
+            msg = await self.producer.send_within(r.topic, value, key, headers, self.ack_timeout, loop)
         except NotStored as err:
             if event_id is not None:
                 self.seen.forget(event_id, err)
