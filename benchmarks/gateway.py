@@ -3,7 +3,8 @@ gateway itself in another child process (`riverbed gateway run`), so the load ge
 process) does not share its GIL.
 
     .venv/bin/python benchmarks/gateway.py [--seconds 5] [--concurrency 64] [--load-processes 1]
-        [--connections 1000] [--rate 1000] [--out r.json] [--profile p]
+        [--connections 1000] [--rate 1000] [--linger-ms N] [--out r.json] [--profile p]
+    PY_SPY=.venv/bin/py-spy PY_SPY_ARGS=--native ... --profile p   # native frames too
 
 - inbound: Stripe-signed webhooks (unique event ids, HMAC checked, replay window on, acks=all)
   posted by `--concurrency` keep-alive connections, spread over `--load-processes` processes,
