@@ -3,7 +3,8 @@ gateway itself in another child process (`riverbed gateway run`), so the load ge
 process) does not share its GIL.
 
     .venv/bin/python benchmarks/gateway.py [--seconds 5] [--concurrency 64] [--load-processes 1]
-        [--connections 1000] [--rate 1000] [--out r.json] [--profile p]
+        [--connections 1000] [--rate 1000] [--linger-ms N] [--out r.json] [--profile p]
+    PY_SPY=.venv/bin/py-spy PY_SPY_ARGS=--native ... --profile p   # native frames too
 
 - inbound: Stripe-signed webhooks (unique event ids, HMAC checked, replay window on, acks=all)
   posted by `--concurrency` keep-alive connections, spread over `--load-processes` processes,
@@ -50,6 +51,7 @@ TOML = """
 [gateway]
 listen = "127.0.0.1:{port}"
 max_body = 10000000
+{extra}
 
 [rest]
 enabled = true
@@ -78,10 +80,10 @@ queue = 1000
 """
 
 
-def start_gateway(bootstrap: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(bootstrap: str, tmp: Path, linger_ms: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cfg = tmp / "gateway.toml"
-    cfg.write_text(TOML.format(port=port, secret=SECRET))
+    cfg.write_text(TOML.format(port=port, secret=SECRET, extra="" if linger_ms is None else f"linger_ms = {linger_ms}"))
     log = open(tmp / "gateway.log", "wb")  # noqa: SIM115 - the child's
     proc = subprocess.Popen([sys.executable, "-m", "riverbed", "gateway", "run", str(cfg), "-b", bootstrap, "--log-level", "WARNING"], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
@@ -100,7 +102,10 @@ def _py_spy(pid: int, seconds: float, profile: Path | None) -> subprocess.Popen[
     if profile is None:
         return None
     py_spy = os.environ.get("PY_SPY", "py-spy")
-    return subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = os.environ.get("PY_SPY_ARGS", "").split()  # e.g. "--native --threads"
+    if "--native" not in extra:  # native stacks need the process paused at each sample
+        extra.append("--nonblocking")
+    return subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "100", "-f", "raw", "-o", str(profile), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _thread_cpu(pid: int) -> dict[str, float]:
@@ -366,15 +371,16 @@ def main() -> None:
     ap.add_argument("--broadcast-connections", type=int, default=100)
     ap.add_argument("--broadcast-rate", type=int, default=100)
     ap.add_argument("--only", choices=["inbound", "rest", "fanout", "broadcast"], action="append")
+    ap.add_argument("--linger-ms", type=int, help="the gateway's [gateway] linger_ms (default: the gateway's own)")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--profile", type=Path, help="py-spy (PY_SPY=path) the gateway during inbound and each fan-out: PROFILE.<mode>.txt, collapsed stacks")
+    ap.add_argument("--profile", type=Path, help="py-spy (PY_SPY=path, PY_SPY_ARGS=more options, e.g. --native) the gateway during inbound and each fan-out: PROFILE.<mode>.txt, collapsed stacks")
     args = ap.parse_args()
     only = set(args.only or ["inbound", "rest", "fanout", "broadcast"])
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_s:
         tmp = Path(tmp_s)
         with BrokerProcess(tmp / "data") as broker:
-            gw, url = start_gateway(broker.bootstrap, tmp)
+            gw, url = start_gateway(broker.bootstrap, tmp, args.linger_ms)
             try:
                 if "inbound" in only:
                     results["inbound"] = inbound(url, args.seconds, args.concurrency, args.load_processes, gw.pid, args.profile and args.profile.with_suffix(".inbound.txt"), broker_pid=broker.proc.pid)

@@ -105,5 +105,23 @@ def gateway_command(args: argparse.Namespace) -> int:
     )
     from riverbed.web.serve import run_loop
 
-    run_loop(server.serve())  # uvloop's event loop where installed (it is a dependency)
+    run_loop(_serve(server))  # uvloop's event loop where installed (it is a dependency)
     return 0
+
+
+async def _serve(server: Any) -> None:
+    """Serve; once started (the lifespan ran: clients, routes, seen windows), keep what start-up
+    built out of the cyclic collector's scans and collect the young generation less often, as
+    `riverbed serve` does: each webhook allocates short-lived containers (the ASGI scope, its
+    task, futures) that reference counting frees anyway."""
+    import asyncio
+    import gc
+
+    task = asyncio.ensure_future(server.serve())
+    while not server.server.started and not task.done():
+        await asyncio.sleep(0.05)
+    if not task.done():
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+    await task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import tomllib
@@ -19,13 +20,17 @@ class ConfigError(ValueError):
     """gateway.toml says something the gateway cannot do."""
 
 
+@functools.lru_cache(maxsize=256)
+def _path_parts(path: str) -> tuple[str, ...]:
+    """A JSON path's steps, parsed once per path (routes use the same few paths per request)."""
+    path = path.removeprefix("$").removeprefix(".").replace("[", ".").replace("]", "")
+    return tuple(part for part in path.split(".") if part != "")
+
+
 def json_path(doc: Any, path: str) -> Any:
     """``a.b.0.c`` (or ``$.a.b[0].c``) in a decoded JSON document; None when absent."""
-    path = path.removeprefix("$").removeprefix(".").replace("[", ".").replace("]", "")
     cur = doc
-    for part in path.split("."):
-        if part == "":
-            continue
+    for part in _path_parts(path):
         if isinstance(cur, dict):
             cur = cur.get(part)
         elif (

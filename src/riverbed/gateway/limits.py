@@ -24,12 +24,13 @@ class SeenWindow:
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
 
-    def claim(self, event_id: str) -> asyncio.Future[Any] | None:
+    def claim(self, event_id: str, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[Any] | None:
+        """`loop`: the running loop, if the caller has it at hand (saves a lookup per call)."""
         fut = self._ids.get(event_id)
         if fut is not None:
             self._ids.move_to_end(event_id)
             return fut
-        self._ids[event_id] = asyncio.get_running_loop().create_future()
+        self._ids[event_id] = (loop or asyncio.get_running_loop()).create_future()
         while len(self._ids) > self.capacity:
             _, old = self._ids.popitem(last=False)
             if not old.done():

@@ -77,12 +77,13 @@ class AsyncProducer:
         """Produce and wait for the broker's acknowledgement; the delivered Message."""
         return await self._submit(topic, value, key, headers, partition, timestamp)
 
-    async def send_within(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, timeout: float) -> Message:
+    async def send_within(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, timeout: float, loop: asyncio.AbstractEventLoop | None = None) -> Message:
         """:meth:`send`, giving up after `timeout` seconds (NotStored, within a tenth of a
         second); the record may still be stored later. No timer or task per call: the futures
         wait in a deadline queue per timeout value (``deque``, in send order, so deadlines
-        ascend), which one sweep every 0.1 s expires while anything waits."""
-        fut = self._submit(topic, value, key, headers, None, None)
+        ascend), which one sweep every 0.1 s expires while anything waits. `loop`: the running
+        loop, if the caller has it at hand (on Python 3.11 each lookup is a getpid() syscall)."""
+        fut = self._submit(topic, value, key, headers, None, None, loop)
         loop = fut.get_loop()
         waiting = self._deadlines.get(timeout)
         if waiting is None:
@@ -109,11 +110,11 @@ class AsyncProducer:
                 del self._deadlines[timeout]
         self._sweeper = loop.call_later(_SWEEP, self._sweep, loop) if self._deadlines else None
 
-    def _submit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, partition: int | None, timestamp: int | None) -> asyncio.Future[Message]:
+    def _submit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, partition: int | None, timestamp: int | None, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[Message]:
         """Produce; the future of the broker's acknowledgement (NotStored at once if refused)."""
         if self._closed:
             raise NotStored("the gateway is shutting down")
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Message] = (loop or asyncio.get_running_loop()).create_future()
         kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers or None, "on_delivery": functools.partial(self._delivered, fut)}
         if partition is not None:
             kwargs["partition"] = partition

@@ -79,8 +79,11 @@ def verify_stripe(headers: Mapping[str, str], body: bytes, secret: str, toleranc
         raise SignatureError("Stripe-Signature has no timestamp")
     if not sigs:
         raise SignatureError("Stripe-Signature has no v1 signature")
-    expected = _mac(secret.encode(), str(ts).encode() + b"." + body)
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    expected = _mac(secret.encode(), b"%d." % ts + body)
+    for sig in sigs:
+        if hmac.compare_digest(expected, sig):
+            break
+    else:
         raise SignatureError("no Stripe v1 signature matches the payload")
     _check_age(ts, tolerance, now)
     return Verified(None, ts)

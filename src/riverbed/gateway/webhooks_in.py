@@ -107,6 +107,13 @@ class InboundHandler:
         self.shared = RedisSeen(route.dedup_redis, route.dedup_ttl, ack_timeout + 5, f"riverbed:gateway:{route.topic}:") if route.dedup_redis else None
         self.accepted = 0
         self.duplicates = 0
+        # per request only what varies: the route's header names, id path and JSON need, once
+        self._carry = tuple(name.lower() for name in route.headers)
+        self._id_path = route.id or DEFAULT_ID_PATH.get(route.verify)
+        self._parse = bool(route.require_json or route.key or route.id or route.cloudevents)
+        # the loop the route is served on, looked up at its first request (Python 3.11's
+        # get_running_loop() is a getpid() syscall, twice per webhook otherwise)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _verify(self, h: dict[str, str], body: bytes) -> Verified:
         r = self.route
@@ -184,12 +191,15 @@ class InboundHandler:
             log.warning("%s from %s: signature refused: %s", r.path, client_address(scope), exc)
             raise JsonError(401, 401, f"Signature verification failed: {exc}") from None
         key, value, headers, event_id = self._record(h, body, verified)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
         if user is not None:
             headers.append((USER_HEADER, user.encode()))
             if key is None:
                 key = user.encode()
         if event_id is not None:
-            first = self.seen.claim(event_id)
+            first = self.seen.claim(event_id, loop)
             if first is not None:
                 self.duplicates += 1
                 try:
@@ -216,7 +226,7 @@ class InboundHandler:
                     return 202, {**earlier, "duplicate": True}, None
             headers.append((ID_HEADER, event_id.encode()))
         try:
-            msg = await self.producer.send_within(r.topic, value, key, headers, self.ack_timeout)
+            msg = await self.producer.send_within(r.topic, value, key, headers, self.ack_timeout, loop)
         except NotStored as err:
             if event_id is not None:
                 self.seen.forget(event_id, err)
@@ -240,7 +250,7 @@ class InboundHandler:
         """-> (key, value, headers, provider event id) for the body, or JsonError 400."""
         r = self.route
         ctype = h.get("content-type", "")
-        carried: Headers = [(name.lower(), h[name.lower()].encode()) for name in r.headers if name.lower() in h]
+        carried: Headers = [(name, h[name].encode()) for name in self._carry if name in h] if self._carry else []
         if "ce-specversion" in h:  # CloudEvents HTTP binary mode -> Kafka binary mode
             ce_headers: Headers = [("ce_" + name[3:], value.encode()) for name, value in h.items() if name.startswith("ce-")]
             if ctype:
@@ -253,18 +263,19 @@ class InboundHandler:
             key = event.partitionkey or (_text(json_path(doc, r.key)) if r.key and doc is not None else None)
             ce_headers = [(n, v) for n, v in ce_headers if n != "ce_partitionkey"]
             return _b(key), body, ce_headers + carried, verified.event_id or f"{event.source}/{event.id}"
-        if ctype.split(";")[0].strip().lower() == "application/cloudevents+json":  # structured mode
+        media = ctype.split(";")[0].strip().lower() if ctype else ""
+        if media == "application/cloudevents+json":  # structured mode
             try:
                 event = from_structured(None, body)
             except InvalidEvent as exc:
                 raise JsonError(400, 400, f"Invalid CloudEvent: {exc}") from None
             key = event.partitionkey or (_text(json_path(self._json(body), r.key)) if r.key else None)
             return _b(key), body, [("content-type", ctype.encode()), *carried], verified.event_id or f"{event.source}/{event.id}"
-        if ctype.split(";")[0].strip().lower() == "application/cloudevents-batch+json":
+        if media == "application/cloudevents-batch+json":
             raise JsonError(400, 400, "CloudEvents batch mode is not supported; send one event per request")
-        doc = self._json(body) if r.require_json or r.key or r.id or r.cloudevents else None
+        doc = self._json(body) if self._parse else None
         event_id = verified.event_id
-        id_path = r.id or DEFAULT_ID_PATH.get(r.verify)
+        id_path = self._id_path
         if event_id is None and id_path is not None:
             event_id = _text(json_path(doc, id_path))
         key = _text(json_path(doc, r.key)) if r.key else None
@@ -276,7 +287,9 @@ class InboundHandler:
             k, v, ce_h = to_binary(event) if r.cloudevents == "binary" else to_structured(event)
             return k, v, ce_h + carried, event_id
         headers: Headers = [("content-type", ctype.encode())] if ctype else []
-        return _b(key), body, headers + carried, event_id
+        if carried:
+            headers += carried
+        return _b(key), body, headers, event_id
 
     def _json(self, body: bytes) -> Any:
         if not body:
