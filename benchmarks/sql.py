@@ -207,6 +207,16 @@ def push_and_pull(bootstrap: str, server_url: str, src: str, run: str, args: arg
     http.close()
 
 
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the pairs, and the pairs' ratios."""
+    out: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0] if all(k in r for r in runs)}
+    out["pairs"] = len(runs)
+    out["sql_vs_streams_each"] = [r["sql_vs_streams"] for r in runs]
+    if all("cpu_streams_vs_sql" in r for r in runs):
+        out["cpu_streams_vs_sql_each"] = [r["cpu_streams_vs_sql"] for r in runs]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="a running cluster (default: `riverbed serve` in a child process)")
@@ -220,6 +230,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1_000, help="records/s for the push-latency run")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the push-latency run")
     ap.add_argument("--pulls", type=int, default=1_000)
+    ap.add_argument("--repeat", type=int, default=3, help="pairs of throughput runs (sql and streams) per pipeline; medians printed")
     ap.add_argument("--no-freeze", action="store_true", help="no gc.freeze() before the push-latency run")
     args = ap.parse_args()
     broker: Any = None
@@ -247,25 +258,46 @@ def main() -> int:
     server.http.start_in_thread()
     child = None
     try:
-        # (a) filter
-        app = StreamsApp(f"bench-filter-{run}", bootstrap)
-        app.stream(src, STRING, JSON).filter(lambda _k, v: v["status"] == "VIP").to(f"streams-vip-{run}", STRING, JSON)
-        create(bootstrap, f"streams-vip-{run}")
-        s = run_streams(bootstrap, app, f"streams-vip-{run}", vip)
         engine.execute(f"CREATE STREAM users{run} (id STRING KEY, status STRING, n BIGINT) WITH (kafka_topic='{src}', value_format='JSON');")
-        q = run_sql(engine, f"CREATE STREAM vip{run} AS SELECT * FROM users{run} WHERE status = 'VIP' EMIT CHANGES;",
-                    f"VIP{run}".upper(), bootstrap, vip)
-        out["filter"] = ratios(n, s, q)
-        # (b) tumbling count per key
-        app = StreamsApp(f"bench-count-{run}", bootstrap)
-        (app.stream(src, STRING, JSON).group_by_key().windowed_by(TimeWindows.of(10_000))
-            .count(name="c").to_stream().to(f"streams-count-{run}", WindowedSerde(STRING, 10_000), LONG))
-        create(bootstrap, f"streams-count-{run}")
-        s = run_streams(bootstrap, app, f"streams-count-{run}", n)
-        q = run_sql(engine, f"CREATE TABLE counts{run} AS SELECT id, COUNT(*) AS n FROM users{run} "
-                            "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY id EMIT CHANGES;",
-                    f"COUNTS{run}".upper(), bootstrap, n)
-        out["tumbling_count"] = ratios(n, s, q)
+        filters: list[dict[str, Any]] = []
+        counts: list[dict[str, Any]] = []
+        for rep in range(args.repeat):  # pairs; within a pair the side that goes first alternates
+            # (a) filter
+            def streams_filter(rep: int = rep) -> tuple[float, float]:
+                app = StreamsApp(f"bench-filter-{run}-{rep}", bootstrap)
+                app.stream(src, STRING, JSON).filter(lambda _k, v: v["status"] == "VIP").to(f"streams-vip-{run}-{rep}", STRING, JSON)
+                create(bootstrap, f"streams-vip-{run}-{rep}")
+                return run_streams(bootstrap, app, f"streams-vip-{run}-{rep}", vip)
+
+            def sql_filter(rep: int = rep) -> tuple[float, float]:
+                return run_sql(engine, f"CREATE STREAM vip{run}_{rep} AS SELECT * FROM users{run} WHERE status = 'VIP' EMIT CHANGES;",
+                               f"VIP{run}_{rep}".upper(), bootstrap, vip)
+
+            # (b) tumbling count per key
+            def streams_count(rep: int = rep) -> tuple[float, float]:
+                app = StreamsApp(f"bench-count-{run}-{rep}", bootstrap)
+                (app.stream(src, STRING, JSON).group_by_key().windowed_by(TimeWindows.of(10_000))
+                    .count(name="c").to_stream().to(f"streams-count-{run}-{rep}", WindowedSerde(STRING, 10_000), LONG))
+                create(bootstrap, f"streams-count-{run}-{rep}")
+                return run_streams(bootstrap, app, f"streams-count-{run}-{rep}", n)
+
+            def sql_count(rep: int = rep) -> tuple[float, float]:
+                return run_sql(engine, f"CREATE TABLE counts{run}_{rep} AS SELECT id, COUNT(*) AS n FROM users{run} "
+                                       "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY id EMIT CHANGES;",
+                               f"COUNTS{run}_{rep}".upper(), bootstrap, n)
+
+            for results, streams_side, sql_side in ((filters, streams_filter, sql_filter), (counts, streams_count, sql_count)):
+                if rep % 2 == 0:
+                    st = streams_side()
+                    sq = sql_side()
+                else:
+                    sq = sql_side()
+                    st = streams_side()
+                results.append(ratios(n, st, sq))
+            for q in list(engine.queries.values()):  # the finished queries stop polling
+                engine.execute(f"TERMINATE {q.id};")
+        out["filter"] = summary(filters)
+        out["tumbling_count"] = summary(counts)
         if args.server_in_process:
             # what `riverbed sql serve` does once it has replayed its command topic: what start-up
             # built is moved out of the cyclic collector's generations (gc.freeze), or full
