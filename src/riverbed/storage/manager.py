@@ -537,6 +537,8 @@ class LogManager:
         hook = self._recovered_hook
         if hook is None or threading.get_ident() != self._hook_thread:
             return  # (the hook's thread sees it at its next get or check_recovered)
+        if key not in self._unchecked:
+            return  # (without the lock, which the loader thread holds while it loads)
         with self._load_lock:
             if key not in self._unchecked:
                 return
