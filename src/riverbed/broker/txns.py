@@ -165,8 +165,8 @@ class TxnService:
         since the crash (the producer re-initialized, with a new epoch): an open
         transaction of an older epoch than the coordinator's ongoing one for that producer
         is not that one, so it is hanging too."""
-        if self._stopped:
-            return
+        if self._stopped or all(v.current_txn_start_offset < 0 for v in plog.producer_states()):
+            return  # (most partitions: no transaction open, no need to ask the coordinator)
         self._abort_hanging(plog.topic, plog.partition, plog, self._open_in(), check_epoch=True)
 
     def _abort_hanging(
