@@ -28,9 +28,6 @@ segment were on disk then (after a crash, validation of that segment starts ther
 OPEN_TXNS_CHECKPOINT: Final = "open-transactions-checkpoint"
 """Written by a clean shutdown: the partitions holding an open transaction (with the first
 offset of the oldest one). The next start loads them at once; the others lazily."""
-UNRECOVERED_CHECKPOINT: Final = "unrecovered-partitions"
-"""Written by a clean shutdown when partitions found after a crash were never loaded (so
-never recovered): the next start recovers them at their first use instead of trusting them."""
 
 _TOPIC_RE: Final = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _PARTITION_DIR_RE: Final = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d{1,9})$")

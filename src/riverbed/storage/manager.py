@@ -48,7 +48,6 @@ from .files import (
     CLEANER_CHECKPOINT,
     DELETED_SUFFIX,
     OPEN_TXNS_CHECKPOINT,
-    UNRECOVERED_CHECKPOINT,
     Fsync,
     fsync_dir,
     is_legal_topic,
@@ -256,11 +255,8 @@ class LogManager:
         # a crash none is: each is recovered at its first use, and the coordinator checks it
         # for hanging transactions then (set_recovered_hook)
         open_txns_path = self._data_dir / OPEN_TXNS_CHECKPOINT
-        unrecovered_path = self._data_dir / UNRECOVERED_CHECKPOINT
         lazy = self._lazy_open and (not clean or open_txns_path.exists())
         open_txns = read_offset_checkpoint(open_txns_path) if lazy and clean else {}
-        # partitions the last clean shutdown never loaded after the crash before it
-        unrecovered = read_offset_checkpoint(unrecovered_path) if clean else {}
         cleaner_points = read_offset_checkpoint(self._data_dir / CLEANER_CHECKPOINT) if lazy else {}
         for name in dirs:
             path = self._data_dir / name
@@ -271,7 +267,7 @@ class LogManager:
             if parsed is None:
                 logger.warning("ignoring %s: not a <topic>-<partition> directory", path)
                 continue
-            recover = not clean or parsed in unrecovered
+            recover = not clean
             if lazy and parsed not in open_txns:
                 # read the directory (and recover it, after a crash) at its first use
                 self._unloaded[parsed] = _Unloaded(
@@ -305,7 +301,6 @@ class LogManager:
             marker.unlink()  # from now on a crash must be noticed
             fsync_dir(self._data_dir, self._fsync)
         remove_quietly(open_txns_path)  # (true of the last clean shutdown only)
-        remove_quietly(unrecovered_path)  # (now in _unloaded, or recovered above)
         _check_fd_headroom(len(self._logs) + len(self._unloaded))
         self._write_checkpoint()
         self.cleaner.load_checkpoint(list(self._logs.values()))
@@ -389,6 +384,17 @@ class LogManager:
         if data_fd is not None:
             os.close(data_fd)
         self._write_checkpoint(logs)
+        # partitions found after a crash and never loaded since were never recovered: no
+        # marker then, so that the next start (of any version) recovers them (the others
+        # from the positions written just above)
+        with self._load_lock:
+            unrecovered = sum(1 for u in self._unloaded.values() if u.recover)
+        if unrecovered and clean:
+            logger.info(
+                "%d partitions not recovered since the last crash: no clean-shutdown marker",
+                unrecovered,
+            )
+            clean = False
         if clean:
             # (partitions never loaded had none: they would have been loaded at start-up)
             open_txns = []
@@ -398,17 +404,6 @@ class LogManager:
                 if starts:
                     open_txns.append((log.topic, log.partition, min(starts)))
             write_offset_checkpoint(self._data_dir / OPEN_TXNS_CHECKPOINT, open_txns, self._fsync)
-            # partitions found after a crash and never loaded since were never recovered:
-            # the next start must not trust them because this shutdown was clean
-            with self._load_lock:
-                unrecovered = [
-                    (*key, u.recovery_point or 0) for key, u in self._unloaded.items() if u.recover
-                ]
-            path = self._data_dir / UNRECOVERED_CHECKPOINT
-            if unrecovered:
-                write_offset_checkpoint(path, unrecovered, self._fsync)
-            else:
-                remove_quietly(path)
             write_file(self._data_dir / CLEAN_SHUTDOWN, b"", self._fsync)
             fsync_dir(self._data_dir, self._fsync)
         self._closed = True
@@ -1052,7 +1047,7 @@ LOADER_DELAY_S = 1.0
 
 class _Unloaded:
     """A partition directory found at start-up, not loaded yet (``recover``: found after a
-    crash, or left unrecovered by the clean shutdown after one)."""
+    crash)."""
 
     __slots__ = (
         "cleaner_point",

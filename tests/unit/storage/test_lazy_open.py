@@ -317,10 +317,10 @@ def test_a_position_written_for_another_segment_is_not_used(tmp_path: Path) -> N
     again.close()
 
 
-def test_a_clean_shutdown_keeps_partitions_never_recovered_after_a_crash_unrecovered(tmp_path: Path) -> None:
+def test_a_clean_shutdown_before_every_partition_was_recovered_leaves_no_marker(tmp_path: Path) -> None:
     """A clean close after a crash-start must not make the next start trust partitions that
-    were never loaded (so never recovered) since: it lists them, and they are recovered at
-    their first use after the next start too."""
+    were never loaded (so never recovered) since: it writes no clean-shutdown marker then,
+    and the next start (of any version) recovers every partition."""
     data = tmp_path / "data"
     manager = _open(data)
     _fill(manager)
@@ -332,19 +332,23 @@ def test_a_clean_shutdown_keeps_partitions_never_recovered_after_a_crash_unrecov
     crashed = _open(data, background_load=False)
     assert crashed.get("t", 0) is not None  # recovered at its first use; t-1 never used
     crashed.close()
-    assert read_offset_checkpoint(data / "unrecovered-partitions").keys() == {("t", 1), ("t", 2), ("t", 3)}
+    assert not (data / ".clean-shutdown").exists()
     assert torn.stat().st_size > size  # still as the crash left it
 
     again = _open(data, background_load=False)
     assert again.unloaded_count() == PARTITIONS
-    assert not (data / "unrecovered-partitions").exists()
     log = again.get("t", 1)
-    assert log is not None and again.recovered_lazily == 1  # (t-0 was loaded as clean)
+    assert log is not None and again.recovered_lazily == 1
     assert torn.stat().st_size == size
     assert log.log_end_offset == 10 * 2 + 2  # every acknowledged record, none of the torn one
-    assert log.read(0, 1 << 20).records[:8] == (0).to_bytes(8, "big")
+    zero = again.get("t", 0)
+    assert zero is not None and zero.log_end_offset == 10 * 2 + 2
     again.close()
-    assert read_offset_checkpoint(data / "unrecovered-partitions").keys() == {("t", 2), ("t", 3)}
+    assert not (data / ".clean-shutdown").exists()  # (t-2 and t-3 still unrecovered)
+    last = _open(data, background_load=False)
+    assert sorted(log.log_end_offset for log in last.partitions()) == [10 * 2 + 2] * PARTITIONS
+    last.close()
+    assert (data / ".clean-shutdown").exists()  # every partition recovered: clean again
 
 
 def test_the_recovered_hook_sees_every_partition_recovered_after_a_crash(
