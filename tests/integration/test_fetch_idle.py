@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -178,3 +179,146 @@ def test_long_poll_of_a_deleted_topic_answers_its_error(broker: EmbeddedBroker, 
         broker.call(lambda: broker.broker.delete_topic(topic_name))
         t.join()
         assert done and fields(done[0])[0][0] != 0
+
+
+def test_idle_connection_gets_the_same_answer_until_something_changes(broker: EmbeddedBroker, topic_name: str) -> None:
+    """A connection repeating a sessionless fetch with nothing new gets the whole answer it got
+    last time (not read again) while the broker's change count stays; an append, a DeleteRecords
+    or another version of the request is read afresh."""
+    b = broker.broker
+    with Wire(broker.bootstrap) as w:
+        make_topic(w, topic_name, partitions=2)
+        w.request(produce_req(topic_name, build_batch([(b"k", b"v")]), partition=0), 8)
+    conn = ConnectionInfo(peer="t", listener="PLAINTEXT", connection_id=991)
+
+    def ask(offsets: dict[int, int], version: int = 11) -> tuple[Resp, object]:
+        body = Writer()
+        body.int16(FetchRequest.API_KEY)
+        body.int16(version)
+        body.int32(1)
+        body.nullable_string("t", False)
+        fetch(topic_name, offsets).write(body, version)
+
+        def run() -> tuple[Resp, object]:
+            chunks = b.handle(conn, bytearray(body.getvalue()))
+            assert isinstance(chunks, list)
+            raw = bytearray(b"".join(bytes(c) for c in chunks))
+            resp = Resp.read(Reader(raw, 8), version)  # after the size and the correlation id
+            return resp, conn.state.get("quiet_fetch", (None,) * 4)[3]
+
+        return broker.call(run)
+
+    first, kept = ask({0: 1, 1: 0})
+    assert fields(first) == {0: (0, 1, 1, 0, 0), 1: (0, 0, 0, 0, 0)} and kept is not None
+    again, kept_again = ask({0: 1, 1: 0})
+    assert kept_again is kept and fields(again) == fields(first)  # answered from what was kept
+    with Wire(broker.bootstrap) as w:
+        w.request(produce_req(topic_name, build_batch([(b"k", b"v")]), partition=1), 8)
+    after, _ = ask({0: 1, 1: 0})
+    assert fields(after)[1][:2] == (0, 1) and fields(after)[1][4] > 0  # read again: partition 1 has data
+    quiet, kept = ask({0: 1, 1: 1})
+    assert fields(quiet) == {0: (0, 1, 1, 0, 0), 1: (0, 1, 1, 0, 0)}
+    with Wire(broker.bootstrap) as w:
+        w.request(DeleteRecordsRequest(topics=[DeleteRecordsRequest.DeleteRecordsTopic(name=topic_name, partitions=[DeleteRecordsRequest.DeleteRecordsPartition(partition_index=0, offset=1)])], timeout_ms=5000), 2)
+    moved, kept_moved = ask({0: 1, 1: 1})
+    assert kept_moved is not kept and fields(moved)[0] == (0, 1, 1, 1, 0)  # the new log start
+    other_version, _ = ask({0: 1, 1: 1}, version=5)
+    assert fields(other_version) == fields(moved)
+
+
+def _v16(order: list[tuple[uuid.UUID, list[tuple[int, int]]]], max_wait_ms: int = 500) -> bytes:
+    req = FetchRequest(max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+                       topics=[Req.FetchTopic(topic_id=tid, partitions=[Req.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20)
+                                                                        for p, o in parts]) for tid, parts in order], rack_id="")
+    w = Writer()
+    req.write(w, 16)
+    return bytes(w.getvalue())
+
+
+def test_a_reordered_request_is_the_same_request() -> None:
+    """librdkafka rotates its full fetch list by one partition each time: from v13 a request
+    that only differs by the order of its partitions gets the request decoded before (so the
+    connection's kept idle answer applies); any other difference is decoded afresh."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    conn = ConnectionInfo(peer="t", listener="PLAINTEXT", connection_id=2)
+
+    def decode(body: bytes) -> FetchRequest:
+        return decode_request(conn, bytearray(b"HDR" + body), 3, 16)
+
+    ref = decode(_v16([(a, [(3, 5), (2, 5), (1, 5), (0, 5)]), (b, [(1, 0), (0, 7)])]))
+    rotations = [
+        [(a, [(2, 5), (1, 5), (0, 5)]), (b, [(1, 0), (0, 7)]), (a, [(3, 5)])],
+        [(a, [(1, 5), (0, 5)]), (b, [(1, 0), (0, 7)]), (a, [(3, 5), (2, 5)])],
+        [(b, [(1, 0), (0, 7)]), (a, [(3, 5), (2, 5), (1, 5), (0, 5)])],
+        [(b, [(0, 7)]), (a, [(3, 5), (2, 5), (1, 5), (0, 5)]), (b, [(1, 0)])],
+        [(a, [(3, 5), (1, 5)]), (b, [(1, 0)]), (a, [(2, 5), (0, 5)]), (b, [(0, 7)])],  # interleaved, another order
+    ]
+    for order in rotations:
+        assert decode(_v16(order)) is ref, order
+    others = [
+        [(a, [(2, 5), (1, 5), (0, 5)]), (b, [(1, 0), (0, 8)]), (a, [(3, 5)])],  # an offset moved
+        [(a, [(2, 5), (1, 5), (0, 5)]), (b, [(1, 0), (0, 7)]), (a, [(2, 5)])],  # 2 twice, 3 missing
+        [(a, [(3, 5), (2, 5), (1, 5)]), (b, [(1, 0), (0, 7)])],  # one partition fewer
+    ]
+    for order in others:
+        got = decode(_v16(order))
+        assert got is not ref
+        assert [(t.topic_id, [(p.partition, p.fetch_offset) for p in t.partitions]) for t in got.topics] == order
+        ref = decode(_v16([(a, [(3, 5), (2, 5), (1, 5), (0, 5)]), (b, [(1, 0), (0, 7)])]))  # the reference again
+    assert decode(_v16([(b, [(1, 0), (0, 7)]), (a, [(3, 5), (2, 5), (1, 5), (0, 5)])], max_wait_ms=100)) is not ref
+
+
+def test_idle_librdkafka_member_is_answered_without_reading(broker: EmbeddedBroker, topic_name: str) -> None:
+    """A caught-up confluent-kafka member repeats a rotated full fetch every fetch.wait.max.ms:
+    after the first, the broker answers from what the connection kept (no partition read)
+    until something changes; a record produced then still reaches the member at once."""
+    from confluent_kafka import Consumer, Producer
+
+    import riverbed.broker.apis.fetch as fetch_api
+
+    with Wire(broker.bootstrap) as w:
+        for i in range(3):
+            make_topic(w, f"{topic_name}-{i}", partitions=4)
+    reads, fetches = [0], [0]
+    real_read, real_decode = fetch_api._read_all, broker.broker._decode_fetch
+
+    def counting_read(*args: object, **kw: object) -> object:
+        reads[0] += 1
+        return real_read(*args, **kw)  # type: ignore[arg-type]
+
+    def counting_decode(*args: object) -> object:
+        fetches[0] += 1
+        return real_decode(*args)  # type: ignore[arg-type]
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": topic_name, "auto.offset.reset": "latest",
+                  "fetch.wait.max.ms": 100})
+    assigned: list[int] = []
+    c.subscribe([f"^{topic_name}-.*"], on_assign=lambda _c, parts: assigned.append(len(parts)))
+    try:
+        deadline = time.monotonic() + 60
+        while sum(assigned) < 12 and time.monotonic() < deadline:
+            c.poll(0.1)
+        assert sum(assigned) == 12
+        # caught up: the member's fetches are full fetches at the end of every partition
+        broker.call(lambda: setattr(fetch_api, "_read_all", counting_read))
+        broker.call(lambda: setattr(broker.broker, "_decode_fetch", counting_decode))
+        deadline = time.monotonic() + 60
+        while fetches[0] < 12 and time.monotonic() < deadline:
+            assert c.poll(0.1) is None
+        assert fetches[0] >= 12
+        assert reads[0] <= 2, f"{reads[0]} reads for {fetches[0]} fetches"  # (the first, and one more at most)
+        p = Producer({"bootstrap.servers": broker.bootstrap})
+        p.produce(f"{topic_name}-1", b"v", b"k")
+        assert p.flush(10) == 0
+        deadline = time.monotonic() + 30
+        got = None
+        while got is None and time.monotonic() < deadline:
+            m = c.poll(0.1)
+            if m is not None and m.error() is None:
+                got = m
+        assert got is not None and got.value() == b"v"
+        assert reads[0] > 2
+    finally:
+        broker.call(lambda: setattr(fetch_api, "_read_all", real_read))
+        broker.call(lambda: setattr(broker.broker, "_decode_fetch", real_decode))
+        c.close()

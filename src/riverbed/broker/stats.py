@@ -70,6 +70,8 @@ class BrokerStats:
         self.errors[k] = self.errors.get(k, 0) + 1
 
     def _fetched(self, response: Any, topic_names: Any) -> None:
+        if getattr(response, "quiet_answer", False):  # fetch._QuietFetch: no error, no bytes
+            return
         if response.error_code:
             self._count(FETCH_KEY, response.error_code)
         out = self.bytes_out

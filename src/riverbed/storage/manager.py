@@ -195,7 +195,7 @@ class LogManager:
         """The tiering thread's manager (None: no object store configured)."""
         self.remote_reader: RemoteLogReader | None = None
         if remote_store is not None:
-            self.remote = RemoteLogManager(remote_store, remote_config, fsync=fsync)
+            self.remote = RemoteLogManager(remote_store, remote_config, fsync=fsync, on_log_start_moved=on_durable)
             self.remote_reader = RemoteLogReader(remote_store, cache_bytes=remote_cache_bytes)
         self.flush_cycles = 0
         self.flush_stats = FlushStats()

@@ -103,15 +103,132 @@ def _quiet_answer(index: int, hw: int, lso: int, log_start: int, read_committed:
     return answer
 
 
+class _QuietFetch(FetchResponse):
+    """A whole answer of quiet partitions (nothing new, no error), for a fetch without a
+    session: kept by the connection with the broker's change count when it was read, and
+    answered again, bytes and all, while the same request comes and nothing changed in the
+    broker (librdkafka's idle consumer repeats its full fetch every ``fetch.wait.max.ms``).
+    Never modified once made; its bytes encoded once per version; nothing in it to count."""
+
+    __slots__ = ("_encoded",)
+    quiet_answer = True  # (BrokerStats: nothing to count)
+
+    def __init__(self, responses: list[Resp.FetchableTopicResponse]) -> None:
+        super().__init__(throttle_time_ms=0, error_code=0, session_id=0, responses=responses)
+        self._encoded: tuple[int, bytes] | None = None
+
+    def write(self, w: Writer, version: int) -> None:
+        encoded = self._encoded
+        if encoded is None or encoded[0] != version:
+            t = Writer()
+            FetchResponse.write(self, t, version)
+            encoded = self._encoded = (version, t.getvalue())
+        w.raw(encoded[1])
+
+
+_PART = 33  # a v13+ FetchPartition without tagged fields: 4 + 4 + 8 + 4 + 8 + 4 bytes, then 0 tags
+
+
+def _varint(b: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(b) or shift > 28:
+            raise ValueError("varint")
+        byte = b[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+Layout = tuple[bytes, dict[bytes, bytes], bytes, dict[bytes, list[bytes]]]
+
+
+def _blocks(body: bytes, version: int) -> tuple[bytes, dict[bytes, list[bytes]], bytes] | None:
+    """A v13+ request body split as (the fields before the topics, topic id -> the byte blocks
+    of its partition entries in request order, the fields after the topics), when no partition
+    entry has a tagged field (each is 33 bytes); None otherwise."""
+    try:
+        pos = 21 if version >= 15 else 25
+        prefix = body[:pos]
+        count, pos = _varint(body, pos)
+        parts: dict[bytes, list[bytes]] = {}
+        for _ in range(count - 1):
+            tid = body[pos:pos + 16]
+            n, pos = _varint(body, pos + 16)
+            end = pos + (n - 1) * _PART
+            if n < 1 or end >= len(body) or body[end] != 0:
+                return None
+            block = body[pos:end]
+            if block[_PART - 1::_PART].strip(b"\0"):  # an entry with tagged fields
+                return None
+            parts.setdefault(tid, []).append(block)
+            pos = end + 1
+        return prefix, parts, body[pos:]
+    except (ValueError, IndexError):
+        return None
+
+
+def _entries(joined: bytes) -> list[bytes]:
+    return sorted(joined[i:i + _PART] for i in range(0, len(joined), _PART))
+
+
+def _same_partitions(body: bytes, version: int, ref: Layout) -> bool:
+    """Whether ``body`` asks for exactly what the reference request asked for (the same
+    fields, the same partition entries of each topic) in another order. librdkafka rotates its
+    fetch list by a partition each time (fairness), so an idle member's requests differ in
+    order only: per topic, the entries joined in request order are mostly the reference's
+    bytes as they are; a topic whose entries moved is compared as a sorted list."""
+    prefix, joined, suffix, ordered = ref
+    if not body.startswith(prefix) or not body.endswith(suffix):
+        return False
+    got = _blocks(body, version)
+    if got is None or got[0] != prefix or got[2] != suffix or len(got[1]) != len(joined):
+        return False
+    for tid, blocks in got[1].items():
+        want = joined.get(tid)
+        entries = b"".join(blocks)
+        if want is None or len(want) != len(entries):
+            return False
+        if entries != want:
+            sorted_want = ordered.get(tid)
+            if sorted_want is None:
+                sorted_want = ordered[tid] = _entries(want)
+            if _entries(entries) != sorted_want:
+                return False
+    return True
+
+
+def _layout(body: bytes, version: int, req: FetchRequest) -> Layout | None:
+    """The reference layout of a decoded v13+ request (None when its bytes are not plain), after
+    checking it against the decoding (entries per topic)."""
+    got = _blocks(body, version)
+    if got is None:
+        return None
+    joined = {tid: b"".join(blocks) for tid, blocks in got[1].items()}
+    counts: dict[bytes, int] = {}
+    for ft in req.topics:
+        key = ft.topic_id.bytes
+        counts[key] = counts.get(key, 0) + len(ft.partitions)
+    if counts != {tid: len(b) // _PART for tid, b in joined.items()}:
+        return None
+    return got[0], joined, got[2], {}
+
+
 def decode_request(conn: ConnectionInfo, frame: bytearray, offset: int, version: int) -> FetchRequest:
     """The Fetch request in ``frame`` from ``offset``; when the connection sent the same bytes
-    (same version) last time, the request decoded then (handlers never modify a request)."""
+    (same version) last time, the request decoded then (handlers never modify a request). From
+    v13 a request that differs from that one only by the order of its partitions (librdkafka's
+    rotation) is answered with the earlier request too: the same partitions, offsets and
+    settings, so the same answer but for the order of its partitions (which no client reads
+    into: each partition's answer stands alone)."""
     body = bytes(memoryview(frame)[offset:])
     last = conn.state.get("fetch_request")
-    if last is not None and last[0] == version and last[1] == body:
+    if last is not None and last[0] == version and (last[1] == body or (last[3] is not None and _same_partitions(body, version, last[3]))):
         return last[2]  # type: ignore[no-any-return]
     req = FetchRequest.read(Reader(frame, offset), version)
-    conn.state["fetch_request"] = (version, body, req)
+    conn.state["fetch_request"] = (version, body, req, _layout(body, version, req) if version >= 13 else None)
     return req
 
 
@@ -278,13 +395,27 @@ def handle_fetch(broker: Broker, conn: ConnectionInfo, version: int, req: FetchR
             req = fetch_session.session_request(req, ctx)
     denied = _denied_topics(broker, conn, req)
     skip = fetch_session.quiet(version, ctx, req.isolation_level == READ_COMMITTED)
+    sessionless = ctx is None or ctx.kind is ContextKind.SESSIONLESS
+    last = conn.state.get("quiet_fetch") if sessionless else None
+    if last is not None and last[0] is req and last[1] == broker.changes and last[2] == denied:
+        # the same request (decoded once) and nothing changed since its quiet answer was read
+        changes, resp = last[1], last[3]
+        if req.max_wait_ms <= 0:
+            return fetch_session.finish(broker, version, ctx, resp)
+        return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip, resp, changes)))
     changes = broker.changes  # before the read: a change after it is seen by the long poll
     read = _read_all(broker, version, req, denied, skip=skip)
     if read is None:
         return asyncio.ensure_future(_finish_later(broker, version, ctx, _fetch_remote(broker, version, req, denied, skip)))
     resp, total, errors = read
     if errors or total >= max(req.min_bytes, 1) or req.max_wait_ms <= 0 or not any(ft.partitions for ft in req.topics):
+        if sessionless and not errors and total == 0 and any(ft.partitions for ft in req.topics):
+            resp = _QuietFetch(resp.responses)
+            conn.state["quiet_fetch"] = (req, changes, denied, resp)
         return fetch_session.finish(broker, version, ctx, resp)  # no partitions: answered at once (Kafka)
+    if sessionless and total == 0:  # (no errors here)
+        resp = _QuietFetch(resp.responses)
+        conn.state["quiet_fetch"] = (req, changes, denied, resp)
     return asyncio.ensure_future(_finish_later(broker, version, ctx, _long_poll(broker, version, req, denied, skip, resp, changes)))
 
 

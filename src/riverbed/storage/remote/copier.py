@@ -106,7 +106,12 @@ class RemoteLogManager:
         monotonic: Callable[[], float] = time.monotonic,
         fsync: Callable[[int], None] = os.fsync,
         rng: random.Random | None = None,
+        on_log_start_moved: Callable[[], None] | None = None,
     ) -> None:
+        """``on_log_start_moved``: called (from the tiering thread) after remote retention
+        moved a partition's log start offset, as a local append or retention run would tell
+        the broker (its waiting fetches, and the idle answers it keeps, look again)."""
+        self.on_log_start_moved = on_log_start_moved
         self.store = store
         self.config = config or RemoteLogManagerConfig()
         self._clock = clock
@@ -388,6 +393,8 @@ class RemoteLogManager:
         if new_start > log_start:
             log.advance_log_start(new_start)
             metadata.advance_log_start(new_start)
+            if self.on_log_start_moved is not None:
+                self.on_log_start_moved()
         for segment in doomed:
             if status.removed:
                 break

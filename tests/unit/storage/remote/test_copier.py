@@ -274,16 +274,19 @@ def test_total_retention_deletes_remote_segments(
     fake = FakeTieredLog(log)
     store = LocalDirStore(tmp_path / "objects")
     clock, mono = [1_000], ManualMonotonic()
-    rlm = _manager(store, clock, mono)
+    moved: list[int] = []  # the broker is told when the log start moves (its fetches look again)
+    rlm = _manager(store, clock, mono, on_log_start_moved=lambda: moved.append(fake.log_start_offset))
     meta = rlm.register(fake, TIER_ALL)
     rlm.run_once()
     finished = meta.finished()
     assert len(finished) >= 4
+    assert moved == []
     log.update_config(LogConfig(segment_bytes=600, index_interval_bytes=150, retention_ms=1_000))
     clock[0] = finished[1].max_timestamp + 1_001  # the first two segments expire
     rlm.run_once()
     assert [s.segment_id for s in meta.finished()] == [s.segment_id for s in finished[2:]]
     assert fake.log_start_offset == finished[2].base_offset
+    assert moved == [finished[2].base_offset]
     assert meta.log_start_offset == finished[2].base_offset
     _check_consistent(store, meta, fake)
     # DeleteRecords into the middle of a remote segment
