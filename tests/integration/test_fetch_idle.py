@@ -322,3 +322,27 @@ def test_idle_librdkafka_member_is_answered_without_reading(broker: EmbeddedBrok
         broker.call(lambda: setattr(fetch_api, "_read_all", real_read))
         broker.call(lambda: setattr(broker.broker, "_decode_fetch", real_decode))
         c.close()
+
+
+def test_successive_rotations_stay_the_same_request() -> None:
+    """An idle librdkafka member rotates by one partition per fetch, for ever: every step is
+    matched (each compared with the order of the one before), however far the list has turned."""
+    topics = [uuid.uuid4() for _ in range(6)]
+    entries = [(topics[i % 6], p, 10 + p) for p in range(4) for i in range(6)]  # small interleaved blocks
+    conn = ConnectionInfo(peer="t", listener="PLAINTEXT", connection_id=3)
+
+    def as_blocks(seq: list[tuple[uuid.UUID, int, int]]) -> list[tuple[uuid.UUID, list[tuple[int, int]]]]:
+        out: list[tuple[uuid.UUID, list[tuple[int, int]]]] = []
+        for tid, p, o in seq:
+            if out and out[-1][0] == tid:
+                out[-1][1].append((p, o))
+            else:
+                out.append((tid, [(p, o)]))
+        return out
+
+    ref = decode_request(conn, bytearray(_v16(as_blocks(entries))), 0, 16)
+    for step in range(1, 3 * len(entries)):
+        turned = entries[step % len(entries):] + entries[:step % len(entries)]
+        assert decode_request(conn, bytearray(_v16(as_blocks(turned))), 0, 16) is ref, step
+    moved = [*entries[1:], (entries[0][0], entries[0][1], 99)]  # and an offset that moved is seen
+    assert decode_request(conn, bytearray(_v16(as_blocks(moved))), 0, 16) is not ref
