@@ -28,10 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from riverbed.coordinator.fetch_sessions import ContextKind, FetchContext
-from riverbed.protocol.errors import ErrorCode, KafkaError
+from riverbed.protocol.errors import DecodeError, ErrorCode, KafkaError
 from riverbed.protocol.messages.fetch import FetchRequest, FetchResponse
 from riverbed.protocol.primitives import Reader, Writer
 from riverbed.protocol.records.batch import iter_batches
+from riverbed.protocol.varint import decode_uvarint
 from riverbed.security.acl import CLUSTER_NAME, AclOperation, ResourceType
 from riverbed.server.handler import ConnectionInfo
 from riverbed.storage.api import NeedsRemote, PartitionLog
@@ -129,19 +130,6 @@ class _QuietFetch(FetchResponse):
 _PART = 33  # a v13+ FetchPartition without tagged fields: 4 + 4 + 8 + 4 + 8 + 4 bytes, then 0 tags
 
 
-def _varint(b: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(b) or shift > 28:
-            raise ValueError("varint")
-        byte = b[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
 Layout = tuple[bytes, dict[bytes, bytes], bytes, dict[bytes, list[bytes]]]
 
 
@@ -152,11 +140,11 @@ def _blocks(body: bytes, version: int) -> tuple[bytes, dict[bytes, list[bytes]],
     try:
         pos = 21 if version >= 15 else 25
         prefix = body[:pos]
-        count, pos = _varint(body, pos)
+        count, pos = decode_uvarint(body, pos, 5)
         parts: dict[bytes, list[bytes]] = {}
         for _ in range(count - 1):
             tid = body[pos:pos + 16]
-            n, pos = _varint(body, pos + 16)
+            n, pos = decode_uvarint(body, pos + 16, 5)
             end = pos + (n - 1) * _PART
             if n < 1 or end >= len(body) or body[end] != 0:
                 return None
@@ -166,7 +154,7 @@ def _blocks(body: bytes, version: int) -> tuple[bytes, dict[bytes, list[bytes]],
             parts.setdefault(tid, []).append(block)
             pos = end + 1
         return prefix, parts, body[pos:]
-    except (ValueError, IndexError):
+    except (DecodeError, IndexError):
         return None
 
 
