@@ -17,12 +17,7 @@ cleanly, then this process fills every partition through the storage layer direc
   Fetch of one partition answered with its last record (a ListOffsets and a Fetch);
 * ``kill_s`` / ``kill_cpu_s`` / ``kill_serve_s``: the same after SIGKILL of a broker that had
   just answered;
-* ``fds``: the broker's open descriptors after the clean start;
-* ``kill_bg_s`` / ``kill_bg_cpu_s`` (with ``--background``): after the kill -9 start and its
-  Fetch, the seconds from process start until the log manager's loader thread says it has
-  loaded (after a crash: recovered) every partition, and the broker's CPU-s then (absent when
-  that start loaded every partition before listening, as versions before the lazy crash
-  recovery did).
+* ``fds``: the broker's open descriptors after the clean start.
 
 The broker's own CPU is read from /proc (the machine may be shared: compare runs of one
 invocation, not absolute figures).
@@ -150,24 +145,7 @@ def build(data: Path, topics: int, partitions: int, mb: float, segment_mb: float
     return {"bytes": total, "segments": segments, "fill_s": round(time.monotonic() - t0, 1)}
 
 
-def background_done(data: Path, logged: int, proc: subprocess.Popen[bytes], t0: float) -> tuple[float, float] | None:
-    """Wait for the loader thread's last line in this start's log: (seconds since ``t0``,
-    broker CPU-s) then; None when this start had nothing to load in the background."""
-    log = data.parent / "broker.log"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        with open(log, "rb") as f:
-            f.seek(logged)
-            text = f.read()
-        if b"riverbed ready" in text and b"partitions to load" not in text:
-            return None
-        if b"partitions in the background in" in text:
-            return time.monotonic() - t0, cpu(proc.pid)
-        time.sleep(0.05)
-    raise RuntimeError("the loader thread did not finish")
-
-
-def measure(data: Path, src: str | None, topic: str, background: bool = False) -> dict[str, Any]:
+def measure(data: Path, src: str | None, topic: str) -> dict[str, Any]:
     port = free_port()
     out: dict[str, Any] = {}
     proc, _, _ = start(data, port, src)  # (the state left by the previous run)
@@ -180,16 +158,10 @@ def measure(data: Path, src: str | None, topic: str, background: bool = False) -
     out["fds"] = len(os.listdir(f"/proc/{proc.pid}/fd"))
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
-    logged = (data.parent / "broker.log").stat().st_size
-    t_start = time.monotonic()
     proc, out["kill_s"], out["kill_cpu_s"] = start(data, port, src)
     t0 = time.monotonic()
     out["kill_last_offset"] = last_record(port, topic, 7)
     out["kill_fetch_s"] = round(time.monotonic() - t0, 3)
-    if background:
-        done = background_done(data, logged, proc, t_start)
-        if done is not None:
-            out["kill_bg_s"], out["kill_bg_cpu_s"] = done
     proc.send_signal(signal.SIGTERM)
     proc.wait(300)
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
@@ -205,7 +177,6 @@ def main() -> None:
     ap.add_argument("--src", action="append", default=[], help="NAME=DIR: an older src tree")
     ap.add_argument("--dir", default=None, help="parent directory of the data (default: a temporary one)")
     ap.add_argument("--label", default="")
-    ap.add_argument("--background", action="store_true", help="also time the loader thread after the kill -9 start")
     args = ap.parse_args()
     variants: list[tuple[str, str | None]] = [tuple(s.split("=", 1)) for s in args.src]  # type: ignore[misc]
     variants.append(("after", None))
@@ -216,7 +187,7 @@ def main() -> None:
         print(json.dumps({"label": args.label, "partitions": args.topics * args.partitions, **info}), flush=True)
         for run in range(args.runs):
             for name, src in variants:
-                result = measure(data, src, f"{PREFIX}-{run % args.topics:03d}", args.background)
+                result = measure(data, src, f"{PREFIX}-{run % args.topics:03d}")
                 load = os.getloadavg()[0]
                 print(json.dumps({"label": args.label, "variant": name, "run": run, "load": load, **result}), flush=True)
 

@@ -28,7 +28,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from riverbed.coordinator.offsets_log import OFFSETS_TOPIC
 from riverbed.coordinator.txn import TransactionCoordinator
@@ -115,19 +115,6 @@ class TxnService:
         self._drain()
         self._pending, self._new_tasks = [], []
         self._abort_orphans()
-        # after a crash the log manager recovers most partitions at their first use (or in
-        # its loader thread): each is checked for hanging transactions then, on this loop,
-        # before a request gets it (docs/storage-format.md, "Start-up")
-        logs: Any = self.broker.logs  # (the segment engine's LogManager)
-        set_hook = getattr(logs, "set_recovered_hook", None)
-        if set_hook is not None:
-            loop = asyncio.get_running_loop()
-            check = logs.check_recovered
-
-            def wake() -> None:
-                loop.call_soon_threadsafe(check)
-
-            set_hook(self._check_recovered, wake)
         self.reschedule()
 
     def _abort_orphans(self) -> None:
@@ -136,70 +123,36 @@ class TxnService:
         record that added the partition, which the produce's answer waited for, so the client
         was never told they were stored). Without a marker they would hold back the last
         stable offset, and every read_committed consumer with it, for ever."""
-        open_in = self._open_in()
+        open_in: dict[int, set[tuple[str, int]]] = {}
+        for tid in self.coordinator.transactional_ids():
+            cur = self.coordinator.snapshot(tid)
+            if cur is not None and (cur.state == TxnState.ONGOING or cur.state in PREPARING):
+                open_in.setdefault(cur.producer_id, set()).update(cur.partitions)
         for topic in list(self.broker.topics):
             for p in range(topic.partitions):
                 # only the loaded partitions: after a clean shutdown, the partitions that held
                 # an open transaction are loaded by the log manager's open(), the others at
-                # their first use (docs/storage-format.md, "Start-up"); after a crash the
-                # others are recovered at their first use and checked then
-                # (_check_recovered)
+                # their first use (docs/storage-format.md, "Start-up"); after a crash all are
                 plog = self.broker.logs.get_loaded(topic.name, p)
-                if plog is not None:
-                    self._abort_hanging(topic.name, p, plog, open_in)
-
-    def _open_in(self) -> dict[int, tuple[int, set[tuple[str, int]]]]:
-        """producer id -> (its epoch, the partitions of its open transaction), as the
-        coordinator knows them."""
-        open_in: dict[int, tuple[int, set[tuple[str, int]]]] = {}
-        for tid in self.coordinator.transactional_ids():
-            cur = self.coordinator.snapshot(tid)
-            if cur is not None and (cur.state == TxnState.ONGOING or cur.state in PREPARING):
-                _epoch, parts = open_in.setdefault(cur.producer_id, (cur.producer_epoch, set()))
-                parts.update(cur.partitions)
-        return open_in
-
-    def _check_recovered(self, plog: PartitionLog) -> None:
-        """A partition recovered after a crash at its first use: the check the start-up
-        makes for the partitions loaded then. The coordinator's state may have moved on
-        since the crash (the producer re-initialized, with a new epoch): an open
-        transaction of an older epoch than the coordinator's ongoing one for that producer
-        is not that one, so it is hanging too."""
-        if self._stopped or all(v.current_txn_start_offset < 0 for v in plog.producer_states()):
-            return  # (most partitions: no transaction open, no need to ask the coordinator)
-        self._abort_hanging(plog.topic, plog.partition, plog, self._open_in(), check_epoch=True)
-
-    def _abort_hanging(
-        self,
-        topic: str,
-        p: int,
-        plog: PartitionLog,
-        open_in: dict[int, tuple[int, set[tuple[str, int]]]],
-        check_epoch: bool = False,
-    ) -> None:
-        for view in plog.producer_states():
-            if view.current_txn_start_offset < 0:
-                continue
-            known = open_in.get(view.producer_id)
-            if known is not None and (topic, p) in known[1] and not (check_epoch and view.producer_epoch < known[0]):
-                continue
-            log.warning(
-                "%s-%d: transaction of producer %d (epoch %d) open since offset %d is unknown to the coordinator: aborting it",
-                topic, p, view.producer_id, view.producer_epoch, view.current_txn_start_offset,
-            )
-            try:
-                plog.append_marker(view.producer_id, view.producer_epoch, False, self.coordinator.coordinator_epoch, now_ms=self.broker.now_ms())
-            except KafkaError as exc:
-                log.error("%s-%d: could not abort the transaction of producer %d: %s", topic, p, view.producer_id, exc)
-                continue
-            if topic == OFFSETS_TOPIC:
-                self.broker.groups.complete_txn(p, view.producer_id, False)
+                if plog is None:
+                    continue
+                for view in plog.producer_states():
+                    if view.current_txn_start_offset < 0 or (topic.name, p) in open_in.get(view.producer_id, ()):
+                        continue
+                    log.warning(
+                        "%s-%d: transaction of producer %d (epoch %d) open since offset %d is unknown to the coordinator: aborting it",
+                        topic.name, p, view.producer_id, view.producer_epoch, view.current_txn_start_offset,
+                    )
+                    try:
+                        plog.append_marker(view.producer_id, view.producer_epoch, False, self.coordinator.coordinator_epoch, now_ms=self.broker.now_ms())
+                    except KafkaError as exc:
+                        log.error("%s-%d: could not abort the transaction of producer %d: %s", topic.name, p, view.producer_id, exc)
+                        continue
+                    if topic.name == OFFSETS_TOPIC:
+                        self.broker.groups.complete_txn(p, view.producer_id, False)
 
     def stop(self) -> None:
         self._stopped = True
-        set_hook = getattr(self.broker.logs, "set_recovered_hook", None)
-        if set_hook is not None:
-            set_hook(None)
         self._timer.cancel()
         if self._deferred_timer is not None:
             self._deferred_timer.cancel()

@@ -102,13 +102,11 @@ class LogManager:
     count or slow down fsyncs in tests; ``default_config`` applies to logs found by
     :meth:`open` until ``create`` (or ``update_config``) supplies theirs.
 
-    ``lazy_open``: :meth:`open` only lists the partition directories; each is loaded at its
-    first use (``get``, ``create``, ``partitions``) or by a loader thread started by ``open``
-    (``background_load``), whichever comes first. After a crash that load recovers the
-    partition (validation past its recovery point, truncation at the first bad batch, the
-    producer state rebuilt) and reports it to the hook of :meth:`set_recovered_hook` (the
-    transaction coordinator's check for hanging transactions); docs/storage-format.md,
-    "Start-up"."""
+    ``lazy_open``: after a clean shutdown, :meth:`open` only lists the partition
+    directories; each is loaded at its first use (``get``, ``create``, ``partitions``) or by
+    a loader thread started by ``open`` (``background_load``), whichever comes first. After a
+    crash every partition is loaded, and recovered, by :meth:`open` as before
+    (docs/storage-format.md, "Start-up")."""
 
     def __init__(
         self,
@@ -138,13 +136,6 @@ class LogManager:
         self._loader_stop = threading.Event()
         self.loaded_in_background = 0
         """Partitions the loader thread loaded (for tests)."""
-        # partitions recovered at their first use (after a crash) not yet shown to the hook
-        self._unchecked: set[tuple[str, int]] = set()
-        self._recovered_hook: Callable[[SegmentLog], None] | None = None
-        self._recovered_wake: Callable[[], None] | None = None
-        self._hook_thread = -1
-        self.recovered_lazily = 0
-        """Partitions recovered (after a crash) at their first use or by the loader."""
         # With several dirty logs, one syncfs(2) first writes them all back in a single
         # journal commit; the per-file fsyncs that follow (still the durability guarantee)
         # then find clean files. Measured: 100 B records, 6 partitions, ~40 % more produce
@@ -249,14 +240,12 @@ class LogManager:
         recovered: dict[SegmentLog, list[Segment]] = {}
         pending: list[Segment] = []
         sync_later = pending.append if self._syncfs is not None and not clean else None
-        # after a clean shutdown, a partition holding an open transaction is loaded now (the
-        # transaction coordinator's start-up looks for transactions it does not know);
-        # without the list (a clean shutdown by an older version) every partition is. After
-        # a crash none is: each is recovered at its first use, and the coordinator checks it
-        # for hanging transactions then (set_recovered_hook)
+        # a partition holding an open transaction is loaded now (the transaction
+        # coordinator's start-up looks for transactions it does not know); without the list
+        # (a clean shutdown by an older version) every partition is
         open_txns_path = self._data_dir / OPEN_TXNS_CHECKPOINT
-        lazy = self._lazy_open and (not clean or open_txns_path.exists())
-        open_txns = read_offset_checkpoint(open_txns_path) if lazy and clean else {}
+        lazy = clean and self._lazy_open and open_txns_path.exists()
+        open_txns = read_offset_checkpoint(open_txns_path) if lazy else {}
         cleaner_points = read_offset_checkpoint(self._data_dir / CLEANER_CHECKPOINT) if lazy else {}
         for name in dirs:
             path = self._data_dir / name
@@ -267,22 +256,17 @@ class LogManager:
             if parsed is None:
                 logger.warning("ignoring %s: not a <topic>-<partition> directory", path)
                 continue
-            recover = not clean
             if lazy and parsed not in open_txns:
-                # read the directory (and recover it, after a crash) at its first use
+                # nothing to recover after a clean shutdown: read the directory at first use
                 self._unloaded[parsed] = _Unloaded(
-                    path,
-                    points.get(parsed),
-                    positions.get(parsed),
-                    cleaner_points.get(parsed),
-                    recover,
+                    path, points.get(parsed), positions.get(parsed), cleaner_points.get(parsed)
                 )
                 continue
             log = SegmentLog.load(
                 path,
                 *parsed,
                 self._default_config,
-                clean=not recover,
+                clean=clean,
                 recovery_point=points.get(parsed),
                 recovery_position=positions.get(parsed),
                 fsync=self._fsync,
@@ -306,11 +290,7 @@ class LogManager:
         self.cleaner.load_checkpoint(list(self._logs.values()))
         self._opened = True
         if self._unloaded and self._background_load:
-            logger.info(
-                "%d partitions to load%s at first use or in the background",
-                len(self._unloaded),
-                "" if clean else " and recover",
-            )
+            logger.info("%d partitions to load at first use or in the background", len(self._unloaded))
             self._loader = threading.Thread(target=self._load_rest, name="riverbed-log-loader", daemon=True)
             self._loader.start()
         self._fsync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="riverbed-fsync")
@@ -384,17 +364,6 @@ class LogManager:
         if data_fd is not None:
             os.close(data_fd)
         self._write_checkpoint(logs)
-        # partitions found after a crash and never loaded since were never recovered: no
-        # marker then, so that the next start (of any version) recovers them (the others
-        # from the positions written just above)
-        with self._load_lock:
-            unrecovered = sum(1 for u in self._unloaded.values() if u.recover)
-        if unrecovered and clean:
-            logger.info(
-                "%d partitions not recovered since the last crash: no clean-shutdown marker",
-                unrecovered,
-            )
-            clean = False
         if clean:
             # (partitions never loaded had none: they would have been loaded at start-up)
             open_txns = []
@@ -493,52 +462,8 @@ class LogManager:
     def get(self, topic: str, partition: int) -> SegmentLog | None:
         log = self._logs.get((topic, partition))
         if log is None and self._unloaded:
-            log = self._load((topic, partition))
-        if self._unchecked and log is not None:
-            self._check_one((topic, partition), log)
+            return self._load((topic, partition))
         return log
-
-    # -- partitions recovered at their first use -------------------------------------------
-
-    def set_recovered_hook(
-        self, hook: Callable[[SegmentLog], None] | None, wake: Callable[[], None] | None = None
-    ) -> None:
-        """``hook(log)`` is called, on the calling thread (the event loop), for every
-        partition recovered after a crash at its first use or by the loader thread, before
-        :meth:`get` returns it there (the transaction coordinator aborts the transactions
-        it holds open that the coordinator does not know). ``wake`` (thread-safe) asks that
-        thread to call :meth:`check_recovered` for those the loader recovered. The hook is
-        first called here for every partition recovered so far. None removes it."""
-        self._recovered_hook = hook
-        self._recovered_wake = wake
-        self._hook_thread = threading.get_ident() if hook is not None else -1
-        if hook is not None:
-            self.check_recovered()
-
-    def check_recovered(self) -> None:
-        """Show the hook every partition recovered since (on the hook's thread only)."""
-        hook = self._recovered_hook
-        if hook is None or threading.get_ident() != self._hook_thread or self._closed:
-            return
-        with self._load_lock:
-            keys = list(self._unchecked)
-            self._unchecked.clear()
-        for key in keys:
-            log = self._logs.get(key)
-            if log is not None and not log.closed:
-                hook(log)
-
-    def _check_one(self, key: tuple[str, int], log: SegmentLog) -> None:
-        hook = self._recovered_hook
-        if hook is None or threading.get_ident() != self._hook_thread:
-            return  # (the hook's thread sees it at its next get or check_recovered)
-        if key not in self._unchecked:
-            return  # (without the lock, which the loader thread holds while it loads)
-        with self._load_lock:
-            if key not in self._unchecked:
-                return
-            self._unchecked.discard(key)
-        hook(log)
 
     def get_loaded(self, topic: str, partition: int) -> SegmentLog | None:
         """The log if it is loaded, else None (without loading it)."""
@@ -562,10 +487,8 @@ class LogManager:
 
     def partitions(self) -> list[SegmentLog]:
         """Every log (loading those not loaded yet)."""
-        if self._unloaded:
-            self._load_many(list(self._unloaded))
-        if self._unchecked:
-            self.check_recovered()
+        for key in list(self._unloaded):
+            self._load(key)
         return self.loaded_partitions()
 
     def loaded_partitions(self) -> list[SegmentLog]:
@@ -578,76 +501,37 @@ class LogManager:
         return len(self._unloaded)
 
     def _load(self, key: tuple[str, int]) -> SegmentLog | None:
-        """Load a partition found by :meth:`open` (see :meth:`_load_many`)."""
-        self._load_many([key])
-        return self._logs.get(key)
-
-    def _load_many(self, keys: list[tuple[str, int]]) -> int:
-        """Load partitions found by :meth:`open`: what open did for every partition before
-        (the directory listing, ``partition.metadata``, the segments' sanity checks, the
-        producer snapshot) and, after a crash, their recovery (*Recovery* in
-        docs/storage-format.md). The segments a recovery validated are made durable before
-        the logs are published (so the recovery checkpoint never trusts what is not on
-        disk): with syncfs, one for the whole batch. With one key, a failure raises
-        KAFKA_STORAGE_ERROR; with several, a partition that fails is logged and skipped
-        (its next use tries again). Returns how many it loaded."""
-        loaded: list[tuple[tuple[str, int], _Unloaded, SegmentLog]] = []
+        """Load a partition found by :meth:`open` after a clean shutdown: what open did
+        for every partition before (its directory listing, ``partition.metadata``, the
+        segments' sanity checks, the producer snapshot), with nothing to recover."""
         with self._load_lock:
-            segments: list[Segment] = []
-            recovered: dict[SegmentLog, list[Segment]] = {}
-            batched = self._syncfs is not None and self._syncfs_trusted and len(keys) > 1
-            for key in keys:
-                pending = self._unloaded.get(key)
-                if pending is None:
-                    continue
-                try:
-                    log = SegmentLog.load(
-                        pending.path,
-                        *key,
-                        pending.config or self._default_config,
-                        clean=not pending.recover,
-                        recovery_point=pending.recovery_point,
-                        recovery_position=pending.recovery_position if pending.recover else None,
-                        fsync=self._fsync,
-                        clock=self._clock,
-                        sync_later=segments.append if batched and pending.recover else None,
-                    )
-                except OSError as exc:
-                    logger.exception("%s: cannot load the partition", pending.path)
-                    if len(keys) == 1:
-                        raise KafkaError(
-                            ErrorCode.KAFKA_STORAGE_ERROR, f"cannot load {pending.path.name}: {exc}"
-                        ) from exc
-                    continue
-                self._note_device(log)
-                if segments:
-                    recovered[log] = segments[:]
-                    segments.clear()
-                loaded.append((key, pending, log))
-            if recovered:
-                try:
-                    self._sync_recovered(recovered)
-                except OSError as exc:
-                    logger.exception("cannot make recovered partitions durable")
-                    for _, _, log in loaded:
-                        self._other_fs.discard(log)
-                        log.close(clean=False)
-                    raise KafkaError(
-                        ErrorCode.KAFKA_STORAGE_ERROR, f"cannot make recovered partitions durable: {exc}"
-                    ) from exc
-            for key, pending, log in loaded:
-                if pending.cleaner_point is not None:
-                    log.cleaner_state.first_dirty_offset = pending.cleaner_point
-                log.hooks = self._hooks
-                with self._registry_lock:
-                    self._logs[key] = log
-                del self._unloaded[key]
-                if pending.recover:
-                    self._unchecked.add(key)
-                    self.recovered_lazily += 1
-        for _, _, log in loaded:
-            self._sync_remote(log)
-        return len(loaded)
+            pending = self._unloaded.get(key)
+            if pending is None:
+                return self._logs.get(key)
+            try:
+                log = SegmentLog.load(
+                    pending.path,
+                    *key,
+                    pending.config or self._default_config,
+                    clean=True,
+                    recovery_point=pending.recovery_point,
+                    fsync=self._fsync,
+                    clock=self._clock,
+                )
+            except OSError as exc:
+                logger.exception("%s: cannot load the partition", pending.path)
+                raise KafkaError(
+                    ErrorCode.KAFKA_STORAGE_ERROR, f"cannot load {pending.path.name}: {exc}"
+                ) from exc
+            if pending.cleaner_point is not None:
+                log.cleaner_state.first_dirty_offset = pending.cleaner_point
+            log.hooks = self._hooks
+            self._note_device(log)
+            with self._registry_lock:
+                self._logs[key] = log
+            del self._unloaded[key]
+        self._sync_remote(log)
+        return log
 
     def _load_rest(self) -> None:
         """The loader thread: load every partition not used yet, so that retention, the
@@ -657,37 +541,26 @@ class LogManager:
             return
         started = time.monotonic()
         loaded = 0
-        keys = list(self._unloaded)
-        for i in range(0, len(keys), 8):
+        for key in list(self._unloaded):
             if self._loader_stop.is_set():
                 return
-            # eight at a time (after a crash, one syncfs makes their recovered segments
-            # durable), then a pause: at most a quarter of a core, and the GIL free most of
-            # the time, so requests (a Metadata of every partition is pure Python) keep
-            # their speed meanwhile
-            group = [key for key in keys[i : i + 8] if key in self._unloaded]
+            if key not in self._unloaded:
+                continue
             try:
-                done = self._load_many(group)
+                self._load(key)
             except KafkaError:
                 continue  # (logged; a request for it tries again)
-            loaded += done
-            self.loaded_in_background += done
-            self._wake_hook()
-            time.sleep(0.005)
-        self._wake_hook()
+            loaded += 1
+            self.loaded_in_background += 1
+            if loaded % 8 == 0:
+                # at most a quarter of a core, and the GIL free most of the time: requests
+                # (a Metadata of every partition is pure Python) keep their speed meanwhile
+                time.sleep(0.005)
         logger.info(
             "loaded %d partitions in the background in %.2f s",
             loaded,
             time.monotonic() - started,
         )
-
-    def _wake_hook(self) -> None:
-        wake = self._recovered_wake
-        if wake is not None and self._unchecked:
-            try:
-                wake()
-            except Exception:  # (a stopped event loop: the next get checks instead)
-                logger.debug("cannot wake the recovered-partition hook", exc_info=True)
 
     def _stop_loader(self) -> None:
         self._loader_stop.set()
@@ -1046,17 +919,9 @@ LOADER_DELAY_S = 1.0
 
 
 class _Unloaded:
-    """A partition directory found at start-up, not loaded yet (``recover``: found after a
-    crash)."""
+    """A partition directory found at start-up after a clean shutdown, not loaded yet."""
 
-    __slots__ = (
-        "cleaner_point",
-        "config",
-        "path",
-        "recover",
-        "recovery_point",
-        "recovery_position",
-    )
+    __slots__ = ("cleaner_point", "config", "path", "recovery_point", "recovery_position")
 
     def __init__(
         self,
@@ -1064,9 +929,7 @@ class _Unloaded:
         recovery_point: int | None,
         recovery_position: int | None,
         cleaner_point: int | None,
-        recover: bool = False,
     ) -> None:
-        self.recover = recover
         self.path = path
         self.recovery_point = recovery_point
         self.recovery_position = recovery_position

@@ -1,6 +1,5 @@
-"""Start-up loads partitions at their first use (or on the loader thread); after a crash
-that first load recovers the partition (validation, truncation of a torn tail, producer
-state) before anything reads it."""
+"""Start-up after a clean shutdown loads partitions at their first use (or on the loader
+thread); after a crash every partition is recovered before open() returns."""
 
 from __future__ import annotations
 
@@ -161,14 +160,11 @@ def test_a_crash_after_a_lazy_start_still_truncates_a_torn_tail(tmp_path: Path) 
         f.write(b"\x00" * 17)  # a torn header in a partition never loaded before the crash
 
     again = _open(data, background_load=False)
-    # after a crash too, open() reads no partition: each is recovered at its first use
-    assert again.unloaded_count() == PARTITIONS
-    assert os.path.getsize(active) > size and other_active.stat().st_size > other_size
+    assert again.unloaded_count() == 0  # after a crash: all loaded, and recovered, by open()
     log = again.get("t", 0)
     assert log is not None
     assert log.log_end_offset == end + 2
     assert os.path.getsize(active) == size
-    assert again.recovered_lazily == 1
     other = again.get("t", 1)
     assert other is not None and other.log_end_offset == end
     assert other_active.stat().st_size == other_size
@@ -315,82 +311,3 @@ def test_a_position_written_for_another_segment_is_not_used(tmp_path: Path) -> N
     log = again.get("t", 0)
     assert log is not None and log.log_end_offset == 6  # validated from the start: cut there
     again.close()
-
-
-def test_a_clean_shutdown_before_every_partition_was_recovered_leaves_no_marker(tmp_path: Path) -> None:
-    """A clean close after a crash-start must not make the next start trust partitions that
-    were never loaded (so never recovered) since: it writes no clean-shutdown marker then,
-    and the next start (of any version) recovers every partition."""
-    data = tmp_path / "data"
-    manager = _open(data)
-    _fill(manager)
-    manager.abandon()  # kill -9
-    torn = max((data / "t-1").glob("*.log"))
-    size = torn.stat().st_size
-    with open(torn, "ab") as f:
-        f.write(make_batch(3, timestamp=6_000)[:-5])  # a torn batch
-    crashed = _open(data, background_load=False)
-    assert crashed.get("t", 0) is not None  # recovered at its first use; t-1 never used
-    crashed.close()
-    assert not (data / ".clean-shutdown").exists()
-    assert torn.stat().st_size > size  # still as the crash left it
-
-    again = _open(data, background_load=False)
-    assert again.unloaded_count() == PARTITIONS
-    log = again.get("t", 1)
-    assert log is not None and again.recovered_lazily == 1
-    assert torn.stat().st_size == size
-    assert log.log_end_offset == 10 * 2 + 2  # every acknowledged record, none of the torn one
-    zero = again.get("t", 0)
-    assert zero is not None and zero.log_end_offset == 10 * 2 + 2
-    again.close()
-    assert not (data / ".clean-shutdown").exists()  # (t-2 and t-3 still unrecovered)
-    last = _open(data, background_load=False)
-    assert sorted(log.log_end_offset for log in last.partitions()) == [10 * 2 + 2] * PARTITIONS
-    last.close()
-    assert (data / ".clean-shutdown").exists()  # every partition recovered: clean again
-
-
-def test_the_recovered_hook_sees_every_partition_recovered_after_a_crash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The hook (the transaction coordinator's check for hanging transactions) is called for
-    a partition recovered at its first use before get() returns it, and for the partitions
-    the loader thread recovered when it is woken; never for a clean load."""
-    data = tmp_path / "data"
-    manager = _open(data)
-    _fill(manager)
-    log = manager.get("t", 3)
-    assert log is not None
-    log.append(producer_batch(9, 0, 2, timestamp=2_500), now_ms=2_500)  # open at the crash
-    log.flush()
-    manager.abandon()
-
-    monkeypatch.setattr(manager_module, "LOADER_DELAY_S", 0.0)
-    crashed = _open(data, background_load=False)
-    seen: list[tuple[str, int, list[int]]] = []
-
-    def hook(log: SegmentLog) -> None:
-        starts = [v.current_txn_start_offset for v in log.producer_states()]
-        seen.append((log.topic, log.partition, [s for s in starts if s >= 0]))
-
-    woken: list[int] = []
-    crashed.set_recovered_hook(hook, lambda: woken.append(1))
-    assert seen == []
-    assert crashed.get("t", 3) is not None
-    assert seen == [("t", 3, [22])]  # before get() returned it, with its open transaction
-    assert crashed.get("t", 3) is not None
-    assert len(seen) == 1  # once
-    # the loader thread: its recovered partitions are shown when the hook's thread is woken
-    crashed._background_load = True
-    crashed._load_rest()
-    assert crashed.unloaded_count() == 0 and woken
-    assert len(seen) == 1  # (not on the loader thread)
-    crashed.check_recovered()
-    assert sorted(s[:2] for s in seen) == [("t", 0), ("t", 1), ("t", 2), ("t", 3)]
-    crashed.close()
-    clean = _open(data, background_load=False)
-    clean.set_recovered_hook(hook)
-    clean.partitions()
-    assert len(seen) == 4  # nothing recovered after a clean shutdown
-    clean.close()
